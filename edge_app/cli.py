@@ -1,0 +1,69 @@
+"""The `puf` command: assembles the verbs of every installed package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from edge_app.errors import PufError
+from edge_app.verbs import Verb
+
+ROLE_ORDER = [
+    "design", "etch", "photograph", "segment",
+    "train", "export", "enroll", "keygen", "evaluate",
+    "verify", "app", "journal",
+    "demo", "bench",
+]
+
+
+def installed_verbs() -> tuple[list[Verb], list[Verb]]:
+    """The verbs whose dependencies are installed, and those that need an extra."""
+    verbs = [ep.load() for ep in entry_points(group="puf.verbs")]
+    rank = {name: i for i, name in enumerate(ROLE_ORDER)}
+    verbs.sort(key=lambda v: (rank.get(v.name, len(rank)), v.name))
+    return [v for v in verbs if v.available()], [v for v in verbs if not v.available()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ready, missing = installed_verbs()
+    epilog = "Run 'puf VERB --help' for a verb's options and examples."
+    if missing:
+        lines = [f"  {v.name:<11} needs: pip install 'puf-labels[{v.extra}]'" for v in missing]
+        epilog = "verbs not installed here:\n" + "\n".join(lines) + "\n\n" + epilog
+    parser = argparse.ArgumentParser(
+        prog="puf",
+        description="Fluorescent PUF labels: factory line, trainer and offline verifier.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb in ready:
+        verb_parser = sub.add_parser(
+            verb.name,
+            help=verb.summary,
+            description=verb.summary,
+            epilog="examples:\n" + verb.examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        verb.add_arguments(verb_parser)
+        verb_parser.set_defaults(_verb=verb)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verb: Verb = args._verb
+    try:
+        return int(verb.run(args) or 0)
+    except PufError as error:
+        print(f"puf {verb.name}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"puf {verb.name}: interrupted; run it again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""How the film responds to a laser pass of a given power.
+
+Line width and darkness follow the paper's power series (7 / 17 / 38 / 73 / 128 mW):
+7 mW leaves no visible change, lines grow wider and darker up to 128 mW, which gives the
+most distinct borders, and beyond it the heat-affected zone keeps widening the line until
+neighbouring borders merge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# power (mW) -> engraved line width (µm) and the fraction of fluorescence removed
+POWER_SERIES_MW = (7.0, 17.0, 38.0, 73.0, 128.0)
+LINE_WIDTH_UM = (0.0, 2.0, 3.5, 5.0, 7.0)
+DARKNESS = (0.0, 0.3, 0.55, 0.78, 0.93)
+_WIDENING_UM_PER_MW = (LINE_WIDTH_UM[-1] - LINE_WIDTH_UM[-2]) / (POWER_SERIES_MW[-1] - POWER_SERIES_MW[-2])
+
+
+def line_width_um(power_mw: float) -> float:
+    """Width of one engraved line; linear in power beyond the measured series."""
+    if power_mw > POWER_SERIES_MW[-1]:
+        return LINE_WIDTH_UM[-1] + (power_mw - POWER_SERIES_MW[-1]) * _WIDENING_UM_PER_MW
+    return float(np.interp(power_mw, POWER_SERIES_MW, LINE_WIDTH_UM, left=0.0))
+
+
+def darkness(power_mw: float) -> float:
+    """Fraction of the film's fluorescence an engraved line removes (0 = untouched)."""
+    if power_mw > POWER_SERIES_MW[-1]:
+        return min(0.98, DARKNESS[-1] + (power_mw - POWER_SERIES_MW[-1]) * 0.0003)
+    return float(np.interp(power_mw, POWER_SERIES_MW, DARKNESS, left=0.0))
