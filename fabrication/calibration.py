@@ -1,0 +1,90 @@
+"""Stage calibration: where the design sits on the microscope stage.
+
+A chip is never placed exactly square on the stage. Measuring two or more reference
+points (for example the outer corners of the first and last label) gives the similarity
+transform stage = origin + scale * R(rotation) * design, which turns the layout's design
+coordinates into stage positions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.errors import PufError
+
+
+@dataclass(frozen=True)
+class StageCalibration:
+    origin_um: tuple[float, float] = (0.0, 0.0)  # stage position of design (0, 0)
+    rotation_deg: float = 0.0  # rotation from design axes to stage axes
+    scale: float = 1.0  # stage µm per design µm (stage encoder or CAD scale error)
+
+    def __post_init__(self) -> None:
+        values = (*self.origin_um, self.rotation_deg, self.scale)
+        if not all(math.isfinite(v) for v in values):
+            raise PufError(f"stage calibration has a value that is not a number: {values}")
+        if not 0.5 < self.scale < 2.0:
+            raise PufError(f"stage calibration scale {self.scale} is implausible (expected about 1)")
+
+    def _matrix(self) -> np.ndarray:
+        a = math.radians(self.rotation_deg)
+        return self.scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+
+    def design_to_stage(self, x_um: float, y_um: float) -> tuple[float, float]:
+        sx, sy = self._matrix() @ (x_um, y_um) + self.origin_um
+        return float(sx), float(sy)
+
+    def stage_to_design(self, x_um: float, y_um: float) -> tuple[float, float]:
+        dx, dy = np.linalg.solve(self._matrix(), np.subtract((x_um, y_um), self.origin_um))
+        return float(dx), float(dy)
+
+    @classmethod
+    def from_reference_points(
+        cls, design_um: list[tuple[float, float]], stage_um: list[tuple[float, float]]
+    ) -> StageCalibration:
+        """Least-squares similarity transform (Umeyama) from matched reference points."""
+        d = np.asarray(design_um, float)
+        s = np.asarray(stage_um, float)
+        if d.shape != s.shape or d.ndim != 2 or d.shape[1] != 2:
+            raise PufError("reference points must be matching lists of (x, y) pairs")
+        if len(d) < 2:
+            raise PufError("a stage calibration needs at least two reference points")
+        dc, sc = d - d.mean(0), s - s.mean(0)
+        spread = (dc**2).sum()
+        if spread < 1e-6:
+            raise PufError("the reference points coincide; pick points far apart")
+        # complex-number form of the 2-D similarity fit
+        dz, sz = dc[:, 0] + 1j * dc[:, 1], sc[:, 0] + 1j * sc[:, 1]
+        k = (np.conj(dz) @ sz) / spread
+        origin = s.mean(0) - np.array([[k.real, -k.imag], [k.imag, k.real]]) @ d.mean(0)
+        return cls((float(origin[0]), float(origin[1])), math.degrees(np.angle(k)), float(abs(k)))
+
+    def save(self, path: Path) -> None:
+        data = {"origin_um": list(self.origin_um), "rotation_deg": self.rotation_deg, "scale": self.scale}
+        Path(path).write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> StageCalibration:
+        """Read a calibration: either the transform itself, or reference points to fit it
+        from (``{"reference_points": [{"design_um": [x, y], "stage_um": [x, y]}, ...]}``)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            if "reference_points" in data:
+                pairs = data["reference_points"]
+                return cls.from_reference_points(
+                    [tuple(p["design_um"]) for p in pairs], [tuple(p["stage_um"]) for p in pairs]
+                )
+            origin = tuple(float(v) for v in data["origin_um"])
+            if len(origin) != 2:
+                raise ValueError("origin_um must be [x, y]")
+            return cls(origin, float(data.get("rotation_deg", 0.0)), float(data.get("scale", 1.0)))
+        except FileNotFoundError:
+            raise PufError(f"no stage calibration at {path}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise PufError(f"cannot read the stage calibration {path}: {error!r}") from None

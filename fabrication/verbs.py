@@ -1,0 +1,68 @@
+"""The factory's verbs for the `puf` command (entry points in the ``puf.verbs`` group).
+
+Each verb's arguments and work live in its own module, imported only when the verb is
+built or run; this module stays free of heavy imports so `puf --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from edge_app.verbs import Verb
+
+_FACTORY = ("ezdxf", "serial", "tifffile", "HersheyFonts")
+
+
+def _from(module: str):
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(module).add_arguments(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        return importlib.import_module(module).run(args)
+
+    return add_arguments, run
+
+
+design = Verb(
+    "design",
+    "Design a batch: layout, CAD (DXF/SVG), laser job (G-code) and stage positions.",
+    "  puf design out/B0001                       # 200 fields of 4x3 labels, 128 mW\n"
+    "  puf design out/B0002 --fields 20x10 --power-mw 73 --calibration stage.json\n"
+    "  puf design out/B0003 --label-um 150 --pitch-um 200 --labels 5x4",
+    *_from("fabrication.design"),
+    needs=_FACTORY,
+    extra="factory",
+)
+
+etch = Verb(
+    "etch",
+    "Etch a designed batch: stream its G-code to a GRBL laser (or the simulated film).",
+    "  puf etch out/B0001 --sim                    # engrave the simulated film\n"
+    "  puf etch out/B0001 --port /dev/ttyUSB0      # a GRBL controller in laser mode\n"
+    "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM",
+    *_from("fabrication.etch"),
+    needs=_FACTORY,
+    extra="factory",
+)
+
+photograph = Verb(
+    "photograph",
+    "Photograph every field of a batch at its stage position (one TIFF per field).",
+    "  puf photograph out/B0001 --sim              # the simulated microscope\n"
+    "  puf photograph out/B0001 --mm-config rig.cfg   # a Micro-Manager rig (pymmcore-plus)\n"
+    "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing",
+    *_from("fabrication.photograph"),
+    needs=_FACTORY,
+    extra="factory",
+)
+
+demo = Verb(
+    "demo",
+    "Run the whole line on the simulated factory and show what it made.",
+    "  puf demo                                    # into ./demo_out\n"
+    "  puf demo --out /tmp/puf-demo --fields 20",
+    *_from("fabrication.demo"),
+    needs=_FACTORY,
+    extra="factory",
+)
