@@ -26,16 +26,16 @@ _HERSHEY_CLASSES: list[tuple[str, str, str]] = (
     [(d, "futural", d) for d in "1234567"]
     + [(c, "futural", c) for c in "ABCDEFGJKLPQRTUVY"]
     + [
-        ("zh_nian", "japanese", "&"),  # 年
-        ("zh_da", "japanese", "'"),  # 大
-        ("zh_guo", "japanese", "("),  # 国
-        ("zh_ren", "japanese", ")"),  # 人
-        ("zh_dong", "japanese", "*"),  # 東
-        ("zh_ben", "japanese", ","),  # 本
-        ("zh_jing", "japanese", "-"),  # 京
-        ("zh_shi", "japanese", "/"),  # 時
-        ("zh_shang", "japanese", "0"),  # 上
-        ("zh_wu", "japanese", "7"),  # 五
+        ("zh_nian", "japanese", "%"),  # 年
+        ("zh_da", "japanese", "&"),  # 大
+        ("zh_guo", "japanese", "'"),  # 国
+        ("zh_ren", "japanese", "("),  # 人
+        ("zh_dong", "japanese", ")"),  # 東
+        ("zh_ben", "japanese", "+"),  # 本
+        ("zh_jing", "japanese", ","),  # 京
+        ("zh_shi", "japanese", "."),  # 時
+        ("zh_shang", "japanese", "/"),  # 上
+        ("zh_wu", "japanese", "6"),  # 五
         ("mercury", "astrology", "$"),
         ("venus", "astrology", "%"),
         ("mars", "astrology", "'"),
@@ -77,8 +77,8 @@ def _hershey_strokes(font_name: str, char: str) -> list[Stroke]:
 
     font = HersheyFonts()
     font.load_default_font(font_name)
-    # Hershey y grows upwards once normalised; flip to the design's y-down frame.
-    return [[(x, -y) for x, y in stroke] for stroke in font.strokes_for_text(char)]
+    # Without normalize_rendering, Hershey coordinates already have y downwards.
+    return [list(stroke) for stroke in font.strokes_for_text(char)]
 
 
 @cache
