@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
-from fabrication.sim.laser_response import darkness, line_width_um
+from fabrication.laser_response import darkness, line_width_um
 
 FILM_PX_UM = 0.5  # the film's sampling grid
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fabrication.gcode import MachineFrame
 from fabrication.laser_power import PowerCalibration
 from fabrication.sim.film import EtchedFilm
-from fabrication.sim.laser_response import line_width_um
+from fabrication.laser_response import line_width_um
 
 
 class SimulatedLaserHead:

@@ -1,4 +1,8 @@
-"""How the film responds to a laser pass of a given power.
+"""How the film responds to a laser pass of a given power (the process calibration).
+
+The design uses it to plan hatch passes and to refuse a power at which neighbouring
+borders would merge; the simulated film uses it as its physics. A factory with its own
+film and laser replaces the series with its own measurement.
 
 Line width and darkness follow the paper's power series (7 / 17 / 38 / 73 / 128 mW):
 7 mW leaves no visible change, lines grow wider and darker up to 128 mW, which gives the
@@ -15,7 +19,9 @@ import numpy as np
 POWER_SERIES_MW = (7.0, 17.0, 38.0, 73.0, 128.0)
 LINE_WIDTH_UM = (0.0, 2.0, 3.5, 5.0, 7.0)
 DARKNESS = (0.0, 0.3, 0.55, 0.78, 0.93)
-_WIDENING_UM_PER_MW = (LINE_WIDTH_UM[-1] - LINE_WIDTH_UM[-2]) / (POWER_SERIES_MW[-1] - POWER_SERIES_MW[-2])
+REFERENCE_POWER_MW = 128.0  # the paper's best: distinct borders, neighbours apart
+# Past the series the film melts around the line: the heat-affected zone widens fast.
+_WIDENING_UM_PER_MW = 0.15
 
 
 def line_width_um(power_mw: float) -> float:
