@@ -28,9 +28,9 @@ _HERSHEY_CLASSES: list[tuple[str, str, str]] = (
     + [
         ("zh_nian", "japanese", "%"),  # 年
         ("zh_da", "japanese", "&"),  # 大
-        ("zh_guo", "japanese", "'"),  # 国
+        ("zh_zhe", "japanese", "0"),  # 者
         ("zh_ren", "japanese", "("),  # 人
-        ("zh_dong", "japanese", ")"),  # 東
+        ("zh_liu", "japanese", "7"),  # 六
         ("zh_ben", "japanese", "+"),  # 本
         ("zh_jing", "japanese", ","),  # 京
         ("zh_shi", "japanese", "."),  # 時
