@@ -136,8 +136,6 @@ def test_calibration_load_of_a_missing_file(tmp_path):
         StageCalibration.load(tmp_path / "absent.json")
 
 
-@pytest.mark.xfail(strict=True, reason="StageCalibration.load lets the PufError of the fit or "
-                   "of the value checks escape without the file's name")
 @pytest.mark.parametrize("content", [
     '{"reference_points": [{"design_um": [0, 0], "stage_um": [1, 1]}]}',
     '{"origin_um": [0, 0], "scale": 9}',
@@ -320,3 +318,20 @@ def test_a_write_that_fails_says_which_file(tmp_path, plan):
     target = tmp_path / "no-such-folder" / "plan.csv"
     with pytest.raises(PufError, match="plan.csv"):
         write_csv(target, plan)
+
+
+def test_reference_points_on_a_stage_with_inverted_y_fit_mirrored():
+    design = [(0.0, 0.0), (20000.0, 0.0), (0.0, 7500.0), (20000.0, 7500.0)]
+    truth = StageCalibration((1500.0, 9000.0), 0.8, 1.0, mirror_y=True)
+    stage = [truth.design_to_stage(x, y) for x, y in design]
+    fitted = StageCalibration.from_reference_points(design, stage)
+    assert fitted.mirror_y
+    for x, y in [(123.0, 4567.0), (19000.0, 100.0)]:
+        assert fitted.design_to_stage(x, y) == pytest.approx(truth.design_to_stage(x, y), abs=1e-6)
+
+
+def test_reference_points_that_fit_no_placement_are_refused():
+    design = [(0.0, 0.0), (20000.0, 0.0), (0.0, 7500.0)]
+    stage = [(0.0, 0.0), (20000.0, 0.0), (3000.0, 3000.0)]
+    with pytest.raises(PufError, match="do not fit one placement"):
+        StageCalibration.from_reference_points(design, stage)
