@@ -1,0 +1,237 @@
+"""`puf design`: lay out a batch and write everything the line needs to make it.
+
+BATCH_DIR/
+  layout.json                  the batch layout (edge_app.layout.BatchLayout)
+  cad/batch.dxf, cad/batch.svg the label array: borders and patterns, in mm
+  laser/job.gcode              the laser job for a GRBL controller in laser mode
+  laser/job.json               power, S value, machine frame of that job
+  laser/power_calibration.json the S -> mW table the job was written with
+  stage/calibration.json       where the design sits on the microscope stage
+  stage/positions.pos|.csv     the field positions (Micro-Manager 2 list, CSV)
+  stage/mda.json               the same plan as a useq-schema MDASequence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+DEFAULT_HATCH_UM = 2.5
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not COLSxROWS, e.g. 4x3") from None
+    if cols < 1 or rows < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: columns and rows must be >= 1")
+    return cols, rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
+    parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
+    parser.add_argument("--fields", type=_grid, default=(20, 10), metavar="COLSxROWS",
+                        help="fields per batch (default 20x10 = 200)")
+    parser.add_argument("--labels", type=_grid, default=(4, 3), metavar="COLSxROWS",
+                        help="labels per field (default 4x3 = 12)")
+    parser.add_argument("--label-um", type=float, default=200.0, help="label side (default 200)")
+    parser.add_argument("--border-um", type=float, default=10.0, help="border width (default 10)")
+    parser.add_argument("--pitch-um", type=float, default=250.0, help="label pitch (default 250)")
+    parser.add_argument("--glyph-um", type=float, default=80.0, help="pattern glyph size (default 80)")
+    parser.add_argument("--patterns", help="comma-separated pattern classes to use (default: all 44)")
+    parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
+    parser.add_argument("--power-calibration", type=Path,
+                        help="JSON table of measured (S, mW) points (default: built-in)")
+    parser.add_argument("--calibration", type=Path,
+                        help="stage calibration JSON: origin_um/rotation_deg, or reference_points")
+    parser.add_argument("--exposure-ms", type=float, default=40.0, help="camera exposure for the plan")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pattern assignment")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing design")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def assign_patterns(count: int, names: list[str], seed: int) -> tuple[str, ...]:
+    """Every class equally often (as far as `count` allows), in a seeded random order."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(count)
+    return tuple(names[i % len(names)] for i in order)
+
+
+def check_power(layout, power_mw: float, hatch_um: float = DEFAULT_HATCH_UM) -> dict:
+    """Line width and the film left between neighbouring borders at this power; refuse a
+    power at which neighbours merge."""
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+
+    if not power_mw >= 0:
+        raise PufError(f"laser power must be zero or positive, got {power_mw} mW")
+    width = line_width_um(power_mw)
+    planned = min(line_width_um(REFERENCE_POWER_MW), layout.border_width_um)
+    spill = max(width - planned, 0.0) / 2  # how far the ring grows past the label edge
+    gap_left = layout.gap_um - 2 * spill
+    if gap_left <= 0:
+        raise PufError(
+            f"at {power_mw:g} mW lines are {width:.1f} um wide: neighbouring borders "
+            f"({layout.gap_um:g} um apart) would merge; lower the power or widen the pitch"
+        )
+    return {"line_width_um": round(width, 2), "gap_left_um": round(gap_left, 2)}
+
+
+def texture_fraction(layout, line_width: float) -> float:
+    """Share of the label's area that keeps its texture (the paper: about 75%)."""
+    import math
+
+    from fabrication.patterns import pattern_by_name
+
+    side = layout.label_size_um
+    inner = max(side - 2 * layout.border_width_um, 0.0)
+    strokes = 0.0
+    names = set(layout.patterns)
+    for name in names:
+        for stroke in pattern_by_name(name).strokes:
+            strokes += sum(math.dist(a, b) for a, b in zip(stroke, stroke[1:], strict=False))
+    mean_glyph_area = strokes / len(names) * layout.glyph_size_um * line_width
+    return 1.0 - (side * side - inner * inner + mean_glyph_area) / (side * side)
+
+
+def write_dxf(path: Path, layout, power_mw: float) -> None:
+    """The array for EzCAD-like galvo software: mm units, closed border contours (hatched
+    there), open pattern strokes, one layer per pen (power) setting."""
+    import ezdxf
+    from ezdxf import units
+
+    from fabrication.geometry import batch_labels, pattern_passes, square
+
+    doc = ezdxf.new("R2010", setup=False)
+    doc.units = units.MM
+    doc.header["$MEASUREMENT"] = 1
+    border_layer, pattern_layer = f"BORDER_{power_mw:g}mW", f"PATTERN_{power_mw:g}mW"
+    doc.layers.add(border_layer, color=1)
+    doc.layers.add(pattern_layer, color=5)
+    msp = doc.modelspace()
+
+    def mm(points):
+        return [(x / 1000.0, -y / 1000.0) for x, y in points]
+
+    half = layout.label_size_um / 2
+    for field, slot in batch_labels(layout):
+        cx, cy = layout.label_center_um(field, slot)
+        for side in (half, half - layout.border_width_um):
+            msp.add_lwpolyline(mm(square(cx, cy, side)[:-1]), close=True,
+                               dxfattribs={"layer": border_layer})
+        for laser_pass in pattern_passes(layout, cx, cy, layout.pattern_of(field, slot)):
+            msp.add_lwpolyline(mm(laser_pass.points), dxfattribs={"layer": pattern_layer})
+    doc.saveas(path)
+
+
+def write_svg(path: Path, layout) -> None:
+    """The array as SVG in mm (y downwards, like the design)."""
+    from fabrication.geometry import batch_labels, pattern_passes, square
+
+    width, height = layout.batch_size_um
+    half = layout.label_size_um / 2
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width / 1000:g}mm" height="{height / 1000:g}mm" '
+        f'viewBox="0 0 {width:g} {height:g}">',
+        f"<title>batch {layout.batch_id}: {layout.label_count} labels</title>",
+        '<rect width="100%" height="100%" fill="#0b3d0b"/>',
+    ]
+
+    def path_d(points, close: bool) -> str:
+        d = "M" + " L".join(f"{x:.2f},{y:.2f}" for x, y in points)
+        return d + (" Z" if close else "")
+
+    border_width = layout.border_width_um
+    for field, slot in batch_labels(layout):
+        cx, cy = layout.label_center_um(field, slot)
+        ring = path_d(square(cx, cy, half)[:-1], True) + " " + path_d(
+            square(cx, cy, half - border_width)[:-1][::-1], True)
+        strokes = " ".join(path_d(p.points, False) for p in
+                           pattern_passes(layout, cx, cy, layout.pattern_of(field, slot)))
+        parts.append(f'<g id="{layout.label_id(field, slot)}"><path d="{ring}" fill="#111"/>'
+                     f'<path d="{strokes}" fill="none" stroke="#111" stroke-width="7" '
+                     'stroke-linecap="round" stroke-linejoin="round"/></g>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from edge_app.layout import BatchLayout
+    from fabrication.calibration import StageCalibration
+    from fabrication.gcode import MachineFrame, laser_job_lines
+    from fabrication.laser_power import PowerCalibration
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+    from fabrication.patterns import pattern_by_name, pattern_names
+    from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
+
+    started = time.perf_counter()
+    batch_dir: Path = args.batch_dir
+    if (batch_dir / "layout.json").exists() and not args.force:
+        raise PufError(f"{batch_dir} already holds a design; use --force to overwrite it")
+    names = pattern_names()
+    if args.patterns:
+        names = [pattern_by_name(name.strip()).name for name in args.patterns.split(",") if name.strip()]
+    field_cols, field_rows = args.fields
+    label_cols, label_rows = args.labels
+    count = field_cols * field_rows * label_cols * label_rows
+    layout = BatchLayout(
+        batch_id=args.batch_id or batch_dir.resolve().name,
+        patterns=assign_patterns(count, names, args.seed),
+        label_size_um=args.label_um, border_width_um=args.border_um, pitch_um=args.pitch_um,
+        glyph_size_um=args.glyph_um, label_cols=label_cols, label_rows=label_rows,
+        field_cols=field_cols, field_rows=field_rows,
+    )
+    power = check_power(layout, args.power_mw)
+    power_cal = PowerCalibration.load(args.power_calibration) if args.power_calibration else PowerCalibration()
+    s_value = power_cal.s_for_mw(args.power_mw)
+    stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
+
+    for sub in ("cad", "laser", "stage"):
+        (batch_dir / sub).mkdir(parents=True, exist_ok=True)
+    layout.save(batch_dir / "layout.json")
+    write_dxf(batch_dir / "cad" / "batch.dxf", layout, args.power_mw)
+    write_svg(batch_dir / "cad" / "batch.svg", layout)
+    frame = MachineFrame()
+    line_width = line_width_um(REFERENCE_POWER_MW)
+    job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame))
+    (batch_dir / "laser" / "job.gcode").write_text("\n".join(job) + "\n")
+    power_cal.save(batch_dir / "laser" / "power_calibration.json")
+    (batch_dir / "laser" / "job.json").write_text(json.dumps({
+        "power_mw": args.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
+        "frame": {"origin_x_mm": frame.origin_x_mm, "origin_y_mm": frame.origin_y_mm},
+        "lines": len(job),
+    }, indent=1))
+    stage_cal.save(batch_dir / "stage" / "calibration.json")
+    positions = plan_positions(layout, stage_cal)
+    write_micromanager_pos(batch_dir / "stage" / "positions.pos", positions)
+    write_csv(batch_dir / "stage" / "positions.csv", positions)
+    write_mda_sequence(batch_dir / "stage" / "mda.json", positions, args.exposure_ms)
+
+    summary = {
+        "batch_id": layout.batch_id,
+        "batch_dir": str(batch_dir),
+        "fields": layout.fields_per_batch,
+        "labels": layout.label_count,
+        "pattern_classes": len(set(layout.patterns)),
+        "batch_size_mm": [round(v / 1000, 3) for v in layout.batch_size_um],
+        "power_mw": args.power_mw,
+        "s_value": s_value,
+        **power,
+        "texture_fraction": round(texture_fraction(layout, power["line_width_um"] or line_width), 3),
+        "gcode_lines": len(job),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value}")
+    return 0

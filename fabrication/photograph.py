@@ -1,0 +1,192 @@
+"""`puf photograph`: visit every stage position of a batch and take one TIFF per field.
+
+BATCH_DIR/fields/field_0007.tif         RGB TIFF; its ImageDescription is the capture's
+                                        metadata as JSON (batch, field, stage position,
+                                        exposure, pixel size)
+BATCH_DIR/fields/field_0007.truth.json  simulator only: where each label really is
+BATCH_DIR/fields/manifest.json          the batch's fields, written at the end
+
+Each TIFF is written to a temporary name and renamed into place, so a field that exists
+is complete: an interrupted run resumes by shooting only the fields that are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+FIELD_NAME = "field_{:04d}.tif"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("batch_dir", type=Path, help="a batch designed with 'puf design'")
+    backend = parser.add_mutually_exclusive_group(required=True)
+    backend.add_argument("--sim", action="store_true", help="the simulated microscope (after 'puf etch --sim')")
+    backend.add_argument("--mm-config", type=Path, metavar="CFG",
+                         help="a Micro-Manager configuration file (pymmcore-plus backend)")
+    parser.add_argument("--positions", type=Path,
+                        help="stage positions to visit: our CSV, a Micro-Manager .pos list or a useq "
+                             "MDASequence JSON (default: BATCH_DIR/stage/positions.csv)")
+    parser.add_argument("--pixel-size-um", type=float, default=0.6,
+                        help="camera pixel size when the rig does not report one (default 0.6)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="simulator processes working in parallel (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated microscope's faults")
+    parser.add_argument("--force", action="store_true", help="re-shoot fields that already exist")
+
+
+@dataclass(frozen=True)
+class FieldJob:
+    field: int
+    label: str
+    x_um: float
+    y_um: float
+
+
+def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot) -> dict:
+    """Write one field's TIFF (atomically) and truth; return its manifest entry."""
+    import cv2
+    import tifffile
+
+    meta = {
+        "batch_id": batch_id,
+        "field": job.field,
+        "position_label": job.label,
+        "stage_um": [round(v, 3) for v in snapshot.stage_um],
+        "exposure_ms": snapshot.exposure_ms,
+        "pixel_size_um": snapshot.pixel_size_um,
+    }
+    image = snapshot.image
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    path = fields_dir / FIELD_NAME.format(job.field)
+    tmp = path.with_name(path.stem + ".part.tif")
+    try:
+        if snapshot.truth is not None:
+            truth_path = path.with_suffix(".truth.json")
+            truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
+            truth_path.with_suffix(".tmp").replace(truth_path)
+        tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
+                         description=json.dumps(meta), metadata=None)
+        tmp.replace(path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise PufError(f"cannot write {path} ({error.strerror or error}); the fields written so "
+                       "far are kept: free space and run the same command again to resume") from None
+    return {**meta, "file": path.name}
+
+
+def read_field_meta(path: Path) -> dict:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return {**json.loads(tif.pages[0].description), "file": path.name}
+    except (OSError, ValueError, json.JSONDecodeError, tifffile.TiffFileError) as error:
+        raise PufError(f"{path} is damaged ({error}); delete it and run again") from None
+
+
+# ---- the simulator, one per worker process ------------------------------------------------
+_worker: dict = {}
+
+
+def _sim_worker_init(batch_dir: str, seed: int) -> None:
+    import cv2
+
+    from edge_app.layout import BatchLayout
+    from fabrication.calibration import StageCalibration
+    from fabrication.sim.film import EtchedFilm
+    from fabrication.sim.microscope import SimulatedMicroscope
+
+    cv2.setNumThreads(1)
+    root = Path(batch_dir)
+    layout = BatchLayout.load(root / "layout.json")
+    _worker["layout"] = layout
+    _worker["fields_dir"] = root / "fields"
+    _worker["microscope"] = SimulatedMicroscope(
+        EtchedFilm.load(root / "sim" / "film.npz"), layout,
+        StageCalibration.load(root / "stage" / "calibration.json"), seed=seed,
+    )
+
+
+def _sim_worker_shoot(job: FieldJob) -> dict:
+    microscope = _worker["microscope"]
+    microscope.move_to(job.x_um, job.y_um)
+    return write_field(_worker["fields_dir"], _worker["layout"].batch_id, job, microscope.snap())
+
+
+def _shoot_sim(batch_dir: Path, jobs: list[FieldJob], seed: int, workers: int, progress) -> list[dict]:
+    if not (batch_dir / "sim" / "film.npz").exists():
+        raise PufError(f"no simulated film in {batch_dir / 'sim'}: run 'puf etch {batch_dir} --sim' first")
+    if workers <= 1:
+        _sim_worker_init(str(batch_dir), seed)
+        return [progress(_sim_worker_shoot(job)) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _sim_worker_init, (str(batch_dir), seed)) as pool:
+        return [progress(entry) for entry in pool.map(_sim_worker_shoot, jobs, chunksize=2)]
+
+
+def _shoot_mmcore(batch_dir: Path, batch_id: str, jobs: list[FieldJob], config: Path,
+                  pixel_size_um: float, progress) -> list[dict]:
+    from fabrication.mmcore import MMCoreMicroscope
+
+    entries = []
+    with MMCoreMicroscope(config_file=config, pixel_size_um=pixel_size_um) as microscope:
+        for job in jobs:
+            microscope.move_to(job.x_um, job.y_um)
+            entries.append(progress(write_field(batch_dir / "fields", batch_id, job, microscope.snap())))
+    return entries
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from edge_app.layout import BatchLayout
+    from fabrication.stage_plan import read_positions
+
+    started = time.perf_counter()
+    batch_dir: Path = args.batch_dir
+    layout = BatchLayout.load(batch_dir / "layout.json")
+    positions = read_positions(args.positions or batch_dir / "stage" / "positions.csv")
+    fields_dir = batch_dir / "fields"
+    fields_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [FieldJob(p.field, p.label, p.x_um, p.y_um) for p in positions]
+    done = {job.field for job in jobs if (fields_dir / FIELD_NAME.format(job.field)).exists()}
+    todo = jobs if args.force else [job for job in jobs if job.field not in done]
+
+    bar = tqdm(total=len(todo), unit="field", desc=f"photograph {layout.batch_id}", disable=None)
+
+    def progress(entry: dict) -> dict:
+        bar.update(1)
+        return entry
+
+    with bar:
+        if args.sim:
+            shot = _shoot_sim(batch_dir, todo, args.seed, max(1, args.workers), progress)
+        else:
+            shot = _shoot_mmcore(batch_dir, layout.batch_id, todo, args.mm_config, args.pixel_size_um, progress)
+    shot_fields = {entry["field"] for entry in shot}
+    kept = [read_field_meta(fields_dir / FIELD_NAME.format(j.field)) for j in jobs if j.field not in shot_fields]
+    entries = sorted(shot + kept, key=lambda e: e["field"])
+    manifest = {
+        "batch_id": layout.batch_id,
+        "backend": "sim" if args.sim else "pymmcore-plus",
+        "pixel_size_um": entries[0]["pixel_size_um"] if entries else args.pixel_size_um,
+        "fields": entries,
+    }
+    tmp = fields_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(fields_dir / "manifest.json")
+    seconds = time.perf_counter() - started
+    print(f"{len(shot)} fields photographed, {len(kept)} already there, in {seconds:.1f} s "
+          f"-> {fields_dir}")
+    return 0
