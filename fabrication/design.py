@@ -188,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         glyph_size_um=args.glyph_um, label_cols=label_cols, label_rows=label_rows,
         field_cols=field_cols, field_rows=field_rows,
     )
-    power = check_power(layout, args.power_mw)
     power_cal = PowerCalibration.load(args.power_calibration) if args.power_calibration else PowerCalibration()
-    s_value = power_cal.s_for_mw(args.power_mw)
+    s_value = power_cal.s_for_mw(args.power_mw)  # first: can this laser give that power at all?
+    power = check_power(layout, args.power_mw)
     stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
 
     for sub in ("cad", "laser", "stage"):
