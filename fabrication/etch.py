@@ -1,0 +1,261 @@
+"""`puf etch`: run a designed batch's laser job on a GRBL controller or the simulated film.
+
+Reads what `puf design` wrote:
+
+  BATCH_DIR/layout.json                   the batch layout
+  BATCH_DIR/laser/job.gcode               the G-code job
+  BATCH_DIR/laser/job.json                power, S value and machine frame of the job
+  BATCH_DIR/laser/power_calibration.json  the S -> mW table the job was written with
+
+and keeps BATCH_DIR/laser/etch_state.json (status, last acknowledged line, the line to
+resume from), written atomically while it runs, so ``--resume`` goes on after an error,
+an alarm, a dropped port or a crash. ``--sim`` streams the same job through the simulated
+GRBL controller into the simulated film, saved as BATCH_DIR/sim/film.npz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import zlib
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+STATE_FILE = "etch_state.json"
+SAVE_EVERY_S = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("batch_dir", type=Path, help="a batch designed with 'puf design'")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sim", action="store_true",
+                        help="etch the simulated film through the simulated GRBL controller")
+    target.add_argument("--port", metavar="DEV",
+                        help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
+    parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="go on from where the last etch of this batch stopped")
+    start.add_argument("--from-line", type=int, metavar="N",
+                       help="start at line N of laser/job.gcode (1-based)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the dry run in GRBL's check mode ($C) that finds lines the "
+                             "controller rejects before anything is etched")
+    parser.add_argument("--unlock", action="store_true",
+                        help="clear a GRBL alarm ($X) before starting, after checking the machine")
+    parser.add_argument("--film-seed", type=int,
+                        help="--sim: texture seed of a new film (default: from the batch id)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fabrication.laser import LaserJobStopped, job_commands
+
+    batch = _Batch(args.batch_dir)
+    state_path = batch.laser_dir / STATE_FILE
+    start_line = _start_line(args, _read_state(state_path), len(batch.lines), batch.layout.batch_id)
+    if start_line is None:
+        print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
+        return 0
+    todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
+
+    film = film_path = None
+    if args.sim:
+        film, film_path = _film(batch.dir, batch.layout.batch_id, args.film_seed, start_line)
+        laser = _simulated_laser(film, batch)
+        target = "--sim"
+    else:
+        from fabrication.grbl import GrblLaser
+
+        laser = GrblLaser.open(args.port, args.baud, unlock=args.unlock,
+                               s_max=batch.calibration.s_max)
+        target = f"--port {args.port}"
+    state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
+             "start_line": start_line, "last_acked_line": start_line - 1,
+             "resume_line": start_line, "status": "running", "message": ""}
+    with laser:
+        if not args.no_check:
+            with _bar(todo, f"check {batch.layout.batch_id}") as bar:
+                laser.check_job(batch.lines, start_line, lambda _: bar.update(1))
+        _write_state(state_path, state)
+        started = time.perf_counter()
+        try:
+            with _bar(todo, f"etch {batch.layout.batch_id}") as bar:
+                laser.run_job(batch.lines, start_line, _Progress(bar, state, state_path, laser))
+        except LaserJobStopped as stop:
+            state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
+            _write_state(state_path, state)
+            if film is not None:
+                film.save(film_path)
+            unlock = " --unlock" if "ALARM" in stop.laser_state else ""
+            raise PufError(f"{stop}\nFix the cause, then go on with: "
+                           f"puf etch {batch.dir} {target} --resume{unlock}") from None
+        except PufError as error:  # refused before anything was sent
+            state.update(status="stopped", message=str(error))
+            _write_state(state_path, state)
+            raise
+    seconds = time.perf_counter() - started
+    state.update(status="done", resume_line=len(batch.lines) + 1, message="")
+    _write_state(state_path, state)
+    if film is not None:
+        film.save(film_path)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, args.json)
+    return 0
+
+
+def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
+            film, film_path: Path | None, as_json: bool) -> None:
+    summary = {
+        "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
+        "lines_sent": todo, "seconds": round(seconds, 2),
+        "lines_per_s": round(todo / seconds) if seconds > 0 else None,
+        "power_mw": batch.job["power_mw"], "s_value": batch.job["s_value"],
+        "state": str(state_path),
+    }
+    if film is not None:
+        summary.update(film=str(film_path), segments=len(film.segments))
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"etched batch {batch.layout.batch_id}: {todo} G-code lines from line {start_line} "
+          f"in {seconds:.1f} s at {batch.job['power_mw']:g} mW (S{batch.job['s_value']:g})")
+    if film is not None:
+        print(f"film:  {film_path} ({summary['segments']} engraved segments)")
+    print(f"state: {state_path}")
+
+
+class _Batch:
+    """What `puf design` wrote for the laser, read and checked."""
+
+    def __init__(self, batch_dir: Path) -> None:
+        from edge_app.layout import BatchLayout
+        from fabrication.gcode import MachineFrame
+        from fabrication.laser_power import PowerCalibration
+
+        self.dir = batch_dir
+        self.laser_dir = batch_dir / "laser"
+        if not (batch_dir / "layout.json").exists() or not (self.laser_dir / "job.gcode").exists():
+            raise PufError(f"{batch_dir} has no layout.json and laser/job.gcode: "
+                           f"run 'puf design {batch_dir}' first")
+        self.layout = BatchLayout.load(batch_dir / "layout.json")
+        self.lines = _read_job(self.laser_dir / "job.gcode")
+        self.job = _read_job_settings(self.laser_dir / "job.json")
+        self.calibration = PowerCalibration.load(self.laser_dir / "power_calibration.json")
+        self.frame = MachineFrame(**self.job["frame"])
+
+
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="line", desc=desc, disable=None)
+
+
+class _Progress:
+    """Counts each line the controller accepts, and saves the state every few seconds so
+    that even a crash of this process leaves a line to resume from."""
+
+    def __init__(self, bar, state: dict, path: Path, laser) -> None:
+        self.bar, self.state, self.path, self.laser = bar, state, path, laser
+        self.saved = time.monotonic()
+
+    def __call__(self, line: int) -> None:
+        self.bar.update(1)
+        self.state["last_acked_line"] = line
+        if time.monotonic() - self.saved > SAVE_EVERY_S:
+            self.state["resume_line"] = self.laser.resume_line
+            _write_state(self.path, self.state)
+            self.saved = time.monotonic()
+
+
+def _read_job(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise PufError(f"cannot read the laser job {path}: {error}") from None
+
+
+def _read_job_settings(path: Path) -> dict:
+    try:
+        job = json.loads(path.read_text())
+        frame = job["frame"]
+        return {"power_mw": float(job["power_mw"]), "s_value": float(job["s_value"]),
+                "frame": {"origin_x_mm": float(frame["origin_x_mm"]),
+                          "origin_y_mm": float(frame["origin_y_mm"])}}
+    except FileNotFoundError:
+        raise PufError(f"no {path}: run 'puf design' again to write the laser job") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PufError(f"cannot read {path}: {error!r}") from None
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise PufError(f"cannot read the etch state {path}: {error}; "
+                       "remove it to start again") from None
+
+
+def _write_state(path: Path, state: dict) -> None:
+    state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
+def _start_line(args: argparse.Namespace, previous: dict | None, job_lines: int,
+                batch_id: str) -> int | None:
+    """The job line to start at (None: nothing left to do)."""
+    if args.from_line is not None:
+        if not 1 <= args.from_line <= job_lines:
+            raise PufError(f"--from-line must be between 1 and {job_lines}, the job's lines")
+        return args.from_line
+    unfinished = previous is not None and previous.get("status") != "done"
+    if not args.resume:
+        if unfinished:
+            raise PufError(
+                f"the last etch of batch {batch_id} did not finish "
+                f"({previous.get('message') or previous.get('status')}); go on with --resume, "
+                "or start again with --from-line 1"
+            )
+        return 1
+    if previous is None:
+        raise PufError(f"nothing to resume: batch {batch_id} has no {STATE_FILE}")
+    if not unfinished:
+        return None
+    if previous.get("job_lines") != job_lines:
+        raise PufError(
+            f"laser/job.gcode has {job_lines} lines but had {previous.get('job_lines')} when the "
+            "etch stopped: the job changed; choose where to go on with --from-line"
+        )
+    return int(previous["resume_line"])
+
+
+def _film(batch_dir: Path, batch_id: str, seed: int | None, start_line: int):
+    """The simulated film to etch: a new one from the start, the saved one to go on."""
+    from fabrication.sim.film import EtchedFilm
+
+    path = batch_dir / "sim" / "film.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if start_line == 1:
+        return EtchedFilm(zlib.crc32(batch_id.encode()) if seed is None else seed), path
+    film = EtchedFilm.load(path)
+    if seed is not None and seed != film.seed:
+        raise PufError(f"{path} has film seed {film.seed}, not {seed}: "
+                       "going on etches the same film")
+    return film, path
+
+
+def _simulated_laser(film, batch: _Batch):
+    """The GRBL driver on the simulated controller, whose beam engraves `film`."""
+    from fabrication.grbl import GrblLaser
+    from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort
+    from fabrication.sim.laser import SimulatedLaserHead
+
+    head = SimulatedLaserHead(film, batch.calibration, batch.frame)
+    s_max = batch.calibration.s_max
+    engine = GrblEngine(head.burn, settings={**DEFAULT_SETTINGS, 30: s_max})
+    return GrblLaser(LoopbackPort(engine), name="the simulated GRBL controller", s_max=s_max)

@@ -1,0 +1,256 @@
+"""The GRBL laser driver against the simulated GRBL 1.1 controller on a real pseudo-terminal,
+opened with real pyserial; and `puf etch` end to end."""
+
+import json
+import re
+import zlib
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import serial
+
+from edge_app.cli import main as puf
+from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+from fabrication.gcode import laser_job_lines
+from fabrication.grbl import GrblLaser
+from fabrication.laser import LaserJobStopped, job_commands
+from fabrication.laser_power import PowerCalibration
+from fabrication.patterns import pattern_names
+from fabrication.sim.film import EtchedFilm
+from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, PtyGrbl
+
+# Wall seconds per second of simulated motion: the test job's moves take about 1 s at
+# F600, 50 ms at this scale, ten times longer than streaming it, so the 15-block motion
+# planner fills up and holds acknowledged moves, as it does on a real machine.
+SLOW = 0.05
+
+
+def make_layout(labels: int = 4) -> BatchLayout:
+    return BatchLayout(batch_id="T1", patterns=tuple(pattern_names()[:labels]),
+                       label_cols=labels, label_rows=1, field_cols=1, field_rows=1)
+
+
+def make_job(labels: int = 4) -> list[str]:
+    return list(laser_job_lines(make_layout(labels), 128.0, 7.0, PowerCalibration()))
+
+
+def clean_burns(lines: list[str]) -> list[tuple[float, ...]]:
+    """What a correct controller fires for a job: every G1 from the previous target."""
+    x = y = 0.0
+    burns = []
+    for line in lines:
+        move = re.match(r"(G[01]) X(\S+) Y(\S+)", line)
+        if move:
+            x1, y1 = float(move[2]), float(move[3])
+            if move[1] == "G1":
+                burns.append((x, y, x1, y1, 270.0))
+            x, y = x1, y1
+    return burns
+
+
+def as_set(burns) -> set[tuple[float, ...]]:
+    return {tuple(round(v, 6) for v in burn) for burn in burns}
+
+
+def end_of_a_pass(lines: list[str], after: int) -> int:
+    """Index of the first command after command `after` that ends a laser pass (a G1
+    followed by a G0). Faults go there: a controller runs the lines behind a rejected
+    one until the driver's feed hold lands, and behind a pass's end they burn nothing
+    wrong, so the burns of a stopped and resumed job can be compared exactly."""
+    commands = job_commands(lines)
+    return next(i for i in range(after, len(commands) - 1)
+                if commands[i].text.startswith("G1") and commands[i + 1].text.startswith("G0"))
+
+
+@contextmanager
+def controller(**options):
+    burns: list[tuple[float, ...]] = []
+    engine = GrblEngine(lambda *burn: burns.append(burn), **options)
+    with PtyGrbl(engine) as device:
+        yield device, engine, burns
+
+
+@contextmanager
+def connected(device, **options):
+    laser = GrblLaser.open(device.device_path, answer_timeout_s=2.0, poll_s=0.05, **options)
+    try:
+        yield laser
+    finally:
+        laser.close()
+
+
+def test_a_full_job_is_streamed_and_every_burn_fired():
+    lines = make_job()
+    acked = []
+    with controller() as (device, engine, burns), connected(device) as laser:
+        laser.run_job(lines, progress=acked.append)
+    np.testing.assert_allclose(np.array(burns), np.array(clean_burns(lines)), atol=1e-9)
+    assert acked == [c.line for c in job_commands(lines)]
+    assert engine.state == "Idle" and engine.spindle == "M5"
+
+
+def test_flow_control_fills_but_never_overflows_the_128_byte_buffer():
+    lines = make_job()
+    with controller(time_scale=SLOW) as (device, engine, burns), connected(device) as laser:
+        laser.run_job(lines)
+        # run_job returns only once the machine is Idle: every move has run
+        assert engine.state == "Idle" and len(burns) == len(clean_burns(lines))
+    assert engine.rx_dropped == 0
+    assert 100 <= engine.rx_high_water <= 127  # several lines in flight, never more than fit
+
+
+def test_the_simulated_controller_notices_a_host_that_overflows_it():
+    lines = [c.text for c in job_commands(make_job())]
+    with controller(time_scale=SLOW) as (device, engine, _):
+        with serial.Serial(device.device_path, 115200, timeout=0.2) as port:
+            port.write("".join(line + "\n" for line in lines).encode())  # no flow control
+            port.read(10_000)
+    assert engine.rx_dropped > 0
+
+
+def test_a_rejected_line_stops_the_job_with_the_laser_off_and_names_the_line():
+    lines = make_job()
+    index = end_of_a_pass(lines, 50)
+    bad = job_commands(lines)[index]
+    with controller(time_scale=SLOW, fail_at_line=index + 1) as (device, engine, burns), \
+            connected(device) as laser:
+        with pytest.raises(LaserJobStopped) as stop:
+            laser.run_job(lines)
+        fired = len(burns)
+        assert engine.state == "Idle" and engine.spindle == "M5" and not engine.laser_firing
+        assert engine.parser_state().split()[6] == "M5"
+    assert isinstance(stop.value, PufError)
+    assert stop.value.line == bad.line and stop.value.command == bad.text
+    message = str(stop.value)
+    assert f"line {bad.line}" in message
+    assert "error:20 (Unsupported or invalid g-code command)" in message
+    assert "Laser off (M5 confirmed)" in message
+    assert fired < len(clean_burns(lines))
+
+
+def test_resume_goes_on_from_the_earliest_line_that_may_not_have_run():
+    lines = make_job()
+    fail_at = end_of_a_pass(lines, 50) + 1
+    with controller(time_scale=SLOW, fail_at_line=fail_at) as (device, engine, burns), \
+            connected(device) as laser:
+        with pytest.raises(LaserJobStopped) as stop:
+            laser.run_job(lines)
+        # lines acknowledged before the error were still queued in the planner when the
+        # reset flushed it: the job resumes before them, not at the rejected line
+        assert stop.value.resume_line < stop.value.line
+        laser.run_job(lines, start_line=stop.value.resume_line)
+    assert as_set(burns) == as_set(clean_burns(lines))
+    assert engine.state == "Idle" and engine.spindle == "M5"
+
+
+def test_the_check_pass_finds_bad_lines_before_anything_is_etched():
+    lines = make_job()
+    good = lines[40], lines[90]
+    lines[40] += " E5"  # an extruder word from a 3D-printer profile
+    lines[90] = lines[90].replace("X", "X-")  # left of the machine's X travel
+    with controller() as (device, engine, burns):
+        with connected(device) as laser, pytest.raises(PufError) as error:
+            laser.check_job(lines)
+        assert burns == [] and engine.state == "Alarm"  # a soft limit locks even in check mode
+        lines[40], lines[90] = good
+        with connected(device, unlock=True) as laser:
+            laser.check_job(lines)
+            assert engine.state == "Idle"
+            laser.run_job(lines)
+    message = str(error.value)
+    assert "line 41 ('G1" in message and "error:20 (Unsupported" in message
+    assert "line 91" in message and "ALARM:2 (Soft limit" in message
+    assert "Nothing was etched" in message and "locked in ALARM" in message
+    np.testing.assert_allclose(np.array(burns), np.array(clean_burns(lines)), atol=1e-9)
+
+
+def test_a_dropped_port_is_a_clear_error_naming_the_line():
+    lines = make_job()
+    with controller(time_scale=SLOW, drop_after_lines=50) as (device, _, _), \
+            connected(device) as laser:
+        with pytest.raises(PufError) as error:
+            laser.run_job(lines)
+    message = str(error.value)
+    assert "dropped" in message and "make sure it is off" in message
+    assert f"line {job_commands(lines)[49].line}" in message
+
+
+def test_a_controller_in_spindle_mode_is_refused_before_any_move():
+    settings = {**DEFAULT_SETTINGS, 32: 0}
+    with controller(settings=settings) as (device, engine, burns):
+        with pytest.raises(PufError, match=r"not in laser mode \(\$32=0\).*G0 travel"):
+            GrblLaser.open(device.device_path, answer_timeout_s=2.0)
+    assert engine.gcode_lines == 0 and burns == []
+
+
+def test_a_controller_with_another_power_scale_is_refused():
+    with controller() as (device, engine, _):
+        with pytest.raises(PufError, match=r"\$30"):
+            GrblLaser.open(device.device_path, answer_timeout_s=2.0, s_max=255)
+    assert engine.gcode_lines == 0
+
+
+# ---- puf etch ------------------------------------------------------------------------
+def write_batch(batch_dir, lines: list[str], layout: BatchLayout) -> None:
+    (batch_dir / "laser").mkdir(parents=True)
+    layout.save(batch_dir / "layout.json")
+    (batch_dir / "laser" / "job.gcode").write_text("\n".join(lines) + "\n")
+    PowerCalibration().save(batch_dir / "laser" / "power_calibration.json")
+    (batch_dir / "laser" / "job.json").write_text(json.dumps(
+        {"power_mw": 128.0, "s_value": 270, "frame": {"origin_x_mm": 0.0, "origin_y_mm": 0.0}}))
+
+
+def film_segments(batch_dir) -> set[tuple[float, ...]]:
+    return {tuple(np.round(s, 4)) for s in EtchedFilm.load(batch_dir / "sim" / "film.npz").segments}
+
+
+def test_etch_sim_engraves_the_film_and_resume_after_a_fix_completes_it(tmp_path, capsys):
+    lines = make_job()
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    write_batch(clean, lines, make_layout())
+    assert puf(["etch", str(clean), "--sim", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["segments"] == len(film_segments(clean)) == len(clean_burns(lines))
+    assert json.loads((clean / "laser" / "etch_state.json").read_text())["status"] == "done"
+
+    bad = lines.copy()
+    line = job_commands(lines)[end_of_a_pass(lines, 60)].line
+    bad[line - 1] += " E5"
+    write_batch(broken, bad, make_layout())
+    capsys.readouterr()
+    assert puf(["etch", str(broken), "--sim"]) == 2  # the check pass finds it
+    assert f"line {line}" in capsys.readouterr().err
+    assert not (broken / "sim" / "film.npz").exists()
+    assert puf(["etch", str(broken), "--sim", "--no-check"]) == 2  # found mid-job
+    assert f"line {line}" in capsys.readouterr().err
+    state = json.loads((broken / "laser" / "etch_state.json").read_text())
+    assert state["status"] == "stopped" and state["resume_line"] <= line
+    assert puf(["etch", str(broken), "--sim"]) == 2  # an unfinished etch is not restarted silently
+    assert "--resume" in capsys.readouterr().err
+    (broken / "laser" / "job.gcode").write_text("\n".join(lines) + "\n")
+    assert puf(["etch", str(broken), "--sim", "--resume"]) == 0
+    assert film_segments(broken) == film_segments(clean)
+    seeds = {EtchedFilm.load(d / "sim" / "film.npz").seed for d in (clean, broken)}
+    assert seeds == {zlib.crc32(b"T1")}
+
+
+def test_etch_on_a_serial_port_keeps_a_state_to_resume_from(tmp_path, capsys):
+    lines = make_job()
+    write_batch(tmp_path / "B", lines, make_layout())
+    checked = len(job_commands(lines))  # the check pass comes first
+    with controller(fail_at_line=checked + end_of_a_pass(lines, 30) + 1) as (device, engine, burns):
+        assert puf(["etch", str(tmp_path / "B"), "--port", device.device_path]) == 2
+        err = capsys.readouterr().err
+        assert "error:20" in err and f"--port {device.device_path} --resume" in err
+        assert engine.spindle == "M5"
+        assert puf(["etch", str(tmp_path / "B"), "--port", device.device_path, "--resume"]) == 0
+    assert as_set(burns) == as_set(clean_burns(lines))
+    state = json.loads((tmp_path / "B" / "laser" / "etch_state.json").read_text())
+    assert state["status"] == "done"
+
+
+def test_etch_without_a_designed_batch_says_what_to_run(tmp_path, capsys):
+    assert puf(["etch", str(tmp_path / "nothing"), "--sim"]) == 2
+    assert "run 'puf design" in capsys.readouterr().err
