@@ -60,7 +60,7 @@ _G_GROUPS = {0: "motion", 1: "motion", 17: "plane", 20: "units", 21: "units",
 BurnCallback = Callable[[float, float, float, float, float], None]
 
 
-class GcodeError(Exception):
+class _GcodeError(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
 
@@ -246,7 +246,7 @@ class GrblEngine:
                 try:
                     if self._gcode(text, now):
                         self._emit("ok")
-                except GcodeError as error:
+                except _GcodeError as error:
                     self._emit(f"error:{error.code}")
 
     # ---- '$' system commands -----------------------------------------------------
@@ -304,9 +304,9 @@ class GrblEngine:
         values: dict[str, float] = {}
         for letter, number in _WORD.findall(text):
             if not "A" <= letter <= "Z":
-                raise GcodeError(1)
+                raise _GcodeError(1)
             if not number:
-                raise GcodeError(2)
+                raise _GcodeError(2)
             value = float(number)
             if letter == "G":
                 g_codes.append(value)
@@ -314,33 +314,33 @@ class GrblEngine:
                 m_codes.append(value)
             elif letter in "FNSXYZ":
                 if letter in values:
-                    raise GcodeError(25)
+                    raise _GcodeError(25)
                 values[letter] = value
             elif letter in "IJKLPRT":  # GRBL words for arcs, dwell and tools, unused here
-                raise GcodeError(36)
+                raise _GcodeError(36)
             else:
-                raise GcodeError(20)
+                raise _GcodeError(20)
 
         groups: dict[str, int] = {}
         for code in g_codes:
             if code != int(code) or int(code) not in _G_GROUPS:
-                raise GcodeError(20)
+                raise _GcodeError(20)
             group = _G_GROUPS[int(code)]
             if group in groups:
-                raise GcodeError(21)
+                raise _GcodeError(21)
             groups[group] = int(code)
         if len(m_codes) > 1:
-            raise GcodeError(21)
+            raise _GcodeError(21)
         if any(code not in (3, 4, 5) for code in m_codes):
-            raise GcodeError(20)
+            raise _GcodeError(20)
         if not 0 <= values.get("N", 0) <= 9999999:
-            raise GcodeError(27)
+            raise _GcodeError(27)
         if values.get("F", 0) < 0 or values.get("S", 0) < 0:
-            raise GcodeError(4)
+            raise _GcodeError(4)
         axes = [values.get(a) for a in "XYZ"]
         has_axes = any(v is not None for v in axes)
         if "motion" in groups and not has_axes:
-            raise GcodeError(26)
+            raise _GcodeError(26)
 
         m = self._modal
         m.inches = groups.get("units", 20 if m.inches else 21) == 20
@@ -356,7 +356,7 @@ class GrblEngine:
         if not has_axes:
             return True
         if m.motion == 1 and m.feed <= 0:
-            raise GcodeError(22)
+            raise _GcodeError(22)
         start = self._planned_end
         end = tuple(
             s if v is None else (s + v * scale if m.incremental else v * scale)
