@@ -1,0 +1,166 @@
+"""Which way up a label is, and which pattern it carries, read from its etched glyph.
+
+A label's square border gives its angle only modulo 90 degrees. Every pattern class is
+chosen so that no glyph looks the same after a quarter turn, so comparing the glyph in a
+crop with the pattern templates at the four quarter turns tells the four apart and names
+the pattern. It needs no training: the templates are the glyphs' own strokes, rendered.
+
+`edge_app` may not import `fabrication`, where the strokes are defined, so templates are
+data handed in: the factory renders them from its pattern strokes with
+:func:`render_templates` and stores them with :meth:`PatternTemplates.save` (the device
+carries them in its model bundle). The trainer's pattern head can later replace this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.errors import PufError
+
+# A glyph is a list of strokes, each a list of (x, y) in a unit box centred on (0, 0),
+# y downwards, its larger side 1 (the format of `fabrication.patterns`).
+Strokes = Sequence[Sequence[tuple[float, float]]]
+
+TEMPLATES_FORMAT = 1
+_SIZE = 32  # templates and crop glyph regions are compared at this many pixels a side
+
+
+@dataclass(frozen=True, eq=False)
+class PatternTemplates:
+    """Rendered glyphs, one per pattern class, in canonical orientation.
+
+    `vectors` holds each glyph as a zero-mean, unit-norm row of `size * size` values
+    ("ink" positive), covering the central `region_frac` of a label crop's side.
+    """
+
+    names: tuple[str, ...]
+    vectors: np.ndarray  # (classes, size * size) float32
+    size: int = _SIZE
+    region_frac: float = 0.5
+
+    def __post_init__(self) -> None:
+        vectors = np.asarray(self.vectors, np.float32)
+        if vectors.shape != (len(self.names), self.size * self.size) or not self.names:
+            raise PufError(f"pattern templates have shape {vectors.shape} for "
+                           f"{len(self.names)} names of {self.size}x{self.size} pixels")
+        if not 0.1 <= self.region_frac <= 0.9:
+            raise PufError(f"template region {self.region_frac} must lie within 0.1-0.9 of a label")
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        # rows (quarter_turns, class) of the templates turned counter-clockwise on screen
+        images = vectors.reshape(-1, self.size, self.size)
+        turned = np.stack([np.rot90(images, q, axes=(1, 2)) for q in range(4)])
+        object.__setattr__(self, "vectors", vectors)
+        object.__setattr__(self, "_turned", turned.reshape(4 * len(self.names), -1).copy())
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, format=np.int64(TEMPLATES_FORMAT), names=np.array(self.names),
+                 vectors=self.vectors, size=np.int64(self.size),
+                 region_frac=np.float64(self.region_frac))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PatternTemplates:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if int(data["format"]) != TEMPLATES_FORMAT:
+                    raise ValueError(f"format {int(data['format'])}, expected {TEMPLATES_FORMAT}")
+                return cls(tuple(str(n) for n in data["names"]), data["vectors"],
+                           int(data["size"]), float(data["region_frac"]))
+        except FileNotFoundError:
+            raise PufError(f"no pattern templates at {path}") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise PufError(f"cannot read the pattern templates {path}: {error}") from None
+
+
+@dataclass(frozen=True)
+class GlyphMatch:
+    """The best-matching pattern and quarter turn for one crop.
+
+    `quarter_turns` is how far the glyph in the crop is turned counter-clockwise (on
+    screen) from its canonical orientation; `orientation_margin` is how much better the
+    best quarter turn scored than the best of the other three, `pattern_margin` how much
+    better the best pattern scored than the runner-up at that turn (scores are
+    correlations, -1..1).
+    """
+
+    pattern: str
+    quarter_turns: int
+    score: float
+    orientation_margin: float
+    pattern_margin: float
+
+
+def render_templates(glyphs: Mapping[str, Strokes], *, glyph_frac: float = 0.4,
+                     line_frac: float = 0.035, region_frac: float = 0.5,
+                     size: int = _SIZE) -> PatternTemplates:
+    """Render glyph strokes as they appear in a label crop.
+
+    `glyph_frac` is the glyph box's side and `line_frac` the etched line width, both as
+    fractions of the label's outer side (the layout's glyph_size_um / label_size_um and
+    line width / label_size_um)."""
+    if not glyphs:
+        raise PufError("no glyphs to render templates from")
+    if not 0 < glyph_frac <= region_frac:
+        raise PufError(f"a glyph of {glyph_frac} of the label does not fit a template "
+                       f"region of {region_frac}")
+    canvas = size * 8
+    scale = canvas * glyph_frac / region_frac  # canvas pixels per glyph unit
+    thickness = max(1, round(canvas * line_frac / region_frac))
+    vectors = []
+    for strokes in glyphs.values():
+        image = np.zeros((canvas, canvas), np.uint8)
+        for stroke in strokes:
+            points = (np.asarray(stroke, np.float64) * scale + canvas / 2 - 0.5) * 16
+            cv2.polylines(image, [np.round(points).astype(np.int32)], False, 255, thickness,
+                          cv2.LINE_AA, shift=4)
+        small = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        vectors.append(_normalised(small.astype(np.float32)))
+    return PatternTemplates(tuple(glyphs), np.stack(vectors), size, region_frac)
+
+
+def glyph_vector(crop: np.ndarray, templates: PatternTemplates) -> np.ndarray:
+    """The crop's central glyph region as an "ink" vector comparable with the templates."""
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    side = gray.shape[0]
+    lo = int(round(side * (1 - templates.region_frac) / 2))
+    region = gray[lo:side - lo, lo:side - lo]
+    small = cv2.resize(region, (templates.size, templates.size), interpolation=cv2.INTER_AREA)
+    return _normalised(255.0 - small.astype(np.float32))
+
+
+def classify_glyph(crop: np.ndarray, templates: PatternTemplates) -> GlyphMatch:
+    """Compare a square label crop's glyph with every template at four quarter turns."""
+    scores = (templates._turned @ glyph_vector(crop, templates)).reshape(4, len(templates.names))
+    best_turn = scores.max(axis=1)
+    turns = int(np.argmax(best_turn))
+    order = np.sort(scores[turns])
+    return GlyphMatch(
+        pattern=templates.names[int(np.argmax(scores[turns]))],
+        quarter_turns=turns,
+        score=float(best_turn[turns]),
+        orientation_margin=float(best_turn[turns] - np.delete(best_turn, turns).max()),
+        pattern_margin=float(order[-1] - order[-2]) if len(order) > 1 else float(order[-1]),
+    )
+
+
+def canonical(crop: np.ndarray, corners: np.ndarray, quarter_turns: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Undo a glyph's quarter turns: the crop turned back, and its corners (TL, TR, BR,
+    BL) renamed so that they name the label's own corners."""
+    return (np.ascontiguousarray(np.rot90(crop, -quarter_turns)),
+            np.roll(np.asarray(corners), quarter_turns, axis=0))
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    image = cv2.GaussianBlur(image, (0, 0), 0.7)
+    vector = image.ravel() - image.mean()
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm > 1e-6 else vector).astype(np.float32)

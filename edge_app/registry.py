@@ -1,0 +1,306 @@
+"""The label registry: one SQLite file per factory recording every batch, field and label.
+
+Segmentation writes it; the trainer marks labels enrolled or held out; anyone can ask what
+became of a label. Each field is recorded in one transaction that replaces what an earlier
+run recorded for it, so re-running a step is idempotent and an interrupted run leaves
+either the old record or the new one. The file is in WAL mode: readers do not block the
+writer.
+
+A label's status is one of:
+
+* ``found``: segmented, its crop written;
+* ``rejected``: seen but not usable (cut by the field's edge, failed a check, or its
+  field's position was ambiguous); ``reason`` says why;
+* ``missing``: its field was photographed but the label was not found at all;
+* ``enrolled`` / ``held_out``: set by the trainer. Segmentation never overwrites these:
+  the enrolled fingerprint was made from the recorded crop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+
+SCHEMA_VERSION = 1
+LABEL_STATUSES = ("found", "rejected", "missing", "enrolled", "held_out")
+LOCKED_STATUSES = ("enrolled", "held_out")
+FIELD_STATUSES = ("done", "ambiguous", "failed", "unreadable")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    layout TEXT NOT NULL,
+    source TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fields (
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    field INTEGER NOT NULL,
+    file TEXT,
+    signature TEXT,
+    status TEXT NOT NULL CHECK (status IN {FIELD_STATUSES}),
+    detail TEXT,
+    method TEXT,
+    labels_found INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    shift_x_um REAL,
+    shift_y_um REAL,
+    elapsed_ms REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (batch_id, field)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    label_id TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL REFERENCES batches(batch_id),
+    field INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    col INTEGER NOT NULL,
+    pattern TEXT,
+    status TEXT NOT NULL CHECK (status IN {LABEL_STATUSES}),
+    reason TEXT,
+    crop_path TEXT,
+    sha256 TEXT,
+    corners TEXT,
+    orientation TEXT,
+    glyph_pattern TEXT,
+    glyph_score REAL,
+    sharpness REAL,
+    exposure REAL,
+    clipped REAL,
+    border_contrast REAL,
+    skew_deg REAL,
+    aspect REAL,
+    size_ratio REAL,
+    edge_rms_px REAL
+);
+CREATE INDEX IF NOT EXISTS labels_by_field ON labels (batch_id, field);
+CREATE INDEX IF NOT EXISTS labels_by_status ON labels (status);
+CREATE TABLE IF NOT EXISTS rejections (
+    batch_id TEXT NOT NULL,
+    field INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT,
+    label_id TEXT,
+    corners TEXT,
+    PRIMARY KEY (batch_id, field, idx)
+);
+"""
+
+
+@dataclass(frozen=True)
+class FieldRecord:
+    batch_id: str
+    field: int
+    status: str  # one of FIELD_STATUSES
+    file: str | None = None
+    signature: str | None = None  # size and mtime of the image, to notice a re-shot field
+    detail: str | None = None
+    method: str | None = None
+    labels_found: int = 0
+    rejected: int = 0
+    shift_x_um: float | None = None
+    shift_y_um: float | None = None
+    elapsed_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    label_id: str
+    batch_id: str
+    field: int
+    slot: int
+    row: int
+    col: int
+    status: str  # one of LABEL_STATUSES
+    pattern: str | None = None  # the layout's pattern class for the slot
+    reason: str | None = None
+    crop_path: str | None = None  # relative to the batch folder
+    sha256: str | None = None  # of the crop file's bytes
+    corners: str | None = None  # JSON [[x, y] x 4] in the field image, TL TR BR BL
+    orientation: str | None = None
+    glyph_pattern: str | None = None  # the pattern read from the glyph, when templates were given
+    glyph_score: float | None = None
+    sharpness: float | None = None
+    exposure: float | None = None
+    clipped: float | None = None
+    border_contrast: float | None = None
+    skew_deg: float | None = None
+    aspect: float | None = None
+    size_ratio: float | None = None
+    edge_rms_px: float | None = None
+
+
+@dataclass(frozen=True)
+class RejectionRecord:
+    reason: str
+    detail: str | None = None
+    label_id: str | None = None  # when the rejected candidate could be placed
+    corners: str | None = None  # JSON outline in the field image
+
+
+_LABEL_COLUMNS = [f.name for f in fields(LabelRecord)]
+_FIELD_COLUMNS = [f.name for f in fields(FieldRecord)]
+
+
+class Registry:
+    """The registry file; open it with ``with Registry(path) as registry:``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO meta VALUES ('schema', ?)",
+                                     (str(SCHEMA_VERSION),))
+                elif int(row["value"]) != SCHEMA_VERSION:
+                    raise PufError(f"{self.path} is a registry of schema {row['value']}; this "
+                                   f"version of puf reads schema {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as error:
+            raise PufError(f"cannot open the registry {self.path}: {error}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside happen together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ---- writing -------------------------------------------------------------------
+    def upsert_batch(self, layout: BatchLayout, source: str | None = None) -> None:
+        layout_json = json.dumps(layout.to_dict(), sort_keys=True)
+        with self.transaction() as db:
+            row = db.execute("SELECT layout FROM batches WHERE batch_id=?",
+                             (layout.batch_id,)).fetchone()
+            if row is not None and row["layout"] != layout_json:
+                raise PufError(f"the registry already holds a batch {layout.batch_id!r} with "
+                               "another layout; batch ids must be unique in a factory")
+            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?) ON CONFLICT(batch_id) DO UPDATE "
+                       "SET source=excluded.source, updated=excluded.updated",
+                       (layout.batch_id, layout_json, source, time.time()))
+
+    def record_field(self, record: FieldRecord, labels: Iterable[LabelRecord] = (),
+                     rejections: Iterable[RejectionRecord] = ()) -> None:
+        """Replace everything recorded for one field, in one transaction. Labels that are
+        enrolled or held out keep their record."""
+        if record.status not in FIELD_STATUSES:
+            raise ValueError(f"field status {record.status!r} is not one of {FIELD_STATUSES}")
+        labels = list(labels)
+        for label in labels:
+            if label.status not in LABEL_STATUSES:
+                raise ValueError(f"label status {label.status!r} is not one of {LABEL_STATUSES}")
+        with self.transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO fields ({', '.join(_FIELD_COLUMNS)}, updated) "
+                f"VALUES ({', '.join('?' * (len(_FIELD_COLUMNS) + 1))})",
+                (*(getattr(record, c) for c in _FIELD_COLUMNS), time.time()))
+            db.execute(f"DELETE FROM labels WHERE batch_id=? AND field=? AND status NOT IN "
+                       f"{LOCKED_STATUSES}", (record.batch_id, record.field))
+            db.execute("DELETE FROM rejections WHERE batch_id=? AND field=?",
+                       (record.batch_id, record.field))
+            db.executemany(
+                f"INSERT INTO labels ({', '.join(_LABEL_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_LABEL_COLUMNS))}) ON CONFLICT(label_id) DO NOTHING",
+                [tuple(getattr(label, c) for c in _LABEL_COLUMNS) for label in labels])
+            db.executemany(
+                "INSERT INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(record.batch_id, record.field, i, r.reason, r.detail, r.label_id, r.corners)
+                 for i, r in enumerate(rejections)])
+
+    def set_status(self, label_ids: Iterable[str], status: str) -> int:
+        """Mark labels (e.g. enrolled or held out); returns how many exist and were set."""
+        if status not in LABEL_STATUSES:
+            raise PufError(f"label status {status!r} is not one of {', '.join(LABEL_STATUSES)}")
+        with self.transaction() as db:
+            cursor = db.executemany("UPDATE labels SET status=? WHERE label_id=?",
+                                    [(status, label_id) for label_id in label_ids])
+            return cursor.rowcount
+
+    # ---- reading -------------------------------------------------------------------
+    def batch_layout(self, batch_id: str) -> BatchLayout | None:
+        row = self._db.execute("SELECT layout FROM batches WHERE batch_id=?",
+                               (batch_id,)).fetchone()
+        return None if row is None else BatchLayout.from_dict(json.loads(row["layout"]))
+
+    def field(self, batch_id: str, field: int) -> FieldRecord | None:
+        row = self._db.execute("SELECT * FROM fields WHERE batch_id=? AND field=?",
+                               (batch_id, field)).fetchone()
+        return None if row is None else FieldRecord(**{c: row[c] for c in _FIELD_COLUMNS})
+
+    def fields(self, batch_id: str) -> list[FieldRecord]:
+        rows = self._db.execute("SELECT * FROM fields WHERE batch_id=? ORDER BY field", (batch_id,))
+        return [FieldRecord(**{c: row[c] for c in _FIELD_COLUMNS}) for row in rows]
+
+    def label(self, label_id: str) -> LabelRecord | None:
+        row = self._db.execute("SELECT * FROM labels WHERE label_id=?", (label_id,)).fetchone()
+        return None if row is None else LabelRecord(**dict(row))
+
+    def labels(self, batch_id: str | None = None, status: str | None = None,
+               field: int | None = None) -> list[LabelRecord]:
+        where, values = [], []
+        for column, value in (("batch_id", batch_id), ("status", status), ("field", field)):
+            if value is not None:
+                where.append(f"{column}=?")
+                values.append(value)
+        sql = "SELECT * FROM labels" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._db.execute(sql + " ORDER BY label_id", values)
+        return [LabelRecord(**dict(row)) for row in rows]
+
+    def locked_labels(self, batch_id: str, field: int) -> set[str]:
+        """Labels of a field whose crops must not change (enrolled or held out)."""
+        rows = self._db.execute(f"SELECT label_id FROM labels WHERE batch_id=? AND field=? AND "
+                                f"status IN {LOCKED_STATUSES}", (batch_id, field))
+        return {row["label_id"] for row in rows}
+
+    def rejections(self, batch_id: str, field: int | None = None
+                   ) -> list[tuple[int, RejectionRecord]]:
+        sql = "SELECT * FROM rejections WHERE batch_id=?"
+        values: list = [batch_id]
+        if field is not None:
+            sql += " AND field=?"
+            values.append(field)
+        rows = self._db.execute(sql + " ORDER BY field, idx", values)
+        return [(row["field"], RejectionRecord(row["reason"], row["detail"], row["label_id"],
+                                               row["corners"])) for row in rows]
+
+    def counts(self, batch_id: str) -> dict[str, dict[str, int]]:
+        """How many fields and labels of a batch are in each status."""
+        fields_by = dict(self._db.execute(
+            "SELECT status, COUNT(*) FROM fields WHERE batch_id=? GROUP BY status", (batch_id,)))
+        labels_by = dict(self._db.execute(
+            "SELECT status, COUNT(*) FROM labels WHERE batch_id=? GROUP BY status", (batch_id,)))
+        return {"fields": fields_by, "labels": labels_by}
+

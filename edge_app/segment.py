@@ -1,0 +1,586 @@
+"""Segmentation: find the square labels in a photo and cut each into a fixed-size crop.
+
+Two methods:
+
+* ``"paper"``, the source paper's: grayscale, Sobel x minus Sobel y, 9x9 box blur,
+  binarise at 90, the K largest contours, their minimum-area rectangles, crop. It
+  checks nothing: a label cut by the field's edge or a blob of dust is cropped too.
+* ``"fast"`` (the default): the borders are found on an image reduced 4x (a label is
+  about 80 px there), where dark border pixels are those well below their neighbourhood's
+  mean, so uneven excitation and exposure do not matter. Each closed ring, or the film
+  it encloses when neighbouring rings have merged, gives a quadrilateral. Its four sides
+  are then refined at full resolution from the border's outer edge, sampled along short
+  profiles across each side and fitted with robust lines, and only the crops are warped.
+  Every candidate is checked (whole in the image, expected size, square, dark border)
+  and every crop gets a quality record.
+
+Corners are returned as TL, TR, BR, BL of the label in design orientation. In a factory
+field the labels share the field's orientation (known within a few degrees), passed as
+`rotation_deg`; for a handheld photo (`rotation_deg=None`) the border fixes the angle only
+modulo 90 degrees and the glyph decides among the four, given pattern templates (see
+`edge_app.orientation`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from time import perf_counter
+
+import cv2
+import numpy as np
+
+from edge_app.errors import PufError
+from edge_app.orientation import GlyphMatch, PatternTemplates, canonical, classify_glyph
+
+METHODS = ("fast", "paper")
+
+# Why a candidate was not kept; the keys are what tables and the registry show.
+REASONS = {
+    "edge": "cut by the image edge",
+    "size": "not the expected size",
+    "shape": "not square",
+    "border": "no dark border",
+    "excess": "more labels than asked for",
+}
+
+_REDUCED_LABEL_PX = 80  # the fast method looks for labels about this size
+_DARK_RATIO = 0.65  # a border pixel is darker than this fraction of its neighbourhood
+_MIN_BORDER_CONTRAST = 0.25
+ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "ambiguous"
+_MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
+_PROFILES = 16  # edge profiles across each side
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How good a crop is, for choosing, re-shooting or weighting labels."""
+
+    sharpness: float  # mean |Laplacian| of the texture over its mean level (focus)
+    exposure: float  # median level of the film inside the label, 0-255
+    clipped: float  # fraction of crop pixels at 255 (saturated)
+    border_contrast: float  # 1 - border level / film level
+    skew_deg: float  # largest deviation of a corner angle from 90 degrees
+    aspect: float  # longest side over shortest side
+    size_ratio: float  # mean side over the expected side
+    edge_rms_px: float | None = None  # border points' distance from the fitted sides (fast)
+
+    def to_dict(self) -> dict:
+        return {k: (None if v is None else round(float(v), 4)) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class FoundLabel:
+    corners: np.ndarray  # (4, 2) image px: TL, TR, BR, BL of the outer border
+    crop: np.ndarray  # (S, S) or (S, S, 3) uint8, deskewed, canonical when orientation allows
+    quality: Quality
+    # "prior": from the expected rotation; "glyph": decided by the glyph; "ambiguous": the
+    # glyph's best guess without a clear margin; "unknown": rotation free and no templates
+    orientation: str
+    glyph: GlyphMatch | None = None
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y = self.corners.mean(axis=0)
+        return float(x), float(y)
+
+    @property
+    def angle_deg(self) -> float:
+        """Direction of the label's top edge, degrees clockwise on screen."""
+        top = (self.corners[1] - self.corners[0]) + (self.corners[2] - self.corners[3])
+        return math.degrees(math.atan2(top[1], top[0]))
+
+    @property
+    def side_px(self) -> float:
+        edges = self.corners - np.roll(self.corners, -1, axis=0)
+        return float(np.linalg.norm(edges, axis=1).mean())
+
+    def to_dict(self) -> dict:
+        data = {
+            "corners_px": np.round(self.corners, 2).tolist(),
+            "centre_px": [round(v, 2) for v in self.centre],
+            "angle_deg": round(self.angle_deg, 3),
+            "side_px": round(self.side_px, 2),
+            "orientation": self.orientation,
+            "quality": self.quality.to_dict(),
+        }
+        if self.glyph is not None:
+            data["glyph"] = {k: (round(v, 4) if isinstance(v, float) else v)
+                             for k, v in self.glyph.__dict__.items()}
+        return data
+
+
+@dataclass
+class Rejection:
+    reason: str  # a key of REASONS
+    detail: str
+    corners: np.ndarray | None = None  # approximate outline in image px, when known
+
+    @property
+    def centre(self) -> tuple[float, float] | None:
+        if self.corners is None:
+            return None
+        x, y = np.asarray(self.corners).mean(axis=0)
+        return float(x), float(y)
+
+    def to_dict(self) -> dict:
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "corners_px": None if self.corners is None else np.round(self.corners, 1).tolist(),
+        }
+
+
+@dataclass
+class SegmentationResult:
+    method: str
+    image_size: tuple[int, int]  # width, height
+    expected_label_px: float
+    labels: list[FoundLabel] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the whole image (blank, too small)
+    elapsed_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "image_size": list(self.image_size),
+            "expected_label_px": self.expected_label_px,
+            "labels": [label.to_dict() for label in self.labels],
+            "rejections": [r.to_dict() for r in self.rejections],
+            "notes": list(self.notes),
+            "elapsed_ms": round(self.elapsed_ms, 3),
+        }
+
+
+def segment(image: np.ndarray, expected_label_px: float, method: str = "fast", k: int = 12,
+            crop_size: int = 128, *, border_frac: float = 0.05, size_tolerance: float = 0.15,
+            rotation_deg: float | None = 0.0,
+            templates: PatternTemplates | None = None) -> SegmentationResult:
+    """Find up to `k` labels of about `expected_label_px` (outer side) in a photo.
+
+    `image` may be 8- or 16-bit or float, gray, BGR or BGRA. `border_frac` is the border
+    width over the label side; `size_tolerance` the accepted relative size error.
+    `rotation_deg` is the labels' expected angle in the image (degrees clockwise on
+    screen, within 45), or None when it is arbitrary; then `templates`, if given, decide
+    the orientation from the glyph. With templates every label's glyph is also classified.
+    Raises PufError for input that is not an image; an image without labels gives an
+    empty result with a note.
+    """
+    start = perf_counter()
+    if method not in METHODS:
+        raise PufError(f"unknown segmentation method {method!r}; choose from {', '.join(METHODS)}")
+    if not (math.isfinite(expected_label_px) and expected_label_px >= 8):
+        raise PufError(f"expected label size {expected_label_px!r} px must be a number >= 8")
+    if not (isinstance(k, int) and k >= 1):
+        raise PufError(f"k must be a whole number >= 1, got {k!r}")
+    if not (isinstance(crop_size, int) and 16 <= crop_size <= 4096):
+        raise PufError(f"crop size must be a whole number of 16-4096 px, got {crop_size!r}")
+    if not 0 < border_frac < 0.25:
+        raise PufError(f"border fraction {border_frac} must lie between 0 and 0.25")
+    if not 0 < size_tolerance < 0.5:
+        raise PufError(f"size tolerance {size_tolerance} must lie between 0 and 0.5")
+    if rotation_deg is not None and not math.isfinite(rotation_deg):
+        raise PufError(f"rotation {rotation_deg!r} is not a number")
+    image = as_uint8(image)
+    height, width = image.shape[:2]
+    result = SegmentationResult(method, (width, height), float(expected_label_px))
+    if min(width, height) < expected_label_px * (1 - size_tolerance):
+        result.notes.append(f"the image ({width}x{height}) is smaller than one label "
+                            f"({expected_label_px:.0f} px)")
+    else:
+        params = _Params(float(expected_label_px), k, crop_size, border_frac, size_tolerance,
+                         rotation_deg, templates)
+        (_fast if method == "fast" else _paper)(image, params, result)
+    result.elapsed_ms = (perf_counter() - start) * 1000
+    return result
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """The image as contiguous 8-bit gray (H, W) or BGR (H, W, 3); PufError if it is not one.
+
+    16-bit images are shifted down by as many bits as their brightest pixel needs (a
+    12-bit camera keeps all its range); float images are taken as 0-1 if they stay
+    within 1, else 0-255."""
+    if not isinstance(image, np.ndarray):
+        raise PufError(f"expected an image array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise PufError(f"an image must be (H, W) gray or (H, W, 3/4) colour, "
+                       f"got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise PufError(f"the image is empty (shape {image.shape})")
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype == np.uint8:
+        pass
+    elif image.dtype == np.uint16:
+        bits = int(image.max()).bit_length()
+        image = (image >> max(0, bits - 8)).astype(np.uint8)
+    elif image.dtype.kind == "f":
+        if not np.isfinite(image).all():
+            raise PufError("the image has pixels that are not numbers (NaN or infinite)")
+        top = 255.0 if float(image.max(initial=0.0)) <= 1.0 else 1.0
+        image = np.clip(image * top, 0, 255).round().astype(np.uint8)
+    else:
+        raise PufError(f"unsupported pixel type {image.dtype} (use 8- or 16-bit or float)")
+    return np.ascontiguousarray(image)
+
+
+def load_image(path: Path) -> np.ndarray:
+    """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); PufError if it cannot."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PufError(f"cannot read {path}: {error.strerror or error}") from None
+    if not data:
+        raise PufError(f"{path} is an empty file")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        raise PufError(f"{path} could not be decoded: {error.err or error}") from None
+    if image is None or image.size == 0:
+        raise PufError(f"{path} is not an image OpenCV can read, or it is truncated")
+    return image
+
+
+# ---- shared steps -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Params:
+    label_px: float
+    k: int
+    crop_size: int
+    border_frac: float
+    tolerance: float
+    rotation_deg: float | None
+    templates: PatternTemplates | None
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def _order_corners(quads: np.ndarray, rotation_deg: float | None) -> np.ndarray:
+    """(n, 4, 2) quadrilaterals clockwise on screen, each starting at the corner that is
+    top-left for the expected rotation."""
+    rel = quads - quads.mean(axis=1, keepdims=True)
+    order = np.argsort(np.arctan2(rel[..., 1], rel[..., 0]), axis=1)
+    quads = np.take_along_axis(quads, order[..., None], axis=1)
+    rel = np.take_along_axis(rel, order[..., None], axis=1)
+    turn = math.radians(rotation_deg or 0.0)
+    angle = np.arctan2(rel[..., 1], rel[..., 0]) - turn + 0.75 * math.pi  # 0 at top-left
+    first = np.argmin(np.abs(np.angle(np.exp(1j * angle))), axis=1)
+    index = (first[:, None] + np.arange(4)) % 4
+    return np.take_along_axis(quads, index[..., None], axis=1)
+
+
+def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Side lengths (n, 4) and the largest corner-angle deviation from 90 degrees (n,)
+    of (n, 4, 2) quadrilaterals."""
+    edges = quads[:, [1, 2, 3, 0]] - quads
+    sides = np.sqrt((edges**2).sum(axis=2))
+    prev = edges[:, [3, 0, 1, 2]]
+    cos = -(edges * prev).sum(axis=2) / np.maximum(sides * sides[:, [3, 0, 1, 2]], 1e-9)
+    skew = np.degrees(np.abs(np.arccos(np.clip(cos, -1, 1)) - math.pi / 2)).max(axis=1)
+    return sides, skew
+
+
+_UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+
+
+def _crop(source: np.ndarray, scale: float, corners: np.ndarray, size: int) -> np.ndarray:
+    """Warp the quadrilateral `corners` (full-image px) of `source` (reduced by `scale`)
+    to a size x size square; pixel centres map to pixel centres."""
+    src = ((corners + 0.5) / scale - 0.5).astype(np.float32)
+    dst = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    return cv2.warpPerspective(source, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+@cache
+def _crop_masks(size: int, border_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of a crop's border band, the film band just inside it, and its interior."""
+    b = border_frac * size
+    yy, xx = np.mgrid[0:size, 0:size]
+    inset = np.minimum(np.minimum(xx, yy), np.minimum(size - 1 - xx, size - 1 - yy)) + 0.5
+    border = (inset > 0.2 * b) & (inset < 0.8 * b)
+    film = (inset > 1.4 * b) & (inset < 1.4 * b + 0.1 * size)
+    return tuple(m.astype(np.uint8) * 255 for m in (border, film, inset > 1.4 * b))
+
+
+def _quality(crop: np.ndarray, sides: np.ndarray, skew: float, params: _Params,
+             edge_rms: float | None) -> Quality:
+    gray = _gray(crop)
+    border_mask, film_mask, inner_mask = _crop_masks(params.crop_size, params.border_frac)
+    border = cv2.mean(gray, border_mask)[0]
+    film = cv2.mean(gray, film_mask)[0]
+    level = cv2.mean(gray, inner_mask)[0]
+    laplacian = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S))
+    return Quality(
+        sharpness=cv2.mean(laplacian, inner_mask)[0] / max(level, 1.0),
+        exposure=film,
+        clipped=float(np.count_nonzero(crop == 255)) / crop.size,
+        border_contrast=1.0 - border / film if film > 0 else 0.0,
+        skew_deg=float(skew),
+        aspect=float(sides.max() / max(sides.min(), 1e-9)),
+        size_ratio=float(sides.mean() / params.label_px),
+        edge_rms_px=edge_rms,
+    )
+
+
+def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Params,
+            edge_rms: np.ndarray | None = None) -> list[FoundLabel]:
+    """Crop, rate and orient (n, 4, 2) labels, ordered TL, TR, BR, BL for the rotation."""
+    corners = _order_corners(corners, params.rotation_deg)
+    sides, skew = _shape(corners)
+    labels = []
+    for i, corner in enumerate(corners):
+        crop = _crop(source, scale, corner, params.crop_size)
+        rms = None if edge_rms is None else float(edge_rms[i])
+        quality = _quality(crop, sides[i], skew[i], params, rms)
+        glyph = classify_glyph(crop, params.templates) if params.templates is not None else None
+        if params.rotation_deg is not None:
+            orientation = "prior"
+        elif glyph is None:
+            orientation = "unknown"
+        else:
+            crop, corner = canonical(crop, corner, glyph.quarter_turns)
+            orientation = "glyph" if glyph.orientation_margin >= ORIENTATION_MARGIN else "ambiguous"
+        labels.append(FoundLabel(corner, crop, quality, orientation, glyph))
+    return labels
+
+
+# ---- the paper's method -----------------------------------------------------------
+
+def _paper(image: np.ndarray, params: _Params, result: SegmentationResult) -> None:
+    gray = _gray(image)
+    grad_x = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    grad_y = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    gradient = cv2.convertScaleAbs(cv2.subtract(grad_x, grad_y))
+    blurred = cv2.blur(gradient, (9, 9))
+    _, binary = cv2.threshold(blurred, 90, 255, cv2.THRESH_BINARY)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    largest = sorted(contours, key=cv2.contourArea, reverse=True)[:params.k]
+    boxes = [cv2.boxPoints(cv2.minAreaRect(c)).astype(np.float64) for c in largest]
+    boxes = [box for box in boxes if cv2.contourArea(box.astype(np.float32)) >= 1.0]
+    if boxes:
+        result.labels += _finish(image, 1.0, np.array(boxes), params)
+    else:
+        result.notes.append("no contours above the paper's threshold")
+
+
+# ---- the fast method --------------------------------------------------------------
+
+def _fast(image: np.ndarray, params: _Params, result: SegmentationResult) -> None:
+    height, width = image.shape[:2]
+    level = int(np.clip(round(math.log2(params.label_px / _REDUCED_LABEL_PX)), 0, 3))
+    # one 2x reduction in colour (crops and corner refinement use it while it keeps
+    # enough detail), the rest in gray
+    half = cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_AREA) \
+        if level >= 1 else image
+    fine_scale = 2 if level >= 1 else 1
+    fine = _gray(half)
+    small = fine
+    for _ in range(level - 1):
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2),
+                           interpolation=cv2.INTER_AREA)
+    low, high = cv2.minMaxLoc(small)[:2]
+    if high - low < 8:
+        result.notes.append(f"the image is blank (levels {low:.0f}-{high:.0f})")
+        return
+    quads, rejections = _candidates(small, 2**level, params)
+    result.rejections += rejections
+    if not len(quads):
+        return
+    corners, edge_rms, usable = _refine(fine, quads, fine_scale, 2**level, params)
+    keep = np.zeros(len(quads), bool)
+    for i in range(len(quads)):
+        rejection = _check(corners[i], bool(usable[i]), quads[i], width, height, params)
+        if rejection is None:
+            keep[i] = True
+        else:
+            result.rejections.append(rejection)
+    corners, edge_rms = corners[keep], edge_rms[keep]
+    middle = np.array([(width - 1) / 2, (height - 1) / 2])
+    order = np.argsort(np.linalg.norm(corners.mean(axis=1) - middle, axis=1))
+    for i in order[params.k:]:
+        result.rejections.append(Rejection("excess", f"beyond the {params.k} labels nearest "
+                                           "the image centre", corners[i]))
+    order = order[:params.k]
+    if params.label_px / 2 < params.crop_size * 0.95:
+        half, fine_scale = image, 1  # the reduced image would blur the crops
+    for label in _finish(half, fine_scale, corners[order], params, edge_rms[order]):
+        if label.quality.border_contrast < _MIN_BORDER_CONTRAST:
+            result.rejections.append(Rejection(
+                "border", f"border contrast {label.quality.border_contrast:.2f} "
+                f"< {_MIN_BORDER_CONTRAST}", label.corners))
+        else:
+            result.labels.append(label)
+
+
+def _candidates(small: np.ndarray, scale: int, params: _Params
+                ) -> tuple[np.ndarray, list[Rejection]]:
+    """Quadrilaterals (n, 4, 2 in full-image px, clockwise) of every closed ring of label
+    size, or of the film inside one (when neighbouring rings have merged), found on the
+    reduced image; one per label. Rings open at the image edge come back as rejections."""
+    label = params.label_px / scale
+    inner = label * (1 - 2 * params.border_frac)
+    window = int(label * 0.5) | 1
+    threshold = cv2.convertScaleAbs(cv2.blur(small, (window, window)), alpha=_DARK_RATIO)
+    dark = cv2.compare(small, threshold, cv2.CMP_LT)
+    contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    height, width = small.shape
+    tol = params.tolerance
+    shortest = int(4 * inner * (1 - tol) * 0.9)  # a contour's length is about its perimeter
+    quads, sizes = [], []
+    rejections: list[Rejection] = []
+    for index in [i for i, c in enumerate(contours) if len(c) >= shortest]:
+        contour = contours[index]
+        x, y, w, h = cv2.boundingRect(contour)
+        is_hole = hierarchy[0, index, 3] >= 0
+        size = inner if is_hole else label
+        if not is_hole and (x <= 0 or y <= 0 or x + w >= width or y + h >= height):
+            if max(w, h) <= 1.5 * label:
+                box = cv2.boxPoints(cv2.minAreaRect(contour))
+                rejections.append(Rejection("edge", "a ring open at the image edge",
+                                            (box + 0.5) * scale - 0.5))
+            continue
+        if min(w, h) < size * (1 - tol) - 2 or max(w, h) > 1.45 * (size * (1 + tol) + 2):
+            continue
+        approx = cv2.approxPolyDP(contour, 0.03 * len(contour), True)
+        if len(approx) == 4 and cv2.isContourConvex(approx):
+            quads.append(approx.reshape(4, 2))
+        else:
+            quads.append(cv2.boxPoints(cv2.minAreaRect(contour)))
+        sizes.append(size)
+    if not quads:
+        return np.zeros((0, 4, 2)), rejections
+    quads = _order_corners(np.array(quads, np.float64), 0.0)
+    size = np.array(sizes)
+    sides, skew = _shape(quads)
+    ok = ((sides.min(axis=1) >= size * (1 - tol) - 2) & (sides.max(axis=1) <= size * (1 + tol) + 2)
+          & (skew <= _MAX_SKEW_DEG + 8))
+    quads, size = quads[ok], size[ok]
+    # the film inside a ring: grow it to the ring's outer edge
+    centre = quads.mean(axis=1, keepdims=True)
+    quads = centre + (quads - centre) * (label / size)[:, None, None]
+    # one quadrilateral per label (a ring and the film it encloses give two)
+    centres = centre[:, 0]
+    unique: list[int] = []
+    for i in range(len(quads)):
+        if all(np.hypot(*(centres[i] - centres[j])) > 0.3 * label for j in unique):
+            unique.append(i)
+    return (quads[unique] + 0.5) * scale - 0.5, rejections
+
+
+def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, params: _Params
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Refine each quadrilateral's sides to the border's outer edge on `fine`, a gray image
+    reduced by `scale` (1 or 2) from the full one.
+
+    Along each side, short profiles cross the border; the outer edge is where a profile
+    rises most steeply from the dark border to the film outside, located to a fraction of
+    a pixel, and a side's edge points are fitted with a line, three times, dropping
+    outliers. Returns the corners (n, 4, 2, full-image px), the rms distance of the edge
+    points from their lines (full-image px), and whether every side had enough points."""
+    height, width = fine.shape
+    n = len(quads)
+    starts = (quads + 0.5) / scale - 0.5
+    reach = int(1.5 * coarse_scale / scale + 4)  # the coarse corners are good to a pixel there
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)  # outward positive
+    spread = np.array([-1.0, 0.0, 1.0], np.float32)  # profiles averaged along the side
+    ends = starts[:, [1, 2, 3, 0]]
+    along = ends - starts
+    along /= np.maximum(np.sqrt((along**2).sum(axis=2, keepdims=True)), 1e-9)
+    normal = np.stack([along[..., 1], -along[..., 0]], axis=-1)  # outward for clockwise
+    t = np.linspace(0.12, 0.88, _PROFILES)
+    base = starts[:, :, None, :] + (ends - starts)[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
+    step = (spread[:, None, None] * along[:, :, None, None, :]
+            + offsets[:, None] * normal[:, :, None, None, :])  # (n, 4, 3, D, 2)
+    points = (base[:, :, :, None, None, :] + step[:, :, None]).astype(np.float32)
+    samples = cv2.remap(fine, points[..., 0].reshape(-1, len(offsets)),
+                        points[..., 1].reshape(-1, len(offsets)), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    shape = (n, 4, _PROFILES, len(spread), len(offsets))
+    profile = samples.reshape(shape).astype(np.float32).mean(axis=3)
+    ends_in = points[:, :, :, [0, -1]]  # the outermost samples decide whether all are inside
+    x, y = ends_in[..., 0], ends_in[..., 1]
+    inside = ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).all(axis=3)
+    rise = profile[..., 2:] - profile[..., :-2]
+    # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
+    weight = 1.0 - 0.4 * (offsets[1:-1] / reach) ** 2
+    peak = np.argmax(rise * weight, axis=-1)
+    strength = np.take_along_axis(rise, peak[..., None], axis=-1)[..., 0]
+    valid = inside.all(axis=-1) & (strength > 0.3 * np.maximum(profile.mean(axis=-1), 1.0))
+    # sub-pixel peak from a parabola through the neighbours
+    left = np.take_along_axis(rise, np.maximum(peak - 1, 0)[..., None], axis=-1)[..., 0]
+    right = np.take_along_axis(rise, np.minimum(peak + 1, rise.shape[-1] - 1)[..., None],
+                               axis=-1)[..., 0]
+    curve = left - 2 * strength + right
+    delta = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1), 0.0)
+    edge = offsets[1:-1][peak] + np.clip(delta, -0.5, 0.5)
+    edge_points = base + edge[..., None] * normal[:, :, None, :]
+    weights = valid.astype(np.float64)
+    for _ in range(3):
+        centre, direction, residual = _fit_lines(edge_points, weights)
+        sigma = np.sqrt((weights * residual**2).sum(axis=-1, keepdims=True)
+                        / np.maximum(weights.sum(axis=-1, keepdims=True), 1))
+        weights = (valid & (np.abs(residual) <= np.maximum(0.5, 2.5 * sigma))).astype(np.float64)
+    counts = weights.sum(axis=-1)
+    usable = (counts >= max(4, _PROFILES // 3)).all(axis=1)
+    rms = np.sqrt((weights * residual**2).sum(axis=(1, 2)) / np.maximum(counts.sum(axis=1), 1))
+    # corner i joins side i-1 and side i
+    prev_c, prev_d = centre[:, [3, 0, 1, 2]], direction[:, [3, 0, 1, 2]]
+    det = prev_d[..., 0] * -direction[..., 1] + direction[..., 0] * prev_d[..., 1]
+    usable &= (np.abs(det) > 0.5).all(axis=1)
+    gap = centre - prev_c
+    a = (gap[..., 0] * -direction[..., 1] + direction[..., 0] * gap[..., 1]) \
+        / np.where(np.abs(det) > 0.5, det, 1.0)
+    corners = prev_c + a[..., None] * prev_d
+    return (corners + 0.5) * scale - 0.5, rms * scale, usable
+
+
+def _fit_lines(points: np.ndarray, weights: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted total-least-squares lines through (..., P, 2) points: a point on each,
+    its direction, and every point's signed distance from it."""
+    total = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-9)
+    centre = (points * weights[..., None]).sum(axis=-2) / total
+    d = points - centre[..., None, :]
+    sxx = (weights * d[..., 0] ** 2).sum(axis=-1)
+    syy = (weights * d[..., 1] ** 2).sum(axis=-1)
+    sxy = (weights * d[..., 0] * d[..., 1]).sum(axis=-1)
+    theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    direction = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    residual = d[..., 1] * direction[..., None, 0] - d[..., 0] * direction[..., None, 1]
+    return centre, direction, residual
+
+
+def _check(corners: np.ndarray, usable: bool, coarse: np.ndarray, width: int, height: int,
+           params: _Params) -> Rejection | None:
+    """Why a refined candidate is not a label, or None when it is one."""
+    outline = corners if usable else coarse
+    inset = min(outline[:, 0].min(), outline[:, 1].min(), width - 1 - outline[:, 0].max(),
+                height - 1 - outline[:, 1].max())
+    if inset < -0.5:
+        return Rejection("edge", "the label reaches beyond the image", outline)
+    if not usable:
+        if inset < 4 * params.label_px * params.border_frac:
+            return Rejection("edge", "a side's border is not in the image", outline)
+        return Rejection("border", "a side has too few border edge points", outline)
+    sides, skew = _shape(corners[None])
+    sides, skew = sides[0], float(skew[0])
+    tol = params.tolerance
+    if not (1 - tol) * params.label_px <= sides.mean() <= (1 + tol) * params.label_px:
+        return Rejection("size", f"side {sides.mean():.0f} px, expected "
+                         f"{params.label_px:.0f} +- {tol:.0%}", corners)
+    if skew > _MAX_SKEW_DEG or sides.max() > (1 + tol) * sides.min():
+        return Rejection("shape", f"corner angles off by up to {skew:.1f} deg, sides "
+                         f"{sides.min():.0f}-{sides.max():.0f} px", corners)
+    return None
