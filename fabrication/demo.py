@@ -57,7 +57,6 @@ def power_series(out: Path, seed: int = 11) -> None:
     """One label etched at each of the paper's powers (7, 17, 38, 73, 128 mW) and beyond,
     photographed by the simulated microscope, side by side."""
     import cv2
-    import numpy as np
 
     from edge_app.layout import BatchLayout
     from fabrication.calibration import StageCalibration

@@ -32,6 +32,14 @@ def _grid(text: str) -> tuple[int, int]:
     return cols, rows
 
 
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y in mm, e.g. -25,-5") from None
+    return x, y
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
     parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
@@ -47,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
     parser.add_argument("--power-calibration", type=Path,
                         help="JSON table of measured (S, mW) points (default: built-in)")
+    parser.add_argument("--laser-origin-mm", type=_point, default=(0.0, 0.0), metavar="X,Y",
+                        help="where design (0, 0) is in the laser's work coordinates (default 0,0); "
+                             "e.g. -25,-5 for a GRBL whose soft-limit travel is negative")
     parser.add_argument("--calibration", type=Path,
                         help="stage calibration JSON: origin_um/rotation_deg, or reference_points")
     parser.add_argument("--exposure-ms", type=float, default=40.0, help="camera exposure for the plan")
@@ -198,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     layout.save(batch_dir / "layout.json")
     write_dxf(batch_dir / "cad" / "batch.dxf", layout, args.power_mw)
     write_svg(batch_dir / "cad" / "batch.svg", layout)
-    frame = MachineFrame()
+    frame = MachineFrame(*args.laser_origin_mm)
     line_width = line_width_um(REFERENCE_POWER_MW)
     job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame))
     (batch_dir / "laser" / "job.gcode").write_text("\n".join(job) + "\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # power (mW) -> engraved line width (µm) and the fraction of fluorescence removed
 POWER_SERIES_MW = (7.0, 17.0, 38.0, 73.0, 128.0)
 LINE_WIDTH_UM = (0.0, 2.0, 3.5, 5.0, 7.0)
@@ -27,12 +26,12 @@ _WIDENING_UM_PER_MW = 0.15
 def line_width_um(power_mw: float) -> float:
     """Width of one engraved line; linear in power beyond the measured series."""
     if power_mw > POWER_SERIES_MW[-1]:
-        return LINE_WIDTH_UM[-1] + (power_mw - POWER_SERIES_MW[-1]) * _WIDENING_UM_PER_MW
+        return float(LINE_WIDTH_UM[-1] + (power_mw - POWER_SERIES_MW[-1]) * _WIDENING_UM_PER_MW)
     return float(np.interp(power_mw, POWER_SERIES_MW, LINE_WIDTH_UM, left=0.0))
 
 
 def darkness(power_mw: float) -> float:
     """Fraction of the film's fluorescence an engraved line removes (0 = untouched)."""
     if power_mw > POWER_SERIES_MW[-1]:
-        return min(0.98, DARKNESS[-1] + (power_mw - POWER_SERIES_MW[-1]) * 0.0003)
+        return float(min(0.98, DARKNESS[-1] + (power_mw - POWER_SERIES_MW[-1]) * 0.0003))
     return float(np.interp(power_mw, POWER_SERIES_MW, DARKNESS, left=0.0))

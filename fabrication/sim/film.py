@@ -188,7 +188,8 @@ class EtchedFilm:
             ends = np.round((segs[segs[:, 4] == power, :4] / FILM_PX_UM - (i0, j0, i0, j0)) * 16)
             lines = ends.astype(np.int64).reshape(-1, 2, 2).astype(np.int32)
             cv2.polylines(mask, list(lines), False, 255, max(1, int(round(width_px))), cv2.LINE_AA, shift=4)
-            remaining = np.minimum(remaining, 1.0 - darkness(power) * mask.astype(np.float32) / 255.0)
+            removed = np.float32(darkness(power) / 255.0) * mask.astype(np.float32)
+            remaining = np.minimum(remaining, np.float32(1.0) - removed)
         return value * remaining
 
     def save(self, path: Path) -> None:

@@ -18,15 +18,18 @@ class SimulatedLaserHead:
     def __init__(
         self,
         film: EtchedFilm,
-        calibration: PowerCalibration = PowerCalibration(),
-        frame: MachineFrame = MachineFrame(),
+        calibration: PowerCalibration | None = None,
+        frame: MachineFrame | None = None,
     ) -> None:
         self.film = film
-        self.calibration = calibration
-        self.frame = frame
+        self.calibration = calibration or PowerCalibration()
+        self.frame = frame or MachineFrame()
+        self._power_of_s: dict[float, float] = {}  # a job uses one or a few S values
 
     def burn(self, x0_mm: float, y0_mm: float, x1_mm: float, y1_mm: float, s_value: float) -> None:
-        power = self.calibration.mw_for_s(s_value)
+        power = self._power_of_s.get(s_value)
+        if power is None:
+            power = self._power_of_s[s_value] = self.calibration.mw_for_s(s_value)
         if line_width_um(power) <= 0.0 or (x0_mm == x1_mm and y0_mm == y1_mm):
             return
         x0, y0 = self.frame.to_design(x0_mm, y0_mm)

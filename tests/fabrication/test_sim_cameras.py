@@ -35,8 +35,8 @@ def border_contrast(image: np.ndarray, corners: list, border_frac: float) -> flo
     return green[on_border > 0].mean() / green[inside > 0].mean()
 
 
-def snap_field(layout, film, field, seed=4, model=MicroscopeModel()):
-    microscope = SimulatedMicroscope(film, layout, CALIBRATION, seed=seed, model=model)
+def snap_field(layout, film, field, seed=4, model=None):
+    microscope = SimulatedMicroscope(film, layout, CALIBRATION, seed=seed, model=model or MicroscopeModel())
     microscope.move_to(*CALIBRATION.design_to_stage(*layout.field_center_um(field)))
     return microscope.snap()
 
