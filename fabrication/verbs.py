@@ -6,22 +6,9 @@ built or run; this module stays free of heavy imports so `puf --help` is instant
 
 from __future__ import annotations
 
-import argparse
-import importlib
-
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, from_module
 
 _FACTORY = ("ezdxf", "serial", "tifffile", "HersheyFonts")
-
-
-def _from(module: str):
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        importlib.import_module(module).add_arguments(parser)
-
-    def run(args: argparse.Namespace) -> int:
-        return importlib.import_module(module).run(args)
-
-    return add_arguments, run
 
 
 design = Verb(
@@ -30,7 +17,7 @@ design = Verb(
     "  puf design out/B0001                       # 200 fields of 4x3 labels, 128 mW\n"
     "  puf design out/B0002 --fields 20x10 --power-mw 73 --calibration stage.json\n"
     "  puf design out/B0003 --label-um 150 --pitch-um 200 --labels 5x4",
-    *_from("fabrication.design"),
+    *from_module("fabrication.design"),
     needs=_FACTORY,
     extra="factory",
 )
@@ -41,7 +28,7 @@ etch = Verb(
     "  puf etch out/B0001 --sim                    # engrave the simulated film\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0      # a GRBL controller in laser mode\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM",
-    *_from("fabrication.etch"),
+    *from_module("fabrication.etch"),
     needs=_FACTORY,
     extra="factory",
 )
@@ -52,7 +39,7 @@ photograph = Verb(
     "  puf photograph out/B0001 --sim              # the simulated microscope\n"
     "  puf photograph out/B0001 --mm-config rig.cfg   # a Micro-Manager rig (pymmcore-plus)\n"
     "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing",
-    *_from("fabrication.photograph"),
+    *from_module("fabrication.photograph"),
     needs=_FACTORY,
     extra="factory",
 )
@@ -62,7 +49,7 @@ demo = Verb(
     "Run the whole line on the simulated factory and show what it made.",
     "  puf demo                                    # into ./demo_out\n"
     "  puf demo --out /tmp/puf-demo --fields 20",
-    *_from("fabrication.demo"),
+    *from_module("fabrication.demo"),
     needs=_FACTORY,
     extra="factory",
 )
