@@ -158,6 +158,7 @@ class Registry:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -176,11 +177,17 @@ class Registry:
                 elif int(row["value"]) != SCHEMA_VERSION:
                     raise PufError(f"{self.path} is a registry of schema {row['value']}; this "
                                    f"version of puf reads schema {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
+            self.close()
             raise PufError(f"cannot open the registry {self.path}: {error}") from None
+        except PufError:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> Registry:
         return self

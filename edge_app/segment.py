@@ -47,11 +47,12 @@ REASONS = {
 }
 
 _REDUCED_LABEL_PX = 80  # the fast method looks for labels about this size
-_DARK_RATIO = 0.65  # a border pixel is darker than this fraction of its neighbourhood
+_DARK_RATIO = 0.6  # a border pixel is darker than this fraction of its neighbourhood
 _MIN_BORDER_CONTRAST = 0.25
 ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "ambiguous"
 _MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
 _PROFILES = 16  # edge profiles across each side
+_PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, along the side
 
 
 @dataclass(frozen=True)
@@ -293,57 +294,69 @@ def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
 
 
-def _crop(source: np.ndarray, scale: float, corners: np.ndarray, size: int) -> np.ndarray:
+def _crop(source: np.ndarray, scale: float, corners: np.ndarray, size: int,
+          out: np.ndarray | None = None) -> np.ndarray:
     """Warp the quadrilateral `corners` (full-image px) of `source` (reduced by `scale`)
-    to a size x size square; pixel centres map to pixel centres."""
+    to a size x size square; the corners land on the crop's outer pixel edges."""
     src = ((corners + 0.5) / scale - 0.5).astype(np.float32)
     dst = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
     matrix = cv2.getPerspectiveTransform(src, dst)
-    return cv2.warpPerspective(source, matrix, (size, size), flags=cv2.INTER_LINEAR,
+    return cv2.warpPerspective(source, matrix, (size, size), dst=out, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
 
 
 @cache
-def _crop_masks(size: int, border_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Masks of a crop's border band, the film band just inside it, and its interior."""
+def _crop_weights(size: int, border_frac: float) -> np.ndarray:
+    """(size * size, 3) weights averaging a crop's border band, the film band just inside
+    it, and its whole interior (each column sums to 1)."""
     b = border_frac * size
     yy, xx = np.mgrid[0:size, 0:size]
     inset = np.minimum(np.minimum(xx, yy), np.minimum(size - 1 - xx, size - 1 - yy)) + 0.5
     border = (inset > 0.2 * b) & (inset < 0.8 * b)
     film = (inset > 1.4 * b) & (inset < 1.4 * b + 0.1 * size)
-    return tuple(m.astype(np.uint8) * 255 for m in (border, film, inset > 1.4 * b))
+    masks = np.stack([border, film, inset > 1.4 * b], axis=-1).reshape(-1, 3).astype(np.float32)
+    return masks / masks.sum(axis=0)
 
 
-def _quality(crop: np.ndarray, sides: np.ndarray, skew: float, params: _Params,
-             edge_rms: float | None) -> Quality:
-    gray = _gray(crop)
-    border_mask, film_mask, inner_mask = _crop_masks(params.crop_size, params.border_frac)
-    border = cv2.mean(gray, border_mask)[0]
-    film = cv2.mean(gray, film_mask)[0]
-    level = cv2.mean(gray, inner_mask)[0]
+def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, params: _Params,
+               edge_rms: np.ndarray | None) -> list[Quality]:
+    """Quality records of (n, S, S[, 3]) crops, computed on them all at once."""
+    n, size = crops.shape[:2]
+    gray = _gray(crops.reshape(n * size, size, -1) if crops.ndim == 4 else
+                 crops.reshape(n * size, size))
+    weights = _crop_weights(size, params.border_frac)
+    border, film, level = (gray.reshape(n, -1).astype(np.float32) @ weights).T
+    # crops stacked: the Laplacian's seams fall on the borders, outside the interior
     laplacian = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S))
-    return Quality(
-        sharpness=cv2.mean(laplacian, inner_mask)[0] / max(level, 1.0),
-        exposure=film,
-        clipped=float(np.count_nonzero(crop == 255)) / crop.size,
-        border_contrast=1.0 - border / film if film > 0 else 0.0,
-        skew_deg=float(skew),
-        aspect=float(sides.max() / max(sides.min(), 1e-9)),
-        size_ratio=float(sides.mean() / params.label_px),
-        edge_rms_px=edge_rms,
-    )
+    detail = laplacian.reshape(n, -1).astype(np.float32) @ weights[:, 2]
+    saturated = cv2.compare(crops.reshape(n, -1), 254, cv2.CMP_GT).reshape(n, -1)
+    per_crop = crops[0].size
+    return [Quality(
+        sharpness=float(detail[i] / max(level[i], 1.0)),
+        exposure=float(film[i]),
+        clipped=cv2.countNonZero(saturated[i]) / per_crop,
+        border_contrast=float(1.0 - border[i] / film[i]) if film[i] > 0 else 0.0,
+        skew_deg=float(skew[i]),
+        aspect=float(sides[i].max() / max(sides[i].min(), 1e-9)),
+        size_ratio=float(sides[i].mean() / params.label_px),
+        edge_rms_px=None if edge_rms is None else float(edge_rms[i]),
+    ) for i in range(n)]
 
 
 def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Params,
             edge_rms: np.ndarray | None = None) -> list[FoundLabel]:
     """Crop, rate and orient (n, 4, 2) labels, ordered TL, TR, BR, BL for the rotation."""
+    if not len(corners):
+        return []
     corners = _order_corners(corners, params.rotation_deg)
     sides, skew = _shape(corners)
-    labels = []
+    size = params.crop_size
+    crops = np.empty((len(corners), size, size, *source.shape[2:]), np.uint8)
     for i, corner in enumerate(corners):
-        crop = _crop(source, scale, corner, params.crop_size)
-        rms = None if edge_rms is None else float(edge_rms[i])
-        quality = _quality(crop, sides[i], skew[i], params, rms)
+        _crop(source, scale, corner, size, crops[i])
+    labels = []
+    for crop, corner, quality in zip(crops, corners, _qualities(crops, sides, skew, params,
+                                                                 edge_rms), strict=True):
         glyph = classify_glyph(crop, params.templates) if params.templates is not None else None
         if params.rotation_deg is not None:
             orientation = "prior"
@@ -399,13 +412,9 @@ def _fast(image: np.ndarray, params: _Params, result: SegmentationResult) -> Non
     if not len(quads):
         return
     corners, edge_rms, usable = _refine(fine, quads, fine_scale, 2**level, params)
-    keep = np.zeros(len(quads), bool)
-    for i in range(len(quads)):
-        rejection = _check(corners[i], bool(usable[i]), quads[i], width, height, params)
-        if rejection is None:
-            keep[i] = True
-        else:
-            result.rejections.append(rejection)
+    verdicts = _verdicts(corners, usable, quads, width, height, params)
+    result.rejections += [v for v in verdicts if v is not None]
+    keep = np.array([v is None for v in verdicts])
     corners, edge_rms = corners[keep], edge_rms[keep]
     middle = np.array([(width - 1) / 2, (height - 1) / 2])
     order = np.argsort(np.linalg.norm(corners.mean(axis=1) - middle, axis=1))
@@ -433,7 +442,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     inner = label * (1 - 2 * params.border_frac)
     window = int(label * 0.5) | 1
     threshold = cv2.convertScaleAbs(cv2.blur(small, (window, window)), alpha=_DARK_RATIO)
-    dark = cv2.compare(small, threshold, cv2.CMP_LT)
+    # a 3x3 mean first: borders (4 px wide here) stay dark, grain speckles do not
+    dark = cv2.compare(cv2.blur(small, (3, 3)), threshold, cv2.CMP_LT)
     contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     height, width = small.shape
     tol = params.tolerance
@@ -472,10 +482,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     quads = centre + (quads - centre) * (label / size)[:, None, None]
     # one quadrilateral per label (a ring and the film it encloses give two)
     centres = centre[:, 0]
-    unique: list[int] = []
-    for i in range(len(quads)):
-        if all(np.hypot(*(centres[i] - centres[j])) > 0.3 * label for j in unique):
-            unique.append(i)
+    near = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1)) < 0.3 * label
+    unique = [i for i in range(len(quads)) if not near[i, :i].any()]
     return (quads[unique] + 0.5) * scale - 0.5, rejections
 
 
@@ -484,56 +492,58 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     """Refine each quadrilateral's sides to the border's outer edge on `fine`, a gray image
     reduced by `scale` (1 or 2) from the full one.
 
-    Along each side, short profiles cross the border; the outer edge is where a profile
-    rises most steeply from the dark border to the film outside, located to a fraction of
-    a pixel, and a side's edge points are fitted with a line, three times, dropping
-    outliers. Returns the corners (n, 4, 2, full-image px), the rms distance of the edge
-    points from their lines (full-image px), and whether every side had enough points."""
+    Along each side, short profiles cross the border (each the mean of three parallel
+    ones); the outer edge is where a profile rises most steeply from the dark border to
+    the film outside, located to a fraction of a pixel, and a side's edge points are
+    fitted with a line, twice, dropping outliers. Returns the corners (n, 4, 2, full-image
+    px), the rms distance of the edge points from their lines (full-image px), and whether
+    every side had enough points, spread over at least half of it."""
     height, width = fine.shape
     n = len(quads)
-    starts = (quads + 0.5) / scale - 0.5
+    starts = ((quads + 0.5) / scale - 0.5).astype(np.float32)
     reach = int(1.5 * coarse_scale / scale + 4)  # the coarse corners are good to a pixel there
     offsets = np.arange(-reach, reach + 1, dtype=np.float32)  # outward positive
-    spread = np.array([-1.0, 0.0, 1.0], np.float32)  # profiles averaged along the side
-    ends = starts[:, [1, 2, 3, 0]]
-    along = ends - starts
-    along /= np.maximum(np.sqrt((along**2).sum(axis=2, keepdims=True)), 1e-9)
-    normal = np.stack([along[..., 1], -along[..., 0]], axis=-1)  # outward for clockwise
-    t = np.linspace(0.12, 0.88, _PROFILES)
-    base = starts[:, :, None, :] + (ends - starts)[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
-    step = (spread[:, None, None] * along[:, :, None, None, :]
-            + offsets[:, None] * normal[:, :, None, None, :])  # (n, 4, 3, D, 2)
-    points = (base[:, :, :, None, None, :] + step[:, :, None]).astype(np.float32)
-    samples = cv2.remap(fine, points[..., 0].reshape(-1, len(offsets)),
-                        points[..., 1].reshape(-1, len(offsets)), cv2.INTER_LINEAR,
+    depth = len(offsets)
+    edges = starts[:, [1, 2, 3, 0]] - starts
+    along = edges / np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
+    normal = along[..., ::-1] * np.float32([1, -1])  # outward for clockwise corners
+    t = _PROFILE_T
+    base = starts[:, :, None, :] + edges[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
+    # (n, 4, 3 * D, 2): three parallel profiles a pixel apart, D samples each
+    step = (np.float32([-1, 0, 1])[:, None, None] * along[:, :, None, None, :]
+            + offsets[:, None] * normal[:, :, None, None, :]).reshape(n, 4, 3 * depth, 2)
+    points = base[:, :, :, None, :] + step[:, :, None, :, :]
+    samples = cv2.remap(fine, points[..., 0].reshape(-1, 3 * depth),
+                        points[..., 1].reshape(-1, 3 * depth), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
-    shape = (n, 4, _PROFILES, len(spread), len(offsets))
-    profile = samples.reshape(shape).astype(np.float32).mean(axis=3)
-    ends_in = points[:, :, :, [0, -1]]  # the outermost samples decide whether all are inside
-    x, y = ends_in[..., 0], ends_in[..., 1]
-    inside = ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).all(axis=3)
+    profile = samples.reshape(n, 4, _PROFILES, 3, depth).sum(axis=3, dtype=np.float32)
+    middle = points[:, :, :, depth:2 * depth]
+    inside = ((middle[..., 0] >= 1) & (middle[..., 0] <= width - 2)
+              & (middle[..., 1] >= 1) & (middle[..., 1] <= height - 2))
     rise = profile[..., 2:] - profile[..., :-2]
+    rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6  # beyond the image edge
     # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
-    weight = 1.0 - 0.4 * (offsets[1:-1] / reach) ** 2
-    peak = np.argmax(rise * weight, axis=-1)
-    strength = np.take_along_axis(rise, peak[..., None], axis=-1)[..., 0]
-    valid = inside.all(axis=-1) & (strength > 0.3 * np.maximum(profile.mean(axis=-1), 1.0))
+    peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)[..., None]
+    strength = np.take_along_axis(rise, peak, axis=-1)
+    left = np.take_along_axis(rise, np.maximum(peak - 1, 0), axis=-1)
+    right = np.take_along_axis(rise, np.minimum(peak + 1, depth - 3), axis=-1)
+    valid = (strength > 0.3 * np.maximum(profile.mean(axis=-1, keepdims=True), 3.0))[..., 0]
     # sub-pixel peak from a parabola through the neighbours
-    left = np.take_along_axis(rise, np.maximum(peak - 1, 0)[..., None], axis=-1)[..., 0]
-    right = np.take_along_axis(rise, np.minimum(peak + 1, rise.shape[-1] - 1)[..., None],
-                               axis=-1)[..., 0]
     curve = left - 2 * strength + right
-    delta = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1), 0.0)
-    edge = offsets[1:-1][peak] + np.clip(delta, -0.5, 0.5)
+    fit = (curve < 0) & (left > -1e6) & (right > -1e6)
+    delta = np.clip(np.where(fit, 0.5 * (left - right) / np.where(fit, curve, -1), 0), -0.5, 0.5)
+    edge = offsets[1:-1][peak[..., 0]] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
-    weights = valid.astype(np.float64)
-    for _ in range(3):
+    weights = valid.astype(np.float32)
+    for last in (False, True):
         centre, direction, residual = _fit_lines(edge_points, weights)
-        sigma = np.sqrt((weights * residual**2).sum(axis=-1, keepdims=True)
-                        / np.maximum(weights.sum(axis=-1, keepdims=True), 1))
-        weights = (valid & (np.abs(residual) <= np.maximum(0.5, 2.5 * sigma))).astype(np.float64)
+        if not last:
+            sigma = np.sqrt((weights * residual**2).sum(axis=-1, keepdims=True)
+                            / np.maximum(weights.sum(axis=-1, keepdims=True), 1))
+            weights = (valid & (np.abs(residual) <= np.maximum(0.5, 2.5 * sigma))).astype(np.float32)
     counts = weights.sum(axis=-1)
-    usable = (counts >= max(4, _PROFILES // 3)).all(axis=1)
+    span = np.where(weights > 0, t, -1.0).max(axis=-1) + np.where(weights > 0, -t, -1.0).max(axis=-1)
+    usable = ((counts >= max(4, _PROFILES // 3)) & (span >= 0.5)).all(axis=1)
     rms = np.sqrt((weights * residual**2).sum(axis=(1, 2)) / np.maximum(counts.sum(axis=1), 1))
     # corner i joins side i-1 and side i
     prev_c, prev_d = centre[:, [3, 0, 1, 2]], direction[:, [3, 0, 1, 2]]
@@ -562,25 +572,31 @@ def _fit_lines(points: np.ndarray, weights: np.ndarray
     return centre, direction, residual
 
 
-def _check(corners: np.ndarray, usable: bool, coarse: np.ndarray, width: int, height: int,
-           params: _Params) -> Rejection | None:
-    """Why a refined candidate is not a label, or None when it is one."""
-    outline = corners if usable else coarse
-    inset = min(outline[:, 0].min(), outline[:, 1].min(), width - 1 - outline[:, 0].max(),
-                height - 1 - outline[:, 1].max())
-    if inset < -0.5:
-        return Rejection("edge", "the label reaches beyond the image", outline)
-    if not usable:
-        if inset < 4 * params.label_px * params.border_frac:
-            return Rejection("edge", "a side's border is not in the image", outline)
-        return Rejection("border", "a side has too few border edge points", outline)
-    sides, skew = _shape(corners[None])
-    sides, skew = sides[0], float(skew[0])
+def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width: int,
+              height: int, params: _Params) -> list[Rejection | None]:
+    """Why each refined candidate is not a label, or None when it is one."""
+    outlines = np.where(usable[:, None, None], corners, coarse)
+    inset = np.minimum.reduce([outlines[..., 0].min(axis=1), outlines[..., 1].min(axis=1),
+                               width - 1 - outlines[..., 0].max(axis=1),
+                               height - 1 - outlines[..., 1].max(axis=1)])
+    sides, skew = _shape(corners)
+    mean_side = sides.mean(axis=1)
     tol = params.tolerance
-    if not (1 - tol) * params.label_px <= sides.mean() <= (1 + tol) * params.label_px:
-        return Rejection("size", f"side {sides.mean():.0f} px, expected "
-                         f"{params.label_px:.0f} +- {tol:.0%}", corners)
-    if skew > _MAX_SKEW_DEG or sides.max() > (1 + tol) * sides.min():
-        return Rejection("shape", f"corner angles off by up to {skew:.1f} deg, sides "
-                         f"{sides.min():.0f}-{sides.max():.0f} px", corners)
-    return None
+    verdicts: list[Rejection | None] = []
+    for i, outline in enumerate(outlines):
+        if inset[i] < -0.5:
+            verdicts.append(Rejection("edge", "the label reaches beyond the image", outline))
+        elif not usable[i] and inset[i] < 4 * params.label_px * params.border_frac:
+            verdicts.append(Rejection("edge", "a side's border is not in the image", outline))
+        elif not usable[i]:
+            verdicts.append(Rejection("border", "a side has too few border edge points", outline))
+        elif not (1 - tol) * params.label_px <= mean_side[i] <= (1 + tol) * params.label_px:
+            verdicts.append(Rejection("size", f"side {mean_side[i]:.0f} px, expected "
+                                      f"{params.label_px:.0f} +- {tol:.0%}", outline))
+        elif skew[i] > _MAX_SKEW_DEG or sides[i].max() > (1 + tol) * sides[i].min():
+            verdicts.append(Rejection("shape", f"corner angles off by up to {skew[i]:.1f} deg, "
+                                      f"sides {sides[i].min():.0f}-{sides[i].max():.0f} px",
+                                      outline))
+        else:
+            verdicts.append(None)
+    return verdicts

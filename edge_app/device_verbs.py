@@ -1,0 +1,20 @@
+"""The verbs `edge_app` contributes to the `puf` command (entry points in ``puf.verbs``).
+
+`segment` is a factory step, but it lives here because the device segments its own
+captures with the same code. Each verb's work is imported only when it is built or run.
+"""
+
+from __future__ import annotations
+
+from edge_app.verbs import Verb, from_module
+
+segment = Verb(
+    "segment",
+    "Cut every field of a photographed batch into label crops and record them in the registry.",
+    "  puf segment out/B0001                      # crops in out/B0001/crops, out/registry.sqlite\n"
+    "  puf segment out/B0001 --overlay            # and a picture of each field to check\n"
+    "  puf segment out/B0001 --json               # the summary for programs\n"
+    "  puf segment scans/ --pixel-um 0.6 --labels 4x3   # a folder of real images\n"
+    "  puf segment out/B0001                      # again: resumes, skips recorded fields",
+    *from_module("edge_app.segment_cli"),
+)

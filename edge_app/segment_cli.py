@@ -1,0 +1,501 @@
+"""`puf segment`: cut every photographed field of a batch into label crops, and record
+batches, fields and labels in the factory's registry.
+
+BATCH_DIR/layout.json                    the batch layout (or give the sizes as options)
+BATCH_DIR/fields/manifest.json           the fields to segment (or any images in fields/)
+BATCH_DIR/crops/<label id>.png           one crop per label found, canonical orientation
+BATCH_DIR/overlays/field_0007.jpg        with --overlay: what was found, for a person
+REGISTRY (default BATCH_DIR/../registry.sqlite, one per factory)
+
+Every field is recorded in one transaction after its crops are written, so an interrupted
+run resumes with the fields not yet recorded; a field already recorded is skipped unless
+its image changed or --force is given. A field that cannot be read or segmented is
+recorded and listed, and the run goes on.
+
+Only the standard library is imported here at module level (`puf --help` stays instant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+TEMPLATES_FILE = "pattern_templates.npz"
+REASON_TEXT = {
+    "edge": "cut by the image edge",
+    "size": "not the expected size",
+    "shape": "not square",
+    "border": "no dark border",
+    "excess": "more labels than expected",
+    "neighbour": "a neighbouring field's label",
+    "off-lattice": "off the label lattice",
+    "ambiguous": "field position ambiguous",
+    "not found": "not found",
+    "unreadable": "field image unreadable",
+    "failed": "field failed",
+}
+
+
+def _grid(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected COLSxROWS such as 4x3, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("batch_dir", type=Path, help="a photographed batch, or a folder of images")
+    parser.add_argument("--registry", type=Path,
+                        help="the factory's registry (default: $PUF_REGISTRY, else "
+                             "registry.sqlite beside BATCH_DIR)")
+    parser.add_argument("--method", choices=("fast", "paper"), default="fast",
+                        help="segmentation method (default fast; 'paper' is the source paper's)")
+    parser.add_argument("--overlay", action="store_true",
+                        help="also draw each field with its labels, ids and rejections "
+                             "(BATCH_DIR/overlays/)")
+    parser.add_argument("--force", action="store_true", help="segment fields already recorded")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--crop-size", type=int, default=128, help="crop side in px (default 128)")
+    parser.add_argument("--templates", type=Path,
+                        help=f"pattern templates (.npz) to read glyphs with, which settles the "
+                             f"position of a slipped field (default: BATCH_DIR/{TEMPLATES_FILE} "
+                             "if it exists)")
+    parser.add_argument("--rotation-deg", type=float,
+                        help="the labels' angle in the images (default: the stage calibration's "
+                             "rotation, BATCH_DIR/stage/calibration.json, else 0)")
+    parser.add_argument("--max-shift-um", type=float, default=220.0,
+                        help="how far a field may lie from where it was planned (default 220)")
+    real = parser.add_argument_group("a folder of images without layout.json or manifest")
+    real.add_argument("--pixel-um", type=float, help="camera pixel size in um")
+    real.add_argument("--batch-id", help="batch id (default: the folder's name)")
+    real.add_argument("--labels", type=_grid, default=(4, 3), metavar="COLSxROWS",
+                      help="labels per field (default 4x3)")
+    real.add_argument("--label-um", type=float, default=200.0, help="label side (default 200)")
+    real.add_argument("--border-um", type=float, default=10.0, help="border width (default 10)")
+    real.add_argument("--pitch-um", type=float, default=250.0, help="label pitch (default 250)")
+
+
+# ---- the batch on disk ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldImage:
+    field: int
+    path: Path
+    pixel_size_um: float | None
+
+
+def find_fields(batch_dir: Path, pixel_um: float | None) -> list[FieldImage]:
+    """The batch's field images, from its manifest or, failing that, from the images in
+    BATCH_DIR/fields (or BATCH_DIR), numbered by the digits in their names."""
+    fields_dir = batch_dir / "fields"
+    manifest = fields_dir / "manifest.json"
+    if manifest.exists():
+        try:
+            data = json.loads(manifest.read_text())
+            default = data.get("pixel_size_um")
+
+            def pixel_size(entry: dict) -> float | None:
+                value = pixel_um or entry.get("pixel_size_um") or default
+                return None if value is None else float(value)
+
+            return sorted((FieldImage(int(e["field"]), fields_dir / str(e["file"]), pixel_size(e))
+                           for e in data["fields"]), key=lambda f: f.field)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise PufError(f"cannot read the manifest {manifest}: {error!r}") from None
+    folder = fields_dir if fields_dir.is_dir() else batch_dir
+    if not folder.is_dir():
+        raise PufError(f"{batch_dir} is not a folder")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not p.name.startswith("."))
+    if not paths:
+        raise PufError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    numbers = [re.findall(r"\d+", p.stem) for p in paths]
+    if all(numbers) and len({int(n[-1]) for n in numbers}) == len(paths):
+        found = [FieldImage(int(n[-1]), p, pixel_um) for n, p in zip(numbers, paths, strict=True)]
+    else:
+        found = [FieldImage(i, p, pixel_um) for i, p in enumerate(paths)]
+    return sorted(found, key=lambda f: f.field)
+
+
+def batch_layout(batch_dir: Path, args: argparse.Namespace, fields: list[FieldImage]):
+    """layout.json, or a layout built from the options for a folder of real images
+    (fields in one row; pattern classes unknown)."""
+    from edge_app.layout import BatchLayout
+
+    if (batch_dir / "layout.json").exists():
+        return BatchLayout.load(batch_dir / "layout.json")
+    cols, rows = args.labels
+    batch_id = args.batch_id or re.sub(r"[^A-Za-z0-9_]", "_", batch_dir.resolve().name)[:32]
+    count = max(f.field for f in fields) + 1
+    return BatchLayout(batch_id, ("unknown",) * (cols * rows * count), args.label_um,
+                       args.border_um, args.pitch_um, glyph_size_um=0.3 * args.label_um,
+                       label_cols=cols, label_rows=rows, field_cols=count, field_rows=1)
+
+
+def expected_rotation(batch_dir: Path, args: argparse.Namespace) -> float:
+    if args.rotation_deg is not None:
+        return args.rotation_deg
+    calibration = batch_dir / "stage" / "calibration.json"
+    try:
+        return float(json.loads(calibration.read_text()).get("rotation_deg", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def write_crop(path: Path, crop) -> str:
+    """Write a crop as PNG (atomically, only if its bytes changed); return their sha256."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", crop)
+    if not ok:
+        raise PufError(f"cannot encode the crop {path.name}")
+    payload = data.tobytes()
+    digest = hashlib.sha256(payload).hexdigest()
+    try:
+        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+            return digest
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+    except OSError as error:
+        raise PufError(f"cannot write {path} ({error.strerror or error}); free space and run "
+                       "the same command again to resume") from None
+    return digest
+
+
+# ---- one field -----------------------------------------------------------------------
+
+@dataclass
+class FieldOutcome:
+    record: object  # FieldRecord
+    labels: list  # LabelRecord
+    rejections: list  # RejectionRecord
+    crops: dict  # label id -> crop to write
+    overlay: object | None = None  # BGR image
+
+
+def segment_field(image, layout, field: int, pixel_size_um: float, *, method: str = "fast",
+                  crop_size: int = 128, rotation_deg: float = 0.0, templates=None,
+                  max_shift_um: float = 220.0, overlay: bool = False,
+                  file: str | None = None, sig: str | None = None) -> FieldOutcome:
+    """Segment one field image and say what became of every label of the field."""
+    import numpy as np
+
+    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
+    from edge_app.segment import segment
+    from edge_app.slots import assign_slots, slot_corners_um
+
+    label_px = layout.label_size_um / pixel_size_um
+    result = segment(image, label_px, method=method, k=layout.labels_per_field,
+                     crop_size=crop_size, border_frac=layout.border_width_um / layout.label_size_um,
+                     rotation_deg=rotation_deg, templates=templates)
+    use_glyphs = templates is not None and set(layout.patterns) <= set(templates.names)
+    patterns = [label.glyph.pattern if label.glyph and label.glyph.quarter_turns == 0 else None
+                for label in result.labels] if use_glyphs else None
+    assignment = assign_slots([label.centre for label in result.labels],
+                              [label.angle_deg for label in result.labels], layout, field,
+                              pixel_size_um, result.image_size, patterns, max_shift_um)
+    width, height = result.image_size
+    records: dict[int, LabelRecord] = {}
+    crops = {}
+    rejections = []
+
+    def corners_json(corners) -> str:
+        return json.dumps(np.round(np.asarray(corners, float), 2).tolist())
+
+    def base(slot: int) -> dict:
+        row, col = divmod(slot, layout.label_cols)
+        return dict(label_id=layout.label_id(field, slot), batch_id=layout.batch_id, field=field,
+                    slot=slot, row=row, col=col, pattern=layout.pattern_of(field, slot))
+
+    for label, place, why in zip(result.labels, assignment.slots, assignment.reasons, strict=True):
+        if place is None or why is not None or assignment.status != "ok":
+            reason = why or "ambiguous"
+            rejections.append(RejectionRecord(reason, REASON_TEXT.get(reason, reason),
+                                              place.label_id if place else None,
+                                              corners_json(label.corners)))
+            continue
+        quality = label.quality
+        records[place.slot] = LabelRecord(
+            **base(place.slot), status="found",
+            crop_path=f"crops/{place.label_id}.png", corners=corners_json(label.corners),
+            orientation=label.orientation,
+            glyph_pattern=label.glyph.pattern if label.glyph else None,
+            glyph_score=round(label.glyph.score, 4) if label.glyph else None,
+            **{k: (None if v is None else round(float(v), 4)) for k, v in quality.__dict__.items()})
+        crops[place.label_id] = label.crop
+    # where every slot of the field should be, to tell cut and missing labels apart
+    expected = {}
+    if assignment.status == "ok":
+        for slot in range(layout.labels_per_field):
+            expected[slot] = assignment.to_image(slot_corners_um(layout, field, slot))
+    for rejection in result.rejections:
+        label_id = None
+        if rejection.corners is not None and expected:
+            centre = np.asarray(rejection.corners).mean(axis=0)
+            slot = min(expected, key=lambda s: np.linalg.norm(expected[s].mean(axis=0) - centre))
+            if np.linalg.norm(expected[slot].mean(axis=0) - centre) < 0.3 * label_px \
+                    and slot not in records:
+                label_id = layout.label_id(field, slot)
+                records[slot] = LabelRecord(**base(slot), status="rejected",
+                                            reason=rejection.reason,
+                                            corners=corners_json(rejection.corners))
+        rejections.append(RejectionRecord(rejection.reason, rejection.detail, label_id,
+                                          None if rejection.corners is None
+                                          else corners_json(rejection.corners)))
+    for slot in range(layout.labels_per_field):
+        if slot in records:
+            continue
+        if assignment.status != "ok":
+            records[slot] = LabelRecord(**base(slot), status="rejected", reason="ambiguous")
+            continue
+        corners = expected[slot]
+        whole = (corners[:, 0].min() >= 0 and corners[:, 1].min() >= 0
+                 and corners[:, 0].max() <= width - 1 and corners[:, 1].max() <= height - 1)
+        records[slot] = LabelRecord(**base(slot), status="missing" if whole else "rejected",
+                                    reason="not found" if whole else "edge",
+                                    corners=corners_json(corners))
+    found = sum(r.status == "found" for r in records.values())
+    if assignment.status == "ok":
+        status, detail = ("done", assignment.detail) if found else ("failed", "no labels found")
+    elif assignment.status == "empty":
+        status, detail = "failed", "; ".join(["no labels found", *result.notes])
+    else:
+        status, detail = "ambiguous", assignment.detail
+    shift = assignment.shift_um or (None, None)
+    record = FieldRecord(layout.batch_id, field, status, file, sig, detail, method, found,
+                         len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
+    picture = None
+    if overlay:
+        picture = draw_overlay(image, result, records, expected, rejections, layout)
+    return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture)
+
+
+def draw_overlay(image, result, records: dict, expected: dict, rejections: list, layout):
+    """The field with found labels (green, id and top-left corner), rejected candidates
+    (red, reason) and expected labels that were not found (yellow)."""
+    import cv2
+    import numpy as np
+
+    from edge_app.segment import as_uint8
+
+    picture = as_uint8(image)
+    if picture.ndim == 2:
+        picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
+    scale = min(1.0, 1280 / picture.shape[1])
+    picture = cv2.resize(picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+
+    def poly(corners, colour, text, thickness=2, below=False):
+        points = (np.asarray(corners, float) + 0.5) * scale - 0.5
+        cv2.polylines(picture, [np.round(points).astype(np.int32)], True, colour, thickness,
+                      cv2.LINE_AA)
+        (x, top), (_, bottom) = points.min(axis=0), points.max(axis=0)
+        y = min(bottom, picture.shape[0]) - 8 if below else max(top, 0) + 18
+        cv2.putText(picture, text, (int(max(x, 0)) + 6, int(y)), font, size, colour, 1, cv2.LINE_AA)
+        return points
+
+    for slot, record in records.items():
+        if record.status == "found":
+            points = poly(json.loads(record.corners), (80, 255, 80), record.label_id)
+            cv2.circle(picture, tuple(int(v) for v in np.round(points[0])), 5, (80, 255, 80), -1)
+        elif slot in expected:
+            poly(expected[slot], (40, 220, 255),
+                 f"{record.label_id}: {REASON_TEXT.get(record.reason, record.reason)}", 1, True)
+    for rejection in rejections:
+        if rejection.corners is not None:
+            poly(json.loads(rejection.corners), (60, 60, 255),
+                 REASON_TEXT.get(rejection.reason, rejection.reason))
+    status = f"{len(result.labels)} found, {len(rejections)} rejected, {result.elapsed_ms:.1f} ms"
+    cv2.putText(picture, status, (8, picture.shape[0] - 10), font, 0.6, (255, 255, 255), 2,
+                cv2.LINE_AA)
+    return picture
+
+
+# ---- the verb ------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edge_app.orientation import PatternTemplates
+    from edge_app.registry import Registry
+    from edge_app.segment import load_image
+
+    started = time.perf_counter()
+    batch_dir: Path = args.batch_dir
+    if not batch_dir.is_dir():
+        raise PufError(f"{batch_dir} is not a folder")
+    fields = find_fields(batch_dir, args.pixel_um)
+    unknown = [f.path.name for f in fields if not f.pixel_size_um or f.pixel_size_um <= 0]
+    if unknown:
+        raise PufError(f"no pixel size for {', '.join(unknown[:3])}"
+                       f"{' and more' if len(unknown) > 3 else ''}: give --pixel-um")
+    layout = batch_layout(batch_dir, args, fields)
+    template_path = args.templates or (batch_dir / TEMPLATES_FILE)
+    templates = PatternTemplates.load(template_path) \
+        if args.templates or template_path.exists() else None
+    rotation = expected_rotation(batch_dir, args)
+    registry_path = args.registry or (Path(os.environ["PUF_REGISTRY"]) if os.environ.get(
+        "PUF_REGISTRY") else batch_dir.resolve().parent / "registry.sqlite")
+    crops_dir, overlay_dir = batch_dir / "crops", batch_dir / "overlays"
+    crops_dir.mkdir(exist_ok=True)
+    if args.overlay:
+        overlay_dir.mkdir(exist_ok=True)
+    ran = skipped = 0
+    with Registry(registry_path) as registry:
+        registry.upsert_batch(layout, str(batch_dir.resolve()))
+        bar = tqdm(fields, unit="field", desc=f"segment {layout.batch_id}", disable=None)
+        for item in bar:
+            sig = signature(item.path) if item.path.exists() else None
+            known = registry.field(layout.batch_id, item.field)
+            if (not args.force and known is not None and known.signature == sig
+                    and known.status in ("done", "ambiguous")
+                    and (not args.overlay or (overlay_dir / _overlay_name(item.field)).exists())):
+                skipped += 1
+                continue
+            ran += 1
+            outcome = _field_outcome(item, layout, args, rotation, templates, sig, load_image)
+            locked = registry.locked_labels(layout.batch_id, item.field)
+            for label_id, crop in outcome.crops.items():
+                if label_id not in locked:
+                    digest = write_crop(crops_dir / f"{label_id}.png", crop)
+                    outcome.labels = [_with_sha(r, digest) if r.label_id == label_id else r
+                                      for r in outcome.labels]
+            registry.record_field(outcome.record, outcome.labels, outcome.rejections)
+            for label in outcome.labels:  # crops of labels no longer found
+                if label.status != "found" and label.label_id not in locked:
+                    (crops_dir / f"{label.label_id}.png").unlink(missing_ok=True)
+            if args.overlay and outcome.overlay is not None:
+                _write_overlay(overlay_dir / _overlay_name(item.field), outcome.overlay)
+        summary = _summary(registry, layout, fields, ran, skipped, time.perf_counter() - started)
+        summary["registry"] = str(registry_path)
+        for record in registry.fields(layout.batch_id):
+            if record.status in ("failed", "unreadable", "ambiguous") and \
+                    record.field in {f.field for f in fields}:
+                summary["problems"].append({"field": record.field, "status": record.status,
+                                            "file": record.file, "detail": record.detail})
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _overlay_name(field: int) -> str:
+    return f"field_{field:04d}.jpg"
+
+
+def _with_sha(record, digest: str):
+    from dataclasses import replace
+
+    return replace(record, sha256=digest)
+
+
+def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, sig, load_image):
+    """Segment one field; a field that cannot be read or segmented becomes a record that
+    says why, never an exception that stops the batch."""
+    from edge_app.registry import FieldRecord, LabelRecord
+
+    def failed(status: str, detail: str) -> FieldOutcome:
+        labels = []
+        if 0 <= item.field < layout.fields_per_batch:
+            for slot in range(layout.labels_per_field):
+                row, col = divmod(slot, layout.label_cols)
+                labels.append(LabelRecord(layout.label_id(item.field, slot), layout.batch_id,
+                                          item.field, slot, row, col, "missing",
+                                          layout.pattern_of(item.field, slot), status))
+        return FieldOutcome(FieldRecord(layout.batch_id, item.field, status, item.path.name, sig,
+                                        detail, args.method), labels, [], {})
+
+    if not 0 <= item.field < layout.fields_per_batch:
+        return failed("failed", f"field {item.field} is not in the batch layout "
+                                f"(0..{layout.fields_per_batch - 1})")
+    try:
+        image = load_image(item.path)
+    except PufError as error:
+        return failed("unreadable", str(error))
+    try:
+        return segment_field(image, layout, item.field, float(item.pixel_size_um),
+                             method=args.method, crop_size=args.crop_size, rotation_deg=rotation,
+                             templates=templates, max_shift_um=args.max_shift_um,
+                             overlay=args.overlay, file=item.path.name, sig=sig)
+    except PufError as error:
+        return failed("failed", str(error))
+    except Exception as error:  # noqa: BLE001 - a bad field must not stop the batch
+        return failed("failed", f"{type(error).__name__}: {error}")
+
+
+def _write_overlay(path: Path, picture) -> None:
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if ok:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data.tobytes())
+        tmp.replace(path)
+
+
+def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
+             seconds: float) -> dict:
+    counts = registry.counts(layout.batch_id)
+    reasons = Counter()
+    for label in registry.labels(layout.batch_id):
+        if label.status in ("rejected", "missing"):
+            reasons[REASON_TEXT.get(label.reason or "", label.reason or "unknown")] += 1
+    candidates = Counter(REASON_TEXT.get(r.reason, r.reason)
+                         for _, r in registry.rejections(layout.batch_id))
+    timings = [r.elapsed_ms for r in registry.fields(layout.batch_id) if r.elapsed_ms]
+    return {
+        "batch_id": layout.batch_id,
+        "fields": {"listed": len(fields), "segmented_now": ran, "skipped": skipped,
+                   **counts["fields"]},
+        "labels": {"expected": len(fields) * layout.labels_per_field, **counts["labels"]},
+        "labels_not_found_why": dict(reasons.most_common()),
+        "candidates_rejected_why": dict(candidates.most_common()),
+        "segment_ms_per_field": round(sorted(timings)[len(timings) // 2], 2) if timings else None,
+        "seconds": round(seconds, 2),
+        "problems": [],
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    out = sys.stdout
+    fields, labels = summary["fields"], summary["labels"]
+    print(f"\nbatch {summary['batch_id']}  ({summary['seconds']} s, segmentation "
+          f"{summary['segment_ms_per_field']} ms a field)", file=out)
+    rows = [("fields listed", fields["listed"]), ("  segmented now", fields["segmented_now"]),
+            ("  already recorded", fields["skipped"])]
+    rows += [(f"  {status}", fields.get(status, 0)) for status in
+             ("done", "ambiguous", "failed", "unreadable") if fields.get(status)]
+    rows += [("labels expected", labels["expected"])]
+    rows += [(f"  {status}", labels.get(status, 0)) for status in
+             ("found", "enrolled", "held_out", "rejected", "missing") if labels.get(status)]
+    rows += [(f"    {why}", n) for why, n in summary["labels_not_found_why"].items()]
+    rows += [("candidates rejected", sum(summary["candidates_rejected_why"].values()))]
+    rows += [(f"  {why}", n) for why, n in summary["candidates_rejected_why"].items()]
+    width = max(len(name) for name, _ in rows) + 2
+    for name, value in rows:
+        print(f"{name:<{width}}{value:>8}", file=out)
+    if summary["problems"]:
+        print("\nfields with problems:", file=out)
+        for problem in summary["problems"]:
+            print(f"  field {problem['field']:>4}  {problem['status']:<10} {problem['detail']}",
+                  file=out)
+    print(f"\nregistry: {summary['registry']}", file=out)

@@ -1,0 +1,310 @@
+"""Segmentation on the simulated factory: every whole label found, cut labels rejected,
+through the faults real captures have; and the paper's method beside it.
+
+The helpers at the top build small simulated batches; the other segmentation test
+modules import them (they are cached, so a snapshot is taken once per session).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+from edge_app.orientation import PatternTemplates, render_templates
+from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, segment
+from fabrication.calibration import StageCalibration
+from fabrication.patterns import pattern_by_name, pattern_names
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.film import EtchedFilm
+from fabrication.sim.laser import engrave_layout
+from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
+
+PIXEL_UM = 0.6
+LABEL_PX = 200.0 / PIXEL_UM
+CALIBRATION = StageCalibration((5000.0, 3000.0), 0.0, 1.0)
+
+
+# ---- a small simulated factory ------------------------------------------------------
+
+@cache
+def make_layout(batch_id: str = "T1", field_cols: int = 3, field_rows: int = 2,
+                pitch_um: float = 250.0) -> BatchLayout:
+    names = pattern_names()
+    count = 12 * field_cols * field_rows
+    return BatchLayout(batch_id, tuple(names[(i * 7) % len(names)] for i in range(count)),
+                       pitch_um=pitch_um, field_cols=field_cols, field_rows=field_rows)
+
+
+@cache
+def make_film(layout: BatchLayout, blank: tuple[int, ...] = (), seed: int = 7) -> EtchedFilm:
+    """The layout etched at 128 mW, except the label indices in `blank` (not etched)."""
+    film = EtchedFilm(seed)
+    engrave_layout(film, layout, [0.0 if i in blank else 128.0 for i in range(layout.label_count)])
+    return film
+
+
+@cache
+def snap(layout: BatchLayout, field: int, seed: int = 3, slip: float = 0.0,
+         blank: tuple[int, ...] = ()) -> tuple[np.ndarray, dict]:
+    """One simulated microscope frame of a field (BGR uint8) and its truth."""
+    model = MicroscopeModel(slip_probability=slip)
+    microscope = SimulatedMicroscope(make_film(layout, blank), layout, CALIBRATION, seed, model)
+    microscope.move_to(*CALIBRATION.design_to_stage(*layout.field_center_um(field)))
+    shot = microscope.snap()
+    shot.image.setflags(write=False)
+    return shot.image, shot.truth
+
+
+@cache
+def handheld(layout: BatchLayout, field: int, slot: int, seed: int) -> tuple[np.ndarray, dict]:
+    image, truth = capture_label(make_film(layout), layout, field, slot, seed)
+    image.setflags(write=False)
+    return image, truth
+
+
+@cache
+def templates_for(layout: BatchLayout, line_um: float = 7.0) -> PatternTemplates:
+    glyphs = {name: pattern_by_name(name).strokes for name in pattern_names()}
+    return render_templates(glyphs, glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                            line_frac=line_um / layout.label_size_um)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    inter, _ = cv2.intersectConvexConvex(a, b)
+    union = cv2.contourArea(a) + cv2.contourArea(b) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def best_match(labels: list[FoundLabel], corners) -> tuple[float, FoundLabel | None]:
+    scored = [(iou(corners, label.corners), label) for label in labels]
+    return max(scored, key=lambda s: s[0], default=(0.0, None))
+
+
+def check_against_truth(result: SegmentationResult, truth: dict, min_iou: float = 0.9) -> None:
+    """Every whole label found (IoU >= min_iou, corners in the right order); no crop of a
+    label cut by the edge; nothing found where no label is."""
+    matched = set()
+    for label in truth["labels"]:
+        score, found = best_match(result.labels, label["corners_px"])
+        if label["whole"]:
+            assert score >= min_iou, f"{label['label_id']} found with IoU {score:.3f}"
+            # TL first: the corners correspond one to one
+            assert np.abs(found.corners - np.array(label["corners_px"])).max() < 4.0
+            matched.add(id(found))
+        else:
+            assert score < 0.3, f"{label['label_id']} is cut by the edge but was cropped"
+    assert len(matched) == len(result.labels), "a label was found where there is none"
+
+
+# ---- factory fields -------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", [0, 4])
+def test_fast_finds_every_whole_label_of_a_field(field: int) -> None:
+    image, truth = snap(make_layout(), field)
+    result = segment(image, LABEL_PX)
+    check_against_truth(result, truth, min_iou=0.97)
+    assert len(result.labels) == sum(label["whole"] for label in truth["labels"])
+    for label in result.labels:
+        assert label.crop.shape == (128, 128, 3) and label.crop.dtype == np.uint8
+        assert label.orientation == "prior"
+        q = label.quality
+        assert q.border_contrast > 0.5 and 0.95 < q.size_ratio < 1.05 and q.skew_deg < 2
+        assert q.edge_rms_px is not None and q.edge_rms_px < 1.5 and q.clipped < 0.01
+    # the labels cut by the field's edge are told apart, not silently dropped
+    assert any(r.reason == "edge" for r in result.rejections)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_labels_cut_by_a_slipped_stage_are_rejected(seed: int) -> None:
+    image, truth = snap(make_layout(), 4, seed=seed, slip=1.0)
+    offset = np.hypot(*truth["stage_error_um"])
+    assert offset > 50, "the simulator should have slipped"
+    result = segment(image, LABEL_PX)
+    check_against_truth(result, truth)
+    assert any(r.reason == "edge" for r in result.rejections)
+
+
+def test_uneven_excitation_and_dust() -> None:
+    image, truth = snap(make_layout(), 1)
+    h, w = image.shape[:2]
+    # excitation falling to a fifth across the field, and a darker corner
+    ramp = np.linspace(1.0, 0.2, w, dtype=np.float32)[None, :] * np.linspace(1.0, 0.7, h)[:, None]
+    dim = (image * ramp[:, :, None]).astype(np.uint8)
+    rng = np.random.default_rng(5)
+    for label in truth["labels"]:  # dust on every border: specks and a fibre across it
+        tl, tr = np.array(label["corners_px"][0]), np.array(label["corners_px"][1])
+        for _ in range(3):
+            centre = tl + (tr - tl) * rng.uniform(0.2, 0.8)
+            cv2.circle(dim, tuple(int(v) for v in centre), int(rng.integers(4, 12)), (0, 0, 0), -1)
+        start = tl + (tr - tl) * 0.5 + (0, -40)
+        cv2.line(dim, tuple(int(v) for v in start), tuple(int(v) for v in start + (25, 90)),
+                 (5, 12, 3), 3, cv2.LINE_AA)
+    check_against_truth(segment(dim, LABEL_PX), truth)
+
+
+def test_fewer_labels_than_expected() -> None:
+    layout = make_layout()
+    blank = (2, 5, 6, 11)  # field 0's labels that were never etched
+    image, truth = snap(layout, 0, blank=blank)
+    result = segment(image, LABEL_PX)
+    present = {"labels": [label for label in truth["labels"]
+                          if not (label["field"] == 0 and label["slot"] in blank)]}
+    check_against_truth(result, present)
+    assert len(result.labels) == 8
+
+
+def test_neighbours_whose_borders_nearly_touch() -> None:
+    layout = make_layout("NEAR", 2, 2, pitch_um=206.0)  # 6 um of film between borders
+    image, truth = snap(layout, 0)
+    result = segment(image, LABEL_PX, k=40)
+    check_against_truth(result, truth)
+    assert len(result.labels) == sum(label["whole"] for label in truth["labels"]) == 12
+
+
+def test_known_rotation_orders_the_corners() -> None:
+    """A chip placed at 30 degrees: corners still start at the label's own top-left."""
+    layout = make_layout()
+    model = MicroscopeModel(slip_probability=0.0)
+    calibration = StageCalibration((5000.0, 3000.0), 30.0, 1.0)
+    microscope = SimulatedMicroscope(make_film(layout), layout, calibration, 4, model)
+    microscope.move_to(*calibration.design_to_stage(*layout.field_center_um(4)))
+    shot = microscope.snap()
+    result = segment(shot.image, LABEL_PX, rotation_deg=30.0)
+    check_against_truth(result, shot.truth)
+    assert all(abs(label.angle_deg - 30.0) < 3 for label in result.labels)
+
+
+def test_crops_are_the_labels_in_design_orientation() -> None:
+    layout = make_layout()
+    templates = templates_for(layout)
+    image, truth = snap(layout, 3)
+    result = segment(image, LABEL_PX, templates=templates)
+    assert result.labels
+    for label in result.labels:
+        _, true = max(((iou(t["corners_px"], label.corners), t) for t in truth["labels"]),
+                      key=lambda s: s[0])
+        assert label.glyph.pattern == true["pattern"] and label.glyph.quarter_turns == 0
+        assert label.orientation == "prior"
+
+
+def test_pixel_types_and_channels_give_the_same_labels() -> None:
+    image, truth = snap(make_layout(), 2)
+    reference = segment(image, LABEL_PX)
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    variants = {
+        "gray": gray,
+        "gray (H, W, 1)": gray[:, :, None],
+        "BGRA": cv2.cvtColor(image, cv2.COLOR_BGR2BGRA),
+        "16-bit": image.astype(np.uint16) * 256,
+        "12-bit in 16": image.astype(np.uint16) * 16,
+        "float 0-1": image.astype(np.float32) / 255,
+        "non-contiguous": np.ascontiguousarray(image[:, ::-1])[:, ::-1],
+    }
+    for name, variant in variants.items():
+        result = segment(variant, LABEL_PX)
+        assert len(result.labels) == len(reference.labels), name
+        for found, ref in zip(result.labels, reference.labels, strict=True):
+            assert np.abs(found.corners - ref.corners).max() < 1.0, name
+    assert segment(gray, LABEL_PX).labels[0].crop.shape == (128, 128)
+
+
+# ---- handheld photos ------------------------------------------------------------------
+
+@pytest.mark.parametrize("i", range(6))
+def test_a_handheld_photo_of_one_label_at_any_rotation(i: int) -> None:
+    layout = make_layout()
+    templates = templates_for(layout)
+    field, slot = i % layout.fields_per_batch, (5 * i) % 12
+    image, truth = handheld(layout, field, slot, seed=40 + i)
+    result = segment(image, 200 / 0.675, k=1, size_tolerance=0.3, rotation_deg=None,
+                     templates=templates)
+    assert len(result.labels) == 1
+    label = result.labels[0]
+    assert iou(label.corners, truth["corners_px"]) > 0.9
+    assert label.orientation == "glyph" and label.glyph.pattern == truth["pattern"]
+    # canonical: the crop's first corner is the label's own top-left, wherever it was
+    assert np.abs(label.corners - np.array(truth["corners_px"])).max() < 6.0
+    turned = segment(image, 200 / 0.675, k=1, size_tolerance=0.3, rotation_deg=None)
+    assert turned.labels[0].orientation == "unknown"
+
+
+def test_a_handheld_crop_in_canonical_orientation_matches_the_factory_crop() -> None:
+    layout = make_layout()
+    templates = templates_for(layout)
+    image, truth = snap(layout, 0)
+    factory = segment(image, LABEL_PX)
+    photo, photo_truth = handheld(layout, 0, 5, seed=41)
+    device = segment(photo, 200 / 0.675, k=1, size_tolerance=0.3, rotation_deg=None,
+                     templates=templates).labels[0]
+    label = next(t for t in truth["labels"] if t["label_id"] == photo_truth["label_id"])
+    _, enrolled = best_match(factory.labels, label["corners_px"])
+
+    def texture(crop: np.ndarray) -> np.ndarray:
+        green = cv2.GaussianBlur(crop[16:-16, 16:-16, 1].astype(np.float32), (0, 0), 1.5)
+        return (green - green.mean()) / green.std()
+
+    same = float((texture(enrolled.crop) * texture(device.crop)).mean())
+    turned = float((texture(enrolled.crop) * texture(np.rot90(device.crop))).mean())
+    assert same > 0.5 > turned + 0.3
+
+
+# ---- the paper's method ---------------------------------------------------------------
+
+def test_the_papers_method_keeps_k_contours_and_checks_nothing() -> None:
+    image, _ = snap(make_layout(), 4)
+    result = segment(image, LABEL_PX, method="paper", k=12)
+    assert 0 < len(result.labels) <= 12
+    assert not result.rejections
+    assert all(label.crop.shape == (128, 128, 3) for label in result.labels)
+
+
+# ---- what is not a field --------------------------------------------------------------
+
+def test_blank_and_small_images_give_an_empty_result_with_a_note() -> None:
+    for image in (np.zeros((1440, 1920, 3), np.uint8), np.full((600, 800), 77, np.uint8)):
+        for method in ("fast", "paper"):
+            result = segment(image, LABEL_PX, method=method)
+            assert result.labels == []
+    assert "blank" in segment(np.zeros((600, 800), np.uint8), LABEL_PX).notes[0]
+    assert "smaller than one label" in segment(np.zeros((90, 90), np.uint8), LABEL_PX).notes[0]
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((0, 10), np.uint8), "empty"),
+    (np.zeros((10, 10, 2), np.uint8), "shape"),
+    (np.zeros((4, 4, 4, 4), np.uint8), "shape"),
+    (np.zeros((10, 10), np.int32), "pixel type"),
+    (np.zeros((10, 10), bool), "pixel type"),
+    (np.full((10, 10), np.nan, np.float32), "not numbers"),
+    ([[1, 2], [3, 4]], "image array"),
+])
+def test_what_is_not_an_image_is_refused_in_words(image, message: str) -> None:
+    with pytest.raises(PufError, match=message):
+        segment(image, LABEL_PX)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "sobel"}, "unknown segmentation method"),
+    ({"expected_label_px": float("nan")}, "label size"),
+    ({"k": 0}, "k must be"),
+    ({"crop_size": 8}, "crop size"),
+    ({"border_frac": 0.3}, "border fraction"),
+    ({"rotation_deg": float("inf")}, "rotation"),
+])
+def test_bad_parameters_are_refused_in_words(kwargs: dict, message: str) -> None:
+    args = {"expected_label_px": LABEL_PX, **kwargs}
+    with pytest.raises(PufError, match=message):
+        segment(np.zeros((100, 100), np.uint8), **args)
+
+
+def test_as_uint8_scales_deep_images() -> None:
+    twelve_bit = np.array([[0, 4095]], np.uint16)
+    assert as_uint8(twelve_bit).tolist() == [[0, 255]]
+    assert as_uint8(np.array([[0.0, 0.5, 1.0]])).tolist() == [[0, 128, 255]]
+    assert as_uint8(np.array([[0.0, 300.0]])).tolist() == [[0, 255]]

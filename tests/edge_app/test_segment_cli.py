@@ -1,0 +1,240 @@
+"""`puf segment` on a photographed batch: crops named by label id, a registry that says
+what became of every label, bad fields listed, re-runs idempotent, interrupted runs resumed."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from edge_app import segment_cli
+from edge_app.cli import main as puf
+from edge_app.errors import PufError
+from edge_app.registry import Registry
+from tests.edge_app.test_segment import make_layout, snap, templates_for
+
+LAYOUT = make_layout()
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    segment_cli.add_arguments(parser)
+    return segment_cli.run(parser.parse_args([str(a) for a in argv]))
+
+
+def photographed_batch(root, slipped: bool = True):
+    """A batch folder the way `puf photograph --sim` leaves it: fields 0-3 (field 1 slipped
+    off by a whole row or column of labels), field 4 a truncated TIFF, field 5 a text file."""
+    batch = root / LAYOUT.batch_id
+    fields = batch / "fields"
+    fields.mkdir(parents=True)
+    LAYOUT.save(batch / "layout.json")
+    entries, truths = [], {}
+    for field in range(6):
+        name = f"field_{field:04d}.tif"
+        stage = list(LAYOUT.field_center_um(field))
+        meta = {"batch_id": LAYOUT.batch_id, "field": field, "stage_um": stage,
+                "exposure_ms": 40.0, "pixel_size_um": 0.6}
+        entries.append({**meta, "file": name})
+        if field == 5:
+            (fields / name).write_text("not a picture")
+            continue
+        image, truth = snap(LAYOUT, min(field, 3), seed=2 if field == 1 and slipped else 3,
+                            slip=1.0 if field == 1 and slipped else 0.0)
+        truths[field] = truth
+        tifffile.imwrite(fields / name, cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
+                         photometric="rgb", description=json.dumps(meta), metadata=None)
+        if field == 4:  # a field whose file was cut short
+            data = (fields / name).read_bytes()
+            (fields / name).write_bytes(data[: len(data) // 3])
+    (fields / "manifest.json").write_text(json.dumps(
+        {"batch_id": LAYOUT.batch_id, "pixel_size_um": 0.6, "fields": entries}))
+    return batch, truths
+
+
+def registry_rows(path) -> list[tuple]:
+    with Registry(path) as registry:
+        return [tuple(sorted(label.__dict__.items())) for label in registry.labels()]
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory):
+    root = tmp_path_factory.mktemp("factory")
+    batch, truths = photographed_batch(root)
+    templates_for(LAYOUT).save(batch / "pattern_templates.npz")
+    assert run(batch, "--overlay") == 0
+    return batch, truths, root / "registry.sqlite"
+
+
+def test_every_label_gets_the_right_crop_and_id(segmented) -> None:
+    batch, truths, registry_path = segmented
+    with Registry(registry_path) as registry:
+        found = registry.labels(LAYOUT.batch_id, status="found")
+        for field, truth in truths.items():
+            if field == 4:
+                continue
+            whole = {t["label_id"] for t in truth["labels"] if t["whole"]
+                     and t["field"] == min(field, 3)}
+            mine = {label.label_id.replace(f"-{field:04d}-", f"-{min(field, 3):04d}-")
+                    for label in found if label.field == field}
+            assert mine == whole, f"field {field}"
+        for label in found:
+            truth = truths[label.field]
+            true_id = label.label_id.replace(f"-{label.field:04d}-", f"-{min(label.field, 3):04d}-")
+            corners = next(t["corners_px"] for t in truth["labels"] if t["label_id"] == true_id)
+            assert np.abs(np.array(json.loads(label.corners)) - corners).max() < 4
+            crop = batch / label.crop_path
+            assert crop.name == f"{label.label_id}.png"
+            assert hashlib.sha256(crop.read_bytes()).hexdigest() == label.sha256
+            assert cv2.imread(str(crop)).shape == (128, 128, 3)
+            assert label.pattern == LAYOUT.pattern_of(label.field, label.slot)
+            assert label.glyph_pattern == label.pattern and label.border_contrast > 0.5
+        assert len(list((batch / "crops").glob("*.png"))) == len(found)
+
+
+def test_bad_fields_are_listed_and_every_label_is_accounted_for(segmented) -> None:
+    batch, truths, registry_path = segmented
+    with Registry(registry_path) as registry:
+        status = {f.field: f.status for f in registry.fields(LAYOUT.batch_id)}
+        assert status == {0: "done", 1: "done", 2: "done", 3: "done", 4: "unreadable",
+                          5: "unreadable"}
+        assert "truncated" in registry.field(LAYOUT.batch_id, 4).detail
+        labels = registry.labels(LAYOUT.batch_id)
+        assert len(labels) == 6 * 12  # every label of every field has a record
+        cut = [label for label in labels if label.field == 1 and label.status == "rejected"]
+        assert cut and all(label.reason == "edge" for label in cut)
+        assert all(label.status == "missing" for label in labels if label.field in (4, 5))
+        assert registry.field(LAYOUT.batch_id, 1).shift_x_um is not None
+
+
+def test_overlays_show_each_field(segmented) -> None:
+    batch, _, _ = segmented
+    pictures = sorted(p.name for p in (batch / "overlays").iterdir())
+    assert pictures == [f"field_{f:04d}.jpg" for f in range(4)]
+    assert cv2.imread(str(batch / "overlays" / "field_0001.jpg")).shape == (960, 1280, 3)
+
+
+def test_running_again_changes_nothing_and_skips_recorded_fields(segmented, capsys) -> None:
+    batch, _, registry_path = segmented
+    before = registry_rows(registry_path)
+    crops = {p.name: p.stat().st_mtime_ns for p in (batch / "crops").iterdir()}
+    capsys.readouterr()
+    assert run(batch, "--overlay", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fields"]["skipped"] == 4 and summary["fields"]["segmented_now"] == 2
+    assert registry_rows(registry_path) == before
+    assert run(batch, "--force", "--overlay") == 0
+    assert registry_rows(registry_path) == before
+    # identical crops are not rewritten
+    assert {p.name: p.stat().st_mtime_ns for p in (batch / "crops").iterdir()} == crops
+
+
+def test_summary_table_and_json(segmented, capsys) -> None:
+    batch, _, registry_path = segmented
+    assert run(batch, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fields"]["done"] == 4 and summary["fields"]["unreadable"] == 2
+    assert summary["labels"]["expected"] == 72
+    assert summary["labels_not_found_why"]["cut by the image edge"] > 0
+    assert {p["field"] for p in summary["problems"]} == {4, 5}
+    assert run(batch) == 0
+    table = capsys.readouterr().out
+    assert "labels expected" in table and "fields with problems" in table
+    assert "field    5  unreadable" in table
+
+
+def test_an_interrupted_run_resumes(tmp_path, monkeypatch) -> None:
+    batch, _ = photographed_batch(tmp_path, slipped=False)
+    real = Registry.record_field
+    calls = []
+
+    def flaky(self, record, *args, **kwargs):
+        calls.append(record.field)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, record, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "record_field", flaky)
+    assert puf(["segment", str(batch), "--registry", str(tmp_path / "r.sqlite")]) == 130
+    monkeypatch.setattr(Registry, "record_field", real)
+    with Registry(tmp_path / "r.sqlite") as registry:
+        assert [f.field for f in registry.fields(LAYOUT.batch_id)] == [0, 1]
+    assert run(batch, "--registry", tmp_path / "r.sqlite", "--json") == 0
+    with Registry(tmp_path / "r.sqlite") as registry:
+        assert len(registry.fields(LAYOUT.batch_id)) == 6
+        assert len(registry.labels(LAYOUT.batch_id, status="found")) == 4 * 12
+
+
+def test_a_slipped_field_without_glyphs_is_ambiguous_not_wrong(tmp_path) -> None:
+    batch, truths = photographed_batch(tmp_path)
+    assert run(batch) == 0  # no pattern templates: the slip cannot be resolved
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        field = registry.field(LAYOUT.batch_id, 1)
+        assert field.status == "ambiguous" and "offsets" in field.detail
+        labels = registry.labels(LAYOUT.batch_id, field=1)
+        assert {label.status for label in labels} == {"rejected"}
+        assert {label.reason for label in labels} == {"ambiguous"}
+    assert not list((batch / "crops").glob("T1-0001-*.png"))
+
+
+def test_enrolled_crops_are_never_rewritten(tmp_path) -> None:
+    batch, _ = photographed_batch(tmp_path, slipped=False)
+    assert run(batch) == 0
+    crop = batch / "crops" / "T1-0000-05.png"
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.set_status(["T1-0000-05"], "enrolled")
+    crop.write_bytes(b"the enrolled crop")  # stands for what the fingerprint was made from
+    assert run(batch, "--force") == 0
+    assert crop.read_bytes() == b"the enrolled crop"
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        assert registry.label("T1-0000-05").status == "enrolled"
+
+
+def test_a_folder_of_real_images(tmp_path, capsys) -> None:
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for n in (3, 7):
+        image, _ = snap(LAYOUT, 3 if n == 3 else 2)
+        cv2.imwrite(str(scans / f"scan_{n:02d}.png"), image)
+    (scans / "notes.txt").write_text("the lab book")
+    with pytest.raises(PufError, match="--pixel-um"):
+        run(scans, "--registry", tmp_path / "r.sqlite")
+    assert run(scans, "--pixel-um", "0.6", "--registry", tmp_path / "r.sqlite", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["batch_id"] == "scans" and summary["labels"]["found"] == 24
+    crops = sorted(p.name for p in (scans / "crops").iterdir())
+    assert crops[0] == "scans-0003-00.png" and crops[-1] == "scans-0007-11.png"
+
+
+def test_nothing_to_segment_is_refused_in_words(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PufError, match="no images"):
+        run(tmp_path / "empty", "--pixel-um", "0.6")
+    with pytest.raises(PufError, match="not a folder"):
+        run(tmp_path / "nowhere")
+    batch, _ = photographed_batch(tmp_path / "b", slipped=False)
+    (batch / "fields" / "manifest.json").write_text("{broken")
+    with pytest.raises(PufError, match="manifest"):
+        run(batch)
+
+
+def test_the_verb_joins_the_puf_command(capsys) -> None:
+    with pytest.raises(SystemExit):
+        puf(["segment", "--help"])
+    assert "puf segment out/B0001 --overlay" in capsys.readouterr().out
+
+
+def test_resegmenting_a_reshot_field(tmp_path) -> None:
+    batch, _ = photographed_batch(tmp_path, slipped=False)
+    assert run(batch) == 0
+    shutil.copy(batch / "fields" / "field_0002.tif", batch / "fields" / "field_0004.tif")
+    assert run(batch) == 0  # the truncated field was re-shot: it is segmented now
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        assert registry.field(LAYOUT.batch_id, 4).status == "done"
+        assert len(registry.labels(LAYOUT.batch_id, field=4, status="found")) == 12
