@@ -1,0 +1,230 @@
+"""The device-side model runner: one network, two heads, from a TFLite or ONNX file.
+
+No TensorFlow here, ever. TFLite files run on LiteRT (`ai_edge_litert`), with the old
+`tflite_runtime` only as a fallback import for old Raspberry Pi images (it is dead at
+2.14, fails under numpy 2 and clashes with TensorFlow in one process); ONNX files run on
+onnxruntime. Inputs are what `edge_app.preprocess.preprocess` makes (float32); an int8
+model's input and output quantisation is handled here.
+
+    runner = ModelRunner.from_bundle("models/default")          # model_int8.tflite
+    out = runner.run(preprocess_batch(crops, runner.preprocess))
+    out.embedding        # (N, D) float32, L2-normalised
+    out.pattern_logits   # (N, classes) float32; out.pattern_probabilities() softmaxes
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.errors import PufError
+from edge_app.preprocess import Preprocess, dequantize, quantize
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = 1
+FORMAT_FILES = {"int8": "model_int8.tflite", "float": "model_float.tflite", "onnx": "model.onnx"}
+
+
+@dataclass
+class ModelOutput:
+    embedding: np.ndarray  # (N, D) float32, L2-normalised
+    pattern_logits: np.ndarray  # (N, classes) float32
+
+    def pattern_probabilities(self) -> np.ndarray:
+        z = self.pattern_logits - self.pattern_logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _tflite_interpreter(path: str, num_threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # old Pi images only
+        except ImportError:
+            raise PufError("running a TFLite model needs LiteRT: pip install 'puf-labels[device]' "
+                           "(ai-edge-litert)") from None
+    try:
+        return Interpreter(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as error:
+        raise PufError(f"cannot load the TFLite model {path}: {error}") from None
+
+
+class ModelRunner:
+    """Runs a fingerprint model file (`.tflite` float or int8, or `.onnx`)."""
+
+    def __init__(self, path: Path, num_threads: int = 2, embedding_dim: int | None = None,
+                 pattern_classes: int | None = None,
+                 preprocess: Preprocess | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise PufError(f"no model file at {self.path}")
+        self.num_threads = num_threads
+        self.preprocess = preprocess or Preprocess()
+        self._dims = (embedding_dim, pattern_classes)
+        if self.path.suffix == ".onnx":
+            self.format = "onnx"
+            self._load_onnx()
+        elif self.path.suffix == ".tflite":
+            self._load_tflite()
+        else:
+            raise PufError(f"{self.path.name}: a model file must be .tflite or .onnx")
+
+    @classmethod
+    def from_bundle(cls, bundle: Path, fmt: str = "int8", num_threads: int = 2,
+                    check: bool = True) -> ModelRunner:
+        """The bundle's model in format `fmt` (int8, float or onnx), with the bundle's
+        preprocessing and head sizes; `check` verifies the file's checksum first."""
+        bundle = Path(bundle)
+        manifest = read_manifest(bundle)
+        if fmt not in FORMAT_FILES:
+            raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
+        name = FORMAT_FILES[fmt]
+        if name not in manifest.get("files", {}):
+            raise PufError(f"the bundle {bundle} has no {fmt} model ({name})")
+        if check:
+            verify_files(bundle, manifest, [name])
+        return cls(bundle / name, num_threads, manifest["embedding_dim"],
+                   len(manifest["pattern_classes"]),
+                   Preprocess.from_dict(manifest["preprocessing"]))
+
+    # ---- loading -----------------------------------------------------------------------
+    def _load_onnx(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise PufError("running an ONNX model needs onnxruntime: pip install onnxruntime") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(self.path), options,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise PufError(f"cannot load the ONNX model {self.path}: {error}") from None
+        self._input_name = self._session.get_inputs()[0].name
+        outputs = [(o.name, o.shape[-1]) for o in self._session.get_outputs()]
+        order = self._assign([name for name, _ in outputs], [dim for _, dim in outputs])
+        self._onnx_outputs = [outputs[i][0] for i in order]
+        self.input_shape = tuple(self._session.get_inputs()[0].shape[1:])
+
+    def _load_tflite(self) -> None:
+        self._interp = _tflite_interpreter(str(self.path), self.num_threads)
+        self._interp.allocate_tensors()
+        inp = self._interp.get_input_details()[0]
+        self._input = inp
+        self.format = "int8" if inp["dtype"] in (np.int8, np.uint8) else "float"
+        self.input_shape = tuple(int(d) for d in inp["shape"][1:])
+        outs = self._interp.get_output_details()
+        names = [o["name"] for o in outs]
+        try:  # the signature names the outputs as the network did
+            sig = self._interp.get_signature_runner()
+            by_index = {d["index"]: n for n, d in sig.get_output_details().items()}
+            names = [by_index.get(o["index"], o["name"]) for o in outs]
+        except (ValueError, RuntimeError, KeyError, AttributeError):
+            pass
+        order = self._assign(names, [int(o["shape"][-1]) for o in outs])
+        self._outputs = [outs[i] for i in order]
+        self._batch = int(inp["shape"][0])
+
+    def _assign(self, names: list[str], dims: list[int]) -> list[int]:
+        """Indices of (embedding, pattern logits) among the outputs: by name, else by size."""
+        if len(names) != 2:
+            raise PufError(f"{self.path.name}: expected 2 outputs (embedding, pattern logits), "
+                           f"found {len(names)}")
+        for i, name in enumerate(names):
+            if "embedding" in name.lower():
+                return [i, 1 - i]
+            if "pattern" in name.lower():
+                return [1 - i, i]
+        emb_dim, classes = self._dims
+        if emb_dim is not None and emb_dim != classes:
+            for i, dim in enumerate(dims):
+                if dim == emb_dim:
+                    return [i, 1 - i]
+        raise PufError(f"{self.path.name}: cannot tell the embedding from the pattern output "
+                       f"(outputs {names} of sizes {dims}); give the embedding size")
+
+    # ---- running -----------------------------------------------------------------------
+    def run(self, inputs: np.ndarray) -> ModelOutput:
+        """Preprocessed inputs (N, H, W, C) or one (H, W, C) -> embeddings and logits."""
+        x = np.asarray(inputs, np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != tuple(self.input_shape):
+            raise PufError(f"model input must be {tuple(self.input_shape)}, got {x.shape[1:]}")
+        if self.format == "onnx":
+            emb, logits = self._session.run(self._onnx_outputs, {self._input_name: x})
+            return ModelOutput(_l2(emb), np.asarray(logits, np.float32))
+        return self._run_tflite(x)
+
+    def _run_tflite(self, x: np.ndarray) -> ModelOutput:
+        n = len(x)
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._input["index"], [n, *self.input_shape])
+            self._interp.allocate_tensors()
+            self._input = self._interp.get_input_details()[0]
+            outs = {o["index"]: o for o in self._interp.get_output_details()}
+            self._outputs = [outs[o["index"]] for o in self._outputs]
+            self._batch = n
+        if self.format == "int8":
+            scale, zero = self._input["quantization"]
+            x = quantize(x, scale, zero, self._input["dtype"])
+        self._interp.set_tensor(self._input["index"], x)
+        self._interp.invoke()
+        results = []
+        for out in self._outputs:
+            y = self._interp.get_tensor(out["index"])
+            if out["dtype"] in (np.int8, np.uint8):
+                y = dequantize(y, *out["quantization"])
+            results.append(np.asarray(y, np.float32))
+        return ModelOutput(_l2(results[0]), results[1])
+
+
+# ---- bundles ---------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle: Path) -> dict:
+    path = Path(bundle) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PufError(f"{bundle} is not a model bundle: no {MANIFEST}") from None
+    except (OSError, ValueError) as error:
+        raise PufError(f"cannot read {path}: {error}") from None
+    if manifest.get("format_version") != BUNDLE_FORMAT:
+        raise PufError(f"{path}: bundle format {manifest.get('format_version')!r}, this device "
+                       f"reads format {BUNDLE_FORMAT}")
+    return manifest
+
+
+def verify_files(bundle: Path, manifest: dict, names: list[str] | None = None) -> None:
+    """Refuse a bundle whose files do not match the manifest's checksums, naming the file.
+    (The manifest's own signature is checked by the bundle loader of the next issue.)"""
+    files = manifest.get("files", {})
+    for name in names if names is not None else sorted(files):
+        if name not in files:
+            raise PufError(f"{name} is not listed in the bundle manifest")
+        path = Path(bundle) / name
+        if not path.exists():
+            raise PufError(f"bundle file {name} is missing from {bundle}")
+        if sha256_file(path) != files[name]["sha256"]:
+            raise PufError(f"bundle file {name} does not match its checksum: the bundle is "
+                           "corrupt or was altered")

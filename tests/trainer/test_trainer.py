@@ -1,0 +1,204 @@
+"""The trainer end to end on a few simulated labels: tiny backbones, few steps.
+
+Asserts behaviour: the loss goes down, held-out genuine pairs score above impostors,
+a stopped run resumes from its checkpoint, exports match Keras within the bounds and
+run on the device runtime, bad configs are PufErrors.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from edge_app.errors import PufError  # noqa: E402
+from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
+from edge_app.runtime import ModelRunner, read_manifest  # noqa: E402
+from trainer.augment import NONE, Augment, augment  # noqa: E402
+from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
+from trainer.simdata import SimSpec, render_dataset  # noqa: E402
+
+pytest.importorskip("tensorflow")
+
+# Keras 3.x (TF backend) converts variables with np.array(variable) when saving a model,
+# which numpy 2 flags because tf.Variable.__array__ takes no `copy` keyword: not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_mlp=32",
+        "preprocess.input_size=64", "batch_size=32", "lr=0.003", "warmup_steps=5",
+        "s=16", "m2=0.3", "val_frac=0.3", "eval_every=1000", "checkpoint_every=10",
+        "weight_decay=0.0001"]
+
+
+@pytest.fixture(scope="module")
+def crops_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crops")
+    render_dataset(root, [SimSpec("T1", 5, 3, 1, microscope_shots=3, handheld_shots=1,
+                                  crop_size=96)], workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(crops_dir, tmp_path_factory):
+    from trainer.train import load_config, train
+
+    run = tmp_path_factory.mktemp("run")
+    config = load_config(None, [f"data={crops_dir}", "steps=80", *TINY])
+    report = train(config, run, progress=False)
+    return run, report
+
+
+def _log(run, kind="train"):
+    with (run / "log.csv").open() as f:
+        return [row for row in csv.DictReader(f) if row["kind"] == kind]
+
+
+def test_training_lowers_the_loss_and_separates_held_out_labels(trained):
+    run, report = trained
+    rows = _log(run)
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    assert last < 0.6 * first, (first, last)
+    split = json.loads((run / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])  # evaluated labels never trained on
+    # held-out labels: genuine pairs above impostor pairs
+    assert report["genuine_mean"] > report["impostor_mean"] + 0.1
+    assert report["eer"] < 0.25
+    assert report["step"] == 80
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(crops_dir, tmp_path):
+    from trainer.train import load_config, train
+
+    config = load_config(None, [f"data={crops_dir}", "steps=30", *TINY])
+    train(config, tmp_path, progress=False, max_new_steps=20)  # "stopped" after 20
+    assert json.loads((tmp_path / "eval.json").read_text())["step"] == 20
+    report = train(config, tmp_path, progress=False)
+    assert report["step"] == 30
+    steps = [int(r["step"]) for r in _log(tmp_path)]
+    assert steps == [20, 30]  # logged once each: the second call began at step 20
+    other = load_config(None, [f"data={crops_dir}", "steps=30", *TINY, "s=20"])
+    with pytest.raises(PufError, match="another configuration"):
+        train(other, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("backbone=vgg", "unknown backbone"),
+    ("lr=-1", "learning rate"),
+    ("sample_rate=0", None),
+    ("no_such_key=1", "unknown config keys"),
+    ("preprocess.channel=red", "channel"),
+    ("augment.jpeg_p=2", "probability"),
+])
+def test_bad_configs_are_puf_errors(override, message, crops_dir, tmp_path):
+    from trainer.train import load_config, train
+
+    with pytest.raises(PufError, match=message):
+        config = load_config(None, [f"data={crops_dir}", "steps=2", *TINY, override])
+        train(config, tmp_path, progress=False)
+
+
+def test_partial_fc_samples_every_batch_label_and_renumbers():
+    import tensorflow as tf
+
+    from trainer.losses import CombinedMarginLoss
+
+    loss = CombinedMarginLoss(1000, 16, sample_rate=0.05)
+    labels = tf.constant([3, 999, 3, 512, 7], tf.int32)
+    index, target = loss.sample(labels)
+    index, target = index.numpy(), target.numpy()
+    assert len(index) == 50 and len(set(index)) == 50
+    np.testing.assert_array_equal(index[target], labels.numpy())
+    value = loss(tf.random.normal((5, 16)), labels)
+    assert np.isfinite(value.numpy()) and value.numpy() > 0
+
+
+def test_arcface_margin_makes_the_target_harder():
+    import tensorflow as tf
+
+    from trainer.losses import CombinedMarginLoss
+
+    emb = tf.random.stateless_normal((8, 16), (1, 2))
+    labels = tf.range(8)
+    plain = CombinedMarginLoss(8, 16, s=16, m2=0.0, seed=3)
+    arc = CombinedMarginLoss(8, 16, s=16, m2=0.5, seed=3)
+    assert float(arc(emb, labels)) > float(plain(emb, labels))
+    assert float(arc(emb, labels, margin_scale=0.0)) == pytest.approx(float(plain(emb, labels)))
+
+
+def test_export_matches_keras_and_runs_on_the_device_runtime(trained, tmp_path):
+    from trainer.export import INT8_MEAN_COSINE, export
+
+    run, _ = trained
+    bundle = tmp_path / "bundle"
+    manifest = export(run, bundle, progress=False)
+    parity = manifest["parity"]
+    assert parity["int8"]["cosine_mean"] >= INT8_MEAN_COSINE
+    assert parity["onnx"]["cosine_worst"] >= 0.9999
+    assert max(parity["onnx"]["embedding_max_abs"], parity["onnx"]["logits_max_abs"]) <= 1e-3
+    assert parity["onnx"]["pattern_agreement"] == 1.0
+    assert parity["float"]["pattern_agreement"] == 1.0
+    assert manifest["signature"] is None and manifest["shards"] is None
+    assert len(manifest["pattern_classes"]) == 44
+    assert read_manifest(bundle)["preprocessing"]["input_size"] == 64
+    crop = (np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)
+    outputs = []
+    for fmt in ("int8", "float", "onnx"):
+        runner = ModelRunner.from_bundle(bundle, fmt, num_threads=1)
+        x = preprocess(crop, runner.preprocess)
+        single = runner.run(x)
+        batch = runner.run(np.stack([x, x, x]))
+        assert single.embedding.shape == (1, 32) and batch.embedding.shape == (3, 32)
+        assert np.allclose(np.linalg.norm(batch.embedding, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(batch.embedding[2], single.embedding[0], atol=1e-5)
+        assert batch.pattern_probabilities().shape == (3, 44)
+        outputs.append(single.embedding[0])
+    assert float(outputs[1] @ outputs[2]) > 0.9999
+    # a tampered model file is refused, naming the file
+    path = bundle / "model.onnx"
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(PufError, match="model.onnx"):
+        ModelRunner.from_bundle(bundle, "onnx")
+
+
+def test_metrics_on_known_scores():
+    genuine = np.array([0.9, 0.8, 0.7, 0.2])
+    impostor = np.linspace(0.0, 0.75, 1000)
+    row = tar_at_far(genuine, impostor, 1e-2)
+    assert row["measured_far"] <= 1e-2 and row["tar"] == 0.5 and row["resolved"]
+    assert not tar_at_far(genuine, impostor, 1e-4)["resolved"]
+    rate, _ = eer(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
+    assert rate == 0.0
+    enroll = np.eye(3, dtype=np.float32)
+    gen, imp = pair_scores(enroll, np.array([0, 1, 2]), enroll[[0, 2]], np.array([0, 2]))
+    assert gen.tolist() == [1.0, 1.0] and len(imp) == 4 and imp.max() == 0.0
+
+
+def test_preprocess_masks_the_border_and_cancels_exposure():
+    rng = np.random.default_rng(1)
+    crop = (rng.random((128, 128, 3)) * 80 + 40).astype(np.uint8)
+    params = Preprocess(input_size=112, border_mask_frac=0.1)
+    x = preprocess(crop, params)
+    assert x.shape == (112, 112, 1) and x.dtype == np.float32
+    assert np.all(x[:11] == 0) and np.all(x[:, -11:] == 0) and np.abs(x[20:90, 20:90]).mean() > 0.5
+    brighter = np.clip(crop.astype(np.int32) * 2, 0, 255).astype(np.uint8)
+    np.testing.assert_allclose(preprocess(brighter, params), x, atol=0.05)
+    assert Preprocess.from_dict(params.to_dict()) == params
+    with pytest.raises(PufError):
+        preprocess(crop.astype(np.float32), params)
+    with pytest.raises(PufError):
+        Preprocess(channel="red")
+
+
+def test_augmentation_keeps_the_crop_format_and_none_is_identity():
+    rng = np.random.default_rng(2)
+    crop = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
+    out = augment(crop, Augment(rotation_deg=180), rng)
+    assert out.shape == crop.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, crop)
+    np.testing.assert_array_equal(augment(crop, NONE, rng), crop)
+    with pytest.raises(PufError):
+        Augment(v_shift_p=1.5)

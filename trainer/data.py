@@ -1,0 +1,153 @@
+"""Label-crop data sets, split by LABEL, and the tf.data pipeline that feeds training.
+
+A folder data set is what `trainer.simdata` writes and what real crops can be dropped
+into::
+
+    ROOT/labels.csv            label_id,batch,pattern   (one row per label)
+    ROOT/crops/LABEL_ID/*.png  every capture of that label (canonical orientation)
+
+Labels are split into train / validation / held-out by a hash of the label id, so a
+label never moves between splits when the data set grows, and the labels a model is
+evaluated on are never seen in training (new batches are enrolled without retraining).
+Whole batches can also be held out by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.errors import PufError
+from edge_app.preprocess import Preprocess, preprocess
+from trainer.augment import Augment, augment
+
+SPLITS = ("train", "val", "test")
+
+
+def split_of(label_id: str, val_frac: float, test_frac: float) -> str:
+    """The split a label belongs to, from a hash of its id (stable as data grows)."""
+    u = int.from_bytes(hashlib.sha256(label_id.encode()).digest()[:8], "big") / 2.0**64
+    if u < test_frac:
+        return "test"
+    if u < test_frac + val_frac:
+        return "val"
+    return "train"
+
+
+class FolderDataset:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        table = self.root / "labels.csv"
+        if not table.exists():
+            raise PufError(f"{self.root} is not a crop data set: no labels.csv "
+                           "(label_id,batch,pattern); render one with python -m trainer.simdata")
+        self.pattern: dict[str, str] = {}
+        self.batch: dict[str, str] = {}
+        with table.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"label_id", "pattern"} - set(reader.fieldnames or ())
+            if missing:
+                raise PufError(f"{table} lacks columns {sorted(missing)}")
+            for row in reader:
+                self.pattern[row["label_id"]] = row["pattern"]
+                self.batch[row["label_id"]] = row.get("batch") or ""
+        crops_dir = self.root / "crops"
+        self.crops: dict[str, list[Path]] = {}
+        for label_id in self.pattern:
+            paths = sorted((crops_dir / label_id).glob("*.png"))
+            if paths:
+                self.crops[label_id] = paths
+        if not self.crops:
+            raise PufError(f"no crops under {crops_dir}")
+
+    def labels(self, split: str | None = None, val_frac: float = 0.05, test_frac: float = 0.0,
+               exclude_batches: tuple[str, ...] = ()) -> list[str]:
+        if split is not None and split not in SPLITS:
+            raise PufError(f"split must be one of {SPLITS}, got {split!r}")
+        return [label for label in sorted(self.crops)
+                if self.batch[label] not in exclude_batches
+                and (split is None or split_of(label, val_frac, test_frac) == split)]
+
+
+@dataclass
+class CropArrays:
+    """Crops in memory: images (N, S, S, 3) uint8, label index, pattern index, capture name."""
+
+    images: np.ndarray
+    label: np.ndarray
+    pattern: np.ndarray
+    capture: list[str]
+    label_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def load_crops(dataset: FolderDataset, label_ids: list[str], pattern_names: list[str],
+               captures: str | None = None, progress: bool = False) -> CropArrays:
+    """Read the crops of some labels; `captures` keeps only names starting with it
+    (for example "m" for microscope captures, "h" for handheld)."""
+    from tqdm import tqdm
+
+    index = {name: i for i, name in enumerate(pattern_names)}
+    images, labels, patterns, names = [], [], [], []
+    size = None
+    for i, label_id in enumerate(tqdm(label_ids, desc="loading crops", unit="label",
+                                      disable=not progress)):
+        pattern = dataset.pattern[label_id]
+        if pattern not in index:
+            raise PufError(f"label {label_id} has pattern {pattern!r}, not one of the "
+                           f"{len(pattern_names)} classes")
+        for path in dataset.crops[label_id]:
+            if captures and not path.stem.startswith(captures):
+                continue
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise PufError(f"cannot read crop {path}")
+            size = size or image.shape
+            if image.shape != size:
+                image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            images.append(image)
+            labels.append(i)
+            patterns.append(index[pattern])
+            names.append(path.stem)
+    if not images:
+        raise PufError("no crops selected")
+    return CropArrays(np.stack(images), np.array(labels, np.int32),
+                      np.array(patterns, np.int32), names, list(label_ids))
+
+
+def training_pipeline(crops: CropArrays, params: Preprocess, aug: Augment, batch_size: int,
+                      seed: int = 0):
+    """An endless, shuffled tf.data stream of (input, label, pattern) batches: every
+    sample freshly augmented, then put through the device's own `preprocess`."""
+    import tensorflow as tf
+
+    images, labels, patterns = crops.images, crops.label, crops.pattern
+    size = params.input_size
+
+    def make(index, sample_seed):
+        rng = np.random.default_rng(int(sample_seed))
+        return preprocess(augment(images[int(index)], aug, rng), params)
+
+    def load(index, sample_seed):
+        x = tf.numpy_function(make, [index, sample_seed], tf.float32, stateful=False)
+        x.set_shape((size, size, 1))
+        return x, tf.gather(labels, index), tf.gather(patterns, index)
+
+    indices = tf.data.Dataset.range(len(crops)).repeat().shuffle(
+        min(len(crops), 50_000), seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed)
+    stream = tf.data.Dataset.zip(indices, seeds)
+    return (stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .batch(batch_size, drop_remainder=True).prefetch(2))
+
+
+def preprocess_all(crops: CropArrays, params: Preprocess) -> np.ndarray:
+    """Every crop through the device's preprocessing, unaugmented: (N, size, size, 1)."""
+    return np.stack([preprocess(image, params) for image in crops.images])

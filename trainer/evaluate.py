@@ -1,0 +1,89 @@
+"""Verification accuracy of a bundle on labels it never saw, through the device runtime.
+
+Each label of a folder data set is enrolled from one capture (its first microscope
+capture, as the factory enrolls) and queried with its other captures (handheld photos
+by default: new captures from the field-camera model, never augmented copies). Every
+query is scored against every enrolled label: genuine pairs are a query and its own
+label, impostor pairs a query and any other label. Reported: TAR at FAR 1e-3, 1e-4,
+1e-5 (each marked unresolved when there are too few impostor pairs to measure it), EER,
+and pattern accuracy of the pattern head.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.preprocess import preprocess_batch
+from edge_app.runtime import ModelRunner, read_manifest
+
+
+def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
+                    queries: str = "h", num_threads: int = 2,
+                    fars: tuple[float, ...] = (1e-3, 1e-4, 1e-5)) -> dict:
+    from trainer.data import FolderDataset, load_crops
+    from trainer.metrics import pair_scores, verification_report
+
+    manifest = read_manifest(bundle)
+    runner = ModelRunner.from_bundle(bundle, fmt, num_threads)
+    dataset = FolderDataset(Path(data))
+    label_ids = dataset.labels()
+    crops = load_crops(dataset, label_ids, manifest["pattern_classes"])
+    names = np.array(crops.capture)
+    enroll_idx = np.flatnonzero(names == enroll)
+    query_idx = np.flatnonzero(np.char.startswith(names, queries) & (names != enroll))
+
+    def run(index):
+        out_e, out_p = [], []
+        for i in range(0, len(index), 256):
+            out = runner.run(preprocess_batch(crops.images[index[i:i + 256]], runner.preprocess))
+            out_e.append(out.embedding)
+            out_p.append(out.pattern_logits)
+        return np.concatenate(out_e), np.concatenate(out_p)
+
+    start = time.perf_counter()
+    enroll_emb, _ = run(enroll_idx)
+    query_emb, logits = run(query_idx)
+    seconds = time.perf_counter() - start
+    genuine, impostor = pair_scores(enroll_emb, crops.label[enroll_idx], query_emb,
+                                    crops.label[query_idx])
+    report = verification_report(genuine, impostor, fars)
+    report.update(
+        bundle=str(bundle), format=fmt, data=str(data), labels=len(enroll_idx),
+        queries=len(query_idx), enroll_capture=enroll, query_captures=queries + "*",
+        pattern_accuracy=float(np.mean(logits.argmax(1) == crops.pattern[query_idx])),
+        ms_per_crop_preprocess_and_model=round(1000 * seconds / (len(enroll_idx) + len(query_idx)), 3),
+        threshold_in_bundle=manifest["decision"]["threshold"],
+    )
+    threshold = manifest["decision"]["threshold"]
+    report["at_bundle_threshold"] = {
+        "tar": float(np.mean(genuine > threshold)),
+        "far": float(np.mean(impostor > threshold)),
+    }
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Verification accuracy of a bundle on held-out labels.")
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("data", type=Path, help="folder data set of labels never trained on")
+    parser.add_argument("--format", default="int8", choices=("int8", "float", "onnx"))
+    parser.add_argument("--enroll", default="m0", help="capture name enrolled per label")
+    parser.add_argument("--queries", default="h", help="query captures: names starting with this")
+    parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    args = parser.parse_args(argv)
+    report = evaluate_bundle(args.bundle, args.data, args.format, args.enroll, args.queries)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""Render a label-crop data set from the simulated factory.
+
+Each label gets several NEW captures, not augmented copies of one: re-shot microscope
+fields (new stage error, defocus, exposure, noise, dust) and handheld photos (another
+camera, any rotation, tilt, white balance, motion blur, JPEG). Each capture is cut into
+a crop by warping the simulator's true label corners, jittered by about the error of
+segmentation, onto the crop square in canonical orientation (the corners are given in
+design orientation, which is what segmentation's glyph orientation recovers).
+
+The folder it writes is the trainer's folder data set (see `trainer.data`)::
+
+    ROOT/labels.csv              label_id,batch,pattern
+    ROOT/crops/LABEL_ID/m0.png   microscope capture 0 (factory enrollment-like)
+    ROOT/crops/LABEL_ID/h0.png   handheld capture 0 (device query-like)
+    ROOT/simdata.json            what was rendered (reproducible from it)
+
+Rendering resumes: labels whose crops exist are not rendered again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+
+CROP_SIZE = 128
+CALIBRATION_ORIGIN = (4000.0, -2500.0)
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    batch_id: str = "SIM0"
+    film_seed: int = 1
+    field_cols: int = 10
+    field_rows: int = 10
+    microscope_shots: int = 2  # captures of every field with the simulated microscope
+    handheld_shots: int = 2  # handheld photos of every label
+    crop_size: int = CROP_SIZE
+    corner_jitter_px: float = 1.5  # std of the corner error, in capture pixels
+    power_mw: float = 128.0
+    seed: int = 0  # capture seed (new captures of the same film with another seed)
+
+    @property
+    def label_count(self) -> int:
+        return self.field_cols * self.field_rows * 12
+
+
+def make_layout(spec: SimSpec) -> BatchLayout:
+    from fabrication.patterns import pattern_names
+
+    names = pattern_names()
+    rng = np.random.default_rng([spec.film_seed, 0xBA7C])
+    count = spec.field_cols * spec.field_rows * 12
+    patterns = tuple(names[i] for i in rng.integers(0, len(names), count))
+    return BatchLayout(spec.batch_id, patterns, field_cols=spec.field_cols,
+                       field_rows=spec.field_rows)
+
+
+def make_film(spec: SimSpec, layout: BatchLayout):
+    from fabrication.sim.film import EtchedFilm
+    from fabrication.sim.laser import engrave_layout
+
+    film = EtchedFilm(spec.film_seed)
+    engrave_layout(film, layout, spec.power_mw)
+    return film
+
+
+def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
+                      jitter_px: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Warp the quadrilateral TL, TR, BR, BL onto a size x size square."""
+    quad = np.asarray(corners, np.float32).reshape(4, 2)
+    if jitter_px > 0:
+        rng = rng or np.random.default_rng()
+        quad = quad + rng.normal(0.0, jitter_px, quad.shape).astype(np.float32)
+    # segmentation's convention (edge_app.segment): the label's outer corners land on the
+    # crop's outer pixel edges
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
+    warp = cv2.getPerspectiveTransform(quad, square)
+    return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
+                   ) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(label_id, capture name, crop) for every capture of the labels of one field."""
+    from fabrication.calibration import StageCalibration
+    from fabrication.sim.field_camera import capture_label
+    from fabrication.sim.microscope import SimulatedMicroscope
+
+    calibration = StageCalibration(CALIBRATION_ORIGIN, 1.2)
+    rng = np.random.default_rng([spec.seed, spec.film_seed, field, 0xC0])
+    for shot in range(spec.microscope_shots):
+        scope = SimulatedMicroscope(film, layout, calibration,
+                                    seed=spec.seed * 1000 + shot)
+        scope.move_to(*calibration.design_to_stage(*layout.field_center_um(field)))
+        snap = scope.snap()
+        for label in snap.truth["labels"]:
+            if label["whole"] and label["field"] == field:
+                yield label["label_id"], f"m{shot}", crop_from_corners(
+                    snap.image, label["corners_px"], spec.crop_size, spec.corner_jitter_px, rng)
+    for slot in range(layout.labels_per_field):
+        for shot in range(spec.handheld_shots):
+            image, truth = capture_label(film, layout, field, slot,
+                                         seed=spec.seed * 1000 + shot)
+            yield truth["label_id"], f"h{shot}", crop_from_corners(
+                image, truth["corners_px"], spec.crop_size, spec.corner_jitter_px, rng)
+
+
+def _render_fields(args: tuple[dict, str, list[int]]) -> int:
+    spec_dict, root, fields = args
+    spec = SimSpec(**spec_dict)
+    layout = make_layout(spec)
+    film = make_film(spec, layout)
+    crops = Path(root) / "crops"
+    written = 0
+    for field in fields:
+        for label_id, name, crop in field_captures(spec, layout, film, field):
+            folder = crops / label_id
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.tmp.png"
+            cv2.imwrite(str(tmp), crop)
+            tmp.replace(folder / f"{name}.png")
+            written += 1
+    return written
+
+
+def _field_done(root: Path, spec: SimSpec, layout: BatchLayout, field: int) -> bool:
+    last = root / "crops" / layout.label_id(field, layout.labels_per_field - 1)
+    return spec.handheld_shots == 0 or (last / f"h{spec.handheld_shots - 1}.png").exists()
+
+
+def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
+                   progress: bool = True) -> dict:
+    """Render every batch in `specs` into one folder data set; returns a summary."""
+    root = Path(root)
+    (root / "crops").mkdir(parents=True, exist_ok=True)
+    ids = [s.batch_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise PufError(f"batch ids must differ: {ids}")
+    meta_path = root / "simdata.json"
+    meta = {"crop_size": specs[0].crop_size, "batches": [asdict(s) for s in specs]}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != meta:
+            raise PufError(f"{root} holds another simulated data set; choose a new folder")
+    meta_path.write_text(json.dumps(meta, indent=1))
+    jobs = []
+    rows = []
+    for spec in specs:
+        layout = make_layout(spec)
+        for field in range(layout.fields_per_batch):
+            for slot in range(layout.labels_per_field):
+                rows.append((layout.label_id(field, slot), spec.batch_id,
+                             layout.pattern_of(field, slot)))
+        todo = [f for f in range(layout.fields_per_batch) if not _field_done(root, spec, layout, f)]
+        for i in range(0, len(todo), 4):
+            jobs.append((asdict(spec), str(root), todo[i:i + 4]))
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="rendering fields", unit="job", disable=not progress)
+    written = 0
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for n in pool.imap_unordered(_render_fields, jobs):
+                written += n
+                bar.update()
+    else:
+        for job in jobs:
+            written += _render_fields(job)
+            bar.update()
+    bar.close()
+    tmp = root / "labels.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label_id", "batch", "pattern"])
+        writer.writerows(rows)
+    tmp.replace(root / "labels.csv")
+    return {"labels": len(rows), "crops_written": written, "root": str(root)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Render simulated label crops for training.")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--batches", type=int, default=1, help="films (batches) to render")
+    parser.add_argument("--first-seed", type=int, default=1, help="film seed of the first batch")
+    parser.add_argument("--fields", default="10x10", help="fields per batch, COLSxROWS")
+    parser.add_argument("--microscope-shots", type=int, default=2)
+    parser.add_argument("--handheld-shots", type=int, default=2)
+    parser.add_argument("--prefix", default="SIM")
+    parser.add_argument("--capture-seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    cols, rows = (int(v) for v in args.fields.lower().split("x"))
+    specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
+                     args.microscope_shots, args.handheld_shots, seed=args.capture_seed)
+             for i in range(args.batches)]
+    print(json.dumps(render_dataset(args.root, specs, args.workers)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

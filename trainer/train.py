@@ -1,0 +1,384 @@
+"""The training recipe: ArcFace over label identities plus a pattern head, in one loop.
+
+    config = defaults < config file (JSON or TOML) < --set key=value
+    run dir: config.json  ckpt/  log.csv  tb/  model.keras  eval.json
+
+A run is reproducible from its folder alone (the final config is saved there), and
+resumable: run it again with the same run dir and it continues from the last checkpoint
+(Ctrl-C and SIGTERM write one before stopping). Every `eval_every` steps it reports
+verification on held-out labels (their first microscope capture enrolled, their
+handheld captures as queries: TAR at `eval_far`, EER) and pattern accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.errors import PufError
+from edge_app.preprocess import Preprocess
+
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # folder data set (labels.csv + crops/)
+    val_frac: float = 0.05  # share of labels held out for validation (by label id hash)
+    max_labels: int = 0  # train on at most this many labels (0: all)
+    backbone: str = "mobile_s"
+    preprocess: dict = field(default_factory=lambda: Preprocess().to_dict())
+    embedding_dim: int = 512
+    head_channels: int = 64
+    pattern_mlp: int = 128
+    dropout: float = 0.0
+    # identity loss: combined margin (ArcFace by default) with partial-FC sampling
+    s: float = 64.0
+    m1: float = 1.0
+    m2: float = 0.5
+    m3: float = 0.0
+    sample_rate: float = 1.0
+    margin_warmup_steps: int = 0  # ramp the margin in from 0 over this many steps
+    pattern_weight: float = 1.0
+    # optimisation
+    steps: int = 10_000
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    weight_decay: float = 5e-4
+    augment: dict = field(default_factory=dict)  # fields of trainer.augment.Augment
+    seed: int = 0
+    eval_every: int = 500
+    eval_far: float = 1e-3
+    checkpoint_every: int = 200
+    threads: int = 0  # TensorFlow intra-op threads (0: TensorFlow decides)
+
+    def validate(self) -> None:
+        from trainer.augment import Augment
+        from trainer.backbones import backbone_names
+
+        if self.backbone not in backbone_names():
+            raise PufError(f"unknown backbone {self.backbone!r}; known: {', '.join(backbone_names())}")
+        Preprocess.from_dict(self.preprocess)
+        try:
+            Augment(**self.augment)
+        except TypeError as error:
+            raise PufError(f"bad augmentation settings: {error}") from None
+        checks = [
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.batch_size >= 2, "batch size must be >= 2"),
+            (self.embedding_dim >= 2, "embedding dimension must be >= 2"),
+            (self.lr > 0, "learning rate must be positive"),
+            (0 < self.val_frac < 1, "val_frac must be in (0, 1)"),
+            (0 < self.eval_far < 1, "eval_far must be in (0, 1)"),
+            (self.eval_every >= 1 and self.checkpoint_every >= 1,
+             "eval_every and checkpoint_every must be >= 1"),
+            (self.pattern_weight >= 0, "pattern weight must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PufError(message)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PufError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**{**asdict(cls()), **data})
+
+
+def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then a config file, then KEY=VALUE overrides (VALUE parsed as JSON
+    when it can be; dotted keys reach into preprocess/augment: preprocess.input_size=96)."""
+    data = asdict(TrainConfig())
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+            layer = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except FileNotFoundError:
+            raise PufError(f"no config file at {path}") from None
+        except (OSError, ValueError) as error:
+            raise PufError(f"cannot read the config file {path}: {error}") from None
+        data = _merge(data, layer)
+    for item in overrides:
+        if "=" not in item:
+            raise PufError(f"--set takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = value
+        for part in reversed(key.split(".")[1:]):
+            node = {part: node}
+        data = _merge(data, {key.split(".")[0]: node})
+    config = TrainConfig.from_dict(data)
+    config.validate()
+    return config
+
+
+def _merge(base: dict, layer: dict) -> dict:
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def embed(model, inputs: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised embeddings and pattern logits of preprocessed inputs."""
+    embeddings, logits = [], []
+    for i in range(0, len(inputs), batch_size):
+        out = model(inputs[i:i + batch_size], training=False)
+        embeddings.append(np.asarray(out["embedding"]))
+        logits.append(np.asarray(out["pattern_logits"]))
+    e = np.concatenate(embeddings)
+    e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return e, np.concatenate(logits)
+
+
+class Validation:
+    """Held-out labels: first microscope capture enrolled, handheld captures as queries
+    (falling back to any other capture when a label has no handheld one)."""
+
+    def __init__(self, crops, params: Preprocess) -> None:
+        from trainer.data import preprocess_all
+
+        inputs = preprocess_all(crops, params)
+        first: dict[int, int] = {}
+        for i, (label, name) in enumerate(zip(crops.label, crops.capture, strict=True)):
+            if name.startswith("m") and label not in first:
+                first[int(label)] = i
+        for i, label in enumerate(crops.label):
+            first.setdefault(int(label), i)
+        enroll = np.array(sorted(first.values()))
+        queries = np.array([i for i in range(len(crops)) if i not in set(enroll)])
+        handheld = np.array([i for i in queries if crops.capture[i].startswith("h")])
+        queries = handheld if len(handheld) else queries
+        if len(queries) == 0:
+            raise PufError("validation labels need at least two captures each")
+        self.enroll_x, self.enroll_id = inputs[enroll], crops.label[enroll]
+        self.query_x, self.query_id = inputs[queries], crops.label[queries]
+        self.query_pattern = crops.pattern[queries]
+
+    def run(self, model, far: float) -> dict:
+        from trainer.metrics import pair_scores, verification_report
+
+        enroll, _ = embed(model, self.enroll_x)
+        query, logits = embed(model, self.query_x)
+        genuine, impostor = pair_scores(enroll, self.enroll_id, query, self.query_id)
+        report = verification_report(genuine, impostor, (far,))
+        report["pattern_accuracy"] = float(np.mean(logits.argmax(1) == self.query_pattern))
+        return report
+
+
+def train(config: TrainConfig, run_dir: Path, progress: bool = True,
+          max_new_steps: int | None = None) -> dict:
+    """Train (or resume) into `run_dir`; returns the last validation report."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from fabrication.patterns import pattern_names
+    from trainer.augment import Augment
+    from trainer.data import FolderDataset, load_crops, training_pipeline
+    from trainer.losses import CombinedMarginLoss
+    from trainer.network import build_network
+
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / CONFIG_NAME
+    if saved.exists():
+        old = TrainConfig.from_dict(json.loads(saved.read_text()))
+        fixed = {k: v for k, v in asdict(config).items()
+                 if k not in ("steps", "eval_every", "checkpoint_every", "threads")}
+        if {k: asdict(old)[k] for k in fixed} != fixed:
+            raise PufError(f"{run_dir} holds a run with another configuration; resume it with "
+                           f"its own config ({saved}) or choose a new run dir")
+    _write_json(saved, asdict(config))
+    if config.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    tf.keras.utils.set_random_seed(config.seed)
+
+    params = Preprocess.from_dict(config.preprocess)
+    patterns = pattern_names()
+    dataset = FolderDataset(Path(config.data))
+    train_ids = dataset.labels("train", config.val_frac)
+    if config.max_labels:
+        train_ids = train_ids[:config.max_labels]
+    val_ids = dataset.labels("val", config.val_frac)
+    if len(train_ids) < 2 or len(val_ids) < 2:
+        raise PufError(f"need at least 2 training and 2 validation labels, have "
+                       f"{len(train_ids)} and {len(val_ids)}: more labels or another val_frac")
+    _write_json(run_dir / "split.json", {"train": train_ids, "val": val_ids})
+    train_crops = load_crops(dataset, train_ids, patterns, progress=progress)
+    validation = Validation(load_crops(dataset, val_ids, patterns), params)
+
+    model = build_network(config.backbone, params.input_shape, config.embedding_dim,
+                          len(patterns), config.head_channels, config.pattern_mlp, config.dropout)
+    arcface = CombinedMarginLoss(len(train_ids), config.embedding_dim, config.s, config.m1,
+                                 config.m2, config.m3, config.sample_rate, config.seed)
+    optimizer = __import__("keras").optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
+    variables = model.trainable_variables + [arcface.centres]
+    optimizer.build(variables)
+    step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    checkpoint = tf.train.Checkpoint(step=step_var, model=model, centres=arcface.centres,
+                                     optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    start = int(step_var.numpy())
+
+    stream = iter(training_pipeline(train_crops, params, Augment(**config.augment),
+                                    config.batch_size, seed=config.seed + start))
+    pattern_loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def train_step(x, labels, pattern, margin_scale):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            id_loss = arcface(out["embedding"], labels, margin_scale)
+            pat_loss = pattern_loss_fn(pattern, out["pattern_logits"])
+            loss = id_loss + config.pattern_weight * pat_loss
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        pat_acc = tf.reduce_mean(tf.cast(
+            tf.argmax(out["pattern_logits"], 1, output_type=tf.int32) == pattern, tf.float32))
+        return loss, id_loss, pat_loss, pat_acc
+
+    log_path = run_dir / "log.csv"
+    new_log = not log_path.exists()
+    log_file = log_path.open("a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "kind", "loss", "id_loss", "pattern_loss", "pattern_acc", "lr",
+                      "val_tar", "val_far", "val_eer", "val_pattern_acc", "seconds"])
+    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+
+    stop = {"now": False}
+
+    def on_term(signum, frame):
+        stop["now"] = True
+
+    try:  # SIGTERM stops at the next step with a checkpoint (main thread only)
+        old_handler = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:
+        old_handler = None
+    end = config.steps if max_new_steps is None else min(config.steps, start + max_new_steps)
+    bar = tqdm(total=config.steps, initial=start, desc="training", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    report: dict = _read_json(run_dir / "eval.json") or {}
+    seen = time.monotonic()
+    elapsed = float(report.get("train_seconds", 0.0))
+    running = None
+    step = start
+    try:
+        for step in range(start, end):
+            if stop["now"]:
+                break
+            optimizer.learning_rate.assign(lr_at(config, step))
+            ramp = min(1.0, step / config.margin_warmup_steps) if config.margin_warmup_steps else 1.0
+            x, labels, pattern = next(stream)
+            values = [float(v) for v in train_step(x, labels, pattern, tf.constant(ramp, tf.float32))]
+            if not math.isfinite(values[0]):
+                raise PufError(f"the loss became {values[0]} at step {step}: lower the learning "
+                               "rate or the margin (or ramp it in: margin_warmup_steps)")
+            running = values if running is None else [0.98 * r + 0.02 * v for r, v in zip(running, values, strict=True)]
+            step_var.assign(step + 1)
+            bar.update()
+            bar.set_postfix(loss=f"{running[0]:.3f}", pat=f"{running[3]:.2f}")
+            done = step + 1
+            if done % 20 == 0 or done == end:
+                log.writerow([done, "train", *[f"{v:.5f}" for v in values], f"{lr_at(config, step):.6f}",
+                              "", "", "", "", f"{elapsed + time.monotonic() - seen:.1f}"])
+                with writer.as_default(step=done):
+                    for name, v in zip(("loss", "id_loss", "pattern_loss", "pattern_acc"), values, strict=True):
+                        _scalar(f"train/{name}", v, done)
+            if done % config.checkpoint_every == 0:
+                manager.save(checkpoint_number=done)
+            if done % config.eval_every == 0 or done == config.steps:
+                report = _evaluate(model, validation, config, run_dir, done,
+                                   elapsed + time.monotonic() - seen, log, writer)
+                bar.write(f"step {done}: val TAR@FAR={config.eval_far:g} "
+                          f"{report['tar_at_far'][0]['tar']:.4f}  EER {report['eer']:.4f}  "
+                          f"pattern {report['pattern_accuracy']:.4f}")
+                log_file.flush()
+    except KeyboardInterrupt:
+        stop["now"] = True
+        raise
+    finally:
+        bar.close()
+        log_file.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+        elapsed += time.monotonic() - seen
+        if int(step_var.numpy()) > start:
+            manager.save(checkpoint_number=int(step_var.numpy()))
+            model.save(run_dir / "model.keras")
+            status = {**report, "step": int(step_var.numpy()), "train_seconds": round(elapsed, 1)}
+            _write_json(run_dir / "eval.json", status)
+    return _read_json(run_dir / "eval.json") or {}
+
+
+def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) -> dict:
+
+    report = validation.run(model, config.eval_far)
+    report.update(step=step, train_seconds=round(seconds, 1))
+    row = report["tar_at_far"][0]
+    log.writerow([step, "val", "", "", "", "", "", f"{row['tar']:.5f}", config.eval_far,
+                  f"{report['eer']:.5f}", f"{report['pattern_accuracy']:.5f}", f"{seconds:.1f}"])
+    with writer.as_default(step=step):
+        _scalar("val/tar", row["tar"], step)
+        _scalar("val/eer", report["eer"], step)
+        _scalar("val/pattern_acc", report["pattern_accuracy"], step)
+    model.save(run_dir / "model.keras")
+    _write_json(run_dir / "eval.json", report)
+    return report
+
+
+def _scalar(tag: str, value: float, step: int) -> None:
+    """A TensorBoard scalar, written without the tensorboard package (TF 2.21 does not
+    bring it; tf.summary.scalar needs it, the raw summary op does not)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
+                     metadata=meta.SerializeToString())
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
