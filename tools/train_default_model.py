@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TRAIN_ARGS = ["--batches", "4", "--first-seed", "1", "--fields", "8x10", "--microscope-shots", "2",
               "--handheld-shots", "3", "--prefix", "SIMT"]
 TEST_ARGS = ["--batches", "2", "--first-seed", "101", "--fields", "6x7", "--microscope-shots", "1",
-             "--handheld-shots", "3", "--prefix", "SIMH", "--capture-seed", "7"]
+             "--handheld-shots", "3", "--prefix", "SIMH", "--capture-seed", "7", "--segment"]
 
 
 def step(title: str) -> None:

@@ -58,6 +58,18 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
         ms_per_crop_preprocess_and_model=round(1000 * seconds / (len(enroll_idx) + len(query_idx)), 3),
         threshold_in_bundle=manifest["decision"]["threshold"],
     )
+    # handheld photos the device's segmentation could not cut (trainer.simdata --segment)
+    # are genuine queries the device could not accept: count them against TAR
+    failed: dict[str, int] = {}
+    for label_id in label_ids:
+        for path in (dataset.root / "crops" / label_id).glob("x*.failed"):
+            reason = path.stem.split("_", 1)[-1]
+            failed[reason] = failed.get(reason, 0) + 1
+    attempted = len(query_idx) + sum(failed.values())
+    report["segmentation"] = {"attempted": attempted, "failed": failed,
+                              "success_rate": len(query_idx) / attempted if attempted else None}
+    for row in report["tar_at_far"]:
+        row["tar_end_to_end"] = row["tar"] * len(query_idx) / attempted if attempted else None
     threshold = manifest["decision"]["threshold"]
     report["at_bundle_threshold"] = {
         "tar": float(np.mean(genuine > threshold)),

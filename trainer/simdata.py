@@ -48,6 +48,9 @@ class SimSpec:
     corner_jitter_px: float = 1.5  # std of the corner error, in capture pixels
     power_mw: float = 128.0
     seed: int = 0  # capture seed (new captures of the same film with another seed)
+    # cut handheld photos with the device's own segmentation (edge_app.segment: border
+    # search, glyph orientation) instead of the true corners; failures are counted
+    segment_handheld: bool = False
 
     @property
     def label_count(self) -> int:
@@ -107,12 +110,54 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
             if label["whole"] and label["field"] == field:
                 yield label["label_id"], f"m{shot}", crop_from_corners(
                     snap.image, label["corners_px"], spec.crop_size, spec.corner_jitter_px, rng)
+    templates = device_templates(layout) if spec.segment_handheld else None
     for slot in range(layout.labels_per_field):
         for shot in range(spec.handheld_shots):
             image, truth = capture_label(film, layout, field, slot,
                                          seed=spec.seed * 1000 + shot)
-            yield truth["label_id"], f"h{shot}", crop_from_corners(
-                image, truth["corners_px"], spec.crop_size, spec.corner_jitter_px, rng)
+            if templates is None:
+                yield truth["label_id"], f"h{shot}", crop_from_corners(
+                    image, truth["corners_px"], spec.crop_size, spec.corner_jitter_px, rng)
+                continue
+            crop, outcome = segment_handheld(image, truth, layout, templates, spec.crop_size)
+            yield truth["label_id"], f"h{shot}" if crop is not None else f"x{shot}_{outcome}", crop
+
+
+def device_templates(layout: BatchLayout):
+    """The pattern templates the device reads glyphs with, rendered from the strokes."""
+    from edge_app.orientation import render_templates
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+    from fabrication.patterns import pattern_classes
+
+    return render_templates({p.name: p.strokes for p in pattern_classes()},
+                            glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                            line_frac=line_width_um(REFERENCE_POWER_MW) / layout.label_size_um)
+
+
+def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templates,
+                     crop_size: int) -> tuple[np.ndarray | None, str]:
+    """The device's crop of a handheld photo, and what happened: "ok", "missed" (no
+    label found), "turned" (the glyph chose the wrong quarter turn) or "moved" (the
+    label found is not where the truth puts it)."""
+    from edge_app.segment import segment
+
+    corners = np.asarray(truth["corners_px"], np.float64)
+    side = float(np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1).mean())
+    # the device knows its lens's scale only roughly: the label's size within 25%
+    expected = 0.5 * (250 + 364)  # 200 um at 0.8 and 0.55 um/px
+    result = segment(image, expected, k=1, crop_size=crop_size, size_tolerance=0.3,
+                     border_frac=layout.border_width_um / layout.label_size_um,
+                     rotation_deg=None, templates=templates)
+    if not result.labels:
+        return None, "missed"
+    found = result.labels[0]
+    error = np.linalg.norm(found.corners - corners, axis=1).max()
+    if error > 0.1 * side:
+        rolled = min(np.linalg.norm(np.roll(found.corners, q, axis=0) - corners, axis=1).max()
+                     for q in range(1, 4))
+        return None, "turned" if rolled < 0.1 * side else "moved"
+    crop = found.crop if found.crop.ndim == 3 else cv2.cvtColor(found.crop, cv2.COLOR_GRAY2BGR)
+    return crop, "ok"
 
 
 def _render_fields(args: tuple[dict, str, list[int]]) -> int:
@@ -126,6 +171,9 @@ def _render_fields(args: tuple[dict, str, list[int]]) -> int:
         for label_id, name, crop in field_captures(spec, layout, film, field):
             folder = crops / label_id
             folder.mkdir(parents=True, exist_ok=True)
+            if crop is None:  # segmentation failed: leave a note, no crop
+                (folder / f"{name}.failed").touch()
+                continue
             tmp = folder / f".{name}.tmp.png"
             cv2.imwrite(str(tmp), crop)
             tmp.replace(folder / f"{name}.png")
@@ -201,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handheld-shots", type=int, default=2)
     parser.add_argument("--prefix", default="SIM")
     parser.add_argument("--capture-seed", type=int, default=0)
+    parser.add_argument("--segment", action="store_true",
+                        help="cut handheld photos with the device's segmentation, not true corners")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     cols, rows = (int(v) for v in args.fields.lower().split("x"))
     specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
-                     args.microscope_shots, args.handheld_shots, seed=args.capture_seed)
+                     args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
+                     segment_handheld=args.segment)
              for i in range(args.batches)]
     print(json.dumps(render_dataset(args.root, specs, args.workers)))
     return 0
