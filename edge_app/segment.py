@@ -481,9 +481,15 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     centre = quads.mean(axis=1, keepdims=True)
     quads = centre + (quads - centre) * (label / size)[:, None, None]
     # one quadrilateral per label (a ring and the film it encloses give two)
+    # one quadrilateral per label: a ring and the film it encloses give two; keep the
+    # squarer (a speck of dust on the ring bends one of them)
     centres = centre[:, 0]
     near = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1)) < 0.3 * label
-    unique = [i for i in range(len(quads)) if not near[i, :i].any()]
+    sides, skew = sides[ok], skew[ok]
+    badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / sides.mean(axis=1)
+    unique = [i for i in range(len(quads))
+              if not (near[i] & ((badness < badness[i]) | ((badness == badness[i])
+                                                           & (np.arange(len(quads)) < i)))).any()]
     return (quads[unique] + 0.5) * scale - 0.5, rejections
 
 
@@ -509,17 +515,17 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     normal = along[..., ::-1] * np.float32([1, -1])  # outward for clockwise corners
     t = _PROFILE_T
     base = starts[:, :, None, :] + edges[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
-    # (n, 4, 3 * D, 2): three parallel profiles a pixel apart, D samples each
-    step = (np.float32([-1, 0, 1])[:, None, None] * along[:, :, None, None, :]
-            + offsets[:, None] * normal[:, :, None, None, :]).reshape(n, 4, 3 * depth, 2)
-    points = base[:, :, :, None, :] + step[:, :, None, :, :]
-    samples = cv2.remap(fine, points[..., 0].reshape(-1, 3 * depth),
-                        points[..., 1].reshape(-1, 3 * depth), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+    # three parallel profiles a pixel apart, D samples each: maps of (n * 4 * P, 3 * D)
+    maps = []
+    for axis in (0, 1):
+        step = (np.float32([-1, 0, 1])[:, None] * along[:, :, None, None, axis]
+                + offsets * normal[:, :, None, None, axis]).reshape(n, 4, 1, 3 * depth)
+        maps.append((base[..., axis, None] + step).reshape(-1, 3 * depth))
+    samples = cv2.remap(fine, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     profile = samples.reshape(n, 4, _PROFILES, 3, depth).sum(axis=3, dtype=np.float32)
-    middle = points[:, :, :, depth:2 * depth]
-    inside = ((middle[..., 0] >= 1) & (middle[..., 0] <= width - 2)
-              & (middle[..., 1] >= 1) & (middle[..., 1] <= height - 2))
+    mx = maps[0].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
+    my = maps[1].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
+    inside = (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
     rise = profile[..., 2:] - profile[..., :-2]
     rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6  # beyond the image edge
     # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
@@ -535,31 +541,52 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     edge = offsets[1:-1][peak[..., 0]] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
     weights = valid.astype(np.float32)
-    for last in (False, True):
-        centre, direction, residual = _fit_lines(edge_points, weights)
-        if not last:
-            sigma = np.sqrt((weights * residual**2).sum(axis=-1, keepdims=True)
-                            / np.maximum(weights.sum(axis=-1, keepdims=True), 1))
-            weights = (valid & (np.abs(residual) <= np.maximum(0.5, 2.5 * sigma))).astype(np.float32)
+    count = valid.sum(axis=-1, keepdims=True)
+    for last in (False, False, True):
+        centre, direction, residual = _fit_lines(edge_points, weights, along)
+        if not last:  # drop points far from the line, by the median distance of all
+            distance = np.sort(np.where(valid, np.abs(residual), np.inf), axis=-1)
+            median = np.take_along_axis(distance, np.maximum(count - 1, 0) // 2, axis=-1)
+            weights = (valid & (np.abs(residual) <= np.maximum(0.6, 4.5 * median))).astype(np.float32)
     counts = weights.sum(axis=-1)
     span = np.where(weights > 0, t, -1.0).max(axis=-1) + np.where(weights > 0, -t, -1.0).max(axis=-1)
-    usable = ((counts >= max(4, _PROFILES // 3)) & (span >= 0.5)).all(axis=1)
+    good = (counts >= max(4, _PROFILES // 3)) & (span >= 0.5)
     rms = np.sqrt((weights * residual**2).sum(axis=(1, 2)) / np.maximum(counts.sum(axis=1), 1))
-    # corner i joins side i-1 and side i
-    prev_c, prev_d = centre[:, [3, 0, 1, 2]], direction[:, [3, 0, 1, 2]]
-    det = prev_d[..., 0] * -direction[..., 1] + direction[..., 0] * prev_d[..., 1]
-    usable &= (np.abs(det) > 0.5).all(axis=1)
-    gap = centre - prev_c
-    a = (gap[..., 0] * -direction[..., 1] + direction[..., 0] * gap[..., 1]) \
-        / np.where(np.abs(det) > 0.5, det, 1.0)
-    corners = prev_c + a[..., None] * prev_d
+    corners, crossing = _corners(centre, direction)
+    # a side whose film lies beyond the image edge cannot be measured: when the other
+    # three are good, the label is a square, so its fourth side is the opposite one
+    # moved across by the side's length
+    beyond = (~inside[..., -1]).mean(axis=-1) > 0.5
+    for k in np.flatnonzero((~good).sum(axis=1) == 1):
+        side = int(np.argmin(good[k]))
+        if not beyond[k, side]:
+            continue
+        opposite = (side + 2) % 4
+        length = np.linalg.norm(corners[k, (opposite + 1) % 4] - corners[k, opposite])
+        d = direction[k, opposite]
+        centre[k, side] = centre[k, opposite] - length * np.array([d[1], -d[0]])
+        direction[k, side] = -d
+        good[k, side] = True
+        corners[k], crossing[k] = (c[0] for c in _corners(centre[k:k + 1], direction[k:k + 1]))
+    usable = good.all(axis=1) & crossing
     return (corners + 0.5) * scale - 0.5, rms * scale, usable
 
 
-def _fit_lines(points: np.ndarray, weights: np.ndarray
+def _corners(centre: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corner i of (n, 4) lines, where side i-1 meets side i, and whether all four lines
+    cross at a clear angle."""
+    prev_c, prev_d = centre[:, [3, 0, 1, 2]], direction[:, [3, 0, 1, 2]]
+    det = prev_d[..., 0] * -direction[..., 1] + direction[..., 0] * prev_d[..., 1]
+    clear = np.abs(det) > 0.5
+    gap = centre - prev_c
+    a = (gap[..., 0] * -direction[..., 1] + direction[..., 0] * gap[..., 1]) / np.where(clear, det, 1.0)
+    return prev_c + a[..., None] * prev_d, clear.all(axis=1)
+
+
+def _fit_lines(points: np.ndarray, weights: np.ndarray, heading: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted total-least-squares lines through (..., P, 2) points: a point on each,
-    its direction, and every point's signed distance from it."""
+    its direction (the sense of `heading`), and every point's signed distance from it."""
     total = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-9)
     centre = (points * weights[..., None]).sum(axis=-2) / total
     d = points - centre[..., None, :]
@@ -568,6 +595,7 @@ def _fit_lines(points: np.ndarray, weights: np.ndarray
     sxy = (weights * d[..., 0] * d[..., 1]).sum(axis=-1)
     theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
     direction = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    direction *= np.where((direction * heading).sum(axis=-1, keepdims=True) < 0, -1.0, 1.0)
     residual = d[..., 1] * direction[..., None, 0] - d[..., 0] * direction[..., None, 1]
     return centre, direction, residual
 

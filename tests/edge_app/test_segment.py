@@ -86,7 +86,8 @@ def best_match(labels: list[FoundLabel], corners) -> tuple[float, FoundLabel | N
     return max(scored, key=lambda s: s[0], default=(0.0, None))
 
 
-def check_against_truth(result: SegmentationResult, truth: dict, min_iou: float = 0.9) -> None:
+def check_against_truth(result: SegmentationResult, truth: dict, min_iou: float = 0.9,
+                        corner_px: float = 4.0) -> None:
     """Every whole label found (IoU >= min_iou, corners in the right order); no crop of a
     label cut by the edge; nothing found where no label is."""
     matched = set()
@@ -95,7 +96,7 @@ def check_against_truth(result: SegmentationResult, truth: dict, min_iou: float 
         if label["whole"]:
             assert score >= min_iou, f"{label['label_id']} found with IoU {score:.3f}"
             # TL first: the corners correspond one to one
-            assert np.abs(found.corners - np.array(label["corners_px"])).max() < 4.0
+            assert np.abs(found.corners - np.array(label["corners_px"])).max() < corner_px
             matched.add(id(found))
         else:
             assert score < 0.3, f"{label['label_id']} is cut by the edge but was cropped"
@@ -145,7 +146,8 @@ def test_uneven_excitation_and_dust() -> None:
         start = tl + (tr - tl) * 0.5 + (0, -40)
         cv2.line(dim, tuple(int(v) for v in start), tuple(int(v) for v in start + (25, 90)),
                  (5, 12, 3), 3, cv2.LINE_AA)
-    check_against_truth(segment(dim, LABEL_PX), truth)
+    # the far corner is lit at 14%: its film is about as bright as the border elsewhere
+    check_against_truth(segment(dim, LABEL_PX), truth, min_iou=0.95, corner_px=6.0)
 
 
 def test_fewer_labels_than_expected() -> None:

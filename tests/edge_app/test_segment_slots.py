@@ -36,9 +36,10 @@ def lattice_view(layout: BatchLayout, field: int, shift_um, angle_deg: float):
 
 
 @settings(max_examples=150, deadline=None)
-@given(field=st.integers(0, 5), dx=st.floats(-220, 220), dy=st.floats(-220, 220),
+@given(field=st.integers(0, 5), dx=st.floats(-215, 215), dy=st.floats(-215, 215),
        angle=st.floats(-2.5, 2.5), glyphs=st.booleans(), noise=st.floats(0, 2))
 def test_ids_are_right_or_withheld_never_wrong(field, dx, dy, angle, glyphs, noise) -> None:
+    """Whenever the field lies within MAX_SHIFT_UM (220) of its planned place."""
     layout = make_layout()
     centres, ids = lattice_view(layout, field, (dx, dy), angle)
     rng = np.random.default_rng(int(abs(dx * 1000)) % 2**32)

@@ -1,0 +1,305 @@
+"""Segmentation side by side: the paper's method and ours, on simulated fields with truth.
+
+    python tools/bench_segmentation.py            # 200 fields (a paper batch), 400 handheld photos
+    python tools/bench_segmentation.py --quick    # 24 fields, 60 photos
+
+Per method, in one run on the same fields (OpenCV on 2 threads):
+  - time per 1920x1440 field (median over every field, each segmented --repeat times,
+    the two methods interleaved);
+  - labels lying whole in a field found with IoU >= 0.9 against the truth; labels cut by
+    the field's edge that were cropped anyway; crops that match no label;
+  - label ids from slot assignment (with and without glyph templates): right, wrong,
+    withheld because the field's position was ambiguous;
+  - orientation: factory crops in design orientation; handheld photos (any rotation)
+    brought to canonical orientation by the glyph: right, ambiguous, wrong.
+
+Prints a table and writes the figures as JSON (--out). A fraction of the fields are shot
+with a slipping stage (--slip) so that labels are cut by the edge and the field's position
+is in doubt. The paper reports about 200 ms a field (2,400 labels in about 40 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_app.layout import BatchLayout
+from edge_app.orientation import render_templates
+from edge_app.segment import segment
+from edge_app.slots import assign_slots
+from fabrication.calibration import StageCalibration
+from fabrication.patterns import pattern_by_name, pattern_names
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.film import EtchedFilm
+from fabrication.sim.laser import engrave_layout
+from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
+
+METHODS = ("paper", "fast")
+CALIBRATION = StageCalibration((5000.0, 3000.0), 0.0, 1.0)
+_world: dict = {}
+
+
+def make_layout(field_cols: int, field_rows: int) -> BatchLayout:
+    names = pattern_names()
+    rng = np.random.default_rng(11)
+    count = 12 * field_cols * field_rows
+    return BatchLayout("BENCH", tuple(names[i] for i in rng.integers(0, len(names), count)),
+                       field_cols=field_cols, field_rows=field_rows)
+
+
+def _init(field_cols: int, field_rows: int, slip: float) -> None:
+    cv2.setNumThreads(1)
+    layout = make_layout(field_cols, field_rows)
+    film = EtchedFilm(21)
+    engrave_layout(film, layout, 128.0)
+    _world.update(layout=layout, film=film, microscopes={
+        slipping: SimulatedMicroscope(film, layout, CALIBRATION, 5,
+                                      MicroscopeModel(slip_probability=1.0 if slipping else 0.03))
+        for slipping in (False, True)}, slip=slip)
+
+
+def _shoot(field: int) -> tuple[int, np.ndarray, dict]:
+    layout = _world["layout"]
+    slipping = (field * 0.618034) % 1.0 < _world["slip"]  # spread evenly over the batch
+    microscope = _world["microscopes"][slipping]
+    microscope.move_to(*CALIBRATION.design_to_stage(*layout.field_center_um(field)))
+    shot = microscope.snap()
+    return field, shot.image, shot.truth
+
+
+def _photo(index: int) -> tuple[np.ndarray, dict]:
+    layout = _world["layout"]
+    field, slot = index % layout.fields_per_batch, (index * 5 + index // 7) % 12
+    return capture_label(_world["film"], layout, field, slot, 1000 + index)
+
+
+def iou(a, b) -> float:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    inter, _ = cv2.intersectConvexConvex(a, b)
+    union = cv2.contourArea(a) + cv2.contourArea(b) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def inside_fraction(corners, size) -> float:
+    quad = np.asarray(corners, np.float32)
+    frame = np.array([[0, 0], [size[0] - 1, 0], [size[0] - 1, size[1] - 1], [0, size[1] - 1]],
+                     np.float32)
+    inter, _ = cv2.intersectConvexConvex(quad, frame)
+    return float(inter / cv2.contourArea(quad))
+
+
+def score_field(result, truth: dict, layout: BatchLayout, field: int, templates, tally: dict) -> None:
+    labels, size = result.labels, truth["image_size"]
+    claimed = set()
+    for label in truth["labels"]:
+        scores = [iou(label["corners_px"], found.corners) for found in labels]
+        best = int(np.argmax(scores)) if scores else -1
+        score = scores[best] if scores else 0.0
+        if label["whole"]:
+            tally["whole"] += 1
+            if score >= 0.9:
+                tally["found"] += 1
+                claimed.add(best)
+                error = np.abs(labels[best].corners - np.array(label["corners_px"])).max()
+                tally["corner_error_px"].append(float(error))
+                tally["orientation_right"] += bool(error < 0.25 * result.expected_label_px)
+        elif inside_fraction(label["corners_px"], size) >= 0.05:
+            tally["cut"] += 1
+            if score >= 0.3:
+                tally["cut_cropped"] += 1
+                claimed.add(best)
+    tally["spurious"] += len(labels) - len(claimed)
+    corners_of = {t["label_id"]: t["corners_px"] for t in truth["labels"]}
+    for use_glyphs in (False, True):
+        key = "glyphs" if use_glyphs else "no_glyphs"
+        patterns = [f.glyph.pattern if f.glyph else None for f in labels] if use_glyphs else None
+        assignment = assign_slots([f.centre for f in labels], [f.angle_deg for f in labels],
+                                  layout, field, truth["pixel_size_um"], tuple(size), patterns)
+        tally[key]["fields_ambiguous"] += assignment.status == "ambiguous"
+        for found, place in zip(labels, assignment.slots, strict=True):
+            if place is None:
+                tally[key]["withheld"] += 1
+                continue
+            # right only if the crop is that label: a crop of no label given an id is wrong
+            true = corners_of.get(place.label_id)
+            right = true is not None and iou(true, found.corners) >= 0.5
+            tally[key]["right" if right else "wrong"] += 1
+    if templates is not None:
+        tally["glyph_turn_right"] += sum(f.glyph.quarter_turns == 0 for f in labels
+                                         if f.glyph is not None)
+
+
+def new_tally() -> dict:
+    return {"whole": 0, "found": 0, "cut": 0, "cut_cropped": 0, "spurious": 0,
+            "corner_error_px": [], "orientation_right": 0, "glyph_turn_right": 0,
+            "ms": [],
+            "no_glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0},
+            "glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="24 fields and 60 handheld photos")
+    parser.add_argument("--fields", type=int, default=200, help="fields to photograph (default 200)")
+    parser.add_argument("--photos", type=int, default=400, help="handheld photos (default 400)")
+    parser.add_argument("--slip", type=float, default=0.2,
+                        help="fraction of fields shot with a slipping stage (default 0.2)")
+    parser.add_argument("--repeat", type=int, default=5, help="timings per field and method")
+    parser.add_argument("--out", type=Path, default=Path("bench_segmentation.json"),
+                        help="where to write the figures (default ./bench_segmentation.json)")
+    args = parser.parse_args()
+    if args.quick:
+        args.fields, args.photos, args.repeat = 24, 60, 3
+    cols = max(1, math.ceil(math.sqrt(args.fields * 4 / 3)))
+    rows = math.ceil(args.fields / cols)
+    load_before = os.getloadavg()[0]
+
+    started = time.perf_counter()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, context, _init, (cols, rows, args.slip)) as pool:
+        shots = list(pool.map(_shoot, range(args.fields), chunksize=4))
+        photos = list(pool.map(_photo, range(args.photos), chunksize=8))
+    simulate_s = time.perf_counter() - started
+    layout = make_layout(cols, rows)
+    templates = render_templates({n: pattern_by_name(n).strokes for n in pattern_names()},
+                                 glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                                 line_frac=7.0 / layout.label_size_um)
+
+    cv2.setNumThreads(2)
+    label_px = layout.label_size_um / 0.6
+    tallies = {method: new_tally() for method in METHODS}
+    for field, image, truth in shots:
+        for _ in range(args.repeat):  # the two methods interleaved: same machine state
+            for method in METHODS:
+                result = segment(image, label_px, method=method)
+                tallies[method]["ms"].append(result.elapsed_ms)
+        for method in METHODS:
+            result = segment(image, label_px, method=method, templates=templates)
+            score_field(result, truth, layout, field, templates, tallies[method])
+
+    hand = {"photos": len(photos), "found": 0, "right": 0, "ambiguous": 0, "ambiguous_right": 0,
+            "wrong": 0, "pattern_right": 0, "ms": []}
+    for image, truth in photos:
+        result = segment(image, layout.label_size_um / 0.675, k=1, size_tolerance=0.3,
+                         rotation_deg=None, templates=templates)
+        hand["ms"].append(result.elapsed_ms)
+        if not result.labels or iou(result.labels[0].corners, truth["corners_px"]) < 0.9:
+            continue
+        label = result.labels[0]
+        hand["found"] += 1
+        right = bool(np.linalg.norm(label.corners[0] - truth["corners_px"][0])
+                     < 0.25 * label.side_px)
+        hand["pattern_right"] += label.glyph.pattern == truth["pattern"]
+        if label.orientation == "ambiguous":
+            hand["ambiguous"] += 1
+            hand["ambiguous_right"] += right
+        else:
+            hand["right" if right else "wrong"] += 1
+
+    report = summarise(tallies, hand, args, shots, cols, rows, simulate_s, load_before)
+    print_table(report)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nfigures written to {args.out}")
+
+
+def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simulate_s: float,
+              load_before: float) -> dict:
+    def rate(a: int, b: int) -> float | None:
+        return round(a / b, 5) if b else None
+
+    methods = {}
+    for method, t in tallies.items():
+        ms = np.array(t["ms"])
+        errors = np.array(t["corner_error_px"] or [-1.0])
+        methods[method] = {
+            "ms_per_field": {"median": round(float(np.median(ms)), 2),
+                             "p90": round(float(np.percentile(ms, 90)), 2),
+                             "min": round(float(ms.min()), 2)},
+            "whole_labels": t["whole"], "found_iou_0.9": t["found"],
+            "found_rate": rate(t["found"], t["whole"]),
+            "cut_labels": t["cut"], "cut_cropped": t["cut_cropped"],
+            "cut_rejected_rate": rate(t["cut"] - t["cut_cropped"], t["cut"]),
+            "crops_of_no_label": t["spurious"],
+            "corner_error_px": {"mean": round(float(errors.mean()), 3),
+                                "p99": round(float(np.percentile(errors, 99)), 3)},
+            "factory_orientation_right_rate": rate(t["orientation_right"], t["found"]),
+            "factory_glyph_agrees_rate": rate(t["glyph_turn_right"], t["found"] + t["spurious"]),
+            "ids_without_glyphs": t["no_glyphs"], "ids_with_glyphs": t["glyphs"],
+        }
+    slipped = sum(np.hypot(*truth["stage_error_um"]) > 50 for _, _, truth in shots)
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"OpenCV {cv2.__version__} on 2 threads",
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "fields": len(shots), "batch_fields": f"{cols}x{rows}", "slipped_fields": int(slipped),
+        "timings_per_field": args.repeat, "simulation_s": round(simulate_s, 1),
+        "paper_reported_ms_per_field": 200,
+        "methods": methods,
+        "handheld": {
+            "photos": hand["photos"], "found_rate": rate(hand["found"], hand["photos"]),
+            "orientation_right": hand["right"], "orientation_ambiguous": hand["ambiguous"],
+            "ambiguous_but_best_guess_right": hand["ambiguous_right"],
+            "orientation_wrong": hand["wrong"],
+            "pattern_right_rate": rate(hand["pattern_right"], hand["found"]),
+            "ms_per_photo_median": round(float(np.median(hand["ms"])), 2) if hand["ms"] else None,
+        },
+    }
+
+
+def print_table(report: dict) -> None:
+    paper, fast = report["methods"]["paper"], report["methods"]["fast"]
+    print(f"\n{report['fields']} simulated fields ({report['slipped_fields']} slipped), "
+          f"{report['machine']}, load {report['load_average']}")
+
+    def ids(m: dict, key: str) -> str:
+        d = m[key]
+        return f"{d['right']} right, {d['wrong']} wrong, {d['withheld']} withheld"
+
+    rows = [
+        ("ms per field, median (p90)",
+         *(f"{m['ms_per_field']['median']:.2f} ({m['ms_per_field']['p90']:.2f})" for m in (paper, fast))),
+        ("whole labels found, IoU >= 0.9",
+         *(f"{m['found_iou_0.9']}/{m['whole_labels']} = {100 * (m['found_rate'] or 0):.2f}%"
+           for m in (paper, fast))),
+        ("labels cut by the edge, rejected",
+         *(f"{m['cut_labels'] - m['cut_cropped']}/{m['cut_labels']}" for m in (paper, fast))),
+        ("crops of no label", *(str(m["crops_of_no_label"]) for m in (paper, fast))),
+        ("corner error px, mean (p99)",
+         *(f"{m['corner_error_px']['mean']} ({m['corner_error_px']['p99']})" if m["found_iou_0.9"]
+           else "-" for m in (paper, fast))),
+        ("ids, no glyph templates", *(ids(m, "ids_without_glyphs") for m in (paper, fast))),
+        ("  fields ambiguous", *(str(m["ids_without_glyphs"]["fields_ambiguous"]) for m in (paper, fast))),
+        ("ids, with glyph templates", *(ids(m, "ids_with_glyphs") for m in (paper, fast))),
+        ("  fields ambiguous", *(str(m["ids_with_glyphs"]["fields_ambiguous"]) for m in (paper, fast))),
+        ("factory crops in design orientation",
+         *(f"{100 * (m['factory_orientation_right_rate'] or 0):.2f}%" for m in (paper, fast))),
+    ]
+    width = max(len(r[0]) for r in rows) + 2
+    cols = max(len(r[1]) for r in rows) + 3
+    print(f"{'':<{width}}{'paper':<{cols}}fast (ours)")
+    for name, a, b in rows:
+        print(f"{name:<{width}}{a:<{cols}}{b}")
+    hand = report["handheld"]
+    print(f"\nhandheld photos (any rotation), fast + glyph templates: {hand['photos']} photos, "
+          f"found {100 * (hand['found_rate'] or 0):.1f}%, orientation right "
+          f"{hand['orientation_right']}, ambiguous {hand['orientation_ambiguous']} "
+          f"(best guess right in {hand['ambiguous_but_best_guess_right']}), wrong "
+          f"{hand['orientation_wrong']}; pattern right {100 * (hand['pattern_right_rate'] or 0):.1f}%; "
+          f"{hand['ms_per_photo_median']} ms a photo")
+    print(f"paper, as reported: about {report['paper_reported_ms_per_field']} ms a field")
+
+
+if __name__ == "__main__":
+    main()
