@@ -118,9 +118,9 @@ def materialize(root, out, copies: int, aug: Augment = Augment(rotation_deg=180)
 
     from tqdm import tqdm
 
-    from trainer.data import FolderDataset
+    from trainer.data import open_dataset
 
-    dataset = FolderDataset(Path(root))
+    dataset = open_dataset(Path(root))
     out = Path(out)
     written = 0
     for label_id, paths in tqdm(dataset.crops.items(), desc="materializing", unit="label",
@@ -136,5 +136,7 @@ def materialize(root, out, copies: int, aug: Augment = Augment(rotation_deg=180)
                     cv2.imwrite(str(name), augment(crop, aug, rng))
                 written += 1
     out.mkdir(parents=True, exist_ok=True)
-    (out / "labels.csv").write_text((Path(root) / "labels.csv").read_text())
+    rows = ["label_id,batch,pattern"] + [f"{label},{dataset.batch[label]},{dataset.pattern[label]}"
+                                         for label in sorted(dataset.crops)]
+    (out / "labels.csv").write_text("\n".join(rows) + "\n")
     return written

@@ -74,6 +74,48 @@ class FolderDataset:
                 and (split is None or split_of(label, val_frac, test_frac) == split)]
 
 
+class RegistryDataset(FolderDataset):
+    """Crops recorded in a factory registry (`puf segment`): one crop per usable label
+    (status found, enrolled or held out), found under the batch folder it was segmented
+    from. Same interface as a folder data set."""
+
+    STATUSES = ("found", "enrolled", "held_out")
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        from edge_app.registry import Registry
+
+        self.root = Path(path)
+        if not self.root.exists():
+            raise PufError(f"no registry at {self.root}")
+        with Registry(self.root) as registry:
+            records = [r for status in self.STATUSES for r in registry.labels(status=status)]
+        db = sqlite3.connect(f"file:{self.root}?mode=ro", uri=True)
+        try:
+            sources = dict(db.execute("SELECT batch_id, source FROM batches").fetchall())
+        finally:
+            db.close()
+        self.pattern, self.batch, self.crops = {}, {}, {}
+        for record in records:
+            if not record.crop_path or not record.pattern:
+                continue
+            base = Path(sources.get(record.batch_id) or self.root.parent / record.batch_id)
+            path = base / record.crop_path
+            if path.exists():
+                self.pattern[record.label_id] = record.pattern
+                self.batch[record.label_id] = record.batch_id
+                self.crops[record.label_id] = [path]
+        if not self.crops:
+            raise PufError(f"the registry {self.root} lists no label crops that exist on disk")
+
+
+def open_dataset(path: Path) -> FolderDataset:
+    """A folder data set, or a registry file (*.sqlite)."""
+    path = Path(path)
+    return RegistryDataset(path) if path.suffix in (".sqlite", ".db") else FolderDataset(path)
+
+
 @dataclass
 class CropArrays:
     """Crops in memory: images (N, S, S, 3) uint8, label index, pattern index, capture name."""

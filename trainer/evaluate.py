@@ -24,12 +24,12 @@ from edge_app.runtime import ModelRunner, read_manifest
 def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
                     queries: str = "h", num_threads: int = 2,
                     fars: tuple[float, ...] = (1e-3, 1e-4, 1e-5)) -> dict:
-    from trainer.data import FolderDataset, load_crops
+    from trainer.data import load_crops, open_dataset
     from trainer.metrics import pair_scores, verification_report
 
     manifest = read_manifest(bundle)
     runner = ModelRunner.from_bundle(bundle, fmt, num_threads)
-    dataset = FolderDataset(Path(data))
+    dataset = open_dataset(Path(data))
     label_ids = dataset.labels()
     crops = load_crops(dataset, label_ids, manifest["pattern_classes"])
     names = np.array(crops.capture)

@@ -56,10 +56,10 @@ def load_run(run_dir: Path):
 def held_out_crops(run_dir: Path, config, limit: int = 400):
     """Validation crops of the run (labels never trained on), unaugmented."""
     from fabrication.patterns import pattern_names
-    from trainer.data import FolderDataset, load_crops
+    from trainer.data import load_crops, open_dataset
 
     split = json.loads((Path(run_dir) / "split.json").read_text())
-    dataset = FolderDataset(Path(config.data))
+    dataset = open_dataset(Path(config.data))
     crops = load_crops(dataset, split["val"], pattern_names())
     if len(crops) > limit:
         keep = np.random.default_rng(0).choice(len(crops), limit, replace=False)

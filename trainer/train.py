@@ -202,7 +202,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 
     from fabrication.patterns import pattern_names
     from trainer.augment import Augment
-    from trainer.data import FolderDataset, load_crops, training_pipeline
+    from trainer.data import load_crops, open_dataset, training_pipeline
     from trainer.losses import CombinedMarginLoss
     from trainer.network import build_network
 
@@ -225,7 +225,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 
     params = Preprocess.from_dict(config.preprocess)
     patterns = pattern_names()
-    dataset = FolderDataset(Path(config.data))
+    dataset = open_dataset(Path(config.data))
     train_ids = dataset.labels("train", config.val_frac)
     if config.max_labels:
         train_ids = train_ids[:config.max_labels]

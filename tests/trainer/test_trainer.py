@@ -202,3 +202,37 @@ def test_augmentation_keeps_the_crop_format_and_none_is_identity():
     np.testing.assert_array_equal(augment(crop, NONE, rng), crop)
     with pytest.raises(PufError):
         Augment(v_shift_p=1.5)
+
+
+def test_registry_and_materialized_data_sets_read_like_folders(crops_dir, tmp_path):
+    import cv2
+
+    from edge_app.layout import BatchLayout
+    from edge_app.registry import FieldRecord, LabelRecord, Registry
+    from trainer.augment import materialize
+    from trainer.data import FolderDataset, open_dataset
+
+    folder = FolderDataset(crops_dir)
+    labels = folder.labels()[:3]
+    batch_dir = tmp_path / "T1"
+    (batch_dir / "crops").mkdir(parents=True)
+    layout = BatchLayout("T1", tuple(folder.pattern[label] for label in labels) + ("A",) * 9,
+                         field_cols=1, field_rows=1)
+    records = []
+    for slot, label in enumerate(labels):
+        cv2.imwrite(str(batch_dir / "crops" / f"{label}.png"), cv2.imread(str(folder.crops[label][0])))
+        records.append(LabelRecord(label, "T1", 0, slot, 0, slot, "found", folder.pattern[label],
+                                   crop_path=f"crops/{label}.png"))
+    records.append(LabelRecord("T1-0000-05", "T1", 0, 5, 1, 1, "rejected", "A"))
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.upsert_batch(layout, str(batch_dir))
+        registry.record_field(FieldRecord("T1", 0, "done"), records)
+    dataset = open_dataset(tmp_path / "registry.sqlite")
+    assert dataset.labels() == labels  # the rejected label has no crop
+    assert all(len(dataset.crops[label]) == 1 for label in labels)
+
+    written = materialize(tmp_path / "registry.sqlite", tmp_path / "aug", 2, progress=False)
+    assert written == 6
+    copies = FolderDataset(tmp_path / "aug")
+    assert copies.labels() == labels and all(len(copies.crops[label]) == 2 for label in labels)
+    assert copies.pattern == {label: folder.pattern[label] for label in labels}
