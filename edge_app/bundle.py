@@ -1,0 +1,123 @@
+"""Open a signed bundle on the device, refusing one that is not exactly what was signed.
+
+    BUNDLE/manifest.json           signed (Ed25519) manifest: model, preprocessing, pattern
+                                   classes, decision threshold, shards, sha256 of every file
+    BUNDLE/model_int8.tflite ...   the model files `puf export` wrote
+    BUNDLE/pattern_templates.npz   glyph templates: orientation of handheld crops
+    BUNDLE/shards/pNN.faiss        one Faiss index per pattern class (`edge_app.shards`)
+    BUNDLE/shards/pNN.ids.npy      the label ids of its rows
+
+Loading checks, in order: the manifest's format; its signature against the trusted keys
+(so its list of checksums can be believed); that every listed file is there with its
+sha256; and that no file is there that the manifest does not list. An unlisted file
+could not change a verdict (nothing unlisted is ever read), but it means the folder is
+not the bundle that was signed, a mix of two versions or a planted file, and a refusal
+that names it is cheaper to act on than a device that quietly ignores it. Every
+refusal is a PufError naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.runtime import FORMAT_FILES, MANIFEST, ModelRunner, read_manifest, verify_files
+
+TEMPLATES = "pattern_templates.npz"
+
+
+def unlisted_files(bundle: Path, manifest: dict) -> list[str]:
+    """Files in the bundle folder that the manifest does not list (bundle-relative)."""
+    listed = set(manifest.get("files", {})) | {MANIFEST}
+    found = sorted(p.relative_to(bundle).as_posix() for p in Path(bundle).rglob("*")
+                   if p.is_file() or p.is_symlink())
+    return [name for name in found if name not in listed]
+
+
+def check_bundle_files(bundle: Path, manifest: dict) -> None:
+    """Every listed file present and matching its sha256, and nothing else; PufError naming
+    the first file that fails."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise PufError(f"{MANIFEST} lists no files")
+    for name in files:
+        if name.startswith("/") or ".." in Path(name).parts:
+            raise PufError(f"{MANIFEST} lists {name!r}, which is outside the bundle")
+    verify_files(bundle, manifest)
+    extra = unlisted_files(bundle, manifest)
+    if extra:
+        raise PufError(f"bundle file {extra[0]} is not listed in the signed manifest"
+                       + (f" (nor are {len(extra) - 1} more)" if len(extra) > 1 else "")
+                       + ": the folder is not the bundle that was signed")
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    signer: str | None  # the trusted key that signed it (None: opened without checking)
+    shards: object  # edge_app.shards.ShardSet
+    templates: object | None  # edge_app.orientation.PatternTemplates
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["decision"]["threshold"])
+
+    @property
+    def far(self) -> float | None:
+        return self.manifest.get("decision", {}).get("far")
+
+    @property
+    def pattern_classes(self) -> list[str]:
+        return list(self.manifest["pattern_classes"])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.manifest["embedding_dim"])
+
+    def model_file(self, fmt: str | None = None) -> Path:
+        fmt = fmt or self.manifest.get("default_format", "int8")
+        if fmt not in FORMAT_FILES:
+            raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
+        if FORMAT_FILES[fmt] not in self.manifest.get("files", {}):
+            raise PufError(f"the bundle {self.path} has no {fmt} model ({FORMAT_FILES[fmt]})")
+        return self.path / FORMAT_FILES[fmt]
+
+    def runner(self, fmt: str | None = None, num_threads: int = 2) -> ModelRunner:
+        """The bundle's model (its default format unless `fmt`), checked when the bundle was."""
+        from edge_app.preprocess import Preprocess
+
+        return ModelRunner(self.model_file(fmt), num_threads, self.embedding_dim,
+                           len(self.pattern_classes), Preprocess.from_dict(self.manifest["preprocessing"]))
+
+
+def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: bool = True,
+                mmap: bool = True) -> Bundle:
+    """Open and check a bundle. `trusted_keys` is a key-id -> public-key dict, a folder of
+    ``*.pub`` files, or None for the default folder (`edge_app.signing`). `check=False`
+    skips signature and checksums: only for the factory's own freshly written bundles."""
+    from edge_app.orientation import PatternTemplates
+    from edge_app.shards import ShardSet
+    from edge_app.signing import load_trusted_keys, verify_manifest
+
+    path = Path(path)
+    if not path.is_dir():
+        raise PufError(f"no bundle at {path}")
+    manifest = read_manifest(path)
+    signer = None
+    if check:
+        trusted = trusted_keys if isinstance(trusted_keys, dict) else load_trusted_keys(trusted_keys)
+        signer = verify_manifest(manifest, trusted, where=f"{path.name}/{MANIFEST}")
+        check_bundle_files(path, manifest)
+    section = manifest.get("shards")
+    if not section:
+        raise PufError(f"the bundle {path} has no enrolled labels (no shards): run puf enroll")
+    for entry in section.get("classes", {}).values():
+        for name in (entry.get("index"), entry.get("ids")):
+            if name not in manifest.get("files", {}):
+                raise PufError(f"shard file {name} is not listed in {MANIFEST}")
+    if "threshold" not in (manifest.get("decision") or {}):
+        raise PufError(f"{MANIFEST} has no decision threshold")
+    templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest["files"] else None
+    return Bundle(path, manifest, signer, ShardSet.load(path, section, mmap), templates)

@@ -1,0 +1,110 @@
+"""Ed25519 signatures over a bundle manifest, checked against the keys a device trusts.
+
+The signature covers the manifest's *canonical bytes*: the manifest without its
+``"signature"`` entry, as JSON with sorted keys, no spaces and ASCII escapes (Python's
+float repr round-trips, so reading and re-serialising a manifest gives the same bytes).
+The manifest lists the sha256 of every other file in the bundle, so one signature covers
+them all. The device only verifies; keys are made and used in `trainer.keys`.
+
+Keys are files of the usual PEM encodings (``-----BEGIN PUBLIC KEY-----``, SubjectPublicKeyInfo;
+``openssl pkey -pubout`` reads and writes them too). A device trusts the public keys in a
+folder of ``*.pub`` files: ``$PUF_TRUSTED_KEYS``, else ``~/.config/puf/trusted_keys``.
+A key is named by its id: the first 16 hex digits of the sha256 of its 32 raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from edge_app.errors import PufError, require_module
+
+ALGORITHM = "ed25519"
+
+
+def canonical_bytes(manifest: dict) -> bytes:
+    """The bytes a signature covers: the manifest minus its "signature" entry."""
+    body = {key: value for key, value in manifest.items() if key != "signature"}
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError as error:
+        raise PufError(f"the manifest cannot be signed: {error}") from None
+    return text.encode("ascii")
+
+
+def key_id(raw_public_key: bytes) -> str:
+    return hashlib.sha256(raw_public_key).hexdigest()[:16]
+
+
+def default_trusted_keys_dir() -> Path:
+    if os.environ.get("PUF_TRUSTED_KEYS"):
+        return Path(os.environ["PUF_TRUSTED_KEYS"])
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "puf" / "trusted_keys"
+
+
+def load_public_key(path: Path):
+    """An Ed25519 public key from a PEM file; PufError naming the file otherwise."""
+    require_module("cryptography", "device")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    path = Path(path)
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as error:
+        raise PufError(f"cannot read the public key {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise PufError(f"{path} is not a PEM public key: {error}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise PufError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def raw_public_bytes(public_key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def load_trusted_keys(folder: Path | None = None) -> dict:
+    """Key id -> Ed25519 public key, for every ``*.pub`` file in `folder`."""
+    folder = Path(folder) if folder is not None else default_trusted_keys_dir()
+    if not folder.is_dir():
+        raise PufError(f"no trusted keys: {folder} is not a folder of *.pub files (give --trusted-keys, "
+                       "or copy the factory's public key there)")
+    keys = {}
+    for path in sorted(folder.glob("*.pub")):
+        key = load_public_key(path)
+        keys[key_id(raw_public_bytes(key))] = key
+    if not keys:
+        raise PufError(f"no trusted keys: {folder} holds no *.pub files")
+    return keys
+
+
+def verify_manifest(manifest: dict, trusted: dict, where: str = "manifest.json") -> str:
+    """Check the manifest's signature against the trusted keys; the signing key's id.
+
+    PufError, naming `where`, when the manifest is unsigned, signed by a key that is not
+    trusted, or its signature does not hold (the manifest was altered after signing)."""
+    from cryptography.exceptions import InvalidSignature
+
+    signature = manifest.get("signature")
+    if not isinstance(signature, dict):
+        raise PufError(f"{where} is not signed: this device accepts only signed bundles")
+    if signature.get("algorithm") != ALGORITHM:
+        raise PufError(f"{where} is signed with {signature.get('algorithm')!r}; only {ALGORITHM} is accepted")
+    signer = signature.get("key_id")
+    if signer not in trusted:
+        raise PufError(f"{where} is signed by key {signer}, which this device does not trust "
+                       f"(trusted: {', '.join(sorted(trusted))})")
+    try:
+        value = base64.b64decode(signature.get("value", ""), validate=True)
+        trusted[signer].verify(value, canonical_bytes(manifest))
+    except (InvalidSignature, ValueError, TypeError):
+        raise PufError(f"{where}: the signature does not match its contents (altered after signing, "
+                       f"or signed by another key than {signer})") from None
+    return signer

@@ -1,0 +1,207 @@
+"""A small real model bundle and a simulated batch, for the enrollment and verify tests.
+
+The model is a real Keras network exported to int8 TFLite by the trainer's own converter
+and run by the device's runner: its weights are designed, not trained, so the tests need
+no training run. Its two heads are what the bundle format asks for:
+
+* "embedding": the preprocessed crop pooled to 28x28 with the central glyph square
+  zeroed (texture only), then a fixed random orthogonal projection to 256 dimensions;
+  pooled film texture tells labels apart (re-captures of a label score about 0.75-0.95,
+  other labels below 0.55).
+* "pattern_logits": the glyph region correlated with each pattern's rendered template
+  (`edge_app.orientation.render_templates`): a template-matching pattern head.
+
+The batch is a simulated film (`trainer.simdata`): a microscope capture of every label of
+its first field to enroll, and handheld photos to verify.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+INPUT = 112
+EMBEDDING_DIM = 256
+THRESHOLD = 0.62
+
+
+def _glyph_templates(names: list[str], size: int):
+    from edge_app.layout import BatchLayout
+    from edge_app.orientation import render_templates
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+    from fabrication.patterns import pattern_by_name
+
+    layout = BatchLayout("T", ("x",) * 2400)
+    glyphs = {name: pattern_by_name(name).strokes for name in names}
+    return render_templates(glyphs, glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                            line_frac=line_width_um(REFERENCE_POWER_MW) / layout.label_size_um, size=size)
+
+
+def designed_model(names: list[str]):
+    import keras
+
+    pooled = INPUT // 4
+    rng = np.random.default_rng(7)
+    mask = np.ones((pooled, pooled, 1), np.float32)
+    lo, hi = pooled // 4, pooled - pooled // 4
+    mask[lo:hi, lo:hi] = 0.0
+    projection = np.linalg.qr(rng.standard_normal((pooled * pooled, EMBEDDING_DIM)))[0].astype(np.float32)
+    region = INPUT // 2
+    templates = _glyph_templates(names, region // 2).vectors  # (classes, (region/2)^2), ink positive
+
+    inputs = keras.Input((INPUT, INPUT, 1), name="crop")
+    texture = keras.layers.AveragePooling2D(4, name="texture_pool")(inputs)
+    texture = keras.layers.Multiply(name="glyph_mask")([texture, keras.ops.convert_to_tensor(mask[None])])
+    texture = keras.layers.Flatten(name="texture_flat")(texture)
+    dense = keras.layers.Dense(EMBEDDING_DIM, use_bias=False, name="embedding")
+    embedding = dense(texture)
+    dense.set_weights([projection])
+    glyph = keras.layers.Cropping2D((INPUT - region) // 2, name="glyph_region")(inputs)
+    glyph = keras.layers.AveragePooling2D(2, name="glyph_pool")(glyph)
+    glyph = keras.layers.Flatten(name="glyph_flat")(glyph)
+    head = keras.layers.Dense(len(names), name="pattern_logits")
+    logits = head(glyph)
+    head.set_weights([-0.6 * templates.T.astype(np.float32), np.zeros(len(names), np.float32)])
+    return keras.Model(inputs, {"embedding": embedding, "pattern_logits": logits})
+
+
+def write_model_bundle(out: Path, crops: list[np.ndarray], formats: tuple[str, ...] = ("int8",)) -> Path:
+    """A bundle as `puf export` writes it (unsigned, no shards) holding the designed model;
+    `crops` calibrate the int8 model."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_app.preprocess import Preprocess, preprocess
+    from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, sha256_file
+    from fabrication.patterns import pattern_names
+    from trainer.export import to_onnx, to_tflite
+
+    names = pattern_names()
+    params = Preprocess(input_size=INPUT)
+    model = designed_model(names)
+    representative = np.stack([preprocess(crop, params) for crop in crops])
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
+        path = out / FORMAT_FILES[fmt]
+        if fmt == "onnx":
+            to_onnx(model, params.input_shape, path)
+        else:
+            path.write_bytes(to_tflite(model, params.input_shape, representative if fmt == "int8" else None))
+    manifest = {
+        "format_version": BUNDLE_FORMAT,
+        "model": {"name": "designed-test-model", "version": "1"},
+        "default_format": formats[0],
+        "preprocessing": params.to_dict(),
+        "embedding_dim": EMBEDDING_DIM,
+        "pattern_classes": names,
+        "decision": {"threshold": THRESHOLD, "far": None, "provisional": True},
+        "files": {FORMAT_FILES[f]: {"sha256": sha256_file(out / FORMAT_FILES[f]),
+                                    "bytes": (out / FORMAT_FILES[f]).stat().st_size} for f in formats},
+        "shards": None,
+        "signature": None,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+@dataclass(frozen=True)
+class SimBatch:
+    layout: object  # BatchLayout
+    film: object  # EtchedFilm
+
+    def handheld(self, field: int, slot: int, seed: int = 1) -> tuple[np.ndarray, dict]:
+        from fabrication.sim.field_camera import capture_label
+
+        return capture_label(self.film, self.layout, field, slot, seed)
+
+
+@cache
+def sim_batch(batch_id: str = "V1", film_seed: int = 5, fields: int = 2) -> SimBatch:
+    from trainer.simdata import SimSpec, make_film, make_layout
+
+    spec = SimSpec(batch_id, film_seed, fields, 1)
+    layout = make_layout(spec)
+    return SimBatch(layout, make_film(spec, layout))
+
+
+def folder_crops(folder: Path, capture: str = "m0") -> list[np.ndarray]:
+    import cv2
+
+    return [cv2.imread(str(path)) for path in sorted((folder / "crops").glob(f"*/{capture}.png"))]
+
+
+def write_crop_folder(out: Path, batch: SimBatch, fields: tuple[int, ...], shots: int = 1,
+                      handheld: int = 0) -> Path:
+    """labels.csv + crops/LABEL_ID/{mN,hN}.png: microscope and handheld captures of every
+    label of `fields`."""
+    import cv2
+
+    from trainer.simdata import SimSpec, field_captures
+
+    spec = SimSpec(batch.layout.batch_id, 0, batch.layout.field_cols, batch.layout.field_rows,
+                   microscope_shots=shots, handheld_shots=handheld)
+    rows = set()
+    for field in fields:
+        for label_id, name, crop in field_captures(spec, batch.layout, batch.film, field):
+            (out / "crops" / label_id).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / "crops" / label_id / f"{name}.png"), crop)
+            slot = int(label_id.rsplit("-", 1)[1])
+            rows.add(f"{label_id},{batch.layout.batch_id},{batch.layout.pattern_of(field, slot)}")
+    (out / "labels.csv").write_text("label_id,batch,pattern\n" + "\n".join(sorted(rows)) + "\n")
+    return out
+
+
+# ---- built once per test process, copied by the tests that change them -----------------
+
+_BUILT: dict = {}
+
+
+def _once(key: str, build):
+    if key not in _BUILT:
+        _BUILT[key] = build()
+    return _BUILT[key]
+
+
+def enroll_crops(base: Path) -> Path:
+    """Microscope captures of field 0 of the simulated batch: the labels to enroll."""
+    return _once(f"crops:{base}", lambda: write_crop_folder(base / "enroll_crops", sim_batch(), (0,)))
+
+
+def model_bundle(base: Path) -> Path:
+    """The designed model as an exported, unsigned bundle without shards (do not modify)."""
+    return _once(f"model:{base}", lambda: write_model_bundle(base / "model_bundle", folder_crops(enroll_crops(base))))
+
+
+def keys(base: Path) -> tuple[Path, Path]:
+    """A factory key pair, and a trusted-keys folder holding its public key."""
+    from trainer.keys import generate_keypair
+
+    def build() -> tuple[Path, Path]:
+        private, public, _ = generate_keypair(base / "keys" / "factory")
+        trusted = base / "trusted"
+        trusted.mkdir()
+        (trusted / "factory.pub").write_bytes(public.read_bytes())
+        return private, trusted
+
+    return _once(f"keys:{base}", build)
+
+
+def enrolled_bundle(base: Path, out: Path) -> Path:
+    """A signed bundle with the 12 labels of field 0 enrolled, copied to `out`."""
+    import shutil
+
+    from trainer.enroll import enroll
+    from trainer.keys import load_private_key
+
+    def build() -> Path:
+        path = base / "enrolled_bundle"
+        shutil.copytree(model_bundle(base), path)
+        enroll(path, enroll_crops(base), load_private_key(keys(base)[0]), progress=False)
+        return path
+
+    shutil.copytree(_once(f"enrolled:{base}", build), out)
+    return out

@@ -1,0 +1,119 @@
+"""A device opens only the bundle that was signed: checksums, signature, trusted keys."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_app.bundle import load_bundle
+from edge_app.errors import PufError
+from edge_app.signing import canonical_bytes, load_trusted_keys
+from tests.bundle_support import enrolled_bundle, keys, model_bundle
+
+
+@pytest.fixture
+def base(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "bundle_base"
+
+
+@pytest.fixture
+def bundle(base, tmp_path) -> Path:
+    base.mkdir(exist_ok=True)
+    return enrolled_bundle(base, tmp_path / "bundle")
+
+
+@pytest.fixture
+def trusted(base) -> Path:
+    return keys(base)[1]
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_signed_intact_bundle_loads(bundle, trusted):
+    loaded = load_bundle(bundle, trusted)
+    assert loaded.signer == manifest(bundle)["signature"]["key_id"]
+    assert len(loaded.shards) == 12
+    assert loaded.templates is not None
+
+
+def test_one_changed_byte_in_a_shard_is_refused_naming_it(bundle, trusted):
+    shard = manifest(bundle)["shards"]["classes"]
+    name = next(iter(shard.values()))["index"]
+    flip_byte(bundle / name, (bundle / name).stat().st_size // 2)
+    with pytest.raises(PufError, match=f"{name} does not match its checksum"):
+        load_bundle(bundle, trusted)
+
+
+def test_one_changed_byte_in_the_model_is_refused(bundle, trusted):
+    flip_byte(bundle / "model_int8.tflite", 4000)
+    with pytest.raises(PufError, match="model_int8.tflite does not match its checksum"):
+        load_bundle(bundle, trusted)
+
+
+def test_an_edited_manifest_breaks_the_signature(bundle, trusted):
+    data = manifest(bundle)
+    data["decision"]["threshold"] = 0.1  # let anything through
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(PufError, match="manifest.json: the signature does not match"):
+        load_bundle(bundle, trusted)
+
+
+def test_a_missing_shard_is_refused_naming_it(bundle, trusted):
+    name = next(iter(manifest(bundle)["shards"]["classes"].values()))["ids"]
+    (bundle / name).unlink()
+    with pytest.raises(PufError, match=f"{name} is missing"):
+        load_bundle(bundle, trusted)
+
+
+def test_a_half_copied_shard_is_refused(bundle, trusted):
+    name = next(iter(manifest(bundle)["shards"]["classes"].values()))["index"]
+    data = (bundle / name).read_bytes()
+    (bundle / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(PufError, match=f"{name} does not match its checksum"):
+        load_bundle(bundle, trusted)
+
+
+def test_an_unlisted_file_is_refused_naming_it(bundle, trusted):
+    shutil.copy(next((bundle / "shards").glob("*.faiss")), bundle / "shards" / "p99.faiss")
+    with pytest.raises(PufError, match="shards/p99.faiss is not listed"):
+        load_bundle(bundle, trusted)
+
+
+def test_a_bundle_signed_by_an_untrusted_key_is_refused(bundle, trusted, tmp_path):
+    from trainer.keys import generate_keypair, load_private_key, sign_manifest
+
+    private, _, rogue = generate_keypair(tmp_path / "rogue")
+    forged = sign_manifest(manifest(bundle), load_private_key(private))
+    (bundle / "manifest.json").write_text(json.dumps(forged))
+    with pytest.raises(PufError, match=f"signed by key {rogue}, which this device does not trust"):
+        load_bundle(bundle, trusted)
+    # trusted once its key is added
+    shutil.copy(tmp_path / "rogue.pub", tmp_path / "trusted_too.pub")
+    both = {**load_trusted_keys(trusted), **load_trusted_keys(tmp_path)}
+    assert load_bundle(bundle, both).signer == rogue
+
+
+def test_an_unsigned_bundle_is_refused(base, trusted):
+    with pytest.raises(PufError, match="not signed"):
+        load_bundle(model_bundle(base), trusted)
+
+
+def test_no_trusted_keys_is_a_clear_error(bundle, tmp_path):
+    with pytest.raises(PufError, match="no trusted keys"):
+        load_bundle(bundle, tmp_path / "nowhere")
+
+
+def test_canonical_bytes_ignore_key_order_and_the_signature():
+    a = {"b": [1, 2.5, "é"], "a": {"y": None, "x": 1e-5}, "signature": {"value": "x"}}
+    b = {"a": {"x": 1e-5, "y": None}, "b": [1, 2.5, "é"]}
+    assert canonical_bytes(a) == canonical_bytes(b)
+    assert canonical_bytes(json.loads(json.dumps(a, indent=3))) == canonical_bytes(a)

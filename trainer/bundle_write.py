@@ -1,0 +1,107 @@
+"""Write a new version of a bundle: never half-written, never touching the old one's files.
+
+    with BundleUpdate(bundle) as update:
+        index_path = update.path_for("shards/p03.faiss")   # a fresh file in the new version
+        faiss.write_index(index, str(index_path))
+        update.manifest["shards"] = ...
+        update.commit(private_key)                          # checksums, signature, rename
+
+The new version is built in a temporary sibling folder holding hard links to the old
+version's files (instant, no copies), so only the files that change are written. A file
+that changes is unlinked first and written anew, so the old version's inode, which the
+link shares, is never modified. `commit` hashes the new and changed files, signs the
+manifest and renames the folder into place (the old one is renamed aside and removed),
+the way `puf export` writes a bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.runtime import MANIFEST, read_manifest, sha256_file
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished folder `tmp` to `out`, replacing any older version."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+class BundleUpdate:
+    def __init__(self, bundle: Path, out: Path | None = None) -> None:
+        self.source = Path(bundle)
+        self.out = Path(out) if out is not None else self.source
+        self.manifest = copy.deepcopy(read_manifest(self.source))
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        self.dir.chmod(0o755)
+        self._written: set[str] = set()
+        try:
+            for name in self.manifest.get("files", {}):
+                target = self.dir / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(self.source / name, target)
+                except OSError:
+                    shutil.copy2(self.source / name, target)
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> BundleUpdate:
+        return self
+
+    def __exit__(self, kind, *exc: object) -> None:
+        if kind is not None:
+            self.abort()
+
+    def path_for(self, name: str) -> Path:
+        """Where to write bundle file `name` of the new version (a fresh inode)."""
+        path = self.dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        self._written.add(name)
+        return path
+
+    def remove(self, name: str) -> None:
+        (self.dir / name).unlink(missing_ok=True)
+        self.manifest.get("files", {}).pop(name, None)
+        self._written.discard(name)
+
+    def commit(self, private_key=None) -> dict:
+        """Hash what was written, sign (when a key is given), write the manifest and rename
+        the new version into place; returns the manifest."""
+        from trainer.keys import sign_manifest
+
+        files = self.manifest.setdefault("files", {})
+        for name in sorted(self._written):
+            path = self.dir / name
+            if not path.exists():
+                raise PufError(f"bundle file {name} was never written")
+            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        self.manifest["files"] = dict(sorted(files.items()))
+        manifest = sign_manifest(self.manifest, private_key) if private_key is not None \
+            else {**self.manifest, "signature": None}
+        try:
+            (self.dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+            replace_dir(self.dir, self.out)
+        except OSError as error:
+            self.abort()
+            raise PufError(f"cannot write the bundle {self.out} ({error.strerror or error}); the old "
+                           "version is unchanged") from None
+        return manifest
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,412 @@
+"""Enrollment: embed label crops with a bundle's own model and add them to its per-pattern
+Faiss shards, writing a new signed version of the bundle.
+
+Labels come from the factory's registry (``registry.sqlite``: labels segmented and not
+held out, crops beside their batch) or from a folder data set (``labels.csv`` with
+label_id,pattern and ``crops/LABEL_ID.png`` or ``crops/LABEL_ID/*.png``). Each crop is
+embedded once in canonical orientation by default; ``rotations`` enrolls that many turned
+copies (for crops whose orientation cannot be fixed), ``augmented`` the paper's augmented
+copies (rotation 0-360, HSV V shift), for comparison.
+
+Incremental: labels already in the bundle are skipped (enrolling a batch twice adds
+nothing), only the shards of the patterns that gain labels are rewritten, and a shard
+gains labels by appending to its index unless it has outgrown its index type (exact ->
+IVF) or cell count, when it is rebuilt from its own decoded vectors plus the new ones:
+nothing already enrolled is embedded again. Every written shard's search is re-tuned
+(`trainer.index_build.tune`). See `trainer.bundle_write` for how the new version replaces
+the old.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.bundle import TEMPLATES
+from edge_app.errors import PufError
+from edge_app.runtime import read_manifest, verify_files
+from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
+from trainer import index_build
+
+DEFAULT_BUDGET_MB = 1400.0
+# a genuine re-capture of a trained model sits well above this cosine to its label
+DEFAULT_GENUINE_COSINE = 0.5
+
+
+@dataclass(frozen=True)
+class EnrollItem:
+    label_id: str
+    pattern: str
+    crop: Path
+    sha256: str | None = None  # the registry's record of the crop's bytes
+
+
+@dataclass(frozen=True)
+class EnrollOptions:
+    rotations: int = 1
+    augmented: int = 0
+    memory_budget_mb: float = DEFAULT_BUDGET_MB  # shards, id maps and models together
+    capacity: int = 0  # plan the index codes for this many vectors (0: those enrolled)
+    exact_max: int = index_build.EXACT_MAX
+    target_recall: float = 0.99
+    genuine_cosine: float | None = None  # None: the bundle's threshold, within 0.3-0.9
+    batch_size: int = 64
+    model_format: str | None = None  # None: the bundle's default format
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rotations <= 360:
+            raise PufError(f"--rotations must be 1-360, got {self.rotations}")
+        if not 0 <= self.augmented <= 1000:
+            raise PufError(f"--augmented must be 0-1000, got {self.augmented}")
+        if self.rotations > 1 and self.augmented:
+            raise PufError("give --rotations or --augmented, not both")
+        if self.memory_budget_mb <= 0:
+            raise PufError("the memory budget must be positive")
+        if not 0.5 <= self.target_recall <= 1.0:
+            raise PufError(f"target recall {self.target_recall} must lie in 0.5-1")
+
+    @property
+    def copies(self) -> int:
+        return self.augmented or self.rotations
+
+
+@dataclass
+class Skipped:
+    reasons: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)
+
+    def add(self, reason: str, label_id: str) -> None:
+        self.reasons[reason] += 1
+        self.examples.setdefault(reason, label_id)
+
+
+# ---- where labels come from ------------------------------------------------------------
+
+def items_from_registry(path: Path, batches: tuple[str, ...] = ()) -> tuple[list[EnrollItem], Skipped]:
+    """Segmented labels of the registry (status found or enrolled), not held out."""
+    import sqlite3
+
+    from edge_app.registry import Registry
+
+    skipped = Skipped()
+    items = []
+    with Registry(path) as registry:
+        sources = _batch_sources(path, sqlite3)
+        for label in registry.labels():
+            if batches and label.batch_id not in batches:
+                continue
+            if label.status not in ("found", "enrolled"):
+                if label.status == "held_out":
+                    skipped.add("held out", label.label_id)
+                continue
+            if not label.crop_path or not label.pattern:
+                skipped.add("no crop or pattern recorded", label.label_id)
+                continue
+            root = Path(sources.get(label.batch_id) or Path(path).parent / label.batch_id)
+            items.append(EnrollItem(label.label_id, label.pattern, root / label.crop_path, label.sha256))
+    return items, skipped
+
+
+def _batch_sources(path: Path, sqlite3) -> dict[str, str]:
+    """Batch id -> the batch folder its crops are in (the registry's batches.source)."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        return {row[0]: row[1] for row in db.execute("SELECT batch_id, source FROM batches")}
+    finally:
+        db.close()
+
+
+def items_from_folder(root: Path, capture: str | None = None) -> tuple[list[EnrollItem], Skipped]:
+    """labels.csv (label_id, pattern) and crops/LABEL_ID.png or crops/LABEL_ID/*.png (the
+    capture named `capture`, else the first by name)."""
+    root = Path(root)
+    table = root / "labels.csv"
+    if not table.exists():
+        raise PufError(f"{root} has no labels.csv (label_id,pattern); give a registry.sqlite or a crop folder")
+    skipped = Skipped()
+    items = []
+    with table.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"label_id", "pattern"} <= set(reader.fieldnames or ()):
+            raise PufError(f"{table} needs the columns label_id and pattern")
+        for row in reader:
+            label_id = row["label_id"]
+            single = root / "crops" / f"{label_id}.png"
+            folder = root / "crops" / label_id
+            if capture is not None:
+                path = folder / f"{capture}.png"
+            elif single.exists():
+                path = single
+            else:
+                found = sorted(folder.glob("*.png")) if folder.is_dir() else []
+                path = found[0] if found else single
+            if not path.exists():
+                skipped.add("crop missing", label_id)
+                continue
+            items.append(EnrollItem(label_id, row["pattern"], path))
+    return items, skipped
+
+
+def load_items(labels: Path, batches: tuple[str, ...] = (), capture: str | None = None
+               ) -> tuple[list[EnrollItem], Skipped]:
+    labels = Path(labels)
+    if labels.is_file():
+        return items_from_registry(labels, batches)
+    if labels.is_dir():
+        return items_from_folder(labels, capture)
+    raise PufError(f"no registry or crop folder at {labels}")
+
+
+# ---- crops to fingerprints -------------------------------------------------------------
+
+def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
+    """The crop's pixels, or why it cannot be used."""
+    import cv2
+
+    try:
+        data = item.crop.read_bytes()
+    except OSError:
+        return None, "crop missing"
+    if item.sha256 and hashlib.sha256(data).hexdigest() != item.sha256:
+        return None, "crop changed since it was recorded"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[0] != image.shape[1]:
+        return None, "crop unreadable or not square"
+    return image, None
+
+
+def variants(crop: np.ndarray, options: EnrollOptions, rng: np.random.Generator) -> list[np.ndarray]:
+    """The copies of one crop that get enrolled."""
+    import cv2
+
+    if options.augmented:
+        from trainer.augment import NONE, augment
+
+        paper = dataclasses.replace(NONE, rotation_deg=180.0, v_shift_p=1.0)  # the paper's recipe
+        return [crop] + [augment(crop, paper, rng) for _ in range(options.augmented - 1)]
+    out = []
+    side = crop.shape[0]
+    for k in range(options.rotations):
+        angle = 360.0 * k / options.rotations
+        if angle % 90 == 0:
+            out.append(np.ascontiguousarray(np.rot90(crop, int(angle // 90))))
+        else:
+            turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), angle, 1.0)
+            out.append(cv2.warpAffine(crop, turn, (side, side), flags=cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REFLECT_101))
+    return out
+
+
+def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped: Skipped, dim: int,
+                progress: bool = True) -> tuple[list[EnrollItem], np.ndarray]:
+    """Fingerprints of every usable item: the items kept, and (kept * copies, d) vectors."""
+    from tqdm import tqdm
+
+    from edge_app.preprocess import preprocess_batch
+
+    rng = np.random.default_rng(options.seed)
+    kept: list[EnrollItem] = []
+    chunks: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            chunks.append(runner.run(preprocess_batch(pending, runner.preprocess)).embedding)
+            pending.clear()
+
+    for item in tqdm(items, desc="embedding", unit="label", disable=not progress):
+        crop, why = read_crop(item)
+        if crop is None:
+            skipped.add(why, item.label_id)
+            continue
+        kept.append(item)
+        pending.extend(variants(crop, options, rng))
+        if len(pending) >= options.batch_size:
+            flush()
+    flush()
+    return kept, (np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32))
+
+
+# ---- shards ----------------------------------------------------------------------------
+
+def enrolled_label_ids(bundle: Path, manifest: dict) -> set[str]:
+    section = manifest.get("shards") or {}
+    ids: set[str] = set()
+    for entry in section.get("classes", {}).values():
+        ids.update(np.char.decode(np.load(Path(bundle) / entry["ids"], allow_pickle=False), "ascii").tolist())
+    return ids
+
+
+def default_templates(pattern_classes: list[str]):
+    """Glyph templates of the bundle's pattern classes, rendered from the factory's strokes
+    at the default layout's proportions; None if the classes are not the factory's."""
+    from edge_app.layout import BatchLayout
+    from edge_app.orientation import render_templates
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+    from fabrication.patterns import pattern_by_name, pattern_names
+
+    if not set(pattern_classes) <= set(pattern_names()):
+        return None
+    layout = BatchLayout("T", ("x",) * 2400)
+    glyphs = {name: pattern_by_name(name).strokes for name in pattern_classes}
+    return render_templates(glyphs, glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                            line_frac=line_width_um(REFERENCE_POWER_MW) / layout.label_size_um)
+
+
+def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[str],
+                 budget_per_vector: float, options: EnrollOptions, genuine_cosine: float):
+    """The shard's index after adding `new`, its id map, and its manifest entry."""
+    d = new.shape[1]
+    total = (old_index.ntotal if old_index is not None else 0) + len(new)
+    plan = index_build.plan_index(total, d, budget_per_vector, options.exact_max)
+    old_vectors = index_build.reconstruct_all(old_index) if old_index is not None and old_index.ntotal \
+        else np.zeros((0, d), np.float32)
+    reference = np.concatenate([old_vectors, new]).astype(np.float32)
+    reuse = old_index is not None and index_build.index_kind(old_index) == plan.kind
+    if reuse and plan.nlist:
+        import faiss
+
+        reuse = faiss.extract_index_ivf(old_index).nlist * 4 > plan.nlist
+    if reuse:
+        index = old_index
+        index.add(np.ascontiguousarray(new, np.float32))
+        action = "appended"
+    else:
+        index = index_build.build_index(reference, plan, options.seed)
+        action = "built" if old_index is None or not old_index.ntotal else "rebuilt"
+    tuned = index_build.tune(index, reference, options.target_recall, genuine_cosine, seed=options.seed)
+    set_search_params(index, tuned["search"])
+    width = max([len(s) for s in new_ids] + [old_ids.dtype.itemsize if len(old_ids) else 1])
+    ids = np.concatenate([old_ids.astype(f"S{width}"), np.array(new_ids, dtype=f"S{width}")])
+    entry = {"vectors": int(index.ntotal), "labels": int(len(np.unique(ids))), "kind": index_build.index_kind(index),
+             "factory": plan.factory if not reuse else None, "action": action, **tuned}
+    return index, ids, entry
+
+
+def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
+           batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
+           progress: bool = True) -> dict:
+    """Enroll the labels into the bundle (a new version, signed with `private_key` if given);
+    returns a report."""
+    import faiss
+
+    from edge_app.runtime import ModelRunner
+
+    started = time.perf_counter()
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)  # build on nothing corrupt
+    classes = list(manifest["pattern_classes"])
+    items, skipped = load_items(labels, batches, capture)
+    enrolled = enrolled_label_ids(bundle, manifest)
+    todo = []
+    for item in items:
+        if item.label_id in enrolled:
+            skipped.add("already enrolled", item.label_id)
+        elif item.pattern not in classes:
+            skipped.add("pattern not a class of the model", item.label_id)
+        elif not item.label_id.isascii():
+            skipped.add("label id not ASCII", item.label_id)
+        else:
+            todo.append(item)
+    fmt = options.model_format or manifest.get("default_format", "int8")
+    runner = ModelRunner.from_bundle(bundle, fmt, check=False)
+    kept, vectors = embed_items(runner, todo, options, skipped, int(manifest["embedding_dim"]), progress)
+    copies = options.copies
+    report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
+                    "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
+    from trainer.bundle_write import BundleUpdate
+
+    with BundleUpdate(bundle) as update:
+        section = update.manifest.get("shards") or {
+            "format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": int(manifest["embedding_dim"]),
+            "model_format": fmt, "classes": {}, "enrollments": []}
+        if section.get("model_format", fmt) != fmt:
+            raise PufError(f"the bundle's labels were enrolled with its {section['model_format']} model; "
+                           f"enroll with the same (--model-format {section['model_format']})")
+        if TEMPLATES not in update.manifest["files"]:
+            found = templates if templates is not None else None
+            if found is not None:
+                from edge_app.orientation import PatternTemplates
+
+                rendered = PatternTemplates.load(found)
+            else:
+                rendered = default_templates(classes)
+            if rendered is not None:
+                rendered.save(update.path_for(TEMPLATES))
+        by_pattern: dict[str, list[int]] = defaultdict(list)
+        for i, item in enumerate(kept):
+            by_pattern[item.pattern].append(i)
+        old_total = sum(e["vectors"] for e in section["classes"].values())
+        total = old_total + len(vectors)
+        model_bytes = sum(v["bytes"] for k, v in update.manifest["files"].items() if not k.startswith("shards/"))
+        capacity = max(options.capacity, total, 1)
+        id_bytes = max([len(i.label_id) for i in kept] + [16])
+        budget_per_vector = (options.memory_budget_mb * 1e6 - model_bytes) / capacity - id_bytes
+        threshold = (update.manifest.get("decision") or {}).get("threshold")
+        genuine_cosine = options.genuine_cosine or float(np.clip(threshold if threshold else DEFAULT_GENUINE_COSINE,
+                                                                 0.3, 0.9))
+        for pattern in sorted(by_pattern, key=classes.index):
+            rows = by_pattern[pattern]
+            new = vectors[np.repeat(np.array(rows) * copies, copies) + np.tile(np.arange(copies), len(rows))]
+            new_ids = [kept[r].label_id for r in rows for _ in range(copies)]
+            index_name, ids_name = shard_paths(classes.index(pattern))
+            old = section["classes"].get(pattern)
+            old_index = read_index(bundle / old["index"], mmap=False) if old else None
+            old_ids = np.load(bundle / old["ids"], allow_pickle=False) if old else np.zeros(0, "S1")
+            index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options,
+                                             genuine_cosine)
+            faiss.write_index(index, str(update.path_for(index_name)))
+            np.save(update.path_for(ids_name), ids, allow_pickle=False)
+            entry = {"index": index_name, "ids": ids_name, **entry,
+                     "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
+            section["classes"][pattern] = entry
+            report["shards"][pattern] = entry
+        section["classes"] = {p: section["classes"][p] for p in classes if p in section["classes"]}
+        section["vectors"] = sum(e["vectors"] for e in section["classes"].values())
+        section["labels"] = sum(e["labels"] for e in section["classes"].values())
+        section["memory_budget_mb"] = options.memory_budget_mb
+        if kept:
+            section["enrollments"].append({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": str(labels), "labels": len(kept),
+                "vectors": int(len(vectors)), "rotations": options.rotations, "augmented": options.augmented,
+                "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
+        update.manifest["shards"] = section
+        manifest = update.commit(private_key)
+    if Path(labels).is_file() and kept:
+        from edge_app.registry import Registry
+
+        with Registry(labels) as registry:
+            registry.set_status([item.label_id for item in kept], "enrolled")
+    bytes_total = sum(v["bytes"] for v in manifest["files"].values())
+    report.update({"labels_total": section["labels"], "vectors_total": section["vectors"],
+                   "bundle_bytes": bytes_total, "signed_by": (manifest.get("signature") or {}).get("key_id"),
+                   "seconds": round(time.perf_counter() - started, 2)})
+    return report
+
+
+def describe(report: dict) -> str:
+    """The report as a table for people."""
+    lines = [f"bundle {report['bundle']}: +{report['labels_added']} labels (+{report['vectors_added']} vectors), "
+             f"{report['labels_total']} labels in all, {report['bundle_bytes'] / 1e6:.1f} MB, "
+             f"{report['seconds']} s; signed by {report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}"]
+    if report["shards"]:
+        lines.append(f"{'pattern':<12}{'labels':>8}{'vectors':>9}  {'index':<10}{'nprobe':>7}"
+                     f"{'recall@1':>10}{'random':>8}  action")
+        for pattern, e in report["shards"].items():
+            recall = e["recall_at_1"]
+            lines.append(f"{pattern:<12}{e['labels']:>8}{e['vectors']:>9}  {e['kind']:<10}"
+                         f"{e['search'].get('nprobe', '-'):>7}{recall['genuine_like']:>10.4f}"
+                         f"{recall['random']:>8.3f}  {e['action']}")
+    for reason, count in report["skipped"].items():
+        lines.append(f"skipped {count}: {reason} (e.g. {report['skipped_examples'][reason]})")
+    return "\n".join(lines)
+

@@ -1,0 +1,227 @@
+"""`puf evaluate`: how a bundle separates genuine re-captures from never-enrolled labels,
+and the decision threshold for a target false-accept rate.
+
+Queries are held-out captures in folder data sets (``labels.csv`` + ``crops/LABEL_ID/*.png``,
+as `trainer.simdata` writes), by default only the handheld ones (names starting with
+"h"), which were never enrolled. A query of an enrolled label is *genuine*, any other an
+*impostor*. Every query goes through the device's own path (`edge_app.verify.Verifier`:
+one model run, the predicted pattern's shard, the runner-up's when unsure) and is timed.
+
+Two views, both reported:
+
+* **comparisons (1:1)**, the field's usual figures: a genuine score is a query against its
+  own label, an impostor score a query against every other label of the shard the device
+  would search (its pattern's). EER and TAR at FAR 1e-3 / 1e-4 / 1e-5 come from these, and
+  so does the threshold: the score that at most `far` of impostor comparisons reach. A
+  FAR below 1 / (impostor comparisons) is not resolved and is flagged so.
+* **decisions (1:N)**: what the device does at that threshold: genuine queries accepted as
+  their own label, accepted as another (a false accept), or rejected; impostor queries
+  accepted. A query searched against a shard of N labels has a false-accept chance of up
+  to N times the per-comparison FAR.
+
+With a signing key the threshold is written into the bundle's ``decision`` and the bundle
+re-signed (a new version, `trainer.bundle_write`). Figures: a DET curve, the score
+distributions and the model and search time histograms, as PNG.
+
+(`trainer.evaluate` is the model-level evaluation done at export: every label enrolled
+from one capture, every pair scored exactly. This module evaluates a bundle as the device
+searches it.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.errors import PufError
+
+FARS = (1e-3, 1e-4, 1e-5)
+
+
+@dataclass
+class Query:
+    label_id: str
+    pattern: str
+    path: Path
+
+
+def collect_queries(folders: list[Path], captures: str | None) -> list[Query]:
+    from trainer.data import FolderDataset
+
+    queries = []
+    for folder in folders:
+        dataset = FolderDataset(folder)
+        for label_id in sorted(dataset.crops):
+            queries += [Query(label_id, dataset.pattern[label_id], path) for path in dataset.crops[label_id]
+                        if captures is None or path.stem.startswith(captures)]
+    if not queries:
+        raise PufError(f"no query crops{f' named {captures}*' if captures else ''} in {', '.join(map(str, folders))}")
+    return queries
+
+
+def shard_vectors(bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pattern -> (decoded vectors, label ids) of every shard."""
+    from trainer.index_build import reconstruct_all
+
+    return {pattern: (reconstruct_all(shard.index), np.char.decode(np.asarray(shard.ids), "ascii"))
+            for pattern, shard in bundle.shards.shards.items()}
+
+
+def comparison_scores(embedding: np.ndarray, label_id: str, shard: tuple[np.ndarray, np.ndarray] | None
+                      ) -> tuple[float | None, np.ndarray]:
+    """The query's score against its own label (None if not in the shard) and against every
+    other label of the shard (a label's score is its best enrolled copy)."""
+    if shard is None:
+        return None, np.zeros(0, np.float32)
+    vectors, ids = shard
+    scores = vectors @ embedding
+    labels, inverse = np.unique(ids, return_inverse=True)
+    best = np.full(len(labels), -np.inf, np.float32)
+    np.maximum.at(best, inverse, scores)
+    own = np.flatnonzero(labels == label_id)
+    genuine = float(best[own[0]]) if len(own) else None
+    return genuine, np.delete(best, own)
+
+
+def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
+             classify: bool = True, private_key=None, out: Path | None = None, model_format: str | None = None,
+             max_queries: int = 0, seed: int = 0, progress: bool = True) -> dict:
+    import cv2
+    from tqdm import tqdm
+
+    from edge_app.bundle import load_bundle
+    from edge_app.runtime import read_manifest, verify_files
+    from edge_app.verify import Verifier
+    from trainer.metrics import tar_at_far, verification_report
+
+    if not 0 < far < 1:
+        raise PufError(f"the target FAR must lie between 0 and 1, got {far}")
+    bundle_path = Path(bundle_path)
+    verify_files(bundle_path, read_manifest(bundle_path))  # the factory's own bundle: intact?
+    bundle = load_bundle(bundle_path, check=False)
+    verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
+    queries = collect_queries(folders, captures)
+    if max_queries and len(queries) > max_queries:
+        keep = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
+        queries = [queries[i] for i in keep]
+    vectors = shard_vectors(bundle)
+    enrolled = {str(i) for _, ids in vectors.values() for i in ids}
+    rows = []
+    genuine_pairs, impostor_pairs = [], []
+    for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
+        crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
+        if crop is None:
+            raise PufError(f"cannot read the query crop {query.path}")
+        [lookup], model_ms, search_ms = verifier.lookup([crop])
+        own, others = comparison_scores(lookup.embedding, query.label_id, vectors.get(query.pattern))
+        if own is not None:
+            genuine_pairs.append(own)
+        impostor_pairs.append(others)
+        match = lookup.match
+        rows.append({"genuine": query.label_id in enrolled, "label_id": query.label_id,
+                     "match": match.label_id if match else None, "score": match.score if match else -1.0,
+                     "pattern_ok": bool(match and match.pattern in lookup.allowed),
+                     "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
+    genuine_pairs = np.asarray(genuine_pairs, np.float32)
+    impostor_pairs = np.concatenate(impostor_pairs) if impostor_pairs else np.zeros(0, np.float32)
+    if not len(genuine_pairs) or not len(impostor_pairs):
+        raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
+                       f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
+    comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
+    chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
+    threshold = chosen["threshold"]
+    decisions = decision_rates(rows, threshold)
+    decision = {
+        "threshold": round(threshold, 6), "far": far, "provisional": False,
+        "far_kind": "per comparison, within the shard the device searches",
+        "far_resolved": chosen["resolved"], "tar_at_far": chosen["tar"],
+        "calibrated_on": f"{len(genuine_pairs)} genuine and {len(impostor_pairs)} impostor comparisons of "
+                         f"{len(rows)} held-out captures ({verifier.runner.format} model)",
+        "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    report = {
+        "bundle": str(bundle_path), "queries": len(rows), "classify": classify,
+        "genuine_queries": sum(r["genuine"] for r in rows), "impostor_queries": sum(not r["genuine"] for r in rows),
+        "comparisons": comparisons, "decision": decision, "decisions_at_threshold": decisions,
+        "pattern_accuracy": float(np.mean([r["pattern_read"] for r in rows])),
+        "timings_ms": {k: summary([r[k] for r in rows]) for k in ("model_ms", "search_ms")},
+        "written": False,
+    }
+    if not chosen["resolved"]:
+        report["warning"] = (f"FAR {far:g} is not resolved by {len(impostor_pairs)} impostor comparisons "
+                             f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
+    if out is not None:
+        from trainer.plots import det_curve_png, histograms_png
+
+        marks = {f"FAR {far:g}": threshold, "EER": comparisons["eer_threshold"]}
+        report["figures"] = [str(p) for p in (
+            det_curve_png(genuine_pairs, impostor_pairs, Path(out) / "det.png", marks),
+            histograms_png({"genuine": genuine_pairs, "impostor": impostor_pairs}, Path(out) / "scores.png",
+                           "comparison scores (cosine)", unit="score", log_count=True),
+            histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
+                           Path(out) / "timings.png", "time per query (as on the device, batch 1)"))]
+    if private_key is not None:
+        from trainer.bundle_write import BundleUpdate
+
+        with BundleUpdate(bundle_path) as update:
+            update.manifest["decision"] = decision
+            update.commit(private_key)
+        report["written"] = True
+    return report
+
+
+def decision_rates(rows: list[dict], threshold: float) -> dict:
+    genuine = [r for r in rows if r["genuine"]]
+    impostor = [r for r in rows if not r["genuine"]]
+
+    def accepted(r: dict) -> bool:
+        return r["score"] >= threshold and r["pattern_ok"]
+
+    right = sum(accepted(r) and r["match"] == r["label_id"] for r in genuine)
+    wrong = sum(accepted(r) and r["match"] != r["label_id"] for r in genuine)
+    false = sum(accepted(r) for r in impostor)
+    return {
+        "threshold": threshold,
+        "genuine_accepted": right / len(genuine) if genuine else None,
+        "genuine_accepted_as_another_label": wrong / len(genuine) if genuine else None,
+        "genuine_rejected": 1 - (right + wrong) / len(genuine) if genuine else None,
+        "impostor_accepted": false / len(impostor) if impostor else None,
+        "impostor_rejected": 1 - false / len(impostor) if impostor else None,
+    }
+
+
+def summary(values: list[float]) -> dict:
+    v = np.asarray(values, np.float64)
+    return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)), "p99": float(np.percentile(v, 99)),
+            "mean": float(v.mean())}
+
+
+def describe(report: dict) -> str:
+    c, d, t = report["comparisons"], report["decisions_at_threshold"], report["timings_ms"]
+    lines = [f"bundle {report['bundle']}: {report['genuine_queries']} genuine and {report['impostor_queries']} "
+             f"impostor queries ({'classify' if report['classify'] else 'all shards'})",
+             f"comparisons: {c['genuine_pairs']} genuine, {c['impostor_pairs']} impostor; EER {c['eer']:.4%} "
+             f"at {c['eer_threshold']:.3f}; genuine mean {c['genuine_mean']:.3f}, impostor mean "
+             f"{c['impostor_mean']:.3f}, max {c['impostor_max']:.3f}"]
+    for row in c["tar_at_far"]:
+        lines.append(f"  TAR at FAR {row['far']:g}: {row['tar']:.4%} (threshold {row['threshold']:.3f}"
+                     f"{'' if row['resolved'] else ', not resolved'})")
+    dec = report["decision"]
+    lines.append(f"threshold {dec['threshold']:.4f} for FAR {dec['far']:g}: genuine accepted "
+                 f"{_pct(d['genuine_accepted'])}, as another label {_pct(d['genuine_accepted_as_another_label'])}, "
+                 f"impostors accepted {_pct(d['impostor_accepted'])}; pattern read right "
+                 f"{report['pattern_accuracy']:.2%}")
+    lines.append(f"time per query: model {t['model_ms']['median']:.2f} ms, search {t['search_ms']['median']:.3f} ms "
+                 "(medians)")
+    if "warning" in report:
+        lines.append("WARNING: " + report["warning"])
+    lines.append("threshold written into the bundle (re-signed)" if report["written"]
+                 else "threshold NOT written (give --key to write it and re-sign)")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3%}"

@@ -1,0 +1,180 @@
+"""Which Faiss index a shard gets, building it, and tuning its search to a recall target.
+
+Fingerprints are L2-normalised, so every index searches by inner product (= cosine).
+
+* Small shards (at most `exact_max` vectors) are exact: ``Flat``, or ``SQ8`` (8 bits a
+  dimension, scores within about 1e-3) when the memory budget cannot afford 4 bytes a
+  dimension.
+* Larger shards are inverted files (IVF: the nearest `nprobe` of `nlist` cells are
+  scanned) holding the most accurate codes the budget affords: ``SQ8`` (d bytes),
+  ``SQ4`` (d/2 bytes) or ``PQm`` (m bytes), plus 8 bytes of id a vector. HNSW is not used:
+  its graph costs 2 x M x 4 bytes a vector on top of the codes (128 B at M=16, more than
+  an SQ4 code of a 128-d embedding), Faiss cannot memory-map it, and it has no cheap
+  append; an IVF shard is memory-mapped as it lies on disk and new labels are appended
+  to its lists without retraining.
+
+`nprobe` is tuned after every build or append: the smallest that gives recall@1 >=
+`target_recall` of exact search on *genuine-like* queries, which are enrolled vectors
+moved to a cosine of `genuine_cosine` from themselves (a re-capture that only just passes
+the decision threshold: the hardest genuine query that matters). Recall on random queries,
+the worst case, is measured at the same nprobe and reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edge_app.errors import PufError
+
+EXACT_MAX = 5000  # shards up to this many vectors are searched exactly
+ID_BYTES = 8  # an IVF list stores a 64-bit id beside each code
+NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    kind: str  # "flat", "sq8", "ivf_sq8", "ivf_sq4" or "ivf_pq"
+    factory: str  # the faiss.index_factory string
+    bytes_per_vector: float  # codes and ids, not counting the label id map
+    nlist: int = 0
+    pq_m: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ivf_nlist(n: int) -> int:
+    """Cells for an IVF of n vectors: about 4 sqrt(n), a power of two, with >= 39 training
+    vectors a cell (Faiss's k-means rule of thumb)."""
+    target = 2 ** round(math.log2(max(16.0, 4.0 * math.sqrt(n))))
+    return int(max(16, min(target, 2 ** int(math.log2(max(n // 39, 16))))))
+
+
+def plan_index(n: int, d: int, budget_bytes_per_vector: float, exact_max: int = EXACT_MAX) -> IndexPlan:
+    """The most accurate index for n vectors of d dimensions within the budget."""
+    if n < 1 or d < 1:
+        raise PufError(f"cannot plan an index for {n} vectors of {d} dimensions")
+    if n <= exact_max:
+        for kind, factory, size in (("flat", "Flat", 4.0 * d), ("sq8", "SQ8", float(d))):
+            if size <= budget_bytes_per_vector:
+                return IndexPlan(kind, factory, size)
+    nlist = ivf_nlist(n)
+    options = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0),
+               ("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0)]
+    options += [("ivf_pq", f"IVF{nlist},PQ{m}", m + ID_BYTES, m)
+                for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0]
+    # the centroids are shared by the shard's vectors
+    centroid_share = 4.0 * d * nlist / n
+    for kind, factory, size, m in options:
+        if size + centroid_share <= budget_bytes_per_vector:
+            return IndexPlan(kind, factory, size + centroid_share, nlist, m)
+    smallest = options[-1][2] + centroid_share
+    raise PufError(f"no index fits {budget_bytes_per_vector:.0f} bytes a vector for {n} vectors of {d} "
+                   f"dimensions (the smallest needs {smallest:.0f}); raise the memory budget")
+
+
+def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
+    """Train (if the plan needs it) and fill an index with `vectors` (n, d) float32."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    index = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        ivf = faiss.extract_index_ivf(index) if plan.nlist else None
+        if ivf is not None:
+            ivf.cp.seed = seed
+            ivf.cp.min_points_per_centroid = 1  # the plan already keeps >= 39 a cell
+        sample = vectors
+        limit = max(256 * max(plan.nlist, 1), 50_000)
+        if len(vectors) > limit:
+            sample = vectors[np.random.default_rng(seed).choice(len(vectors), limit, replace=False)]
+        index.train(sample)
+    index.add(vectors)
+    return index
+
+
+def index_kind(index) -> str:
+    """The plan kind of a built index (from its type and codes)."""
+    import faiss
+
+    if isinstance(index, faiss.IndexFlat):
+        return "flat"
+    if isinstance(index, faiss.IndexScalarQuantizer):
+        return "sq8"
+    ivf = faiss.try_extract_index_ivf(index)
+    if isinstance(ivf, faiss.IndexIVFScalarQuantizer):
+        return "ivf_sq8" if ivf.sq.qtype == faiss.ScalarQuantizer.QT_8bit else "ivf_sq4"
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        return "ivf_pq"
+    raise PufError(f"unexpected index type {type(index).__name__}")
+
+
+def reconstruct_all(index) -> np.ndarray:
+    """Every stored vector, decoded (exact for Flat; within the codes' error otherwise)."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.make_direct_map()
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def genuine_like(vectors: np.ndarray, count: int, cosine: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """`count` queries, each an enrolled vector moved to `cosine` from itself; and which."""
+    rows = rng.choice(len(vectors), min(count, len(vectors)), replace=False)
+    base = vectors[rows]
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise -= (noise * base).sum(axis=1, keepdims=True) * base  # orthogonal to the vector
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    queries = cosine * base + math.sqrt(1.0 - cosine**2) * noise
+    return np.ascontiguousarray(queries, np.float32), rows
+
+
+def random_unit(count: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    x = rng.standard_normal((count, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def exact_top1(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatIP(reference.shape[1])
+    flat.add(np.ascontiguousarray(reference, np.float32))
+    return flat.search(queries, 1)[1][:, 0]
+
+
+def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosine: float = 0.5,
+         queries: int = 1000, seed: int = 0) -> dict:
+    """Search parameters for `index` (holding `reference`, row i = id i) and the recall@1
+    of exact search they give on genuine-like and on random queries."""
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    genuine, _ = genuine_like(reference, queries, genuine_cosine, rng)
+    random = random_unit(min(queries, 500), reference.shape[1], rng)
+    truth_genuine = exact_top1(reference, genuine)
+    truth_random = exact_top1(reference, random)
+
+    def recall(q: np.ndarray, truth: np.ndarray) -> float:
+        return float(np.mean(index.search(q, 1)[1][:, 0] == truth))
+
+    ivf = faiss.try_extract_index_ivf(index)
+    params: dict = {}
+    if ivf is not None:
+        chosen = ivf.nlist
+        for nprobe in (p for p in NPROBES if p < ivf.nlist):
+            ivf.nprobe = nprobe
+            if recall(genuine, truth_genuine) >= target_recall:
+                chosen = nprobe
+                break
+        ivf.nprobe = chosen
+        params["nprobe"] = int(chosen)
+    return {
+        "search": params,
+        "recall_at_1": {"genuine_like": recall(genuine, truth_genuine), "random": recall(random, truth_random),
+                        "genuine_cosine": genuine_cosine, "target": target_recall, "queries": len(genuine)},
+    }

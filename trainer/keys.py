@@ -1,0 +1,68 @@
+"""The factory's signing keys: make a pair, sign a bundle manifest (the device only verifies:
+`edge_app.signing`).
+
+    puf keygen keys/factory     ->  keys/factory.key (private, mode 600), keys/factory.pub
+
+Copy the ``.pub`` file into each device's trusted keys folder; keep the ``.key`` file on
+the factory machine that enrolls and evaluates bundles.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.signing import ALGORITHM, canonical_bytes, key_id, raw_public_bytes
+
+
+def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path, str]:
+    """Write PREFIX.key and PREFIX.pub; returns their paths and the key id."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    prefix = Path(prefix)
+    private_path, public_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    for path in (private_path, public_path):
+        if path.exists() and not overwrite:
+            raise PufError(f"{path} exists; a key pair is never overwritten silently (give --force)")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as f:
+        f.write(private)
+    public_path.write_bytes(public)
+    return private_path, public_path, key_id(raw_public_bytes(key.public_key()))
+
+
+def load_private_key(path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as error:
+        raise PufError(f"cannot read the signing key {path}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:
+        raise PufError(f"{path} is not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PufError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def sign_manifest(manifest: dict, private_key) -> dict:
+    """The manifest with its "signature" entry set (a new dict)."""
+    signed = {k: v for k, v in manifest.items() if k != "signature"}
+    value = private_key.sign(canonical_bytes(signed))
+    signed["signature"] = {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(raw_public_bytes(private_key.public_key())),
+        "value": base64.b64encode(value).decode("ascii"),
+    }
+    return signed
