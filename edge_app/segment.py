@@ -24,7 +24,7 @@ modulo 90 degrees and the glyph decides among the four, given pattern templates 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from time import perf_counter
@@ -55,7 +55,7 @@ _PROFILES = 16  # edge profiles across each side
 _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, along the side
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quality:
     """How good a crop is, for choosing, re-shooting or weighting labels."""
 
@@ -69,7 +69,7 @@ class Quality:
     edge_rms_px: float | None = None  # border points' distance from the fitted sides (fast)
 
     def to_dict(self) -> dict:
-        return {k: (None if v is None else round(float(v), 4)) for k, v in self.__dict__.items()}
+        return {k: (None if v is None else round(float(v), 4)) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -305,14 +305,18 @@ def _crop(source: np.ndarray, scale: float, corners: np.ndarray, size: int,
                                borderMode=cv2.BORDER_REPLICATE)
 
 
+_STATS_SIZE = 32  # crops are reduced to this for their border, film and level figures
+
+
 @cache
-def _crop_weights(size: int, border_frac: float) -> np.ndarray:
-    """(size * size, 3) weights averaging a crop's border band, the film band just inside
-    it, and its whole interior (each column sums to 1)."""
+def _crop_weights(border_frac: float) -> np.ndarray:
+    """(32 * 32, 3) weights averaging a reduced crop's border band, the film band just
+    inside it, and its whole interior (each column sums to 1)."""
+    size = _STATS_SIZE
     b = border_frac * size
     yy, xx = np.mgrid[0:size, 0:size]
     inset = np.minimum(np.minimum(xx, yy), np.minimum(size - 1 - xx, size - 1 - yy)) + 0.5
-    border = (inset > 0.2 * b) & (inset < 0.8 * b)
+    border = (inset > 0.15 * b) & (inset < 0.85 * b)
     film = (inset > 1.4 * b) & (inset < 1.4 * b + 0.1 * size)
     masks = np.stack([border, film, inset > 1.4 * b], axis=-1).reshape(-1, 3).astype(np.float32)
     return masks / masks.sum(axis=0)
@@ -324,23 +328,22 @@ def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, params: _
     n, size = crops.shape[:2]
     gray = _gray(crops.reshape(n * size, size, -1) if crops.ndim == 4 else
                  crops.reshape(n * size, size))
-    weights = _crop_weights(size, params.border_frac)
-    border, film, level = (gray.reshape(n, -1).astype(np.float32) @ weights).T
+    small = (n * _STATS_SIZE, _STATS_SIZE)
+    weights = _crop_weights(params.border_frac)
+    levels = cv2.resize(gray, small[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    border, film, level = (levels.reshape(n, -1) @ weights).T
     # crops stacked: the Laplacian's seams fall on the borders, outside the interior
-    laplacian = cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S))
-    detail = laplacian.reshape(n, -1).astype(np.float32) @ weights[:, 2]
-    saturated = cv2.compare(crops.reshape(n, -1), 254, cv2.CMP_GT).reshape(n, -1)
-    per_crop = crops[0].size
-    return [Quality(
-        sharpness=float(detail[i] / max(level[i], 1.0)),
-        exposure=float(film[i]),
-        clipped=cv2.countNonZero(saturated[i]) / per_crop,
-        border_contrast=float(1.0 - border[i] / film[i]) if film[i] > 0 else 0.0,
-        skew_deg=float(skew[i]),
-        aspect=float(sides[i].max() / max(sides[i].min(), 1e-9)),
-        size_ratio=float(sides[i].mean() / params.label_px),
-        edge_rms_px=None if edge_rms is None else float(edge_rms[i]),
-    ) for i in range(n)]
+    laplacian = cv2.resize(cv2.convertScaleAbs(cv2.Laplacian(gray, cv2.CV_16S)), small[::-1],
+                           interpolation=cv2.INTER_AREA).astype(np.float32)
+    detail = laplacian.reshape(n, -1) @ weights[:, 2]
+    saturated = cv2.compare(crops.reshape(n, -1), 254, cv2.CMP_GT)
+    clipped = [cv2.countNonZero(row) / saturated.shape[1] for row in saturated]
+    contrast = np.where(film > 0, 1.0 - border / np.maximum(film, 1e-6), 0.0)
+    figures = zip((detail / np.maximum(level, 1.0)).tolist(), film.tolist(), clipped,
+                  contrast.tolist(), skew.tolist(), (sides.max(axis=1) / np.maximum(
+                      sides.min(axis=1), 1e-9)).tolist(), (sides.mean(axis=1) / params.label_px).tolist(),
+                  [None] * n if edge_rms is None else edge_rms.tolist(), strict=True)
+    return [Quality(*row) for row in figures]
 
 
 def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Params,
@@ -355,8 +358,8 @@ def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Para
     for i, corner in enumerate(corners):
         _crop(source, scale, corner, size, crops[i])
     labels = []
-    for crop, corner, quality in zip(crops, corners, _qualities(crops, sides, skew, params,
-                                                                 edge_rms), strict=True):
+    qualities = _qualities(crops, sides, skew, params, edge_rms)
+    for crop, corner, quality in zip(crops, corners, qualities, strict=True):
         glyph = classify_glyph(crop, params.templates) if params.templates is not None else None
         if params.rotation_deg is not None:
             orientation = "prior"
@@ -444,15 +447,15 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     threshold = cv2.convertScaleAbs(cv2.blur(small, (window, window)), alpha=_DARK_RATIO)
     # a 3x3 mean first: borders (4 px wide here) stay dark, grain speckles do not
     dark = cv2.compare(cv2.blur(small, (3, 3)), threshold, cv2.CMP_LT)
-    contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     height, width = small.shape
     tol = params.tolerance
-    shortest = int(4 * inner * (1 - tol) * 0.9)  # a contour's length is about its perimeter
     quads, sizes = [], []
     rejections: list[Rejection] = []
-    for index in [i for i, c in enumerate(contours) if len(c) >= shortest]:
-        contour = contours[index]
+    for index, contour in enumerate(contours):
         x, y, w, h = cv2.boundingRect(contour)
+        if max(w, h) < 0.3 * label:
+            continue  # texture, dust and glyph strokes: the great majority
         is_hole = hierarchy[0, index, 3] >= 0
         size = inner if is_hole else label
         if not is_hole and (x <= 0 or y <= 0 or x + w >= width or y + h >= height):
@@ -463,7 +466,7 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
             continue
         if min(w, h) < size * (1 - tol) - 2 or max(w, h) > 1.45 * (size * (1 + tol) + 2):
             continue
-        approx = cv2.approxPolyDP(contour, 0.03 * len(contour), True)
+        approx = cv2.approxPolyDP(contour, 0.12 * size, True)
         if len(approx) == 4 and cv2.isContourConvex(approx):
             quads.append(approx.reshape(4, 2))
         else:
@@ -476,20 +479,17 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     sides, skew = _shape(quads)
     ok = ((sides.min(axis=1) >= size * (1 - tol) - 2) & (sides.max(axis=1) <= size * (1 + tol) + 2)
           & (skew <= _MAX_SKEW_DEG + 8))
-    quads, size = quads[ok], size[ok]
+    quads, size, sides, skew = quads[ok], size[ok], sides[ok], skew[ok]
     # the film inside a ring: grow it to the ring's outer edge
-    centre = quads.mean(axis=1, keepdims=True)
-    quads = centre + (quads - centre) * (label / size)[:, None, None]
-    # one quadrilateral per label (a ring and the film it encloses give two)
+    centres = quads.mean(axis=1)
+    quads = centres[:, None] + (quads - centres[:, None]) * (label / size)[:, None, None]
     # one quadrilateral per label: a ring and the film it encloses give two; keep the
     # squarer (a speck of dust on the ring bends one of them)
-    centres = centre[:, 0]
-    near = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1)) < 0.3 * label
-    sides, skew = sides[ok], skew[ok]
+    gaps = centres[:, None] - centres[None]
+    near = (gaps**2).sum(axis=2) < (0.3 * label) ** 2
     badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / sides.mean(axis=1)
-    unique = [i for i in range(len(quads))
-              if not (near[i] & ((badness < badness[i]) | ((badness == badness[i])
-                                                           & (np.arange(len(quads)) < i)))).any()]
+    rank = np.argsort(np.argsort(badness, kind="stable"))
+    unique = ~(near & (rank[None, :] < rank[:, None])).any(axis=1)
     return (quads[unique] + 0.5) * scale - 0.5, rejections
 
 

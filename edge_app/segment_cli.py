@@ -239,7 +239,7 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
             orientation=label.orientation,
             glyph_pattern=label.glyph.pattern if label.glyph else None,
             glyph_score=round(label.glyph.score, 4) if label.glyph else None,
-            **{k: (None if v is None else round(float(v), 4)) for k, v in quality.__dict__.items()})
+            **quality.to_dict())
         crops[place.label_id] = label.crop
     # where every slot of the field should be, to tell cut and missing labels apart
     expected = {}
