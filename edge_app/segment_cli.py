@@ -32,12 +32,8 @@ from edge_app.errors import PufError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 TEMPLATES_FILE = "pattern_templates.npz"
-REASON_TEXT = {
-    "edge": "cut by the image edge",
-    "size": "not the expected size",
-    "shape": "not square",
-    "border": "no dark border",
-    "excess": "more labels than expected",
+# why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
+FIELD_REASONS = {
     "neighbour": "a neighbouring field's label",
     "off-lattice": "off the label lattice",
     "ambiguous": "field position ambiguous",
@@ -45,6 +41,12 @@ REASON_TEXT = {
     "unreadable": "field image unreadable",
     "failed": "field failed",
 }
+
+
+def reason_text(code: str | None) -> str:
+    from edge_app.segment import REASONS
+
+    return REASONS.get(code or "", FIELD_REASONS.get(code or "", code or "unknown"))
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -228,7 +230,7 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
     for label, place, why in zip(result.labels, assignment.slots, assignment.reasons, strict=True):
         if place is None or why is not None or assignment.status != "ok":
             reason = why or "ambiguous"
-            rejections.append(RejectionRecord(reason, REASON_TEXT.get(reason, reason),
+            rejections.append(RejectionRecord(reason, reason_text(reason),
                                               place.label_id if place else None,
                                               corners_json(label.corners)))
             continue
@@ -318,11 +320,11 @@ def draw_overlay(image, result, records: dict, expected: dict, rejections: list,
             cv2.circle(picture, tuple(int(v) for v in np.round(points[0])), 5, (80, 255, 80), -1)
         elif slot in expected:
             poly(expected[slot], (40, 220, 255),
-                 f"{record.label_id}: {REASON_TEXT.get(record.reason, record.reason)}", 1, True)
+                 f"{record.label_id}: {reason_text(record.reason)}", 1, True)
     for rejection in rejections:
         if rejection.corners is not None:
             poly(json.loads(rejection.corners), (60, 60, 255),
-                 REASON_TEXT.get(rejection.reason, rejection.reason))
+                 reason_text(rejection.reason))
     status = f"{len(result.labels)} found, {len(rejections)} rejected, {result.elapsed_ms:.1f} ms"
     cv2.putText(picture, status, (8, picture.shape[0] - 10), font, 0.6, (255, 255, 255), 2,
                 cv2.LINE_AA)
@@ -458,8 +460,8 @@ def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
     reasons = Counter()
     for label in registry.labels(layout.batch_id):
         if label.status in ("rejected", "missing"):
-            reasons[REASON_TEXT.get(label.reason or "", label.reason or "unknown")] += 1
-    candidates = Counter(REASON_TEXT.get(r.reason, r.reason)
+            reasons[reason_text(label.reason)] += 1
+    candidates = Counter(reason_text(r.reason)
                          for _, r in registry.rejections(layout.batch_id))
     timings = [r.elapsed_ms for r in registry.fields(layout.batch_id) if r.elapsed_ms]
     return {

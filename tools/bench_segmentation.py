@@ -140,7 +140,7 @@ def score_field(result, truth: dict, layout: BatchLayout, field: int, templates,
 def new_tally() -> dict:
     return {"whole": 0, "found": 0, "cut": 0, "cut_cropped": 0, "spurious": 0,
             "corner_error_px": [], "orientation_right": 0, "glyph_turn_right": 0,
-            "ms": [],
+            "ms": [], "ms_best": [],
             "no_glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0},
             "glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0}}
 
@@ -181,10 +181,13 @@ def main() -> None:
     label_px = layout.label_size_um / 0.6
     tallies = {method: new_tally() for method in METHODS}
     for field, image, truth in shots:
+        times = {method: [] for method in METHODS}
         for _ in range(args.repeat):  # the two methods interleaved: same machine state
             for method in METHODS:
-                result = segment(image, label_px, method=method)
-                tallies[method]["ms"].append(result.elapsed_ms)
+                times[method].append(segment(image, label_px, method=method).elapsed_ms)
+        for method in METHODS:
+            tallies[method]["ms"] += times[method]
+            tallies[method]["ms_best"].append(min(times[method]))
         for method in METHODS:
             result = segment(image, label_px, method=method, templates=templates)
             score_field(result, truth, layout, field, templates, tallies[method])
@@ -226,7 +229,9 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
         methods[method] = {
             "ms_per_field": {"median": round(float(np.median(ms)), 2),
                              "p90": round(float(np.percentile(ms, 90)), 2),
-                             "min": round(float(ms.min()), 2)},
+                             "min": round(float(ms.min()), 2),
+                             # each field's best of its repeats: what is left of other load
+                             "median_of_best": round(float(np.median(t["ms_best"])), 2)},
             "whole_labels": t["whole"], "found_iou_0.9": t["found"],
             "found_rate": rate(t["found"], t["whole"]),
             "cut_labels": t["cut"], "cut_cropped": t["cut_cropped"],
@@ -270,6 +275,8 @@ def print_table(report: dict) -> None:
     rows = [
         ("ms per field, median (p90)",
          *(f"{m['ms_per_field']['median']:.2f} ({m['ms_per_field']['p90']:.2f})" for m in (paper, fast))),
+        ("ms per field, median of each field's best",
+         *(f"{m['ms_per_field']['median_of_best']:.2f}" for m in (paper, fast))),
         ("whole labels found, IoU >= 0.9",
          *(f"{m['found_iou_0.9']}/{m['whole_labels']} = {100 * (m['found_rate'] or 0):.2f}%"
            for m in (paper, fast))),

@@ -19,7 +19,7 @@ from edge_app.orientation import PatternTemplates, render_templates
 from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, segment
 from fabrication.calibration import StageCalibration
 from fabrication.patterns import pattern_by_name, pattern_names
-from fabrication.sim.field_camera import capture_label
+from fabrication.sim.field_camera import FieldCameraModel, capture_label
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.laser import engrave_layout
 from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
@@ -234,6 +234,19 @@ def test_a_handheld_photo_of_one_label_at_any_rotation(i: int) -> None:
     assert np.abs(label.corners - np.array(truth["corners_px"])).max() < 6.0
     turned = segment(image, 200 / 0.675, k=1, size_tolerance=0.3, rotation_deg=None)
     assert turned.labels[0].orientation == "unknown"
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_a_label_filling_a_handheld_photo(i: int) -> None:
+    """The camera held close: the label is 450-480 px of a 600 px high photo."""
+    layout = make_layout()
+    close = FieldCameraModel(pixel_size_um=(0.42, 0.45), rotation_deg=(-18.0, 18.0), offset_frac=0.05)
+    image, truth = capture_label(make_film(layout), layout, i, i, 70 + i, close)
+    result = segment(image, 200 / 0.435, k=1, size_tolerance=0.2, rotation_deg=None,
+                     templates=templates_for(layout))
+    assert len(result.labels) == 1 and iou(result.labels[0].corners, truth["corners_px"]) > 0.95
+    assert result.labels[0].glyph.pattern == truth["pattern"]
+    assert np.abs(result.labels[0].corners - np.array(truth["corners_px"])).max() < 6.0
 
 
 def test_a_handheld_crop_in_canonical_orientation_matches_the_factory_crop() -> None:
