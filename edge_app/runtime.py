@@ -29,6 +29,16 @@ BUNDLE_FORMAT = 1
 FORMAT_FILES = {"int8": "model_int8.tflite", "float": "model_float.tflite", "onnx": "model.onnx"}
 
 
+def default_bundle() -> Path:
+    """The bundle the device uses unless told otherwise: $PUF_BUNDLE, else the shipped
+    default model of this checkout (models/default)."""
+    import os
+
+    if os.environ.get("PUF_BUNDLE"):
+        return Path(os.environ["PUF_BUNDLE"])
+    return Path(__file__).resolve().parents[1] / "models" / "default"
+
+
 @dataclass
 class ModelOutput:
     embedding: np.ndarray  # (N, D) float32, L2-normalised

@@ -7,7 +7,7 @@
 2. render the held-out test crops: other films, labels never trained on, one
    microscope capture to enroll and handheld captures to query   -> WORK/sim_test
 3. train with trainer/configs/edge.toml                        -> WORK/run_edge
-4. export the bundle (int8 + float TFLite + ONNX, parity checked) -> models/default
+4. export the bundle (int8 TFLite + ONNX, parity checked)   -> models/default
 5. evaluate it on the test labels through the device runtime  -> models/default.eval.json
 6. write the model card                                       -> models/default.md
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     step("4. export")
     subprocess.run([python, "-m", "edge_app.cli", "export", str(run), "--out", str(args.bundle),
-                    "--version", "sim-" + time.strftime("%Y%m%d")], check=True, cwd=ROOT)
+                    "--formats", "int8,onnx", "--version", "sim-" + time.strftime("%Y%m%d")], check=True, cwd=ROOT)
 
     step("5. evaluation on held-out labels")
     from trainer.evaluate import evaluate_bundle

@@ -53,15 +53,16 @@ def load_run(run_dir: Path):
     return keras.models.load_model(run_dir / "model.keras", compile=False), config
 
 
-def held_out_crops(run_dir: Path, config, limit: int = 400):
-    """Validation crops of the run (labels never trained on), unaugmented."""
+def held_out_crops(run_dir: Path, config, limit: int = 0):
+    """Validation crops of the run (labels never trained on), unaugmented; at most
+    `limit` of them (0: all)."""
     from fabrication.patterns import pattern_names
     from trainer.data import load_crops, open_dataset
 
     split = json.loads((Path(run_dir) / "split.json").read_text())
     dataset = open_dataset(Path(config.data))
     crops = load_crops(dataset, split["val"], pattern_names())
-    if len(crops) > limit:
+    if limit and len(crops) > limit:
         keep = np.random.default_rng(0).choice(len(crops), limit, replace=False)
         keep.sort()
         crops.images, crops.label, crops.pattern = (crops.images[keep], crops.label[keep],
@@ -159,14 +160,12 @@ def check_parity(report: dict) -> list[str]:
 
 
 def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float) -> dict:
-    from trainer.metrics import tar_at_far
+    from trainer.metrics import pair_scores, tar_at_far
     from trainer.train import Validation
 
     val = Validation(crops, params)
     enroll = runner.run(val.enroll_x).embedding
     query = runner.run(val.query_x).embedding
-    from trainer.metrics import pair_scores
-
     genuine, impostor = pair_scores(enroll, val.enroll_id, query, val.query_id)
     row = tar_at_far(genuine, impostor, far)
     return {"threshold": round(row["threshold"], 6), "far": far, "provisional": True,
@@ -191,9 +190,10 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
     model, config = load_run(run_dir)
     params = Preprocess.from_dict(config.preprocess)
     crops = held_out_crops(run_dir, config)
-    inputs = preprocess_all(crops, params)
+    all_inputs = preprocess_all(crops, params)
     rng = np.random.default_rng(1)
-    representative = inputs[rng.permutation(len(inputs))[:calibration_samples]]
+    representative = all_inputs[rng.permutation(len(all_inputs))[:calibration_samples]]
+    inputs = all_inputs[np.sort(rng.permutation(len(all_inputs))[:400])]  # parity samples
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     tmp.chmod(0o755)
