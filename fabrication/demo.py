@@ -1,8 +1,9 @@
 """`puf demo`: the factory line on the simulated factory, start to end.
 
 It runs the real verbs one after another on a fresh folder (design, etch into the
-simulated film, photograph with the simulated microscope), then draws what a reader
-wants to see: one field beside its ground truth, and the paper's five-power series.
+simulated film, photograph with the simulated microscope, segment into label crops),
+then draws what a reader wants to see: one field beside its ground truth, the paper's
+five-power series, and each field's segmentation.
 """
 
 from __future__ import annotations
@@ -90,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
     batch_dir = out / "B0001"
     if batch_dir.exists() and not args.keep:
         shutil.rmtree(batch_dir)
+        (out / "registry.sqlite").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     steps = [
         ("design", ["design", str(batch_dir), "--fields", args.fields, "--batch-id", "B0001", "--force"]),
         ("etch", ["etch", str(batch_dir), "--sim"]),
         ("photograph", ["photograph", str(batch_dir), "--sim"]),
+        ("segment", ["segment", str(batch_dir), "--overlay"]),
     ]
     timings = {}
     for name, argv in steps:
@@ -109,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     for name, seconds in timings.items():
         print(f"{name:<12} {seconds:8.1f}")
     print(f"{'total':<12} {time.perf_counter() - started:8.1f}")
-    print(f"\nbatch:        {batch_dir}  (layout.json, cad/, laser/, stage/, sim/, fields/)")
+    print(f"\nbatch:         {batch_dir}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/)")
+    print(f"registry:      {out / 'registry.sqlite'}")
     print(f"field + truth: {out / 'field_vs_truth.png'}")
     print(f"power series:  {out / 'power_series.png'}")
+    print(f"segmentation:  {batch_dir / 'overlays'}")
     return 0
