@@ -501,9 +501,11 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     Along each side, short profiles cross the border (each the mean of three parallel
     ones); the outer edge is where a profile rises most steeply from the dark border to
     the film outside, located to a fraction of a pixel, and a side's edge points are
-    fitted with a line, twice, dropping outliers. Returns the corners (n, 4, 2, full-image
-    px), the rms distance of the edge points from their lines (full-image px), and whether
-    every side had enough points, spread over at least half of it."""
+    fitted with a line three times, each time without the points far from the last line
+    (by their median distance: dust on the border moves a few points, not the line).
+    Returns the corners (n, 4, 2, full-image px), the rms distance of the edge points from
+    their lines (full-image px), and whether every side had enough points, spread over at
+    least half of it."""
     height, width = fine.shape
     n = len(quads)
     starts = ((quads + 0.5) / scale - 0.5).astype(np.float32)
@@ -534,6 +536,9 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     left = np.take_along_axis(rise, np.maximum(peak - 1, 0), axis=-1)
     right = np.take_along_axis(rise, np.minimum(peak + 1, depth - 3), axis=-1)
     valid = (strength > 0.3 * np.maximum(profile.mean(axis=-1, keepdims=True), 3.0))[..., 0]
+    # a profile must see film beyond the expected edge: where the image ends first, the
+    # steepest rise it can offer is not the border's
+    valid &= inside[..., reach + 3]
     # sub-pixel peak from a parabola through the neighbours
     curve = left - 2 * strength + right
     fit = (curve < 0) & (left > -1e6) & (right > -1e6)

@@ -192,13 +192,20 @@ def main() -> None:
             result = segment(image, label_px, method=method, templates=templates)
             score_field(result, truth, layout, field, templates, tallies[method])
 
-    hand = {"photos": len(photos), "found": 0, "right": 0, "ambiguous": 0, "ambiguous_right": 0,
-            "wrong": 0, "pattern_right": 0, "ms": []}
+    hand = {"photos": len(photos), "whole": 0, "found": 0, "cut_cropped": 0, "right": 0,
+            "ambiguous": 0, "ambiguous_right": 0, "wrong": 0, "pattern_right": 0, "ms": []}
     for image, truth in photos:
+        corners = np.array(truth["corners_px"])
+        whole = bool(corners.min() >= 0 and (corners.max(axis=0) <= np.subtract(image.shape[1::-1], 1)).all())
         result = segment(image, layout.label_size_um / 0.675, k=1, size_tolerance=0.3,
                          rotation_deg=None, templates=templates)
         hand["ms"].append(result.elapsed_ms)
-        if not result.labels or iou(result.labels[0].corners, truth["corners_px"]) < 0.9:
+        hand["whole"] += whole
+        score = iou(result.labels[0].corners, truth["corners_px"]) if result.labels else 0.0
+        if not whole:  # the photo cuts the label: nothing may be cropped
+            hand["cut_cropped"] += score >= 0.3
+            continue
+        if score < 0.9:
             continue
         label = result.labels[0]
         hand["found"] += 1
@@ -253,7 +260,9 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
         "paper_reported_ms_per_field": 200,
         "methods": methods,
         "handheld": {
-            "photos": hand["photos"], "found_rate": rate(hand["found"], hand["photos"]),
+            "photos": hand["photos"], "label_whole_in_photo": hand["whole"],
+            "found_rate": rate(hand["found"], hand["whole"]),
+            "cut_labels_cropped": hand["cut_cropped"],
             "orientation_right": hand["right"], "orientation_ambiguous": hand["ambiguous"],
             "ambiguous_but_best_guess_right": hand["ambiguous_right"],
             "orientation_wrong": hand["wrong"],
@@ -299,8 +308,10 @@ def print_table(report: dict) -> None:
     for name, a, b in rows:
         print(f"{name:<{width}}{a:<{cols}}{b}")
     hand = report["handheld"]
-    print(f"\nhandheld photos (any rotation), fast + glyph templates: {hand['photos']} photos, "
-          f"found {100 * (hand['found_rate'] or 0):.1f}%, orientation right "
+    print(f"\nhandheld photos (any rotation), fast + glyph templates: {hand['photos']} photos "
+          f"({hand['label_whole_in_photo']} with the label whole), "
+          f"found {100 * (hand['found_rate'] or 0):.2f}%, cut labels cropped {hand['cut_labels_cropped']}, "
+          f"orientation right "
           f"{hand['orientation_right']}, ambiguous {hand['orientation_ambiguous']} "
           f"(best guess right in {hand['ambiguous_but_best_guess_right']}), wrong "
           f"{hand['orientation_wrong']}; pattern right {100 * (hand['pattern_right_rate'] or 0):.1f}%; "
