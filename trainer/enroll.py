@@ -406,6 +406,10 @@ def describe(report: dict) -> str:
             lines.append(f"{pattern:<12}{e['labels']:>8}{e['vectors']:>9}  {e['kind']:<10}"
                          f"{e['search'].get('nprobe', '-'):>7}{recall['genuine_like']:>10.4f}"
                          f"{recall['random']:>8.3f}  {e['action']}")
+    short = [p for p, e in report["shards"].items() if not e["recall_at_1"]["meets_target"]]
+    if short:
+        lines.append(f"WARNING: {len(short)} shard(s) miss the recall target even searching every cell "
+                     f"(e.g. {short[0]}): their codes are too coarse; raise --memory-mb")
     for reason, count in report["skipped"].items():
         lines.append(f"skipped {count}: {reason} (e.g. {report['skipped_examples'][reason]})")
     return "\n".join(lines)

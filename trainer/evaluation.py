@@ -10,10 +10,11 @@ one model run, the predicted pattern's shard, the runner-up's when unsure) and i
 Two views, both reported:
 
 * **comparisons (1:1)**, the field's usual figures: a genuine score is a query against its
-  own label, an impostor score a query against every other label of the shard the device
-  would search (its pattern's). EER and TAR at FAR 1e-3 / 1e-4 / 1e-5 come from these, and
-  so does the threshold: the score that at most `far` of impostor comparisons reach. A
-  FAR below 1 / (impostor comparisons) is not resolved and is flagged so.
+  own label, an impostor score a query against every other label of the shards the device
+  would search for it (its pattern's; every shard with ``classify=False``). EER and TAR at
+  FAR 1e-3 / 1e-4 / 1e-5 come from these, and so does the threshold: the score that at
+  most `far` of impostor comparisons reach. A FAR below 1 / (impostor comparisons) is not
+  resolved and is flagged so.
 * **decisions (1:N)**: what the device does at that threshold: genuine queries accepted as
   their own label, accepted as another (a false accept), or rejected; impostor queries
   accepted. A query searched against a shard of N labels has a false-accept chance of up
@@ -70,13 +71,14 @@ def shard_vectors(bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for pattern, shard in bundle.shards.shards.items()}
 
 
-def comparison_scores(embedding: np.ndarray, label_id: str, shard: tuple[np.ndarray, np.ndarray] | None
+def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[np.ndarray, np.ndarray]]
                       ) -> tuple[float | None, np.ndarray]:
-    """The query's score against its own label (None if not in the shard) and against every
-    other label of the shard (a label's score is its best enrolled copy)."""
-    if shard is None:
+    """The query's score against its own label (None if not in the shards) and against every
+    other label of the shards (a label's score is its best enrolled copy)."""
+    if not shards:
         return None, np.zeros(0, np.float32)
-    vectors, ids = shard
+    vectors = np.concatenate([v for v, _ in shards])
+    ids = np.concatenate([i for _, i in shards])
     scores = vectors @ embedding
     labels, inverse = np.unique(ids, return_inverse=True)
     best = np.full(len(labels), -np.inf, np.float32)
@@ -116,7 +118,9 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         if crop is None:
             raise PufError(f"cannot read the query crop {query.path}")
         [lookup], model_ms, search_ms = verifier.lookup([crop])
-        own, others = comparison_scores(lookup.embedding, query.label_id, vectors.get(query.pattern))
+        compared = [query.pattern] if classify else list(vectors)
+        own, others = comparison_scores(lookup.embedding, query.label_id,
+                                        [vectors[p] for p in compared if p in vectors])
         if own is not None:
             genuine_pairs.append(own)
         impostor_pairs.append(others)

@@ -1,0 +1,200 @@
+"""Enrollment into per-pattern shards: idempotent, incremental, budgeted, tuned; and
+`puf evaluate` writing a calibrated threshold into the re-signed bundle."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app.bundle import load_bundle
+from edge_app.errors import PufError
+from edge_app.registry import FieldRecord, LabelRecord, Registry
+from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from trainer import index_build
+from trainer.enroll import EnrollOptions, enroll
+from trainer.keys import load_private_key
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    path = tmp_path_factory.getbasetemp() / "bundle_base"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def fresh(base, tmp_path) -> Path:
+    return Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
+
+
+@pytest.fixture
+def key(base):
+    return load_private_key(keys(base)[0])
+
+
+def manifest(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())
+
+
+def subset(crops: Path, out: Path, slots: range) -> Path:
+    """A crop folder of some labels of `crops`."""
+    lines = (crops / "labels.csv").read_text().splitlines()
+    keep = [line for line in lines[1:] if int(line.split(",")[0][-2:]) in slots]
+    out.mkdir()
+    (out / "labels.csv").write_text("\n".join([lines[0], *keep]) + "\n")
+    for line in keep:
+        shutil.copytree(crops / "crops" / line.split(",")[0], out / "crops" / line.split(",")[0])
+    return out
+
+
+def test_enrolling_the_same_batch_twice_adds_nothing(base, fresh, key):
+    first = enroll(fresh, enroll_crops(base), key, progress=False)
+    before = manifest(fresh)
+    second = enroll(fresh, enroll_crops(base), key, progress=False)
+    after = manifest(fresh)
+    assert first["labels_added"] == 12 and second["labels_added"] == 0
+    assert second["skipped"] == {"already enrolled": 12}
+    assert after["shards"]["labels"] == after["shards"]["vectors"] == 12
+    assert after["shards"]["classes"] == before["shards"]["classes"]
+    ids = [i for e in after["shards"]["classes"].values() for i in np.load(fresh / e["ids"]).tolist()]
+    assert len(ids) == len(set(ids)) == 12
+
+
+def test_a_new_batch_appends_and_leaves_other_shards_alone(base, fresh, key, tmp_path):
+    crops = enroll_crops(base)
+    enroll(fresh, subset(crops, tmp_path / "a", range(0, 6)), key, progress=False)
+    before = manifest(fresh)
+    inodes = {name: (fresh / name).stat().st_ino for name in before["files"]}
+    report = enroll(fresh, crops, key, progress=False)
+    after = manifest(fresh)
+    assert report["labels_added"] == 6 and report["skipped"] == {"already enrolled": 6}
+    assert after["shards"]["labels"] == 12
+    layout = sim_batch().layout
+    new_patterns = {layout.pattern_of(0, s) for s in range(6, 12)} - {layout.pattern_of(0, s) for s in range(6)}
+    touched = set(report["shards"])
+    assert touched == {layout.pattern_of(0, s) for s in range(6, 12)} and new_patterns <= touched
+    for pattern, entry in before["shards"]["classes"].items():
+        if pattern not in touched:  # not rewritten: the same file, hard-linked into the new version
+            assert after["files"][entry["index"]] == before["files"][entry["index"]]
+            assert (fresh / entry["index"]).stat().st_ino == inodes[entry["index"]]
+    assert load_bundle(fresh, keys(base)[1]).signer == after["signature"]["key_id"]
+    assert [e["labels"] for e in after["shards"]["enrollments"]] == [6, 6]
+
+
+def test_rotations_enroll_turned_copies_of_each_label(base, fresh, key):
+    report = enroll(fresh, enroll_crops(base), key, EnrollOptions(rotations=4), progress=False)
+    assert report["labels_added"] == 12 and report["vectors_added"] == 48
+    section = manifest(fresh)["shards"]
+    assert section["labels"] == 12 and section["vectors"] == 48
+
+
+def test_enrolling_from_the_registry_marks_labels_enrolled_and_skips_held_out(base, fresh, key, tmp_path):
+    layout = sim_batch().layout
+    batch_dir = tmp_path / "V1"
+    (batch_dir / "crops").mkdir(parents=True)
+    crops = enroll_crops(base)
+    labels = []
+    for slot in range(12):
+        label_id = layout.label_id(0, slot)
+        shutil.copy(crops / "crops" / label_id / "m0.png", batch_dir / "crops" / f"{label_id}.png")
+        status = "held_out" if slot == 3 else "found"
+        labels.append(LabelRecord(label_id, layout.batch_id, 0, slot, *divmod(slot, 4), status,
+                                  layout.pattern_of(0, slot), crop_path=f"crops/{label_id}.png"))
+    registry_path = tmp_path / "registry.sqlite"
+    with Registry(registry_path) as registry:
+        registry.upsert_batch(layout, str(batch_dir))
+        registry.record_field(FieldRecord(layout.batch_id, 0, "done"), labels)
+    report = enroll(fresh, registry_path, key, progress=False)
+    assert report["labels_added"] == 11 and report["skipped"] == {"held out": 1}
+    with Registry(registry_path) as registry:
+        assert {label.status for label in registry.labels()} == {"enrolled", "held_out"}
+    (batch_dir / "crops" / f"{layout.label_id(0, 3)}.png").unlink()
+    assert enroll(fresh, registry_path, key, progress=False)["labels_added"] == 0
+
+
+def test_a_changed_crop_is_not_enrolled(base, fresh, key, tmp_path):
+    layout = sim_batch().layout
+    batch_dir = tmp_path / "V1"
+    (batch_dir / "crops").mkdir(parents=True)
+    label_id = layout.label_id(0, 0)
+    shutil.copy(enroll_crops(base) / "crops" / label_id / "m0.png", batch_dir / "crops" / f"{label_id}.png")
+    record = LabelRecord(label_id, layout.batch_id, 0, 0, 0, 0, "found", layout.pattern_of(0, 0),
+                         crop_path=f"crops/{label_id}.png", sha256="0" * 64)
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.upsert_batch(layout, str(batch_dir))
+        registry.record_field(FieldRecord(layout.batch_id, 0, "done"), [record])
+    report = enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
+    assert report["labels_added"] == 0 and report["skipped"] == {"crop changed since it was recorded": 1}
+
+
+def clustered(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit vectors around a few hundred centres, like fingerprints of one pattern."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((256, d))
+    x = centres[rng.integers(0, 256, n)] + 1.5 * rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_index_plans_follow_size_and_budget():
+    assert index_build.plan_index(1000, 128, 1e6).kind == "flat"
+    assert index_build.plan_index(1000, 128, 200).kind == "sq8"
+    assert index_build.plan_index(100_000, 128, 1e6).kind == "ivf_sq8"
+    assert index_build.plan_index(100_000, 512, 350).kind == "ivf_sq4"
+    plan = index_build.plan_index(4_155_600, 512, 100)
+    assert plan.kind == "ivf_pq" and plan.bytes_per_vector <= 100
+    with pytest.raises(PufError, match="raise the memory budget"):
+        index_build.plan_index(100_000, 512, 10)
+
+
+@pytest.mark.parametrize("budget", [300.0, 60.0])
+def test_an_approximate_shard_is_tuned_to_the_recall_target(budget):
+    vectors = clustered(8000, 128, 1)
+    plan = index_build.plan_index(len(vectors), 128, budget, exact_max=1000)
+    assert plan.kind == ("ivf_sq8" if budget == 300 else "ivf_pq") and plan.bytes_per_vector <= budget
+    index = index_build.build_index(vectors, plan)
+    tuned = index_build.tune(index, vectors, target_recall=0.99, genuine_cosine=0.5)
+    assert tuned["recall_at_1"]["genuine_like"] >= 0.99
+    assert 1 <= tuned["search"]["nprobe"] < plan.nlist
+    assert index_build.index_kind(index) == plan.kind
+
+
+def test_a_growing_shard_turns_from_exact_to_ivf_without_reembedding():
+    from trainer.enroll import update_shard
+
+    vectors = clustered(3000, 128, 2)
+    options = EnrollOptions(exact_max=2000)
+    index, ids, entry = update_shard(None, np.zeros(0, "S1"), vectors[:1500], [f"L{i}" for i in range(1500)],
+                                     1e6, options, 0.5)
+    assert entry["kind"] == "flat" and entry["action"] == "built"
+    index, ids, entry = update_shard(index, ids, vectors[1500:], [f"L{i}" for i in range(1500, 3000)], 1e6,
+                                     options, 0.5)
+    assert entry["kind"] == "ivf_sq8" and entry["action"] == "rebuilt"
+    assert index.ntotal == len(ids) == 3000 and entry["recall_at_1"]["genuine_like"] >= 0.99
+    # the rebuilt index still finds every old vector as itself
+    found = index.search(vectors[:200], 1)[1][:, 0]
+    assert np.mean(found == np.arange(200)) >= 0.99
+
+
+def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tmp_path):
+    from trainer.evaluation import evaluate
+
+    enroll(fresh, enroll_crops(base), key, progress=False)
+    queries = write_crop_folder(tmp_path / "queries", sim_batch(), (0, 1), shots=0, handheld=1)
+    report = evaluate(fresh, [queries], far=1e-2, classify=False, private_key=key, out=tmp_path / "report",
+                      progress=False)
+    assert report["genuine_queries"] == 12 and report["impostor_queries"] == 12
+    comparisons = report["comparisons"]
+    assert comparisons["impostor_pairs"] == 12 * 11 + 12 * 12
+    assert comparisons["genuine_mean"] > comparisons["impostor_max"]
+    assert report["decisions_at_threshold"]["genuine_accepted"] == 1.0
+    assert report["decisions_at_threshold"]["impostor_accepted"] == 0.0
+    decision = manifest(fresh)["decision"]
+    assert decision["far"] == 1e-2 and not decision["provisional"]
+    assert decision["threshold"] == pytest.approx(report["decision"]["threshold"])
+    loaded = load_bundle(fresh, keys(base)[1])  # re-signed, still trusted
+    assert loaded.threshold == pytest.approx(decision["threshold"])
+    for name in ("det.png", "scores.png", "timings.png"):
+        image = (tmp_path / "report" / name)
+        assert image.stat().st_size > 5000
