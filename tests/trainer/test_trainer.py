@@ -236,3 +236,16 @@ def test_registry_and_materialized_data_sets_read_like_folders(crops_dir, tmp_pa
     copies = FolderDataset(tmp_path / "aug")
     assert copies.labels() == labels and all(len(copies.crops[label]) == 2 for label in labels)
     assert copies.pattern == {label: folder.pattern[label] for label in labels}
+
+
+def test_train_and_export_verbs_explain_bad_input(tmp_path, capsys):
+    from edge_app.cli import main
+
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
+    assert "no trained model" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run")]) == 2
+    assert "no data set" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run"), "--data", str(tmp_path)]) == 2
+    assert "labels.csv" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run"), "--set", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
