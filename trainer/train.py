@@ -317,6 +317,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
                 with writer.as_default(step=done):
                     for name, v in zip(("loss", "id_loss", "pattern_loss", "pattern_acc"), values, strict=True):
                         _scalar(f"train/{name}", v, done)
+                log_file.flush()
             if done % config.checkpoint_every == 0:
                 manager.save(checkpoint_number=done)
             if done % config.eval_every == 0 or done == config.steps:
