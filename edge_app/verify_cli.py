@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 EXIT_COUNTERFEIT = 1
 EXIT_UNREADABLE = 3
-
-
-def default_bundle() -> Path:
-    """$PUF_BUNDLE, else the bundle shipped in the repository's models/default."""
-    if os.environ.get("PUF_BUNDLE"):
-        return Path(os.environ["PUF_BUNDLE"])
-    return Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge_app.bundle import load_bundle
     from edge_app.errors import PufError
+    from edge_app.runtime import default_bundle
     from edge_app.segment import load_image
     from edge_app.verify import CaptureLimits, Verdict, Verifier
 

@@ -90,7 +90,7 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
         if isinstance(ivf, faiss.IndexIVFPQ):
             ivf.do_polysemous_training = False  # Hamming-order codes: unused here, and minutes of training
         sample = vectors
-        limit = max(256 * max(plan.nlist, 1), 50_000)
+        limit = max(64 * max(plan.nlist, 1), 50_000)  # k-means needs 30-256 points a cell
         if len(vectors) > limit:
             sample = vectors[np.random.default_rng(seed).choice(len(vectors), limit, replace=False)]
         index.train(sample)

@@ -198,3 +198,19 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
     for name in ("det.png", "scores.png", "timings.png"):
         image = (tmp_path / "report" / name)
         assert image.stat().st_size > 5000
+
+
+def test_puf_keygen_and_enroll_from_the_command_line(base, fresh, tmp_path, capsys):
+    from edge_app.cli import main
+
+    assert main(["keygen", str(tmp_path / "k" / "factory"), "--json"]) == 0
+    key_id = json.loads(capsys.readouterr().out)["key_id"]
+    assert main(["keygen", str(tmp_path / "k" / "factory")]) == 2  # never overwritten silently
+    assert "exists" in capsys.readouterr().err
+    assert main(["enroll", "--bundle", str(fresh), "--labels", str(enroll_crops(base)),
+                 "--key", str(tmp_path / "k" / "factory.key"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labels_added"] == 12 and report["signed_by"] == key_id
+    (tmp_path / "trusted").mkdir()
+    shutil.copy(tmp_path / "k" / "factory.pub", tmp_path / "trusted")
+    assert load_bundle(fresh, tmp_path / "trusted").signer == key_id
