@@ -525,20 +525,22 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
         maps.append((base[..., axis, None] + step).reshape(-1, 3 * depth))
     samples = cv2.remap(fine, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     profile = samples.reshape(n, 4, _PROFILES, 3, depth).sum(axis=3, dtype=np.float32)
-    mx = maps[0].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
-    my = maps[1].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
-    inside = (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
     rise = profile[..., 2:] - profile[..., :-2]
-    rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6  # beyond the image edge
+    near_edge = (min(maps[0].min(), maps[1].min()) < 0 or maps[0].max() > width - 1
+                 or maps[1].max() > height - 1)
+    if near_edge:  # some profiles run off the image: their samples there do not count
+        mx = maps[0].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
+        my = maps[1].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
+        inside = (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
+        rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6
     # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
     peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)[..., None]
     strength = np.take_along_axis(rise, peak, axis=-1)
     left = np.take_along_axis(rise, np.maximum(peak - 1, 0), axis=-1)
     right = np.take_along_axis(rise, np.minimum(peak + 1, depth - 3), axis=-1)
     valid = (strength > 0.3 * np.maximum(profile.mean(axis=-1, keepdims=True), 3.0))[..., 0]
-    # a profile must see film beyond the expected edge: where the image ends first, the
-    # steepest rise it can offer is not the border's
-    valid &= inside[..., reach + 3]
+    if near_edge:  # a profile must see film beyond the expected edge: where the image
+        valid &= inside[..., reach + 3]  # ends first, its steepest rise is not the border's
     # sub-pixel peak from a parabola through the neighbours
     curve = left - 2 * strength + right
     fit = (curve < 0) & (left > -1e6) & (right > -1e6)
@@ -546,13 +548,13 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     edge = offsets[1:-1][peak[..., 0]] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
     weights = valid.astype(np.float32)
-    count = valid.sum(axis=-1, keepdims=True)
+    middle = np.maximum(valid.sum(axis=-1, keepdims=True) - 1, 0) // 2
     for last in (False, False, True):
-        centre, direction, residual = _fit_lines(edge_points, weights, along)
+        centre, direction, residual = _fit_lines(edge_points, weights, along if last else None)
         if not last:  # drop points far from the line, by the median distance of all
-            distance = np.sort(np.where(valid, np.abs(residual), np.inf), axis=-1)
-            median = np.take_along_axis(distance, np.maximum(count - 1, 0) // 2, axis=-1)
-            weights = (valid & (np.abs(residual) <= np.maximum(0.6, 4.5 * median))).astype(np.float32)
+            distance = np.abs(residual)
+            median = np.take_along_axis(np.sort(np.where(valid, distance, np.inf), axis=-1), middle, axis=-1)
+            weights = (valid & (distance <= np.maximum(0.6, 4.5 * median))).astype(np.float32)
     counts = weights.sum(axis=-1)
     span = np.where(weights > 0, t, -1.0).max(axis=-1) + np.where(weights > 0, -t, -1.0).max(axis=-1)
     good = (counts >= max(4, _PROFILES // 3)) & (span >= 0.5)
@@ -561,11 +563,10 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     # a side whose film lies beyond the image edge cannot be measured: when the other
     # three are good, the label is a square, so its fourth side is the opposite one
     # moved across by the side's length
-    beyond = (~inside[..., -1]).mean(axis=-1) > 0.5
-    for k in np.flatnonzero((~good).sum(axis=1) == 1):
+    for k in np.flatnonzero((~good).sum(axis=1) == 1) if near_edge else ():
         side = int(np.argmin(good[k]))
-        if not beyond[k, side]:
-            continue
+        if inside[k, side, :, -1].mean() >= 0.5:
+            continue  # the side's film is in the image: its border is just not there
         opposite = (side + 2) % 4
         length = np.linalg.norm(corners[k, (opposite + 1) % 4] - corners[k, opposite])
         d = direction[k, opposite]
@@ -588,10 +589,11 @@ def _corners(centre: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.
     return prev_c + a[..., None] * prev_d, clear.all(axis=1)
 
 
-def _fit_lines(points: np.ndarray, weights: np.ndarray, heading: np.ndarray
+def _fit_lines(points: np.ndarray, weights: np.ndarray, heading: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted total-least-squares lines through (..., P, 2) points: a point on each,
-    its direction (the sense of `heading`), and every point's signed distance from it."""
+    its direction (in the sense of `heading`, if given), and every point's signed
+    distance from it."""
     total = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-9)
     centre = (points * weights[..., None]).sum(axis=-2) / total
     d = points - centre[..., None, :]
@@ -600,7 +602,8 @@ def _fit_lines(points: np.ndarray, weights: np.ndarray, heading: np.ndarray
     sxy = (weights * d[..., 0] * d[..., 1]).sum(axis=-1)
     theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
     direction = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
-    direction *= np.where((direction * heading).sum(axis=-1, keepdims=True) < 0, -1.0, 1.0)
+    if heading is not None:
+        direction *= np.where((direction * heading).sum(axis=-1, keepdims=True) < 0, -1.0, 1.0)
     residual = d[..., 1] * direction[..., None, 0] - d[..., 0] * direction[..., None, 1]
     return centre, direction, residual
 
@@ -613,7 +616,9 @@ def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width
                                width - 1 - outlines[..., 0].max(axis=1),
                                height - 1 - outlines[..., 1].max(axis=1)])
     sides, skew = _shape(corners)
-    mean_side = sides.mean(axis=1)
+    mean_side, shortest, longest = (sides.mean(axis=1).tolist(), sides.min(axis=1).tolist(),
+                                    sides.max(axis=1).tolist())
+    inset, skew, usable = inset.tolist(), skew.tolist(), usable.tolist()
     tol = params.tolerance
     verdicts: list[Rejection | None] = []
     for i, outline in enumerate(outlines):
@@ -626,10 +631,9 @@ def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width
         elif not (1 - tol) * params.label_px <= mean_side[i] <= (1 + tol) * params.label_px:
             verdicts.append(Rejection("size", f"side {mean_side[i]:.0f} px, expected "
                                       f"{params.label_px:.0f} +- {tol:.0%}", outline))
-        elif skew[i] > _MAX_SKEW_DEG or sides[i].max() > (1 + tol) * sides[i].min():
+        elif skew[i] > _MAX_SKEW_DEG or longest[i] > (1 + tol) * shortest[i]:
             verdicts.append(Rejection("shape", f"corner angles off by up to {skew[i]:.1f} deg, "
-                                      f"sides {sides[i].min():.0f}-{sides[i].max():.0f} px",
-                                      outline))
+                                      f"sides {shortest[i]:.0f}-{longest[i]:.0f} px", outline))
         else:
             verdicts.append(None)
     return verdicts
