@@ -231,6 +231,24 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = 128) -> np.ndarray:
+    """The crop segmentation would cut for a label with these outer corners (TL, TR, BR,
+    BL, image px): from the image reduced 2x (by 2x2 means) when the label is at least
+    twice the crop's size, so the texture is not aliased, else from the image itself.
+    For crops made from known corners (simulated truth) that must match real ones."""
+    image = as_uint8(image)
+    corners = np.asarray(corners, np.float64).reshape(4, 2)
+    sides = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
+    if sides.mean() / 2 < crop_size * 0.95:
+        return _crop(image, 1, corners, crop_size)
+    # reduce only the label's surroundings, on the same 2x2 grid as the whole image
+    x0, y0 = (np.maximum(np.floor(corners.min(axis=0)).astype(int) - 8, 0) // 2) * 2
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 8, image.shape[1::-1]) // 2 * 2
+    part = image[y0:y1, x0:x1]
+    half = cv2.resize(part, ((x1 - x0) // 2, (y1 - y0) // 2), interpolation=cv2.INTER_AREA)
+    return _crop(half, 2, corners - (x0, y0), crop_size)
+
+
 def load_image(path: Path) -> np.ndarray:
     """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); PufError if it cannot."""
     path = Path(path)

@@ -16,7 +16,7 @@ import pytest
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
 from edge_app.orientation import PatternTemplates, render_templates
-from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, segment
+from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, crop_label, segment
 from fabrication.calibration import StageCalibration
 from fabrication.patterns import pattern_by_name, pattern_names
 from fabrication.sim.field_camera import FieldCameraModel, capture_label
@@ -323,3 +323,14 @@ def test_as_uint8_scales_deep_images() -> None:
     assert as_uint8(twelve_bit).tolist() == [[0, 255]]
     assert as_uint8(np.array([[0.0, 0.5, 1.0]])).tolist() == [[0, 128, 255]]
     assert as_uint8(np.array([[0.0, 300.0]])).tolist() == [[0, 255]]
+
+
+def test_crop_label_cuts_what_segmentation_cuts() -> None:
+    image, _ = snap(make_layout(), 2)
+    small = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    for picture, label_px in ((image, LABEL_PX), (small, LABEL_PX / 2)):  # 2x the crop, and less
+        labels = segment(picture, label_px).labels
+        assert labels
+        for label in labels:  # the same up to the warp's rounding
+            difference = np.abs(crop_label(picture, label.corners).astype(int) - label.crop)
+            assert difference.max() <= 1 and (difference > 0).mean() < 0.001
