@@ -95,6 +95,7 @@ class FieldImage:
     field: int
     path: Path
     pixel_size_um: float | None
+    stage_um: tuple[float, float] | None = None  # where the stage reported it was
 
 
 def find_fields(batch_dir: Path, pixel_um: float | None) -> list[FieldImage]:
@@ -111,8 +112,12 @@ def find_fields(batch_dir: Path, pixel_um: float | None) -> list[FieldImage]:
                 value = pixel_um or entry.get("pixel_size_um") or default
                 return None if value is None else float(value)
 
-            return sorted((FieldImage(int(e["field"]), fields_dir / str(e["file"]), pixel_size(e))
-                           for e in data["fields"]), key=lambda f: f.field)
+            def stage(entry: dict) -> tuple[float, float] | None:
+                x, y = entry.get("stage_um") or (None, None)
+                return None if x is None else (float(x), float(y))
+
+            return sorted((FieldImage(int(e["field"]), fields_dir / str(e["file"]), pixel_size(e),
+                                      stage(e)) for e in data["fields"]), key=lambda f: f.field)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise PufError(f"cannot read the manifest {manifest}: {error!r}") from None
     folder = fields_dir if fields_dir.is_dir() else batch_dir
@@ -156,6 +161,26 @@ def expected_rotation(batch_dir: Path, args: argparse.Namespace) -> float:
         return 0.0
 
 
+def stage_to_design(batch_dir: Path):
+    """The stage calibration (BATCH_DIR/stage/calibration.json) as a function from stage
+    to design µm, or None when there is none (or only reference points to fit one)."""
+    import math
+
+    import numpy as np
+
+    try:
+        data = json.loads((batch_dir / "stage" / "calibration.json").read_text())
+        origin = np.array([float(v) for v in data["origin_um"]])
+        angle = math.radians(float(data.get("rotation_deg", 0.0)))
+        mirror = -1.0 if data.get("mirror_y") else 1.0
+        matrix = float(data.get("scale", 1.0)) * np.array(
+            [[math.cos(angle), -math.sin(angle) * mirror], [math.sin(angle), math.cos(angle) * mirror]])
+        inverse = np.linalg.inv(matrix)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, np.linalg.LinAlgError):
+        return None
+    return lambda x, y: tuple(float(v) for v in inverse @ (np.array([x, y]) - origin))
+
+
 def signature(path: Path) -> str:
     stat = path.stat()
     return f"{stat.st_size}:{stat.st_mtime_ns}"
@@ -195,8 +220,9 @@ class FieldOutcome:
 
 def segment_field(image, layout, field: int, pixel_size_um: float, *, method: str = "fast",
                   crop_size: int = 128, rotation_deg: float = 0.0, templates=None,
-                  max_shift_um: float = 220.0, overlay: bool = False,
-                  file: str | None = None, sig: str | None = None) -> FieldOutcome:
+                  max_shift_um: float = 220.0, expected_shift_um: tuple[float, float] = (0.0, 0.0),
+                  overlay: bool = False, file: str | None = None, sig: str | None = None
+                  ) -> FieldOutcome:
     """Segment one field image and say what became of every label of the field."""
     import numpy as np
 
@@ -213,7 +239,8 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
                 for label in result.labels] if use_glyphs else None
     assignment = assign_slots([label.centre for label in result.labels],
                               [label.angle_deg for label in result.labels], layout, field,
-                              pixel_size_um, result.image_size, patterns, max_shift_um)
+                              pixel_size_um, result.image_size, patterns, max_shift_um,
+                              expected_shift_um)
     width, height = result.image_size
     records: dict[int, LabelRecord] = {}
     crops = {}
@@ -354,6 +381,7 @@ def run(args: argparse.Namespace) -> int:
     templates = PatternTemplates.load(template_path) \
         if args.templates or template_path.exists() else None
     rotation = expected_rotation(batch_dir, args)
+    to_design = stage_to_design(batch_dir)
     registry_path = args.registry or (Path(os.environ["PUF_REGISTRY"]) if os.environ.get(
         "PUF_REGISTRY") else batch_dir.resolve().parent / "registry.sqlite")
     crops_dir, overlay_dir = batch_dir / "crops", batch_dir / "overlays"
@@ -373,7 +401,13 @@ def run(args: argparse.Namespace) -> int:
                 skipped += 1
                 continue
             ran += 1
-            outcome = _field_outcome(item, layout, args, rotation, templates, sig, load_image)
+            expected = (0.0, 0.0)
+            if to_design is not None and item.stage_um is not None \
+                    and 0 <= item.field < layout.fields_per_batch:
+                centre = layout.field_center_um(item.field)
+                reported = to_design(*item.stage_um)  # where the stage says it went
+                expected = (reported[0] - centre[0], reported[1] - centre[1])
+            outcome = _field_outcome(item, layout, args, rotation, templates, sig, load_image, expected)
             locked = registry.locked_labels(layout.batch_id, item.field)
             for label_id, crop in outcome.crops.items():
                 if label_id not in locked:
@@ -410,7 +444,8 @@ def _with_sha(record, digest: str):
     return replace(record, sha256=digest)
 
 
-def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, sig, load_image):
+def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, sig, load_image,
+                   expected_shift_um: tuple[float, float]):
     """Segment one field; a field that cannot be read or segmented becomes a record that
     says why, never an exception that stops the batch."""
     from edge_app.registry import FieldRecord, LabelRecord
@@ -437,6 +472,7 @@ def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, s
         return segment_field(image, layout, item.field, float(item.pixel_size_um),
                              method=args.method, crop_size=args.crop_size, rotation_deg=rotation,
                              templates=templates, max_shift_um=args.max_shift_um,
+                             expected_shift_um=expected_shift_um,
                              overlay=args.overlay, file=item.path.name, sig=sig)
     except PufError as error:
         return failed("failed", str(error))

@@ -66,11 +66,14 @@ def slot_corners_um(layout: BatchLayout, field_index: int, slot: int) -> np.ndar
 def assign_slots(centres: Sequence[tuple[float, float]], angles_deg: Sequence[float],
                  layout: BatchLayout, field_index: int, pixel_size_um: float,
                  image_size: tuple[int, int], patterns: Sequence[str | None] | None = None,
-                 max_shift_um: float = MAX_SHIFT_UM) -> SlotAssignment:
+                 max_shift_um: float = MAX_SHIFT_UM,
+                 expected_shift_um: tuple[float, float] = (0.0, 0.0)) -> SlotAssignment:
     """Give each found label (centre in image px, top-edge angle in degrees) its slot.
 
     `patterns` are the glyph classes read from the crops (None where unread); they settle
-    offsets the geometry leaves open. The photo is assumed to be centred on the field."""
+    offsets the geometry leaves open. The photo's centre is taken to lie within
+    `max_shift_um` of the field's centre moved by `expected_shift_um` (design µm; where
+    the stage reports it went, when that is known to differ from the plan)."""
     n = len(centres)
     if n == 0:
         return SlotAssignment("empty", "no labels found", [], [])
@@ -95,14 +98,16 @@ def assign_slots(centres: Sequence[tuple[float, float]], angles_deg: Sequence[fl
         return SlotAssignment("ambiguous", "no two labels agree on a lattice", slots, reasons)
 
     # the field's offset: shift = (a - phase) * pitch for whole a, within reach
-    def offsets(p: float) -> list[int]:
-        low, high = math.ceil(p - max_shift_um / pitch), math.floor(p + max_shift_um / pitch)
+    def offsets(p: float, expected: float) -> list[int]:
+        low = math.ceil(p + (expected - max_shift_um) / pitch)
+        high = math.floor(p + (expected + max_shift_um) / pitch)
         return list(range(low, high + 1))
 
     layout_cols = layout.label_cols * layout.field_cols
     layout_rows = layout.label_rows * layout.field_rows
     candidates = []
-    for ax, ay in itertools.product(offsets(phase[0]), offsets(phase[1])):
+    for ax, ay in itertools.product(offsets(phase[0], expected_shift_um[0]),
+                                    offsets(phase[1], expected_shift_um[1])):
         cols, rows = index[on, 0] + ax, index[on, 1] + ay
         if (cols < 0).any() or (rows < 0).any() or (cols >= layout_cols).any() \
                 or (rows >= layout_rows).any():

@@ -238,3 +238,25 @@ def test_resegmenting_a_reshot_field(tmp_path) -> None:
     with Registry(tmp_path / "registry.sqlite") as registry:
         assert registry.field(LAYOUT.batch_id, 4).status == "done"
         assert len(registry.labels(LAYOUT.batch_id, field=4, status="found")) == 12
+
+
+def test_a_stage_that_reports_its_true_position_settles_a_slip(tmp_path) -> None:
+    """No glyph templates, but the stage's encoders recorded where it really went."""
+    from tests.edge_app.test_segment import CALIBRATION
+
+    batch, truths = photographed_batch(tmp_path)
+    (batch / "stage").mkdir()
+    CALIBRATION.save(batch / "stage" / "calibration.json")
+    manifest = json.loads((batch / "fields" / "manifest.json").read_text())
+    for entry in manifest["fields"]:
+        planned = CALIBRATION.design_to_stage(*LAYOUT.field_center_um(entry["field"]))
+        error = truths[entry["field"]]["stage_error_um"] if entry["field"] in truths else (0, 0)
+        entry["stage_um"] = [planned[0] + error[0], planned[1] + error[1]]
+    (batch / "fields" / "manifest.json").write_text(json.dumps(manifest))
+    assert run(batch, "--max-shift-um", "60") == 0
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        assert registry.field(LAYOUT.batch_id, 1).status == "done"
+        found = registry.labels(LAYOUT.batch_id, field=1, status="found")
+        where = {t["label_id"]: t["corners_px"] for t in truths[1]["labels"]}
+        assert found and all(np.abs(np.array(json.loads(label.corners)) - where[label.label_id]).max() < 4
+                             for label in found)

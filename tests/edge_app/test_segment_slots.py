@@ -114,3 +114,13 @@ def test_slipped_fields_on_simulated_images(seed: int) -> None:
         for label, place in zip(found, result.slots, strict=True):
             if place is not None:
                 assert np.linalg.norm(where[place.label_id] - label.centre) < 10
+
+
+def test_a_stage_that_reports_where_it_went_settles_a_slip() -> None:
+    layout = make_layout()
+    centres, ids = lattice_view(layout, 4, (130.0, -120.0), 0.3)
+    unsure = assign_slots(centres, [0.3] * len(centres), layout, 4, PIXEL_UM, IMAGE)
+    assert unsure.status == "ambiguous"
+    told = assign_slots(centres, [0.3] * len(centres), layout, 4, PIXEL_UM, IMAGE,
+                        max_shift_um=60.0, expected_shift_um=(128.0, -125.0))
+    assert told.status == "ok" and [s.label_id for s in told.slots] == ids
