@@ -3,9 +3,15 @@ batches, fields and labels in the factory's registry.
 
 BATCH_DIR/layout.json                    the batch layout (or give the sizes as options)
 BATCH_DIR/fields/manifest.json           the fields to segment (or any images in fields/)
+BATCH_DIR/pattern_templates.npz          optional: glyph templates (edge_app.orientation);
+                                         they settle the position of a slipped field
+BATCH_DIR/stage/calibration.json         optional: the labels' rotation in the images and,
+                                         with the manifest's stage positions, where each
+                                         field really was
 BATCH_DIR/crops/<label id>.png           one crop per label found, canonical orientation
 BATCH_DIR/overlays/field_0007.jpg        with --overlay: what was found, for a person
-REGISTRY (default BATCH_DIR/../registry.sqlite, one per factory)
+REGISTRY                                 --registry, else $PUF_REGISTRY, else
+                                         BATCH_DIR/../registry.sqlite (one per factory)
 
 Every field is recorded in one transaction after its crops are written, so an interrupted
 run resumes with the fields not yet recorded; a field already recorded is skipped unless
