@@ -240,13 +240,13 @@ def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = 128) -> 
     corners = np.asarray(corners, np.float64).reshape(4, 2)
     sides = np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1)
     if sides.mean() / 2 < crop_size * 0.95:
-        return _crop(image, 1, corners, crop_size)
+        return _crops(image, 1, corners[None], crop_size)[0]
     # reduce only the label's surroundings, on the same 2x2 grid as the whole image
     x0, y0 = (np.maximum(np.floor(corners.min(axis=0)).astype(int) - 8, 0) // 2) * 2
     x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 8, image.shape[1::-1]) // 2 * 2
     part = image[y0:y1, x0:x1]
     half = cv2.resize(part, ((x1 - x0) // 2, (y1 - y0) // 2), interpolation=cv2.INTER_AREA)
-    return _crop(half, 2, corners - (x0, y0), crop_size)
+    return _crops(half, 2, (corners - (x0, y0))[None], crop_size)[0]
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -312,15 +312,26 @@ def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
 
 
-def _crop(source: np.ndarray, scale: float, corners: np.ndarray, size: int,
-          out: np.ndarray | None = None) -> np.ndarray:
-    """Warp the quadrilateral `corners` (full-image px) of `source` (reduced by `scale`)
-    to a size x size square; the corners land on the crop's outer pixel edges."""
-    src = ((corners + 0.5) / scale - 0.5).astype(np.float32)
-    dst = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
-    matrix = cv2.getPerspectiveTransform(src, dst)
-    return cv2.warpPerspective(source, matrix, (size, size), dst=out, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+@cache
+def _crop_grid(size: int) -> np.ndarray:
+    """(3, size * size) homogeneous coordinates of a crop's pixels."""
+    v, u = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.stack([u.ravel(), v.ravel(), np.ones(size * size, np.float32)])
+
+
+def _crops(source: np.ndarray, scale: float, corners: np.ndarray, size: int) -> np.ndarray:
+    """Warp the quadrilaterals `corners` (n, 4, 2, full-image px) of `source` (reduced by
+    `scale`) to (n, size, size[, 3]) squares; the corners land on the crops' outer pixel
+    edges. One remap for all of them: much cheaper than a warp each."""
+    square = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
+    to_source = np.stack([cv2.getPerspectiveTransform(square, ((c + 0.5) / scale - 0.5).astype(np.float32))
+                          for c in corners]).astype(np.float32)
+    points = to_source @ _crop_grid(size)  # (n, 3, size * size)
+    map_x = (points[:, 0] / points[:, 2]).reshape(-1, size)
+    map_y = (points[:, 1] / points[:, 2]).reshape(-1, size)
+    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    crops = cv2.remap(source, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crops.reshape(len(corners), size, size, *source.shape[2:])
 
 
 _STATS_SIZE = 32  # crops are reduced to this for their border, film and level figures
@@ -371,10 +382,7 @@ def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Para
         return []
     corners = _order_corners(corners, params.rotation_deg)
     sides, skew = _shape(corners)
-    size = params.crop_size
-    crops = np.empty((len(corners), size, size, *source.shape[2:]), np.uint8)
-    for i, corner in enumerate(corners):
-        _crop(source, scale, corner, size, crops[i])
+    crops = _crops(source, scale, corners, params.crop_size)
     labels = []
     qualities = _qualities(crops, sides, skew, params, edge_rms)
     for crop, corner, quality in zip(crops, corners, qualities, strict=True):
