@@ -60,6 +60,7 @@ def verification_report(genuine: np.ndarray, impostor: np.ndarray,
         "eer_threshold": threshold,
         "tar_at_far": [tar_at_far(genuine, impostor, far) for far in fars],
         "genuine_mean": float(np.mean(genuine)),
+        "genuine_min": float(np.min(genuine)),
         "impostor_mean": float(np.mean(impostor)),
         "impostor_max": float(np.max(impostor)),
     }

@@ -198,6 +198,8 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
     meta = {"crop_size": specs[0].crop_size, "batches": [asdict(s) for s in specs]}
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
+        # fields added to SimSpec since take their defaults
+        old["batches"] = [asdict(SimSpec(**b)) for b in old.get("batches", [])]
         if old != meta:
             raise PufError(f"{root} holds another simulated data set; choose a new folder")
     meta_path.write_text(json.dumps(meta, indent=1))
