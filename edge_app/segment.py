@@ -469,20 +469,27 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     reduced image; one per label. Rings open at the image edge come back as rejections."""
     label = params.label_px / scale
     inner = label * (1 - 2 * params.border_frac)
-    window = int(label * 0.5) | 1
-    threshold = cv2.convertScaleAbs(cv2.blur(small, (window, window)), alpha=_DARK_RATIO)
+    # the neighbourhood's mean over half a label, taken 4x coarser (it varies slowly)
+    height, width = small.shape
+    coarse = cv2.resize(small, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
+    window = int(label * 0.5 / 4) | 1
+    mean = cv2.resize(cv2.blur(coarse, (window, window)), (width, height), interpolation=cv2.INTER_LINEAR)
+    threshold = cv2.convertScaleAbs(mean, alpha=_DARK_RATIO)
     # a 3x3 mean first: borders (4 px wide here) stay dark, grain speckles do not
     dark = cv2.compare(cv2.blur(small, (3, 3)), threshold, cv2.CMP_LT)
     contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    height, width = small.shape
     tol = params.tolerance
     quads, sizes = [], []
+    clean: set[int] = set()  # rings whose own outline is a good square: their film is not needed
     rejections: list[Rejection] = []
     for index, contour in enumerate(contours):
         x, y, w, h = cv2.boundingRect(contour)
         if max(w, h) < 0.3 * label:
             continue  # texture, dust and glyph strokes: the great majority
-        is_hole = hierarchy[0, index, 3] >= 0
+        parent = int(hierarchy[0, index, 3])
+        is_hole = parent >= 0
+        if parent in clean:
+            continue
         size = inner if is_hole else label
         if not is_hole and (x <= 0 or y <= 0 or x + w >= width or y + h >= height):
             if max(w, h) <= 1.5 * label:
@@ -495,6 +502,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
         approx = cv2.approxPolyDP(contour, 0.12 * size, True)
         if len(approx) == 4 and cv2.isContourConvex(approx):
             quads.append(approx.reshape(4, 2))
+            if not is_hole and _is_clean_square(quads[-1].tolist()):
+                clean.add(index)
         else:
             quads.append(cv2.boxPoints(cv2.minAreaRect(contour)))
         sizes.append(size)
@@ -517,6 +526,15 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     rank = np.argsort(np.argsort(badness, kind="stable"))
     unique = ~(near & (rank[None, :] < rank[:, None])).any(axis=1)
     return (quads[unique] + 0.5) * scale - 0.5, rejections
+
+
+def _is_clean_square(quad: list[list[int]]) -> bool:
+    """Sides and diagonals each equal within 3 %: no dust has bent this outline."""
+    (ax, ay), (bx, by), (cx, cy), (dx, dy) = quad
+    sides = (math.hypot(bx - ax, by - ay), math.hypot(cx - bx, cy - by),
+             math.hypot(dx - cx, dy - cy), math.hypot(ax - dx, ay - dy))
+    diagonals = (math.hypot(cx - ax, cy - ay), math.hypot(dx - bx, dy - by))
+    return max(sides) < 1.03 * min(sides) and max(diagonals) < 1.03 * min(diagonals)
 
 
 def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, params: _Params

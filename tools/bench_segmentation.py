@@ -4,8 +4,8 @@
     python tools/bench_segmentation.py --quick    # 24 fields, 60 photos
 
 Per method, in one run on the same fields (OpenCV on 2 threads):
-  - time per 1920x1440 field (median over every field, each segmented --repeat times,
-    the two methods interleaved);
+  - time per 1920x1440 field (median over every field, each segmented --repeat times by
+    one method and then by the other);
   - labels lying whole in a field found with IoU >= 0.9 against the truth; labels cut by
     the field's edge that were cropped anyway; crops that match no label;
   - label ids from slot assignment (with and without glyph templates): right, wrong,
@@ -181,10 +181,11 @@ def main() -> None:
     label_px = layout.label_size_um / 0.6
     tallies = {method: new_tally() for method in METHODS}
     for field, image, truth in shots:
-        times = {method: [] for method in METHODS}
-        for _ in range(args.repeat):  # the two methods interleaved: same machine state
-            for method in METHODS:
-                times[method].append(segment(image, label_px, method=method).elapsed_ms)
+        # both methods on the same field, one after the other (interleaving them run by run
+        # would hand each a cache the other just flushed, unlike a real line, where the
+        # field was just decoded)
+        times = {method: [segment(image, label_px, method=method).elapsed_ms
+                          for _ in range(args.repeat)] for method in METHODS}
         for method in METHODS:
             tallies[method]["ms"] += times[method]
             tallies[method]["ms_best"].append(min(times[method]))
