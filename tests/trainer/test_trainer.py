@@ -249,3 +249,29 @@ def test_train_and_export_verbs_explain_bad_input(tmp_path, capsys):
     assert "labels.csv" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "run"), "--set", "nonsense"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_shipped_default_model_tells_new_labels_apart(tmp_path):
+    """The committed bundle, on labels of a film it never saw, through the device runtime."""
+    from edge_app.preprocess import preprocess_batch
+    from edge_app.runtime import default_bundle, verify_files
+    from trainer.data import FolderDataset, load_crops
+
+    bundle = default_bundle()
+    if not (bundle / "manifest.json").exists():
+        pytest.skip("no shipped bundle in this checkout")
+    manifest = read_manifest(bundle)
+    verify_files(bundle, manifest)
+    render_dataset(tmp_path, [SimSpec("NEW", 9001, 1, 1, microscope_shots=1, handheld_shots=1)],
+                   progress=False)
+    dataset = FolderDataset(tmp_path)
+    crops = load_crops(dataset, dataset.labels(), manifest["pattern_classes"])
+    for fmt in ("int8", "onnx"):
+        runner = ModelRunner.from_bundle(bundle, fmt)
+        out = runner.run(preprocess_batch(crops.images, runner.preprocess))
+        is_m = np.array([c.startswith("m") for c in crops.capture])
+        enroll, query = out.embedding[is_m], out.embedding[~is_m]
+        genuine, impostor = pair_scores(enroll, crops.label[is_m], query, crops.label[~is_m])
+        assert genuine.min() > impostor.max(), fmt
+        assert genuine.min() > manifest["decision"]["threshold"], fmt  # (set at FAR 1e-3)
+        assert np.mean(out.pattern_logits.argmax(1) == crops.pattern) >= 0.9
