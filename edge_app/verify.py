@@ -9,7 +9,8 @@ For every label found in a photo:
    fingerprint and pattern probabilities. A crop whose orientation the glyph could not
    settle goes in as its four quarter turns; the best-scoring turn counts.
 3. **search** the shard of the predicted pattern; when the pattern head is unsure (top
-   probability below `unsure_below`), also the runner-up's shard. Without
+   probability below `unsure_below`), also the runner-up's shard, and when segmentation's
+   glyph template match reads another pattern, that pattern's shard too. Without
    classification (``classify=False``, the paper's slower mode) every shard is searched.
 4. **decide**: ``genuine`` when the best score clears the bundle's threshold and the
    matched label's pattern is one the head allowed (the top pattern, or the runner-up
@@ -112,14 +113,15 @@ class Verifier:
                             f"{why}: retake the photo with the whole label in view", source)]
         problems = [self._capture_problem(label) for label in result.labels]
         usable = [i for i, problem in enumerate(problems) if problem is None]
-        crops, owners = [], []
+        crops, owners, glyphs = [], [], []
         for i in usable:
             label = result.labels[i]
             turns = (0,) if label.orientation in ("glyph", "prior") else (0, 1, 2, 3)
             for turn in turns:
                 crops.append(np.ascontiguousarray(np.rot90(label.crop, -turn)))
                 owners.append(i)
-        verdicts = self.verify_crops(crops, owners, start, segment_ms) if crops else {}
+                glyphs.append(label.glyph.pattern if label.glyph is not None else None)
+        verdicts = self.verify_crops(crops, owners, start, segment_ms, glyphs) if crops else {}
         out = []
         for i, label in enumerate(result.labels):
             name = f"{source}#{i}" if source else f"#{i}"
@@ -144,9 +146,12 @@ class Verifier:
             return f"overexposed ({q.clipped:.0%} of pixels saturated): retake with less light"
         return None
 
-    def lookup(self, crops: list[np.ndarray]) -> tuple[list[Lookup], float, float]:
+    def lookup(self, crops: list[np.ndarray], glyphs: list[str | None] | None = None
+               ) -> tuple[list[Lookup], float, float]:
         """Run the model once over canonical crops and search each one's shards; the
-        lookups, and the model and search times (ms) of the whole batch."""
+        lookups, and the model and search times (ms) of the whole batch. `glyphs` are the
+        patterns segmentation's template match read: where one disagrees with the pattern
+        head, its shard is searched too (two independent readings of the glyph)."""
         from edge_app.preprocess import preprocess_batch
 
         t0 = perf_counter()
@@ -155,10 +160,13 @@ class Verifier:
         probs = out.pattern_probabilities()
         order = np.argsort(-probs, axis=1)
         lookups = []
-        for row, ranks, embedding in zip(probs, order, out.embedding, strict=True):
+        glyphs = glyphs or [None] * len(crops)
+        for row, ranks, embedding, glyph in zip(probs, order, out.embedding, glyphs, strict=True):
             allowed = [self.classes[ranks[0]]]
             if row[ranks[0]] < self.unsure_below and len(ranks) > 1:
                 allowed.append(self.classes[ranks[1]])
+            if glyph is not None and glyph not in allowed and glyph in self.classes:
+                allowed.append(glyph)
             searched = allowed if self.classify else self.bundle.shards.patterns
             lookups.append(Lookup(None, allowed[0], float(row[ranks[0]]), allowed, searched, embedding))
         t0 = perf_counter()
@@ -182,11 +190,11 @@ class Verifier:
         return Verdict("counterfeit", None, match.score, *args, why, "", lookup.searched)
 
     def verify_crops(self, crops: list[np.ndarray], owners: list[int] | None = None, start: float | None = None,
-                     segment_ms: float = 0.0) -> dict[int, Verdict]:
+                     segment_ms: float = 0.0, glyphs: list[str | None] | None = None) -> dict[int, Verdict]:
         """Verdicts for canonical crops (several crops may share an owner: the best counts)."""
         start = perf_counter() if start is None else start
         owners = list(range(len(crops))) if owners is None else owners
-        lookups, model_ms, search_ms = self.lookup(crops)
+        lookups, model_ms, search_ms = self.lookup(crops, glyphs)
         scores = [lk.match.score if lk.match is not None else -np.inf for lk in lookups]
         best: dict[int, int] = {}
         for j, owner in enumerate(owners):

@@ -2,6 +2,7 @@
 
 BATCH_DIR/
   layout.json                  the batch layout (edge_app.layout.BatchLayout)
+  pattern_templates.npz        the batch's glyphs, for segmentation to read them with
   cad/batch.dxf, cad/batch.svg the label array: borders and patterns, in mm
   laser/job.gcode              the laser job for a GRBL controller in laser mode
   laser/job.json               power, S value, machine frame of that job
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from fabrication.gcode import MachineFrame, laser_job_lines
     from fabrication.laser_power import PowerCalibration
     from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.patterns import pattern_by_name, pattern_names
+    from fabrication.patterns import pattern_by_name, pattern_names, pattern_templates
     from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
 
     started = time.perf_counter()
@@ -207,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
     for sub in ("cad", "laser", "stage"):
         (batch_dir / sub).mkdir(parents=True, exist_ok=True)
     layout.save(batch_dir / "layout.json")
+    # the glyphs of this batch, for segmentation to read patterns and orientations with
+    pattern_templates(sorted(set(layout.patterns), key=names.index), layout.glyph_size_um,
+                      layout.label_size_um).save(batch_dir / "pattern_templates.npz")
     write_dxf(batch_dir / "cad" / "batch.dxf", layout, args.power_mw)
     write_svg(batch_dir / "cad" / "batch.svg", layout)
     frame = MachineFrame(*args.laser_origin_mm)

@@ -100,3 +100,14 @@ def pattern_by_name(name: str) -> PatternClass:
         if pattern.name == name:
             return pattern
     raise PufError(f"unknown pattern class {name!r}; known classes: {', '.join(pattern_names())}")
+
+
+def pattern_templates(names: list[str] | None = None, glyph_size_um: float = 80.0, label_size_um: float = 200.0):
+    """The glyph templates a device reads a label's pattern and orientation with
+    (`edge_app.orientation`), rendered from these strokes at the label's proportions."""
+    from edge_app.orientation import render_templates
+    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+
+    chosen = [pattern_by_name(name) for name in names] if names is not None else list(pattern_classes())
+    return render_templates({p.name: p.strokes for p in chosen}, glyph_frac=glyph_size_um / label_size_um,
+                            line_frac=line_width_um(REFERENCE_POWER_MW) / label_size_um)

@@ -246,19 +246,13 @@ def enrolled_label_ids(bundle: Path, manifest: dict) -> set[str]:
 
 
 def default_templates(pattern_classes: list[str]):
-    """Glyph templates of the bundle's pattern classes, rendered from the factory's strokes
-    at the default layout's proportions; None if the classes are not the factory's."""
-    from edge_app.layout import BatchLayout
-    from edge_app.orientation import render_templates
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.patterns import pattern_by_name, pattern_names
+    """Glyph templates of the bundle's pattern classes at the default layout's
+    proportions; None if the classes are not the factory's."""
+    from fabrication.patterns import pattern_names, pattern_templates
 
     if not set(pattern_classes) <= set(pattern_names()):
         return None
-    layout = BatchLayout("T", ("x",) * 2400)
-    glyphs = {name: pattern_by_name(name).strokes for name in pattern_classes}
-    return render_templates(glyphs, glyph_frac=layout.glyph_size_um / layout.label_size_um,
-                            line_frac=line_width_um(REFERENCE_POWER_MW) / layout.label_size_um)
+    return pattern_templates(list(pattern_classes))
 
 
 def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[str],

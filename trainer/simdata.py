@@ -124,14 +124,10 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
 
 
 def device_templates(layout: BatchLayout):
-    """The pattern templates the device reads glyphs with, rendered from the strokes."""
-    from edge_app.orientation import render_templates
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.patterns import pattern_classes
+    """The pattern templates the device reads glyphs with, at this layout's proportions."""
+    from fabrication.patterns import pattern_templates
 
-    return render_templates({p.name: p.strokes for p in pattern_classes()},
-                            glyph_frac=layout.glyph_size_um / layout.label_size_um,
-                            line_frac=line_width_um(REFERENCE_POWER_MW) / layout.label_size_um)
+    return pattern_templates(glyph_size_um=layout.glyph_size_um, label_size_um=layout.label_size_um)
 
 
 def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templates,
