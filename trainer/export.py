@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ import numpy as np
 from edge_app.errors import PufError
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
+from trainer.bundle_write import replace_dir
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -254,14 +254,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
             "signature": None,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
         return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
