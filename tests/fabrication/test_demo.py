@@ -21,3 +21,11 @@ def test_demo_runs_the_line_and_draws_its_pictures(tmp_path, capsys):
         image = cv2.imread(str(tmp_path / picture))
         assert image is not None and image.shape[1] > 1000
     assert len(list((batch / "overlays").glob("field_*"))) == 2
+    # the shipped model, signed and enrolled: genuine photos verify, lookalikes etched into
+    # another film with the same design do not
+    assert (tmp_path / "bundle" / "manifest.json").exists()
+    verdict_lines = [line for line in out.splitlines() if ".jpg#" in line]
+    assert len(verdict_lines) == 4
+    for line in verdict_lines:
+        expected = " genuine " if "uine_B0001" in line else " counterfeit "
+        assert expected in line, line
