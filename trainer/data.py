@@ -4,7 +4,8 @@ A folder data set is what `trainer.simdata` writes and what real crops can be dr
 into::
 
     ROOT/labels.csv            label_id,batch,pattern   (one row per label)
-    ROOT/crops/LABEL_ID/*.png  every capture of that label (canonical orientation)
+    ROOT/crops/LABEL_ID/*.png  every capture of that label (canonical orientation), or
+    ROOT/crops/LABEL_ID.png    its one capture (the way `puf segment` names crops)
 
 Labels are split into train / validation / held-out by a hash of the label id, so a
 label never moves between splits when the data set grows, and the labels a model is
@@ -60,6 +61,8 @@ class FolderDataset:
         self.crops: dict[str, list[Path]] = {}
         for label_id in self.pattern:
             paths = sorted((crops_dir / label_id).glob("*.png"))
+            single = crops_dir / f"{label_id}.png"
+            paths = paths or ([single] if single.exists() else [])
             if paths:
                 self.crops[label_id] = paths
         if not self.crops:

@@ -275,3 +275,20 @@ def test_the_shipped_default_model_tells_new_labels_apart(tmp_path):
         assert genuine.min() > impostor.max(), fmt
         assert genuine.min() > manifest["decision"]["threshold"], fmt  # (set at FAR 1e-3)
         assert np.mean(out.pattern_logits.argmax(1) == crops.pattern) >= 0.9
+
+
+def test_folder_dataset_reads_crops_named_by_label_id(tmp_path):
+    """`puf segment` writes crops/<label_id>.png; a folder of those is a data set too."""
+    import cv2
+    import numpy as np
+
+    from trainer.data import FolderDataset
+
+    (tmp_path / "crops" / "B1-0000-01").mkdir(parents=True)
+    crop = np.full((128, 128, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "crops" / "B1-0000-00.png"), crop)
+    cv2.imwrite(str(tmp_path / "crops" / "B1-0000-01" / "m0.png"), crop)
+    (tmp_path / "labels.csv").write_text("label_id,batch,pattern\nB1-0000-00,B1,A\nB1-0000-01,B1,C\nB1-0000-02,B1,D\n")
+    dataset = FolderDataset(tmp_path)
+    assert dataset.crops == {"B1-0000-00": [tmp_path / "crops" / "B1-0000-00.png"],
+                             "B1-0000-01": [tmp_path / "crops" / "B1-0000-01" / "m0.png"]}
