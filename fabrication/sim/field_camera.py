@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from edge_app.layout import BatchLayout
-from fabrication.sim.film import FILM_PX_UM, EtchedFilm
+from fabrication.sim.film import FILM_PX_UM
 from fabrication.sim.optics import Exposure, add_dust, expose
+
+
+class Scene(Protocol):
+    """What the camera photographs: emission over film pixels (an `EtchedFilm`, or a print
+    of one: `fabrication.sim.clone`)."""
+
+    def render(self, i0: int, j0: int, w: int, h: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +64,11 @@ def _homography(label_center_um: tuple[float, float], size_um: float, rng: np.ra
     return cv2.getPerspectiveTransform(image, design.astype(np.float32)), px
 
 
-def capture_label(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int,
-                  model: FieldCameraModel = FieldCameraModel()) -> tuple[np.ndarray, dict]:
-    """A handheld photo of one label: the decoded JPEG (BGR uint8) and its ground truth."""
+def capture_label(film: Scene, layout: BatchLayout, field: int, slot: int, seed: int,
+                  model: FieldCameraModel = FieldCameraModel(),
+                  tint_bgr: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, dict]:
+    """A handheld photo of one label: the decoded JPEG (BGR uint8) and its ground truth.
+    `tint_bgr`: the scene's colour relative to the film's green emission (a print's ink)."""
     rng = np.random.default_rng([seed & 0xFFFFFFFF, field, slot, 0xF1E1D])
     centre = layout.label_center_um(field, slot)
     to_design, px = _homography(centre, layout.label_size_um, rng, model)
@@ -81,7 +91,7 @@ def capture_label(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, 
         rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1.0)
         kernel = cv2.warpAffine(kernel, rot, (length, length))
         view = cv2.filter2D(view, -1, kernel / max(kernel.sum(), 1e-6))
-    wb = tuple(rng.uniform(1 - model.white_balance, 1 + model.white_balance, 3))
+    wb = tuple(rng.uniform(1 - model.white_balance, 1 + model.white_balance, 3) * np.asarray(tint_bgr))
     exposure = Exposure(
         gain=rng.uniform(*model.gain),
         defocus_sigma_px=rng.uniform(*model.defocus_px),
