@@ -1,0 +1,6 @@
+"""The handheld verifier's touch UI (`puf app`).
+
+`inspection` is what the app does (open the bundle, verify a capture, keep the journal,
+install a bundle) in plain, testable Python; `worker` runs that work off the UI thread;
+`puf_app` and `puf.kv` only show it (Kivy, imported only when the app runs).
+"""

@@ -1,0 +1,58 @@
+"""`puf app`: the handheld verifier's touch UI (live preview, capture, verdict, history, settings).
+
+Options given here apply to this run; what the inspector changes on the Settings screen
+(camera, exposure) is saved in the device's settings.json and used on the next start.
+Only the standard library is imported here at module level; Kivy only when the app runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, metavar="DIR",
+                        help="verify with this bundle folder (default: the one installed in the device home)")
+    parser.add_argument("--trusted-keys", type=Path, metavar="DIR",
+                        help="folder of trusted *.pub keys (default: HOME/trusted_keys, else "
+                             "~/.config/puf/trusted_keys)")
+    parser.add_argument("--camera", metavar="SPEC",
+                        help="file:PATH (a photo or a folder of photos), opencv:N, or picamera2 "
+                             "(default: the saved setting)")
+    parser.add_argument("--home", type=Path, metavar="DIR",
+                        help="the device's folder: bundle, journal, settings (default: $PUF_HOME, else "
+                             "~/.local/share/puf)")
+    parser.add_argument("--fullscreen", action="store_true", help="fill the screen (the Pi's kiosk)")
+    parser.add_argument("--size", default="800x480", metavar="WxH",
+                        help="window size (default 800x480, the Pi's touch screen)")
+    parser.add_argument("--exposure-us", type=int, metavar="US",
+                        help="manual exposure time, microseconds (default: automatic)")
+    parser.add_argument("--gain", type=float, metavar="GAIN", help="manual analogue gain (default: automatic)")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    from edge_app.errors import PufError
+
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise PufError(f"--size must be WIDTHxHEIGHT, like 800x480; got {text!r}") from None
+    if not (200 <= width <= 8000 and 200 <= height <= 8000):
+        raise PufError(f"--size {text} is not a usable window size (each side 200-8000 px)")
+    return width, height
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_app.errors import PufError, require_module
+
+    size = parse_size(args.size)
+    if args.exposure_us is not None and args.exposure_us <= 0:
+        raise PufError(f"--exposure-us must be positive, got {args.exposure_us}")
+    if args.gain is not None and args.gain <= 0:
+        raise PufError(f"--gain must be positive, got {args.gain}")
+    require_module("kivy", "device")
+    from edge_app.app.launch import AppOptions, run_app
+
+    return run_app(AppOptions(home=args.home, bundle=args.bundle, trusted_keys=args.trusted_keys, camera=args.camera,
+                              exposure_us=args.exposure_us, gain=args.gain, fullscreen=args.fullscreen, size=size))

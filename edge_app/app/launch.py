@@ -1,0 +1,46 @@
+"""Start the app: its options, Kivy's configuration (which must be set before Kivy opens
+the window), and the run. Kivy is imported only inside these functions."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    home: Path | None = None  # the DeviceStore's folder (None: $PUF_HOME or ~/.local/share/puf)
+    bundle: Path | None = None  # verify with this bundle instead of the installed one
+    trusted_keys: Path | None = None
+    camera: str | None = None  # None: the saved setting
+    exposure_us: int | None = None  # None: the saved setting (None there too: automatic)
+    gain: float | None = None
+    fullscreen: bool = False
+    size: tuple[int, int] = (800, 480)
+
+
+def configure_kivy(options: AppOptions) -> None:
+    """Window size, full screen and input settings for this run (not written to Kivy's
+    config.ini). Must run before anything imports kivy.core.window."""
+    os.environ.setdefault("KIVY_NO_ARGS", "1")  # the app's options are ours, not Kivy's
+    from kivy.config import Config
+
+    width, height = options.size
+    Config.set("graphics", "width", str(width))
+    Config.set("graphics", "height", str(height))
+    Config.set("graphics", "fullscreen", "auto" if options.fullscreen else "0")
+    Config.set("graphics", "show_cursor", "0" if options.fullscreen else "1")
+    Config.set("input", "mouse", "mouse,multitouch_on_demand")  # no red multitouch dots on right click
+    Config.set("kivy", "exit_on_escape", "0" if options.fullscreen else "1")
+
+
+def run_app(options: AppOptions) -> int:
+    from edge_app.device_store import DeviceStore
+
+    store = DeviceStore(options.home)  # a home that cannot be made is a PufError before any window opens
+    configure_kivy(options)
+    from edge_app.app.puf_app import PufApp
+
+    PufApp(options, store).run()
+    return 0

@@ -1,0 +1,494 @@
+"""The Kivy app: an `App` subclass whose layout is `puf.kv` (a ScreenManager of four
+screens: preview, verdict, history, settings).
+
+The UI thread shows things and talks to the camera; verification, the journal and bundle
+updates run on the worker thread (`edge_app.app.worker`), whose results come back through
+`Clock.schedule_once`. Import this module only after `launch.configure_kivy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+
+import cv2
+import numpy as np
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.graphics.texture import Texture
+from kivy.properties import (
+    BooleanProperty,
+    ColorProperty,
+    ListProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.image import Image
+from kivy.uix.label import Label
+from kivy.uix.modalview import ModalView
+from kivy.uix.screenmanager import Screen
+
+from edge_app.app.inspection import TITLES, BundleStatus, Inspector, Outcome
+from edge_app.app.worker import Worker
+from edge_app.errors import PufError
+
+log = logging.getLogger(__name__)
+
+PREVIEW_FPS = 15
+PREVIEW_WIDTH = 640
+EXPOSURE_US = (100, 200_000)  # the manual exposure slider's range, microseconds (log scale)
+GAIN = (1.0, 16.0)
+COLOURS = {  # verdict -> (background, text)
+    "genuine": ((0.11, 0.56, 0.24, 1), (1, 1, 1, 1)),
+    "counterfeit": ((0.78, 0.15, 0.15, 1), (1, 1, 1, 1)),
+    "unreadable": ((0.98, 0.68, 0.13, 1), (0.1, 0.1, 0.1, 1)),
+}
+NO_ID = ("not read", "no match")  # what stands for the label id of a retake, a counterfeit
+OK_COLOUR, WARN_COLOUR = (0.20, 0.75, 0.35, 1), (0.98, 0.68, 0.13, 1)
+
+
+def to_texture(image: np.ndarray, texture: Texture | None = None) -> Texture:
+    """A BGR or grey uint8 image in a texture (reused when its size matches, as for a
+    camera stream: one upload a frame, no new GL object)."""
+    if image.ndim == 2:
+        rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    else:
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    height, width = rgb.shape[:2]
+    if texture is None or tuple(texture.size) != (width, height):
+        texture = Texture.create(size=(width, height), colorfmt="rgb")
+        texture.flip_vertical()  # image rows go top-down, GL's bottom-up
+    texture.blit_buffer(np.ascontiguousarray(rgb).tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+    return texture
+
+
+def local_time(iso: str, now: datetime | None = None) -> str:
+    """A journal time (ISO 8601, UTC) as the inspector reads it: local time, the date only
+    when it is not today."""
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return iso
+    now = now or datetime.now(UTC).astimezone()
+    return moment.strftime("%H:%M:%S" if moment.date() == now.date() else "%d %b %H:%M")
+
+
+class LivePreview(Image):
+    """The camera's preview with the guide box drawn over it."""
+
+    guide = ListProperty([0, 0, 0, 0])  # x, y, w, h in frame pixels, top-left origin
+    guide_rect = ListProperty([0, 0, 0, 0])  # the same in window coordinates
+    guide_colour = ColorProperty((1, 1, 1, 0.9))
+
+    def on_guide(self, *_) -> None:
+        self._place_guide()
+
+    def on_size(self, *_) -> None:
+        self._place_guide()
+
+    def on_pos(self, *_) -> None:
+        self._place_guide()
+
+    def _place_guide(self) -> None:
+        if self.texture is None or not any(self.guide):
+            self.guide_rect = [0, 0, 0, 0]
+            return
+        tw, th = self.texture.size
+        shown_w, shown_h = self.norm_image_size
+        scale = shown_w / tw
+        left = self.center_x - shown_w / 2
+        top = self.center_y + shown_h / 2
+        x, y, w, h = self.guide
+        self.guide_rect = [left + x * scale, top - (y + h) * scale, w * scale, h * scale]
+
+
+class TouchButton(Button):
+    tint = ColorProperty((0.12, 0.44, 0.86, 1))
+
+
+class Pill(Label):
+    tint = ColorProperty((0.24, 0.27, 0.31, 1))
+
+
+class Indicator(BoxLayout):
+    name = StringProperty("")
+    state_text = StringProperty("")
+    tint = ColorProperty((0.24, 0.27, 0.31, 1))
+
+
+class PreviewScreen(Screen):
+    pass
+
+
+class VerdictScreen(Screen):
+    banner = ColorProperty(COLOURS["genuine"][0])
+    ink = ColorProperty(COLOURS["genuine"][1])
+    paired = BooleanProperty(True)  # the enrolled label's picture beside the captured one (genuine)
+
+    def on_kv_post(self, _base) -> None:
+        self._enrolled_box = self.ids.enrolled_box  # kept while out of the layout
+
+    def on_paired(self, _screen, paired: bool) -> None:
+        box, pictures = self._enrolled_box, self.ids.pictures
+        if paired and box.parent is None:
+            pictures.add_widget(box)
+        elif not paired and box.parent is not None:
+            pictures.remove_widget(box)
+
+    def show(self, outcome: Outcome) -> None:
+        ids = self.ids
+        self.banner, self.ink = COLOURS[outcome.kind]
+        ids.title.text = outcome.title
+        ids.message.text = outcome.message
+        ids.label_id.text = outcome.label_id or ("no enrolled label matches" if outcome.kind == "counterfeit"
+                                                 else "not read")
+        ids.score.text = ("not measured" if outcome.score is None
+                          else f"{outcome.score:.3f}  (pass >= {outcome.threshold:.3f})")
+        ids.found.text = outcome.summary or ("no label found" if not outcome.labels else "1 label in the photo")
+        ids.detail.text = "" if outcome.kind == "genuine" else outcome.detail
+        ids.timing.text = f"verified in {outcome.verify_ms:.0f} ms"
+        ids.crop.texture = to_texture(outcome.crop) if outcome.crop is not None else None
+        ids.crop_caption.text = "Captured label" if outcome.labels else "Captured photo"
+        self.paired = outcome.kind == "genuine"
+        ids.enrolled.texture = to_texture(outcome.thumbnail) if outcome.thumbnail is not None else None
+        ids.enrolled_caption.text = "Enrolled label" if outcome.thumbnail is not None else ""
+
+
+class HistoryRow(ButtonBehavior, BoxLayout):
+    entry_id = NumericProperty(0)
+    title = StringProperty("")
+    tint = ColorProperty((0, 0, 0, 1))
+    ink = ColorProperty((1, 1, 1, 1))
+    label_id = StringProperty("")
+    score = StringProperty("")
+    when = StringProperty("")
+
+
+class HistoryScreen(Screen):
+    empty = BooleanProperty(True)
+
+
+class SettingsScreen(Screen):
+    message = StringProperty("")
+    message_colour = ColorProperty((1, 1, 1, 1))
+
+
+class EntryView(ModalView):
+    """One journal row, tapped in the history: its crop and what was decided."""
+
+    title = StringProperty("")
+    tint = ColorProperty((0, 0, 0, 1))
+    ink = ColorProperty((1, 1, 1, 1))
+    lines = StringProperty("")
+
+
+class FolderChooser(ModalView):
+    """Pick a folder (a USB stick's bundle, or a folder of photos)."""
+
+    start = StringProperty("")
+    heading = StringProperty("")
+    action = StringProperty("")
+    chosen = ObjectProperty(None, allownone=True)  # called with the folder
+
+
+def removable_media_root() -> Path:
+    """Where a USB stick shows up: /media/USER (Raspberry Pi OS), /media, else home."""
+    import getpass
+
+    for path in (Path("/media") / getpass.getuser(), Path("/media"), Path("/mnt")):
+        if path.is_dir() and any(path.iterdir()):
+            return path
+    return Path.home()
+
+
+class PufApp(App):
+    title = "PUF label check"
+    busy = BooleanProperty(False)  # a verification or bundle update is running
+    ready = BooleanProperty(False)  # a bundle to verify with and a camera
+    notice = StringProperty("Opening the bundle...")  # why capture is not possible, in words
+    bundle_text = StringProperty("")
+    camera_text = StringProperty("")
+    focus_text = StringProperty("-")
+    focus_colour = ColorProperty(WARN_COLOUR)
+    light_text = StringProperty("-")
+    light_colour = ColorProperty(WARN_COLOUR)
+    hint = StringProperty("")
+    auto_exposure = BooleanProperty(True)
+    exposure_us = NumericProperty(10_000)
+    gain = NumericProperty(2.0)
+    camera_spec = StringProperty("")
+    camera_choices = ListProperty()
+    bundle_detail = StringProperty("")
+    journal_text = StringProperty("")
+    bundle_status = ObjectProperty(BundleStatus(None, problem="The bundle has not been opened yet."))
+
+    def __init__(self, options, store, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.options = options
+        self.store = store
+        self.inspector = Inspector(store, options.bundle, options.trusted_keys)
+        self.worker: Worker | None = None
+        self.source = None
+        self.outcome: Outcome | None = None
+        self.capture_ms: list[float] = []  # press capture -> verdict drawn, every capture of this run
+        self.ticks = 0  # preview frames shown
+        self.history_entries: dict = {}
+        self.history_loads = 0  # times the history was read from the journal
+        self.camera_problem = ""
+        self.entry_view: EntryView | None = None
+        self._preview_texture: Texture | None = None
+        self._apply_exposure = Clock.create_trigger(self._set_exposure, 0.4)
+
+    # ---- start and stop --------------------------------------------------------------------
+    def on_start(self) -> None:
+        settings = self.store.load_settings()
+        self.journal_text = str(self.store.journal_path)
+        self.camera_spec = self.options.camera or settings.get("camera") or "opencv:0"
+        exposure = self.options.exposure_us if self.options.exposure_us is not None else settings.get("exposure_us")
+        gain = self.options.gain if self.options.gain is not None else settings.get("gain")
+        self.auto_exposure = exposure is None and gain is None
+        self.exposure_us = exposure or self.exposure_us
+        self.gain = gain or self.gain
+        self.worker = Worker(lambda callback: Clock.schedule_once(lambda _dt: callback()))
+        self.worker.submit(self.inspector.open, self._bundle_opened)
+        self.open_camera(self.camera_spec)
+        Clock.schedule_interval(self._preview, 1 / PREVIEW_FPS)
+
+    def on_stop(self) -> None:
+        if self.worker is not None:
+            self.worker.submit(self.inspector.close)
+            self.worker.stop()
+        if self.source is not None:
+            self.source.close()
+
+    def screen(self, name: str) -> Screen:
+        return self.root.get_screen(name)
+
+    def show(self, name: str) -> None:
+        self.root.current = name
+        if name == "history":
+            self.refresh_history()
+        elif name == "settings":
+            self.screen("settings").message = ""
+
+    # ---- bundle ------------------------------------------------------------------------------
+    def _bundle_opened(self, status: BundleStatus | None, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("opening the bundle failed", exc_info=error)
+            status = BundleStatus(None, problem=f"The bundle could not be opened: {error}")
+        self.bundle_status = status
+        self.bundle_text = status.describe() if status.ready else "no usable bundle"
+        detail = str(status.path) if status.path else "nothing installed"
+        self.bundle_detail = detail + (f"   signed by key {status.signer}" if status.signer else "")
+        self._update_ready()
+
+    def choose_bundle_folder(self) -> None:
+        FolderChooser(start=str(removable_media_root()), heading="Choose the bundle folder (on the USB stick)",
+                      action="Install this bundle", chosen=self.install_bundle).open()
+
+    def install_bundle(self, folder: Path) -> None:
+        """Check and install a bundle from `folder` on the worker; the old one stays in use
+        if it is refused."""
+        settings = self.screen("settings")
+        if self.busy:
+            settings.message = "Busy: try again when the check has finished."
+            return
+        self.busy = True
+        settings.message_colour = (1, 1, 1, 1)
+        settings.message = f"Checking and installing the bundle from {folder} ..."
+        self.worker.submit(partial(self.inspector.install, Path(folder)), self._bundle_installed)
+
+    def _bundle_installed(self, status: BundleStatus | None, error: BaseException | None) -> None:
+        self.busy = False
+        settings = self.screen("settings")
+        if error is not None:
+            if not isinstance(error, PufError):
+                log.error("installing the bundle failed", exc_info=error)
+            settings.message_colour = COLOURS["counterfeit"][0]
+            kept = "The previous bundle is still in use." if self.bundle_status.ready else "No bundle is installed."
+            settings.message = f"Update refused: {error}. {kept}"
+            return
+        self._bundle_opened(status, None)
+        if status.ready:
+            settings.message_colour = OK_COLOUR
+            settings.message = f"Installed: {status.describe()}."
+        else:
+            settings.message_colour = COLOURS["counterfeit"][0]
+            settings.message = status.problem
+
+    # ---- camera ------------------------------------------------------------------------------
+    def open_camera(self, spec: str) -> None:
+        from edge_app.camera import open_camera
+
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self.camera_spec = spec
+        try:
+            exposure = (None, None) if self.auto_exposure else (int(self.exposure_us), float(self.gain))
+            self.source = open_camera(spec, exposure_us=exposure[0], gain=exposure[1])
+            self.camera_text = self.source.name
+        except PufError as error:
+            self.camera_text = f"no camera ({spec})"
+            self.camera_problem = f"The camera cannot be used: {error}. Choose another one in Settings."
+        else:
+            self.camera_problem = ""
+        self._update_ready()
+
+    def choose_camera(self, spec: str) -> None:
+        if spec != self.camera_spec:
+            self.open_camera(spec)
+            self._save_settings()
+
+    def choose_photo_folder(self) -> None:
+        FolderChooser(start=str(removable_media_root()), heading="Choose a folder of photos to check",
+                      action="Use these photos", chosen=lambda folder: self.choose_camera(f"file:{folder}")).open()
+
+    def on_camera_spec(self, _app, spec: str) -> None:
+        choices = ["picamera2", "opencv:0", "opencv:1"]
+        self.camera_choices = choices if spec in choices else [spec, *choices]
+
+    def exposure_changed(self, auto: bool | None = None, log_us: float | None = None,
+                         gain: float | None = None) -> None:
+        if auto is not None:
+            self.auto_exposure = auto
+        if log_us is not None:
+            self.exposure_us = int(round(10 ** log_us, -1))
+        if gain is not None:
+            self.gain = round(gain, 1)
+        self._apply_exposure()
+
+    def _set_exposure(self, *_) -> None:
+        if self.source is not None:
+            if self.auto_exposure:
+                self.source.set_exposure(None, None)
+            else:
+                self.source.set_exposure(int(self.exposure_us), float(self.gain))
+        self._save_settings()
+
+    def _save_settings(self) -> None:
+        settings = self.store.load_settings()
+        settings.update(camera=self.camera_spec,
+                        exposure_us=None if self.auto_exposure else int(self.exposure_us),
+                        gain=None if self.auto_exposure else float(self.gain))
+        self.store.save_settings(settings)
+
+    def _update_ready(self) -> None:
+        status = self.bundle_status
+        self.notice = status.problem if not status.ready else self.camera_problem
+        self.ready = status.ready and self.source is not None
+
+    def _preview(self, _dt: float) -> None:
+        from edge_app.camera import assess, guide_box
+
+        if self.source is None or self.root.current != "preview":
+            return
+        try:
+            image = self.source.preview_frame(PREVIEW_WIDTH)
+        except PufError as error:
+            self.camera_problem = f"The camera stopped: {error}"
+            self._update_ready()
+            return
+        height, width = image.shape[:2]
+        box = guide_box(width, height)
+        assist = assess(image, box)
+        view = self.screen("preview").ids.live
+        self._preview_texture = to_texture(image, self._preview_texture)
+        view.texture = self._preview_texture
+        view.canvas.ask_update()
+        view.guide = list(box)
+        view.guide_colour = OK_COLOUR if assist.ready else (1, 1, 1, 0.85)
+        self.focus_text = "Sharp" if assist.sharp else "Blurred"
+        self.focus_colour = OK_COLOUR if assist.sharp else WARN_COLOUR
+        self.light_text = {"ok": "OK", "dark": "Too dark", "bright": "Too bright"}.get(assist.exposure_state,
+                                                                                       assist.exposure_state)
+        self.light_colour = OK_COLOUR if assist.exposure_state == "ok" else WARN_COLOUR
+        self.hint = assist.hint
+        self.ticks += 1
+
+    # ---- capture and verdict ------------------------------------------------------------------
+    def capture(self) -> None:
+        """Take a still and verify it on the worker; the preview keeps running meanwhile."""
+        if self.busy or not self.ready:
+            return
+        pressed = perf_counter()
+        try:
+            frame = self.source.capture()
+        except PufError as error:
+            self.camera_problem = f"The capture failed: {error}"
+            self._update_ready()
+            return
+        self.busy = True
+        self.worker.submit(partial(self.inspector.inspect, frame), partial(self._verdict, pressed))
+
+    def _verdict(self, pressed: float, outcome: Outcome | None, error: BaseException | None) -> None:
+        self.busy = False
+        if error is not None:
+            log.error("the check failed", exc_info=error)
+            self.hint = f"The check failed: {error}"
+            return
+        self.outcome = outcome
+        self.screen("verdict").show(outcome)
+        self.root.current = "verdict"
+
+        def drawn(*_) -> None:  # the first frame drawn with the verdict on it
+            Window.funbind("on_flip", drawn)
+            elapsed = (perf_counter() - pressed) * 1000
+            self.capture_ms.append(elapsed)
+            self.screen("verdict").ids.timing.text = (f"on screen {elapsed:.0f} ms after capture "
+                                                      f"(verify {outcome.verify_ms:.0f} ms)")
+
+        Window.fbind("on_flip", drawn)
+
+    # ---- history -----------------------------------------------------------------------------
+    def refresh_history(self) -> None:
+        self.worker.submit(self.inspector.history, self._history)
+
+    def _history(self, entries: list | None, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("reading the journal failed", exc_info=error)
+            entries = []
+        self.history_entries = {entry.id: entry for entry in entries}
+        self.history_loads += 1
+        rows = []
+        for entry in entries:
+            tint, ink = COLOURS.get(entry.verdict, COLOURS["unreadable"])
+            rows.append({"entry_id": entry.id, "title": TITLES.get(entry.verdict, entry.verdict.upper()),
+                         "tint": tint, "ink": ink, "label_id": entry.label_id or NO_ID[entry.verdict == "counterfeit"],
+                         "score": "" if entry.score is None else f"{entry.score:.3f}", "when": local_time(entry.time)})
+        screen = self.screen("history")
+        screen.ids.rows.data = rows
+        screen.empty = not rows
+
+    def show_entry(self, entry_id: int) -> None:
+        if entry_id in self.history_entries:
+            self.worker.submit(partial(self.inspector.crop, entry_id), partial(self._entry, entry_id))
+
+    def _entry(self, entry_id: int, crop: np.ndarray | None, error: BaseException | None) -> None:
+        entry = self.history_entries[entry_id]
+        tint, ink = COLOURS.get(entry.verdict, COLOURS["unreadable"])
+        lines = [f"[b]{entry.label_id or 'no label id'}[/b]", local_time(entry.time)]
+        if entry.score is not None:
+            lines.append(f"score {entry.score:.3f} (pass >= {entry.threshold:.3f})")
+        if entry.verdict != "genuine" and entry.reason:
+            lines.append(entry.reason)
+        self.entry_view = EntryView(title=TITLES.get(entry.verdict, entry.verdict.upper()), tint=tint, ink=ink,
+                                    lines="\n".join(lines))
+        if crop is not None:
+            self.entry_view.ids.crop.texture = to_texture(crop)
+        self.entry_view.open()
+
+
+def exposure_slider(value_us: float) -> float:
+    """The exposure slider's position (log10 of microseconds) for an exposure time."""
+    low, high = EXPOSURE_US
+    return math.log10(min(max(value_us, low), high))
