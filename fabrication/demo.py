@@ -1,29 +1,51 @@
-"""`puf demo`: the factory line on the simulated factory, start to end.
+"""`puf demo`: the factory line on the simulated factory, start to end, and the field checks.
 
-It runs the real verbs one after another on a fresh folder (design, etch into the
-simulated film, photograph with the simulated microscope, segment into label crops,
-then, where the trainer and device extras are installed, sign and enroll the labels
-with the shipped model and verify handheld photos: of enrolled labels, and of lookalike
-labels etched with the same design into another film), and draws what a reader wants to
-see: one field beside its ground truth, the paper's five-power series, and each field's
-segmentation.
+It runs the real verbs one after another on a fresh folder: design a batch, etch it into
+the simulated film, photograph it with the simulated microscope, segment it into label
+crops; then, where the trainer and device extras are installed, hold out the batch's last
+fields (never enrolled), sign and enroll the rest with the shipped model, and verify
+handheld photos of four kinds with the device's own pipeline (`fabrication.demo_queries`):
+genuine captures of enrolled labels, held-out labels, the same laser job etched into
+another film, and clones (printed copies). It prints the results and times beside the
+paper's figures and draws what a reader wants to see (`fabrication.demo_report`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
+import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from edge_app.errors import PufError
 
+BATCH_ID = "B0001"
+PICTURES = {"field": "demo_field.jpg", "genuine": "demo_genuine.jpg", "counterfeit": "demo_counterfeit.jpg",
+            "clone": "demo_clone.jpg", "scores": "demo_scores.png"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder to work in (default demo_out)")
-    parser.add_argument("--fields", default="8x5", metavar="COLSxROWS",
-                        help="fields in the demo batch (default 8x5 = 40; the full line is 20x10)")
+    parser.add_argument("--fields", default="20x10", metavar="COLSxROWS",
+                        help="fields in the batch, 12 labels each (default 20x10 = 200 fields, 2,400 labels: "
+                             "the paper's batch)")
+    parser.add_argument("--photos", type=int, default=200,
+                        help="handheld photos of enrolled labels; as many of never-enrolled labels and half as "
+                             "many clones (default 200)")
+    parser.add_argument("--held-out", type=float, default=0.1, metavar="FRACTION",
+                        help="share of the batch's fields never enrolled (default 0.1)")
+    parser.add_argument("--figures", type=Path, metavar="DIR",
+                        help="also write the pictures here (e.g. docs/)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the handheld photos (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep what an earlier demo left in --out")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (the verbs' output goes "
+                                                            "to stderr)")
 
 
 def run_verb(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
@@ -36,55 +58,55 @@ def run_verb(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
         raise PufError(f"'puf {' '.join(argv)}' failed with status {status}")
 
 
-def handheld_photos(batch_dir: Path, out: Path, count: int = 2) -> list[Path]:
-    """Handheld photos of `count` labels of the batch (genuine), and of the same labels
-    etched with the same design into another film (lookalike counterfeits)."""
-    import cv2
-
-    from edge_app.layout import BatchLayout
-    from fabrication.sim.field_camera import capture_label
-    from fabrication.sim.film import EtchedFilm
-    from fabrication.sim.laser import engrave_layout
-
-    layout = BatchLayout.load(batch_dir / "layout.json")
-    genuine = EtchedFilm.load(batch_dir / "sim" / "film.npz")
-    lookalike = EtchedFilm(genuine.seed + 1)
-    engrave_layout(lookalike, layout, 128.0)
-    out.mkdir(parents=True, exist_ok=True)
-    photos = []
-    for kind, film in (("genuine", genuine), ("counterfeit", lookalike)):
-        for slot in range(count):
-            image, truth = capture_label(film, layout, 0, slot, seed=101 + slot)
-            path = out / f"{kind}_{truth['label_id']}.jpg"
-            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            photos.append(path)
-    return photos
+def verb_output(argv: list[str]) -> str:
+    """Run a verb and return what it printed (for its --json report)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        run_verb(argv)
+    return buffer.getvalue()
 
 
-def enroll_and_verify(out: Path, batch_dir: Path) -> None:
-    """Sign and enroll the batch with the shipped model, then verify handheld photos."""
-    import shutil as sh
+def verb_has_option(verb: str, option: str) -> bool:
+    from edge_app.cli import build_parser
 
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return verb in sub.choices and option in sub.choices[verb]._option_string_actions
+
+
+def hold_out(registry_path: Path, fraction: float) -> dict:
+    """Mark the labels of the batch's last fields held out (never enrolled)."""
+    from edge_app.registry import Registry
+
+    with Registry(registry_path) as registry:
+        fields = [f.field for f in registry.fields(BATCH_ID)]
+        count = min(len(fields) - 1, max(1, round(fraction * len(fields)))) if fraction > 0 else 0
+        held = fields[len(fields) - count:] if count > 0 else []
+        ids = [label.label_id for field in held for label in registry.labels(BATCH_ID, "found", field)]
+        registry.set_status(ids, "held_out")
+    return {"fields": held, "labels": len(ids)}
+
+
+def enroll(out: Path, batch_dir: Path) -> dict:
+    """A copy of the shipped bundle, a factory key, the batch enrolled and signed."""
     from edge_app.runtime import default_bundle
 
     keys, bundle, trusted = out / "keys", out / "bundle", out / "trusted_keys"
     for folder in (keys, bundle, trusted):
-        sh.rmtree(folder, ignore_errors=True)
-    sh.copytree(default_bundle(), bundle)
-    steps = [
-        ["keygen", str(keys / "factory")],
-        ["enroll", "--bundle", str(bundle), "--labels", str(out / "registry.sqlite"),
-         "--key", str(keys / "factory.key")],
-    ]
-    for argv in steps:
-        print(f"\n== puf {' '.join(argv)}")
-        run_verb(argv)
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(default_bundle(), bundle)
+    print(f"\n== puf keygen {keys / 'factory'}")
+    run_verb(["keygen", str(keys / "factory")])
     trusted.mkdir()
-    sh.copy(keys / "factory.pub", trusted / "factory.pub")
-    photos = handheld_photos(batch_dir, out / "photos")
-    argv = ["verify", *map(str, photos), "--bundle", str(bundle), "--trusted-keys", str(trusted)]
-    print(f"\n== puf verify {out / 'photos'}/*.jpg --bundle {bundle} --trusted-keys {trusted}")
-    run_verb(argv, ok=(0, 1, 3))  # 1: some counterfeit, 3: some unreadable; both expected here
+    shutil.copy(keys / "factory.pub", trusted / "factory.pub")
+    argv = ["enroll", "--bundle", str(bundle), "--labels", str(out / "registry.sqlite"),
+            "--key", str(keys / "factory.key")]
+    if verb_has_option("enroll", "--thumbnails"):
+        argv += ["--thumbnails", "96"]  # the app shows the enrolled label beside the photo
+    print(f"\n== puf {' '.join(argv)}")
+    report = json.loads(verb_output([*argv, "--json"]))
+    print(f"bundle {bundle}: {report['labels_total']} labels, {report['bundle_bytes'] / 1e6:.1f} MB, "
+          f"signed by {report['signed_by']}, {report['seconds']} s; skipped: {report['skipped'] or 'none'}")
+    return report
 
 
 def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
@@ -139,49 +161,157 @@ def power_series(out: Path, seed: int = 11) -> None:
     cv2.imwrite(str(out), image)
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    out: Path = args.out
-    batch_dir = out / "B0001"
+def _stats_ms(values: list[float]) -> dict:
+    import numpy as np
+
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "p90": None}
+    return {"median": round(float(np.median(values)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
+
+
+def _line(args: argparse.Namespace, out: Path, batch_dir: Path, stages: dict) -> None:
+    """design, etch, photograph, segment: the factory's verbs, timed."""
     if batch_dir.exists() and not args.keep:
         shutil.rmtree(batch_dir)
         for suffix in ("", "-wal", "-shm"):
             (out / f"registry.sqlite{suffix}").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     steps = [
-        ("design", ["design", str(batch_dir), "--fields", args.fields, "--batch-id", "B0001", "--force"]),
+        ("design", ["design", str(batch_dir), "--fields", args.fields, "--batch-id", BATCH_ID, "--force"]),
         ("etch", ["etch", str(batch_dir), "--sim"]),
         ("photograph", ["photograph", str(batch_dir), "--sim"]),
         ("segment", ["segment", str(batch_dir), "--overlay"]),
     ]
-    timings = {}
     for name, argv in steps:
         print(f"\n== puf {' '.join(argv)}")
         t0 = time.perf_counter()
         run_verb(argv)
-        timings[name] = time.perf_counter() - t0
-    from edge_app.cli import installed_verbs
+        stages[name] = round(time.perf_counter() - t0, 2)
 
+
+def _demo(args: argparse.Namespace) -> dict:
+    from edge_app.cli import installed_verbs
+    from edge_app.layout import BatchLayout
+    from edge_app.registry import Registry
+
+    started = time.perf_counter()
+    out: Path = args.out
+    batch_dir, registry_path, photos_dir = out / BATCH_ID, out / "registry.sqlite", out / "handheld"
+    for stale in [photos_dir, *(out / name for name in PICTURES.values())]:
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    stages: dict = {}
+    _line(args, out, batch_dir, stages)
+    layout = BatchLayout.load(batch_dir / "layout.json")
+    with Registry(registry_path) as registry:
+        stages["segment_field_ms"] = _stats_ms([f.elapsed_ms for f in registry.fields(BATCH_ID)])
+    report: dict = {
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "options": {"out": str(out), "fields": args.fields, "photos": args.photos, "held_out": args.held_out,
+                    "seed": args.seed},
+        "batch": {"id": BATCH_ID, "fields": layout.fields_per_batch, "labels": layout.label_count},
+        "stages": stages, "paths": {"batch": str(batch_dir), "registry": str(registry_path),
+                                    "overlays": str(batch_dir / "overlays")},
+    }
     ready = {verb.name for verb in installed_verbs()[0]}
-    if {"keygen", "enroll", "verify"} <= ready:
-        t0 = time.perf_counter()
-        enroll_and_verify(out, batch_dir)
-        timings["enroll+verify"] = time.perf_counter() - t0
-    else:
+    if not {"keygen", "enroll", "verify"} <= ready:
         print("\n(enroll and verify skipped: they need pip install 'puf-labels[trainer,device]')")
-    print("\n== pictures")
+    else:
+        _field_checks(args, out, batch_dir, report)
+    print("\n== pictures of the line")
     field_beside_truth(batch_dir, 0, out / "field_vs_truth.png")
     power_series(out / "power_series.png")
-    print(f"\n{'step':<12} {'seconds':>8}")
-    for name, seconds in timings.items():
-        print(f"{name:<12} {seconds:8.1f}")
-    print(f"{'total':<12} {time.perf_counter() - started:8.1f}")
-    print(f"\nbatch:         {batch_dir}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/)")
-    print(f"registry:      {out / 'registry.sqlite'}")
-    print(f"field + truth: {out / 'field_vs_truth.png'}")
-    print(f"power series:  {out / 'power_series.png'}")
-    print(f"segmentation:  {batch_dir / 'overlays'}")
-    if "enroll+verify" in timings:
-        print(f"signed bundle: {out / 'bundle'}  (trusted key: {out / 'trusted_keys'})")
-        print(f"photos:        {out / 'photos'}")
+    report["pictures"] = {**report.get("pictures", {}), "field_vs_truth": str(out / "field_vs_truth.png"),
+                          "power_series": str(out / "power_series.png")}
+    if args.figures is not None:
+        report["figures"] = _copy_figures(report["pictures"], args.figures)
+    stages["total"] = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: dict) -> None:
+    """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
+    from edge_app.registry import Registry
+    from edge_app.runtime import read_manifest
+    from fabrication.demo_queries import plan_queries, run_queries
+    from fabrication.demo_report import draw_pictures, summarise
+
+    stages, registry_path = report["stages"], out / "registry.sqlite"
+    held = hold_out(registry_path, args.held_out)
+    t0 = time.perf_counter()
+    enrolled = enroll(out, batch_dir)
+    stages["enroll"] = round(time.perf_counter() - t0, 2)
+    with Registry(registry_path) as registry:
+        labels = registry.labels(BATCH_ID)
+    slots = {status: [(lb.field, lb.slot) for lb in labels if lb.status == status] for status in ("enrolled",
+                                                                                                 "held_out")}
+    report["batch"].update(enrolled=len(slots["enrolled"]), held_out=len(slots["held_out"]),
+                           held_out_fields=held["fields"],
+                           rejected=sum(lb.status in ("rejected", "missing") for lb in labels))
+    bundle, trusted, photos_dir = out / "bundle", out / "trusted_keys", out / "handheld"
+    threshold = float(read_manifest(bundle)["decision"]["threshold"])
+    plan = plan_queries(slots["enrolled"], slots["held_out"], args.photos, args.seed)
+    print(f"\n== handheld photos into {photos_dir}, verified against {bundle}")
+    t0 = time.perf_counter()
+    queries = run_queries(batch_dir, bundle, trusted, plan, photos_dir, args.seed)
+    stages["queries"] = round(time.perf_counter() - t0, 2)
+    report["photos"] = len(queries)
+    report["summary"] = summarise(queries, threshold)
+    report["enroll"] = {k: enrolled[k] for k in ("labels_added", "labels_total", "bundle_bytes", "signed_by",
+                                                 "skipped", "seconds")}
+    print("\n== pictures of the field checks")
+    report["pictures"] = draw_pictures(out, batch_dir, registry_path, queries, threshold, PICTURES)
+    report["paths"].update(bundle=str(bundle), trusted_keys=str(trusted), keys=str(out / "keys"),
+                           handheld=str(photos_dir))
+    report["try"] = [f"puf verify {photos_dir}/*.jpg --bundle {bundle} --trusted-keys {trusted}",
+                     f"puf app --bundle {bundle} --trusted-keys {trusted} --camera file:{photos_dir}"]
+    report["queries"] = [q.to_dict() for q in queries]
+
+
+def _copy_figures(pictures: dict, folder: Path) -> dict:
+    """The pictures in a documentation folder: photographs as JPEG, the chart as PNG."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = {}
+    for name, path in pictures.items():
+        path = Path(path)
+        target = folder / (path.name if name == "scores" else path.stem + ".jpg")
+        if target.suffix == path.suffix:
+            shutil.copy(path, target)
+        elif not cv2.imwrite(str(target), cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 88]):
+            raise PufError(f"cannot write {target}")
+        copied[name] = str(target)
+    return copied
+
+
+def run(args: argparse.Namespace) -> int:
+    from fabrication.demo_report import tables
+
+    if not 0 <= args.photos <= 100_000:
+        raise PufError(f"--photos must be 0-100000, got {args.photos}")
+    if not 0 <= args.held_out < 1:
+        raise PufError(f"--held-out is a fraction of the fields, 0 to below 1; got {args.held_out}")
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        report = _demo(args)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    paths = report["paths"]
+    if "summary" in report:
+        print("\n" + tables(report))
+    print(f"\nmachine: {report['machine']['cpus']} CPU cores, Python {report['machine']['python']}")
+    print(f"\nbatch:        {paths['batch']}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/, overlays/)")
+    print(f"registry:     {paths['registry']}")
+    for name, path in report["pictures"].items():
+        print(f"{name + ':':<13} {path}")
+    if "figures" in report:
+        print(f"{'copied to:':<13} {', '.join(report['figures'].values())}")
+    if "try" in report:
+        print(f"bundle:       {paths['bundle']}  (signed; trusted key in {paths['trusted_keys']})")
+        print(f"photos:       {paths['handheld']}  ({report['photos']} handheld photos, named by kind and label)")
+        print("\ntry them on the device's verifier and app:")
+        for command in report["try"]:
+            print(f"  {command}")
     return 0
