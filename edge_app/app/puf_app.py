@@ -71,6 +71,14 @@ def to_texture(image: np.ndarray, texture: Texture | None = None) -> Texture:
     return texture
 
 
+def camera_failed(error: BaseException) -> None:
+    """Log a camera's failure; an unexpected one (not a PufError) with its traceback."""
+    if isinstance(error, PufError):
+        log.warning("camera: %s", error)
+    else:
+        log.error("camera failed", exc_info=error)
+
+
 def local_time(iso: str, now: datetime | None = None) -> str:
     """A journal time (ISO 8601, UTC) as the inspector reads it: local time, the date only
     when it is not today."""
@@ -337,7 +345,8 @@ class PufApp(App):
             exposure = (None, None) if self.auto_exposure else (int(self.exposure_us), float(self.gain))
             self.source = open_camera(spec, exposure_us=exposure[0], gain=exposure[1])
             self.camera_text = self.source.name
-        except PufError as error:
+        except Exception as error:  # a camera that fails must not stop the app: say so (traceback logged)
+            camera_failed(error)
             self.camera_text = f"no camera ({spec})"
             self.camera_problem = f"The camera cannot be used: {error}. Choose another one in Settings."
         else:
@@ -394,8 +403,11 @@ class PufApp(App):
             return
         try:
             image = self.source.preview_frame(PREVIEW_WIDTH)
-        except PufError as error:
-            self.camera_problem = f"The camera stopped: {error}"
+        except Exception as error:
+            camera_failed(error)
+            self.source.close()
+            self.source = None
+            self.camera_problem = f"The camera stopped: {error}. Choose it again in Settings."
             self._update_ready()
             return
         height, width = image.shape[:2]
@@ -423,9 +435,9 @@ class PufApp(App):
         pressed = perf_counter()
         try:
             frame = self.source.capture()
-        except PufError as error:
-            self.camera_problem = f"The capture failed: {error}"
-            self._update_ready()
+        except Exception as error:
+            camera_failed(error)
+            self.hint = f"The capture failed: {error}"
             return
         self.busy = True
         self.worker.submit(partial(self.inspector.inspect, frame), partial(self._verdict, pressed))

@@ -1,0 +1,267 @@
+"""Drive the real app: start it, run a script of steps as an inspector would (press
+buttons, wait for what they bring up), record what each screen shows, take screenshots.
+
+    python -m tests.edge_app.app.driver SCRIPT.json
+
+The app runs in its own process (Kivy's window is one per process), under Xvfb, or with
+SDL's offscreen driver where Xvfb is not installed (`display`). The script is JSON:
+``{"options": {AppOptions fields}, "steps": [...], "out": "result.json"}``; steps are
+
+    {"do": "wait_ready"}                           bundle opened (or refused), a preview frame drawn
+    {"do": "capture"}                              press CAPTURE, wait until the verdict is drawn
+    {"do": "stall_worker", "seconds": 1}           keep the worker busy (a slow verification), then
+                                                   press CAPTURE and record the UI while it waits
+    {"do": "press", "screen": S, "id": ID}         press a button, wait for a frame
+    {"do": "show", "screen": S}                    go to a screen (as its button does)
+    {"do": "tap_history", "row": 0}                tap a history row, wait for its photo
+    {"do": "close_popups"}
+    {"do": "install", "folder": PATH}              Settings -> Update bundle, PATH chosen in the chooser
+    {"do": "camera", "spec": SPEC}                 Settings -> Camera
+    {"do": "record", "name": N}                    what the current screen shows, as result["records"][N]
+    {"do": "screenshot", "path": P}
+
+The result JSON holds the records, the capture -> verdict times, and an "error" if a step
+failed or timed out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@contextlib.contextmanager
+def display(work: Path) -> Iterator[dict]:
+    """The environment for a Kivy process that renders: a private Xvfb server (on a free
+    display, which Xvfb picks itself), or SDL's offscreen driver where Xvfb is not
+    installed. Kivy's home and logs go to `work`."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "KIVY_NO_ARGS": "1", "KIVY_HOME": str(work / "kivy"), "KIVY_LOG_MODE": "PYTHON",
+           "KIVY_NO_FILELOG": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("SDL_VIDEODRIVER", None)
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        yield {**env, "SDL_VIDEODRIVER": "offscreen"}
+        return
+    read, write = os.pipe()
+    server = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            number = pipe.readline().strip()
+        if not number:
+            raise RuntimeError(f"Xvfb did not start (exit status {server.poll()})")
+        yield {**env, "DISPLAY": f":{number}"}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def run_script(script: dict, work: Path, env: dict, timeout: float = 240) -> dict:
+    """Run the app on `script` in a child process; its result (RuntimeError if the app
+    died, with the end of its stderr)."""
+    work.mkdir(parents=True, exist_ok=True)
+    path, out = work / "script.json", work / "result.json"
+    path.write_text(json.dumps({**script, "out": str(out)}, default=str))
+    out.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "tests.edge_app.app.driver", str(path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"the app exited with status {done.returncode}:\n{done.stderr[-4000:]}")
+    result = json.loads(out.read_text())
+    result["stderr"] = done.stderr[-4000:]
+    return result
+
+
+# ---- inside the app's process -----------------------------------------------------------------
+
+def main(script_path: str) -> int:
+    script = json.loads(Path(script_path).read_text())
+    from edge_app.app.launch import AppOptions, configure_kivy
+    from edge_app.device_store import DeviceStore
+
+    options = dict(script["options"])
+    for key in ("home", "bundle", "trusted_keys"):
+        if options.get(key):
+            options[key] = Path(options[key])
+    if "size" in options:
+        options["size"] = tuple(options["size"])
+    options = AppOptions(**options)
+    configure_kivy(options)
+    from kivy.clock import Clock
+    from kivy.core.window import Window
+
+    from edge_app.app.puf_app import PufApp
+
+    app = PufApp(options, DeviceStore(options.home))
+    result: dict = {"records": {}, "capture_ms": [], "error": None, "steps_done": 0}
+    flips = [0]
+    Window.bind(on_flip=lambda *_: flips.__setitem__(0, flips[0] + 1))
+    steps = run_steps(app, script["steps"], result, flips)
+    deadline = time.monotonic() + script.get("timeout_s", 180)
+    waiting = [None]
+
+    def pump(_dt: float) -> None:
+        try:
+            if waiting[0] is not None and not waiting[0]():
+                if time.monotonic() > deadline:
+                    step = script["steps"][result["steps_done"]]
+                    raise TimeoutError(f"step {result['steps_done']} timed out: {step}")
+                return
+            waiting[0] = next(steps)
+        except StopIteration:
+            finish()
+        except Exception as error:  # the test reads it from the result
+            import traceback
+
+            result["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+            finish()
+
+    def finish() -> None:
+        event.cancel()
+        result["capture_ms"] = app.capture_ms
+        Path(script["out"]).write_text(json.dumps(result, indent=1, default=str))
+        app.stop()
+
+    event = Clock.schedule_interval(pump, 0)
+    app.run()
+    return 0
+
+
+def after_frames(flips: list, n: int = 2):
+    """A wait condition: `n` more frames drawn (Kivy draws only when something changed,
+    so each check asks for one)."""
+    from kivy.core.window import Window
+
+    target = flips[0] + n
+
+    def drawn() -> bool:
+        Window.canvas.ask_update()
+        return flips[0] >= target
+
+    return drawn
+
+
+def run_steps(app, steps: list[dict], result: dict, flips: list):
+    """The script as a generator of wait conditions."""
+    yield lambda: app.root is not None and app.bundle_status.problem != "The bundle has not been opened yet."
+    for step in steps:
+        kind = step["do"]
+        if kind == "wait_ready":
+            yield lambda: app.ticks > 0 or app.source is None
+            yield after_frames(flips)
+        elif kind in ("capture", "stall_worker"):
+            button = app.screen("preview").ids.capture
+            if app.root.current != "preview" or button.disabled:
+                raise AssertionError(f"CAPTURE cannot be pressed: screen {app.root.current}, notice {app.notice!r}")
+            done = len(app.capture_ms)
+            if kind == "stall_worker":
+                app.worker.submit(lambda seconds=step["seconds"]: time.sleep(seconds))
+                ticks = app.ticks
+                button.trigger_action(0)
+                yield after_frames(flips, 3)
+                result["records"]["while_busy"] = {**record(app), "capture_disabled": button.disabled,
+                                                   "capture_text": button.text}
+                yield lambda ticks=ticks: app.ticks >= ticks + 5  # the preview goes on meanwhile
+                result["records"]["while_busy"]["preview_frames_while_busy"] = app.ticks - ticks
+                result["records"]["while_busy"]["still_busy"] = app.busy
+            else:
+                button.trigger_action(0)
+            yield lambda done=done: len(app.capture_ms) > done
+            yield after_frames(flips)
+        elif kind == "press":
+            widget = app.screen(step["screen"]).ids[step["id"]]
+            if widget.disabled:
+                raise AssertionError(f"{step['id']} is disabled")
+            widget.trigger_action(0)
+            yield after_frames(flips)
+        elif kind == "show":
+            loads = app.history_loads
+            app.show(step["screen"])
+            if step["screen"] == "history":
+                yield lambda loads=loads: app.history_loads > loads
+            yield after_frames(flips, 3)
+        elif kind == "tap_history":
+            rows = app.screen("history").ids.rows
+            entry_id = rows.data[step["row"]]["entry_id"]
+            app.entry_view = None
+            app.show_entry(entry_id)
+            yield lambda: app.entry_view is not None
+            yield after_frames(flips, 3)
+        elif kind == "close_popups":
+            from kivy.core.window import Window
+            from kivy.uix.modalview import ModalView
+
+            for child in list(Window.children):
+                if isinstance(child, ModalView):
+                    child.dismiss(animation=False)
+            yield after_frames(flips, 3)
+        elif kind == "install":
+            app.show("settings")
+            app.install_bundle(Path(step["folder"]))
+            yield lambda: not app.busy
+            yield after_frames(flips, 3)
+        elif kind == "camera":
+            app.choose_camera(step["spec"])
+            yield after_frames(flips)
+        elif kind == "record":
+            result["records"][step["name"]] = record(app)
+        elif kind == "screenshot":
+            yield after_frames(flips)
+            screenshot(step["path"])
+        else:
+            raise ValueError(f"unknown step {kind!r}")
+        result["steps_done"] += 1
+
+
+def record(app) -> dict:
+    """What the current screen shows: every identified widget's text, and the app's state."""
+    from kivy.core.window import Window
+    from kivy.uix.modalview import ModalView
+
+    screen = app.root.current_screen
+    texts = {key: widget.text for key, widget in screen.ids.items() if isinstance(getattr(widget, "text", None), str)}
+    popups = [child for child in Window.children if isinstance(child, ModalView)]
+    out = {
+        "screen": app.root.current, "texts": texts, "notice": app.notice, "ready": app.ready, "busy": app.busy,
+        "bundle": app.bundle_status.describe(), "bundle_ready": app.bundle_status.ready, "camera": app.camera_text,
+        "focus": app.focus_text, "light": app.light_text, "preview_frames": app.ticks,
+        "capture_disabled": app.screen("preview").ids.capture.disabled,
+        "history": [{k: row[k] for k in ("entry_id", "title", "label_id", "score", "when")}
+                    for row in app.screen("history").ids.rows.data],
+        "settings_message": app.screen("settings").message,
+        "popup": [getattr(p, "title", "") + " | " + getattr(p, "lines", "") for p in popups],
+        "popup_crop": [p.ids.crop.texture is not None for p in popups if "crop" in p.ids],
+    }
+    if screen.name == "verdict" and app.outcome is not None:
+        o = app.outcome
+        out["outcome"] = {"kind": o.kind, "title": o.title, "label_id": o.label_id, "score": o.score,
+                          "labels": o.labels, "entry_id": o.entry_id, "verify_ms": o.verify_ms,
+                          "has_crop": o.crop is not None, "has_thumbnail": o.thumbnail is not None}
+        out["banner"] = list(screen.banner)
+    return out
+
+
+def screenshot(path: str) -> None:
+    """The window as drawn, to `path` (Kivy numbers its screenshot files; renamed here)."""
+    from kivy.core.window import Window
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    made = Window.screenshot(name=str(target.with_name(target.stem + "_.png")))
+    os.replace(made, target)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,216 @@
+"""The handheld app, started for real: a Kivy window under Xvfb (SDL's offscreen driver
+where Xvfb is not installed), driven as an inspector would by `tests.edge_app.app.driver`
+(press CAPTURE, read the verdict, open the history and the settings, update the bundle),
+on handheld photos of a simulated batch checked against a real signed bundle. Each app run
+is its own process (Kivy's window is one per process); what it showed comes back as JSON
+and screenshots, and the journal it wrote is read back here."""
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.bundle import load_bundle
+from edge_app.cli import main
+from edge_app.journal import Journal
+from tests.bundle_support import enrolled_bundle, keys, sim_batch
+from tests.edge_app.app.driver import display, run_script
+
+GENUINE_SLOT = 3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A signed bundle with field 0 enrolled, its trusted key, and a folder of photos the
+    file camera captures in name order: a genuine label, a never-enrolled one, a blurred one."""
+    base = tmp_path_factory.getbasetemp() / "bundle_base"
+    base.mkdir(exist_ok=True)
+    root = tmp_path_factory.mktemp("app")
+    bundle = enrolled_bundle(base, root / "bundle")
+    trusted = keys(base)[1]
+    loaded = load_bundle(bundle, trusted)
+    layout = sim_batch().layout
+    fake_slot = next(s for s in range(12) if layout.pattern_of(1, s) in loaded.shards.shards)
+    shots = root / "shots"
+    shots.mkdir()
+    genuine, truth = sim_batch().handheld(0, GENUINE_SLOT, 3)
+    fake, _ = sim_batch().handheld(1, fake_slot, 3)
+    blurred, _ = sim_batch().handheld(0, 2, 3)
+    cv2.imwrite(str(shots / "1_genuine.png"), genuine)
+    cv2.imwrite(str(shots / "2_counterfeit.png"), fake)
+    cv2.imwrite(str(shots / "3_blurred.png"), cv2.GaussianBlur(blurred, (0, 0), 4))
+    tampered = root / "tampered"
+    shutil.copytree(bundle, tampered)
+    shard = next((tampered / "shards").glob("*.ids.npy"))
+    shard.write_bytes(shard.read_bytes().replace(b"V1-0000", b"V1-0001", 1))
+    return {"root": root, "bundle": bundle, "trusted": trusted, "shots": shots, "label_id": truth["label_id"],
+            "tampered": tampered, "tampered_file": f"shards/{shard.name}"}
+
+
+@pytest.fixture(scope="module")
+def screen_env(tmp_path_factory):
+    with display(tmp_path_factory.mktemp("display")) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def inspection(data, screen_env):
+    """One session: genuine, counterfeit and blurred captures, a capture while the worker
+    is held busy, then the history (a row tapped) and the settings."""
+    home = data["root"] / "home"
+    shots = data["root"] / "screens"
+    steps = [{"do": "wait_ready"}, {"do": "record", "name": "preview"}]
+    for name in ("genuine", "counterfeit", "retake"):
+        steps += [{"do": "capture"}, {"do": "record", "name": name},
+                  {"do": "screenshot", "path": str(shots / f"{name}.png")},
+                  {"do": "press", "screen": "verdict", "id": "next"}]
+    steps += [{"do": "stall_worker", "seconds": 1.0}, {"do": "record", "name": "after_stall"},
+              {"do": "show", "screen": "history"}, {"do": "record", "name": "history"},
+              {"do": "tap_history", "row": 3}, {"do": "record", "name": "entry"}, {"do": "close_popups"},
+              {"do": "show", "screen": "settings"}, {"do": "record", "name": "settings"}]
+    script = {"options": {"home": home, "bundle": data["bundle"], "trusted_keys": data["trusted"],
+                          "camera": f"file:{data['shots']}"}, "steps": steps}
+    result = run_script(script, data["root"] / "run1", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    return result, home, shots
+
+
+def test_the_preview_runs_with_the_capture_assist(inspection, data):
+    preview = inspection[0]["records"]["preview"]
+    assert preview["screen"] == "preview"
+    assert preview["ready"] and not preview["capture_disabled"] and preview["notice"] == ""
+    assert preview["preview_frames"] > 0
+    assert preview["focus"] in ("Sharp", "Blurred") and preview["light"] in ("OK", "Too dark", "Too bright")
+    assert preview["bundle"].endswith("12 labels")
+    assert "shots" in preview["camera"]
+
+
+def banner_colour(path: Path) -> np.ndarray:
+    """The mean BGR colour of the top band of a screenshot: the verdict banner."""
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[:2] == (480, 800)
+    return image[10:40, 20:780].reshape(-1, 3).mean(axis=0)
+
+
+def test_a_genuine_label_shows_genuine(inspection, data):
+    result, _, shots = inspection
+    seen = result["records"]["genuine"]
+    assert seen["screen"] == "verdict"
+    assert seen["texts"]["title"] == "GENUINE"
+    assert seen["texts"]["label_id"] == data["label_id"]
+    assert data["label_id"] in seen["texts"]["message"]
+    assert seen["outcome"]["kind"] == "genuine" and seen["outcome"]["has_crop"]
+    assert seen["outcome"]["score"] >= 0.62 and f"{seen['outcome']['score']:.3f}" in seen["texts"]["score"]
+    b, g, r = banner_colour(shots / "genuine.png")
+    assert g > 100 and g > 1.5 * r and g > 1.5 * b  # drawn: a green banner on the screen
+
+
+def test_a_never_enrolled_label_shows_counterfeit(inspection):
+    result, _, shots = inspection
+    seen = result["records"]["counterfeit"]
+    assert seen["screen"] == "verdict"
+    assert seen["texts"]["title"] == "COUNTERFEIT"
+    assert seen["outcome"]["label_id"] is None and seen["outcome"]["score"] < 0.62
+    assert "No enrolled label matches" in seen["texts"]["message"]
+    b, g, r = banner_colour(shots / "counterfeit.png")
+    assert r > 100 and r > 2 * g and r > 2 * b
+
+
+def test_a_blurred_photo_asks_for_a_retake_in_plain_words(inspection):
+    result, _, shots = inspection
+    seen = result["records"]["retake"]
+    assert seen["texts"]["title"] == "RETAKE"
+    assert "blurred" in seen["texts"]["message"] and "take it again" in seen["texts"]["message"]
+    assert seen["outcome"]["kind"] == "unreadable"
+    b, g, r = banner_colour(shots / "retake.png")
+    assert r > 150 and g > 100 and b < 80  # amber
+
+
+def test_verification_runs_off_the_ui_thread(inspection):
+    """While the worker is busy the preview keeps drawing frames and CAPTURE is greyed."""
+    result = inspection[0]
+    busy = result["records"]["while_busy"]
+    assert busy["busy"] and busy["still_busy"]
+    assert busy["capture_disabled"] and busy["capture_text"] == "Checking..."
+    assert busy["preview_frames_while_busy"] >= 5
+    after = result["records"]["after_stall"]
+    assert after["screen"] == "verdict" and after["texts"]["title"] == "GENUINE"  # the folder wrapped round
+    assert len(result["capture_ms"]) == 4 and all(ms > 0 for ms in result["capture_ms"])
+
+
+def test_every_verification_is_in_the_journal(inspection, data):
+    _, home, _ = inspection
+    with Journal(home / "journal.sqlite") as journal:
+        entries = journal.recent()
+        assert [e.verdict for e in entries] == ["genuine", "unreadable", "counterfeit", "genuine"]
+        assert entries[0].label_id == entries[3].label_id == data["label_id"]
+        assert entries[2].label_id is None and entries[2].score < entries[2].threshold
+        assert all(e.bundle_version and e.bundle_version == entries[0].bundle_version for e in entries)
+        assert entries[3].source.endswith("1_genuine.png#0")
+        crop = journal.crop(entries[3].id)
+        assert crop is not None and crop.shape[0] == crop.shape[1] >= 128
+
+
+def test_the_history_lists_the_journal_newest_first(inspection, data):
+    result, home, _ = inspection
+    rows = result["records"]["history"]["history"]
+    assert [row["title"] for row in rows] == ["GENUINE", "RETAKE", "COUNTERFEIT", "GENUINE"]
+    assert rows[0]["label_id"] == data["label_id"] and rows[2]["label_id"] == "no match"
+    with Journal(home / "journal.sqlite") as journal:
+        assert [row["entry_id"] for row in rows] == [e.id for e in journal.recent()]
+    entry = result["records"]["entry"]
+    assert entry["popup"] and entry["popup"][0].startswith("GENUINE") and data["label_id"] in entry["popup"][0]
+    assert entry["popup_crop"] == [True]
+
+
+def test_the_settings_show_the_bundle_and_camera(inspection, data):
+    settings = inspection[0]["records"]["settings"]
+    assert settings["screen"] == "settings"
+    assert settings["texts"]["camera"] == f"file:{data['shots']}"
+    assert settings["texts"]["update_bundle"].startswith("Update bundle from folder")
+
+
+def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data, screen_env, tmp_path):
+    """A new device: no bundle and no usable camera. The app starts and says so; a
+    tampered bundle is refused (naming the file); the good one installs and verifies; a
+    later tampered update leaves it in use."""
+    home = tmp_path / "home"
+    (home / "trusted_keys").mkdir(parents=True)
+    shutil.copy(next(data["trusted"].glob("*.pub")), home / "trusted_keys")
+    steps = [{"do": "wait_ready"}, {"do": "record", "name": "new"},
+             {"do": "install", "folder": data["tampered"]}, {"do": "record", "name": "refused"},
+             {"do": "install", "folder": data["bundle"]}, {"do": "record", "name": "installed"},
+             {"do": "camera", "spec": f"file:{data['shots']}"}, {"do": "show", "screen": "preview"},
+             {"do": "record", "name": "ready"},
+             {"do": "install", "folder": data["tampered"]}, {"do": "record", "name": "kept"},
+             {"do": "show", "screen": "preview"}, {"do": "capture"}, {"do": "record", "name": "verdict"}]
+    script = {"options": {"home": home, "camera": f"file:{tmp_path / 'no such folder'}"}, "steps": steps}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    seen = result["records"]
+    assert seen["new"]["screen"] == "preview" and seen["new"]["capture_disabled"]
+    assert "No bundle is installed" in seen["new"]["notice"] and "Update bundle" in seen["new"]["notice"]
+    assert not seen["new"]["bundle_ready"]
+    assert "Update refused" in seen["refused"]["settings_message"]
+    assert data["tampered_file"] in seen["refused"]["settings_message"]
+    assert not seen["refused"]["bundle_ready"]
+    assert seen["installed"]["bundle_ready"] and "Installed" in seen["installed"]["settings_message"]
+    assert seen["ready"]["ready"] and not seen["ready"]["capture_disabled"] and seen["ready"]["notice"] == ""
+    assert "Update refused" in seen["kept"]["settings_message"]
+    assert "previous bundle is still in use" in seen["kept"]["settings_message"]
+    assert seen["kept"]["bundle_ready"]
+    assert seen["verdict"]["texts"]["title"] == "GENUINE" and seen["verdict"]["texts"]["label_id"] == data["label_id"]
+    from edge_app.device_store import DeviceStore
+
+    store = DeviceStore(home)
+    assert store.bundle_path() == home / "bundle"
+    assert store.load_settings()["camera"] == f"file:{data['shots']}"  # chosen in Settings, kept for next time
+
+
+def test_bad_options_are_clear_errors(capsys):
+    assert main(["app", "--size", "big"]) == 2
+    assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
+    assert main(["app", "--exposure-us", "0"]) == 2
+    assert "--exposure-us must be positive" in capsys.readouterr().err

@@ -1,0 +1,181 @@
+"""The handheld app, measured in the app: the time from pressing CAPTURE to the verdict
+drawn on the screen, and screenshots of every screen at the Pi's 800x480.
+
+    .venv/bin/python tools/bench_app.py                          # 30 captures, prints the figures
+    .venv/bin/python tools/bench_app.py --screenshots docs/      # and docs/app_*.png
+    .venv/bin/python tools/bench_app.py --designed               # the test model (no shipped bundle needed)
+
+1. a simulated film (`trainer.simdata`) whose first field is enrolled into a copy of the
+   shipped model's bundle (`trainer.enroll`), signed with a fresh key;
+2. handheld photos (`fabrication.sim.field_camera`) of enrolled labels (genuine) and of the
+   second field's labels (never enrolled: counterfeit), alternately, in a folder that the
+   app's file camera captures in name order;
+3. the real app, started under Xvfb (SDL's offscreen driver where Xvfb is not installed)
+   and driven by `tests.edge_app.app.driver`, presses CAPTURE N times; the app times each
+   press to the first frame drawn with the verdict (`PufApp.capture_ms`), beside the
+   verifier's own time for the photo (segment + model + search).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SCREENS = ("preview", "genuine", "counterfeit", "retake", "history", "settings")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captures", type=int, default=30, help="presses of CAPTURE to time (default 30)")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default", help="exported model bundle")
+    parser.add_argument("--designed", action="store_true", help="use the designed test model instead")
+    parser.add_argument("--film-seed", type=int, default=901)
+    parser.add_argument("--screenshots", type=Path, metavar="DIR", help="also write DIR/app_<screen>.png")
+    parser.add_argument("--out", type=Path, default=Path("bench_app.json"))
+    args = parser.parse_args(argv)
+
+    from tests.edge_app.app.driver import display, run_script
+
+    work = Path(tempfile.mkdtemp(prefix="bench_app."))
+    device = enrolled_device(work, args)
+    photos = write_photos(work / "photos", device, args.captures)
+    home = work / "home"
+    options = {"home": home, "bundle": device["bundle"], "trusted_keys": device["trusted"],
+               "camera": f"file:{photos}"}
+    steps = [{"do": "wait_ready"}]
+    for i in range(args.captures):
+        steps += [{"do": "capture"}, {"do": "record", "name": f"capture{i}"},
+                  {"do": "press", "screen": "verdict", "id": "next"}]
+    with display(work / "display") as env:
+        result = run_script({"options": options, "steps": steps}, work / "bench", env, timeout=600)
+        if result["error"]:
+            print(result["error"], result["stderr"], file=sys.stderr)
+            return 1
+        if args.screenshots:
+            shoot(args.screenshots, work, device, {**options, "camera": f"file:{device['showcase']}"}, env)
+    outcomes = [result["records"][f"capture{i}"]["outcome"] for i in range(args.captures)]
+    kinds = [o["kind"] for o in outcomes]
+    capture_ms, verify_ms = np.array(result["capture_ms"]), np.array([o["verify_ms"] for o in outcomes])
+    figures = {
+        "captures": args.captures,
+        "model": "designed test model" if args.designed else str(args.bundle),
+        "labels_enrolled": device["enrolled"],
+        "verdicts": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
+        "wrong": sum(o["kind"] != expected for o, expected in zip(outcomes, device["expected"], strict=False)),
+        "capture_to_verdict_ms": summary(capture_ms),
+        "verify_ms": summary(verify_ms),
+        "ui_and_journal_ms": summary(capture_ms - verify_ms),
+        "display": "Xvfb, Mesa llvmpipe" if shutil.which("Xvfb") else "SDL offscreen, Mesa llvmpipe",
+        "window": "800x480", "cpus": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+    args.out.write_text(json.dumps({**figures, "capture_ms": result["capture_ms"]}, indent=1))
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+def summary(values: np.ndarray) -> dict:
+    return {"median": round(float(np.median(values)), 1), "p90": round(float(np.percentile(values, 90)), 1),
+            "max": round(float(values.max()), 1)}
+
+
+def enrolled_device(work: Path, args: argparse.Namespace) -> dict:
+    """A signed bundle with the first field of a simulated film enrolled, its trusted key,
+    and the film to photograph."""
+    import cv2
+
+    from trainer.enroll import enroll
+    from trainer.keys import generate_keypair, load_private_key
+    from trainer.simdata import SimSpec, field_captures, make_film, make_layout
+
+    spec = SimSpec("APP", args.film_seed, 2, 1, microscope_shots=1, handheld_shots=0)
+    layout = make_layout(spec)
+    film = make_film(spec, layout)
+    crops, lines = work / "crops", []
+    (crops / "crops").mkdir(parents=True)
+    for label_id, _, crop in field_captures(spec, layout, film, 0):
+        cv2.imwrite(str(crops / "crops" / f"{label_id}.png"), crop)
+        lines.append(f"{label_id},{layout.pattern_of(0, int(label_id[-2:]))}")
+    (crops / "labels.csv").write_text("label_id,pattern\n" + "\n".join(lines) + "\n")
+    bundle = work / "bundle"
+    if args.designed:
+        from tests.bundle_support import write_model_bundle
+
+        write_model_bundle(bundle, [cv2.imread(str(p)) for p in sorted((crops / "crops").glob("*.png"))])
+    else:
+        shutil.copytree(args.bundle, bundle, ignore=shutil.ignore_patterns("shards"))
+    private, public, _ = generate_keypair(work / "keys" / "bench")
+    (work / "trusted").mkdir()
+    shutil.copy(public, work / "trusted" / "bench.pub")
+    report = enroll(bundle, crops, load_private_key(private), progress=False)
+    enrolled = sorted(line.split(",")[0] for line in lines)
+    return {"bundle": bundle, "trusted": work / "trusted", "layout": layout, "film": film,
+            "enrolled": report["labels_added"], "enrolled_ids": enrolled}
+
+
+def write_photos(folder: Path, device: dict, count: int) -> Path:
+    """`count` handheld photos, genuine and never enrolled by turns (named in capture order),
+    and a showcase folder for the screenshots: a genuine label near the guide box, a
+    never-enrolled one, a blurred one."""
+    import cv2
+
+    from fabrication.sim.field_camera import capture_label
+
+    layout, film = device["layout"], device["film"]
+    enrolled_slots = [int(label_id[-2:]) for label_id in device["enrolled_ids"]]
+    folder.mkdir(parents=True)
+    device["expected"] = []
+    for i in range(count):
+        genuine = i % 2 == 0
+        slot = enrolled_slots[(i // 2) % len(enrolled_slots)] if genuine else (i // 2) % layout.labels_per_field
+        image, _ = capture_label(film, layout, 0 if genuine else 1, slot, seed=100 + i)
+        cv2.imwrite(str(folder / f"{i:03d}.png"), image)
+        device["expected"].append("genuine" if genuine else "counterfeit")
+    showcase = folder.parent / "showcase"
+    showcase.mkdir()
+    centred = min(range(40), key=lambda seed: off_centre(capture_label(film, layout, 0, enrolled_slots[3], seed)))
+    cv2.imwrite(str(showcase / "1_genuine.png"), capture_label(film, layout, 0, enrolled_slots[3], centred)[0])
+    enrolled_patterns = {layout.pattern_of(0, slot) for slot in enrolled_slots}
+    lookalike = next(s for s in range(layout.labels_per_field) if layout.pattern_of(1, s) in enrolled_patterns)
+    cv2.imwrite(str(showcase / "2_counterfeit.png"), capture_label(film, layout, 1, lookalike, 7)[0])
+    blurred = capture_label(film, layout, 0, enrolled_slots[1], 8)[0]
+    cv2.imwrite(str(showcase / "3_blurred.png"), cv2.GaussianBlur(blurred, (0, 0), 4))
+    device["showcase"] = showcase
+    return folder
+
+
+def off_centre(capture: tuple) -> float:
+    image, truth = capture
+    centre = np.mean(truth["corners_px"], axis=0)
+    return float(np.hypot(*(centre - np.array(image.shape[1::-1]) / 2)))
+
+
+def shoot(folder: Path, work: Path, device: dict, options: dict, env: dict) -> None:
+    """Every screen at 800x480, the history holding the benchmark's captures too."""
+    from tests.edge_app.app.driver import run_script
+
+    shots = {name: str(Path(folder) / f"app_{name}.png") for name in SCREENS}
+    steps = [{"do": "wait_ready"}, {"do": "screenshot", "path": shots["preview"]}]
+    for name in ("genuine", "counterfeit", "retake"):
+        steps += [{"do": "capture"}, {"do": "screenshot", "path": shots[name]},
+                  {"do": "press", "screen": "verdict", "id": "next"}]
+    steps += [{"do": "show", "screen": "history"}, {"do": "screenshot", "path": shots["history"]},
+              {"do": "show", "screen": "settings"}, {"do": "screenshot", "path": shots["settings"]}]
+    result = run_script({"options": options, "steps": steps}, work / "screens", env)
+    if result["error"]:
+        raise RuntimeError(result["error"] + result["stderr"])
+    print("screenshots:", ", ".join(shots.values()), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
