@@ -32,6 +32,10 @@ def configure_kivy(options: AppOptions) -> None:
     Config.set("graphics", "fullscreen", "auto" if options.fullscreen else "0")
     Config.set("graphics", "show_cursor", "0" if options.fullscreen else "1")
     Config.set("input", "mouse", "mouse,multitouch_on_demand")  # no red multitouch dots on right click
+    # A touch screen reaches the app through the desktop as the pointer; reading its device
+    # directly too (Kivy's default probesysfs provider) would deliver every tap twice.
+    if Config.has_option("input", "%(name)s"):
+        Config.remove_option("input", "%(name)s")
     Config.set("kivy", "exit_on_escape", "0" if options.fullscreen else "1")
 
 
