@@ -53,7 +53,7 @@ COLOURS = {  # verdict -> (background, text)
     "unreadable": ((0.98, 0.68, 0.13, 1), (0.1, 0.1, 0.1, 1)),
 }
 NO_ID = ("not read", "no match")  # what stands for the label id of a retake, a counterfeit
-OK_COLOUR, WARN_COLOUR = (0.20, 0.75, 0.35, 1), (0.98, 0.68, 0.13, 1)
+OK_COLOUR, WARN_COLOUR, IDLE_COLOUR = (0.20, 0.75, 0.35, 1), (0.98, 0.68, 0.13, 1), (0.55, 0.58, 0.62, 1)
 
 
 def to_texture(image: np.ndarray, texture: Texture | None = None) -> Texture:
@@ -177,6 +177,7 @@ class HistoryRow(ButtonBehavior, BoxLayout):
     tint = ColorProperty((0, 0, 0, 1))
     ink = ColorProperty((1, 1, 1, 1))
     label_id = StringProperty("")
+    identified = BooleanProperty(True)  # label_id is an id, not words standing for none
     score = StringProperty("")
     when = StringProperty("")
 
@@ -226,9 +227,9 @@ class PufApp(App):
     bundle_text = StringProperty("")
     camera_text = StringProperty("")
     focus_text = StringProperty("-")
-    focus_colour = ColorProperty(WARN_COLOUR)
+    focus_colour = ColorProperty(IDLE_COLOUR)
     light_text = StringProperty("-")
-    light_colour = ColorProperty(WARN_COLOUR)
+    light_colour = ColorProperty(IDLE_COLOUR)
     hint = StringProperty("")
     auto_exposure = BooleanProperty(True)
     exposure_us = NumericProperty(10_000)
@@ -409,6 +410,8 @@ class PufApp(App):
             self.source = None
             self.camera_problem = f"The camera stopped: {error}. Choose it again in Settings."
             self._update_ready()
+            self.focus_text = self.light_text = "-"
+            self.focus_colour = self.light_colour = IDLE_COLOUR
             return
         height, width = image.shape[:2]
         box = guide_box(width, height)
@@ -476,6 +479,7 @@ class PufApp(App):
             tint, ink = COLOURS.get(entry.verdict, COLOURS["unreadable"])
             rows.append({"entry_id": entry.id, "title": TITLES.get(entry.verdict, entry.verdict.upper()),
                          "tint": tint, "ink": ink, "label_id": entry.label_id or NO_ID[entry.verdict == "counterfeit"],
+                         "identified": entry.label_id is not None,
                          "score": "" if entry.score is None else f"{entry.score:.3f}", "when": local_time(entry.time)})
         screen = self.screen("history")
         screen.ids.rows.data = rows
