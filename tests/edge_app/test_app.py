@@ -12,9 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_app.app.inspection import choose, plain_reason, summarise
+from edge_app.app.worker import Worker
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
 from edge_app.journal import Journal
+from edge_app.verify import Verdict
 from tests.bundle_support import enrolled_bundle, keys, sim_batch
 from tests.edge_app.app.driver import display, run_script
 
@@ -214,3 +217,41 @@ def test_bad_options_are_clear_errors(capsys):
     assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["app", "--exposure-us", "0"]) == 2
     assert "--exposure-us must be positive" in capsys.readouterr().err
+
+
+def verdict(kind: str, score: float | None = None, label_id: str | None = None, reason: str = "") -> Verdict:
+    return Verdict(kind, label_id, score, 0.62, None, None, {"total": 3.0}, reason, "photo#0",
+                   corners_px=None if kind == "unreadable" else [[0, 0], [1, 0], [1, 1], [0, 1]])
+
+
+def test_of_several_labels_in_a_photo_a_counterfeit_is_shown_and_the_rest_counted():
+    found = [verdict("genuine", 0.8, "A"), verdict("counterfeit", 0.3), verdict("genuine", 0.9, "B")]
+    assert choose(found) == 1
+    assert summarise(found, 1) == "3 labels in the photo (2 genuine, 1 counterfeit); showing the counterfeit one"
+    assert choose([found[0], found[2]]) == 1  # the best genuine
+    assert choose([verdict("unreadable", reason="no label found")]) == 0
+    assert summarise(found[:1], 0) == ""
+
+
+@pytest.mark.parametrize("reason, words", [
+    ("no label found; 1 cut by the photo's edge: retake the photo with the whole label in view", "guide box"),
+    ("out of focus or blurred (sharpness 0.041 < 0.09): retake the photo", "blurred"),
+    ("too dark (film level 5 < 12): retake with more light", "too dark"),
+    ("overexposed (9% of pixels saturated): retake with less light", "too bright"),
+])
+def test_a_retake_says_what_to_do_in_plain_words(reason, words):
+    assert words in plain_reason(verdict("unreadable", reason=reason))
+
+
+def test_the_worker_runs_jobs_in_order_off_the_calling_thread_and_hands_back_errors():
+    import threading
+
+    posted, results = [], []
+    worker = Worker(posted.append)
+    worker.submit(threading.get_ident, lambda result, error: results.append((result, error)))
+    worker.submit(lambda: 1 / 0, lambda result, error: results.append((result, type(error))))
+    worker.stop()
+    for callback in posted:  # the UI thread runs what the worker posted
+        callback()
+    assert results[0][0] != threading.get_ident() and results[0][1] is None
+    assert results[1] == (None, ZeroDivisionError)
