@@ -302,15 +302,17 @@ def run(args: argparse.Namespace) -> int:
     if "summary" in report:
         print("\n" + tables(report))
     print(f"\nmachine: {report['machine']['cpus']} CPU cores, Python {report['machine']['python']}")
-    print(f"\nbatch:        {paths['batch']}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/, overlays/)")
-    print(f"registry:     {paths['registry']}")
-    for name, path in report["pictures"].items():
-        print(f"{name + ':':<13} {path}")
+    rows = [("batch", f"{paths['batch']}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/, overlays/)"),
+            ("registry", paths["registry"]), *report["pictures"].items()]
     if "figures" in report:
-        print(f"{'copied to:':<13} {', '.join(report['figures'].values())}")
+        rows.append(("copied to", ", ".join(report["figures"].values())))
     if "try" in report:
-        print(f"bundle:       {paths['bundle']}  (signed; trusted key in {paths['trusted_keys']})")
-        print(f"photos:       {paths['handheld']}  ({report['photos']} handheld photos, named by kind and label)")
+        rows += [("bundle", f"{paths['bundle']}  (signed; trusted key in {paths['trusted_keys']})"),
+                 ("photos", f"{paths['handheld']}  ({report['photos']} handheld photos, named by kind and label)")]
+    print()
+    for name, value in rows:
+        print(f"{name + ':':<16}{value}")
+    if "try" in report:
         print("\ntry them on the device's verifier and app:")
         for command in report["try"]:
             print(f"  {command}")

@@ -275,22 +275,21 @@ def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
         _text(image, f"{value:.1f}", (x(value) - 14, h - bottom + 24), 0.45)
     _text(image, "score: cosine similarity to the nearest enrolled label of the pattern read "
           "(photos on a square-root axis)", (left + 60, h - 14), 0.5)
-    _text(image, "photos", (8, top - 8), 0.45)
+    _text(image, "photos", (8, top - 16), 0.45)
     for n in sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, peak}):
         if n > peak:
             continue
         _text(image, str(n), (20, y(n) + 5), 0.45)
         cv2.line(image, (left - 5, y(n)), (w - right, y(n)), (235, 235, 235), 1)
     cv2.rectangle(image, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    layer = image.copy()
-    for kind, count in counts.items():
-        for b in np.flatnonzero(count):
-            cv2.rectangle(layer, (x(edges[b]), y(count[b])), (x(edges[b + 1]), h - bottom), _KIND_COLOUR[kind], -1)
-    image = cv2.addWeighted(layer, 0.35, image, 0.65, 0)
     for i, (kind, count) in enumerate(counts.items()):
         colour = _KIND_COLOUR[kind]
-        for b in np.flatnonzero(count):
-            cv2.rectangle(image, (x(edges[b]), y(count[b])), (x(edges[b + 1]), h - bottom), colour, 1)
+        used = np.flatnonzero(count)
+        points = [(x(edges[used[0]]), h - bottom)]
+        for b in range(used[0], used[-1] + 1):  # a step outline: overlapping kinds stay readable
+            points += [(x(edges[b]), y(count[b])), (x(edges[b + 1]), y(count[b]))]
+        points.append((x(edges[used[-1] + 1]), h - bottom))
+        cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
         v = scores[kind]
         _text(image, f"{KIND_TEXT[kind]}: {len(v)}, median {np.median(v):.3f}", (left + 10, 56 + 22 * i), 0.5,
               colour, 1)

@@ -46,9 +46,10 @@ photograph = Verb(
 
 demo = Verb(
     "demo",
-    "Run the whole line on the simulated factory and show what it made.",
-    "  puf demo                                    # into ./demo_out\n"
-    "  puf demo --out /tmp/puf-demo --fields 20",
+    "Run the whole line on the simulated factory, verify genuine, never-enrolled and cloned labels.",
+    "  puf demo                                    # a 2,400-label batch into ./demo_out (2-3 min)\n"
+    "  puf demo --out /tmp/puf-demo --fields 4x2 --photos 40   # a small batch, under a minute\n"
+    "  puf demo --figures docs/ --json > demo.json # pictures for the README, the report for programs",
     *from_module("fabrication.demo"),
     needs=_FACTORY,
     extra="factory",
