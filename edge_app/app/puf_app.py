@@ -201,12 +201,44 @@ class EntryView(ModalView):
 
 
 class FolderChooser(ModalView):
-    """Pick a folder (a USB stick's bundle, or a folder of photos)."""
+    """Pick a folder (a USB stick's bundle, or a folder of photos) with rows big enough
+    for a finger: open folders by tapping them, then choose the one you are in."""
 
-    start = StringProperty("")
+    path = StringProperty("")
     heading = StringProperty("")
     action = StringProperty("")
     chosen = ObjectProperty(None, allownone=True)  # called with the folder
+    note = StringProperty("")
+    holds_bundle = BooleanProperty(False)
+    for_bundle = BooleanProperty(False)  # only a folder holding a bundle can be chosen
+
+    def on_path(self, _view, path: str) -> None:
+        if "folders" not in self.ids:  # set before the layout is built: listed from on_kv_post
+            return
+        try:
+            names = sorted((p.name for p in Path(path).iterdir() if p.is_dir() and not p.name.startswith(".")),
+                           key=str.lower)
+        except OSError as error:
+            names, self.note = [], f"cannot open {path}: {error.strerror or error}"
+        else:
+            self.holds_bundle = (Path(path) / "manifest.json").is_file()
+            self.note = "this folder holds a bundle" if self.holds_bundle else (
+                "open the folder that holds the bundle" if self.for_bundle else "")
+        self.ids.folders.data = [{"text": name, "chooser": self} for name in names]
+
+    def enter(self, name: str) -> None:
+        self.path = str(Path(self.path) / name)
+
+    def up(self) -> None:
+        self.path = str(Path(self.path).parent)
+
+    def choose(self) -> None:
+        self.dismiss()
+        self.chosen(Path(self.path))
+
+
+class FolderRow(ButtonBehavior, Label):
+    chooser = ObjectProperty(None, allownone=True)
 
 
 def removable_media_root() -> Path:
@@ -301,8 +333,8 @@ class PufApp(App):
         self._update_ready()
 
     def choose_bundle_folder(self) -> None:
-        FolderChooser(start=str(removable_media_root()), heading="Choose the bundle folder (on the USB stick)",
-                      action="Install this bundle", chosen=self.install_bundle).open()
+        FolderChooser(path=str(removable_media_root()), heading="Open the bundle folder (on the USB stick)",
+                      action="Install this bundle", chosen=self.install_bundle, for_bundle=True).open()
 
     def install_bundle(self, folder: Path) -> None:
         """Check and install a bundle from `folder` on the worker; the old one stays in use
@@ -360,7 +392,7 @@ class PufApp(App):
             self._save_settings()
 
     def choose_photo_folder(self) -> None:
-        FolderChooser(start=str(removable_media_root()), heading="Choose a folder of photos to check",
+        FolderChooser(path=str(removable_media_root()), heading="Open a folder of photos to check",
                       action="Use these photos", chosen=lambda folder: self.choose_camera(f"file:{folder}")).open()
 
     def on_camera_spec(self, _app, spec: str) -> None:

@@ -15,7 +15,9 @@ SDL's offscreen driver where Xvfb is not installed (`display`). The script is JS
     {"do": "show", "screen": S}                    go to a screen (as its button does)
     {"do": "tap_history", "row": 0}                tap a history row, wait for its photo
     {"do": "close_popups"}
-    {"do": "install", "folder": PATH}              Settings -> Update bundle, PATH chosen in the chooser
+    {"do": "install", "folder": PATH}              Settings -> Update bundle, PATH opened in the folder
+                                                   chooser, Install pressed; wait for the outcome
+    {"do": "chooser", "path": PATH}                open PATH in the folder chooser that is showing
     {"do": "camera", "spec": SPEC}                 Settings -> Camera
     {"do": "record", "name": N}                    what the current screen shows, as result["records"][N]
     {"do": "screenshot", "path": P}
@@ -155,6 +157,10 @@ def after_frames(flips: list, n: int = 2):
 
 def run_steps(app, steps: list[dict], result: dict, flips: list):
     """The script as a generator of wait conditions."""
+    from kivy.core.window import Window
+
+    from edge_app.app.puf_app import FolderChooser
+
     yield lambda: app.root is not None and app.bundle_status.problem != "The bundle has not been opened yet."
     for step in steps:
         kind = step["do"]
@@ -200,17 +206,22 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
             yield lambda: app.entry_view is not None
             yield after_frames(flips, 3)
         elif kind == "close_popups":
-            from kivy.core.window import Window
             from kivy.uix.modalview import ModalView
 
             for child in list(Window.children):
                 if isinstance(child, ModalView):
                     child.dismiss(animation=False)
             yield after_frames(flips, 3)
-        elif kind == "install":
-            app.show("settings")
-            app.install_bundle(Path(step["folder"]))
-            yield lambda: not app.busy
+        elif kind in ("install", "chooser"):
+            if kind == "install":
+                app.show("settings")
+                app.screen("settings").ids.update_bundle.trigger_action(0)
+                yield after_frames(flips)
+            chooser = next(child for child in Window.children if isinstance(child, FolderChooser))
+            chooser.path = str(step.get("folder") or step["path"])  # as if opened folder by folder
+            if kind == "install":
+                chooser.ids.choose.trigger_action(0)
+                yield lambda: not app.busy
             yield after_frames(flips, 3)
         elif kind == "camera":
             app.choose_camera(step["spec"])
