@@ -1,0 +1,117 @@
+"""`puf journal`: show or export the device's journal of verifications.
+
+    puf journal list [--limit N] [--json]        the latest checks, newest first
+    puf journal export OUT.csv|- [--since DATE]  CSV for sync (a file written atomically, or stdout)
+
+Both read ``--journal PATH`` (default: the device's, `edge_app.device_store`). Only the
+standard library at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--journal", type=Path, metavar="PATH",
+                        help="the journal file (default: journal.sqlite in $PUF_HOME, else ~/.local/share/puf)")
+    commands = parser.add_subparsers(dest="journal_command", metavar="{list,export}", required=True)
+    shown = commands.add_parser("list", parents=[common], help="the latest checks, newest first",
+                                description="The latest checks, newest first.",
+                                epilog="example: puf journal list --limit 20", formatter_class=_Format)
+    shown.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    shown.add_argument("--json", action="store_true", help="print them as JSON")
+    export = commands.add_parser("export", parents=[common], help="every check as CSV, for sync",
+                                 description="Every check as CSV (header row; oldest first), for sync.",
+                                 epilog="examples:\n  puf journal export checks.csv\n"
+                                        "  puf journal export - --since 2026-11-01", formatter_class=_Format)
+    export.add_argument("out", help="the CSV file to write (replaced atomically), or - for stdout")
+    export.add_argument("--since", metavar="DATE",
+                        help="only checks from this date or time on, UTC (2026-11-01 or 2026-11-01T08:00)")
+
+
+class _Format(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_app.device_store import JOURNAL, device_home
+    from edge_app.journal import Journal
+
+    path = args.journal or device_home() / JOURNAL
+    if args.journal_command == "list":
+        from edge_app.errors import PufError
+
+        if args.limit < 1:
+            raise PufError(f"--limit must be at least 1, got {args.limit}")
+        with Journal(path, create=False) as journal:
+            entries = journal.recent(args.limit)
+            total = len(journal)
+        if args.json:
+            from dataclasses import asdict
+
+            print(json.dumps([asdict(entry) for entry in entries], indent=1))
+        else:
+            print(table(entries, total, path))
+        return 0
+    since = parse_since(args.since) if args.since else None
+    with Journal(path, create=False) as journal:
+        if args.out == "-":
+            journal.export_csv(sys.stdout, since)
+            return 0
+        written = export_atomic(journal, Path(args.out), since)
+    print(f"wrote {written} checks to {args.out}", file=sys.stderr)
+    return 0
+
+
+def parse_since(text: str) -> datetime:
+    from edge_app.errors import PufError
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PufError(f"--since must be a date or time like 2026-11-01 or 2026-11-01T08:00, got {text!r}") from None
+
+
+def export_atomic(journal, out: Path, since: datetime | None) -> int:
+    """Export to a temporary file beside `out`, then rename it over `out`."""
+    from edge_app.errors import PufError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
+    except OSError as error:
+        raise PufError(f"cannot write {out}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            written = journal.export_csv(f, since)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as error:
+        raise PufError(f"cannot write {out}: {error.strerror or error}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return written
+
+
+def table(entries: list, total: int, path: Path) -> str:
+    """The entries as a table for people."""
+    if not entries:
+        return f"the journal {path} holds no checks yet"
+    rows = [("id", "time (UTC)", "verdict", "label", "score", "pattern", "bundle", "reason")]
+    for e in entries:
+        rows.append((str(e.id), e.time.replace("T", " ").rstrip("Z"), e.verdict.upper(), e.label_id or "-",
+                     "-" if e.score is None else f"{e.score:.3f}", e.pattern or "-", e.bundle_version or "-",
+                     e.reason if len(e.reason) <= 60 else e.reason[:57] + "..."))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]
+    lines.append(f"{len(entries)} of {total} checks, newest first ({path})")
+    return "\n".join(lines)
