@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.camera.base import Frame, FrameSource, as_bgr, downscale
+from edge_app.camera.base import Frame, FrameSource, as_bgr, check_exposure, downscale
 from edge_app.errors import PufError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -88,9 +88,10 @@ class FileSource(FrameSource):
         key = (self.index, max_width)
         if self._preview is None or self._preview[0] != key:
             try:
-                preview = downscale(self._current(), max_width).view()  # read-only below, the photo not
+                photo = self._current()
             except PufError:  # said when captured; the live view shows why there is no picture
-                preview = placeholder(["Cannot read this photo:", self.paths[self.index].name[:40]], max_width)
+                photo = placeholder(["Cannot read this photo:", self.paths[self.index].name[:40]], max(max_width, 16))
+            preview = downscale(photo, max_width).view()  # read-only below, the photo not
             preview.flags.writeable = False
             self._preview = (key, preview)
         return self._preview[1]
@@ -106,7 +107,8 @@ class FileSource(FrameSource):
         return Frame(image.copy(), str(path), None, None, time.time())
 
     def set_exposure(self, exposure_us: int | None, gain: float | None) -> None:
-        """Photos are already taken: nothing to set."""
+        """Photos are already taken: checked, and nothing to set."""
+        check_exposure(exposure_us, gain)
 
     def close(self) -> None:
         self._image = self._preview = None
