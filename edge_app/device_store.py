@@ -1,0 +1,223 @@
+"""Where the device keeps its things, and how a new bundle replaces the old one.
+
+    HOME/                    $PUF_HOME, else $XDG_DATA_HOME/puf (~/.local/share/puf)
+        bundle/              the bundle labels are verified with (installed from a USB stick)
+        bundle.previous/     the one it replaced, kept until the next update
+        bundle.incoming/     an update being copied and checked (gone when it is done)
+        journal.sqlite       every verification (`edge_app.journal`)
+        settings.json        camera and exposure chosen in the app
+        trusted_keys/        public keys of the factories whose bundles this device accepts
+                             (optional; else `edge_app.signing.default_trusted_keys_dir`)
+
+An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
+(checksums and Ed25519 signature, `edge_app.bundle.load_bundle`) and only then swapped in
+by two renames: ``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A
+crash or power cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
+which opening the store puts back; at every moment a checked bundle is there to load.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+log = logging.getLogger(__name__)
+
+BUNDLE, PREVIOUS, INCOMING = "bundle", "bundle.previous", "bundle.incoming"
+JOURNAL, SETTINGS, TRUSTED_KEYS = "journal.sqlite", "settings.json", "trusted_keys"
+
+
+def device_home() -> Path:
+    """$PUF_HOME, else $XDG_DATA_HOME/puf, else ~/.local/share/puf."""
+    if os.environ.get("PUF_HOME"):
+        return Path(os.environ["PUF_HOME"])
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "puf"
+
+
+def on_raspberry_pi() -> bool:
+    try:
+        return "raspberry pi" in Path("/proc/device-tree/model").read_text(errors="replace").lower()
+    except OSError:
+        return False
+
+
+def default_settings() -> dict:
+    return {"camera": "picamera2" if on_raspberry_pi() else "opencv:0", "exposure_us": None, "gain": None}
+
+
+def bundle_version(bundle) -> str:
+    """A short id of an `edge_app.bundle.Bundle` for people and the journal: the model's
+    version and the first 8 hex digits of the sha256 of its manifest's signed contents
+    (so every enrollment, which changes the manifest, is a new version), e.g.
+    ``sim-20261125-3fa9c2d1``."""
+    from edge_app.signing import canonical_bytes
+
+    manifest = bundle.manifest
+    digest = hashlib.sha256(canonical_bytes(manifest)).hexdigest()[:8]
+    model = manifest.get("model") or {}
+    version = str(model.get("version") or model.get("name") or "bundle")
+    return f"{version}-{digest}"
+
+
+class DeviceStore:
+    """The device's folder (see the module's docstring)."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = Path(home) if home is not None else device_home()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PufError(f"cannot make the device's folder {self.home}: {error.strerror or error}") from None
+        self.journal_path = self.home / JOURNAL
+        self._repair()
+
+    def _repair(self) -> None:
+        """Finish what a crash during an update left: the previous bundle back if the new one
+        was not yet in place, and no half-copied update."""
+        bundle, previous, incoming = self.home / BUNDLE, self.home / PREVIOUS, self.home / INCOMING
+        if not bundle.exists() and previous.is_dir():
+            log.warning("an update was cut off before it was in place: putting the previous bundle back")
+            os.replace(previous, bundle)
+            _sync_dir(self.home)
+        if incoming.exists():
+            shutil.rmtree(incoming, ignore_errors=True)
+
+    # ---- bundle --------------------------------------------------------------------------
+    def bundle_path(self) -> Path | None:
+        """HOME/bundle when one is installed, else None."""
+        path = self.home / BUNDLE
+        return path if path.is_dir() else None
+
+    def trusted_keys_dir(self) -> Path:
+        from edge_app.signing import default_trusted_keys_dir
+
+        own = self.home / TRUSTED_KEYS
+        return own if own.is_dir() else default_trusted_keys_dir()
+
+    def install_bundle(self, source: Path, trusted_keys: dict | Path | None):
+        """Copy the bundle in `source` (a USB stick) in, check it, and make it the device's
+        bundle; returns it loaded (`edge_app.bundle.Bundle`). Any failure is a PufError naming
+        the failing file, and the current bundle is left as it was."""
+        from edge_app.bundle import load_bundle
+        from edge_app.runtime import MANIFEST
+
+        source = Path(source)
+        if not source.is_dir():
+            raise PufError(f"no bundle at {source}: not a folder")
+        if not (source / MANIFEST).is_file():
+            raise PufError(f"{source} is not a bundle: it has no {MANIFEST}")
+        incoming, bundle, previous = self.home / INCOMING, self.home / BUNDLE, self.home / PREVIOUS
+        if incoming.resolve() in (source.resolve(), *source.resolve().parents):
+            raise PufError(f"{source} is the device's own update folder: install from the bundle's own folder")
+        shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            _copy_tree(source, incoming)
+            try:
+                loaded = load_bundle(incoming, trusted_keys)
+            except PufError as error:
+                raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
+            shutil.rmtree(previous, ignore_errors=True)
+            if previous.exists():
+                raise PufError(f"cannot remove the old {previous}; the current bundle is unchanged")
+            if bundle.exists():
+                os.replace(bundle, previous)
+            os.replace(incoming, bundle)
+            _sync_dir(self.home)
+        except OSError as error:
+            raise PufError(f"cannot install the bundle from {source}: {error.strerror or error}; the current "
+                           "bundle is unchanged") from None
+        finally:
+            if incoming.exists():
+                shutil.rmtree(incoming, ignore_errors=True)
+        log.info("installed the bundle from %s", source)
+        return dataclasses.replace(loaded, path=bundle)  # its shards stay mapped through the rename
+
+    # ---- settings ------------------------------------------------------------------------
+    def load_settings(self) -> dict:
+        """HOME/settings.json over the defaults; an unreadable file counts as none (it is
+        logged, and replaced by the next save)."""
+        settings = default_settings()
+        path = self.home / SETTINGS
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return settings
+        except (OSError, ValueError) as error:
+            log.warning("ignoring the unreadable settings file %s: %s", path, error)
+            return settings
+        if not isinstance(saved, dict):
+            log.warning("ignoring the settings file %s: not a JSON object", path)
+            return settings
+        settings.update(saved)
+        return settings
+
+    def save_settings(self, settings: dict) -> None:
+        """Write HOME/settings.json atomically (a temporary file renamed over it)."""
+        try:
+            text = json.dumps(copy.deepcopy(settings), indent=1, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise PufError(f"the settings cannot be saved: {error}") from None
+        _write_atomic(self.home / SETTINGS, text)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy every file of `source` to `target`, flushed to the storage; a PufError naming
+    the file that could not be read or written."""
+    target.mkdir(parents=True)
+    for path in sorted(source.rglob("*")):
+        name = path.relative_to(source).as_posix()
+        if path.is_symlink():
+            raise PufError(f"bundle file {name} is a symbolic link: copy the bundle itself, not links to it")
+        if path.is_dir():
+            (target / name).mkdir(exist_ok=True)
+            continue
+        try:
+            with path.open("rb") as src, (target / name).open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise PufError(f"the device's storage is full: bundle file {name} could not be copied; the current "
+                               "bundle is unchanged") from None
+            raise PufError(f"bundle file {name} could not be copied: {error.strerror or error}; the current "
+                           "bundle is unchanged") from None
+    for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
+        _sync_dir(folder)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Flush a folder's entries (renames, new files) to the storage."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _sync_dir(path.parent)
+    except OSError as error:
+        raise PufError(f"cannot save {path}: {error.strerror or error}") from None
