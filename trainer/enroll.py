@@ -33,6 +33,7 @@ from edge_app.bundle import TEMPLATES
 from edge_app.errors import PufError
 from edge_app.runtime import read_manifest, verify_files
 from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
+from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
 
 DEFAULT_BUDGET_MB = 1400.0
@@ -60,6 +61,7 @@ class EnrollOptions:
     batch_size: int = 64
     model_format: str | None = None  # None: the bundle's default format
     seed: int = 0
+    thumbnails: int = 0  # PX: a PX x PX thumbnail of each label (`edge_app.thumbnails`); 0: as the bundle has
 
     def __post_init__(self) -> None:
         if not 1 <= self.rotations <= 360:
@@ -72,6 +74,8 @@ class EnrollOptions:
             raise PufError("the memory budget must be positive")
         if not 0.5 <= self.target_recall <= 1.0:
             raise PufError(f"target recall {self.target_recall} must lie in 0.5-1")
+        if self.thumbnails and not 16 <= self.thumbnails <= 256:
+            raise PufError(f"--thumbnails must be 16-256 px, got {self.thumbnails}")
 
     @property
     def copies(self) -> int:
@@ -206,16 +210,19 @@ def variants(crop: np.ndarray, options: EnrollOptions, rng: np.random.Generator)
 
 
 def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped: Skipped, dim: int,
-                progress: bool = True) -> tuple[list[EnrollItem], np.ndarray]:
-    """Fingerprints of every usable item: the items kept, and (kept * copies, d) vectors."""
+                progress: bool = True, thumbnail_px: int = 0) -> tuple[list[EnrollItem], np.ndarray, np.ndarray]:
+    """Fingerprints of every usable item: the items kept, (kept * copies, d) vectors, and
+    (kept, px, px) thumbnails of the crops as enrolled (none when `thumbnail_px` is 0)."""
     from tqdm import tqdm
 
     from edge_app.preprocess import preprocess_batch
+    from edge_app.thumbnails import make_thumbnail
 
     rng = np.random.default_rng(options.seed)
     kept: list[EnrollItem] = []
     chunks: list[np.ndarray] = []
     pending: list[np.ndarray] = []
+    thumbnails: list[np.ndarray] = []
 
     def flush() -> None:
         if pending:
@@ -228,11 +235,14 @@ def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped
             skipped.add(why, item.label_id)
             continue
         kept.append(item)
+        if thumbnail_px:
+            thumbnails.append(make_thumbnail(crop, thumbnail_px))
         pending.extend(variants(crop, options, rng))
         if len(pending) >= options.batch_size:
             flush()
     flush()
-    return kept, (np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32))
+    return (kept, np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32),
+            np.stack(thumbnails) if thumbnails else np.zeros((0, thumbnail_px, thumbnail_px), np.uint8))
 
 
 # ---- shards ----------------------------------------------------------------------------
@@ -285,6 +295,32 @@ def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[
     return index, ids, entry
 
 
+def thumbnail_size(manifest: dict, asked: int) -> int:
+    """The thumbnail size to enroll with: the bundle's once it has thumbnails (a bundle has
+    them for every label or for none), else `asked` (0: none)."""
+    section = manifest.get("shards") or {}
+    have = int((section.get("thumbnails") or {}).get("px", 0))
+    if have and asked and asked != have:
+        raise PufError(f"the bundle's thumbnails are {have} px: enroll with --thumbnails {have}, or without it")
+    if asked and not have and section.get("labels"):
+        raise PufError(f"the bundle's {section['labels']} labels were enrolled without thumbnails, and a bundle has "
+                       "them for every label or none: enroll into a fresh bundle (from puf export) with --thumbnails")
+    return have or asked
+
+
+def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None) -> str:
+    """A shard's thumbnails file in the new version: the old rows, then `new`."""
+    name = thumbnail_path(class_index)
+    previous = np.load(old, mmap_mode="r", allow_pickle=False) if old else new[:0]
+    out = np.lib.format.open_memmap(update.path_for(name), mode="w+", dtype=np.uint8,
+                                    shape=(len(previous) + len(new), *new.shape[1:]))
+    out[:len(previous)] = previous
+    out[len(previous):] = new
+    out.flush()
+    del out
+    return name
+
+
 def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
            progress: bool = True) -> dict:
@@ -311,9 +347,11 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
             skipped.add("label id not ASCII", item.label_id)
         else:
             todo.append(item)
+    thumbnail_px = thumbnail_size(manifest, options.thumbnails)
     fmt = options.model_format or manifest.get("default_format", "int8")
     runner = ModelRunner.from_bundle(bundle, fmt, check=False)
-    kept, vectors = embed_items(runner, todo, options, skipped, int(manifest["embedding_dim"]), progress)
+    kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, int(manifest["embedding_dim"]), progress,
+                                            thumbnail_px)
     copies = options.copies
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
@@ -323,6 +361,8 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
         section = update.manifest.get("shards") or {
             "format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": int(manifest["embedding_dim"]),
             "model_format": fmt, "classes": {}, "enrollments": []}
+        if thumbnail_px:
+            section["thumbnails"] = {"px": thumbnail_px, "channel": THUMBNAIL_CHANNEL}
         if section.get("model_format", fmt) != fmt:
             raise PufError(f"the bundle's labels were enrolled with its {section['model_format']} model; "
                            f"enroll with the same (--model-format {section['model_format']})")
@@ -362,6 +402,9 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
             np.save(update.path_for(ids_name), ids, allow_pickle=False)
             entry = {"index": index_name, "ids": ids_name, **entry,
                      "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
+            if thumbnail_px:
+                entry["thumbnails"] = write_thumbnails(update, classes.index(pattern), thumbnails[rows],
+                                                       bundle / old["thumbnails"] if old else None)
             section["classes"][pattern] = entry
             report["shards"][pattern] = entry
         section["classes"] = {p: section["classes"][p] for p in classes if p in section["classes"]}
@@ -382,7 +425,8 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
             registry.set_status([item.label_id for item in kept], "enrolled")
     bytes_total = sum(v["bytes"] for v in manifest["files"].values())
     report.update({"labels_total": section["labels"], "vectors_total": section["vectors"],
-                   "bundle_bytes": bytes_total, "signed_by": (manifest.get("signature") or {}).get("key_id"),
+                   "thumbnails_px": thumbnail_px, "bundle_bytes": bytes_total,
+                   "signed_by": (manifest.get("signature") or {}).get("key_id"),
                    "seconds": round(time.perf_counter() - started, 2)})
     return report
 
@@ -391,7 +435,8 @@ def describe(report: dict) -> str:
     """The report as a table for people."""
     lines = [f"bundle {report['bundle']}: +{report['labels_added']} labels (+{report['vectors_added']} vectors), "
              f"{report['labels_total']} labels in all, {report['bundle_bytes'] / 1e6:.1f} MB, "
-             f"{report['seconds']} s; signed by {report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}"]
+             + (f"thumbnails {report['thumbnails_px']} px, " if report.get("thumbnails_px") else "")
+             + f"{report['seconds']} s; signed by {report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}"]
     if report["shards"]:
         lines.append(f"{'pattern':<12}{'labels':>8}{'vectors':>9}  {'index':<10}{'nprobe':>7}"
                      f"{'recall@1':>10}{'random':>8}  action")

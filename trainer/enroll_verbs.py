@@ -56,6 +56,9 @@ def _enroll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall", type=float, default=0.99, help="recall@1 of exact search to tune for")
     parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle "
                                                        "(default: rendered from the factory's patterns)")
+    parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
+                        help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
+                             "device shows beside a genuine match; from a bundle's first enrollment on")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -67,7 +70,7 @@ def _enroll(args: argparse.Namespace) -> int:
     key = load_private_key(args.key) if args.key else None
     options = EnrollOptions(rotations=args.rotations, augmented=args.augmented, memory_budget_mb=args.memory_mb,
                             capacity=args.capacity, exact_max=args.exact_max or EXACT_MAX,
-                            target_recall=args.recall)
+                            target_recall=args.recall, thumbnails=args.thumbnails)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json)
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))
@@ -119,6 +122,7 @@ enroll = Verb(
     "Embed label crops with a bundle's model into its per-pattern Faiss shards; sign the new version.",
     "  puf enroll --bundle bundles/b1 --labels out/registry.sqlite --key keys/factory.key\n"
     "  puf enroll --bundle bundles/b1 --labels crops/ --capture m0 --key keys/factory.key\n"
+    "  puf enroll --bundle bundles/b1 --labels crops/ --thumbnails 64 --key keys/factory.key\n"
     "  puf enroll --bundle bundles/b1 --labels out/registry.sqlite --batch B0002 --key keys/factory.key\n"
     "  puf enroll --bundle bundles/paper --labels crops/ --augmented 100 --memory-mb 1400",
     _enroll_arguments,
