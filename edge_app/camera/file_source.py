@@ -63,25 +63,26 @@ class FileSource(FrameSource):
         else:
             raise PufError(f"no such photo or folder: {path}")
         self.path = path
+        self.folder = path.is_dir()
         self.index = 0
-        self._image: tuple[int, np.ndarray | PufError] | None = None  # the current photo, read once
+        self._image: tuple[int, np.ndarray | str] | None = None  # the current photo (or why not), read once
         self._preview: tuple[tuple[int, int], np.ndarray] | None = None  # (index, width): its preview
 
     @property
     def name(self) -> str:
-        if self.path.is_dir() or len(self.paths) > 1:
+        if self.folder:
             return f"file: {self.path.name}/ ({self.index + 1} of {len(self.paths)})"
         return f"file: {self.path.name}"
 
     def _current(self) -> np.ndarray:
         if self._image is None or self._image[0] != self.index:
             try:
-                image: np.ndarray | PufError = read_photo(self.paths[self.index])
+                image: np.ndarray | str = read_photo(self.paths[self.index])
             except PufError as error:
-                image = error
+                image = str(error)
             self._image = (self.index, image)
-        if isinstance(self._image[1], PufError):
-            raise self._image[1]
+        if isinstance(self._image[1], str):
+            raise PufError(self._image[1])
         return self._image[1]
 
     def preview_frame(self, max_width: int = 640) -> np.ndarray:

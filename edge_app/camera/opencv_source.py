@@ -6,11 +6,14 @@ the frame rate up over USB 2) with one buffered frame, so the preview is the cur
 Manual exposure goes through V4L2's controls (``CAP_PROP_AUTO_EXPOSURE`` 1 = manual,
 3 = automatic; ``CAP_PROP_EXPOSURE`` in units of 100 µs); gain is left to the camera, as
 its V4L2 units differ from one camera to the next. A camera that fails to open, gives no
-picture, or stops giving pictures is a PufError, never a crash.
+picture, or stops giving pictures is a PufError, never a crash; one that stalls without
+going away is given up on after `STALL_S` seconds (V4L2's own wait is 10 s, which would
+freeze the live view that long).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -25,6 +28,7 @@ from edge_app.errors import PufError
 REQUESTED_SIZE = (1920, 1080)
 _V4L2_MANUAL, _V4L2_AUTO = 1, 3  # V4L2_EXPOSURE_MANUAL, V4L2_EXPOSURE_APERTURE_PRIORITY
 _V4L2_EXPOSURE_UNIT_US = 100
+STALL_S = 2
 
 
 @contextmanager
@@ -53,6 +57,8 @@ class OpenCVSource(FrameSource):
                 raise PufError(f"no camera or video file at {self.spec}: give a camera number (opencv:0), "
                                f"a device (opencv:/dev/video0) or a video file")
             device, api, self.live, self.name = str(path), cv2.CAP_ANY, False, f"video {path.name}"
+        # read by OpenCV's V4L2 backend once, at the first frame it waits for
+        os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", str(STALL_S))
         with _quiet_opencv():
             self._cap: cv2.VideoCapture | None = cv2.VideoCapture(device, api)
         if not self._cap.isOpened():
