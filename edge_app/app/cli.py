@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise PufError(f"--exposure-us must be positive, got {args.exposure_us}")
     if args.gain is not None and args.gain <= 0:
         raise PufError(f"--gain must be positive, got {args.gain}")
+    if args.gain is not None and args.exposure_us is None:
+        raise PufError("--gain needs --exposure-us too (give both, or neither for automatic exposure)")
     require_module("kivy", "device")
     from edge_app.app.launch import AppOptions, run_app
 

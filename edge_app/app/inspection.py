@@ -190,7 +190,7 @@ class Inspector:
         verdict = verdicts[shown]
         thumbnail = None
         if verdict.label_id is not None and self.thumbnails is not None:
-            thumbnail = self.thumbnails.get(verdict.label_id)
+            thumbnail = self.thumbnails.get(verdict.label_id, verdict.pattern)
         crop = crops[shown] if crops[shown] is not None else downscale(frame.image, PHOTO_PX)
         return Outcome(verdict.verdict, TITLES[verdict.verdict], plain_reason(verdict), verdict.reason,
                        verdict.label_id, verdict.score, verdict.threshold, verdict.pattern,

@@ -18,20 +18,25 @@ from edge_app.bundle import load_bundle
 from edge_app.cli import main
 from edge_app.journal import Journal
 from edge_app.verify import Verdict
-from tests.bundle_support import enrolled_bundle, keys, sim_batch
+from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
 from tests.edge_app.app.driver import display, run_script
+from trainer.enroll import EnrollOptions, enroll
+from trainer.keys import load_private_key
 
 GENUINE_SLOT = 3
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """A signed bundle with field 0 enrolled, its trusted key, and a folder of photos the
-    file camera captures in name order: a genuine label, a never-enrolled one, a blurred one."""
+    """A signed bundle with field 0 enrolled (with thumbnails), its trusted key, and a folder
+    of photos the file camera captures in name order: a genuine label, a never-enrolled one,
+    a blurred one."""
     base = tmp_path_factory.getbasetemp() / "bundle_base"
     base.mkdir(exist_ok=True)
     root = tmp_path_factory.mktemp("app")
-    bundle = enrolled_bundle(base, root / "bundle")
+    bundle = root / "bundle"
+    shutil.copytree(model_bundle(base), bundle)
+    enroll(bundle, enroll_crops(base), load_private_key(keys(base)[0]), EnrollOptions(thumbnails=64), progress=False)
     trusted = keys(base)[1]
     loaded = load_bundle(bundle, trusted)
     layout = sim_batch().layout
@@ -105,6 +110,7 @@ def test_a_genuine_label_shows_genuine(inspection, data):
     assert seen["texts"]["label_id"] == data["label_id"]
     assert data["label_id"] in seen["texts"]["message"]
     assert seen["outcome"]["kind"] == "genuine" and seen["outcome"]["has_crop"]
+    assert seen["outcome"]["has_thumbnail"] and seen["texts"]["enrolled_caption"] == "Enrolled label"
     assert seen["outcome"]["score"] >= 0.62 and f"{seen['outcome']['score']:.3f}" in seen["texts"]["score"]
     b, g, r = banner_colour(shots / "genuine.png")
     assert g > 100 and g > 1.5 * r and g > 1.5 * b  # drawn: a green banner on the screen
