@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -105,10 +106,12 @@ class DeviceStore:
         own = self.home / TRUSTED_KEYS
         return own if own.is_dir() else default_trusted_keys_dir()
 
-    def install_bundle(self, source: Path, trusted_keys: dict | Path | None):
+    def install_bundle(self, source: Path, trusted_keys: dict | Path | None,
+                       progress: Callable[[int, int], None] | None = None):
         """Copy the bundle in `source` (a USB stick) in, check it, and make it the device's
         bundle; returns it loaded (`edge_app.bundle.Bundle`). Any failure is a PufError naming
-        the failing file, and the current bundle is left as it was."""
+        the failing file, and the current bundle is left as it was. `progress(done, total)`,
+        in bytes, is called as the copy goes on (from the calling thread)."""
         from edge_app.bundle import load_bundle
         from edge_app.runtime import MANIFEST
 
@@ -122,7 +125,7 @@ class DeviceStore:
             raise PufError(f"{source} is the device's own update folder: install from the bundle's own folder")
         shutil.rmtree(incoming, ignore_errors=True)
         try:
-            _copy_tree(source, incoming)
+            _copy_tree(source, incoming, progress)
             try:
                 loaded = load_bundle(incoming, trusted_keys)
             except PufError as error:
@@ -171,11 +174,14 @@ class DeviceStore:
         _write_atomic(self.home / SETTINGS, text)
 
 
-def _copy_tree(source: Path, target: Path) -> None:
+def _copy_tree(source: Path, target: Path, progress: Callable[[int, int], None] | None = None) -> None:
     """Copy every file of `source` to `target`, flushed to the storage; a PufError naming
     the file that could not be read or written."""
     target.mkdir(parents=True)
-    for path in sorted(source.rglob("*")):
+    paths = sorted(source.rglob("*"))
+    total = sum(p.stat().st_size for p in paths if p.is_file() and not p.is_symlink())
+    done = 0
+    for path in paths:
         name = path.relative_to(source).as_posix()
         if path.is_symlink():
             raise PufError(f"bundle file {name} is a symbolic link: copy the bundle itself, not links to it")
@@ -184,7 +190,11 @@ def _copy_tree(source: Path, target: Path) -> None:
             continue
         try:
             with path.open("rb") as src, (target / name).open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+                while block := src.read(1 << 20):
+                    dst.write(block)
+                    done += len(block)
+                    if progress is not None:
+                        progress(done, total)
                 dst.flush()
                 os.fsync(dst.fileno())
         except OSError as error:

@@ -214,7 +214,7 @@ class Journal:
             params = (utc_text(since),)
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10.0)
+        reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
         written = 0
         try:
             for row in reader.execute(query + " ORDER BY id", params):

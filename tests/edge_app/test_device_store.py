@@ -90,8 +90,11 @@ def test_trusted_keys_are_the_devices_own_folder_if_it_has_one(tmp_path, monkeyp
 def test_a_signed_bundle_installs_and_the_one_it_replaces_is_kept(signed, trusted, tmp_path):
     store = DeviceStore(tmp_path / "home")
     assert store.bundle_path() is None
-    bundle = store.install_bundle(signed, trusted)
+    copied = []
+    bundle = store.install_bundle(signed, trusted, progress=lambda done, total: copied.append((done, total)))
     home = tmp_path / "home"
+    size = sum(p.stat().st_size for p in signed.rglob("*") if p.is_file())
+    assert copied[-1] == (size, size) and [d for d, _ in copied] == sorted(d for d, _ in copied)
     assert store.bundle_path() == bundle.path == home / "bundle"
     assert bundle.signer is not None and len(bundle.shards) == 12
     assert bundle_version(load_bundle(home / "bundle", trusted)) == bundle_version(bundle)

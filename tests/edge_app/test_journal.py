@@ -207,7 +207,7 @@ def test_a_worker_thread_records_while_the_ui_thread_reads(tmp_path):
 
 
 def test_export_writes_csv_with_a_header_and_since(tmp_path):
-    with Journal(tmp_path / "j.sqlite") as journal:
+    with Journal(tmp_path / "checks #1?%.sqlite") as journal:  # a name that needs quoting in a URI
         for i in range(5):
             journal.record(verdict(i), crop(i), "1-abcdef01")
         out = io.StringIO()
