@@ -66,13 +66,6 @@ def verb_output(argv: list[str]) -> str:
     return buffer.getvalue()
 
 
-def verb_has_option(verb: str, option: str) -> bool:
-    from edge_app.cli import build_parser
-
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return verb in sub.choices and option in sub.choices[verb]._option_string_actions
-
-
 def hold_out(registry_path: Path, fraction: float) -> dict:
     """Mark the labels of the batch's last fields held out (never enrolled)."""
     from edge_app.registry import Registry
@@ -99,9 +92,8 @@ def enroll(out: Path, batch_dir: Path) -> dict:
     trusted.mkdir()
     shutil.copy(keys / "factory.pub", trusted / "factory.pub")
     argv = ["enroll", "--bundle", str(bundle), "--labels", str(out / "registry.sqlite"),
-            "--key", str(keys / "factory.key")]
-    if verb_has_option("enroll", "--thumbnails"):
-        argv += ["--thumbnails", "96"]  # the app shows the enrolled label beside the photo
+            "--key", str(keys / "factory.key"),
+            "--thumbnails", "96"]  # the app shows the enrolled label beside the photo
     print(f"\n== puf {' '.join(argv)}")
     report = json.loads(verb_output([*argv, "--json"]))
     print(f"bundle {bundle}: {report['labels_total']} labels, {report['bundle_bytes'] / 1e6:.1f} MB, "
