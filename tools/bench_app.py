@@ -5,8 +5,8 @@ drawn on the screen, and screenshots of every screen at the Pi's 800x480.
     .venv/bin/python tools/bench_app.py --screenshots docs/      # and docs/app_*.png
     .venv/bin/python tools/bench_app.py --designed               # the test model (no shipped bundle needed)
 
-1. a simulated film (`trainer.simdata`) whose first field is enrolled into a copy of the
-   shipped model's bundle (`trainer.enroll`), signed with a fresh key;
+1. a simulated film (`trainer.simdata`) whose first field is enrolled (with thumbnails)
+   into a copy of the shipped model's bundle (`trainer.enroll`), signed with a fresh key;
 2. handheld photos (`fabrication.sim.field_camera`) of enrolled labels (genuine) and of the
    second field's labels (never enrolled: counterfeit), alternately, in a folder that the
    app's file camera captures in name order;
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+THUMBNAIL_PX = 96  # enrolled labels' pictures, shown beside a genuine capture
 SCREENS = ("preview", "genuine", "counterfeit", "retake", "history", "settings")
 
 
@@ -94,7 +95,7 @@ def enrolled_device(work: Path, args: argparse.Namespace) -> dict:
     and the film to photograph."""
     import cv2
 
-    from trainer.enroll import enroll
+    from trainer.enroll import EnrollOptions, enroll
     from trainer.keys import generate_keypair, load_private_key
     from trainer.simdata import SimSpec, field_captures, make_film, make_layout
 
@@ -117,7 +118,7 @@ def enrolled_device(work: Path, args: argparse.Namespace) -> dict:
     private, public, _ = generate_keypair(work / "keys" / "bench")
     (work / "trusted").mkdir()
     shutil.copy(public, work / "trusted" / "bench.pub")
-    report = enroll(bundle, crops, load_private_key(private), progress=False)
+    report = enroll(bundle, crops, load_private_key(private), EnrollOptions(thumbnails=THUMBNAIL_PX), progress=False)
     enrolled = sorted(line.split(",")[0] for line in lines)
     return {"bundle": bundle, "trusted": work / "trusted", "layout": layout, "film": film,
             "enrolled": report["labels_added"], "enrolled_ids": enrolled}

@@ -113,6 +113,14 @@ def downscale(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def warm_up(verifier) -> None:
+    """One pass through segmentation, the model and the shards on a blank photo and crop, so
+    the first real capture does not pay for first-call set-up (XNNPACK's, OpenCV's, the
+    index pages)."""
+    verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
+    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
+
+
 class Inspector:
     """The device's bundle, verifier and journal. `bundle` and `trusted_keys` override the
     store's (`--bundle`, `--trusted-keys`); an installed update always goes to the store."""
@@ -153,8 +161,10 @@ class Inspector:
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
-            self.verifier = Verifier(bundle)
+            verifier = Verifier(bundle)
+            warm_up(verifier)
             self.thumbnails = Thumbnails.open(bundle.path)
+            self.verifier = verifier
         except PufError as error:
             self.status = BundleStatus(path, problem=f"The bundle cannot be used: {error}. {UPDATE_HINT}")
             return self.status

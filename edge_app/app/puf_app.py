@@ -269,6 +269,7 @@ class PufApp(App):
     camera_spec = StringProperty("")
     camera_choices = ListProperty()
     bundle_detail = StringProperty("")
+    bundle_lines = StringProperty("")  # the preview's two short lines: labels, version
     journal_text = StringProperty("")
     bundle_status = ObjectProperty(BundleStatus(None, problem="The bundle has not been opened yet."))
 
@@ -328,6 +329,7 @@ class PufApp(App):
             status = BundleStatus(None, problem=f"The bundle could not be opened: {error}")
         self.bundle_status = status
         self.bundle_text = status.describe() if status.ready else "no usable bundle"
+        self.bundle_lines = f"{status.labels:,} labels enrolled\n{status.version}" if status.ready else self.bundle_text
         detail = str(status.path) if status.path else "nothing installed"
         self.bundle_detail = detail + (f"   signed by key {status.signer}" if status.signer else "")
         self._update_ready()
