@@ -1,0 +1,90 @@
+"""`puf bench`: the paper's experiment at its scale, a keypoint baseline, and search scaling."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="a few minutes: 240 labels x 100 copies in a 50,000-vector database, 500 + 500 "
+                             "queries (same steps and outputs)")
+    parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "puf-bench",
+                        help="where the rendered labels, fingerprints, shards and photos are kept for re-runs "
+                             "(default ~/.cache/puf-bench)")
+    parser.add_argument("--bundle", type=Path, help="the model bundle (default: $PUF_BUNDLE, else models/default)")
+    parser.add_argument("--figures", type=Path, metavar="DIR", help="also write the pictures here (e.g. docs/)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
+    sizes = parser.add_argument_group("sizes (default: the paper's; --quick: small)")
+    sizes.add_argument("--labels", type=int, help="real simulated labels enrolled (default 6,000)")
+    sizes.add_argument("--augmented", type=int, help="enrolled copies of each label (default 100, as the paper)")
+    sizes.add_argument("--vectors", type=int, help="database size (default 4,155,600)")
+    sizes.add_argument("--genuine", type=int, help="genuine photos (default 10,000)")
+    sizes.add_argument("--counterfeit", type=int, help="never-enrolled photos (default 10,000)")
+    sizes.add_argument("--clones", type=int, help="clone photos (default 500)")
+    sizes.add_argument("--unclassified", type=int, help="photos of each kind also verified without "
+                                                        "classification (default all)")
+    sizes.add_argument("--keypoint-gallery", type=int, help="labels of the exhaustive keypoint baseline (default 200)")
+    sizes.add_argument("--second-stage", type=int, help="photos of each kind re-checked by keypoints (default 1,000)")
+    sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
+    parser.add_argument("--memory-mb", type=float, default=1400.0,
+                        help="memory budget of the shards, as puf enroll plans it (default 1400)")
+    parser.add_argument("--scaling", metavar="SIZES",
+                        help="instead: search time and memory at these database sizes, e.g. 1e4,1e5,1e6,1e7 "
+                             "(random unit vectors beyond what is enrolled)")
+
+
+def _plan(args: argparse.Namespace):
+    from trainer.bench.plan import BenchPlan
+
+    overrides = {name: getattr(args, name) for name in
+                 ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
+                  "keypoint_gallery", "second_stage", "workers") if getattr(args, name) is not None}
+    if "genuine" in overrides or "counterfeit" in overrides:
+        overrides.setdefault("unclassified", max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
+    return BenchPlan.quick(**overrides) if args.quick else BenchPlan(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_app.errors import PufError
+    from edge_app.runtime import default_bundle
+
+    bundle = args.bundle or default_bundle()
+    if not (Path(bundle) / "manifest.json").exists():
+        raise PufError(f"no model bundle at {bundle}; give --bundle")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.scaling:
+        from trainer.bench import scaling
+
+        try:
+            sizes = [int(float(s)) for s in args.scaling.split(",") if s.strip()]
+        except ValueError:
+            raise PufError(f"--scaling takes sizes such as 1e4,1e5,1e6; got {args.scaling!r}") from None
+        result = scaling.run(sizes, args.memory_mb, args.cache)
+        (args.out / "bench_scaling.json").write_text(json.dumps(result, indent=1))
+        if args.figures:
+            scaling.picture(result, args.figures / "bench_scaling.png")
+        print(json.dumps(result, indent=1) if args.json else scaling.table(result))
+        return 0
+    from trainer.bench import experiment, report
+
+    plan = _plan(args)
+    result = experiment.run(plan, Path(bundle), args.cache, args.memory_mb)
+    path = args.out / "bench.json"
+    path.write_text(json.dumps(result, indent=1, default=str))
+    text = report.tables(result)
+    (args.out / "bench.md").write_text(text + "\n")
+    pictures = report.score_pictures(result, args.figures or args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("scores", "times_ms", "times_unclassified_ms")},
+                         indent=1, default=str))
+    else:
+        print(text)
+        print(f"\nresults: {path}; pictures: {', '.join(str(p) for p in pictures)}")
+    return 0

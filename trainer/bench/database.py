@@ -1,0 +1,283 @@
+"""The enrolled fingerprints: how the database is made, cached and opened.
+
+1. **Labels**: simulated batches (`trainer.simdata`, film seeds the shipped model never saw)
+   photographed once each by the simulated microscope and cut at their corners, as the
+   factory enrolls them (`plan.enrolled_batches`).
+2. **Real fingerprints**: every label's crop plus `augmented - 1` copies made with the
+   paper's augmentation (rotation uniform in 0-360, HSV V shift in (-45, 90):
+   `trainer.enroll.variants`), each through the shipped model (int8, the device runtime).
+3. **Fill** to the database size: the real fingerprints under random rotations of the
+   embedding space, one rotation per block of the real labels. Each block keeps the exact
+   geometry of real labels and their augmented copies; blocks are independent of each
+   other and of every query (a rotated label is near-orthogonal to everything real).
+   With 6,000 real labels x 100 copies this makes the paper's 41,556 labels x 100 =
+   4,155,600 vectors.
+4. **Shards**: per pattern class, planned, built and tuned by enrollment's own code
+   (`trainer.enroll.update_shard`, memory budget as `puf enroll`), written as the device
+   reads them and opened memory-mapped (`edge_app.shards`).
+
+Everything expensive is cached under the cache folder by what it depends on, so a re-run
+(or a larger run sharing batches) resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.bench.plan import BenchPlan, enrolled_batches
+
+CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
+SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
+
+
+def key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def model_key(bundle: Path) -> str:
+    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    return key(manifest["files"], manifest["preprocessing"])
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Enrolled real labels, in order: id, pattern, and where the crop is."""
+
+    ids: list[str]
+    patterns: list[str]
+    crops: np.ndarray  # (n, side, side, 3) uint8 microscope crops, canonical orientation
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ---- rendering ------------------------------------------------------------------------
+
+def _render_batch(job: tuple[dict, str]) -> str:
+    """Worker: microscope crops of every label of one batch, saved as .npz."""
+    from trainer.simdata import SimSpec, field_captures, make_film, make_layout
+
+    spec_dict, out = job
+    spec = SimSpec(**spec_dict)
+    layout = make_layout(spec)
+    film = make_film(spec, layout)
+    ids, patterns, crops = [], [], []
+    for field in range(layout.fields_per_batch):
+        for label_id, _, crop in field_captures(spec, layout, film, field):
+            slot = int(label_id.rsplit("-", 1)[1])
+            ids.append(label_id)
+            patterns.append(layout.pattern_of(field, slot))
+            crops.append(crop)
+    tmp = Path(out).with_suffix(".tmp.npz")
+    np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
+    tmp.replace(out)
+    return out
+
+
+def pool_map(function, jobs: list, workers: int, desc: str, unit: str, initializer=None, initargs=()) -> list:
+    """`function` over `jobs` in `workers` spawned processes, with a progress bar."""
+    from tqdm import tqdm
+
+    results = []
+    with tqdm(total=len(jobs), desc=desc, unit=unit, smoothing=0.05) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            if initializer is not None:
+                initializer(*initargs)
+            for job in jobs:
+                results.append(function(job))
+                bar.update()
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers, initializer, initargs) as pool:
+                for result in pool.imap(function, jobs):
+                    results.append(result)
+                    bar.update()
+    return results
+
+
+def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
+    """The first `plan.labels` labels of the enrolled batches, rendered once and cached."""
+    folder = Path(cache) / "labels"
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = enrolled_batches(plan)  # a few more labels than enrolled: a capture may cut some
+    paths = [folder / f"{s.batch_id}-{key(asdict(s))}.npz" for s in specs]
+    todo = [(asdict(s), str(p)) for s, p in zip(specs, paths, strict=True) if not p.exists()]
+    if todo:
+        pool_map(_render_batch, todo, min(plan.workers, len(todo)), "microscope: enrolled batches", "batch")
+    ids, patterns, crops = [], [], []
+    for path in paths:
+        with np.load(path) as data:
+            ids += data["ids"].tolist()
+            patterns += data["patterns"].tolist()
+            crops.append(data["crops"])
+    n = plan.labels
+    if len(ids) < n:
+        from edge_app.errors import PufError
+
+        raise PufError(f"the microscope captured only {len(ids):,} whole labels of {n:,}; enroll fewer (--labels)")
+    return Labels(ids[:n], patterns[:n], np.concatenate(crops)[:n])
+
+
+# ---- real fingerprints -------------------------------------------------------------------
+
+_RUNNER = None
+
+
+def _init_runner(bundle: str, threads: int) -> None:
+    global _RUNNER
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_app.runtime import ModelRunner
+
+    _RUNNER = ModelRunner.from_bundle(Path(bundle), "int8", threads)
+
+
+def _embed_chunk(job: tuple[np.ndarray, int, int, int, str]) -> str:
+    """Worker: fingerprints of every augmented copy of a chunk of crops (label-major)."""
+    from edge_app.preprocess import preprocess_batch
+    from trainer.enroll import EnrollOptions, variants
+
+    crops, first, augmented, seed, out = job
+    options = EnrollOptions(augmented=augmented) if augmented > 1 else EnrollOptions()
+    chunks = []
+    for i, crop in enumerate(crops):
+        rng = np.random.default_rng([seed, first + i])
+        copies = variants(crop, options, rng)
+        chunks.append(_RUNNER.run(preprocess_batch(copies, _RUNNER.preprocess)).embedding)
+    tmp = Path(out).with_suffix(".tmp.npy")
+    np.save(tmp, np.concatenate(chunks).astype(np.float32))
+    tmp.replace(out)
+    return out
+
+
+def real_fingerprints(plan: BenchPlan, labels: Labels, bundle: Path, cache: Path) -> np.ndarray:
+    """(labels x augmented, d) fingerprints, label-major, cached in chunks."""
+    folder = Path(cache) / f"vectors-{key(model_key(bundle), plan.augmented, plan.seed)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs, paths = [], []
+    for first in range(0, len(labels), CROP_CHUNK):
+        ids = labels.ids[first:first + CROP_CHUNK]
+        path = folder / f"{ids[0]}-{key(ids)}.npy"
+        paths.append(path)
+        if not path.exists():
+            jobs.append((labels.crops[first:first + CROP_CHUNK], first, plan.augmented, plan.seed, str(path)))
+    if jobs:
+        # one model thread a worker: the augmentation runs beside the model instead of before it
+        pool_map(_embed_chunk, jobs, plan.workers, f"model: {plan.real_vectors:,} enrolled fingerprints",
+                 "chunk", _init_runner, (str(bundle), 1 if plan.workers > 1 else 2))
+    return np.concatenate([np.load(p) for p in paths])
+
+
+# ---- the fill ------------------------------------------------------------------------------
+
+def rotation(d: int, block: int, seed: int) -> np.ndarray:
+    """A random orthogonal d x d matrix (Haar), one per block."""
+    q, r = np.linalg.qr(np.random.default_rng([seed, block, 0x207]).standard_normal((d, d)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+def fill_blocks(plan: BenchPlan) -> list[int]:
+    """Labels taken into each rotated block (all of them, then the remainder)."""
+    missing = (plan.vectors - plan.real_vectors) // plan.augmented
+    full, rest = divmod(missing, plan.labels)
+    return [plan.labels] * full + ([rest] if rest else [])
+
+
+def describe(plan: BenchPlan, labels: Labels) -> str:
+    """How the database was made, in words (for the report)."""
+    blocks = fill_blocks(plan)
+    synthetic = sum(blocks) * plan.augmented
+    text = (f"{plan.real_vectors:,} real fingerprints: {len(labels):,} simulated labels (film seeds "
+            f"{', '.join(str(s.film_seed) for s in enrolled_batches(plan))}, never seen in training), one simulated "
+            f"microscope capture each cut at its corners, x {plan.augmented} copies (the crop and "
+            f"{plan.augmented - 1} with the paper's augmentation: rotation 0-360, HSV V shift in (-45, 90)), "
+            f"each through the shipped int8 model")
+    if synthetic:
+        text += (f"; plus {synthetic:,} vectors of {sum(blocks):,} stand-in labels: the real fingerprints under "
+                 f"{len(blocks)} random rotations of the embedding space (each block keeps the real labels' and "
+                 f"copies' geometry and pattern; blocks are independent of each other and of every query)")
+    labels_total = len(labels) + sum(blocks)
+    return text + f". In all {plan.vectors:,} vectors of {labels_total:,} labels in per-pattern shards."
+
+
+# ---- shards ----------------------------------------------------------------------------
+
+def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path, cache: Path,
+                 memory_budget_mb: float) -> Path:
+    """Per-pattern shards of the whole database (real + rotated blocks), built once."""
+    import faiss
+    from tqdm import tqdm
+
+    from edge_app.runtime import read_manifest
+    from edge_app.shards import SHARDS_FORMAT, shard_paths
+    from trainer.enroll import EnrollOptions, update_shard
+
+    manifest = read_manifest(bundle)
+    name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids)
+    folder = Path(cache) / f"shards-{name}"
+    done = folder / "shards.json"
+    if done.exists():
+        return folder
+    (folder / "shards").mkdir(parents=True, exist_ok=True)
+    classes = list(manifest["pattern_classes"])
+    d = int(manifest["embedding_dim"])
+    threshold = float(manifest["decision"]["threshold"])
+    model_bytes = sum(v["bytes"] for v in manifest["files"].values())
+    id_bytes = 16
+    budget = (memory_budget_mb * 1e6 - model_bytes) / plan.vectors - id_bytes  # as `puf enroll` plans it
+    options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
+    blocks = fill_blocks(plan)
+    rotations = [rotation(d, b + 1, plan.seed) for b in range(len(blocks))]
+    patterns = np.array(labels.patterns)
+    section = {"format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": d, "model_format": "int8",
+               "classes": {}, "memory_budget_mb": memory_budget_mb}
+    for pattern in tqdm([p for p in classes if p in set(labels.patterns)], desc="shards: plan, build, tune",
+                        unit="shard"):
+        rows = np.flatnonzero(patterns == pattern)
+        vector_rows = (rows[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()
+        parts = [real[vector_rows]]
+        ids = [labels.ids[r] for r in rows for _ in range(plan.augmented)]
+        for b, (taken, turn) in enumerate(zip(blocks, rotations, strict=True)):
+            mine = rows[rows < taken]
+            parts.append(real[(mine[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()] @ turn.T)
+            ids += [f"{SYNTHETIC_PREFIX}{b + 1}-{labels.ids[r]}" for r in mine for _ in range(plan.augmented)]
+        vectors = np.ascontiguousarray(np.concatenate(parts), np.float32)
+        index, id_map, entry = update_shard(None, np.zeros(0, "S1"), vectors, ids, budget, options, threshold)
+        index_name, ids_name = shard_paths(classes.index(pattern))
+        faiss.write_index(index, str(folder / index_name))
+        np.save(folder / ids_name, id_map, allow_pickle=False)
+        section["classes"][pattern] = {"index": index_name, "ids": ids_name, **entry,
+                                       "bytes": (folder / index_name).stat().st_size
+                                       + (folder / ids_name).stat().st_size}
+    section["vectors"] = sum(e["vectors"] for e in section["classes"].values())
+    section["labels"] = sum(e["labels"] for e in section["classes"].values())
+    done.write_text(json.dumps(section, indent=1))
+    return folder
+
+
+def open_database(bundle: Path, shards: Path):
+    """The shipped model's bundle with the benchmark's shards, as `edge_app.bundle.Bundle`
+    (shards memory-mapped, the pattern templates enrollment writes)."""
+    from edge_app.bundle import Bundle
+    from edge_app.runtime import read_manifest
+    from edge_app.shards import ShardSet
+    from trainer.enroll import default_templates
+
+    manifest = read_manifest(bundle)
+    section = json.loads((Path(shards) / "shards.json").read_text())
+    manifest["shards"] = section
+    return Bundle(Path(bundle), manifest, None, ShardSet.load(Path(shards), section),
+                  default_templates(list(manifest["pattern_classes"])))
+
+
+def source_label(label_id: str) -> str:
+    """The real label a stand-in (rotated) label was made from; a real label is its own."""
+    if label_id.startswith(SYNTHETIC_PREFIX) and "-" in label_id and label_id.split("-", 1)[0][1:].isdigit():
+        return label_id.split("-", 1)[1]
+    return label_id

@@ -1,0 +1,217 @@
+"""One bench run: build (or reuse) the database and the photos, then measure everything."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trainer.bench import database, keypoints, queries
+from trainer.bench.plan import BenchPlan
+
+PAPER_LABELS = 41_556
+
+
+def _stats(values) -> dict:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if not len(v):
+        return {"n": 0}
+    return {"n": int(len(v)), "mean": round(float(v.mean()), 3), "median": round(float(np.median(v)), 3),
+            "p90": round(float(np.percentile(v, 90)), 3), "p99": round(float(np.percentile(v, 99)), 3)}
+
+
+def summarise(outcomes: list[queries.Outcome]) -> dict:
+    """Per kind: photos, accuracy (genuine: accepted as their own label; others: not accepted),
+    unreadable photos, and the per-step times of the readable ones."""
+    out = {}
+    for kind in queries.KINDS:
+        mine = [o for o in outcomes if o.kind == kind]
+        if not mine:
+            continue
+        readable = [o for o in mine if o.verdict != "unreadable"]
+        out[kind] = {
+            "photos": len(mine), "correct": sum(o.correct for o in mine),
+            "accuracy": round(sum(o.correct for o in mine) / len(mine), 6),
+            "accepted": sum(o.verdict == "genuine" for o in mine),
+            "accepted_wrong_label": sum(o.verdict == "genuine" and o.matched != o.label_id for o in mine),
+            "unreadable": len(mine) - len(readable),
+            "timings_ms": {step: _stats(o.timings_ms.get(step) for o in readable)
+                           for step in ("segment", "model", "search", "total")},
+            "wall_ms": _stats(o.wall_ms for o in readable),
+        }
+    return out
+
+
+def keypoint_baseline(plan: BenchPlan, verifier, labels: database.Labels, photos: dict, features_of) -> dict:
+    """Exhaustive SIFT matching of queries against a gallery of enrolled labels."""
+    from tqdm import tqdm
+
+    gallery_ids = labels.ids[:plan.keypoint_gallery]
+    gallery = {label: features_of(label) for label in tqdm(gallery_ids, desc="keypoints: gallery", unit="label")}
+    wanted = {"genuine": [p for p in photos["genuine"] if p.label_id in gallery][:plan.keypoint_queries],
+              "counterfeit": photos["counterfeit"][:plan.keypoint_queries],
+              "clone": [p for p in photos["clone"] if p.label_id in gallery][:plan.keypoint_queries]}
+    rows = {}
+    per_comparison, extract = [], []
+    for kind, chosen in wanted.items():
+        correct = unreadable = 0
+        inliers = []
+        for photo in tqdm(chosen, desc=f"keypoints: exhaustive, {kind}", unit="photo"):
+            cut = queries.device_crop(verifier, queries.read_photo(photo), photo.corners_px)
+            if cut is None:
+                unreadable += 1
+                continue
+            result = keypoints.identify(cut[0][0], gallery)
+            inliers.append(result.inliers)
+            extract.append(result.extract_ms)
+            per_comparison.append(result.match_ms / len(gallery))
+            correct += (result.label_id == photo.label_id) if kind == "genuine" else (result.label_id is None)
+        if chosen:
+            rows[kind] = {"photos": len(chosen), "correct": correct, "accuracy": round(correct / len(chosen), 6),
+                          "unreadable": unreadable, "best_inliers": _stats(inliers)}
+    compare = float(np.median(per_comparison)) if per_comparison else 0.0
+    ext = float(np.median(extract)) if extract else 0.0
+    return {"gallery_labels": len(gallery), "min_inliers": keypoints.MIN_INLIERS, "kinds": rows,
+            "extract_ms": round(ext, 3), "ms_per_comparison": round(compare, 4),
+            "ms_per_query_gallery": round(ext + compare * len(gallery), 2),
+            "ms_per_query_at_paper_labels": round(ext + compare * PAPER_LABELS, 1),
+            "ms_per_query_at_paper_vectors": round(ext + compare * plan.vectors, 1)}
+
+
+def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold: float) -> dict:
+    """Keypoints re-checking the fingerprint search's top-k candidates, k = 1..top_k."""
+    from tqdm import tqdm
+
+    checked: dict[str, list] = {}
+    for kind in queries.KINDS:
+        results = []
+        for photo in tqdm(photos[kind][:plan.second_stage], desc=f"second stage: {kind}", unit="photo"):
+            cut = queries.device_crop(verifier, queries.read_photo(photo), photo.corners_px)
+            if cut is None:
+                results.append((photo, None))
+                continue
+            crops, glyph = cut
+            candidates = queries.top_candidates(verifier, crops, glyph, plan.top_k, plan.augmented)
+            results.append((photo, keypoints.second_stage(crops[0], candidates, features_of)))
+        if results:
+            checked[kind] = results
+
+    def accepted(photo, label) -> bool:
+        return label is not None and (photo.kind != "genuine" or label == photo.label_id)
+
+    rows = []
+    for k in range(0, plan.top_k + 1):
+        for mode in ("veto", "decide") if k else ("fingerprint only",):
+            row = {"k": k, "mode": mode}
+            added = []
+            for kind, results in checked.items():
+                n = 0
+                for photo, stage in results:
+                    if stage is None:
+                        continue
+                    if k == 0:
+                        top = stage.candidates[:1]
+                        label = top[0][0] if top and top[0][1] >= threshold else None
+                    else:
+                        label, ms = stage.decide(k, threshold if mode == "veto" else None)
+                        added.append(ms)
+                    n += accepted(photo, label) if kind == "genuine" else label is not None
+                row[f"{kind}_accepted"] = round(n / len(results), 6)
+                row[f"{kind}_photos"] = len(results)
+            row["added_ms"] = _stats(added) if added else {"median": 0.0, "p99": 0.0}
+            rows.append(row)
+    return {"rows": rows, "min_inliers": keypoints.MIN_INLIERS,
+            "note": "veto: a candidate must clear the fingerprint threshold and match by keypoints; decide: the "
+                    "first of the top k that matches by keypoints is accepted, whatever its fingerprint score"}
+
+
+def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 1400.0) -> dict:
+    """The whole experiment; returns the results (see `report` for how they are shown)."""
+    import faiss
+
+    from edge_app.runtime import read_manifest
+    from edge_app.verify import Verifier
+
+    started = time.perf_counter()
+    steps = {}
+    t = time.perf_counter()
+    labels = database.enrolled_labels(plan, cache)
+    steps["render_enrolled_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    real = database.real_fingerprints(plan, labels, bundle, cache)
+    steps["embed_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    shard_folder = database.build_shards(plan, labels, real, bundle, cache, memory_budget_mb)
+    steps["shards_s"] = time.perf_counter() - t
+    del real
+    t = time.perf_counter()
+    photos = queries.take_photos(plan, labels.ids, cache)
+    steps["photos_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    db = database.open_database(bundle, shard_folder)
+    steps["open_ms"] = (time.perf_counter() - t) * 1000
+    faiss.omp_set_num_threads(2)
+    threshold = db.threshold
+    classified = Verifier(db, classify=True, num_threads=2)
+    everything = [p for kind in queries.KINDS for p in photos[kind]]
+    classified.verify_image(queries.read_photo(everything[0]))  # warm up the model and the first pages
+    t = time.perf_counter()
+    with_classes = queries.verify_photos(classified, everything, "verify, with classification")
+    steps["verify_classified_s"] = time.perf_counter() - t
+    unclassified = Verifier(db, classify=False, num_threads=2)
+    subset = [p for kind in queries.KINDS for p in photos[kind][:plan.unclassified]]
+    t = time.perf_counter()
+    without = queries.verify_photos(unclassified, subset, "verify, every shard (no classification)")
+    steps["verify_unclassified_s"] = time.perf_counter() - t
+
+    by_index = {label: i for i, label in enumerate(labels.ids)}
+    cache_features: dict[str, keypoints.Features] = {}
+
+    def features_of(label_id: str) -> keypoints.Features:
+        source = database.source_label(label_id)
+        if source not in cache_features:
+            cache_features[source] = keypoints.features(labels.crops[by_index[source]])
+        return cache_features[source]
+
+    t = time.perf_counter()
+    baseline = keypoint_baseline(plan, classified, labels, photos, features_of)
+    steps["keypoint_baseline_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stage = second_stage(plan, classified, photos, features_of, threshold)
+    steps["second_stage_s"] = time.perf_counter() - t
+    section = db.manifest["shards"]
+    manifest = read_manifest(bundle)
+    shard_sizes = [e["vectors"] for e in section["classes"].values()]
+    return {
+        "plan": plan.to_dict(),
+        "database": {"how": database.describe(plan, labels), "vectors": section["vectors"],
+                     "labels": section["labels"], "real_labels": len(labels), "shards": len(shard_sizes),
+                     "shard_vectors": _stats(shard_sizes),
+                     "bytes": sum(e["bytes"] for e in section["classes"].values()),
+                     "index_kinds": sorted({e["kind"] for e in section["classes"].values()}),
+                     "nprobe": _stats(e["search"].get("nprobe") for e in section["classes"].values()),
+                     "recall_at_1_genuine_like": _stats(e["recall_at_1"]["genuine_like"]
+                                                        for e in section["classes"].values()),
+                     "folder": str(shard_folder)},
+        "model": {"name": manifest["model"]["name"], "version": manifest["model"]["version"],
+                  "format": "int8", "input": manifest["preprocessing"]["input_size"],
+                  "embedding_dim": manifest["embedding_dim"]},
+        "threshold": threshold,
+        "with_classification": summarise(with_classes),
+        "without_classification": summarise(without),
+        "scores": {kind: [o.score for o in with_classes if o.kind == kind and o.score is not None]
+                   for kind in queries.KINDS},
+        "times_ms": {step: [o.timings_ms.get(step) for o in with_classes if o.verdict != "unreadable"]
+                     for step in ("model", "search", "total")},
+        "times_unclassified_ms": {"search": [o.timings_ms.get("search") for o in without
+                                             if o.verdict != "unreadable"]},
+        "keypoint_baseline": baseline,
+        "second_stage": stage,
+        "steps": {k: round(v, 1) for k, v in steps.items()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
+                    "faiss": faiss.__version__, "threads": 2, "load_average_end": os.getloadavg()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }

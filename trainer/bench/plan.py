@@ -1,0 +1,80 @@
+"""What a bench run measures: its sizes and the simulated batches they come from."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from edge_app.errors import PufError
+
+PAPER_VECTORS = 4_155_600  # 41,556 labels x 100 augmented copies
+PAPER_QUERIES = 10_000
+BATCH_FIELDS = 100  # fields of one simulated batch (1,200 labels), as the trainer's films
+ENROLLED_SEED = 7001  # film seeds of the enrolled batches (the model trained on 1-4, was tested on 101-102)
+COUNTERFEIT_SEED = 8001  # film seeds of batches never enrolled
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    labels: int = 6_000  # real simulated labels enrolled (rendered, augmented, embedded)
+    augmented: int = 100  # enrolled copies of each (the paper's 100: rotation 0-360, HSV V shift)
+    vectors: int = PAPER_VECTORS  # database size; beyond labels x augmented: rotated copies (see database)
+    genuine: int = PAPER_QUERIES  # new handheld photos of enrolled labels
+    counterfeit: int = PAPER_QUERIES  # handheld photos of never-enrolled labels (other films)
+    clones: int = 500  # enrolled labels printed and re-photographed
+    unclassified: int = PAPER_QUERIES  # queries of each kind also verified without classification
+    keypoint_gallery: int = 200  # labels the exhaustive keypoint baseline compares each query with
+    keypoint_queries: int = 200  # of each kind, for the exhaustive baseline
+    second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)
+    top_k: int = 5
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or value < 0:
+                raise PufError(f"bench size {name} must be a whole number >= 0, got {value!r}")
+        if self.labels < 1 or self.augmented < 1 or self.workers < 1 or self.top_k < 1:
+            raise PufError("labels, augmented copies, workers and top-k must be at least 1")
+        if self.vectors < self.labels * self.augmented:
+            raise PufError(f"a database of {self.vectors:,} vectors cannot hold {self.labels:,} labels x "
+                           f"{self.augmented} copies; lower --labels or raise --vectors")
+        if self.genuine < 1 or self.counterfeit < 1:
+            raise PufError("a run needs at least one genuine and one counterfeit query")
+
+    @classmethod
+    def quick(cls, **overrides) -> BenchPlan:
+        """A few minutes end to end: the same steps at tens of thousands of vectors."""
+        sizes = dict(labels=240, vectors=50_000, genuine=500, counterfeit=500, clones=50, unclassified=500,
+                     keypoint_gallery=60, keypoint_queries=60, second_stage=200)
+        return cls(**{**sizes, **overrides})
+
+    @property
+    def real_vectors(self) -> int:
+        return self.labels * self.augmented
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def batches(count: int, first_seed: int, prefix: str) -> list:
+    """SimSpecs of films holding at least `count` labels, in batches of up to BATCH_FIELDS fields
+    (one microscope capture of every label; handheld photos are taken by `queries`)."""
+    from trainer.simdata import SimSpec
+
+    fields = math.ceil(count / 12)
+    specs = []
+    for i in range(math.ceil(fields / BATCH_FIELDS)):
+        n = min(BATCH_FIELDS, fields - i * BATCH_FIELDS)
+        cols = min(10, n)
+        specs.append(SimSpec(f"{prefix}{i + 1}", first_seed + i, cols, math.ceil(n / cols), microscope_shots=1,
+                             handheld_shots=0))
+    return specs
+
+
+def enrolled_batches(plan: BenchPlan) -> list:
+    return batches(math.ceil(plan.labels * 1.05), ENROLLED_SEED, "BG")  # a capture may cut a few labels
+
+
+def counterfeit_batches(plan: BenchPlan) -> list:
+    return batches(plan.counterfeit, COUNTERFEIT_SEED, "BC")

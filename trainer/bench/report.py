@@ -1,0 +1,144 @@
+"""The bench's results for people: tables beside the paper's figures, and its pictures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# DESIGN.md section 1: the paper's 10,000 queries against 4,155,600 enrolled vectors
+PAPER = {
+    "without_classification": {"model": "30.7-31.7", "search": "387-395", "total": "~420",
+                               "genuine": "99.77%", "counterfeit": "98.7%"},
+    "with_classification": {"model": "30.7-31.7", "search": "8.3-8.7", "total": "~40",
+                            "genuine": "98.87%", "counterfeit": "98.73%"},
+}
+MODE_TEXT = {"without_classification": "without classification (every shard)",
+             "with_classification": "with classification (predicted pattern's shard)"}
+
+
+def _pct(row: dict | None) -> str:
+    if not row:
+        return "-"
+    return f"{100 * row['accuracy']:.2f}% ({row['correct']:,}/{row['photos']:,})"
+
+
+def _ms(stats: dict) -> str:
+    return f"{stats['median']:.2f} / {stats['p99']:.2f}" if stats.get("n") else "-"
+
+
+def tables(result: dict) -> str:
+    """Markdown tables: the paper's experiment, the keypoint baseline, the second stage."""
+    db, plan = result["database"], result["plan"]
+    lines = [f"Database: {db['how']}",
+             f"Shards: {db['shards']} ({', '.join(db['index_kinds'])}), {db['shard_vectors'].get('median', 0):,.0f} "
+             f"vectors a shard (median), {db['bytes'] / 1e6:,.0f} MB, nprobe median {db['nprobe'].get('median', '-')}, "
+             f"recall@1 of exact search on genuine-like queries median {db['recall_at_1_genuine_like'].get('median')}",
+             f"Model: {result['model']['name']} {result['model']['version']} int8, {result['model']['input']} px, "
+             f"{result['model']['embedding_dim']}-d; threshold {result['threshold']}; "
+             f"{result['machine']['cpus']} CPU cores, 2 threads, Python {result['machine']['python']}",
+             "",
+             "| mode | | extraction (model) ms | search ms | total ms | genuine accepted | counterfeit rejected "
+             "| clones rejected |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for mode in ("without_classification", "with_classification"):
+        paper = PAPER[mode]
+        lines.append(f"| {MODE_TEXT[mode]} | paper | {paper['model']} | {paper['search']} | {paper['total']} | "
+                     f"{paper['genuine']} | {paper['counterfeit']} | - |")
+        rows = result[mode]
+        timing = rows["genuine"]["timings_ms"]
+        lines.append(f"| | here (median / p99) | {_ms(timing['model'])} | {_ms(timing['search'])} | "
+                     f"{_ms(timing['total'])} | {_pct(rows.get('genuine'))} | {_pct(rows.get('counterfeit'))} | "
+                     f"{_pct(rows.get('clone'))} |")
+    unread = {k: v["unreadable"] for k, v in result["with_classification"].items()}
+    lines.append(f"\nUnreadable photos (segmentation found no usable label; counted as not accepted): {unread}. "
+                 f"Total = segmentation + model + search + decision on the photo.")
+    kp = result["keypoint_baseline"]
+    lines += ["", f"Keypoint baseline (SIFT, ratio test, RANSAC similarity, border and glyph masked, >= "
+                  f"{kp['min_inliers']} inliers), exhaustive over a gallery of {kp['gallery_labels']} labels:", "",
+              "| method | genuine accepted | counterfeit rejected | clones rejected | time a query |",
+              "| --- | --- | --- | --- | --- |"]
+    fp = result["with_classification"]
+    lines.append(f"| fingerprint (this model, {db['vectors']:,} vectors) | {_pct(fp.get('genuine'))} | "
+                 f"{_pct(fp.get('counterfeit'))} | {_pct(fp.get('clone'))} | "
+                 f"{fp['genuine']['timings_ms']['total'].get('median', 0):.2f} ms |")
+    rows = kp["kinds"]
+    lines.append(f"| keypoints, {kp['gallery_labels']} labels | {_pct(rows.get('genuine'))} | "
+                 f"{_pct(rows.get('counterfeit'))} | {_pct(rows.get('clone'))} | {kp['ms_per_query_gallery']:.1f} ms "
+                 f"({kp['extract_ms']:.2f} ms to extract + {kp['ms_per_comparison']:.3f} ms a comparison) |")
+    at_labels, at_vectors = kp["ms_per_query_at_paper_labels"] / 1000, kp["ms_per_query_at_paper_vectors"] / 1000
+    lines.append(f"| keypoints at the paper's 41,556 labels / {plan['vectors']:,} images (extrapolated) | | | | "
+                 f"{at_labels:,.1f} s / {at_vectors:,.0f} s |")
+    stage = result["second_stage"]
+    lines += ["", f"Keypoints as a second stage re-checking the fingerprint search's top k candidates "
+                  f"({stage['note']}):", "",
+              "| k | mode | genuine accepted | counterfeit accepted | clones accepted | added ms (median / p99) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in stage["rows"]:
+        cells = [f"{100 * row.get(f'{k}_accepted', 0):.2f}% of {row.get(f'{k}_photos', 0):,}"
+                 for k in ("genuine", "counterfeit", "clone")]
+        added = row["added_ms"]
+        lines.append(f"| {row['k']} | {row['mode']} | {' | '.join(cells)} | "
+                     f"{added.get('median', 0):.2f} / {added.get('p99', 0):.2f} |")
+    steps = ", ".join(f"{k} {v}" for k, v in result["steps"].items())
+    lines.append(f"\nSteps: {steps}; whole run {result['seconds'] / 60:.1f} min.")
+    return "\n".join(lines)
+
+
+def score_pictures(result: dict, folder: Path) -> list[Path]:
+    """Figure-5-like: score distributions of genuine, counterfeit and clone queries, and the
+    time histograms (extraction, search, total)."""
+    from trainer.plots import histograms_png
+
+    folder = Path(folder)
+    scores = {kind: np.asarray(v) for kind, v in result["scores"].items() if v}
+    written = [histograms_png(scores, folder / "bench_scores.png",
+                              f"best cosine score of each query (threshold {result['threshold']:.3f}), "
+                              f"{result['database']['vectors']:,} enrolled", unit="score", log_count=True)]
+    times = {f"{k} (classified)": np.asarray([x for x in v if x is not None]) for k, v in result["times_ms"].items()}
+    times["search (every shard)"] = np.asarray([x for x in result["times_unclassified_ms"]["search"]
+                                                if x is not None])
+    written.append(histograms_png(times, folder / "bench_times.png", "time a query (ms), 2 threads", unit="ms"))
+    return written
+
+
+def loglog_png(series: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str,
+               ylabel: str) -> Path:
+    """Lines on log-log axes (x: decades of enrolled vectors)."""
+    from trainer.plots import _COLOURS, _FONT, _H, _L, _R, _T, _W, _canvas, _write
+
+    points = [p for s in series.values() for p in s if p[1] > 0]
+    image = _canvas(title)
+    if not points:
+        return _write(image, path)
+    x0, x1 = math.floor(math.log10(min(p[0] for p in points))), math.ceil(math.log10(max(p[0] for p in points)))
+    y0, y1 = math.floor(math.log10(min(p[1] for p in points))), math.ceil(math.log10(max(p[1] for p in points)))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    _B = 64
+
+    def xy(x: float, y: float) -> tuple[int, int]:
+        fx = (math.log10(x) - x0) / (x1 - x0)
+        fy = (math.log10(y) - y0) / (y1 - y0)
+        return int(_L + fx * (_W - _L - _R)), int(_H - _B - fy * (_H - _T - _B))
+
+    for e in range(x0, x1 + 1):
+        x, _ = xy(10.0**e, 10.0**y0)
+        cv2.line(image, (x, _T), (x, _H - _B), (225, 225, 225), 1)
+        cv2.putText(image, f"1e{e}", (x - 14, _H - _B + 18), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for e in range(y0, y1 + 1):
+        _, y = xy(10.0**x0, 10.0**e)
+        cv2.line(image, (_L, y), (_W - _R, y), (225, 225, 225), 1)
+        cv2.putText(image, f"1e{e}", (8, y + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, xlabel, (_W // 2 - 80, _H - 18), _FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, ylabel, (8, _T - 8), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, s) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        pts = np.array([xy(x, y) for x, y in s if y > 0], np.int32)
+        if len(pts):
+            cv2.polylines(image, [pts], False, colour, 2, cv2.LINE_AA)
+            for p in pts:
+                cv2.circle(image, tuple(int(v) for v in p), 4, colour, -1, cv2.LINE_AA)
+        cv2.putText(image, name, (_L + 10, _T + 20 + 18 * i), _FONT, 0.45, colour, 1, cv2.LINE_AA)
+    return _write(image, path)
