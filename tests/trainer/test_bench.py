@@ -1,0 +1,154 @@
+"""`puf bench`: how the database and the queries are made, the keypoint matcher on real
+simulated crops, the second stage's decision, and the verb end to end at a tiny size."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app.cli import main
+from edge_app.errors import PufError
+from tests.bundle_support import sim_batch
+from trainer.bench import database, keypoints, queries
+from trainer.bench.plan import PAPER_VECTORS, BenchPlan, counterfeit_batches, enrolled_batches
+
+
+def test_the_paper_plan_makes_41556_labels_of_100_copies():
+    plan = BenchPlan()
+    blocks = database.fill_blocks(plan)
+    assert plan.vectors == PAPER_VECTORS
+    assert plan.real_vectors + sum(blocks) * plan.augmented == PAPER_VECTORS
+    assert plan.labels + sum(blocks) == 41_556
+    assert all(b <= plan.labels for b in blocks)
+    enrolled, never = enrolled_batches(plan), counterfeit_batches(plan)
+    assert sum(s.label_count for s in enrolled) >= plan.labels
+    assert sum(s.label_count for s in never) >= plan.counterfeit
+    assert not {s.film_seed for s in enrolled} & {s.film_seed for s in never}
+    quick = BenchPlan.quick()
+    assert quick.vectors < 100_000 and quick.genuine == quick.counterfeit == 500
+
+
+@pytest.mark.parametrize("sizes", [dict(labels=0), dict(vectors=10, labels=5), dict(genuine=-1), dict(workers=0),
+                                   dict(augmented=2.5)])
+def test_impossible_sizes_are_refused(sizes):
+    with pytest.raises(PufError):
+        BenchPlan(**sizes)
+
+
+def test_rotated_blocks_keep_the_geometry_of_real_fingerprints():
+    turn = database.rotation(256, 1, 0)
+    assert np.allclose(turn @ turn.T, np.eye(256), atol=1e-4)
+    assert not np.allclose(turn, database.rotation(256, 2, 0))
+    x = np.random.default_rng(0).standard_normal((5, 256)).astype(np.float32)
+    assert np.allclose((x @ turn.T) @ (x @ turn.T).T, x @ x.T, atol=1e-3)
+    assert database.source_label("R3-BG1-0001-02") == "BG1-0001-02"
+    assert database.source_label("BG1-0001-02") == "BG1-0001-02"
+
+
+def test_genuine_photos_and_clones_are_of_enrolled_labels_and_counterfeits_of_other_films():
+    plan = BenchPlan.quick(labels=30, genuine=70, counterfeit=25, clones=3)
+    enrolled = [f"BG1-{i // 12:04d}-{i % 12:02d}" for i in range(0, 60, 2)]  # some labels uncaptured
+    jobs = queries._photo_jobs(plan, enrolled, lambda kind, n: kind == "genuine" and n == 5)
+    items = [(spec["batch_id"], *item) for spec, chunk in jobs for item in chunk]
+    genuine = {n: f"{b}-{f:04d}-{s:02d}" for b, kind, n, f, s, _ in items if kind == "genuine"}
+    assert set(genuine) == set(range(70)) - {5}  # taken photos are left out
+    assert set(genuine.values()) <= set(enrolled)
+    assert genuine[0] == genuine[30] == enrolled[0]
+    seeds = {(n, seed) for b, kind, n, f, s, seed in items if kind == "genuine"}
+    assert dict(seeds)[0] != dict(seeds)[30]  # a label photographed twice: two new photos
+    counterfeit = [(b, f, s) for b, kind, n, f, s, _ in items if kind == "counterfeit"]
+    assert len(set(counterfeit)) == 25 and all(b.startswith("BC") for b, _, _ in counterfeit)
+    assert sum(kind == "clone" for _, kind, *_ in items) == 3
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """Microscope crops of a simulated batch and a new handheld photo of two of its labels, cut
+    by the device's segmentation."""
+    from trainer.simdata import SimSpec, device_templates, field_captures, segment_handheld
+
+    batch = sim_batch()
+    spec = SimSpec(batch.layout.batch_id, 0, batch.layout.field_cols, batch.layout.field_rows, 1, 0)
+    enrolled = {label: crop for label, _, crop in field_captures(spec, batch.layout, batch.film, 0)}
+    templates = device_templates(batch.layout)
+    handheld = {}
+    for slot in (1, 6):
+        image, truth = batch.handheld(0, slot, seed=77)
+        crop, outcome = segment_handheld(image, truth, batch.layout, templates, 128)
+        assert outcome == "ok"
+        handheld[truth["label_id"]] = crop
+    return enrolled, handheld
+
+
+def test_keypoints_tell_a_recapture_of_a_label_from_other_labels(crops):
+    enrolled, handheld = crops
+    gallery = {label: keypoints.features(crop) for label, crop in enrolled.items()}
+    for label, crop in handheld.items():
+        query = keypoints.features(crop)
+        scores = {other: keypoints.inliers(query, f) for other, f in gallery.items()}
+        assert keypoints.same_label(query, gallery[label])
+        assert max(n for other, n in scores.items() if other != label) < keypoints.MIN_INLIERS
+        assert keypoints.identify(crop, gallery).label_id == label
+    assert keypoints.identify(np.zeros((128, 128, 3), np.uint8), gallery).label_id is None
+
+
+def test_features_ignore_the_border_and_glyph_every_label_shares():
+    mask = keypoints._mask()
+    side = keypoints.SIDE
+    assert mask[0].max() == 0 and mask[:, -1].max() == 0 and mask[side // 2, side // 2] == 0
+    assert mask[side // 5, side // 2] == 255
+
+
+def test_second_stage_vetoes_or_decides_among_the_top_candidates(crops):
+    enrolled, handheld = crops
+    label = next(iter(handheld))
+    others = [other for other in enrolled if other != label][:3]
+    features = {other: keypoints.features(crop) for other, crop in enrolled.items()}
+    # the fingerprint ranks two wrong labels first, the right one third and below threshold
+    candidates = [(others[0], 0.80), (others[1], 0.70), (label, 0.60), (others[2], 0.50)]
+    stage = keypoints.second_stage(handheld[label], candidates, features.__getitem__)
+    assert stage.inliers[2] >= keypoints.MIN_INLIERS > max(stage.inliers[:2])
+    assert stage.decide(1, 0.75)[0] is None  # the top candidate clears the threshold but is vetoed
+    assert stage.decide(2, None)[0] is None
+    assert stage.decide(3, None)[0] == label  # keypoints decide among the top three
+    assert stage.decide(3, 0.75)[0] is None  # a veto never accepts below the fingerprint threshold
+    assert stage.decide(4, 0.55)[0] == label
+    assert stage.decide(3, None)[1] >= stage.decide(1, None)[1] > 0  # more candidates, more time
+
+
+def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["bench", "--labels", "12", "--augmented", "3", "--vectors", "60", "--genuine", "4", "--counterfeit", "3",
+            "--clones", "1", "--keypoint-gallery", "6", "--second-stage", "2", "--workers", "1",
+            "--out", str(out), "--cache", str(cache), "--json"]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    result = json.loads((out / "bench.json").read_text())
+    assert printed["database"] == result["database"]
+    assert result["database"]["vectors"] == 60 and result["database"]["real_labels"] == 12
+    assert result["database"]["labels"] == 20  # 12 real, 8 rotated stand-ins
+    assert "augmentation" in result["database"]["how"]
+    for mode in ("with_classification", "without_classification"):
+        rows = result[mode]
+        assert rows["genuine"]["photos"] == 4 and rows["counterfeit"]["photos"] == 3 and rows["clone"]["photos"] == 1
+        for row in rows.values():
+            assert 0 <= row["correct"] <= row["photos"] and 0 <= row["accuracy"] <= 1
+        assert rows["genuine"]["timings_ms"]["total"]["median"] >= rows["genuine"]["timings_ms"]["model"]["median"]
+    assert result["with_classification"]["counterfeit"]["accepted"] == 0
+    assert result["keypoint_baseline"]["gallery_labels"] == 6
+    assert [r["k"] for r in result["second_stage"]["rows"]] == [0] + [k for k in range(1, 6) for _ in range(2)]
+    assert (out / "bench.md").read_text().count("| paper |") == 2
+    assert Path(out / "bench_scores.png").stat().st_size > 0
+    photos = sorted((cache).glob("photos-*/*/*.jpg"))
+    assert len(photos) == 8
+    # a re-run takes nothing again: every photo, fingerprint and shard comes from the cache
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert main(argv) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def test_bench_refuses_bad_sizes(tmp_path, capsys):
+    assert main(["bench", "--labels", "10", "--augmented", "10", "--vectors", "50", "--out", str(tmp_path)]) == 2
+    assert "cannot hold" in capsys.readouterr().err
+    assert main(["bench", "--scaling", "ten", "--out", str(tmp_path)]) == 2
