@@ -33,14 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trainer.bench.scaling import per_query_ms, rss_mb  # noqa: E402  (after the path above)
+
 PAPER_N = 4_155_600
 PAPER_SHARD = 94_445  # 4,155,600 / 44 pattern classes
 COSINES = (0.5, 0.6, 0.7, 0.8)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 def unit(n: int, d: int, rng: np.random.Generator, chunk: int = 500_000) -> np.ndarray:
@@ -67,15 +64,6 @@ def exact_top1(vectors: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, fl
         times.append((time.perf_counter() - t) * 1000)
     del flat
     return truth, float(np.median(times))
-
-
-def per_query_ms(index, queries: np.ndarray) -> list[float]:
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        index.search(q[None], 1)
-        times.append((time.perf_counter() - t) * 1000)
-    return times
 
 
 def bench_index(name: str, vectors: np.ndarray, budget_per_vector: float, queries: dict, truth: dict,
