@@ -391,7 +391,7 @@ class PufApp(App):
     def choose_camera(self, spec: str) -> None:
         if spec != self.camera_spec:
             self.open_camera(spec)
-            self._save_settings()
+            self._save_settings(camera=spec)
 
     def choose_photo_folder(self) -> None:
         FolderChooser(path=str(removable_media_root()), heading="Open a folder of photos to check",
@@ -403,13 +403,17 @@ class PufApp(App):
 
     def exposure_changed(self, auto: bool | None = None, log_us: float | None = None,
                          gain: float | None = None) -> None:
+        """From the Settings screen (also called when a slider is first placed: then nothing
+        changes and nothing is applied or saved)."""
+        before = (self.auto_exposure, self.exposure_us, self.gain)
         if auto is not None:
             self.auto_exposure = auto
         if log_us is not None:
             self.exposure_us = int(round(10 ** log_us, -1))
         if gain is not None:
             self.gain = round(gain, 1)
-        self._apply_exposure()
+        if (self.auto_exposure, self.exposure_us, self.gain) != before:
+            self._apply_exposure()
 
     def _set_exposure(self, *_) -> None:
         if self.source is not None:
@@ -417,13 +421,14 @@ class PufApp(App):
                 self.source.set_exposure(None, None)
             else:
                 self.source.set_exposure(int(self.exposure_us), float(self.gain))
-        self._save_settings()
+        self._save_settings(exposure_us=None if self.auto_exposure else int(self.exposure_us),
+                            gain=None if self.auto_exposure else float(self.gain))
 
-    def _save_settings(self) -> None:
+    def _save_settings(self, **changed) -> None:
+        """Keep what the inspector changed for the next start (options given to `puf app`
+        are for one run, and are not saved unless changed here)."""
         settings = self.store.load_settings()
-        settings.update(camera=self.camera_spec,
-                        exposure_us=None if self.auto_exposure else int(self.exposure_us),
-                        gain=None if self.auto_exposure else float(self.gain))
+        settings.update(changed)
         self.store.save_settings(settings)
 
     def _update_ready(self) -> None:

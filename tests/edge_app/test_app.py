@@ -175,10 +175,14 @@ def test_the_history_lists_the_journal_newest_first(inspection, data):
 
 
 def test_the_settings_show_the_bundle_and_camera(inspection, data):
-    settings = inspection[0]["records"]["settings"]
+    from edge_app.device_store import DeviceStore
+
+    result, home, _ = inspection
+    settings = result["records"]["settings"]
     assert settings["screen"] == "settings"
     assert settings["texts"]["camera"] == f"file:{data['shots']}"
     assert settings["texts"]["update_bundle"].startswith("Update bundle from folder")
+    assert DeviceStore(home).load_settings()["camera"] != f"file:{data['shots']}"  # --camera is for one run
 
 
 def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data, screen_env, tmp_path):
@@ -194,6 +198,8 @@ def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data
              {"do": "camera", "spec": f"file:{data['shots']}"}, {"do": "show", "screen": "preview"},
              {"do": "record", "name": "ready"},
              {"do": "install", "folder": data["tampered"]}, {"do": "record", "name": "kept"},
+             {"do": "press", "screen": "settings", "id": "auto_exposure"}, {"do": "wait", "seconds": 1.0},
+             {"do": "record", "name": "manual"},
              {"do": "show", "screen": "preview"}, {"do": "capture"}, {"do": "record", "name": "verdict"}]
     script = {"options": {"home": home, "camera": f"file:{tmp_path / 'no such folder'}"}, "steps": steps}
     result = run_script(script, tmp_path / "run", screen_env)
@@ -215,7 +221,10 @@ def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data
 
     store = DeviceStore(home)
     assert store.bundle_path() == home / "bundle"
-    assert store.load_settings()["camera"] == f"file:{data['shots']}"  # chosen in Settings, kept for next time
+    assert seen["manual"]["texts"]["auto_exposure"] == "Manual"
+    settings = store.load_settings()  # what was chosen in Settings, kept for the next start
+    assert settings["camera"] == f"file:{data['shots']}"
+    assert settings["exposure_us"] > 0 and settings["gain"] > 0
 
 
 def test_bad_options_are_clear_errors(capsys):

@@ -19,6 +19,7 @@ SDL's offscreen driver where Xvfb is not installed (`display`). The script is JS
                                                    chooser, Install pressed; wait for the outcome
     {"do": "chooser", "path": PATH}                open PATH in the folder chooser that is showing
     {"do": "camera", "spec": SPEC}                 Settings -> Camera
+    {"do": "wait", "seconds": S}
     {"do": "record", "name": N}                    what the current screen shows, as result["records"][N]
     {"do": "screenshot", "path": P}
 
@@ -226,6 +227,9 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
         elif kind == "camera":
             app.choose_camera(step["spec"])
             yield after_frames(flips)
+        elif kind == "wait":
+            until = time.monotonic() + step["seconds"]
+            yield lambda until=until: time.monotonic() >= until
         elif kind == "record":
             result["records"][step["name"]] = record(app)
         elif kind == "screenshot":
