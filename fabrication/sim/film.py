@@ -77,24 +77,26 @@ def _grains(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
 
 
 def _smooth_noise(seed: int, salt: int, cell: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
-    """Value noise with smoothstep interpolation between hashed grid nodes, in -1..1."""
+    """Value noise with smoothstep interpolation between hashed grid nodes, in -1..1.
 
-    def weights(start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    Interpolated element by element, not as a product of weight matrices: a BLAS product's
+    summation order depends on the matrix sizes, so the same spot would differ in its last
+    bits between two windows."""
+
+    def axis(start: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pos = np.arange(start, start + count) / cell
-        nodes = np.arange(int(np.floor(pos[0])), int(np.floor(pos[-1])) + 2)
-        t = pos - np.floor(pos)
-        t = t * t * (3 - 2 * t)
-        mat = np.zeros((count, nodes.size), np.float32)
-        left = np.floor(pos).astype(int) - nodes[0]
-        mat[np.arange(count), left] = 1 - t
-        mat[np.arange(count), left + 1] = t
-        return mat, nodes
+        base = np.floor(pos)
+        t = pos - base
+        nodes = np.arange(int(base[0]), int(base[-1]) + 2)
+        return (t * t * (3 - 2 * t)).astype(np.float32), (base - nodes[0]).astype(int), nodes
 
-    wx, nx = weights(i0, w)
-    wy, ny = weights(j0, h)
+    tx, lx, nx = axis(i0, w)
+    ty, ly, ny = axis(j0, h)
     gi, gj = np.meshgrid(nx, ny)
     grid = (2 * _uniform(seed, salt, gi, gj) - 1).astype(np.float32)
-    return wy @ grid @ wx.T
+    top = grid[ly][:, lx] * (1 - tx) + grid[ly][:, lx + 1] * tx
+    bottom = grid[ly + 1][:, lx] * (1 - tx) + grid[ly + 1][:, lx + 1] * tx
+    return top * (1 - ty)[:, None] + bottom * ty[:, None]
 
 
 def _defects(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
