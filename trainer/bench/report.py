@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 # DESIGN.md section 1: the paper's 10,000 queries against 4,155,600 enrolled vectors
@@ -96,49 +94,11 @@ def score_pictures(result: dict, folder: Path) -> list[Path]:
     scores = {kind: np.asarray(v) for kind, v in result["scores"].items() if v}
     written = [histograms_png(scores, folder / "bench_scores.png",
                               f"best cosine score of each query (threshold {result['threshold']:.3f}), "
-                              f"{result['database']['vectors']:,} enrolled", unit="score", log_count=True)]
+                              f"{result['database']['vectors']:,} enrolled", unit="score", log_count=True,
+                              marks={"threshold": result["threshold"]})]
     times = {f"{k} (classified)": np.asarray([x for x in v if x is not None]) for k, v in result["times_ms"].items()}
     times["search (every shard)"] = np.asarray([x for x in result["times_unclassified_ms"]["search"]
                                                 if x is not None])
-    written.append(histograms_png(times, folder / "bench_times.png", "time a query (ms), 2 threads", unit="ms"))
+    written.append(histograms_png(times, folder / "bench_times.png", "time a query (ms), 2 threads", unit="ms",
+                                  log_x=True))
     return written
-
-
-def loglog_png(series: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str,
-               ylabel: str) -> Path:
-    """Lines on log-log axes (x: decades of enrolled vectors)."""
-    from trainer.plots import _COLOURS, _FONT, _H, _L, _R, _T, _W, _canvas, _write
-
-    points = [p for s in series.values() for p in s if p[1] > 0]
-    image = _canvas(title)
-    if not points:
-        return _write(image, path)
-    x0, x1 = math.floor(math.log10(min(p[0] for p in points))), math.ceil(math.log10(max(p[0] for p in points)))
-    y0, y1 = math.floor(math.log10(min(p[1] for p in points))), math.ceil(math.log10(max(p[1] for p in points)))
-    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    _B = 64
-
-    def xy(x: float, y: float) -> tuple[int, int]:
-        fx = (math.log10(x) - x0) / (x1 - x0)
-        fy = (math.log10(y) - y0) / (y1 - y0)
-        return int(_L + fx * (_W - _L - _R)), int(_H - _B - fy * (_H - _T - _B))
-
-    for e in range(x0, x1 + 1):
-        x, _ = xy(10.0**e, 10.0**y0)
-        cv2.line(image, (x, _T), (x, _H - _B), (225, 225, 225), 1)
-        cv2.putText(image, f"1e{e}", (x - 14, _H - _B + 18), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    for e in range(y0, y1 + 1):
-        _, y = xy(10.0**x0, 10.0**e)
-        cv2.line(image, (_L, y), (_W - _R, y), (225, 225, 225), 1)
-        cv2.putText(image, f"1e{e}", (8, y + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, xlabel, (_W // 2 - 80, _H - 18), _FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, ylabel, (8, _T - 8), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, (name, s) in enumerate(series.items()):
-        colour = _COLOURS[i % len(_COLOURS)]
-        pts = np.array([xy(x, y) for x, y in s if y > 0], np.int32)
-        if len(pts):
-            cv2.polylines(image, [pts], False, colour, 2, cv2.LINE_AA)
-            for p in pts:
-                cv2.circle(image, tuple(int(v) for v in p), 4, colour, -1, cv2.LINE_AA)
-        cv2.putText(image, name, (_L + 10, _T + 20 + 18 * i), _FONT, 0.45, colour, 1, cv2.LINE_AA)
-    return _write(image, path)
