@@ -11,27 +11,9 @@ import pytest
 from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
 from edge_app.registry import FieldRecord, LabelRecord, Registry
-from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
 from trainer import index_build
 from trainer.enroll import EnrollOptions, enroll
-from trainer.keys import load_private_key
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "bundle_base"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def fresh(base, tmp_path) -> Path:
-    return Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
-
-
-@pytest.fixture
-def key(base):
-    return load_private_key(keys(base)[0])
 
 
 def manifest(path: Path) -> dict:

@@ -3,7 +3,6 @@ per shard, listed and signed in the manifest; incremental and idempotent like th
 of enrollment, read lazily on the device by `edge_app.thumbnails.Thumbnails`."""
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -14,28 +13,10 @@ from edge_app.bundle import load_bundle
 from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.thumbnails import Thumbnails, make_thumbnail
-from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
 from trainer.enroll import EnrollOptions, enroll, items_from_folder
-from trainer.keys import load_private_key
 
 PX = 48
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "bundle_base"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def fresh(base, tmp_path) -> Path:
-    return Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
-
-
-@pytest.fixture
-def key(base):
-    return load_private_key(keys(base)[0])
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,22 @@ MODE_TEXT = {"without_classification": "without classification (every shard)",
              "with_classification": "with classification (predicted pattern's shard)"}
 
 
-def _pct(row: dict | None) -> str:
+def _pct(row: dict | None, kind: str) -> str:
+    """Photos judged right, and of those segmentation could read (an unreadable photo asks the
+    user to retake it: never an acceptance, so it counts as right for counterfeits and clones)."""
     if not row:
         return "-"
-    return f"{100 * row['accuracy']:.2f}% ({row['correct']:,}/{row['photos']:,})"
+    text = f"{100 * row['accuracy']:.2f}% ({row['correct']:,}/{row['photos']:,})"
+    unreadable = row.get("unreadable", 0)
+    if unreadable and row["photos"] > unreadable:
+        right = row["correct"] - (0 if kind == "genuine" else unreadable)
+        text += f"; {100 * right / (row['photos'] - unreadable):.2f}% of readable"
+    return text
+
+
+def _by_kind(rows: dict) -> str:
+    """Table cells: genuine, counterfeit and clone photos judged right."""
+    return " | ".join(_pct(rows.get(kind), kind) for kind in ("genuine", "counterfeit", "clone"))
 
 
 def _ms(stats: dict) -> str:
@@ -48,8 +60,7 @@ def tables(result: dict) -> str:
         rows = result[mode]
         timing = rows["genuine"]["timings_ms"]
         lines.append(f"| | here (median / p99) | {_ms(timing['model'])} | {_ms(timing['search'])} | "
-                     f"{_ms(timing['total'])} | {_pct(rows.get('genuine'))} | {_pct(rows.get('counterfeit'))} | "
-                     f"{_pct(rows.get('clone'))} |")
+                     f"{_ms(timing['total'])} | {_by_kind(rows)} |")
     unread = {k: v["unreadable"] for k, v in result["with_classification"].items()}
     lines.append(f"\nUnreadable photos (segmentation found no usable label; counted as not accepted): {unread}. "
                  f"Total = segmentation + model + search + decision on the photo.")
@@ -59,12 +70,10 @@ def tables(result: dict) -> str:
               "| method | genuine accepted | counterfeit rejected | clones rejected | time a query |",
               "| --- | --- | --- | --- | --- |"]
     fp = result["with_classification"]
-    lines.append(f"| fingerprint (this model, {db['vectors']:,} vectors) | {_pct(fp.get('genuine'))} | "
-                 f"{_pct(fp.get('counterfeit'))} | {_pct(fp.get('clone'))} | "
+    lines.append(f"| fingerprint (this model, {db['vectors']:,} vectors) | {_by_kind(fp)} | "
                  f"{fp['genuine']['timings_ms']['total'].get('median', 0):.2f} ms |")
     rows = kp["kinds"]
-    lines.append(f"| keypoints, {kp['gallery_labels']} labels | {_pct(rows.get('genuine'))} | "
-                 f"{_pct(rows.get('counterfeit'))} | {_pct(rows.get('clone'))} | {kp['ms_per_query_gallery']:.1f} ms "
+    lines.append(f"| keypoints, {kp['gallery_labels']} labels | {_by_kind(rows)} | {kp['ms_per_query_gallery']:.1f} ms "
                  f"({kp['extract_ms']:.2f} ms to extract + {kp['ms_per_comparison']:.3f} ms a comparison) |")
     at_labels, at_vectors = kp["ms_per_query_at_paper_labels"] / 1000, kp["ms_per_query_at_paper_vectors"] / 1000
     lines.append(f"| keypoints at the paper's 41,556 labels / {plan['vectors']:,} images (extrapolated) | | | | "
