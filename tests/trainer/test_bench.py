@@ -10,7 +10,7 @@ import pytest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from tests.bundle_support import sim_batch
-from trainer.bench import database, keypoints, queries
+from trainer.bench import database, keypoints, queries, whole
 from trainer.bench.plan import PAPER_VECTORS, BenchPlan, counterfeit_batches, enrolled_batches
 
 
@@ -136,6 +136,10 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
             assert 0 <= row["correct"] <= row["photos"] and 0 <= row["accuracy"] <= 1
         assert rows["genuine"]["timings_ms"]["total"]["median"] >= rows["genuine"]["timings_ms"]["model"]["median"]
     assert result["with_classification"]["counterfeit"]["accepted"] == 0
+    whole = result["whole_index"]
+    assert whole["vectors"] == 60 and whole["queries"] == 4 - result["with_classification"]["genuine"]["unreadable"]
+    assert whole["chosen"]["recall_at_1"] == 1.0  # 60 vectors: an exact index, which finds what exact search does
+    assert "| nprobe |" in (out / "bench.md").read_text()
     assert result["keypoint_baseline"]["gallery_labels"] == 6
     assert [r["k"] for r in result["second_stage"]["rows"]] == [0] + [k for k in range(1, 6) for _ in range(2)]
     assert (out / "bench.md").read_text().count("| paper |") == 2
@@ -152,3 +156,12 @@ def test_bench_refuses_bad_sizes(tmp_path, capsys):
     assert main(["bench", "--labels", "10", "--augmented", "10", "--vectors", "50", "--out", str(tmp_path)]) == 2
     assert "cannot hold" in capsys.readouterr().err
     assert main(["bench", "--scaling", "ten", "--out", str(tmp_path)]) == 2
+
+
+def test_the_whole_index_holds_the_shards_vectors_in_label_order():
+    plan = BenchPlan(labels=3, augmented=2, vectors=14, genuine=1, counterfeit=1)
+    real = np.random.default_rng(1).standard_normal((6, 256)).astype(np.float32)
+    blocks = list(whole.database_blocks(plan, real))
+    assert [len(b) for b in blocks] == [6, 6, 2]  # the real labels, all three turned, the first one turned again
+    assert np.allclose(blocks[2], real[:2] @ database.rotation(256, 2, 0).T)
+    assert whole.label_of(np.arange(14), plan).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]

@@ -208,6 +208,13 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
 
 # ---- shards ----------------------------------------------------------------------------
 
+def budget_per_vector(plan: BenchPlan, manifest: dict, memory_budget_mb: float) -> float:
+    """Index bytes a vector may take, as `puf enroll` plans it: the budget less the model files,
+    shared by every vector, less a label id a vector."""
+    model_bytes = sum(v["bytes"] for v in manifest["files"].values())
+    return (memory_budget_mb * 1e6 - model_bytes) / plan.vectors - 16
+
+
 def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path, cache: Path,
                  memory_budget_mb: float) -> Path:
     """Per-pattern shards of the whole database (real + rotated blocks), built once."""
@@ -228,9 +235,7 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     classes = list(manifest["pattern_classes"])
     d = int(manifest["embedding_dim"])
     threshold = float(manifest["decision"]["threshold"])
-    model_bytes = sum(v["bytes"] for v in manifest["files"].values())
-    id_bytes = 16
-    budget = (memory_budget_mb * 1e6 - model_bytes) / plan.vectors - id_bytes  # as `puf enroll` plans it
+    budget = budget_per_vector(plan, manifest, memory_budget_mb)
     options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
     blocks = fill_blocks(plan)
     rotations = [rotation(d, b + 1, plan.seed) for b in range(len(blocks))]

@@ -189,12 +189,17 @@ def device_crop(verifier, image: np.ndarray, corners_px: list):
     return crops, (best.glyph.pattern if best.glyph is not None else None)
 
 
+def best_lookup(verifier, crops: list[np.ndarray], glyph: str | None):
+    """The device's lookup of a cut label: of the crop's turns, the one whose search scored best."""
+    lookups, _, _ = verifier.lookup(crops, [glyph] * len(crops))
+    return max(lookups, key=lambda lk: lk.match.score if lk.match is not None else -np.inf)
+
+
 def top_candidates(verifier, crops: list[np.ndarray], glyph: str | None, k: int, per_label: int
                    ) -> list[tuple[str, float]]:
     """The fingerprint search's best `k` distinct labels (id, score) for a device crop, searched
     as the verifier searches (the predicted pattern's shards; the best of the crop's turns)."""
-    lookups, _, _ = verifier.lookup(crops, [glyph] * len(crops))
-    best = max(lookups, key=lambda lk: lk.match.score if lk.match is not None else -np.inf)
+    best = best_lookup(verifier, crops, glyph)
     found: dict[str, float] = {}
     shards = verifier.bundle.shards.shards
     for pattern in best.searched:

@@ -1,0 +1,116 @@
+"""The whole database as one index, searched with the genuine photos' own fingerprints.
+
+The paper searched all 4,155,600 enrolled vectors when it did not classify first. The device
+without classification searches every pattern's shard in turn (`experiment`, "every shard");
+here the same vectors go into one inverted-file index, planned and built by enrollment's
+code (`trainer.index_build`) for the same memory budget a vector, opened memory-mapped as
+the device opens shards, and searched one query at a time with the fingerprints of genuine
+photos as the device computes them (its segmentation and model).
+
+Random vectors are the worst case for an inverted file (`scaling`, `tools/bench_search.py`);
+real fingerprints cluster by label (a label's augmented copies sit together), which is what
+this measures: recall@1 of exact search, by label, and the time a query, for each nprobe
+up to the first that reaches `TARGET_RECALL`. Approximate search can only lower a query's
+best score, so it never turns a rejected counterfeit into an accepted one: only genuine
+queries are at stake.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from trainer.bench import queries
+from trainer.bench.database import Labels, fill_blocks, key, model_key, rotation
+from trainer.bench.plan import BenchPlan
+
+TARGET_RECALL = 0.99
+
+
+def database_blocks(plan: BenchPlan, real: np.ndarray) -> Iterator[np.ndarray]:
+    """The database in row order: the real fingerprints (label-major), then each rotated block
+    (the first labels of the real ones, turned), exactly as `database.build_shards` fills it."""
+    d = real.shape[1]
+    yield real
+    for b, taken in enumerate(fill_blocks(plan)):
+        yield real[: taken * plan.augmented] @ rotation(d, b + 1, plan.seed).T
+
+
+def label_of(rows: np.ndarray, plan: BenchPlan) -> np.ndarray:
+    """A database row's label, as a number: block x labels + the label's place in its block."""
+    rows = np.asarray(rows, np.int64)
+    return (rows // plan.real_vectors) * plan.labels + (rows % plan.real_vectors) // plan.augmented
+
+
+def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) -> tuple[np.ndarray, np.ndarray]:
+    """The device's fingerprints of the genuine photos it can cut, and each one's label number."""
+    from tqdm import tqdm
+
+    place = {label: i for i, label in enumerate(labels.ids)}
+    fingerprints, owners = [], []
+    for photo in tqdm(photos, desc="whole index: query fingerprints", unit="photo"):
+        cut = queries.device_crop(verifier, queries.read_photo(photo), photo.corners_px)
+        if cut is not None:
+            fingerprints.append(queries.best_lookup(verifier, *cut).embedding)
+            owners.append(place[photo.label_id])
+    d = verifier.bundle.manifest["embedding_dim"]
+    return np.asarray(fingerprints, np.float32).reshape(-1, d), np.asarray(owners, np.int64)
+
+
+def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: list[queries.Photo], bundle: Path,
+        cache: Path, budget_bytes: float) -> dict:
+    """Build (or reuse) the one index, then sweep nprobe on the genuine photos' fingerprints."""
+    import faiss
+
+    from edge_app.shards import read_index
+    from trainer.bench.scaling import per_query_ms, rss_mb
+    from trainer.index_build import NPROBES, build_index, plan_index
+
+    vectors = np.ascontiguousarray(np.concatenate(list(database_blocks(plan, real))), np.float32)
+    n, d = vectors.shape
+    index_plan = plan_index(n, d, budget_bytes)
+    name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, labels.ids, index_plan.to_dict())
+    path = Path(cache) / f"whole-{name}.faiss"
+    build_s = None
+    if not path.exists():
+        t = time.perf_counter()
+        index = build_index(vectors, index_plan, plan.seed)
+        build_s = round(time.perf_counter() - t, 1)
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(index, str(tmp))
+        tmp.replace(path)
+        del index
+    fingerprints, owners = genuine_fingerprints(verifier, labels, photos)
+    faiss.omp_set_num_threads(2)
+    truth = label_of(faiss.knn(fingerprints, vectors, 1, faiss.METRIC_INNER_PRODUCT)[1][:, 0], plan)
+    exact_ms = []
+    for q in fingerprints[:5]:
+        t = time.perf_counter()
+        faiss.knn(q[None], vectors, 1, faiss.METRIC_INNER_PRODUCT)
+        exact_ms.append((time.perf_counter() - t) * 1000)
+    del vectors
+    before = rss_mb()
+    index = read_index(path)
+    ivf = faiss.try_extract_index_ivf(index)
+    sweep = []
+    for nprobe in [p for p in NPROBES if p <= ivf.nlist] if ivf is not None else [None]:
+        if ivf is not None:
+            ivf.nprobe = nprobe
+        scores, rows = index.search(fingerprints, 1)
+        found = label_of(rows[:, 0], plan)
+        times = per_query_ms(index, fingerprints[:500])
+        sweep.append({"nprobe": nprobe, "recall_at_1": round(float(np.mean(found == truth)), 5),
+                      "own_label_above_threshold": round(float(np.mean((found == owners)
+                                                                       & (scores[:, 0] >= verifier.threshold))), 5),
+                      "ms": round(float(np.median(times)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)})
+        if sweep[-1]["recall_at_1"] >= TARGET_RECALL:
+            break
+    return {"vectors": n, "index": index_plan.factory, "bytes": path.stat().st_size,
+            "bytes_per_vector": round(path.stat().st_size / n, 1), "build_s": build_s,
+            "queries": len(fingerprints), "photos": len(photos), "exact_ms": round(float(np.median(exact_ms)), 1),
+            "exact_agrees_with_own_label": round(float(np.mean(truth == owners)), 5),
+            "rss_mb_after_queries": round(rss_mb() - before, 1), "target_recall": TARGET_RECALL,
+            "sweep": sweep, "chosen": sweep[-1]}
