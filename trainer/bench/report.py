@@ -64,6 +64,7 @@ def tables(result: dict) -> str:
     unread = {k: v["unreadable"] for k, v in result["with_classification"].items()}
     lines.append(f"\nUnreadable photos (segmentation found no usable label; counted as not accepted): {unread}. "
                  f"Total = segmentation + model + search + decision on the photo.")
+    lines += ["", *_threshold_at_scale(result)]
     lines += ["", *_whole_index(result["whole_index"])]
     kp = result["keypoint_baseline"]
     lines += ["", f"Keypoint baseline (SIFT, ratio test, RANSAC similarity, border and glyph masked, >= "
@@ -93,6 +94,31 @@ def tables(result: dict) -> str:
     steps = ", ".join(f"{k} {v}" for k, v in result["steps"].items())
     lines.append(f"\nSteps: {steps}; whole run {result['seconds'] / 60:.1f} min.")
     return "\n".join(lines)
+
+
+def _threshold_at_scale(result: dict) -> list[str]:
+    """The bundle's threshold against a threshold chosen at this run's scale, by the rule that
+    set the shipped one (the midpoint of the gap between the highest counterfeit and the lowest
+    genuine score), on one half of the photos and tested on the other (two folds, by parity)."""
+    genuine = np.asarray(result["scores"]["genuine"], np.float64)
+    counterfeit = np.asarray(result["scores"]["counterfeit"], np.float64)
+    if len(genuine) < 2 or len(counterfeit) < 2:
+        return []
+
+    def row(name: str, threshold: float, g: np.ndarray, c: np.ndarray) -> str:
+        return (f"| {name} | {threshold:.4f} | {int((g >= threshold).sum()):,} / {len(g):,} | "
+                f"{int((c >= threshold).sum()):,} / {len(c):,} |")
+
+    lines = [f"Scores, with classification (readable photos): genuine lowest {genuine.min():.3f}, counterfeit "
+             f"highest {counterfeit.max():.3f}, median {np.median(counterfeit):.3f}. Threshold at this scale "
+             f"(genuine scores above it / counterfeits above it):", "",
+             "| threshold | value | genuine accepted | counterfeit accepted |", "| --- | --- | --- | --- |",
+             row("the bundle's", result["threshold"], genuine, counterfeit)]
+    for fit, test in ((0, 1), (1, 0)):
+        chosen = (genuine[fit::2].min() + counterfeit[fit::2].max()) / 2
+        lines.append(row(f"gap midpoint of the {'even' if fit == 0 else 'odd'} photos, tested on the others",
+                         chosen, genuine[test::2], counterfeit[test::2]))
+    return lines
 
 
 def _whole_index(whole: dict) -> list[str]:
