@@ -76,10 +76,12 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     path = Path(cache) / f"whole-{name}.faiss"
     build_s = None
     if not path.exists():
+        import sys
+
         from tqdm import tqdm
 
         tqdm.write(f"whole index: training and filling {index_plan.factory} with {n:,} vectors "
-                   f"(minutes at the paper's size)")
+                   f"(minutes at the paper's size)", file=sys.stderr)
         t = time.perf_counter()
         index = build_index(vectors, index_plan, plan.seed)
         build_s = round(time.perf_counter() - t, 1)
