@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -170,7 +171,7 @@ def run(sizes: list[int], memory_mb: float, cache: Path, seed: int = 0) -> dict:
             whole = measure(n, seed + 1, Path(tmp))
             rows.append({"n": n, "shard": shard, "whole": whole})
             tqdm.write(f"{n:>12,}: shard {shard['ms']:.3f} ms, whole {whole['ms']:.3f} ms, "
-                       f"{whole['file_mb']:,.0f} MB")
+                       f"{whole['file_mb']:,.0f} MB", file=sys.stderr)
     return {"vectors": "random unit vectors, 256-d (the worst case for approximate search)",
             "index": f"IVF-SQ8 (cells capped at {MAX_NLIST}), memory-mapped; nprobe for recall@1 >= 0.99 at "
                      f"genuine cosine {GENUINE_COSINE}", "threads": 2, "cpus": os.cpu_count(),
