@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "classification (default all)")
     sizes.add_argument("--keypoint-gallery", type=int, help="labels of the exhaustive keypoint baseline (default 200)")
     sizes.add_argument("--second-stage", type=int, help="photos of each kind re-checked by keypoints (default 1,000)")
+    sizes.add_argument("--whole-queries", type=int, help="genuine photos searched in the whole database as one "
+                                                         "index (default 2,000)")
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
     parser.add_argument("--memory-mb", type=float, default=1400.0,
                         help="memory budget of the shards, as puf enroll plans it (default 1400)")
@@ -42,7 +44,7 @@ def _plan(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in
                  ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
-                  "keypoint_gallery", "second_stage", "workers") if getattr(args, name) is not None}
+                  "keypoint_gallery", "second_stage", "whole_queries", "workers") if getattr(args, name) is not None}
     if "genuine" in overrides or "counterfeit" in overrides:
         overrides.setdefault("unclassified", max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
     return BenchPlan.quick(**overrides) if args.quick else BenchPlan(**overrides)
