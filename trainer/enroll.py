@@ -286,10 +286,10 @@ def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[
     else:
         index = index_build.build_index(reference, plan, options.seed)
         action = "built" if old_index is None or not old_index.ntotal else "rebuilt"
-    tuned = index_build.tune(index, reference, options.target_recall, genuine_cosine, seed=options.seed)
-    set_search_params(index, tuned["search"])
     width = max([len(s) for s in new_ids] + [old_ids.dtype.itemsize if len(old_ids) else 1])
     ids = np.concatenate([old_ids.astype(f"S{width}"), np.array(new_ids, dtype=f"S{width}")])
+    tuned = index_build.tune(index, reference, options.target_recall, genuine_cosine, seed=options.seed, labels=ids)
+    set_search_params(index, tuned["search"])
     entry = {"vectors": int(index.ntotal), "labels": int(len(np.unique(ids))), "kind": index_build.index_kind(index),
              "factory": plan.factory if not reuse else None, "action": action, **tuned}
     return index, ids, entry

@@ -142,6 +142,23 @@ def test_an_approximate_shard_is_tuned_to_the_recall_target(budget):
     assert index_build.index_kind(index) == plan.kind
 
 
+def test_labels_enrolled_in_many_copies_are_tuned_by_label():
+    """Near-identical copies of a label (augmented enrollment) swap places under SQ8's
+    rounding, so the exact search's top row is out of reach even scanning every cell; the
+    top label is not, and a few cells find it."""
+    rng = np.random.default_rng(3)
+    labels = clustered(200, 128, 3)
+    copies = np.repeat(labels, 30, axis=0) + 0.002 * rng.standard_normal((6000, 128)).astype(np.float32)
+    copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+    owners = np.repeat(np.arange(200), 30)
+    plan = index_build.plan_index(len(copies), 128, 300, exact_max=1000)
+    index = index_build.build_index(copies, plan)
+    by_row = index_build.tune(index, copies, target_recall=0.99, genuine_cosine=0.5)
+    by_label = index_build.tune(index, copies, target_recall=0.99, genuine_cosine=0.5, labels=owners)
+    assert not by_row["recall_at_1"]["meets_target"] and by_row["search"]["nprobe"] == plan.nlist
+    assert by_label["recall_at_1"]["genuine_like"] >= 0.99 and by_label["search"]["nprobe"] < plan.nlist
+
+
 def test_a_growing_shard_turns_from_exact_to_ivf_without_reembedding():
     from trainer.enroll import update_shard
 

@@ -34,6 +34,7 @@ from trainer.bench.plan import BenchPlan, enrolled_batches
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
+SHARDS_RECIPE = "nprobe tuned by label"  # in the shards' cache key: shards built before it are rebuilt
 
 
 def key(*parts) -> str:
@@ -226,7 +227,8 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     from trainer.enroll import EnrollOptions, update_shard
 
     manifest = read_manifest(bundle)
-    name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids)
+    name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids,
+               SHARDS_RECIPE)
     folder = Path(cache) / f"shards-{name}"
     done = folder / "shards.json"
     if done.exists():
