@@ -56,7 +56,7 @@ class EnrollOptions:
     memory_budget_mb: float = DEFAULT_BUDGET_MB  # shards, id maps and models together
     capacity: int = 0  # plan the index codes for this many vectors (0: those enrolled)
     exact_max: int = index_build.EXACT_MAX
-    target_recall: float = 0.99
+    target_recall: float = 0.999  # a search miss is a genuine label refused: below the 0.1% genuine-miss goal
     genuine_cosine: float | None = None  # None: the bundle's threshold, within 0.3-0.9
     batch_size: int = 64
     model_format: str | None = None  # None: the bundle's default format

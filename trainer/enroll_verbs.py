@@ -53,7 +53,8 @@ def _enroll_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plan index codes for this many vectors, so later batches fit without re-encoding")
     parser.add_argument("--exact-max", type=int, help="shards up to this many vectors are searched exactly "
                                                       "(default 5000)")
-    parser.add_argument("--recall", type=float, default=0.99, help="recall@1 of exact search to tune for")
+    parser.add_argument("--recall", type=float, default=0.999,
+                        help="recall@1 of exact search to tune for (default 0.999: a miss refuses a genuine label)")
     parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle "
                                                        "(default: rendered from the factory's patterns)")
     parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
