@@ -265,6 +265,13 @@ def default_templates(pattern_classes: list[str]):
     return pattern_templates(list(pattern_classes))
 
 
+def index_budget_per_vector(manifest: dict, memory_budget_mb: float, capacity: int, id_bytes: int) -> float:
+    """Index bytes one vector may take: the memory budget less the model files (not the
+    shards), shared by `capacity` vectors, less each vector's label id."""
+    model_bytes = sum(v["bytes"] for k, v in manifest["files"].items() if not k.startswith("shards/"))
+    return (memory_budget_mb * 1e6 - model_bytes) / capacity - id_bytes
+
+
 def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[str],
                  budget_per_vector: float, options: EnrollOptions, genuine_cosine: float):
     """The shard's index after adding `new`, its id map, and its manifest entry."""
@@ -381,10 +388,9 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
             by_pattern[item.pattern].append(i)
         old_total = sum(e["vectors"] for e in section["classes"].values())
         total = old_total + len(vectors)
-        model_bytes = sum(v["bytes"] for k, v in update.manifest["files"].items() if not k.startswith("shards/"))
         capacity = max(options.capacity, total, 1)
         id_bytes = max([len(i.label_id) for i in kept] + [16])
-        budget_per_vector = (options.memory_budget_mb * 1e6 - model_bytes) / capacity - id_bytes
+        budget_per_vector = index_budget_per_vector(update.manifest, options.memory_budget_mb, capacity, id_bytes)
         threshold = (update.manifest.get("decision") or {}).get("threshold")
         genuine_cosine = options.genuine_cosine or float(np.clip(threshold if threshold else DEFAULT_GENUINE_COSINE,
                                                                  0.3, 0.9))

@@ -10,7 +10,7 @@ import pytest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from tests.bundle_support import sim_batch
-from trainer.bench import database, keypoints, queries, whole
+from trainer.bench import database, keypoints, queries
 from trainer.bench.plan import PAPER_VECTORS, BenchPlan, counterfeit_batches, enrolled_batches
 
 
@@ -161,7 +161,7 @@ def test_bench_refuses_bad_sizes(tmp_path, capsys):
 def test_the_whole_index_holds_the_shards_vectors_in_label_order():
     plan = BenchPlan(labels=3, augmented=2, vectors=14, genuine=1, counterfeit=1)
     real = np.random.default_rng(1).standard_normal((6, 256)).astype(np.float32)
-    blocks = list(whole.database_blocks(plan, real))
+    blocks = list(database.database_rows(plan, real))
     assert [len(b) for b in blocks] == [6, 6, 2]  # the real labels, all three turned, the first one turned again
     assert np.allclose(blocks[2], real[:2] @ database.rotation(256, 2, 0).T)
-    assert whole.label_of(np.arange(14), plan).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    assert database.label_of(np.arange(14), plan).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from trainer.bench.plan import BenchPlan, enrolled_batches
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
+ID_BYTES = 16  # a label id in the shards' id maps, as enrollment counts it
 SHARDS_RECIPE = "nprobe tuned by label to recall 0.999"  # in the shards' cache key: shards built before it are rebuilt
 
 
@@ -190,6 +192,24 @@ def fill_blocks(plan: BenchPlan) -> list[int]:
     return [plan.labels] * full + ([rest] if rest else [])
 
 
+def rotated_blocks(plan: BenchPlan, d: int) -> list[tuple[int, np.ndarray]]:
+    """Each stand-in block: how many real labels it takes (the first ones) and its rotation."""
+    return [(taken, rotation(d, b + 1, plan.seed)) for b, taken in enumerate(fill_blocks(plan))]
+
+
+def database_rows(plan: BenchPlan, real: np.ndarray) -> Iterator[np.ndarray]:
+    """The whole database in row order: the real fingerprints (label-major), then each block."""
+    yield real
+    for taken, turn in rotated_blocks(plan, real.shape[1]):
+        yield real[: taken * plan.augmented] @ turn.T
+
+
+def label_of(rows: np.ndarray, plan: BenchPlan) -> np.ndarray:
+    """The label of a row of `database_rows`, as a number: block x labels + the label's place."""
+    rows = np.asarray(rows, np.int64)
+    return (rows // plan.real_vectors) * plan.labels + (rows % plan.real_vectors) // plan.augmented
+
+
 def describe(plan: BenchPlan, labels: Labels) -> str:
     """How the database was made, in words (for the report)."""
     blocks = fill_blocks(plan)
@@ -209,13 +229,6 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
 
 # ---- shards ----------------------------------------------------------------------------
 
-def budget_per_vector(plan: BenchPlan, manifest: dict, memory_budget_mb: float) -> float:
-    """Index bytes a vector may take, as `puf enroll` plans it: the budget less the model files,
-    shared by every vector, less a label id a vector."""
-    model_bytes = sum(v["bytes"] for v in manifest["files"].values())
-    return (memory_budget_mb * 1e6 - model_bytes) / plan.vectors - 16
-
-
 def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path, cache: Path,
                  memory_budget_mb: float) -> Path:
     """Per-pattern shards of the whole database (real + rotated blocks), built once."""
@@ -224,7 +237,7 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
 
     from edge_app.runtime import read_manifest
     from edge_app.shards import SHARDS_FORMAT, shard_paths
-    from trainer.enroll import EnrollOptions, update_shard
+    from trainer.enroll import EnrollOptions, index_budget_per_vector, update_shard
 
     manifest = read_manifest(bundle)
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids,
@@ -237,10 +250,8 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     classes = list(manifest["pattern_classes"])
     d = int(manifest["embedding_dim"])
     threshold = float(manifest["decision"]["threshold"])
-    budget = budget_per_vector(plan, manifest, memory_budget_mb)
+    budget = index_budget_per_vector(manifest, memory_budget_mb, plan.vectors, ID_BYTES)
     options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
-    blocks = fill_blocks(plan)
-    rotations = [rotation(d, b + 1, plan.seed) for b in range(len(blocks))]
     patterns = np.array(labels.patterns)
     section = {"format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": d, "model_format": "int8",
                "classes": {}, "memory_budget_mb": memory_budget_mb}
@@ -250,7 +261,7 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
         vector_rows = (rows[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()
         parts = [real[vector_rows]]
         ids = [labels.ids[r] for r in rows for _ in range(plan.augmented)]
-        for b, (taken, turn) in enumerate(zip(blocks, rotations, strict=True)):
+        for b, (taken, turn) in enumerate(rotated_blocks(plan, d)):
             mine = rows[rows < taken]
             parts.append(real[(mine[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()] @ turn.T)
             ids += [f"{SYNTHETIC_PREFIX}{b + 1}-{labels.ids[r]}" for r in mine for _ in range(plan.augmented)]

@@ -166,9 +166,8 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 14
     without = queries.verify_photos(unclassified, subset, "verify, every shard (no classification)")
     steps["verify_unclassified_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    manifest = read_manifest(bundle)
     one_index = whole.run(plan, labels, real, classified, photos["genuine"][:plan.whole_queries], bundle, cache,
-                          database.budget_per_vector(plan, manifest, memory_budget_mb))
+                          memory_budget_mb)
     steps["whole_index_s"] = time.perf_counter() - t
     del real
 
@@ -188,6 +187,7 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 14
     stage = second_stage(plan, classified, photos, features_of, threshold)
     steps["second_stage_s"] = time.perf_counter() - t
     section = db.manifest["shards"]
+    manifest = read_manifest(bundle)
     shard_sizes = [e["vectors"] for e in section["classes"].values()]
     return {
         "plan": plan.to_dict(),

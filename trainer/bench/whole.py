@@ -10,39 +10,22 @@ photos as the device computes them (its segmentation and model).
 Random vectors are the worst case for an inverted file (`scaling`, `tools/bench_search.py`);
 real fingerprints cluster by label (a label's augmented copies sit together), which is what
 this measures: recall@1 of exact search, by label, and the time a query, for each nprobe
-up to the first that reaches `TARGET_RECALL`. Approximate search can only lower a query's
+up to the first that reaches the recall enrollment tunes shards to. Approximate search can only lower a query's
 best score, so it never turns a rejected counterfeit into an accepted one: only genuine
 queries are at stake.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from trainer.bench import queries
-from trainer.bench.database import Labels, fill_blocks, key, model_key, rotation
+from trainer.bench.database import ID_BYTES, Labels, database_rows, key, label_of, model_key
 from trainer.bench.plan import BenchPlan
-
-TARGET_RECALL = 0.999  # as enrollment tunes shards (`trainer.enroll.EnrollOptions`)
-
-
-def database_blocks(plan: BenchPlan, real: np.ndarray) -> Iterator[np.ndarray]:
-    """The database in row order: the real fingerprints (label-major), then each rotated block
-    (the first labels of the real ones, turned), exactly as `database.build_shards` fills it."""
-    d = real.shape[1]
-    yield real
-    for b, taken in enumerate(fill_blocks(plan)):
-        yield real[: taken * plan.augmented] @ rotation(d, b + 1, plan.seed).T
-
-
-def label_of(rows: np.ndarray, plan: BenchPlan) -> np.ndarray:
-    """A database row's label, as a number: block x labels + the label's place in its block."""
-    rows = np.asarray(rows, np.int64)
-    return (rows // plan.real_vectors) * plan.labels + (rows % plan.real_vectors) // plan.augmented
 
 
 def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) -> tuple[np.ndarray, np.ndarray]:
@@ -61,25 +44,26 @@ def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) 
 
 
 def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: list[queries.Photo], bundle: Path,
-        cache: Path, budget_bytes: float) -> dict:
-    """Build (or reuse) the one index, then sweep nprobe on the genuine photos' fingerprints."""
+        cache: Path, memory_budget_mb: float) -> dict:
+    """Build (or reuse) the one index, then sweep nprobe on the genuine photos' fingerprints up to
+    the recall enrollment tunes shards to."""
     import faiss
+    from tqdm import tqdm
 
+    from edge_app.runtime import read_manifest
     from edge_app.shards import read_index
     from trainer.bench.scaling import per_query_ms, rss_mb
-    from trainer.index_build import NPROBES, build_index, plan_index
+    from trainer.enroll import EnrollOptions, index_budget_per_vector
+    from trainer.index_build import NPROBES, build_index, exact_top1, plan_index
 
-    vectors = np.ascontiguousarray(np.concatenate(list(database_blocks(plan, real))), np.float32)
+    target = EnrollOptions().target_recall
+    vectors = np.ascontiguousarray(np.concatenate(list(database_rows(plan, real))), np.float32)
     n, d = vectors.shape
-    index_plan = plan_index(n, d, budget_bytes)
+    index_plan = plan_index(n, d, index_budget_per_vector(read_manifest(bundle), memory_budget_mb, n, ID_BYTES))
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, labels.ids, index_plan.to_dict())
     path = Path(cache) / f"whole-{name}.faiss"
     build_s = None
     if not path.exists():
-        import sys
-
-        from tqdm import tqdm
-
         tqdm.write(f"whole index: training and filling {index_plan.factory} with {n:,} vectors "
                    f"(minutes at the paper's size)", file=sys.stderr)
         t = time.perf_counter()
@@ -91,11 +75,11 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
         del index
     fingerprints, owners = genuine_fingerprints(verifier, labels, photos)
     faiss.omp_set_num_threads(2)
-    truth = label_of(faiss.knn(fingerprints, vectors, 1, faiss.METRIC_INNER_PRODUCT)[1][:, 0], plan)
+    truth = label_of(exact_top1(vectors, fingerprints), plan)
     exact_ms = []
     for q in fingerprints[:5]:
         t = time.perf_counter()
-        faiss.knn(q[None], vectors, 1, faiss.METRIC_INNER_PRODUCT)
+        exact_top1(vectors, q[None])
         exact_ms.append((time.perf_counter() - t) * 1000)
     del vectors
     before = rss_mb()
@@ -112,11 +96,11 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
                       "own_label_above_threshold": round(float(np.mean((found == owners)
                                                                        & (scores[:, 0] >= verifier.threshold))), 5),
                       "ms": round(float(np.median(times)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3)})
-        if sweep[-1]["recall_at_1"] >= TARGET_RECALL:
+        if sweep[-1]["recall_at_1"] >= target:
             break
     return {"vectors": n, "index": index_plan.factory, "bytes": path.stat().st_size,
             "bytes_per_vector": round(path.stat().st_size / n, 1), "build_s": build_s,
             "queries": len(fingerprints), "photos": len(photos), "exact_ms": round(float(np.median(exact_ms)), 1),
             "exact_agrees_with_own_label": round(float(np.mean(truth == owners)), 5),
-            "rss_mb_after_queries": round(rss_mb() - before, 1), "target_recall": TARGET_RECALL,
+            "rss_mb_after_queries": round(rss_mb() - before, 1), "target_recall": target,
             "sweep": sweep, "chosen": sweep[-1]}
