@@ -107,8 +107,10 @@ def test_a_changed_crop_is_not_enrolled(base, fresh, key, tmp_path):
     with Registry(tmp_path / "registry.sqlite") as registry:
         registry.upsert_batch(layout, str(batch_dir))
         registry.record_field(FieldRecord(layout.batch_id, 0, "done"), [record])
-    report = enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
-    assert report["labels_added"] == 0 and report["skipped"] == {"crop changed since it was recorded": 1}
+    before = (fresh / "manifest.json").read_bytes()
+    with pytest.raises(PufError, match="no label enrolled.*1 crop changed since it was recorded"):
+        enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
+    assert (fresh / "manifest.json").read_bytes() == before  # nothing signed, nothing changed
 
 
 def clustered(n: int, d: int, seed: int) -> np.ndarray:
