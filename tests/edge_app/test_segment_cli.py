@@ -209,7 +209,9 @@ def test_a_folder_of_real_images(tmp_path, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["batch_id"] == "scans" and summary["labels"]["found"] == 24
     crops = sorted(p.name for p in (scans / "crops").iterdir())
-    assert crops[0] == "scans-0003-00.png" and crops[-1] == "scans-0007-11.png"
+    # fields numbered in sorted name order, never by the digits in the names
+    assert crops[0] == "scans-0000-00.png" and crops[-1] == "scans-0001-11.png"
+    assert summary["field_order"] == "sorted file names"
 
 
 def test_nothing_to_segment_is_refused_in_words(tmp_path) -> None:
