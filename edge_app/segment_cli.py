@@ -18,8 +18,8 @@ REGISTRY                                 --registry, else $PUF_REGISTRY, else
                                          BATCH_DIR/../registry.sqlite (one per factory)
 
 Every field is recorded in one transaction after its crops are written, so an interrupted
-run resumes with the fields not yet recorded; a field already recorded is skipped unless
-its image changed or --force is given. A field that cannot be read or segmented is
+run resumes with the fields not yet recorded; a field already done is skipped unless
+its image changed or --force is given (an ambiguous one is tried again). A field that cannot be read or segmented is
 recorded and listed, and the run goes on.
 
 The camera's rotation (0/90/180/270 degrees, plus the calibrated tilt) is --rotation-deg
@@ -406,8 +406,9 @@ def run(args: argparse.Namespace) -> int:
         for item in bar:
             sig = signature(item.path) if item.path.exists() else None
             known = registry.field(layout.batch_id, item.field)
+            # an ambiguous field is tried again: a new --rotation-deg or templates may settle it
             if (not args.force and known is not None and known.signature == sig
-                    and known.status in ("done", "ambiguous")
+                    and known.status == "done"
                     and (not args.overlay or (overlay_dir / _overlay_name(item.field)).exists())):
                 skipped += 1
                 continue
