@@ -96,8 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--crop-size", type=int, default=128, help="crop side in px (default 128)")
     parser.add_argument("--templates", type=Path,
-                        help=f"pattern templates (.npz) to read glyphs with, which settles the "
-                             f"position of a slipped field (default: BATCH_DIR/{TEMPLATES_FILE} "
+                        help=f"pattern templates (.npz) to read glyphs with: they settle the "
+                             f"position of a slipped field, find a turned camera and name the "
+                             f"patterns of a plain folder's labels (default: BATCH_DIR/{TEMPLATES_FILE} "
                              "if it exists)")
     parser.add_argument("--rotation-deg", type=float,
                         help="the labels' angle in the images, degrees clockwise, e.g. 90 for a "
