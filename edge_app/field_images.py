@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.layout import BatchLayout
+from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
+from edge_app.pattern_set import PatternSet
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-UNKNOWN_PATTERN = "unknown"  # the pattern class of every label of a layout built from options
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,11 @@ def read_order(path: Path, folder: Path) -> dict[int, Path]:
 
 def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Path | None = None,
                   batch_id: str | None = None, labels: tuple[int, int] = (4, 3),
-                  label_um: float = 200.0, border_um: float = 10.0, pitch_um: float = 250.0
-                  ) -> BatchLayout:
+                  label_um: float = 200.0, border_um: float = 10.0, pitch_um: float = 250.0,
+                  glyph_um: float | None = None, pattern_set: PatternSet | None = None) -> BatchLayout:
     """The layout file given, else the batch's layout.json, else a layout built from the
-    label geometry: the fields in one row, every pattern class unknown."""
+    label geometry: the fields in one row, every pattern class unknown (read from the
+    glyphs when `pattern_set` is given; the layout carries it to the registry)."""
     path = layout_file or batch_dir / "layout.json"
     if layout_file is not None or path.exists():
         return BatchLayout.load(path)
@@ -122,8 +123,9 @@ def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Pat
     batch_id = batch_id or re.sub(r"[^A-Za-z0-9_]", "_", batch_dir.resolve().name)[:32]
     count = max(f.field for f in fields) + 1
     return BatchLayout(batch_id, (UNKNOWN_PATTERN,) * (cols * rows * count), label_um,
-                       border_um, pitch_um, glyph_size_um=0.3 * label_um,
-                       label_cols=cols, label_rows=rows, field_cols=count, field_rows=1)
+                       border_um, pitch_um, glyph_size_um=glyph_um or 0.4 * label_um,
+                       label_cols=cols, label_rows=rows, field_cols=count, field_rows=1,
+                       pattern_set=pattern_set)
 
 
 def _from_manifest(manifest: Path, pixel_um: float | None) -> list[FieldImage]:

@@ -22,6 +22,7 @@ from edge_app.errors import PufError
 from edge_app.pattern_set import PatternSet
 
 LAYOUT_FORMAT = 1
+UNKNOWN_PATTERN = "unknown"  # a label whose glyph the layout does not know (a folder of images)
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _LABEL_ID = re.compile(r"^(?P<batch>[A-Za-z0-9_]{1,32})-(?P<field>\d{4})-(?P<slot>\d{2})$")
 
@@ -150,7 +151,7 @@ class BatchLayout:
             )
         if self.pattern_set is not None:
             known = set(self.pattern_set.names)
-            strange = sorted(set(self.patterns) - known)
+            strange = sorted(set(self.patterns) - known - {UNKNOWN_PATTERN})
             if strange:
                 raise PufError(f"the layout names patterns {strange[:5]} that its pattern set "
                                f"{self.pattern_set.name!r} does not hold")

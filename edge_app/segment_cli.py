@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.field_images import UNKNOWN_PATTERN, FieldImage, find_fields, folder_layout
+from edge_app.field_images import FieldImage, find_fields, folder_layout
+from edge_app.layout import UNKNOWN_PATTERN
 
 TEMPLATES_FILE = "pattern_templates.npz"
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
@@ -60,6 +61,21 @@ FIELD_REASONS = {
 
 MIN_TURN_VOTES = 2  # clearly read glyphs a field needs to say the camera is turned
 TURN_MAJORITY = 2 / 3  # of them, how many must agree on the turn
+
+
+def batch_templates(batch_dir: Path, layout, given: Path | None):
+    """The glyph templates to read patterns and camera turns with: those given, else the
+    batch's own file, else rendered from the layout's pattern set; None without any."""
+    from edge_app.orientation import PatternTemplates
+
+    path = given or batch_dir / TEMPLATES_FILE
+    if given is not None or path.exists():
+        return PatternTemplates.load(path)
+    if layout.pattern_set is None:
+        return None
+    # a glyph's line is one laser pass: about 0.7 of the border (7 um of 10 at the reference power)
+    return layout.pattern_set.templates(glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                                        line_frac=0.7 * layout.border_width_um / layout.label_size_um)
 
 
 def turned_camera_hint(templates) -> str:
@@ -115,6 +131,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--layout", type=Path, metavar="LAYOUT.json",
                       help="the batch layout as `puf design` writes it (default: BATCH_DIR/layout.json, "
                            "else one built from the options below, patterns unknown)")
+    real.add_argument("--pattern-set", type=Path, metavar="PATTERNS.json",
+                      help="the glyphs etched in the labels (`puf patterns` writes this file from SVG, DXF or a "
+                           "font): each label's pattern is read from its glyph, and the turn of the camera too")
+    real.add_argument("--glyph-um", type=float, help="glyph size in um (default 0.4 of the label side)")
     real.add_argument("--pixel-um", type=float,
                       help="camera pixel size in um (default: the manifest's, else found from "
                            "the labels' size in each image)")
@@ -373,7 +393,7 @@ def draw_overlay(image, result, records: dict, expected: dict, rejections: list,
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edge_app.orientation import PatternTemplates
+    from edge_app.pattern_set import PatternSet
     from edge_app.registry import Registry
     from edge_app.segment import load_image
 
@@ -386,10 +406,9 @@ def run(args: argparse.Namespace) -> int:
     _check_pixel_sizes(fields)
     layout = folder_layout(batch_dir, fields, layout_file=args.layout, batch_id=args.batch_id,
                            labels=args.labels, label_um=args.label_um, border_um=args.border_um,
-                           pitch_um=args.pitch_um)
-    template_path = args.templates or (batch_dir / TEMPLATES_FILE)
-    templates = PatternTemplates.load(template_path) \
-        if args.templates or template_path.exists() else None
+                           pitch_um=args.pitch_um, glyph_um=args.glyph_um,
+                           pattern_set=PatternSet.load(args.pattern_set) if args.pattern_set else None)
+    templates = batch_templates(batch_dir, layout, args.templates)
     rotation, rotation_source = expected_rotation(batch_dir, args)
     find_rotation = templates is not None and args.rotation_deg is None
     rotations, pixel_sizes = Counter(), []
