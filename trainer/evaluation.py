@@ -12,9 +12,10 @@ Two views, both reported:
 * **comparisons (1:1)**, the field's usual figures: a genuine score is a query against its
   own label, an impostor score a query against every other label of the shards the device
   would search for it (its pattern's; every shard with ``classify=False``). EER and TAR at
-  FAR 1e-3 / 1e-4 / 1e-5 come from these, and so does the threshold: the score that at
-  most `far` of impostor comparisons reach. A FAR below 1 / (impostor comparisons) is not
-  resolved and is flagged so.
+  FAR 1e-3 / 1e-4 / 1e-5 come from these, and so does the threshold: the lowest score whose
+  false accepts still bound the FAR below `far` at 95% (`trainer.metrics.confident_threshold`).
+  That needs at least about 3 / `far` impostor comparisons; with fewer, the threshold at the
+  measured FAR is reported, flagged, and never written.
 * **decisions (1:N)**: what the device does at that threshold: genuine queries accepted as
   their own label, accepted as another (a false accept), or rejected; impostor queries
   accepted. A query searched against a shard of N labels has a false-accept chance of up
@@ -106,7 +107,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from edge_app.bundle import load_bundle
     from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
-    from trainer.metrics import rate_bounds, tar_at_far, verification_report
+    from trainer.metrics import confident_threshold, rate_bounds, tar_at_far, verification_report
 
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
         if not 0 < rate < 1:
@@ -146,15 +147,17 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
     comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
-    threshold = chosen["threshold"]
+    # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
+    confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
+    threshold = chosen["threshold"] if confident is None else confident
     decisions = decision_rates(rows, threshold)
     false_accepts = int(np.sum(impostor_pairs > threshold))
     false_rejects = int(np.sum(genuine_pairs <= threshold))
     decision = {
         "threshold": round(threshold, 6), "far": far, "provisional": False, "calibrated": True,
         "far_kind": "per comparison, within the shard the device searches",
-        "far_resolved": chosen["resolved"], "tar_at_far": chosen["tar"],
-        "confidence": CONFIDENCE,
+        "far_resolved": chosen["resolved"], "tar_at_far": float(np.mean(genuine_pairs > threshold)),
+        "confidence": CONFIDENCE, "threshold_at_measured_far": round(chosen["threshold"], 6),
         "far_measured": false_accepts / len(impostor_pairs),
         "far_bounds": list(rate_bounds(false_accepts, len(impostor_pairs), CONFIDENCE)),
         "frr_measured": false_rejects / len(genuine_pairs),

@@ -84,6 +84,24 @@ def rate_bounds(errors: int, trials: int, confidence: float = 0.95) -> tuple[flo
     return lower, upper
 
 
+def confident_threshold(impostor: np.ndarray, far: float, confidence: float = 0.95) -> float | None:
+    """The lowest threshold whose false accepts among `impostor` scores (those above it) still
+    bound the FAR below `far` with `confidence`; None when even zero false accepts cannot (too
+    few comparisons: fewer than `trials_needed(far)`)."""
+    impostor = np.sort(np.asarray(impostor, np.float64))[::-1]
+    n = len(impostor)
+    if n < trials_needed(far, confidence):
+        return None
+    lo, hi = 0, n - 1  # the upper bound grows with the false accepts k: the largest k within far
+    while lo < hi:
+        k = (lo + hi + 1) // 2
+        if rate_bounds(k, n, confidence)[1] <= far:
+            lo = k
+        else:
+            hi = k - 1
+    return float(impostor[lo])
+
+
 def trials_needed(rate: float, confidence: float = 0.95) -> int:
     """How many trials with no error bound an error rate below `rate` with `confidence`."""
     return int(math.ceil(math.log(1.0 - confidence) / math.log1p(-rate)))
