@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from edge_app.errors import PufError
@@ -58,11 +59,13 @@ def test_named_photos_become_queries_and_a_rerun_resumes(bundle, photos, tmp_pat
     folder = Path(shutil.copytree(photos, tmp_path / "photos"))
     (folder / "IMG_20251130_101500.jpg").write_bytes((folder / "V1-0000-00.jpg").read_bytes())
     (folder / "V1-0000-01_3.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    cv2.imwrite(str(folder / "V1-0000-03_4.png"), np.full((600, 800, 3), 90, np.uint8))  # no label in it
     out = tmp_path / "queries"
     report = build_queries(folder, out, bundle, progress=False)
     skipped = {Path(s["photo"]).name: s["reason"] for s in report["skipped"]}
     assert "not a label id" in skipped.pop("IMG_20251130_101500.jpg")
     assert "V1-0000-01_3.jpg" in skipped.pop("V1-0000-01_3.jpg")  # the decoder's message names it
+    assert "no label found" in skipped.pop("V1-0000-03_4.png")
     # handheld photos at any angle: the glyph settles nearly all of them
     assert report["written"] + len(skipped) == 24 and report["written"] >= 21
     assert all("orientation" in reason for reason in skipped.values())
@@ -184,8 +187,6 @@ def test_exact_binomial_bounds():
 
 
 def test_the_confident_threshold_keeps_the_far_bound_within_the_target():
-    import numpy as np
-
     impostor = np.random.default_rng(0).normal(0.2, 0.1, 3000)
     assert confident_threshold(impostor[:2994], 1e-3) is None  # 2,995 needed
     assert confident_threshold(impostor[:2995], 1e-3) == impostor[:2995].max()  # zero false accepts only
