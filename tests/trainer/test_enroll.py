@@ -183,8 +183,8 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
 
     enroll(fresh, enroll_crops(base), key, progress=False)
     queries = write_crop_folder(tmp_path / "queries", sim_batch(), (0, 1), shots=0, handheld=1)
-    report = evaluate(fresh, [queries], far=1e-2, classify=False, private_key=key, out=tmp_path / "report",
-                      progress=False)
+    report = evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, out=tmp_path / "report",
+                      progress=False, frr_bound=0.25)
     assert report["genuine_queries"] == 12 and report["impostor_queries"] == 12
     comparisons = report["comparisons"]
     assert comparisons["impostor_pairs"] == 12 * 11 + 12 * 12
@@ -192,7 +192,7 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
     assert report["decisions_at_threshold"]["genuine_accepted"] == 1.0
     assert report["decisions_at_threshold"]["impostor_accepted"] == 0.0
     decision = manifest(fresh)["decision"]
-    assert decision["far"] == 1e-2 and not decision["provisional"]
+    assert decision["far"] == 2e-2 and not decision["provisional"]
     assert decision["threshold"] == pytest.approx(report["decision"]["threshold"])
     loaded = load_bundle(fresh, keys(base)[1])  # re-signed, still trusted
     assert loaded.threshold == pytest.approx(decision["threshold"])
