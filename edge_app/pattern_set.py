@@ -93,13 +93,14 @@ class PatternSet:
                        f"(its glyphs: {', '.join(self.names[:12])}{' ...' if len(self.glyphs) > 12 else ''})")
 
     def glyph_digest(self, name: str) -> str:
-        """What makes a glyph the same class in two sets: its name and strokes."""
-        return _digest([name, self.strokes(name)])
+        """What makes a glyph the same class in two sets: its name and strokes (to 1e-4 of
+        the glyph, so that float noise in an import does not make another class)."""
+        return _digest([name, _rounded(self.strokes(name))])
 
     @property
     def sha256(self) -> str:
         """The whole set's identity: its glyphs in class order (not its name)."""
-        return _digest([[name, strokes] for name, strokes in self.glyphs])
+        return _digest([[name, _rounded(strokes)] for name, strokes in self.glyphs])
 
     def subset(self, names: Iterable[str]) -> PatternSet:
         """The set restricted to `names` (kept in this set's order)."""
@@ -169,6 +170,10 @@ class PatternSet:
         from edge_app.orientation import render_templates
 
         return render_templates(dict(self.glyphs), glyph_frac=glyph_frac, line_frac=line_frac)
+
+
+def _rounded(strokes: Glyph) -> list:
+    return [[[round(x, _DIGITS) + 0.0, round(y, _DIGITS) + 0.0] for x, y in stroke] for stroke in strokes]
 
 
 def _digest(value: object) -> str:
