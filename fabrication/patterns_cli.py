@@ -50,7 +50,7 @@ def glyph_sheet(pattern_set, path: Path, cell_px: int = 96) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.pattern_import import MAX_LIKENESS, check_distinct, load_pattern_set
+    from fabrication.pattern_import import MAX_LIKENESS, MAX_SELF_LIKENESS, check_distinct, load_pattern_set
 
     pattern_set = load_pattern_set(args.source)
     likeness = check_distinct(pattern_set, args.glyph_um / args.label_um,
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(f"pattern set {pattern_set.name}: {len(pattern_set.names)} glyphs ({', '.join(pattern_set.names)})")
-        print(f"most alike: two glyphs {likeness['worst_pair_likeness']:.2f}, a glyph and its own turn "
-              f"{likeness['worst_self_likeness']:.2f} (refused above {MAX_LIKENESS})")
+        print(f"most alike: two glyphs {likeness['worst_pair_likeness']:.2f} (refused above {MAX_LIKENESS}), "
+              f"a glyph and its own turn {likeness['worst_self_likeness']:.2f} (refused above {MAX_SELF_LIKENESS})")
         for key in ("written", "sheet"):
             if key in summary:
                 print(f"{key}: {summary[key]}")

@@ -19,7 +19,7 @@ GLYPHS_SVG = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 300 100">
   <g id="arrow" transform="translate(10,10)"><path d="M 40 80 L 40 0 M 10 30 L 40 0 l 30 30"/></g>
   <path id="flag" d="M110,90 V10 L170,30 L110,50"/>
   <g id="hook"><polyline points="210,10 210,90 270,90"/><circle cx="270" cy="20" r="8"/></g>
-  <path id="wave" d="M 10 95 C 30 80, 50 110, 70 95 S 110 80, 130 95 A 10 10 0 0 1 150 95"/>
+  <path id="wave" d="M 10 95 C 30 80, 50 110, 70 95 S 110 80, 130 95 A 10 10 0 0 1 150 95 V 40"/>
 </svg>"""
 
 
