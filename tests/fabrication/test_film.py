@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,18 @@ def test_etched_border_darkens_the_film(tmp_path, power, dark):
     assert (ratio < 1 - 0.8 * darkness(power)) if dark else ratio == 1.0
     centre_free = (slice(360, 380), slice(360, 380))  # texture between glyph and border
     np.testing.assert_array_equal(etched[centre_free], plain[centre_free])
+
+
+# sha256 of film_texture before film styles existed: the default film must never change
+# (enrolled labels, data sets and figures were all made from it)
+_DEFAULT_TEXTURE_SHA256 = {
+    (5, 0, 0, 300, 200): "de3855715890c3630e4dbf6ea5591e5b930dc5ef2114c0dee369bfb9fe8d4d64",
+    (7, -1234, 5678, 257, 301): "0fbca0622e714800ab3008e207366e08de3e54725c6a32c26612428b1a694528",
+}
+
+
+@pytest.mark.parametrize("args", sorted(_DEFAULT_TEXTURE_SHA256))
+def test_default_style_is_todays_film_bit_for_bit(args):
+    texture = film_texture(*args)
+    assert texture.dtype == np.float32
+    assert hashlib.sha256(np.ascontiguousarray(texture).tobytes()).hexdigest() == _DEFAULT_TEXTURE_SHA256[args]
