@@ -10,7 +10,8 @@ Reads what `puf design` wrote:
 and keeps BATCH_DIR/laser/etch_state.json (status, last acknowledged line, the line to
 resume from), written atomically while it runs, so ``--resume`` goes on after an error,
 an alarm, a dropped port or a crash. ``--sim`` streams the same job through the simulated
-GRBL controller into the simulated film, saved as BATCH_DIR/sim/film.npz.
+GRBL controller into the simulated film, saved as BATCH_DIR/sim/film.npz; ``--film-style``
+chooses how a new film looks (grain size, contrast, facets, mottling).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import time
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -47,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clear a GRBL alarm ($X) before starting, after checking the machine")
     parser.add_argument("--film-seed", type=int,
                         help="--sim: texture seed of a new film (default: from the batch id)")
+    parser.add_argument("--film-style", metavar="STYLE",
+                        help="--sim: how a new film looks: a preset (default, coarse, fine, faceted, "
+                             "mottled), NAME=VALUE settings (grain_um, contrast, faceted, mottling), or "
+                             "both, e.g. 'coarse,faceted=yes' (default: the library's default film)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -62,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
 
     film = film_path = None
+    if args.film_style is not None and not args.sim:
+        raise PufError("--film-style chooses the simulated film: use it with --sim")
     if args.sim:
-        film, film_path = _film(batch.dir, batch.layout.batch_id, args.film_seed, start_line)
+        film, film_path = _film(batch.dir, batch.layout.batch_id, args.film_seed, args.film_style, start_line)
         laser = _simulated_laser(film, batch)
         target = "--sim"
     else:
@@ -115,14 +123,15 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
         "state": str(state_path),
     }
     if film is not None:
-        summary.update(film=str(film_path), segments=len(film.segments))
+        summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style))
     if as_json:
         print(json.dumps(summary))
         return
     print(f"etched batch {batch.layout.batch_id}: {todo} G-code lines from line {start_line} "
           f"in {seconds:.1f} s at {batch.job['power_mw']:g} mW (S{batch.job['s_value']:g})")
     if film is not None:
-        print(f"film:  {film_path} ({summary['segments']} engraved segments)")
+        style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
+        print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
     print(f"state: {state_path}")
 
 
@@ -234,18 +243,21 @@ def _start_line(args: argparse.Namespace, previous: dict | None, job_lines: int,
     return int(previous["resume_line"])
 
 
-def _film(batch_dir: Path, batch_id: str, seed: int | None, start_line: int):
+def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | None, start_line: int):
     """The simulated film to etch: a new one from the start, the saved one to go on."""
-    from fabrication.sim.film import EtchedFilm
+    from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
 
+    style = DEFAULT_STYLE if style_text is None else FilmStyle.parse(style_text)
     path = batch_dir / "sim" / "film.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     if start_line == 1:
-        return EtchedFilm(zlib.crc32(batch_id.encode()) if seed is None else seed), path
+        return EtchedFilm(zlib.crc32(batch_id.encode()) if seed is None else seed, style=style), path
     film = EtchedFilm.load(path)
     if seed is not None and seed != film.seed:
         raise PufError(f"{path} has film seed {film.seed}, not {seed}: "
                        "going on etches the same film")
+    if style_text is not None and style != film.style:
+        raise PufError(f"{path} is a film of style {film.style}, not {style}: going on etches the same film")
     return film, path
 
 

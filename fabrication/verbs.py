@@ -37,6 +37,7 @@ etch = Verb(
     "etch",
     "Etch a designed batch: stream its G-code to a GRBL laser (or the simulated film).",
     "  puf etch out/B0001 --sim                    # engrave the simulated film\n"
+    "  puf etch out/B0001 --sim --film-style coarse   # a film of 9 um grains, half the contrast\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0      # a GRBL controller in laser mode\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM",
     *from_module("fabrication.etch"),

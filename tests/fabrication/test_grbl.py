@@ -254,3 +254,25 @@ def test_etch_on_a_serial_port_keeps_a_state_to_resume_from(tmp_path, capsys):
 def test_etch_without_a_designed_batch_says_what_to_run(tmp_path, capsys):
     assert puf(["etch", str(tmp_path / "nothing"), "--sim"]) == 2
     assert "run 'puf design" in capsys.readouterr().err
+
+
+def test_etch_sim_makes_a_film_of_the_style_asked_and_keeps_it(tmp_path, capsys):
+    from fabrication.sim.film import FilmStyle
+
+    write_batch(tmp_path / "B", make_job(), make_layout())
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--film-style", "coarse,faceted=yes",
+                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["film_style"]["grain_um"] == 9.0
+    film = EtchedFilm.load(tmp_path / "B" / "sim" / "film.npz")
+    assert film.style == FilmStyle(grain_um=9.0, contrast=0.5, faceted=True)
+    # going on etches the same film: another style is refused, none keeps the saved one
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--from-line", "2", "--film-style", "fine"]) == 2
+    assert "going on etches the same film" in capsys.readouterr().err
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--from-line", "2"]) == 0
+    assert EtchedFilm.load(tmp_path / "B" / "sim" / "film.npz").style == film.style
+    for argv, message in [(["--sim", "--film-style", "grain_um=0"], "grain_um must be between 1 and 20"),
+                          (["--sim", "--film-style", "velvet"], "unknown film style 'velvet'"),
+                          (["--port", "/dev/null", "--film-style", "fine"], "use it with --sim")]:
+        capsys.readouterr()
+        assert puf(["etch", str(tmp_path / "B"), "--from-line", "1", *argv]) == 2
+        assert message in capsys.readouterr().err
