@@ -53,6 +53,13 @@ class SimSpec:
     # search, glyph orientation) instead of the true corners; failures are counted
     segment_handheld: bool = False
     pattern_set: str = "builtin"  # the glyphs etched (`fabrication.pattern_import.load_pattern_set`)
+    # how the film looks: a preset and/or NAME=VALUE settings (fabrication.sim.film.FilmStyle.parse)
+    film_style: str = "default"
+
+    def __post_init__(self) -> None:
+        from fabrication.sim.film import FilmStyle
+
+        FilmStyle.parse(self.film_style)  # a bad style is refused here, not in a render worker
 
     @property
     def label_count(self) -> int:
@@ -72,10 +79,10 @@ def make_layout(spec: SimSpec) -> BatchLayout:
 
 
 def make_film(spec: SimSpec, layout: BatchLayout):
-    from fabrication.sim.film import EtchedFilm
+    from fabrication.sim.film import EtchedFilm, FilmStyle
     from fabrication.sim.laser import engrave_layout
 
-    film = EtchedFilm(spec.film_seed)
+    film = EtchedFilm(spec.film_seed, style=FilmStyle.parse(spec.film_style))
     engrave_layout(film, layout, spec.power_mw)
     return film
 
@@ -257,13 +264,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="cut handheld photos with the device's segmentation, not true corners")
     parser.add_argument("--pattern-set", default="builtin",
                         help="the glyphs: builtin, a patterns.json, .svg, .dxf or font:FONT:CHARS (default builtin)")
+    parser.add_argument("--film-style", default="default", metavar="STYLE",
+                        help="how the films look: a preset (default, coarse, fine, faceted, mottled) and/or "
+                             "NAME=VALUE settings (grain_um, contrast, faceted, mottling)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     cols, rows = (int(v) for v in args.fields.lower().split("x"))
-    specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
-                     args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
-                     segment_handheld=args.segment, pattern_set=args.pattern_set)
-             for i in range(args.batches)]
+    try:
+        specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
+                         args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
+                         segment_handheld=args.segment, pattern_set=args.pattern_set,
+                         film_style=args.film_style)
+                 for i in range(args.batches)]
+    except PufError as error:
+        parser.error(str(error))
     print(json.dumps(render_dataset(args.root, specs, args.workers)))
     return 0
 
