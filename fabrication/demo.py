@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", type=Path, metavar="DIR",
                         help="also write the pictures here (e.g. docs/)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the handheld photos (default 1)")
+    parser.add_argument("--film", default="default", metavar="STYLE",
+                        help="how the simulated film looks: a preset (default, coarse, fine, faceted, mottled) "
+                             "and/or NAME=VALUE settings, as 'puf etch --film-style' takes them (default: default)")
     parser.add_argument("--keep", action="store_true", help="keep what an earlier demo left in --out")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (the verbs' output goes "
                                                             "to stderr)")
@@ -171,7 +174,7 @@ def _line(args: argparse.Namespace, out: Path, batch_dir: Path, stages: dict) ->
     out.mkdir(parents=True, exist_ok=True)
     steps = [
         ("design", ["design", str(batch_dir), "--fields", args.fields, "--batch-id", BATCH_ID, "--force"]),
-        ("etch", ["etch", str(batch_dir), "--sim"]),
+        ("etch", ["etch", str(batch_dir), "--sim", "--film-style", args.film]),
         ("photograph", ["photograph", str(batch_dir), "--sim"]),
         ("segment", ["segment", str(batch_dir), "--overlay"]),
     ]
@@ -186,7 +189,9 @@ def _demo(args: argparse.Namespace) -> dict:
     from edge_app.cli import installed_verbs
     from edge_app.layout import BatchLayout
     from edge_app.registry import Registry
+    from fabrication.sim.film import FilmStyle
 
+    FilmStyle.parse(args.film)  # refused before the line starts
     started = time.perf_counter()
     out: Path = args.out
     batch_dir, registry_path, photos_dir = out / BATCH_ID, out / "registry.sqlite", out / "handheld"
@@ -201,7 +206,7 @@ def _demo(args: argparse.Namespace) -> dict:
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "platform": platform.platform()},
         "options": {"out": str(out), "fields": args.fields, "photos": args.photos, "held_out": args.held_out,
-                    "seed": args.seed},
+                    "seed": args.seed, "film": args.film},
         "batch": {"id": BATCH_ID, "fields": layout.fields_per_batch, "labels": layout.label_count},
         "stages": stages, "paths": {"batch": str(batch_dir), "registry": str(registry_path),
                                     "overlays": str(batch_dir / "overlays")},

@@ -110,7 +110,7 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
 
     layout = BatchLayout.load(batch_dir / "layout.json")
     genuine = EtchedFilm.load(batch_dir / "sim" / "film.npz")
-    other = EtchedFilm(genuine.seed + 1, genuine.segments)  # the same laser job, another film
+    other = EtchedFilm(genuine.seed + 1, genuine.segments, genuine.style)  # the same laser job, another film
     verifier = Verifier(load_bundle(bundle_dir, trusted))
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(kind, field, slot) for kind in KINDS for field, slot in getattr(plan, kind)]

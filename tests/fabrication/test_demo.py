@@ -41,6 +41,13 @@ def test_the_line_runs_and_records_the_batch(demo):
     assert report["batch"] | {"enrolled": 12, "held_out": 12, "held_out_fields": [1]} == report["batch"]
     assert report["enroll"]["labels_total"] == 12 and report["enroll"]["signed_by"]
     assert report["machine"]["cpus"] >= 1 and report["machine"]["python"].startswith("3.")
+    assert report["options"]["film"] == "default"
+
+
+def test_a_bad_film_style_is_refused_before_the_line_starts(tmp_path, capsys):
+    assert puf(["demo", "--out", str(tmp_path / "out"), "--film", "grain_um=30"]) == 2
+    assert "grain_um must be between 1 and 20" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_genuine_photos_are_accepted_and_everything_else_rejected(demo):
