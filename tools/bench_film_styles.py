@@ -43,10 +43,12 @@ CALIBRATION = StageCalibration((4000.0, -2500.0), 1.2)
 
 
 def _spread(values: list[float]) -> dict:
+    """Median, 5th-95th percentiles, and how many the verifier would call out of focus."""
     if not values:
-        return {"median": None, "p5": None, "p95": None}
+        return {"median": None, "p5": None, "p95": None, "below_limit": 0}
     return {"median": round(float(np.median(values)), 4), "p5": round(float(np.percentile(values, 5)), 4),
-            "p95": round(float(np.percentile(values, 95)), 4)}
+            "p95": round(float(np.percentile(values, 95)), 4),
+            "below_limit": int(np.sum(np.asarray(values) < CaptureLimits().min_sharpness))}
 
 
 def _microscope(spec: SimSpec, layout, film, templates, fields: int) -> dict:
@@ -120,7 +122,8 @@ def main() -> None:
         print(f"{text:>20}: fields found {m['found']}/{m['whole']} (no label {m['no_label']}), "
               f"sharpness {m['sharpness']['median']}; handheld " + "; ".join(
                   f"{name} ok {h['ok']}/{h['photos']} (missed {h['missed']}, turned {h['turned']}, moved {h['moved']}) "
-                  f"sharpness {h['sharpness']['median']} [{h['sharpness']['p5']}, {h['sharpness']['p95']}]"
+                  f"sharpness {h['sharpness']['median']} [{h['sharpness']['p5']}, {h['sharpness']['p95']}] "
+                  f"{h['sharpness']['below_limit']} below limit"
                   for name, h in hand.items()), flush=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(f"verifier's limit: sharpness >= {report['min_sharpness']}; figures written to {args.out}")
