@@ -107,7 +107,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from edge_app.bundle import load_bundle
     from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
-    from trainer.metrics import confident_threshold, rate_bounds, tar_at_far, verification_report
+    from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
 
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
         if not 0 < rate < 1:
@@ -149,14 +149,14 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
     # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
     confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
-    threshold = chosen["threshold"] if confident is None else confident
+    threshold = device_threshold(chosen["threshold"] if confident is None else confident)
     decisions = decision_rates(rows, threshold)
-    false_accepts = int(np.sum(impostor_pairs > threshold))
-    false_rejects = int(np.sum(genuine_pairs <= threshold))
+    false_accepts = int(np.sum(impostor_pairs >= threshold))
+    false_rejects = int(np.sum(genuine_pairs < threshold))
     decision = {
-        "threshold": round(threshold, 6), "far": far, "provisional": False, "calibrated": True,
+        "threshold": threshold, "far": far, "provisional": False, "calibrated": True,
         "far_kind": "per comparison, within the shard the device searches",
-        "far_resolved": chosen["resolved"], "tar_at_far": float(np.mean(genuine_pairs > threshold)),
+        "far_resolved": chosen["resolved"], "tar_at_far": float(np.mean(genuine_pairs >= threshold)),
         "confidence": CONFIDENCE, "threshold_at_measured_far": round(chosen["threshold"], 6),
         "far_measured": false_accepts / len(impostor_pairs),
         "far_bounds": list(rate_bounds(false_accepts, len(impostor_pairs), CONFIDENCE)),

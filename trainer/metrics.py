@@ -102,6 +102,12 @@ def confident_threshold(impostor: np.ndarray, far: float, confidence: float = 0.
     return float(impostor[lo])
 
 
+def device_threshold(last_rejected: float) -> float:
+    """The threshold to write for a device that accepts a score >= it: just above the last
+    score that must be rejected, at the manifest's 6 decimals (so no rounding lets it in)."""
+    return math.floor(last_rejected * 1e6 + 1) / 1e6
+
+
 def trials_needed(rate: float, confidence: float = 0.95) -> int:
     """How many trials with no error bound an error rate below `rate` with `confidence`."""
     return int(math.ceil(math.log(1.0 - confidence) / math.log1p(-rate)))

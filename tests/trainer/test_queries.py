@@ -195,3 +195,14 @@ def test_the_confident_threshold_keeps_the_far_bound_within_the_target():
     accepted = int(np.sum(impostor > threshold))
     assert rate_bounds(accepted, 3000)[1] <= far < rate_bounds(accepted + 1, 3000)[1]
     assert 0 < accepted < far * 3000  # stricter than the measured-FAR threshold
+
+
+def test_the_written_threshold_rejects_the_score_it_sits_above():
+    """The device accepts score >= threshold and the manifest keeps 6 decimals: the threshold
+    written must stay above the last impostor score the calibration rejects, rounding included."""
+    from trainer.metrics import device_threshold
+
+    for score in (0.7234564, 0.7234566, 0.5, 0.999999, -0.25):
+        written = json.loads(json.dumps(device_threshold(score)))
+        assert written > score and written - score <= 1.01e-6
+        assert written == round(written, 6)
