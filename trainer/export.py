@@ -53,15 +53,14 @@ def load_run(run_dir: Path):
     return keras.models.load_model(run_dir / "model.keras", compile=False), config
 
 
-def held_out_crops(run_dir: Path, config, limit: int = 0):
+def held_out_crops(run_dir: Path, config, pattern_names: list[str], limit: int = 0):
     """Validation crops of the run (labels never trained on), unaugmented; at most
     `limit` of them (0: all)."""
-    from fabrication.patterns import pattern_names
     from trainer.data import load_crops, open_dataset
 
     split = json.loads((Path(run_dir) / "split.json").read_text())
     dataset = open_dataset(Path(config.data))
-    crops = load_crops(dataset, split["val"], pattern_names())
+    crops = load_crops(dataset, split["val"], pattern_names)
     if limit and len(crops) > limit:
         keep = np.random.default_rng(0).choice(len(crops), limit, replace=False)
         keep.sort()
@@ -159,18 +158,26 @@ def check_parity(report: dict) -> list[str]:
     return problems
 
 
-def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float) -> dict:
+def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float, aug=None) -> dict:
+    """The threshold at `far` on the run's validation labels: provisional, never calibrated
+    (that takes re-captures of enrolled labels: `puf evaluate`)."""
     from trainer.metrics import pair_scores, tar_at_far
-    from trainer.train import Validation
+    from trainer.train import OPTIMISTIC_NOTE, Validation
 
-    val = Validation(crops, params)
+    val = Validation(crops, params, aug)
     enroll = runner.run(val.enroll_x).embedding
     query = runner.run(val.query_x).embedding
     genuine, impostor = pair_scores(enroll, val.enroll_id, query, val.query_id)
     row = tar_at_far(genuine, impostor, far)
+    why = ("set on the training run's validation labels (" + val.validation + "), not on re-captures of "
+           "enrolled labels: calibrate it with puf evaluate")
+    if val.optimistic:
+        why = f"{OPTIMISTIC_NOTE}; {why}"
     return {"threshold": round(row["threshold"], 6), "far": far, "provisional": True,
+            "calibrated": False, "not_calibrated_because": why,
+            "validation": val.validation, "optimistic": val.optimistic,
             "calibrated_on": f"{len(genuine)} genuine and {len(impostor)} impostor pairs of "
-                             "validation labels (int8 model)",
+                             f"validation labels ({val.validation}; int8 model)",
             "tar_at_that_far": row["tar"], "far_resolved": row["resolved"]}
 
 
@@ -181,6 +188,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
     from tqdm import tqdm
 
     from fabrication.patterns import pattern_names
+    from trainer.augment import Augment
     from trainer.data import preprocess_all
 
     run_dir, out = Path(run_dir), Path(out)
@@ -189,7 +197,8 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         raise PufError(f"formats must be some of {sorted(FORMAT_FILES)}, got {list(formats)}")
     model, config = load_run(run_dir)
     params = Preprocess.from_dict(config.preprocess)
-    crops = held_out_crops(run_dir, config)
+    patterns = pattern_names()
+    crops = held_out_crops(run_dir, config, patterns)
     all_inputs = preprocess_all(crops, params)
     rng = np.random.default_rng(1)
     representative = all_inputs[rng.permutation(len(all_inputs))[:calibration_samples]]
@@ -211,7 +220,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
                 path.write_bytes(to_tflite(model, params.input_shape,
                                            representative if fmt == "int8" else None))
             timings[fmt] = round(time.monotonic() - start, 1)
-            runner = ModelRunner(path, 2, config.embedding_dim, len(pattern_names()), params)
+            runner = ModelRunner(path, 2, config.embedding_dim, len(patterns), params)
             report[fmt] = parity(model, runner, inputs)
         problems = check_parity(report)
         if problems and strict:
@@ -219,7 +228,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         device_fmt = "int8" if "int8" in formats else formats[0]
         decision = provisional_threshold(
             ModelRunner(tmp / FORMAT_FILES[device_fmt], 2, config.embedding_dim,
-                        len(pattern_names()), params), crops, params, far)
+                        len(patterns), params), crops, params, far)
         evaluation = json.loads((run_dir / "eval.json").read_text()) \
             if (run_dir / "eval.json").exists() else {}
         manifest = {
@@ -239,7 +248,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
             "preprocessing": params.to_dict(),
             "embedding_dim": config.embedding_dim,
             "embedding_normalised_in_model": False,
-            "pattern_classes": pattern_names(),
+            "pattern_classes": patterns,
             "decision": decision,
             "parity": {**report, "bounds": {"int8_mean_cosine": INT8_MEAN_COSINE,
                                             "onnx_cosine": ONNX_COSINE, "onnx_max_abs": ONNX_MAX_ABS},

@@ -37,7 +37,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from trainer.train import load_config, train
+    from trainer.train import load_config, optimistic_note, train
 
     overrides = list(args.set)
     for key, value in (("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
         row = (report.get("tar_at_far") or [{}])[0]
         print(f"step {report.get('step')}: TAR {row.get('tar')} at FAR {row.get('far')}, "
               f"EER {report.get('eer')}, pattern accuracy {report.get('pattern_accuracy')} "
-              f"(validation labels); model in {args.run_dir / 'model.keras'}")
+              f"(validation labels){optimistic_note(report)}; model in {args.run_dir / 'model.keras'}")
     return 0
 
 
@@ -107,6 +107,7 @@ def _export(args: argparse.Namespace) -> int:
                   f"{p['pattern_agreement']:>8.2%}")
     d = manifest["decision"]
     print(f"provisional threshold {d['threshold']} at FAR {d['far']} ({d['calibrated_on']})")
+    print(f"NOT CALIBRATED: {d['not_calibrated_because']}")
     for problem in manifest["parity"]["problems"]:
         print(f"WARNING: {problem}")
     return 0
