@@ -30,11 +30,14 @@ from edge_app.errors import PufError
 from edge_app.preprocess import Preprocess, preprocess
 
 CONFIG_NAME = "config.json"
+PATTERNS_NAME = "pattern_classes.json"  # the classes of the pattern head, in order
+INIT_NAME = "init.json"  # what the run started from (trainer.warm_start), when --init
 
 
 @dataclass
 class TrainConfig:
     data: str = ""  # folder data set (labels.csv + crops/)
+    init: str = ""  # start from this run folder's or bundle's weights (trainer.warm_start)
     val_frac: float = 0.05  # share of labels held out for validation (by label id hash)
     max_labels: int = 0  # train on at most this many labels (0: all)
     backbone: str = "mobile_s"
@@ -257,6 +260,11 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 
     params = Preprocess.from_dict(config.preprocess)
     patterns = pattern_names()
+    if config.init:
+        from trainer.warm_start import check_architecture, read_init
+
+        init_source = read_init(config.init)
+        check_architecture(init_source, config)
     dataset = open_dataset(Path(config.data))
     train_ids = dataset.labels("train", config.val_frac)
     if config.max_labels:
@@ -266,6 +274,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
         raise PufError(f"need at least 2 training and 2 validation labels, have "
                        f"{len(train_ids)} and {len(val_ids)}: more labels or another val_frac")
     _write_json(run_dir / "split.json", {"train": train_ids, "val": val_ids})
+    _write_json(run_dir / PATTERNS_NAME, patterns)
     train_crops = load_crops(dataset, train_ids, patterns, progress=progress)
     validation = Validation(load_crops(dataset, val_ids, patterns), params, Augment(**config.augment),
                             seed=config.seed)
@@ -283,6 +292,13 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    elif config.init:
+        from trainer.data import preprocess_all
+        from trainer.warm_start import warm_start
+
+        sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
+        record = warm_start(model, init_source, patterns, preprocess_all(train_crops, params)[np.sort(sample)])
+        _write_json(run_dir / INIT_NAME, record)
     start = int(step_var.numpy())
 
     stream = iter(training_pipeline(train_crops, params, Augment(**config.augment),
@@ -372,7 +388,8 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
         if int(step_var.numpy()) > start:
             manager.save(checkpoint_number=int(step_var.numpy()))
             model.save(run_dir / "model.keras")
-            status = {**report, "step": int(step_var.numpy()), "train_seconds": round(elapsed, 1)}
+            status = {**report, **_init_record(run_dir), "step": int(step_var.numpy()),
+                      "train_seconds": round(elapsed, 1)}
             _write_json(run_dir / "eval.json", status)
     return _read_json(run_dir / "eval.json") or {}
 
@@ -381,6 +398,7 @@ def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) ->
 
     report = validation.run(model, config.eval_far)
     report.update(step=step, train_seconds=round(seconds, 1))
+    report.update(_init_record(run_dir))
     row = report["tar_at_far"][0]
     log.writerow([step, "val", "", "", "", "", "", f"{row['tar']:.5f}", config.eval_far,
                   f"{report['eer']:.5f}", f"{report['pattern_accuracy']:.5f}", f"{seconds:.1f}"])
@@ -391,6 +409,12 @@ def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) ->
     model.save(run_dir / "model.keras")
     _write_json(run_dir / "eval.json", report)
     return report
+
+
+def _init_record(run_dir: Path) -> dict:
+    """{"init": what the run started from} for its eval.json, or {} for a run from scratch."""
+    init = _read_json(run_dir / INIT_NAME)
+    return {"init": init} if init else {}
 
 
 def _scalar(tag: str, value: float, step: int) -> None:

@@ -29,6 +29,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set s=32 --set preprocess.input_size=96")
+    parser.add_argument("--init", metavar="RUN_OR_BUNDLE",
+                        help="start from a trained model's weights: a run folder, or a bundle with model.onnx "
+                             "(models/default); takes its architecture; new pattern head when the classes differ")
     parser.add_argument("--materialize", type=int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
@@ -40,7 +43,12 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.train import load_config, optimistic_note, train
 
     overrides = list(args.set)
-    for key, value in (("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
+    if args.init is not None:  # the init model's architecture, under the user's own --set
+        from trainer.warm_start import ARCHITECTURE, read_init
+
+        source = read_init(args.init)
+        overrides[:0] = [f"{k}={json.dumps(source.architecture[k])}" for k in ARCHITECTURE]
+    for key, value in (("init", args.init), ("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
                        ("batch_size", args.batch_size)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
@@ -120,6 +128,7 @@ train = Verb(
     "  puf train runs/r2 --config configs/edge.toml --steps 20000\n"
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
+    "  puf train runs/ft --data registry.sqlite --init models/default --set lr=0.0005   # fine-tune\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk",
     _train_arguments,
     _train,

@@ -71,7 +71,9 @@ def read_init(path: str | Path) -> InitSource:
 
 def run_pattern_classes(run_dir: Path) -> list[str]:
     """The pattern classes a run was trained on (runs before this record: the built-in set)."""
-    path = Path(run_dir) / "pattern_classes.json"
+    from trainer.train import PATTERNS_NAME
+
+    path = Path(run_dir) / PATTERNS_NAME
     if path.exists():
         return list(json.loads(path.read_text()))
     from fabrication.patterns import pattern_names
@@ -242,11 +244,19 @@ def load_onnx_weights(model, onnx_path: Path, inputs: np.ndarray) -> dict:
         if layer.use_bias:
             layer.bias.assign(np.zeros(layer.bias.shape, np.float32))
         unit["shift"] = match["shift"]
-        if unit["bn"] is None:
+        bn = unit["bn"]
+        if bn is not None:  # identity plus the shift, until its statistics are measured below
+            bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, np.float32))
+            bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1 - bn.epsilon, np.float32))
+            if bn.scale:
+                bn.gamma.assign(np.ones(bn.gamma.shape, np.float32))
+            bn.beta.assign(match["shift"].astype(np.float32))
+        else:
             if not layer.use_bias:
                 raise PufError(f"{onnx_path}: the network's {layer.name} has no bias for the ONNX layer's shift")
             layer.bias.assign(match["shift"].astype(np.float32))
-    # batch norms: measure the statistics of each layer's output, then compensate them
+    # batch norms: measure the statistics of each layer's output (the network now computes
+    # what the ONNX model does), then compensate them, which leaves inference as it is
     with_bn = [u for u in keras_units if u["bn"] is not None]
     for owner in {id(u["owner"]): u["owner"] for u in with_bn}.values():
         units = [u for u in with_bn if u["owner"] is owner]
