@@ -228,7 +228,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         device_fmt = "int8" if "int8" in formats else formats[0]
         decision = provisional_threshold(
             ModelRunner(tmp / FORMAT_FILES[device_fmt], 2, config.embedding_dim,
-                        len(patterns), params), crops, params, far)
+                        len(patterns), params), crops, params, far, Augment(**config.augment))
         evaluation = json.loads((run_dir / "eval.json").read_text()) \
             if (run_dir / "eval.json").exists() else {}
         manifest = {

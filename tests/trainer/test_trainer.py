@@ -346,7 +346,8 @@ def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_ca
     from edge_app.bundle import Bundle  # what puf verify and the app warn with
 
     manifest = read_manifest(tmp_path / "bundle")
-    assert "is not calibrated (optimistic" in Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning
+    warning = Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning
+    assert "is not calibrated (optimistic" in warning
     manifest["decision"].update(calibrated=True)  # as puf evaluate writes it
     assert Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning is None
 
