@@ -69,6 +69,16 @@ class Bundle:
         return self.manifest.get("decision", {}).get("far")
 
     @property
+    def uncalibrated_warning(self) -> str | None:
+        """Why the threshold cannot be trusted yet, when export marked it not calibrated
+        (`puf evaluate` on re-captures calibrates it); None otherwise."""
+        decision = self.manifest.get("decision") or {}
+        if decision.get("calibrated", True):
+            return None
+        return (f"the bundle's threshold {self.threshold:g} is not calibrated "
+                f"({decision.get('not_calibrated_because', 'set at export')}): verdicts may accept counterfeits")
+
+    @property
     def pattern_classes(self) -> list[str]:
         return list(self.manifest["pattern_classes"])
 

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle or default_bundle(), args.trusted_keys)
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)
+    if bundle.uncalibrated_warning:
+        print(f"WARNING: {bundle.uncalibrated_warning}", file=sys.stderr)
     verdicts: list[Verdict] = []
     for path in args.images:
         try:

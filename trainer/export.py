@@ -54,15 +54,14 @@ def load_run(run_dir: Path):
     return keras.models.load_model(run_dir / "model.keras", compile=False), config
 
 
-def held_out_crops(run_dir: Path, config, limit: int = 0):
+def held_out_crops(run_dir: Path, config, pattern_names: list[str], limit: int = 0):
     """Validation crops of the run (labels never trained on), unaugmented; at most
     `limit` of them (0: all)."""
     from trainer.data import load_crops, open_dataset
-    from trainer.pattern_sets import folder_pattern_set
 
     split = json.loads((Path(run_dir) / "split.json").read_text())
     dataset = open_dataset(Path(config.data))
-    crops = load_crops(dataset, split["val"], folder_pattern_set(run_dir).names)
+    crops = load_crops(dataset, split["val"], pattern_names)
     if limit and len(crops) > limit:
         keep = np.random.default_rng(0).choice(len(crops), limit, replace=False)
         keep.sort()
@@ -160,18 +159,26 @@ def check_parity(report: dict) -> list[str]:
     return problems
 
 
-def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float) -> dict:
+def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float, aug=None) -> dict:
+    """The threshold at `far` on the run's validation labels: provisional, never calibrated
+    (that takes re-captures of enrolled labels: `puf evaluate`)."""
     from trainer.metrics import pair_scores, tar_at_far
-    from trainer.train import Validation
+    from trainer.train import OPTIMISTIC_NOTE, Validation
 
-    val = Validation(crops, params)
+    val = Validation(crops, params, aug)
     enroll = runner.run(val.enroll_x).embedding
     query = runner.run(val.query_x).embedding
     genuine, impostor = pair_scores(enroll, val.enroll_id, query, val.query_id)
     row = tar_at_far(genuine, impostor, far)
+    why = ("set on the training run's validation labels (" + val.validation + "), not on re-captures of "
+           "enrolled labels: calibrate it with puf evaluate")
+    if val.optimistic:
+        why = f"{OPTIMISTIC_NOTE}; {why}"
     return {"threshold": round(row["threshold"], 6), "far": far, "provisional": True,
+            "calibrated": False, "not_calibrated_because": why,
+            "validation": val.validation, "optimistic": val.optimistic,
             "calibrated_on": f"{len(genuine)} genuine and {len(impostor)} impostor pairs of "
-                             "validation labels (int8 model)",
+                             f"validation labels ({val.validation}; int8 model)",
             "tar_at_that_far": row["tar"], "far_resolved": row["resolved"]}
 
 
@@ -181,6 +188,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
     """Write the bundle; returns its manifest."""
     from tqdm import tqdm
 
+    from trainer.augment import Augment
     from trainer.data import preprocess_all
     from trainer.pattern_sets import folder_pattern_set
 
@@ -190,9 +198,9 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         raise PufError(f"formats must be some of {sorted(FORMAT_FILES)}, got {list(formats)}")
     model, config = load_run(run_dir)
     pattern_set = folder_pattern_set(run_dir)
-    classes = len(pattern_set.names)
+    patterns = pattern_set.names
     params = Preprocess.from_dict(config.preprocess)
-    crops = held_out_crops(run_dir, config)
+    crops = held_out_crops(run_dir, config, patterns)
     all_inputs = preprocess_all(crops, params)
     rng = np.random.default_rng(1)
     representative = all_inputs[rng.permutation(len(all_inputs))[:calibration_samples]]
@@ -214,7 +222,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
                 path.write_bytes(to_tflite(model, params.input_shape,
                                            representative if fmt == "int8" else None))
             timings[fmt] = round(time.monotonic() - start, 1)
-            runner = ModelRunner(path, 2, config.embedding_dim, classes, params)
+            runner = ModelRunner(path, 2, config.embedding_dim, len(patterns), params)
             report[fmt] = parity(model, runner, inputs)
         problems = check_parity(report)
         if problems and strict:
@@ -222,7 +230,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         device_fmt = "int8" if "int8" in formats else formats[0]
         decision = provisional_threshold(
             ModelRunner(tmp / FORMAT_FILES[device_fmt], 2, config.embedding_dim,
-                        classes, params), crops, params, far)
+                        len(patterns), params), crops, params, far, Augment(**config.augment))
         evaluation = json.loads((run_dir / "eval.json").read_text()) \
             if (run_dir / "eval.json").exists() else {}
         pattern_set.save(tmp / PATTERN_SET_FILE)
@@ -243,7 +251,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
             "preprocessing": params.to_dict(),
             "embedding_dim": config.embedding_dim,
             "embedding_normalised_in_model": False,
-            "pattern_classes": pattern_set.names,
+            "pattern_classes": patterns,
             "pattern_set": pattern_set.describe(),
             "decision": decision,
             "parity": {**report, "bounds": {"int8_mean_cosine": INT8_MEAN_COSINE,

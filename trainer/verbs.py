@@ -29,6 +29,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set s=32 --set preprocess.input_size=96")
+    parser.add_argument("--init", metavar="RUN_OR_BUNDLE",
+                        help="start from a trained model's weights: a run folder, or a bundle with model.onnx "
+                             "(models/default); takes its architecture; new pattern head when the classes differ")
     parser.add_argument("--materialize", type=int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
@@ -37,10 +40,15 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from trainer.train import load_config, train
+    from trainer.train import load_config, optimistic_note, train
 
     overrides = list(args.set)
-    for key, value in (("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
+    if args.init is not None:  # the init model's architecture, under the user's own --set
+        from trainer.warm_start import ARCHITECTURE, read_init
+
+        source = read_init(args.init)
+        overrides[:0] = [f"{k}={json.dumps(source.architecture[k])}" for k in ARCHITECTURE]
+    for key, value in (("init", args.init), ("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
                        ("batch_size", args.batch_size)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
@@ -69,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
         row = (report.get("tar_at_far") or [{}])[0]
         print(f"step {report.get('step')}: TAR {row.get('tar')} at FAR {row.get('far')}, "
               f"EER {report.get('eer')}, pattern accuracy {report.get('pattern_accuracy')} "
-              f"(validation labels); model in {args.run_dir / 'model.keras'}")
+              f"(validation labels){optimistic_note(report)}; model in {args.run_dir / 'model.keras'}")
     return 0
 
 
@@ -107,6 +115,7 @@ def _export(args: argparse.Namespace) -> int:
                   f"{p['pattern_agreement']:>8.2%}")
     d = manifest["decision"]
     print(f"provisional threshold {d['threshold']} at FAR {d['far']} ({d['calibrated_on']})")
+    print(f"NOT CALIBRATED: {d['not_calibrated_because']}")
     for problem in manifest["parity"]["problems"]:
         print(f"WARNING: {problem}")
     return 0
@@ -119,6 +128,7 @@ train = Verb(
     "  puf train runs/r2 --config configs/edge.toml --steps 20000\n"
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
+    "  puf train runs/ft --data registry.sqlite --init models/default --set lr=0.0005   # fine-tune\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk",
     _train_arguments,
     _train,

@@ -32,6 +32,7 @@ class BundleStatus:
     labels: int = 0
     signer: str | None = None
     problem: str | None = None  # what is wrong and what to do, in words
+    warning: str | None = None  # usable, but with a caveat (an uncalibrated threshold)
 
     @property
     def ready(self) -> bool:
@@ -40,7 +41,8 @@ class BundleStatus:
     def describe(self) -> str:
         if not self.ready:
             return self.problem or ""
-        return f"bundle {self.version}: {self.labels:,} labels"
+        text = f"bundle {self.version}: {self.labels:,} labels"
+        return f"{text}. WARNING: {self.warning}" if self.warning else text
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ class Inspector:
             self.status = BundleStatus(path, problem=f"The bundle cannot be used ({type(error).__name__}: {error}). "
                                                       f"{UPDATE_HINT}")
             return self.status
-        self.status = BundleStatus(bundle.path, bundle_version(bundle), len(bundle.shards), bundle.signer)
+        self.status = BundleStatus(bundle.path, bundle_version(bundle), len(bundle.shards), bundle.signer,
+                                   warning=bundle.uncalibrated_warning)
         return self.status
 
     def install(self, folder: Path) -> BundleStatus:

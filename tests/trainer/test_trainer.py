@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
 from edge_app.runtime import ModelRunner, read_manifest  # noqa: E402
+from fabrication.patterns import builtin_pattern_set  # noqa: E402
 from trainer.augment import NONE, Augment, augment  # noqa: E402
 from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
 from trainer.simdata import SimSpec, render_dataset  # noqa: E402
@@ -292,3 +293,179 @@ def test_folder_dataset_reads_crops_named_by_label_id(tmp_path):
     dataset = FolderDataset(tmp_path)
     assert dataset.crops == {"B1-0000-00": [tmp_path / "crops" / "B1-0000-00.png"],
                              "B1-0000-01": [tmp_path / "crops" / "B1-0000-01" / "m0.png"]}
+
+
+@pytest.fixture(scope="module")
+def one_capture_dir(tmp_path_factory):
+    """The paper's recipe: one microscope capture per label, nothing else, named by label
+    id as `puf segment` writes crops."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("one_capture")
+    render_dataset(root, [SimSpec("T2", 6, 3, 1, microscope_shots=1, handheld_shots=1, crop_size=96)],
+                   workers=1, progress=False)
+    for folder in [p for p in (root / "crops").iterdir() if p.is_dir()]:
+        if (folder / "m0.png").exists():
+            (folder / "m0.png").rename(root / "crops" / f"{folder.name}.png")
+        shutil.rmtree(folder)
+    return root
+
+
+def _verb(verb, argv: list[str]) -> int:
+    """Run one of the trainer's verbs as `puf` would (without the installed command's
+    other verbs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    verb.add_arguments(parser)
+    return verb.run(parser.parse_args(argv))
+
+
+def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_capture_dir, tmp_path, capsys):
+    from trainer.data import FolderDataset
+    from trainer.verbs import export, train
+
+    dataset = FolderDataset(one_capture_dir)
+    assert all(len(paths) == 1 for paths in dataset.crops.values())
+    run = tmp_path / "run"
+    assert _verb(train, [str(run), "--data", str(one_capture_dir), "--steps", "30",
+                         *[a for s in TINY for a in ("--set", s)]]) == 0
+    out = capsys.readouterr()
+    assert out.out.count("(optimistic: validation queries are augmented copies") == 2  # progress, final print
+    report = json.loads((run / "eval.json").read_text())
+    assert report["optimistic"] is True
+    assert report["validation"] == "augmented copies of one capture per label"
+    assert report["genuine_pairs"] > 0 and report["step"] == 30
+    assert "init" not in report and json.loads((run / "config.json").read_text())["init"] == ""
+
+    # export refuses to call its threshold calibrated, and verify says so
+    assert _verb(export, [str(run), "--out", str(tmp_path / "bundle"), "--formats", "onnx"]) == 0
+    assert "NOT CALIBRATED: optimistic" in capsys.readouterr().out
+    decision = read_manifest(tmp_path / "bundle")["decision"]
+    assert decision["calibrated"] is False and decision["optimistic"] is True
+    assert "puf evaluate" in decision["not_calibrated_because"]
+    from edge_app.bundle import Bundle  # what puf verify and the app warn with
+
+    manifest = read_manifest(tmp_path / "bundle")
+    warning = Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning
+    assert "is not calibrated (optimistic" in warning
+    manifest["decision"].update(calibrated=True)  # as puf evaluate writes it
+    assert Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning is None
+
+
+def test_validation_with_re_captures_is_not_optimistic(crops_dir):
+    from trainer.data import FolderDataset, load_crops
+    from trainer.train import Validation
+
+    dataset = FolderDataset(crops_dir)
+    crops = load_crops(dataset, dataset.labels()[:4], _patterns())
+    validation = Validation(crops, Preprocess(input_size=64))
+    assert not validation.optimistic and len(validation.query_id) == 4  # the handheld captures
+    # materialized copies of one capture are copies too, not re-captures
+    crops.capture = [f"m0_a{i:03d}" for i in range(len(crops))]
+    validation = Validation(crops, Preprocess(input_size=64), copies=3)
+    assert validation.optimistic and len(validation.query_id) == 3 * 4
+
+
+def _patterns():
+    return builtin_pattern_set().names
+
+
+def test_init_from_a_run_keeps_the_backbone_and_renews_the_head_for_other_classes(trained, tmp_path):
+    import keras
+
+    from trainer.data import FolderDataset, load_crops, preprocess_all
+    from trainer.network import build_network
+    from trainer.warm_start import read_init, warm_start
+
+    run, _ = trained
+    source = read_init(run)
+    assert source.kind == "run" and source.pattern_set.names == _patterns()
+    original = keras.models.load_model(run / "model.keras", compile=False)
+    dataset = FolderDataset(source_data(run))
+    crops = load_crops(dataset, dataset.labels()[:3], _patterns())
+    inputs = preprocess_all(crops, Preprocess(input_size=64))
+    backbone = original.get_layer("mobile_tiny")
+
+    same = build_network("mobile_tiny", (64, 64, 1), 32, 44, 8, 32)
+    record = warm_start(same, source, builtin_pattern_set(), inputs)
+    assert record["pattern_head"] == "kept" and record["identity_centres"] == "new"
+    for got, want in zip(same.get_weights(), original.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    other = builtin_pattern_set().subset(_patterns()[:10])  # a factory's own glyphs: another class list
+    fresh = build_network("mobile_tiny", (64, 64, 1), 32, len(other.names), 8, 32)
+    before = fresh.get_layer("pattern_fc").get_weights()[0].copy()
+    record = warm_start(fresh, source, other, inputs)
+    assert record["pattern_head"] == "re-initialised"
+    for got, want in zip(fresh.get_layer("mobile_tiny").get_weights(), backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(fresh.get_layer("embedding_fc").get_weights()[0],
+                                  original.get_layer("embedding_fc").get_weights()[0])
+    np.testing.assert_array_equal(fresh.get_layer("pattern_fc").get_weights()[0], before)  # not copied
+    emb_new = np.asarray(fresh(inputs, training=False)["embedding"])
+    emb_old = np.asarray(original(inputs, training=False)["embedding"])
+    np.testing.assert_allclose(emb_new, emb_old, atol=1e-5)
+
+
+def source_data(run):
+    return json.loads((run / "config.json").read_text())["data"]
+
+
+def test_train_with_init_from_a_run_records_it_and_refuses_another_architecture(trained, one_capture_dir, tmp_path):
+    from trainer.train import load_config, train
+
+    run, _ = trained
+    config = load_config(None, [f"data={one_capture_dir}", f"init={run}", "steps=3", *TINY])
+    report = train(config, tmp_path / "ft", progress=False)
+    assert report["init"]["from"] == str(run) and report["init"]["kind"] == "run"
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init"] == str(run)
+    other = load_config(None, [f"data={one_capture_dir}", f"init={run}", "steps=3", *TINY, "embedding_dim=16"])
+    with pytest.raises(PufError, match="embedding_dim 32"):
+        train(other, tmp_path / "ft2", progress=False)
+
+
+def test_init_from_a_bundle_reads_its_onnx_weights_back_or_refuses(trained, tmp_path):
+    import shutil
+
+    from trainer.data import FolderDataset, load_crops, preprocess_all
+    from trainer.export import export
+    from trainer.network import build_network
+    from trainer.warm_start import read_init, warm_start
+
+    run, _ = trained
+    bundle = tmp_path / "bundle"
+    export(run, bundle, ("onnx",), progress=False)
+    source = read_init(bundle)
+    assert source.kind == "bundle" and source.architecture["backbone"] == "mobile_tiny"
+    dataset = FolderDataset(source_data(run))
+    crops = load_crops(dataset, dataset.labels(), _patterns())
+    inputs = preprocess_all(crops, Preprocess(input_size=64))
+    model = build_network("mobile_tiny", (64, 64, 1), 32, 44, 8, 32)
+    record = warm_start(model, source, builtin_pattern_set(), inputs)
+    assert record["parity"]["cosine_worst"] >= 0.9999 and record["parity"]["pattern_agreement"] == 1.0
+    # the batch norms got the folded scale back from the crops' own statistics: in training
+    # mode (batch statistics) the backbone computes what it computes at inference
+    body = model.get_layer("mobile_tiny")
+    got = np.asarray(body(inputs, training=True)).reshape(len(inputs), -1)
+    want = np.asarray(body(inputs, training=False)).reshape(len(inputs), -1)
+    cos = np.sum(got * want, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.999, cos
+
+    # a bundle whose ONNX file is another network is refused, saying why
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model"]["config"]["head_channels"] = 16
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    wide = build_network("mobile_tiny", (64, 64, 1), 32, 44, 16, 32)
+    with pytest.raises(PufError, match="no layer matches"):
+        warm_start(wide, read_init(other), builtin_pattern_set(), inputs)
+    (bundle / "model.onnx").unlink()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["files"]["model.onnx"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PufError, match="no model.onnx"):
+        read_init(bundle)
+    with pytest.raises(PufError, match="neither a training run"):
+        read_init(tmp_path)
