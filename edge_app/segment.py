@@ -392,12 +392,14 @@ def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, sharpness
     return [Quality(*row) for row in figures]
 
 
-def _edge_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border_frac: float) -> np.ndarray:
-    """Sharpness of (n, 4, 2) labels (full-image px) in `source` (the image reduced by
-    `scale`): the border width over its outer edge's rise distance (step height over
-    steepest slope, which for a blurred step is about its 10-90% rise), on the worst side.
-    Each side's profile is the median of `_PROFILES` profiles across it (dust and grains
-    drop out), so a coarse or smooth film measures as sharp as the default."""
+def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border_frac: float) -> np.ndarray:
+    """Sharpness (n, 4) of each side of (n, 4, 2) labels (full-image px, clockwise) in
+    `source` (the image reduced by `scale`): the border width over its outer edge's rise
+    distance (step height over steepest slope, which for a blurred step is about its 10-90%
+    rise); 0 where the side shows no step. A label's `Quality.sharpness` is its worst
+    side's (a hand's movement smears one direction). Each side's profile is the median of
+    `_PROFILES` profiles across it (dust and grains drop out), so a coarse or smooth film
+    measures as sharp as the default."""
     n = len(corners)
     quads = ((corners + 0.5) / scale - 0.5).astype(np.float32)
     edges = quads[:, [1, 2, 3, 0]] - quads
@@ -419,8 +421,7 @@ def _edge_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, borde
     spacing = float(_EDGE_OFFSETS[1] - _EDGE_OFFSETS[0])
     slope = (profile[..., 2:] - profile[..., :-2]).max(axis=-1) / (2 * spacing)
     rise = np.maximum(film - dark, 1.0) / np.maximum(slope, 1e-3)  # in border widths
-    sharp = 1.0 / rise.max(axis=1)
-    return np.where((film - dark).min(axis=1) > 2.0, sharp, 0.0)
+    return np.where(film - dark > 2.0, 1.0 / rise, 0.0)
 
 
 def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Params,
@@ -432,7 +433,7 @@ def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Para
     sides, skew = _shape(corners)
     crops = _crops(source, scale, corners, params.crop_size)
     labels = []
-    sharpness = _edge_sharpness(source, scale, corners, params.border_frac)
+    sharpness = side_sharpness(source, scale, corners, params.border_frac).min(axis=1)
     qualities = _qualities(crops, sides, skew, sharpness, params, edge_rms)
     for crop, corner, quality in zip(crops, corners, qualities, strict=True):
         glyph = classify_glyph(crop, params.templates) if params.templates is not None else None
