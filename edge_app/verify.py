@@ -49,6 +49,20 @@ class CaptureLimits:
     max_clipped: float = 0.05  # fraction of saturated pixels
 
 
+def capture_problem(q, limits: CaptureLimits) -> str | None:
+    """Why a label's capture (its `edge_app.segment.Quality`) is unreadable, or None."""
+    if q.sharpness < limits.min_sharpness:
+        return f"out of focus or blurred (sharpness {q.sharpness:.2f} < {limits.min_sharpness}): retake the photo"
+    if q.border_contrast < limits.min_border_contrast:
+        return (f"washed out (border contrast {q.border_contrast:.2f} < {limits.min_border_contrast}): "
+                "retake without stray light or glare")
+    if q.exposure < limits.min_exposure:
+        return f"too dark (film level {q.exposure:.0f} < {limits.min_exposure:.0f}): retake with more light"
+    if q.clipped > limits.max_clipped:
+        return f"overexposed ({q.clipped:.0%} of pixels saturated): retake with less light"
+    return None
+
+
 @dataclass
 class Verdict:
     verdict: str  # genuine | counterfeit | unreadable
@@ -116,7 +130,7 @@ class Verifier:
             return [Verdict("unreadable", None, None, self.threshold, None, None,
                             {"segment": segment_ms, "model": 0.0, "search": 0.0,
                              "total": (perf_counter() - start) * 1000}, self._none_found(image, result), source)]
-        problems = [self._capture_problem(label) for label in result.labels]
+        problems = [capture_problem(label.quality, limits) for label in result.labels]
         usable = [i for i, problem in enumerate(problems) if problem is None]
         crops, owners, glyphs = [], [], []
         for i in usable:
@@ -158,19 +172,6 @@ class Verifier:
         if cut:
             why += f" ({cut} cut by the photo's edge)"
         return f"{why}: retake the photo with the whole label in view"
-
-    def _capture_problem(self, label) -> str | None:
-        q, limits = label.quality, self.limits
-        if q.sharpness < limits.min_sharpness:
-            return f"out of focus or blurred (sharpness {q.sharpness:.2f} < {limits.min_sharpness}): retake the photo"
-        if q.border_contrast < limits.min_border_contrast:
-            return (f"washed out (border contrast {q.border_contrast:.2f} < {limits.min_border_contrast}): "
-                    "retake without stray light or glare")
-        if q.exposure < limits.min_exposure:
-            return f"too dark (film level {q.exposure:.0f} < {limits.min_exposure:.0f}): retake with more light"
-        if q.clipped > limits.max_clipped:
-            return f"overexposed ({q.clipped:.0%} of pixels saturated): retake with less light"
-        return None
 
     def lookup(self, crops: list[np.ndarray], glyphs: list[str | None] | None = None
                ) -> tuple[list[Lookup], float, float]:
