@@ -11,7 +11,7 @@ from edge_app.verbs import Verb
 
 ROLE_ORDER = [
     "design", "etch", "photograph", "segment",
-    "train", "export", "enroll", "keygen", "evaluate",
+    "train", "export", "enroll", "keygen", "queries", "evaluate",
     "verify", "app", "journal",
     "demo", "bench",
 ]

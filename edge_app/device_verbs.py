@@ -10,11 +10,15 @@ from edge_app.verbs import Verb, from_module
 
 segment = Verb(
     "segment",
-    "Cut every field of a photographed batch into label crops and record them in the registry.",
+    "Cut every field of a photographed batch, or a folder of images, into label crops and record "
+    "them in the registry.",
     "  puf segment out/B0001                      # crops in out/B0001/crops, out/registry.sqlite\n"
     "  puf segment out/B0001 --overlay            # and a picture of each field to check\n"
     "  puf segment out/B0001 --json               # the summary for programs\n"
-    "  puf segment scans/ --pixel-um 0.6 --labels 4x3   # a folder of real images\n"
+    "  puf segment scans/ --pixel-um 0.6 --labels 4x3   # a folder of real images, fields in name order\n"
+    "  puf segment scans/ --order order.csv --layout layout.json   # fields by a CSV (file,field)\n"
+    "  puf segment scans/ --pixel-um 0.6 --templates pattern_templates.npz\n"
+    "                                             # patterns and a turned camera read from the glyphs\n"
     "  puf segment out/B0001                      # again: resumes, skips recorded fields",
     *from_module("edge_app.segment_cli"),
 )

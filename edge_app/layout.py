@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.pattern_set import PatternSet
 
 LAYOUT_FORMAT = 1
+UNKNOWN_PATTERN = "unknown"  # a label whose glyph the layout does not know (a folder of images)
 _BATCH_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _LABEL_ID = re.compile(r"^(?P<batch>[A-Za-z0-9_]{1,32})-(?P<field>\d{4})-(?P<slot>\d{2})$")
 
@@ -38,9 +40,14 @@ class BatchLayout:
     label_rows: int = 3
     field_cols: int = 20  # fields per batch, across and down
     field_rows: int = 10
+    # the glyphs the patterns name (`edge_app.pattern_set`); None: the built-in set, or a
+    # folder of images whose patterns are not known
+    pattern_set: PatternSet | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patterns", tuple(self.patterns))
+        if isinstance(self.pattern_set, dict):
+            object.__setattr__(self, "pattern_set", PatternSet.from_dict(self.pattern_set))
         self.validate()
 
     # ---- sizes -------------------------------------------------------------------
@@ -142,10 +149,19 @@ class BatchLayout:
             raise PufError(
                 f"the layout names {len(self.patterns)} patterns for {self.label_count} labels"
             )
+        if self.pattern_set is not None:
+            known = set(self.pattern_set.names)
+            strange = sorted(set(self.patterns) - known - {UNKNOWN_PATTERN})
+            if strange:
+                raise PufError(f"the layout names patterns {strange[:5]} that its pattern set "
+                               f"{self.pattern_set.name!r} does not hold")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["patterns"] = list(self.patterns)
+        data.pop("pattern_set")
+        if self.pattern_set is not None:
+            data["pattern_set"] = self.pattern_set.to_dict()
         return {"format": LAYOUT_FORMAT, **data}
 
     def save(self, path: Path) -> None:

@@ -1,10 +1,14 @@
 """`puf segment`: cut every photographed field of a batch into label crops, and record
 batches, fields and labels in the factory's registry.
 
-BATCH_DIR/layout.json                    the batch layout (or give the sizes as options)
-BATCH_DIR/fields/manifest.json           the fields to segment (or any images in fields/)
+BATCH_DIR/layout.json                    the batch layout (or --layout, or the sizes as options)
+BATCH_DIR/fields/manifest.json           the fields to segment (or --order, or the images in
+                                         fields/ or BATCH_DIR in sorted name order; see
+                                         edge_app.field_images)
 BATCH_DIR/pattern_templates.npz          optional: glyph templates (edge_app.orientation);
-                                         they settle the position of a slipped field
+                                         they settle the position of a slipped field, find
+                                         a turned camera and name the patterns of a plain
+                                         folder's labels
 BATCH_DIR/stage/calibration.json         optional: the labels' rotation in the images and,
                                          with the manifest's stage positions, where each
                                          field really was
@@ -14,9 +18,14 @@ REGISTRY                                 --registry, else $PUF_REGISTRY, else
                                          BATCH_DIR/../registry.sqlite (one per factory)
 
 Every field is recorded in one transaction after its crops are written, so an interrupted
-run resumes with the fields not yet recorded; a field already recorded is skipped unless
-its image changed or --force is given. A field that cannot be read or segmented is
+run resumes with the fields not yet recorded; a field already done is skipped unless
+its image changed or --force is given (an ambiguous one is tried again). A field that cannot be read or segmented is
 recorded and listed, and the run goes on.
+
+The camera's rotation (0/90/180/270 degrees, plus the calibrated tilt) is --rotation-deg
+when given; otherwise, with pattern templates, it is found from the glyphs: when most
+glyphs of a field read a quarter turn off, the field is segmented again turned by it, and
+the batch's next fields start from the rotation found.
 
 Only the standard library is imported here at module level (`puf --help` stays instant).
 """
@@ -35,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.field_images import FieldImage, find_fields, folder_layout
+from edge_app.layout import UNKNOWN_PATTERN
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 TEMPLATES_FILE = "pattern_templates.npz"
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
 FIELD_REASONS = {
@@ -47,6 +57,32 @@ FIELD_REASONS = {
     "unreadable": "field image unreadable",
     "failed": "field failed",
 }
+
+
+MIN_TURN_VOTES = 2  # clearly read glyphs a field needs to say the camera is turned
+TURN_MAJORITY = 2 / 3  # of them, how many must agree on the turn
+
+
+def batch_templates(batch_dir: Path, layout, given: Path | None):
+    """The glyph templates to read patterns and camera turns with: those given, else the
+    batch's own file, else rendered from the layout's pattern set; None without any."""
+    from edge_app.orientation import PatternTemplates
+
+    path = given or batch_dir / TEMPLATES_FILE
+    if given is not None or path.exists():
+        return PatternTemplates.load(path)
+    if layout.pattern_set is None:
+        return None
+    # a glyph's line is one laser pass: about 0.7 of the border (7 um of 10 at the reference power)
+    return layout.pattern_set.templates(glyph_frac=layout.glyph_size_um / layout.label_size_um,
+                                        line_frac=0.7 * layout.border_width_um / layout.label_size_um)
+
+
+def turned_camera_hint(templates) -> str:
+    """What to do about a field whose labels fit no lattice offset: often a turned camera."""
+    hint = "if the camera is turned, give --rotation-deg (90, 180 or 270)"
+    return hint if templates is not None else \
+        f"{hint}, or pattern templates (--templates) to find the turn from the glyphs"
 
 
 def reason_text(code: str | None) -> str:
@@ -76,16 +112,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--crop-size", type=int, default=128, help="crop side in px (default 128)")
     parser.add_argument("--templates", type=Path,
-                        help=f"pattern templates (.npz) to read glyphs with, which settles the "
-                             f"position of a slipped field (default: BATCH_DIR/{TEMPLATES_FILE} "
+                        help=f"pattern templates (.npz) to read glyphs with: they settle the "
+                             f"position of a slipped field, find a turned camera and name the "
+                             f"patterns of a plain folder's labels (default: BATCH_DIR/{TEMPLATES_FILE} "
                              "if it exists)")
     parser.add_argument("--rotation-deg", type=float,
-                        help="the labels' angle in the images (default: the stage calibration's "
-                             "rotation, BATCH_DIR/stage/calibration.json, else 0)")
+                        help="the labels' angle in the images, degrees clockwise, e.g. 90 for a "
+                             "camera turned a quarter (default: the stage calibration's rotation, "
+                             "BATCH_DIR/stage/calibration.json, else 0, turned by quarters as the "
+                             "glyphs say when there are pattern templates)")
     parser.add_argument("--max-shift-um", type=float, default=220.0,
                         help="how far a field may lie from where it was planned (default 220)")
     real = parser.add_argument_group("a folder of images without layout.json or manifest")
-    real.add_argument("--pixel-um", type=float, help="camera pixel size in um")
+    real.add_argument("--order", type=Path, metavar="FILE.csv",
+                      help="which image is which field: a CSV with the columns file,field; images "
+                           "it does not name are skipped (default: the manifest, else the images "
+                           "in sorted name order, fields 0, 1, ...)")
+    real.add_argument("--layout", type=Path, metavar="LAYOUT.json",
+                      help="the batch layout as `puf design` writes it (default: BATCH_DIR/layout.json, "
+                           "else one built from the options below, patterns unknown)")
+    real.add_argument("--pattern-set", type=Path, metavar="PATTERNS.json",
+                      help="the glyphs etched in the labels (`puf patterns` writes this file from SVG, DXF or a "
+                           "font): each label's pattern is read from its glyph, and the turn of the camera too")
+    real.add_argument("--glyph-um", type=float, help="glyph size in um (default 0.4 of the label side)")
+    real.add_argument("--pixel-um", type=float,
+                      help="camera pixel size in um (default: the manifest's, else found from "
+                           "the labels' size in each image)")
     real.add_argument("--batch-id", help="batch id (default: the folder's name)")
     real.add_argument("--labels", type=_grid, default=(4, 3), metavar="COLSxROWS",
                       help="labels per field (default 4x3)")
@@ -96,75 +148,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ---- the batch on disk ---------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FieldImage:
-    field: int
-    path: Path
-    pixel_size_um: float | None
-    stage_um: tuple[float, float] | None = None  # where the stage reported it was
-
-
-def find_fields(batch_dir: Path, pixel_um: float | None) -> list[FieldImage]:
-    """The batch's field images, from its manifest or, failing that, from the images in
-    BATCH_DIR/fields (or BATCH_DIR), numbered by the digits in their names."""
-    fields_dir = batch_dir / "fields"
-    manifest = fields_dir / "manifest.json"
-    if manifest.exists():
-        try:
-            data = json.loads(manifest.read_text())
-            default = data.get("pixel_size_um")
-
-            def pixel_size(entry: dict) -> float | None:
-                value = pixel_um or entry.get("pixel_size_um") or default
-                return None if value is None else float(value)
-
-            def stage(entry: dict) -> tuple[float, float] | None:
-                x, y = entry.get("stage_um") or (None, None)
-                return None if x is None else (float(x), float(y))
-
-            return sorted((FieldImage(int(e["field"]), fields_dir / str(e["file"]), pixel_size(e),
-                                      stage(e)) for e in data["fields"]), key=lambda f: f.field)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise PufError(f"cannot read the manifest {manifest}: {error!r}") from None
-    folder = fields_dir if fields_dir.is_dir() else batch_dir
-    if not folder.is_dir():
-        raise PufError(f"{batch_dir} is not a folder")
-    paths = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                   and not p.name.startswith("."))
-    if not paths:
-        raise PufError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    numbers = [re.findall(r"\d+", p.stem) for p in paths]
-    if all(numbers) and len({int(n[-1]) for n in numbers}) == len(paths):
-        found = [FieldImage(int(n[-1]), p, pixel_um) for n, p in zip(numbers, paths, strict=True)]
-    else:
-        found = [FieldImage(i, p, pixel_um) for i, p in enumerate(paths)]
-    return sorted(found, key=lambda f: f.field)
-
-
-def batch_layout(batch_dir: Path, args: argparse.Namespace, fields: list[FieldImage]):
-    """layout.json, or a layout built from the options for a folder of real images
-    (fields in one row; pattern classes unknown)."""
-    from edge_app.layout import BatchLayout
-
-    if (batch_dir / "layout.json").exists():
-        return BatchLayout.load(batch_dir / "layout.json")
-    cols, rows = args.labels
-    batch_id = args.batch_id or re.sub(r"[^A-Za-z0-9_]", "_", batch_dir.resolve().name)[:32]
-    count = max(f.field for f in fields) + 1
-    return BatchLayout(batch_id, ("unknown",) * (cols * rows * count), args.label_um,
-                       args.border_um, args.pitch_um, glyph_size_um=0.3 * args.label_um,
-                       label_cols=cols, label_rows=rows, field_cols=count, field_rows=1)
-
-
-def expected_rotation(batch_dir: Path, args: argparse.Namespace) -> float:
+def expected_rotation(batch_dir: Path, args: argparse.Namespace) -> tuple[float, str]:
+    """The labels' expected angle in the images, and where it comes from."""
     if args.rotation_deg is not None:
-        return args.rotation_deg
+        return args.rotation_deg, "--rotation-deg"
     calibration = batch_dir / "stage" / "calibration.json"
     try:
-        return float(json.loads(calibration.read_text()).get("rotation_deg", 0.0))
+        return float(json.loads(calibration.read_text()).get("rotation_deg", 0.0)), "the stage calibration"
     except (OSError, ValueError, TypeError, AttributeError):
-        return 0.0
+        return 0.0, "the default"
 
 
 def stage_to_design(batch_dir: Path):
@@ -222,14 +214,19 @@ class FieldOutcome:
     rejections: list  # RejectionRecord
     crops: dict  # label id -> crop to write
     overlay: object | None = None  # BGR image
+    rotation_deg: float | None = None  # the rotation the field was segmented with
+    pixel_size_um: float | None = None  # the pixel size it was segmented with
 
 
 def segment_field(image, layout, field: int, pixel_size_um: float, *, method: str = "fast",
                   crop_size: int = 128, rotation_deg: float = 0.0, templates=None,
                   max_shift_um: float = 220.0, expected_shift_um: tuple[float, float] = (0.0, 0.0),
-                  overlay: bool = False, file: str | None = None, sig: str | None = None
-                  ) -> FieldOutcome:
-    """Segment one field image and say what became of every label of the field."""
+                  overlay: bool = False, file: str | None = None, sig: str | None = None,
+                  find_rotation: bool = False) -> FieldOutcome:
+    """Segment one field image and say what became of every label of the field.
+
+    With `find_rotation` and templates, a field whose glyphs mostly read a quarter turn
+    off is segmented again with the rotation turned by it (a camera mounted turned)."""
     import numpy as np
 
     from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
@@ -237,9 +234,17 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
     from edge_app.slots import assign_slots, slot_corners_um
 
     label_px = layout.label_size_um / pixel_size_um
-    result = segment(image, label_px, method=method, k=layout.labels_per_field,
-                     crop_size=crop_size, border_frac=layout.border_width_um / layout.label_size_um,
-                     rotation_deg=rotation_deg, templates=templates)
+
+    def cut(rotation: float):
+        return segment(image, label_px, method=method, k=layout.labels_per_field,
+                       crop_size=crop_size, border_frac=layout.border_width_um / layout.label_size_um,
+                       rotation_deg=rotation, templates=templates)
+
+    result = cut(rotation_deg)
+    turns = glyph_quarter_turns(result.labels) if find_rotation and templates is not None else None
+    if turns:
+        rotation_deg = (rotation_deg - 90.0 * turns + 180.0) % 360.0 - 180.0
+        result = cut(rotation_deg)
     use_glyphs = templates is not None and set(layout.patterns) <= set(templates.names)
     patterns = [label.glyph.pattern if label.glyph and label.glyph.quarter_turns == 0 else None
                 for label in result.labels] if use_glyphs else None
@@ -268,8 +273,11 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
                                               corners_json(label.corners)))
             continue
         quality = label.quality
+        fields = base(place.slot)
+        if fields["pattern"] == UNKNOWN_PATTERN and label.glyph and label.glyph.quarter_turns == 0:
+            fields["pattern"] = label.glyph.pattern  # a plain folder's labels: as the glyph reads
         records[place.slot] = LabelRecord(
-            **base(place.slot), status="found",
+            **fields, status="found",
             crop_path=f"crops/{place.label_id}.png", corners=corners_json(label.corners),
             orientation=label.orientation,
             glyph_pattern=label.glyph.pattern if label.glyph else None,
@@ -313,14 +321,30 @@ def segment_field(image, layout, field: int, pixel_size_um: float, *, method: st
     elif assignment.status == "empty":
         status, detail = "failed", "; ".join(["no labels found", *result.notes])
     else:
-        status, detail = "ambiguous", assignment.detail
+        status, detail = "ambiguous", f"{assignment.detail}; {turned_camera_hint(templates)}"
+    if turns:
+        detail += f" (camera turned: segmented at {rotation_deg:g} deg, as the glyphs read)"
     shift = assignment.shift_um or (None, None)
     record = FieldRecord(layout.batch_id, field, status, file, sig, detail, method, found,
                          len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
     picture = None
     if overlay:
         picture = draw_overlay(image, result, records, expected, rejections, layout)
-    return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture)
+    return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture,
+                        rotation_deg, pixel_size_um)
+
+
+def glyph_quarter_turns(labels: list) -> int | None:
+    """The quarter turn (counter-clockwise on screen) that a clear majority of the clearly
+    read glyphs of a field show, or None when too few were read or they disagree."""
+    from edge_app.segment import ORIENTATION_MARGIN
+
+    turns = [label.glyph.quarter_turns for label in labels
+             if label.glyph is not None and label.glyph.orientation_margin >= ORIENTATION_MARGIN]
+    if len(turns) < MIN_TURN_VOTES:
+        return None
+    turn, votes = Counter(turns).most_common(1)[0]
+    return turn if votes >= TURN_MAJORITY * len(turns) else None
 
 
 def draw_overlay(image, result, records: dict, expected: dict, rejections: list, layout):
@@ -369,7 +393,7 @@ def draw_overlay(image, result, records: dict, expected: dict, rejections: list,
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edge_app.orientation import PatternTemplates
+    from edge_app.pattern_set import PatternSet
     from edge_app.registry import Registry
     from edge_app.segment import load_image
 
@@ -377,16 +401,17 @@ def run(args: argparse.Namespace) -> int:
     batch_dir: Path = args.batch_dir
     if not batch_dir.is_dir():
         raise PufError(f"{batch_dir} is not a folder")
-    fields = find_fields(batch_dir, args.pixel_um)
-    unknown = [f.path.name for f in fields if not f.pixel_size_um or f.pixel_size_um <= 0]
-    if unknown:
-        raise PufError(f"no pixel size for {', '.join(unknown[:3])}"
-                       f"{' and more' if len(unknown) > 3 else ''}: give --pixel-um")
-    layout = batch_layout(batch_dir, args, fields)
-    template_path = args.templates or (batch_dir / TEMPLATES_FILE)
-    templates = PatternTemplates.load(template_path) \
-        if args.templates or template_path.exists() else None
-    rotation = expected_rotation(batch_dir, args)
+    found = find_fields(batch_dir, args.pixel_um, args.order)
+    fields = found.fields
+    _check_pixel_sizes(fields)
+    layout = folder_layout(batch_dir, fields, layout_file=args.layout, batch_id=args.batch_id,
+                           labels=args.labels, label_um=args.label_um, border_um=args.border_um,
+                           pitch_um=args.pitch_um, glyph_um=args.glyph_um,
+                           pattern_set=PatternSet.load(args.pattern_set) if args.pattern_set else None)
+    templates = batch_templates(batch_dir, layout, args.templates)
+    rotation, rotation_source = expected_rotation(batch_dir, args)
+    find_rotation = templates is not None and args.rotation_deg is None
+    rotations, pixel_sizes = Counter(), []
     to_design = stage_to_design(batch_dir)
     registry_path = args.registry or (Path(os.environ["PUF_REGISTRY"]) if os.environ.get(
         "PUF_REGISTRY") else batch_dir.resolve().parent / "registry.sqlite")
@@ -401,8 +426,9 @@ def run(args: argparse.Namespace) -> int:
         for item in bar:
             sig = signature(item.path) if item.path.exists() else None
             known = registry.field(layout.batch_id, item.field)
+            # an ambiguous field is tried again: a new --rotation-deg or templates may settle it
             if (not args.force and known is not None and known.signature == sig
-                    and known.status in ("done", "ambiguous")
+                    and known.status == "done"
                     and (not args.overlay or (overlay_dir / _overlay_name(item.field)).exists())):
                 skipped += 1
                 continue
@@ -413,7 +439,13 @@ def run(args: argparse.Namespace) -> int:
                 centre = layout.field_center_um(item.field)
                 reported = to_design(*item.stage_um)  # where the stage says it went
                 expected = (reported[0] - centre[0], reported[1] - centre[1])
-            outcome = _field_outcome(item, layout, args, rotation, templates, sig, load_image, expected)
+            outcome = _field_outcome(item, layout, args, rotation, templates, sig, load_image, expected,
+                                     find_rotation)
+            if outcome.rotation_deg is not None:
+                if outcome.rotation_deg != rotation:  # the glyphs found the camera turned
+                    rotation, rotation_source = outcome.rotation_deg, f"the glyphs of field {item.field}"
+                rotations[outcome.rotation_deg] += 1
+                pixel_sizes.append(outcome.pixel_size_um)
             locked = registry.locked_labels(layout.batch_id, item.field)
             for label_id, crop in outcome.crops.items():
                 if label_id not in locked:
@@ -428,6 +460,12 @@ def run(args: argparse.Namespace) -> int:
                 _write_overlay(overlay_dir / _overlay_name(item.field), outcome.overlay)
         summary = _summary(registry, layout, fields, ran, skipped, time.perf_counter() - started)
         summary["registry"] = str(registry_path)
+        summary["field_order"] = found.order
+        summary["images_not_in_order_file"] = found.unlisted
+        summary["rotation"] = {"deg": rotation, "from": rotation_source,
+                               "fields_segmented_at": {f"{deg:g}": n for deg, n in rotations.items()}}
+        summary["pixel_size_um"] = _pixel_size_summary(fields, pixel_sizes)
+        summary["warnings"] = _pattern_warnings(registry, layout, templates)
         for record in registry.fields(layout.batch_id):
             if record.status in ("failed", "unreadable", "ambiguous") and \
                     record.field in {f.field for f in fields}:
@@ -437,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         _print_summary(summary)
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -450,8 +490,21 @@ def _with_sha(record, digest: str):
     return replace(record, sha256=digest)
 
 
+def _check_pixel_sizes(fields: list[FieldImage]) -> None:
+    """Refuse pixel sizes that are not positive; fields without one need the label size
+    found in their image (edge_app.label_size), or --pixel-um when that cannot be."""
+    from importlib.util import find_spec
+
+    bad = [f.path.name for f in fields if f.pixel_size_um is not None and not f.pixel_size_um > 0]
+    unknown = [f.path.name for f in fields if f.pixel_size_um is None]
+    if bad or (unknown and find_spec("edge_app.label_size") is None):
+        names = bad or unknown
+        raise PufError(f"{'a pixel size that is not positive' if bad else 'no pixel size'} for "
+                       f"{', '.join(names[:3])}{' and more' if len(names) > 3 else ''}: give --pixel-um")
+
+
 def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, sig, load_image,
-                   expected_shift_um: tuple[float, float]):
+                   expected_shift_um: tuple[float, float], find_rotation: bool = False):
     """Segment one field; a field that cannot be read or segmented becomes a record that
     says why, never an exception that stops the batch."""
     from edge_app.registry import FieldRecord, LabelRecord
@@ -475,11 +528,20 @@ def _field_outcome(item: FieldImage, layout, args, rotation: float, templates, s
     except PufError as error:
         return failed("unreadable", str(error))
     try:
-        return segment_field(image, layout, item.field, float(item.pixel_size_um),
+        pixel_size_um = item.pixel_size_um
+        if pixel_size_um is None:  # a plain folder: the labels' size in the image tells it
+            from edge_app.label_size import estimate_label_px
+
+            side_px = estimate_label_px(image, border_frac=layout.border_width_um / layout.label_size_um)
+            if not side_px:
+                return failed("failed", "no label size found in the image: give --pixel-um")
+            pixel_size_um = layout.label_size_um / side_px
+        return segment_field(image, layout, item.field, float(pixel_size_um),
                              method=args.method, crop_size=args.crop_size, rotation_deg=rotation,
                              templates=templates, max_shift_um=args.max_shift_um,
                              expected_shift_um=expected_shift_um,
-                             overlay=args.overlay, file=item.path.name, sig=sig)
+                             overlay=args.overlay, file=item.path.name, sig=sig,
+                             find_rotation=find_rotation)
     except PufError as error:
         return failed("failed", str(error))
     except Exception as error:  # noqa: BLE001 - a bad field must not stop the batch
@@ -519,6 +581,29 @@ def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
     }
 
 
+def _pixel_size_summary(fields: list[FieldImage], used: list[float]) -> dict:
+    """The pixel size the fields segmented now were cut at, and where it came from."""
+    values = sorted(used)
+    median = round(values[len(values) // 2], 4) if values else None
+    found = any(f.pixel_size_um is None for f in fields)
+    return {"median": median, "from": "the labels' size in the images" if found else "the options or manifest"}
+
+
+def _pattern_warnings(registry, layout, templates) -> list[str]:
+    """Say so when labels found have no pattern class: training cannot use them."""
+    if UNKNOWN_PATTERN not in layout.patterns:
+        return []
+    if templates is None:
+        return ["the labels have no pattern class (the layout does not know them and no pattern "
+                "templates were given): give --templates FILE.npz (the pattern set's templates, "
+                "as `puf design` writes them) to read them from the glyphs, or --layout with the "
+                "batch's patterns, before `puf train`"]
+    unread = sum(label.pattern == UNKNOWN_PATTERN
+                 for label in registry.labels(layout.batch_id, status="found"))
+    return [f"{unread} labels found have no pattern class: their glyph did not read the right way "
+            "up with the templates given"] if unread else []
+
+
 def _print_summary(summary: dict) -> None:
     out = sys.stdout
     fields, labels = summary["fields"], summary["labels"]
@@ -542,4 +627,13 @@ def _print_summary(summary: dict) -> None:
         for problem in summary["problems"]:
             print(f"  field {problem['field']:>4}  {problem['status']:<10} {problem['detail']}",
                   file=out)
-    print(f"\nregistry: {summary['registry']}", file=out)
+    rotation, pixel = summary["rotation"], summary["pixel_size_um"]
+    print(f"\nfield order: {summary['field_order']}", file=out)
+    if summary["images_not_in_order_file"]:
+        names = summary["images_not_in_order_file"]
+        print(f"images not in the order file, skipped: {len(names)} ({', '.join(names[:5])}"
+              f"{', ...' if len(names) > 5 else ''})", file=out)
+    print(f"rotation: {rotation['deg']:g} deg, from {rotation['from']}", file=out)
+    if pixel["median"] is not None:
+        print(f"pixel size: {pixel['median']:g} um, from {pixel['from']}", file=out)
+    print(f"registry: {summary['registry']}", file=out)

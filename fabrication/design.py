@@ -1,7 +1,7 @@
 """`puf design`: lay out a batch and write everything the line needs to make it.
 
 BATCH_DIR/
-  layout.json                  the batch layout (edge_app.layout.BatchLayout)
+  layout.json                  the batch layout (edge_app.layout.BatchLayout), with its pattern set
   pattern_templates.npz        the batch's glyphs, for segmentation to read them with
   cad/batch.dxf, cad/batch.svg the label array: borders and patterns, in mm
   laser/job.gcode              the laser job for a GRBL controller in laser mode
@@ -52,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--border-um", type=float, default=10.0, help="border width (default 10)")
     parser.add_argument("--pitch-um", type=float, default=250.0, help="label pitch (default 250)")
     parser.add_argument("--glyph-um", type=float, default=80.0, help="pattern glyph size (default 80)")
-    parser.add_argument("--patterns", help="comma-separated pattern classes to use (default: all 44)")
+    parser.add_argument("--pattern-set", default="builtin", metavar="SOURCE",
+                        help="the glyphs: builtin (the 44 classes), a patterns.json, an SVG file (one glyph per "
+                             "element id), a folder of SVG files, a DXF file (one glyph per layer), or "
+                             "font:FONT:CHARS (a Hershey stroke font); default builtin")
+    parser.add_argument("--patterns", help="comma-separated glyphs of the set to use (default: all of them)")
     parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
     parser.add_argument("--power-calibration", type=Path,
                         help="JSON table of measured (S, mW) points (default: built-in)")
@@ -98,14 +102,15 @@ def texture_fraction(layout, line_width: float) -> float:
     """Share of the label's area that keeps its texture (the paper: about 75%)."""
     import math
 
-    from fabrication.patterns import pattern_by_name
+    from fabrication.patterns import layout_pattern_set
 
     side = layout.label_size_um
     inner = max(side - 2 * layout.border_width_um, 0.0)
     strokes = 0.0
     names = set(layout.patterns)
+    pattern_set = layout_pattern_set(layout)
     for name in names:
-        for stroke in pattern_by_name(name).strokes:
+        for stroke in pattern_set.strokes(name):
             strokes += sum(math.dist(a, b) for a, b in zip(stroke, stroke[1:], strict=False))
     mean_glyph_area = strokes / len(names) * layout.glyph_size_um * line_width
     return 1.0 - (side * side - inner * inner + mean_glyph_area) / (side * side)
@@ -180,16 +185,21 @@ def run(args: argparse.Namespace) -> int:
     from fabrication.gcode import MachineFrame, laser_job_lines
     from fabrication.laser_power import PowerCalibration
     from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.patterns import pattern_by_name, pattern_names, pattern_templates
+    from fabrication.pattern_import import check_distinct, load_pattern_set
+    from fabrication.patterns import pattern_templates
     from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
 
     started = time.perf_counter()
     batch_dir: Path = args.batch_dir
     if (batch_dir / "layout.json").exists() and not args.force:
         raise PufError(f"{batch_dir} already holds a design; use --force to overwrite it")
-    names = pattern_names()
-    if args.patterns:
-        names = [pattern_by_name(name.strip()).name for name in args.patterns.split(",") if name.strip()]
+    pattern_set = load_pattern_set(args.pattern_set)
+    if args.patterns is not None:
+        chosen = [name.strip() for name in args.patterns.split(",") if name.strip()]
+        if not chosen:
+            raise PufError(f"--patterns {args.patterns!r} names no glyph")
+        pattern_set = pattern_set.subset(chosen)
+    names = pattern_set.names
     field_cols, field_rows = args.fields
     label_cols, label_rows = args.labels
     count = field_cols * field_rows * label_cols * label_rows
@@ -198,8 +208,11 @@ def run(args: argparse.Namespace) -> int:
         patterns=assign_patterns(count, names, args.seed),
         label_size_um=args.label_um, border_width_um=args.border_um, pitch_um=args.pitch_um,
         glyph_size_um=args.glyph_um, label_cols=label_cols, label_rows=label_rows,
-        field_cols=field_cols, field_rows=field_rows,
+        field_cols=field_cols, field_rows=field_rows, pattern_set=pattern_set,
     )
+    line_width = line_width_um(REFERENCE_POWER_MW)
+    likeness = check_distinct(pattern_set, layout.glyph_size_um / layout.label_size_um,
+                              line_width / layout.label_size_um)
     power_cal = PowerCalibration.load(args.power_calibration) if args.power_calibration else PowerCalibration()
     s_value = power_cal.s_for_mw(args.power_mw)  # first: can this laser give that power at all?
     power = check_power(layout, args.power_mw)
@@ -209,12 +222,11 @@ def run(args: argparse.Namespace) -> int:
         (batch_dir / sub).mkdir(parents=True, exist_ok=True)
     layout.save(batch_dir / "layout.json")
     # the glyphs of this batch, for segmentation to read patterns and orientations with
-    pattern_templates(sorted(set(layout.patterns), key=names.index), layout.glyph_size_um,
-                      layout.label_size_um).save(batch_dir / "pattern_templates.npz")
+    pattern_templates(pattern_set, layout.glyph_size_um, layout.label_size_um).save(
+        batch_dir / "pattern_templates.npz")
     write_dxf(batch_dir / "cad" / "batch.dxf", layout, args.power_mw)
     write_svg(batch_dir / "cad" / "batch.svg", layout)
     frame = MachineFrame(*args.laser_origin_mm)
-    line_width = line_width_um(REFERENCE_POWER_MW)
     job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame))
     (batch_dir / "laser" / "job.gcode").write_text("\n".join(job) + "\n")
     power_cal.save(batch_dir / "laser" / "power_calibration.json")
@@ -234,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
         "batch_dir": str(batch_dir),
         "fields": layout.fields_per_batch,
         "labels": layout.label_count,
+        "pattern_set": pattern_set.name,
         "pattern_classes": len(set(layout.patterns)),
+        "glyph_likeness_worst": max(likeness["worst_self_likeness"], likeness["worst_pair_likeness"]),
         "batch_size_mm": [round(v / 1000, 3) for v in layout.batch_size_um],
         "power_mw": args.power_mw,
         "s_value": s_value,

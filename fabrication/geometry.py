@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edge_app.layout import BatchLayout
-from fabrication.patterns import pattern_by_name
+from fabrication.patterns import layout_pattern_set
 
 Point = tuple[float, float]
 
@@ -52,7 +52,7 @@ def pattern_passes(layout: BatchLayout, cx: float, cy: float, pattern: str) -> l
     size = layout.glyph_size_um
     return [
         Pass(tuple((cx + x * size, cy + y * size) for x, y in stroke), "pattern")
-        for stroke in pattern_by_name(pattern).strokes
+        for stroke in layout_pattern_set(layout).strokes(pattern)
     ]
 
 

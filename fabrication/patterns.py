@@ -1,4 +1,4 @@
-"""The 44 pattern classes etched inside the labels, as vector strokes.
+"""The built-in pattern set: 44 classes etched inside the labels, as vector strokes.
 
 Like the paper's set, the classes are digits, letters, Chinese characters and drawings.
 Glyphs come from the Hershey stroke fonts (single-line fonts made for plotters, so
@@ -9,7 +9,9 @@ O, S, X, Z, and only one of 6/9, M/W): the etched pattern then fixes the orienta
 a label photographed at any angle, which lets the device store one fingerprint per label.
 
 A glyph is a list of strokes; a stroke is a list of (x, y) points in a unit box centred on
-(0, 0) with y downwards, scaled so its larger side is 1.
+(0, 0) with y downwards, scaled so its larger side is 1. A factory's own glyphs are another
+pattern set (`fabrication.pattern_import`); every step reads the set its batch carries
+(`edge_app.pattern_set`), this one only when a batch names none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from edge_app.errors import PufError
+from edge_app.pattern_set import PatternSet
 
 Stroke = list[tuple[float, float]]
 
@@ -102,12 +105,26 @@ def pattern_by_name(name: str) -> PatternClass:
     raise PufError(f"unknown pattern class {name!r}; known classes: {', '.join(pattern_names())}")
 
 
-def pattern_templates(names: list[str] | None = None, glyph_size_um: float = 80.0, label_size_um: float = 200.0):
+BUILTIN_SET_NAME = "builtin44"
+
+
+@cache
+def builtin_pattern_set() -> PatternSet:
+    """The 44 classes as a pattern set."""
+    return PatternSet(BUILTIN_SET_NAME, tuple((p.name, p.strokes) for p in pattern_classes()))
+
+
+def layout_pattern_set(layout) -> PatternSet:
+    """The pattern set a batch layout carries; the built-in one for a layout that names none."""
+    return layout.pattern_set or builtin_pattern_set()
+
+
+def pattern_templates(pattern_set: PatternSet | None = None, glyph_size_um: float = 80.0,
+                      label_size_um: float = 200.0):
     """The glyph templates a device reads a label's pattern and orientation with
-    (`edge_app.orientation`), rendered from these strokes at the label's proportions."""
-    from edge_app.orientation import render_templates
+    (`edge_app.orientation`), rendered from a pattern set (default: the built-in one) at the
+    label's proportions and the etched line's width."""
     from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
 
-    chosen = [pattern_by_name(name) for name in names] if names is not None else list(pattern_classes())
-    return render_templates({p.name: p.strokes for p in chosen}, glyph_frac=glyph_size_um / label_size_um,
-                            line_frac=line_width_um(REFERENCE_POWER_MW) / label_size_um)
+    return (pattern_set or builtin_pattern_set()).templates(
+        glyph_frac=glyph_size_um / label_size_um, line_frac=line_width_um(REFERENCE_POWER_MW) / label_size_um)

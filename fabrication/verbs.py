@@ -22,6 +22,17 @@ design = Verb(
     extra="factory",
 )
 
+patterns = Verb(
+    "patterns",
+    "Check a factory's own glyphs (SVG, DXF, a stroke font) and save them as a pattern set.",
+    "  puf patterns glyphs.svg --out patterns.json --sheet glyphs.png   # one glyph per element id\n"
+    "  puf patterns font:futural:ABDEFJKLPQRT --out patterns.json        # a Hershey stroke font\n"
+    "  puf design out/B0001 --pattern-set patterns.json                 # then etch them",
+    *from_module("fabrication.patterns_cli"),
+    needs=_FACTORY,
+    extra="factory",
+)
+
 etch = Verb(
     "etch",
     "Etch a designed batch: stream its G-code to a GRBL laser (or the simulated film).",

@@ -26,6 +26,7 @@ import numpy as np
 from edge_app.errors import PufError
 from edge_app.preprocess import Preprocess, preprocess
 from trainer.augment import Augment, augment
+from trainer.pattern_sets import folder_pattern_set, layout_pattern_set, merged
 
 SPLITS = ("train", "val", "test")
 
@@ -67,6 +68,7 @@ class FolderDataset:
                 self.crops[label_id] = paths
         if not self.crops:
             raise PufError(f"no crops under {crops_dir}")
+        self.pattern_set = folder_pattern_set(self.root)
 
     def labels(self, split: str | None = None, val_frac: float = 0.05, test_frac: float = 0.0,
                exclude_batches: tuple[str, ...] = ()) -> list[str]:
@@ -94,6 +96,7 @@ class RegistryDataset(FolderDataset):
             raise PufError(f"no registry at {self.root}")
         with Registry(self.root) as registry:
             records = [r for status in self.STATUSES for r in registry.labels(status=status)]
+            sets = {batch: layout_pattern_set(registry.batch_layout(batch)) for batch in {r.batch_id for r in records}}
         db = sqlite3.connect(f"file:{self.root}?mode=ro", uri=True)
         try:
             sources = dict(db.execute("SELECT batch_id, source FROM batches").fetchall())
@@ -101,7 +104,7 @@ class RegistryDataset(FolderDataset):
             db.close()
         self.pattern, self.batch, self.crops = {}, {}, {}
         for record in records:
-            if not record.crop_path or not record.pattern:
+            if not record.crop_path or not record.pattern or sets[record.batch_id] is None:
                 continue
             base = Path(sources.get(record.batch_id) or self.root.parent / record.batch_id)
             path = base / record.crop_path
@@ -110,7 +113,9 @@ class RegistryDataset(FolderDataset):
                 self.batch[record.label_id] = record.batch_id
                 self.crops[record.label_id] = [path]
         if not self.crops:
-            raise PufError(f"the registry {self.root} lists no label crops that exist on disk")
+            raise PufError(f"the registry {self.root} lists no label crops with a pattern that exist on disk "
+                           "(segment with the batch's pattern set so that every label's glyph is read)")
+        self.pattern_set = merged([sets[b] for b in sorted(set(self.batch.values()))], f"the registry {self.root}")
 
 
 def open_dataset(path: Path) -> FolderDataset:

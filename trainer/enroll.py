@@ -35,6 +35,7 @@ from edge_app.runtime import read_manifest, verify_files
 from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
 from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
+from trainer.pattern_sets import bundle_pattern_set, check_model_knows, folder_pattern_set, layout_pattern_set
 
 DEFAULT_BUDGET_MB = 1400.0
 # a genuine re-capture of a trained model sits well above this cosine to its label
@@ -255,14 +256,34 @@ def enrolled_label_ids(bundle: Path, manifest: dict) -> set[str]:
     return ids
 
 
-def default_templates(pattern_classes: list[str]):
-    """Glyph templates of the bundle's pattern classes at the default layout's
-    proportions; None if the classes are not the factory's."""
-    from fabrication.patterns import pattern_names, pattern_templates
+def bundle_templates(bundle: Path, manifest: dict, layout=None):
+    """Glyph templates of every class of the bundle's pattern set, at the proportions of
+    the labels being enrolled (`layout`; the default layout's when there is none)."""
+    from edge_app.layout import BatchLayout
+    from fabrication.patterns import pattern_templates
 
-    if not set(pattern_classes) <= set(pattern_names()):
+    sizes = layout or BatchLayout  # the class's attributes are the default layout's sizes
+    return pattern_templates(bundle_pattern_set(bundle, manifest), sizes.glyph_size_um, sizes.label_size_um)
+
+
+def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> object | None:
+    """Refuse labels whose glyphs the bundle's model does not know (another pattern set);
+    returns the layout of the first batch enrolled (for its proportions), when known."""
+    labels = Path(labels)
+    if labels.is_dir():
+        check_model_knows(model_set, folder_pattern_set(labels), f"the crop folder {labels}")
         return None
-    return pattern_templates(list(pattern_classes))
+    from edge_app.registry import Registry
+
+    first = None
+    with Registry(labels) as registry:
+        for batch_id in sorted({item.label_id.rsplit("-", 2)[0] for item in items}):
+            layout = registry.batch_layout(batch_id)
+            batch_set = layout_pattern_set(layout) if layout is not None else None
+            if batch_set is not None:
+                check_model_knows(model_set, batch_set, f"batch {batch_id}")
+                first = first or layout
+    return first
 
 
 def index_budget_per_vector(manifest: dict, memory_budget_mb: float, capacity: int, id_bytes: int) -> float:
@@ -343,6 +364,9 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
     verify_files(bundle, manifest)  # build on nothing corrupt
     classes = list(manifest["pattern_classes"])
     items, skipped = load_items(labels, batches, capture)
+    if not items and not skipped.reasons:
+        raise PufError(f"{labels} holds no labels to enroll" + (f" of batch {', '.join(batches)}" if batches else ""))
+    layout = check_pattern_sets(labels, items, bundle_pattern_set(bundle, manifest))
     enrolled = enrolled_label_ids(bundle, manifest)
     todo = []
     for item in items:
@@ -359,6 +383,10 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
     runner = ModelRunner.from_bundle(bundle, fmt, check=False)
     kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, int(manifest["embedding_dim"]), progress,
                                             thumbnail_px)
+    unusable = {reason: n for reason, n in skipped.reasons.items() if reason not in ("already enrolled", "held out")}
+    if not kept and unusable:
+        raise PufError("no label enrolled, the bundle is unchanged: " + "; ".join(
+            f"{n} {reason} (e.g. {skipped.examples[reason]})" for reason, n in unusable.items()))
     copies = options.copies
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
@@ -380,9 +408,8 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
 
                 rendered = PatternTemplates.load(found)
             else:
-                rendered = default_templates(classes)
-            if rendered is not None:
-                rendered.save(update.path_for(TEMPLATES))
+                rendered = bundle_templates(bundle, manifest, layout)
+            rendered.save(update.path_for(TEMPLATES))
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(kept):
             by_pattern[item.pattern].append(i)

@@ -1,4 +1,4 @@
-"""The factory's bundle verbs for the `puf` command: `keygen`, `enroll`, `evaluate`.
+"""The factory's bundle verbs for the `puf` command: `keygen`, `enroll`, `queries`, `evaluate`.
 
 Only the standard library at module level; Faiss, the model runtime and `cryptography`
 are imported when a verb runs. These are factory verbs: they need the trainer extra
@@ -85,7 +85,11 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--captures", default="h",
                         help="use captures whose names start with this (default h: handheld; '' for all)")
     parser.add_argument("--far", type=float, default=1e-5, help="target false-accept rate (default 1e-5)")
-    parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key")
+    parser.add_argument("--frr-bound", type=float,
+                        help="a written threshold's genuine comparisons must bound the FRR below this at 95%% "
+                             "(default: the library's, 0.01: 299 comparisons)")
+    parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key "
+                                                 "(refused when the comparisons are too few for --far)")
     parser.add_argument("--out", type=Path, help="folder for the figures (det.png, scores.png, timings.png)")
     parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate a random sample of this many")
@@ -93,16 +97,39 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.evaluation import describe, evaluate
+    from trainer.evaluation import FRR_BOUND, describe, evaluate
     from trainer.keys import load_private_key
 
     key = load_private_key(args.key) if args.key else None
     report = evaluate(args.bundle, args.queries, captures=args.captures or None, far=args.far,
                       classify=not args.no_classify, private_key=key, out=args.out, max_queries=args.max_queries,
-                      progress=not args.json)
+                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1) if args.json else describe(report))
+    return 0
+
+
+def _queries_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("photos", type=Path, help="folder of photos named by label id (B0001-0007-03.jpg, "
+                                                  "B0001-0007-03_2.jpg), or a CSV with columns photo,label_id")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="query set folder (labels.csv + crops/LABEL_ID/hN.png + photos.csv); a re-run resumes")
+    parser.add_argument("--bundle", type=Path, required=True,
+                        help="bundle whose glyph templates turn each crop upright, or a templates .npz")
+    parser.add_argument("--registry", type=Path,
+                        help="the factory's registry.sqlite: each label's pattern (default: the glyph's reading)")
+    parser.add_argument("--label-px", type=float,
+                        help="expected label side in the photos, px (default: the device's, 300, +-30%%)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _queries(args: argparse.Namespace) -> int:
+    from trainer.queries import build_queries, describe
+
+    report = build_queries(args.photos, args.out, args.bundle, registry_path=args.registry, label_px=args.label_px,
+                           progress=not args.json)
     print(json.dumps(report, indent=1) if args.json else describe(report))
     return 0
 
@@ -132,11 +159,24 @@ enroll = Verb(
     extra="all",
 )
 
+queries = Verb(
+    "queries",
+    "Cut handheld photos of known labels into the query set puf evaluate calibrates the threshold on.",
+    "  puf queries photos/ --bundle bundles/b1 --out data/recaptures      # photos named B0001-0007-03_2.jpg\n"
+    "  puf queries photos.csv --bundle bundles/b1 --registry out/registry.sqlite --out data/recaptures\n"
+    "  puf evaluate --bundle bundles/b1 --queries data/recaptures --far 1e-4 --key keys/factory.key",
+    _queries_arguments,
+    _queries,
+    needs=_NEEDS,  # offered where puf evaluate is: the query set is for it
+    extra="all",
+)
+
 evaluate = Verb(
     "evaluate",
     "Score held-out captures against a bundle: FAR, FRR, EER, TAR at FAR; set its threshold; DET and timing PNGs.",
     "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --out reports/b1\n"
-    "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --key keys/factory.key",
+    "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --key keys/factory.key\n"
+    "  puf evaluate --bundle bundles/b1 --queries data/recaptures --far 1e-4 --key keys/factory.key  # puf queries",
     _evaluate_arguments,
     _evaluate,
     needs=_NEEDS,

@@ -12,17 +12,21 @@ Two views, both reported:
 * **comparisons (1:1)**, the field's usual figures: a genuine score is a query against its
   own label, an impostor score a query against every other label of the shards the device
   would search for it (its pattern's; every shard with ``classify=False``). EER and TAR at
-  FAR 1e-3 / 1e-4 / 1e-5 come from these, and so does the threshold: the score that at
-  most `far` of impostor comparisons reach. A FAR below 1 / (impostor comparisons) is not
-  resolved and is flagged so.
+  FAR 1e-3 / 1e-4 / 1e-5 come from these, and so does the threshold: the lowest score whose
+  false accepts still bound the FAR below `far` at 95% (`trainer.metrics.confident_threshold`).
+  That needs at least about 3 / `far` impostor comparisons; with fewer, the threshold at the
+  measured FAR is reported, flagged, and never written.
 * **decisions (1:N)**: what the device does at that threshold: genuine queries accepted as
   their own label, accepted as another (a false accept), or rejected; impostor queries
   accepted. A query searched against a shard of N labels has a false-accept chance of up
   to N times the per-comparison FAR.
 
-With a signing key the threshold is written into the bundle's ``decision`` and the bundle
-re-signed (a new version, `trainer.bundle_write`). Figures: a DET curve, the score
-distributions and the model and search time histograms, as PNG.
+With a signing key the threshold is written into the bundle's ``decision`` (``calibrated``,
+with exact 95% bounds on FAR and FRR, `trainer.metrics.rate_bounds`) and the bundle re-signed
+(a new version, `trainer.bundle_write`), but only when the comparisons can support it: a FAR
+of 1e-4 needs about 30,000 impostor comparisons, and the threshold is refused below that
+(`sufficiency`). `puf queries` (`trainer.queries`) makes query sets from handheld photos.
+Figures: a DET curve, the score distributions and the model and search time histograms, as PNG.
 
 (`trainer.evaluate` is the model-level evaluation done at export: every label enrolled
 from one capture, every pair scored exactly. This module evaluates a bundle as the device
@@ -40,6 +44,8 @@ import numpy as np
 from edge_app.errors import PufError
 
 FARS = (1e-3, 1e-4, 1e-5)
+CONFIDENCE = 0.95  # of the bounds on FAR and FRR
+FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR below this (299 of them)
 
 
 @dataclass
@@ -90,17 +96,22 @@ def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[n
 
 def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
              classify: bool = True, private_key=None, out: Path | None = None, model_format: str | None = None,
-             max_queries: int = 0, seed: int = 0, progress: bool = True) -> dict:
+             max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND) -> dict:
+    """Score the queries of `folders` against the bundle and set the threshold for `far`. With
+    `private_key` the threshold is written (and the bundle re-signed) only when the comparisons
+    can support it: enough impostor ones to bound the FAR asked at 95%, and enough genuine ones
+    to bound the FRR below `frr_bound` (see `sufficiency`); otherwise PufError says how many."""
     import cv2
     from tqdm import tqdm
 
     from edge_app.bundle import load_bundle
     from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
-    from trainer.metrics import tar_at_far, verification_report
+    from trainer.metrics import confident_threshold, rate_bounds, tar_at_far, verification_report
 
-    if not 0 < far < 1:
-        raise PufError(f"the target FAR must lie between 0 and 1, got {far}")
+    for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
+        if not 0 < rate < 1:
+            raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
     bundle_path = Path(bundle_path)
     verify_files(bundle_path, read_manifest(bundle_path))  # the factory's own bundle: intact?
     bundle = load_bundle(bundle_path, check=False)
@@ -136,16 +147,27 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
     comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
-    threshold = chosen["threshold"]
+    # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
+    confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
+    threshold = chosen["threshold"] if confident is None else confident
     decisions = decision_rates(rows, threshold)
+    false_accepts = int(np.sum(impostor_pairs > threshold))
+    false_rejects = int(np.sum(genuine_pairs <= threshold))
     decision = {
-        "threshold": round(threshold, 6), "far": far, "provisional": False,
+        "threshold": round(threshold, 6), "far": far, "provisional": False, "calibrated": True,
         "far_kind": "per comparison, within the shard the device searches",
-        "far_resolved": chosen["resolved"], "tar_at_far": chosen["tar"],
+        "far_resolved": chosen["resolved"], "tar_at_far": float(np.mean(genuine_pairs > threshold)),
+        "confidence": CONFIDENCE, "threshold_at_measured_far": round(chosen["threshold"], 6),
+        "far_measured": false_accepts / len(impostor_pairs),
+        "far_bounds": list(rate_bounds(false_accepts, len(impostor_pairs), CONFIDENCE)),
+        "frr_measured": false_rejects / len(genuine_pairs),
+        "frr_bounds": list(rate_bounds(false_rejects, len(genuine_pairs), CONFIDENCE)),
         "calibrated_on": f"{len(genuine_pairs)} genuine and {len(impostor_pairs)} impostor comparisons of "
-                         f"{len(rows)} held-out captures ({verifier.runner.format} model)",
+                         f"{len(rows)} held-out captures in {', '.join(str(f) for f in folders)} "
+                         f"({verifier.runner.format} model)",
         "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    shortfall = sufficiency(len(genuine_pairs), len(impostor_pairs), far, frr_bound)
     report = {
         "bundle": str(bundle_path), "queries": len(rows), "classify": classify,
         "genuine_queries": sum(r["genuine"] for r in rows), "impostor_queries": sum(not r["genuine"] for r in rows),
@@ -157,6 +179,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if not chosen["resolved"]:
         report["warning"] = (f"FAR {far:g} is not resolved by {len(impostor_pairs)} impostor comparisons "
                              f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
+    if shortfall:
+        report["too_few_pairs"] = shortfall
     if out is not None:
         from trainer.plots import det_curve_png, histograms_png
 
@@ -170,11 +194,32 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if private_key is not None:
         from trainer.bundle_write import BundleUpdate
 
+        if shortfall:
+            raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
+                           "or ask for a larger FAR")
+
         with BundleUpdate(bundle_path) as update:
             update.manifest["decision"] = decision
             update.commit(private_key)
         report["written"] = True
     return report
+
+
+def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_BOUND) -> str:
+    """Why the comparisons cannot support a threshold for `far` ('' when they can): zero
+    false accepts in n impostor comparisons bound the FAR below about 3/n at 95%, so the FAR
+    asked needs n >= 3/FAR; the genuine ones must likewise bound the FRR below `frr_bound`."""
+    from trainer.metrics import trials_needed
+
+    need_impostor, need_genuine = trials_needed(far, CONFIDENCE), trials_needed(frr_bound, CONFIDENCE)
+    problems = []
+    if impostor < need_impostor:
+        problems.append(f"FAR {far:g} needs at least {need_impostor:,} impostor comparisons (zero false accepts "
+                        f"in n bound the FAR below about 3/n at {CONFIDENCE:.0%}), got {impostor:,}")
+    if genuine < need_genuine:
+        problems.append(f"an FRR bounded below {frr_bound:g} needs at least {need_genuine:,} genuine comparisons, "
+                        f"got {genuine:,}")
+    return "; ".join(problems)
 
 
 def decision_rates(rows: list[dict], threshold: float) -> dict:
@@ -218,10 +263,15 @@ def describe(report: dict) -> str:
                  f"{_pct(d['genuine_accepted'])}, as another label {_pct(d['genuine_accepted_as_another_label'])}, "
                  f"impostors accepted {_pct(d['impostor_accepted'])}; pattern read right "
                  f"{report['pattern_accuracy']:.2%}")
+    lines.append(f"  FAR {_pct(dec['far_measured'])} (95% bounds {_pct(dec['far_bounds'][0])} - "
+                 f"{_pct(dec['far_bounds'][1])}), FRR {_pct(dec['frr_measured'])} (95% bounds "
+                 f"{_pct(dec['frr_bounds'][0])} - {_pct(dec['frr_bounds'][1])}), per comparison")
     lines.append(f"time per query: model {t['model_ms']['median']:.2f} ms, search {t['search_ms']['median']:.3f} ms "
                  "(medians)")
     if "warning" in report:
         lines.append("WARNING: " + report["warning"])
+    if "too_few_pairs" in report:
+        lines.append("TOO FEW PAIRS to write this threshold: " + report["too_few_pairs"])
     lines.append("threshold written into the bundle (re-signed)" if report["written"]
                  else "threshold NOT written (give --key to write it and re-sign)")
     return "\n".join(lines)

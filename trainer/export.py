@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
 from trainer.bundle_write import replace_dir
@@ -56,12 +57,12 @@ def load_run(run_dir: Path):
 def held_out_crops(run_dir: Path, config, limit: int = 0):
     """Validation crops of the run (labels never trained on), unaugmented; at most
     `limit` of them (0: all)."""
-    from fabrication.patterns import pattern_names
     from trainer.data import load_crops, open_dataset
+    from trainer.pattern_sets import folder_pattern_set
 
     split = json.loads((Path(run_dir) / "split.json").read_text())
     dataset = open_dataset(Path(config.data))
-    crops = load_crops(dataset, split["val"], pattern_names())
+    crops = load_crops(dataset, split["val"], folder_pattern_set(run_dir).names)
     if limit and len(crops) > limit:
         keep = np.random.default_rng(0).choice(len(crops), limit, replace=False)
         keep.sort()
@@ -180,14 +181,16 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
     """Write the bundle; returns its manifest."""
     from tqdm import tqdm
 
-    from fabrication.patterns import pattern_names
     from trainer.data import preprocess_all
+    from trainer.pattern_sets import folder_pattern_set
 
     run_dir, out = Path(run_dir), Path(out)
     unknown = set(formats) - set(FORMAT_FILES)
     if unknown or not formats:
         raise PufError(f"formats must be some of {sorted(FORMAT_FILES)}, got {list(formats)}")
     model, config = load_run(run_dir)
+    pattern_set = folder_pattern_set(run_dir)
+    classes = len(pattern_set.names)
     params = Preprocess.from_dict(config.preprocess)
     crops = held_out_crops(run_dir, config)
     all_inputs = preprocess_all(crops, params)
@@ -211,7 +214,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
                 path.write_bytes(to_tflite(model, params.input_shape,
                                            representative if fmt == "int8" else None))
             timings[fmt] = round(time.monotonic() - start, 1)
-            runner = ModelRunner(path, 2, config.embedding_dim, len(pattern_names()), params)
+            runner = ModelRunner(path, 2, config.embedding_dim, classes, params)
             report[fmt] = parity(model, runner, inputs)
         problems = check_parity(report)
         if problems and strict:
@@ -219,9 +222,10 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
         device_fmt = "int8" if "int8" in formats else formats[0]
         decision = provisional_threshold(
             ModelRunner(tmp / FORMAT_FILES[device_fmt], 2, config.embedding_dim,
-                        len(pattern_names()), params), crops, params, far)
+                        classes, params), crops, params, far)
         evaluation = json.loads((run_dir / "eval.json").read_text()) \
             if (run_dir / "eval.json").exists() else {}
+        pattern_set.save(tmp / PATTERN_SET_FILE)
         manifest = {
             "format_version": BUNDLE_FORMAT,
             "model": {
@@ -239,15 +243,15 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
             "preprocessing": params.to_dict(),
             "embedding_dim": config.embedding_dim,
             "embedding_normalised_in_model": False,
-            "pattern_classes": pattern_names(),
+            "pattern_classes": pattern_set.names,
+            "pattern_set": pattern_set.describe(),
             "decision": decision,
             "parity": {**report, "bounds": {"int8_mean_cosine": INT8_MEAN_COSINE,
                                             "onnx_cosine": ONNX_COSINE, "onnx_max_abs": ONNX_MAX_ABS},
                        "problems": problems},
             "conversion_seconds": timings,
-            "files": {FORMAT_FILES[f]: {"sha256": sha256_file(tmp / FORMAT_FILES[f]),
-                                        "bytes": (tmp / FORMAT_FILES[f]).stat().st_size}
-                      for f in formats},
+            "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                      for name in [FORMAT_FILES[f] for f in formats] + [PATTERN_SET_FILE]},
             # Filled by the next issue: Faiss shards per pattern class and the Ed25519
             # signature over this manifest.
             "shards": None,

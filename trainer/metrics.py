@@ -7,6 +7,8 @@ say so (`resolved: false`) instead of quoting a number the data cannot support.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -64,3 +66,80 @@ def verification_report(genuine: np.ndarray, impostor: np.ndarray,
         "impostor_mean": float(np.mean(impostor)),
         "impostor_max": float(np.max(impostor)),
     }
+
+
+def rate_bounds(errors: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) one-sided bounds on an error rate seen `errors` times in
+    `trials`: the true rate is at least `lower` with `confidence`, and at most `upper` with
+    `confidence`. Zero errors in n trials bound the rate below 1 - (1 - confidence)^(1/n),
+    about 3/n at 95%: the figure a FAR or FRR claim from few pairs must carry."""
+    if trials <= 0 or not 0 <= errors <= trials:
+        raise ValueError(f"need 0 <= errors <= trials and trials > 0, got {errors} of {trials}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
+    alpha = 1.0 - confidence
+    # P(X <= k) for X ~ Binomial(n, p) is I_{1-p}(n - k, k + 1), falling in p
+    upper = 1.0 if errors == trials else _solve(lambda p: _betainc(trials - errors, errors + 1, 1 - p), alpha)
+    lower = 0.0 if errors == 0 else _solve(lambda p: _betainc(trials - errors + 1, errors, 1 - p), 1 - alpha)
+    return lower, upper
+
+
+def confident_threshold(impostor: np.ndarray, far: float, confidence: float = 0.95) -> float | None:
+    """The lowest threshold whose false accepts among `impostor` scores (those above it) still
+    bound the FAR below `far` with `confidence`; None when even zero false accepts cannot (too
+    few comparisons: fewer than `trials_needed(far)`)."""
+    impostor = np.sort(np.asarray(impostor, np.float64))[::-1]
+    n = len(impostor)
+    if n < trials_needed(far, confidence):
+        return None
+    lo, hi = 0, n - 1  # the upper bound grows with the false accepts k: the largest k within far
+    while lo < hi:
+        k = (lo + hi + 1) // 2
+        if rate_bounds(k, n, confidence)[1] <= far:
+            lo = k
+        else:
+            hi = k - 1
+    return float(impostor[lo])
+
+
+def trials_needed(rate: float, confidence: float = 0.95) -> int:
+    """How many trials with no error bound an error rate below `rate` with `confidence`."""
+    return int(math.ceil(math.log(1.0 - confidence) / math.log1p(-rate)))
+
+
+def _solve(falling, target: float) -> float:
+    """The p in (0, 1) where a falling function of p crosses `target` (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if falling(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) (Lentz's continued fraction)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 10_000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * f / a

@@ -31,6 +31,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
+from edge_app.pattern_set import PATTERN_SET_FILE
 
 CROP_SIZE = 128
 CALIBRATION_ORIGIN = (4000.0, -2500.0)
@@ -51,6 +52,7 @@ class SimSpec:
     # cut handheld photos with the device's own segmentation (edge_app.segment: border
     # search, glyph orientation) instead of the true corners; failures are counted
     segment_handheld: bool = False
+    pattern_set: str = "builtin"  # the glyphs etched (`fabrication.pattern_import.load_pattern_set`)
 
     @property
     def label_count(self) -> int:
@@ -58,14 +60,15 @@ class SimSpec:
 
 
 def make_layout(spec: SimSpec) -> BatchLayout:
-    from fabrication.patterns import pattern_names
+    from fabrication.pattern_import import load_pattern_set
 
-    names = pattern_names()
+    pattern_set = load_pattern_set(spec.pattern_set)
+    names = pattern_set.names
     rng = np.random.default_rng([spec.film_seed, 0xBA7C])
     count = spec.field_cols * spec.field_rows * 12
     patterns = tuple(names[i] for i in rng.integers(0, len(names), count))
     return BatchLayout(spec.batch_id, patterns, field_cols=spec.field_cols,
-                       field_rows=spec.field_rows)
+                       field_rows=spec.field_rows, pattern_set=pattern_set)
 
 
 def make_film(spec: SimSpec, layout: BatchLayout):
@@ -125,9 +128,9 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
 
 def device_templates(layout: BatchLayout):
     """The pattern templates the device reads glyphs with, at this layout's proportions."""
-    from fabrication.patterns import pattern_templates
+    from fabrication.patterns import layout_pattern_set, pattern_templates
 
-    return pattern_templates(glyph_size_um=layout.glyph_size_um, label_size_um=layout.label_size_um)
+    return pattern_templates(layout_pattern_set(layout), layout.glyph_size_um, layout.label_size_um)
 
 
 def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templates,
@@ -201,8 +204,11 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
     meta_path.write_text(json.dumps(meta, indent=1))
     jobs = []
     rows = []
-    for spec in specs:
-        layout = make_layout(spec)
+    layouts = [make_layout(spec) for spec in specs]
+    if len({layout.pattern_set for layout in layouts}) > 1:
+        raise PufError("the batches of one data set must share one pattern set")
+    layouts[0].pattern_set.save(root / PATTERN_SET_FILE)
+    for spec, layout in zip(specs, layouts, strict=True):
         for field in range(layout.fields_per_batch):
             for slot in range(layout.labels_per_field):
                 rows.append((layout.label_id(field, slot), spec.batch_id,
@@ -249,12 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capture-seed", type=int, default=0)
     parser.add_argument("--segment", action="store_true",
                         help="cut handheld photos with the device's segmentation, not true corners")
+    parser.add_argument("--pattern-set", default="builtin",
+                        help="the glyphs: builtin, a patterns.json, .svg, .dxf or font:FONT:CHARS (default builtin)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     cols, rows = (int(v) for v in args.fields.lower().split("x"))
     specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
                      args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
-                     segment_handheld=args.segment)
+                     segment_handheld=args.segment, pattern_set=args.pattern_set)
              for i in range(args.batches)]
     print(json.dumps(render_dataset(args.root, specs, args.workers)))
     return 0

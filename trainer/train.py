@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 
 CONFIG_NAME = "config.json"
@@ -200,7 +201,6 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     import tensorflow as tf
     from tqdm import tqdm
 
-    from fabrication.patterns import pattern_names
     from trainer.augment import Augment
     from trainer.data import load_crops, open_dataset, training_pipeline
     from trainer.losses import CombinedMarginLoss
@@ -224,8 +224,9 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     tf.keras.utils.set_random_seed(config.seed)
 
     params = Preprocess.from_dict(config.preprocess)
-    patterns = pattern_names()
     dataset = open_dataset(Path(config.data))
+    patterns = dataset.pattern_set.names
+    dataset.pattern_set.save(run_dir / PATTERN_SET_FILE)  # the run's classes, for export
     train_ids = dataset.labels("train", config.val_frac)
     if config.max_labels:
         train_ids = train_ids[:config.max_labels]

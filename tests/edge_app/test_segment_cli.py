@@ -209,7 +209,9 @@ def test_a_folder_of_real_images(tmp_path, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["batch_id"] == "scans" and summary["labels"]["found"] == 24
     crops = sorted(p.name for p in (scans / "crops").iterdir())
-    assert crops[0] == "scans-0003-00.png" and crops[-1] == "scans-0007-11.png"
+    # fields numbered in sorted name order, never by the digits in the names
+    assert crops[0] == "scans-0000-00.png" and crops[-1] == "scans-0001-11.png"
+    assert summary["field_order"] == "sorted file names"
 
 
 def test_nothing_to_segment_is_refused_in_words(tmp_path) -> None:
@@ -260,3 +262,128 @@ def test_a_stage_that_reports_its_true_position_settles_a_slip(tmp_path) -> None
         where = {t["label_id"]: t["corners_px"] for t in truths[1]["labels"]}
         assert found and all(np.abs(np.array(json.loads(label.corners)) - where[label.label_id]).max() < 4
                              for label in found)
+
+
+# ---- plain folders of real images ---------------------------------------------------
+
+def plain_folder(root, names: dict[str, int], turns: int = 0):
+    """A folder of PNGs without metadata: each name holds a simulated frame of that field
+    of LAYOUT, turned `turns` quarter turns counter-clockwise (a camera mounted turned)."""
+    root.mkdir(parents=True)
+    for name, field in names.items():
+        image, _ = snap(LAYOUT, field)
+        cv2.imwrite(str(root / name), np.ascontiguousarray(np.rot90(image, turns)))
+    return root
+
+
+def test_timestamp_names_are_fields_in_name_order(tmp_path, capsys) -> None:
+    names = {"IMG_20251130_101500.png": 2, "IMG_20251130_101230.png": 0}
+    scans = plain_folder(tmp_path / "scans", names)
+    assert run(scans, "--pixel-um", "0.6", "--registry", tmp_path / "r.sqlite", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labels"]["found"] == 24 and summary["field_order"] == "sorted file names"
+    with Registry(tmp_path / "r.sqlite") as registry:
+        assert {f.field: f.file for f in registry.fields("scans")} == {
+            0: "IMG_20251130_101230.png", 1: "IMG_20251130_101500.png"}
+
+
+def test_an_order_file_numbers_the_fields_and_skips_what_it_does_not_name(tmp_path, capsys) -> None:
+    scans = plain_folder(tmp_path / "scans", {"a.png": 0, "b.png": 2, "c.png": 3})
+    order = tmp_path / "order.csv"
+    order.write_text("file,field\nb.png,5\na.png,2\n")
+    assert run(scans, "--pixel-um", "0.6", "--order", order, "--registry", tmp_path / "r.sqlite",
+               "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images_not_in_order_file"] == ["c.png"]
+    assert summary["field_order"] == "order file order.csv" and summary["labels"]["found"] == 24
+    with Registry(tmp_path / "r.sqlite") as registry:
+        assert {f.field: f.file for f in registry.fields("scans")} == {2: "a.png", 5: "b.png"}
+    assert run(scans, "--pixel-um", "0.6", "--order", order, "--registry", tmp_path / "r.sqlite") == 0
+    assert "images not in the order file, skipped: 1 (c.png)" in capsys.readouterr().out
+    order.write_text("file,field\nb.png,5\nd.png,1\n")
+    with pytest.raises(PufError, match=r"not in .*scans: d.png \(row 3\)"):
+        run(scans, "--pixel-um", "0.6", "--order", order)
+
+
+def crops_of(batch) -> dict:
+    return {p.stem.split("-", 1)[1]: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+            for p in (batch / "crops").glob("*.png")}
+
+
+@pytest.fixture(scope="module")
+def upright_crops(tmp_path_factory):
+    """The crops of fields 0 and 1 photographed the right way up, by field-slot."""
+    scans = plain_folder(tmp_path_factory.mktemp("upright") / "scans", {"f0.png": 0, "f1.png": 1})
+    assert run(scans, "--pixel-um", "0.6") == 0
+    return crops_of(scans)
+
+
+@pytest.mark.parametrize("turns, degrees", [(1, -90), (3, 90)])
+def test_a_turned_camera_is_found_from_the_glyphs(tmp_path, capsys, upright_crops, turns: int,
+                                                  degrees: int) -> None:
+    scans = plain_folder(tmp_path / "scans", {"f0.png": 0, "f1.png": 1}, turns)
+    templates = tmp_path / "t.npz"
+    templates_for(LAYOUT).save(templates)
+    assert run(scans, "--pixel-um", "0.6", "--templates", templates, "--json") == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["rotation"] == {"deg": degrees, "from": "the glyphs of field 0",
+                                   "fields_segmented_at": {str(degrees): 2}}
+    assert summary["labels"]["found"] == 24 and not summary["warnings"] and not captured.err
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        found = registry.labels("scans", status="found")
+    # a plain folder's labels take the pattern their glyph reads: the truth
+    assert [label.pattern for label in found] == [LAYOUT.pattern_of(label.field, label.slot)
+                                                  for label in found]
+    assert all(label.glyph_pattern == label.pattern and label.glyph_score > 0.5 for label in found)
+    # every crop is the same label, the same way up, as when the camera was upright
+    turned = crops_of(scans)
+    assert turned.keys() == upright_crops.keys()
+    for key, crop in turned.items():
+        assert np.corrcoef(crop.ravel(), upright_crops[key].ravel())[0, 1] > 0.9, key
+
+
+def test_a_turned_camera_without_templates_points_to_rotation_deg(tmp_path, capsys) -> None:
+    scans = plain_folder(tmp_path / "scans", {"f0.png": 0}, turns=1)
+    assert run(scans, "--pixel-um", "0.6", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["fields"]["ambiguous"] == 1
+    assert "--rotation-deg" in summary["problems"][0]["detail"]
+    assert "--templates" in summary["problems"][0]["detail"]
+    assert run(scans, "--pixel-um", "0.6", "--rotation-deg", "-90", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labels"]["found"] == 12 and summary["rotation"]["from"] == "--rotation-deg"
+
+
+def test_labels_without_a_pattern_class_are_warned_about(tmp_path, capsys) -> None:
+    scans = plain_folder(tmp_path / "scans", {"f0.png": 0})
+    assert run(scans, "--pixel-um", "0.6") == 0
+    err = capsys.readouterr().err
+    assert "warning: the labels have no pattern class" in err and "--templates" in err
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        assert {label.pattern for label in registry.labels("scans")} == {"unknown"}
+
+
+def test_a_layout_file_gives_a_plain_folder_its_patterns(tmp_path, capsys) -> None:
+    scans = plain_folder(tmp_path / "scans", {"f0.png": 0, "f1.png": 1})
+    LAYOUT.save(tmp_path / "design.json")
+    assert run(scans, "--pixel-um", "0.6", "--layout", tmp_path / "design.json", "--json") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["batch_id"] == LAYOUT.batch_id and not captured.err
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        found = registry.labels(LAYOUT.batch_id, status="found")
+        assert len(found) == 24
+        assert all(label.pattern == LAYOUT.pattern_of(label.field, label.slot) for label in found)
+    with pytest.raises(PufError, match="no batch layout"):
+        run(scans, "--pixel-um", "0.6", "--layout", tmp_path / "nowhere.json")
+
+
+def test_the_pixel_size_is_found_from_the_labels(tmp_path, capsys) -> None:
+    """No --pixel-um: the label size in each image gives it (edge_app.label_size)."""
+    pytest.importorskip("edge_app.label_size")
+    scans = plain_folder(tmp_path / "scans", {"f0.png": 0, "f1.png": 1})
+    assert run(scans, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labels"]["found"] == 24
+    assert summary["pixel_size_um"]["from"] == "the labels' size in the images"
+    assert abs(summary["pixel_size_um"]["median"] - 0.6) < 0.03

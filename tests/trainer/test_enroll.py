@@ -107,8 +107,10 @@ def test_a_changed_crop_is_not_enrolled(base, fresh, key, tmp_path):
     with Registry(tmp_path / "registry.sqlite") as registry:
         registry.upsert_batch(layout, str(batch_dir))
         registry.record_field(FieldRecord(layout.batch_id, 0, "done"), [record])
-    report = enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
-    assert report["labels_added"] == 0 and report["skipped"] == {"crop changed since it was recorded": 1}
+    before = (fresh / "manifest.json").read_bytes()
+    with pytest.raises(PufError, match="no label enrolled.*1 crop changed since it was recorded"):
+        enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
+    assert (fresh / "manifest.json").read_bytes() == before  # nothing signed, nothing changed
 
 
 def clustered(n: int, d: int, seed: int) -> np.ndarray:
@@ -181,8 +183,8 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
 
     enroll(fresh, enroll_crops(base), key, progress=False)
     queries = write_crop_folder(tmp_path / "queries", sim_batch(), (0, 1), shots=0, handheld=1)
-    report = evaluate(fresh, [queries], far=1e-2, classify=False, private_key=key, out=tmp_path / "report",
-                      progress=False)
+    report = evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, out=tmp_path / "report",
+                      progress=False, frr_bound=0.25)
     assert report["genuine_queries"] == 12 and report["impostor_queries"] == 12
     comparisons = report["comparisons"]
     assert comparisons["impostor_pairs"] == 12 * 11 + 12 * 12
@@ -190,7 +192,7 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
     assert report["decisions_at_threshold"]["genuine_accepted"] == 1.0
     assert report["decisions_at_threshold"]["impostor_accepted"] == 0.0
     decision = manifest(fresh)["decision"]
-    assert decision["far"] == 1e-2 and not decision["provisional"]
+    assert decision["far"] == 2e-2 and not decision["provisional"]
     assert decision["threshold"] == pytest.approx(report["decision"]["threshold"])
     loaded = load_bundle(fresh, keys(base)[1])  # re-signed, still trusted
     assert loaded.threshold == pytest.approx(decision["threshold"])
@@ -213,3 +215,31 @@ def test_puf_keygen_and_enroll_from_the_command_line(base, fresh, tmp_path, caps
     (tmp_path / "trusted").mkdir()
     shutil.copy(tmp_path / "k" / "factory.pub", tmp_path / "trusted")
     assert load_bundle(fresh, tmp_path / "trusted").signer == key_id
+
+
+def test_a_batch_of_another_pattern_set_is_refused(fresh, key, base, tmp_path):
+    """A model trained on the built-in glyphs cannot read a factory's own: enroll says so
+    and leaves the bundle as it was."""
+    from edge_app.layout import BatchLayout
+    from edge_app.pattern_set import PatternSet
+    from fabrication.pattern_import import load_pattern_set
+
+    letters = load_pattern_set("font:futural:ABDEFJKLPQRT")  # the built-in letters, stroke for stroke
+    # the factory's own letters: the same names, every other stroke moved
+    moved = PatternSet.from_glyphs("mine", {name: [[(x + 0.1 * (i % 2), y) for x, y in stroke] for i, stroke in
+                                                   enumerate(letters.strokes(name))] for name in letters.names})
+    layout = BatchLayout("OWN1", tuple(moved.names) * 200, pattern_set=moved)
+    label_id = layout.label_id(0, 0)
+    batch_dir = tmp_path / "OWN1"
+    (batch_dir / "crops").mkdir(parents=True)
+    shutil.copy(enroll_crops(base) / "crops" / sim_batch().layout.label_id(0, 0) / "m0.png",
+                batch_dir / "crops" / f"{label_id}.png")
+    record = LabelRecord(label_id, "OWN1", 0, 0, 0, 0, "found", layout.pattern_of(0, 0),
+                         crop_path=f"crops/{label_id}.png")
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        registry.upsert_batch(layout, str(batch_dir))
+        registry.record_field(FieldRecord("OWN1", 0, "done"), [record])
+    before = (fresh / "manifest.json").read_bytes()
+    with pytest.raises(PufError, match="batch OWN1 uses pattern set 'mine'.*does not know.*puf train --init"):
+        enroll(fresh, tmp_path / "registry.sqlite", key, progress=False)
+    assert (fresh / "manifest.json").read_bytes() == before

@@ -285,13 +285,13 @@ def open_database(bundle: Path, shards: Path):
     from edge_app.bundle import Bundle
     from edge_app.runtime import read_manifest
     from edge_app.shards import ShardSet
-    from trainer.enroll import default_templates
+    from trainer.enroll import bundle_templates
 
     manifest = read_manifest(bundle)
     section = json.loads((Path(shards) / "shards.json").read_text())
     manifest["shards"] = section
     return Bundle(Path(bundle), manifest, None, ShardSet.load(Path(shards), section),
-                  default_templates(list(manifest["pattern_classes"])))
+                  bundle_templates(Path(bundle), manifest))
 
 
 def source_label(label_id: str) -> str:

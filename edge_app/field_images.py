@@ -1,0 +1,147 @@
+"""Which images of a batch folder are which fields, and the layout of a plain folder.
+
+A photographed batch says it itself: `puf photograph` writes BATCH_DIR/fields/manifest.json
+(field number, file, pixel size and stage position of every field). A plain folder of
+images from someone else's microscope says nothing, so its field order comes from an
+order file (CSV with the columns file,field) or from the sorted file names: never from
+digits that happen to be in a name, which are as often a camera's timestamp
+(`IMG_20251130_101500.png`) as a field number.
+
+A plain folder's layout is a BatchLayout file (as `puf design` writes it), or is built
+from the label geometry given on the command line, its fields in one row and their
+pattern classes unknown.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
+from edge_app.pattern_set import PatternSet
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass(frozen=True)
+class FieldImage:
+    field: int
+    path: Path
+    pixel_size_um: float | None
+    stage_um: tuple[float, float] | None = None  # where the stage reported it was
+
+
+@dataclass(frozen=True)
+class FieldList:
+    """The fields to segment, how their order was found, and the images left out."""
+
+    fields: list[FieldImage]
+    order: str  # "stage manifest", "order file NAME" or "sorted file names"
+    unlisted: list[str] = field(default_factory=list)  # images the order file does not name
+
+
+def find_fields(batch_dir: Path, pixel_um: float | None, order: Path | None = None) -> FieldList:
+    """The batch's field images: from the order file when one is given, else from the
+    stage manifest (BATCH_DIR/fields/manifest.json), else the images in BATCH_DIR/fields
+    (or BATCH_DIR) numbered 0, 1, ... in the order of their sorted names."""
+    fields_dir = batch_dir / "fields"
+    manifest = fields_dir / "manifest.json"
+    if order is None and manifest.exists():
+        return FieldList(_from_manifest(manifest, pixel_um), "stage manifest")
+    folder = fields_dir if fields_dir.is_dir() else batch_dir
+    if not folder.is_dir():
+        raise PufError(f"{batch_dir} is not a folder")
+    paths = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("."))
+    if order is None:
+        if not paths:
+            raise PufError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        return FieldList([FieldImage(i, p, pixel_um) for i, p in enumerate(paths)], "sorted file names")
+    numbers = read_order(order, folder)
+    listed = set(numbers.values())
+    unlisted = [p.name for p in paths if p.resolve() not in listed]
+    fields = [FieldImage(number, path, pixel_um) for number, path in sorted(numbers.items())]
+    return FieldList(fields, f"order file {order.name}", unlisted)
+
+
+def read_order(path: Path, folder: Path) -> dict[int, Path]:
+    """An order file: a CSV with a header naming the columns `file` (relative to the
+    image folder) and `field` (a whole number); field number to image path."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise PufError(f"cannot read the order file {path}: {error}") from None
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if "file" not in header or "field" not in header:
+        raise PufError(f"the order file {path} must start with a header naming the columns file,field "
+                       f"(got {','.join(header) or 'nothing'})")
+    file_col, field_col = header.index("file"), header.index("field")
+    numbers: dict[int, Path] = {}
+    rows_of: dict[object, int] = {}
+    missing = []
+    for line, row in enumerate(rows[1:], start=2):
+        cells = [cell.strip() for cell in row] + [""] * len(header)
+        name, number = cells[file_col], cells[field_col]
+        where = f"the order file {path.name}, row {line}"
+        if not name:
+            raise PufError(f"{where}: no file named")
+        if not re.fullmatch(r"\d+", number):
+            raise PufError(f"{where}: field {number!r} is not a whole number >= 0")
+        image = (folder / name).resolve()
+        for key, what in ((int(number), f"field {int(number)}"), (image, f"file {name}")):
+            if key in rows_of:
+                raise PufError(f"{where}: {what} is already given in row {rows_of[key]}")
+            rows_of[key] = line
+        if not image.is_file():
+            missing.append(f"{name} (row {line})")
+        numbers[int(number)] = image
+    if missing:
+        raise PufError(f"the order file {path.name} names images that are not in {folder}: "
+                       f"{', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''}")
+    if not numbers:
+        raise PufError(f"the order file {path} lists no fields")
+    return numbers
+
+
+def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Path | None = None,
+                  batch_id: str | None = None, labels: tuple[int, int] = (4, 3),
+                  label_um: float = 200.0, border_um: float = 10.0, pitch_um: float = 250.0,
+                  glyph_um: float | None = None, pattern_set: PatternSet | None = None) -> BatchLayout:
+    """The layout file given, else the batch's layout.json, else a layout built from the
+    label geometry: the fields in one row, every pattern class unknown (read from the
+    glyphs when `pattern_set` is given; the layout carries it to the registry)."""
+    path = layout_file or batch_dir / "layout.json"
+    if layout_file is not None or path.exists():
+        return BatchLayout.load(path)
+    cols, rows = labels
+    batch_id = batch_id or re.sub(r"[^A-Za-z0-9_]", "_", batch_dir.resolve().name)[:32]
+    count = max(f.field for f in fields) + 1
+    return BatchLayout(batch_id, (UNKNOWN_PATTERN,) * (cols * rows * count), label_um,
+                       border_um, pitch_um, glyph_size_um=glyph_um or 0.4 * label_um,
+                       label_cols=cols, label_rows=rows, field_cols=count, field_rows=1,
+                       pattern_set=pattern_set)
+
+
+def _from_manifest(manifest: Path, pixel_um: float | None) -> list[FieldImage]:
+    try:
+        data = json.loads(manifest.read_text())
+        default = data.get("pixel_size_um")
+
+        def pixel_size(entry: dict) -> float | None:
+            value = pixel_um or entry.get("pixel_size_um") or default
+            return None if value is None else float(value)
+
+        def stage(entry: dict) -> tuple[float, float] | None:
+            x, y = entry.get("stage_um") or (None, None)
+            return None if x is None else (float(x), float(y))
+
+        return sorted((FieldImage(int(e["field"]), manifest.parent / str(e["file"]), pixel_size(e),
+                                  stage(e)) for e in data["fields"]), key=lambda f: f.field)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise PufError(f"cannot read the manifest {manifest}: {error!r}") from None
