@@ -5,7 +5,8 @@
         bundle.previous/     the one it replaced, kept until the next update
         bundle.incoming/     an update being copied and checked (gone when it is done)
         journal.sqlite       every verification (`edge_app.journal`)
-        settings.json        camera and exposure chosen in the app
+        settings.json        camera and exposure chosen in the app; "label_px" (the label
+                             side verify expects in a still, px) when set, else found in each photo
         trusted_keys/        public keys of the factories whose bundles this device accepts
                              (optional; else `edge_app.signing.default_trusted_keys_dir`)
 

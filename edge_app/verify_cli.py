@@ -27,12 +27,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "~/.config/puf/trusted_keys)")
     parser.add_argument("--no-classify", action="store_true",
                         help="search every pattern's shard (the paper's slower mode), not only the predicted one")
-    parser.add_argument("--label-px", type=float, default=300.0,
-                        help="expected label side in the photo, px (default 300, +-30%%)")
+    parser.add_argument("--label-px", type=label_px, default=None, metavar="auto|PX",
+                        help="label side in the photo, px (+-30%%), or auto: found in each photo (default: auto)")
     parser.add_argument("--model-format", choices=("int8", "float", "onnx"),
                         help="model file to run (default: the one the labels were enrolled with)")
     parser.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+
+
+def label_px(text: str) -> float | None:
+    """`--label-px`: "auto" (None) or a size of at least 16 px."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a number of px") from None
+    if not value >= 16:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"a label side of {text} px is too small (at least 16)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

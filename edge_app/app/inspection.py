@@ -154,7 +154,7 @@ class Inspector:
         from edge_app.device_store import bundle_version
         from edge_app.errors import PufError
         from edge_app.thumbnails import Thumbnails
-        from edge_app.verify import Verifier
+        from edge_app.verify import CaptureLimits, Verifier
 
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
@@ -163,7 +163,7 @@ class Inspector:
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
-            verifier = Verifier(bundle)
+            verifier = Verifier(bundle, limits=CaptureLimits(label_px=self.store.load_settings().get("label_px")))
             warm_up(verifier)
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier

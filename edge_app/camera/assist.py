@@ -1,17 +1,17 @@
 """The capture assist: is the label in the guide box sharp and well exposed enough for
-verify to read it? Computed on the preview frame (well under a millisecond at 640 px).
+verify to read it? Computed on the preview frame (a few milliseconds at 640 px).
 
 The figures are verify's own (`edge_app.segment.Quality`, judged by
-`edge_app.verify.CaptureLimits`), measured the same way on the preview: the guide box's
-inner part (film and glyph, not the label's border) brought to the scale of verify's crop,
-its mean |Laplacian| over its mean grey level for sharpness, its median grey level for
-exposure (verify's threshold is on grey; the green channel of a fluorescence photo reads
-about 1.6 times brighter), and the saturated fraction of the whole box.
+`edge_app.verify.CaptureLimits`), measured the same way on the preview: focus on the
+label's border, found by segmentation at the size found in the frame
+(`edge_app.label_size`), so any film and any magnification are judged alike; exposure
+from the guide box's inner part (film and glyph): its median grey level (verify's
+threshold is on grey; the green channel of a fluorescence photo reads about 1.6 times
+brighter) and the saturated fraction of the whole box.
 
-A hand's movement smears the picture one way only, which the Laplacian (a sum over
-directions) partly misses: the weakest of four directional second differences is checked
-too. A still, sharp photo's weakest direction measures 0.4-0.5 of its Laplacian figure, so
-the same blur limit applied to that direction is `DIRECTIONAL_SHARE` of verify's.
+A hand's movement smears the picture one way only: the border's sides along it stay sharp
+while the sides across it blur. Verify judges a label by its worst side; the assist also
+tells a smear (the best side sharp, the worst not) from defocus (none sharp).
 """
 
 from __future__ import annotations
@@ -26,24 +26,22 @@ from edge_app.errors import PufError
 from edge_app.verify import CaptureLimits
 
 LIMITS = CaptureLimits()
-CROP_PX = 128  # the crop verify's quality figures are measured on (edge_app.segment's default crop size)
-INNER = 0.6  # the guide box's central part measured for focus and exposure: inside the label's border
+INNER = 0.6  # the guide box's central part measured for exposure: inside the label's border
 BRIGHT_LEVEL = 235.0  # a median this high leaves no headroom: saturation is near
-DIRECTIONAL_SHARE = 0.4
-_DIRECTIONS = [np.array(k, np.float32) / d for k, d in (  # second differences across 0, 90, 45, 135 degrees
-    ([[0, 0, 0], [1, -2, 1], [0, 0, 0]], 1), ([[0, 1, 0], [0, -2, 0], [0, 1, 0]], 1),
-    ([[0, 0, 1], [0, -2, 0], [1, 0, 0]], 2), ([[1, 0, 0], [0, -2, 0], [0, 0, 1]], 2))]
+# a blurred label whose worst side is below this share of its best is smeared by movement
+# (defocus blurs every side alike: 0.7-1; a still photo's sides differ by up to 0.7)
+SMEAR_SHARE = 0.6
 
 
 @dataclass(frozen=True)
 class CaptureAssist:
-    sharpness: float  # mean |Laplacian| over the mean level, at verify's crop scale
+    sharpness: float  # verify's: the label border's worst side (0 when no label is found)
     sharp: bool  # sharp enough for verify, and not smeared by movement
     exposure: float  # median brightness (grey level, as verify measures it), 0-255
     clipped: float  # fraction of saturated pixel values in the box
     exposure_state: str  # "dark" | "ok" | "bright"
     hint: str  # one short line for the inspector
-    steadiness: float = 0.0  # the weakest direction's second differences over the mean level (movement)
+    steadiness: float = 0.0  # the border's worst side's sharpness over its best side's (1: no smear)
 
     @property
     def ready(self) -> bool:
@@ -68,6 +66,25 @@ def _region(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndar
     return image[y0:y1, x0:x1]
 
 
+def _border_sharpness(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """Sharpness (4,) of the border sides of the label nearest the box's centre, as
+    verify measures it; None when no label is found."""
+    from edge_app.label_size import estimate_label_px
+    from edge_app.segment import segment, side_sharpness
+
+    label_px = estimate_label_px(image)
+    if label_px is None:
+        return None
+    result = segment(image, label_px, k=1, size_tolerance=LIMITS.size_tolerance, rotation_deg=0.0)
+    if not result.labels:
+        return None
+    height, width = image.shape[:2]
+    x, y, w, h = (0, 0, width, height) if box is None else box
+    centre = np.array([x + w / 2, y + h / 2])
+    label = min(result.labels, key=lambda found: float(np.linalg.norm(np.subtract(found.centre, centre))))
+    return side_sharpness(image, 1.0, label.corners[None], 0.05)[0]
+
+
 def assess(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> CaptureAssist:
     """Focus and exposure of the label in `box` (the whole frame when None) of a BGR or
     grey preview frame."""
@@ -81,13 +98,6 @@ def assess(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> C
     grey = region[y0:y0 + inner, x0:x0 + inner]
     if grey.ndim == 3:
         grey = cv2.cvtColor(grey, cv2.COLOR_BGR2GRAY)
-    target = max(8, round(inner * CROP_PX / side))
-    if target < inner:
-        grey = cv2.resize(grey, (target, target), interpolation=cv2.INTER_AREA)
-    level = float(grey.mean())
-    sharpness = float(cv2.convertScaleAbs(cv2.Laplacian(grey, cv2.CV_16S)).mean()) / max(level, 1.0)
-    values = grey.astype(np.float32)
-    steadiness = min(float(np.abs(cv2.filter2D(values, -1, k)).mean()) for k in _DIRECTIONS) / max(level, 1.0)
     exposure = float(np.median(grey))
     clipped = float(np.count_nonzero(region > 254)) / region.size
     if exposure < LIMITS.min_exposure:
@@ -96,14 +106,16 @@ def assess(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> C
         state = "bright"
     else:
         state = "ok"
-    focused = sharpness >= LIMITS.min_sharpness
-    steady = steadiness >= DIRECTIONAL_SHARE * LIMITS.min_sharpness
-    sharp = focused and steady
+    sides = _border_sharpness(image, box)
+    sharpness = float(sides.min()) if sides is not None else 0.0
+    steadiness = float(sides.min() / max(sides.max(), 1e-6)) if sides is not None else 0.0
+    sharp = sharpness >= LIMITS.min_sharpness
+    steady = sharp or sides is None or steadiness >= SMEAR_SHARE
     if state == "dark":  # noise, not detail, then makes the sharpness: say the light first
         hint = "Too dark: hold the device flat on the label, or raise the exposure"
     elif state == "bright":
         hint = "Too bright: lower the exposure"
-    elif not focused:
+    elif steady and not sharp:
         hint = "Out of focus: hold steady"
     elif not steady:
         hint = "Blurred by movement: hold steady"

@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
-from edge_app.verify import CaptureLimits
 
 SPECS = "file:PATH (a photo or a folder of photos), opencv:N, opencv:/dev/videoN, opencv:VIDEO_FILE or picamera2"
 # The guide box's side over the frame's shorter side: a label filling it is
-# CaptureLimits.label_px (300 px) in the 800x600 handheld photo verify is tuned for.
+# STILL_LABEL_PX in the still, as in the 800x600 handheld photos verify is tested on.
 GUIDE_FRACTION = 0.5
+STILL_LABEL_PX = 300.0  # enough detail for verify's 128 px crop, small enough to segment fast
 MAX_EXPOSURE_US = 10_000_000
 
 
@@ -101,9 +101,8 @@ def downscale(image: np.ndarray, max_width: int) -> np.ndarray:
 
 def still_size(width: int, height: int) -> tuple[int, int]:
     """The size a live camera's still is scaled to (never up): its shorter side such that a
-    label filling the guide box is CaptureLimits.label_px, as verify expects. Even sides,
-    as camera pipelines want them."""
-    short = CaptureLimits().label_px / GUIDE_FRACTION
+    label filling the guide box is STILL_LABEL_PX. Even sides, as camera pipelines want them."""
+    short = STILL_LABEL_PX / GUIDE_FRACTION
     scale = min(1.0, short / min(width, height))
     return 2 * round(width * scale / 2), 2 * round(height * scale / 2)
 

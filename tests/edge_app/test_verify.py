@@ -10,7 +10,7 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
-from edge_app.verify import Verifier
+from edge_app.verify import CaptureLimits, Verifier
 from tests.bundle_support import enrolled_bundle, keys, sim_batch
 
 
@@ -126,3 +126,36 @@ def test_the_table_names_each_label(setup, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "genuine" in out and truth["label_id"] in out
     assert Path(tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_a_photo_at_half_or_double_magnification_verifies(verifier, scale):
+    """The label size is found in the photo (label_px auto, the default)."""
+    image, truth = sim_batch().handheld(0, 4, 3)
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    [verdict] = verifier.verify_image(image)
+    assert verdict.verdict == "genuine", verdict.reason
+    assert verdict.label_id == truth["label_id"]
+
+
+def test_a_label_of_another_size_than_the_one_set_is_named_so(setup):
+    image, _ = sim_batch().handheld(0, 4, 3)
+    image = cv2.resize(image, None, fx=2.0, fy=2.0)
+    [verdict] = Verifier(setup[2], limits=CaptureLimits(label_px=300.0)).verify_image(image)
+    assert verdict.verdict == "unreadable"
+    assert "not the 300 px" in verdict.reason and "auto" in verdict.reason and "edge" not in verdict.reason
+
+
+def test_puf_verify_takes_a_label_size_or_auto(setup, tmp_path, capsys):
+    path, trusted, _ = setup
+    image, truth = sim_batch().handheld(0, 4, 3)
+    photo = tmp_path / "half.png"
+    cv2.imwrite(str(photo), cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    for size, expected in (("auto", "genuine"), ("300", "unreadable"), ("150", "genuine")):
+        code = main(["verify", str(photo), "--bundle", str(path), "--trusted-keys", str(trusted),
+                     "--label-px", size, "--json"])
+        [verdict] = json.loads(capsys.readouterr().out)["verdicts"]
+        assert verdict["verdict"] == expected and code == (0 if expected == "genuine" else 3), verdict["reason"]
+    with pytest.raises(SystemExit):
+        main(["verify", str(photo), "--bundle", str(path), "--label-px", "big"])
+    assert "neither auto nor a number" in capsys.readouterr().err

@@ -1,0 +1,89 @@
+"""The label size found from the photo alone (edge_app.label_size), and the border-edge
+focus measure (edge_app.segment.Quality.sharpness) on sharp and blurred photos."""
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.errors import PufError
+from edge_app.label_size import estimate_label_px
+from edge_app.segment import segment
+from edge_app.verify import CaptureLimits
+from tests.bundle_support import sim_batch
+
+
+def true_side(truth: dict) -> float:
+    corners = np.array(truth["corners_px"])
+    return float(np.linalg.norm(corners - np.roll(corners, 1, axis=0), axis=1).mean())
+
+
+@pytest.mark.parametrize("scale", [0.2, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("slot, seed, turn", [(0, 3, 0), (5, 4, 1), (11, 5, 2)])
+def test_the_label_size_is_found_at_any_scale_and_rotation(scale, slot, seed, turn):
+    image, truth = sim_batch().handheld(0, slot, seed)  # any angle already; quarter turns on top
+    image = np.rot90(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), turn)
+    found = estimate_label_px(image)
+    assert found is not None and abs(found / (true_side(truth) * scale) - 1) < 0.05
+
+
+def test_a_factory_field_of_merged_rings_gives_its_label_size():
+    from fabrication.calibration import StageCalibration
+    from fabrication.sim.microscope import SimulatedMicroscope
+
+    batch = sim_batch()
+    calibration = StageCalibration((4000.0, -2500.0), 1.2)
+    scope = SimulatedMicroscope(batch.film, batch.layout, calibration, seed=4)
+    scope.move_to(*calibration.design_to_stage(*batch.layout.field_center_um(0)))
+    image = scope.snap().image
+    expected = batch.layout.label_size_um / scope.model.pixel_size_um
+    found = estimate_label_px(image)
+    assert found is not None and abs(found / expected - 1) < 0.05
+
+
+def test_no_label_no_size():
+    rng = np.random.default_rng(0)
+    assert estimate_label_px(np.clip(rng.normal(60, 3, (600, 800, 3)), 0, 255).astype(np.uint8)) is None
+    assert estimate_label_px(np.zeros((600, 800), np.uint8)) is None
+    texture, _ = sim_batch().handheld(0, 0, 3)
+    film = cv2.resize(texture[200:300, 300:400], (800, 600))  # film only, no border in view
+    assert estimate_label_px(film) is None
+    with pytest.raises(PufError, match="border fraction"):
+        estimate_label_px(film, border_frac=0.4)
+    with pytest.raises(PufError, match="image"):
+        estimate_label_px("photo.png")
+
+
+def motion(image: np.ndarray, length: int, angle: float) -> np.ndarray:
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2] = 1
+    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1),
+                            (length, length))
+    return cv2.filter2D(image, -1, kernel / kernel.sum())
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_sharp_photos_pass_the_focus_gate_and_blurred_ones_do_not(scale):
+    """At any magnification: blur of 1.3% of the label side (4 px at 300 px), or a smear of
+    5%, is refused; the photo itself passes."""
+    limit = CaptureLimits().min_sharpness
+    for slot, seed in [(0, 1), (3, 2), (7, 3)]:
+        image, truth = sim_batch().handheld(0, slot, seed)
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        side = true_side(truth) * scale
+        for photo, sharp in [(image, True), (cv2.GaussianBlur(image, (0, 0), 0.013 * side), False),
+                             (motion(image, int(0.05 * side) | 1, 30.0 * slot), False)]:
+            labels = segment(photo, side, k=1, size_tolerance=0.3, rotation_deg=None).labels
+            assert labels or not sharp  # a label blurred beyond finding is refused too
+            passed = bool(labels) and labels[0].quality.sharpness >= limit
+            assert passed == sharp, (slot, seed, sharp, labels and labels[0].quality)
+
+
+def test_focus_does_not_depend_on_the_film_texture():
+    """The same photo with its film's texture smoothed away (the border kept) measures as
+    sharp: a smooth film is not called blurred."""
+    image, truth = sim_batch().handheld(0, 2, 3)
+    side = true_side(truth)
+    smooth = cv2.bilateralFilter(image, 9, 25, side * 0.02)
+    before = segment(image, side, k=1, rotation_deg=None).labels[0].quality.sharpness
+    after = segment(smooth, side, k=1, rotation_deg=None).labels[0].quality.sharpness
+    assert after >= CaptureLimits().min_sharpness and abs(after / before - 1) < 0.25
