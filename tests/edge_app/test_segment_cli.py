@@ -203,8 +203,12 @@ def test_a_folder_of_real_images(tmp_path, capsys) -> None:
         image, _ = snap(LAYOUT, 3 if n == 3 else 2)
         cv2.imwrite(str(scans / f"scan_{n:02d}.png"), image)
     (scans / "notes.txt").write_text("the lab book")
-    with pytest.raises(PufError, match="--pixel-um"):
-        run(scans, "--registry", tmp_path / "r.sqlite")
+    blank = tmp_path / "blank"  # no label to measure the pixel size on: the field says what to give
+    blank.mkdir()
+    cv2.imwrite(str(blank / "empty.png"), np.full((600, 800, 3), 90, np.uint8))
+    assert run(blank, "--registry", tmp_path / "b.sqlite", "--json") == 0
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert len(problems) == 1 and "give --pixel-um" in problems[0]["detail"]
     assert run(scans, "--pixel-um", "0.6", "--registry", tmp_path / "r.sqlite", "--json") == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["batch_id"] == "scans" and summary["labels"]["found"] == 24
@@ -380,7 +384,6 @@ def test_a_layout_file_gives_a_plain_folder_its_patterns(tmp_path, capsys) -> No
 
 def test_the_pixel_size_is_found_from_the_labels(tmp_path, capsys) -> None:
     """No --pixel-um: the label size in each image gives it (edge_app.label_size)."""
-    pytest.importorskip("edge_app.label_size")
     scans = plain_folder(tmp_path / "scans", {"f0.png": 0, "f1.png": 1})
     assert run(scans, "--json") == 0
     summary = json.loads(capsys.readouterr().out)
