@@ -49,6 +49,20 @@ class CaptureLimits:
     max_clipped: float = 0.05  # fraction of saturated pixels
 
 
+def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
+    """The device's segmentation of a handheld photo: the label size as set, or found in the
+    photo; any rotation, turned upright by the glyph `templates`. None when the photo shows
+    no square label border at all."""
+    from edge_app.label_size import estimate_label_px
+    from edge_app.segment import segment
+
+    label_px = limits.label_px or estimate_label_px(image)
+    if label_px is None:
+        return None
+    return segment(image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance, rotation_deg=None,
+                   templates=templates)
+
+
 def capture_problem(q, limits: CaptureLimits) -> str | None:
     """Why a label's capture (its `edge_app.segment.Quality`) is unreadable, or None."""
     if q.sharpness < limits.min_sharpness:
@@ -115,16 +129,12 @@ class Verifier:
 
     def verify_image(self, image: np.ndarray, source: str = "") -> list[Verdict]:
         """One verdict per label found (one ``unreadable`` verdict when none is)."""
-        from edge_app.label_size import estimate_label_px
-        from edge_app.segment import as_uint8, segment
+        from edge_app.segment import as_uint8
 
         start = perf_counter()
         limits = self.limits
         image = as_uint8(image)
-        label_px = limits.label_px or estimate_label_px(image)
-        result = None if label_px is None else segment(
-            image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance, rotation_deg=None,
-            templates=self.bundle.templates)
+        result = find_labels(image, limits, self.bundle.templates)
         segment_ms = (perf_counter() - start) * 1000
         if result is None or not result.labels:
             return [Verdict("unreadable", None, None, self.threshold, None, None,

@@ -61,11 +61,11 @@ def run_verb(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
         raise PufError(f"'puf {' '.join(argv)}' failed with status {status}")
 
 
-def verb_output(argv: list[str]) -> str:
+def verb_output(argv: list[str], ok: tuple[int, ...] = (0,)) -> str:
     """Run a verb and return what it printed (for its --json report)."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        run_verb(argv)
+        run_verb(argv, ok)
     return buffer.getvalue()
 
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from edge_app.verbs import Verb
+from edge_app.verify_cli import label_px
 
 _NEEDS = ("tensorflow", "faiss", "cryptography", "ai_edge_litert")
 
@@ -120,8 +121,9 @@ def _queries_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle whose glyph templates turn each crop upright, or a templates .npz")
     parser.add_argument("--registry", type=Path,
                         help="the factory's registry.sqlite: each label's pattern (default: the glyph's reading)")
-    parser.add_argument("--label-px", type=float,
-                        help="expected label side in the photos, px (default: the device's, 300, +-30%%)")
+    parser.add_argument("--label-px", type=label_px, default=None, metavar="auto|PX",
+                        help="label side in the photos, px, or auto: found in each photo as the device does "
+                             "(default auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -159,11 +159,13 @@ def _cut(path: Path, limits, templates) -> tuple:
     """The canonical crop of the label nearest the photo's centre, and its glyph reading."""
     import numpy as np
 
-    from edge_app.segment import load_image, segment
+    from edge_app.segment import as_uint8, load_image
+    from edge_app.verify import find_labels
 
-    image = load_image(path)
-    result = segment(image, limits.label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance,
-                     rotation_deg=None, templates=templates)
+    image = as_uint8(load_image(path))
+    result = find_labels(image, limits, templates)
+    if result is None:
+        raise PufError("no label found: no square label border in the photo")
     if not result.labels:
         cut = sum(r.reason == "edge" for r in result.rejections)
         raise PufError("; ".join(["no label found", *result.notes]) + (f" ({cut} cut by the photo's edge)"

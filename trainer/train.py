@@ -19,6 +19,7 @@ import math
 import os
 import re
 import signal
+import sys
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -374,7 +375,8 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
                                    elapsed + time.monotonic() - seen, log, writer)
                 bar.write(f"step {done}: val TAR@FAR={config.eval_far:g} "
                           f"{report['tar_at_far'][0]['tar']:.4f}  EER {report['eer']:.4f}  "
-                          f"pattern {report['pattern_accuracy']:.4f}{optimistic_note(report)}")
+                          f"pattern {report['pattern_accuracy']:.4f}{optimistic_note(report)}",
+                          file=sys.stderr)  # stdout is the verb's report (--json)
                 log_file.flush()
     except KeyboardInterrupt:
         stop["now"] = True
