@@ -275,6 +275,19 @@ def test_the_label_size_is_set_in_settings_and_a_photo_at_half_magnification_ver
     assert cv2.imread(str(shot)).shape[:2] == (480, 800)
 
 
+def test_a_label_size_in_the_settings_file_that_is_no_size_counts_as_auto(tmp_path, caplog):
+    from edge_app.app.inspection import Inspector
+    from edge_app.device_store import DeviceStore
+
+    store = DeviceStore(tmp_path)
+    inspector = Inspector(store)
+    assert inspector.label_px() is None  # the default: found in each photo
+    store.save_settings({"label_px": 212.0})
+    assert inspector.label_px() == inspector.refresh_limits() == 212.0
+    store.save_settings({"label_px": "big"})  # a hand-edited file
+    assert inspector.label_px() is None and "ignoring the label size" in caplog.text
+
+
 def test_bad_options_are_clear_errors(capsys):
     assert main(["app", "--size", "big"]) == 2
     assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
