@@ -5,8 +5,8 @@
         bundle.previous/     the one it replaced, kept until the next update
         bundle.incoming/     an update being copied and checked (gone when it is done)
         journal.sqlite       every verification (`edge_app.journal`)
-        settings.json        camera and exposure chosen in the app; "label_px" (the label
-                             side verify expects in a still, px) when set, else found in each photo
+        settings.json        camera, exposure and label size chosen in the app; "label_px" is the
+                             label side verify expects in a still, px, or null: found in each photo
         trusted_keys/        public keys of the factories whose bundles this device accepts
                              (optional; else `edge_app.signing.default_trusted_keys_dir`)
 
@@ -55,7 +55,8 @@ def on_raspberry_pi() -> bool:
 
 
 def default_settings() -> dict:
-    return {"camera": "picamera2" if on_raspberry_pi() else "opencv:0", "exposure_us": None, "gain": None}
+    return {"camera": "picamera2" if on_raspberry_pi() else "opencv:0", "exposure_us": None, "gain": None,
+            "label_px": None}
 
 
 def bundle_version(bundle) -> str:

@@ -22,9 +22,29 @@ from edge_app.errors import PufError
 from edge_app.segment import as_uint8
 
 MIN_LABEL_PX = 40.0
+MIN_SET_LABEL_PX = 16.0  # the smallest label side a user may fix (`parse_label_px`)
 _LEVEL_PX = (40.0, 160.0)  # label sides looked for at each pyramid level, in its pixels
 _DARK_RATIO = 0.6  # as segmentation: darker than this fraction of the neighbourhood's mean
 _SAME_SIZE = 0.12  # labels within this relative size of each other form one group
+
+
+def parse_label_px(value: str | float | None, largest: float | None = None) -> float | None:
+    """A label size as a user gives it (`puf verify --label-px`, the app's Settings): "auto"
+    or None (found in each photo: None), or a side of at least 16 px and at most `largest`
+    (the photo's side, when known). Anything else is a PufError saying what is accepted."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    try:
+        side = float(value)
+    except (TypeError, ValueError):
+        side = math.nan
+    if isinstance(value, bool) or not math.isfinite(side):
+        raise PufError(f"label size {value!r} is neither auto nor a number of px")
+    if side < MIN_SET_LABEL_PX:
+        raise PufError(f"a label side of {value} px is too small (at least {MIN_SET_LABEL_PX:g})")
+    if largest is not None and side > largest:
+        raise PufError(f"a label side of {value} px does not fit in the {largest:g} px photo (at most {largest:g})")
+    return side
 
 
 def estimate_label_px(image: np.ndarray, border_frac: float = 0.05) -> float | None:

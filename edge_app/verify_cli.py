@@ -36,16 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def label_px(text: str) -> float | None:
-    """`--label-px`: "auto" (None) or a size of at least 16 px."""
-    if text.strip().lower() == "auto":
-        return None
+    """`--label-px`: "auto" (None) or a size of at least 16 px (`edge_app.label_size.parse_label_px`)."""
+    from edge_app.errors import PufError
+    from edge_app.label_size import parse_label_px
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a number of px") from None
-    if not value >= 16:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"a label side of {text} px is too small (at least 16)")
-    return value
+        return parse_label_px(text)
+    except PufError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:

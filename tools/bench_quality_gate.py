@@ -7,9 +7,9 @@ of 1.3% of the label side (4 px at 300 px) or a smear of 5% of it at a random an
 photo goes through verify's segmentation with the label size found in the photo and
 verify's capture limits (`edge_app.verify.capture_problem`); no model is needed.
 
-Films: the simulator's default, and films whose grains are N um across at half its grain
-contrast. Until `fabrication.sim.film` has film styles, those are emulated here by
-resampling the default texture (the etched lines kept at their true size).
+Films (`fabrication.sim.film.FilmStyle.parse` text): the simulator's default, a fine film
+(1 um grains), 3 um grains at half contrast and a coarse film (9 um grains, half contrast),
+each etched with the same layout (`trainer.simdata.make_film`).
 
     python tools/bench_quality_gate.py --photos 120
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -29,26 +30,8 @@ from edge_app.label_size import estimate_label_px  # noqa: E402
 from edge_app.segment import segment  # noqa: E402
 from edge_app.verify import CaptureLimits, capture_problem  # noqa: E402
 from fabrication.sim.field_camera import capture_label  # noqa: E402
-from fabrication.sim.film import EtchedFilm, film_texture  # noqa: E402
 
-DEFAULT_GRAIN_UM = 3.0  # the default film's grains (fabrication.sim.film._GRAIN_CELL)
-
-
-class ResampledFilm:
-    """An etched film whose texture has grains `grain_um` across and `contrast` times the
-    default's contrast; the etched lines are the film's own."""
-
-    def __init__(self, film: EtchedFilm, grain_um: float, contrast: float) -> None:
-        self.film, self.zoom, self.contrast = film, grain_um / DEFAULT_GRAIN_UM, contrast
-
-    def render(self, i0: int, j0: int, w: int, h: int) -> np.ndarray:
-        etched = self.film.render(i0, j0, w, h)
-        lines = etched / np.maximum(film_texture(self.film.seed, i0, j0, w, h), 1e-6)
-        sw, sh = max(2, round(w / self.zoom)), max(2, round(h / self.zoom))
-        texture = film_texture(self.film.seed, round(i0 / self.zoom), round(j0 / self.zoom), sw, sh)
-        texture = cv2.resize(texture, (w, h), interpolation=cv2.INTER_LINEAR if self.zoom > 1 else cv2.INTER_AREA)
-        mean = float(texture.mean())
-        return (mean + self.contrast * (texture - mean)) * np.clip(lines, 0, 1)
+FILMS = ("default", "fine", "contrast=0.5", "coarse")
 
 
 def motion(image: np.ndarray, length: int, angle: float) -> np.ndarray:
@@ -73,21 +56,18 @@ def readable(image: np.ndarray, limits: CaptureLimits) -> tuple[bool, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=120, help="sharp photos per film (default 120)")
-    parser.add_argument("--grains-um", type=float, nargs="*", default=[1.0, 3.0, 9.0],
-                        help="grain sizes of the other films, um (default 1 3 9)")
-    parser.add_argument("--contrast", type=float, default=0.5, help="their grain contrast over the default's")
+    parser.add_argument("--films", nargs="+", default=list(FILMS),
+                        help=f"film styles, preset and/or NAME=VALUE (default {' '.join(FILMS)})")
     args = parser.parse_args(argv)
     from trainer.simdata import SimSpec, make_film, make_layout
 
     spec = SimSpec("Q1", 5, 1, 1)
     layout = make_layout(spec)
-    film = make_film(spec, layout)
     limits = CaptureLimits()
-    films = [("default", film)] + [(f"{g:g} um, contrast x{args.contrast:g}", ResampledFilm(film, g, args.contrast))
-                                   for g in args.grains_um]
     print(f"{'film':<24}{'photos':>7}{'sharp unreadable':>18}{'sharpness p1-p50':>18}"
           f"{'gaussian passed':>17}{'smear passed':>14}")
-    for name, scene in films:
+    for name in args.films:
+        scene = make_film(replace(spec, film_style=name), layout)
         rng = np.random.default_rng(0)
         unreadable = blur_passed = smear_passed = 0
         sharpness = []

@@ -10,7 +10,7 @@ here as plain data (`BundleStatus`, `Outcome`) and in plain functions (`choose`,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,27 @@ class Inspector:
     def trusted_keys(self) -> Path:
         return self.trusted_override or self.store.trusted_keys_dir()
 
+    def label_px(self) -> float | None:
+        """The label side set in Settings (px), or None: found in each photo. A stored value
+        that is not a usable size (a hand-edited file) counts as auto, and is logged."""
+        from edge_app.errors import PufError
+        from edge_app.label_size import parse_label_px
+
+        value = self.store.load_settings().get("label_px")
+        try:
+            return parse_label_px(value)
+        except PufError as error:
+            log.warning("ignoring the label size in the settings (%s): found in each photo instead", error)
+            return None
+
+    def refresh_limits(self) -> float | None:
+        """Make the verifier use the label size now in the settings (no bundle reload);
+        returns the size in use (None: auto)."""
+        label_px = self.label_px()
+        if self.verifier is not None:
+            self.verifier.limits = replace(self.verifier.limits, label_px=label_px)
+        return label_px
+
     def open(self) -> BundleStatus:
         """Open the bundle to verify with; a missing or refused bundle is a status that
         says what to do, never an exception."""
@@ -163,7 +184,7 @@ class Inspector:
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
-            verifier = Verifier(bundle, limits=CaptureLimits(label_px=self.store.load_settings().get("label_px")))
+            verifier = Verifier(bundle, limits=CaptureLimits(label_px=self.label_px()))
             warm_up(verifier)
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier

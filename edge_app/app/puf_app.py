@@ -53,6 +53,7 @@ COLOURS = {  # verdict -> (background, text)
     "unreadable": ((0.98, 0.68, 0.13, 1), (0.1, 0.1, 0.1, 1)),
 }
 NO_ID = ("not read", "no match")  # what stands for the label id of a retake, a counterfeit
+AUTO_LABEL_SIZE = "auto: found in each photo"
 OK_COLOUR, WARN_COLOUR, IDLE_COLOUR = (0.20, 0.75, 0.35, 1), (0.98, 0.68, 0.13, 1), (0.55, 0.58, 0.62, 1)
 
 
@@ -272,6 +273,8 @@ class PufApp(App):
     bundle_lines = StringProperty("")  # the preview's two short lines: labels, version
     journal_text = StringProperty("")
     bundle_status = ObjectProperty(BundleStatus(None, problem="The bundle has not been opened yet."))
+    label_px = ObjectProperty(None, allownone=True)  # the label side verify expects (px); None: found in each photo
+    label_size_text = StringProperty(AUTO_LABEL_SIZE)
 
     def __init__(self, options, store, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -302,6 +305,7 @@ class PufApp(App):
         self.gain = gain or self.gain
         self.worker = Worker(lambda callback: Clock.schedule_once(lambda _dt: callback()))
         self.worker.submit(self.inspector.open, self._bundle_opened)
+        self.worker.submit(self.inspector.refresh_limits, partial(self._label_px_applied, False))
         self.open_camera(self.camera_spec)
         Clock.schedule_interval(self._preview, 1 / PREVIEW_FPS)
 
@@ -367,6 +371,42 @@ class PufApp(App):
         else:
             settings.message_colour = COLOURS["counterfeit"][0]
             settings.message = status.problem
+
+    # ---- label size --------------------------------------------------------------------------
+    def set_label_px(self, text: str) -> None:
+        """From the Settings screen: "auto" or the label side in px in the still. Saved, then
+        the verifier takes it; bad input is refused with the reason, and nothing is saved."""
+        from edge_app.camera.base import STILL_SHORT_PX
+        from edge_app.label_size import parse_label_px
+
+        settings = self.screen("settings")
+        if self.busy:
+            settings.message = "Busy: try again when the check has finished."
+            return
+        try:
+            value = parse_label_px(text, largest=STILL_SHORT_PX)
+            self._save_settings(label_px=value)
+        except PufError as error:
+            settings.message_colour = COLOURS["counterfeit"][0]
+            settings.message = f"Label size not changed: {error}. Enter auto or the label's side in px."
+            return
+        self.busy = True
+        self.worker.submit(self.inspector.refresh_limits, partial(self._label_px_applied, True))
+
+    def _label_px_applied(self, announce: bool, label_px: float | None, error: BaseException | None) -> None:
+        if announce:
+            self.busy = False
+        if error is not None:
+            log.error("applying the label size failed", exc_info=error)
+            return
+        self.label_px = label_px
+        if announce:
+            settings = self.screen("settings")
+            settings.message_colour = OK_COLOUR
+            settings.message = f"Label size in use: {self.label_size_text}."
+
+    def on_label_px(self, _app, label_px: float | None) -> None:
+        self.label_size_text = AUTO_LABEL_SIZE if label_px is None else f"{label_px:g} px"
 
     # ---- camera ------------------------------------------------------------------------------
     def open_camera(self, spec: str) -> None:
@@ -453,7 +493,7 @@ class PufApp(App):
             self.focus_colour = self.light_colour = IDLE_COLOUR
             return
         height, width = image.shape[:2]
-        box = guide_box(width, height)
+        box = guide_box(width, height, self.label_px)
         assist = assess(image, box)
         view = self.screen("preview").ids.live
         self._preview_texture = to_texture(image, self._preview_texture)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_app.camera.base import GUIDE_FRACTION
+from edge_app.camera.base import GUIDE_FRACTION, STILL_SHORT_PX
 from edge_app.errors import PufError
 from edge_app.verify import CaptureLimits
 
@@ -48,12 +48,15 @@ class CaptureAssist:
         return self.sharp and self.exposure_state == "ok"
 
 
-def guide_box(width: int, height: int) -> tuple[int, int, int, int]:
+def guide_box(width: int, height: int, label_px: float | None = None) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the square, centred, where the label should be: a label filling it
-    is at the size verify expects in the still (`edge_app.camera.base.still_size`)."""
+    is at the size verify expects in the still (`edge_app.camera.base.still_size`):
+    `label_px` when the device fixes one (Settings), else STILL_LABEL_PX, which suits
+    verify's crop best when it finds the size in each photo. At most the frame's shorter side."""
     if width < 8 or height < 8:
         raise PufError(f"a {width}x{height} frame is too small for a guide box")
-    side = round(min(width, height) * GUIDE_FRACTION)
+    fraction = GUIDE_FRACTION if label_px is None else min(label_px / STILL_SHORT_PX, 1.0)
+    side = round(min(width, height) * fraction)
     return (width - side) // 2, (height - side) // 2, side, side
 
 

@@ -31,6 +31,7 @@ SPECS = "file:PATH (a photo or a folder of photos), opencv:N, opencv:/dev/videoN
 # STILL_LABEL_PX in the still, as in the 800x600 handheld photos verify is tested on.
 GUIDE_FRACTION = 0.5
 STILL_LABEL_PX = 300.0  # enough detail for verify's 128 px crop, small enough to segment fast
+STILL_SHORT_PX = STILL_LABEL_PX / GUIDE_FRACTION  # a live camera's still's shorter side (smaller sensors: less)
 MAX_EXPOSURE_US = 10_000_000
 
 
@@ -102,8 +103,7 @@ def downscale(image: np.ndarray, max_width: int) -> np.ndarray:
 def still_size(width: int, height: int) -> tuple[int, int]:
     """The size a live camera's still is scaled to (never up): its shorter side such that a
     label filling the guide box is STILL_LABEL_PX. Even sides, as camera pipelines want them."""
-    short = STILL_LABEL_PX / GUIDE_FRACTION
-    scale = min(1.0, short / min(width, height))
+    scale = min(1.0, STILL_SHORT_PX / min(width, height))
     return 2 * round(width * scale / 2), 2 * round(height * scale / 2)
 
 

@@ -227,6 +227,67 @@ def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data
     assert settings["exposure_us"] > 0 and settings["gain"] > 0
 
 
+def test_the_label_size_is_set_in_settings_and_a_photo_at_half_magnification_verifies_with_auto(
+        data, screen_env, tmp_path):
+    """Settings -> Label size: a fixed size takes effect at once (a label half that size is
+    a retake that names both sizes, and the guide box follows it); auto finds the size in
+    the photo; bad input is refused, saying why, and nothing is saved."""
+    from edge_app.device_store import DeviceStore
+
+    photos = tmp_path / "half"
+    photos.mkdir()
+    image, truth = sim_batch().handheld(0, GENUINE_SLOT, 3)
+    cv2.imwrite(str(photos / "half.png"), cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    home, shot = tmp_path / "home", tmp_path / "settings.png"
+    steps = [{"do": "wait_ready"}, {"do": "record", "name": "start"}]
+    for text, name in (("300", "fixed"), ("auto", "auto"), ("150", "half")):
+        steps += [{"do": "label_px", "text": text}, {"do": "record", "name": f"{name}_settings"},
+                  {"do": "show", "screen": "preview"}, {"do": "wait", "seconds": 0.5},
+                  {"do": "record", "name": f"{name}_preview"}, {"do": "capture"}, {"do": "record", "name": name}]
+    steps += [{"do": "show", "screen": "settings"}, {"do": "screenshot", "path": str(shot)}]
+    for text in ("big", "0", "-20", "100000"):
+        steps += [{"do": "label_px", "text": text}, {"do": "record", "name": f"bad {text}"}]
+    script = {"options": {"home": home, "bundle": data["bundle"], "trusted_keys": data["trusted"],
+                          "camera": f"file:{photos}"}, "steps": steps}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    seen = result["records"]
+    assert seen["start"]["label_px"] is None
+    fixed = seen["fixed_settings"]
+    assert fixed["texts"]["label_size"] == "in use: 300 px" and "Label size in use: 300 px" in fixed["settings_message"]
+    assert seen["fixed"]["texts"]["title"] == "RETAKE" and "not the 300 px" in seen["fixed"]["texts"]["detail"]
+    assert seen["auto_settings"]["texts"]["label_size"] == "in use: auto: found in each photo"
+    assert seen["auto_settings"]["texts"]["label_px"] == "auto"
+    assert seen["auto"]["texts"]["title"] == "GENUINE" and seen["auto"]["texts"]["label_id"] == truth["label_id"]
+    assert seen["half"]["texts"]["title"] == "GENUINE" and seen["half"]["texts"]["label_id"] == truth["label_id"]
+    # the guide box: today's with auto, the set size's (in the 600 px still, here a 300 px photo) when fixed
+    assert seen["auto_preview"]["guide"] == [125, 75, 150, 150]
+    assert seen["half_preview"]["guide"][2:] == [75, 75]
+    for text in ("big", "0", "-20", "100000"):
+        message = seen[f"bad {text}"]["settings_message"]
+        assert message.startswith("Label size not changed") and "auto" in message, message
+        assert seen[f"bad {text}"]["label_px"] == 150.0
+        assert seen[f"bad {text}"]["texts"]["label_size"] == "in use: 150 px"
+    assert "neither auto nor a number" in seen["bad big"]["settings_message"]
+    assert "too small" in seen["bad -20"]["settings_message"]
+    assert "does not fit" in seen["bad 100000"]["settings_message"]
+    assert DeviceStore(home).load_settings()["label_px"] == 150.0  # the refused inputs saved nothing
+    assert cv2.imread(str(shot)).shape[:2] == (480, 800)
+
+
+def test_a_label_size_in_the_settings_file_that_is_no_size_counts_as_auto(tmp_path, caplog):
+    from edge_app.app.inspection import Inspector
+    from edge_app.device_store import DeviceStore
+
+    store = DeviceStore(tmp_path)
+    inspector = Inspector(store)
+    assert inspector.label_px() is None  # the default: found in each photo
+    store.save_settings({"label_px": 212.0})
+    assert inspector.label_px() == inspector.refresh_limits() == 212.0
+    store.save_settings({"label_px": "big"})  # a hand-edited file
+    assert inspector.label_px() is None and "ignoring the label size" in caplog.text
+
+
 def test_bad_options_are_clear_errors(capsys):
     assert main(["app", "--size", "big"]) == 2
     assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err

@@ -92,6 +92,11 @@ def test_the_guide_box_is_where_a_label_is_the_size_verify_expects():
         assert guide_box(width, height)[2] == STILL_LABEL_PX and width % 2 == height % 2 == 0
         assert fit_still(np.zeros(sensor[::-1] + (3,), np.uint8)).shape == (height, width, 3)
     assert still_size(640, 480) == (640, 480)  # never enlarged
+    # a label size fixed in Settings: the box is where such a label lies in the still, at most the frame
+    assert guide_box(800, 600, STILL_LABEL_PX) == guide_box(800, 600)
+    assert guide_box(800, 600, 150.0) == (325, 225, 150, 150)
+    assert guide_box(640, 480, 150.0)[2] == round(150 * 640 / 800)
+    assert guide_box(640, 480, 600.0) == (80, 0, 480, 480)
     # the simulated handheld camera's labels fit the box within verify's size tolerance
     batch = sim_batch()
     for seed in SEEDS:

@@ -66,12 +66,14 @@ def test_the_device_home_is_puf_home_else_the_users_data_folder(monkeypatch, tmp
 
 def test_settings_have_defaults_and_are_saved_atomically(tmp_path, monkeypatch):
     store = DeviceStore(tmp_path)
-    assert store.load_settings() == {"camera": "opencv:0", "exposure_us": None, "gain": None}
-    store.save_settings({"camera": "file:/media/usb/shots", "exposure_us": 20000, "gain": None})
-    assert store.load_settings() == {"camera": "file:/media/usb/shots", "exposure_us": 20000, "gain": None}
+    # label_px None: the label size is found in each photo (auto)
+    assert store.load_settings() == {"camera": "opencv:0", "exposure_us": None, "gain": None, "label_px": None}
+    store.save_settings({"camera": "file:/media/usb/shots", "exposure_us": 20000, "gain": None, "label_px": 250.0})
+    assert store.load_settings() == {"camera": "file:/media/usb/shots", "exposure_us": 20000, "gain": None,
+                                     "label_px": 250.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]  # no temporary file left
     store.save_settings({"gain": 2.0})
-    assert store.load_settings() == {"camera": "opencv:0", "exposure_us": None, "gain": 2.0}
+    assert store.load_settings() == {"camera": "opencv:0", "exposure_us": None, "gain": 2.0, "label_px": None}
     with pytest.raises(PufError, match="cannot be saved"):
         store.save_settings({"camera": object()})
     assert store.load_settings()["gain"] == 2.0  # the failed save changed nothing

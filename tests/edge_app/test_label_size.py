@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_app.errors import PufError
-from edge_app.label_size import estimate_label_px
+from edge_app.label_size import estimate_label_px, parse_label_px
 from edge_app.segment import segment
 from edge_app.verify import CaptureLimits
 from tests.bundle_support import sim_batch
@@ -51,6 +51,19 @@ def test_no_label_no_size():
         estimate_label_px(film, border_frac=0.4)
     with pytest.raises(PufError, match="image"):
         estimate_label_px("photo.png")
+
+
+def test_a_label_size_given_by_a_user_is_auto_or_a_sensible_number_of_px():
+    assert parse_label_px("auto") is None and parse_label_px(" AUTO ") is None and parse_label_px(None) is None
+    assert parse_label_px("150") == 150.0 and parse_label_px(" 212.5") == 212.5 and parse_label_px(300) == 300.0
+    assert parse_label_px("600", largest=600) == 600.0
+    for text, why in (("big", "neither auto nor a number"), ("nan", "neither auto nor"), ("inf", "neither auto nor"),
+                      ("", "neither auto nor"), (True, "neither auto nor"), ("0", "too small"),
+                      ("-20", "too small"), ("15.9", "too small")):
+        with pytest.raises(PufError, match=why):
+            parse_label_px(text)
+    with pytest.raises(PufError, match="does not fit in the 600 px photo"):
+        parse_label_px("100000", largest=600)
 
 
 def motion(image: np.ndarray, length: int, angle: float) -> np.ndarray:

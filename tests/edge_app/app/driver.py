@@ -19,6 +19,8 @@ SDL's offscreen driver where Xvfb is not installed (`display`). The script is JS
                                                    chooser, Install pressed; wait for the outcome
     {"do": "chooser", "path": PATH}                open PATH in the folder chooser that is showing
     {"do": "camera", "spec": SPEC}                 Settings -> Camera
+    {"do": "label_px", "text": T}                  Settings -> Label size: T typed, Apply pressed; wait
+                                                   until the verifier has it (or it is refused)
     {"do": "wait", "seconds": S}
     {"do": "record", "name": N}                    what the current screen shows, as result["records"][N]
     {"do": "screenshot", "path": P}
@@ -227,6 +229,13 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
         elif kind == "camera":
             app.choose_camera(step["spec"])
             yield after_frames(flips)
+        elif kind == "label_px":
+            app.show("settings")
+            ids = app.screen("settings").ids
+            ids.label_px.text = step["text"]
+            ids.apply_label_px.trigger_action(0)
+            yield lambda: not app.busy
+            yield after_frames(flips)
         elif kind == "wait":
             until = time.monotonic() + step["seconds"]
             yield lambda until=until: time.monotonic() >= until
@@ -256,6 +265,7 @@ def record(app) -> dict:
         "history": [{k: row[k] for k in ("entry_id", "title", "label_id", "score", "when")}
                     for row in app.screen("history").ids.rows.data],
         "settings_message": app.screen("settings").message,
+        "label_px": app.label_px, "guide": list(app.screen("preview").ids.live.guide),
         "popup": [getattr(p, "title", "") + " | " + getattr(p, "lines", "") for p in popups],
         "popup_crop": [p.ids.crop.texture is not None for p in popups if "crop" in p.ids],
     }
