@@ -13,12 +13,12 @@ numbered row by row (slot = row * label_cols + col).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.json_files import read_json, write_json
 from edge_app.pattern_set import PatternSet
 
 LAYOUT_FORMAT = 1
@@ -165,10 +165,7 @@ class BatchLayout:
         return {"format": LAYOUT_FORMAT, **data}
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def from_dict(cls, data: dict) -> BatchLayout:
@@ -182,13 +179,7 @@ class BatchLayout:
 
     @classmethod
     def load(cls, path: Path) -> BatchLayout:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PufError(f"no batch layout at {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise PufError(f"cannot read the batch layout {path}: {error}") from None
+        data = read_json(path, "batch layout")
         try:
             return cls.from_dict(data)
         except PufError as error:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.json_files import read_json, write_json
 
 PATTERN_SET_FILE = "patterns.json"
 PATTERN_SET_FORMAT = 1
@@ -145,20 +146,11 @@ class PatternSet:
         return cls(name, tuple((glyph_name, normalise_strokes(strokes)) for glyph_name, strokes in glyphs.items()))
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), separators=(",", ":"))
 
     @classmethod
     def load(cls, path: Path) -> PatternSet:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PufError(f"no pattern set at {path}") from None
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-            raise PufError(f"cannot read the pattern set {path}: {error}") from None
+        data = read_json(path, "pattern set")
         try:
             return cls.from_dict(data)
         except PufError as error:

@@ -51,14 +51,14 @@ class CaptureLimits:
 
 def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
     """The device's segmentation of a handheld photo: the label size as set, or found in the
-    photo; any rotation, turned upright by the glyph `templates`. None when the photo shows
-    no square label border at all."""
+    photo (else the camera's nominal size: a faint print's ring can escape the size finder
+    and still be found by segmentation); any rotation, turned upright by the glyph
+    `templates`."""
+    from edge_app.camera.base import STILL_LABEL_PX
     from edge_app.label_size import estimate_label_px
     from edge_app.segment import segment
 
-    label_px = limits.label_px or estimate_label_px(image)
-    if label_px is None:
-        return None
+    label_px = limits.label_px or estimate_label_px(image) or STILL_LABEL_PX
     return segment(image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance, rotation_deg=None,
                    templates=templates)
 
@@ -136,7 +136,7 @@ class Verifier:
         image = as_uint8(image)
         result = find_labels(image, limits, self.bundle.templates)
         segment_ms = (perf_counter() - start) * 1000
-        if result is None or not result.labels:
+        if not result.labels:
             return [Verdict("unreadable", None, None, self.threshold, None, None,
                             {"segment": segment_ms, "model": 0.0, "search": 0.0,
                              "total": (perf_counter() - start) * 1000}, self._none_found(image, result), source)]
@@ -170,8 +170,6 @@ class Verifier:
         set is not a matter of framing."""
         from edge_app.label_size import estimate_label_px
 
-        if result is None:
-            return "no label found: no square label border in the photo; retake it with the whole label in view"
         why = "; ".join(["no label found", *result.notes])
         if self.limits.label_px is not None:
             found = estimate_label_px(image)

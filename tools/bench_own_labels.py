@@ -166,8 +166,7 @@ def photo_crops(folder: Path, templates) -> list[tuple[dict, np.ndarray | None, 
         image = cv2.imread(str(folder / row["photo"]), cv2.IMREAD_COLOR)
         found = find_labels(image, limits, templates)
         centre = np.mean(json.loads(row["corners_px"]), axis=0)
-        near = [lb for lb in (found.labels if found else [])
-                if np.linalg.norm(np.mean(lb.corners, axis=0) - centre) < 60]
+        near = [lb for lb in found.labels if np.linalg.norm(np.mean(lb.corners, axis=0) - centre) < 60]
         label = near[0] if near and near[0].orientation == "glyph" else None
         out.append((row, label.crop if label else None, label.glyph.pattern if label else None))
     return out

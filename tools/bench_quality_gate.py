@@ -30,16 +30,9 @@ from edge_app.label_size import estimate_label_px  # noqa: E402
 from edge_app.segment import segment  # noqa: E402
 from edge_app.verify import CaptureLimits, capture_problem  # noqa: E402
 from fabrication.sim.field_camera import capture_label  # noqa: E402
+from fabrication.sim.optics import motion_blur  # noqa: E402
 
 FILMS = ("default", "fine", "contrast=0.5", "coarse")
-
-
-def motion(image: np.ndarray, length: int, angle: float) -> np.ndarray:
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2] = 1
-    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1),
-                            (length, length))
-    return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
 def readable(image: np.ndarray, limits: CaptureLimits) -> tuple[bool, float]:
@@ -79,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             unreadable += not ok
             sharpness.append(value)
             blur_passed += readable(cv2.GaussianBlur(image, (0, 0), 0.013 * side), limits)[0]
-            smear_passed += readable(motion(image, int(0.05 * side) | 1, rng.uniform(0, 180)), limits)[0]
+            smear_passed += readable(motion_blur(image, int(0.05 * side) | 1, rng.uniform(0, 180)), limits)[0]
         p1, p50 = np.nanpercentile(sharpness, [1, 50])
         total = args.photos
         print(f"{name:<24}{total:>7}{unreadable / total:>17.1%} {p1:>9.2f}-{p50:<7.2f}"

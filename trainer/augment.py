@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
+from fabrication.sim.optics import motion_blur
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,7 @@ def photometry(crop: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.n
         if sigma > 0.2:
             x = cv2.GaussianBlur(x, (0, 0), sigma)
     if rng.random() < aug.motion_p:
-        length = int(round(rng.uniform(*aug.motion_px))) | 1
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2, :] = 1.0 / length
-        rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1)
-        kernel = cv2.warpAffine(kernel, rot, (length, length))
-        x = cv2.filter2D(x, -1, kernel / max(float(kernel.sum()), 1e-6))
+        x = motion_blur(x, int(round(rng.uniform(*aug.motion_px))) | 1, rng.uniform(0, 180))
     sigma = rng.uniform(*aug.noise_sigma) / 255.0
     if sigma > 0:
         x = x + rng.normal(0, sigma, x.shape).astype(np.float32)

@@ -164,8 +164,6 @@ def _cut(path: Path, limits, templates) -> tuple:
 
     image = as_uint8(load_image(path))
     result = find_labels(image, limits, templates)
-    if result is None:
-        raise PufError("no label found: no square label border in the photo")
     if not result.labels:
         cut = sum(r.reason == "edge" for r in result.rejections)
         raise PufError("; ".join(["no label found", *result.notes]) + (f" ({cut} cut by the photo's edge)"

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM
-from fabrication.sim.optics import Exposure, add_dust, expose
+from fabrication.sim.optics import Exposure, add_dust, expose, motion_blur
 
 
 class Scene(Protocol):
@@ -85,12 +85,7 @@ def capture_label(film: Scene, layout: BatchLayout, field: int, slot: int, seed:
                                borderMode=cv2.BORDER_REPLICATE)
     blur = rng.uniform(*model.motion_blur_px)
     if blur >= 1.0:
-        length = int(round(blur)) | 1
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2, :] = 1.0 / length
-        rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (length, length))
-        view = cv2.filter2D(view, -1, kernel / max(kernel.sum(), 1e-6))
+        view = motion_blur(view, int(round(blur)) | 1, rng.uniform(0, 180))
     wb = tuple(rng.uniform(1 - model.white_balance, 1 + model.white_balance, 3) * np.asarray(tint_bgr))
     exposure = Exposure(
         gain=rng.uniform(*model.gain),

@@ -9,6 +9,7 @@ from edge_app.errors import PufError
 from edge_app.label_size import estimate_label_px, parse_label_px
 from edge_app.segment import segment
 from edge_app.verify import CaptureLimits
+from fabrication.sim.optics import motion_blur
 from tests.bundle_support import sim_batch
 
 
@@ -66,14 +67,6 @@ def test_a_label_size_given_by_a_user_is_auto_or_a_sensible_number_of_px():
         parse_label_px("100000", largest=600)
 
 
-def motion(image: np.ndarray, length: int, angle: float) -> np.ndarray:
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2] = 1
-    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1),
-                            (length, length))
-    return cv2.filter2D(image, -1, kernel / kernel.sum())
-
-
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
 def test_sharp_photos_pass_the_focus_gate_and_blurred_ones_do_not(scale):
     """At any magnification: blur of 1.3% of the label side (4 px at 300 px), or a smear of
@@ -84,7 +77,7 @@ def test_sharp_photos_pass_the_focus_gate_and_blurred_ones_do_not(scale):
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         side = true_side(truth) * scale
         for photo, sharp in [(image, True), (cv2.GaussianBlur(image, (0, 0), 0.013 * side), False),
-                             (motion(image, int(0.05 * side) | 1, 30.0 * slot), False)]:
+                             (motion_blur(image, int(0.05 * side) | 1, 30.0 * slot), False)]:
             labels = segment(photo, side, k=1, size_tolerance=0.3, rotation_deg=None).labels
             assert labels or not sharp  # a label blurred beyond finding is refused too
             passed = bool(labels) and labels[0].quality.sharpness >= limit

@@ -1,0 +1,28 @@
+"""JSON files a person may hand over (a layout, a pattern set): read with an error that
+names the file and what it should have been; written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_app.errors import PufError
+
+
+def read_json(path: Path, what: str) -> object:
+    """The file's JSON value; PufError "no WHAT at PATH" or "cannot read the WHAT PATH: why"."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PufError(f"no {what} at {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise PufError(f"cannot read the {what} {path}: {error}") from None
+
+
+def write_json(path: Path, data: object, **dumps: object) -> None:
+    """Write through a temporary file renamed into place (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, **dumps))
+    tmp.replace(path)
