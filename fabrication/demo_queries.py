@@ -76,11 +76,17 @@ def plan_queries(enrolled: list[tuple[int, int]], held_out: list[tuple[int, int]
     return Plan(genuine, pick(held_out, photos // 2), pick(enrolled, never), genuine[:photos // 2])
 
 
-def target_verdict(verdicts: list, corners_px: list, label_px: float) -> dict:
+def true_centre_and_side(corners_px: list) -> tuple[np.ndarray, float]:
+    """Where the photographed label truly is, and its side in px (from its true corners)."""
+    corners = np.asarray(corners_px, np.float64)
+    return corners.mean(axis=0), float(np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1).mean())
+
+
+def target_verdict(verdicts: list, corners_px: list) -> dict:
     """The verdict on the photographed label (a photo may show parts of its neighbours);
     an ``unreadable`` verdict when the label itself was not found."""
-    centre = np.mean(corners_px, axis=0)
-    best, distance = None, label_px / 3
+    centre, side = true_centre_and_side(corners_px)
+    best, distance = None, side / 3
     for verdict in verdicts:
         if verdict.corners_px is None:
             continue
@@ -130,5 +136,5 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
         verdicts = verifier.verify_image(photo, path.name)
         wall_ms = (perf_counter() - t0) * 1000
         queries.append(Query(kind, truth["label_id"], str(path), truth["corners_px"],
-                             target_verdict(verdicts, truth["corners_px"], verifier.limits.label_px), wall_ms))
+                             target_verdict(verdicts, truth["corners_px"]), wall_ms))
     return queries

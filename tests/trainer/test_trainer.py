@@ -331,7 +331,8 @@ def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_ca
     assert _verb(train, [str(run), "--data", str(one_capture_dir), "--steps", "30",
                          *[a for s in TINY for a in ("--set", s)]]) == 0
     out = capsys.readouterr()
-    assert out.out.count("(optimistic: validation queries are augmented copies") == 2  # progress, final print
+    said = out.out + out.err  # the progress line on stderr, the final print on stdout
+    assert said.count("(optimistic: validation queries are augmented copies") == 2
     report = json.loads((run / "eval.json").read_text())
     assert report["optimistic"] is True
     assert report["validation"] == "augmented copies of one capture per label"

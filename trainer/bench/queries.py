@@ -163,7 +163,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
         t0 = perf_counter()
         verdicts = verifier.verify_image(image, Path(photo.path).name)
         wall = (perf_counter() - t0) * 1000
-        v = target_verdict(verdicts, photo.corners_px, verifier.limits.label_px)
+        v = target_verdict(verdicts, photo.corners_px)
         out.append(Outcome(photo.kind, photo.label_id, v["verdict"], v["label_id"], v["score"], v["timings_ms"],
                            wall))
     return out
@@ -171,13 +171,12 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
 
 def device_crop(verifier, image: np.ndarray, corners_px: list):
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
-    from edge_app.segment import segment
+    from edge_app.verify import find_labels
+    from fabrication.demo_queries import true_centre_and_side
 
-    limits = verifier.limits
-    result = segment(image, limits.label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance,
-                     rotation_deg=None, templates=verifier.bundle.templates)
-    centre = np.mean(corners_px, axis=0)
-    best, distance = None, limits.label_px / 3
+    result = find_labels(image, verifier.limits, verifier.bundle.templates)
+    centre, side = true_centre_and_side(corners_px)
+    best, distance = None, side / 3
     for label in result.labels:
         d = float(np.linalg.norm(label.corners.mean(axis=0) - centre))
         if d < distance:
