@@ -32,6 +32,8 @@ from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess, preprocess
 
 CONFIG_NAME = "config.json"
+TRAIN_ONLY = ("", "pattern_head")
+PATTERN_HEAD = ("pattern_fc", "pattern_logits")  # trainer.network's layers of the pattern head
 INIT_NAME = "init.json"  # what the run started from (trainer.warm_start), when --init
 
 
@@ -39,6 +41,9 @@ INIT_NAME = "init.json"  # what the run started from (trainer.warm_start), when 
 class TrainConfig:
     data: str = ""  # folder data set (labels.csv + crops/)
     init: str = ""  # start from this run folder's or bundle's weights (trainer.warm_start)
+    # "" trains the whole network; "pattern_head" keeps the init's fingerprint exactly as it is and
+    # trains only the pattern head (new glyphs on a film the fingerprint already tells apart)
+    train_only: str = ""
     val_frac: float = 0.05  # share of labels held out for validation (by label id hash)
     max_labels: int = 0  # train on at most this many labels (0: all)
     backbone: str = "mobile_s"
@@ -89,6 +94,9 @@ class TrainConfig:
             (self.eval_every >= 1 and self.checkpoint_every >= 1,
              "eval_every and checkpoint_every must be >= 1"),
             (self.pattern_weight >= 0, "pattern weight must be >= 0"),
+            (self.train_only in TRAIN_ONLY, f"train_only must be one of {TRAIN_ONLY}"),
+            (self.train_only != "pattern_head" or bool(self.init),
+             "train_only=pattern_head keeps the fingerprint of --init: give --init"),
         ]
         for ok, message in checks:
             if not ok:
@@ -283,6 +291,9 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
                           len(patterns), config.head_channels, config.pattern_mlp, config.dropout)
     arcface = CombinedMarginLoss(len(train_ids), config.embedding_dim, config.s, config.m1,
                                  config.m2, config.m3, config.sample_rate, config.seed)
+    if config.train_only == "pattern_head":  # frozen layers also keep their batch-norm statistics
+        for layer in model.layers:
+            layer.trainable = layer.name in PATTERN_HEAD
     optimizer = __import__("keras").optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
     variables = model.trainable_variables + [arcface.centres]
     optimizer.build(variables)

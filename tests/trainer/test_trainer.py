@@ -426,6 +426,28 @@ def test_train_with_init_from_a_run_records_it_and_refuses_another_architecture(
         train(other, tmp_path / "ft2", progress=False)
 
 
+def test_training_only_the_pattern_head_keeps_the_fingerprint_exactly(trained, one_capture_dir, tmp_path):
+    import keras
+
+    from trainer.train import load_config, train
+
+    run, _ = trained
+    config = load_config(None, [f"data={one_capture_dir}", f"init={run}", "train_only=pattern_head", "steps=6",
+                                *TINY])
+    train(config, tmp_path / "head", progress=False)
+    before = keras.models.load_model(run / "model.keras", compile=False)
+    after = keras.models.load_model(tmp_path / "head" / "model.keras", compile=False)
+    for layer in after.layers:
+        if layer.name in ("pattern_fc", "pattern_logits"):
+            continue  # the head learned (or was renewed for another set); everything else is the init's
+        for got, want in zip(layer.get_weights(), before.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(after.get_layer("pattern_fc").get_weights()[0],
+                              before.get_layer("pattern_fc").get_weights()[0])
+    with pytest.raises(PufError, match="give --init"):
+        load_config(None, [f"data={one_capture_dir}", "train_only=pattern_head", *TINY])
+
+
 def test_init_from_a_bundle_reads_its_onnx_weights_back_or_refuses(trained, tmp_path):
     import shutil
 
