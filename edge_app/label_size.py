@@ -67,9 +67,10 @@ def estimate_label_px(image: np.ndarray, border_frac: float = 0.05) -> float | N
     if not sides:
         return None
     values = np.sort(np.array(sides))
-    # the largest group of one size: for each side, how many lie within _SAME_SIZE of it
+    # the largest group of one size: for each side, how many lie within _SAME_SIZE of it; of
+    # groups as large, the larger squares (a glyph's closed shapes lie inside labels)
     counts = np.searchsorted(values, values * (1 + _SAME_SIZE), side="right") - np.arange(len(values))
-    start = int(np.argmax(counts))
+    start = int(np.flatnonzero(counts == counts.max())[-1])
     return float(np.median(values[start:start + counts[start]]))
 
 

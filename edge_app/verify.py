@@ -51,16 +51,27 @@ class CaptureLimits:
 
 def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
     """The device's segmentation of a handheld photo: the label size as set, or found in the
-    photo (else the camera's nominal size: a faint print's ring can escape the size finder
-    and still be found by segmentation); any rotation, turned upright by the glyph
-    `templates`."""
+    photo; any rotation, turned upright by the glyph `templates`. When the size found gives
+    no label, the camera's nominal size is tried too: the size finder can miss a faint
+    print's ring, or take a glyph's closed shape for a label when the label's own ring
+    escapes it, where segmentation at the nominal size still finds the label."""
     from edge_app.camera.base import STILL_LABEL_PX
     from edge_app.label_size import estimate_label_px
     from edge_app.segment import segment
 
-    label_px = limits.label_px or estimate_label_px(image) or STILL_LABEL_PX
-    return segment(image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance, rotation_deg=None,
-                   templates=templates)
+    def at(label_px: float):
+        return segment(image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance,
+                       rotation_deg=None, templates=templates)
+
+    if limits.label_px is not None:
+        return at(limits.label_px)
+    found = estimate_label_px(image)
+    result = at(found or STILL_LABEL_PX)
+    if found is not None and not result.labels:
+        nominal = at(STILL_LABEL_PX)
+        if nominal.labels:
+            return nominal
+    return result
 
 
 def capture_problem(q, limits: CaptureLimits) -> str | None:
