@@ -93,3 +93,38 @@ def test_focus_does_not_depend_on_the_film_texture():
     before = segment(image, side, k=1, rotation_deg=None).labels[0].quality.sharpness
     after = segment(smooth, side, k=1, rotation_deg=None).labels[0].quality.sharpness
     assert after >= CaptureLimits().min_sharpness and abs(after / before - 1) < 0.25
+
+
+def test_labels_with_closed_glyphs_on_a_coarse_film_are_found_in_every_whole_photo():
+    """A factory's own glyphs have closed shapes (a kite, a key's ring) that look like small
+    labels; on a coarse, low-contrast film the label's own ring can escape the size finder.
+    Every photo that shows the whole label must still be cut (edge_app.verify.find_labels)."""
+    from pathlib import Path
+
+    from edge_app.layout import BatchLayout
+    from edge_app.verify import find_labels
+    from fabrication.pattern_import import load_pattern_set
+    from fabrication.patterns import pattern_templates
+    from fabrication.sim.field_camera import capture_label
+    from fabrication.sim.film import EtchedFilm, FilmStyle
+    from fabrication.sim.laser import engrave_layout
+
+    glyphs = load_pattern_set(str(Path(__file__).resolve().parents[2] / "docs" / "examples" / "own_glyphs.svg"))
+    layout = BatchLayout("OWN", tuple(glyphs.names), field_cols=1, field_rows=1, pattern_set=glyphs)
+    film = EtchedFilm(7, style=FilmStyle.parse("coarse"))
+    engrave_layout(film, layout, 128.0)
+    templates = pattern_templates(glyphs, layout.glyph_size_um, layout.label_size_um)
+    whole = 0
+    for slot in range(12):
+        for seed in (1, 2, 71):  # 71: the fish's closed body was once taken for the label
+            image, truth = capture_label(film, layout, 0, slot, seed)
+            corners = np.asarray(truth["corners_px"])
+            height, width = image.shape[:2]
+            if corners.min() < 0 or corners[:, 0].max() > width - 1 or corners[:, 1].max() > height - 1:
+                continue  # cut by the photo's edge: a retake is the right answer
+            whole += 1
+            found = find_labels(image, CaptureLimits(), templates)
+            centre = corners.mean(axis=0)
+            assert any(np.linalg.norm(lb.corners.mean(axis=0) - centre) < 0.1 * true_side(truth)
+                       for lb in found.labels), (glyphs.names[slot], seed)
+    assert whole >= 24
