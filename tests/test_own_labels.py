@@ -4,8 +4,8 @@ A factory with its own glyphs (docs/examples/own_glyphs.svg) and a film unlike t
 model's (the simulator's `coarse` film: grains 3x larger, half the contrast) hands over its
 microscope fields as plain PNGs named by camera timestamp, from a camera mounted a quarter
 turn off, with no metadata. The README's commands take them to a calibrated, signed
-verifier: patterns -> segment -> train (fine-tuned from the shipped model, one capture a
-label) -> export -> keygen / enroll -> queries -> evaluate -> verify.
+verifier: patterns -> segment -> train (the shipped fingerprint, a new pattern head, one
+capture a label) -> export -> keygen / enroll -> queries -> evaluate -> verify.
 """
 
 import json
@@ -93,7 +93,7 @@ def walkthrough(tmp_path_factory):
                                       str(work / name / "layout.json"), "--registry", str(work / f"{name}.sqlite")])
     out["train"] = run(["train", str(work / "run"), "--data", str(work / "T1.sqlite"), "--init",
                         str(ROOT / "models" / "default"), "--steps", "8", "--batch-size", "32",
-                        "--set", "lr=0.0005", "--set", "val_frac=0.2", "--set", "eval_every=8"])
+                        "--set", "train_only=pattern_head", "--set", "val_frac=0.2", "--set", "eval_every=8"])
     out["export"] = run(["export", str(work / "run"), "--out", str(work / "bundle"), "--formats", "int8,onnx"])
     run(["keygen", str(work / "keys" / "factory")])
     (work / "trusted").mkdir()
@@ -179,7 +179,7 @@ def test_the_verifier_accepts_its_labels_and_tells_counterfeits_apart(walkthroug
     # the device decides with the threshold the re-captures calibrated
     threshold = walkthrough["evaluate"]["decision"]["threshold"]
     assert {v["threshold"] for kind in ("genuine", "never", "other") for v in walkthrough[kind][1]} == {threshold}
-    # after 8 steps of fine-tuning the new film's labels are far apart: every genuine photo
+    # the shipped fingerprint tells the new film's labels far apart: every genuine photo
     # scores well above every never-enrolled label and every copy of the job on another film
     scores = {kind: [v["score"] for v in walkthrough[kind][1] if v["score"] is not None]
               for kind in ("genuine", "never", "other")}
