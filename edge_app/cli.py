@@ -10,7 +10,7 @@ from edge_app.errors import PufError
 from edge_app.verbs import Verb
 
 ROLE_ORDER = [
-    "design", "etch", "photograph", "segment",
+    "patterns", "design", "etch", "photograph", "segment",
     "train", "export", "enroll", "keygen", "queries", "evaluate",
     "verify", "app", "journal",
     "demo", "bench",
