@@ -50,11 +50,10 @@ class CaptureLimits:
 
 
 def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
-    """The device's segmentation of a handheld photo: the label size as set, or found in the
-    photo; any rotation, turned upright by the glyph `templates`. When the size found gives
-    no label, the camera's nominal size is tried too: the size finder can miss a faint
-    print's ring, or take a glyph's closed shape for a label when the label's own ring
-    escapes it, where segmentation at the nominal size still finds the label."""
+    """The device's segmentation of a handheld photo, any rotation, turned upright by the
+    glyph `templates`, at the label size set; or, when it is automatic, first at the
+    camera's nominal size (the usual photo: no extra cost) and, when that finds no label, at
+    the size found in the photo (`estimate_label_px`: another magnification)."""
     from edge_app.camera.base import STILL_LABEL_PX
     from edge_app.label_size import estimate_label_px
     from edge_app.segment import segment
@@ -65,13 +64,14 @@ def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
 
     if limits.label_px is not None:
         return at(limits.label_px)
+    nominal = at(STILL_LABEL_PX)
+    if nominal.labels:
+        return nominal
     found = estimate_label_px(image)
-    result = at(found or STILL_LABEL_PX)
-    if found is not None and not result.labels:
-        nominal = at(STILL_LABEL_PX)
-        if nominal.labels:
-            return nominal
-    return result
+    if found is None or abs(found / STILL_LABEL_PX - 1) <= limits.size_tolerance / 2:
+        return nominal  # the size found is the one just tried
+    other = at(found)
+    return other if other.labels else nominal
 
 
 def capture_problem(q, limits: CaptureLimits) -> str | None:
