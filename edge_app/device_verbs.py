@@ -17,8 +17,8 @@ segment = Verb(
     "  puf segment out/B0001 --json               # the summary for programs\n"
     "  puf segment scans/ --pixel-um 0.6 --labels 4x3   # a folder of real images, fields in name order\n"
     "  puf segment scans/ --order order.csv --layout layout.json   # fields by a CSV (file,field)\n"
-    "  puf segment scans/ --pixel-um 0.6 --templates pattern_templates.npz\n"
-    "                                             # patterns and a turned camera read from the glyphs\n"
+    "  puf segment scans/ --pattern-set patterns.json --labels 4x3   # your glyphs (puf patterns): each\n"
+    "                                             # label's pattern, the camera's turn, the pixel size found\n"
     "  puf segment out/B0001                      # again: resumes, skips recorded fields",
     *from_module("edge_app.segment_cli"),
 )

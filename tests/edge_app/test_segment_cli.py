@@ -390,3 +390,24 @@ def test_the_pixel_size_is_found_from_the_labels(tmp_path, capsys) -> None:
     assert summary["labels"]["found"] == 24
     assert summary["pixel_size_um"]["from"] == "the labels' size in the images"
     assert abs(summary["pixel_size_um"]["median"] - 0.6) < 0.03
+
+
+def test_a_folder_with_a_pattern_set_reads_every_glyph_and_records_the_set(tmp_path, capsys) -> None:
+    """No layout file: the glyphs of a saved pattern set give each label its pattern and the
+    camera's turn, and the registry's batch carries the set (for training)."""
+    from edge_app.pattern_set import PatternSet
+    from edge_app.registry import Registry
+    from fabrication.patterns import builtin_pattern_set
+
+    builtin_pattern_set().subset(set(LAYOUT.patterns)).save(tmp_path / "patterns.json")
+    scans = plain_folder(tmp_path / "scans", {"a.png": 0, "b.png": 1}, turns=1)
+    assert run(scans, "--pattern-set", tmp_path / "patterns.json", "--glyph-um", LAYOUT.glyph_size_um,
+               "--registry", tmp_path / "r.sqlite", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labels"]["found"] == 24 and not summary.get("warnings")
+    with Registry(tmp_path / "r.sqlite") as registry:
+        layout = registry.batch_layout("scans")
+        labels = registry.labels("scans")
+    assert layout.pattern_set == PatternSet.load(tmp_path / "patterns.json")
+    # the glyphs read are the patterns LAYOUT etched in those slots
+    assert all(lb.pattern == LAYOUT.pattern_of(lb.field, lb.slot) for lb in labels)
