@@ -33,6 +33,7 @@ class BundleStatus:
     signer: str | None = None
     problem: str | None = None  # what is wrong and what to do, in words
     warning: str | None = None  # usable, but with a caveat (an uncalibrated threshold)
+    release: str | None = None  # its sequence and signing time (`edge_app.bundle.Release.describe`)
 
     @property
     def ready(self) -> bool:
@@ -197,13 +198,14 @@ class Inspector:
                                                       f"{UPDATE_HINT}")
             return self.status
         self.status = BundleStatus(bundle.path, bundle_version(bundle), len(bundle.shards), bundle.signer,
-                                   warning=bundle.uncalibrated_warning)
+                                   warning=bundle.uncalibrated_warning, release=bundle.release.describe())
         return self.status
 
-    def install(self, folder: Path) -> BundleStatus:
+    def install(self, folder: Path, allow_older: bool = False) -> BundleStatus:
         """Check and install the bundle in `folder` (a USB stick), then verify with it. A
-        refused bundle raises PufError, and the current bundle stays in use."""
-        self.store.install_bundle(Path(folder), self.trusted_keys())
+        refused bundle raises PufError, and the current bundle stays in use; `allow_older`
+        installs one whose sequence is not above the current one's (going back on purpose)."""
+        self.store.install_bundle(Path(folder), self.trusted_keys(), allow_older=allow_older)
         self.bundle_override = None
         return self.open()
 
