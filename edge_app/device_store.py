@@ -13,7 +13,8 @@
 An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
 (checksums and Ed25519 signature, `edge_app.bundle.load_bundle`; a sequence above the
 installed bundle's and no expiry passed, `edge_app.bundle.Release`, so an old bundle cannot be
-replayed over a newer one unless the caller says so) and only then swapped in by two renames:
+replayed over a newer one unless the caller says so; and opened whole: the model run and
+the shards searched once, `open_verifier`) and only then swapped in by two renames:
 ``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A crash or power
 cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
 which opening the store puts back; at every moment a checked bundle is there to load.
@@ -73,6 +74,21 @@ def bundle_version(bundle) -> str:
     model = manifest.get("model") or {}
     version = str(model.get("version") or model.get("name") or "bundle")
     return f"{version}-{digest}"
+
+
+def open_verifier(bundle, label_px: float | None = None):
+    """The bundle's `edge_app.verify.Verifier`, run once on a blank photo and a blank crop:
+    every part a verdict needs (threshold, model, segmentation with the glyph templates, the
+    shard search) is opened and used, so a signed bundle that cannot verify is found before
+    it is installed, and the first real capture pays no first-call set-up."""
+    import numpy as np
+
+    from edge_app.verify import CaptureLimits, Verifier
+
+    verifier = Verifier(bundle, limits=CaptureLimits(label_px=label_px))
+    verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
+    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
+    return verifier
 
 
 class DeviceStore:
@@ -152,6 +168,13 @@ class DeviceStore:
             except PufError as error:
                 raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
             self._check_release(loaded.release, source, allow_older)
+            try:
+                open_verifier(loaded)
+            except Exception as error:  # whatever stops it verifying (a threshold "abc", a model the runtime rejects)
+                log.warning("the bundle from %s cannot be opened", source, exc_info=True)
+                detail = str(error) if isinstance(error, PufError) else f"{type(error).__name__}: {error}"
+                raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
+                               "bundle is unchanged") from None
             shutil.rmtree(previous, ignore_errors=True)
             if previous.exists():
                 raise PufError(f"cannot remove the old {previous}; the current bundle is unchanged")

@@ -116,14 +116,6 @@ def downscale(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def warm_up(verifier) -> None:
-    """One pass through segmentation, the model and the shards on a blank photo and crop, so
-    the first real capture does not pay for first-call set-up (XNNPACK's, OpenCV's, the
-    index pages)."""
-    verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
-    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
-
-
 class Inspector:
     """The device's bundle, verifier and journal. `bundle` and `trusted_keys` override the
     store's (`--bundle`, `--trusted-keys`); an installed update always goes to the store."""
@@ -173,10 +165,9 @@ class Inspector:
         """Open the bundle to verify with; a missing or refused bundle is a status that
         says what to do, never an exception."""
         from edge_app.bundle import load_bundle
-        from edge_app.device_store import bundle_version
+        from edge_app.device_store import bundle_version, open_verifier
         from edge_app.errors import PufError
         from edge_app.thumbnails import Thumbnails
-        from edge_app.verify import CaptureLimits, Verifier
 
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
@@ -185,8 +176,7 @@ class Inspector:
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
-            verifier = Verifier(bundle, limits=CaptureLimits(label_px=self.label_px()))
-            warm_up(verifier)
+            verifier = open_verifier(bundle, self.label_px())
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier
         except PufError as error:

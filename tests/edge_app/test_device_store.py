@@ -303,3 +303,17 @@ def test_a_signed_bundle_with_unusable_release_fields_is_refused(installed, sign
         installed.install_bundle(update, trusted)
     assert _installed_sequence(installed, trusted) == 1
 
+
+@pytest.mark.parametrize("threshold", ["abc", [0.6], {"value": 0.6}])
+def test_a_signed_bundle_that_cannot_be_opened_is_refused_and_the_old_one_stays(installed, signed, trusted, base,
+                                                                                 tmp_path, threshold):
+    version = bundle_version(load_bundle(installed.bundle_path(), trusted))
+    update = Path(shutil.copytree(signed, tmp_path / "usb" / "bundle"))
+    data = manifest(update)
+    data["decision"]["threshold"] = threshold
+    _release(update, base, decision=data["decision"], sequence=2)
+    with pytest.raises(PufError, match="is signed but cannot be opened .*; the current bundle is unchanged"):
+        installed.install_bundle(update, trusted)
+    assert bundle_version(load_bundle(installed.bundle_path(), trusted)) == version
+    assert bundle_version(load_bundle(DeviceStore(installed.home).bundle_path(), trusted)) == version
+    assert not (installed.home / "bundle.incoming").exists()
