@@ -7,6 +7,11 @@
     BUNDLE/shards/pNN.faiss        one Faiss index per pattern class (`edge_app.shards`)
     BUNDLE/shards/pNN.ids.npy      the label ids of its rows
 
+Where a bundle stands among its factory's versions is signed with it: ``sequence`` (an
+integer that each signing raises by one; a bundle without one counts as 0), ``created``
+and, optionally, ``expires`` (ISO 8601 times, UTC). A device uses them to refuse an old
+bundle replayed over a newer one, and an expired one (`edge_app.device_store`).
+
 Loading checks, in order: the manifest's format; its signature against the trusted keys
 (so its list of checksums can be believed); that every listed file is there with its
 sha256; and that no file is there that the manifest does not list. An unlisted file
@@ -19,6 +24,7 @@ refusal is a PufError naming the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -52,6 +58,54 @@ def check_bundle_files(bundle: Path, manifest: dict) -> None:
                        + ": the folder is not the bundle that was signed")
 
 
+@dataclass(frozen=True)
+class Release:
+    """A bundle's place among the versions its factory signed (see the module's docstring)."""
+
+    sequence: int
+    created: datetime | None
+    expires: datetime | None
+
+    @classmethod
+    def of(cls, manifest: dict) -> Release:
+        """The manifest's release fields; PufError naming the one that is not usable."""
+        sequence = manifest.get("sequence", 0)
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+            raise PufError(f"{MANIFEST}: sequence must be a whole number >= 0, got {sequence!r}")
+        return cls(sequence, _time(manifest, "created"), _time(manifest, "expires"))
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
+
+    def describe(self) -> str:
+        """E.g. "sequence 4, signed 2026-03-02, expires 2026-06-01"."""
+        parts = [f"sequence {self.sequence}"]
+        if self.created is not None:
+            parts.append(f"signed {self.created:%Y-%m-%d}")
+        if self.expires is not None:
+            parts.append(f"expires {self.expires:%Y-%m-%d}")
+        return ", ".join(parts)
+
+
+def utc_text(moment: datetime) -> str:
+    """How a release time is written: ISO 8601 in UTC, to the second (2026-03-02T10:04:05Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time(manifest: dict, key: str) -> datetime | None:
+    value = manifest.get(key)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise PufError(f"{MANIFEST}: {key} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), "
+                       f"got {value!r}")
+    return moment
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -59,6 +113,10 @@ class Bundle:
     signer: str | None  # the trusted key that signed it (None: opened without checking)
     shards: object  # edge_app.shards.ShardSet
     templates: object | None  # edge_app.orientation.PatternTemplates
+
+    @property
+    def release(self) -> Release:
+        return Release.of(self.manifest)
 
     @property
     def threshold(self) -> float:
@@ -120,6 +178,7 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
         trusted = trusted_keys if isinstance(trusted_keys, dict) else load_trusted_keys(trusted_keys)
         signer = verify_manifest(manifest, trusted, where=f"{path.name}/{MANIFEST}")
         check_bundle_files(path, manifest)
+    Release.of(manifest)  # refused here, not at first use
     section = manifest.get("shards")
     if not section:
         raise PufError(f"the bundle {path} has no enrolled labels (no shards): run puf enroll")

@@ -11,9 +11,12 @@
                              (optional; else `edge_app.signing.default_trusted_keys_dir`)
 
 An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
-(checksums and Ed25519 signature, `edge_app.bundle.load_bundle`) and only then swapped in
-by two renames: ``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A
-crash or power cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
+(checksums and Ed25519 signature, `edge_app.bundle.load_bundle`; a sequence above the
+installed bundle's and no expiry passed, `edge_app.bundle.Release`, so an old bundle cannot be
+replayed over a newer one unless the caller says so; and opened whole: the model run and
+the shards searched once, `open_verifier`) and only then swapped in by two renames:
+``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A crash or power
+cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
 which opening the store puts back; at every moment a checked bundle is there to load.
 """
 
@@ -73,6 +76,21 @@ def bundle_version(bundle) -> str:
     return f"{version}-{digest}"
 
 
+def open_verifier(bundle, label_px: float | None = None):
+    """The bundle's `edge_app.verify.Verifier`, run once on a blank photo and a blank crop:
+    every part a verdict needs (threshold, model, segmentation with the glyph templates, the
+    shard search) is opened and used, so a signed bundle that cannot verify is found before
+    it is installed, and the first real capture pays no first-call set-up."""
+    import numpy as np
+
+    from edge_app.verify import CaptureLimits, Verifier
+
+    verifier = Verifier(bundle, limits=CaptureLimits(label_px=label_px))
+    verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
+    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
+    return verifier
+
+
 class DeviceStore:
     """The device's folder (see the module's docstring)."""
 
@@ -108,12 +126,29 @@ class DeviceStore:
         own = self.home / TRUSTED_KEYS
         return own if own.is_dir() else default_trusted_keys_dir()
 
+    def installed_sequence(self) -> int:
+        """The sequence of the installed bundle (0: none, or one too damaged to read, which any
+        signed bundle may replace)."""
+        from edge_app.bundle import Release
+        from edge_app.runtime import read_manifest
+
+        path = self.bundle_path()
+        if path is None:
+            return 0
+        try:
+            return Release.of(read_manifest(path)).sequence
+        except PufError as error:
+            log.warning("the installed bundle's sequence cannot be read (%s): counting it as 0", error)
+            return 0
+
     def install_bundle(self, source: Path, trusted_keys: dict | Path | None,
-                       progress: Callable[[int, int], None] | None = None):
+                       progress: Callable[[int, int], None] | None = None, *, allow_older: bool = False):
         """Copy the bundle in `source` (a USB stick) in, check it, and make it the device's
         bundle; returns it loaded (`edge_app.bundle.Bundle`). Any failure is a PufError naming
-        the failing file, and the current bundle is left as it was. `progress(done, total)`,
-        in bytes, is called as the copy goes on (from the calling thread)."""
+        the failing file, and the current bundle is left as it was. A bundle whose sequence is
+        not above the installed one's is refused unless `allow_older` (going back on purpose);
+        an expired one always is. `progress(done, total)`, in bytes, is called as the copy goes
+        on (from the calling thread)."""
         from edge_app.bundle import load_bundle
         from edge_app.runtime import MANIFEST
 
@@ -132,6 +167,14 @@ class DeviceStore:
                 loaded = load_bundle(incoming, trusted_keys)
             except PufError as error:
                 raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
+            self._check_release(loaded.release, source, allow_older)
+            try:
+                open_verifier(loaded)
+            except Exception as error:  # whatever stops it verifying (a threshold "abc", a model the runtime rejects)
+                log.warning("the bundle from %s cannot be opened", source, exc_info=True)
+                detail = str(error) if isinstance(error, PufError) else f"{type(error).__name__}: {error}"
+                raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
+                               "bundle is unchanged") from None
             shutil.rmtree(previous, ignore_errors=True)
             if previous.exists():
                 raise PufError(f"cannot remove the old {previous}; the current bundle is unchanged")
@@ -147,6 +190,17 @@ class DeviceStore:
                 shutil.rmtree(incoming, ignore_errors=True)
         log.info("installed the bundle from %s", source)
         return dataclasses.replace(loaded, path=bundle)  # its shards stay mapped through the rename
+
+    def _check_release(self, release, source: Path, allow_older: bool) -> None:
+        if release.expired():
+            raise PufError(f"the bundle in {source} expired on {release.expires:%Y-%m-%d %H:%M} UTC: ask the "
+                           "factory for a current one; the current bundle is unchanged")
+        current = self.installed_sequence()
+        if release.sequence <= current and self.bundle_path() is not None and not allow_older:
+            same = "the same as" if release.sequence == current else "older than"
+            raise PufError(f"the bundle in {source} has sequence {release.sequence}, {same} the installed "
+                           f"bundle's {current}: an older bundle is refused so that it cannot undo a newer one "
+                           "(install it only on purpose, allowing an older bundle); the current bundle is unchanged")
 
     # ---- settings ------------------------------------------------------------------------
     def load_settings(self) -> dict:

@@ -9,9 +9,10 @@
 The new version is built in a temporary sibling folder holding hard links to the old
 version's files (instant, no copies), so only the files that change are written. A file
 that changes is unlinked first and written anew, so the old version's inode, which the
-link shares, is never modified. `commit` hashes the new and changed files, signs the
-manifest and renames the folder into place (the old one is renamed aside and removed),
-the way `puf export` writes a bundle.
+link shares, is never modified. `commit` hashes the new and changed files, raises the
+bundle's sequence by one and stamps its creation time (`edge_app.bundle.Release`: what
+lets a device refuse an older bundle), signs the manifest and renames the folder into
+place (the old one is renamed aside and removed), the way `puf export` writes a bundle.
 """
 
 from __future__ import annotations
@@ -21,10 +22,30 @@ import json
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_app.errors import PufError
 from edge_app.runtime import MANIFEST, read_manifest, sha256_file
+
+MAX_VALID_DAYS = 36500  # a bundle's expiry: up to a century ahead (a datetime overflows past year 9999)
+
+
+def check_valid_days(days: float) -> None:
+    """A bundle's validity (--valid-days) is refused before any work, not at signing."""
+    if not 0 < days <= MAX_VALID_DAYS:
+        raise PufError(f"a bundle's validity must be more than 0 and at most {MAX_VALID_DAYS} days, got {days}")
+
+
+def replaced_sequence(out: Path) -> int:
+    """The sequence of the bundle at `out` that a new export replaces (0: none, or none
+    readable), so that the new model's first signing still counts up from what devices hold."""
+    from edge_app.bundle import Release
+
+    try:
+        return Release.of(read_manifest(out)).sequence if (Path(out) / MANIFEST).is_file() else 0
+    except PufError:
+        return 0
 
 
 def replace_dir(tmp: Path, out: Path) -> None:
@@ -80,10 +101,19 @@ class BundleUpdate:
         self.manifest.get("files", {}).pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None) -> dict:
-        """Hash what was written, sign (when a key is given), write the manifest and rename
-        the new version into place; returns the manifest."""
+    def commit(self, private_key=None, valid_days: float | None = None) -> dict:
+        """Hash what was written, raise the sequence, sign (when a key is given), write the
+        manifest and rename the new version into place; returns the manifest. `valid_days`
+        sets the expiry that many days from now; without it the old expiry, if any, stays."""
+        from edge_app.bundle import Release, utc_text
         from trainer.keys import sign_manifest
+
+        now = datetime.now(UTC)
+        self.manifest["sequence"] = Release.of(self.manifest).sequence + 1
+        self.manifest["created"] = utc_text(now)
+        if valid_days is not None:
+            check_valid_days(valid_days)
+            self.manifest["expires"] = utc_text(now + timedelta(days=valid_days))
 
         files = self.manifest.setdefault("files", {})
         for name in sorted(self._written):

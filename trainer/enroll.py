@@ -35,6 +35,7 @@ from edge_app.runtime import read_manifest, verify_files
 from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
 from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
+from trainer.bundle_write import check_valid_days
 from trainer.pattern_sets import bundle_pattern_set, check_model_knows, folder_pattern_set, layout_pattern_set
 
 DEFAULT_BUDGET_MB = 1400.0
@@ -63,6 +64,7 @@ class EnrollOptions:
     model_format: str | None = None  # None: the bundle's default format
     seed: int = 0
     thumbnails: int = 0  # PX: a PX x PX thumbnail of each label (`edge_app.thumbnails`); 0: as the bundle has
+    valid_days: float | None = None  # the signed bundle expires this many days after signing; None: as it was
 
     def __post_init__(self) -> None:
         if not 1 <= self.rotations <= 360:
@@ -77,6 +79,8 @@ class EnrollOptions:
             raise PufError(f"target recall {self.target_recall} must lie in 0.5-1")
         if self.thumbnails and not 16 <= self.thumbnails <= 256:
             raise PufError(f"--thumbnails must be 16-256 px, got {self.thumbnails}")
+        if self.valid_days is not None:
+            check_valid_days(self.valid_days)
 
     @property
     def copies(self) -> int:
@@ -450,7 +454,7 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
                 "vectors": int(len(vectors)), "rotations": options.rotations, "augmented": options.augmented,
                 "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
         update.manifest["shards"] = section
-        manifest = update.commit(private_key)
+        manifest = update.commit(private_key, options.valid_days)
     if Path(labels).is_file() and kept:
         from edge_app.registry import Registry
 

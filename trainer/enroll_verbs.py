@@ -61,6 +61,9 @@ def _enroll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
                         help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
                              "device shows beside a genuine match; from a bundle's first enrollment on")
+    parser.add_argument("--valid-days", type=float, metavar="DAYS",
+                        help="the signed bundle expires DAYS after signing: devices refuse to install it later "
+                             "(default: the expiry it had, if any)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -72,7 +75,8 @@ def _enroll(args: argparse.Namespace) -> int:
     key = load_private_key(args.key) if args.key else None
     options = EnrollOptions(rotations=args.rotations, augmented=args.augmented, memory_budget_mb=args.memory_mb,
                             capacity=args.capacity, exact_max=args.exact_max or EXACT_MAX,
-                            target_recall=args.recall, thumbnails=args.thumbnails)
+                            target_recall=args.recall, thumbnails=args.thumbnails,
+                            valid_days=args.valid_days)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json)
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))

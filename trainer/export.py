@@ -32,7 +32,7 @@ from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
-from trainer.bundle_write import replace_dir
+from trainer.bundle_write import replace_dir, replaced_sequence
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -263,6 +263,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
             # Filled by the next issue: Faiss shards per pattern class and the Ed25519
             # signature over this manifest.
             "shards": None,
+            "sequence": replaced_sequence(out),  # raised by each signing (edge_app.bundle.Release)
             "signature": None,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

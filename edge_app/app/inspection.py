@@ -33,6 +33,7 @@ class BundleStatus:
     signer: str | None = None
     problem: str | None = None  # what is wrong and what to do, in words
     warning: str | None = None  # usable, but with a caveat (an uncalibrated threshold)
+    release: str | None = None  # its sequence and signing time (`edge_app.bundle.Release.describe`)
 
     @property
     def ready(self) -> bool:
@@ -115,14 +116,6 @@ def downscale(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def warm_up(verifier) -> None:
-    """One pass through segmentation, the model and the shards on a blank photo and crop, so
-    the first real capture does not pay for first-call set-up (XNNPACK's, OpenCV's, the
-    index pages)."""
-    verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
-    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
-
-
 class Inspector:
     """The device's bundle, verifier and journal. `bundle` and `trusted_keys` override the
     store's (`--bundle`, `--trusted-keys`); an installed update always goes to the store."""
@@ -172,10 +165,9 @@ class Inspector:
         """Open the bundle to verify with; a missing or refused bundle is a status that
         says what to do, never an exception."""
         from edge_app.bundle import load_bundle
-        from edge_app.device_store import bundle_version
+        from edge_app.device_store import bundle_version, open_verifier
         from edge_app.errors import PufError
         from edge_app.thumbnails import Thumbnails
-        from edge_app.verify import CaptureLimits, Verifier
 
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
@@ -184,8 +176,7 @@ class Inspector:
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
-            verifier = Verifier(bundle, limits=CaptureLimits(label_px=self.label_px()))
-            warm_up(verifier)
+            verifier = open_verifier(bundle, self.label_px())
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier
         except PufError as error:
@@ -197,13 +188,14 @@ class Inspector:
                                                       f"{UPDATE_HINT}")
             return self.status
         self.status = BundleStatus(bundle.path, bundle_version(bundle), len(bundle.shards), bundle.signer,
-                                   warning=bundle.uncalibrated_warning)
+                                   warning=bundle.uncalibrated_warning, release=bundle.release.describe())
         return self.status
 
-    def install(self, folder: Path) -> BundleStatus:
+    def install(self, folder: Path, allow_older: bool = False) -> BundleStatus:
         """Check and install the bundle in `folder` (a USB stick), then verify with it. A
-        refused bundle raises PufError, and the current bundle stays in use."""
-        self.store.install_bundle(Path(folder), self.trusted_keys())
+        refused bundle raises PufError, and the current bundle stays in use; `allow_older`
+        installs one whose sequence is not above the current one's (going back on purpose)."""
+        self.store.install_bundle(Path(folder), self.trusted_keys(), allow_older=allow_older)
         self.bundle_override = None
         return self.open()
 

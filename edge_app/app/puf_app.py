@@ -335,7 +335,8 @@ class PufApp(App):
         self.bundle_text = status.describe() if status.ready else "no usable bundle"
         self.bundle_lines = f"{status.labels:,} labels enrolled\n{status.version}" if status.ready else self.bundle_text
         detail = str(status.path) if status.path else "nothing installed"
-        self.bundle_detail = detail + (f"   signed by key {status.signer}" if status.signer else "")
+        self.bundle_detail = detail + (f"   {status.release}" if status.release else "") \
+            + (f"   signed by key {status.signer}" if status.signer else "")
         self._update_ready()
 
     def choose_bundle_folder(self) -> None:

@@ -101,7 +101,7 @@ def test_a_signed_bundle_installs_and_the_one_it_replaces_is_kept(signed, truste
     assert bundle.signer is not None and len(bundle.shards) == 12
     assert bundle_version(load_bundle(home / "bundle", trusted)) == bundle_version(bundle)
     assert not (home / "bundle.incoming").exists() and not (home / "bundle.previous").exists()
-    store.install_bundle(signed, trusted)
+    store.install_bundle(signed, trusted, allow_older=True)  # the same sequence again: only on purpose
     assert (home / "bundle.previous" / "manifest.json").is_file()
     assert load_bundle(store.bundle_path(), trusted).signer == bundle.signer
     assert sorted(p.name for p in signed.iterdir()) == sorted(p.name for p in (home / "bundle").iterdir())
@@ -226,3 +226,94 @@ def test_a_crash_during_the_copy_leaves_the_bundle_and_no_scraps(installed, trus
     store = DeviceStore(home)
     assert not (home / "bundle.incoming").exists()
     assert load_bundle(store.bundle_path(), trusted).signer is not None
+
+
+def _release(bundle: Path, base: Path, **fields) -> Path:
+    """`bundle` re-signed by the factory's key with its release fields set (None: removed)."""
+    from trainer.keys import load_private_key
+
+    data = manifest(bundle)
+    for key, value in fields.items():
+        data.pop(key, None) if value is None else data.__setitem__(key, value)
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    resign(bundle, load_private_key(keys(base)[0]))
+    return bundle
+
+
+def _installed_sequence(store: DeviceStore, trusted: Path) -> int:
+    return load_bundle(store.bundle_path(), trusted).release.sequence
+
+
+def test_a_signed_bundle_carries_its_sequence_and_signing_time(signed, trusted):
+    from datetime import UTC, datetime, timedelta
+
+    release = load_bundle(signed, trusted).release
+    assert release.sequence == 1  # export wrote none (0); the enrollment's signing raised it
+    assert timedelta(0) <= datetime.now(UTC) - release.created < timedelta(days=1)
+    assert release.expires is None and not release.expired()
+
+
+def test_a_newer_bundle_installs_and_an_older_or_equal_one_is_refused_unless_allowed(installed, signed, trusted,
+                                                                                      base, tmp_path):
+    newer = _release(Path(shutil.copytree(signed, tmp_path / "usb" / "newer")), base, sequence=5)
+    installed.install_bundle(newer, trusted)
+    assert _installed_sequence(installed, trusted) == 5
+    version = bundle_version(load_bundle(installed.bundle_path(), trusted))
+    for sequence, word in ((4, "older than"), (5, "the same as"), (None, "older than")):  # none counts as 0
+        update = _release(Path(shutil.copytree(signed, tmp_path / "usb" / f"s{sequence}")), base, sequence=sequence)
+        with pytest.raises(PufError, match=f"has sequence {sequence or 0}, {word} the installed bundle's 5"):
+            installed.install_bundle(update, trusted)
+        assert bundle_version(load_bundle(installed.bundle_path(), trusted)) == version  # the newer one stays
+        assert not (installed.home / "bundle.incoming").exists()
+    installed.install_bundle(tmp_path / "usb" / "s4", trusted, allow_older=True)  # going back on purpose
+    assert _installed_sequence(installed, trusted) == 4
+    fresh = DeviceStore(tmp_path / "fresh")  # a device with no bundle takes any signed one, sequence 0 too
+    fresh.install_bundle(tmp_path / "usb" / "sNone", trusted)
+    assert _installed_sequence(fresh, trusted) == 0
+
+
+def test_an_expired_bundle_is_refused_even_when_older_ones_are_allowed(installed, signed, trusted, base, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from edge_app.bundle import utc_text
+
+    version = bundle_version(load_bundle(installed.bundle_path(), trusted))
+    expired = _release(Path(shutil.copytree(signed, tmp_path / "usb" / "expired")), base, sequence=9,
+                       expires=utc_text(datetime.now(UTC) - timedelta(minutes=1)))
+    for allow_older in (False, True):
+        with pytest.raises(PufError, match="expired on .* UTC: ask the factory for a current one"):
+            installed.install_bundle(expired, trusted, allow_older=allow_older)
+    assert bundle_version(load_bundle(installed.bundle_path(), trusted)) == version
+    current = _release(Path(shutil.copytree(signed, tmp_path / "usb" / "current")), base, sequence=9,
+                       expires=utc_text(datetime.now(UTC) + timedelta(days=30)))
+    installed.install_bundle(current, trusted)
+    release = load_bundle(installed.bundle_path(), trusted).release
+    assert release.sequence == 9 and not release.expired()
+    assert release.expired(datetime.now(UTC) + timedelta(days=31))
+
+
+@pytest.mark.parametrize("fields, message", [({"sequence": "7"}, "sequence must be a whole number"),
+                                             ({"sequence": -1}, "sequence must be a whole number"),
+                                             ({"expires": "next year"}, "expires must be an ISO 8601 time"),
+                                             ({"created": "2026-01-01T00:00:00"}, "created must be an ISO 8601")])
+def test_a_signed_bundle_with_unusable_release_fields_is_refused(installed, signed, trusted, base, tmp_path,
+                                                                 fields, message):
+    update = _release(Path(shutil.copytree(signed, tmp_path / "usb" / "bad")), base, **fields)
+    with pytest.raises(PufError, match=message):
+        installed.install_bundle(update, trusted)
+    assert _installed_sequence(installed, trusted) == 1
+
+
+@pytest.mark.parametrize("threshold", ["abc", [0.6], {"value": 0.6}])
+def test_a_signed_bundle_that_cannot_be_opened_is_refused_and_the_old_one_stays(installed, signed, trusted, base,
+                                                                                 tmp_path, threshold):
+    version = bundle_version(load_bundle(installed.bundle_path(), trusted))
+    update = Path(shutil.copytree(signed, tmp_path / "usb" / "bundle"))
+    data = manifest(update)
+    data["decision"]["threshold"] = threshold
+    _release(update, base, decision=data["decision"], sequence=2)
+    with pytest.raises(PufError, match="is signed but cannot be opened .*; the current bundle is unchanged"):
+        installed.install_bundle(update, trusted)
+    assert bundle_version(load_bundle(installed.bundle_path(), trusted)) == version
+    assert bundle_version(load_bundle(DeviceStore(installed.home).bundle_path(), trusted)) == version
+    assert not (installed.home / "bundle.incoming").exists()
