@@ -11,7 +11,8 @@ version's files (instant, no copies), so only the files that change are written.
 that changes is unlinked first and written anew, so the old version's inode, which the
 link shares, is never modified. `commit` hashes the new and changed files, signs the
 manifest and renames the folder into place (the old one is renamed aside and removed),
-the way `puf export` writes a bundle.
+the way `puf export` writes a bundle. A version is signed only over a manifest that was
+itself signed by the same key or a trusted one (`trainer.keys.check_before_signing`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class BundleUpdate:
     def __init__(self, bundle: Path, out: Path | None = None) -> None:
         self.source = Path(bundle)
         self.out = Path(out) if out is not None else self.source
-        self.manifest = copy.deepcopy(read_manifest(self.source))
+        self.original = read_manifest(self.source)
+        self.manifest = copy.deepcopy(self.original)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self.dir.chmod(0o755)
@@ -80,11 +82,14 @@ class BundleUpdate:
         self.manifest.get("files", {}).pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None) -> dict:
-        """Hash what was written, sign (when a key is given), write the manifest and rename
-        the new version into place; returns the manifest."""
-        from trainer.keys import sign_manifest
+    def commit(self, private_key=None, trusted_keys: Path | None = None) -> dict:
+        """Hash what was written, sign (when a key is given, and the old version's signature
+        holds against it or `trusted_keys`), write the manifest and rename the new version
+        into place; returns the manifest."""
+        from trainer.keys import check_before_signing, sign_manifest
 
+        if private_key is not None:
+            check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
         files = self.manifest.setdefault("files", {})
         for name in sorted(self._written):
             path = self.dir / name

@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_app.bundle import TEMPLATES
 from edge_app.errors import PufError
-from edge_app.runtime import read_manifest, verify_files
+from edge_app.runtime import MANIFEST, read_manifest, verify_files
 from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
 from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
@@ -351,16 +351,20 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
 
 def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
-           progress: bool = True) -> dict:
-    """Enroll the labels into the bundle (a new version, signed with `private_key` if given);
-    returns a report."""
+           progress: bool = True, trusted_keys: Path | None = None) -> dict:
+    """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
+    and only when its manifest was signed by that key or one of `trusted_keys`: see
+    `trainer.keys.check_before_signing`); returns a report."""
     import faiss
 
     from edge_app.runtime import ModelRunner
+    from trainer.keys import check_before_signing
 
     started = time.perf_counter()
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
+    if private_key is not None:  # refuse before the work, not after it
+        check_before_signing(manifest, private_key, trusted_keys, f"{bundle / MANIFEST}")
     verify_files(bundle, manifest)  # build on nothing corrupt
     classes = list(manifest["pattern_classes"])
     items, skipped = load_items(labels, batches, capture)
@@ -450,7 +454,7 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
                 "vectors": int(len(vectors)), "rotations": options.rotations, "augmented": options.augmented,
                 "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
         update.manifest["shards"] = section
-        manifest = update.commit(private_key)
+        manifest = update.commit(private_key, trusted_keys)
     if Path(labels).is_file() and kept:
         from edge_app.registry import Registry
 

@@ -14,7 +14,15 @@ import os
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.signing import ALGORITHM, canonical_bytes, key_id, raw_public_bytes
+from edge_app.signing import (
+    ALGORITHM,
+    canonical_bytes,
+    default_trusted_keys_dir,
+    key_id,
+    load_trusted_keys,
+    raw_public_bytes,
+    verify_manifest,
+)
 
 
 def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path, str]:
@@ -66,3 +74,29 @@ def sign_manifest(manifest: dict, private_key) -> dict:
         "value": base64.b64encode(value).decode("ascii"),
     }
     return signed
+
+
+def check_before_signing(manifest: dict, private_key, trusted_keys: Path | None = None,
+                         where: str = "manifest.json") -> str | None:
+    """Refuse to sign a new version of a bundle whose manifest no one we trust signed: a
+    re-signature would vouch for whatever was edited in it (a lowered threshold). The
+    manifest must verify against the signing key itself or a trusted key (`trusted_keys`,
+    else the default trusted keys folder when there is one); only a bundle as `puf export`
+    writes it (unsigned, no labels enrolled yet) may be signed for the first time. Returns
+    the id of the key that signed it before (None: the first signature)."""
+    if manifest.get("signature") is None and not manifest.get("shards"):
+        return None
+    if manifest.get("signature") is None:
+        raise PufError(f"not signed: {where} is unsigned but already holds enrolled labels, so nothing shows it was "
+                       "not altered; enroll into a fresh bundle from puf export, or one signed by a trusted key")
+    own = private_key.public_key()
+    trusted = {key_id(raw_public_bytes(own)): own}
+    if trusted_keys is not None:
+        trusted.update(load_trusted_keys(trusted_keys))
+    elif any(default_trusted_keys_dir().glob("*.pub")):
+        trusted.update(load_trusted_keys())
+    try:
+        return verify_manifest(manifest, trusted, where)
+    except PufError as error:
+        raise PufError(f"not signed: the bundle was not signed by this key or a trusted one ({error}); "
+                       "re-signing it would vouch for whatever was changed") from None
