@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -35,17 +36,38 @@ def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path,
     for path in (private_path, public_path):
         if path.exists() and not overwrite:
             raise PufError(f"{path} exists; a key pair is never overwritten silently (give --force)")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(private)
-    public_path.write_bytes(public)
+    _write_pair({private_path: (private, 0o600), public_path: (public, 0o644)})
     return private_path, public_path, key_id(raw_public_bytes(key.public_key()))
+
+
+def _write_pair(files: dict[Path, tuple[bytes, int]]) -> None:
+    """Write every file in full (new inodes with their own modes, flushed to the disk) before
+    renaming any into place: a failed write (a full disk) leaves the old files or none, never
+    an empty key that blocks the re-run, and an old world-readable key never lends its mode."""
+    temporaries: list[str] = []
+    try:
+        for path, (data, mode) in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            temporaries.append(temporary)
+            with os.fdopen(descriptor, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for temporary, path in zip(temporaries, files, strict=True):
+            os.replace(temporary, path)
+    except OSError as error:
+        raise PufError(f"cannot write {' and '.join(map(str, files))}: {error.strerror or error} (nothing "
+                       "half-written is left)") from None
+    finally:
+        for temporary in temporaries:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def load_private_key(path: Path):
