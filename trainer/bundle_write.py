@@ -12,7 +12,9 @@ that changes is unlinked first and written anew, so the old version's inode, whi
 link shares, is never modified. `commit` hashes the new and changed files, signs the
 manifest and renames the folder into place (the old one is renamed aside and removed),
 the way `puf export` writes a bundle. A version is signed only over a manifest that was
-itself signed by the same key or a trusted one (`trainer.keys.check_before_signing`).
+itself signed by the same key or a trusted one (`trainer.keys.check_before_signing`), and
+a folder holding files its manifest does not list is refused: replacing it would delete
+them (a private key kept beside the model).
 """
 
 from __future__ import annotations
@@ -40,12 +42,30 @@ def replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def check_update(bundle: Path, manifest: dict, private_key=None, trusted_keys: Path | None = None) -> None:
+    """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
+    delete files it did not write, or sign over a manifest no trusted key signed."""
+    from trainer.keys import check_before_signing
+
+    bundle = Path(bundle)
+    listed = {*manifest.get("files", {}), MANIFEST}
+    foreign = sorted(name for name in (p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
+                                       if p.is_symlink() or not p.is_dir()) if name not in listed)
+    if foreign:
+        raise PufError(f"{bundle} holds {len(foreign)} file(s) its {MANIFEST} does not list, e.g. {foreign[0]}: "
+                       "a new version replaces the whole folder and would delete them; move them out first")
+    if private_key is not None:
+        check_before_signing(manifest, private_key, trusted_keys, f"{bundle / MANIFEST}")
+
+
 class BundleUpdate:
     def __init__(self, bundle: Path, out: Path | None = None) -> None:
         self.source = Path(bundle)
         self.out = Path(out) if out is not None else self.source
         self.original = read_manifest(self.source)
         self.manifest = copy.deepcopy(self.original)
+        if self.out.exists():
+            check_update(self.out, self.original if self.out == self.source else read_manifest(self.out))
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self.dir.chmod(0o755)
@@ -88,7 +108,7 @@ class BundleUpdate:
         into place; returns the manifest."""
         from trainer.keys import check_before_signing, sign_manifest
 
-        if private_key is not None:
+        if private_key is not None:  # again: the manifest this version was built on
             check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
         files = self.manifest.setdefault("files", {})
         for name in sorted(self._written):

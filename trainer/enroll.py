@@ -31,7 +31,7 @@ import numpy as np
 
 from edge_app.bundle import TEMPLATES
 from edge_app.errors import PufError
-from edge_app.runtime import MANIFEST, read_manifest, verify_files
+from edge_app.runtime import read_manifest, verify_files
 from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
 from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
@@ -358,13 +358,12 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
     import faiss
 
     from edge_app.runtime import ModelRunner
-    from trainer.keys import check_before_signing
+    from trainer.bundle_write import BundleUpdate, check_update
 
     started = time.perf_counter()
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    if private_key is not None:  # refuse before the work, not after it
-        check_before_signing(manifest, private_key, trusted_keys, f"{bundle / MANIFEST}")
+    check_update(bundle, manifest, private_key, trusted_keys)  # refuse before the work, not after it
     verify_files(bundle, manifest)  # build on nothing corrupt
     classes = list(manifest["pattern_classes"])
     items, skipped = load_items(labels, batches, capture)
@@ -394,8 +393,6 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
     copies = options.copies
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
-    from trainer.bundle_write import BundleUpdate
-
     with BundleUpdate(bundle) as update:
         section = update.manifest.get("shards") or {
             "format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": int(manifest["embedding_dim"]),

@@ -108,8 +108,9 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from tqdm import tqdm
 
     from edge_app.bundle import load_bundle
-    from edge_app.runtime import MANIFEST, read_manifest, verify_files
+    from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
+    from trainer.bundle_write import BundleUpdate, check_update
     from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
 
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
@@ -118,9 +119,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     bundle_path = Path(bundle_path)
     manifest = read_manifest(bundle_path)
     if private_key is not None:  # refuse before the work, not after it
-        from trainer.keys import check_before_signing
-
-        check_before_signing(manifest, private_key, trusted_keys, f"{bundle_path / MANIFEST}")
+        check_update(bundle_path, manifest, private_key, trusted_keys)
     verify_files(bundle_path, manifest)  # the factory's own bundle: intact?
     bundle = load_bundle(bundle_path, check=False)
     verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
@@ -200,8 +199,6 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
             histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
                            Path(out) / "timings.png", "time per query (as on the device, batch 1)"))]
     if private_key is not None:
-        from trainer.bundle_write import BundleUpdate
-
         if shortfall:
             raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
                            "or ask for a larger FAR")
