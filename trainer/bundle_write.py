@@ -13,6 +13,10 @@ link shares, is never modified. `commit` hashes the new and changed files, raise
 bundle's sequence by one and stamps its creation time (`edge_app.bundle.Release`: what
 lets a device refuse an older bundle), signs the manifest and renames the folder into
 place (the old one is renamed aside and removed), the way `puf export` writes a bundle.
+A version is signed only over a manifest that was itself signed by the same key or a
+trusted one (`trainer.keys.check_before_signing`), and a folder holding files its
+manifest does not list is refused: replacing it would delete them (a private key kept
+beside the model).
 """
 
 from __future__ import annotations
@@ -60,11 +64,30 @@ def replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def check_update(bundle: Path, manifest: dict, private_key=None, trusted_keys: Path | None = None) -> None:
+    """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
+    delete files it did not write, or sign over a manifest no trusted key signed."""
+    from trainer.keys import check_before_signing
+
+    bundle = Path(bundle)
+    listed = {*manifest.get("files", {}), MANIFEST}
+    foreign = sorted(name for name in (p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
+                                       if p.is_symlink() or not p.is_dir()) if name not in listed)
+    if foreign:
+        raise PufError(f"{bundle} holds {len(foreign)} file(s) its {MANIFEST} does not list, e.g. {foreign[0]}: "
+                       "a new version replaces the whole folder and would delete them; move them out first")
+    if private_key is not None:
+        check_before_signing(manifest, private_key, trusted_keys, f"{bundle / MANIFEST}")
+
+
 class BundleUpdate:
     def __init__(self, bundle: Path, out: Path | None = None) -> None:
         self.source = Path(bundle)
         self.out = Path(out) if out is not None else self.source
-        self.manifest = copy.deepcopy(read_manifest(self.source))
+        self.original = read_manifest(self.source)
+        self.manifest = copy.deepcopy(self.original)
+        if self.out.exists():
+            check_update(self.out, self.original if self.out == self.source else read_manifest(self.out))
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self.dir.chmod(0o755)
@@ -101,13 +124,16 @@ class BundleUpdate:
         self.manifest.get("files", {}).pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None, valid_days: float | None = None) -> dict:
-        """Hash what was written, raise the sequence, sign (when a key is given), write the
-        manifest and rename the new version into place; returns the manifest. `valid_days`
-        sets the expiry that many days from now; without it the old expiry, if any, stays."""
+    def commit(self, private_key=None, valid_days: float | None = None, trusted_keys: Path | None = None) -> dict:
+        """Hash what was written, raise the sequence, sign (when a key is given, and the old
+        version's signature holds against it or `trusted_keys`), write the manifest and
+        rename the new version into place; returns the manifest. `valid_days` sets the
+        expiry that many days from now; without it the old expiry, if any, stays."""
         from edge_app.bundle import Release, utc_text
-        from trainer.keys import sign_manifest
+        from trainer.keys import check_before_signing, sign_manifest
 
+        if private_key is not None:  # again: the manifest this version was built on
+            check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
         now = datetime.now(UTC)
         self.manifest["sequence"] = Release.of(self.manifest).sequence + 1
         self.manifest["created"] = utc_text(now)

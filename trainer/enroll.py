@@ -355,16 +355,19 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
 
 def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
-           progress: bool = True) -> dict:
-    """Enroll the labels into the bundle (a new version, signed with `private_key` if given);
-    returns a report."""
+           progress: bool = True, trusted_keys: Path | None = None) -> dict:
+    """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
+    and only when its manifest was signed by that key or one of `trusted_keys`: see
+    `trainer.keys.check_before_signing`); returns a report."""
     import faiss
 
     from edge_app.runtime import ModelRunner
+    from trainer.bundle_write import BundleUpdate, check_update
 
     started = time.perf_counter()
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
+    check_update(bundle, manifest, private_key, trusted_keys)  # refuse before the work, not after it
     verify_files(bundle, manifest)  # build on nothing corrupt
     classes = list(manifest["pattern_classes"])
     items, skipped = load_items(labels, batches, capture)
@@ -394,8 +397,6 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
     copies = options.copies
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
-    from trainer.bundle_write import BundleUpdate
-
     with BundleUpdate(bundle) as update:
         section = update.manifest.get("shards") or {
             "format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": int(manifest["embedding_dim"]),
@@ -454,7 +455,7 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
                 "vectors": int(len(vectors)), "rotations": options.rotations, "augmented": options.augmented,
                 "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
         update.manifest["shards"] = section
-        manifest = update.commit(private_key, options.valid_days)
+        manifest = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
     if Path(labels).is_file() and kept:
         from edge_app.registry import Registry
 

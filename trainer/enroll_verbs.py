@@ -42,6 +42,10 @@ def _enroll_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the factory's registry.sqlite, or a crop folder (labels.csv + crops/)")
     parser.add_argument("--key", type=Path, help="private key to sign the bundle with (puf keygen); without it "
                                                  "the bundle is unsigned and devices refuse it")
+    parser.add_argument("--trusted-keys", type=Path,
+                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
+                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
+                             "when it exists)")
     parser.add_argument("--batch", action="append", default=[], help="only this batch (repeatable)")
     parser.add_argument("--capture", help="in a crop folder, the capture to enroll (e.g. m0; default: the first)")
     parser.add_argument("--rotations", type=int, default=1,
@@ -78,7 +82,7 @@ def _enroll(args: argparse.Namespace) -> int:
                             target_recall=args.recall, thumbnails=args.thumbnails,
                             valid_days=args.valid_days)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
-                    progress=not args.json)
+                    progress=not args.json, trusted_keys=args.trusted_keys)
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))
     return 0
 
@@ -95,6 +99,10 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the library's, 0.01: 299 comparisons)")
     parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key "
                                                  "(refused when the comparisons are too few for --far)")
+    parser.add_argument("--trusted-keys", type=Path,
+                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
+                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
+                             "when it exists)")
     parser.add_argument("--out", type=Path, help="folder for the figures (det.png, scores.png, timings.png)")
     parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate a random sample of this many")
@@ -108,7 +116,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     key = load_private_key(args.key) if args.key else None
     report = evaluate(args.bundle, args.queries, captures=args.captures or None, far=args.far,
                       classify=not args.no_classify, private_key=key, out=args.out, max_queries=args.max_queries,
-                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND)
+                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND, trusted_keys=args.trusted_keys)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(report, indent=1))

@@ -96,24 +96,31 @@ def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[n
 
 def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
              classify: bool = True, private_key=None, out: Path | None = None, model_format: str | None = None,
-             max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND) -> dict:
+             max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND,
+             trusted_keys: Path | None = None) -> dict:
     """Score the queries of `folders` against the bundle and set the threshold for `far`. With
     `private_key` the threshold is written (and the bundle re-signed) only when the comparisons
     can support it: enough impostor ones to bound the FAR asked at 95%, and enough genuine ones
-    to bound the FRR below `frr_bound` (see `sufficiency`); otherwise PufError says how many."""
+    to bound the FRR below `frr_bound` (see `sufficiency`); otherwise PufError says how many.
+    A bundle whose manifest that key or one of `trusted_keys` did not sign is refused first
+    (`trainer.keys.check_before_signing`)."""
     import cv2
     from tqdm import tqdm
 
     from edge_app.bundle import load_bundle
     from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
+    from trainer.bundle_write import BundleUpdate, check_update
     from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
 
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
         if not 0 < rate < 1:
             raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
     bundle_path = Path(bundle_path)
-    verify_files(bundle_path, read_manifest(bundle_path))  # the factory's own bundle: intact?
+    manifest = read_manifest(bundle_path)
+    if private_key is not None:  # refuse before the work, not after it
+        check_update(bundle_path, manifest, private_key, trusted_keys)
+    verify_files(bundle_path, manifest)  # the factory's own bundle: intact?
     bundle = load_bundle(bundle_path, check=False)
     verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
     queries = collect_queries(folders, captures)
@@ -192,15 +199,13 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
             histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
                            Path(out) / "timings.png", "time per query (as on the device, batch 1)"))]
     if private_key is not None:
-        from trainer.bundle_write import BundleUpdate
-
         if shortfall:
             raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
                            "or ask for a larger FAR")
 
         with BundleUpdate(bundle_path) as update:
             update.manifest["decision"] = decision
-            update.commit(private_key)
+            update.commit(private_key, trusted_keys=trusted_keys)
         report["written"] = True
     return report
 

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.signing import ALGORITHM, canonical_bytes, key_id, raw_public_bytes
+from edge_app.signing import (
+    ALGORITHM,
+    canonical_bytes,
+    default_trusted_keys_dir,
+    key_id,
+    load_trusted_keys,
+    raw_public_bytes,
+    verify_manifest,
+)
 
 
 def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path, str]:
@@ -27,17 +36,38 @@ def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path,
     for path in (private_path, public_path):
         if path.exists() and not overwrite:
             raise PufError(f"{path} exists; a key pair is never overwritten silently (give --force)")
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    descriptor = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(private)
-    public_path.write_bytes(public)
+    _write_pair({private_path: (private, 0o600), public_path: (public, 0o644)})
     return private_path, public_path, key_id(raw_public_bytes(key.public_key()))
+
+
+def _write_pair(files: dict[Path, tuple[bytes, int]]) -> None:
+    """Write every file in full (new inodes with their own modes, flushed to the disk) before
+    renaming any into place: a failed write (a full disk) leaves the old files or none, never
+    an empty key that blocks the re-run, and an old world-readable key never lends its mode."""
+    temporaries: list[str] = []
+    try:
+        for path, (data, mode) in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            temporaries.append(temporary)
+            with os.fdopen(descriptor, "wb") as f:
+                os.fchmod(f.fileno(), mode)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for temporary, path in zip(temporaries, files, strict=True):
+            os.replace(temporary, path)
+    except OSError as error:
+        raise PufError(f"cannot write {' and '.join(map(str, files))}: {error.strerror or error} (nothing "
+                       "half-written is left)") from None
+    finally:
+        for temporary in temporaries:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def load_private_key(path: Path):
@@ -66,3 +96,29 @@ def sign_manifest(manifest: dict, private_key) -> dict:
         "value": base64.b64encode(value).decode("ascii"),
     }
     return signed
+
+
+def check_before_signing(manifest: dict, private_key, trusted_keys: Path | None = None,
+                         where: str = "manifest.json") -> str | None:
+    """Refuse to sign a new version of a bundle whose manifest no one we trust signed: a
+    re-signature would vouch for whatever was edited in it (a lowered threshold). The
+    manifest must verify against the signing key itself or a trusted key (`trusted_keys`,
+    else the default trusted keys folder when there is one); only a bundle as `puf export`
+    writes it (unsigned, no labels enrolled yet) may be signed for the first time. Returns
+    the id of the key that signed it before (None: the first signature)."""
+    if manifest.get("signature") is None and not manifest.get("shards"):
+        return None
+    if manifest.get("signature") is None:
+        raise PufError(f"not signed: {where} is unsigned but already holds enrolled labels, so nothing shows it was "
+                       "not altered; enroll into a fresh bundle from puf export, or one signed by a trusted key")
+    own = private_key.public_key()
+    trusted = {key_id(raw_public_bytes(own)): own}
+    if trusted_keys is not None:
+        trusted.update(load_trusted_keys(trusted_keys))
+    elif any(default_trusted_keys_dir().glob("*.pub")):
+        trusted.update(load_trusted_keys())
+    try:
+        return verify_manifest(manifest, trusted, where)
+    except PufError as error:
+        raise PufError(f"not signed: the bundle was not signed by this key or a trusted one ({error}); "
+                       "re-signing it would vouch for whatever was changed") from None
