@@ -10,7 +10,7 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
-from edge_app.verify import CaptureLimits, Verifier
+from edge_app.verify import CaptureLimits, Verifier, find_labels
 from tests.bundle_support import enrolled_bundle, keys, sim_batch
 
 
@@ -234,3 +234,35 @@ def test_the_app_shows_the_counterfeit_of_a_crowded_photo_and_counts_it_first(se
     assert outcome.summary == "13 labels in the photo (1 retake, 12 genuine); showing the retake one"
     assert len(inspector.history()) == 26  # every label's verdict is in the journal
     inspector.close()
+
+
+def runner_up_crop(bundle) -> tuple[np.ndarray, str, str]:
+    """A crafted label: the film of an enrolled label of pattern V (slot 4) around a glyph
+    blended from its own and pattern Y's (slot 5), so that the pattern head reads Y, unsure,
+    with V the runner-up, while the texture (the designed model masks the glyph square) is the
+    enrolled V label's. Returns the canonical crop, Y and V."""
+    layout = sim_batch().layout
+    v_crop, y_crop = (find_labels(sim_batch().handheld(0, slot, 3)[0], CaptureLimits(), bundle.templates)
+                      .labels[0].crop for slot in (4, 5))
+    crafted = v_crop.copy()
+    crafted[32:96, 32:96] = np.round(0.35 * v_crop[32:96, 32:96] + 0.65 * y_crop[32:96, 32:96]).astype(np.uint8)
+    return crafted, layout.pattern_of(0, 5), layout.pattern_of(0, 4)
+
+
+@pytest.mark.parametrize("classify", [True, False])
+def test_a_match_in_the_runner_up_pattern_is_refused_when_the_glyph_reads_the_first(setup, classify):
+    bundle = setup[2]
+    verifier = Verifier(bundle, classify=classify)
+    crafted, y, v = runner_up_crop(bundle)
+    [head_only], _, _ = verifier.lookup([crafted])  # no sure glyph reading: the head's two patterns
+    assert head_only.pattern == y and head_only.confidence < verifier.unsure_below and head_only.allowed == [y, v]
+    assert head_only.match.pattern == v and head_only.match.score >= verifier.threshold
+    assert verifier.decide(head_only, {}).verdict == "genuine"
+    [lookup], _, _ = verifier.lookup([crafted], [y])  # the glyph template reads Y too
+    assert lookup.allowed == [y] and (lookup.searched == [y] if classify else len(lookup.searched) == 12)
+    verdict = verifier.decide(lookup, {})
+    assert verdict.verdict == "counterfeit" and verdict.label_id is None, verdict.reason
+    [disagree], _, _ = verifier.lookup([crafted], ["psi"])  # readings without a pattern in common
+    verdict = verifier.decide(disagree, {})
+    assert disagree.allowed == [] and verdict.verdict == "unreadable" and verdict.label_id is None
+    assert "disagree" in verdict.reason and "psi" in verdict.reason and "retake" in verdict.reason
