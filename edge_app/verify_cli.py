@@ -4,6 +4,8 @@ The bundle is checked before anything is verified (signature against the trusted
 every file's checksum); a photo that cannot be read is an ``unreadable`` verdict, not an
 abort. Exit status: 0 when every label is genuine, 1 when any is counterfeit, 3 when none
 is counterfeit but some photo or label was unreadable (2 is an error, as for every verb).
+A label beyond the ones verified per photo is an unreadable "not checked" verdict: a photo
+with a label left unchecked never exits 0.
 
 Only the standard library is imported here at module level.
 """

@@ -67,10 +67,16 @@ class Outcome:
     source: str
 
 
+# the order a photo's verdicts are shown and counted in: a photo reads genuine only when
+# every label in it is genuine (as `puf verify`'s exit status), so a label that could not
+# be checked (blurred, or beyond the labels verified per photo) comes before the genuine ones
+SHOWN_FIRST = ("counterfeit", "unreadable", "genuine")
+
+
 def choose(verdicts: list) -> int:
     """Which of a photo's verdicts to show: a counterfeit first (it is the one that
-    matters), else the best-scoring genuine, else the first (unreadable)."""
-    for kind in ("counterfeit", "genuine"):
+    matters), else the first unreadable (a label not checked), else the best-scoring genuine."""
+    for kind in SHOWN_FIRST:
         found = [i for i, v in enumerate(verdicts) if v.verdict == kind]
         if found:
             return max(found, key=lambda i: verdicts[i].score or 0.0) if kind == "genuine" else found[0]
@@ -92,18 +98,19 @@ def plain_reason(verdict) -> str:
         return "The photo is blurred. Hold the device still until Focus shows Sharp, then take it again."
     if reason.startswith("too dark"):
         return "The photo is too dark. Hold the device flat on the label, or raise the exposure in Settings."
+    if reason.startswith("not checked"):
+        return "Too many labels in one photo: some were not checked. Photograph fewer labels at a time."
     if reason.startswith("overexposed"):
         return "The photo is too bright. Lower the exposure in Settings, then take it again."
     return reason[:1].upper() + reason[1:]
 
 
 def summarise(verdicts: list, shown: int) -> str:
+    """How many labels of each verdict the photo holds, counterfeits first; "" for one label."""
     if len(verdicts) < 2:
         return ""
-    counts: dict[str, int] = {}
-    for v in verdicts:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
-    parts = ", ".join(f"{n} {TITLES[k].lower()}" for k, n in counts.items())
+    counts = {kind: sum(v.verdict == kind for v in verdicts) for kind in SHOWN_FIRST}
+    parts = ", ".join(f"{n} {TITLES[k].lower()}" for k, n in counts.items() if n)
     return f"{len(verdicts)} labels in the photo ({parts}); showing the {TITLES[verdicts[shown].verdict].lower()} one"
 
 

@@ -303,9 +303,14 @@ def verdict(kind: str, score: float | None = None, label_id: str | None = None, 
 def test_of_several_labels_in_a_photo_a_counterfeit_is_shown_and_the_rest_counted():
     found = [verdict("genuine", 0.8, "A"), verdict("counterfeit", 0.3), verdict("genuine", 0.9, "B")]
     assert choose(found) == 1
-    assert summarise(found, 1) == "3 labels in the photo (2 genuine, 1 counterfeit); showing the counterfeit one"
+    assert summarise(found, 1) == "3 labels in the photo (1 counterfeit, 2 genuine); showing the counterfeit one"
     assert choose([found[0], found[2]]) == 1  # the best genuine
     assert choose([verdict("unreadable", reason="no label found")]) == 0
+    unchecked = verdict("unreadable", reason="not checked: 1 of the 3 labels in the photo lie beyond the 2 verified")
+    assert choose([found[0], found[2], unchecked]) == 2  # a photo with a label not checked never reads genuine
+    assert summarise([found[0], unchecked, found[2]], 1) == ("3 labels in the photo (1 retake, 2 genuine); "
+                                                             "showing the retake one")
+    assert "not checked" in plain_reason(unchecked)
     assert summarise(found[:1], 0) == ""
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
-from edge_app.verify import CaptureLimits, Verifier
+from edge_app.verify import CaptureLimits, Verifier, find_labels
 from tests.bundle_support import enrolled_bundle, keys, sim_batch
 
 
@@ -159,3 +159,110 @@ def test_puf_verify_takes_a_label_size_or_auto(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["verify", str(photo), "--bundle", str(path), "--label-px", "big"])
     assert "neither auto nor a number" in capsys.readouterr().err
+
+
+def crowded_photo(bundle) -> tuple[np.ndarray, tuple[float, float]]:
+    """Handheld photos of the 12 enrolled labels and of one never-enrolled label set side by
+    side on a 5x3 grid (each framed by its own film level, so no label is cut in two), the
+    never-enrolled one in the bottom right corner, the top corners blank, and a blank strip on
+    the left so that it is the label farthest from the photo's centre: 13 whole labels in one
+    photo. Returns the photo and where the never-enrolled label is."""
+    batch = sim_batch()
+    shots = [batch.handheld(0, slot, 20 + slot)[0] for slot in range(12)]
+    fake = batch.handheld(1, never_enrolled_slot(bundle), 40)[0]
+    blank = np.full_like(fake, 60)
+    framed = []
+    for tile in [blank, *shots[:3], blank, *shots[3:], fake]:
+        out = np.empty((tile.shape[0] + 80, tile.shape[1] + 80, 3), np.uint8)
+        out[:] = np.median(tile, axis=(0, 1))
+        out[40:-40, 40:-40] = tile
+        framed.append(out)
+    photo = np.vstack([np.hstack(framed[row * 5:row * 5 + 5]) for row in range(3)])
+    photo = np.hstack([np.full((photo.shape[0], 600, 3), 60, np.uint8), photo])
+    h, w = framed[0].shape[:2]
+    return np.ascontiguousarray(photo), (600 + 4.5 * w, 2.5 * h)
+
+
+def test_every_label_of_a_photo_with_more_than_twelve_is_verified(setup, tmp_path, capsys):
+    path, trusted, bundle = setup
+    photo, fake_centre = crowded_photo(bundle)
+    verdicts = Verifier(bundle).verify_image(photo, "crowded")
+    assert len(verdicts) == 13
+    genuine = {v.label_id for v in verdicts if v.verdict == "genuine"}
+    assert genuine == {sim_batch().layout.label_id(0, slot) for slot in range(12)}
+    [fake] = [v for v in verdicts if v.verdict != "genuine"]
+    assert fake.verdict == "counterfeit"
+    assert np.linalg.norm(np.mean(fake.corners_px, axis=0) - fake_centre) < 150
+    cv2.imwrite(str(tmp_path / "crowded.png"), photo)
+    assert main(["verify", str(tmp_path / "crowded.png"), "--bundle", str(path), "--trusted-keys", str(trusted)]) == 1
+    assert "counterfeit" in capsys.readouterr().out
+
+
+def test_labels_beyond_the_limit_are_not_checked_and_the_photo_never_reads_genuine(setup):
+    """The labels nearest the centre are verified; each one beyond is an unreadable verdict
+    saying how many were not checked (here the never-enrolled one, in the far corner)."""
+    bundle = setup[2]
+    photo, fake_centre = crowded_photo(bundle)
+    verdicts = Verifier(bundle, limits=CaptureLimits(max_labels=12)).verify_image(photo, "crowded")
+    assert len(verdicts) == 13
+    assert [v.verdict for v in verdicts].count("genuine") == 12
+    [unchecked] = [v for v in verdicts if v.verdict != "genuine"]
+    assert unchecked.verdict == "unreadable" and unchecked.label_id is None
+    assert unchecked.reason.startswith("not checked: 1 of the 13 labels in the photo")
+    assert "photograph fewer labels" in unchecked.reason and unchecked.source == "crowded#12"
+    assert np.linalg.norm(np.mean(unchecked.corners_px, axis=0) - fake_centre) < 150
+
+
+def test_the_app_shows_the_counterfeit_of_a_crowded_photo_and_counts_it_first(setup, tmp_path):
+    from dataclasses import replace
+
+    from edge_app.app.inspection import Inspector
+    from edge_app.camera.base import Frame
+    from edge_app.device_store import DeviceStore
+
+    path, trusted, bundle = setup
+    photo, _ = crowded_photo(bundle)
+    inspector = Inspector(DeviceStore(tmp_path / "device"), path, trusted)
+    assert inspector.open().ready
+    frame = Frame(photo, "crowded.png", None, None, 0.0)
+    outcome = inspector.inspect(frame)
+    assert outcome.title == "COUNTERFEIT" and outcome.labels == 13
+    assert outcome.summary == "13 labels in the photo (1 counterfeit, 12 genuine); showing the counterfeit one"
+    inspector.verifier.limits = replace(inspector.verifier.limits, max_labels=12)
+    outcome = inspector.inspect(frame)
+    assert outcome.title == "RETAKE" and "not checked" in outcome.message
+    assert outcome.summary == "13 labels in the photo (1 retake, 12 genuine); showing the retake one"
+    assert len(inspector.history()) == 26  # every label's verdict is in the journal
+    inspector.close()
+
+
+def runner_up_crop(bundle) -> tuple[np.ndarray, str, str]:
+    """A crafted label: the film of an enrolled label of pattern V (slot 4) around a glyph
+    blended from its own and pattern Y's (slot 5), so that the pattern head reads Y, unsure,
+    with V the runner-up, while the texture (the designed model masks the glyph square) is the
+    enrolled V label's. Returns the canonical crop, Y and V."""
+    layout = sim_batch().layout
+    v_crop, y_crop = (find_labels(sim_batch().handheld(0, slot, 3)[0], CaptureLimits(), bundle.templates)
+                      .labels[0].crop for slot in (4, 5))
+    crafted = v_crop.copy()
+    crafted[32:96, 32:96] = np.round(0.35 * v_crop[32:96, 32:96] + 0.65 * y_crop[32:96, 32:96]).astype(np.uint8)
+    return crafted, layout.pattern_of(0, 5), layout.pattern_of(0, 4)
+
+
+@pytest.mark.parametrize("classify", [True, False])
+def test_a_match_in_the_runner_up_pattern_is_refused_when_the_glyph_reads_the_first(setup, classify):
+    bundle = setup[2]
+    verifier = Verifier(bundle, classify=classify)
+    crafted, y, v = runner_up_crop(bundle)
+    [head_only], _, _ = verifier.lookup([crafted])  # no sure glyph reading: the head's two patterns
+    assert head_only.pattern == y and head_only.confidence < verifier.unsure_below and head_only.allowed == [y, v]
+    assert head_only.match.pattern == v and head_only.match.score >= verifier.threshold
+    assert verifier.decide(head_only, {}).verdict == "genuine"
+    [lookup], _, _ = verifier.lookup([crafted], [y])  # the glyph template reads Y too
+    assert lookup.allowed == [y] and (lookup.searched == [y] if classify else len(lookup.searched) == 12)
+    verdict = verifier.decide(lookup, {})
+    assert verdict.verdict == "counterfeit" and verdict.label_id is None, verdict.reason
+    [disagree], _, _ = verifier.lookup([crafted], ["psi"])  # readings without a pattern in common
+    verdict = verifier.decide(disagree, {})
+    assert disagree.allowed == [] and verdict.verdict == "unreadable" and verdict.label_id is None
+    assert "disagree" in verdict.reason and "psi" in verdict.reason and "retake" in verdict.reason

@@ -171,7 +171,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
 
 def device_crop(verifier, image: np.ndarray, corners_px: list):
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
-    from edge_app.verify import find_labels
+    from edge_app.verify import find_labels, glyph_reading
     from fabrication.demo_queries import true_centre_and_side
 
     result = find_labels(image, verifier.limits, verifier.bundle.templates)
@@ -185,7 +185,7 @@ def device_crop(verifier, image: np.ndarray, corners_px: list):
         return None
     turns = (0,) if best.orientation in ("glyph", "prior") else (0, 1, 2, 3)
     crops = [np.ascontiguousarray(np.rot90(best.crop, -t)) for t in turns]
-    return crops, (best.glyph.pattern if best.glyph is not None else None)
+    return crops, glyph_reading(best)
 
 
 def best_lookup(verifier, crops: list[np.ndarray], glyph: str | None):
