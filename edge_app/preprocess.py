@@ -41,7 +41,7 @@ class Preprocess:
                            f"got {self.input_size!r}")
         if self.channel not in CHANNELS:
             raise PufError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
-        if not 0.0 <= self.border_mask_frac < 0.4:
+        if not (isinstance(self.border_mask_frac, int | float) and 0.0 <= self.border_mask_frac < 0.4):
             raise PufError(f"border mask must be a fraction in 0-0.4 of the side, "
                            f"got {self.border_mask_frac}")
         if self.normalise != "standardise":
@@ -61,6 +61,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:
+        if not isinstance(data, dict):
+            raise PufError(f"the preprocessing parameters must be an object, got {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
