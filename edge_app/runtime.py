@@ -28,6 +28,9 @@ from edge_app.preprocess import Preprocess, dequantize, quantize
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = 1
 FORMAT_FILES = {"int8": "model_int8.tflite", "float": "model_float.tflite", "onnx": "model.onnx"}
+# More threads than any device has cores only costs: ONNX Runtime starts every one (100000
+# hung a 2-core machine for minutes), and LiteRT's thread pool is not built for thousands.
+MAX_THREADS = 64
 
 
 def default_bundle() -> Path:
@@ -80,6 +83,8 @@ class ModelRunner:
         self.path = Path(path)
         if not self.path.exists():
             raise PufError(f"no model file at {self.path}")
+        if not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
+            raise PufError(f"model threads must be 1-{MAX_THREADS}, got {num_threads!r}")
         self.num_threads = num_threads
         self.preprocess = preprocess or Preprocess()
         self._dims = (embedding_dim, pattern_classes)
