@@ -99,7 +99,7 @@ def write(bundle: Path, base: Path, original: dict, change: tuple, sign: bool) -
     if sign:
         try:
             data = sign_manifest(data, load_private_key(keys(base)[0]))
-        except PufError:  # a value JSON cannot carry canonically (NaN): written unsigned-as-is
+        except PufError:  # a value a signature cannot cover (NaN, infinity): kept with its old signature
             pass
     (bundle / "manifest.json").write_text(json.dumps(data))
 
