@@ -188,5 +188,8 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
                 raise PufError(f"shard file {name} is not listed in {MANIFEST}")
     if "threshold" not in (manifest.get("decision") or {}):
         raise PufError(f"{MANIFEST} has no decision threshold")
-    templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest["files"] else None
+    for field in ("pattern_classes", "embedding_dim", "preprocessing"):
+        if field not in manifest:
+            raise PufError(f"{MANIFEST} has no {field!r}")
+    templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest.get("files", {}) else None
     return Bundle(path, manifest, signer, ShardSet.load(path, section, mmap), templates)

@@ -24,6 +24,7 @@ from edge_app.errors import PufError
 
 CHANNELS = ("green", "gray")
 CLIP = 5.0  # standardised values are clipped to +-CLIP
+MIN_CROP_PX = 8  # a crop with a shorter side holds no texture to tell labels apart by
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Preprocess:
                            f"got {self.input_size!r}")
         if self.channel not in CHANNELS:
             raise PufError(f"channel must be one of {CHANNELS}, got {self.channel!r}")
-        if not 0.0 <= self.border_mask_frac < 0.4:
+        if not (isinstance(self.border_mask_frac, int | float) and 0.0 <= self.border_mask_frac < 0.4):
             raise PufError(f"border mask must be a fraction in 0-0.4 of the side, "
                            f"got {self.border_mask_frac}")
         if self.normalise != "standardise":
@@ -61,6 +62,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:
+        if not isinstance(data, dict):
+            raise PufError(f"the preprocessing parameters must be an object, got {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -87,7 +90,7 @@ def preprocess(crop: np.ndarray, params: Preprocess = Preprocess()) -> np.ndarra
     if crop.dtype != np.uint8 or crop.ndim not in (2, 3) or (crop.ndim == 3 and crop.shape[2] != 3):
         raise PufError(f"a label crop must be an 8-bit BGR or single-channel image, "
                        f"got {crop.dtype} of shape {crop.shape}")
-    if crop.shape[0] < 8 or crop.shape[1] < 8:
+    if crop.shape[0] < MIN_CROP_PX or crop.shape[1] < MIN_CROP_PX:
         raise PufError(f"a label crop of {crop.shape[1]}x{crop.shape[0]} pixels is too small")
     if crop.ndim == 3:
         if params.channel == "green":

@@ -33,6 +33,7 @@ Only the standard library is imported here at module level (`puf --help` stays i
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -45,9 +46,11 @@ from pathlib import Path
 
 from edge_app.errors import PufError
 from edge_app.field_images import FieldImage, find_fields, folder_layout
+from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN
 
 TEMPLATES_FILE = "pattern_templates.npz"
+LOCK_FILE = ".puf-segment.lock"  # one `puf segment` at a time on a batch (`edge_app.folder_lock`)
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
 FIELD_REASONS = {
     "neighbour": "a neighbouring field's label",
@@ -200,7 +203,8 @@ def write_crop(path: Path, crop) -> str:
         tmp.write_bytes(payload)
         tmp.replace(path)
     except OSError as error:
-        raise PufError(f"cannot write {path} ({error.strerror or error}); free space and run "
+        hint = "free space and run" if error.errno == errno.ENOSPC else "run"
+        raise PufError(f"cannot write {path} ({error.strerror or error}); {hint} "
                        "the same command again to resume") from None
     return digest
 
@@ -420,7 +424,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overlay:
         overlay_dir.mkdir(exist_ok=True)
     ran = skipped = 0
-    with Registry(registry_path) as registry:
+    with exclusive(batch_dir / LOCK_FILE, f"the batch {batch_dir}"), Registry(registry_path) as registry:
         registry.upsert_batch(layout, str(batch_dir.resolve()))
         bar = tqdm(fields, unit="field", desc=f"segment {layout.batch_id}", disable=None)
         for item in bar:

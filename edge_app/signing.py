@@ -30,7 +30,7 @@ def canonical_bytes(manifest: dict) -> bytes:
     body = {key: value for key, value in manifest.items() if key != "signature"}
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise PufError(f"the manifest cannot be signed: {error}") from None
     return text.encode("ascii")
 
@@ -98,7 +98,7 @@ def verify_manifest(manifest: dict, trusted: dict, where: str = "manifest.json")
     if signature.get("algorithm") != ALGORITHM:
         raise PufError(f"{where} is signed with {signature.get('algorithm')!r}; only {ALGORITHM} is accepted")
     signer = signature.get("key_id")
-    if signer not in trusted:
+    if not isinstance(signer, str) or signer not in trusted:
         raise PufError(f"{where} is signed by key {signer}, which this device does not trust "
                        f"(trusted: {', '.join(sorted(trusted))})")
     try:

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label side in the photo, px (+-30%%), or auto: found in each photo (default: auto)")
     parser.add_argument("--model-format", choices=("int8", "float", "onnx"),
                         help="model file to run (default: the one the labels were enrolled with)")
-    parser.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="model threads, 1-64 (default 2)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 

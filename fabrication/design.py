@@ -41,6 +41,16 @@ def _point(text: str) -> tuple[float, float]:
     return x, y
 
 
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the seed must be zero or positive")
+    return seed
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
     parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
@@ -66,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", type=Path,
                         help="stage calibration JSON: origin_um/rotation_deg, or reference_points")
     parser.add_argument("--exposure-ms", type=float, default=40.0, help="camera exposure for the plan")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the pattern assignment")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the pattern assignment")
     parser.add_argument("--force", action="store_true", help="overwrite an existing design")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -87,6 +97,9 @@ def check_power(layout, power_mw: float, hatch_um: float = DEFAULT_HATCH_UM) -> 
     if not power_mw >= 0:
         raise PufError(f"laser power must be zero or positive, got {power_mw} mW")
     width = line_width_um(power_mw)
+    if width <= 0:
+        raise PufError(f"at {power_mw:g} mW the laser leaves no visible mark on the film (line width 0 in the "
+                       "process calibration): the labels would have no borders; raise the power (the paper: 128 mW)")
     planned = min(line_width_um(REFERENCE_POWER_MW), layout.border_width_um)
     spill = max(width - planned, 0.0) / 2  # how far the ring grows past the label edge
     gap_left = layout.gap_um - 2 * spill
@@ -218,8 +231,11 @@ def run(args: argparse.Namespace) -> int:
     power = check_power(layout, args.power_mw)
     stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
 
-    for sub in ("cad", "laser", "stage"):
-        (batch_dir / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("cad", "laser", "stage"):
+            (batch_dir / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PufError(f"cannot write the batch into {batch_dir}: {error.strerror or error}") from None
     layout.save(batch_dir / "layout.json")
     # the glyphs of this batch, for segmentation to read patterns and orientations with
     pattern_templates(pattern_set, layout.glyph_size_um, layout.label_size_um).save(

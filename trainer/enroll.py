@@ -177,8 +177,11 @@ def load_items(labels: Path, batches: tuple[str, ...] = (), capture: str | None 
 # ---- crops to fingerprints -------------------------------------------------------------
 
 def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
-    """The crop's pixels, or why it cannot be used."""
+    """The crop's pixels, or why it cannot be used (one bad crop is skipped, never the
+    end of the whole enrollment)."""
     import cv2
+
+    from edge_app.preprocess import MIN_CROP_PX
 
     try:
         data = item.crop.read_bytes()
@@ -186,9 +189,14 @@ def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
         return None, "crop missing"
     if item.sha256 and hashlib.sha256(data).hexdigest() != item.sha256:
         return None, "crop changed since it was recorded"
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:
+        image = None
     if image is None or image.shape[0] != image.shape[1]:
         return None, "crop unreadable or not square"
+    if image.shape[0] < MIN_CROP_PX:
+        return None, f"crop smaller than {MIN_CROP_PX}x{MIN_CROP_PX} px"
     return image, None
 
 

@@ -1,6 +1,7 @@
 """A device opens only the bundle that was signed: checksums, signature, trusted keys."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -117,3 +118,44 @@ def test_canonical_bytes_ignore_key_order_and_the_signature():
     b = {"a": {"x": 1e-5, "y": None}, "b": [1, 2.5, "é"]}
     assert canonical_bytes(a) == canonical_bytes(b)
     assert canonical_bytes(json.loads(json.dumps(a, indent=3))) == canonical_bytes(a)
+
+
+def resigned(bundle: Path, base: Path, data: dict) -> None:
+    """Write `data` as the bundle's manifest, validly signed by the trusted factory key."""
+    from trainer.keys import load_private_key, sign_manifest
+
+    (bundle / "manifest.json").write_text(json.dumps(sign_manifest(data, load_private_key(keys(base)[0]))))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[]", "is not a bundle manifest (a JSON object), it holds a list"),
+    ("3", "is not a bundle manifest"),
+    ('{"format_version": 1, "model": ' + "[" * 100_000 + "]" * 100_000 + "}", "cannot read"),
+])
+def test_a_manifest_that_is_no_object_or_nested_too_deep_is_refused(bundle, trusted, text, message):
+    (bundle / "manifest.json").write_text(text)
+    with pytest.raises(PufError, match=re.escape(message)):
+        load_bundle(bundle, trusted)
+
+
+def test_a_key_id_that_is_a_list_is_refused(bundle, trusted):
+    data = manifest(bundle)
+    data["signature"]["key_id"] = ["a", "b"]
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(PufError, match="which this device does not trust"):
+        load_bundle(bundle, trusted)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("threshold", "abc", '"decision" "threshold" must be a number'),
+    ("threshold", None, '"decision" "threshold" must be a number'),
+    ("threshold", True, '"decision" "threshold" must be a number'),
+    ("far", "low", '"decision" "far" must be a number or null'),
+])
+def test_a_signed_manifest_with_a_threshold_of_the_wrong_type_is_refused(bundle, trusted, base, field, value,
+                                                                         message):
+    data = manifest(bundle)
+    data["decision"][field] = value
+    resigned(bundle, base, data)
+    with pytest.raises(PufError, match=re.escape(message)):
+        load_bundle(bundle, trusted)

@@ -230,6 +230,17 @@ def test_nothing_to_segment_is_refused_in_words(tmp_path) -> None:
         run(batch)
 
 
+def test_a_second_segment_on_the_same_batch_is_told_the_batch_is_busy(tmp_path) -> None:
+    from edge_app.folder_lock import exclusive
+
+    batch, _ = photographed_batch(tmp_path, slipped=False)
+    with exclusive(batch / segment_cli.LOCK_FILE, "the first run"):  # a run in progress
+        with pytest.raises(PufError, match=f"the batch {batch} is in use by another process \\(pid [0-9]+\\)"):
+            run(batch)
+        assert not (batch / "crops").exists() or not any((batch / "crops").iterdir())
+    assert run(batch) == 0  # free again once the first run ends
+
+
 def test_the_verb_joins_the_puf_command(capsys) -> None:
     with pytest.raises(SystemExit):
         puf(["segment", "--help"])

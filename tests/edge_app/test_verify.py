@@ -118,6 +118,16 @@ def test_puf_verify_refuses_a_tampered_bundle(setup, tmp_path, capsys):
     assert f"shards/{shard.name} does not match its checksum" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("threads", ["0", "100000"])
+def test_puf_verify_bounds_the_model_threads(setup, tmp_path, capsys, threads):
+    path, trusted, _ = setup
+    image, _ = sim_batch().handheld(0, 1, 9)
+    cv2.imwrite(str(tmp_path / "p.png"), image)
+    assert main(["verify", str(tmp_path / "p.png"), "--bundle", str(path), "--trusted-keys", str(trusted),
+                 "--threads", threads]) == 2
+    assert f"model threads must be 1-64, got {threads}" in capsys.readouterr().err
+
+
 def test_the_table_names_each_label(setup, tmp_path, capsys):
     path, trusted, _ = setup
     image, truth = sim_batch().handheld(0, 1, 9)

@@ -74,9 +74,12 @@ def test_stage_plan_visits_every_field(designed):
     [
         (["--pitch-um", "150"], "do not fit at a pitch"),
         (["--power-mw", "-5"], "must be zero or positive"),
+        (["--power-mw", "0"], "leaves no visible mark"),
+        (["--power-mw", "5"], "leaves no visible mark"),
         (["--power-mw", "480"], "would merge"),
         (["--power-mw", "900"], "more than this laser gives"),
         (["--patterns", "A,Z"], "unknown pattern class 'Z'"),
+        (["--patterns", ",,"], "names no glyph"),
         (["--calibration", "BAD"], "cannot read the stage calibration"),
     ],
 )
@@ -85,6 +88,21 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, extra, message
     extra = [str(tmp_path / "bad.json") if value == "BAD" else value for value in extra]
     assert puf(["design", str(tmp_path / "X1"), "--fields", "1x1", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        puf(["design", str(tmp_path / "X1"), "--fields", "1x1", "--seed", "-1"])
+    assert exit_.value.code == 2
+    assert "the seed must be zero or positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_file_in_place_of_the_batch_folder_is_a_message(tmp_path, capsys, inside):
+    (tmp_path / "file").write_text("not a folder")
+    target = tmp_path / "file" / "B1" if inside else tmp_path / "file"
+    assert puf(["design", str(target), "--fields", "1x1"]) == 2
+    assert f"cannot write the batch into {target}: Not a directory" in capsys.readouterr().err
 
 
 def test_an_existing_design_is_kept_unless_forced(designed, capsys):

@@ -113,6 +113,20 @@ def test_a_changed_crop_is_not_enrolled(base, fresh, key, tmp_path):
     assert (fresh / "manifest.json").read_bytes() == before  # nothing signed, nothing changed
 
 
+def test_an_empty_and_a_1x1_crop_are_skipped_and_the_others_enrolled(base, fresh, key, tmp_path):
+    import cv2
+
+    crops = subset(enroll_crops(base), tmp_path / "crops", range(4))
+    empty, tiny, *_ = sorted(p.name for p in (crops / "crops").iterdir())
+    (crops / "crops" / empty / "m0.png").write_bytes(b"")
+    cv2.imwrite(str(crops / "crops" / tiny / "m0.png"), np.full((1, 1, 3), 128, np.uint8))
+    report = enroll(fresh, crops, key, progress=False)
+    assert report["labels_added"] == 2
+    assert report["skipped"] == {"crop unreadable or not square": 1, "crop smaller than 8x8 px": 1}
+    assert report["skipped_examples"]["crop unreadable or not square"] == empty
+    assert len(load_bundle(fresh, keys(base)[1]).shards) == 2
+
+
 def clustered(n: int, d: int, seed: int) -> np.ndarray:
     """Unit vectors around a few hundred centres, like fingerprints of one pattern."""
     rng = np.random.default_rng(seed)
