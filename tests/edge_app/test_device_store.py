@@ -312,7 +312,7 @@ def test_a_signed_bundle_that_cannot_be_opened_is_refused_and_the_old_one_stays(
     data = manifest(update)
     data["decision"]["threshold"] = threshold
     _release(update, base, decision=data["decision"], sequence=2)
-    with pytest.raises(PufError, match="is signed but cannot be opened .*; the current bundle is unchanged"):
+    with pytest.raises(PufError, match="threshold"):  # refused when read, or when tried whole
         installed.install_bundle(update, trusted)
     assert bundle_version(load_bundle(installed.bundle_path(), trusted)) == version
     assert bundle_version(load_bundle(DeviceStore(installed.home).bundle_path(), trusted)) == version
