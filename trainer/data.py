@@ -26,7 +26,7 @@ import numpy as np
 from edge_app.errors import PufError
 from edge_app.preprocess import Preprocess, preprocess
 from trainer.augment import Augment, augment
-from trainer.pattern_sets import folder_pattern_set, layout_pattern_set, merged
+from trainer.pattern_sets import batch_pattern_set, folder_pattern_set, merged
 
 SPLITS = ("train", "val", "test")
 
@@ -96,7 +96,7 @@ class RegistryDataset(FolderDataset):
             raise PufError(f"no registry at {self.root}")
         with Registry(self.root) as registry:
             records = [r for status in self.STATUSES for r in registry.labels(status=status)]
-            sets = {batch: layout_pattern_set(registry.batch_layout(batch)) for batch in {r.batch_id for r in records}}
+            sets = {batch: batch_pattern_set(registry.batch_layout(batch)) for batch in {r.batch_id for r in records}}
         db = sqlite3.connect(f"file:{self.root}?mode=ro", uri=True)
         try:
             sources = dict(db.execute("SELECT batch_id, source FROM batches").fetchall())

@@ -36,7 +36,7 @@ from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_
 from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
 from trainer import index_build
 from trainer.bundle_write import check_valid_days
-from trainer.pattern_sets import bundle_pattern_set, check_model_knows, folder_pattern_set, layout_pattern_set
+from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_model_knows, folder_pattern_set
 
 DEFAULT_BUDGET_MB = 1400.0
 # a genuine re-capture of a trained model sits well above this cosine to its label
@@ -291,7 +291,7 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
     with Registry(labels) as registry:
         for batch_id in sorted({item.label_id.rsplit("-", 2)[0] for item in items}):
             layout = registry.batch_layout(batch_id)
-            batch_set = layout_pattern_set(layout) if layout is not None else None
+            batch_set = batch_pattern_set(layout) if layout is not None else None
             if batch_set is not None:
                 check_model_knows(model_set, batch_set, f"batch {batch_id}")
                 first = first or layout

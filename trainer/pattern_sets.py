@@ -39,7 +39,7 @@ def bundle_pattern_set(bundle: Path, manifest: dict) -> PatternSet:
                    "export it again from its training run")
 
 
-def layout_pattern_set(layout) -> PatternSet | None:
+def batch_pattern_set(layout) -> PatternSet | None:
     """A registry batch's set; None for a folder of images whose patterns are not known."""
     if layout.pattern_set is not None:
         return layout.pattern_set
