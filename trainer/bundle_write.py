@@ -17,6 +17,12 @@ A version is signed only over a manifest that was itself signed by the same key 
 trusted one (`trainer.keys.check_before_signing`), and a folder holding files its
 manifest does not list is refused: replacing it would delete them (a private key kept
 beside the model).
+
+One writer at a time: `bundle_lock` holds `.BUNDLE.lock`, a file beside the bundle folder
+(inside it, the folder's listed-files check would refuse it, and a new version would
+replace it), for a whole read-modify-write such as an enrollment; a second writer stops
+with a message naming the first one's pid instead of building on a version about to be
+replaced and losing the first one's labels.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,6 +70,25 @@ def replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def lock_path(bundle: Path) -> Path:
+    """The lock file of `bundle`: a hidden sibling, like the temporary versions beside it."""
+    bundle = Path(bundle)
+    return bundle.with_name(f".{bundle.name}.lock")
+
+
+@contextmanager
+def bundle_lock(bundle: Path) -> Iterator[None]:
+    """Hold `bundle` for one writer from reading it to the last record of what was written
+    (`edge_app.folder_lock.exclusive`: a PufError when another process holds it)."""
+    from edge_app.folder_lock import exclusive
+
+    bundle = Path(bundle)
+    if not bundle.parent.is_dir():
+        raise PufError(f"no bundle at {bundle}: the folder {bundle.parent} does not exist")
+    with exclusive(lock_path(bundle), f"the bundle {bundle}"):
+        yield
 
 
 def check_update(bundle: Path, manifest: dict, private_key=None, trusted_keys: Path | None = None) -> None:

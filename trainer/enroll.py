@@ -366,14 +366,26 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
            progress: bool = True, trusted_keys: Path | None = None) -> dict:
     """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
     and only when its manifest was signed by that key or one of `trusted_keys`: see
-    `trainer.keys.check_before_signing`); returns a report."""
+    `trainer.keys.check_before_signing`); returns a report. One enrollment at a time into a
+    bundle (`trainer.bundle_write.bundle_lock`), held until the registry records the labels
+    enrolled: two at once would both build on the same version and the second would drop
+    the first one's labels while the registry called them enrolled."""
+    from trainer.bundle_write import bundle_lock
+
+    with bundle_lock(bundle):
+        return _enroll(Path(bundle), labels, private_key, options, batches, capture, templates, progress,
+                       trusted_keys)
+
+
+def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, batches: tuple[str, ...],
+            capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None) -> dict:
+    """`enroll`, with the bundle locked."""
     import faiss
 
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update
 
     started = time.perf_counter()
-    bundle = Path(bundle)
     manifest = read_manifest(bundle)
     check_update(bundle, manifest, private_key, trusted_keys)  # refuse before the work, not after it
     verify_files(bundle, manifest)  # build on nothing corrupt

@@ -110,7 +110,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from edge_app.bundle import load_bundle
     from edge_app.runtime import read_manifest, verify_files
     from edge_app.verify import Verifier
-    from trainer.bundle_write import BundleUpdate, check_update
+    from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
     from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
 
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
@@ -203,7 +203,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
             raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
                            "or ask for a larger FAR")
 
-        with BundleUpdate(bundle_path) as update:
+        with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
             update.manifest["decision"] = decision
             update.commit(private_key, trusted_keys=trusted_keys)
         report["written"] = True

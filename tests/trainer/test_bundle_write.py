@@ -13,7 +13,7 @@ from edge_app.bundle import Release
 from edge_app.errors import PufError
 from edge_app.runtime import BUNDLE_FORMAT, read_manifest, sha256_file
 from tests.bundle_support import enroll_crops, enrolled_bundle
-from trainer.bundle_write import BundleUpdate, replaced_sequence
+from trainer.bundle_write import BundleUpdate, lock_path, replaced_sequence
 from trainer.enroll import enroll
 from trainer.evaluation import evaluate
 
@@ -61,7 +61,9 @@ def test_a_re_export_continues_the_sequence_of_the_bundle_it_replaces(tmp_path):
 
 
 def contents(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file under `folder` but the lock file of its bundle (kept beside it: `bundle_write.bundle_lock`)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p != lock_path(folder / "bundle")}
 
 
 @pytest.fixture

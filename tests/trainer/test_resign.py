@@ -11,7 +11,7 @@ import pytest
 from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys
-from trainer.bundle_write import BundleUpdate
+from trainer.bundle_write import BundleUpdate, lock_path
 from trainer.enroll import enroll
 from trainer.evaluation import evaluate
 from trainer.keys import generate_keypair, load_private_key
@@ -28,8 +28,9 @@ def manifest(bundle: Path) -> dict:
 
 
 def contents(bundle: Path) -> dict:
-    """Every file beside and inside the bundle, with its bytes."""
-    return {str(p.relative_to(bundle.parent)): p.read_bytes() for p in sorted(bundle.parent.rglob("*")) if p.is_file()}
+    """Every file beside and inside the bundle, with its bytes (but its lock file: `bundle_write.bundle_lock`)."""
+    return {str(p.relative_to(bundle.parent)): p.read_bytes() for p in sorted(bundle.parent.rglob("*"))
+            if p.is_file() and p != lock_path(bundle)}
 
 
 def edit_manifest(bundle: Path, change) -> None:

@@ -1,0 +1,96 @@
+"""Two `puf enroll` into one bundle at once, in two real processes: the bundle lock lets one
+write and stops the other with a clear message, so no batch is lost and the registry
+matches the bundle."""
+
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+from edge_app.bundle import load_bundle
+from edge_app.registry import FieldRecord, LabelRecord, Registry
+from edge_app.runtime import read_manifest
+from tests.bundle_support import enroll_crops, keys, sim_batch
+from trainer.enroll import enrolled_label_ids
+
+
+def _enroll_batch(bundle: Path, registry: Path, key: Path, batch: str, arrived, go, results) -> None:
+    """Child process: enroll one batch, pausing once its labels are read (the other process
+    has had the chance to read the same bundle version) until the test says go."""
+    import trainer.enroll as enrollment
+    from edge_app.errors import PufError
+    from trainer.keys import load_private_key
+
+    embed = enrollment.embed_items
+
+    def embed_after_both_read(*args, **kwargs):
+        arrived.set()
+        go.wait(300)
+        return embed(*args, **kwargs)
+
+    enrollment.embed_items = embed_after_both_read
+    try:
+        report = enrollment.enroll(bundle, registry, load_private_key(key), batches=(batch,), progress=False)
+        results.put((batch, "enrolled", report["labels_added"]))
+    except PufError as error:
+        results.put((batch, "refused", str(error)))
+
+
+def _two_batch_registry(base: Path, tmp_path: Path) -> Path:
+    """A registry of batches V1 and V2 (V2's crops are copies of V1's under V2's label ids)."""
+    crops = enroll_crops(base)
+    registry_path = tmp_path / "registry.sqlite"
+    v1 = sim_batch().layout
+    with Registry(registry_path) as registry:
+        for layout in (v1, sim_batch("V2").layout):
+            batch_dir = tmp_path / layout.batch_id
+            (batch_dir / "crops").mkdir(parents=True)
+            labels = []
+            for slot in range(12):
+                label_id = layout.label_id(0, slot)
+                shutil.copy(crops / "crops" / v1.label_id(0, slot) / "m0.png", batch_dir / "crops" / f"{label_id}.png")
+                labels.append(LabelRecord(label_id, layout.batch_id, 0, slot, *divmod(slot, 4), "found",
+                                          v1.pattern_of(0, slot), crop_path=f"crops/{label_id}.png"))
+            registry.upsert_batch(layout, str(batch_dir))
+            registry.record_field(FieldRecord(layout.batch_id, 0, "done"), labels)
+    return registry_path
+
+
+def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
+    registry_path = _two_batch_registry(base, tmp_path)
+    context = multiprocessing.get_context("spawn")
+    go, results = context.Event(), context.Queue()
+    arrived = {batch: context.Event() for batch in ("V1", "V2")}
+    workers = {batch: context.Process(target=_enroll_batch, args=(fresh, registry_path, keys(base)[0], batch,
+                                                                   arrived[batch], go, results))
+               for batch in arrived}
+    for worker in workers.values():
+        worker.start()
+    deadline = time.monotonic() + 300  # a safety net only: each process reaches its pause or ends
+    while time.monotonic() < deadline and not all(arrived[b].is_set() or not w.is_alive() for b, w in workers.items()):
+        time.sleep(0.05)
+    go.set()
+    outcomes = {}
+    for _ in workers:
+        batch, outcome, detail = results.get(timeout=300)
+        outcomes[batch] = (outcome, detail)
+    for worker in workers.values():
+        worker.join(60)
+        assert worker.exitcode == 0
+
+    enrolled_batches = {b for b, (outcome, _) in outcomes.items() if outcome == "enrolled"}
+    assert enrolled_batches, outcomes  # one of them always gets the bundle
+    for outcome, detail in outcomes.values():
+        if outcome == "enrolled":
+            assert detail == 12
+        else:
+            assert "the bundle" in detail and "in use by another process (pid" in detail, detail
+    load_bundle(fresh, keys(base)[1])  # signed and intact
+    manifest = read_manifest(fresh)
+    in_bundle = enrolled_label_ids(fresh, manifest)
+    assert manifest["shards"]["vectors"] == len(in_bundle)  # each label once
+    with Registry(registry_path) as registry:
+        enrolled = {label.label_id for label in registry.labels() if label.status == "enrolled"}
+    assert in_bundle == enrolled  # the registry matches the bundle
+    assert {label_id.split("-")[0] for label_id in in_bundle} == enrolled_batches and len(in_bundle) == \
+        12 * len(enrolled_batches)
