@@ -424,12 +424,17 @@ def run(args: argparse.Namespace) -> int:
     if args.overlay:
         overlay_dir.mkdir(exist_ok=True)
     ran = skipped = 0
+    gone: list[dict] = []  # fields recorded before whose image has since been removed
     with exclusive(batch_dir / LOCK_FILE, f"the batch {batch_dir}"), Registry(registry_path) as registry:
         registry.upsert_batch(layout, str(batch_dir.resolve()))
         bar = tqdm(fields, unit="field", desc=f"segment {layout.batch_id}", disable=None)
         for item in bar:
             sig = signature(item.path) if item.path.exists() else None
             known = registry.field(layout.batch_id, item.field)
+            if sig is None and known is not None:  # removed since it was cut: keep its crops and records
+                gone.append({"field": item.field, "status": "image missing", "file": item.path.name,
+                             "detail": f"{item.path} no longer exists: its crops and records are kept"})
+                continue
             # an ambiguous field is tried again: a new --rotation-deg or templates may settle it
             if (not args.force and known is not None and known.signature == sig
                     and known.status == "done"
@@ -475,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
                     record.field in {f.field for f in fields}:
                 summary["problems"].append({"field": record.field, "status": record.status,
                                             "file": record.file, "detail": record.detail})
+        summary["problems"] += gone
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

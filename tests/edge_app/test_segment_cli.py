@@ -422,3 +422,22 @@ def test_a_folder_with_a_pattern_set_reads_every_glyph_and_records_the_set(tmp_p
     assert layout.pattern_set == PatternSet.load(tmp_path / "patterns.json")
     # the glyphs read are the patterns LAYOUT etched in those slots
     assert all(lb.pattern == LAYOUT.pattern_of(lb.field, lb.slot) for lb in labels)
+
+
+def test_a_removed_field_image_keeps_its_crops_and_is_reported(tmp_path, capsys) -> None:
+    batch, _ = photographed_batch(tmp_path)
+    templates_for(LAYOUT).save(batch / "pattern_templates.npz")
+    assert run(batch) == 0
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        before = registry.labels(LAYOUT.batch_id, field=0)
+    crops = {p.name: p.read_bytes() for p in (batch / "crops").glob(f"{LAYOUT.label_id(0, 0)[:-2]}*.png")}
+    assert len(crops) == sum(label.status == "found" for label in before) > 0
+    (batch / "fields" / "field_0000.tif").unlink()
+    capsys.readouterr()
+    assert run(batch, "--json", "--force") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {p["field"]: p["status"] for p in summary["problems"]}[0] == "image missing"
+    assert {p.name: p.read_bytes() for p in (batch / "crops").glob(f"{LAYOUT.label_id(0, 0)[:-2]}*.png")} == crops
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        assert registry.labels(LAYOUT.batch_id, field=0) == before
+        assert registry.field(LAYOUT.batch_id, 0).status == "done"
