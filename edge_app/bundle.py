@@ -31,6 +31,7 @@ from edge_app.errors import PufError
 from edge_app.runtime import FORMAT_FILES, MANIFEST, ModelRunner, read_manifest, verify_files
 
 TEMPLATES = "pattern_templates.npz"
+SHARD_FILE_FIELDS = ("index", "ids", "thumbnails")  # the files a shard entry names
 
 
 def unlisted_files(bundle: Path, manifest: dict) -> list[str]:
@@ -41,6 +42,31 @@ def unlisted_files(bundle: Path, manifest: dict) -> list[str]:
     return [name for name in found if name not in listed]
 
 
+def outside(name: str) -> bool:
+    """Whether a bundle-relative file name points out of the bundle folder."""
+    return name.startswith(("/", "\\")) or ".." in Path(name).parts or Path(name).is_absolute()
+
+
+def check_named_files(manifest: dict) -> None:
+    """Every file the manifest's shard entries name (index, id map, thumbnails) is one of
+    its signed files, inside the bundle: a signed manifest must never make the device read
+    a file elsewhere, or one whose checksum was not checked."""
+    files = manifest.get("files")
+    files = files if isinstance(files, dict) else {}
+    section = manifest.get("shards")
+    classes = section.get("classes") if isinstance(section, dict) else None
+    for pattern, entry in (classes.items() if isinstance(classes, dict) else ()):
+        if not isinstance(entry, dict):
+            raise PufError(f"{MANIFEST}: shard {pattern!r} is not an object")
+        for field in SHARD_FILE_FIELDS:
+            name = entry.get(field)
+            if field == "thumbnails" and name is None:
+                continue  # thumbnails are optional
+            if not isinstance(name, str) or outside(name) or name not in files:
+                raise PufError(f"{MANIFEST}: shard {pattern!r} names the {field} file {name!r}, which is not "
+                               f"one of the bundle's signed files")
+
+
 def check_bundle_files(bundle: Path, manifest: dict) -> None:
     """Every listed file present and matching its sha256, and nothing else; PufError naming
     the first file that fails."""
@@ -48,7 +74,7 @@ def check_bundle_files(bundle: Path, manifest: dict) -> None:
     if not isinstance(files, dict) or not files:
         raise PufError(f"{MANIFEST} lists no files")
     for name in files:
-        if name.startswith("/") or ".." in Path(name).parts:
+        if outside(name):
             raise PufError(f"{MANIFEST} lists {name!r}, which is outside the bundle")
     verify_files(bundle, manifest)
     extra = unlisted_files(bundle, manifest)
@@ -182,10 +208,7 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
     section = manifest.get("shards")
     if not section:
         raise PufError(f"the bundle {path} has no enrolled labels (no shards): run puf enroll")
-    for entry in section.get("classes", {}).values():
-        for name in (entry.get("index"), entry.get("ids")):
-            if name not in manifest.get("files", {}):
-                raise PufError(f"shard file {name} is not listed in {MANIFEST}")
+    check_named_files(manifest)
     if "threshold" not in (manifest.get("decision") or {}):
         raise PufError(f"{MANIFEST} has no decision threshold")
     for field in ("pattern_classes", "embedding_dim", "preprocessing"):

@@ -34,6 +34,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.orientation import GlyphMatch, PatternTemplates, canonical, classify_glyph
+from edge_app.photo_size import check_photo_size
 
 METHODS = ("fast", "paper")
 
@@ -256,8 +257,10 @@ def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = 128) -> 
     return _crops(half, 2, (corners - (x0, y0))[None], crop_size)[0]
 
 
-def load_image(path: Path) -> np.ndarray:
-    """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); PufError if it cannot."""
+def load_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); PufError if it cannot,
+    or if it has more than `max_pixels` pixels (None: the device's limit,
+    `edge_app.photo_size.max_pixels`), refused from its header before it is decoded."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -265,6 +268,7 @@ def load_image(path: Path) -> np.ndarray:
         raise PufError(f"cannot read {path}: {error.strerror or error}") from None
     if not data:
         raise PufError(f"{path} is an empty file")
+    check_photo_size(data, path, max_pixels)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:

@@ -66,11 +66,15 @@ class Thumbnails:
 
     @classmethod
     def open(cls, bundle_dir: Path) -> Thumbnails | None:
-        """The bundle's thumbnails, or None when it carries none. Checks nothing: open the
-        bundle with `edge_app.bundle.load_bundle` first, which checks every file."""
+        """The bundle's thumbnails, or None when it carries none. Checks no checksum (open
+        the bundle with `edge_app.bundle.load_bundle` first, which checks every file), but
+        reads only files the manifest lists inside the bundle."""
+        from edge_app.bundle import check_named_files
         from edge_app.runtime import read_manifest
 
-        section = read_manifest(Path(bundle_dir)).get("shards") or {}
+        manifest = read_manifest(Path(bundle_dir))
+        check_named_files(manifest)
+        section = manifest.get("shards") or {}
         if not section.get("thumbnails"):
             return None
         return cls(bundle_dir, section)

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-format", choices=("int8", "float", "onnx"),
                         help="model file to run (default: the one the labels were enrolled with)")
     parser.add_argument("--threads", type=int, default=2, help="model threads, 1-64 (default 2)")
+    parser.add_argument("--max-pixels", type=max_pixels, default=None, metavar="N",
+                        help="refuse photos of more pixels, before decoding them (default: $PUF_MAX_PIXELS, else "
+                             "the library's, sized for a 4 GB Raspberry Pi)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
 
 
@@ -44,6 +47,17 @@ def label_px(text: str) -> float | None:
 
     try:
         return parse_label_px(text)
+    except PufError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def max_pixels(text: str) -> int:
+    """`--max-pixels`: a whole number of at least 1 (`edge_app.photo_size.parse_max_pixels`)."""
+    from edge_app.errors import PufError
+    from edge_app.photo_size import parse_max_pixels
+
+    try:
+        return parse_max_pixels(text)
     except PufError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -63,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     verdicts: list[Verdict] = []
     for path in args.images:
         try:
-            image = load_image(path)
+            image = load_image(path, args.max_pixels)
         except PufError as error:
             verdicts.append(Verdict("unreadable", None, None, bundle.threshold, None, None, {}, str(error), str(path)))
             continue

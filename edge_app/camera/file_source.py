@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_app.camera.base import Frame, FrameSource, as_bgr, check_exposure, downscale
 from edge_app.errors import PufError
+from edge_app.photo_size import size_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
@@ -26,13 +27,18 @@ def image_files(folder: Path) -> list[Path]:
                   key=lambda p: p.name)
 
 
-def read_photo(path: Path) -> np.ndarray:
-    """A photo as BGR uint8 (grey and 16-bit files converted); PufError naming the file."""
+def read_photo(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """A photo as BGR uint8 (grey and 16-bit files converted); PufError naming the file,
+    also for one over `max_pixels` (None: the device's limit, `edge_app.photo_size`),
+    refused from its header before it is decoded."""
     try:
-        data = np.fromfile(path, np.uint8)
+        data = Path(path).read_bytes()
     except OSError as error:
         raise PufError(f"cannot read the photo {path}: {error.strerror or error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    problem = size_problem(data, max_pixels) if data else None
+    if problem:
+        raise PufError(f"cannot read the photo {path}: it is {problem}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise PufError(f"cannot read the photo {path}: not a readable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} "
                        f"image (damaged, or another kind of file)")

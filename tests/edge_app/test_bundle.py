@@ -159,3 +159,39 @@ def test_a_signed_manifest_with_a_threshold_of_the_wrong_type_is_refused(bundle,
     resigned(bundle, base, data)
     with pytest.raises(PufError, match=re.escape(message)):
         load_bundle(bundle, trusted)
+
+
+@pytest.mark.parametrize("where", ["../outside.npy", "OUTSIDE", "shards/../../outside.npy", "shards/p99.thumbs.npy"])
+@pytest.mark.parametrize("field", ["thumbnails", "ids", "index"])
+def test_a_signed_manifest_naming_a_file_outside_its_signed_list_is_refused(bundle, trusted, base, where, field):
+    """A shard entry's thumbnails (or index, id map) path that is not one of the signed
+    files (outside the bundle, absolute, or unlisted) is refused before anything reads it."""
+    import numpy as np
+
+    from edge_app.thumbnails import Thumbnails
+
+    outside = bundle.parent / "outside.npy"
+    data = manifest(bundle)
+    pattern, entry = next(iter(data["shards"]["classes"].items()))
+    np.save(outside, np.zeros((entry["labels"], 8, 8), np.uint8))
+    if where == "OUTSIDE":
+        where = str(outside.resolve())
+    data["shards"]["thumbnails"] = {"px": 8, "channel": "green"}
+    entry[field] = where
+    resigned(bundle, base, data)
+    message = rf"shard '{re.escape(pattern)}' names the {field} file .*, which is not one of the bundle's signed files"
+    with pytest.raises(PufError, match=message):
+        load_bundle(bundle, trusted)
+    with pytest.raises(PufError, match=message):
+        Thumbnails.open(bundle)
+
+
+def test_a_listed_file_outside_the_bundle_is_refused_even_when_signed(bundle, trusted, base):
+    data = manifest(bundle)
+    entry = next(iter(data["shards"]["classes"].values()))
+    data["files"]["../outside.npy"] = data["files"][entry["ids"]]
+    entry["thumbnails"] = "../outside.npy"
+    data["shards"]["thumbnails"] = {"px": 8, "channel": "green"}
+    resigned(bundle, base, data)
+    with pytest.raises(PufError, match=r"lists '\.\./outside\.npy', which is outside the bundle"):
+        load_bundle(bundle, trusted)

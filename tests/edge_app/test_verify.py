@@ -276,3 +276,24 @@ def test_a_match_in_the_runner_up_pattern_is_refused_when_the_glyph_reads_the_fi
     verdict = verifier.decide(disagree, {})
     assert disagree.allowed == [] and verdict.verdict == "unreadable" and verdict.label_id is None
     assert "disagree" in verdict.reason and "psi" in verdict.reason and "retake" in verdict.reason
+
+
+def test_puf_verify_refuses_a_photo_over_the_pixel_limit_before_decoding(setup, tmp_path, capsys):
+    from tests.edge_app.test_photo_size import png_header
+
+    path, trusted, bundle = setup
+    genuine, _ = sim_batch().handheld(0, 4, 8)
+    cv2.imwrite(str(tmp_path / "genuine.jpg"), genuine)
+    (tmp_path / "giant.png").write_bytes(png_header(20000, 20000))
+    common = ["--bundle", str(path), "--trusted-keys", str(trusted), "--json"]
+    assert main(["verify", str(tmp_path / "genuine.jpg"), str(tmp_path / "giant.png"), *common]) == 3
+    verdicts = json.loads(capsys.readouterr().out)["verdicts"]
+    assert [v["verdict"] for v in verdicts] == ["genuine", "unreadable"]
+    assert "20000x20000 pixels" in verdicts[1]["reason"] and "limit of 100 megapixels" in verdicts[1]["reason"]
+    pixels = genuine.shape[0] * genuine.shape[1]
+    assert main(["verify", str(tmp_path / "genuine.jpg"), "--max-pixels", str(pixels - 1), *common]) == 3
+    [verdict] = json.loads(capsys.readouterr().out)["verdicts"]
+    assert verdict["verdict"] == "unreadable" and "over this device's limit" in verdict["reason"]
+    with pytest.raises(SystemExit):
+        main(["verify", str(tmp_path / "genuine.jpg"), "--max-pixels", "0", *common])
+    assert "at least 1" in capsys.readouterr().err
