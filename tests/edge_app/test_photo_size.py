@@ -65,11 +65,11 @@ def test_the_limit_is_settable_by_argument_and_environment(tmp_path, monkeypatch
     assert max_pixels() == MAX_PIXELS
 
 
-@pytest.mark.parametrize("shape", [(37, 53), (37, 53, 3), (2, 70000)])
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif"])
+@pytest.mark.parametrize("shape, suffix", [
+    (shape, suffix) for shape in [(37, 53), (37, 53, 3), (2, 70000)] for suffix in (".png", ".jpg", ".bmp", ".tif")
+    if shape[1] <= 65500 or suffix in (".png", ".tif")  # JPEG and BMP cannot be wider
+])
 def test_the_header_gives_the_size_opencv_decodes(shape, suffix):
-    if suffix in (".jpg", ".bmp") and shape[1] > 65500:
-        pytest.skip("wider than the format allows")
     image = np.random.default_rng(1).integers(0, 255, shape, np.uint8)
     data = cv2.imencode(suffix, image)[1].tobytes()
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
