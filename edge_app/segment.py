@@ -233,7 +233,7 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
         if not np.isfinite(image).all():
             raise PufError("the image has pixels that are not numbers (NaN or infinite)")
         top = 255.0 if float(image.max(initial=0.0)) <= 1.0 else 1.0
-        image = np.clip(image * top, 0, 255).round().astype(np.uint8)
+        image = (np.clip(image, 0.0, 255.0 / top) * top).round().astype(np.uint8)  # clipped first: no overflow
     else:
         raise PufError(f"unsupported pixel type {image.dtype} (use 8- or 16-bit or float)")
     return np.ascontiguousarray(image)

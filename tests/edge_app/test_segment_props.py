@@ -125,3 +125,11 @@ def test_a_real_field_survives_the_round_trip_through_tiff(tmp_path) -> None:
     image = load_image(path)
     assert image.shape == (500, 600, 3)
     assert answers(image, LABEL_PX) is not None
+
+
+def test_a_float_image_of_huge_values_is_scaled_without_overflow():
+    """Found by the property test above: -7e305 overflowed when scaled before clipping."""
+    from edge_app.segment import as_uint8
+
+    assert as_uint8(np.array([[[-7.049777e305]]])).tolist() == [[0]]  # taken as 0-1, scaled by 255
+    assert as_uint8(np.array([[-1e308, 1e308]])).tolist() == [[0, 255]]
