@@ -15,7 +15,9 @@ connection of its own, so a long export never holds up a record.
 
 The schema is versioned (``PRAGMA user_version``) and marked as a puf journal
 (``PRAGMA application_id``); a file that is not one, is corrupt, or is of a newer version
-is refused with a PufError and never written to.
+is refused with a PufError and never written to. Two processes may create the same new
+journal at once (the app and `puf verify`, say): one writes the schema, the other finds it
+made and both go on.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ APPLICATION_ID = 0x50554631  # "PUF1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CSV_COLUMNS = ("id", "time", "verdict", "label_id", "score", "threshold", "pattern", "reason", "bundle_version",
                "source", "total_ms")
-_SCHEMA = """
+_SCHEMA = ("""
 CREATE TABLE verifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL,                 -- ISO 8601 UTC, seconds
@@ -54,9 +56,8 @@ CREATE TABLE verifications (
     total_ms REAL,
     timings TEXT NOT NULL,              -- JSON: segment, model, search, total (ms)
     crop BLOB                           -- PNG; last, so listing rows never reads it
-);
-CREATE INDEX verifications_time ON verifications (time);
-"""
+)""", "CREATE INDEX verifications_time ON verifications (time)")
+_NEW_FILE = (0, 0, set())  # the state (version, application id, tables) of a file no one has written yet
 _ENTRY_COLUMNS = "id, time, verdict, label_id, score, threshold, pattern, reason, bundle_version, source, total_ms"
 
 
@@ -129,20 +130,11 @@ class Journal:
 
     def _prepare(self, max_mb: float | None) -> None:
         db = self._db
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            application = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as error:
-            raise PufError(f"{self.path} is not a journal or is damaged ({error}); it was left as it is") from None
-        if not tables and version == 0 and application == 0:
-            try:
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; "
-                                 f"PRAGMA application_id = {APPLICATION_ID}; COMMIT;")
-            except sqlite3.Error as error:
-                raise _sqlite_problem(error, self.path, "creating the journal") from None
-        elif application != APPLICATION_ID or "verifications" not in tables:
+        state = self._state()
+        if state == _NEW_FILE:
+            state = self._create()
+        version, application, tables = state
+        if application != APPLICATION_ID or "verifications" not in tables:
             raise PufError(f"{self.path} is an SQLite file but not a puf journal; it was left as it is")
         elif version > SCHEMA_VERSION:
             raise PufError(f"the journal {self.path} is of version {version}, newer than this software reads "
@@ -155,6 +147,42 @@ class Journal:
                 db.execute(f"PRAGMA max_page_count = {max(1, int(max_mb * 1e6 / page))}")
         except sqlite3.Error as error:
             raise _sqlite_problem(error, self.path, "opening") from None
+
+    def _state(self) -> tuple[int, int, set[str]]:
+        """The file's schema version, application id and tables."""
+        db = self._db
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            application = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as error:
+            raise PufError(f"{self.path} is not a journal or is damaged ({error}); it was left as it is") from None
+        return version, application, tables
+
+    def _create(self) -> tuple[int, int, set[str]]:
+        """Write the schema into the empty file; its state afterwards.
+
+        Another process may be creating the same journal at this moment: the write lock is
+        taken first (waiting for the other creator, as for any writer) and the file looked at
+        again under it, so exactly one process writes the schema and the other finds it made.
+        Every step starts from holding no lock, so SQLite's busy wait applies and the two
+        never deadlock."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._state() == _NEW_FILE:
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
+        except sqlite3.Error as error:
+            raise _sqlite_problem(error, self.path, "creating the journal") from None
+        return self._state()
 
     # ---- writing -------------------------------------------------------------------------
     def record(self, verdict, crop: np.ndarray | None, bundle_version: str) -> int:

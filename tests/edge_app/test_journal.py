@@ -179,6 +179,58 @@ def test_a_full_journal_says_so_and_stays_readable(tmp_path):
         assert journal.record(verdict(0), None, "v") > recorded[-1]
 
 
+def _create_after_barrier(path: str, barrier, results) -> None:
+    """One of the racing processes: it opens the new journal's file, waits at the barrier
+    until the other has too, so both find it empty, then creates the journal and records."""
+    import traceback
+
+    from edge_app import journal as journal_module
+
+    connect = sqlite3.connect
+
+    def connect_then_wait(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        barrier.wait(30)
+        return db
+
+    journal_module.sqlite3.connect = connect_then_wait
+    try:
+        with Journal(Path(path)) as journal:
+            results.put(("ok", journal.record(verdict(0), crop(0), "v")))
+    except PufError as error:
+        results.put(("refused", str(error)))
+    except BaseException:
+        results.put(("traceback", traceback.format_exc()))
+
+
+def test_two_processes_creating_a_new_journal_at_once_both_work(tmp_path):
+    """Two real processes open the same not-yet-existing journal and are held at a barrier
+    until both have found no journal there and opened the file, so they create it at once;
+    both must then record, and the file is one sound WAL journal holding both entries (the
+    second used to stop with "creating the journal failed: database is locked")."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(4):
+        path = tmp_path / f"journal{attempt}.sqlite"
+        barrier, results = context.Barrier(2), context.Queue()
+        racers = [context.Process(target=_create_after_barrier, args=(str(path), barrier, results))
+                  for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        outcomes = [results.get(timeout=120) for _ in racers]
+        for racer in racers:
+            racer.join(30)
+        assert [kind for kind, _ in outcomes] == ["ok", "ok"], outcomes
+        assert sorted(entry for _, entry in outcomes) == [1, 2]
+        with Journal(path, create=False) as journal:
+            assert journal.integrity() == "ok" and len(journal) == 2
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        db.close()
+
+
 def test_a_worker_thread_records_while_the_ui_thread_reads(tmp_path):
     """One Journal shared by the app's two threads (it serialises its connection)."""
     journal = Journal(tmp_path / "j.sqlite")
