@@ -134,9 +134,12 @@ class BundleUpdate:
     def __enter__(self) -> BundleUpdate:
         return self
 
-    def __exit__(self, kind, *exc: object) -> None:
+    def __exit__(self, kind, error, *rest: object) -> None:
+        """Remove the unfinished version; a write that failed (a full disk) is a PufError."""
         if kind is not None:
             self.abort()
+            if issubclass(kind, OSError):
+                raise self._write_failed(error) from None
 
     def path_for(self, name: str) -> Path:
         """Where to write bundle file `name` of the new version (a fresh inode)."""
@@ -182,9 +185,12 @@ class BundleUpdate:
             replace_dir(self.dir, self.out)
         except OSError as error:
             self.abort()
-            raise PufError(f"cannot write the bundle {self.out} ({error.strerror or error}); the old "
-                           "version is unchanged") from None
+            raise self._write_failed(error) from None
         return manifest
+
+    def _write_failed(self, error: OSError) -> PufError:
+        return PufError(f"cannot write the bundle {self.out} ({error.strerror or error}); the old version is "
+                        "unchanged")
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

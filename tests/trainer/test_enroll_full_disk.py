@@ -1,0 +1,57 @@
+"""`puf enroll` on a disk that fills while it writes the new bundle version (templates,
+shard index, label ids, thumbnails, manifest): a clear error, the old bundle untouched and
+no half-written version left, and the re-run on a disk with room enrolls everything."""
+
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from edge_app.cli import main
+from edge_app.runtime import read_manifest, sha256_file
+from tests.bundle_support import enroll_crops, keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _enroll_on_a_small_disk(bundle: Path, labels: Path, key: Path, limit: int) -> subprocess.CompletedProcess:
+    """`puf enroll` in a process that cannot write a file past `limit` bytes: its writes fail
+    with EFBIG, as on a full disk (SIGXFSZ ignored, so they raise instead of killing it)."""
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    code = ("import sys; from edge_app.cli import main; "
+            f"sys.exit(main(['enroll', '--bundle', {str(bundle)!r}, '--labels', {str(labels)!r}, "
+            f"'--key', {str(key)!r}]))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=small_files)
+
+
+def test_a_full_disk_during_enroll_is_a_clear_error_and_loses_nothing(base, fresh, tmp_path):
+    labels, key = enroll_crops(base), keys(base)[0]
+    probe = Path(shutil.copytree(fresh, tmp_path / "probe"))
+    assert main(["enroll", "--bundle", str(probe), "--labels", str(labels), "--key", str(key)]) == 0
+    before = _contents(fresh)
+    written = sorted({info["bytes"] for name, info in read_manifest(probe)["files"].items()
+                      if before.get(name) != info["sha256"]})
+    limits = sorted({1000, *(size - 1 for size in written if size > 1000)})  # each file the write fails in
+    assert len(limits) >= 3
+    beside = sorted(p.name for p in fresh.parent.iterdir())
+    for limit in limits:
+        done = _enroll_on_a_small_disk(fresh, labels, key, limit)
+        assert done.returncode == 2, (limit, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+        assert f"cannot write the bundle {fresh}" in done.stderr and "the old version is unchanged" in done.stderr
+        assert _contents(fresh) == before
+        left = {p.name for p in fresh.parent.iterdir()} - set(beside)
+        assert left <= {".bundle.lock"}  # the writers' lock stays; no unfinished version does
+    assert main(["enroll", "--bundle", str(fresh), "--labels", str(labels), "--key", str(key), "--json"]) == 0
+    assert _contents(fresh).keys() == _contents(probe).keys()
+    assert read_manifest(fresh)["shards"]["labels"] == 12
