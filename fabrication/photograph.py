@@ -8,12 +8,19 @@ BATCH_DIR/fields/manifest.json          the batch's fields, written at the end
 
 Each TIFF is written to a temporary name and renamed into place, so a field that exists
 is complete: an interrupted run resumes by shooting only the fields that are missing.
+Ctrl-C or SIGTERM stops the simulator's workers after the fields in hand; a kill -9 of puf
+ends them too (each watches its parent), so none is left shooting into the batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +101,25 @@ def read_field_meta(path: Path) -> dict:
 _worker: dict = {}
 
 
+def _end_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as `puf photograph` is gone, even after a kill -9 that no handler sees:
+    a worker left behind would go on shooting into the batch while a resumed run shoots the same fields."""
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:  # an orphan is adopted by another process
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _sim_pool_worker_init(batch_dir: str, seed: int, parent_pid: int) -> None:
+    _end_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches us too: puf stops the pool
+    _sim_worker_init(batch_dir, seed)
+
+
 def _sim_worker_init(batch_dir: str, seed: int) -> None:
     import cv2
 
@@ -129,8 +155,28 @@ def _shoot_sim(batch_dir: Path, jobs: list[FieldJob], seed: int, workers: int, p
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _sim_worker_init, (str(batch_dir), seed)) as pool:
+    pool = ProcessPoolExecutor(workers, context, _sim_pool_worker_init, (str(batch_dir), seed, os.getpid()))
+    try:
         return [progress(entry) for entry in pool.map(_sim_worker_shoot, jobs, chunksize=2)]
+    finally:  # after a stop or an error: the fields in hand are finished, the rest never started
+        pool.shutdown(cancel_futures=True)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Stop on SIGTERM the way Ctrl-C stops: the workers ended, the fields written kept, resumable."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _shoot_mmcore(batch_dir: Path, batch_id: str, jobs: list[FieldJob], config: Path,
@@ -169,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         return entry
 
-    with bar:
+    with bar, _sigterm_as_interrupt():
         if args.sim:
             shot = _shoot_sim(batch_dir, todo, args.seed, max(1, args.workers), progress)
         else:
