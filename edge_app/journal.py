@@ -140,13 +140,29 @@ class Journal:
             raise PufError(f"the journal {self.path} is of version {version}, newer than this software reads "
                            f"({SCHEMA_VERSION}): update puf")
         try:
-            db.execute("PRAGMA journal_mode = WAL")
+            self._wal()
             db.execute("PRAGMA synchronous = FULL")
             if max_mb is not None:
                 page = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA max_page_count = {max(1, int(max_mb * 1e6 / page))}")
         except sqlite3.Error as error:
             raise _sqlite_problem(error, self.path, "opening") from None
+
+    def _wal(self, patience_s: float = 10.0) -> None:
+        """Switch to WAL. The switch needs the file to itself and SQLite does not wait for it
+        (no busy handler), so another process opening the journal at the same moment makes
+        it fail at once: try again for a while, as a writer would wait."""
+        import time
+
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _state(self) -> tuple[int, int, set[str]]:
         """The file's schema version, application id and tables."""
