@@ -4,9 +4,13 @@ names the file and what it should have been; written whole or not at all."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from edge_app.errors import PufError
+
+T = TypeVar("T")
 
 
 def read_json(path: Path, what: str) -> object:
@@ -18,6 +22,15 @@ def read_json(path: Path, what: str) -> object:
         raise PufError(f"no {what} at {path}") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise PufError(f"cannot read the {what} {path}: {error}") from None
+
+
+def load_json(path: Path, what: str, parse: Callable[[object], T]) -> T:
+    """`parse` of the file's JSON value; its PufError prefixed with the file's path."""
+    data = read_json(path, what)
+    try:
+        return parse(data)
+    except PufError as error:
+        raise PufError(f"{path}: {error}") from None
 
 
 def write_json(path: Path, data: object, **dumps: object) -> None:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.json_files import read_json, write_json
+from edge_app.json_files import load_json, write_json
 from edge_app.pattern_set import PatternSet
 
 LAYOUT_FORMAT = 1
@@ -179,11 +179,7 @@ class BatchLayout:
 
     @classmethod
     def load(cls, path: Path) -> BatchLayout:
-        data = read_json(path, "batch layout")
-        try:
-            return cls.from_dict(data)
-        except PufError as error:
-            raise PufError(f"{path}: {error}") from None
+        return load_json(path, "batch layout", cls.from_dict)
 
     def _check_field(self, field: int) -> None:
         if not 0 <= field < self.fields_per_batch:

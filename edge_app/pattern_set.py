@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.json_files import read_json, write_json
+from edge_app.json_files import load_json, write_json
 
 PATTERN_SET_FILE = "patterns.json"
 PATTERN_SET_FORMAT = 1
@@ -150,11 +150,7 @@ class PatternSet:
 
     @classmethod
     def load(cls, path: Path) -> PatternSet:
-        data = read_json(path, "pattern set")
-        try:
-            return cls.from_dict(data)
-        except PufError as error:
-            raise PufError(f"{path}: {error}") from None
+        return load_json(path, "pattern set", cls.from_dict)
 
     def templates(self, glyph_frac: float, line_frac: float):
         """The glyph templates segmentation reads patterns and orientation with

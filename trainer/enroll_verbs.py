@@ -36,16 +36,21 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trusted_keys_argument(parser: argparse.ArgumentParser) -> None:
+    """The keys whose signature on a bundle a re-signing verb accepts (`trainer.keys.check_before_signing`)."""
+    parser.add_argument("--trusted-keys", type=Path,
+                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
+                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
+                             "when it exists)")
+
+
 def _enroll_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, required=True, help="bundle folder (from puf export); updated in place")
     parser.add_argument("--labels", type=Path, required=True,
                         help="the factory's registry.sqlite, or a crop folder (labels.csv + crops/)")
     parser.add_argument("--key", type=Path, help="private key to sign the bundle with (puf keygen); without it "
                                                  "the bundle is unsigned and devices refuse it")
-    parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
-                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
-                             "when it exists)")
+    _trusted_keys_argument(parser)
     parser.add_argument("--batch", action="append", default=[], help="only this batch (repeatable)")
     parser.add_argument("--capture", help="in a crop folder, the capture to enroll (e.g. m0; default: the first)")
     parser.add_argument("--rotations", type=int, default=1,
@@ -99,10 +104,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the library's, 0.01: 299 comparisons)")
     parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key "
                                                  "(refused when the comparisons are too few for --far)")
-    parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
-                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
-                             "when it exists)")
+    _trusted_keys_argument(parser)
     parser.add_argument("--out", type=Path, help="folder for the figures (det.png, scores.png, timings.png)")
     parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
     parser.add_argument("--max-queries", type=int, default=0, help="evaluate a random sample of this many")

@@ -14,11 +14,6 @@ from tests.bundle_support import enrolled_bundle, keys, model_bundle
 
 
 @pytest.fixture
-def base(tmp_path_factory) -> Path:
-    return tmp_path_factory.getbasetemp() / "bundle_base"
-
-
-@pytest.fixture
 def bundle(base, tmp_path) -> Path:
     base.mkdir(exist_ok=True)
     return enrolled_bundle(base, tmp_path / "bundle")

@@ -30,13 +30,6 @@ REMOVE = object()
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.getbasetemp() / "bundle_base"
-    base.mkdir(exist_ok=True)
-    return base
-
-
-@pytest.fixture(scope="module")
 def bundle(base, tmp_path_factory) -> Path:
     return enrolled_bundle(base, tmp_path_factory.mktemp("props") / "bundle")
 

@@ -17,13 +17,6 @@ from tests.bundle_support import enrolled_bundle, keys
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "bundle_base"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
 def signed(base, tmp_path_factory) -> Path:
     """A signed bundle with field 0 enrolled (do not modify: copy it)."""
     return enrolled_bundle(base, tmp_path_factory.mktemp("store") / "bundle")

@@ -140,3 +140,20 @@ def test_puf_patterns_writes_a_set_and_a_sheet(tmp_path, capsys):
 
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
     assert sheet is not None and sheet.shape[1] == 10 * 96
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not xml at all <", "cannot read the SVG file"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><path id="a" d="M 0 0 L x y"/></svg>', "cannot read the path data"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><path id="a" d="M 0 0 C 1 2"/></svg>', "needs 6 numbers"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><path id="a" d="5 5 L 1 1"/></svg>', "numbers without a command"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><path d="M 0 0 L 1 1"/></svg>', "no element with an id"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><g id="a" transform="skewX(30)"><path d="M0 0 L1 1"/></g></svg>',
+     "cannot read the transform"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><path id="dot" d="M 3 3 L 3 3"/></svg>', "must have extent"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><line id="a" x1="q" y1="0" x2="1" y2="1"/></svg>', "non-numeric"),
+])
+def test_a_hostile_or_broken_svg_is_a_clear_refusal(tmp_path, content, message):
+    (tmp_path / "glyphs.svg").write_text(content)
+    with pytest.raises(PufError, match=message):
+        load_pattern_set(str(tmp_path / "glyphs.svg"))

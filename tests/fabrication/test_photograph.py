@@ -18,15 +18,19 @@ from fabrication.sim.film import EtchedFilm
 from fabrication.sim.laser import engrave_layout
 
 
-@pytest.fixture()
-def etched_batch(tmp_path):
-    batch_dir = tmp_path / "B3"
-    assert puf(["design", str(batch_dir), "--fields", "2x1"]) == 0
+def design_and_etch(batch_dir: Path, fields: str) -> Path:
+    """A designed batch engraved into a simulated film, ready for `puf photograph --sim`."""
+    assert puf(["design", str(batch_dir), "--fields", fields]) == 0
     film = EtchedFilm(5)
     engrave_layout(film, BatchLayout.load(batch_dir / "layout.json"), 128.0)
     (batch_dir / "sim").mkdir()
     film.save(batch_dir / "sim" / "film.npz")
     return batch_dir
+
+
+@pytest.fixture()
+def etched_batch(tmp_path):
+    return design_and_etch(tmp_path / "B3", "2x1")
 
 
 def test_photographs_every_field_with_metadata_and_truth(etched_batch):
@@ -105,12 +109,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 @pytest.mark.parametrize("how", ["kill -9 of puf", "Ctrl-C", "SIGTERM to puf"])
 def test_the_workers_end_with_the_run_and_the_batch_resumes(tmp_path, how):
-    batch_dir = tmp_path / "B5"
-    assert puf(["design", str(batch_dir), "--fields", "4x3"]) == 0
-    film = EtchedFilm(5)
-    engrave_layout(film, BatchLayout.load(batch_dir / "layout.json"), 128.0)
-    (batch_dir / "sim").mkdir()
-    film.save(batch_dir / "sim" / "film.npz")
+    batch_dir = design_and_etch(tmp_path / "B5", "4x3")
     fields = batch_dir / "fields"
     command = [sys.executable, "-m", "edge_app.cli", "photograph", str(batch_dir), "--sim", "--workers", "2"]
     log = tmp_path / "stderr.txt"

@@ -10,13 +10,6 @@ from tests.bundle_support import keys, model_bundle
 from trainer.keys import load_private_key
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "bundle_base"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.fixture
 def fresh(base, tmp_path) -> Path:
     return Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
