@@ -15,6 +15,7 @@ from edge_app.slots import assign_slots, slot_corners_um
 from tests.edge_app.test_segment import LABEL_PX, PIXEL_UM, make_layout, snap, templates_for
 
 IMAGE = (1920, 1440)
+SHIFT_ERROR_UM = 3.0  # how far the measured shift may lie from the true one, at 2 px noise
 
 
 def lattice_view(layout: BatchLayout, field: int, shift_um, angle_deg: float):
@@ -52,12 +53,14 @@ def test_ids_are_right_or_withheld_never_wrong(field, dx, dy, angle, glyphs, noi
         return
     if result.status == "ok":
         assert [s.label_id for s in result.slots] == ids
-        assert np.allclose(result.shift_um, (dx, dy), atol=3.0)
+        assert np.allclose(result.shift_um, (dx, dy), atol=SHIFT_ERROR_UM)
         assert result.reasons == [None if s.field == field else "neighbour" for s in result.slots]
     else:
         assert result.status == "ambiguous" and all(s is None for s in result.slots)
-    # near its planned place a field is always placed; with glyphs, always
-    if glyphs or max(abs(dx), abs(dy)) < 250 - 220:
+    # near its planned place a field is always placed (the shift is measured to within
+    # SHIFT_ERROR_UM, so a field that far inside the bound may still read as outside it);
+    # with glyphs, always
+    if glyphs or max(abs(dx), abs(dy)) < 250 - 220 - SHIFT_ERROR_UM:
         assert result.status == "ok"
 
 
