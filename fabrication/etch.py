@@ -7,26 +7,37 @@ Reads what `puf design` wrote:
   BATCH_DIR/laser/job.json                power, S value and machine frame of the job
   BATCH_DIR/laser/power_calibration.json  the S -> mW table the job was written with
 
-and keeps BATCH_DIR/laser/etch_state.json (status, last acknowledged line, the line to
-resume from), written atomically while it runs, so ``--resume`` goes on after an error,
-an alarm, a dropped port or a crash. ``--sim`` streams the same job through the simulated
-GRBL controller into the simulated film, saved as BATCH_DIR/sim/film.npz; ``--film-style``
-chooses how a new film looks (grain size, contrast, facets, mottling).
+and keeps BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
+left uncertain), written atomically and durably, so ``--resume`` goes on after an error,
+an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal records every
+job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
+kill or a power cut burns no line twice: it waits until the controller has run what it
+holds, goes on after the last line written, and names the one line it cannot be sure of.
+``--sim`` streams the same job through the simulated GRBL controller into the simulated
+film, saved as BATCH_DIR/sim/film.npz (that controller dies with this process, so a run cut
+off there resumes where it started); ``--film-style`` chooses how a new film looks (grain
+size, contrast, facets, mottling).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
+import secrets
 import time
 import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 from edge_app.errors import PufError
+from fabrication.etch_journal import JournalError, SendJournal, last_sent, sync_folder
 
 STATE_FILE = "etch_state.json"
-SAVE_EVERY_S = 2.0
+JOURNAL_FILE = "etch_journal"
+_LABEL = re.compile(r";\s*label (\S+)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,66 +72,129 @@ def run(args: argparse.Namespace) -> int:
 
     batch = _Batch(args.batch_dir)
     state_path = batch.laser_dir / STATE_FILE
-    start_line = _start_line(args, _read_state(state_path), len(batch.lines), batch.layout.batch_id)
+    if args.film_style is not None and not args.sim:
+        raise PufError("--film-style chooses the simulated film: use it with --sim")
+    target = "--sim" if args.sim else f"--port {args.port}"
+    previous = _read_state(state_path)
+    start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
     if start_line is None:
         print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
         return 0
-    todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
+    crashed = args.resume and previous is not None and previous.get("status") == "running"
+    if crashed and (previous.get("target") == "--sim") != args.sim:
+        raise PufError(f"the last etch of batch {batch.layout.batch_id} was cut off on "
+                       f"{previous.get('target')}: go on there")
 
     film = film_path = None
-    if args.film_style is not None and not args.sim:
-        raise PufError("--film-style chooses the simulated film: use it with --sim")
     if args.sim:
         film, film_path = _film(batch.dir, batch.layout.batch_id, args.film_seed, args.film_style, start_line)
+        if crashed and len(film.segments) != previous.get("film_segments"):
+            raise PufError(f"{film_path} was saved after the etch state: it may hold the whole "
+                           "last run; check it and choose where to go on with --from-line")
         laser = _simulated_laser(film, batch)
-        target = "--sim"
     else:
         from fabrication.grbl import GrblLaser
 
         laser = GrblLaser.open(args.port, args.baud, unlock=args.unlock,
                                s_max=batch.calibration.s_max)
-        target = f"--port {args.port}"
-    state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
-             "start_line": start_line, "last_acked_line": start_line - 1,
-             "resume_line": start_line, "status": "running", "message": ""}
+    uncertain = list(previous.get("uncertain", [])) if previous and args.resume else []
     with laser:
+        if crashed and not args.sim:
+            start_line, note = _after_crash(previous, batch, laser, uncertain)
+            if not args.json:
+                print(note)
+        if start_line > len(batch.lines):
+            _write_state(state_path, {**(previous or {}), "status": "done", "resume_line": start_line,
+                                      "uncertain": uncertain, "message": ""})
+            print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
+            return 0
+        todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
         if not args.no_check:
             with _bar(todo, f"check {batch.layout.batch_id}") as bar:
                 laser.check_job(batch.lines, start_line, lambda _: bar.update(1))
+        state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
+                 "start_line": start_line, "resume_line": start_line, "status": "running",
+                 "run": secrets.token_hex(8), "uncertain": uncertain, "message": "",
+                 "film_segments": None if film is None else len(film.segments)}
         _write_state(state_path, state)
         started = time.perf_counter()
         try:
-            with _bar(todo, f"etch {batch.layout.batch_id}") as bar:
-                laser.run_job(batch.lines, start_line, _Progress(bar, state, state_path, laser))
+            with _bar(todo, f"etch {batch.layout.batch_id}") as bar, _journal(batch, state) as journal:
+                laser.run_job(batch.lines, start_line, lambda _: bar.update(1), journal)
         except LaserJobStopped as stop:
-            state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
-            _write_state(state_path, state)
             if film is not None:
                 film.save(film_path)
+            state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
+            _write_state(state_path, state)
             unlock = " --unlock" if "ALARM" in stop.laser_state else ""
             raise PufError(f"{stop}\nFix the cause, then go on with: "
                            f"puf etch {batch.dir} {target} --resume{unlock}") from None
+        except JournalError as error:  # lines may be on their way: the journal knows which
+            raise PufError(f"{error}\nFree the disk, then go on with: "
+                           f"puf etch {batch.dir} {target} --resume") from None
         except PufError as error:  # refused before anything was sent
             state.update(status="stopped", message=str(error))
             _write_state(state_path, state)
             raise
     seconds = time.perf_counter() - started
-    state.update(status="done", resume_line=len(batch.lines) + 1, message="")
-    _write_state(state_path, state)
     if film is not None:
         film.save(film_path)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, args.json)
+    state.update(status="done", resume_line=len(batch.lines) + 1, message="")
+    _write_state(state_path, state)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json)
     return 0
 
 
+def _journal(batch: _Batch, state: dict) -> contextlib.AbstractContextManager:
+    """The send journal of a run on a controller that outlives this process; the simulated
+    controller in this process dies with it and needs none."""
+    if state["film_segments"] is not None:
+        return contextlib.nullcontext(None)
+    return SendJournal(batch.laser_dir / JOURNAL_FILE, state["run"])
+
+
+def _after_crash(previous: dict, batch: _Batch, laser, uncertain: list[dict]) -> tuple[int, str]:
+    """Where to go on after a run that was cut off (killed, crashed, power lost) and what
+    to tell the operator. The controller has run every line it received (connecting waited
+    until it was idle); the journal says which lines those are, up to its last one, which
+    may or may not have been written: the head's position decides, and when it cannot,
+    that line is skipped (never burned twice) and named in `uncertain` for inspection."""
+    from fabrication.laser import is_motion, job_commands
+
+    last = last_sent(batch.laser_dir / JOURNAL_FILE, str(previous.get("run")))
+    cut_off = f"the last etch of batch {batch.layout.batch_id} was cut off"
+    if last is None:
+        start = int(previous["start_line"])
+        return start, f"{cut_off} before it sent a line: going on from line {start}"
+    command = next(c.text for c in job_commands(batch.lines) if c.line == last)
+    where = f"line {last} ({command!r}, label {_label_of(batch.lines, last)})"
+    ran = laser.ran(batch.lines, last) if is_motion(command) else True
+    if ran is None:
+        uncertain.append({"line": last, "command": command, "label": _label_of(batch.lines, last)})
+        return last + 1, (f"{cut_off}; the controller ran what it held. {where} may or may not have "
+                          f"run: it is skipped, not burned twice. Inspect label "
+                          f"{_label_of(batch.lines, last)}; going on from line {last + 1}")
+    start = last + 1 if ran else last
+    return start, (f"{cut_off}; the controller ran what it held, up to {where}, which "
+                   f"{'ran' if ran else 'had not been sent'}: going on from line {start}")
+
+
+def _label_of(lines: list[str], line: int) -> str:
+    """The label a job line etches (the job names each label in a comment before it)."""
+    for text in reversed(lines[:line]):
+        if found := _LABEL.match(text):
+            return found[1]
+    return "none (set-up)"
+
+
 def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
-            film, film_path: Path | None, as_json: bool) -> None:
+            film, film_path: Path | None, uncertain: list[dict], as_json: bool) -> None:
     summary = {
         "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
         "lines_sent": todo, "seconds": round(seconds, 2),
         "lines_per_s": round(todo / seconds) if seconds > 0 else None,
         "power_mw": batch.job["power_mw"], "s_value": batch.job["s_value"],
-        "state": str(state_path),
+        "state": str(state_path), "uncertain": uncertain,
     }
     if film is not None:
         summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style))
@@ -132,6 +206,9 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if film is not None:
         style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
         print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
+    for line in uncertain:
+        print(f"inspect label {line['label']}: line {line['line']} ({line['command']!r}) was cut off by a "
+              "crash and may not have been etched")
     print(f"state: {state_path}")
 
 
@@ -159,23 +236,6 @@ def _bar(total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="line", desc=desc, disable=None)
-
-
-class _Progress:
-    """Counts each line the controller accepts, and saves the state every few seconds so
-    that even a crash of this process leaves a line to resume from."""
-
-    def __init__(self, bar, state: dict, path: Path, laser) -> None:
-        self.bar, self.state, self.path, self.laser = bar, state, path, laser
-        self.saved = time.monotonic()
-
-    def __call__(self, line: int) -> None:
-        self.bar.update(1)
-        self.state["last_acked_line"] = line
-        if time.monotonic() - self.saved > SAVE_EVERY_S:
-            self.state["resume_line"] = self.laser.resume_line
-            _write_state(self.path, self.state)
-            self.saved = time.monotonic()
 
 
 def _read_job(path: Path) -> list[str]:
@@ -209,10 +269,16 @@ def _read_state(path: Path) -> dict | None:
 
 
 def _write_state(path: Path, state: dict) -> None:
+    """Replace the state atomically and durably: a run's journal is only read under the
+    state that names its run."""
     state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
+    with tmp.open("w") as out:
+        out.write(json.dumps(state, indent=1))
+        out.flush()
+        os.fsync(out.fileno())
     tmp.replace(path)
+    sync_folder(path.parent)
 
 
 def _start_line(args: argparse.Namespace, previous: dict | None, job_lines: int,

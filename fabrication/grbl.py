@@ -10,6 +10,11 @@ still run, so the driver feed-holds (``!``), waits for the hold to complete, sof
 (ctrl-X: motion stops, buffers flush, the beam goes off), sends ``M5`` and confirms it
 with ``$G``. Lines acknowledged but still queued in GRBL's motion planner are flushed by
 that reset, so the job resumes from the earliest line that may not have run.
+
+A host that dies (a kill, a crash) stops none of that: GRBL runs every line it received.
+So connecting never resets a moving controller: it first waits until the machine is no
+longer running, and `ran` then tells from where the head stands whether the last line a
+dead host may have written ran.
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ from fabrication.laser import (
     describe_grbl,
     is_motion,
     job_commands,
+    position_after,
     restore_commands,
 )
 
 _BANNER = re.compile(r"Grbl(?:HAL)? (\d+)\.(\d+)(\w*)")
 _OPTIONS = re.compile(r"\[OPT:[^,\]]*,(\d+),(\d+)")
-_STATUS = re.compile(r"<([A-Za-z]+)(?::(\d+))?[|>]")
+_STATUS = re.compile(r"<([A-Za-z]+)(?::(\d+))?(?:\|[MW]Pos:([-\d.]+),([-\d.]+),([-\d.]+))?[|>]")
 _REALTIME = set("?!~\x18")
 STEPPER_SEGMENTS = 6  # GRBL's stepper segment buffer: moves it holds have left the planner
 BOOT_S = 2.5  # an Arduino resets when the port opens and prints its banner after booting
@@ -122,6 +128,7 @@ class GrblLaser(Laser):
         self._buffer = bytearray()
         self._planner_blocks = 15
         self._rx_size = 128
+        self._step_mm = 1 / 80  # the coarsest axis step; $100-$102 say the machine's
         self._stream: _Stream | None = None
         self._resume_line = 1
         try:
@@ -176,12 +183,12 @@ class GrblLaser(Laser):
                            f"{shown}{more}. Nothing was etched.{after}")
 
     def run_job(self, lines: Sequence[str], start_line: int = 1,
-                progress: Progress | None = None) -> None:
+                progress: Progress | None = None, on_send: Progress | None = None) -> None:
         stream = self._stream = self._prepare(lines, start_line)
         if stream is None:
             return
         try:
-            self._send_all(stream, progress)
+            self._send_all(stream, progress, on_send)
             self._wait_until_idle(stream)
         except _PortDropped as error:
             self._stop_blind(stream, f"the connection to {self.name} dropped ({error})")
@@ -213,6 +220,23 @@ class GrblLaser(Laser):
     @property
     def resume_line(self) -> int:
         return self._stream.resume_line() if self._stream else self._resume_line
+
+    def ran(self, lines: Sequence[str], line: int) -> bool | None:
+        commands = job_commands(lines)
+        before, after = position_after(commands, line - 1), position_after(commands, line)
+        try:
+            where = self._position()
+        except _PortDropped:
+            return None
+        if where is None or not before or before == after:
+            return None
+
+        def at(target: dict[str, float]) -> bool:
+            return all(abs(where["XYZ".index(axis)] - value) <= self._step_mm + 0.001
+                       for axis, value in target.items())
+
+        at_before, at_after = at(before), at(after)
+        return None if at_before == at_after else at_after
 
     def laser_off(self) -> str:
         try:
@@ -251,6 +275,7 @@ class GrblLaser(Laser):
     # ---- connecting --------------------------------------------------------------
     def _handshake(self, unlock: bool, s_max: float | None) -> None:
         self._port.reset_input_buffer()
+        self._wait_while_running()
         self._write(b"\x18")
         banner = self._await_banner(BOOT_S)
         if banner is None:  # the reset may have hit the bootloader: try once more
@@ -269,6 +294,9 @@ class GrblLaser(Laser):
         settings = dict(
             line[1:].split("=", 1) for line in self._command("$$") if re.match(r"\$\d+=", line)
         )
+        steps = [float(settings.get(axis, "0")) for axis in ("100", "101", "102")]
+        if all(step > 0 for step in steps):
+            self._step_mm = 1 / min(steps)
         if settings.get("32", "").strip() not in ("1", "1.000"):
             raise PufError(
                 f"the controller on {self.name} is not in laser mode "
@@ -294,6 +322,23 @@ class GrblLaser(Laser):
             raise PufError(f"the controller on {self.name} is busy ({state}); "
                            "wait until it is Idle")
 
+    def _wait_while_running(self) -> None:
+        """Wait until a controller still running lines (left by a host that died) has run
+        them: a reset now would stop it mid-line, lose its position, and leave no way to
+        know which lines ran. A silent controller (booting after the port opened) is left
+        to the reset that follows."""
+        self._write(b"?")
+        give_up = time.monotonic() + BOOT_S
+        while (line := self._read_line(max(0.0, give_up - time.monotonic()))) is not None:
+            if _BANNER.match(line):  # it just booted: ask again
+                self._write(b"?")
+            elif (status := _STATUS.match(line)) and status[1] not in ("Run", "Jog"):
+                return
+            elif status:  # still running: each answer proves it alive
+                time.sleep(self._poll)
+                self._write(b"?")
+                give_up = time.monotonic() + self._answer_timeout
+
     def _await_banner(self, timeout: float) -> re.Match[str] | None:
         give_up = time.monotonic() + timeout
         while (left := give_up - time.monotonic()) > 0:
@@ -303,7 +348,8 @@ class GrblLaser(Laser):
         return None
 
     # ---- streaming ---------------------------------------------------------------
-    def _send_all(self, stream: _Stream, progress: Progress | None) -> None:
+    def _send_all(self, stream: _Stream, progress: Progress | None,
+                  on_send: Progress | None = None) -> None:
         limit = self._rx_size - 1
         queue = stream.queue
         while stream.next < len(queue) or stream.sent:
@@ -312,6 +358,12 @@ class GrblLaser(Laser):
                 item = queue[stream.next]
                 if stream.in_flight + len(item.data) > limit:
                     break
+                if item.job and on_send is not None:
+                    # every line told to on_send before this one is written before it is told
+                    if batch:
+                        self._write(bytes(batch))
+                        batch.clear()
+                    on_send(item.command.line)
                 batch += item.data
                 stream.sent.append(item)
                 stream.in_flight += len(item.data)
@@ -391,10 +443,19 @@ class GrblLaser(Laser):
 
     def _status(self) -> tuple[str, str]:
         """The controller's state (and sub-state), skipping any other output."""
+        found = self._status_report()
+        return found[1], found[2] or ""
+
+    def _position(self) -> tuple[float, float, float] | None:
+        """Where the head stands (None if the status report does not say)."""
+        found = self._status_report()
+        return None if found[3] is None else (float(found[3]), float(found[4]), float(found[5]))
+
+    def _status_report(self) -> re.Match[str]:
         self._write(b"?")
         while not (found := _STATUS.match(self._next_response())):
             pass
-        return found[1], found[2] or ""
+        return found
 
     def _next_response(self) -> str:
         """The next non-blank line; asks for a status report after each `poll_s` of

@@ -130,21 +130,13 @@ def restore_commands(commands: Sequence[Command], start_line: int) -> list[str]:
     travel with the beam off (G0) to the last target before `start_line`, carrying the
     modal feed and power, so resuming at a G1 line burns from the right point.
     """
-    before = [c for c in commands if c.line < start_line]
+    target = position_after(commands, start_line - 1)
     setup: list[str] = []
-    target: dict[str, float] = {}
     modal: dict[str, float] = {}
-    for command in before:
+    for command in (c for c in commands if c.line < start_line):
         found = words(command.text)
-        if any(k == "G" and float(v) == 91 for k, v in _WORD.findall(command.text.upper())):
-            raise PufError(
-                f"line {command.line} switches to incremental moves (G91): such a job "
-                "can only be run from its start"
-            )
         modal.update({k: v for k, v in found.items() if k in "FS"})
-        if any(axis in found for axis in _AXES):
-            target.update({k: v for k, v in found.items() if k in _AXES})
-        else:
+        if not any(axis in found for axis in _AXES):
             setup.append(command.text)
     if target:
         travel = " ".join(f"{axis}{target[axis]:.4f}" for axis in _AXES if axis in target)
@@ -153,7 +145,24 @@ def restore_commands(commands: Sequence[Command], start_line: int) -> list[str]:
     return setup
 
 
-Progress = Callable[[int], None]  # called with each job line the controller accepted
+def position_after(commands: Sequence[Command], line: int) -> dict[str, float]:
+    """Where the job's moves up to file line `line` leave the head (the axes they name, in
+    the job's coordinates); a job in incremental moves (G91) is refused, as it has no such
+    position without running it from its start."""
+    target: dict[str, float] = {}
+    for command in commands:
+        if command.line > line:
+            break
+        if any(k == "G" and float(v) == 91 for k, v in _WORD.findall(command.text.upper())):
+            raise PufError(
+                f"line {command.line} switches to incremental moves (G91): such a job "
+                "can only be run from its start"
+            )
+        target.update({k: v for k, v in words(command.text).items() if k in _AXES})
+    return target
+
+
+Progress = Callable[[int], None]  # called with a job line (accepted, or about to be sent)
 
 
 class Laser(ABC):
@@ -167,9 +176,12 @@ class Laser(ABC):
 
     @abstractmethod
     def run_job(self, lines: Sequence[str], start_line: int = 1,
-                progress: Progress | None = None) -> None:
+                progress: Progress | None = None, on_send: Progress | None = None) -> None:
         """Run the job from file line `start_line` (1-based) to its end and wait until done.
 
+        `progress` hears of each job line the controller accepted; `on_send` of each job line
+        just before it is written, and the line is written only when `on_send` returns (a
+        journal that must know what a killed host may have left in the controller).
         Raises `LaserJobStopped` (laser off, resumable) when the controller rejects a
         command, raises an alarm, is interrupted, or the connection drops.
         """
@@ -178,6 +190,11 @@ class Laser(ABC):
     @abstractmethod
     def resume_line(self) -> int:
         """The earliest job line that may not have been executed yet (for a crash-safe state)."""
+
+    def ran(self, lines: Sequence[str], line: int) -> bool | None:
+        """Whether job line `line`, a move, was the last one the idle machine ran (False: the
+        one before it was), judged by where the head stands; None when it cannot tell."""
+        return None
 
     @abstractmethod
     def laser_off(self) -> str:
