@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     previous = _read_state(state_path)
     start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
     if start_line is None:
-        print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
+        _print_done(batch, previous["uncertain"] if previous else [])
         return 0
     crashed = args.resume and previous is not None and previous.get("status") == "running"
     if crashed and (previous.get("target") == "--sim") != args.sim:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if start_line > len(batch.lines):
             _write_state(state_path, {**(previous or {}), "status": "done", "resume_line": start_line,
                                       "uncertain": uncertain, "message": ""})
-            print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
+            _print_done(batch, uncertain)
             return 0
         todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
         if not args.no_check:
@@ -206,10 +206,19 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if film is not None:
         style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
         print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
+    _print_uncertain(uncertain)
+    print(f"state: {state_path}")
+
+
+def _print_done(batch: _Batch, uncertain: list[dict]) -> None:
+    print(f"nothing to resume: batch {batch.layout.batch_id} was etched to its end")
+    _print_uncertain(uncertain)
+
+
+def _print_uncertain(uncertain: list[dict]) -> None:
     for line in uncertain:
         print(f"inspect label {line['label']}: line {line['line']} ({line['command']!r}) was cut off by a "
               "crash and may not have been etched")
-    print(f"state: {state_path}")
 
 
 class _Batch:

@@ -128,7 +128,7 @@ class GrblLaser(Laser):
         self._buffer = bytearray()
         self._planner_blocks = 15
         self._rx_size = 128
-        self._step_mm = 1 / 80  # the coarsest axis step; $100-$102 say the machine's
+        self._steps_per_mm = (80.0, 80.0, 80.0)  # $100-$102 say the machine's
         self._stream: _Stream | None = None
         self._resume_line = 1
         try:
@@ -232,8 +232,12 @@ class GrblLaser(Laser):
             return None
 
         def at(target: dict[str, float]) -> bool:
-            return all(abs(where["XYZ".index(axis)] - value) <= self._step_mm + 0.001
-                       for axis, value in target.items())
+            for axis, value in target.items():  # GRBL stands on the step nearest a target
+                i = "XYZ".index(axis)
+                step = round(value * self._steps_per_mm[i]) / self._steps_per_mm[i]
+                if min(abs(where[i] - value), abs(where[i] - step)) > 0.001:  # it reports 3 decimals
+                    return False
+            return True
 
         at_before, at_after = at(before), at(after)
         return None if at_before == at_after else at_after
@@ -294,9 +298,9 @@ class GrblLaser(Laser):
         settings = dict(
             line[1:].split("=", 1) for line in self._command("$$") if re.match(r"\$\d+=", line)
         )
-        steps = [float(settings.get(axis, "0")) for axis in ("100", "101", "102")]
+        steps = tuple(float(settings.get(axis, "0")) for axis in ("100", "101", "102"))
         if all(step > 0 for step in steps):
-            self._step_mm = 1 / min(steps)
+            self._steps_per_mm = steps
         if settings.get("32", "").strip() not in ("1", "1.000"):
             raise PufError(
                 f"the controller on {self.name} is not in laser mode "
