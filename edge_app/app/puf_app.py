@@ -385,12 +385,12 @@ class PufApp(App):
         self.tr.switch(language)
         self.language_name = languages()[language]
         self.title = _(type(self).title)
-        if self.root is None:  # still starting: nothing shown yet
+        self.on_label_px(self, self.label_px)
+        if self.root is None:  # still starting: nothing else shown yet
             return
         self._show_bundle()
         self._show_camera()
         self._update_ready()
-        self.on_label_px(self, self.label_px)
         if self.assist is not None:
             self._show_assist(self.assist)
         if self.outcome is not None:
