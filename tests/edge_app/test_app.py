@@ -304,7 +304,7 @@ def test_the_app_shown_in_german_and_switched_to_english_in_settings_without_a_r
     assert verdict["title"] == "ECHT" and verdict["label_id"] == data["label_id"]
     assert verdict["message"] == f"Dieses Etikett ist als {data['label_id']} registriert."
     assert verdict["crop_caption"] == "Aufgenommenes Etikett" and "echt ab" in verdict["score"]
-    assert verdict["timing"].startswith("angezeigt ")
+    assert verdict["timing"].startswith("nach ") and "Prüfung" in verdict["timing"]
     settings = seen["settings"]["texts"]
     assert settings["update_bundle"] == "Paket aus Ordner aktualisieren (USB-Stick)"
     assert settings["language"] == "Deutsch" and settings["label_size"].startswith("in Gebrauch: automatisch")
