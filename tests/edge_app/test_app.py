@@ -297,7 +297,7 @@ def test_the_app_shown_in_german_and_switched_to_english_in_settings_without_a_r
     assert seen["preview"]["language"] == "de"
     assert seen["preview"]["texts"]["capture"] == "AUFNEHMEN"
     assert (seen["preview"]["texts"]["to_history"], seen["preview"]["texts"]["to_settings"]) == ("Verlauf",
-                                                                                                "Einstellungen")
+                                                                                                "Optionen")
     assert seen["preview"]["focus"] in ("Scharf", "Unscharf") and seen["preview"]["light"] in ("OK", "Zu dunkel",
                                                                                               "Zu hell")
     verdict = seen["verdict"]["texts"]
