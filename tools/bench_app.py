@@ -4,6 +4,15 @@ drawn on the screen, and screenshots of every screen at the Pi's 800x480.
     .venv/bin/python tools/bench_app.py                          # 30 captures, prints the figures
     .venv/bin/python tools/bench_app.py --screenshots docs/      # and docs/app_*.png
     .venv/bin/python tools/bench_app.py --designed               # the test model (no shipped bundle needed)
+    puf demo --out demo_out                                      # the demo's batch, bundle and handheld photos
+    .venv/bin/python tools/bench_app.py --demo demo_out --screenshots docs/   # the README's screenshots
+
+With --demo, the app verifies with the demo's signed bundle (its whole batch enrolled:
+2,160 labels by default) and photographs: the demo's handheld photos of enrolled labels
+and of never-enrolled ones (held out, another film, clones) by turns, and for the
+screenshots a genuine, a never-enrolled and a blurred genuine photo chosen from them by
+the truth their names record (`fabrication.demo_queries`: NNNN_KIND_LABELID.jpg). Without
+it:
 
 1. a simulated film (`trainer.simdata`) whose first field is enrolled (with thumbnails)
    into a copy of the shipped model's bundle (`trainer.enroll`), signed with a fresh key;
@@ -34,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 THUMBNAIL_PX = 96  # enrolled labels' pictures, shown beside a genuine capture
 SCREENS = ("preview", "genuine", "counterfeit", "retake", "history", "settings")
+GERMAN = "genuine_de"  # the genuine verdict again, shown in German (docs/app_genuine_de.png)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default", help="exported model bundle")
     parser.add_argument("--designed", action="store_true", help="use the designed test model instead")
     parser.add_argument("--film-seed", type=int, default=901)
+    parser.add_argument("--demo", type=Path, metavar="DIR",
+                        help="use the bundle, trusted key and handheld photos of 'puf demo --out DIR'")
     parser.add_argument("--screenshots", type=Path, metavar="DIR", help="also write DIR/app_<screen>.png")
     parser.add_argument("--out", type=Path, default=Path("bench_app.json"))
     args = parser.parse_args(argv)
@@ -49,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     from tests.edge_app.app.driver import display, run_script
 
     work = Path(tempfile.mkdtemp(prefix="bench_app."))
-    device = enrolled_device(work, args)
-    photos = write_photos(work / "photos", device, args.captures)
+    if args.demo:
+        device = demo_device(args.demo)
+        photos = demo_photos(work / "photos", device, args.captures)
+    else:
+        device = enrolled_device(work, args)
+        photos = write_photos(work / "photos", device, args.captures)
     home = work / "home"
     options = {"home": home, "bundle": device["bundle"], "trusted_keys": device["trusted"],
                "camera": f"file:{photos}"}
@@ -70,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     capture_ms, verify_ms = np.array(result["capture_ms"]), np.array([o["verify_ms"] for o in outcomes])
     figures = {
         "captures": args.captures,
-        "model": "designed test model" if args.designed else str(args.bundle),
+        "model": str(device["bundle"]) if args.demo else "designed test model" if args.designed else str(args.bundle),
         "labels_enrolled": device["enrolled"],
         "verdicts": {kind: kinds.count(kind) for kind in sorted(set(kinds))},
         "wrong": sum(o["kind"] != expected for o, expected in zip(outcomes, device["expected"], strict=False)),
@@ -155,6 +171,88 @@ def write_photos(folder: Path, device: dict, count: int) -> Path:
     return folder
 
 
+def demo_device(folder: Path) -> dict:
+    """The signed bundle, trusted keys and handheld photos `puf demo --out FOLDER` left."""
+    from edge_app.bundle import load_bundle
+    from edge_app.errors import PufError
+
+    bundle, trusted, photos = folder / "bundle", folder / "trusted_keys", folder / "handheld"
+    for path in (bundle / "manifest.json", trusted, photos):
+        if not path.exists():
+            raise PufError(f"{folder} is not the output of 'puf demo --out {folder}': no {path}")
+    loaded = load_bundle(bundle, trusted)
+    return {"bundle": bundle, "trusted": trusted, "photos": photos, "loaded": loaded,
+            "enrolled": len(loaded.shards)}
+
+
+def demo_kind(photo: Path) -> tuple[str, str]:
+    """(kind, label id) a demo photo's name records: NNNN_KIND_LABELID.jpg, KIND one of
+    `fabrication.demo_queries.KINDS` (held_out and other_film hold an underscore)."""
+    from fabrication.demo_queries import KINDS
+
+    rest = photo.stem.split("_", 1)[1]
+    kind = next(kind for kind in KINDS if rest.startswith(kind + "_"))
+    return kind, rest[len(kind) + 1:]
+
+
+def demo_photos(folder: Path, device: dict, count: int) -> Path:
+    """`count` of the demo's photos, genuine and never enrolled by turns (the never-enrolled
+    kinds in turn too), linked in capture order; and the showcase for the screenshots: a
+    genuine photo read as its own label, the label nearest the middle; a never-enrolled
+    label of an enrolled pattern (the close call) read as counterfeit; a genuine photo
+    blurred, read as a retake. Each is checked with the device's verifier first."""
+    import cv2
+
+    from edge_app.verify import Verifier
+    from fabrication.demo_queries import EXPECTED
+
+    by_kind: dict[str, list[Path]] = {}
+    for photo in sorted(device["photos"].glob("*.jpg")):
+        by_kind.setdefault(demo_kind(photo)[0], []).append(photo)
+    never = [photo for group in zip(*(by_kind.get(k, []) for k in ("held_out", "other_film", "clone")), strict=False)
+             for photo in group]
+    if not by_kind.get("genuine") or not never:
+        raise RuntimeError(f"{device['photos']} holds no genuine or no never-enrolled photos")
+    folder.mkdir(parents=True)
+    device["expected"] = []
+    for i in range(count):
+        photo = by_kind["genuine"][i // 2 % len(by_kind["genuine"])] if i % 2 == 0 else never[i // 2 % len(never)]
+        (folder / f"{i:03d}.jpg").symlink_to(photo.resolve())
+        device["expected"].append(EXPECTED[demo_kind(photo)[0]])
+    verifier = Verifier(device["loaded"])
+
+    def read(image) -> list:
+        return verifier.verify_image(image, "showcase")
+
+    genuine = []
+    for photo in by_kind["genuine"][:40]:
+        image = cv2.imread(str(photo))
+        verdicts = read(image)
+        if len(verdicts) == 1 and verdicts[0].label_id == demo_kind(photo)[1]:
+            centre = np.mean(verdicts[0].corners_px, axis=0) - np.array(image.shape[1::-1]) / 2
+            genuine.append((float(np.hypot(*centre)), photo))
+    held = [(photo, verdicts[0]) for photo in by_kind.get("held_out", never)[:40]
+            for verdicts in [read(cv2.imread(str(photo)))] if [v.verdict for v in verdicts] == ["counterfeit"]]
+    held.sort(key=lambda item: item[1].score is None)  # its pattern is enrolled first: the close call
+    if not genuine or not held:
+        raise RuntimeError("no demo photo reads as its truth: is the bundle the demo's own?")
+    genuine.sort()
+    retake = next((cv2.GaussianBlur(cv2.imread(str(photo)), (0, 0), 4) for _, photo in genuine[1:]
+                   if [v.verdict for v in read(cv2.GaussianBlur(cv2.imread(str(photo)), (0, 0), 4))]
+                   == ["unreadable"]), None)
+    if retake is None:
+        raise RuntimeError("no blurred demo photo reads as a retake")
+    showcase = folder.parent / "showcase"
+    showcase.mkdir()
+    shutil.copy(genuine[0][1], showcase / "1_genuine.jpg")
+    shutil.copy(held[0][0], showcase / "2_counterfeit.jpg")
+    cv2.imwrite(str(showcase / "3_blurred.png"), retake)
+    device["showcase"] = showcase
+    print("showcase:", genuine[0][1].name, held[0][0].name, "and a blurred genuine photo",
+          file=sys.stderr)
+    return folder
+
+
 def off_centre(capture: tuple) -> float:
     image, truth = capture
     centre = np.mean(truth["corners_px"], axis=0)
@@ -173,6 +271,12 @@ def shoot(folder: Path, work: Path, device: dict, options: dict, env: dict) -> N
     steps += [{"do": "show", "screen": "history"}, {"do": "screenshot", "path": shots["history"]},
               {"do": "show", "screen": "settings"}, {"do": "screenshot", "path": shots["settings"]}]
     result = run_script({"options": options, "steps": steps}, work / "screens", env)
+    if result["error"]:
+        raise RuntimeError(result["error"] + result["stderr"])
+    shots[GERMAN] = str(Path(folder) / f"app_{GERMAN}.png")  # a fresh device: the genuine photo is its first capture
+    german = {**options, "home": work / "home_de", "language": "de"}
+    steps = [{"do": "wait_ready"}, {"do": "capture"}, {"do": "screenshot", "path": shots[GERMAN]}]
+    result = run_script({"options": german, "steps": steps}, work / "screens_de", env)
     if result["error"]:
         raise RuntimeError(result["error"] + result["stderr"])
     print("screenshots:", ", ".join(shots.values()), file=sys.stderr)

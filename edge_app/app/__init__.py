@@ -2,5 +2,6 @@
 
 `inspection` is what the app does (open the bundle, verify a capture, keep the journal,
 install a bundle) in plain, testable Python; `worker` runs that work off the UI thread;
-`puf_app` and `puf.kv` only show it (Kivy, imported only when the app runs).
+`puf_app` and `puf.kv` only show it (Kivy, imported only when the app runs), in the
+language `i18n` holds (gettext: `locale/`).
 """

@@ -1,7 +1,7 @@
 """`puf app`: the handheld verifier's touch UI (live preview, capture, verdict, history, settings).
 
 Options given here apply to this run; what the inspector changes on the Settings screen
-(camera, exposure) is saved in the device's settings.json and used on the next start.
+(camera, exposure, label size, language) is saved in the device's settings.json and used on the next start.
 Only the standard library is imported here at module level; Kivy only when the app runs.
 """
 
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exposure-us", type=int, metavar="US",
                         help="manual exposure time, microseconds (default: automatic)")
     parser.add_argument("--gain", type=float, metavar="GAIN", help="manual analogue gain (default: automatic)")
+    parser.add_argument("--language", metavar="LANG",
+                        help="show the app in this language: en or de (default: the saved setting, else "
+                             "$LANGUAGE / $LANG, else en)")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
         raise PufError(f"--gain must be positive, got {args.gain}")
     if args.gain is not None and args.exposure_us is None:
         raise PufError("--gain needs --exposure-us too (give both, or neither for automatic exposure)")
+    if args.language is not None:
+        from edge_app.app.i18n import check_language
+
+        check_language(args.language)
     require_module("kivy", "device")
     from edge_app.app.launch import AppOptions, run_app
 
     return run_app(AppOptions(home=args.home, bundle=args.bundle, trusted_keys=args.trusted_keys, camera=args.camera,
-                              exposure_us=args.exposure_us, gain=args.gain, fullscreen=args.fullscreen, size=size))
+                              exposure_us=args.exposure_us, gain=args.gain, fullscreen=args.fullscreen, size=size,
+                              language=args.language))

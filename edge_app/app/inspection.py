@@ -15,12 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.app.i18n import N_, _
+
 log = logging.getLogger(__name__)
 
-TITLES = {"genuine": "GENUINE", "counterfeit": "COUNTERFEIT", "unreadable": "RETAKE"}
+TITLES = {"genuine": N_("GENUINE"), "counterfeit": N_("COUNTERFEIT"), "unreadable": N_("RETAKE")}
+KIND_WORDS = {"genuine": N_("genuine"), "counterfeit": N_("counterfeit"), "unreadable": N_("retake")}  # in a sentence
 CROP_PX = 192  # the crop kept in the journal and shown beside the enrolled label's thumbnail
 PHOTO_PX = 480  # the width of the photo shown when no label could be cut from it
-UPDATE_HINT = "Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory sent)."
+UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory "
+                 "sent).")
+NOT_OPENED = N_("The bundle has not been opened yet.")
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class BundleStatus:
     version: str | None = None
     labels: int = 0
     signer: str | None = None
-    problem: str | None = None  # what is wrong and what to do, in words
+    problem: str | None = None  # what is wrong and what to do: a catalogue string, {cause} and {hint} filled in
+    cause: str = ""  # the error behind the problem, in the words of the code that raised it
     warning: str | None = None  # usable, but with a caveat (an uncalibrated threshold)
     release: str | None = None  # its sequence and signing time (`edge_app.bundle.Release.describe`)
 
@@ -39,11 +45,15 @@ class BundleStatus:
     def ready(self) -> bool:
         return self.problem is None
 
+    def problem_text(self) -> str:
+        """The problem in the language in use ("" when ready)."""
+        return _(self.problem).format(cause=self.cause, hint=_(UPDATE_HINT)) if self.problem else ""
+
     def describe(self) -> str:
         if not self.ready:
-            return self.problem or ""
-        text = f"bundle {self.version}: {self.labels:,} labels"
-        return f"{text}. WARNING: {self.warning}" if self.warning else text
+            return self.problem_text()
+        text = _("bundle {version}: {labels:,} labels").format(version=self.version, labels=self.labels)
+        return _("{text}. WARNING: {warning}").format(text=text, warning=self.warning) if self.warning else text
 
 
 @dataclass(frozen=True)
@@ -51,20 +61,35 @@ class Outcome:
     """One capture's verdict, as the verdict screen shows it."""
 
     kind: str  # genuine | counterfeit | unreadable: the verdict shown
-    title: str  # GENUINE | COUNTERFEIT | RETAKE
-    message: str  # what it means, in plain words
     detail: str  # the verifier's own reason
     label_id: str | None
     score: float | None
     threshold: float
     pattern: str | None
     labels: int  # labels found in the photo (0 when none)
-    summary: str  # "" for one label, else how many and of which verdict
+    verdicts: list  # every label's Verdict
+    shown: int  # the one shown (`choose`)
     crop: np.ndarray | None  # the label cut from the photo (BGR), or the downscaled photo when none was
     thumbnail: np.ndarray | None  # the enrolled label's, when the bundle carries thumbnails
     verify_ms: float  # the verifier's own time for the photo
     entry_id: int | None  # the journal row of the verdict shown
     source: str
+
+    # the words are made when shown, so a screen shows them in the language in use
+    @property
+    def title(self) -> str:
+        """GENUINE | COUNTERFEIT | RETAKE."""
+        return _(TITLES[self.kind])
+
+    @property
+    def message(self) -> str:
+        """What it means, in plain words."""
+        return plain_reason(self.verdicts[self.shown])
+
+    @property
+    def summary(self) -> str:
+        """"" for one label, else how many and of which verdict."""
+        return summarise(self.verdicts, self.shown)
 
 
 # the order a photo's verdicts are shown and counted in: a photo reads genuine only when
@@ -87,22 +112,24 @@ def plain_reason(verdict) -> str:
     """What the inspector should know or do, in words, for a verdict."""
     reason = verdict.reason
     if verdict.verdict == "genuine":
-        return f"This label is enrolled as {verdict.label_id}."
+        return _("This label is enrolled as {label_id}.").format(label_id=verdict.label_id)
     if verdict.verdict == "counterfeit":
         if verdict.score is None:
-            return "No enrolled label of this pattern: this label was never made by the factory."
-        return "No enrolled label matches this one: do not accept it."
-    if reason.startswith("no label found"):
-        return "No whole label in the photo. Put the label inside the guide box and take the photo again."
-    if reason.startswith("out of focus"):
-        return "The photo is blurred. Hold the device still until Focus shows Sharp, then take it again."
-    if reason.startswith("too dark"):
-        return "The photo is too dark. Hold the device flat on the label, or raise the exposure in Settings."
-    if reason.startswith("not checked"):
-        return "Too many labels in one photo: some were not checked. Photograph fewer labels at a time."
-    if reason.startswith("overexposed"):
-        return "The photo is too bright. Lower the exposure in Settings, then take it again."
-    return reason[:1].upper() + reason[1:]
+            return _("No enrolled label of this pattern: this label was never made by the factory.")
+        return _("No enrolled label matches this one: do not accept it.")
+    for start, words in RETAKES:
+        if reason.startswith(start):
+            return _(words)
+    return reason[:1].upper() + reason[1:]  # the verifier's own words (not in the catalogue)
+
+
+RETAKES = (  # the start of the verifier's reason -> what the inspector should do
+    ("no label found", N_("No whole label in the photo. Put the label inside the guide box and take the photo again.")),
+    ("out of focus", N_("The photo is blurred. Hold the device still until Focus shows Sharp, then take it again.")),
+    ("too dark", N_("The photo is too dark. Hold the device flat on the label, or raise the exposure in Settings.")),
+    ("not checked", N_("Too many labels in one photo: some were not checked. Photograph fewer labels at a time.")),
+    ("overexposed", N_("The photo is too bright. Lower the exposure in Settings, then take it again.")),
+)
 
 
 def summarise(verdicts: list, shown: int) -> str:
@@ -110,8 +137,9 @@ def summarise(verdicts: list, shown: int) -> str:
     if len(verdicts) < 2:
         return ""
     counts = {kind: sum(v.verdict == kind for v in verdicts) for kind in SHOWN_FIRST}
-    parts = ", ".join(f"{n} {TITLES[k].lower()}" for k, n in counts.items() if n)
-    return f"{len(verdicts)} labels in the photo ({parts}); showing the {TITLES[verdicts[shown].verdict].lower()} one"
+    parts = ", ".join(f"{n} {_(KIND_WORDS[k])}" for k, n in counts.items() if n)
+    return _("{count} labels in the photo ({parts}); showing the {kind} one").format(
+        count=len(verdicts), parts=parts, kind=_(KIND_WORDS[verdicts[shown].verdict]))
 
 
 def downscale(image: np.ndarray, width: int) -> np.ndarray:
@@ -133,7 +161,7 @@ class Inspector:
         self.trusted_override = trusted_keys
         self.verifier = None
         self.thumbnails = None
-        self.status = BundleStatus(None, problem="The bundle has not been opened yet.")
+        self.status = BundleStatus(None, problem=NOT_OPENED)
         self._journal = None
 
     @property
@@ -179,7 +207,7 @@ class Inspector:
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
         if path is None:
-            self.status = BundleStatus(None, problem=f"No bundle is installed: labels cannot be checked. {UPDATE_HINT}")
+            self.status = BundleStatus(None, problem=N_("No bundle is installed: labels cannot be checked. {hint}"))
             return self.status
         try:
             bundle = load_bundle(path, self.trusted_keys())
@@ -187,12 +215,12 @@ class Inspector:
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier
         except PufError as error:
-            self.status = BundleStatus(path, problem=f"The bundle cannot be used: {error}. {UPDATE_HINT}")
+            self.status = BundleStatus(path, problem=N_("The bundle cannot be used: {cause}. {hint}"), cause=str(error))
             return self.status
         except Exception as error:  # a damaged bundle must not stop the app: say so, keep the traceback in the log
             log.exception("opening the bundle %s failed", path)
-            self.status = BundleStatus(path, problem=f"The bundle cannot be used ({type(error).__name__}: {error}). "
-                                                      f"{UPDATE_HINT}")
+            self.status = BundleStatus(path, problem=N_("The bundle cannot be used ({cause}). {hint}"),
+                                       cause=f"{type(error).__name__}: {error}")
             return self.status
         self.status = BundleStatus(bundle.path, bundle_version(bundle), len(bundle.shards), bundle.signer,
                                    warning=bundle.uncalibrated_warning, release=bundle.release.describe())
@@ -225,10 +253,9 @@ class Inspector:
         if verdict.label_id is not None and self.thumbnails is not None:
             thumbnail = self.thumbnails.get(verdict.label_id, verdict.pattern)
         crop = crops[shown] if crops[shown] is not None else downscale(frame.image, PHOTO_PX)
-        return Outcome(verdict.verdict, TITLES[verdict.verdict], plain_reason(verdict), verdict.reason,
-                       verdict.label_id, verdict.score, verdict.threshold, verdict.pattern,
-                       sum(v.corners_px is not None for v in verdicts), summarise(verdicts, shown), crop, thumbnail,
-                       float(verdict.timings_ms.get("total", 0.0)), entries[shown], frame.source)
+        return Outcome(verdict.verdict, verdict.reason, verdict.label_id, verdict.score, verdict.threshold,
+                       verdict.pattern, sum(v.corners_px is not None for v in verdicts), verdicts, shown, crop,
+                       thumbnail, float(verdict.timings_ms.get("total", 0.0)), entries[shown], frame.source)
 
     def history(self, limit: int = 100) -> list:
         return self.journal.recent(limit)

@@ -18,6 +18,7 @@ class AppOptions:
     gain: float | None = None
     fullscreen: bool = False
     size: tuple[int, int] = (800, 480)
+    language: str | None = None  # None: the saved setting, else the environment's (LANGUAGE, LANG), else English
 
 
 def configure_kivy(options: AppOptions) -> None:

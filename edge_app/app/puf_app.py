@@ -20,6 +20,7 @@ import numpy as np
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
+from kivy.event import Observable
 from kivy.graphics.texture import Texture
 from kivy.properties import (
     BooleanProperty,
@@ -37,7 +38,8 @@ from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
 
-from edge_app.app.inspection import TITLES, BundleStatus, Inspector, Outcome
+from edge_app.app.i18n import N_, _, default_language, languages, set_language
+from edge_app.app.inspection import NOT_OPENED, TITLES, BundleStatus, Inspector, Outcome
 from edge_app.app.worker import Worker
 from edge_app.errors import PufError
 
@@ -52,8 +54,10 @@ COLOURS = {  # verdict -> (background, text)
     "counterfeit": ((0.78, 0.15, 0.15, 1), (1, 1, 1, 1)),
     "unreadable": ((0.98, 0.68, 0.13, 1), (0.1, 0.1, 0.1, 1)),
 }
-NO_ID = ("not read", "no match")  # what stands for the label id of a retake, a counterfeit
-AUTO_LABEL_SIZE = "auto: found in each photo"
+NO_ID = (N_("not read"), N_("no match"))  # what stands for the label id of a retake, a counterfeit
+AUTO_LABEL_SIZE = N_("auto: found in each photo")
+LIGHT = {"ok": N_("OK"), "dark": N_("Too dark"), "bright": N_("Too bright")}  # the preview's light indicator
+BUSY = N_("Busy: try again when the check has finished.")
 OK_COLOUR, WARN_COLOUR, IDLE_COLOUR = (0.20, 0.75, 0.35, 1), (0.98, 0.68, 0.13, 1), (0.55, 0.58, 0.62, 1)
 
 
@@ -89,6 +93,49 @@ def local_time(iso: str, now: datetime | None = None) -> str:
         return iso
     now = now or datetime.now(UTC).astimezone()
     return moment.strftime("%H:%M:%S" if moment.date() == now.date() else "%d %b %H:%M")
+
+
+class Translator(Observable):
+    """`_()` for the kv rules, which re-draws them when the language changes: a rule such
+    as ``text: app.tr._('Back')`` binds to the attribute ``_`` as to a property, and
+    `switch` calls every such binding again (Kivy's usual pattern for gettext)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._observers: dict[int, tuple] = {}
+        self._uids = 0
+
+    def _(self, text: str) -> str:
+        return _(text)
+
+    def fbind(self, name: str, func, *largs, **kwargs):
+        if name != "_":
+            return super().fbind(name, func, *largs, **kwargs)
+        self._uids += 1
+        self._observers[self._uids] = (func, largs, kwargs)
+        return self._uids
+
+    def funbind(self, name: str, func, *largs, **kwargs):
+        if name != "_":
+            return super().funbind(name, func, *largs, **kwargs)
+        for uid, observer in list(self._observers.items()):
+            if observer == (func, largs, kwargs):
+                del self._observers[uid]
+                break
+
+    def unbind_uid(self, name: str, uid: int):
+        if name != "_":
+            return super().unbind_uid(name, uid)
+        self._observers.pop(uid, None)
+
+    def switch(self, language: str) -> None:
+        """Show `language` from now on, and re-draw every kv text that uses `_`."""
+        set_language(language)
+        for uid, (func, largs, kwargs) in list(self._observers.items()):
+            try:
+                func(*largs, self, None, **kwargs)
+            except ReferenceError:  # its widget is gone
+                del self._observers[uid]
 
 
 class LivePreview(Image):
@@ -153,23 +200,28 @@ class VerdictScreen(Screen):
         elif not paired and box.parent is not None:
             pictures.remove_widget(box)
 
-    def show(self, outcome: Outcome) -> None:
+    def show(self, outcome: Outcome, on_screen_ms: float | None = None) -> None:
+        """Lay out a verdict (again, in the language in use, when it changes); `on_screen_ms`:
+        the time from CAPTURE to this verdict drawn, once it is known."""
         ids = self.ids
         self.banner, self.ink = COLOURS[outcome.kind]
         ids.title.text = outcome.title
         ids.message.text = outcome.message
-        ids.label_id.text = outcome.label_id or ("no enrolled label matches" if outcome.kind == "counterfeit"
-                                                 else "not read")
-        ids.score.text = ("not measured" if outcome.score is None
-                          else f"{outcome.score:.3f}  (pass >= {outcome.threshold:.3f})")
-        ids.found.text = outcome.summary or ("no label found" if not outcome.labels else "1 label in the photo")
+        ids.label_id.text = outcome.label_id or (_("no enrolled label matches") if outcome.kind == "counterfeit"
+                                                 else _("not read"))
+        ids.score.text = (_("not measured") if outcome.score is None
+                          else _("{score:.3f}  (pass >= {threshold:.3f})").format(score=outcome.score,
+                                                                                   threshold=outcome.threshold))
+        ids.found.text = outcome.summary or (_("no label found") if not outcome.labels else _("1 label in the photo"))
         ids.detail.text = "" if outcome.kind == "genuine" else outcome.detail
-        ids.timing.text = f"verified in {outcome.verify_ms:.0f} ms"
+        ids.timing.text = (_("verified in {verify:.0f} ms") if on_screen_ms is None
+                           else _("on screen {shown:.0f} ms after capture (verify {verify:.0f} ms)")).format(
+            verify=outcome.verify_ms, shown=on_screen_ms)
         ids.crop.texture = to_texture(outcome.crop) if outcome.crop is not None else None
-        ids.crop_caption.text = "Captured label" if outcome.labels else "Captured photo"
+        ids.crop_caption.text = _("Captured label") if outcome.labels else _("Captured photo")
         self.paired = outcome.kind == "genuine"
         ids.enrolled.texture = to_texture(outcome.thumbnail) if outcome.thumbnail is not None else None
-        ids.enrolled_caption.text = "Enrolled label" if outcome.thumbnail is not None else ""
+        ids.enrolled_caption.text = _("Enrolled label") if outcome.thumbnail is not None else ""
 
 
 class HistoryRow(ButtonBehavior, BoxLayout):
@@ -220,11 +272,11 @@ class FolderChooser(ModalView):
             names = sorted((p.name for p in Path(path).iterdir() if p.is_dir() and not p.name.startswith(".")),
                            key=str.lower)
         except OSError as error:
-            names, self.note = [], f"cannot open {path}: {error.strerror or error}"
+            names, self.note = [], _("cannot open {path}: {cause}").format(path=path, cause=error.strerror or error)
         else:
             self.holds_bundle = (Path(path) / "manifest.json").is_file()
-            self.note = "this folder holds a bundle" if self.holds_bundle else (
-                "open the folder that holds the bundle" if self.for_bundle else "")
+            self.note = _("this folder holds a bundle") if self.holds_bundle else (
+                _("open the folder that holds the bundle") if self.for_bundle else "")
         self.ids.folders.data = [{"text": name, "chooser": self} for name in names]
 
     def enter(self, name: str) -> None:
@@ -253,10 +305,10 @@ def removable_media_root() -> Path:
 
 
 class PufApp(App):
-    title = "PUF label check"
+    title = N_("PUF label check")
     busy = BooleanProperty(False)  # a verification or bundle update is running
     ready = BooleanProperty(False)  # a bundle to verify with and a camera
-    notice = StringProperty("Opening the bundle...")  # why capture is not possible, in words
+    notice = StringProperty("")  # why capture is not possible, in words
     bundle_text = StringProperty("")
     camera_text = StringProperty("")
     focus_text = StringProperty("-")
@@ -272,9 +324,12 @@ class PufApp(App):
     bundle_detail = StringProperty("")
     bundle_lines = StringProperty("")  # the preview's two short lines: labels, version
     journal_text = StringProperty("")
-    bundle_status = ObjectProperty(BundleStatus(None, problem="The bundle has not been opened yet."))
+    bundle_status = ObjectProperty(BundleStatus(None, problem=NOT_OPENED))
     label_px = ObjectProperty(None, allownone=True)  # the label side verify expects (px); None: found in each photo
     label_size_text = StringProperty(AUTO_LABEL_SIZE)
+    language = StringProperty("")  # the language the app is shown in (`edge_app.app.i18n`): set when it starts
+    language_name = StringProperty("English")
+    language_choices = ListProperty()  # every language the app has, each by its own name
 
     def __init__(self, options, store, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -288,10 +343,17 @@ class PufApp(App):
         self.ticks = 0  # preview frames shown
         self.history_entries: dict = {}
         self.history_loads = 0  # times the history was read from the journal
-        self.camera_problem = ""
+        self.camera_problem: tuple[str, str] | None = None  # why the camera cannot be used: (catalogue string, cause)
+        self.assist = None  # the capture assist of the last preview frame
+        self.on_screen_ms: float | None = None  # CAPTURE to the verdict shown, drawn
         self.entry_view: EntryView | None = None
         self._preview_texture: Texture | None = None
         self._apply_exposure = Clock.create_trigger(self._set_exposure, 0.4)
+        self.tr = Translator()  # the kv rules' `_`, made before the kv is read
+        self.language_choices = list(languages().values())
+        saved = store.load_settings().get("language")  # a language the app no longer has counts as none
+        self.language = options.language or (saved if saved in languages() else None) or default_language()
+        self.notice = _("Opening the bundle...")
 
     # ---- start and stop --------------------------------------------------------------------
     def on_start(self) -> None:
@@ -316,6 +378,35 @@ class PufApp(App):
         if self.source is not None:
             self.source.close()
 
+    # ---- language ----------------------------------------------------------------------------
+    def on_language(self, _app, language: str) -> None:
+        """Show everything in `language`: the kv texts re-draw themselves (`Translator`);
+        what was put together here is put together again."""
+        self.tr.switch(language)
+        self.language_name = languages()[language]
+        self.title = _(type(self).title)
+        self.on_label_px(self, self.label_px)
+        if self.root is None:  # still starting: nothing else shown yet
+            return
+        self._show_bundle()
+        self._show_camera()
+        self._update_ready()
+        if self.assist is not None:
+            self._show_assist(self.assist)
+        if self.outcome is not None:
+            self.screen("verdict").show(self.outcome, self.on_screen_ms)
+        self._show_history()
+
+    def choose_language(self, name: str) -> None:
+        """From the Settings screen: a language by its own name. Saved for the next start."""
+        code = next(code for code, known in languages().items() if known == name)
+        if code != self.language:
+            self.language = code
+            self._save_settings(language=code)
+            settings = self.screen("settings")
+            settings.message_colour = OK_COLOUR
+            settings.message = _("Language: {name}.").format(name=name)
+
     def screen(self, name: str) -> Screen:
         return self.root.get_screen(name)
 
@@ -330,29 +421,34 @@ class PufApp(App):
     def _bundle_opened(self, status: BundleStatus | None, error: BaseException | None) -> None:
         if error is not None:
             log.error("opening the bundle failed", exc_info=error)
-            status = BundleStatus(None, problem=f"The bundle could not be opened: {error}")
+            status = BundleStatus(None, problem=N_("The bundle could not be opened: {cause}"), cause=str(error))
         self.bundle_status = status
-        self.bundle_text = status.describe() if status.ready else "no usable bundle"
-        self.bundle_lines = f"{status.labels:,} labels enrolled\n{status.version}" if status.ready else self.bundle_text
-        detail = str(status.path) if status.path else "nothing installed"
-        self.bundle_detail = detail + (f"   {status.release}" if status.release else "") \
-            + (f"   signed by key {status.signer}" if status.signer else "")
+        self._show_bundle()
         self._update_ready()
 
+    def _show_bundle(self) -> None:
+        status = self.bundle_status
+        self.bundle_text = status.describe() if status.ready else _("no usable bundle")
+        self.bundle_lines = (_("{labels:,} labels enrolled").format(labels=status.labels) + f"\n{status.version}"
+                             if status.ready else self.bundle_text)
+        detail = str(status.path) if status.path else _("nothing installed")
+        self.bundle_detail = detail + (f"   {status.release}" if status.release else "") \
+            + ("   " + _("signed by key {signer}").format(signer=status.signer) if status.signer else "")
+
     def choose_bundle_folder(self) -> None:
-        FolderChooser(path=str(removable_media_root()), heading="Open the bundle folder (on the USB stick)",
-                      action="Install this bundle", chosen=self.install_bundle, for_bundle=True).open()
+        FolderChooser(path=str(removable_media_root()), heading=_("Open the bundle folder (on the USB stick)"),
+                      action=_("Install this bundle"), chosen=self.install_bundle, for_bundle=True).open()
 
     def install_bundle(self, folder: Path) -> None:
         """Check and install a bundle from `folder` on the worker; the old one stays in use
         if it is refused."""
         settings = self.screen("settings")
         if self.busy:
-            settings.message = "Busy: try again when the check has finished."
+            settings.message = _(BUSY)
             return
         self.busy = True
         settings.message_colour = (1, 1, 1, 1)
-        settings.message = f"Checking and installing the bundle from {folder} ..."
+        settings.message = _("Checking and installing the bundle from {folder} ...").format(folder=folder)
         self.worker.submit(partial(self.inspector.install, Path(folder)), self._bundle_installed)
 
     def _bundle_installed(self, status: BundleStatus | None, error: BaseException | None) -> None:
@@ -362,16 +458,17 @@ class PufApp(App):
             if not isinstance(error, PufError):
                 log.error("installing the bundle failed", exc_info=error)
             settings.message_colour = COLOURS["counterfeit"][0]
-            kept = "The previous bundle is still in use." if self.bundle_status.ready else "No bundle is installed."
-            settings.message = f"Update refused: {error}. {kept}"
+            kept = (_("The previous bundle is still in use.") if self.bundle_status.ready
+                    else _("No bundle is installed."))
+            settings.message = _("Update refused: {cause}. {kept}").format(cause=error, kept=kept)
             return
         self._bundle_opened(status, None)
         if status.ready:
             settings.message_colour = OK_COLOUR
-            settings.message = f"Installed: {status.describe()}."
+            settings.message = _("Installed: {bundle}.").format(bundle=status.describe())
         else:
             settings.message_colour = COLOURS["counterfeit"][0]
-            settings.message = status.problem
+            settings.message = status.problem_text()
 
     # ---- label size --------------------------------------------------------------------------
     def set_label_px(self, text: str) -> None:
@@ -382,14 +479,15 @@ class PufApp(App):
 
         settings = self.screen("settings")
         if self.busy:
-            settings.message = "Busy: try again when the check has finished."
+            settings.message = _(BUSY)
             return
         try:
             value = parse_label_px(text, largest=STILL_SHORT_PX)
             self._save_settings(label_px=value)
         except PufError as error:
             settings.message_colour = COLOURS["counterfeit"][0]
-            settings.message = f"Label size not changed: {error}. Enter auto or the label's side in px."
+            settings.message = _("Label size not changed: {cause}. Enter auto or the label's side in px.").format(
+                cause=error)
             return
         self.busy = True
         self.worker.submit(self.inspector.refresh_limits, partial(self._label_px_applied, True))
@@ -404,10 +502,10 @@ class PufApp(App):
         if announce:
             settings = self.screen("settings")
             settings.message_colour = OK_COLOUR
-            settings.message = f"Label size in use: {self.label_size_text}."
+            settings.message = _("Label size in use: {size}.").format(size=self.label_size_text)
 
     def on_label_px(self, _app, label_px: float | None) -> None:
-        self.label_size_text = AUTO_LABEL_SIZE if label_px is None else f"{label_px:g} px"
+        self.label_size_text = _(AUTO_LABEL_SIZE) if label_px is None else f"{label_px:g} px"
 
     # ---- camera ------------------------------------------------------------------------------
     def open_camera(self, spec: str) -> None:
@@ -420,14 +518,18 @@ class PufApp(App):
         try:
             exposure = (None, None) if self.auto_exposure else (int(self.exposure_us), float(self.gain))
             self.source = open_camera(spec, exposure_us=exposure[0], gain=exposure[1])
-            self.camera_text = self.source.name
         except Exception as error:  # a camera that fails must not stop the app: say so (traceback logged)
             camera_failed(error)
-            self.camera_text = f"no camera ({spec})"
-            self.camera_problem = f"The camera cannot be used: {error}. Choose another one in Settings."
+            self.camera_problem = (N_("The camera cannot be used: {cause}. Choose another one in Settings."),
+                                   str(error))
         else:
-            self.camera_problem = ""
+            self.camera_problem = None
+        self._show_camera()
         self._update_ready()
+
+    def _show_camera(self) -> None:
+        self.camera_text = (self.source.name if self.source is not None
+                            else _("no camera ({spec})").format(spec=self.camera_spec))
 
     def choose_camera(self, spec: str) -> None:
         if spec != self.camera_spec:
@@ -435,8 +537,8 @@ class PufApp(App):
             self._save_settings(camera=spec)
 
     def choose_photo_folder(self) -> None:
-        FolderChooser(path=str(removable_media_root()), heading="Open a folder of photos to check",
-                      action="Use these photos", chosen=lambda folder: self.choose_camera(f"file:{folder}")).open()
+        FolderChooser(path=str(removable_media_root()), heading=_("Open a folder of photos to check"),
+                      action=_("Use these photos"), chosen=lambda folder: self.choose_camera(f"file:{folder}")).open()
 
     def on_camera_spec(self, _app, spec: str) -> None:
         choices = ["picamera2", "opencv:0", "opencv:1"]
@@ -474,7 +576,8 @@ class PufApp(App):
 
     def _update_ready(self) -> None:
         status = self.bundle_status
-        self.notice = status.problem if not status.ready else self.camera_problem
+        camera = _(self.camera_problem[0]).format(cause=self.camera_problem[1]) if self.camera_problem else ""
+        self.notice = status.problem_text() if not status.ready else camera
         self.ready = status.ready and self.source is not None
 
     def _preview(self, _dt: float) -> None:
@@ -488,8 +591,10 @@ class PufApp(App):
             camera_failed(error)
             self.source.close()
             self.source = None
-            self.camera_problem = f"The camera stopped: {error}. Choose it again in Settings."
+            self.camera_problem = (N_("The camera stopped: {cause}. Choose it again in Settings."), str(error))
+            self._show_camera()
             self._update_ready()
+            self.assist = None
             self.focus_text = self.light_text = "-"
             self.focus_colour = self.light_colour = IDLE_COLOUR
             return
@@ -502,13 +607,16 @@ class PufApp(App):
         view.canvas.ask_update()
         view.guide = list(box)
         view.guide_colour = OK_COLOUR if assist.ready else (1, 1, 1, 0.85)
-        self.focus_text = "Sharp" if assist.sharp else "Blurred"
-        self.focus_colour = OK_COLOUR if assist.sharp else WARN_COLOUR
-        self.light_text = {"ok": "OK", "dark": "Too dark", "bright": "Too bright"}.get(assist.exposure_state,
-                                                                                       assist.exposure_state)
-        self.light_colour = OK_COLOUR if assist.exposure_state == "ok" else WARN_COLOUR
-        self.hint = assist.hint
+        self._show_assist(assist)
         self.ticks += 1
+
+    def _show_assist(self, assist) -> None:
+        self.assist = assist
+        self.focus_text = _("Sharp") if assist.sharp else _("Blurred")
+        self.focus_colour = OK_COLOUR if assist.sharp else WARN_COLOUR
+        self.light_text = _(LIGHT[assist.exposure_state])
+        self.light_colour = OK_COLOUR if assist.exposure_state == "ok" else WARN_COLOUR
+        self.hint = _(assist.hint)
 
     # ---- capture and verdict ------------------------------------------------------------------
     def capture(self) -> None:
@@ -520,7 +628,7 @@ class PufApp(App):
             frame = self.source.capture()
         except Exception as error:
             camera_failed(error)
-            self.hint = f"The capture failed: {error}"
+            self.hint = _("The capture failed: {cause}").format(cause=error)
             return
         self.busy = True
         self.worker.submit(partial(self.inspector.inspect, frame), partial(self._verdict, pressed))
@@ -529,18 +637,17 @@ class PufApp(App):
         self.busy = False
         if error is not None:
             log.error("the check failed", exc_info=error)
-            self.hint = f"The check failed: {error}"
+            self.hint = _("The check failed: {cause}").format(cause=error)
             return
-        self.outcome = outcome
+        self.outcome, self.on_screen_ms = outcome, None
         self.screen("verdict").show(outcome)
         self.root.current = "verdict"
 
         def drawn(*_) -> None:  # the first frame drawn with the verdict on it
             Window.funbind("on_flip", drawn)
-            elapsed = (perf_counter() - pressed) * 1000
-            self.capture_ms.append(elapsed)
-            self.screen("verdict").ids.timing.text = (f"on screen {elapsed:.0f} ms after capture "
-                                                      f"(verify {outcome.verify_ms:.0f} ms)")
+            self.on_screen_ms = (perf_counter() - pressed) * 1000
+            self.capture_ms.append(self.on_screen_ms)
+            self.screen("verdict").show(outcome, self.on_screen_ms)
 
         Window.fbind("on_flip", drawn)
 
@@ -554,11 +661,14 @@ class PufApp(App):
             entries = []
         self.history_entries = {entry.id: entry for entry in entries}
         self.history_loads += 1
+        self._show_history()
+
+    def _show_history(self) -> None:
         rows = []
-        for entry in entries:
+        for entry in self.history_entries.values():
             tint, ink = COLOURS.get(entry.verdict, COLOURS["unreadable"])
-            rows.append({"entry_id": entry.id, "title": TITLES.get(entry.verdict, entry.verdict.upper()),
-                         "tint": tint, "ink": ink, "label_id": entry.label_id or NO_ID[entry.verdict == "counterfeit"],
+            rows.append({"entry_id": entry.id, "title": verdict_title(entry.verdict), "tint": tint, "ink": ink,
+                         "label_id": entry.label_id or _(NO_ID[entry.verdict == "counterfeit"]),
                          "identified": entry.label_id is not None,
                          "score": "" if entry.score is None else f"{entry.score:.3f}", "when": local_time(entry.time)})
         screen = self.screen("history")
@@ -572,16 +682,22 @@ class PufApp(App):
     def _entry(self, entry_id: int, crop: np.ndarray | None, error: BaseException | None) -> None:
         entry = self.history_entries[entry_id]
         tint, ink = COLOURS.get(entry.verdict, COLOURS["unreadable"])
-        lines = [f"[b]{entry.label_id or 'no label id'}[/b]", local_time(entry.time)]
+        lines = [f"[b]{entry.label_id or _('no label id')}[/b]", local_time(entry.time)]
         if entry.score is not None:
-            lines.append(f"score {entry.score:.3f} (pass >= {entry.threshold:.3f})")
+            lines.append(_("score {score:.3f} (pass >= {threshold:.3f})").format(score=entry.score,
+                                                                                threshold=entry.threshold))
         if entry.verdict != "genuine" and entry.reason:
             lines.append(entry.reason)
-        self.entry_view = EntryView(title=TITLES.get(entry.verdict, entry.verdict.upper()), tint=tint, ink=ink,
-                                    lines="\n".join(lines))
+        self.entry_view = EntryView(title=verdict_title(entry.verdict), tint=tint, ink=ink, lines="\n".join(lines))
         if crop is not None:
             self.entry_view.ids.crop.texture = to_texture(crop)
         self.entry_view.open()
+
+
+def verdict_title(verdict: str) -> str:
+    """GENUINE | COUNTERFEIT | RETAKE in the language in use (a verdict the app does not
+    know, from a newer journal, in capitals)."""
+    return _(TITLES[verdict]) if verdict in TITLES else verdict.upper()
 
 
 def exposure_slider(value_us: float) -> float:

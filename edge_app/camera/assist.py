@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_app.app.i18n import N_
 from edge_app.camera.base import GUIDE_FRACTION, STILL_SHORT_PX
 from edge_app.errors import PufError
 from edge_app.verify import CaptureLimits
@@ -40,7 +41,7 @@ class CaptureAssist:
     exposure: float  # median brightness (grey level, as verify measures it), 0-255
     clipped: float  # fraction of saturated pixel values in the box
     exposure_state: str  # "dark" | "ok" | "bright"
-    hint: str  # one short line for the inspector
+    hint: str  # one short line for the inspector, in English (in the app's catalogue: the app shows it translated)
     steadiness: float = 0.0  # the border's worst side's sharpness over its best side's (1: no smear)
 
     @property
@@ -115,13 +116,13 @@ def assess(image: np.ndarray, box: tuple[int, int, int, int] | None = None) -> C
     sharp = sharpness >= LIMITS.min_sharpness
     steady = sharp or sides is None or steadiness >= SMEAR_SHARE
     if state == "dark":  # noise, not detail, then makes the sharpness: say the light first
-        hint = "Too dark: hold the device flat on the label, or raise the exposure"
+        hint = N_("Too dark: hold the device flat on the label, or raise the exposure")
     elif state == "bright":
-        hint = "Too bright: lower the exposure"
+        hint = N_("Too bright: lower the exposure")
     elif steady and not sharp:
-        hint = "Out of focus: hold steady"
+        hint = N_("Out of focus: hold steady")
     elif not steady:
-        hint = "Blurred by movement: hold steady"
+        hint = N_("Blurred by movement: hold steady")
     else:
-        hint = "Ready"
+        hint = N_("Ready")
     return CaptureAssist(sharpness, sharp, exposure, clipped, state, hint, steadiness)

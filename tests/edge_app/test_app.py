@@ -275,6 +275,54 @@ def test_the_label_size_is_set_in_settings_and_a_photo_at_half_magnification_ver
     assert cv2.imread(str(shot)).shape[:2] == (480, 800)
 
 
+def test_the_app_shown_in_german_and_switched_to_english_in_settings_without_a_restart(data, screen_env, tmp_path):
+    """`puf app --language de`: the screens in German (the kv layout's words and those the
+    app puts together); Settings -> Language -> English changes what is on screen at once,
+    the verdict already shown too, and is kept for the next start."""
+    from edge_app.device_store import DeviceStore
+
+    home, shot = tmp_path / "home", tmp_path / "genuine_de.png"
+    steps = [{"do": "wait_ready"}, {"do": "record", "name": "preview"}, {"do": "capture"},
+             {"do": "record", "name": "verdict"}, {"do": "screenshot", "path": str(shot)},
+             {"do": "show", "screen": "settings"}, {"do": "record", "name": "settings"},
+             {"do": "language", "name": "English"}, {"do": "record", "name": "settings_en"},
+             {"do": "show", "screen": "verdict"}, {"do": "record", "name": "verdict_en"},
+             {"do": "show", "screen": "preview"}, {"do": "wait", "seconds": 0.3},
+             {"do": "record", "name": "preview_en"}]
+    script = {"options": {"home": home, "bundle": data["bundle"], "trusted_keys": data["trusted"],
+                          "camera": f"file:{data['shots']}", "language": "de"}, "steps": steps}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    seen = result["records"]
+    assert seen["preview"]["language"] == "de"
+    assert seen["preview"]["texts"]["capture"] == "AUFNEHMEN"
+    assert (seen["preview"]["texts"]["to_history"], seen["preview"]["texts"]["to_settings"]) == ("Verlauf",
+                                                                                                "Optionen")
+    assert seen["preview"]["focus"] in ("Scharf", "Unscharf") and seen["preview"]["light"] in ("OK", "Zu dunkel",
+                                                                                              "Zu hell")
+    verdict = seen["verdict"]["texts"]
+    assert verdict["title"] == "ECHT" and verdict["label_id"] == data["label_id"]
+    assert verdict["message"] == f"Dieses Etikett ist als {data['label_id']} registriert."
+    assert verdict["crop_caption"] == "Aufgenommenes Etikett" and "echt ab" in verdict["score"]
+    assert verdict["timing"].startswith("nach ") and "Prüfung" in verdict["timing"]
+    settings = seen["settings"]["texts"]
+    assert settings["update_bundle"] == "Paket aus Ordner aktualisieren (USB-Stick)"
+    assert settings["language"] == "Deutsch" and settings["label_size"].startswith("in Gebrauch: automatisch")
+    assert seen["settings"]["bundle"].startswith("Paket ") and seen["settings"]["bundle"].endswith(" Etiketten")
+    english = seen["settings_en"]
+    assert english["language"] == "en" and english["settings_message"] == "Language: English."
+    assert english["texts"]["update_bundle"] == "Update bundle from folder (USB stick)"
+    assert english["texts"]["label_size"] == "in use: auto: found in each photo"
+    assert english["bundle"].endswith("12 labels")
+    again = seen["verdict_en"]["texts"]
+    assert again["title"] == "GENUINE" and again["message"] == f"This label is enrolled as {data['label_id']}."
+    assert again["timing"].startswith("on screen ")
+    assert seen["preview_en"]["texts"]["capture"] == "CAPTURE" and seen["preview_en"]["focus"] in ("Sharp", "Blurred")
+    assert DeviceStore(home).load_settings()["language"] == "en"
+    b, g, r = banner_colour(shot)
+    assert g > 100 and g > 1.5 * r and g > 1.5 * b
+
+
 def test_a_label_size_in_the_settings_file_that_is_no_size_counts_as_auto(tmp_path, caplog):
     from edge_app.app.inspection import Inspector
     from edge_app.device_store import DeviceStore

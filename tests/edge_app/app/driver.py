@@ -21,6 +21,7 @@ SDL's offscreen driver where Xvfb is not installed (`display`). The script is JS
     {"do": "camera", "spec": SPEC}                 Settings -> Camera
     {"do": "label_px", "text": T}                  Settings -> Label size: T typed, Apply pressed; wait
                                                    until the verifier has it (or it is refused)
+    {"do": "language", "name": NAME}               Settings -> Language: NAME (as listed, "Deutsch") chosen
     {"do": "wait", "seconds": S}
     {"do": "record", "name": N}                    what the current screen shows, as result["records"][N]
     {"do": "screenshot", "path": P}
@@ -48,10 +49,11 @@ ROOT = Path(__file__).resolve().parents[3]
 def display(work: Path) -> Iterator[dict]:
     """The environment for a Kivy process that renders: a private Xvfb server (on a free
     display, which Xvfb picks itself), or SDL's offscreen driver where Xvfb is not
-    installed. Kivy's home and logs go to `work`."""
+    installed. Kivy's home and logs go to `work`. The app speaks English unless a script
+asks for another language (LANGUAGE=en, whatever the machine's locale)."""
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KIVY_NO_ARGS": "1", "KIVY_HOME": str(work / "kivy"), "KIVY_LOG_MODE": "PYTHON",
-           "KIVY_NO_FILELOG": "1",
+           "KIVY_NO_FILELOG": "1", "LANGUAGE": "en",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("SDL_VIDEODRIVER", None)
     xvfb = shutil.which("Xvfb")
@@ -162,9 +164,10 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
     """The script as a generator of wait conditions."""
     from kivy.core.window import Window
 
+    from edge_app.app.inspection import NOT_OPENED
     from edge_app.app.puf_app import FolderChooser
 
-    yield lambda: app.root is not None and app.bundle_status.problem != "The bundle has not been opened yet."
+    yield lambda: app.root is not None and app.bundle_status.problem != NOT_OPENED
     for step in steps:
         kind = step["do"]
         if kind == "wait_ready":
@@ -236,6 +239,10 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
             ids.apply_label_px.trigger_action(0)
             yield lambda: not app.busy
             yield after_frames(flips)
+        elif kind == "language":
+            app.show("settings")
+            app.screen("settings").ids.language.text = step["name"]  # as a choice in its list does
+            yield after_frames(flips, 3)
         elif kind == "wait":
             until = time.monotonic() + step["seconds"]
             yield lambda until=until: time.monotonic() >= until
@@ -265,7 +272,8 @@ def record(app) -> dict:
         "history": [{k: row[k] for k in ("entry_id", "title", "label_id", "score", "when")}
                     for row in app.screen("history").ids.rows.data],
         "settings_message": app.screen("settings").message,
-        "label_px": app.label_px, "guide": list(app.screen("preview").ids.live.guide),
+        "label_px": app.label_px, "language": app.language, "hint": app.hint,
+        "guide": list(app.screen("preview").ids.live.guide),
         "popup": [getattr(p, "title", "") + " | " + getattr(p, "lines", "") for p in popups],
         "popup_crop": [p.ids.crop.texture is not None for p in popups if "crop" in p.ids],
     }
