@@ -187,6 +187,9 @@ def signature(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room, over quota, over the file size limit
+
+
 def write_crop(path: Path, crop) -> str:
     """Write a crop as PNG (atomically, only if its bytes changed); return their sha256."""
     import cv2
@@ -199,14 +202,29 @@ def write_crop(path: Path, crop) -> str:
     try:
         if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             return digest
-        tmp = path.with_name(path.name + ".tmp")
+    except OSError as error:
+        raise _write_problem(path, error) from None
+    _write_atomically(path, payload)
+    return digest
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Write a file under a temporary name and rename it into place: a file that exists is
+    whole. A failed write leaves nothing behind and says what to do."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
         tmp.write_bytes(payload)
         tmp.replace(path)
     except OSError as error:
-        hint = "free space and run" if error.errno == errno.ENOSPC else "run"
-        raise PufError(f"cannot write {path} ({error.strerror or error}); {hint} "
-                       "the same command again to resume") from None
-    return digest
+        tmp.unlink(missing_ok=True)
+        raise _write_problem(path, error) from None
+
+
+def _write_problem(path: Path, error: OSError) -> PufError:
+    hint = (f"the disk holding {path.parent} is full: free space there and run"
+            if error.errno in FULL_DISK else "run")
+    return PufError(f"cannot write {path} ({error.strerror or error}); the fields recorded so far "
+                    f"are kept: {hint} the same command again to resume")
 
 
 # ---- one field -----------------------------------------------------------------------
@@ -563,9 +581,7 @@ def _write_overlay(path: Path, picture) -> None:
 
     ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data.tobytes())
-        tmp.replace(path)
+        _write_atomically(path, data.tobytes())
 
 
 def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
