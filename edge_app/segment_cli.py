@@ -33,7 +33,6 @@ Only the standard library is imported here at module level (`puf --help` stays i
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import json
 import os
@@ -44,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.errors import PufError
+from edge_app.errors import PufError, cannot_write
 from edge_app.field_images import FieldImage, find_fields, folder_layout
 from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN
@@ -187,9 +186,6 @@ def signature(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room, over quota, over the file size limit
-
-
 def write_crop(path: Path, crop) -> str:
     """Write a crop as PNG (atomically, only if its bytes changed); return their sha256."""
     import cv2
@@ -203,7 +199,7 @@ def write_crop(path: Path, crop) -> str:
         if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             return digest
     except OSError as error:
-        raise _write_problem(path, error) from None
+        raise cannot_write(path, error, "the fields recorded so far are kept") from None
     _write_atomically(path, payload)
     return digest
 
@@ -217,14 +213,7 @@ def _write_atomically(path: Path, payload: bytes) -> None:
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise _write_problem(path, error) from None
-
-
-def _write_problem(path: Path, error: OSError) -> PufError:
-    hint = (f"the disk holding {path.parent} is full: free space there and run"
-            if error.errno in FULL_DISK else "run")
-    return PufError(f"cannot write {path} ({error.strerror or error}); the fields recorded so far "
-                    f"are kept: {hint} the same command again to resume")
+        raise cannot_write(path, error, "the fields recorded so far are kept") from None
 
 
 # ---- one field -----------------------------------------------------------------------

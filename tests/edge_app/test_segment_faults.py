@@ -84,7 +84,7 @@ def test_a_full_disk_during_segment_is_a_clear_error_and_a_rerun_resumes(photogr
         done = _segment_on_a_small_disk(batch, registry, limit)
         assert done.returncode == 2, (limit, done.stderr[-3000:])
         assert "Traceback" not in done.stderr and where in done.stderr, (limit, done.stderr)
-        assert "free space there and run the same command again to resume" in done.stderr, done.stderr
+        assert "free space" in done.stderr and "run the same command again to resume" in done.stderr, done.stderr
         state = segment_state(batch, registry)
         assert state["integrity"] == [("ok",)]
         assert recorded.items() <= state["fields"].items()  # nothing recorded before is lost
