@@ -19,7 +19,7 @@ import pytest
 
 from edge_app.cli import main as puf
 from tests.fabrication.test_photograph import design_and_etch
-from tests.faults import ROOT, puf_command
+from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,34 @@ def test_a_full_disk_during_segment_is_a_clear_error_and_a_rerun_resumes(photogr
     assert 0 < len(recorded) < 12  # the last limit let some fields through
     assert puf(["segment", str(batch), "--registry", str(registry), *BIG_CROPS]) == 0
     assert segment_state(batch, registry) == reference
+
+
+KILLS = 20
+
+
+def test_segment_killed_at_random_moments_converges_on_an_uninterrupted_run(photographed, tmp_path):
+    reference_batch = fresh_copy(photographed, tmp_path / "reference" / "B7")
+    command = puf_command("segment", str(reference_batch), "--registry", str(tmp_path / "reference" / "r.sqlite"))
+    longest = timed_run(command, tmp_path / "reference.log")
+    reference = segment_state(reference_batch, tmp_path / "reference" / "r.sqlite")
+    assert set(reference["fields"].values()) == {"done"} and len(reference["crops"]) == 144
+
+    batch, registry = fresh_copy(photographed, tmp_path / "killed" / "B7"), tmp_path / "killed" / "r.sqlite"
+    command = puf_command("segment", str(batch), "--registry", str(registry))
+    log = tmp_path / "killed.log"
+    killed = 0
+    for moment in kill_moments(7, KILLS, longest):
+        code = run_and_kill(command, moment, log)
+        if code is None:
+            killed += 1
+            if registry.exists():
+                assert segment_state(batch, registry)["integrity"] == [("ok",)]
+            continue
+        assert code == 0, log.read_text()[-2000:]
+        assert segment_state(batch, registry) == reference  # it ended first: check it, then start over
+        shutil.rmtree(batch / "crops")
+        for path in registry.parent.glob("r.sqlite*"):
+            path.unlink()
+    timed_run(command, log)
+    assert segment_state(batch, registry) == reference
+    assert killed >= KILLS // 2
