@@ -1,5 +1,9 @@
 """The one exception type users see as a message instead of a traceback."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class PufError(Exception):
     """A problem with the user's input or environment, explained in plain words.
@@ -18,3 +22,14 @@ def require_module(module: str, extra: str) -> None:
             f"this needs the Python module {module!r}, which is not installed; "
             f"install the '{extra}' extra: pip install 'puf-labels[{extra}]'"
         )
+
+
+def cannot_write(path: Path, error: OSError, kept: str) -> PufError:
+    """A failed write in words for a job that resumes: what is `kept`, and on a full disk
+    (or quota, or file size limit) where to free space."""
+    import errno
+
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    hint = f"free space on the disk holding {path.parent} and run" if full else "run"
+    return PufError(f"cannot write {path} ({error.strerror or error}); {kept}: {hint} the same command "
+                    "again to resume")

@@ -34,8 +34,13 @@ def load_json(path: Path, what: str, parse: Callable[[object], T]) -> T:
 
 
 def write_json(path: Path, data: object, **dumps: object) -> None:
-    """Write through a temporary file renamed into place (never half-written)."""
+    """Write through a temporary file renamed into place (never half-written; a failed
+    write, on a full disk say, leaves no temporary file behind)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, **dumps))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, **dumps))
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -166,7 +166,7 @@ class Registry:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            with self.transaction():
+            with self.transaction("making its tables"):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -177,7 +177,10 @@ class Registry:
                 elif int(row["value"]) != SCHEMA_VERSION:
                     raise PufError(f"{self.path} is a registry of schema {row['value']}; this "
                                    f"version of puf reads schema {SCHEMA_VERSION}")
-        except (sqlite3.DatabaseError, OSError) as error:
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise self._problem(error, "opening it", f"cannot open the registry {self.path}: {error}") from None
+        except OSError as error:
             self.close()
             raise PufError(f"cannot open the registry {self.path}: {error}") from None
         except PufError:
@@ -196,20 +199,36 @@ class Registry:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All writes inside happen together or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def transaction(self, doing: str = "a write") -> Iterator[sqlite3.Connection]:
+        """All writes inside happen together or not at all; SQLite's errors (a full disk
+        among them) become a PufError saying what `doing` failed."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")  # a full disk may fail the commit itself
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as error:
+            raise self._problem(error, doing) from None
+
+    def _problem(self, error: sqlite3.DatabaseError, doing: str, otherwise: str | None = None) -> PufError:
+        """SQLite's error in words: a full disk (SQLITE_FULL, or the write error a file size
+        limit gives) names where to free space; the transaction failed whole, so nothing
+        recorded before is lost."""
+        code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+            return PufError(f"the registry {self.path} cannot grow ({doing} failed: {error}): the disk "
+                            f"holding {self.path.parent} is full or failing. What was recorded before is "
+                            "kept: free space there and run the same command again to resume")
+        return PufError(otherwise or f"the registry {self.path}: {doing} failed: {error}")
 
     # ---- writing -------------------------------------------------------------------
     def upsert_batch(self, layout: BatchLayout, source: str | None = None) -> None:
         layout_json = json.dumps(layout.to_dict(), sort_keys=True)
-        with self.transaction() as db:
+        with self.transaction(f"recording the batch {layout.batch_id}") as db:
             row = db.execute("SELECT layout FROM batches WHERE batch_id=?",
                              (layout.batch_id,)).fetchone()
             if row is not None and row["layout"] != layout_json:
@@ -229,7 +248,7 @@ class Registry:
         for label in labels:
             if label.status not in LABEL_STATUSES:
                 raise ValueError(f"label status {label.status!r} is not one of {LABEL_STATUSES}")
-        with self.transaction() as db:
+        with self.transaction(f"recording field {record.field} of {record.batch_id}") as db:
             db.execute(
                 f"INSERT OR REPLACE INTO fields ({', '.join(_FIELD_COLUMNS)}, updated) "
                 f"VALUES ({', '.join('?' * (len(_FIELD_COLUMNS) + 1))})",
@@ -251,7 +270,7 @@ class Registry:
         """Mark labels (e.g. enrolled or held out); returns how many exist and were set."""
         if status not in LABEL_STATUSES:
             raise PufError(f"label status {status!r} is not one of {', '.join(LABEL_STATUSES)}")
-        with self.transaction() as db:
+        with self.transaction(f"marking labels {status}") as db:
             cursor = db.executemany("UPDATE labels SET status=? WHERE label_id=?",
                                     [(status, label_id) for label_id in label_ids])
             return cursor.rowcount

@@ -33,7 +33,6 @@ Only the standard library is imported here at module level (`puf --help` stays i
 from __future__ import annotations
 
 import argparse
-import errno
 import hashlib
 import json
 import os
@@ -44,7 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.errors import PufError
+from edge_app.errors import PufError, cannot_write
 from edge_app.field_images import FieldImage, find_fields, folder_layout
 from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN
@@ -199,14 +198,22 @@ def write_crop(path: Path, crop) -> str:
     try:
         if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             return digest
-        tmp = path.with_name(path.name + ".tmp")
+    except OSError as error:
+        raise cannot_write(path, error, "the fields recorded so far are kept") from None
+    _write_atomically(path, payload)
+    return digest
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Write a file under a temporary name and rename it into place: a file that exists is
+    whole. A failed write leaves nothing behind and says what to do."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
         tmp.write_bytes(payload)
         tmp.replace(path)
     except OSError as error:
-        hint = "free space and run" if error.errno == errno.ENOSPC else "run"
-        raise PufError(f"cannot write {path} ({error.strerror or error}); {hint} "
-                       "the same command again to resume") from None
-    return digest
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, error, "the fields recorded so far are kept") from None
 
 
 # ---- one field -----------------------------------------------------------------------
@@ -563,9 +570,7 @@ def _write_overlay(path: Path, picture) -> None:
 
     ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data.tobytes())
-        tmp.replace(path)
+        _write_atomically(path, data.tobytes())
 
 
 def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,

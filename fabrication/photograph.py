@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.errors import PufError
+from edge_app.errors import PufError, cannot_write
 
 FIELD_NAME = "field_{:04d}.tif"
 
@@ -72,9 +72,9 @@ def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot) -> dic
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     path = fields_dir / FIELD_NAME.format(job.field)
     tmp = path.with_name(path.stem + ".part.tif")
+    truth_path = path.with_suffix(".truth.json")
     try:
         if snapshot.truth is not None:
-            truth_path = path.with_suffix(".truth.json")
             truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
             truth_path.with_suffix(".tmp").replace(truth_path)
         tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
@@ -82,9 +82,20 @@ def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot) -> dic
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise PufError(f"cannot write {path} ({error.strerror or error}); the fields written so "
-                       "far are kept: free space and run the same command again to resume") from None
+        truth_path.with_suffix(".tmp").unlink(missing_ok=True)
+        raise cannot_write(path, error, "the fields written so far are kept") from None
     return {**meta, "file": path.name}
+
+
+def write_manifest(fields_dir: Path, manifest: dict) -> None:
+    """Write the batch's manifest atomically: the one there stays whole until the new one is."""
+    from edge_app.json_files import write_json
+
+    path = fields_dir / "manifest.json"
+    try:
+        write_json(path, manifest, indent=1)
+    except OSError as error:
+        raise cannot_write(path, error, "every field photographed is kept") from None
 
 
 def read_field_meta(path: Path) -> dict:
@@ -229,9 +240,7 @@ def run(args: argparse.Namespace) -> int:
         "pixel_size_um": entries[0]["pixel_size_um"] if entries else args.pixel_size_um,
         "fields": entries,
     }
-    tmp = fields_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(fields_dir / "manifest.json")
+    write_manifest(fields_dir, manifest)
     seconds = time.perf_counter() - started
     print(f"{len(shot)} fields photographed, {len(kept)} already there, in {seconds:.1f} s "
           f"-> {fields_dir}")
