@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import aside_of, repair, swap_in
+from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
 from edge_app.runtime import MANIFEST, read_manifest, sha256_file
 
 MAX_VALID_DAYS = 36500  # a bundle's expiry: up to a century ahead (a datetime overflows past year 9999)
@@ -61,33 +63,25 @@ def replaced_sequence(out: Path) -> int:
 
 
 def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`, replacing any older version."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
-def lock_path(bundle: Path) -> Path:
-    """The lock file of `bundle`: a hidden sibling, like the temporary versions beside it."""
-    bundle = Path(bundle)
-    return bundle.with_name(f".{bundle.name}.lock")
+    """Move the finished folder `tmp` to `out`, replacing any older version (two renames:
+    `edge_app.folder_swap`, which `bundle_lock` repairs when a crash cut them in half)."""
+    old = aside_of(out)
+    swap_in(tmp, out, old)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
 def bundle_lock(bundle: Path) -> Iterator[None]:
     """Hold `bundle` for one writer from reading it to the last record of what was written
-    (`edge_app.folder_lock.exclusive`: a PufError when another process holds it)."""
+    (`edge_app.folder_lock.exclusive`: a PufError when another process holds it), with the
+    old version put back first if a crash cut a swap in half (`edge_app.folder_swap.repair`)."""
     from edge_app.folder_lock import exclusive
 
     bundle = Path(bundle)
     if not bundle.parent.is_dir():
         raise PufError(f"no bundle at {bundle}: the folder {bundle.parent} does not exist")
     with exclusive(lock_path(bundle), f"the bundle {bundle}"):
+        repair(bundle, aside_of(bundle))
         yield
 
 
