@@ -1,6 +1,6 @@
 """A crash between the two renames that swap a new bundle version into place leaves no bundle
 at its path but the old version aside (`edge_app.folder_swap`): the next factory verb
-(enroll, verify) puts it back, under the writers' lock."""
+(enroll, verify) puts it back, under the writers' lock. And `puf export` takes that lock too."""
 
 import json
 import os
@@ -12,12 +12,14 @@ import cv2
 import pytest
 
 from edge_app.cli import main
+from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
 from edge_app.folder_swap import aside_of
 from edge_app.runtime import read_manifest
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, sim_batch
 from trainer.bundle_write import lock_path
 from trainer.enroll import enroll
+from trainer.export import export
 
 
 def crash_between_renames(bundle: Path) -> Path:
@@ -66,3 +68,10 @@ def test_enroll_builds_on_the_bundle_a_crash_left_aside(base, crashed, key):
     assert report["labels_added"] == 0 and report["skipped"] == {"already enrolled": 12}
     assert new["shards"]["labels"] == 12 and new["sequence"] == old["sequence"] + 1
     assert not aside_of(crashed).exists()
+
+
+def test_export_over_a_bundle_being_written_is_refused(tmp_path):
+    out = tmp_path / "bundle"
+    with exclusive(lock_path(out), "a writer"), pytest.raises(PufError, match="bundle .* is in use by another"):
+        export(tmp_path / "run", out, progress=False)
+    assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 2  # free again: the run is what is missing
