@@ -2,7 +2,7 @@
 
     with BundleUpdate(bundle) as update:
         index_path = update.path_for("shards/p03.faiss")   # a fresh file in the new version
-        faiss.write_index(index, str(index_path))
+        index_build.write_index(index, index_path)
         update.manifest["shards"] = ...
         update.commit(private_key)                          # checksums, signature, rename
 

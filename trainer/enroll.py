@@ -400,8 +400,6 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
 def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, batches: tuple[str, ...],
             capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None) -> dict:
     """`enroll`, with the bundle locked."""
-    import faiss
-
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update
 
@@ -477,7 +475,7 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
             old_ids = np.load(bundle / old["ids"], allow_pickle=False) if old else np.zeros(0, "S1")
             index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options,
                                              genuine_cosine)
-            faiss.write_index(index, str(update.path_for(index_name)))
+            index_build.write_index(index, update.path_for(index_name))
             np.save(update.path_for(ids_name), ids, allow_pickle=False)
             entry = {"index": index_name, "ids": ids_name, **entry,
                      "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
