@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +31,7 @@ from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
-from trainer.bundle_write import bundle_lock, replace_dir, replaced_sequence
+from trainer.bundle_write import bundle_lock, new_version_dir, replace_dir, replaced_sequence
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -217,8 +216,7 @@ def _export(run_dir: Path, out: Path, formats: tuple[str, ...], far: float, stri
     rng = np.random.default_rng(1)
     representative = all_inputs[rng.permutation(len(all_inputs))[:calibration_samples]]
     inputs = all_inputs[np.sort(rng.permutation(len(all_inputs))[:400])]  # parity samples
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
+    tmp = new_version_dir(out)
     try:
         report: dict = {}
         timings: dict = {}

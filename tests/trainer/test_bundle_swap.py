@@ -17,7 +17,7 @@ from edge_app.folder_lock import exclusive
 from edge_app.folder_swap import aside_of
 from edge_app.runtime import read_manifest
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, sim_batch
-from trainer.bundle_write import lock_path
+from trainer.bundle_write import lock_path, new_version_dir
 from trainer.enroll import enroll
 from trainer.export import export
 
@@ -68,6 +68,15 @@ def test_enroll_builds_on_the_bundle_a_crash_left_aside(base, crashed, key):
     assert report["labels_added"] == 0 and report["skipped"] == {"already enrolled": 12}
     assert new["shards"]["labels"] == 12 and new["sequence"] == old["sequence"] + 1
     assert not aside_of(crashed).exists()
+
+
+def test_enroll_removes_the_unfinished_versions_killed_writers_left_beside_the_bundle(base, tmp_path, key):
+    bundle = enrolled_bundle(base, tmp_path / "site" / "bundle")
+    unfinished = new_version_dir(bundle)
+    (unfinished / "model_int8.tflite").write_bytes(b"half")
+    other = new_version_dir(tmp_path / "site" / "bundle.new-x")  # another bundle's, being written
+    enroll(bundle, enroll_crops(base), key, progress=False)
+    assert not unfinished.exists() and other.is_dir()
 
 
 def test_export_over_a_bundle_being_written_is_refused(tmp_path):
