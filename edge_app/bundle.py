@@ -191,11 +191,13 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
     """Open and check a bundle. `trusted_keys` is a key-id -> public-key dict, a folder of
     ``*.pub`` files, or None for the default folder (`edge_app.signing`). `check=False`
     skips signature and checksums: only for the factory's own freshly written bundles."""
+    from edge_app.folder_swap import repair_locked
     from edge_app.orientation import PatternTemplates
     from edge_app.shards import ShardSet
     from edge_app.signing import load_trusted_keys, verify_manifest
 
     path = Path(path)
+    repair_locked(path, f"the bundle {path}")  # a factory writer's swap cut in half by a crash
     if not path.is_dir():
         raise PufError(f"no bundle at {path}")
     manifest = read_manifest(path)

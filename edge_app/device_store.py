@@ -17,7 +17,8 @@ replayed over a newer one unless the caller says so; and opened whole: the model
 the shards searched once, `open_verifier`) and only then swapped in by two renames:
 ``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A crash or power
 cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
-which opening the store puts back; at every moment a checked bundle is there to load.
+which opening the store puts back (`edge_app.folder_swap`, shared with the factory's bundle
+writers); at every moment a checked bundle is there to load.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import repair, swap_in, sync_dir
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +108,8 @@ class DeviceStore:
     def _repair(self) -> None:
         """Finish what a crash during an update left: the previous bundle back if the new one
         was not yet in place, and no half-copied update."""
-        bundle, previous, incoming = self.home / BUNDLE, self.home / PREVIOUS, self.home / INCOMING
-        if not bundle.exists() and previous.is_dir():
-            log.warning("an update was cut off before it was in place: putting the previous bundle back")
-            os.replace(previous, bundle)
-            _sync_dir(self.home)
+        incoming = self.home / INCOMING
+        repair(self.home / BUNDLE, self.home / PREVIOUS)
         if incoming.exists():
             shutil.rmtree(incoming, ignore_errors=True)
 
@@ -175,13 +174,7 @@ class DeviceStore:
                 detail = str(error) if isinstance(error, PufError) else f"{type(error).__name__}: {error}"
                 raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
                                "bundle is unchanged") from None
-            shutil.rmtree(previous, ignore_errors=True)
-            if previous.exists():
-                raise PufError(f"cannot remove the old {previous}; the current bundle is unchanged")
-            if bundle.exists():
-                os.replace(bundle, previous)
-            os.replace(incoming, bundle)
-            _sync_dir(self.home)
+            swap_in(incoming, bundle, previous)
         except OSError as error:
             raise PufError(f"cannot install the bundle from {source}: {error.strerror or error}; the current "
                            "bundle is unchanged") from None
@@ -260,16 +253,7 @@ def _copy_tree(source: Path, target: Path, progress: Callable[[int, int], None] 
             raise PufError(f"bundle file {name} could not be copied: {error.strerror or error}; the current "
                            "bundle is unchanged") from None
     for folder in [target, *(p for p in target.rglob("*") if p.is_dir())]:
-        _sync_dir(folder)
-
-
-def _sync_dir(folder: Path) -> None:
-    """Flush a folder's entries (renames, new files) to the storage."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        sync_dir(folder)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -284,6 +268,6 @@ def _write_atomic(path: Path, text: str) -> None:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _sync_dir(path.parent)
+        sync_dir(path.parent)
     except OSError as error:
         raise PufError(f"cannot save {path}: {error.strerror or error}") from None

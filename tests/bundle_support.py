@@ -205,3 +205,28 @@ def enrolled_bundle(base: Path, out: Path) -> Path:
 
     shutil.copytree(_once(f"enrolled:{base}", build), out)
     return out
+
+
+def batch_registry(base: Path, out: Path, batches: tuple[str, ...] = ("V1", "V2")) -> Path:
+    """out/registry.sqlite holding `batches`, each the 12 labels of field 0 with status found
+    and crops in out/BATCH/crops (copies of V1's microscope captures under each batch's ids)."""
+    import shutil
+
+    from edge_app.registry import FieldRecord, LabelRecord, Registry
+
+    crops = enroll_crops(base)
+    registry_path = out / "registry.sqlite"
+    v1 = sim_batch().layout
+    with Registry(registry_path) as registry:
+        for layout in (sim_batch(batch).layout for batch in batches):
+            batch_dir = out / layout.batch_id
+            (batch_dir / "crops").mkdir(parents=True)
+            labels = []
+            for slot in range(12):
+                label_id = layout.label_id(0, slot)
+                shutil.copy(crops / "crops" / v1.label_id(0, slot) / "m0.png", batch_dir / "crops" / f"{label_id}.png")
+                labels.append(LabelRecord(label_id, layout.batch_id, 0, slot, *divmod(slot, 4), "found",
+                                          v1.pattern_of(0, slot), crop_path=f"crops/{label_id}.png"))
+            registry.upsert_batch(layout, str(batch_dir))
+            registry.record_field(FieldRecord(layout.batch_id, 0, "done"), labels)
+    return registry_path

@@ -2,7 +2,7 @@
 
     with BundleUpdate(bundle) as update:
         index_path = update.path_for("shards/p03.faiss")   # a fresh file in the new version
-        faiss.write_index(index, str(index_path))
+        index_build.write_index(index, index_path)
         update.manifest["shards"] = ...
         update.commit(private_key)                          # checksums, signature, rename
 
@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +40,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import aside_of, repair, swap_in
+from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
 from edge_app.runtime import MANIFEST, read_manifest, sha256_file
+
+log = logging.getLogger(__name__)
 
 MAX_VALID_DAYS = 36500  # a bundle's expiry: up to a century ahead (a datetime overflows past year 9999)
 
@@ -60,34 +66,47 @@ def replaced_sequence(out: Path) -> int:
         return 0
 
 
+def new_version_dir(out: Path) -> Path:
+    """An empty temporary folder beside `out` to build its new version in (`.OUT.new-RANDOM`)."""
+    out = Path(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def remove_unfinished(out: Path) -> None:
+    """Remove the unfinished versions of `out` that killed writers left beside it (call it only
+    holding `bundle_lock`: no writer of `out` is running)."""
+    out = Path(out)
+    unfinished = re.compile(rf"\.{re.escape(out.name)}\.new-[^.]+")  # never another bundle's: its name differs
+    for path in out.parent.iterdir():
+        if unfinished.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            log.warning("removing %s, an unfinished version of %s left by a writer that was stopped", path, out)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`, replacing any older version."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
-def lock_path(bundle: Path) -> Path:
-    """The lock file of `bundle`: a hidden sibling, like the temporary versions beside it."""
-    bundle = Path(bundle)
-    return bundle.with_name(f".{bundle.name}.lock")
+    """Move the finished folder `tmp` to `out`, replacing any older version (two renames:
+    `edge_app.folder_swap`, which `bundle_lock` repairs when a crash cut them in half)."""
+    old = aside_of(out)
+    swap_in(tmp, out, old)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
 def bundle_lock(bundle: Path) -> Iterator[None]:
     """Hold `bundle` for one writer from reading it to the last record of what was written
-    (`edge_app.folder_lock.exclusive`: a PufError when another process holds it)."""
+    (`edge_app.folder_lock.exclusive`: a PufError when another process holds it), with the
+    old version put back first if a crash cut a swap in half (`edge_app.folder_swap.repair`) and
+    the unfinished versions of killed writers removed (`remove_unfinished`)."""
     from edge_app.folder_lock import exclusive
 
     bundle = Path(bundle)
     if not bundle.parent.is_dir():
         raise PufError(f"no bundle at {bundle}: the folder {bundle.parent} does not exist")
     with exclusive(lock_path(bundle), f"the bundle {bundle}"):
+        repair(bundle, aside_of(bundle))
+        remove_unfinished(bundle)
         yield
 
 
@@ -116,8 +135,7 @@ class BundleUpdate:
         if self.out.exists():
             check_update(self.out, self.original if self.out == self.source else read_manifest(self.out))
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
-        self.dir.chmod(0o755)
+        self.dir = new_version_dir(self.out)
         self._written: set[str] = set()
         try:
             for name in self.manifest.get("files", {}):

@@ -361,6 +361,26 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
     return name
 
 
+def record_enrolled(bundle: Path, labels: Path, label_ids: list[str]) -> None:
+    """Mark labels the bundle holds enrolled in the registry `labels` (nothing for a crop
+    folder). Called again for the labels a re-run finds already in the bundle, so a run cut
+    off between the bundle's new version and this record converges; a registry that cannot be
+    written (a full disk) is a PufError saying so."""
+    import sqlite3
+
+    from edge_app.registry import Registry
+
+    if not label_ids or not Path(labels).is_file():
+        return
+    try:
+        with Registry(labels) as registry:
+            registry.set_status(label_ids, "enrolled")
+    except (sqlite3.Error, PufError) as error:
+        raise PufError(f"the bundle {bundle} holds {len(label_ids)} label(s) that the registry {labels} could not "
+                       f"record as enrolled ({error}); once it can be written (a full disk: make room), run puf "
+                       "enroll again: it records them without enrolling any twice") from None
+
+
 def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
            progress: bool = True, trusted_keys: Path | None = None) -> dict:
@@ -380,8 +400,6 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
 def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, batches: tuple[str, ...],
             capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None) -> dict:
     """`enroll`, with the bundle locked."""
-    import faiss
-
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update
 
@@ -395,6 +413,7 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
         raise PufError(f"{labels} holds no labels to enroll" + (f" of batch {', '.join(batches)}" if batches else ""))
     layout = check_pattern_sets(labels, items, bundle_pattern_set(bundle, manifest))
     enrolled = enrolled_label_ids(bundle, manifest)
+    record_enrolled(bundle, labels, [item.label_id for item in items if item.label_id in enrolled])
     todo = []
     for item in items:
         if item.label_id in enrolled:
@@ -456,7 +475,7 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
             old_ids = np.load(bundle / old["ids"], allow_pickle=False) if old else np.zeros(0, "S1")
             index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options,
                                              genuine_cosine)
-            faiss.write_index(index, str(update.path_for(index_name)))
+            index_build.write_index(index, update.path_for(index_name))
             np.save(update.path_for(ids_name), ids, allow_pickle=False)
             entry = {"index": index_name, "ids": ids_name, **entry,
                      "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
@@ -476,11 +495,7 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
                 "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
         update.manifest["shards"] = section
         manifest = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
-    if Path(labels).is_file() and kept:
-        from edge_app.registry import Registry
-
-        with Registry(labels) as registry:
-            registry.set_status([item.label_id for item in kept], "enrolled")
+    record_enrolled(bundle, labels, [item.label_id for item in kept])
     bytes_total = sum(v["bytes"] for v in manifest["files"].values())
     report.update({"labels_total": section["labels"], "vectors_total": section["vectors"],
                    "thumbnails_px": thumbnail_px, "bundle_bytes": bytes_total,

@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,7 +31,7 @@ from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
-from trainer.bundle_write import replace_dir, replaced_sequence
+from trainer.bundle_write import bundle_lock, new_version_dir, replace_dir, replaced_sequence
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -185,17 +184,29 @@ def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: f
 def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float", "onnx"),
            far: float = 1e-3, strict: bool = True, calibration_samples: int = 300,
            model_version: str | None = None, progress: bool = True) -> dict:
-    """Write the bundle; returns its manifest."""
+    """Write the bundle; returns its manifest. One writer at a time at `out`
+    (`trainer.bundle_write.bundle_lock`, as enroll and evaluate take it)."""
+    run_dir, out = Path(run_dir), Path(out)
+    unknown = set(formats) - set(FORMAT_FILES)
+    if unknown or not formats:
+        raise PufError(f"formats must be some of {sorted(FORMAT_FILES)}, got {list(formats)}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PufError(f"cannot make the folder {out.parent}: {error.strerror or error}") from None
+    with bundle_lock(out):  # never under an enrollment building on the bundle it replaces
+        return _export(run_dir, out, formats, far, strict, calibration_samples, model_version, progress)
+
+
+def _export(run_dir: Path, out: Path, formats: tuple[str, ...], far: float, strict: bool, calibration_samples: int,
+            model_version: str | None, progress: bool) -> dict:
+    """`export`, with the bundle at `out` locked."""
     from tqdm import tqdm
 
     from trainer.augment import Augment
     from trainer.data import preprocess_all
     from trainer.pattern_sets import folder_pattern_set
 
-    run_dir, out = Path(run_dir), Path(out)
-    unknown = set(formats) - set(FORMAT_FILES)
-    if unknown or not formats:
-        raise PufError(f"formats must be some of {sorted(FORMAT_FILES)}, got {list(formats)}")
     model, config = load_run(run_dir)
     pattern_set = folder_pattern_set(run_dir)
     patterns = pattern_set.names
@@ -205,9 +216,7 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
     rng = np.random.default_rng(1)
     representative = all_inputs[rng.permutation(len(all_inputs))[:calibration_samples]]
     inputs = all_inputs[np.sort(rng.permutation(len(all_inputs))[:400])]  # parity samples
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)
+    tmp = new_version_dir(out)
     try:
         report: dict = {}
         timings: dict = {}

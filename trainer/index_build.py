@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -96,6 +97,16 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
         index.train(sample)
     index.add(vectors)
     return index
+
+
+def write_index(index, path: Path) -> None:
+    """Write `index` to `path` through Python's own file writes: a full disk is then an
+    OSError (ENOSPC, EFBIG) that the bundle writer reports as such, where `faiss.write_index`
+    to a file name raises a RuntimeError that says nothing of the disk."""
+    import faiss
+
+    with Path(path).open("wb") as f:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
 
 
 def index_kind(index) -> str:

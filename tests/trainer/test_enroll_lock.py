@@ -3,14 +3,13 @@ write and stops the other with a clear message, so no batch is lost and the regi
 matches the bundle."""
 
 import multiprocessing
-import shutil
 import time
 from pathlib import Path
 
 from edge_app.bundle import load_bundle
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from edge_app.registry import Registry
 from edge_app.runtime import read_manifest
-from tests.bundle_support import enroll_crops, keys, sim_batch
+from tests.bundle_support import batch_registry, keys
 from trainer.enroll import enrolled_label_ids
 
 
@@ -36,28 +35,8 @@ def _enroll_batch(bundle: Path, registry: Path, key: Path, batch: str, arrived, 
         results.put((batch, "refused", str(error)))
 
 
-def _two_batch_registry(base: Path, tmp_path: Path) -> Path:
-    """A registry of batches V1 and V2 (V2's crops are copies of V1's under V2's label ids)."""
-    crops = enroll_crops(base)
-    registry_path = tmp_path / "registry.sqlite"
-    v1 = sim_batch().layout
-    with Registry(registry_path) as registry:
-        for layout in (v1, sim_batch("V2").layout):
-            batch_dir = tmp_path / layout.batch_id
-            (batch_dir / "crops").mkdir(parents=True)
-            labels = []
-            for slot in range(12):
-                label_id = layout.label_id(0, slot)
-                shutil.copy(crops / "crops" / v1.label_id(0, slot) / "m0.png", batch_dir / "crops" / f"{label_id}.png")
-                labels.append(LabelRecord(label_id, layout.batch_id, 0, slot, *divmod(slot, 4), "found",
-                                          v1.pattern_of(0, slot), crop_path=f"crops/{label_id}.png"))
-            registry.upsert_batch(layout, str(batch_dir))
-            registry.record_field(FieldRecord(layout.batch_id, 0, "done"), labels)
-    return registry_path
-
-
 def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
-    registry_path = _two_batch_registry(base, tmp_path)
+    registry_path = batch_registry(base, tmp_path)
     context = multiprocessing.get_context("spawn")
     go, results = context.Event(), context.Queue()
     arrived = {batch: context.Event() for batch in ("V1", "V2")}
