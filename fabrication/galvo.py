@@ -136,6 +136,7 @@ class Unit:
 
     @property
     def seconds(self) -> float:
+        """Its time from the field's centre: more than from the label before, so a safe bound."""
         from fabrication.lmc import list_seconds, unpack
 
         return list_seconds(unpack(b"".join(self.commands)))
@@ -159,8 +160,11 @@ class GalvoJob:
         return later[0] if later else self.end_line
 
     def seconds(self, start_line: int = 1) -> float:
-        """The marking time the board needs from `start_line` (speeds, distances, delays)."""
-        return sum(unit.seconds for unit in self.units_from(start_line))
+        """The marking time the board needs from `start_line` (speeds, distances, delays),
+        each label's first jump from where the one before it ended."""
+        from fabrication.lmc import list_seconds, unpack
+
+        return list_seconds(unpack(b"".join(c for u in self.units_from(start_line) for c in u.commands)))
 
     def outline_bits(self) -> tuple[int, int, int, int]:
         """The rectangle around every mark and jump target, in galvo bits."""
