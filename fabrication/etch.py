@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     galvo = args.laser == "galvo"
     if (args.port is not None and galvo) or (args.board is not None and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
+    if galvo:
+        from importlib.util import find_spec
+
+        if find_spec("galvo") is None or find_spec("usb") is None:
+            raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
     if args.frame and not galvo:
         raise PufError("--frame traces the outline with a galvo's guide light: use it with --laser galvo")
     target = ("--sim" if args.sim else f"--port {args.port}" if args.port else f"--board {args.board}")
