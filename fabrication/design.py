@@ -70,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
     parser.add_argument("--power-calibration", type=Path,
                         help="JSON table of measured (S, mW) points (default: built-in)")
+    parser.add_argument("--mark-speed-mm-s", type=float, default=1000.0,
+                        help="galvo marking speed (default 1000 mm/s; puf etch --laser galvo)")
+    parser.add_argument("--jump-speed-mm-s", type=float, default=4000.0,
+                        help="galvo jump speed between marks (default 4000 mm/s)")
     parser.add_argument("--laser-origin-mm", type=_point, default=(0.0, 0.0), metavar="X,Y",
                         help="where design (0, 0) is in the laser's work coordinates (default 0,0); "
                              "e.g. -25,-5 for a GRBL whose soft-limit travel is negative")
@@ -230,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
     s_value = power_cal.s_for_mw(args.power_mw)  # first: can this laser give that power at all?
     power = check_power(layout, args.power_mw)
     stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
+    if not (args.mark_speed_mm_s > 0 and args.jump_speed_mm_s > 0):
+        raise PufError("--mark-speed-mm-s and --jump-speed-mm-s must be above 0")
 
     try:
         for sub in ("cad", "laser", "stage"):
@@ -249,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     (batch_dir / "laser" / "job.json").write_text(json.dumps({
         "power_mw": args.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
         "frame": {"origin_x_mm": frame.origin_x_mm, "origin_y_mm": frame.origin_y_mm},
+        "galvo": {"mark_speed_mm_s": args.mark_speed_mm_s, "jump_speed_mm_s": args.jump_speed_mm_s},
         "lines": len(job),
     }, indent=1))
     stage_cal.save(batch_dir / "stage" / "calibration.json")

@@ -1,4 +1,5 @@
-"""`puf etch`: run a designed batch's laser job on a GRBL controller or the simulated film.
+"""`puf etch`: run a designed batch's laser job on a GRBL controller, a BJJCZ galvo board
+(``--laser galvo``), or the simulated film through either.
 
 Reads what `puf design` wrote:
 
@@ -13,10 +14,13 @@ an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal record
 job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
 kill or a power cut burns no line twice: it waits until the controller has run what it
 holds, goes on after the last line written, and names the one line it cannot be sure of.
-``--sim`` streams the same job through the simulated GRBL controller into the simulated
-film, saved as BATCH_DIR/sim/film.npz (that controller dies with this process, so a run cut
-off there resumes where it started); ``--film-style`` chooses how a new film looks (grain
-size, contrast, facets, mottling).
+A galvo runs the job a label at a time (see `fabrication.galvo`); its journal records each
+label begun and finished, so a resume never marks a finished label again and skips (and
+names) one an error or a kill cut off. ``--frame`` traces the job's outline with the guide
+light only. ``--sim`` streams the same job through the simulated GRBL controller (or the
+simulated galvo board) into the simulated film, saved as BATCH_DIR/sim/film.npz (that
+controller dies with this process, so a run cut off there resumes where it started);
+``--film-style`` chooses how a new film looks (grain size, contrast, facets, mottling).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edge_app.errors import PufError
-from fabrication.etch_journal import JournalError, SendJournal, last_sent, sync_folder
+from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent, sync_folder
 
 STATE_FILE = "etch_state.json"
 JOURNAL_FILE = "etch_journal"
@@ -44,9 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("batch_dir", type=Path, help="a batch designed with 'puf design'")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--sim", action="store_true",
-                        help="etch the simulated film through the simulated GRBL controller")
+                        help="etch the simulated film through the simulated controller of --laser")
     target.add_argument("--port", metavar="DEV",
                         help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
+    target.add_argument("--board", type=int, metavar="N",
+                        help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
+    parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
+                        help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
+    parser.add_argument("--frame", action="store_true",
+                        help="--laser galvo: only trace the job's outline with the guide light")
+    from fabrication.galvo_options import add_galvo_arguments
+
+    add_galvo_arguments(parser)
     parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
@@ -74,7 +87,18 @@ def run(args: argparse.Namespace) -> int:
     state_path = batch.laser_dir / STATE_FILE
     if args.film_style is not None and not args.sim:
         raise PufError("--film-style chooses the simulated film: use it with --sim")
-    target = "--sim" if args.sim else f"--port {args.port}"
+    galvo = args.laser == "galvo"
+    if (args.port is not None and galvo) or (args.board is not None and not galvo):
+        raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
+    if galvo:
+        from importlib.util import find_spec
+
+        if find_spec("galvo") is None or find_spec("usb") is None:
+            raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
+    if args.frame and not galvo:
+        raise PufError("--frame traces the outline with a galvo's guide light: use it with --laser galvo")
+    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else f"--board {args.board}")
+    target += " --laser galvo" if galvo else ""
     previous = _read_state(state_path)
     start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
     if start_line is None:
@@ -91,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
         if crashed and len(film.segments) != previous.get("film_segments"):
             raise PufError(f"{film_path} was saved after the etch state: it may hold the whole "
                            "last run; check it and choose where to go on with --from-line")
-        laser = _simulated_laser(film, batch)
+        laser = _simulated_galvo(film, batch, args) if galvo else _simulated_laser(film, batch)
+    elif galvo:
+        from fabrication.galvo import GalvoLaser
+        from fabrication.galvo_options import galvo_settings
+
+        laser = GalvoLaser.open(args.board, *galvo_settings(args, batch.job), batch.calibration.mw_for_s)
     else:
         from fabrication.grbl import GrblLaser
 
@@ -99,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
                                s_max=batch.calibration.s_max)
     uncertain = list(previous.get("uncertain", [])) if previous and args.resume else []
     with laser:
+        if args.frame:
+            seconds = laser.frame(batch.lines)
+            print(f"traced the outline of batch {batch.layout.batch_id} with the guide light "
+                  f"in {seconds:.1f} s; nothing was marked")
+            return 0
         if crashed and not args.sim:
             start_line, note = _after_crash(previous, batch, laser, uncertain)
             if not args.json:
@@ -109,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
             _print_done(batch, uncertain)
             return 0
         todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
+        expected = laser.plan(batch.lines).seconds(start_line) if galvo else None
+        if expected is not None and not args.json:
+            print(f"expected marking time: {expected:.1f} s (speeds, distances and delays of the lists)")
         if not args.no_check:
             with _bar(todo, f"check {batch.layout.batch_id}") as bar:
                 laser.check_job(batch.lines, start_line, lambda _: bar.update(1))
@@ -120,10 +157,13 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             with _bar(todo, f"etch {batch.layout.batch_id}") as bar, _journal(batch, state) as journal:
-                laser.run_job(batch.lines, start_line, lambda _: bar.update(1), journal)
+                laser.run_job(batch.lines, start_line, lambda _: bar.update(1), journal,
+                              journal.done if journal is not None else None)
         except LaserJobStopped as stop:
             if film is not None:
                 film.save(film_path)
+            if stop.partly_done is not None:
+                uncertain.append(_uncertain(batch, stop.partly_done))
             state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
             _write_state(state_path, state)
             unlock = " --unlock" if "ALARM" in stop.laser_state else ""
@@ -141,8 +181,16 @@ def run(args: argparse.Namespace) -> int:
         film.save(film_path)
     state.update(status="done", resume_line=len(batch.lines) + 1, message="")
     _write_state(state_path, state)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected)
     return 0
+
+
+def _uncertain(batch: _Batch, line: int) -> dict:
+    """A job line (a unit's first) that may have been etched only in part, for inspection."""
+    from fabrication.laser import job_commands
+
+    command = next(c.text for c in job_commands(batch.lines) if c.line == line)
+    return {"line": line, "command": command, "label": _label_of(batch.lines, line)}
 
 
 def _journal(batch: _Batch, state: dict) -> contextlib.AbstractContextManager:
@@ -162,15 +210,16 @@ def _after_crash(previous: dict, batch: _Batch, laser, uncertain: list[dict]) ->
     from fabrication.laser import is_motion, job_commands
 
     last = last_sent(batch.laser_dir / JOURNAL_FILE, str(previous.get("run")))
+    finished = last_done(batch.laser_dir / JOURNAL_FILE, str(previous.get("run")))
     cut_off = f"the last etch of batch {batch.layout.batch_id} was cut off"
     if last is None:
         start = int(previous["start_line"])
         return start, f"{cut_off} before it sent a line: going on from line {start}"
     command = next(c.text for c in job_commands(batch.lines) if c.line == last)
     where = f"line {last} ({command!r}, label {_label_of(batch.lines, last)})"
-    ran = laser.ran(batch.lines, last) if is_motion(command) else True
-    if ran is None:
-        uncertain.append({"line": last, "command": command, "label": _label_of(batch.lines, last)})
+    ran = True if finished == last else laser.ran(batch.lines, last) if is_motion(command) else True
+    if ran is None:  # a galvo goes on after the unit this line begins
+        uncertain.append(_uncertain(batch, last))
         return last + 1, (f"{cut_off}; the controller ran what it held. {where} may or may not have "
                           f"run: it is skipped, not burned twice. Inspect label "
                           f"{_label_of(batch.lines, last)}; going on from line {last + 1}")
@@ -188,7 +237,8 @@ def _label_of(lines: list[str], line: int) -> str:
 
 
 def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
-            film, film_path: Path | None, uncertain: list[dict], as_json: bool) -> None:
+            film, film_path: Path | None, uncertain: list[dict], as_json: bool,
+            expected_s: float | None) -> None:
     summary = {
         "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
         "lines_sent": todo, "seconds": round(seconds, 2),
@@ -196,6 +246,8 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
         "power_mw": batch.job["power_mw"], "s_value": batch.job["s_value"],
         "state": str(state_path), "uncertain": uncertain,
     }
+    if expected_s is not None:
+        summary["expected_marking_s"] = round(expected_s, 3)
     if film is not None:
         summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style))
     if as_json:
@@ -260,7 +312,9 @@ def _read_job_settings(path: Path) -> dict:
         frame = job["frame"]
         return {"power_mw": float(job["power_mw"]), "s_value": float(job["s_value"]),
                 "frame": {"origin_x_mm": float(frame["origin_x_mm"]),
-                          "origin_y_mm": float(frame["origin_y_mm"])}}
+                          "origin_y_mm": float(frame["origin_y_mm"])},
+                "galvo": {k: float(v) for k, v in job.get("galvo", {}).items()
+                          if k in ("mark_speed_mm_s", "jump_speed_mm_s")}}
     except FileNotFoundError:
         raise PufError(f"no {path}: run 'puf design' again to write the laser job") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -334,6 +388,20 @@ def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | No
     if style_text is not None and style != film.style:
         raise PufError(f"{path} is a film of style {film.style}, not {style}: going on etches the same film")
     return film, path
+
+
+def _simulated_galvo(film, batch: _Batch, args: argparse.Namespace):
+    """The galvo driver on the simulated LMC board, whose marks engrave `film`."""
+    from fabrication.galvo import GalvoLaser
+    from fabrication.galvo_options import galvo_settings
+    from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
+
+    settings, lens = galvo_settings(args, batch.job)
+    board = SimulatedLmcBoard()
+    laser = GalvoLaser(board, settings, lens, batch.calibration.mw_for_s, name="the simulated galvo board")
+    lens = laser.plan(batch.lines).lens  # its centre resolved: where the marks land
+    board.on_mark = SimulatedGalvoHead(film, lens, settings.power, batch.frame).mark
+    return laser
 
 
 def _simulated_laser(film, batch: _Batch):

@@ -182,8 +182,9 @@ class GrblLaser(Laser):
             raise PufError(f"the controller rejects {len(stream.rejected)} line(s) of the job: "
                            f"{shown}{more}. Nothing was etched.{after}")
 
-    def run_job(self, lines: Sequence[str], start_line: int = 1,
-                progress: Progress | None = None, on_send: Progress | None = None) -> None:
+    def run_job(self, lines: Sequence[str], start_line: int = 1, progress: Progress | None = None,
+                on_send: Progress | None = None, on_done: Progress | None = None) -> None:
+        # GRBL runs line by line: `on_send` is its journal, and it has no units to report
         stream = self._stream = self._prepare(lines, start_line)
         if stream is None:
             return

@@ -80,12 +80,15 @@ def describe_grbl(response: str) -> str:
 class LaserJobStopped(PufError):
     """A job stopped before its end; the laser was switched off as far as the port allowed."""
 
-    def __init__(self, line: int, command: str, reason: str, laser_state: str, resume_line: int):
+    def __init__(self, line: int, command: str, reason: str, laser_state: str, resume_line: int,
+                 partly_done: int | None = None):
         self.line = line  # 1-based job file line where the job stopped
         self.command = command
         self.reason = reason
         self.laser_state = laser_state
         self.resume_line = resume_line
+        # the first line of a unit (a label) that ran partway and that the resume skips
+        self.partly_done = partly_done
         super().__init__(
             f"the laser job stopped at line {line} ({command!r}): {reason}. {laser_state}. "
             f"It can resume from line {resume_line}."
@@ -175,13 +178,15 @@ class Laser(ABC):
         raises `PufError` naming the lines it would reject."""
 
     @abstractmethod
-    def run_job(self, lines: Sequence[str], start_line: int = 1,
-                progress: Progress | None = None, on_send: Progress | None = None) -> None:
+    def run_job(self, lines: Sequence[str], start_line: int = 1, progress: Progress | None = None,
+                on_send: Progress | None = None, on_done: Progress | None = None) -> None:
         """Run the job from file line `start_line` (1-based) to its end and wait until done.
 
         `progress` hears of each job line the controller accepted; `on_send` of each job line
         just before it is written, and the line is written only when `on_send` returns (a
-        journal that must know what a killed host may have left in the controller).
+        journal that must know what a killed host may have left in the controller). A backend
+        that runs the job in units (a galvo: one list per label) tells `on_send` of a unit's
+        first line before its list goes out and `on_done` once the board finished it.
         Raises `LaserJobStopped` (laser off, resumable) when the controller rejects a
         command, raises an alarm, is interrupted, or the connection drops.
         """

@@ -41,6 +41,11 @@ class PowerCalibration:
         return self.points[-1][1]
 
     def s_for_mw(self, power_mw: float) -> int:
+        """The controller's whole S value for a power (GRBL's S words are whole numbers)."""
+        return int(round(self.setting_for_mw(power_mw)))
+
+    def setting_for_mw(self, power_mw: float) -> float:
+        """The setting for a power, unrounded (a galvo board's power is finer than 1%)."""
         if not power_mw >= 0:
             raise PufError(f"laser power must be zero or positive, got {power_mw} mW")
         if power_mw > self.max_mw:
@@ -48,7 +53,7 @@ class PowerCalibration:
                 f"{power_mw:g} mW is more than this laser gives ({self.max_mw:g} mW at S={self.points[-1][0]:g})"
             )
         s, mw = np.array(self.points).T
-        return int(round(float(np.interp(power_mw, mw, s))))
+        return float(np.interp(power_mw, mw, s))
 
     def mw_for_s(self, s_value: float) -> float:
         s, mw = np.array(self.points).T

@@ -35,11 +35,13 @@ patterns = Verb(
 
 etch = Verb(
     "etch",
-    "Etch a designed batch: stream its G-code to a GRBL laser (or the simulated film).",
+    "Etch a designed batch on a GRBL laser or a BJJCZ galvo laser (or the simulated film).",
     "  puf etch out/B0001 --sim                    # engrave the simulated film\n"
     "  puf etch out/B0001 --sim --film-style coarse   # a film of 9 um grains, half the contrast\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0      # a GRBL controller in laser mode\n"
-    "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM",
+    "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM\n"
+    "  puf etch out/B0001 --laser galvo --board 0 --frame   # trace the outline with the guide light\n"
+    "  puf etch out/B0001 --laser galvo --board 0 --lens-field-mm 70   # mark on a galvo board",
     *from_module("fabrication.etch"),
     needs=_FACTORY,
     extra="factory",
