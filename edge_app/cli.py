@@ -12,7 +12,7 @@ from edge_app.verbs import Verb
 ROLE_ORDER = [
     "patterns", "design", "etch", "photograph", "segment",
     "train", "export", "enroll", "keygen", "queries", "evaluate",
-    "verify", "app", "journal",
+    "verify", "app", "journal", "registry",
     "demo", "bench",
 ]
 

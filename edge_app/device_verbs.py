@@ -22,3 +22,16 @@ segment = Verb(
     "  puf segment out/B0001                      # again: resumes, skips recorded fields",
     *from_module("edge_app.segment_cli"),
 )
+
+registry = Verb(
+    "registry",
+    "The central registry of a brand's factories and devices: push a factory's batches, import "
+    "device journals, see clone alerts.",
+    "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
+    "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
+    "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
+    "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",
+    *from_module("edge_app.central_cli"),
+    needs=("sqlalchemy", "psycopg"),
+    extra="central",
+)

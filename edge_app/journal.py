@@ -15,7 +15,13 @@ connection of its own, so a long export never holds up a record.
 
 The schema is versioned (``PRAGMA user_version``) and marked as a puf journal
 (``PRAGMA application_id``); a file that is not one, is corrupt, or is of a newer version
-is refused with a PufError and never written to. Two processes may create the same new
+is refused with a PufError and never written to. A journal of an older version is migrated
+when opened, in one transaction.
+
+Every row names the device that made it (``device_id``, a random id the journal draws once
+and keeps in its ``journal_meta`` table), so the rows of many devices can meet in the central
+registry; ``journal_meta`` also keeps how far the journal was exported for sync
+(`edge_app.journal_sync`). Two processes may create the same new
 journal at once (the app and `puf verify`, say): one writes the schema, the other finds it
 made and both go on.
 """
@@ -26,6 +32,7 @@ import csv
 import json
 import sqlite3
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +42,12 @@ import numpy as np
 
 from edge_app.errors import PufError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: device_id in every row, journal_meta
 APPLICATION_ID = 0x50554631  # "PUF1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CSV_COLUMNS = ("id", "time", "verdict", "label_id", "score", "threshold", "pattern", "reason", "bundle_version",
-               "source", "total_ms")
+               "source", "total_ms", "device_id")
+_META_TABLE = "CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _SCHEMA = ("""
 CREATE TABLE verifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,10 +63,11 @@ CREATE TABLE verifications (
     source TEXT NOT NULL,
     total_ms REAL,
     timings TEXT NOT NULL,              -- JSON: segment, model, search, total (ms)
-    crop BLOB                           -- PNG; last, so listing rows never reads it
-)""", "CREATE INDEX verifications_time ON verifications (time)")
+    crop BLOB,                          -- PNG; never read when listing rows
+    device_id TEXT NOT NULL             -- the device that checked (journal_meta's device_id)
+)""", "CREATE INDEX verifications_time ON verifications (time)", _META_TABLE)
 _NEW_FILE = (0, 0, set())  # the state (version, application id, tables) of a file no one has written yet
-_ENTRY_COLUMNS = "id, time, verdict, label_id, score, threshold, pattern, reason, bundle_version, source, total_ms"
+_ENTRY_COLUMNS = ", ".join(CSV_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class JournalEntry:
     bundle_version: str
     source: str
     total_ms: float | None
+    device_id: str
 
 
 def utc_text(moment: datetime) -> str:
@@ -139,6 +149,9 @@ class Journal:
         elif version > SCHEMA_VERSION:
             raise PufError(f"the journal {self.path} is of version {version}, newer than this software reads "
                            f"({SCHEMA_VERSION}): update puf")
+        elif version < SCHEMA_VERSION:
+            self._migrate()
+        self.device_id = self.meta("device_id")
         try:
             self._wal()
             db.execute("PRAGMA synchronous = FULL")
@@ -190,6 +203,7 @@ class Journal:
                 if self._state() == _NEW_FILE:
                     for statement in _SCHEMA:
                         db.execute(statement)
+                    db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (new_device_id(),))
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute("COMMIT")
@@ -200,6 +214,41 @@ class Journal:
             raise _sqlite_problem(error, self.path, "creating the journal") from None
         return self._state()
 
+    def _migrate(self) -> None:
+        """Bring a journal of version 1 to this version: a device id drawn now goes into
+        `journal_meta` and into every existing row. One transaction, the version looked at
+        again under the write lock (another process may be migrating the same file)."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                    device_id = new_device_id()
+                    db.execute(_META_TABLE)
+                    db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (device_id,))
+                    db.execute(f"ALTER TABLE verifications ADD COLUMN device_id TEXT NOT NULL DEFAULT '{device_id}'")
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.rollback()
+                raise
+        except sqlite3.Error as error:
+            raise _sqlite_problem(error, self.path, "migrating the journal to this version") from None
+
+    def meta(self, key: str) -> str | None:
+        """A value kept in `journal_meta` (None when unset)."""
+        with self._lock:
+            rows = self._read("SELECT value FROM journal_meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO journal_meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                                 "SET value = excluded.value", (key, value))
+            except sqlite3.Error as error:
+                raise _sqlite_problem(error, self.path, f"recording {key}") from None
+
     # ---- writing -------------------------------------------------------------------------
     def record(self, verdict, crop: np.ndarray | None, bundle_version: str) -> int:
         """Record one `edge_app.verify.Verdict` (and the label's crop, BGR or grey uint8, if
@@ -209,13 +258,13 @@ class Journal:
         row = (utc_text(datetime.now(UTC)), verdict.verdict, verdict.label_id, _number(verdict.score),
                float(verdict.threshold), verdict.pattern, _number(verdict.pattern_confidence), verdict.reason or "",
                bundle_version, verdict.source or "", timings.get("total"), json.dumps(timings),
-               png)
+               png, self.device_id)
         with self._lock:
             try:
                 cursor = self._db.execute(
                     "INSERT INTO verifications (time, verdict, label_id, score, threshold, pattern, "
-                    "pattern_confidence, reason, bundle_version, source, total_ms, timings, crop) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    "pattern_confidence, reason, bundle_version, source, total_ms, timings, crop, device_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
             except sqlite3.IntegrityError:
                 raise PufError(f"not a verdict: {verdict.verdict!r}") from None
             except sqlite3.Error as error:
@@ -227,6 +276,13 @@ class Journal:
         """The latest `limit` entries, newest first."""
         with self._lock:
             rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM verifications ORDER BY id DESC LIMIT ?", (int(limit),))
+        return [JournalEntry(*row) for row in rows]
+
+    def after(self, entry_id: int, limit: int) -> list[JournalEntry]:
+        """Up to `limit` entries with ids above `entry_id`, oldest first: what is new since a sync."""
+        with self._lock:
+            rows = self._read(f"SELECT {_ENTRY_COLUMNS} FROM verifications WHERE id > ? ORDER BY id LIMIT ?",
+                              (int(entry_id), int(limit)))
         return [JournalEntry(*row) for row in rows]
 
     def __len__(self) -> int:
@@ -291,6 +347,11 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def new_device_id() -> str:
+    """A device's id: random, so devices need no registration to stay apart."""
+    return f"dev-{uuid.uuid4().hex[:16]}"
 
 
 def _check_header(path: Path) -> None:

@@ -1,7 +1,9 @@
 """`puf journal`: show or export the device's journal of verifications.
 
     puf journal list [--limit N] [--json]        the latest checks, newest first
-    puf journal export OUT.csv|- [--since DATE]  CSV for sync (a file written atomically, or stdout)
+    puf journal export OUT.csv|- [--since DATE]  CSV (a file written atomically, or stdout)
+    puf journal export FOLDER [--again]         what is new since the last sync, for the central
+                                                registry (`edge_app.journal_sync`), e.g. to a USB stick
 
 Both read ``--journal PATH`` (default: the device's, `edge_app.device_store`). Only the
 standard library at module level.
@@ -28,11 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 epilog="example: puf journal list --limit 20", formatter_class=_Format)
     shown.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     shown.add_argument("--json", action="store_true", help="print them as JSON")
-    export = commands.add_parser("export", parents=[common], help="every check as CSV, for sync",
-                                 description="Every check as CSV (header row; oldest first), for sync.",
+    export = commands.add_parser("export", parents=[common], help="checks as CSV, or what is new to a folder",
+                                 description="Every check as CSV (header row; oldest first); or, given a "
+                                             "folder, the checks new since the last sync as files for the "
+                                             "central registry (puf registry import).",
                                  epilog="examples:\n  puf journal export checks.csv\n"
-                                        "  puf journal export - --since 2026-11-01", formatter_class=_Format)
-    export.add_argument("out", help="the CSV file to write (replaced atomically), or - for stdout")
+                                        "  puf journal export - --since 2026-11-01\n"
+                                        "  puf journal export /media/usb    # new since the last sync",
+                                 formatter_class=_Format)
+    export.add_argument("out", help="the CSV file to write (replaced atomically), - for stdout, or a folder")
+    export.add_argument("--again", action="store_true",
+                        help="to a folder: every check, not only those new since the last sync")
     export.add_argument("--since", metavar="DATE",
                         help="only checks from this date or time on, UTC (2026-11-01 or 2026-11-01T08:00)")
 
@@ -62,12 +70,30 @@ def run(args: argparse.Namespace) -> int:
             print(table(entries, total, path))
         return 0
     since = parse_since(args.since) if args.since else None
+    if Path(args.out).is_dir():
+        return sync(path, Path(args.out), args)
     with Journal(path, create=False) as journal:
         if args.out == "-":
             journal.export_csv(sys.stdout, since)
             return 0
         written = export_atomic(journal, Path(args.out), since)
     print(f"wrote {written} checks to {args.out}", file=sys.stderr)
+    return 0
+
+
+def sync(path: Path, folder: Path, args: argparse.Namespace) -> int:
+    from edge_app.errors import PufError
+    from edge_app.journal import Journal
+    from edge_app.journal_sync import export_new
+
+    if args.since:
+        raise PufError("--since is for CSV; a folder receives what is new since the last sync (--again: all)")
+    with Journal(path, create=False) as journal:
+        written = export_new(journal, folder, again=args.again)
+    for file, count in written:
+        print(f"wrote {count} checks to {file}", file=sys.stderr)
+    if not written:
+        print(f"nothing new since the last sync of {path}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,300 @@
+"""The central label registry: every factory's batches and labels, and the devices' checks, in one database.
+
+One factory needs no server (its `edge_app.registry` is an SQLite file); a brand with several
+factories pushes each factory's registry into one central database, PostgreSQL in production
+(any SQLAlchemy URL of PostgreSQL or SQLite works: the same code speaks both). The factory
+tables are not defined twice: they are read (SQLAlchemy reflection) from the schema
+`edge_app.registry` writes, so the central copy has the same columns, keys and checks;
+only what is central alone is defined here: which factory a batch came from, the devices,
+and the checks they sent home (`edge_app.journal_sync`).
+
+A push mirrors each batch in one transaction: rows the central copy lacks are inserted, rows
+that differ are updated, rows the factory no longer has are removed, and the rest is left
+alone, so pushing again changes nothing. Batch ids must be unique across the brand: a batch
+id another factory pushed first is refused. Importing a journal keeps each check once (by
+device and entry id), so a stick imported twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from edge_app import registry
+from edge_app.errors import PufError
+from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
+from edge_app.journal_sync import VERDICTS, read_sync_file
+
+CENTRAL_SCHEMA_VERSION = 1
+MIRRORED = ("batches", "fields", "labels", "rejections")  # the factory's tables, as segment writes them
+
+
+def _metadata() -> sa.MetaData:
+    """The factory's tables reflected from `edge_app.registry`'s own schema (REAL as double
+    precision: PostgreSQL's REAL is 4 bytes), then the tables only the central registry has."""
+
+    def empty_registry() -> sqlite3.Connection:
+        db = sqlite3.connect(":memory:")
+        db.executescript(registry._SCHEMA)
+        return db
+
+    metadata = sa.MetaData()
+
+    @sa.event.listens_for(metadata, "column_reflect")
+    def _double(inspector, table, column: dict) -> None:
+        if isinstance(column["type"], sa.REAL):
+            column["type"] = sa.Double()
+
+    engine = sa.create_engine("sqlite://", creator=empty_registry)
+    metadata.reflect(engine, only=("meta", *MIRRORED))
+    engine.dispose()
+    sa.Table("batch_origin", metadata,
+             sa.Column("batch_id", sa.Text, sa.ForeignKey("batches.batch_id"), primary_key=True),
+             sa.Column("factory", sa.Text, nullable=False),
+             sa.Column("pushed", sa.Double, nullable=False))
+    sa.Table("devices", metadata,
+             sa.Column("device_id", sa.Text, primary_key=True),
+             sa.Column("name", sa.Text),
+             sa.Column("lat", sa.Double),
+             sa.Column("lon", sa.Double))
+    sa.Table("verifications", metadata,
+             sa.Column("device_id", sa.Text, sa.ForeignKey("devices.device_id"), primary_key=True),
+             sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+             sa.Column("time", sa.Text, nullable=False),  # ISO 8601 UTC, as the journal writes it
+             sa.Column("verdict", sa.Text, sa.CheckConstraint(f"verdict IN {VERDICTS}"), nullable=False),
+             sa.Column("label_id", sa.Text, index=True),
+             sa.Column("score", sa.Double),
+             sa.Column("threshold", sa.Double, nullable=False),
+             sa.Column("pattern", sa.Text),
+             sa.Column("reason", sa.Text, nullable=False),
+             sa.Column("bundle_version", sa.Text, nullable=False),
+             sa.Column("source", sa.Text, nullable=False),
+             sa.Column("total_ms", sa.Double))
+    return metadata
+
+
+TABLES = _metadata()
+
+
+@dataclass(frozen=True)
+class CloneAlert:
+    kind: str  # "two_places": genuine on two devices within the window; "checked_often": over the threshold
+    label_id: str
+    devices: tuple[str, ...]
+    checks: int  # the label's checks (two_places: the two that raised the alert)
+    first: str  # times, ISO 8601 UTC
+    last: str
+    distance_km: float | None = None  # two_places: None when a device's place is not known
+
+
+class CentralRegistry:
+    """The central database at an SQLAlchemy URL; ``with CentralRegistry(url) as central:``."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise PufError(f"{url!r} is not a database URL (like postgresql+psycopg://user:pw@host/db)") from None
+        if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+            raise PufError(f"the central registry runs on PostgreSQL (or SQLite), not {parsed.get_backend_name()}")
+        self.where = parsed.render_as_string(hide_password=True)
+        try:
+            self.engine = sa.create_engine(parsed)
+        except (sa.exc.ArgumentError, ImportError) as error:
+            raise PufError(f"cannot use the central registry {self.where}: {error}") from None
+        try:
+            with self._transaction("making its tables") as db:
+                TABLES.create_all(db)
+                meta = TABLES.tables["meta"]
+                held = dict(db.execute(sa.select(meta.c.key, meta.c.value)).all())
+                wanted = {"schema": str(registry.SCHEMA_VERSION), "central_schema": str(CENTRAL_SCHEMA_VERSION)}
+                if not held:
+                    db.execute(meta.insert(), [{"key": k, "value": v} for k, v in wanted.items()])
+                elif {k: held.get(k) for k in wanted} != wanted:
+                    raise PufError(f"the central registry {self.where} is of schema {held}; this puf writes {wanted}")
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> CentralRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sa.Connection]:
+        """One transaction; the database's errors as a PufError saying what `doing` failed."""
+        try:
+            with self.engine.begin() as db:
+                yield db
+        except sa.exc.IntegrityError as error:
+            raise PufError(f"the central registry {self.where} refused {doing} (another push or import of "
+                           f"the same rows at the same time? run it again): {error.orig}") from None
+        except sa.exc.DBAPIError as error:
+            raise PufError(f"the central registry {self.where}: {doing} failed: {error.orig}") from None
+
+    # ---- factories --------------------------------------------------------------------
+    def push(self, registry_path: Path, factory: str) -> dict[str, int]:
+        """Mirror every batch of a factory's registry file here, a batch per transaction; how
+        many batches, and rows new, changed and removed (all 0 on a push that changes nothing)."""
+        registry_path = Path(registry_path)
+        if not factory.strip():
+            raise PufError("a factory's name must not be empty")
+        if not registry_path.is_file():
+            raise PufError(f"no registry at {registry_path}")
+        registry.Registry(registry_path).close()  # refuses a file that is not a registry of this schema
+        local = sa.create_engine(f"sqlite:///file:{registry_path.resolve()}?mode=ro&uri=true")
+        totals = {"batches": 0, "labels": 0, "new": 0, "changed": 0, "removed": 0}
+        try:
+            with local.connect() as source:
+                batches = TABLES.tables["batches"]
+                for (batch_id,) in source.execute(sa.select(batches.c.batch_id).order_by(batches.c.batch_id)):
+                    rows = {name: _batch_rows(source, TABLES.tables[name], batch_id) for name in MIRRORED}
+                    with self._transaction(f"pushing batch {batch_id} of {factory}") as db:
+                        first = self._claim(db, batch_id, factory, rows["batches"][0]["layout"])
+                        for name in MIRRORED:
+                            for key, count in _mirror(db, TABLES.tables[name], batch_id, rows[name]).items():
+                                totals[key] += count
+                        if first:
+                            db.execute(TABLES.tables["batch_origin"].insert(),
+                                       {"batch_id": batch_id, "factory": factory, "pushed": time.time()})
+                    totals["batches"] += 1
+                    totals["labels"] += len(rows["labels"])
+        except sa.exc.DBAPIError as error:
+            raise PufError(f"cannot read the registry {registry_path}: {error.orig}") from None
+        finally:
+            local.dispose()
+        return totals
+
+    def _claim(self, db: sa.Connection, batch_id: str, factory: str, layout: str) -> bool:
+        """Refuse a batch id another factory pushed first, or a batch whose layout changed;
+        whether the batch is new here."""
+        origin, batches = TABLES.tables["batch_origin"], TABLES.tables["batches"]
+        owner = db.execute(sa.select(origin.c.factory).where(origin.c.batch_id == batch_id)).scalar()
+        if owner is not None and owner != factory:
+            raise PufError(f"batch {batch_id!r} was pushed by the factory {owner!r}; batch ids must be unique "
+                           f"across the brand's factories, so {factory!r} cannot push its own")
+        held = db.execute(sa.select(batches.c.layout).where(batches.c.batch_id == batch_id)).scalar()
+        if held is not None and held != layout:
+            raise PufError(f"the central registry holds batch {batch_id!r} with another layout")
+        return owner is None
+
+    # ---- devices ----------------------------------------------------------------------
+    def set_device(self, device_id: str, name: str | None = None, lat: float | None = None,
+                   lon: float | None = None) -> None:
+        """Record where a device works (for the distance between two checks of one label)."""
+        if lat is not None and not (-90 <= lat <= 90 and -180 <= (lon or 0) <= 180):
+            raise PufError(f"a place is a latitude in -90..90 and a longitude in -180..180, got {lat}, {lon}")
+        devices = TABLES.tables["devices"]
+        values = {"name": name, "lat": lat, "lon": lon}
+        with self._transaction(f"recording the device {device_id}") as db:
+            if db.execute(sa.update(devices).where(devices.c.device_id == device_id).values(values)).rowcount == 0:
+                db.execute(devices.insert(), {"device_id": device_id, **values})
+
+    def import_journal(self, path: Path) -> tuple[int, int]:
+        """Keep the checks of a sync file not kept yet, in one transaction; (new, already here)."""
+        synced = read_sync_file(path)
+        devices, checks = TABLES.tables["devices"], TABLES.tables["verifications"]
+        with self._transaction(f"importing {path}") as db:
+            known = sa.select(devices.c.device_id).where(devices.c.device_id == synced.device_id)
+            if db.execute(known).first() is None:
+                db.execute(devices.insert(), {"device_id": synced.device_id})
+            ids = [entry.id for entry in synced.entries]
+            held = set(db.execute(sa.select(checks.c.id).where(
+                checks.c.device_id == synced.device_id, checks.c.id.between(min(ids, default=0), max(ids, default=0))
+            )).scalars())
+            new = [{c: getattr(entry, c) for c in CSV_COLUMNS} for entry in synced.entries if entry.id not in held]
+            if new:
+                db.execute(checks.insert(), new)
+        return len(new), len(synced.entries) - len(new)
+
+    # ---- clone alerts -----------------------------------------------------------------
+    def alerts(self, window_hours: float = 24.0, min_km: float = 50.0, max_checks: int = 20) -> list[CloneAlert]:
+        """Labels verified genuine on two devices at least `min_km` apart (or of unknown place)
+        within `window_hours`, and labels checked more than `max_checks` times."""
+        checks, devices = TABLES.tables["verifications"], TABLES.tables["devices"]
+        genuine = sa.and_(checks.c.verdict == "genuine", checks.c.label_id.is_not(None))
+        with self._transaction("finding clone alerts") as db:
+            places = {row.device_id: (row.lat, row.lon) for row in db.execute(sa.select(devices))}
+            shared = (sa.select(checks.c.label_id).where(genuine).group_by(checks.c.label_id)
+                      .having(sa.func.count(sa.distinct(checks.c.device_id)) > 1))
+            seen = db.execute(sa.select(checks.c.label_id, checks.c.device_id, checks.c.time)
+                              .where(genuine, checks.c.label_id.in_(shared))
+                              .order_by(checks.c.label_id, checks.c.time)).all()
+            often = db.execute(sa.select(checks.c.label_id, sa.func.count(), sa.func.min(checks.c.time),
+                                         sa.func.max(checks.c.time), sa.func.count(sa.distinct(checks.c.device_id)))
+                               .where(checks.c.label_id.is_not(None)).group_by(checks.c.label_id)
+                               .having(sa.func.count() > max_checks).order_by(checks.c.label_id)).all()
+        alerts = _two_places(seen, places, window_hours * 3600, min_km)
+        alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
+        return alerts
+
+
+def _batch_rows(db: sa.Connection, table: sa.Table, batch_id: str) -> list[dict]:
+    return [dict(row._mapping) for row in db.execute(sa.select(table).where(table.c.batch_id == batch_id))]
+
+
+def _mirror(db: sa.Connection, table: sa.Table, batch_id: str, rows: list[dict]) -> dict[str, int]:
+    """Make the central rows of `batch_id` in `table` equal to `rows`, writing only differences."""
+    keys = [column.name for column in table.primary_key.columns]
+    wanted = {tuple(row[k] for k in keys): row for row in rows}
+    held = {tuple(row[k] for k in keys): row for row in _batch_rows(db, table, batch_id)}
+    new = [row for key, row in wanted.items() if key not in held]
+    changed = [row for key, row in wanted.items() if key in held and held[key] != row]
+    gone = [dict(zip(keys, key, strict=True)) for key in held if key not in wanted]
+    match = sa.and_(*(table.c[k] == sa.bindparam(f"key_{k}") for k in keys))
+    if new:
+        db.execute(table.insert(), new)
+    if changed:
+        db.execute(table.update().where(match).values({c: sa.bindparam(f"new_{c}") for c in table.c.keys()}),
+                   [{**{f"key_{k}": row[k] for k in keys}, **{f"new_{c}": v for c, v in row.items()}}
+                    for row in changed])
+    if gone:
+        db.execute(table.delete().where(match), [{f"key_{k}": row[k] for k in keys} for row in gone])
+    return {"new": len(new), "changed": len(changed), "removed": len(gone)}
+
+
+def _two_places(seen: list, places: dict, window_s: float, min_km: float) -> list[CloneAlert]:
+    """For each label and pair of devices, the closest two genuine checks in time, if within
+    the window and far enough apart."""
+    closest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+    by_label: dict[str, list[tuple[datetime, str, str]]] = {}
+    for label, device, when in seen:
+        by_label.setdefault(label, []).append((datetime.strptime(when, TIME_FORMAT), device, when))
+    for label, rows in by_label.items():
+        for i, (t1, d1, s1) in enumerate(rows):
+            for t2, d2, s2 in rows[i + 1:]:
+                gap = (t2 - t1).total_seconds()
+                if gap > window_s:
+                    break
+                if d1 != d2:
+                    key = (label, *sorted((d1, d2)))
+                    if key not in closest or gap < closest[key][0]:
+                        closest[key] = (gap, s1, s2)
+    alerts = []
+    for (label, d1, d2), (_, first, last) in sorted(closest.items()):
+        km = _distance_km(places.get(d1), places.get(d2))
+        if km is None or km >= min_km:
+            alerts.append(CloneAlert("two_places", label, (d1, d2), 2, first, last, km))
+    return alerts
+
+
+def _distance_km(a: tuple | None, b: tuple | None) -> float | None:
+    """Great-circle distance; None when either place is not known."""
+    if a is None or b is None or None in (*a, *b):
+        return None
+    (lat1, lon1), (lat2, lon2) = (map(math.radians, a)), (map(math.radians, b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))

@@ -1,0 +1,118 @@
+"""`puf registry`: the central registry of a brand's factories and devices (`edge_app.central`).
+
+    puf registry push REGISTRY.sqlite --factory NAME     a factory's batches and labels, idempotently
+    puf registry import FILE_OR_FOLDER...                devices' journal sync files (puf journal export)
+    puf registry device DEVICE_ID [--name N] [--at LAT,LON]   where a device works
+    puf registry alerts [--window-hours H] [--min-km KM] [--max-checks N]   clone alerts
+
+Each reads ``--central URL`` (default: $PUF_CENTRAL), e.g.
+postgresql+psycopg://puf:secret@db.example/puf. Only the standard library at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+CENTRAL_ENV = "PUF_CENTRAL"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--central", metavar="URL",
+                        help=f"the central database's SQLAlchemy URL (default: ${CENTRAL_ENV})")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    commands = parser.add_subparsers(dest="registry_command", metavar="{push,import,device,alerts}", required=True)
+    push = commands.add_parser("push", parents=[common], help="push a factory's batches and labels",
+                               description="Mirror every batch of a factory's registry into the central one "
+                                           "(a batch per transaction; pushing again changes nothing).",
+                               epilog="example: puf registry push out/registry.sqlite --factory shenzhen")
+    push.add_argument("registry", type=Path, help="the factory's registry.sqlite")
+    push.add_argument("--factory", required=True, help="the factory's name (batch ids are unique across factories)")
+    imported = commands.add_parser("import", parents=[common], help="import devices' journal sync files",
+                                   description="Keep the checks of journal sync files (puf journal export FOLDER); "
+                                               "each check once, so importing again changes nothing.",
+                                   epilog="example: puf registry import /media/usb")
+    imported.add_argument("paths", nargs="+", type=Path,
+                          help="sync files, or folders holding them (puf-journal-*.json)")
+    device = commands.add_parser("device", parents=[common], help="record where a device works",
+                                 epilog="example: puf registry device dev-3f2a9c1e0b7d4a55 --name Berlin-1 "
+                                        "--at 52.52,13.40")
+    device.add_argument("device_id")
+    device.add_argument("--name")
+    device.add_argument("--at", metavar="LAT,LON", help="the device's place, in degrees")
+    alerts = commands.add_parser("alerts", parents=[common], help="clone alerts",
+                                 description="Labels verified genuine on two devices far apart within a time "
+                                             "window, and labels checked more often than a threshold.",
+                                 epilog="example: puf registry alerts --window-hours 48 --min-km 100 --json")
+    alerts.add_argument("--window-hours", type=float, default=24.0, help="default 24")
+    alerts.add_argument("--min-km", type=float, default=50.0,
+                        help="devices at least this far apart (default 50; a device of unknown place counts)")
+    alerts.add_argument("--max-checks", type=int, default=20, help="more checks of one label than this (default 20)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_app.central import CentralRegistry
+    from edge_app.errors import PufError
+
+    url = args.central or os.environ.get(CENTRAL_ENV)
+    if not url:
+        raise PufError(f"give the central registry's URL with --central or ${CENTRAL_ENV}")
+    with CentralRegistry(url) as central:
+        if args.registry_command == "push":
+            result: object = central.push(args.registry, args.factory)
+            text = (f"pushed {result['batches']} batches ({result['labels']} labels) of {args.factory}: "
+                    f"{result['new']} rows new, {result['changed']} changed, {result['removed']} removed")
+        elif args.registry_command == "import":
+            result = {str(path): dict(zip(("new", "known"), central.import_journal(path), strict=True))
+                      for path in _sync_files(args.paths)}
+            text = "\n".join(f"{path}: {r['new']} new checks, {r['known']} already here" for path, r in result.items())
+        elif args.registry_command == "device":
+            lat, lon = _place(args.at) if args.at else (None, None)
+            central.set_device(args.device_id, args.name, lat, lon)
+            result = {"device_id": args.device_id, "name": args.name, "lat": lat, "lon": lon}
+            text = f"recorded the device {args.device_id}"
+        else:
+            if args.window_hours <= 0 or args.min_km < 0 or args.max_checks < 1:
+                raise PufError("--window-hours must be above 0, --min-km at least 0, --max-checks at least 1")
+            found = central.alerts(args.window_hours, args.min_km, args.max_checks)
+            result = [asdict(alert) for alert in found]
+            text = "\n".join(_alert_text(alert) for alert in found) or "no clone alerts"
+    print(json.dumps(result, indent=1) if args.json else text)
+    return 0
+
+
+def _sync_files(paths: list[Path]) -> list[Path]:
+    from edge_app.errors import PufError
+
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("puf-journal-*.json"))
+            if not found:
+                raise PufError(f"no journal sync files (puf-journal-*.json) in {path}")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def _place(text: str) -> tuple[float, float]:
+    from edge_app.errors import PufError
+
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise PufError(f"--at must be LAT,LON in degrees like 52.52,13.40, got {text!r}") from None
+    return lat, lon
+
+
+def _alert_text(alert) -> str:
+    if alert.kind == "two_places":
+        apart = "place unknown" if alert.distance_km is None else f"{alert.distance_km:.0f} km apart"
+        return (f"CLONE? {alert.label_id} genuine on {alert.devices[0]} at {alert.first} and on "
+                f"{alert.devices[1]} at {alert.last} ({apart})")
+    return f"CHECKED OFTEN {alert.label_id}: {alert.checks} checks from {alert.first} to {alert.last}"

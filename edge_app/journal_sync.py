@@ -1,0 +1,155 @@
+"""A device's journal carried home: the sync file, written on the device, read by the central registry.
+
+`export_new` writes what the journal holds beyond its last sync into a folder (a USB stick),
+as JSON files of at most `ROWS_PER_FILE` checks named by device and entry ids, and only then
+moves the journal's sync mark on: a stick pulled out mid-write costs nothing, the next
+export writes the same checks again, and the import keeps each check once. `read_sync_file`
+is the other end: a file from a stick is untrusted, so its size, its shape and every
+value's type and range are checked before anything is kept, and a bad file is refused whole,
+saying where it is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from edge_app.errors import PufError
+from edge_app.folder_swap import sync_dir
+from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, Journal, JournalEntry
+
+FORMAT = "puf-journal-sync"
+VERSION = 1
+ROWS_PER_FILE = 50_000
+MAX_FILE_BYTES = 64 * 1024 * 1024  # 50,000 checks take about 15 MB
+MAX_TEXT = 4096  # characters in any one text value
+SYNCED_TO = "synced_to"  # the journal_meta key: the last entry id exported
+VERDICTS = ("genuine", "counterfeit", "unreadable")
+_TEXT = ("reason", "bundle_version", "source", "device_id")
+_OPTIONAL_TEXT = ("label_id", "pattern")
+_OPTIONAL_NUMBER = ("score", "total_ms")
+
+
+@dataclass(frozen=True)
+class SyncFile:
+    device_id: str
+    entries: list[JournalEntry]
+
+
+def export_new(journal: Journal, folder: Path, again: bool = False) -> list[tuple[Path, int]]:
+    """Write the checks after the journal's sync mark (all of them with `again`) into
+    `folder`; the files written and how many checks each holds (none when nothing is new)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PufError(f"{folder} is not a folder (give the USB stick's folder to export into)")
+    after = 0 if again else int(journal.meta(SYNCED_TO) or 0)
+    written = []
+    while entries := journal.after(after, ROWS_PER_FILE):
+        path = folder / f"puf-journal-{journal.device_id}-{entries[0].id:010d}-{entries[-1].id:010d}.json"
+        _write_durably(path, {"format": FORMAT, "version": VERSION, "device_id": journal.device_id,
+                              "entries": [[getattr(e, c) for c in CSV_COLUMNS] for e in entries]})
+        after = entries[-1].id
+        journal.set_meta(SYNCED_TO, str(max(after, int(journal.meta(SYNCED_TO) or 0))))
+        written.append((path, len(entries)))
+    return written
+
+
+def _write_durably(path: Path, data: dict) -> None:
+    """Through a temporary file, flushed to the stick before it is renamed into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        sync_dir(path.parent)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise PufError(f"cannot write {path} ({error.strerror or error}); the journal's sync mark was not "
+                       "moved: export again once the folder is writable") from None
+
+
+def read_sync_file(path: Path) -> SyncFile:
+    """The checks in a sync file, every value checked; a PufError naming the file and the
+    first thing wrong otherwise."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise PufError(f"{path} is {size / 1e6:.0f} MB, more than a journal sync file can be "
+                           f"({MAX_FILE_BYTES / 1e6:.0f} MB): refused, nothing imported")
+        with path.open("rb") as f:
+            data = json.loads(f.read(MAX_FILE_BYTES + 1))
+    except FileNotFoundError:
+        raise PufError(f"no journal sync file at {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise PufError(f"{path} is not a journal sync file ({error}): refused, nothing imported") from None
+    try:
+        return _parse(data)
+    except PufError as error:
+        raise PufError(f"{path}: {error}: refused, nothing imported") from None
+
+
+def _parse(data: object) -> SyncFile:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PufError(f"not a journal sync file (no \"format\": \"{FORMAT}\")")
+    if data.get("version") != VERSION:
+        raise PufError(f"a sync file of version {data.get('version')!r}; this puf reads version {VERSION}")
+    device_id = _text(data.get("device_id"), "device_id")
+    rows = data.get("entries")
+    if not isinstance(rows, list):
+        raise PufError("\"entries\" must be a list")
+    if len(rows) > ROWS_PER_FILE:
+        raise PufError(f"{len(rows)} entries, more than the {ROWS_PER_FILE} a sync file holds")
+    entries = []
+    for i, row in enumerate(rows):
+        try:
+            entry = _entry(row)
+        except PufError as error:
+            raise PufError(f"entry {i}: {error}") from None
+        if entry.device_id != device_id:
+            raise PufError(f"entry {i} is of device {entry.device_id!r}, the file of {device_id!r}")
+        entries.append(entry)
+    return SyncFile(device_id, entries)
+
+
+def _entry(row: object) -> JournalEntry:
+    if not isinstance(row, list) or len(row) != len(CSV_COLUMNS):
+        raise PufError(f"must be a list of {len(CSV_COLUMNS)} values ({', '.join(CSV_COLUMNS)})")
+    values = dict(zip(CSV_COLUMNS, row, strict=True))
+    if type(values["id"]) is not int or not 0 < values["id"] < 2**63:
+        raise PufError(f"id must be a positive whole number, got {values['id']!r}")
+    time = _text(values["time"], "time")
+    try:
+        datetime.strptime(time, TIME_FORMAT)
+    except ValueError:
+        raise PufError(f"time must be UTC like 2026-11-25T07:31:02Z, got {time!r}") from None
+    if values["verdict"] not in VERDICTS:
+        raise PufError(f"verdict must be one of {', '.join(VERDICTS)}, got {values['verdict']!r}")
+    for key in _TEXT:
+        _text(values[key], key, empty=key != "device_id")
+    for key in _OPTIONAL_TEXT:
+        if values[key] is not None:
+            _text(values[key], key)
+    for key in (*_OPTIONAL_NUMBER, "threshold"):
+        if values[key] is not None or key == "threshold":
+            values[key] = _number(values[key], key)
+    return JournalEntry(**values)
+
+
+def _text(value: object, key: str, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or not (value or empty):
+        raise PufError(f"{key} must be {'a' if empty else 'a non-empty'} text of at most {MAX_TEXT} characters, "
+                       f"got {str(value)[:40]!r}")
+    return value
+
+
+def _number(value: object, key: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise PufError(f"{key} must be a finite number, got {str(value)[:40]!r}")
+    return float(value)

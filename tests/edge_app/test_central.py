@@ -1,0 +1,231 @@
+"""The central registry on a real PostgreSQL server (and, through the same code, SQLite):
+two factories' batches pushed side by side, a re-push changing nothing, devices' journals
+imported once, clone alerts raised, and hostile journal files refused with nothing kept."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from edge_app import central_cli
+from edge_app.central import TABLES, CentralRegistry
+from edge_app.errors import PufError
+from edge_app.journal import TIME_FORMAT, Journal
+from edge_app.journal_sync import export_new
+from edge_app.layout import BatchLayout
+from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
+from edge_app.verify import Verdict
+
+BERLIN, BERLIN_EAST, MUNICH = (52.52, 13.40), (52.51, 13.45), (48.14, 11.58)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url(request, tmp_path):
+    """The central registry's URL: the real PostgreSQL server, and SQLite through the same code."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'central.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def factory(path, batch_id: str, fields: int = 2) -> None:
+    """A factory's registry holding one batch of 2x2-label fields, segmented."""
+    layout = BatchLayout(batch_id, tuple("ABCD" * fields), label_cols=2, label_rows=2, field_cols=fields,
+                         field_rows=1)
+    with Registry(path) as registry:
+        registry.upsert_batch(layout, f"/data/{batch_id}")
+        for field in range(fields):
+            labels = [LabelRecord(layout.label_id(field, slot), batch_id, field, slot, slot // 2, slot % 2, "found",
+                                  layout.pattern_of(field, slot), crop_path=f"crops/{field}-{slot}.png",
+                                  sha256="ab" * 32, sharpness=0.1 + slot / 3, border_contrast=1 / 3)
+                      for slot in range(4)]
+            registry.record_field(FieldRecord(batch_id, field, "done", f"f{field}.tif", labels_found=4,
+                                              elapsed_ms=3.14159), labels, [RejectionRecord("edge", "cut")])
+
+
+def central_labels(url: str) -> list[dict]:
+    engine = sa.create_engine(url)
+    with engine.connect() as db:
+        labels = TABLES.tables["labels"]
+        rows = [dict(row._mapping) for row in db.execute(sa.select(labels).order_by(labels.c.label_id))]
+    engine.dispose()
+    return rows
+
+
+def test_two_factories_push_side_by_side_and_a_re_push_changes_nothing(url, tmp_path):
+    factory(tmp_path / "a.sqlite", "A1")
+    factory(tmp_path / "a.sqlite", "A2")
+    factory(tmp_path / "b.sqlite", "B1", fields=3)
+    with CentralRegistry(url) as central:
+        first = central.push(tmp_path / "a.sqlite", "augsburg")
+        assert first == {"batches": 2, "labels": 16, "new": 2 + 4 + 16 + 4, "changed": 0, "removed": 0}
+        assert central.push(tmp_path / "b.sqlite", "bremen")["labels"] == 12
+        for name in ("a", "b"):
+            again = central.push(tmp_path / f"{name}.sqlite", "augsburg" if name == "a" else "bremen")
+            assert (again["new"], again["changed"], again["removed"]) == (0, 0, 0)
+    with Registry(tmp_path / "a.sqlite") as a, Registry(tmp_path / "b.sqlite") as b:
+        local = sorted(a.labels() + b.labels(), key=lambda label: label.label_id)
+    assert [LabelRecord(**row) for row in central_labels(url)] == local  # floats and all, exactly
+
+    # The factory moves on: labels enrolled, a field segmented again with one label fewer.
+    with Registry(tmp_path / "a.sqlite") as a:
+        a.set_status(["A1-0000-00", "A1-0000-01"], "enrolled")
+        kept = [replace(label, status="found") for label in a.labels("A1", field=1)[:3]]
+        a.record_field(FieldRecord("A1", 1, "done", labels_found=3), kept)
+    with CentralRegistry(url) as central:
+        moved = central.push(tmp_path / "a.sqlite", "augsburg")
+        # 2 labels and field 1 changed; a label and field 1's rejection removed
+        assert (moved["new"], moved["changed"], moved["removed"]) == (0, 3, 2)
+        assert central.push(tmp_path / "a.sqlite", "augsburg")["changed"] == 0
+    rows = {row["label_id"]: row for row in central_labels(url)}
+    assert rows["A1-0000-00"]["status"] == "enrolled" and "A1-0001-03" not in rows and len(rows) == 27
+
+
+def test_a_batch_id_another_factory_pushed_is_refused(url, tmp_path):
+    factory(tmp_path / "a.sqlite", "X1")
+    factory(tmp_path / "b.sqlite", "X1", fields=3)
+    with CentralRegistry(url) as central:
+        central.push(tmp_path / "a.sqlite", "augsburg")
+        with pytest.raises(PufError, match="pushed by the factory 'augsburg'; batch ids must be unique"):
+            central.push(tmp_path / "b.sqlite", "bremen")
+        with pytest.raises(PufError, match="another layout"):
+            central.push(tmp_path / "b.sqlite", "augsburg")
+        with pytest.raises(PufError, match="no registry at"):
+            central.push(tmp_path / "missing.sqlite", "augsburg")
+        (tmp_path / "junk.sqlite").write_bytes(b"not a database at all, just bytes" * 10)
+        with pytest.raises(PufError, match="junk.sqlite"):
+            central.push(tmp_path / "junk.sqlite", "augsburg")
+    assert len(central_labels(url)) == 8
+
+
+def test_a_bad_url_or_an_unreachable_server_is_a_clear_error():
+    with pytest.raises(PufError, match="not a database URL"):
+        CentralRegistry("localhost:5432")
+    with pytest.raises(PufError, match="runs on PostgreSQL"):
+        CentralRegistry("mysql://u@h/db")
+    with pytest.raises(PufError, match=r"postgresql\+psycopg://puf:\*\*\*@127.0.0.1:1/x.*making its tables failed"):
+        CentralRegistry("postgresql+psycopg://puf:secret@127.0.0.1:1/x")
+
+
+def check(label: str | None, kind: str = "genuine") -> Verdict:
+    return Verdict(kind, label, 0.9 if label else 0.1, 0.6, "p0", 0.99, {"total": 3.0}, "", "shot.png#0")
+
+
+def device(tmp_path, name: str, labels: list[str]) -> Journal:
+    journal = Journal(tmp_path / f"{name}.sqlite")
+    for label in labels:
+        journal.record(check(label), None, "1-ab")
+    journal.record(check(None, "counterfeit"), None, "1-ab")
+    return journal
+
+
+def test_journals_come_home_once_and_raise_clone_alerts(url, tmp_path):
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    devices = {"berlin": (BERLIN, ["L1", "L2", "L1", "L1"]),  # L1 also in Munich: a clone
+               "berlin_east": (BERLIN_EAST, ["L2"]),         # L2 twice, 4 km apart: no alert
+               "munich": (MUNICH, ["L1", "L3"])}
+    ids = {}
+    for name, (_, labels) in devices.items():
+        with device(tmp_path, name, labels) as journal:
+            ids[name] = journal.device_id
+            export_new(journal, stick)
+    with CentralRegistry(url) as central:
+        for name, (place, _) in devices.items():
+            central.set_device(ids[name], name, *place)
+        files = sorted(stick.iterdir())
+        assert [central.import_journal(path) for path in files] == \
+            [(len(devices[name][1]) + 1, 0) for name in sorted(devices, key=ids.get)]
+        alerts = central.alerts(window_hours=24, min_km=50, max_checks=3)
+        assert [(a.kind, a.label_id) for a in alerts] == [("two_places", "L1"), ("checked_often", "L1")]
+        assert set(alerts[0].devices) == {ids["berlin"], ids["munich"]} and 495 < alerts[0].distance_km < 510
+        assert alerts[1].checks == 4
+        assert [central.import_journal(path)[0] for path in files] == [0, 0, 0]  # again: nothing new
+        assert central.alerts(window_hours=24, min_km=50, max_checks=3) == alerts
+        assert central.alerts(window_hours=24, min_km=600, max_checks=10) == []
+
+        # Munich's check of L9 comes three days after a Berlin one: outside the window.
+        later = tmp_path / "later"
+        later.mkdir()
+        with Journal(tmp_path / "munich.sqlite") as journal:
+            journal.record(check("L9"), None, "1-ab")
+            [(path, _)] = export_new(journal, later)
+        data = json.loads(path.read_text())
+        data["entries"][0][1] = (datetime.now(UTC) + timedelta(days=3)).strftime(TIME_FORMAT)
+        path.write_text(json.dumps(data))
+        assert central.import_journal(path) == (1, 0)
+        with Journal(tmp_path / "berlin.sqlite") as journal:
+            journal.record(check("L9"), None, "1-ab")
+            export_new(journal, later)
+        assert central.import_journal(sorted(later.glob(f"*{ids['berlin']}*"))[0]) == (1, 0)
+        assert [a.label_id for a in central.alerts(window_hours=24, min_km=50, max_checks=10)] == ["L1"]
+        assert [a.label_id for a in central.alerts(window_hours=24 * 4, min_km=50, max_checks=10)] == ["L1", "L9"]
+
+        # A device of unknown place is not assumed near.
+        central.set_device(ids["berlin_east"])
+        assert {a.label_id for a in central.alerts(min_km=50, max_checks=10)} == {"L1", "L2"}
+
+
+def test_a_hostile_journal_file_is_refused_and_nothing_is_kept(url, tmp_path):
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    with device(tmp_path, "d", ["L1", "L2"]) as journal:
+        [(path, _)] = export_new(journal, stick)
+    data = json.loads(path.read_text())
+    data["entries"][2][4] = "0.9; DROP TABLE verifications"  # the last row bad: the good ones stay out too
+    path.write_text(json.dumps(data))
+    with CentralRegistry(url) as central:
+        with pytest.raises(PufError, match="entry 2: score must be a finite number.*refused, nothing imported"):
+            central.import_journal(path)
+        huge = stick / "huge.json"
+        with huge.open("wb") as f:
+            f.truncate(65 * 1024 * 1024)
+        with pytest.raises(PufError, match="more than a journal sync file can be"):
+            central.import_journal(huge)
+        assert central.alerts(max_checks=0 + 1) == []
+    engine = sa.create_engine(url)
+    with engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(TABLES.tables["verifications"])).scalar() == 0
+        assert db.execute(sa.select(sa.func.count()).select_from(TABLES.tables["devices"])).scalar() == 0
+    engine.dispose()
+
+
+def puf_registry(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    central_cli.add_arguments(parser)
+    return central_cli.run(parser.parse_args(argv))
+
+
+def test_puf_registry_pushes_imports_and_reports(postgres_url, tmp_path, capsys, monkeypatch):
+    factory(tmp_path / "a.sqlite", "A1")
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    for name in ("one", "two"):
+        with device(tmp_path, name, ["A1-0000-00"]) as journal:
+            export_new(journal, stick)
+    with pytest.raises(PufError, match="give the central registry's URL"):
+        puf_registry("alerts")
+    monkeypatch.setenv("PUF_CENTRAL", postgres_url)
+    assert puf_registry("push", str(tmp_path / "a.sqlite"), "--factory", "augsburg") == 0
+    assert "pushed 1 batches (8 labels) of augsburg: 13 rows new" in capsys.readouterr().out
+    assert puf_registry("import", str(stick)) == 0
+    assert capsys.readouterr().out.count("2 new checks, 0 already here") == 2
+    assert puf_registry("import", str(stick), "--json") == 0
+    assert [r["known"] for r in json.loads(capsys.readouterr().out).values()] == [2, 2]
+    assert puf_registry("alerts", "--json") == 0
+    [alert] = json.loads(capsys.readouterr().out)
+    assert alert["kind"] == "two_places" and alert["label_id"] == "A1-0000-00" and alert["distance_km"] is None
+    device_id = alert["devices"][0]
+    assert puf_registry("device", device_id, "--at", "52.5,13.4") == 0
+    assert puf_registry("alerts") == 0
+    assert "CLONE? A1-0000-00" in capsys.readouterr().out.splitlines()[-1]
+    with pytest.raises(PufError, match="--at must be LAT,LON"):
+        puf_registry("device", device_id, "--at", "Berlin")
+    with pytest.raises(PufError, match="a latitude in -90..90"):
+        puf_registry("device", device_id, "--at", "152.5,13.4")
+    with pytest.raises(PufError, match="no journal sync files"):
+        puf_registry("import", str(tmp_path))
