@@ -1,13 +1,13 @@
 """The verifier on arm64: Debian 13 under QEMU user emulation, checked against this machine.
 
     python tools/arm64_check.py                        # as root; the arm64 root is cached in ~/.cache/puf-arm64
-    python tools/arm64_check.py --cache /var/tmp/puf-arm64 --tolerance 1e-3
+    python tools/arm64_check.py --cache /var/tmp/puf-arm64 --tolerance 0.02
 
 Builds a Debian 13 (trixie) arm64 root with debootstrap once (reused on the next run), installs
 the device extra from this checkout with the root's own Python (a venv inside the root; pip
 fetches the aarch64 wheels from PyPI), runs `puf verify --json` there on the committed photos of
 tests/data/arm64 against its signed bundle, runs the same verify here, prints both side by side
-and exits 1 when a verdict, label, pattern or score differs (scores within --tolerance).
+and exits 1 when a verdict, label or pattern differs, or a score by more than --tolerance (0.01).
 
 Emulation: the kernel's binfmt_misc runs aarch64 programs through qemu-aarch64-static (the F
 flag opens the emulator once, so it works inside the chroot). Where binfmt_misc cannot be
@@ -44,6 +44,12 @@ AARCH64_MAGIC = r"\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x
 AARCH64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
 SRC, VENV = "/opt/puf/src", "/opt/puf/venv"  # inside the root
 READY = ".puf-root-ready"
+# The int8 model's kernels round differently on each CPU (x86: AVX-512 VNNI; arm64: NEON): the
+# shipped model's int8 embedding sits at cosine >= 0.9964 of its float one (manifest parity), and a
+# score compares two embeddings (enrolled here, queried there), so up to about 2 x 0.0036 apart.
+# Measured: 6.5e-3 at most. Far below any score's distance to the threshold in the committed photos.
+TOLERANCE = 0.01
+HOST_CA = "/etc/ssl/host-ca-bundle.crt"  # inside the root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "puf-arm64",
                         help="folder for the arm64 root, kept for the next run (default ~/.cache/puf-arm64)")
-    parser.add_argument("--tolerance", type=float, default=1e-3,
-                        help="largest score and pattern-confidence difference allowed (default 1e-3)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help=f"largest score difference allowed (default {TOLERANCE})")
     parser.add_argument("--x86-python", default=sys.executable,
                         help="Python that runs this checkout's verify here (default: the one running this script)")
     parser.add_argument("--emulation", choices=("auto", "binfmt", "proot"), default="auto",
@@ -207,15 +213,14 @@ def print_table(x86: dict[str, dict], arm: dict[str, dict], tolerance: float) ->
     mismatches = 0
     for name in sorted(set(x86) | set(arm)):
         a, b = x86.get(name, {}), arm.get(name, {})
-        diffs = [abs(a[k] - b[k]) for k in ("score", "pattern_confidence") if a.get(k) is not None
-                 and b.get(k) is not None]
+        # the pattern's confidence is shown, not compared: a softmax of int8 logits moves more than the
+        # score (0.697 / 0.686 on the clone); what it decides, the pattern read, must be equal
+        scored = a.get("score") is not None and b.get("score") is not None
         same = (a.get("verdict") == b.get("verdict") and a.get("label_id") == b.get("label_id")
-                and a.get("pattern") == b.get("pattern")
-                and all((a.get(k) is None) == (b.get(k) is None) for k in ("score", "pattern_confidence"))
-                and all(d <= tolerance for d in diffs))
+                and a.get("pattern") == b.get("pattern") and (a.get("score") is None) == (b.get("score") is None)
+                and (not scored or abs(a["score"] - b["score"]) <= tolerance))
         mismatches += not same
-        score = (f"{a['score']:>10.4f}{b['score']:>8.4f}{abs(a['score'] - b['score']):>9.1e}"
-                 if a.get("score") is not None and b.get("score") is not None
+        score = (f"{a['score']:>10.4f}{b['score']:>8.4f}{abs(a['score'] - b['score']):>9.1e}" if scored
                  else f"{fmt(a.get('score')):>10}{fmt(b.get('score')):>8}{'-':>9}")
         pattern = f"{a.get('pattern')} {fmt(a.get('pattern_confidence'))} / {b.get('pattern')} " \
                   f"{fmt(b.get('pattern_confidence'))}"
@@ -231,18 +236,30 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def run_in_root(root: Path, mode: str, command: list[str], codes: tuple[int, ...] = (0,)) -> str:
-    """A command inside the arm64 root; its stdout."""
+    """A command inside the arm64 root, with a clean environment; its stdout."""
+    command = ["/usr/bin/env", "-i", *root_environment(root), *command]
     if mode == "proot":
         return run(proot(root, command), codes=codes)
     with mounted(root):
-        return run(["chroot", str(root), "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
-                    "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", *command], codes=codes)
+        return run(["chroot", str(root), *command], codes=codes)
+
+
+def root_environment(root: Path) -> list[str]:
+    """PATH and HOME, the host's proxy settings, and the CA bundle the host's pip trusts (behind a
+    TLS-inspecting proxy PyPI's certificate is signed by a local CA the root's own bundle lacks)."""
+    env = ["HOME=/root", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"]
+    env += [f"{k}={v}" for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")]
+    bundle = next((os.environ[k] for k in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+                   if os.path.isfile(os.environ.get(k, ""))), None)
+    if bundle:
+        shutil.copy(bundle, root / HOST_CA.lstrip("/"))
+        env += [f"PIP_CERT={HOST_CA}", f"SSL_CERT_FILE={HOST_CA}"]
+    return env
 
 
 def proot(root: Path, command: list[str]) -> list[str]:
-    return ["proot", "-0", "-q", QEMU, "-r", str(root), "-b", "/dev", "-b", "/proc", "-b", "/sys",
-            "-b", "/etc/resolv.conf", "-w", "/", "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
-            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", *command]
+    return ["proot", "-0", "-q", QEMU, "-r", str(root), "-b", "/dev", "-b", "/proc",
+            "-b", "/etc/resolv.conf", "-w", "/", *command]
 
 
 @contextlib.contextmanager
@@ -251,6 +268,8 @@ def mounted(root: Path) -> Iterator[None]:
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
     done = []
     try:
+        # not /sys: with the host's CPU list there, XNNPACK picks kernels QEMU 7.2 crashes on (SIGSEGV);
+        # without it cpuinfo complains on stderr and XNNPACK keeps its safe defaults
         for source, target, how in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--rbind"])):
             subprocess.run(["mount", *how, source, str(root / target)], check=True)
             done.append(root / target)
