@@ -53,8 +53,9 @@ def write_field(path: Path, image: np.ndarray, meta: dict) -> None:
 
 def read_field(path: Path) -> dict | None:
     """The capture metadata of an OME-TIFF, in `write_field`'s keys (those the file has);
-    None for an image that is not an OME-TIFF, or where tifffile is not installed.
-    A file whose OME-XML cannot be understood is a PufError naming it."""
+    None for an image that is not an OME-TIFF, cannot be opened as a TIFF (its reader says
+    why when the image is read), or where tifffile is not installed. A TIFF whose OME-XML
+    cannot be understood is a PufError naming it."""
     if path.suffix.lower() not in (".tif", ".tiff") or find_spec("tifffile") is None:
         return None
     import tifffile
@@ -65,8 +66,8 @@ def read_field(path: Path) -> dict | None:
                 return None
             xml = tif.ome_metadata
         return _meta_of(ElementTree.fromstring(xml))
-    except (OSError, tifffile.TiffFileError) as error:
-        raise PufError(f"{path} is damaged ({error}); delete it and run again") from None
+    except (OSError, tifffile.TiffFileError):
+        return None
     except (ElementTree.ParseError, KeyError, ValueError) as error:
         raise PufError(f"{path}: its OME metadata cannot be read ({type(error).__name__}: "
                        f"{error})") from None

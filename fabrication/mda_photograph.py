@@ -40,21 +40,28 @@ POSITION_TOLERANCE_UM = 1.0
 
 @contextmanager
 def pymmcore_warnings() -> Iterator[list[str]]:
-    """The warnings pymmcore-plus logs meanwhile (its engine logs device failures and
-    goes on): the words a PufError can quote."""
+    """The warnings pymmcore-plus logs meanwhile (its engine logs device failures and goes
+    on; UniMMCore logs a device that failed to initialise, with its traceback): the words a
+    PufError can quote. Those of its devices' module loggers are kept from the terminal."""
     kept: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            kept.append(record.getMessage())
+            error = record.exc_info[1] if record.exc_info else None
+            kept.append(record.getMessage() + (f": {error}" if error is not None else ""))
 
     handler = Keep(logging.WARNING)
-    logger = logging.getLogger("pymmcore-plus")
-    logger.addHandler(handler)
+    loggers = [logging.getLogger("pymmcore-plus"), logging.getLogger("pymmcore_plus")]
+    propagates = loggers[1].propagate
+    for logger in loggers:
+        logger.addHandler(handler)
+    loggers[1].propagate = False
     try:
         yield kept
     finally:
-        logger.removeHandler(handler)
+        loggers[1].propagate = propagates
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def sequence_for(source: Path | None, positions: Sequence[StagePosition],
@@ -155,11 +162,31 @@ def shoot_mda(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition]
               progress: Callable[[dict], dict]) -> list[dict]:
     """Photograph `positions` with the rig of `config` through pymmcore-plus's engine; return
     the manifest entries of the fields written. Ctrl-C cancels the run at the next event
-    boundary: the fields written are kept, and KeyboardInterrupt goes on to the caller."""
-    from fabrication.mmcore import MMCoreMicroscope
+    boundary: the fields written are kept, and KeyboardInterrupt goes on to the caller.
+
+    The core must be gone before the interpreter exits, or pymmcore aborts the process
+    ("FATAL: exception not rethrown"); UniMMCore leaves it in reference cycles (the frames of
+    the C++ load it tries before a Python device), so they are collected here, after the
+    run's own frames, which the error raised carries no more, have let it go."""
+    import gc
 
     if not positions:
         return []
+    try:
+        return _acquire(batch_dir, batch_id, positions, config, sequence_source, pixel_size_um,
+                        progress)
+    except (PufError, KeyboardInterrupt) as error:
+        stopped = error.with_traceback(None)
+    finally:
+        gc.collect()
+    raise stopped
+
+
+def _acquire(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition], config: Path,
+             sequence_source: Path | None, pixel_size_um: float,
+             progress: Callable[[dict], dict]) -> list[dict]:
+    from fabrication.mmcore import MMCoreMicroscope
+
     with MMCoreMicroscope(config_file=config, pixel_size_um=pixel_size_um) as rig:
         core = rig.core
         sequence = sequence_for(sequence_source, positions, float(core.getExposure()))
@@ -185,11 +212,18 @@ def shoot_mda(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition]
             raise
         finally:
             core.mda.events.frameReady.disconnect(writer.frameReady)
-        if writer.error is not None:
-            raise writer.error
-        if failed:
-            if isinstance(failed[0], PufError):
-                raise failed[0]
-            raise PufError(f"the acquisition stopped: {type(failed[0]).__name__}: {failed[0]}; "
-                           "the fields written so far are kept") from None
+        if writer.error is not None or failed:
+            raise _taken(writer, failed)
         return writer.entries
+
+
+def _taken(writer: FieldWriter, failed: list[BaseException]) -> BaseException:
+    """The error that stopped the run, as a PufError unless it is one or an interrupt, held
+    by nothing else and without its old traceback, whose frames hold the core."""
+    error = writer.error or failed[0]
+    writer.error = None
+    failed.clear()
+    if not isinstance(error, PufError | KeyboardInterrupt):
+        error = PufError(f"the acquisition stopped: {type(error).__name__}: {error}; "
+                         "the fields written so far are kept")
+    return error.with_traceback(None)

@@ -23,12 +23,14 @@ from pymmcore_plus.experimental.unicore import SimpleCameraDevice, XYStageDevice
 
 from fabrication.sim.microscope import SimulatedMicroscope
 
-_SCOPES: dict[tuple[str, int], SimulatedMicroscope] = {}
+# batch folder and seed -> the shared microscope and how many loaded devices hold it: the
+# microscope (its shot counts) lives exactly as long as a rig over it is loaded
+_SCOPES: dict[tuple[str, int], list] = {}
 _SCOPES_LOCK = threading.Lock()  # UniMMCore initialises devices in parallel threads
 
 
-def _scope(batch: str, seed: int) -> SimulatedMicroscope:
-    """The one simulated microscope over this batch's film (loaded once per process)."""
+def _hold(batch: str, seed: int) -> SimulatedMicroscope:
+    """The one simulated microscope over this batch's film, for one more device."""
     from edge_app.errors import PufError
     from edge_app.layout import BatchLayout
     from fabrication.calibration import StageCalibration
@@ -41,10 +43,19 @@ def _scope(batch: str, seed: int) -> SimulatedMicroscope:
             film = root / "sim" / "film.npz"
             if not film.is_file():
                 raise PufError(f"no simulated film at {film}: run 'puf etch {root} --sim' first")
-            _SCOPES[key] = SimulatedMicroscope(
+            _SCOPES[key] = [SimulatedMicroscope(
                 EtchedFilm.load(film), BatchLayout.load(root / "layout.json"),
-                StageCalibration.load(root / "stage" / "calibration.json"), seed=seed)
-        return _SCOPES[key]
+                StageCalibration.load(root / "stage" / "calibration.json"), seed=seed), 0]
+        _SCOPES[key][1] += 1
+        return _SCOPES[key][0]
+
+
+def _release(batch: str, seed: int) -> None:
+    with _SCOPES_LOCK:
+        key = (str(Path(batch).resolve()), seed)
+        _SCOPES[key][1] -= 1
+        if _SCOPES[key][1] == 0:
+            del _SCOPES[key]
 
 
 class _OnFilm:
@@ -70,19 +81,28 @@ class _OnFilm:
     def seed(self, value: int) -> None:
         self._seed = int(value)
 
-    def scope(self) -> SimulatedMicroscope:
+    _scope: SimulatedMicroscope | None = None
+
+    def initialize(self) -> None:
         if not self._batch:
             raise ValueError("the property Batch names no batch folder")
-        return _scope(self._batch, self._seed)
+        self._scope = _hold(self._batch, self._seed)
+
+    def shutdown(self) -> None:
+        if self._scope is not None:
+            self._scope = None
+            _release(self._batch, self._seed)
+
+    def scope(self) -> SimulatedMicroscope:
+        if self._scope is None:
+            raise RuntimeError("the device is not initialised")
+        return self._scope
 
 
 class FilmStage(_OnFilm, XYStageDevice):
     """An XY stage over the simulated film; a move beyond its travel is refused."""
 
     _travel_um = 1e6
-
-    def initialize(self) -> None:
-        self.scope()
 
     @pymm_property(limits=(0.0, 1e7), name="TravelUm")
     def travel_um(self) -> float:
@@ -123,6 +143,7 @@ class FilmCamera(_OnFilm, SimpleCameraDevice):
     _snaps = 0
 
     def initialize(self) -> None:
+        super().initialize()
         self._shape = self.scope().model.height_px, self.scope().model.width_px, 3
 
     @pymm_property(limits=(0, 1_000_000), name="FailAtSnap")
