@@ -1,7 +1,9 @@
 """Which images of a batch folder are which fields, and the layout of a plain folder.
 
 A photographed batch says it itself: `puf photograph` writes BATCH_DIR/fields/manifest.json
-(field number, file, pixel size and stage position of every field). A plain folder of
+(field number, file, pixel size and stage position of every field). Without the manifest,
+OME-TIFF fields say it in their OME metadata (edge_app.ome_field): pixel size and stage
+position, and the field number when `puf photograph --mm-config` wrote them. A plain folder of
 images from someone else's microscope says nothing, so its field order comes from an
 order file (CSV with the columns file,field) or from the sorted file names: never from
 digits that happen to be in a name, which are as often a camera's timestamp
@@ -18,10 +20,12 @@ import csv
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from edge_app.errors import PufError
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
+from edge_app.ome_field import read_field
 from edge_app.pattern_set import PatternSet
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
@@ -40,7 +44,7 @@ class FieldList:
     """The fields to segment, how their order was found, and the images left out."""
 
     fields: list[FieldImage]
-    order: str  # "stage manifest", "order file NAME" or "sorted file names"
+    order: str  # "stage manifest", "OME metadata", "order file NAME" or "sorted file names"
     unlisted: list[str] = field(default_factory=list)  # images the order file does not name
 
 
@@ -60,12 +64,28 @@ def find_fields(batch_dir: Path, pixel_um: float | None, order: Path | None = No
     if order is None:
         if not paths:
             raise PufError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
-        return FieldList([FieldImage(i, p, pixel_um) for i, p in enumerate(paths)], "sorted file names")
+        metas = [read_field(p) or {} for p in paths]
+        if all("field" in meta for meta in metas):  # OME-TIFFs from `puf photograph --mm-config`
+            numbered = sorted(zip((meta["field"] for meta in metas), paths, metas, strict=True))
+            for (number, first, _), (again, second, _) in pairwise(numbered):
+                if number == again:
+                    raise PufError(f"{first.name} and {second.name} both say they are field {number}")
+            return FieldList([_field(n, p, pixel_um, m) for n, p, m in numbered], "OME metadata")
+        return FieldList([_field(i, p, pixel_um, m) for i, (p, m) in enumerate(zip(paths, metas, strict=True))],
+                         "sorted file names")
     numbers = read_order(order, folder)
     listed = set(numbers.values())
     unlisted = [p.name for p in paths if p.resolve() not in listed]
-    fields = [FieldImage(number, path, pixel_um) for number, path in sorted(numbers.items())]
+    fields = [_field(number, path, pixel_um, read_field(path) or {}) for number, path in sorted(numbers.items())]
     return FieldList(fields, f"order file {order.name}", unlisted)
+
+
+def _field(number: int, path: Path, pixel_um: float | None, ome: dict) -> FieldImage:
+    """A field image with what its OME metadata says (pixel size, stage position); a pixel
+    size given on the command line wins."""
+    stage = ome.get("stage_um")
+    return FieldImage(number, path, pixel_um or ome.get("pixel_size_um"),
+                      None if stage is None else (stage[0], stage[1]))
 
 
 def read_order(path: Path, folder: Path) -> dict[int, Path]:

@@ -100,7 +100,7 @@ class MMCoreMicroscope(Microscope):
             raise PufError(f"the camera {self._camera!r} did not take a picture: {error}") \
                 from None
         return Snapshot(
-            image=_to_snapshot_image(image),
+            image=snapshot_image(image),
             exposure_ms=float(core.getExposure()),
             stage_um=self.position_um(),
             pixel_size_um=self.pixel_size_um,
@@ -121,24 +121,43 @@ class MMCoreMicroscope(Microscope):
 
 
 def _load(config: Path, mm_path: Path | str | None) -> CMMCorePlus:
+    """A core of the rig in `config`: pymmcore-plus's UniMMCore, which loads Micro-Manager's
+    C++ device adapters and, from ``#py`` lines, pure-Python devices (the simulated rig)."""
     require_module("pymmcore_plus", "microscope")
-    from pymmcore_plus import CMMCorePlus
+    from pymmcore_plus import DeviceInitializationState, find_micromanager
+    from pymmcore_plus.experimental.unicore import UniMMCore
+
+    from fabrication.mda_photograph import pymmcore_warnings
 
     if not config.is_file():
         raise PufError(f"no Micro-Manager configuration at {config}")
-    core = CMMCorePlus(mm_path=str(mm_path) if mm_path is not None else None)
+    if mm_path is None and not find_micromanager(return_first=False):
+        # no Micro-Manager here: a rig of pure-Python devices needs none, and pointing the
+        # core at a folder spares it a search that logs an error
+        mm_path = config.parent
+    core = UniMMCore(mm_path=str(mm_path) if mm_path is not None else None)
     try:
-        core.loadSystemConfiguration(str(config))
+        with pymmcore_warnings() as said:
+            core.loadSystemConfiguration(str(config))
+        failed = [label for label in core.getLoadedDevices() if label != "Core"
+                  and core.getDeviceInitializationState(label)
+                  == DeviceInitializationState.InitializationFailed]
+        if failed:
+            raise PufError(f"Micro-Manager could not initialise the device(s) {', '.join(failed)} of "
+                           f"{config}{': ' + said[-1] if said else ''}")
     except (RuntimeError, OSError) as error:
         core.unloadAllDevices()
         raise PufError(
             f"Micro-Manager could not load {config}: {error} (are Micro-Manager's device "
             "adapters installed? `mmcore install`, or pass the Micro-Manager folder)"
         ) from None
+    except PufError:
+        core.unloadAllDevices()
+        raise
     return core
 
 
-def _to_snapshot_image(image: np.ndarray) -> np.ndarray:
+def snapshot_image(image: np.ndarray) -> np.ndarray:
     """A camera frame as our Snapshot holds it: uint8/uint16, mono or BGR.
 
     CMMCorePlus.getImage() hands colour frames as (H, W, 3) in RGB order (it unpacks

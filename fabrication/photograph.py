@@ -1,15 +1,17 @@
 """`puf photograph`: visit every stage position of a batch and take one TIFF per field.
 
-BATCH_DIR/fields/field_0007.tif         RGB TIFF; its ImageDescription is the capture's
-                                        metadata as JSON (batch, field, stage position,
-                                        exposure, pixel size)
+BATCH_DIR/fields/field_0007.tif         --mm-config: an OME-TIFF (edge_app.ome_field) with
+                                        pixel size, stage position, exposure, batch and
+                                        field in its OME metadata; --sim: an RGB TIFF whose
+                                        ImageDescription is that metadata as JSON
 BATCH_DIR/fields/field_0007.truth.json  simulator only: where each label really is
 BATCH_DIR/fields/manifest.json          the batch's fields, written at the end
 
 Each TIFF is written to a temporary name and renamed into place, so a field that exists
 is complete: an interrupted run resumes by shooting only the fields that are missing.
-Ctrl-C or SIGTERM stops the simulator's workers after the fields in hand; a kill -9 of puf
-ends them too (each watches its parent), so none is left shooting into the batch.
+With --mm-config the batch's MDASequence runs through pymmcore-plus's own engine
+(fabrication.mda_photograph). Ctrl-C or SIGTERM stops the simulator's workers after the
+fields in hand; a kill -9 of puf ends them too (each watches its parent), so none is left shooting into the batch.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backend = parser.add_mutually_exclusive_group(required=True)
     backend.add_argument("--sim", action="store_true", help="the simulated microscope (after 'puf etch --sim')")
     backend.add_argument("--mm-config", type=Path, metavar="CFG",
-                         help="a Micro-Manager configuration file (pymmcore-plus backend)")
+                         help="a Micro-Manager configuration file: the batch's MDASequence runs through "
+                              "pymmcore-plus's engine, fields written as OME-TIFF")
     parser.add_argument("--positions", type=Path,
                         help="stage positions to visit: our CSV, a Micro-Manager .pos list or a useq "
-                             "MDASequence JSON (default: BATCH_DIR/stage/positions.csv)")
+                             "MDASequence JSON (default: BATCH_DIR/stage/positions.csv; with --mm-config "
+                             "the batch's MDASequence, BATCH_DIR/stage/mda.json)")
     parser.add_argument("--pixel-size-um", type=float, default=0.6,
                         help="camera pixel size when the rig does not report one (default 0.6)")
     parser.add_argument("--workers", type=int, default=2,
@@ -54,10 +58,13 @@ class FieldJob:
     y_um: float
 
 
-def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot) -> dict:
-    """Write one field's TIFF (atomically) and truth; return its manifest entry."""
+def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot, ome: bool = False) -> dict:
+    """Write one field's TIFF (atomically) and truth; return its manifest entry. With `ome`
+    the TIFF is an OME-TIFF (edge_app.ome_field), else its description is the metadata as JSON."""
     import cv2
     import tifffile
+
+    from edge_app import ome_field
 
     meta = {
         "batch_id": batch_id,
@@ -77,8 +84,11 @@ def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot) -> dic
         if snapshot.truth is not None:
             truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
             truth_path.with_suffix(".tmp").replace(truth_path)
-        tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                         description=json.dumps(meta), metadata=None)
+        if ome:
+            ome_field.write_field(tmp, image, meta)
+        else:
+            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
+                             description=json.dumps(meta), metadata=None)
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
@@ -99,9 +109,15 @@ def write_manifest(fields_dir: Path, manifest: dict) -> None:
 
 
 def read_field_meta(path: Path) -> dict:
+    """A written field's manifest entry, from its OME metadata or its JSON description."""
     import tifffile
 
+    from edge_app.ome_field import read_field
+
     try:
+        meta = read_field(path)
+        if meta is not None:
+            return {**meta, "file": path.name}
         with tifffile.TiffFile(path) as tif:
             return {**json.loads(tif.pages[0].description), "file": path.name}
     except (OSError, ValueError, json.JSONDecodeError, tifffile.TiffFileError) as error:
@@ -190,16 +206,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _shoot_mmcore(batch_dir: Path, batch_id: str, jobs: list[FieldJob], config: Path,
-                  pixel_size_um: float, progress) -> list[dict]:
-    from fabrication.mmcore import MMCoreMicroscope
-
-    entries = []
-    with MMCoreMicroscope(config_file=config, pixel_size_um=pixel_size_um) as microscope:
-        for job in jobs:
-            microscope.move_to(job.x_um, job.y_um)
-            entries.append(progress(write_field(batch_dir / "fields", batch_id, job, microscope.snap())))
-    return entries
+def _default_plan(batch_dir: Path, mda: bool) -> Path:
+    """The batch's own plan: its MDASequence for pymmcore-plus's engine when it has one."""
+    sequence = batch_dir / "stage" / "mda.json"
+    return sequence if mda and sequence.exists() else batch_dir / "stage" / "positions.csv"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,12 +223,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     batch_dir: Path = args.batch_dir
     layout = BatchLayout.load(batch_dir / "layout.json")
-    positions = read_positions(args.positions or batch_dir / "stage" / "positions.csv")
+    source = args.positions or _default_plan(batch_dir, mda=args.mm_config is not None)
+    positions = read_positions(source)
     fields_dir = batch_dir / "fields"
     fields_dir.mkdir(parents=True, exist_ok=True)
     jobs = [FieldJob(p.field, p.label, p.x_um, p.y_um) for p in positions]
     done = {job.field for job in jobs if (fields_dir / FIELD_NAME.format(job.field)).exists()}
     todo = jobs if args.force else [job for job in jobs if job.field not in done]
+    todo_positions = [p for p in positions if p.field in {job.field for job in todo}]
 
     bar = tqdm(total=len(todo), unit="field", desc=f"photograph {layout.batch_id}", disable=None)
 
@@ -230,13 +242,16 @@ def run(args: argparse.Namespace) -> int:
         if args.sim:
             shot = _shoot_sim(batch_dir, todo, args.seed, max(1, args.workers), progress)
         else:
-            shot = _shoot_mmcore(batch_dir, layout.batch_id, todo, args.mm_config, args.pixel_size_um, progress)
+            from fabrication.mda_photograph import shoot_mda
+
+            shot = shoot_mda(batch_dir, layout.batch_id, todo_positions, args.mm_config, source,
+                             args.pixel_size_um, progress)
     shot_fields = {entry["field"] for entry in shot}
     kept = [read_field_meta(fields_dir / FIELD_NAME.format(j.field)) for j in jobs if j.field not in shot_fields]
     entries = sorted(shot + kept, key=lambda e: e["field"])
     manifest = {
         "batch_id": layout.batch_id,
-        "backend": "sim" if args.sim else "pymmcore-plus",
+        "backend": "sim" if args.sim else "pymmcore-plus MDA engine",
         "pixel_size_um": entries[0]["pixel_size_um"] if entries else args.pixel_size_um,
         "fields": entries,
     }
