@@ -17,26 +17,18 @@ pattern classes unknown.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
 from edge_app.ome_field import read_field
 from edge_app.pattern_set import PatternSet
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-
-
-@dataclass(frozen=True)
-class FieldImage:
-    field: int
-    path: Path
-    pixel_size_um: float | None
-    stage_um: tuple[float, float] | None = None  # where the stage reported it was
 
 
 @dataclass(frozen=True)
@@ -52,10 +44,11 @@ def find_fields(batch_dir: Path, pixel_um: float | None, order: Path | None = No
     """The batch's field images: from the order file when one is given, else from the
     stage manifest (BATCH_DIR/fields/manifest.json), else the images in BATCH_DIR/fields
     (or BATCH_DIR) numbered 0, 1, ... in the order of their sorted names."""
-    fields_dir = batch_dir / "fields"
-    manifest = fields_dir / "manifest.json"
-    if order is None and manifest.exists():
-        return FieldList(_from_manifest(manifest, pixel_um), "stage manifest")
+    batch = BatchDir(batch_dir)
+    fields_dir = batch.fields_dir
+    manifest = batch.fields_manifest() if order is None else None
+    if manifest is not None:
+        return FieldList(manifest.images(fields_dir, pixel_um), "stage manifest")
     folder = fields_dir if fields_dir.is_dir() else batch_dir
     if not folder.is_dir():
         raise PufError(f"{batch_dir} is not a folder")
@@ -136,7 +129,7 @@ def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Pat
     """The layout file given, else the batch's layout.json, else a layout built from the
     label geometry: the fields in one row, every pattern class unknown (read from the
     glyphs when `pattern_set` is given; the layout carries it to the registry)."""
-    path = layout_file or batch_dir / "layout.json"
+    path = layout_file or BatchDir(batch_dir).layout_path
     if layout_file is not None or path.exists():
         return BatchLayout.load(path)
     cols, rows = labels
@@ -147,21 +140,3 @@ def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Pat
                        label_cols=cols, label_rows=rows, field_cols=count, field_rows=1,
                        pattern_set=pattern_set)
 
-
-def _from_manifest(manifest: Path, pixel_um: float | None) -> list[FieldImage]:
-    try:
-        data = json.loads(manifest.read_text())
-        default = data.get("pixel_size_um")
-
-        def pixel_size(entry: dict) -> float | None:
-            value = pixel_um or entry.get("pixel_size_um") or default
-            return None if value is None else float(value)
-
-        def stage(entry: dict) -> tuple[float, float] | None:
-            x, y = entry.get("stage_um") or (None, None)
-            return None if x is None else (float(x), float(y))
-
-        return sorted((FieldImage(int(e["field"]), manifest.parent / str(e["file"]), pixel_size(e),
-                                  stage(e)) for e in data["fields"]), key=lambda f: f.field)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise PufError(f"cannot read the manifest {manifest}: {error!r}") from None

@@ -1,50 +1,25 @@
-"""Stage calibration: where the design sits on the microscope stage.
+"""Stage calibration fitting: where the design sits on the microscope stage, from
+measured reference points.
 
-A chip is never placed exactly square on the stage. Measuring two or more reference
-points (for example the outer corners of the first and last label) gives the similarity
-transform stage = origin + scale * R(rotation) * M * design, which turns the layout's design
-coordinates into stage positions; M flips y for the many stages whose y axis points the
-other way from the design's (mirror_y).
+The calibration itself and its file (BATCH_DIR/stage/calibration.json) belong to
+`edge_app.stage_calibration`, which segmentation reads too; this module adds what only the
+factory does: fitting the similarity transform to two or more reference points (for
+example the outer corners of the first and last label), with or without a mirrored y axis.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge_app import stage_calibration
 from edge_app.errors import PufError
 
 
-@dataclass(frozen=True)
-class StageCalibration:
-    origin_um: tuple[float, float] = (0.0, 0.0)  # stage position of design (0, 0)
-    rotation_deg: float = 0.0  # rotation from design axes to stage axes
-    scale: float = 1.0  # stage µm per design µm (stage encoder or CAD scale error)
-    mirror_y: bool = False  # the stage's y axis runs against the design's
-
-    def __post_init__(self) -> None:
-        values = (*self.origin_um, self.rotation_deg, self.scale)
-        if not all(math.isfinite(v) for v in values):
-            raise PufError(f"stage calibration has a value that is not a number: {values}")
-        if not 0.5 < self.scale < 2.0:
-            raise PufError(f"stage calibration scale {self.scale} is implausible (expected about 1)")
-
-    def _matrix(self) -> np.ndarray:
-        a = math.radians(self.rotation_deg)
-        rotation = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        return self.scale * rotation @ np.diag([1.0, -1.0 if self.mirror_y else 1.0])
-
-    def design_to_stage(self, x_um: float, y_um: float) -> tuple[float, float]:
-        sx, sy = self._matrix() @ (x_um, y_um) + self.origin_um
-        return float(sx), float(sy)
-
-    def stage_to_design(self, x_um: float, y_um: float) -> tuple[float, float]:
-        dx, dy = np.linalg.solve(self._matrix(), np.subtract((x_um, y_um), self.origin_um))
-        return float(dx), float(dy)
+class StageCalibration(stage_calibration.StageCalibration):
+    """The stage calibration, which can also be fitted to reference points."""
 
     @classmethod
     def from_reference_points(
@@ -89,31 +64,7 @@ class StageCalibration:
                        for (x, y), p in zip(d, s, strict=True))
         return fit, residual
 
-    def save(self, path: Path) -> None:
-        data = {"origin_um": list(self.origin_um), "rotation_deg": self.rotation_deg,
-                "scale": self.scale, "mirror_y": self.mirror_y}
-        Path(path).write_text(json.dumps(data, indent=1))
-
     @classmethod
-    def load(cls, path: Path) -> StageCalibration:
-        """Read a calibration: either the transform itself, or reference points to fit it
-        from (``{"reference_points": [{"design_um": [x, y], "stage_um": [x, y]}, ...]}``)."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            if "reference_points" in data:
-                pairs = data["reference_points"]
-                return cls.from_reference_points(
-                    [tuple(p["design_um"]) for p in pairs], [tuple(p["stage_um"]) for p in pairs]
-                )
-            origin = tuple(float(v) for v in data["origin_um"])
-            if len(origin) != 2:
-                raise ValueError("origin_um must be [x, y]")
-            return cls(origin, float(data.get("rotation_deg", 0.0)), float(data.get("scale", 1.0)),
-                       bool(data.get("mirror_y", False)))
-        except PufError as error:
-            raise PufError(f"stage calibration {path}: {error}") from None
-        except FileNotFoundError:
-            raise PufError(f"no stage calibration at {path}") from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise PufError(f"cannot read the stage calibration {path}: {error!r}") from None
+    def load(cls, path: Path) -> StageCalibration:  # type: ignore[override]
+        """Read a calibration: the transform itself, or reference points fitted here."""
+        return super().load(path, fit=cls.from_reference_points)

@@ -234,7 +234,7 @@ class Ledger:
         self.captures[label_id] = self.captures.get(label_id, 0) + 1
 
     def add(self, photo: Photo, digest: str, pattern: str, crop) -> None:
-        from edge_app.segment_cli import write_crop
+        from edge_app.image_files import write_crop
 
         capture = f"h{self.captures.get(photo.label_id, 0)}"
         folder = self.out / "crops" / photo.label_id

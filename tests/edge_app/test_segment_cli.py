@@ -14,6 +14,7 @@ import pytest
 import tifffile
 
 from edge_app import segment_cli
+from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
 from edge_app.registry import Registry
@@ -234,7 +235,7 @@ def test_a_second_segment_on_the_same_batch_is_told_the_batch_is_busy(tmp_path) 
     from edge_app.folder_lock import exclusive
 
     batch, _ = photographed_batch(tmp_path, slipped=False)
-    with exclusive(batch / segment_cli.LOCK_FILE, "the first run"):  # a run in progress
+    with exclusive(BatchDir(batch).segment_lock_path, "the first run"):  # a run in progress
         with pytest.raises(PufError, match=f"the batch {batch} is in use by another process \\(pid [0-9]+\\)"):
             run(batch)
         assert not (batch / "crops").exists() or not any((batch / "crops").iterdir())
