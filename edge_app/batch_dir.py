@@ -98,6 +98,14 @@ class BatchDir:
         return self.root / "cad"
 
     @property
+    def dxf_path(self) -> Path:
+        return self.cad_dir / "batch.dxf"
+
+    @property
+    def svg_path(self) -> Path:
+        return self.cad_dir / "batch.svg"
+
+    @property
     def laser_dir(self) -> Path:
         return self.root / "laser"
 

@@ -111,8 +111,11 @@ def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     import cv2
     import numpy as np
 
-    image = cv2.imread(str(batch_dir / "fields" / f"field_{field:04d}.tif"), cv2.IMREAD_COLOR)
-    truth = json.loads((batch_dir / "fields" / f"field_{field:04d}.truth.json").read_text())
+    from edge_app.batch_dir import BatchDir
+
+    batch = BatchDir(batch_dir)
+    image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
+    truth = json.loads(batch.truth_path(field).read_text())
     overlay = image.copy()
     for label in truth["labels"]:
         corners = np.array(label["corners_px"], np.float32)
@@ -186,8 +189,8 @@ def _line(args: argparse.Namespace, out: Path, batch_dir: Path, stages: dict) ->
 
 
 def _demo(args: argparse.Namespace) -> dict:
+    from edge_app.batch_dir import BatchDir
     from edge_app.cli import installed_verbs
-    from edge_app.layout import BatchLayout
     from edge_app.registry import Registry
     from fabrication.sim.film import FilmStyle
 
@@ -199,7 +202,7 @@ def _demo(args: argparse.Namespace) -> dict:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     stages: dict = {}
     _line(args, out, batch_dir, stages)
-    layout = BatchLayout.load(batch_dir / "layout.json")
+    layout = BatchDir(batch_dir).layout()
     with Registry(registry_path) as registry:
         stages["segment_field_ms"] = _stats_ms([f.elapsed_ms for f in registry.fields(BATCH_ID)])
     report: dict = {

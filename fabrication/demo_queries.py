@@ -107,15 +107,16 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
     """Photograph every planned query into `out` and verify it; one Query per photo."""
     from tqdm import tqdm
 
+    from edge_app.batch_dir import BatchDir
     from edge_app.bundle import load_bundle
-    from edge_app.layout import BatchLayout
     from edge_app.verify import Verifier
     from fabrication.sim.clone import clone_label, photograph_clone
     from fabrication.sim.field_camera import capture_label
     from fabrication.sim.film import EtchedFilm
 
-    layout = BatchLayout.load(batch_dir / "layout.json")
-    genuine = EtchedFilm.load(batch_dir / "sim" / "film.npz")
+    batch = BatchDir(batch_dir)
+    layout = batch.layout()
+    genuine = EtchedFilm.load(batch.film_path)
     other = EtchedFilm(genuine.seed + 1, genuine.segments, genuine.style)  # the same laser job, another film
     verifier = Verifier(load_bundle(bundle_dir, trusted))
     out.mkdir(parents=True, exist_ok=True)

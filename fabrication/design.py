@@ -197,6 +197,7 @@ def write_svg(path: Path, layout) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from edge_app.batch_dir import BatchDir
     from edge_app.layout import BatchLayout
     from fabrication.calibration import StageCalibration
     from fabrication.gcode import MachineFrame, laser_job_lines
@@ -208,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     batch_dir: Path = args.batch_dir
-    if (batch_dir / "layout.json").exists() and not args.force:
+    batch = BatchDir(batch_dir)
+    if batch.has_design() and not args.force:
         raise PufError(f"{batch_dir} already holds a design; use --force to overwrite it")
     pattern_set = load_pattern_set(args.pattern_set)
     if args.patterns is not None:
@@ -237,32 +239,28 @@ def run(args: argparse.Namespace) -> int:
     if not (args.mark_speed_mm_s > 0 and args.jump_speed_mm_s > 0):
         raise PufError("--mark-speed-mm-s and --jump-speed-mm-s must be above 0")
 
-    try:
-        for sub in ("cad", "laser", "stage"):
-            (batch_dir / sub).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PufError(f"cannot write the batch into {batch_dir}: {error.strerror or error}") from None
-    layout.save(batch_dir / "layout.json")
+    batch.make_dirs()
+    layout.save(batch.layout_path)
     # the glyphs of this batch, for segmentation to read patterns and orientations with
     pattern_templates(pattern_set, layout.glyph_size_um, layout.label_size_um).save(
-        batch_dir / "pattern_templates.npz")
-    write_dxf(batch_dir / "cad" / "batch.dxf", layout, args.power_mw)
-    write_svg(batch_dir / "cad" / "batch.svg", layout)
+        batch.templates_path)
+    write_dxf(batch.dxf_path, layout, args.power_mw)
+    write_svg(batch.svg_path, layout)
     frame = MachineFrame(*args.laser_origin_mm)
     job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame))
-    (batch_dir / "laser" / "job.gcode").write_text("\n".join(job) + "\n")
-    power_cal.save(batch_dir / "laser" / "power_calibration.json")
-    (batch_dir / "laser" / "job.json").write_text(json.dumps({
+    batch.laser_job_path.write_text("\n".join(job) + "\n")
+    power_cal.save(batch.power_calibration_path)
+    batch.laser_settings_path.write_text(json.dumps({
         "power_mw": args.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
         "frame": {"origin_x_mm": frame.origin_x_mm, "origin_y_mm": frame.origin_y_mm},
         "galvo": {"mark_speed_mm_s": args.mark_speed_mm_s, "jump_speed_mm_s": args.jump_speed_mm_s},
         "lines": len(job),
     }, indent=1))
-    stage_cal.save(batch_dir / "stage" / "calibration.json")
+    stage_cal.save(batch.calibration_path)
     positions = plan_positions(layout, stage_cal)
-    write_micromanager_pos(batch_dir / "stage" / "positions.pos", positions)
-    write_csv(batch_dir / "stage" / "positions.csv", positions)
-    write_mda_sequence(batch_dir / "stage" / "mda.json", positions, args.exposure_ms)
+    write_micromanager_pos(batch.positions_pos_path, positions)
+    write_csv(batch.positions_csv_path, positions)
+    write_mda_sequence(batch.mda_path, positions, args.exposure_ms)
 
     summary = {
         "batch_id": layout.batch_id,

@@ -277,19 +277,20 @@ class _Batch:
     """What `puf design` wrote for the laser, read and checked."""
 
     def __init__(self, batch_dir: Path) -> None:
-        from edge_app.layout import BatchLayout
+        from edge_app.batch_dir import BatchDir
         from fabrication.gcode import MachineFrame
         from fabrication.laser_power import PowerCalibration
 
+        folder = BatchDir(batch_dir)
         self.dir = batch_dir
-        self.laser_dir = batch_dir / "laser"
-        if not (batch_dir / "layout.json").exists() or not (self.laser_dir / "job.gcode").exists():
+        self.laser_dir = folder.laser_dir
+        if not folder.has_design() or not folder.laser_job_path.exists():
             raise PufError(f"{batch_dir} has no layout.json and laser/job.gcode: "
                            f"run 'puf design {batch_dir}' first")
-        self.layout = BatchLayout.load(batch_dir / "layout.json")
-        self.lines = _read_job(self.laser_dir / "job.gcode")
-        self.job = _read_job_settings(self.laser_dir / "job.json")
-        self.calibration = PowerCalibration.load(self.laser_dir / "power_calibration.json")
+        self.layout = folder.layout()
+        self.lines = _read_job(folder.laser_job_path)
+        self.job = _read_job_settings(folder.laser_settings_path)
+        self.calibration = PowerCalibration.load(folder.power_calibration_path)
         self.frame = MachineFrame(**self.job["frame"])
 
 
@@ -374,10 +375,11 @@ def _start_line(args: argparse.Namespace, previous: dict | None, job_lines: int,
 
 def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | None, start_line: int):
     """The simulated film to etch: a new one from the start, the saved one to go on."""
+    from edge_app.batch_dir import BatchDir
     from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
 
     style = DEFAULT_STYLE if style_text is None else FilmStyle.parse(style_text)
-    path = batch_dir / "sim" / "film.npz"
+    path = BatchDir(batch_dir).film_path
     path.parent.mkdir(parents=True, exist_ok=True)
     if start_line == 1:
         return EtchedFilm(zlib.crc32(batch_id.encode()) if seed is None else seed, style=style), path

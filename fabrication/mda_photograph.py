@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_app.batch_dir import BatchDir
 from edge_app.errors import PufError
 from fabrication.stage_plan import StagePosition
 
@@ -125,10 +126,10 @@ class FieldWriter:
     """A frameReady listener: each frame becomes its field's OME-TIFF. An error here is kept
     and cancels the run (pymmcore-plus only logs a listener's errors)."""
 
-    def __init__(self, core: CMMCorePlus, fields_dir: Path, batch_id: str,
+    def __init__(self, core: CMMCorePlus, batch: BatchDir, batch_id: str,
                  positions: Sequence[StagePosition], fallback_pixel_um: float,
                  progress: Callable[[dict], dict]) -> None:
-        self.core, self.fields_dir, self.batch_id = core, fields_dir, batch_id
+        self.core, self.batch, self.batch_id = core, batch, batch_id
         self.positions, self.fallback_pixel_um, self.progress = positions, fallback_pixel_um, progress
         self.entries: list[dict] = []
         self.error: BaseException | None = None
@@ -151,7 +152,7 @@ class FieldWriter:
             )
             job = FieldJob(p.field, p.label, p.x_um, p.y_um)
             self.entries.append(self.progress(
-                write_field(self.fields_dir, self.batch_id, job, snapshot, ome=True)))
+                write_field(self.batch, self.batch_id, job, snapshot, ome=True)))
         except BaseException as error:  # noqa: BLE001 - kept, re-raised by shoot_mda
             self.error = error
             self.core.mda.cancel()
@@ -191,7 +192,7 @@ def _acquire(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition],
         core = rig.core
         sequence = sequence_for(sequence_source, positions, float(core.getExposure()))
         core.mda.set_engine(_strict_engine(core, [p.field for p in positions]))
-        writer = FieldWriter(core, batch_dir / "fields", batch_id, positions, rig.pixel_size_um, progress)
+        writer = FieldWriter(core, BatchDir(batch_dir), batch_id, positions, rig.pixel_size_um, progress)
         failed: list[BaseException] = []
 
         def acquire() -> None:

@@ -26,9 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_app.batch_dir import BatchDir, FieldsManifest
 from edge_app.errors import PufError, cannot_write
-
-FIELD_NAME = "field_{:04d}.tif"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +57,7 @@ class FieldJob:
     y_um: float
 
 
-def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot, ome: bool = False) -> dict:
+def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bool = False) -> dict:
     """Write one field's TIFF (atomically) and truth; return its manifest entry. With `ome`
     the TIFF is an OME-TIFF (edge_app.ome_field), else its description is the metadata as JSON."""
     import cv2
@@ -77,9 +76,9 @@ def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot, ome: b
     image = snapshot.image
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    path = fields_dir / FIELD_NAME.format(job.field)
+    path = batch.field_path(job.field)
     tmp = path.with_name(path.stem + ".part.tif")
-    truth_path = path.with_suffix(".truth.json")
+    truth_path = batch.truth_path(job.field)
     try:
         if snapshot.truth is not None:
             truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
@@ -95,17 +94,6 @@ def write_field(fields_dir: Path, batch_id: str, job: FieldJob, snapshot, ome: b
         truth_path.with_suffix(".tmp").unlink(missing_ok=True)
         raise cannot_write(path, error, "the fields written so far are kept") from None
     return {**meta, "file": path.name}
-
-
-def write_manifest(fields_dir: Path, manifest: dict) -> None:
-    """Write the batch's manifest atomically: the one there stays whole until the new one is."""
-    from edge_app.json_files import write_json
-
-    path = fields_dir / "manifest.json"
-    try:
-        write_json(path, manifest, indent=1)
-    except OSError as error:
-        raise cannot_write(path, error, "every field photographed is kept") from None
 
 
 def read_field_meta(path: Path) -> dict:
@@ -150,31 +138,30 @@ def _sim_pool_worker_init(batch_dir: str, seed: int, parent_pid: int) -> None:
 def _sim_worker_init(batch_dir: str, seed: int) -> None:
     import cv2
 
-    from edge_app.layout import BatchLayout
     from fabrication.calibration import StageCalibration
     from fabrication.sim.film import EtchedFilm
     from fabrication.sim.microscope import SimulatedMicroscope
 
     cv2.setNumThreads(1)
-    root = Path(batch_dir)
-    layout = BatchLayout.load(root / "layout.json")
+    batch = BatchDir(Path(batch_dir))
+    layout = batch.layout()
     _worker["layout"] = layout
-    _worker["fields_dir"] = root / "fields"
+    _worker["batch"] = batch
     _worker["microscope"] = SimulatedMicroscope(
-        EtchedFilm.load(root / "sim" / "film.npz"), layout,
-        StageCalibration.load(root / "stage" / "calibration.json"), seed=seed,
+        EtchedFilm.load(batch.film_path), layout, StageCalibration.load(batch.calibration_path), seed=seed,
     )
 
 
 def _sim_worker_shoot(job: FieldJob) -> dict:
     microscope = _worker["microscope"]
     microscope.move_to(job.x_um, job.y_um)
-    return write_field(_worker["fields_dir"], _worker["layout"].batch_id, job, microscope.snap())
+    return write_field(_worker["batch"], _worker["layout"].batch_id, job, microscope.snap())
 
 
 def _shoot_sim(batch_dir: Path, jobs: list[FieldJob], seed: int, workers: int, progress) -> list[dict]:
-    if not (batch_dir / "sim" / "film.npz").exists():
-        raise PufError(f"no simulated film in {batch_dir / 'sim'}: run 'puf etch {batch_dir} --sim' first")
+    if not BatchDir(batch_dir).film_path.exists():
+        raise PufError(f"no simulated film in {BatchDir(batch_dir).film_path.parent}: "
+                       f"run 'puf etch {batch_dir} --sim' first")
     if workers <= 1:
         _sim_worker_init(str(batch_dir), seed)
         return [progress(_sim_worker_shoot(job)) for job in jobs]
@@ -206,10 +193,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _default_plan(batch_dir: Path, mda: bool) -> Path:
+def _default_plan(batch: BatchDir, mda: bool) -> Path:
     """The batch's own plan: its MDASequence for pymmcore-plus's engine when it has one."""
-    sequence = batch_dir / "stage" / "mda.json"
-    return sequence if mda and sequence.exists() else batch_dir / "stage" / "positions.csv"
+    return batch.mda_path if mda and batch.mda_path.exists() else batch.positions_csv_path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,18 +203,18 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from edge_app.layout import BatchLayout
     from fabrication.stage_plan import read_positions
 
     started = time.perf_counter()
     batch_dir: Path = args.batch_dir
-    layout = BatchLayout.load(batch_dir / "layout.json")
-    source = args.positions or _default_plan(batch_dir, mda=args.mm_config is not None)
+    batch = BatchDir(batch_dir)
+    layout = batch.layout()
+    source = args.positions or _default_plan(batch, mda=args.mm_config is not None)
     positions = read_positions(source)
-    fields_dir = batch_dir / "fields"
+    fields_dir = batch.fields_dir
     fields_dir.mkdir(parents=True, exist_ok=True)
     jobs = [FieldJob(p.field, p.label, p.x_um, p.y_um) for p in positions]
-    done = {job.field for job in jobs if (fields_dir / FIELD_NAME.format(job.field)).exists()}
+    done = {job.field for job in jobs if batch.field_path(job.field).exists()}
     todo = jobs if args.force else [job for job in jobs if job.field not in done]
     todo_positions = [p for p in positions if p.field in {job.field for job in todo}]
 
@@ -247,15 +233,11 @@ def run(args: argparse.Namespace) -> int:
             shot = shoot_mda(batch_dir, layout.batch_id, todo_positions, args.mm_config, source,
                              args.pixel_size_um, progress)
     shot_fields = {entry["field"] for entry in shot}
-    kept = [read_field_meta(fields_dir / FIELD_NAME.format(j.field)) for j in jobs if j.field not in shot_fields]
+    kept = [read_field_meta(batch.field_path(j.field)) for j in jobs if j.field not in shot_fields]
     entries = sorted(shot + kept, key=lambda e: e["field"])
-    manifest = {
-        "batch_id": layout.batch_id,
-        "backend": "sim" if args.sim else "pymmcore-plus MDA engine",
-        "pixel_size_um": entries[0]["pixel_size_um"] if entries else args.pixel_size_um,
-        "fields": entries,
-    }
-    write_manifest(fields_dir, manifest)
+    batch.write_fields_manifest(FieldsManifest(
+        layout.batch_id, "sim" if args.sim else "pymmcore-plus MDA engine",
+        entries[0]["pixel_size_um"] if entries else args.pixel_size_um, entries))
     seconds = time.perf_counter() - started
     print(f"{len(shot)} fields photographed, {len(kept)} already there, in {seconds:.1f} s "
           f"-> {fields_dir}")

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge_app.batch_dir import BatchDir
 from fabrication.demo import run_verb
 
 
@@ -40,7 +41,7 @@ def main() -> None:
         run_verb(argv)
         seconds[name] = round(time.perf_counter() - started, 2)
     seconds["total"] = round(sum(seconds.values()), 2)
-    fields = len(list((batch_dir / "fields").glob("field_*.tif")))
+    fields = len(BatchDir(batch_dir).fields_manifest().fields)
     result = {"fields": fields, "labels": fields * 12, "seconds": seconds,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     print(f"\n{'step':<12}{'seconds':>9}")

@@ -42,6 +42,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.batch_dir import BatchDir
+
 ROOT = Path(__file__).resolve().parents[1]
 GLYPHS = ROOT / "docs" / "examples" / "own_glyphs.svg"
 
@@ -96,12 +98,12 @@ def make_batch(out: Path, name: str, fields: str, film_seed: int) -> Path:
     puf("etch", str(batch), "--sim", "--film-style", "coarse", "--film-seed", str(film_seed), "--json")
     puf("photograph", str(batch), "--sim")
     scans.mkdir(exist_ok=True)
-    manifest = json.loads((batch / "fields" / "manifest.json").read_text())
-    for entry in manifest["fields"]:
-        image = cv2.imread(str(batch / "fields" / entry["file"]), cv2.IMREAD_COLOR)  # drops the TIFF's tags
-        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(1_764_496_500 + 7 * int(entry["field"])))
+    fields = BatchDir(batch).fields_manifest().images(BatchDir(batch).fields_dir)
+    for field in fields:
+        image = cv2.imread(str(field.path), cv2.IMREAD_COLOR)  # drops the TIFF's tags
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(1_764_496_500 + 7 * field.field))
         cv2.imwrite(str(scans / f"IMG_{stamp}.png"), image)
-    mark(out / f"{name}.made.json", {"fields": len(manifest["fields"])})
+    mark(out / f"{name}.made.json", {"fields": len(fields)})
     return scans
 
 
@@ -109,7 +111,7 @@ def segment(out: Path, name: str, registry: Path) -> dict:
     marker = out / f"{name}.segmented.json"
     if marker.exists():
         return json.loads(marker.read_text())
-    report = json.loads(puf("segment", str(out / f"{name}_scans"), "--layout", str(out / name / "layout.json"),
+    report = json.loads(puf("segment", str(out / f"{name}_scans"), "--layout", str(BatchDir(out / name).layout_path),
                             "--registry", str(registry), "--json"))
     return mark(marker, report)
 
@@ -118,7 +120,6 @@ def handheld_photos(out: Path, folder: str, jobs: list[tuple[str, int, int, int]
     """Handheld photos of (kind, field, slot, seed) of the factory batch; kind "other_film"
     photographs the same laser job etched into another film. Named by label id (a query
     set's input) or by number, with the truth in truth.csv."""
-    from edge_app.layout import BatchLayout
     from fabrication.sim.field_camera import capture_label
     from fabrication.sim.film import EtchedFilm
 
@@ -126,8 +127,8 @@ def handheld_photos(out: Path, folder: str, jobs: list[tuple[str, int, int, int]
     if (target / "truth.csv").exists():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    layout = BatchLayout.load(out / "factory" / "layout.json")
-    genuine = EtchedFilm.load(out / "factory" / "sim" / "film.npz")
+    layout = BatchDir(out / "factory").layout()
+    genuine = EtchedFilm.load(BatchDir(out / "factory").film_path)
     other = EtchedFilm(genuine.seed + 1000, genuine.segments, genuine.style)
     rows = []
     counts: dict[str, int] = {}
@@ -233,7 +234,6 @@ def compare_models(bundles: dict[str, Path], registry: Path, calibration: Path, 
 
 
 def run(out: Path, size: Size, scratch: bool) -> dict:
-    from edge_app.layout import BatchLayout
     from edge_app.registry import Registry
 
     out.mkdir(parents=True, exist_ok=True)
@@ -248,7 +248,7 @@ def run(out: Path, size: Size, scratch: bool) -> dict:
     train_registry, factory_registry = out / "train.sqlite", out / "registry.sqlite"
     segmented = {"train": segment(out, "train", train_registry), "factory": segment(out, "factory", factory_registry)}
     timings["segment"] = time.perf_counter() - t0
-    layout = BatchLayout.load(out / "factory" / "layout.json")
+    layout = BatchDir(out / "factory").layout()
     fields = list(range(layout.fields_per_batch))
     enrolled_fields = fields[:-size.held_out_fields]
     calib_never, test_never = fields[-size.held_out_fields:][::2], fields[-size.held_out_fields:][1::2]

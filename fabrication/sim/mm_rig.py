@@ -31,21 +31,22 @@ _SCOPES_LOCK = threading.Lock()  # UniMMCore initialises devices in parallel thr
 
 def _hold(batch: str, seed: int) -> SimulatedMicroscope:
     """The one simulated microscope over this batch's film, for one more device."""
+    from edge_app.batch_dir import BatchDir
     from edge_app.errors import PufError
-    from edge_app.layout import BatchLayout
     from fabrication.calibration import StageCalibration
     from fabrication.sim.film import EtchedFilm
 
     root = Path(batch).resolve()
+    folder = BatchDir(root)
     with _SCOPES_LOCK:
         key = (str(root), seed)
         if key not in _SCOPES:
-            film = root / "sim" / "film.npz"
+            film = folder.film_path
             if not film.is_file():
                 raise PufError(f"no simulated film at {film}: run 'puf etch {root} --sim' first")
             _SCOPES[key] = [SimulatedMicroscope(
-                EtchedFilm.load(film), BatchLayout.load(root / "layout.json"),
-                StageCalibration.load(root / "stage" / "calibration.json"), seed=seed), 0]
+                EtchedFilm.load(film), folder.layout(),
+                StageCalibration.load(folder.calibration_path), seed=seed), 0]
         _SCOPES[key][1] += 1
         return _SCOPES[key][0]
 
