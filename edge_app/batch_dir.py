@@ -74,8 +74,14 @@ class FieldsManifest:
             x, y = entry.get("stage_um") or (None, None)
             return None if x is None else (float(x), float(y))
 
-        return sorted((FieldImage(int(e["field"]), fields_dir / str(e["file"]), pixel_size(e), stage(e))
-                       for e in self.fields), key=lambda f: f.field)
+        def file(entry: dict) -> Path:
+            name = str(entry["file"])
+            if not name or Path(name).name != name:  # a manifest names files in fields/, nowhere else
+                raise ValueError(f"field {entry.get('field')}: {name!r} is not a file name in {fields_dir}")
+            return fields_dir / name
+
+        return sorted((FieldImage(int(e["field"]), file(e), pixel_size(e), stage(e)) for e in self.fields),
+                      key=lambda f: f.field)
 
 
 @dataclass(frozen=True)
