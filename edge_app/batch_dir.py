@@ -171,13 +171,13 @@ class BatchDir:
     def crops_dir(self) -> Path:
         return self.root / "crops"
 
-    def crop_path(self, label_id: str) -> Path:
-        return self.crops_dir / f"{label_id}.png"
-
     @staticmethod
     def crop_name(label_id: str) -> str:
         """A crop's path relative to the batch folder, as the registry records it."""
         return f"crops/{label_id}.png"
+
+    def crop_path(self, label_id: str) -> Path:
+        return self.root / self.crop_name(label_id)
 
     @property
     def overlays_dir(self) -> Path:
