@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
     target.add_argument("--board", type=int, metavar="N",
                         help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
+    target.add_argument("--board-socket", metavar="ADDRESS",
+                        help="--laser galvo: a board whose USB transfers are served on a socket "
+                             "(a Unix socket's path or HOST:PORT; see fabrication.usb_socket)")
     parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
                         help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
     parser.add_argument("--frame", action="store_true",
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.film_style is not None and not args.sim:
         raise PufError("--film-style chooses the simulated film: use it with --sim")
     galvo = args.laser == "galvo"
-    if (args.port is not None and galvo) or (args.board is not None and not galvo):
+    board = args.board is not None or args.board_socket is not None
+    if (args.port is not None and galvo) or (board and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
     if galvo:
         from importlib.util import find_spec
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
     if args.frame and not galvo:
         raise PufError("--frame traces the outline with a galvo's guide light: use it with --laser galvo")
-    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else f"--board {args.board}")
+    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else
+              f"--board {args.board}" if args.board is not None else f"--board-socket {args.board_socket}")
     target += " --laser galvo" if galvo else ""
     previous = _read_state(state_path)
     start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
@@ -120,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
         from fabrication.galvo import GalvoLaser
         from fabrication.galvo_options import galvo_settings
 
-        laser = GalvoLaser.open(args.board, *galvo_settings(args, batch.job), batch.calibration.mw_for_s)
+        settings = galvo_settings(args, batch.job)
+        if args.board is not None:
+            laser = GalvoLaser.open(args.board, *settings, batch.calibration.mw_for_s)
+        else:
+            laser = GalvoLaser.open_served(args.board_socket, *settings, batch.calibration.mw_for_s)
     else:
         from fabrication.grbl import GrblLaser
 

@@ -215,3 +215,27 @@ def test_galvo_options_are_checked(tmp_path, capsys):
 
 def _labels(lines: list[str]) -> list[str]:
     return [line.split()[2] for line in lines if line.startswith("; label ")]
+
+
+def test_after_a_dead_host_the_mirrors_tell_whether_a_begun_label_ran():
+    lines = make_job(LABELS)
+    board = SimulatedLmcBoard()
+    laser, _ = connect(board, lines)
+    units = laser.plan(lines).units
+
+    def die_before_the_third(line: int) -> None:
+        if line == units[2].line:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):  # the host ran two labels, then died
+        laser.run_job(lines, on_send=die_before_the_third)
+    again = GalvoLaser(board, GalvoSettings(), LensField(), PowerCalibration().mw_for_s)
+    assert again.ran(lines, units[1].line) is True  # its list ran to its end
+    assert again.ran(lines, units[2].line) is False  # its list never ran
+    assert again.ran(lines, units[0].line) is None  # the mirrors are not where it ends
+
+    cut = SimulatedLmcBoard(halt_at_list=2)
+    laser, _ = connect(cut, lines)
+    with pytest.raises(LaserJobStopped):
+        laser.run_job(lines)
+    assert laser.ran(lines, units[1].line) is None  # cut off halfway: neither end
