@@ -16,11 +16,12 @@ kill or a power cut burns no line twice: it waits until the controller has run w
 holds, goes on after the last line written, and names the one line it cannot be sure of.
 A galvo runs the job a label at a time (see `fabrication.galvo`); its journal records each
 label begun and finished, so a resume never marks a finished label again and skips (and
-names) one an error or a kill cut off. ``--frame`` traces the job's outline with the guide
-light only. ``--sim`` streams the same job through the simulated GRBL controller (or the
-simulated galvo board) into the simulated film, saved as BATCH_DIR/sim/film.npz (that
-controller dies with this process, so a run cut off there resumes where it started);
-``--film-style`` chooses how a new film looks (grain size, contrast, facets, mottling).
+names) one an error or a kill cut off. ``--frame`` traces the job's outline with a galvo's
+guide light only, or with GRBL's beam off (M5). ``--sim`` streams the same job through the
+simulated GRBL controller (or the simulated galvo board) into the simulated film, saved as
+BATCH_DIR/sim/film.npz (that controller dies with this process, so a run cut off there
+resumes where it started; ``--board-socket`` drives a board served on a socket, which
+outlives it); ``--film-style`` chooses how a new film looks (grain size, contrast, facets, mottling).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
                         help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
     parser.add_argument("--frame", action="store_true",
-                        help="--laser galvo: only trace the job's outline with the guide light")
+                        help="only trace the job's outline: a galvo with its guide light, GRBL with "
+                             "the beam off (M5) at the job's feed")
     from fabrication.galvo_options import add_galvo_arguments
 
     add_galvo_arguments(parser)
@@ -99,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
         if find_spec("galvo") is None or find_spec("usb") is None:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
-    if args.frame and not galvo:
-        raise PufError("--frame traces the outline with a galvo's guide light: use it with --laser galvo")
     target = ("--sim" if args.sim else f"--port {args.port}" if args.port else
               f"--board {args.board}" if args.board is not None else f"--board-socket {args.board_socket}")
     target += " --laser galvo" if galvo else ""
@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     with laser:
         if args.frame:
             seconds = laser.frame(batch.lines)
-            print(f"traced the outline of batch {batch.layout.batch_id} with the guide light "
+            how = "the guide light" if galvo else "the beam off (M5)"
+            print(f"traced the outline of batch {batch.layout.batch_id} with {how} "
                   f"in {seconds:.1f} s; nothing was marked")
             return 0
         if crashed and not args.sim:

@@ -209,8 +209,6 @@ def test_galvo_options_are_checked(tmp_path, capsys):
     assert "frequency khz must be above 0" in capsys.readouterr().err
     assert puf(["etch", str(tmp_path), "--port", "/dev/null", "--laser", "galvo"]) == 2
     assert "--port is a GRBL controller's" in capsys.readouterr().err
-    assert puf(["etch", str(tmp_path), "--sim", "--frame"]) == 2
-    assert "--frame" in capsys.readouterr().err
 
 
 def _labels(lines: list[str]) -> list[str]:
