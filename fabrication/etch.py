@@ -143,6 +143,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"traced the outline of batch {batch.layout.batch_id} with {how} "
                   f"in {seconds:.1f} s; nothing was marked")
             return 0
+        from fabrication.galvo_options import check_same_galvo, galvo_record
+
+        marking = galvo_record(laser.settings, laser.plan(batch.lines).lens) if galvo else None
+        if args.resume and previous is not None and "galvo" in previous:  # older states lack it
+            check_same_galvo(batch.layout.batch_id, previous["galvo"], marking)
         if crashed and not args.sim:
             start_line, note = _after_crash(previous, batch, laser, uncertain)
             if not args.json:
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
                  "start_line": start_line, "resume_line": start_line, "status": "running",
                  "run": secrets.token_hex(8), "uncertain": uncertain, "message": "",
-                 "film_segments": None if film is None else len(film.segments)}
+                 "film_segments": None if film is None else len(film.segments), "galvo": marking}
         _write_state(state_path, state)
         started = time.perf_counter()
         try:

@@ -237,3 +237,23 @@ def test_after_a_dead_host_the_mirrors_tell_whether_a_begun_label_ran():
     with pytest.raises(LaserJobStopped):
         laser.run_job(lines)
     assert laser.ran(lines, units[1].line) is None  # cut off halfway: neither end
+
+
+def test_a_resume_with_other_galvo_options_or_another_laser_is_refused(tmp_path, capsys, monkeypatch):
+    write_batch(tmp_path, make_job(LABELS), make_layout(LABELS))
+    etch = ["etch", str(tmp_path), "--sim", "--laser", "galvo"]
+    monkeypatch.setattr(boards, "SimulatedLmcBoard", lambda: SimulatedLmcBoard(halt_at_list=2))
+    assert puf(etch) == 2
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "laser" / "etch_state.json").read_text())
+    assert state["galvo"]["laser_on_delay_us"] == 100.0 and state["galvo"]["lens"]["field_mm"] == 110.0
+    capsys.readouterr()
+    for options, named in ((["--laser-on-delay-us", "50"], "laser_on_delay_us 100.0 -> 50.0"),
+                           (["--lens-mirror-x"], "lens mirror_x False -> True"),
+                           (["--lens-centre-mm", "0,0"], "lens centre_mm")):
+        assert puf([*etch, "--resume", *options]) == 2
+        assert named in capsys.readouterr().err
+    assert puf(["etch", str(tmp_path), "--sim", "--resume"]) == 2
+    assert "ran on a galvo laser" in capsys.readouterr().err
+    assert puf([*etch, "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "done"
