@@ -8,7 +8,9 @@ Reads what `puf design` wrote:
   BATCH_DIR/laser/job.json                power, S value and machine frame of the job
   BATCH_DIR/laser/power_calibration.json  the S -> mW table the job was written with
 
-and keeps BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
+With ``--sim`` it writes BATCH_DIR/sim/film.npz and BATCH_DIR/sim/rig.cfg (the simulated
+microscope over that film, for ``puf photograph --mm-config``). It keeps
+BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
 left uncertain), written atomically and durably, so ``--resume`` goes on after an error,
 an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal records every
 job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
@@ -32,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 import zlib
 from dataclasses import asdict
@@ -196,8 +199,34 @@ def run(args: argparse.Namespace) -> int:
         film.save(film_path)
     state.update(status="done", resume_line=len(batch.lines) + 1, message="")
     _write_state(state_path, state)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected)
+    rig = None if film is None else _write_rig_config(batch.dir)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected, rig)
     return 0
+
+
+def _write_rig_config(batch_dir: Path) -> Path | None:
+    """BATCH_DIR/sim/rig.cfg: the simulated microscope over the etched film as Micro-Manager
+    devices, for `puf photograph --mm-config`; written only where the microscope extra
+    (pymmcore-plus) can load it."""
+    from importlib.util import find_spec
+
+    if find_spec("pymmcore_plus") is None:
+        return None
+    from fabrication.sim.mm_rig import rig_config
+
+    path = batch_dir / "sim" / "rig.cfg"
+    try:
+        text = rig_config(batch_dir)
+    except ValueError as error:  # a folder name the configuration format cannot hold
+        print(f"no {path}: {error}", file=sys.stderr)
+        return None
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as error:
+        raise PufError(f"the film is etched, but {path} cannot be written: {error.strerror or error}") from None
+    return path
 
 
 def _uncertain(batch: _Batch, line: int) -> dict:
@@ -253,7 +282,7 @@ def _label_of(lines: list[str], line: int) -> str:
 
 def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
             film, film_path: Path | None, uncertain: list[dict], as_json: bool,
-            expected_s: float | None) -> None:
+            expected_s: float | None, rig: Path | None) -> None:
     summary = {
         "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
         "lines_sent": todo, "seconds": round(seconds, 2),
@@ -264,7 +293,8 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if expected_s is not None:
         summary["expected_marking_s"] = round(expected_s, 3)
     if film is not None:
-        summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style))
+        summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style),
+                       rig_config=None if rig is None else str(rig))
     if as_json:
         print(json.dumps(summary))
         return
@@ -273,6 +303,8 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if film is not None:
         style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
         print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
+        if rig is not None:
+            print(f"rig:   {rig} (puf photograph {batch.dir} --mm-config {rig})")
     _print_uncertain(uncertain)
     print(f"state: {state_path}")
 
