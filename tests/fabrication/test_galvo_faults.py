@@ -6,8 +6,8 @@ the labels the resume names for inspection (at most one a kill: a label whose li
 and which the mirrors' position cannot tell finished or not begun)."""
 
 import json
-import subprocess
 from collections import Counter
+from functools import partial
 
 from galvo import consts as op
 
@@ -17,7 +17,7 @@ from fabrication.lmc import unpack
 from fabrication.sim.galvo_board import SimulatedLmcBoard
 from fabrication.usb_socket import UsbSocketServer
 from tests.fabrication.test_grbl import make_job, make_layout, write_batch
-from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
+from tests.faults import kill_moments, kill_then_finish, puf_command, timed_run
 
 SEED = 16
 KILLS = 20
@@ -68,14 +68,8 @@ def test_kill_9_of_galvo_etch_marks_nothing_twice_and_names_what_it_skips(tmp_pa
         write_batch(batch, lines, make_layout(LABELS))
         server, marks = board(socket_path)
         with server:
-            killed_here = 0
-            while kills < KILLS:
-                if run_and_kill(etch(batch, socket_path), next(moments), log) is not None:
-                    break  # it ended before its kill
-                kills += 1
-                killed_here += 1
-            finish = subprocess.run(etch(batch, socket_path), cwd=ROOT, capture_output=True, text=True)
-            assert finish.returncode == 0, finish.stderr[-2000:]
+            killed_here, finish = kill_then_finish(partial(etch, batch, socket_path), moments, KILLS - kills, log)
+            kills += killed_here
             assert not server.device.beam_enabled and not server.device.busy
         state = json.loads((batch / "laser" / "etch_state.json").read_text())
         assert state["status"] == "done"
