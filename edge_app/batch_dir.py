@@ -151,6 +151,11 @@ class BatchDir:
     def film_path(self) -> Path:
         return self.root / "sim" / "film.npz"
 
+    @property
+    def rig_config_path(self) -> Path:
+        """The simulated microscope over the etched film, as a Micro-Manager configuration."""
+        return self.root / "sim" / "rig.cfg"
+
     # ---- photography: fields and their manifest -----------------------------------------
     @property
     def fields_dir(self) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -70,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
     parser.add_argument("--power-calibration", type=Path,
                         help="JSON table of measured (S, mW) points (default: built-in)")
+    parser.add_argument("--feed-mm-min", type=float, default=600.0,
+                        help="GRBL feed while marking, the job's F word (default 600 mm/min)")
     parser.add_argument("--mark-speed-mm-s", type=float, default=1000.0,
                         help="galvo marking speed (default 1000 mm/s; puf etch --laser galvo)")
     parser.add_argument("--jump-speed-mm-s", type=float, default=4000.0,
@@ -117,8 +120,6 @@ def check_power(layout, power_mw: float, hatch_um: float = DEFAULT_HATCH_UM) -> 
 
 def texture_fraction(layout, line_width: float) -> float:
     """Share of the label's area that keeps its texture (the paper: about 75%)."""
-    import math
-
     from fabrication.patterns import layout_pattern_set
 
     side = layout.label_size_um
@@ -236,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
     s_value = power_cal.s_for_mw(args.power_mw)  # first: can this laser give that power at all?
     power = check_power(layout, args.power_mw)
     stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
-    if not (args.mark_speed_mm_s > 0 and args.jump_speed_mm_s > 0):
-        raise PufError("--mark-speed-mm-s and --jump-speed-mm-s must be above 0")
+    if not all(0 < speed < math.inf for speed in (args.feed_mm_min, args.mark_speed_mm_s, args.jump_speed_mm_s)):
+        raise PufError("--feed-mm-min, --mark-speed-mm-s and --jump-speed-mm-s must be numbers above 0")
 
     batch.make_dirs()
     layout.save(batch.layout_path)
@@ -247,12 +248,13 @@ def run(args: argparse.Namespace) -> int:
     write_dxf(batch.dxf_path, layout, args.power_mw)
     write_svg(batch.svg_path, layout)
     frame = MachineFrame(*args.laser_origin_mm)
-    job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame))
+    job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame, args.feed_mm_min))
     batch.laser_job_path.write_text("\n".join(job) + "\n")
     power_cal.save(batch.power_calibration_path)
     batch.laser_settings_path.write_text(json.dumps({
         "power_mw": args.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
         "frame": {"origin_x_mm": frame.origin_x_mm, "origin_y_mm": frame.origin_y_mm},
+        "feed_mm_min": args.feed_mm_min,
         "galvo": {"mark_speed_mm_s": args.mark_speed_mm_s, "jump_speed_mm_s": args.jump_speed_mm_s},
         "lines": len(job),
     }, indent=1))

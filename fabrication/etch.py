@@ -8,7 +8,9 @@ Reads what `puf design` wrote:
   BATCH_DIR/laser/job.json                power, S value and machine frame of the job
   BATCH_DIR/laser/power_calibration.json  the S -> mW table the job was written with
 
-and keeps BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
+With ``--sim`` it writes BATCH_DIR/sim/film.npz and BATCH_DIR/sim/rig.cfg (the simulated
+microscope over that film, for ``puf photograph --mm-config``). It keeps
+BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
 left uncertain), written atomically and durably, so ``--resume`` goes on after an error,
 an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal records every
 job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
@@ -16,11 +18,12 @@ kill or a power cut burns no line twice: it waits until the controller has run w
 holds, goes on after the last line written, and names the one line it cannot be sure of.
 A galvo runs the job a label at a time (see `fabrication.galvo`); its journal records each
 label begun and finished, so a resume never marks a finished label again and skips (and
-names) one an error or a kill cut off. ``--frame`` traces the job's outline with the guide
-light only. ``--sim`` streams the same job through the simulated GRBL controller (or the
-simulated galvo board) into the simulated film, saved as BATCH_DIR/sim/film.npz (that
-controller dies with this process, so a run cut off there resumes where it started);
-``--film-style`` chooses how a new film looks (grain size, contrast, facets, mottling).
+names) one an error or a kill cut off. ``--frame`` traces the job's outline with a galvo's
+guide light only, or with GRBL's beam off (M5). ``--sim`` streams the same job through the
+simulated GRBL controller (or the simulated galvo board) into the simulated film, saved as
+BATCH_DIR/sim/film.npz (that controller dies with this process, so a run cut off there
+resumes where it started; ``--board-socket`` drives a board served on a socket, which
+outlives it); ``--film-style`` chooses how a new film looks (grain size, contrast, facets, mottling).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 import zlib
 from dataclasses import asdict
@@ -53,10 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
     target.add_argument("--board", type=int, metavar="N",
                         help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
+    target.add_argument("--board-socket", metavar="ADDRESS",
+                        help="--laser galvo: a board whose USB transfers are served on a socket "
+                             "(a Unix socket's path or HOST:PORT; see fabrication.usb_socket)")
     parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
                         help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
     parser.add_argument("--frame", action="store_true",
-                        help="--laser galvo: only trace the job's outline with the guide light")
+                        help="only trace the job's outline: a galvo with its guide light, GRBL with "
+                             "the beam off (M5) at the job's feed")
     from fabrication.galvo_options import add_galvo_arguments
 
     add_galvo_arguments(parser)
@@ -88,16 +96,16 @@ def run(args: argparse.Namespace) -> int:
     if args.film_style is not None and not args.sim:
         raise PufError("--film-style chooses the simulated film: use it with --sim")
     galvo = args.laser == "galvo"
-    if (args.port is not None and galvo) or (args.board is not None and not galvo):
+    board = args.board is not None or args.board_socket is not None
+    if (args.port is not None and galvo) or (board and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
     if galvo:
         from importlib.util import find_spec
 
         if find_spec("galvo") is None or find_spec("usb") is None:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
-    if args.frame and not galvo:
-        raise PufError("--frame traces the outline with a galvo's guide light: use it with --laser galvo")
-    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else f"--board {args.board}")
+    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else
+              f"--board {args.board}" if args.board is not None else f"--board-socket {args.board_socket}")
     target += " --laser galvo" if galvo else ""
     previous = _read_state(state_path)
     start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
@@ -120,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
         from fabrication.galvo import GalvoLaser
         from fabrication.galvo_options import galvo_settings
 
-        laser = GalvoLaser.open(args.board, *galvo_settings(args, batch.job), batch.calibration.mw_for_s)
+        settings = galvo_settings(args, batch.job)
+        if args.board is not None:
+            laser = GalvoLaser.open(args.board, *settings, batch.calibration.mw_for_s)
+        else:
+            laser = GalvoLaser.open_served(args.board_socket, *settings, batch.calibration.mw_for_s)
     else:
         from fabrication.grbl import GrblLaser
 
@@ -130,9 +142,15 @@ def run(args: argparse.Namespace) -> int:
     with laser:
         if args.frame:
             seconds = laser.frame(batch.lines)
-            print(f"traced the outline of batch {batch.layout.batch_id} with the guide light "
+            how = "the guide light" if galvo else "the beam off (M5)"
+            print(f"traced the outline of batch {batch.layout.batch_id} with {how} "
                   f"in {seconds:.1f} s; nothing was marked")
             return 0
+        from fabrication.galvo_options import check_same_galvo, galvo_record
+
+        marking = galvo_record(laser.settings, laser.plan(batch.lines).lens) if galvo else None
+        if args.resume and previous is not None and "galvo" in previous:  # older states lack it
+            check_same_galvo(batch.layout.batch_id, previous["galvo"], marking)
         if crashed and not args.sim:
             start_line, note = _after_crash(previous, batch, laser, uncertain)
             if not args.json:
@@ -152,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
                  "start_line": start_line, "resume_line": start_line, "status": "running",
                  "run": secrets.token_hex(8), "uncertain": uncertain, "message": "",
-                 "film_segments": None if film is None else len(film.segments)}
+                 "film_segments": None if film is None else len(film.segments), "galvo": marking}
         _write_state(state_path, state)
         started = time.perf_counter()
         try:
@@ -181,8 +199,35 @@ def run(args: argparse.Namespace) -> int:
         film.save(film_path)
     state.update(status="done", resume_line=len(batch.lines) + 1, message="")
     _write_state(state_path, state)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected)
+    rig = None if film is None else _write_rig_config(batch.dir)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected, rig)
     return 0
+
+
+def _write_rig_config(batch_dir: Path) -> Path | None:
+    """BATCH_DIR/sim/rig.cfg: the simulated microscope over the etched film as Micro-Manager
+    devices, for `puf photograph --mm-config`; written only where the microscope extra
+    (pymmcore-plus) can load it."""
+    from importlib.util import find_spec
+
+    if find_spec("pymmcore_plus") is None:
+        return None
+    from edge_app.batch_dir import BatchDir
+    from fabrication.sim.mm_rig import rig_config
+
+    path = BatchDir(batch_dir).rig_config_path
+    try:
+        text = rig_config(batch_dir)
+    except ValueError as error:  # a folder name the configuration format cannot hold
+        print(f"no {path}: {error}", file=sys.stderr)
+        return None
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as error:
+        raise PufError(f"the film is etched, but {path} cannot be written: {error.strerror or error}") from None
+    return path
 
 
 def _uncertain(batch: _Batch, line: int) -> dict:
@@ -238,7 +283,7 @@ def _label_of(lines: list[str], line: int) -> str:
 
 def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
             film, film_path: Path | None, uncertain: list[dict], as_json: bool,
-            expected_s: float | None) -> None:
+            expected_s: float | None, rig: Path | None) -> None:
     summary = {
         "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
         "lines_sent": todo, "seconds": round(seconds, 2),
@@ -249,7 +294,8 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if expected_s is not None:
         summary["expected_marking_s"] = round(expected_s, 3)
     if film is not None:
-        summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style))
+        summary.update(film=str(film_path), segments=len(film.segments), film_style=asdict(film.style),
+                       rig_config=None if rig is None else str(rig))
     if as_json:
         print(json.dumps(summary))
         return
@@ -258,6 +304,8 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if film is not None:
         style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
         print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
+        if rig is not None:
+            print(f"rig:   {rig} (puf photograph {batch.dir} --mm-config {rig})")
     _print_uncertain(uncertain)
     print(f"state: {state_path}")
 

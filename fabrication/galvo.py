@@ -135,6 +135,13 @@ class Unit:
     commands: tuple[bytes, ...]
 
     @property
+    def end_bits(self) -> tuple[int, int]:
+        """Where its list leaves the mirrors: its last target, in galvo bits."""
+        from fabrication.lmc import unpack
+
+        return next(c[1:3] for c in reversed(unpack(b"".join(self.commands))) if c[0] in _MOVES)
+
+    @property
     def seconds(self) -> float:
         """Its time from the field's centre: more than from the label before, so a safe bound."""
         from fabrication.lmc import list_seconds, unpack
@@ -293,7 +300,8 @@ class GalvoLaser(Laser):
                  timeout_ms: int = 1000, poll_s: float = 0.005, stall_margin_s: float = 2.0) -> None:
         """Connect: wait until a list a dead host left running has ended, then set the board up
         (laser enabled, source closed, ports off, no correction table: `lens.correction` is
-        applied here). A busy board after `stall_margin_s` beyond a list's time counts as stalled."""
+        applied here; a list a dead host left half-written discarded). A busy board after
+        `stall_margin_s` beyond a list's time counts as stalled."""
         self._device = device
         self.settings, self.lens, self._mw_for_s = settings, lens, mw_for_s
         self.name = name
@@ -308,7 +316,7 @@ class GalvoLaser(Laser):
                             (op.SetDelayMode, 1), (op.SetTiming, 1), (op.SetStandby, 2000, 20),
                             (op.SetFirstPulseKiller, 200), (op.SetPwmHalfPeriod, 125),
                             (op.SetPwmPulseWidth, 125), (op.Fiber_SetMo, 0), (op.WritePort, 0),
-                            (op.WriteCorTable, 0)):
+                            (op.WriteCorTable, 0), (op.ResetList,)):
                 self._command(*command)
         except _BoardError as error:
             raise PufError(f"{name}: {error}; check the cable and the board's power") from None
@@ -339,6 +347,19 @@ class GalvoLaser(Laser):
             raise PufError(f"cannot claim the galvo board ({error}): is EzCAD or another program "
                            "using it?") from None
         return cls(device, settings, lens, mw_for_s, name=f"galvo board {index}", **options)
+
+    @classmethod
+    def open_served(cls, address: str, settings: GalvoSettings, lens: LensField,
+                    mw_for_s: Callable[[float], float], **options) -> GalvoLaser:
+        """A board whose USB transfers are served at `address` (see `fabrication.usb_socket`)."""
+        from fabrication.usb_socket import UsbSocketDevice
+
+        device = UsbSocketDevice(address)
+        try:
+            return cls(device, settings, lens, mw_for_s, name=f"the board at {address}", **options)
+        except BaseException:
+            device.close()
+            raise
 
     # ---- planning ----------------------------------------------------------------
     def plan(self, lines: Sequence[str]) -> GalvoJob:
@@ -429,6 +450,27 @@ class GalvoLaser(Laser):
     def resume_line(self) -> int:
         return self._resume_line
 
+    def ran(self, lines: Sequence[str], line: int) -> bool | None:
+        """Whether the unit starting at `line`, begun by a host that was killed, ran to its end
+        (True) or not at all (False), by where the idle board's mirrors stand (GetPositionXY):
+        at its last target, or still at the last target of the unit before it. None otherwise
+        (a list cut off, or a board whose answer says something else): the cautious answer."""
+        from galvo import consts as op
+
+        from fabrication.lmc import position_of
+
+        units = self.plan(lines).units
+        index = next((i for i, unit in enumerate(units) if unit.line == line), None)
+        if index is None:
+            return None
+        try:
+            here = position_of(self._answer(op.GetPositionXY))
+        except _BoardError as error:
+            raise PufError(f"{self.name}: {error}; check the cable and the board's power") from None
+        if here == units[index].end_bits:
+            return True
+        return False if index > 0 and here == units[index - 1].end_bits else None
+
     def laser_off(self) -> str:
         from galvo import consts as op
 
@@ -479,6 +521,9 @@ class GalvoLaser(Laser):
         return time.monotonic() - started
 
     def close(self) -> None:
+        if hasattr(self._device, "close"):  # a board served over a socket (fabrication.usb_socket)
+            self._device.close()
+            return
         try:
             import usb.util
 
@@ -489,7 +534,13 @@ class GalvoLaser(Laser):
     # ---- talking -----------------------------------------------------------------
     def _command(self, opcode: int, *params: int) -> int:
         """One single command, its 8-byte answer checked; returns the board's status word."""
-        from fabrication.lmc import READ_ENDPOINT, REPLY_BYTES, pack, status_of
+        from fabrication.lmc import status_of
+
+        return status_of(self._answer(opcode, *params))
+
+    def _answer(self, opcode: int, *params: int) -> bytes:
+        """One single command; returns its 8-byte answer, checked."""
+        from fabrication.lmc import READ_ENDPOINT, REPLY_BYTES, pack
 
         doing = f"sending command {opcode:#06x}"
         self._write(pack(opcode, *params), doing)
@@ -499,7 +550,7 @@ class GalvoLaser(Laser):
             raise _usb_error(error, doing) from None
         if len(answer) != REPLY_BYTES:
             raise _BoardError(f"the board answered {len(answer)} bytes, not {REPLY_BYTES}, while {doing}")
-        return status_of(answer)
+        return answer
 
     def _write(self, data: bytes, doing: str) -> None:
         from fabrication.lmc import WRITE_ENDPOINT

@@ -54,3 +54,32 @@ def galvo_settings(args: argparse.Namespace, job: dict):
     lens = LensField(args.lens_field_mm, args.lens_bits, args.lens_centre_mm,
                      args.lens_swap_xy, args.lens_mirror_x, args.lens_mirror_y)
     return GalvoSettings(**chosen), lens
+
+
+def galvo_record(settings, lens) -> dict:
+    """The galvo options a run marks with (speeds, delays, source, power table, the lens with
+    its centre resolved), as JSON data for the etch state: a resume must mark like the start."""
+    import json
+    from dataclasses import asdict, fields
+
+    lens_options = {f.name: getattr(lens, f.name) for f in fields(lens) if f.compare}
+    return json.loads(json.dumps({**asdict(settings), "lens": lens_options}))
+
+
+def check_same_galvo(batch_id: str, before: dict | None, now: dict | None) -> None:
+    """Refuse a resume whose laser or galvo options differ from those of the run it goes on."""
+    from edge_app.errors import PufError
+
+    if before == now:
+        return
+    if before is None or now is None:
+        was = "a GRBL laser" if before is None else "a galvo laser"
+        raise PufError(f"the last etch of batch {batch_id} ran on {was}: go on with the same --laser, "
+                       "or start again with --from-line 1")
+    changed = [f"{name} {before.get(name)} -> {now.get(name)}" for name in sorted({*before, *now} - {"lens"})
+               if before.get(name) != now.get(name)]
+    changed += [f"lens {name} {before['lens'].get(name)} -> {now['lens'].get(name)}"
+                for name in sorted({*before.get("lens", {}), *now["lens"]})
+                if before.get("lens", {}).get(name) != now["lens"].get(name)]
+    raise PufError(f"the last etch of batch {batch_id} marked with other galvo options ({'; '.join(changed)}): "
+                   "its labels would not match; go on with the same options, or start again with --from-line 1")

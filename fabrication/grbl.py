@@ -35,8 +35,10 @@ from fabrication.laser import (
     describe_grbl,
     is_motion,
     job_commands,
+    job_outline,
     position_after,
     restore_commands,
+    words,
 )
 
 _BANNER = re.compile(r"Grbl(?:HAL)? (\d+)\.(\d+)(\w*)")
@@ -270,6 +272,22 @@ class GrblLaser(Laser):
             return ("Laser off (M5 confirmed); the controller is locked in ALARM: check the "
                     "machine, then unlock it ($X) or home it ($H) before resuming")
         return f"Laser off (M5 confirmed), controller {state}"
+
+    def frame(self, lines: Sequence[str], passes: int = 1) -> float:
+        """Trace the rectangle around the job's burns with the beam off (M5: in laser mode GRBL
+        fires nothing then, whatever the S value) at the job's feed, `passes` times, so the
+        operator sees where the job lands; returns the seconds it took."""
+        x0, y0, x1, y1 = job_outline(lines)
+        feed = next((found["F"] for c in job_commands(lines) if "F" in (found := words(c.text))), 600.0)
+        corners = [(x1, y0), (x1, y1), (x0, y1), (x0, y0)] * passes
+        program = ["G21", "G90", "M5 S0", f"G0 X{x0:.4f} Y{y0:.4f}",
+                   *(f"G1 X{x:.4f} Y{y:.4f} F{feed:g}" for x, y in corners), "M5 S0"]
+        started = time.monotonic()
+        try:
+            self.run_job(program)
+        except LaserJobStopped as stop:
+            raise PufError(f"{self.name}: the frame stopped: {stop.reason}. {stop.laser_state}") from None
+        return time.monotonic() - started
 
     def close(self) -> None:
         try:

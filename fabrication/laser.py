@@ -165,6 +165,28 @@ def position_after(commands: Sequence[Command], line: int) -> dict[str, float]:
     return target
 
 
+def job_outline(lines: Sequence[str]) -> tuple[float, float, float, float]:
+    """The rectangle (x0, y0, x1, y1, in the job's mm) around every move that burns: a G1 with
+    the beam on (M3 or M4) at an S above 0, from where the move before it ended."""
+    x = y = 0.0
+    motion, beam, power = 0.0, False, 0.0
+    xs: list[float] = []
+    ys: list[float] = []
+    for command in job_commands(lines):
+        found = words(command.text)
+        motion = found.get("G", motion) if found.get("G") in (0, 1) else motion
+        beam = found["M"] in (3, 4) if found.get("M") in (3, 4, 5) else beam
+        power = found.get("S", power)
+        x1, y1 = found.get("X", x), found.get("Y", y)
+        if motion == 1 and beam and power > 0 and (x1, y1) != (x, y):
+            xs += [x, x1]
+            ys += [y, y1]
+        x, y = x1, y1
+    if not xs:
+        raise PufError("the job burns nothing: it has no outline to trace")
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 Progress = Callable[[int], None]  # called with a job line (accepted, or about to be sent)
 
 
@@ -200,6 +222,11 @@ class Laser(ABC):
         """Whether job line `line`, a move, was the last one the idle machine ran (False: the
         one before it was), judged by where the head stands; None when it cannot tell."""
         return None
+
+    @abstractmethod
+    def frame(self, lines: Sequence[str], passes: int) -> float:
+        """Trace the rectangle around the job without marking anything (a guide light, or the
+        head moving with the beam off), `passes` times; returns the seconds it took."""
 
     @abstractmethod
     def laser_off(self) -> str:

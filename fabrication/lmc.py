@@ -67,6 +67,13 @@ def status_of(answer: bytes) -> int:
     return struct.unpack("<4H", answer)[3]
 
 
+def position_of(answer: bytes) -> tuple[int, int]:
+    """The mirrors' position in an answer to GetPositionXY: its second and third words, as
+    the simulated board answers (galvoplotter reads this command but not its words; a board
+    whose answer differs matches no unit's end, and a resume then takes the cautious way)."""
+    return struct.unpack("<4H", answer)[1:3]
+
+
 def speed_bits_per_ms(mm_per_s: float, bits_per_mm: float) -> int:
     """A speed in the board's unit (galvoplotter's `_convert_speed`), at least 1."""
     return max(1, min(0xFFFF, int(mm_per_s * bits_per_mm / 1000.0)))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,21 @@ def run_and_kill(command: list[str], after_s: float, log: Path, env: dict[str, s
         run.wait()
         _wait_group_gone(run.pid)
         return None
+
+
+def kill_then_finish(command: Callable[[], list[str]], moments: Iterator[float], kills_left: int,
+                     log: Path) -> tuple[int, subprocess.CompletedProcess]:
+    """Kill runs of `command()` (built anew each time: a resume once a run began) at the next
+    `moments` until one ends before its kill or `kills_left` kills are made, then run it to
+    its end, which must succeed. Returns the kills made and that last run."""
+    killed = 0
+    while killed < kills_left:
+        if run_and_kill(command(), next(moments), log) is not None:
+            break  # it ended before its kill
+        killed += 1
+    finish = subprocess.run(command(), cwd=ROOT, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    return killed, finish
 
 
 def _wait_group_gone(group: int, timeout_s: float = 10.0) -> None:

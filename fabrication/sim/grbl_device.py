@@ -58,6 +58,7 @@ _G_GROUPS = {0: "motion", 1: "motion", 17: "plane", 20: "units", 21: "units",
              54: "wcs", 90: "distance", 91: "distance", 94: "feed_mode"}
 
 BurnCallback = Callable[[float, float, float, float, float], None]
+MoveCallback = Callable[[float, float, float, float, float | None], None]
 
 
 class _GcodeError(Exception):
@@ -96,12 +97,14 @@ class GrblEngine:
         fail_at_line: int | None = None,
         fail_code: int = 20,
         drop_after_lines: int | None = None,
+        on_move: MoveCallback | None = None,
     ) -> None:
         """`time_scale` is wall seconds per simulated second of motion (0: moves are
         instant). Faults for tests: the `fail_at_line`-th G-code line is answered
         ``error:<fail_code>`` and not executed; the connection drops when the
-        `drop_after_lines`-th G-code line arrives (it is never answered)."""
-        self.on_burn = on_burn
+        `drop_after_lines`-th G-code line arrives (it is never answered). `on_move` hears of
+        every move the machine finishes, burning or not (its S, or None with the beam off)."""
+        self.on_burn, self.on_move = on_burn, on_move
         self.settings = dict(DEFAULT_SETTINGS if settings is None else settings)
         self.time_scale = time_scale
         self.fail_at_line = fail_at_line
@@ -214,9 +217,11 @@ class GrblEngine:
                 return done_at
             self._planner.popleft()
             self.position = block.end
+            (x0, y0, _), (x1, y1, _) = block.start, block.end
             if block.power is not None and self.on_burn is not None:
-                (x0, y0, _), (x1, y1, _) = block.start, block.end
                 self.on_burn(x0, y0, x1, y1, block.power)
+            if self.on_move is not None:
+                self.on_move(x0, y0, x1, y1, block.power)
             self._block_started = done_at
             self._moving = bool(self._planner) and not self._holding
         if self.state == "Run" and not self._planner:

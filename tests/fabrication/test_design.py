@@ -81,6 +81,10 @@ def test_stage_plan_visits_every_field(designed):
         (["--patterns", "A,Z"], "unknown pattern class 'Z'"),
         (["--patterns", ",,"], "names no glyph"),
         (["--calibration", "BAD"], "cannot read the stage calibration"),
+        (["--feed-mm-min", "0"], "--feed-mm-min, --mark-speed-mm-s and --jump-speed-mm-s must be numbers"),
+        (["--feed-mm-min", "nan"], "must be numbers above 0"),
+        (["--feed-mm-min", "inf"], "must be numbers above 0"),
+        (["--mark-speed-mm-s", "-1"], "must be numbers above 0"),
     ],
 )
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys, extra, message):

@@ -6,13 +6,13 @@ resume names as uncertain."""
 
 import json
 import re
-import subprocess
 from collections import Counter
+from functools import partial
 
 from fabrication.laser import job_commands
 from fabrication.sim.grbl_device import GrblEngine, PtyGrbl
 from tests.fabrication.test_grbl import make_job, make_layout, write_batch
-from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
+from tests.faults import kill_moments, kill_then_finish, puf_command, timed_run
 
 SEED = 12
 KILLS = 20
@@ -68,14 +68,8 @@ def test_kill_9_of_etch_burns_no_segment_twice_and_names_what_it_cannot_know(tmp
         write_batch(batch, lines, make_layout())
         device, burns = controller()
         with device:
-            killed_here = 0
-            while kills < KILLS:
-                if run_and_kill(etch(batch, device), next(moments), log) is not None:
-                    break  # it ended before its kill
-                kills += 1
-                killed_here += 1
-            finish = subprocess.run(etch(batch, device), cwd=ROOT, capture_output=True, text=True)
-            assert finish.returncode == 0, finish.stderr[-2000:]
+            killed_here, finish = kill_then_finish(partial(etch, batch, device), moments, KILLS - kills, log)
+            kills += killed_here
         state = json.loads((batch / "laser" / "etch_state.json").read_text())
         assert state["status"] == "done"
         counts = Counter(burns)

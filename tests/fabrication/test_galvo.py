@@ -209,9 +209,51 @@ def test_galvo_options_are_checked(tmp_path, capsys):
     assert "frequency khz must be above 0" in capsys.readouterr().err
     assert puf(["etch", str(tmp_path), "--port", "/dev/null", "--laser", "galvo"]) == 2
     assert "--port is a GRBL controller's" in capsys.readouterr().err
-    assert puf(["etch", str(tmp_path), "--sim", "--frame"]) == 2
-    assert "--frame" in capsys.readouterr().err
 
 
 def _labels(lines: list[str]) -> list[str]:
     return [line.split()[2] for line in lines if line.startswith("; label ")]
+
+
+def test_after_a_dead_host_the_mirrors_tell_whether_a_begun_label_ran():
+    lines = make_job(LABELS)
+    board = SimulatedLmcBoard()
+    laser, _ = connect(board, lines)
+    units = laser.plan(lines).units
+
+    def die_before_the_third(line: int) -> None:
+        if line == units[2].line:
+            raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):  # the host ran two labels, then died
+        laser.run_job(lines, on_send=die_before_the_third)
+    again = GalvoLaser(board, GalvoSettings(), LensField(), PowerCalibration().mw_for_s)
+    assert again.ran(lines, units[1].line) is True  # its list ran to its end
+    assert again.ran(lines, units[2].line) is False  # its list never ran
+    assert again.ran(lines, units[0].line) is None  # the mirrors are not where it ends
+
+    cut = SimulatedLmcBoard(halt_at_list=2)
+    laser, _ = connect(cut, lines)
+    with pytest.raises(LaserJobStopped):
+        laser.run_job(lines)
+    assert laser.ran(lines, units[1].line) is None  # cut off halfway: neither end
+
+
+def test_a_resume_with_other_galvo_options_or_another_laser_is_refused(tmp_path, capsys, monkeypatch):
+    write_batch(tmp_path, make_job(LABELS), make_layout(LABELS))
+    etch = ["etch", str(tmp_path), "--sim", "--laser", "galvo"]
+    monkeypatch.setattr(boards, "SimulatedLmcBoard", lambda: SimulatedLmcBoard(halt_at_list=2))
+    assert puf(etch) == 2
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "laser" / "etch_state.json").read_text())
+    assert state["galvo"]["laser_on_delay_us"] == 100.0 and state["galvo"]["lens"]["field_mm"] == 110.0
+    capsys.readouterr()
+    for options, named in ((["--laser-on-delay-us", "50"], "laser_on_delay_us 100.0 -> 50.0"),
+                           (["--lens-mirror-x"], "lens mirror_x False -> True"),
+                           (["--lens-centre-mm", "0,0"], "lens centre_mm")):
+        assert puf([*etch, "--resume", *options]) == 2
+        assert named in capsys.readouterr().err
+    assert puf(["etch", str(tmp_path), "--sim", "--resume"]) == 2
+    assert "ran on a galvo laser" in capsys.readouterr().err
+    assert puf([*etch, "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "done"

@@ -15,11 +15,11 @@ from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
 from fabrication.gcode import laser_job_lines
 from fabrication.grbl import GrblLaser
-from fabrication.laser import LaserJobStopped, job_commands
+from fabrication.laser import LaserJobStopped, job_commands, job_outline
 from fabrication.laser_power import PowerCalibration
 from fabrication.patterns import pattern_names
 from fabrication.sim.film import EtchedFilm
-from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, PtyGrbl
+from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort, PtyGrbl
 
 # Wall seconds per second of simulated motion: the test job's moves take about 1 s at
 # F600, 50 ms at this scale, ten times longer than streaming it, so the 15-block motion
@@ -279,3 +279,38 @@ def test_etch_sim_makes_a_film_of_the_style_asked_and_keeps_it(tmp_path, capsys)
         capsys.readouterr()
         assert puf(["etch", str(tmp_path / "B"), "--from-line", "1", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_feed_chosen_at_design_reaches_the_controller(tmp_path, capsys):
+    batch = tmp_path / "F1"
+    assert puf(["design", str(batch), "--fields", "1x1", "--labels", "2x1", "--feed-mm-min", "1500"]) == 0
+    assert json.loads((batch / "laser" / "job.json").read_text())["feed_mm_min"] == 1500
+    lines = (batch / "laser" / "job.gcode").read_text().splitlines()
+    assert "F1500" in lines and "F600" not in lines
+    engine = GrblEngine()
+    GrblLaser(LoopbackPort(engine)).run_job(lines)
+    assert " F1500 " in engine.parser_state()
+
+
+def test_the_grbl_frame_traces_the_outline_with_the_beam_off(tmp_path, capsys):
+    lines = make_job()
+    moves: list[tuple] = []
+    burns: list[tuple] = []
+    engine = GrblEngine(lambda *burn: burns.append(burn), on_move=lambda *move: moves.append(move))
+    laser = GrblLaser(LoopbackPort(engine))
+    laser.frame(lines, passes=2)
+    x0, y0, x1, y1 = job_outline(lines)
+    assert burns == [] and all(move[4] is None for move in moves)
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    path = [corners[0], *(corners[1:] + corners[:1]) * 2]
+    assert np.allclose([move[2:4] for move in moves], path, atol=1e-4)
+    assert " F600 " in engine.parser_state() and " M5 " in engine.parser_state()
+    burned = clean_burns(lines)  # the outline holds every burn and touches each side
+    xs, ys = [b[0] for b in burned] + [b[2] for b in burned], [b[1] for b in burned] + [b[3] for b in burned]
+    assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx((x0, y0, x1, y1))
+
+    write_batch(tmp_path, lines, make_layout())
+    assert puf(["etch", str(tmp_path), "--sim", "--frame"]) == 0
+    assert "with the beam off (M5)" in capsys.readouterr().out
+    assert not (tmp_path / "sim" / "film.npz").exists()
+    assert not (tmp_path / "laser" / "etch_state.json").exists()

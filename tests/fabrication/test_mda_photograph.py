@@ -242,3 +242,15 @@ def test_ome_metadata_it_cannot_understand_is_named(tmp_path):
                      metadata={"MapAnnotation": {"puf.field": "seven"}})
     with pytest.raises(PufError, match="puf.field is 'seven'"):
         read_field(path)
+
+
+def test_etch_sim_writes_the_rig_that_photographs_its_film(tmp_path, capsys):
+    batch = tmp_path / "B6"
+    assert puf(["design", str(batch), "--fields", "1x1", "--labels", "2x1"]) == 0
+    capsys.readouterr()
+    assert puf(["etch", str(batch), "--sim", "--json"]) == 0
+    config = batch / "sim" / "rig.cfg"
+    assert json.loads(capsys.readouterr().out)["rig_config"] == str(config)
+    assert config.read_text() == rig_config(batch)
+    assert photograph(batch, config) == 0
+    assert ome_xml(batch / "fields" / "field_0000.tif") is not None
