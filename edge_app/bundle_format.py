@@ -343,7 +343,8 @@ class Manifest(_Part):
         if not isinstance(data.get("model", {}), dict):
             raise read.error("model", "an object")
         model = read.take("model")
-        default_format = read.take("default_format", lambda v: isinstance(v, str), f"one of {sorted(FORMAT_FILES)}", null_ok=False)
+        default_format = read.take("default_format", lambda v: isinstance(v, str), f"one of {sorted(FORMAT_FILES)}",
+                                   null_ok=False)
         classes = read.take("pattern_classes", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
                             "a list of pattern names", null_ok=False)
         dim = read.take("embedding_dim", lambda v: _is_count(v) and v >= 1, "a positive whole number", null_ok=False)

@@ -229,8 +229,8 @@ def _demo(args: argparse.Namespace) -> dict:
 
 def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
-    from edge_app.registry import Registry
     from edge_app.bundle_format import Manifest
+    from edge_app.registry import Registry
     from fabrication.demo_queries import plan_queries, run_queries
     from fabrication.demo_report import draw_pictures, summarise
 

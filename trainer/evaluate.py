@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.preprocess import preprocess_batch
 from edge_app.bundle_format import Manifest
+from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
 
 

@@ -10,7 +10,6 @@ model's set stroke for stroke; `check_model_knows` refuses the others in words.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError

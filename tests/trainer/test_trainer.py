@@ -14,9 +14,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from edge_app.bundle_format import Manifest, read_manifest  # noqa: E402
 from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
-from edge_app.bundle_format import Manifest, read_manifest  # noqa: E402
 from edge_app.runtime import ModelRunner  # noqa: E402
 from fabrication.patterns import builtin_pattern_set  # noqa: E402
 from trainer.augment import NONE, Augment, augment  # noqa: E402
@@ -255,8 +255,8 @@ def test_train_and_export_verbs_explain_bad_input(tmp_path, capsys):
 
 def test_the_shipped_default_model_tells_new_labels_apart(tmp_path):
     """The committed bundle, on labels of a film it never saw, through the device runtime."""
-    from edge_app.preprocess import preprocess_batch
     from edge_app.bundle_format import verify_files
+    from edge_app.preprocess import preprocess_batch
     from edge_app.runtime import default_bundle
     from trainer.data import FolderDataset, load_crops
 
