@@ -72,9 +72,9 @@ def bundle_version(bundle) -> str:
     from edge_app.signing import canonical_bytes
 
     manifest = bundle.manifest
-    digest = hashlib.sha256(canonical_bytes(manifest)).hexdigest()[:8]
-    model = manifest.get("model") or {}
-    version = str(model.get("version") or model.get("name") or "bundle")
+    digest = hashlib.sha256(canonical_bytes(manifest.to_dict())).hexdigest()[:8]
+    model = manifest.model
+    version = (model.version or model.name if model else None) or "bundle"
     return f"{version}-{digest}"
 
 
@@ -128,14 +128,13 @@ class DeviceStore:
     def installed_sequence(self) -> int:
         """The sequence of the installed bundle (0: none, or one too damaged to read, which any
         signed bundle may replace)."""
-        from edge_app.bundle import Release
-        from edge_app.runtime import read_manifest
+        from edge_app.bundle_format import Manifest
 
         path = self.bundle_path()
         if path is None:
             return 0
         try:
-            return Release.of(read_manifest(path)).sequence
+            return Manifest.read(path).release.sequence
         except PufError as error:
             log.warning("the installed bundle's sequence cannot be read (%s): counting it as 0", error)
             return 0
@@ -149,7 +148,7 @@ class DeviceStore:
         an expired one always is. `progress(done, total)`, in bytes, is called as the copy goes
         on (from the calling thread)."""
         from edge_app.bundle import load_bundle
-        from edge_app.runtime import MANIFEST
+        from edge_app.bundle_format import MANIFEST
 
         source = Path(source)
         if not source.is_dir():

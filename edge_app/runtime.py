@@ -14,20 +14,15 @@ model's input and output quantisation is handled here.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import FORMAT_FILES, Manifest, verify_files
 from edge_app.errors import PufError
 from edge_app.preprocess import Preprocess, dequantize, quantize
 
-MANIFEST = "manifest.json"
-BUNDLE_FORMAT = 1
-FORMAT_FILES = {"int8": "model_int8.tflite", "float": "model_float.tflite", "onnx": "model.onnx"}
 # More threads than any device has cores only costs: ONNX Runtime starts every one (100000
 # hung a 2-core machine for minutes), and LiteRT's thread pool is not built for thousands.
 MAX_THREADS = 64
@@ -102,17 +97,16 @@ class ModelRunner:
         """The bundle's model in format `fmt` (int8, float or onnx), with the bundle's
         preprocessing and head sizes; `check` verifies the file's checksum first."""
         bundle = Path(bundle)
-        manifest = read_manifest(bundle)
+        manifest = Manifest.read(bundle)
         if fmt not in FORMAT_FILES:
             raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
         name = FORMAT_FILES[fmt]
-        if name not in manifest.get("files", {}):
+        if name not in manifest.file_entries:
             raise PufError(f"the bundle {bundle} has no {fmt} model ({name})")
         if check:
             verify_files(bundle, manifest, [name])
-        return cls(bundle / name, num_threads, manifest["embedding_dim"],
-                   len(manifest["pattern_classes"]),
-                   Preprocess.from_dict(manifest["preprocessing"]))
+        return cls(bundle / name, num_threads, manifest.embedding_dim, len(manifest.pattern_classes or []),
+                   Preprocess.from_dict(manifest.preprocessing))
 
     # ---- loading -----------------------------------------------------------------------
     def _load_onnx(self) -> None:
@@ -206,97 +200,3 @@ class ModelRunner:
                 y = dequantize(y, *out["quantization"])
             results.append(np.asarray(y, np.float32))
         return ModelOutput(_l2(results[0]), results[1])
-
-
-# ---- bundles ---------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_manifest(bundle: Path) -> dict:
-    """The bundle's manifest, its fields of the types the readers of a bundle rely on
-    (`check_manifest`); a PufError naming the file and the field otherwise."""
-    path = Path(bundle) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PufError(f"{bundle} is not a model bundle: no {MANIFEST}") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise PufError(f"cannot read {path}: {error}") from None
-    check_manifest(manifest, str(path))
-    return manifest
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_manifest(manifest: object, where: str = MANIFEST) -> None:
-    """Refuse a manifest whose fields are not of the types a bundle's readers use, so that a
-    malformed (even validly signed) manifest is a message, never a crash deep in verify.
-    Presence of what a device needs (shards, a threshold) is `edge_app.bundle.load_bundle`'s
-    to check; here a field may be absent, but never of the wrong kind."""
-    def bad(field: str, wanted: str) -> PufError:
-        return PufError(f"{where}: {field} must be {wanted}")
-
-    if not isinstance(manifest, dict):
-        raise PufError(f"{where} is not a bundle manifest (a JSON object), it holds a {type(manifest).__name__}")
-    if manifest.get("format_version") != BUNDLE_FORMAT:
-        raise PufError(f"{where}: bundle format {manifest.get('format_version')!r}, this device "
-                       f"reads format {BUNDLE_FORMAT}")
-    files = manifest.get("files", {})
-    if not isinstance(files, dict) or not all(isinstance(e, dict) and isinstance(e.get("sha256"), str)
-                                              for e in files.values()):
-        raise bad('"files"', 'an object of file name -> {"sha256": hex digest}')
-    if not isinstance(manifest.get("model", {}), dict):
-        raise bad('"model"', "an object")
-    if not isinstance(manifest.get("default_format", "int8"), str):
-        raise bad('"default_format"', f"one of {sorted(FORMAT_FILES)}")
-    classes = manifest.get("pattern_classes", [])
-    if not isinstance(classes, list) or not all(isinstance(name, str) for name in classes):
-        raise bad('"pattern_classes"', "a list of pattern names")
-    dim = manifest.get("embedding_dim", 1)
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise bad('"embedding_dim"', "a positive whole number")
-    Preprocess.from_dict(manifest.get("preprocessing", {}))
-    decision = manifest.get("decision") or {}
-    if not isinstance(decision, dict):
-        raise bad('"decision"', "an object")
-    if "threshold" in decision and not _is_number(decision["threshold"]):
-        raise bad('"decision" "threshold"', f"a number, not {decision['threshold']!r}")
-    if decision.get("far") is not None and not _is_number(decision["far"]):
-        raise bad('"decision" "far"', "a number or null")
-    if not isinstance(decision.get("calibrated", True), bool):
-        raise bad('"decision" "calibrated"', "true or false")
-    _check_shards(manifest.get("shards"), bad)
-
-
-def _check_shards(section: object, bad) -> None:
-    if section is None:
-        return
-    if not isinstance(section, dict) or not isinstance(section.get("classes", {}), dict):
-        raise bad('"shards"', 'an object with "classes": pattern -> its shard files')
-    for entry in section.get("classes", {}).values():
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("index", "ids")):
-            raise bad('each of "shards" "classes"', 'an object naming its "index" and "ids" files')
-    if not isinstance(section.get("model_format", ""), str | None):
-        raise bad('"shards" "model_format"', f"one of {sorted(FORMAT_FILES)}")
-
-
-def verify_files(bundle: Path, manifest: dict, names: list[str] | None = None) -> None:
-    """Refuse a bundle whose files do not match the manifest's checksums, naming the file.
-    (The manifest's own signature is checked by the bundle loader of the next issue.)"""
-    files = manifest.get("files", {})
-    for name in names if names is not None else sorted(files):
-        if name not in files:
-            raise PufError(f"{name} is not listed in the bundle manifest")
-        path = Path(bundle) / name
-        if not path.exists():
-            raise PufError(f"bundle file {name} is missing from {bundle}")
-        if sha256_file(path) != files[name]["sha256"]:
-            raise PufError(f"bundle file {name} does not match its checksum: the bundle is "
-                           "corrupt or was altered")

@@ -7,13 +7,15 @@ In a bundle::
     shards/p07.ids.npy    (vectors,) fixed-width bytes: the label id of every row (a label
                           enrolled with several rotations or augmented copies has several)
 
-and in the manifest, ``"shards"``::
+and in the manifest, ``"shards"`` (`edge_app.bundle_format.Shards`)::
 
-    {"format": 1, "metric": "inner_product", "embedding_dim": 512,
-     "vectors": ..., "labels": ..., "memory_budget_mb": ..., "enrollment": {...},
+    {"format": 1, "metric": "inner_product", "embedding_dim": 512, "model_format": "int8",
+     "vectors": ..., "labels": ..., "memory_budget_mb": ...,
+     "enrollments": [{"time": ..., "source": ..., "labels": ..., "vectors": ..., "rotations": ...,
+                      "augmented": ..., "batches": [...]}, ...],
      "classes": {"<pattern>": {"index": "shards/p07.faiss", "ids": "shards/p07.ids.npy",
                                "vectors": n, "labels": m, "kind": "ivf_sq4",
-                               "factory": "IVF1024,SQ4", "search": {"nprobe": 8},
+                               "factory": "IVF1024,SQ4", "action": "built", "search": {"nprobe": 8},
                                "recall_at_1": {...}, "bytes": ...}}}
 
 Shards are memory-mapped (``IO_FLAG_MMAP_IFC``: Faiss maps flat codes and inverted lists
@@ -29,15 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import ShardEntry, Shards
 from edge_app.errors import PufError, require_module
-
-SHARDS_FORMAT = 1
-SHARDS_DIR = "shards"
-
-
-def shard_paths(class_index: int) -> tuple[str, str]:
-    """The bundle-relative index and id-map file names of a pattern class's shard."""
-    return f"{SHARDS_DIR}/p{class_index:02d}.faiss", f"{SHARDS_DIR}/p{class_index:02d}.ids.npy"
 
 
 def set_search_params(index, params: dict) -> None:
@@ -75,26 +70,26 @@ class Match:
 class Shard:
     """One pattern class's index and id map."""
 
-    def __init__(self, pattern: str, index, ids: np.ndarray, entry: dict | None = None) -> None:
+    def __init__(self, pattern: str, index, ids: np.ndarray, entry: ShardEntry) -> None:
         if index.ntotal != len(ids):
             raise PufError(f"shard {pattern!r}: the index holds {index.ntotal} vectors but its id map "
                            f"{len(ids)}")
         self.pattern = pattern
         self.index = index
         self.ids = ids
-        self.entry = entry or {}
-        set_search_params(index, self.entry.get("search", {}))
+        self.entry = entry
+        set_search_params(index, entry.search or {})
 
     @classmethod
-    def load(cls, bundle: Path, pattern: str, entry: dict, mmap: bool = True) -> Shard:
+    def load(cls, bundle: Path, pattern: str, entry: ShardEntry, mmap: bool = True) -> Shard:
         bundle = Path(bundle)
-        index = read_index(bundle / entry["index"], mmap)
+        index = read_index(bundle / entry.index, mmap)
         try:
-            ids = np.load(bundle / entry["ids"], mmap_mode="r" if mmap else None, allow_pickle=False)
+            ids = np.load(bundle / entry.ids, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise PufError(f"cannot read the id map {entry['ids']}: {error}") from None
+            raise PufError(f"cannot read the id map {entry.ids}: {error}") from None
         if ids.ndim != 1 or ids.dtype.kind != "S":
-            raise PufError(f"{entry['ids']} is not an id map (1-d byte strings), got {ids.dtype} {ids.shape}")
+            raise PufError(f"{entry.ids} is not an id map (1-d byte strings), got {ids.dtype} {ids.shape}")
         return cls(pattern, index, ids, entry)
 
     def __len__(self) -> int:
@@ -118,16 +113,13 @@ class ShardSet:
         self.shards = shards
 
     @classmethod
-    def load(cls, bundle: Path, section: dict, mmap: bool = True) -> ShardSet:
-        found = section.get("format") if isinstance(section, dict) else None
-        if found != SHARDS_FORMAT:
-            raise PufError(f"the bundle's shards are of format {found!r}; this device reads format {SHARDS_FORMAT}")
-        shards = {pattern: Shard.load(bundle, pattern, entry, mmap)
-                  for pattern, entry in section.get("classes", {}).items()}
+    def load(cls, bundle: Path, section: Shards, mmap: bool = True) -> ShardSet:
+        """The shards of a manifest's section (its format checked by `Shards.from_dict`)."""
+        shards = {pattern: Shard.load(bundle, pattern, entry, mmap) for pattern, entry in section.entries.items()}
         for shard in shards.values():
-            if shard.index.d != section.get("embedding_dim"):
-                raise PufError(f"{shard.entry['index']} holds {shard.index.d}-d vectors; the manifest says "
-                               f"{section.get('embedding_dim')}")
+            if shard.index.d != section.embedding_dim:
+                raise PufError(f"{shard.entry.index} holds {shard.index.d}-d vectors; the manifest says "
+                               f"{section.embedding_dim}")
         return cls(shards)
 
     @property

@@ -25,15 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import Manifest, Shards
 from edge_app.errors import PufError
-from edge_app.shards import SHARDS_DIR
-
-THUMBNAIL_CHANNEL = "green"
-
-
-def thumbnail_path(class_index: int) -> str:
-    """The bundle-relative thumbnails file of a pattern class's shard."""
-    return f"{SHARDS_DIR}/p{class_index:02d}.thumbs.npy"
 
 
 def make_thumbnail(crop: np.ndarray, px: int) -> np.ndarray:
@@ -57,11 +50,10 @@ def label_starts(ids: np.ndarray) -> np.ndarray:
 class Thumbnails:
     """Reads a bundle's thumbnails lazily: a shard's files are mapped on first use."""
 
-    def __init__(self, bundle_dir: Path, section: dict) -> None:
+    def __init__(self, bundle_dir: Path, section: Shards) -> None:
         self.path = Path(bundle_dir)
-        self.px = int(section["thumbnails"]["px"])
-        self._entries = {pattern: entry for pattern, entry in section.get("classes", {}).items()
-                         if entry.get("thumbnails")}
+        self.px = int((section.thumbnails or {})["px"])
+        self._entries = {pattern: entry for pattern, entry in section.entries.items() if entry.thumbnails}
         self._open: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @classmethod
@@ -69,18 +61,14 @@ class Thumbnails:
         """The bundle's thumbnails, or None when it carries none. Checks no checksum (open
         the bundle with `edge_app.bundle.load_bundle` first, which checks every file), but
         reads only files the manifest lists inside the bundle."""
-        from edge_app.bundle import check_named_files
-        from edge_app.runtime import read_manifest
-
-        manifest = read_manifest(Path(bundle_dir))
-        check_named_files(manifest)
-        section = manifest.get("shards") or {}
-        if not section.get("thumbnails"):
+        manifest = Manifest.read(Path(bundle_dir))
+        manifest.check_named_files()
+        if manifest.shards is None or not manifest.shards.thumbnails:
             return None
-        return cls(bundle_dir, section)
+        return cls(bundle_dir, manifest.shards)
 
     def __len__(self) -> int:
-        return sum(int(entry.get("labels", 0)) for entry in self._entries.values())
+        return sum(entry.labels or 0 for entry in self._entries.values())
 
     def get(self, label_id: str, pattern: str | None = None) -> np.ndarray | None:
         """The label's thumbnail (grey uint8, PX x PX), or None when the bundle has none for
@@ -100,13 +88,13 @@ class Thumbnails:
         if pattern not in self._open:
             entry = self._entries[pattern]
             try:
-                ids = np.load(self.path / entry["ids"], mmap_mode="r", allow_pickle=False)
-                pixels = np.load(self.path / entry["thumbnails"], mmap_mode="r", allow_pickle=False)
+                ids = np.load(self.path / entry.ids, mmap_mode="r", allow_pickle=False)
+                pixels = np.load(self.path / str(entry.thumbnails), mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as error:
-                raise PufError(f"cannot read the thumbnails {entry['thumbnails']}: {error}") from None
+                raise PufError(f"cannot read the thumbnails {entry.thumbnails}: {error}") from None
             starts = label_starts(ids)
             if pixels.dtype != np.uint8 or pixels.shape[1:] != (self.px, self.px) or len(pixels) != len(starts):
-                raise PufError(f"{entry['thumbnails']} holds {pixels.dtype} {pixels.shape}; the shard has "
+                raise PufError(f"{entry.thumbnails} holds {pixels.dtype} {pixels.shape}; the shard has "
                                f"{len(starts)} labels of {self.px}x{self.px} px")
             self._open[pattern] = (ids, starts, pixels)
         return self._open[pattern]

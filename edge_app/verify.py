@@ -159,8 +159,8 @@ class Verifier:
         self.classify = classify
         self.unsure_below = unsure_below
         self.limits = limits
-        self.runner = bundle.runner(model_format or bundle.manifest.get("shards", {}).get("model_format"),
-                                    num_threads)
+        enrolled_with = bundle.manifest.shards.model_format if bundle.manifest.shards else None
+        self.runner = bundle.runner(model_format or enrolled_with, num_threads)
         self.classes = bundle.pattern_classes
         self.threshold = bundle.threshold
 

@@ -232,8 +232,8 @@ def _demo(args: argparse.Namespace) -> dict:
 
 def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
+    from edge_app.bundle_format import Manifest
     from edge_app.registry import Registry
-    from edge_app.runtime import read_manifest
     from fabrication.demo_queries import plan_queries, run_queries
     from fabrication.demo_report import draw_pictures, summarise
 
@@ -250,7 +250,7 @@ def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: 
                            held_out_fields=held["fields"],
                            rejected=sum(lb.status in ("rejected", "missing") for lb in labels))
     bundle, trusted, photos_dir = out / "bundle", out / "trusted_keys", out / "handheld"
-    threshold = float(read_manifest(bundle)["decision"]["threshold"])
+    threshold = Manifest.read(bundle).threshold
     plan = plan_queries(slots["enrolled"], slots["held_out"], args.photos, args.seed)
     print(f"\n== handheld photos into {photos_dir}, verified against {bundle}")
     t0 = time.perf_counter()

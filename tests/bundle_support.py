@@ -75,8 +75,8 @@ def write_model_bundle(out: Path, crops: list[np.ndarray], formats: tuple[str, .
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edge_app.bundle_format import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, sha256_file
     from edge_app.preprocess import Preprocess, preprocess
-    from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, sha256_file
     from fabrication.patterns import pattern_names
     from trainer.export import to_onnx, to_tflite
 

@@ -122,21 +122,24 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_model(f"{name}@{args.input_size} (random, BN calibrated)", model, params,
                                 inputs, args.embedding_dim, 44, args.threads, Path(tmp))
         if args.bundle:
-            from edge_app.runtime import FORMAT_FILES, ModelRunner, read_manifest
+            from edge_app.bundle_format import FORMAT_FILES, Manifest
+            from edge_app.runtime import ModelRunner
 
-            manifest = read_manifest(args.bundle)
-            bparams = Preprocess.from_dict(manifest["preprocessing"])
+            manifest = Manifest.read(args.bundle)
+            bparams = Preprocess.from_dict(manifest.preprocessing)
             binputs = real_inputs(args.data, bparams, 64)
+            parity = manifest.extra["parity"]  # export's report, untyped
             for fmt in ("int8", "float", "onnx"):
-                if FORMAT_FILES[fmt] not in manifest["files"]:
+                if FORMAT_FILES[fmt] not in manifest.file_entries:
                     continue
                 runner = ModelRunner.from_bundle(args.bundle, fmt, args.threads)
-                row = {"model": f"shipped {manifest['model']['name']}@{bparams.input_size} (trained)",
+                row = {"model": f"shipped {manifest.model.name if manifest.model else ''}@{bparams.input_size} "
+                                "(trained)",
                        "format": fmt,
-                       "mb": round(manifest["files"][FORMAT_FILES[fmt]]["bytes"] / 1e6, 2),
+                       "mb": round((manifest.file_entries[FORMAT_FILES[fmt]].bytes or 0) / 1e6, 2),
                        **{k: round(v, 3) for k, v in time_runner(runner, binputs[:1], binputs[:64]).items()},
-                       "cos_vs_keras_mean": round(manifest["parity"][fmt]["cosine_mean"], 5),
-                       "cos_vs_keras_worst": round(manifest["parity"][fmt]["cosine_worst"], 5)}
+                       "cos_vs_keras_mean": round(parity[fmt]["cosine_mean"], 5),
+                       "cos_vs_keras_worst": round(parity[fmt]["cosine_worst"], 5)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                         timings[key].append(verdict.timings_ms[key])
     result = {
         "bundle": "designed test model" if args.designed else str(args.bundle),
-        "model": loaded.manifest.get("model", {}), "threshold": loaded.threshold,
+        "model": loaded.manifest.model.to_dict() if loaded.manifest.model else {}, "threshold": loaded.threshold,
         "labels_enrolled": report["labels_added"], "enroll_seconds": round(enroll_s, 1),
         "labels_not_enrolled_capture_cut": not_captured,
         "bundle_open_ms": round(open_ms, 1),

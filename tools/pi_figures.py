@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=float, default=4e6, help="labels enrolled, one vector each (default 4e6)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from edge_app.runtime import read_manifest
+    from edge_app.bundle_format import Manifest
 
-    manifest = read_manifest(args.bundle)
+    manifest = Manifest.read(args.bundle)
     macs = model_macs(args.bundle / "model.onnx")
-    figures = {"model": manifest["model"]["name"], "input": manifest["input"]["shape"], "macs_per_label": macs,
-               "model_int8_bytes": (args.bundle / "model_int8.tflite").stat().st_size,
-               "memory": memory(int(args.labels), int(manifest["embedding_dim"]), len(manifest["pattern_classes"]))}
+    figures = {"model": manifest.model.name if manifest.model else None, "input": manifest.extra["input"]["shape"],
+               "macs_per_label": macs, "model_int8_bytes": (args.bundle / "model_int8.tflite").stat().st_size,
+               "memory": memory(int(args.labels), int(manifest.embedding_dim or 0),
+                                len(manifest.pattern_classes or []))}
     if args.json:
         print(json.dumps(figures, indent=1))
         return 0

@@ -3,7 +3,7 @@
     with BundleUpdate(bundle) as update:
         index_path = update.path_for("shards/p03.faiss")   # a fresh file in the new version
         index_build.write_index(index, index_path)
-        update.manifest["shards"] = ...
+        update.manifest.shards = ...                        # edge_app.bundle_format.Manifest
         update.commit(private_key)                          # checksums, signature, rename
 
 The new version is built in a temporary sibling folder holding hard links to the old
@@ -28,7 +28,6 @@ replaced and losing the first one's labels.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import re
@@ -39,10 +38,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, repair, swap_in
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
-from edge_app.runtime import MANIFEST, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,8 @@ def check_valid_days(days: float) -> None:
 def replaced_sequence(out: Path) -> int:
     """The sequence of the bundle at `out` that a new export replaces (0: none, or none
     readable), so that the new model's first signing still counts up from what devices hold."""
-    from edge_app.bundle import Release
-
     try:
-        return Release.of(read_manifest(out)).sequence if (Path(out) / MANIFEST).is_file() else 0
+        return Manifest.read(out).release.sequence if (Path(out) / MANIFEST).is_file() else 0
     except PufError:
         return 0
 
@@ -110,13 +107,13 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
         yield
 
 
-def check_update(bundle: Path, manifest: dict, private_key=None, trusted_keys: Path | None = None) -> None:
+def check_update(bundle: Path, manifest: Manifest, private_key=None, trusted_keys: Path | None = None) -> None:
     """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
     delete files it did not write, or sign over a manifest no trusted key signed."""
     from trainer.keys import check_before_signing
 
     bundle = Path(bundle)
-    listed = {*manifest.get("files", {}), MANIFEST}
+    listed = {*manifest.file_entries, MANIFEST}
     foreign = sorted(name for name in (p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
                                        if p.is_symlink() or not p.is_dir()) if name not in listed)
     if foreign:
@@ -130,15 +127,15 @@ class BundleUpdate:
     def __init__(self, bundle: Path, out: Path | None = None) -> None:
         self.source = Path(bundle)
         self.out = Path(out) if out is not None else self.source
-        self.original = read_manifest(self.source)
+        self.original = Manifest.read(self.source)
         self.manifest = copy.deepcopy(self.original)
         if self.out.exists():
-            check_update(self.out, self.original if self.out == self.source else read_manifest(self.out))
+            check_update(self.out, self.original if self.out == self.source else Manifest.read(self.out))
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.dir = new_version_dir(self.out)
         self._written: set[str] = set()
         try:
-            for name in self.manifest.get("files", {}):
+            for name in self.manifest.file_entries:
                 target = self.dir / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -169,42 +166,43 @@ class BundleUpdate:
 
     def remove(self, name: str) -> None:
         (self.dir / name).unlink(missing_ok=True)
-        self.manifest.get("files", {}).pop(name, None)
+        self.manifest.file_entries.pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None, valid_days: float | None = None, trusted_keys: Path | None = None) -> dict:
+    def commit(self, private_key=None, valid_days: float | None = None, trusted_keys: Path | None = None) -> Manifest:
         """Hash what was written, raise the sequence, sign (when a key is given, and the old
         version's signature holds against it or `trusted_keys`), write the manifest and
         rename the new version into place; returns the manifest. `valid_days` sets the
         expiry that many days from now; without it the old expiry, if any, stays."""
-        from edge_app.bundle import Release, utc_text
         from trainer.keys import check_before_signing, sign_manifest
 
         if private_key is not None:  # again: the manifest this version was built on
             check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
         now = datetime.now(UTC)
-        self.manifest["sequence"] = Release.of(self.manifest).sequence + 1
-        self.manifest["created"] = utc_text(now)
+        self.manifest.sequence = self.manifest.release.sequence + 1
+        self.manifest.created = utc_text(now)
         if valid_days is not None:
             check_valid_days(valid_days)
-            self.manifest["expires"] = utc_text(now + timedelta(days=valid_days))
+            self.manifest.expires = utc_text(now + timedelta(days=valid_days))
 
-        files = self.manifest.setdefault("files", {})
+        files = self.manifest.file_entries
         for name in sorted(self._written):
             path = self.dir / name
             if not path.exists():
                 raise PufError(f"bundle file {name} was never written")
-            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        self.manifest["files"] = dict(sorted(files.items()))
-        manifest = sign_manifest(self.manifest, private_key) if private_key is not None \
-            else {**self.manifest, "signature": None}
+            files[name] = FileEntry.of(path)
+        self.manifest.files = dict(sorted(files.items()))
+        self.manifest.signature = None
+        self.manifest.extra["signature"] = None  # written as null until signed
+        if private_key is not None:
+            self.manifest = Manifest.from_dict(sign_manifest(self.manifest.to_dict(), private_key))
         try:
-            (self.dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+            self.manifest.write(self.dir)
             replace_dir(self.dir, self.out)
         except OSError as error:
             self.abort()
             raise self._write_failed(error) from None
-        return manifest
+        return self.manifest
 
     def _write_failed(self, error: OSError) -> PufError:
         return PufError(f"cannot write the bundle {self.out} ({error.strerror or error}); the old version is "

@@ -29,11 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.bundle import TEMPLATES
+from edge_app.bundle_format import (
+    MANIFEST,
+    SHARDS_FORMAT,
+    TEMPLATES,
+    THUMBNAIL_CHANNEL,
+    Manifest,
+    ShardEntry,
+    Shards,
+    shard_paths,
+    thumbnail_path,
+    verify_files,
+)
 from edge_app.errors import PufError
-from edge_app.runtime import read_manifest, verify_files
-from edge_app.shards import SHARDS_FORMAT, read_index, set_search_params, shard_paths
-from edge_app.thumbnails import THUMBNAIL_CHANNEL, thumbnail_path
+from edge_app.shards import read_index, set_search_params
 from trainer import index_build
 from trainer.bundle_write import check_valid_days
 from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_model_knows, folder_pattern_set
@@ -260,15 +269,14 @@ def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped
 
 # ---- shards ----------------------------------------------------------------------------
 
-def enrolled_label_ids(bundle: Path, manifest: dict) -> set[str]:
-    section = manifest.get("shards") or {}
+def enrolled_label_ids(bundle: Path, manifest: Manifest) -> set[str]:
     ids: set[str] = set()
-    for entry in section.get("classes", {}).values():
-        ids.update(np.char.decode(np.load(Path(bundle) / entry["ids"], allow_pickle=False), "ascii").tolist())
+    for entry in (manifest.shards.entries if manifest.shards else {}).values():
+        ids.update(np.char.decode(np.load(Path(bundle) / entry.ids, allow_pickle=False), "ascii").tolist())
     return ids
 
 
-def bundle_templates(bundle: Path, manifest: dict, layout=None):
+def bundle_templates(bundle: Path, manifest: Manifest, layout=None):
     """Glyph templates of every class of the bundle's pattern set, at the proportions of
     the labels being enrolled (`layout`; the default layout's when there is none)."""
     from edge_app.layout import BatchLayout
@@ -298,10 +306,10 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
     return first
 
 
-def index_budget_per_vector(manifest: dict, memory_budget_mb: float, capacity: int, id_bytes: int) -> float:
+def index_budget_per_vector(manifest: Manifest, memory_budget_mb: float, capacity: int, id_bytes: int) -> float:
     """Index bytes one vector may take: the memory budget less the model files (not the
     shards), shared by `capacity` vectors, less each vector's label id."""
-    model_bytes = sum(v["bytes"] for k, v in manifest["files"].items() if not k.startswith("shards/"))
+    model_bytes = sum(v.bytes or 0 for k, v in manifest.file_entries.items() if not k.startswith("shards/"))
     return (memory_budget_mb * 1e6 - model_bytes) / capacity - id_bytes
 
 
@@ -335,15 +343,15 @@ def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[
     return index, ids, entry
 
 
-def thumbnail_size(manifest: dict, asked: int) -> int:
+def thumbnail_size(manifest: Manifest, asked: int) -> int:
     """The thumbnail size to enroll with: the bundle's once it has thumbnails (a bundle has
     them for every label or for none), else `asked` (0: none)."""
-    section = manifest.get("shards") or {}
-    have = int((section.get("thumbnails") or {}).get("px", 0))
+    section = manifest.shards or Shards()
+    have = int((section.thumbnails or {}).get("px", 0))
     if have and asked and asked != have:
         raise PufError(f"the bundle's thumbnails are {have} px: enroll with --thumbnails {have}, or without it")
-    if asked and not have and section.get("labels"):
-        raise PufError(f"the bundle's {section['labels']} labels were enrolled without thumbnails, and a bundle has "
+    if asked and not have and section.labels:
+        raise PufError(f"the bundle's {section.labels} labels were enrolled without thumbnails, and a bundle has "
                        "them for every label or none: enroll into a fresh bundle (from puf export) with --thumbnails")
     return have or asked
 
@@ -404,10 +412,11 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
     from trainer.bundle_write import BundleUpdate, check_update
 
     started = time.perf_counter()
-    manifest = read_manifest(bundle)
+    manifest = Manifest.read(bundle)
     check_update(bundle, manifest, private_key, trusted_keys)  # refuse before the work, not after it
     verify_files(bundle, manifest)  # build on nothing corrupt
-    classes = list(manifest["pattern_classes"])
+    classes = list(manifest.pattern_classes or [])
+    dim = int(manifest.embedding_dim or 0)
     items, skipped = load_items(labels, batches, capture)
     if not items and not skipped.reasons:
         raise PufError(f"{labels} holds no labels to enroll" + (f" of batch {', '.join(batches)}" if batches else ""))
@@ -425,9 +434,9 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
         else:
             todo.append(item)
     thumbnail_px = thumbnail_size(manifest, options.thumbnails)
-    fmt = options.model_format or manifest.get("default_format", "int8")
+    fmt = options.model_format or manifest.model_format
     runner = ModelRunner.from_bundle(bundle, fmt, check=False)
-    kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, int(manifest["embedding_dim"]), progress,
+    kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, dim, progress,
                                             thumbnail_px)
     unusable = {reason: n for reason, n in skipped.reasons.items() if reason not in ("already enrolled", "held out")}
     if not kept and unusable:
@@ -437,15 +446,14 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
     with BundleUpdate(bundle) as update:
-        section = update.manifest.get("shards") or {
-            "format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": int(manifest["embedding_dim"]),
-            "model_format": fmt, "classes": {}, "enrollments": []}
+        section = update.manifest.shards or Shards(SHARDS_FORMAT, "inner_product", dim, fmt, {}, enrollments=[])
         if thumbnail_px:
-            section["thumbnails"] = {"px": thumbnail_px, "channel": THUMBNAIL_CHANNEL}
-        if section.get("model_format", fmt) != fmt:
-            raise PufError(f"the bundle's labels were enrolled with its {section['model_format']} model; "
-                           f"enroll with the same (--model-format {section['model_format']})")
-        if TEMPLATES not in update.manifest["files"]:
+            section.thumbnails = {"px": thumbnail_px, "channel": THUMBNAIL_CHANNEL}
+        if (section.model_format or fmt) != fmt:
+            raise PufError(f"the bundle's labels were enrolled with its {section.model_format} model; "
+                           f"enroll with the same (--model-format {section.model_format})")
+        classes_now = section.entries
+        if TEMPLATES not in update.manifest.file_entries:
             found = templates if templates is not None else None
             if found is not None:
                 from edge_app.orientation import PatternTemplates
@@ -457,12 +465,12 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(kept):
             by_pattern[item.pattern].append(i)
-        old_total = sum(e["vectors"] for e in section["classes"].values())
+        old_total = sum(e.vectors or 0 for e in classes_now.values())
         total = old_total + len(vectors)
         capacity = max(options.capacity, total, 1)
         id_bytes = max([len(i.label_id) for i in kept] + [16])
         budget_per_vector = index_budget_per_vector(update.manifest, options.memory_budget_mb, capacity, id_bytes)
-        threshold = (update.manifest.get("decision") or {}).get("threshold")
+        threshold = update.manifest.threshold
         genuine_cosine = options.genuine_cosine or float(np.clip(threshold if threshold else DEFAULT_GENUINE_COSINE,
                                                                  0.3, 0.9))
         for pattern in sorted(by_pattern, key=classes.index):
@@ -470,9 +478,9 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
             new = vectors[np.repeat(np.array(rows) * copies, copies) + np.tile(np.arange(copies), len(rows))]
             new_ids = [kept[r].label_id for r in rows for _ in range(copies)]
             index_name, ids_name = shard_paths(classes.index(pattern))
-            old = section["classes"].get(pattern)
-            old_index = read_index(bundle / old["index"], mmap=False) if old else None
-            old_ids = np.load(bundle / old["ids"], allow_pickle=False) if old else np.zeros(0, "S1")
+            old = classes_now.get(pattern)
+            old_index = read_index(bundle / old.index, mmap=False) if old else None
+            old_ids = np.load(bundle / old.ids, allow_pickle=False) if old else np.zeros(0, "S1")
             index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options,
                                              genuine_cosine)
             index_build.write_index(index, update.path_for(index_name))
@@ -481,25 +489,25 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
                      "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
             if thumbnail_px:
                 entry["thumbnails"] = write_thumbnails(update, classes.index(pattern), thumbnails[rows],
-                                                       bundle / old["thumbnails"] if old else None)
-            section["classes"][pattern] = entry
+                                                       bundle / old.thumbnails if old and old.thumbnails else None)
+            classes_now[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
             report["shards"][pattern] = entry
-        section["classes"] = {p: section["classes"][p] for p in classes if p in section["classes"]}
-        section["vectors"] = sum(e["vectors"] for e in section["classes"].values())
-        section["labels"] = sum(e["labels"] for e in section["classes"].values())
-        section["memory_budget_mb"] = options.memory_budget_mb
+        section.classes = {p: classes_now[p] for p in classes if p in classes_now}
+        section.vectors = sum(e.vectors or 0 for e in section.entries.values())
+        section.labels = sum(e.labels or 0 for e in section.entries.values())
+        section.memory_budget_mb = options.memory_budget_mb
         if kept:
-            section["enrollments"].append({
+            section.enrollments = [*(section.enrollments or []), {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": str(labels), "labels": len(kept),
                 "vectors": int(len(vectors)), "rotations": options.rotations, "augmented": options.augmented,
-                "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})})
-        update.manifest["shards"] = section
+                "batches": sorted({i.label_id.rsplit("-", 2)[0] for i in kept})}]
+        update.manifest.shards = section
         manifest = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
     record_enrolled(bundle, labels, [item.label_id for item in kept])
-    bytes_total = sum(v["bytes"] for v in manifest["files"].values())
-    report.update({"labels_total": section["labels"], "vectors_total": section["vectors"],
+    bytes_total = sum(v.bytes or 0 for v in manifest.file_entries.values())
+    report.update({"labels_total": section.labels, "vectors_total": section.vectors,
                    "thumbnails_px": thumbnail_px, "bundle_bytes": bytes_total,
-                   "signed_by": (manifest.get("signature") or {}).get("key_id"),
+                   "signed_by": manifest.signer,
                    "seconds": round(time.perf_counter() - started, 2)})
     return report
 

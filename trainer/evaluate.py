@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import Manifest
 from edge_app.preprocess import preprocess_batch
-from edge_app.runtime import ModelRunner, read_manifest
+from edge_app.runtime import ModelRunner
 
 
 def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
@@ -27,11 +28,11 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
     from trainer.data import load_crops, open_dataset
     from trainer.metrics import pair_scores, verification_report
 
-    manifest = read_manifest(bundle)
+    manifest = Manifest.read(bundle)
     runner = ModelRunner.from_bundle(bundle, fmt, num_threads)
     dataset = open_dataset(Path(data))
     label_ids = dataset.labels()
-    crops = load_crops(dataset, label_ids, manifest["pattern_classes"])
+    crops = load_crops(dataset, label_ids, manifest.pattern_classes or [])
     names = np.array(crops.capture)
     enroll_idx = np.flatnonzero(names == enroll)
     query_idx = np.flatnonzero(np.char.startswith(names, queries) & (names != enroll))
@@ -56,7 +57,7 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
         queries=len(query_idx), enroll_capture=enroll, query_captures=queries + "*",
         pattern_accuracy=float(np.mean(logits.argmax(1) == crops.pattern[query_idx])),
         ms_per_crop_preprocess_and_model=round(1000 * seconds / (len(enroll_idx) + len(query_idx)), 3),
-        threshold_in_bundle=manifest["decision"]["threshold"],
+        threshold_in_bundle=manifest.threshold,
     )
     # handheld photos the device's segmentation could not cut (trainer.simdata --segment)
     # are genuine queries the device could not accept: count them against TAR
@@ -70,7 +71,7 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
                               "success_rate": len(query_idx) / attempted if attempted else None}
     for row in report["tar_at_far"]:
         row["tar_end_to_end"] = row["tar"] * len(query_idx) / attempted if attempted else None
-    threshold = manifest["decision"]["threshold"]
+    threshold = manifest.threshold
     report["at_bundle_threshold"] = {
         "tar": float(np.mean(genuine > threshold)),
         "far": float(np.mean(impostor > threshold)),

@@ -108,7 +108,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from tqdm import tqdm
 
     from edge_app.bundle import load_bundle
-    from edge_app.runtime import read_manifest, verify_files
+    from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
     from edge_app.verify import Verifier
     from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
     from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
@@ -117,7 +117,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         if not 0 < rate < 1:
             raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
     bundle_path = Path(bundle_path)
-    manifest = read_manifest(bundle_path)
+    manifest = Manifest.read(bundle_path)
     if private_key is not None:  # refuse before the work, not after it
         check_update(bundle_path, manifest, private_key, trusted_keys)
     verify_files(bundle_path, manifest)  # the factory's own bundle: intact?
@@ -204,7 +204,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                            "or ask for a larger FAR")
 
         with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
-            update.manifest["decision"] = decision
+            update.manifest.decision = Decision.from_dict(decision, MANIFEST)
             update.commit(private_key, trusted_keys=trusted_keys)
         report["written"] = True
     return report

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import FORMAT_FILES, Decision, FileEntry, Manifest, ModelInfo
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
-from edge_app.runtime import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, ModelRunner, sha256_file
+from edge_app.runtime import ModelRunner
 from trainer.bundle_write import bundle_lock, new_version_dir, replace_dir, replaced_sequence
 
 INT8_MEAN_COSINE = 0.98
@@ -158,7 +159,7 @@ def check_parity(report: dict) -> list[str]:
     return problems
 
 
-def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float, aug=None) -> dict:
+def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float, aug=None) -> Decision:
     """The threshold at `far` on the run's validation labels: provisional, never calibrated
     (that takes re-captures of enrolled labels: `puf evaluate`)."""
     from trainer.metrics import pair_scores, tar_at_far
@@ -173,18 +174,17 @@ def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: f
            "enrolled labels: calibrate it with puf evaluate")
     if val.optimistic:
         why = f"{OPTIMISTIC_NOTE}; {why}"
-    return {"threshold": round(row["threshold"], 6), "far": far, "provisional": True,
-            "calibrated": False, "not_calibrated_because": why,
-            "validation": val.validation, "optimistic": val.optimistic,
-            "calibrated_on": f"{len(genuine)} genuine and {len(impostor)} impostor pairs of "
-                             f"validation labels ({val.validation}; int8 model)",
-            "tar_at_that_far": row["tar"], "far_resolved": row["resolved"]}
+    return Decision(round(row["threshold"], 6), far, False, {
+        "provisional": True, "not_calibrated_because": why, "validation": val.validation, "optimistic": val.optimistic,
+        "calibrated_on": f"{len(genuine)} genuine and {len(impostor)} impostor pairs of "
+                         f"validation labels ({val.validation}; int8 model)",
+        "tar_at_that_far": row["tar"], "far_resolved": row["resolved"]})
 
 
 def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float", "onnx"),
            far: float = 1e-3, strict: bool = True, calibration_samples: int = 300,
            model_version: str | None = None, progress: bool = True) -> dict:
-    """Write the bundle; returns its manifest. One writer at a time at `out`
+    """Write the bundle; returns its manifest's JSON. One writer at a time at `out`
     (`trainer.bundle_write.bundle_lock`, as enroll and evaluate take it)."""
     run_dir, out = Path(run_dir), Path(out)
     unknown = set(formats) - set(FORMAT_FILES)
@@ -243,41 +243,34 @@ def _export(run_dir: Path, out: Path, formats: tuple[str, ...], far: float, stri
         evaluation = json.loads((run_dir / "eval.json").read_text()) \
             if (run_dir / "eval.json").exists() else {}
         pattern_set.save(tmp / PATTERN_SET_FILE)
-        manifest = {
-            "format_version": BUNDLE_FORMAT,
-            "model": {
-                "name": f"puf-{config.backbone}",
-                "version": model_version or time.strftime("%Y%m%d-%H%M%S"),
+        manifest = Manifest(
+            model=ModelInfo(f"puf-{config.backbone}", model_version or time.strftime("%Y%m%d-%H%M%S"), {
                 "backbone": config.backbone,
                 "trained_steps": evaluation.get("step"),
                 "train_seconds": evaluation.get("train_seconds"),
                 "config": {k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
                            if k != "data"},
-            },
-            "default_format": device_fmt,
-            "input": {"shape": list(params.input_shape), "dtype": "float32 (int8 model: "
-                      "quantised by edge_app.runtime from the input tensor's parameters)"},
-            "preprocessing": params.to_dict(),
-            "embedding_dim": config.embedding_dim,
-            "embedding_normalised_in_model": False,
-            "pattern_classes": patterns,
-            "pattern_set": pattern_set.describe(),
-            "decision": decision,
-            "parity": {**report, "bounds": {"int8_mean_cosine": INT8_MEAN_COSINE,
-                                            "onnx_cosine": ONNX_COSINE, "onnx_max_abs": ONNX_MAX_ABS},
-                       "problems": problems},
-            "conversion_seconds": timings,
-            "files": {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                      for name in [FORMAT_FILES[f] for f in formats] + [PATTERN_SET_FILE]},
-            # Filled by the next issue: Faiss shards per pattern class and the Ed25519
-            # signature over this manifest.
-            "shards": None,
-            "sequence": replaced_sequence(out),  # raised by each signing (edge_app.bundle.Release)
-            "signature": None,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            }),
+            default_format=device_fmt,
+            preprocessing=params.to_dict(),
+            embedding_dim=config.embedding_dim,
+            pattern_classes=patterns,
+            decision=decision,
+            files={name: FileEntry.of(tmp / name) for name in [FORMAT_FILES[f] for f in formats] + [PATTERN_SET_FILE]},
+            sequence=replaced_sequence(out),  # raised by each signing (edge_app.bundle_format.Release)
+            # written as null: enrollment adds the Faiss shards, signing the Ed25519 signature
+            extra={"shards": None, "signature": None,
+                   "input": {"shape": list(params.input_shape), "dtype": "float32 (int8 model: "
+                             "quantised by edge_app.runtime from the input tensor's parameters)"},
+                   "embedding_normalised_in_model": False,
+                   "pattern_set": pattern_set.describe(),
+                   "parity": {**report, "bounds": {"int8_mean_cosine": INT8_MEAN_COSINE,
+                                                   "onnx_cosine": ONNX_COSINE, "onnx_max_abs": ONNX_MAX_ABS},
+                              "problems": problems},
+                   "conversion_seconds": timings})
+        manifest.write(tmp)
         replace_dir(tmp, out)
-        return manifest
+        return manifest.to_dict()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
 from edge_app.signing import (
     ALGORITHM,
@@ -98,7 +99,7 @@ def sign_manifest(manifest: dict, private_key) -> dict:
     return signed
 
 
-def check_before_signing(manifest: dict, private_key, trusted_keys: Path | None = None,
+def check_before_signing(manifest: Manifest, private_key, trusted_keys: Path | None = None,
                          where: str = "manifest.json") -> str | None:
     """Refuse to sign a new version of a bundle whose manifest no one we trust signed: a
     re-signature would vouch for whatever was edited in it (a lowered threshold). The
@@ -106,9 +107,9 @@ def check_before_signing(manifest: dict, private_key, trusted_keys: Path | None 
     else the default trusted keys folder when there is one); only a bundle as `puf export`
     writes it (unsigned, no labels enrolled yet) may be signed for the first time. Returns
     the id of the key that signed it before (None: the first signature)."""
-    if manifest.get("signature") is None and not manifest.get("shards"):
+    if manifest.signature is None and manifest.shards is None:
         return None
-    if manifest.get("signature") is None:
+    if manifest.signature is None:
         raise PufError(f"not signed: {where} is unsigned but already holds enrolled labels, so nothing shows it was "
                        "not altered; enroll into a fresh bundle from puf export, or one signed by a trusted key")
     own = private_key.public_key()
@@ -118,7 +119,7 @@ def check_before_signing(manifest: dict, private_key, trusted_keys: Path | None 
     elif any(default_trusted_keys_dir().glob("*.pub")):
         trusted.update(load_trusted_keys())
     try:
-        return verify_manifest(manifest, trusted, where)
+        return verify_manifest(manifest.to_dict(), trusted, where)
     except PufError as error:
         raise PufError(f"not signed: the bundle was not signed by this key or a trusted one ({error}); "
                        "re-signing it would vouch for whatever was changed") from None

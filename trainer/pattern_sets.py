@@ -10,9 +10,13 @@ model's set stroke for stroke; `check_model_knows` refuses the others in words.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE, PatternSet
+
+if TYPE_CHECKING:
+    from edge_app.bundle_format import Manifest
 
 
 def builtin() -> PatternSet:
@@ -27,12 +31,12 @@ def folder_pattern_set(folder: Path) -> PatternSet:
     return PatternSet.load(path) if path.exists() else builtin()
 
 
-def bundle_pattern_set(bundle: Path, manifest: dict) -> PatternSet:
+def bundle_pattern_set(bundle: Path, manifest: Manifest) -> PatternSet:
     """A bundle's set: its listed patterns.json, else the built-in one when its classes are
     the built-in names (bundles made before sets were data)."""
-    if PATTERN_SET_FILE in manifest.get("files", {}):
+    if PATTERN_SET_FILE in manifest.file_entries:
         return PatternSet.load(Path(bundle) / PATTERN_SET_FILE)
-    classes = list(manifest.get("pattern_classes") or [])
+    classes = list(manifest.pattern_classes or [])
     if classes == builtin().names:
         return builtin()
     raise PufError(f"the bundle {bundle} names {len(classes)} pattern classes but carries no {PATTERN_SET_FILE}: "

@@ -104,7 +104,7 @@ def build_queries(source: Path, out: Path, templates_path: Path, *, registry_pat
     `templates_path` is a bundle folder (its glyph templates) or a templates .npz file."""
     from tqdm import tqdm
 
-    from edge_app.bundle import TEMPLATES
+    from edge_app.bundle_format import TEMPLATES
     from edge_app.orientation import PatternTemplates
     from edge_app.verify import CaptureLimits
 

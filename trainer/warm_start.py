@@ -47,18 +47,18 @@ class InitSource:
 
 def read_init(path: str | Path) -> InitSource:
     """The run folder or bundle at `path` (no TensorFlow needed)."""
-    from edge_app.runtime import MANIFEST
+    from edge_app.bundle_format import MANIFEST
 
     path = Path(path)
     if (path / "model.keras").exists() and (path / "config.json").exists():
         config = json.loads((path / "config.json").read_text())
         return InitSource(path, "run", {k: config[k] for k in ARCHITECTURE}, folder_pattern_set(path))
     if (path / MANIFEST).exists():
-        from edge_app.runtime import read_manifest, verify_files
+        from edge_app.bundle_format import Manifest, verify_files
 
-        manifest = read_manifest(path)
+        manifest = Manifest.read(path)
         verify_files(path, manifest)
-        config = (manifest.get("model") or {}).get("config") or {}
+        config = (manifest.model.extra.get("config") if manifest.model else None) or {}
         missing = [k for k in ARCHITECTURE if k not in config]
         if missing:
             raise PufError(f"the bundle {path} does not say how its network is built (model.config lacks "

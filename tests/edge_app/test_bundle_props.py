@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_app.bundle import Bundle, load_bundle
+from edge_app.bundle_format import Manifest
 from edge_app.device_store import DeviceStore, bundle_version
 from edge_app.errors import PufError
+from edge_app.signing import canonical_bytes
 from tests.bundle_support import enrolled_bundle, keys
 
 JSON = st.recursive(
@@ -113,3 +115,23 @@ def test_the_device_store_installs_or_refuses_any_resigned_manifest(bundle, base
     store = DeviceStore(tmp_path_factory.mktemp("device"))
     answers(lambda: store.install_bundle(bundle, keys(base)[1]))
     shutil.rmtree(store.home)
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "data" / "arm64" / "bundle" / "manifest.json"
+
+
+@settings(max_examples=300, deadline=None)
+@given(change=field_changes())
+def test_a_manifest_read_and_written_again_is_the_same_json_so_its_signature_holds(change):
+    """Whatever `Manifest.from_dict` accepts, `to_dict` gives back unchanged (the typed fields,
+    the untyped ones and the nulls), so a writer that reads, changes one field and signs again
+    never changes what it did not touch; anything else is a PufError."""
+    signed = json.loads(COMMITTED.read_text())
+    data = mutated(signed, paths(signed)[change[0] % len(paths(signed))], change[1])
+    try:
+        manifest = Manifest.from_dict(data)
+    except PufError as error:
+        assert str(error)
+        return
+    assert manifest.to_dict() == data
+    assert canonical_bytes(manifest.to_dict()) == canonical_bytes(data)

@@ -268,7 +268,7 @@ def test_a_newer_bundle_installs_and_an_older_or_equal_one_is_refused_unless_all
 def test_an_expired_bundle_is_refused_even_when_older_ones_are_allowed(installed, signed, trusted, base, tmp_path):
     from datetime import UTC, datetime, timedelta
 
-    from edge_app.bundle import utc_text
+    from edge_app.bundle_format import utc_text
 
     version = bundle_version(load_bundle(installed.bundle_path(), trusted))
     expired = _release(Path(shutil.copytree(signed, tmp_path / "usb" / "expired")), base, sequence=9,

@@ -11,11 +11,11 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge_app.bundle_format import read_manifest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
 from edge_app.folder_swap import aside_of
-from edge_app.runtime import read_manifest
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, sim_batch
 from trainer.bundle_write import lock_path, new_version_dir
 from trainer.enroll import enroll

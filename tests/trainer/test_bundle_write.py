@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.bundle import Release
+from edge_app.bundle_format import BUNDLE_FORMAT, Release, read_manifest, sha256_file
 from edge_app.errors import PufError
-from edge_app.runtime import BUNDLE_FORMAT, read_manifest, sha256_file
 from tests.bundle_support import enroll_crops, enrolled_bundle
 from trainer.bundle_write import BundleUpdate, lock_path, replaced_sequence
 from trainer.enroll import enroll

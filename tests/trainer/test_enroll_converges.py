@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import read_manifest
 from edge_app.cli import main
 from edge_app.registry import Registry
-from edge_app.runtime import read_manifest
 from tests.bundle_support import batch_registry, keys
 from trainer.enroll import enroll
 

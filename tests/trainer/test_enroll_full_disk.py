@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_app.bundle_format import read_manifest, sha256_file
 from edge_app.cli import main
-from edge_app.runtime import read_manifest, sha256_file
 from tests.bundle_support import enroll_crops, keys
 from tests.trainer.test_enroll import subset
 from trainer.enroll import enroll

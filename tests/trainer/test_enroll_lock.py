@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from edge_app.bundle import load_bundle
+from edge_app.bundle_format import Manifest, read_manifest
 from edge_app.registry import Registry
-from edge_app.runtime import read_manifest
 from tests.bundle_support import batch_registry, keys
 from trainer.enroll import enrolled_label_ids
 
@@ -67,7 +67,7 @@ def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
             assert "the bundle" in detail and "in use by another process" in detail, detail
     load_bundle(fresh, keys(base)[1])  # signed and intact
     manifest = read_manifest(fresh)
-    in_bundle = enrolled_label_ids(fresh, manifest)
+    in_bundle = enrolled_label_ids(fresh, Manifest.from_dict(manifest))
     assert manifest["shards"]["vectors"] == len(in_bundle)  # each label once
     with Registry(registry_path) as registry:
         enrolled = {label.label_id for label in registry.labels() if label.status == "enrolled"}

@@ -77,7 +77,7 @@ def test_a_bundle_update_never_signs_over_an_edited_manifest(signed, key):
     edit_manifest(signed, lower_threshold)
     before = contents(signed)
     with pytest.raises(PufError, match="does not match its contents"), BundleUpdate(signed) as update:
-        update.manifest["decision"]["provisional"] = True
+        update.manifest.decision.extra["provisional"] = True
         update.commit(key)
     assert contents(signed) == before  # no new version, no temporary folder left beside it
 

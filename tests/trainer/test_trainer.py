@@ -14,9 +14,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from edge_app.bundle_format import Manifest, read_manifest  # noqa: E402
 from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
-from edge_app.runtime import ModelRunner, read_manifest  # noqa: E402
+from edge_app.runtime import ModelRunner  # noqa: E402
 from fabrication.patterns import builtin_pattern_set  # noqa: E402
 from trainer.augment import NONE, Augment, augment  # noqa: E402
 from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
@@ -254,15 +255,16 @@ def test_train_and_export_verbs_explain_bad_input(tmp_path, capsys):
 
 def test_the_shipped_default_model_tells_new_labels_apart(tmp_path):
     """The committed bundle, on labels of a film it never saw, through the device runtime."""
+    from edge_app.bundle_format import verify_files
     from edge_app.preprocess import preprocess_batch
-    from edge_app.runtime import default_bundle, verify_files
+    from edge_app.runtime import default_bundle
     from trainer.data import FolderDataset, load_crops
 
     bundle = default_bundle()
     if not (bundle / "manifest.json").exists():
         pytest.skip("no shipped bundle in this checkout")
     manifest = read_manifest(bundle)
-    verify_files(bundle, manifest)
+    verify_files(bundle, Manifest.from_dict(manifest))
     render_dataset(tmp_path, [SimSpec("NEW", 9001, 1, 1, microscope_shots=1, handheld_shots=1)],
                    progress=False)
     dataset = FolderDataset(tmp_path)
@@ -347,10 +349,10 @@ def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_ca
     assert "puf evaluate" in decision["not_calibrated_because"]
     from edge_app.bundle import Bundle  # what puf verify and the app warn with
 
-    manifest = read_manifest(tmp_path / "bundle")
+    manifest = Manifest.read(tmp_path / "bundle")
     warning = Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning
     assert "is not calibrated (optimistic" in warning
-    manifest["decision"].update(calibrated=True)  # as puf evaluate writes it
+    manifest.decision.calibrated = True  # as puf evaluate writes it
     assert Bundle(tmp_path / "bundle", manifest, None, None, None).uncalibrated_warning is None
 
 

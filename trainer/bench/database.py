@@ -44,8 +44,10 @@ def key(*parts) -> str:
 
 
 def model_key(bundle: Path) -> str:
-    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
-    return key(manifest["files"], manifest["preprocessing"])
+    from edge_app.bundle_format import Manifest
+
+    manifest = Manifest.read(bundle).to_dict()  # the cache key as it always was: files and preprocessing
+    return key(manifest.get("files"), manifest.get("preprocessing"))
 
 
 @dataclass(frozen=True)
@@ -235,11 +237,10 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     import faiss
     from tqdm import tqdm
 
-    from edge_app.runtime import read_manifest
-    from edge_app.shards import SHARDS_FORMAT, shard_paths
+    from edge_app.bundle_format import SHARDS_FORMAT, Manifest, shard_paths
     from trainer.enroll import EnrollOptions, index_budget_per_vector, update_shard
 
-    manifest = read_manifest(bundle)
+    manifest = Manifest.read(bundle)
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids,
                SHARDS_RECIPE)
     folder = Path(cache) / f"shards-{name}"
@@ -247,9 +248,9 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     if done.exists():
         return folder
     (folder / "shards").mkdir(parents=True, exist_ok=True)
-    classes = list(manifest["pattern_classes"])
-    d = int(manifest["embedding_dim"])
-    threshold = float(manifest["decision"]["threshold"])
+    classes = list(manifest.pattern_classes or [])
+    d = int(manifest.embedding_dim or 0)
+    threshold = manifest.threshold
     budget = index_budget_per_vector(manifest, memory_budget_mb, plan.vectors, ID_BYTES)
     options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
     patterns = np.array(labels.patterns)
@@ -283,14 +284,13 @@ def open_database(bundle: Path, shards: Path):
     """The shipped model's bundle with the benchmark's shards, as `edge_app.bundle.Bundle`
     (shards memory-mapped, the pattern templates enrollment writes)."""
     from edge_app.bundle import Bundle
-    from edge_app.runtime import read_manifest
+    from edge_app.bundle_format import MANIFEST, Manifest, Shards
     from edge_app.shards import ShardSet
     from trainer.enroll import bundle_templates
 
-    manifest = read_manifest(bundle)
-    section = json.loads((Path(shards) / "shards.json").read_text())
-    manifest["shards"] = section
-    return Bundle(Path(bundle), manifest, None, ShardSet.load(Path(shards), section),
+    manifest = Manifest.read(bundle)
+    manifest.shards = Shards.from_dict(json.loads((Path(shards) / "shards.json").read_text()), MANIFEST)
+    return Bundle(Path(bundle), manifest, None, ShardSet.load(Path(shards), manifest.shards),
                   bundle_templates(Path(bundle), manifest))
 
 

@@ -132,7 +132,7 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 14
     """The whole experiment; returns the results (see `report` for how they are shown)."""
     import faiss
 
-    from edge_app.runtime import read_manifest
+    from edge_app.bundle_format import Manifest
     from edge_app.verify import Verifier
 
     started = time.perf_counter()
@@ -186,23 +186,24 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 14
     t = time.perf_counter()
     stage = second_stage(plan, classified, photos, features_of, threshold)
     steps["second_stage_s"] = time.perf_counter() - t
-    section = db.manifest["shards"]
-    manifest = read_manifest(bundle)
-    shard_sizes = [e["vectors"] for e in section["classes"].values()]
+    section = db.manifest.shards
+    entries = list(section.entries.values())
+    manifest = Manifest.read(bundle)
+    model = manifest.model
+    shard_sizes = [e.vectors for e in entries]
     return {
         "plan": plan.to_dict(),
-        "database": {"how": database.describe(plan, labels), "vectors": section["vectors"],
-                     "labels": section["labels"], "real_labels": len(labels), "shards": len(shard_sizes),
+        "database": {"how": database.describe(plan, labels), "vectors": section.vectors,
+                     "labels": section.labels, "real_labels": len(labels), "shards": len(shard_sizes),
                      "shard_vectors": _stats(shard_sizes),
-                     "bytes": sum(e["bytes"] for e in section["classes"].values()),
-                     "index_kinds": sorted({e["kind"] for e in section["classes"].values()}),
-                     "nprobe": _stats(e["search"].get("nprobe") for e in section["classes"].values()),
-                     "recall_at_1_genuine_like": _stats(e["recall_at_1"]["genuine_like"]
-                                                        for e in section["classes"].values()),
+                     "bytes": sum(e.extra["bytes"] for e in entries),  # tuning figures: enrollment's
+                     "index_kinds": sorted({e.extra["kind"] for e in entries}),
+                     "nprobe": _stats((e.search or {}).get("nprobe") for e in entries),
+                     "recall_at_1_genuine_like": _stats(e.extra["recall_at_1"]["genuine_like"] for e in entries),
                      "folder": str(shard_folder)},
-        "model": {"name": manifest["model"]["name"], "version": manifest["model"]["version"],
-                  "format": "int8", "input": manifest["preprocessing"]["input_size"],
-                  "embedding_dim": manifest["embedding_dim"]},
+        "model": {"name": model.name if model else None, "version": model.version if model else None,
+                  "format": "int8", "input": (manifest.preprocessing or {}).get("input_size"),
+                  "embedding_dim": manifest.embedding_dim},
         "threshold": threshold,
         "with_classification": summarise(with_classes),
         "without_classification": summarise(without),

@@ -39,7 +39,7 @@ def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) 
         if cut is not None:
             fingerprints.append(queries.best_lookup(verifier, *cut).embedding)
             owners.append(place[photo.label_id])
-    d = verifier.bundle.manifest["embedding_dim"]
+    d = verifier.bundle.embedding_dim
     return np.asarray(fingerprints, np.float32).reshape(-1, d), np.asarray(owners, np.int64)
 
 
@@ -50,7 +50,7 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     import faiss
     from tqdm import tqdm
 
-    from edge_app.runtime import read_manifest
+    from edge_app.bundle_format import Manifest
     from edge_app.shards import read_index
     from trainer.bench.scaling import per_query_ms, rss_mb
     from trainer.enroll import EnrollOptions, index_budget_per_vector
@@ -59,7 +59,7 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     target = EnrollOptions().target_recall
     vectors = np.ascontiguousarray(np.concatenate(list(database_rows(plan, real))), np.float32)
     n, d = vectors.shape
-    index_plan = plan_index(n, d, index_budget_per_vector(read_manifest(bundle), memory_budget_mb, n, ID_BYTES))
+    index_plan = plan_index(n, d, index_budget_per_vector(Manifest.read(bundle), memory_budget_mb, n, ID_BYTES))
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, labels.ids, index_plan.to_dict())
     path = Path(cache) / f"whole-{name}.faiss"
     build_s = None
