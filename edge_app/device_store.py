@@ -12,7 +12,7 @@
 
 An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
 (checksums and Ed25519 signature, `edge_app.bundle.load_bundle`; a sequence above the
-installed bundle's and no expiry passed, `edge_app.bundle.Release`, so an old bundle cannot be
+installed bundle's and no expiry passed, `edge_app.bundle_format.Release`, so an old bundle cannot be
 replayed over a newer one unless the caller says so; and opened whole: the model run and
 the shards searched once, `open_verifier`) and only then swapped in by two renames:
 ``bundle`` -> ``bundle.previous``, ``bundle.incoming`` -> ``bundle``. A crash or power

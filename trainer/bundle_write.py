@@ -10,7 +10,7 @@ The new version is built in a temporary sibling folder holding hard links to the
 version's files (instant, no copies), so only the files that change are written. A file
 that changes is unlinked first and written anew, so the old version's inode, which the
 link shares, is never modified. `commit` hashes the new and changed files, raises the
-bundle's sequence by one and stamps its creation time (`edge_app.bundle.Release`: what
+bundle's sequence by one and stamps its creation time (`edge_app.bundle_format.Release`: what
 lets a device refuse an older bundle), signs the manifest and renames the folder into
 place (the old one is renamed aside and removed), the way `puf export` writes a bundle.
 A version is signed only over a manifest that was itself signed by the same key or a

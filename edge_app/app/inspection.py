@@ -39,7 +39,7 @@ class BundleStatus:
     problem: str | None = None  # what is wrong and what to do: a catalogue string, {cause} and {hint} filled in
     cause: str = ""  # the error behind the problem, in the words of the code that raised it
     warning: str | None = None  # usable, but with a caveat (an uncalibrated threshold)
-    release: str | None = None  # its sequence and signing time (`edge_app.bundle.Release.describe`)
+    release: str | None = None  # its sequence and signing time (`edge_app.bundle_format.Release.describe`)
 
     @property
     def ready(self) -> bool:
