@@ -56,6 +56,10 @@ def test_the_wheel_with_the_device_extra_verifies_the_demo_photos_outside_the_ch
     assert site.name == "site-packages" and site.is_relative_to(venv)  # the installed code, not the checkout
     assert Path(where[1]) == site / "models" / "default"  # the shipped model, its checksums intact
 
+    listed = _run([venv / "bin" / "puf", "--version"], elsewhere).splitlines()
+    assert listed[0].startswith("puf-labels ") and "tflite runtime not installed" not in listed
+    assert not any(line.startswith(("tensorflow", "onnxruntime ")) for line in listed)  # not in the device extra
+
     from_wheel = json.loads(_run([venv / "bin" / "puf", *verify], elsewhere, ok=(EXIT_COUNTERFEIT,)))["verdicts"]
     assert [v["source"] for v in from_wheel] == [v["source"] for v in from_checkout]
     for wheel_verdict, checkout_verdict in zip(from_wheel, from_checkout, strict=True):
