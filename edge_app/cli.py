@@ -25,6 +25,20 @@ def installed_verbs() -> tuple[list[Verb], list[Verb]]:
     return [v for v in verbs if v.available()], [v for v in verbs if not v.available()]
 
 
+class _Versions(argparse.Action):
+    """--version: computed only when asked, so building the parser reads no package metadata."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0,
+                         help="print the versions of puf-labels, Python and the key libraries, and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from edge_app.versions import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     ready, missing = installed_verbs()
     epilog = "Run 'puf VERB --help' for a verb's options and examples."
@@ -37,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action=_Versions)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in ready:
         verb_parser = sub.add_parser(

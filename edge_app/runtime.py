@@ -6,7 +6,7 @@ No TensorFlow here, ever. TFLite files run on LiteRT (`ai_edge_litert`), with th
 onnxruntime. Inputs are what `edge_app.preprocess.preprocess` makes (float32); an int8
 model's input and output quantisation is handled here.
 
-    runner = ModelRunner.from_bundle("models/default")          # model_int8.tflite
+    runner = ModelRunner.from_bundle(default_bundle())          # model_int8.tflite
     out = runner.run(preprocess_batch(crops, runner.preprocess))
     out.embedding        # (N, D) float32, L2-normalised
     out.pattern_logits   # (N, classes) float32; out.pattern_probabilities() softmaxes
@@ -30,12 +30,13 @@ MAX_THREADS = 64
 
 def default_bundle() -> Path:
     """The bundle the device uses unless told otherwise: $PUF_BUNDLE, else the shipped
-    default model of this checkout (models/default)."""
+    default model (models/default, package data, so a wheel install has it too)."""
     import os
+    from importlib.resources import files
 
     if os.environ.get("PUF_BUNDLE"):
         return Path(os.environ["PUF_BUNDLE"])
-    return Path(__file__).resolve().parents[1] / "models" / "default"
+    return Path(str(files("models") / "default"))
 
 
 @dataclass

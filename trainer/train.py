@@ -111,12 +111,22 @@ class TrainConfig:
         return cls(**{**asdict(cls()), **data})
 
 
+def shipped_config(path: str | Path) -> Path:
+    """A config file, or the name of one shipped in trainer/configs (package data, so
+    `--config edge` works from a wheel install too)."""
+    from importlib.resources import files
+
+    path = Path(path)
+    shipped = Path(str(files("trainer") / "configs" / f"{path}.toml"))
+    return shipped if str(path) == path.stem and not path.exists() and shipped.exists() else path
+
+
 def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then a config file, then KEY=VALUE overrides (VALUE parsed as JSON
     when it can be; dotted keys reach into preprocess/augment: preprocess.input_size=96)."""
     data = asdict(TrainConfig())
     if path is not None:
-        path = Path(path)
+        path = shipped_config(path)
         try:
             text = path.read_text()
             layer = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

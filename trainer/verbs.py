@@ -22,7 +22,8 @@ def _quiet_tensorflow() -> None:
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run folder (config, checkpoints, logs, model)")
-    parser.add_argument("--config", type=Path, help="config file (JSON or TOML) over the defaults")
+    parser.add_argument("--config", type=Path,
+                        help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
     parser.add_argument("--data", help="folder data set: labels.csv + crops/LABEL_ID/*.png")
     parser.add_argument("--backbone", help="resnet50, resnet18, mobile, mobile_s (or *_tiny)")
     parser.add_argument("--steps", type=int, help="total training steps")
@@ -125,7 +126,7 @@ train = Verb(
     "train",
     "Train the fingerprint network (ArcFace embedding + pattern head); resumes a run.",
     "  puf train runs/r1 --data data/crops                      # defaults: mobile_s, 112 px\n"
-    "  puf train runs/r2 --config configs/edge.toml --steps 20000\n"
+    "  puf train runs/r2 --config edge --steps 20000             # trainer/configs/edge.toml\n"
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
     "  puf train runs/ft --data registry.sqlite --init models/default --set lr=0.0005   # fine-tune\n"

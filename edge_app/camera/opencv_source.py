@@ -31,16 +31,21 @@ _V4L2_EXPOSURE_UNIT_US = 100
 STALL_S = 2
 
 
+_LOG_LEVEL_ERROR = 2  # cv::utils::logging::LOG_LEVEL_ERROR, the same in OpenCV 4 and 5
+
+
 @contextmanager
 def _quiet_opencv():
     """OpenCV logs a warning to stderr for every backend that cannot open a device; the
-    PufError says it better."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    PufError says it better. OpenCV 5 keeps the log level in cv2.utils.logging, OpenCV 4 (what
+    a numpy 1 install gets) on cv2 itself."""
+    logging = getattr(cv2.utils, "logging", cv2)
+    level = logging.getLogLevel()
+    logging.setLogLevel(_LOG_LEVEL_ERROR)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        logging.setLogLevel(level)
 
 
 class OpenCVSource(FrameSource):

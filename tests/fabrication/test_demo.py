@@ -35,7 +35,7 @@ def test_the_line_runs_and_records_the_batch(demo):
     assert len(json.loads((batch / "fields" / "manifest.json").read_text())["fields"]) == 2
     assert len(list((batch / "crops").glob("B0001-*.png"))) == 24
     assert len(list((batch / "overlays").glob("field_*"))) == 2
-    with sqlite3.connect(out / "registry.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(out / "registry.sqlite")) as db:  # Python 3.13 warns of an unclosed one
         statuses = dict(db.execute("select status, count(*) from labels group by status").fetchall())
     assert statuses == {"enrolled": 12, "held_out": 12}  # field 1 held out: never enrolled
     assert report["batch"] | {"enrolled": 12, "held_out": 12, "held_out_fields": [1]} == report["batch"]

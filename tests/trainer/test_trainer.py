@@ -103,6 +103,17 @@ def test_bad_configs_are_puf_errors(override, message, crops_dir, tmp_path):
         train(config, tmp_path, progress=False)
 
 
+def test_a_shipped_config_is_found_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from trainer.train import load_config
+
+    assert load_config("edge").backbone == "mobile_s"  # trainer/configs/edge.toml, package data in the wheel
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "edge").write_text('{"backbone": "resnet18"}')
+    assert load_config("edge").backbone == "resnet18"
+    with pytest.raises(PufError, match="no config file at nonesuch"):
+        load_config("nonesuch")
+
+
 def test_partial_fc_samples_every_batch_label_and_renumbers():
     import tensorflow as tf
 
