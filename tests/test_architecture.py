@@ -1,0 +1,56 @@
+"""The architecture, checked on every test run (so CI and README's test command check it too):
+ruff, the dependency rule as import contracts (`[tool.importlinter]` in pyproject.toml) and
+mypy on the device package (`[tool.mypy]`). Each runs as its own command does, from the checkout."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's scripts, beside its python
+PACKAGES = ("edge_app", "fabrication", "trainer")
+
+
+def _run(command: list, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    # No PYTHONPATH: the packages analysed are the ones in cwd, not whatever the environment names.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_ruff_finds_nothing():
+    done = _run([BIN / "ruff", "check", "."])
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_import_contracts_hold():
+    done = _run([BIN / "lint-imports", "--no-cache"])
+    assert done.returncode == 0 and "3 kept, 0 broken" in done.stdout, done.stdout[-3000:]
+
+
+def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
+    # The real packages and contracts, copied, with one forbidden import added to a module of each.
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    added = {
+        "edge_app/versions.py": "def _heavy():\n    import tensorflow  # noqa\n",  # inside a function still counts
+        "edge_app/json_files.py": "from fabrication import geometry  # noqa\n",
+        "fabrication/geometry.py": "import trainer.metrics  # noqa\n",
+        "trainer/metrics.py": "def _ui():\n    from kivy.app import App  # noqa\n",
+    }
+    for name, code in added.items():
+        with open(tmp_path / name, "a") as module:
+            module.write("\n" + code)
+
+    done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+    assert done.returncode == 1 and "0 kept, 3 broken" in done.stdout, done.stdout[-3000:]
+    for chain in ("edge_app.versions -> tensorflow", "edge_app.json_files -> fabrication.geometry",
+                  "fabrication.geometry -> trainer.metrics", "trainer.metrics -> kivy"):
+        assert chain in done.stdout, (chain, done.stdout[-3000:])
+
+
+def test_mypy_passes_on_the_device_package():
+    done = _run([sys.executable, "-m", "mypy"])
+    assert done.returncode == 0, done.stdout[-5000:]
