@@ -66,7 +66,8 @@ CREATE TABLE verifications (
     crop BLOB,                          -- PNG; never read when listing rows
     device_id TEXT NOT NULL             -- the device that checked (journal_meta's device_id)
 )""", "CREATE INDEX verifications_time ON verifications (time)", _META_TABLE)
-_NEW_FILE = (0, 0, set())  # the state (version, application id, tables) of a file no one has written yet
+# the state (version, application id, tables) of a file no one has written yet
+_NEW_FILE: tuple[int, int, set[str]] = (0, 0, set())
 _ENTRY_COLUMNS = ", ".join(CSV_COLUMNS)
 
 
@@ -269,7 +270,8 @@ class Journal:
                 raise PufError(f"not a verdict: {verdict.verdict!r}") from None
             except sqlite3.Error as error:
                 raise _sqlite_problem(error, self.path, "recording a verification") from None
-            return int(cursor.lastrowid)
+            assert cursor.lastrowid is not None  # an INSERT sets it
+            return cursor.lastrowid
 
     # ---- reading -------------------------------------------------------------------------
     def recent(self, limit: int = 100) -> list[JournalEntry]:

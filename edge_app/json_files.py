@@ -33,13 +33,14 @@ def load_json(path: Path, what: str, parse: Callable[[object], T]) -> T:
         raise PufError(f"{path}: {error}") from None
 
 
-def write_json(path: Path, data: object, **dumps: object) -> None:
+def write_json(path: Path, data: object, indent: int | None = None,
+               separators: tuple[str, str] | None = None) -> None:
     """Write through a temporary file renamed into place (never half-written; a failed
     write, on a full disk say, leaves no temporary file behind)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, **dumps))
+        tmp.write_text(json.dumps(data, indent=indent, separators=separators))
         tmp.replace(path)
     except OSError:
         tmp.unlink(missing_ok=True)

@@ -168,7 +168,7 @@ class BatchLayout:
         write_json(path, self.to_dict(), indent=1)
 
     @classmethod
-    def from_dict(cls, data: dict) -> BatchLayout:
+    def from_dict(cls, data: object) -> BatchLayout:
         if not isinstance(data, dict) or data.get("format") != LAYOUT_FORMAT:
             raise PufError(f"not a batch layout of format {LAYOUT_FORMAT}")
         fields = {k: v for k, v in data.items() if k != "format"}

@@ -14,7 +14,7 @@ carries them in its model bundle). The trainer's pattern head can later replace 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -42,6 +42,7 @@ class PatternTemplates:
     vectors: np.ndarray  # (classes, size * size) float32
     size: int = _SIZE
     region_frac: float = 0.5
+    _turned: np.ndarray = field(init=False, repr=False)  # set below: the templates at four quarter turns
 
     def __post_init__(self) -> None:
         vectors = np.asarray(self.vectors, np.float32)

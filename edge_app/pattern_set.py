@@ -135,10 +135,10 @@ class PatternSet:
             raise PufError("a pattern set's classes must be a list")
         glyphs = []
         for entry in classes:
-            if not isinstance(entry, dict) or not isinstance(entry.get("strokes"), list):
+            if not isinstance(entry, dict) or "name" not in entry or not isinstance(entry.get("strokes"), list):
                 raise PufError("every class of a pattern set needs a name and a list of strokes")
-            glyphs.append((entry.get("name"), _strokes_from_json(entry.get("name"), entry["strokes"])))
-        return cls(data.get("name"), tuple(glyphs))
+            glyphs.append((entry["name"], _strokes_from_json(entry["name"], entry["strokes"])))
+        return cls(data.get("name", ""), tuple(glyphs))
 
     @classmethod
     def from_glyphs(cls, name: str, glyphs: Mapping[str, Sequence[Sequence[Sequence[float]]]]) -> PatternSet:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 Done = Callable[[Any, BaseException | None], None]
+Job = tuple[Callable[[], Any], Done | None]
 
 
 class Worker:
     def __init__(self, post: Callable[[Callable[[], None]], None], name: str = "puf-worker") -> None:
         self._post = post
-        self._jobs: queue.Queue = queue.Queue()
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -35,9 +37,10 @@ class Worker:
     def _loop(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, done = item
+            error: Exception | None = None
             try:
-                result, error = job(), None
+                result = job()
             except Exception as exc:  # handed to the UI, which shows it; the thread lives on
                 result, error = None, exc
             if done is not None:
-                self._post(lambda done=done, result=result, error=error: done(result, error))
+                self._post(partial(done, result, error))

@@ -47,7 +47,12 @@ class Frame:
 class FrameSource(ABC):
     """A camera as the app sees it. Every failure is a PufError saying what to do."""
 
-    name: str  # for people: "file: shots/ (2 of 5)", "USB camera 0", "Pi camera"
+    _name: str  # set by a camera whose name does not change
+
+    @property
+    def name(self) -> str:
+        """For people: "file: shots/ (2 of 5)", "USB camera 0", "Pi camera"."""
+        return self._name
 
     @abstractmethod
     def preview_frame(self, max_width: int = 640) -> np.ndarray:

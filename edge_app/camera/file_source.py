@@ -8,6 +8,7 @@ preview 30 times a second costs nothing after the first frame.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -45,7 +46,7 @@ def read_photo(path: Path, max_pixels: int | None = None) -> np.ndarray:
     return as_bgr(image, str(path))
 
 
-def placeholder(message: str, width: int) -> np.ndarray:
+def placeholder(message: Sequence[str], width: int) -> np.ndarray:
     """A dark 4:3 frame saying why there is no picture (the preview of an unreadable photo)."""
     height = width * 3 // 4
     image = np.full((height, width, 3), 40, np.uint8)

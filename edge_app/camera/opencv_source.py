@@ -52,16 +52,17 @@ class OpenCVSource(FrameSource):
     def __init__(self, target: str, exposure_us: int | None = None, gain: float | None = None) -> None:
         self.spec = f"opencv:{target}"
         live_api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        device: int | str  # a camera number, a device path or a video file
         if target.isdigit():
-            device, api, self.live, self.name = int(target), live_api, True, f"USB camera {target}"
+            device, api, self.live, self._name = int(target), live_api, True, f"USB camera {target}"
         elif target.startswith("/dev/"):
-            device, api, self.live, self.name = target, live_api, True, f"USB camera {target}"
+            device, api, self.live, self._name = target, live_api, True, f"USB camera {target}"
         else:
             path = Path(target).expanduser()
             if not path.is_file():
                 raise PufError(f"no camera or video file at {self.spec}: give a camera number (opencv:0), "
                                f"a device (opencv:/dev/video0) or a video file")
-            device, api, self.live, self.name = str(path), cv2.CAP_ANY, False, f"video {path.name}"
+            device, api, self.live, self._name = str(path), cv2.CAP_ANY, False, f"video {path.name}"
         # read by OpenCV's V4L2 backend once, at the first frame it waits for
         os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", str(STALL_S))
         with _quiet_opencv():
@@ -74,7 +75,7 @@ class OpenCVSource(FrameSource):
             raise PufError(f"cannot open the video {device}: not a video OpenCV can read")
         self.exposure: tuple[int | None, float | None] = (None, None)  # as applied: (None, None) is automatic
         if self.live:
-            self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+            self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, REQUESTED_SIZE[0])
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, REQUESTED_SIZE[1])
             self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)

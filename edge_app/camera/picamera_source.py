@@ -16,6 +16,7 @@ Arrays in picamera2's "RGB888" format are B, G, R in memory: OpenCV's order.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -93,9 +94,9 @@ class PiCameraSource(FrameSource):
             raise
 
     def _start(self) -> None:
-        cam = self._cam
+        cam, _ = self._devices()
         model = cam.camera_properties.get("Model")
-        self.name = f"Pi camera ({model})" if model else "Pi camera"
+        self._name = f"Pi camera ({model})" if model else "Pi camera"
         full = tuple(cam.sensor_resolution)
         modes = cam.sensor_modes
         preview = _even(PREVIEW_WIDTH, PREVIEW_WIDTH * full[1] / full[0])
@@ -112,7 +113,7 @@ class PiCameraSource(FrameSource):
     def _controls(self) -> dict:
         """The camera controls for the exposure in force, as far as this camera has them
         (libcamera >= 0.5 names the automatic modes ExposureTimeMode/AnalogueGainMode)."""
-        available = self._cam.camera_controls
+        available = self._devices()[0].camera_controls
         exposure_us, gain = self.exposure
         manual = exposure_us is not None
         controls: dict = {"AwbEnable": False, "ColourGains": COLOUR_GAINS}
@@ -120,19 +121,20 @@ class PiCameraSource(FrameSource):
             controls |= {"ExposureTimeMode": int(manual), "AnalogueGainMode": int(manual)}
         else:
             controls["AeEnable"] = not manual
-        if manual:
-            controls["ExposureTime"] = int(_clamp(int(exposure_us), available.get("ExposureTime")))
-            controls["AnalogueGain"] = float(_clamp(float(gain), available.get("AnalogueGain")))
+        if exposure_us is not None and gain is not None:  # manual: check_exposure gives both or neither
+            controls["ExposureTime"] = int(_clamp(exposure_us, available.get("ExposureTime")))
+            controls["AnalogueGain"] = float(_clamp(gain, available.get("AnalogueGain")))
         return {name: value for name, value in controls.items() if name in available}
 
-    def _camera(self):
-        if self._cam is None:
+    def _devices(self) -> tuple[Any, Any]:
+        """The Picamera2 and the UV LEDs' gpiozero LED (both untyped); PufError once closed."""
+        if self._cam is None or self._led is None:
             raise PufError(f"the camera {self.spec} is closed")
-        return self._cam
+        return self._cam, self._led
 
     def preview_frame(self, max_width: int = 640) -> np.ndarray:
         try:
-            image = self._camera().capture_array("main")
+            image = self._devices()[0].capture_array("main")
         except PufError:
             raise
         except Exception as error:
@@ -142,17 +144,17 @@ class PiCameraSource(FrameSource):
     def capture(self) -> Frame:
         """One still in the still configuration, UV LEDs on only while it is taken; the
         exposure and gain recorded are those the camera reports for the frame."""
-        cam = self._camera()
+        cam, led = self._devices()
         manual = self.exposure[0] is not None
         try:
             still = cam.create_still_configuration(main={"size": self._still_size, "format": "RGB888"},
                                                    sensor=self._still_sensor, controls=self._controls())
-            self._led.on()
+            led.on()
             try:
                 arrays, metadata = cam.switch_mode_and_capture_arrays(still, ["main"],
                                                                       delay=0 if manual else AE_SETTLE_FRAMES)
             finally:
-                self._led.off()
+                led.off()
             cam.set_controls(self._controls())  # back in the preview mode: its controls are the configuration's
         except Exception as error:
             raise PufError(f"the Pi camera failed to capture ({type(error).__name__}: {error})") from error
@@ -163,7 +165,7 @@ class PiCameraSource(FrameSource):
     def set_exposure(self, exposure_us: int | None, gain: float | None) -> None:
         self.exposure = check_exposure(exposure_us, gain)
         try:
-            self._camera().set_controls(self._controls())
+            self._devices()[0].set_controls(self._controls())
         except PufError:
             raise
         except Exception as error:
