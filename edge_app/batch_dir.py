@@ -71,8 +71,11 @@ class FieldsManifest:
             return None if value is None else float(value)
 
         def stage(entry: dict) -> tuple[float, float] | None:
-            x, y = entry.get("stage_um") or (None, None)
-            return None if x is None else (float(x), float(y))
+            position = entry.get("stage_um")
+            if not position or position[0] is None:
+                return None
+            x, y = position
+            return float(x), float(y)
 
         def file(entry: dict) -> Path:
             name = str(entry["file"])

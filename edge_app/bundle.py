@@ -80,7 +80,10 @@ class Bundle:
 
     @property
     def threshold(self) -> float:
-        return float(self.decision.threshold)
+        threshold = self.decision.threshold
+        if threshold is None:  # load_bundle refuses such a bundle; one made otherwise may lack it
+            raise PufError(f"{MANIFEST} has no decision threshold")
+        return float(threshold)
 
     @property
     def far(self) -> float | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -266,7 +266,7 @@ def _mirror(db: sa.Connection, table: sa.Table, batch_id: str, rows: list[dict])
     return {"new": len(new), "changed": len(changed), "removed": len(gone)}
 
 
-def _two_places(seen: list, places: dict, window_s: float, min_km: float) -> list[CloneAlert]:
+def _two_places(seen: Sequence[Sequence[str]], places: dict, window_s: float, min_km: float) -> list[CloneAlert]:
     """For each label and pair of devices, the closest two genuine checks in time, if within
     the window and far enough apart."""
     closest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
@@ -280,7 +280,7 @@ def _two_places(seen: list, places: dict, window_s: float, min_km: float) -> lis
                 if gap > window_s:
                     break
                 if d1 != d2:
-                    key = (label, *sorted((d1, d2)))
+                    key = (label, min(d1, d2), max(d1, d2))
                     if key not in closest or gap < closest[key][0]:
                         closest[key] = (gap, s1, s2)
     alerts = []

@@ -63,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise PufError(f"give the central registry's URL with --central or ${CENTRAL_ENV}")
     with CentralRegistry(url) as central:
         if args.registry_command == "push":
-            result: object = central.push(args.registry, args.factory)
-            text = (f"pushed {result['batches']} batches ({result['labels']} labels) of {args.factory}: "
-                    f"{result['new']} rows new, {result['changed']} changed, {result['removed']} removed")
+            pushed = central.push(args.registry, args.factory)
+            result: object = pushed
+            text = (f"pushed {pushed['batches']} batches ({pushed['labels']} labels) of {args.factory}: "
+                    f"{pushed['new']} rows new, {pushed['changed']} changed, {pushed['removed']} removed")
         elif args.registry_command == "import":
             result = {str(path): dict(zip(("new", "known"), central.import_journal(path), strict=True))
                       for path in _sync_files(args.paths)}

@@ -150,6 +150,6 @@ def _text(value: object, key: str, empty: bool = False) -> str:
 
 
 def _number(value: object, key: str) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise PufError(f"{key} must be a finite number, got {str(value)[:40]!r}")
     return float(value)

@@ -62,10 +62,8 @@ def read_field(path: Path) -> dict | None:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.is_ome:
-                return None
-            xml = tif.ome_metadata
-        return _meta_of(ElementTree.fromstring(xml))
+            xml = tif.ome_metadata if tif.is_ome else None
+        return None if xml is None else _meta_of(ElementTree.fromstring(xml))
     except (OSError, tifffile.TiffFileError):
         return None
     except (ElementTree.ParseError, KeyError, ValueError) as error:
@@ -80,12 +78,13 @@ def _first(root: ElementTree.Element, name: str) -> ElementTree.Element | None:
 
 def _um(owner: ElementTree.Element, name: str) -> float | None:
     """A length attribute of an OME element in micrometres (OME's default unit is µm)."""
-    if owner.get(name) is None:
+    value = owner.get(name)
+    if value is None:
         return None
     unit = owner.get(name + "Unit", "µm")
     if unit not in _UM_PER:
         raise ValueError(f"{name} is in {unit!r}, not a length unit we know")
-    return float(owner.get(name)) * _UM_PER[unit]
+    return float(value) * _UM_PER[unit]
 
 
 def _meta_of(root: ElementTree.Element) -> dict:
@@ -103,11 +102,12 @@ def _meta_of(root: ElementTree.Element) -> dict:
         x, y = _um(plane, "PositionX"), _um(plane, "PositionY")
         if x is not None and y is not None:
             meta["stage_um"] = [x, y]
-        if plane.get("ExposureTime") is not None:
+        exposure = plane.get("ExposureTime")
+        if exposure is not None:
             unit = plane.get("ExposureTimeUnit", "s")
             if unit not in _MS_PER:
                 raise ValueError(f"ExposureTime is in {unit!r}, not a time unit we know")
-            meta["exposure_ms"] = float(plane.get("ExposureTime")) * _MS_PER[unit]
+            meta["exposure_ms"] = float(exposure) * _MS_PER[unit]
     for element in root.iter():
         key = element.get("K", "") if element.tag.rsplit("}", 1)[-1] == "M" else ""
         if key.startswith(_PREFIX) and key.removeprefix(_PREFIX) in _KEYS:

@@ -61,7 +61,7 @@ class Preprocess:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Preprocess:
+    def from_dict(cls, data: object) -> Preprocess:
         if not isinstance(data, dict):
             raise PufError(f"the preprocessing parameters must be an object, got {data!r}")
         known = {f.name for f in fields(cls)}

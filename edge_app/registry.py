@@ -187,6 +187,12 @@ class Registry:
             self.close()
             raise
 
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise PufError(f"the registry {self.path} is closed")
+        return self._db
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -202,14 +208,15 @@ class Registry:
     def transaction(self, doing: str = "a write") -> Iterator[sqlite3.Connection]:
         """All writes inside happen together or not at all; SQLite's errors (a full disk
         among them) become a PufError saying what `doing` failed."""
+        db = self._connection
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")  # a full disk may fail the commit itself
+                yield db
+                db.execute("COMMIT")  # a full disk may fail the commit itself
             except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as error:
             raise self._problem(error, doing) from None
@@ -277,21 +284,21 @@ class Registry:
 
     # ---- reading -------------------------------------------------------------------
     def batch_layout(self, batch_id: str) -> BatchLayout | None:
-        row = self._db.execute("SELECT layout FROM batches WHERE batch_id=?",
+        row = self._connection.execute("SELECT layout FROM batches WHERE batch_id=?",
                                (batch_id,)).fetchone()
         return None if row is None else BatchLayout.from_dict(json.loads(row["layout"]))
 
     def field(self, batch_id: str, field: int) -> FieldRecord | None:
-        row = self._db.execute("SELECT * FROM fields WHERE batch_id=? AND field=?",
+        row = self._connection.execute("SELECT * FROM fields WHERE batch_id=? AND field=?",
                                (batch_id, field)).fetchone()
         return None if row is None else FieldRecord(**{c: row[c] for c in _FIELD_COLUMNS})
 
     def fields(self, batch_id: str) -> list[FieldRecord]:
-        rows = self._db.execute("SELECT * FROM fields WHERE batch_id=? ORDER BY field", (batch_id,))
+        rows = self._connection.execute("SELECT * FROM fields WHERE batch_id=? ORDER BY field", (batch_id,))
         return [FieldRecord(**{c: row[c] for c in _FIELD_COLUMNS}) for row in rows]
 
     def label(self, label_id: str) -> LabelRecord | None:
-        row = self._db.execute("SELECT * FROM labels WHERE label_id=?", (label_id,)).fetchone()
+        row = self._connection.execute("SELECT * FROM labels WHERE label_id=?", (label_id,)).fetchone()
         return None if row is None else LabelRecord(**dict(row))
 
     def labels(self, batch_id: str | None = None, status: str | None = None,
@@ -302,12 +309,12 @@ class Registry:
                 where.append(f"{column}=?")
                 values.append(value)
         sql = "SELECT * FROM labels" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._db.execute(sql + " ORDER BY label_id", values)
+        rows = self._connection.execute(sql + " ORDER BY label_id", values)
         return [LabelRecord(**dict(row)) for row in rows]
 
     def locked_labels(self, batch_id: str, field: int) -> set[str]:
         """Labels of a field whose crops must not change (enrolled or held out)."""
-        rows = self._db.execute(f"SELECT label_id FROM labels WHERE batch_id=? AND field=? AND "
+        rows = self._connection.execute(f"SELECT label_id FROM labels WHERE batch_id=? AND field=? AND "
                                 f"status IN {LOCKED_STATUSES}", (batch_id, field))
         return {row["label_id"] for row in rows}
 
@@ -318,15 +325,15 @@ class Registry:
         if field is not None:
             sql += " AND field=?"
             values.append(field)
-        rows = self._db.execute(sql + " ORDER BY field, idx", values)
+        rows = self._connection.execute(sql + " ORDER BY field, idx", values)
         return [(row["field"], RejectionRecord(row["reason"], row["detail"], row["label_id"],
                                                row["corners"])) for row in rows]
 
     def counts(self, batch_id: str) -> dict[str, dict[str, int]]:
         """How many fields and labels of a batch are in each status."""
-        fields_by = dict(self._db.execute(
+        fields_by = dict(self._connection.execute(
             "SELECT status, COUNT(*) FROM fields WHERE batch_id=? GROUP BY status", (batch_id,)))
-        labels_by = dict(self._db.execute(
+        labels_by = dict(self._connection.execute(
             "SELECT status, COUNT(*) FROM labels WHERE batch_id=? GROUP BY status", (batch_id,)))
         return {"fields": fields_by, "labels": labels_by}
 

@@ -24,6 +24,7 @@ modulo 90 degrees and the glyph decides among the four, given pattern templates 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -386,7 +387,7 @@ def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, sharpness
         return stack.reshape(n, -1).astype(np.float32)
 
     border, film, level = (reduced(gray) @ weights).T
-    saturated = cv2.compare(crops.reshape(n, -1), 254, cv2.CMP_GT)
+    _, saturated = cv2.threshold(crops.reshape(n, -1), 254, 255, cv2.THRESH_BINARY)
     clipped = [cv2.countNonZero(row) / saturated.shape[1] for row in saturated]
     contrast = np.where(film > 0, 1.0 - border / np.maximum(film, 1e-6), 0.0)
     figures = zip(sharpness.tolist(), film.tolist(), clipped,
@@ -408,7 +409,7 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     quads = ((corners + 0.5) / scale - 0.5).astype(np.float32)
     edges = quads[:, [1, 2, 3, 0]] - quads
     length = np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
-    normal = (edges / length)[..., ::-1] * np.float32([1, -1])  # outward for clockwise corners
+    normal = (edges / length)[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
     width = border_frac * length.mean(axis=1, keepdims=True)  # (n, 1, 1) border width, source px
     base = quads[:, :, None, :] + edges[:, :, None, :] * _PROFILE_T[:, None]  # (n, 4, P, 2)
     step = (_EDGE_OFFSETS * width)[:, :, None, :, None] * normal[:, :, None, None, :]  # (n, 4|1, 1, D, 2)
@@ -416,7 +417,7 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     samples = cv2.remap(source, np.ascontiguousarray(points[..., 0]), np.ascontiguousarray(points[..., 1]),
                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if samples.ndim == 3:
-        samples = samples.astype(np.float32) @ np.float32([0.114, 0.587, 0.299])
+        samples = samples.astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
     profile = np.median(samples.reshape(n, 4, _PROFILES, -1), axis=2).astype(np.float32)  # (n, 4, D)
     dark = profile[..., _EDGE_OFFSETS <= 0].min(axis=-1)
     film = profile[..., _EDGE_OFFSETS >= 1.0].mean(axis=-1)
@@ -531,7 +532,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     dark = cv2.compare(cv2.blur(small, (3, 3)), threshold, cv2.CMP_LT)
     contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     tol = params.tolerance
-    quads, sizes = [], []
+    outlines: list[np.ndarray] = []  # a quadrilateral (4, 2) per ring or film, at `sizes`
+    sizes: list[float] = []
     clean: set[int] = set()  # rings whose own outline is a good square: their film is not needed
     rejections: list[Rejection] = []
     for index, contour in enumerate(contours):
@@ -553,23 +555,23 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
             continue
         approx = cv2.approxPolyDP(contour, 0.12 * size, True)
         if len(approx) == 4 and cv2.isContourConvex(approx):
-            quads.append(approx.reshape(4, 2))
-            if not is_hole and _is_clean_square(quads[-1].tolist()):
+            outlines.append(approx.reshape(4, 2))
+            if not is_hole and _is_clean_square(outlines[-1].tolist()):
                 clean.add(index)
         else:
-            quads.append(cv2.boxPoints(cv2.minAreaRect(contour)))
+            outlines.append(cv2.boxPoints(cv2.minAreaRect(contour)))
         sizes.append(size)
-    if not quads:
+    if not outlines:
         return np.zeros((0, 4, 2)), rejections
-    quads = _order_corners(np.array(quads, np.float64), 0.0)
-    size = np.array(sizes)
+    quads = _order_corners(np.array(outlines, np.float64), 0.0)
+    expected = np.array(sizes)
     sides, skew = _shape(quads)
-    ok = ((sides.min(axis=1) >= size * (1 - tol) - 2) & (sides.max(axis=1) <= size * (1 + tol) + 2)
+    ok = ((sides.min(axis=1) >= expected * (1 - tol) - 2) & (sides.max(axis=1) <= expected * (1 + tol) + 2)
           & (skew <= _MAX_SKEW_DEG + 8))
-    quads, size, sides, skew = quads[ok], size[ok], sides[ok], skew[ok]
+    quads, expected, sides, skew = quads[ok], expected[ok], sides[ok], skew[ok]
     # the film inside a ring: grow it to the ring's outer edge
     centres = quads.mean(axis=1)
-    quads = centres[:, None] + (quads - centres[:, None]) * (label / size)[:, None, None]
+    quads = centres[:, None] + (quads - centres[:, None]) * (label / expected)[:, None, None]
     # one quadrilateral per label: a ring and the film it encloses give two; keep the
     # squarer (a speck of dust on the ring bends one of them)
     gaps = centres[:, None] - centres[None]
@@ -580,7 +582,7 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     return (quads[unique] + 0.5) * scale - 0.5, rejections
 
 
-def _is_clean_square(quad: list[list[int]]) -> bool:
+def _is_clean_square(quad: Sequence[Sequence[float]]) -> bool:
     """Sides and diagonals each equal within 3 %: no dust has bent this outline."""
     (ax, ay), (bx, by), (cx, cy), (dx, dy) = quad
     sides = (math.hypot(bx - ax, by - ay), math.hypot(cx - bx, cy - by),
@@ -610,13 +612,13 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     depth = len(offsets)
     edges = starts[:, [1, 2, 3, 0]] - starts
     along = edges / np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
-    normal = along[..., ::-1] * np.float32([1, -1])  # outward for clockwise corners
+    normal = along[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
     t = _PROFILE_T
     base = starts[:, :, None, :] + edges[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
     # three parallel profiles a pixel apart, D samples each: maps of (n * 4 * P, 3 * D)
     maps = []
     for axis in (0, 1):
-        step = (np.float32([-1, 0, 1])[:, None] * along[:, :, None, None, axis]
+        step = (np.array([-1, 0, 1], np.float32)[:, None] * along[:, :, None, None, axis]
                 + offsets * normal[:, :, None, None, axis]).reshape(n, 4, 1, 3 * depth)
         maps.append((base[..., axis, None] + step).reshape(-1, 3 * depth))
     samples = cv2.remap(fine, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -114,7 +114,8 @@ def segment_batch(options: SegmentOptions) -> dict:
     rotation, rotation_source = expected_rotation(options.rotation_deg, calibration)
     how = replace(options.cut, templates=templates,
                   find_rotation=templates is not None and options.rotation_deg is None)
-    rotations, pixel_sizes = Counter(), []
+    rotations: Counter[float] = Counter()  # fields segmented at each rotation
+    pixel_sizes: list[float] = []
     registry_path = options.registry
     batch.crops_dir.mkdir(exist_ok=True)
     if how.overlay:
@@ -145,7 +146,7 @@ def segment_batch(options: SegmentOptions) -> dict:
                 reported = calibration.stage_to_design(*item.stage_um)  # where the stage says it went
                 expected = (reported[0] - centre[0], reported[1] - centre[1])
             outcome = _field_outcome(item, layout, how, rotation, expected, sig, load_image)
-            if outcome.rotation_deg is not None:
+            if outcome.rotation_deg is not None and outcome.pixel_size_um is not None:  # it was segmented
                 if outcome.rotation_deg != rotation:  # the glyphs found the camera turned
                     rotation, rotation_source = outcome.rotation_deg, f"the glyphs of field {item.field}"
                 rotations[outcome.rotation_deg] += 1
@@ -242,7 +243,7 @@ def _field_outcome(item: FieldImage, layout, how: CutOptions, rotation: float,
 def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
              seconds: float) -> dict:
     counts = registry.counts(layout.batch_id)
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for label in registry.labels(layout.batch_id):
         if label.status in ("rejected", "missing"):
             reasons[reason_text(label.reason)] += 1

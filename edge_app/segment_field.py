@@ -17,7 +17,10 @@ from edge_app.batch_dir import BatchDir
 from edge_app.layout import UNKNOWN_PATTERN
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from edge_app.orientation import PatternTemplates
+    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
 
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
 FIELD_REASONS = {
@@ -74,11 +77,11 @@ def reason_text(code: str | None) -> str:
 
 @dataclass
 class FieldOutcome:
-    record: object  # FieldRecord
-    labels: list  # LabelRecord
-    rejections: list  # RejectionRecord
-    crops: dict  # label id -> crop to write
-    overlay: object | None = None  # BGR image
+    record: FieldRecord
+    labels: list[LabelRecord]
+    rejections: list[RejectionRecord]
+    crops: dict[str, np.ndarray]  # label id -> crop to write
+    overlay: np.ndarray | None = None  # BGR image
     rotation_deg: float | None = None  # the rotation the field was segmented with
     pixel_size_um: float | None = None  # the pixel size it was segmented with
 

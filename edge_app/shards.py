@@ -145,6 +145,7 @@ class ShardSet:
                 continue
             scores, found = shard.search(queries[rows], 1)
             for i, score, row in zip(rows, scores[:, 0], found[:, 0], strict=True):
-                if row >= 0 and (best[i] is None or score > best[i].score):
+                current = best[i]
+                if row >= 0 and (current is None or score > current.score):
                     best[i] = Match(shard.label_id(int(row)), name, float(score))
         return best

@@ -32,10 +32,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_app.bundle import Bundle
+
+if TYPE_CHECKING:
+    from edge_app.shards import Match
 
 VERDICTS = ("genuine", "counterfeit", "unreadable")
 # a glyph template match this far ahead of the next pattern is a sure reading: correct
@@ -140,7 +144,7 @@ class Verdict:
 class Lookup:
     """One crop's way through the model and the shards."""
 
-    match: object | None  # edge_app.shards.Match: the best enrolled vector found
+    match: Match | None  # the best enrolled vector found
     pattern: str  # the pattern read (the first both readings allow, else the head's top)
     confidence: float  # the head's probability of it
     allowed: list[str]  # patterns a genuine match may have: the head's and the glyph's readings together
@@ -189,8 +193,8 @@ class Verifier:
         unchecked = [r.corners for r in result.rejections if r.reason == "excess"]
         why = (f"not checked: {len(unchecked)} of the {len(result.labels) + len(unchecked)} labels in the photo lie "
                f"beyond the {limits.max_labels} verified per photo; photograph fewer labels at a time")
-        found = [(verdicts[i] if problems[i] is None else self._unreadable(problems[i], start, segment_ms),
-                  label.corners) for i, label in enumerate(result.labels)]
+        found = [(verdicts[i] if problem is None else self._unreadable(problem, start, segment_ms), label.corners)
+                 for i, (label, problem) in enumerate(zip(result.labels, problems, strict=True))]
         found += [(self._unreadable(why, start, segment_ms), corners) for corners in unchecked]
         for i, (verdict, corners) in enumerate(found):
             verdict.source = f"{source}#{i}" if source else f"#{i}"
