@@ -12,10 +12,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_app.app.i18n import N_, _
+
+if TYPE_CHECKING:
+    from edge_app.thumbnails import Thumbnails
+    from edge_app.verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +164,8 @@ class Inspector:
         self.store = store
         self.bundle_override = bundle
         self.trusted_override = trusted_keys
-        self.verifier = None
-        self.thumbnails = None
+        self.verifier: Verifier | None = None
+        self.thumbnails: Thumbnails | None = None
         self.status = BundleStatus(None, problem=NOT_OPENED)
         self._journal = None
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -40,8 +42,11 @@ from kivy.uix.screenmanager import Screen
 
 from edge_app.app.i18n import N_, _, default_language, languages, set_language
 from edge_app.app.inspection import NOT_OPENED, TITLES, BundleStatus, Inspector, Outcome
-from edge_app.app.worker import Worker
+from edge_app.app.worker import Done, Worker
 from edge_app.errors import PufError
+
+if TYPE_CHECKING:
+    from edge_app.camera.base import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +341,8 @@ class PufApp(App):
         self.options = options
         self.store = store
         self.inspector = Inspector(store, options.bundle, options.trusted_keys)
-        self.worker: Worker | None = None
-        self.source = None
+        self.worker: Worker | None = None  # made when the app starts
+        self.source: FrameSource | None = None
         self.outcome: Outcome | None = None
         self.capture_ms: list[float] = []  # press capture -> verdict drawn, every capture of this run
         self.ticks = 0  # preview frames shown
@@ -377,6 +382,12 @@ class PufApp(App):
             self.worker.stop()
         if self.source is not None:
             self.source.close()
+
+    def _submit(self, job: Callable[[], Any], done: Done) -> None:
+        """`job` on the worker, then `done(result, error)` on the UI thread."""
+        if self.worker is None:
+            raise RuntimeError("the app has not started: it has no worker yet")
+        self.worker.submit(job, done)
 
     # ---- language ----------------------------------------------------------------------------
     def on_language(self, _app, language: str) -> None:
@@ -449,7 +460,7 @@ class PufApp(App):
         self.busy = True
         settings.message_colour = (1, 1, 1, 1)
         settings.message = _("Checking and installing the bundle from {folder} ...").format(folder=folder)
-        self.worker.submit(partial(self.inspector.install, Path(folder)), self._bundle_installed)
+        self._submit(partial(self.inspector.install, Path(folder)), self._bundle_installed)
 
     def _bundle_installed(self, status: BundleStatus | None, error: BaseException | None) -> None:
         self.busy = False
@@ -462,6 +473,7 @@ class PufApp(App):
                     else _("No bundle is installed."))
             settings.message = _("Update refused: {cause}. {kept}").format(cause=error, kept=kept)
             return
+        assert status is not None  # Inspector.install returns one when it raises nothing
         self._bundle_opened(status, None)
         if status.ready:
             settings.message_colour = OK_COLOUR
@@ -490,7 +502,7 @@ class PufApp(App):
                 cause=error)
             return
         self.busy = True
-        self.worker.submit(self.inspector.refresh_limits, partial(self._label_px_applied, True))
+        self._submit(self.inspector.refresh_limits, partial(self._label_px_applied, True))
 
     def _label_px_applied(self, announce: bool, label_px: float | None, error: BaseException | None) -> None:
         if announce:
@@ -621,17 +633,18 @@ class PufApp(App):
     # ---- capture and verdict ------------------------------------------------------------------
     def capture(self) -> None:
         """Take a still and verify it on the worker; the preview keeps running meanwhile."""
-        if self.busy or not self.ready:
+        source = self.source
+        if self.busy or not self.ready or source is None:  # ready: a bundle and a camera
             return
         pressed = perf_counter()
         try:
-            frame = self.source.capture()
+            frame = source.capture()
         except Exception as error:
             camera_failed(error)
             self.hint = _("The capture failed: {cause}").format(cause=error)
             return
         self.busy = True
-        self.worker.submit(partial(self.inspector.inspect, frame), partial(self._verdict, pressed))
+        self._submit(partial(self.inspector.inspect, frame), partial(self._verdict, pressed))
 
     def _verdict(self, pressed: float, outcome: Outcome | None, error: BaseException | None) -> None:
         self.busy = False
@@ -653,13 +666,12 @@ class PufApp(App):
 
     # ---- history -----------------------------------------------------------------------------
     def refresh_history(self) -> None:
-        self.worker.submit(self.inspector.history, self._history)
+        self._submit(self.inspector.history, self._history)
 
     def _history(self, entries: list | None, error: BaseException | None) -> None:
         if error is not None:
             log.error("reading the journal failed", exc_info=error)
-            entries = []
-        self.history_entries = {entry.id: entry for entry in entries}
+        self.history_entries = {entry.id: entry for entry in entries or []}
         self.history_loads += 1
         self._show_history()
 
@@ -677,7 +689,7 @@ class PufApp(App):
 
     def show_entry(self, entry_id: int) -> None:
         if entry_id in self.history_entries:
-            self.worker.submit(partial(self.inspector.crop, entry_id), partial(self._entry, entry_id))
+            self._submit(partial(self.inspector.crop, entry_id), partial(self._entry, entry_id))
 
     def _entry(self, entry_id: int, crop: np.ndarray | None, error: BaseException | None) -> None:
         entry = self.history_entries[entry_id]
