@@ -1,14 +1,17 @@
-"""The verbs `edge_app` contributes to the `puf` command (entry points in ``puf.verbs``).
+"""`puf segment`: cut photographed fields into label crops and record them in the registry.
 
-`segment` is a factory step, but it lives here because the device segments its own
-captures with the same code. Each verb's work is imported only when it is built or run.
+Its arguments and work still live beside the domain code, in `edge_app.segment_cli`; this module
+declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
+is built or run.
 """
 
 from __future__ import annotations
 
 from edge_app.verbs import Verb, from_module
 
-segment = Verb(
+add_arguments, run = from_module("edge_app.segment_cli")
+
+verb = Verb(
     "segment",
     "Cut every field of a photographed batch, or a folder of images, into label crops and record "
     "them in the registry.",
@@ -20,18 +23,8 @@ segment = Verb(
     "  puf segment scans/ --pattern-set patterns.json --labels 4x3   # your glyphs (puf patterns): each\n"
     "                                             # label's pattern, the camera's turn, the pixel size found\n"
     "  puf segment out/B0001                      # again: resumes, skips recorded fields",
-    *from_module("edge_app.segment_cli"),
-)
-
-registry = Verb(
-    "registry",
-    "The central registry of a brand's factories and devices: push a factory's batches, import "
-    "device journals, see clone alerts.",
-    "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
-    "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
-    "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
-    "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",
-    *from_module("edge_app.central_cli"),
-    needs=("sqlalchemy", "psycopg"),
-    extra="central",
+    add_arguments,
+    run,
+    extras=(),
+    rank=14,
 )
