@@ -1,5 +1,8 @@
 """`puf segment`: cut photographed fields into label crops and record them in the registry.
 
+A factory step that lives in `edge_app` because the device segments its own captures with
+the same code.
+
 Its arguments and work still live beside the domain code, in `edge_app.segment_cli`; this module
 declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
 is built or run.

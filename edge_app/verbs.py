@@ -6,10 +6,11 @@ named by an entry point in the ``puf.verbs`` group of pyproject.toml. Verb modul
 only the standard library at module level, so assembling the command (and ``puf --help``)
 stays instant; the work is imported in `run`.
 
-A verb names the extras it needs; the Python modules that makes it need come from one
-table, `EXTRAS`, which mirrors pyproject.toml's optional dependencies (a test holds the
-two equal), so a device install offers only the device's verbs and a missing extra is
-named by the ``pip install`` line that installs it.
+A verb names the extras its work imports; the modules it needs come from one table,
+`EXTRAS`, which mirrors pyproject.toml's optional dependencies (tests/test_verbs.py holds
+the two equal, and runs each verb with only its extras importable), so a device install
+offers only the device's verbs and a missing extra is named by the ``pip install`` line
+that installs it.
 """
 
 from __future__ import annotations
