@@ -3,16 +3,12 @@
 A factory step that lives in `edge_app` because the device segments its own captures with
 the same code.
 
-Its arguments and work still live beside the domain code, in `edge_app.segment_cli`; this module
-declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
-is built or run.
+Its arguments and work live in `edge_app.segment_cli` (`edge_app.verbs.from_module`).
 """
 
 from __future__ import annotations
 
 from edge_app.verbs import Verb, from_module
-
-add_arguments, run = from_module("edge_app.segment_cli")
 
 verb = Verb(
     "segment",
@@ -26,8 +22,7 @@ verb = Verb(
     "  puf segment scans/ --pattern-set patterns.json --labels 4x3   # your glyphs (puf patterns): each\n"
     "                                             # label's pattern, the camera's turn, the pixel size found\n"
     "  puf segment out/B0001                      # again: resumes, skips recorded fields",
-    add_arguments,
-    run,
+    *from_module("edge_app.segment_cli"),
     extras=(),
     rank=14,
 )

@@ -1,15 +1,11 @@
 """`puf design`: a batch's layout, CAD, laser job and stage positions.
 
-Its arguments and work still live beside the domain code, in `fabrication.design`; this module
-declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
-is built or run.
+Its arguments and work live in `fabrication.design` (`edge_app.verbs.from_module`).
 """
 
 from __future__ import annotations
 
 from edge_app.verbs import Verb, from_module
-
-add_arguments, run = from_module("fabrication.design")
 
 verb = Verb(
     "design",
@@ -17,8 +13,7 @@ verb = Verb(
     "  puf design out/B0001                       # 200 fields of 4x3 labels, 128 mW\n"
     "  puf design out/B0002 --fields 20x10 --power-mw 73 --calibration stage.json\n"
     "  puf design out/B0003 --label-um 150 --pitch-um 200 --labels 5x4",
-    add_arguments,
-    run,
+    *from_module("fabrication.design"),
     extras=("factory",),
     rank=11,
 )

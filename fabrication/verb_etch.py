@@ -1,15 +1,11 @@
 """`puf etch`: run a designed batch's laser job on a GRBL or galvo laser, or the simulated film.
 
-Its arguments and work still live beside the domain code, in `fabrication.etch`; this module
-declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
-is built or run.
+Its arguments and work live in `fabrication.etch` (`edge_app.verbs.from_module`).
 """
 
 from __future__ import annotations
 
 from edge_app.verbs import Verb, from_module
-
-add_arguments, run = from_module("fabrication.etch")
 
 verb = Verb(
     "etch",
@@ -20,8 +16,7 @@ verb = Verb(
     "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM\n"
     "  puf etch out/B0001 --laser galvo --board 0 --frame   # trace the outline with the guide light\n"
     "  puf etch out/B0001 --laser galvo --board 0 --lens-field-mm 70   # mark on a galvo board",
-    add_arguments,
-    run,
+    *from_module("fabrication.etch"),
     extras=("factory",),
     rank=12,
 )

@@ -1,15 +1,11 @@
 """`puf photograph`: every field of a batch at its stage position.
 
-Its arguments and work still live beside the domain code, in `fabrication.photograph`; this module
-declares the verb (entry point in ``puf.verbs``) and imports that module only when the verb
-is built or run.
+Its arguments and work live in `fabrication.photograph` (`edge_app.verbs.from_module`).
 """
 
 from __future__ import annotations
 
 from edge_app.verbs import Verb, from_module
-
-add_arguments, run = from_module("fabrication.photograph")
 
 verb = Verb(
     "photograph",
@@ -17,8 +13,7 @@ verb = Verb(
     "  puf photograph out/B0001 --sim              # the simulated microscope\n"
     "  puf photograph out/B0001 --mm-config rig.cfg   # a Micro-Manager rig (pymmcore-plus)\n"
     "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing",
-    add_arguments,
-    run,
+    *from_module("fabrication.photograph"),
     extras=("factory",),
     rank=13,
 )
