@@ -336,7 +336,8 @@ def _verb(verb, argv: list[str]) -> int:
 
 def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_capture_dir, tmp_path, capsys):
     from trainer.data import FolderDataset
-    from trainer.verbs import export, train
+    from trainer.verb_export import verb as export
+    from trainer.verb_train import verb as train
 
     dataset = FolderDataset(one_capture_dir)
     assert all(len(paths) == 1 for paths in dataset.crops.values())
