@@ -9,21 +9,29 @@ The spec is TensorFlow's own TF_CONFIG, from a file, a string or the environment
 Every worker runs the same `puf train RUN_DIR --cluster SPEC` with its own index; worker 0
 is the chief. Joining waits at most `timeout` seconds for every worker: TensorFlow itself
 would wait for a missing one forever, inside a call Python cannot interrupt, so a worker
-that never comes ends this process with the message (exit status 2), not a hang.
+that never comes ends this process with the message (killed by a watchdog), not a hang.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
 
 JOIN_TIMEOUT_S = 300.0
+_WATCHDOG = """import os, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(timeout)
+if os.getppid() == parent:
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
 
 
 @dataclass(frozen=True)
@@ -100,43 +108,39 @@ def join(cluster: Cluster, timeout: float = JOIN_TIMEOUT_S):
     if timeout <= 0:
         raise PufError(f"the join timeout must be positive, got {timeout}")
     os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config())
-    others = [a for i, a in enumerate(cluster.workers) if i != cluster.index]
-
-    def give_up() -> None:
-        sys.stderr.write(f"puf train: error: not every worker joined within {timeout:g} s (worker "
-                         f"{cluster.index} of {cluster.workers}): start `puf train --cluster` on "
-                         f"{', '.join(others)} too, and check that these ports are reachable\n")
-        sys.stderr.flush()
-        os._exit(2)
-
-    watchdog = threading.Timer(timeout, give_up)
-    watchdog.daemon = True
-    watchdog.start()
+    others = ", ".join(a for i, a in enumerate(cluster.workers) if i != cluster.index)
+    message = (f"puf train: error: not every worker joined within {timeout:g} s (this is worker "
+               f"{cluster.index} of {', '.join(cluster.workers)}): start `puf train --cluster` on "
+               f"{others} too, and check that those ports are reachable\n")
+    # TensorFlow waits holding the interpreter's lock: a thread here could not act, a process can
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(timeout), message],
+                                stdin=subprocess.DEVNULL)
     try:
         options = tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING)
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        if agree(strategy, 1.0)[0] != len(cluster.workers):  # a barrier: every worker is there
+        if not agree(strategy, 1.0) or strategy.num_replicas_in_sync != len(cluster.workers):  # a barrier
             raise PufError("the workers do not agree on the cluster's size")
     finally:
-        watchdog.cancel()
+        watchdog.kill()
+        watchdog.wait()
     return strategy
 
 
-def agree(strategy, value: float) -> tuple[float, float]:
-    """(sum, max) of one number over all workers: a barrier, and a check that workers agree."""
+def agree(strategy, value: float) -> bool:
+    """Whether every worker holds the same `value` (n * sum(x^2) == sum(x)^2, exact for
+    whole numbers); a barrier too."""
     import tensorflow as tf
 
     @tf.function
-    def reduce():
+    def sums():
         def each():
-            context = tf.distribute.get_replica_context()
-            x = tf.constant(value, tf.float64)
-            return context.all_reduce("SUM", x), context.all_reduce("MAX", x)
+            x = tf.constant([value, value * value], tf.float64)
+            return tf.distribute.get_replica_context().all_reduce("SUM", x)
         return strategy.experimental_local_results(strategy.run(each))[0]
 
-    total, top = reduce()
-    return float(total), float(top)
+    total, squares = (float(v) for v in sums())
+    return strategy.num_replicas_in_sync * squares == total * total
 
 
 def average_state(strategy, variables: list) -> None:

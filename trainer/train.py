@@ -340,12 +340,10 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
                             preprocess_all(train_crops, params)[np.sort(sample)])
         _write_json(out_dir / INIT_NAME, record)
     start = int(step_var.numpy())
-    if workers > 1:
-        total, top = agree(strategy, start)
-        if total != top * workers:
-            raise PufError(f"worker {cluster.index} would start at step {start}, another at {int(top)}: "
-                           f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
-                           "(a shared folder, the same path everywhere)")
+    if workers > 1 and not agree(strategy, start):
+        raise PufError(f"the workers would start at different steps (worker {cluster.index} at {start}): "
+                       f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
+                       "(a shared folder, the same path everywhere)")
 
     def pipeline(context):  # this worker's shard of the crops, its share of the global batch
         return training_pipeline(train_crops, params, Augment(**config.augment),
