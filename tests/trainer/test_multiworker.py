@@ -19,17 +19,8 @@ import pytest
 from edge_app.errors import PufError
 from tests.trainer.test_trainer import TINY
 from trainer.cluster import Cluster, cluster_from
-from trainer.simdata import SimSpec, render_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def crops_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crops")
-    render_dataset(root, [SimSpec("T1", 5, 3, 1, microscope_shots=3, handheld_shots=1,
-                                  crop_size=96)], workers=1, progress=False)
-    return root
 
 
 def free_ports(n: int) -> list[int]:
