@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--materialize", type=int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
+    parser.add_argument("--cluster", metavar="SPEC",
+                        help="train on several machines: a TF_CONFIG-style JSON file or string, "
+                             '{"cluster": {"worker": [HOST:PORT, ...]}, "task": {"type": "worker", "index": I}}; '
+                             "run the same command on every worker with its own index (default: $TF_CONFIG "
+                             "when set, else this machine alone)")
+    parser.add_argument("--join-timeout", type=float, default=None, metavar="SECONDS",
+                        help="with --cluster: give up when not every worker has joined by then "
+                             "(default: the library's, 300 s)")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
 
 
@@ -64,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         from edge_app.errors import PufError
 
         raise PufError("no data set: give --data FOLDER (or data in the config file)")
-    report = train(config, args.run_dir)
+    from trainer.cluster import JOIN_TIMEOUT_S, cluster_from
+
+    cluster = cluster_from(args.cluster)
+    report = train(config, args.run_dir, progress=cluster is None or cluster.chief, cluster=cluster,
+                   join_timeout=JOIN_TIMEOUT_S if args.join_timeout is None else args.join_timeout)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -83,7 +95,9 @@ verb = Verb(
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
     "  puf train runs/ft --data registry.sqlite --init models/default --set lr=0.0005   # fine-tune\n"
-    "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk",
+    "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk
+"
+    "  puf train runs/r4 --data data/crops --cluster cluster.json   # on each worker, its own index",
     add_arguments,
     run,
     extras=("trainer", "factory"),

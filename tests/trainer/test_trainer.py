@@ -37,14 +37,6 @@ TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_
 
 
 @pytest.fixture(scope="module")
-def crops_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crops")
-    render_dataset(root, [SimSpec("T1", 5, 3, 1, microscope_shots=3, handheld_shots=1,
-                                  crop_size=96)], workers=1, progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained(crops_dir, tmp_path_factory):
     from trainer.train import load_config, train
 
