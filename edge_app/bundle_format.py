@@ -330,6 +330,10 @@ class Manifest(_Part):
 
         if not isinstance(data, dict):
             raise PufError(f"{where} is not a bundle manifest (a JSON object), it holds a {type(data).__name__}")
+        try:  # strict JSON only: what cannot be signed (NaN, infinity) is refused on reading, in any field
+            json.dumps(data, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as error:
+            raise PufError(f"{where} is not a bundle manifest: {error}") from None
         if data.get("format_version") != BUNDLE_FORMAT:
             raise PufError(f"{where}: bundle format {data.get('format_version')!r}, this device "
                            f"reads format {BUNDLE_FORMAT}")

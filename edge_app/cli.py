@@ -1,4 +1,4 @@
-"""The `puf` command: assembles the verbs of every installed package."""
+"""The `puf` command: assembles the verbs of every installed package (the ``puf.verbs`` entry points)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,11 @@ from importlib.metadata import entry_points
 from edge_app.errors import PufError
 from edge_app.verbs import Verb
 
-ROLE_ORDER = [
-    "patterns", "design", "etch", "photograph", "segment",
-    "train", "export", "enroll", "keygen", "queries", "evaluate",
-    "verify", "app", "journal", "registry",
-    "demo", "bench",
-]
-
 
 def installed_verbs() -> tuple[list[Verb], list[Verb]]:
-    """The verbs whose dependencies are installed, and those that need an extra."""
-    verbs = [ep.load() for ep in entry_points(group="puf.verbs")]
-    rank = {name: i for i, name in enumerate(ROLE_ORDER)}
-    verbs.sort(key=lambda v: (rank.get(v.name, len(rank)), v.name))
+    """The verbs whose dependencies are installed, and those that need an extra, in the
+    order of the line (each verb states its `Verb.rank`)."""
+    verbs = sorted((ep.load() for ep in entry_points(group="puf.verbs")), key=lambda v: (v.rank, v.name))
     return [v for v in verbs if v.available()], [v for v in verbs if not v.available()]
 
 
@@ -43,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     ready, missing = installed_verbs()
     epilog = "Run 'puf VERB --help' for a verb's options and examples."
     if missing:
-        lines = [f"  {v.name:<11} needs: pip install 'puf-labels[{v.extra}]'" for v in missing]
+        lines = [f"  {v.name:<11} needs: {v.install}" for v in missing]
         epilog = "verbs not installed here:\n" + "\n".join(lines) + "\n\n" + epilog
     parser = argparse.ArgumentParser(
         prog="puf",

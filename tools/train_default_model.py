@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--formats", "int8,onnx", "--version", "sim-" + time.strftime("%Y%m%d")], check=True, cwd=ROOT)
 
     step("5. evaluation on held-out labels")
-    from trainer.evaluate import evaluate_bundle
+    from trainer.model_accuracy import evaluate_bundle
 
     results = {fmt: evaluate_bundle(args.bundle, test_data, fmt) for fmt in ("int8", "onnx")}
     eval_path = args.bundle.with_name(args.bundle.name + ".eval.json")

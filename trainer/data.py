@@ -173,10 +173,15 @@ def load_crops(dataset: FolderDataset, label_ids: list[str], pattern_names: list
 
 
 def training_pipeline(crops: CropArrays, params: Preprocess, aug: Augment, batch_size: int,
-                      seed: int = 0):
+                      seed: int = 0, shard: tuple[int, int] = (1, 0)):
     """An endless, shuffled tf.data stream of (input, label, pattern) batches: every
-    sample freshly augmented, then put through the device's own `preprocess`."""
+    sample freshly augmented, then put through the device's own `preprocess`.
+    `shard` (count, index): this worker's crops only, and augmentations of its own."""
     import tensorflow as tf
+
+    count, index = shard
+    if len(crops) < count:
+        raise PufError(f"{len(crops)} training crops cannot be shared among {count} workers")
 
     images, labels, patterns = crops.images, crops.label, crops.pattern
     size = params.input_size
@@ -190,9 +195,9 @@ def training_pipeline(crops: CropArrays, params: Preprocess, aug: Augment, batch
         x.set_shape((size, size, 1))
         return x, tf.gather(labels, index), tf.gather(patterns, index)
 
-    indices = tf.data.Dataset.range(len(crops)).repeat().shuffle(
+    indices = tf.data.Dataset.range(len(crops)).shard(count, index).repeat().shuffle(
         min(len(crops), 50_000), seed=seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed)
+    seeds = tf.data.Dataset.random(seed=seed + 7919 * index)
     stream = tf.data.Dataset.zip(indices, seeds)
     return (stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
             .batch(batch_size, drop_remainder=True).prefetch(2))

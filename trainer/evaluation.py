@@ -28,7 +28,7 @@ of 1e-4 needs about 30,000 impostor comparisons, and the threshold is refused be
 (`sufficiency`). `puf queries` (`trainer.queries`) makes query sets from handheld photos.
 Figures: a DET curve, the score distributions and the model and search time histograms, as PNG.
 
-(`trainer.evaluate` is the model-level evaluation done at export: every label enrolled
+(`trainer.model_accuracy` is the model-level evaluation done at export: every label enrolled
 from one capture, every pair scored exactly. This module evaluates a bundle as the device
 searches it.)
 """

@@ -123,3 +123,12 @@ def check_before_signing(manifest: Manifest, private_key, trusted_keys: Path | N
     except PufError as error:
         raise PufError(f"not signed: the bundle was not signed by this key or a trusted one ({error}); "
                        "re-signing it would vouch for whatever was changed") from None
+
+
+def trusted_keys_argument(parser) -> None:
+    """The option of every verb that re-signs a bundle: the keys whose signature on it
+    `check_before_signing` accepts."""
+    parser.add_argument("--trusted-keys", type=Path,
+                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
+                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
+                             "when it exists)")

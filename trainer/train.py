@@ -30,6 +30,7 @@ import numpy as np
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess, preprocess
+from trainer.cluster import JOIN_TIMEOUT_S, Cluster
 
 CONFIG_NAME = "config.json"
 TRAIN_ONLY = ("", "pattern_head")
@@ -249,19 +250,47 @@ def optimistic_note(report: dict) -> str:
 
 
 def train(config: TrainConfig, run_dir: Path, progress: bool = True,
-          max_new_steps: int | None = None) -> dict:
-    """Train (or resume) into `run_dir`; returns the last validation report."""
-    import tensorflow as tf
-    from tqdm import tqdm
+          max_new_steps: int | None = None, cluster: Cluster | None = None,
+          join_timeout: float = JOIN_TIMEOUT_S) -> dict:
+    """Train (or resume) into `run_dir`; returns the last validation report.
 
-    from trainer.augment import Augment
-    from trainer.data import load_crops, open_dataset, training_pipeline
-    from trainer.losses import CombinedMarginLoss
-    from trainer.network import build_network
+    With a `cluster` every worker runs this with the same run dir (shared, or the same path
+    on each machine when a run resumes): the chief writes there, the other workers write
+    to a temporary folder, deleted at the end, as TensorFlow's multi-worker guide does."""
+    import shutil
+    import tempfile
 
     config.validate()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = run_dir if cluster is None or cluster.chief else Path(
+        tempfile.mkdtemp(prefix=f"puf-train-worker{cluster.index}-"))
+    try:
+        return _train(config, run_dir, out_dir, progress, max_new_steps, cluster, join_timeout)
+    finally:
+        if out_dir != run_dir:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
+           max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> dict:
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from trainer.augment import Augment
+    from trainer.cluster import agree, average_state, join
+    from trainer.data import load_crops, open_dataset, training_pipeline
+    from trainer.losses import CombinedMarginLoss
+    from trainer.network import build_network
+
+    if config.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    strategy = join(cluster, join_timeout) if cluster else tf.distribute.get_strategy()
+    workers = strategy.num_replicas_in_sync
+    if config.batch_size % workers:
+        raise PufError(f"batch size {config.batch_size} is the global batch: make it a multiple of "
+                       f"the {workers} workers")
     saved = run_dir / CONFIG_NAME
     if saved.exists():
         old = TrainConfig.from_dict(json.loads(saved.read_text()))
@@ -270,10 +299,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
         if {k: asdict(old)[k] for k in fixed} != fixed:
             raise PufError(f"{run_dir} holds a run with another configuration; resume it with "
                            f"its own config ({saved}) or choose a new run dir")
-    _write_json(saved, asdict(config))
-    if config.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+    _write_json(out_dir / CONFIG_NAME, asdict(config))
     tf.keras.utils.set_random_seed(config.seed)
 
     params = Preprocess.from_dict(config.preprocess)
@@ -284,7 +310,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
         check_architecture(init_source, config)
     dataset = open_dataset(Path(config.data))
     patterns = dataset.pattern_set.names
-    dataset.pattern_set.save(run_dir / PATTERN_SET_FILE)  # the run's classes, for export
+    dataset.pattern_set.save(out_dir / PATTERN_SET_FILE)  # the run's classes, for export
     train_ids = dataset.labels("train", config.val_frac)
     if config.max_labels:
         train_ids = train_ids[:config.max_labels]
@@ -292,27 +318,29 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     if len(train_ids) < 2 or len(val_ids) < 2:
         raise PufError(f"need at least 2 training and 2 validation labels, have "
                        f"{len(train_ids)} and {len(val_ids)}: more labels or another val_frac")
-    _write_json(run_dir / "split.json", {"train": train_ids, "val": val_ids})
+    _write_json(out_dir / "split.json", {"train": train_ids, "val": val_ids})
     train_crops = load_crops(dataset, train_ids, patterns, progress=progress)
     validation = Validation(load_crops(dataset, val_ids, patterns), params, Augment(**config.augment),
                             seed=config.seed)
 
-    model = build_network(config.backbone, params.input_shape, config.embedding_dim,
-                          len(patterns), config.head_channels, config.pattern_mlp, config.dropout)
-    arcface = CombinedMarginLoss(len(train_ids), config.embedding_dim, config.s, config.m1,
-                                 config.m2, config.m3, config.sample_rate, config.seed)
-    if config.train_only == "pattern_head":  # frozen layers also keep their batch-norm statistics
-        for layer in model.layers:
-            layer.trainable = layer.name in PATTERN_HEAD
-    optimizer = __import__("keras").optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
-    variables = model.trainable_variables + [arcface.centres]
-    optimizer.build(variables)
-    step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    with strategy.scope():  # variables mirrored on every worker
+        model = build_network(config.backbone, params.input_shape, config.embedding_dim,
+                              len(patterns), config.head_channels, config.pattern_mlp, config.dropout)
+        arcface = CombinedMarginLoss(len(train_ids), config.embedding_dim, config.s, config.m1,
+                                     config.m2, config.m3, config.sample_rate, config.seed)
+        if config.train_only == "pattern_head":  # frozen layers also keep their batch-norm statistics
+            for layer in model.layers:
+                layer.trainable = layer.name in PATTERN_HEAD
+        optimizer = __import__("keras").optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
+        variables = model.trainable_variables + [arcface.centres]
+        optimizer.build(variables)
+        step_var = tf.Variable(0, dtype=tf.int64, name="step")
     checkpoint = tf.train.Checkpoint(step=step_var, model=model, centres=arcface.centres,
                                      optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager = tf.train.CheckpointManager(checkpoint, str(out_dir / "ckpt"), max_to_keep=2)
+    latest = tf.train.latest_checkpoint(str(run_dir / "ckpt"))  # the chief's, on every worker
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     elif config.init:
         from trainer.data import preprocess_all
         from trainer.warm_start import warm_start
@@ -320,34 +348,50 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
         sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
         record = warm_start(model, init_source, dataset.pattern_set,
                             preprocess_all(train_crops, params)[np.sort(sample)])
-        _write_json(run_dir / INIT_NAME, record)
+        _write_json(out_dir / INIT_NAME, record)
     start = int(step_var.numpy())
+    if workers > 1 and not agree(strategy, start):
+        raise PufError(f"the workers would start at different steps (worker {cluster.index} at {start}): "
+                       f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
+                       "(a shared folder, the same path everywhere)")
 
-    stream = iter(training_pipeline(train_crops, params, Augment(**config.augment),
-                                    config.batch_size, seed=config.seed + start))
+    def pipeline(context):  # this worker's shard of the crops, its share of the global batch
+        return training_pipeline(train_crops, params, Augment(**config.augment),
+                                 context.get_per_replica_batch_size(config.batch_size), seed=config.seed + start,
+                                 shard=(context.num_input_pipelines, context.input_pipeline_id))
+
+    stream = iter(strategy.distribute_datasets_from_function(pipeline))
     pattern_loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    @tf.function
-    def train_step(x, labels, pattern, margin_scale):
+    def replica_step(x, labels, pattern, margin_scale):
         with tf.GradientTape() as tape:
             out = model(x, training=True)
             id_loss = arcface(out["embedding"], labels, margin_scale)
             pat_loss = pattern_loss_fn(pattern, out["pattern_logits"])
             loss = id_loss + config.pattern_weight * pat_loss
-        grads = tape.gradient(loss, variables)
+            share = loss / workers  # the optimizer sums the workers' gradients
+        grads = tape.gradient(share, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         pat_acc = tf.reduce_mean(tf.cast(
             tf.argmax(out["pattern_logits"], 1, output_type=tf.int32) == pattern, tf.float32))
-        return loss, id_loss, pat_loss, pat_acc
+        return [v / workers for v in (loss, id_loss, pat_loss, pat_acc)]
 
-    log_path = run_dir / "log.csv"
+    @tf.function
+    def train_step(x, labels, pattern, margin_scale):
+        values = strategy.run(replica_step, args=(x, labels, pattern, margin_scale))
+        return [strategy.reduce("SUM", v, axis=None) for v in values]
+
+    def sync() -> None:  # batch-norm statistics: the workers' mean (a no-op on one machine)
+        average_state(strategy, model.non_trainable_variables)
+
+    log_path = out_dir / "log.csv"
     new_log = not log_path.exists()
     log_file = log_path.open("a", newline="")
     log = csv.writer(log_file)
     if new_log:
         log.writerow(["step", "kind", "loss", "id_loss", "pattern_loss", "pattern_acc", "lr",
                       "val_tar", "val_far", "val_eer", "val_pattern_acc", "seconds"])
-    writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+    writer = tf.summary.create_file_writer(str(out_dir / "tb"))
 
     stop = {"now": False}
 
@@ -361,11 +405,12 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     end = config.steps if max_new_steps is None else min(config.steps, start + max_new_steps)
     bar = tqdm(total=config.steps, initial=start, desc="training", unit="step",
                disable=not progress, dynamic_ncols=True)
-    report: dict = _read_json(run_dir / "eval.json") or {}
+    report: dict = _read_json(out_dir / "eval.json") or {}
     seen = time.monotonic()
     elapsed = float(report.get("train_seconds", 0.0))
     running = None
     step = start
+    finished = False
     try:
         for step in range(start, end):
             if stop["now"]:
@@ -390,15 +435,18 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
                         _scalar(f"train/{name}", v, done)
                 log_file.flush()
             if done % config.checkpoint_every == 0:
+                sync()
                 manager.save(checkpoint_number=done)
             if done % config.eval_every == 0 or done == config.steps:
-                report = _evaluate(model, validation, config, run_dir, done,
+                sync()
+                report = _evaluate(model, validation, config, out_dir, done,
                                    elapsed + time.monotonic() - seen, log, writer)
                 bar.write(f"step {done}: val TAR@FAR={config.eval_far:g} "
                           f"{report['tar_at_far'][0]['tar']:.4f}  EER {report['eer']:.4f}  "
                           f"pattern {report['pattern_accuracy']:.4f}{optimistic_note(report)}",
                           file=sys.stderr)  # stdout is the verb's report (--json)
                 log_file.flush()
+        finished = True
     except KeyboardInterrupt:
         stop["now"] = True
         raise
@@ -409,12 +457,26 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
             signal.signal(signal.SIGTERM, old_handler)
         elapsed += time.monotonic() - seen
         if int(step_var.numpy()) > start:
+            if finished:  # a worker that stopped alone must not wait for the others
+                sync()
             manager.save(checkpoint_number=int(step_var.numpy()))
-            model.save(run_dir / "model.keras")
-            status = {**report, **_init_record(run_dir), "step": int(step_var.numpy()),
+            model.save(out_dir / "model.keras")
+            status = {**report, **_init_record(out_dir), "step": int(step_var.numpy()),
                       "train_seconds": round(elapsed, 1)}
-            _write_json(run_dir / "eval.json", status)
-    return _read_json(run_dir / "eval.json") or {}
+            if cluster:
+                status.update(workers=workers, worker=cluster.index, weights_sha256=weights_digest(model))
+            _write_json(out_dir / "eval.json", status)
+    return _read_json(out_dir / "eval.json") or {}
+
+
+def weights_digest(model) -> str:
+    """sha256 of every weight of the model, in order: equal on every worker of a run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) -> dict:

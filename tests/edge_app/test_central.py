@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from edge_app import central_cli
+from edge_app import verb_registry
 from edge_app.central import TABLES, CentralRegistry
 from edge_app.errors import PufError
 from edge_app.journal import TIME_FORMAT, Journal
@@ -196,8 +196,8 @@ def test_a_hostile_journal_file_is_refused_and_nothing_is_kept(url, tmp_path):
 
 def puf_registry(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    central_cli.add_arguments(parser)
-    return central_cli.run(parser.parse_args(argv))
+    verb_registry.add_arguments(parser)
+    return verb_registry.run(parser.parse_args(argv))
 
 
 def test_puf_registry_pushes_imports_and_reports(postgres_url, tmp_path, capsys, monkeypatch):

@@ -149,7 +149,7 @@ def test_evaluate_writes_a_calibrated_threshold_from_recaptures_and_refuses_too_
 
 
 def test_the_queries_verb_runs_from_its_declaration(bundle, photos, tmp_path, capsys):
-    from trainer.enroll_verbs import queries
+    from trainer.verb_queries import verb as queries
 
     parser = argparse.ArgumentParser()
     queries.add_arguments(parser)

@@ -37,14 +37,6 @@ TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_
 
 
 @pytest.fixture(scope="module")
-def crops_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crops")
-    render_dataset(root, [SimSpec("T1", 5, 3, 1, microscope_shots=3, handheld_shots=1,
-                                  crop_size=96)], workers=1, progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained(crops_dir, tmp_path_factory):
     from trainer.train import load_config, train
 
@@ -336,7 +328,8 @@ def _verb(verb, argv: list[str]) -> int:
 
 def test_one_capture_per_label_trains_and_says_its_figures_are_optimistic(one_capture_dir, tmp_path, capsys):
     from trainer.data import FolderDataset
-    from trainer.verbs import export, train
+    from trainer.verb_export import verb as export
+    from trainer.verb_train import verb as train
 
     dataset = FolderDataset(one_capture_dir)
     assert all(len(paths) == 1 for paths in dataset.crops.values())

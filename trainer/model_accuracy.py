@@ -6,7 +6,10 @@ by default: new captures from the field-camera model, never augmented copies). E
 query is scored against every enrolled label: genuine pairs are a query and its own
 label, impostor pairs a query and any other label. Reported: TAR at FAR 1e-3, 1e-4,
 1e-5 (each marked unresolved when there are too few impostor pairs to measure it), EER,
-and pattern accuracy of the pattern head.
+and pattern accuracy of the pattern head. Run as ``python -m trainer.model_accuracy BUNDLE DATA``.
+
+(`puf evaluate`, `trainer.evaluation`, evaluates a bundle as the device searches it: its
+shards, its threshold.)
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from edge_app.verbs import Verb
+
 EXIT_COUNTERFEIT = 1
 EXIT_UNREADABLE = 3
 
@@ -109,3 +111,17 @@ def print_table(verdicts: list, out) -> None:
               file=out)
         if v.verdict != "genuine":
             print(f"{'':<28}{v.reason}", file=out)
+
+
+verb = Verb(
+    "verify",
+    "Verify photos of labels against a signed bundle: genuine, counterfeit or unreadable, with timings.",
+    "  puf verify photo.jpg                               # models/default, ~/.config/puf/trusted_keys\n"
+    "  puf verify shots/*.jpg --bundle bundles/b1 --json\n"
+    "  puf verify photo.jpg --no-classify                 # search every pattern's shard\n"
+    "  puf verify photo.jpg --trusted-keys keys/ --label-px 250",
+    add_arguments,
+    run,
+    extras=("device",),
+    rank=30,
+)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.verbs import Verb
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, metavar="DIR",
@@ -66,3 +68,17 @@ def run(args: argparse.Namespace) -> int:
     return run_app(AppOptions(home=args.home, bundle=args.bundle, trusted_keys=args.trusted_keys, camera=args.camera,
                               exposure_us=args.exposure_us, gain=args.gain, fullscreen=args.fullscreen, size=size,
                               language=args.language))
+
+
+verb = Verb(
+    "app",
+    "Start the handheld verifier: live preview, capture, verdict, history and settings.",
+    "  puf app                                    # the configured camera and device bundle\n"
+    "  puf app --camera file:shots/               # check photos taken elsewhere\n"
+    "  puf app --camera opencv:0                  # a USB microscope or webcam\n"
+    "  puf app --camera picamera2 --fullscreen    # the Raspberry Pi camera module (kiosk)",
+    add_arguments,
+    run,
+    extras=("device",),
+    rank=31,
+)

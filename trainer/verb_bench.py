@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.verbs import Verb
+from trainer import quiet_tensorflow
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
@@ -51,9 +54,7 @@ def _plan(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     from edge_app.errors import PufError
     from edge_app.runtime import default_bundle
 
@@ -90,3 +91,15 @@ def run(args: argparse.Namespace) -> int:
         print(text)
         print(f"\nresults: {path}; pictures: {', '.join(str(p) for p in pictures)}")
     return 0
+
+
+verb = Verb(
+    "bench",
+    "Measure the whole recognition stage at the paper's scale, beside a keypoint baseline.",
+    "  puf bench --quick                          # a few minutes: small database, 500 queries\n"
+    "  puf bench --out bench_out                  # 4,155,600 enrolled, 10,000 + 10,000 queries",
+    add_arguments,
+    run,
+    extras=("device", "factory"),
+    rank=41,
+)

@@ -17,6 +17,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from edge_app.verbs import Verb
+
 CENTRAL_ENV = "PUF_CENTRAL"
 
 
@@ -117,3 +119,18 @@ def _alert_text(alert) -> str:
         return (f"CLONE? {alert.label_id} genuine on {alert.devices[0]} at {alert.first} and on "
                 f"{alert.devices[1]} at {alert.last} ({apart})")
     return f"CHECKED OFTEN {alert.label_id}: {alert.checks} checks from {alert.first} to {alert.last}"
+
+
+verb = Verb(
+    "registry",
+    "The central registry of a brand's factories and devices: push a factory's batches, import "
+    "device journals, see clone alerts.",
+    "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
+    "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
+    "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
+    "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",
+    add_arguments,
+    run,
+    extras=("central",),
+    rank=33,
+)

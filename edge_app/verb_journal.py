@@ -19,6 +19,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from edge_app.verbs import Verb
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
@@ -141,3 +143,15 @@ def table(entries: list, total: int, path: Path) -> str:
              for row in rows]
     lines.append(f"{len(entries)} of {total} checks, newest first ({path})")
     return "\n".join(lines)
+
+
+verb = Verb(
+    "journal",
+    "Show or export the device's journal of verifications (CSV for sync).",
+    "  puf journal list                           # the latest checks, newest first\n"
+    "  puf journal export checks.csv              # every check, for sync\n"
+    "  puf journal export - --since 2026-11-01    # to stdout, from a date on",
+    add_arguments,
+    run,
+    rank=32,
+)

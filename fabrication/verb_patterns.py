@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.verbs import Verb
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="builtin, a patterns.json, an SVG file (one glyph per element id), a folder "
@@ -72,3 +74,16 @@ def run(args: argparse.Namespace) -> int:
             if key in summary:
                 print(f"{key}: {summary[key]}")
     return 0
+
+
+verb = Verb(
+    "patterns",
+    "Check a factory's own glyphs (SVG, DXF, a stroke font) and save them as a pattern set.",
+    "  puf patterns glyphs.svg --out patterns.json --sheet glyphs.png   # one glyph per element id\n"
+    "  puf patterns font:futural:ABDEFJKLPQRT --out patterns.json        # a Hershey stroke font\n"
+    "  puf design out/B0001 --pattern-set patterns.json                 # then etch them",
+    add_arguments,
+    run,
+    extras=("factory",),
+    rank=10,
+)

@@ -1,0 +1,77 @@
+"""`puf enroll`: label crops embedded by a bundle's model into its per-pattern Faiss shards, and the
+new version signed.
+
+Only the standard library at module level; the work is imported when the verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edge_app.verbs import Verb
+from trainer.keys import trusted_keys_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder (from puf export); updated in place")
+    parser.add_argument("--labels", type=Path, required=True,
+                        help="the factory's registry.sqlite, or a crop folder (labels.csv + crops/)")
+    parser.add_argument("--key", type=Path, help="private key to sign the bundle with (puf keygen); without it "
+                                                 "the bundle is unsigned and devices refuse it")
+    trusted_keys_argument(parser)
+    parser.add_argument("--batch", action="append", default=[], help="only this batch (repeatable)")
+    parser.add_argument("--capture", help="in a crop folder, the capture to enroll (e.g. m0; default: the first)")
+    parser.add_argument("--rotations", type=int, default=1,
+                        help="enroll N turned copies of each crop (orientation unknown; default 1)")
+    parser.add_argument("--augmented", type=int, default=0,
+                        help="enroll N augmented copies of each crop (the paper used 100)")
+    parser.add_argument("--memory-mb", type=float, default=1400.0,
+                        help="memory budget of the bundle on the device, MB (default 1400)")
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="plan index codes for this many vectors, so later batches fit without re-encoding")
+    parser.add_argument("--exact-max", type=int, help="shards up to this many vectors are searched exactly "
+                                                      "(default 5000)")
+    parser.add_argument("--recall", type=float, default=0.999,
+                        help="recall@1 of exact search to tune for (default 0.999: a miss refuses a genuine label)")
+    parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle "
+                                                       "(default: rendered from the factory's patterns)")
+    parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
+                        help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
+                             "device shows beside a genuine match; from a bundle's first enrollment on")
+    parser.add_argument("--valid-days", type=float, metavar="DAYS",
+                        help="the signed bundle expires DAYS after signing: devices refuse to install it later "
+                             "(default: the expiry it had, if any)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.enroll import EnrollOptions, describe, enroll
+    from trainer.index_build import EXACT_MAX
+    from trainer.keys import load_private_key
+
+    key = load_private_key(args.key) if args.key else None
+    options = EnrollOptions(rotations=args.rotations, augmented=args.augmented, memory_budget_mb=args.memory_mb,
+                            capacity=args.capacity, exact_max=args.exact_max or EXACT_MAX,
+                            target_recall=args.recall, thumbnails=args.thumbnails,
+                            valid_days=args.valid_days)
+    report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
+                    progress=not args.json, trusted_keys=args.trusted_keys)
+    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))
+    return 0
+
+
+verb = Verb(
+    "enroll",
+    "Embed label crops with a bundle's model into its per-pattern Faiss shards; sign the new version.",
+    "  puf enroll --bundle bundles/b1 --labels out/registry.sqlite --key keys/factory.key\n"
+    "  puf enroll --bundle bundles/b1 --labels crops/ --capture m0 --key keys/factory.key\n"
+    "  puf enroll --bundle bundles/b1 --labels crops/ --thumbnails 64 --key keys/factory.key\n"
+    "  puf enroll --bundle bundles/b1 --labels out/registry.sqlite --batch B0002 --key keys/factory.key\n"
+    "  puf enroll --bundle bundles/paper --labels crops/ --augmented 100 --memory-mb 1400",
+    add_arguments,
+    run,
+    extras=("device", "factory"),
+    rank=22,
+)

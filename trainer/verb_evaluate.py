@@ -1,0 +1,61 @@
+"""`puf evaluate`: how a bundle separates genuine re-captures from never-enrolled labels, and its
+threshold (`trainer.evaluation`).
+
+Only the standard library at module level; the work is imported when the verb runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edge_app.verbs import Verb
+from trainer.keys import trusted_keys_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, required=True, help="an enrolled bundle")
+    parser.add_argument("--queries", type=Path, action="append", required=True,
+                        help="crop folder of held-out captures (labels.csv + crops/LABEL_ID/*.png); repeatable")
+    parser.add_argument("--captures", default="h",
+                        help="use captures whose names start with this (default h: handheld; '' for all)")
+    parser.add_argument("--far", type=float, default=1e-5, help="target false-accept rate (default 1e-5)")
+    parser.add_argument("--frr-bound", type=float,
+                        help="a written threshold's genuine comparisons must bound the FRR below this at 95%% "
+                             "(default: the library's, 0.01: 299 comparisons)")
+    parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key "
+                                                 "(refused when the comparisons are too few for --far)")
+    trusted_keys_argument(parser)
+    parser.add_argument("--out", type=Path, help="folder for the figures (det.png, scores.png, timings.png)")
+    parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
+    parser.add_argument("--max-queries", type=int, default=0, help="evaluate a random sample of this many")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.evaluation import FRR_BOUND, describe, evaluate
+    from trainer.keys import load_private_key
+
+    key = load_private_key(args.key) if args.key else None
+    report = evaluate(args.bundle, args.queries, captures=args.captures or None, far=args.far,
+                      classify=not args.no_classify, private_key=key, out=args.out, max_queries=args.max_queries,
+                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND, trusted_keys=args.trusted_keys)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1) if args.json else describe(report))
+    return 0
+
+
+verb = Verb(
+    "evaluate",
+    "Score held-out captures against a bundle: FAR, FRR, EER, TAR at FAR; set its threshold; DET and timing PNGs.",
+    "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --out reports/b1\n"
+    "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --key keys/factory.key\n"
+    "  puf evaluate --bundle bundles/b1 --queries data/recaptures --far 1e-4 --key keys/factory.key  # puf queries",
+    add_arguments,
+    run,
+    extras=("device", "factory"),
+    rank=25,
+)
