@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_app.verify_cli import EXIT_COUNTERFEIT
+from edge_app.verb_verify import EXIT_COUNTERFEIT
 
 from edge_app.cli import main as puf
 
