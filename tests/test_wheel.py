@@ -13,9 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_app.verb_verify import EXIT_COUNTERFEIT
-
 from edge_app.cli import main as puf
+from edge_app.verb_verify import EXIT_COUNTERFEIT
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_TOLERANCE = 1e-4  # the same model on the same CPU; only the install differs
