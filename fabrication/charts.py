@@ -59,10 +59,13 @@ def _figure(size: tuple[int, int], title: str) -> tuple[Figure, Axes]:
 
 
 def _log_axis(axis: Axis) -> None:
-    """A logarithmic axis with values at 1, 2 and 5 of every decade, written as plain numbers."""
+    """A logarithmic axis (set its data first) written in plain numbers: at 1, 2 and 5 of
+    every decade, or at the decades alone when it spans more than three."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    low, high = sorted(axis.get_view_interval())
+    decades = math.log10(high / low) if low > 0 else math.inf
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -151,17 +154,18 @@ def histograms_png(series: dict[str, Sequence[float] | np.ndarray], path: Path, 
                           f"p99 {np.percentile(values, 99):.3g}{suffix}")
     for name, value in (marks or {}).items():
         if lo <= value <= hi:
-            axes.axvline(value, color="black", linestyle="--", linewidth=1.2, label=f"{name} {value:.3g}{suffix}")
+            axes.axvline(value, color="black", linestyle="--", linewidth=1.2, label=f"{name} {value:.4g}{suffix}")
+    axes.set_xlim(lo, hi)
     if log_x:
         axes.set_xscale("log")
         _log_axis(axes.xaxis)
     if log_count:
         axes.set_yscale("log")
         axes.set_ylim(bottom=0.7)
+        _log_axis(axes.yaxis)
     else:
         axes.set_ylim(bottom=0)
-    axes.set_xlim(lo, hi)
-    axes.legend(loc="best", fontsize=9)
+    figure.legend(loc="outside lower center", fontsize=9)  # below the axes: never over a bar
     return _save(figure, path)
 
 

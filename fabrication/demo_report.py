@@ -256,7 +256,7 @@ def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
               for k in KINDS}
     return histograms_png(scores, out, "Best-match score of each handheld photo, by what it shows "
                           "(unreadable photos have none)", unit="", bins=50, log_count=True,
-                          marks={"threshold": threshold}, size=(1000, 560),
+                          marks={"threshold": threshold}, size=(1000, 680),
                           xlabel="cosine similarity to the nearest enrolled label of the pattern read",
                           colours={KIND_TEXT[k]: c for k, c in _KIND_COLOUR.items()})
 

@@ -145,7 +145,7 @@ def score_pictures(result: dict, folder: Path) -> list[Path]:
     folder = Path(folder)
     scores = {kind: np.asarray(v) for kind, v in result["scores"].items() if v}
     written = [histograms_png(scores, folder / "bench_scores.png",
-                              f"best cosine score of each query (threshold {result['threshold']:.3f}), "
+                              f"best cosine score of each query (threshold {result['threshold']:.4f}), "
                               f"{result['database']['vectors']:,} enrolled", unit="", log_count=True,
                               marks={"threshold": result["threshold"]},
                               xlabel="best cosine score against the enrolled labels")]
