@@ -109,17 +109,18 @@ def det_curve_png(genuine: np.ndarray, impostor: np.ndarray, path: Path, marks: 
                                            (axes.set_yticks, axes.set_yticklabels, axes.set_ylim)):
         set_ticks(probit(ticks))
         set_labels([percent(t) for t in ticks])
-        set_lim(lo, hi)
+        set_lim(lo - 0.08 * (hi - lo), hi)  # rates of 0 sit on `lo`, just inside the frame
     axes.plot([lo, hi], [lo, hi], color="0.6", linestyle=":", linewidth=1, label="FAR = FRR")
     axes.plot(place(far), place(frr), color="tab:blue", linewidth=2,
               label=f"{len(genuine):,} genuine, {len(impostor):,} impostor comparisons")
-    for (name, threshold), colour in zip((marks or {}).items(), ("tab:red", "tab:green", "tab:purple", "tab:orange"),
-                                         strict=False):
+    for (name, threshold), colour, marker in zip((marks or {}).items(), ("tab:red", "tab:green", "tab:purple"),
+                                                 "oDs", strict=False):  # open marks: both seen where they meet
         a, r = float(np.mean(impostor >= threshold)), float(np.mean(genuine < threshold))
-        axes.plot(place(np.array([a])), place(np.array([r])), "o", color=colour, markersize=7,
+        axes.plot(place(np.array([a])), place(np.array([r])), marker, color=colour, markersize=10, fillstyle="none",
+                  markeredgewidth=2,
                   label=f"{name}: threshold {threshold:.3f}, FAR {percent(a)}, FRR {percent(r)}")
     axes.set_xlabel(f"false accept rate (normal-deviate scale; 0 drawn at {percent(floor)})")
-    axes.set_ylabel("false reject rate")
+    axes.set_ylabel(f"false reject rate (0 drawn at {percent(floor)})")
     axes.legend(loc="upper right", fontsize=9)
     return _save(figure, path)
 
