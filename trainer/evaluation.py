@@ -189,15 +189,17 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if shortfall:
         report["too_few_pairs"] = shortfall
     if out is not None:
-        from trainer.plots import det_curve_png, histograms_png
+        from fabrication.charts import det_curve_png, histograms_png
 
         marks = {f"FAR {far:g}": threshold, "EER": comparisons["eer_threshold"]}
         report["figures"] = [str(p) for p in (
             det_curve_png(genuine_pairs, impostor_pairs, Path(out) / "det.png", marks),
             histograms_png({"genuine": genuine_pairs, "impostor": impostor_pairs}, Path(out) / "scores.png",
-                           "comparison scores (cosine)", unit="score", log_count=True),
+                           "comparison scores", unit="", log_count=True, marks={f"threshold (FAR {far:g})": threshold},
+                           xlabel="cosine score of a query against an enrolled label"),
             histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
-                           Path(out) / "timings.png", "time per query (as on the device, batch 1)"))]
+                           Path(out) / "timings.png", "time per query (as on the device, batch 1)",
+                           xlabel="ms a query"))]
     if private_key is not None:
         if shortfall:
             raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
