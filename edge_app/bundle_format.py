@@ -160,6 +160,12 @@ class Decision(_Part):
     threshold: float | None = None
     far: float | None = None
     calibrated: bool | None = None  # absent: calibrated (bundles from before the flag)
+    # what a threshold set for the deployed size was set for (`puf evaluate --query-far`): the
+    # false-accept rate per counterfeit query, at this many labels a shard, from the impostor
+    # score tail (`trainer.tail.Tail.to_dict`: comparisons, method, fit range)
+    query_far: float | None = None
+    labels_per_shard: int | None = None
+    tail: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -170,7 +176,10 @@ class Decision(_Part):
         if "calibrated" in data and not isinstance(data["calibrated"], bool):
             raise read.error("calibrated", "true or false")
         return cls(read.take("threshold", _is_number, ""), read.take("far", _is_number, "a number or null"),
-                   read.take("calibrated"), read.extra)
+                   read.take("calibrated"),
+                   read.take("query_far", lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1"),
+                   read.take("labels_per_shard", lambda v: _is_count(v) and v >= 1, "a positive whole number"),
+                   read.take("tail", lambda v: isinstance(v, dict), "an object"), read.extra)
 
     @property
     def is_calibrated(self) -> bool:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib.metadata import entry_points
 
 from edge_app.errors import PufError
 from edge_app.verbs import Verb
+
+# What a shell reports for a program killed by SIGPIPE (128 + 13), as `yes | head -1` leaves it: the
+# reader left before the output ended. Python ignores SIGPIPE, so `puf` sees a BrokenPipeError instead.
+EXIT_BROKEN_PIPE = 141
 
 
 def installed_verbs() -> tuple[list[Verb], list[Verb]]:
@@ -59,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the verb `argv` names; a reader that closes the pipe early (`puf --version | head -1`)
+    ends `puf` quietly with EXIT_BROKEN_PIPE, as it would end a Unix tool, not with a traceback."""
+    try:
+        try:
+            return _run(argv)
+        finally:  # --help and --version exit inside argparse: their output is flushed here too
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # what is left in the buffer goes nowhere, so that the interpreter's own flush at exit fails no more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     verb: Verb = args._verb
@@ -70,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"puf {verb.name}: interrupted; run it again to resume", file=sys.stderr)
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,15 +28,22 @@ from edge_app.preprocess import Preprocess, dequantize, quantize
 MAX_THREADS = 64
 
 
-def default_bundle() -> Path:
-    """The bundle the device uses unless told otherwise: $PUF_BUNDLE, else the shipped
-    default model (models/default, package data, so a wheel install has it too)."""
-    import os
+def shipped_bundle() -> Path:
+    """The default model shipped in the package (models/default, package data, so a wheel
+    install has it too): what `puf verify` uses unless told otherwise, and what `puf train
+    --init default` fine-tunes."""
     from importlib.resources import files
+
+    return Path(str(files("models") / "default"))
+
+
+def default_bundle() -> Path:
+    """The bundle the device uses unless told otherwise: $PUF_BUNDLE, else the shipped one."""
+    import os
 
     if os.environ.get("PUF_BUNDLE"):
         return Path(os.environ["PUF_BUNDLE"])
-    return Path(str(files("models") / "default"))
+    return shipped_bundle()
 
 
 @dataclass

@@ -28,7 +28,7 @@ EXTRAS: dict[str, dict[str, str]] = {
                "kivy": "kivy"},
     "pi": {"picamera2": "picamera2", "gpiozero": "gpiozero"},
     "factory": {"ezdxf": "ezdxf", "pyserial": "serial", "tifffile": "tifffile", "hershey-fonts": "HersheyFonts",
-                "useq-schema": "useq"},
+                "useq-schema": "useq", "matplotlib": "matplotlib"},
     "microscope": {"pymmcore-plus": "pymmcore_plus", "ome-types": "ome_types"},
     "galvo": {"galvoplotter": "galvo"},
     "trainer": {"tensorflow-cpu": "tensorflow", "onnx": "onnx", "tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime"},

@@ -7,7 +7,6 @@ paper's scale).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
@@ -33,7 +32,7 @@ PAPER = {
 }
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GREEN, _RED, _GREY, _AMBER = (60, 170, 60), (50, 50, 220), (120, 120, 120), (0, 160, 230)
-_KIND_COLOUR = {"genuine": _GREEN, "held_out": (200, 120, 30), "other_film": (170, 60, 170), "clone": _RED}
+_KIND_COLOUR = {"genuine": "tab:green", "held_out": "tab:blue", "other_film": "tab:purple", "clone": "tab:red"}
 
 
 def _stats(values: list[float]) -> dict:
@@ -251,54 +250,15 @@ def clone_picture(original: Query, clone: Query, out: Path) -> Path:
 
 def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
     """Histograms of the best-match score per kind, with the threshold."""
-    w, h, left, right, top, bottom = 1000, 560, 70, 20, 150, 60
-    image = np.full((h, w, 3), 255, np.uint8)
-    scores = {k: np.array([q.verdict["score"] for q in queries if q.kind == k and q.verdict["score"] is not None])
+    from fabrication.charts import histograms_png
+
+    scores = {KIND_TEXT[k]: [q.verdict["score"] for q in queries if q.kind == k and q.verdict["score"] is not None]
               for k in KINDS}
-    scores = {k: v for k, v in scores.items() if len(v)}
-    lo = min([-0.1] + [float(v.min()) for v in scores.values()])
-    lo, hi, step = math.floor(lo * 10) / 10, 1.0, 0.02
-    edges = np.arange(lo, hi + step / 2, step)
-    counts = {k: np.histogram(np.clip(v, lo, hi - 1e-9), edges)[0] for k, v in scores.items()}
-    peak = max([int(c.max()) for c in counts.values()] + [1])
-
-    def x(value: float) -> int:
-        return int(left + (value - lo) / (hi - lo) * (w - left - right))
-
-    def y(count: float) -> int:  # square-root axis: a few counterfeits stay visible beside a tall genuine peak
-        return int(h - bottom - math.sqrt(count / peak) * (h - top - bottom))
-
-    _text(image, "Best-match cosine score of each handheld photo, by what it shows (unreadable photos have none)",
-          (left, 26), 0.6)
-    for value in np.arange(lo, hi + 1e-9, 0.1):
-        cv2.line(image, (x(value), h - bottom), (x(value), h - bottom + 6), (0, 0, 0), 1)
-        _text(image, f"{value:.1f}", (x(value) - 14, h - bottom + 24), 0.45)
-    _text(image, "score: cosine similarity to the nearest enrolled label of the pattern read "
-          "(photos on a square-root axis)", (left + 60, h - 14), 0.5)
-    _text(image, "photos", (8, top - 16), 0.45)
-    for n in sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, peak}):
-        if n > peak:
-            continue
-        _text(image, str(n), (20, y(n) + 5), 0.45)
-        cv2.line(image, (left - 5, y(n)), (w - right, y(n)), (235, 235, 235), 1)
-    cv2.rectangle(image, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    for i, (kind, count) in enumerate(counts.items()):
-        colour = _KIND_COLOUR[kind]
-        used = np.flatnonzero(count)
-        points = [(x(edges[used[0]]), h - bottom)]
-        for b in range(used[0], used[-1] + 1):  # a step outline: overlapping kinds stay readable
-            points += [(x(edges[b]), y(count[b])), (x(edges[b + 1]), y(count[b]))]
-        points.append((x(edges[used[-1] + 1]), h - bottom))
-        cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
-        v = scores[kind]
-        _text(image, f"{KIND_TEXT[kind]}: {len(v)}, median {np.median(v):.3f}", (left + 10, 56 + 22 * i), 0.5,
-              colour, 1)
-        cv2.line(image, (left - 30, 51 + 22 * i), (left - 6, 51 + 22 * i), colour, 3)
-    tx = x(threshold)
-    for y0 in range(top, h - bottom, 12):
-        cv2.line(image, (tx, y0), (tx, min(y0 + 6, h - bottom)), (0, 0, 0), 2)
-    _text(image, f"threshold {threshold:.3f}", (tx - 150, top + 20), 0.55, (0, 0, 0), 1)
-    return _write(out, image)
+    return histograms_png(scores, out, "Best-match score of each handheld photo, by what it shows "
+                          "(unreadable photos have none)", unit="", bins=50, log_count=True,
+                          marks={"threshold": threshold}, size=(1000, 680),
+                          xlabel="cosine similarity to the nearest enrolled label of the pattern read",
+                          colours={KIND_TEXT[k]: c for k, c in _KIND_COLOUR.items()})
 
 
 def draw_pictures(folder: Path, batch_dir: Path, registry_path: Path, queries: list[Query], threshold: float,

@@ -92,7 +92,7 @@ def walkthrough(tmp_path_factory):
         out[f"segment_{name}"] = run(["segment", str(work / f"{name}_scans"), "--layout",
                                       str(work / name / "layout.json"), "--registry", str(work / f"{name}.sqlite")])
     out["train"] = run(["train", str(work / "run"), "--data", str(work / "T1.sqlite"), "--init",
-                        str(ROOT / "models" / "default"), "--steps", "100", "--batch-size", "32",
+                        "default", "--steps", "100", "--batch-size", "32",
                         "--set", "train_only=pattern_head", "--set", "lr=0.003", "--set", "warmup_steps=10",
                         "--set", "val_frac=0.2", "--set", "eval_every=100"])
     out["export"] = run(["export", str(work / "run"), "--out", str(work / "bundle"), "--formats", "int8,onnx"])

@@ -20,6 +20,17 @@ Two views, both reported:
   their own label, accepted as another (a false accept), or rejected; impostor queries
   accepted. A query searched against a shard of N labels has a false-accept chance of up
   to N times the per-comparison FAR.
+* **per query, at the deployed size** (`trainer.tail`): a counterfeit's best score is the maximum
+  over the n labels of the shard it is searched in, so its false-accept chance is
+  1 - (1 - p(t))^n, p(t) the per-comparison FAR, estimated from the impostor comparisons'
+  upper tail (empirical, then a generalized Pareto fit: the method, its fit range and the
+  comparisons are reported). It is reported at the bundle's actual shard sizes (labels in each
+  shard the device searches: its pattern's, or all with ``classify=False``), and with
+  ``deployed_labels`` at a planned size (that many labels over the pattern classes). With
+  ``query_far`` the threshold is set for that per-query FAR at the largest shard (or the planned
+  size) instead of `far` per comparison, and the decision records what it assumed
+  (``query_far``, ``labels_per_shard``, ``tail``). A query whose pattern the head is unsure of
+  is searched in two shards; the same-pattern one decides its false accepts.
 
 With a signing key the threshold is written into the bundle's ``decision`` (``calibrated``,
 with exact 95% bounds on FAR and FRR, `trainer.metrics.rate_bounds`) and the bundle re-signed
@@ -42,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from trainer.tail import MAX_EXTRAPOLATION, MIN_PAIRS, Tail, pair_far_for, query_far
 
 FARS = (1e-3, 1e-4, 1e-5)
 CONFIDENCE = 0.95  # of the bounds on FAR and FRR
@@ -97,8 +109,11 @@ def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[n
 def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
              classify: bool = True, private_key=None, out: Path | None = None, model_format: str | None = None,
              max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND,
-             trusted_keys: Path | None = None) -> dict:
-    """Score the queries of `folders` against the bundle and set the threshold for `far`. With
+             trusted_keys: Path | None = None, query_far_target: float | None = None,
+             deployed_labels: int | None = None) -> dict:
+    """Score the queries of `folders` against the bundle and set the threshold for `far` per
+    comparison, or with `query_far_target` for that FAR per query at the largest shard (or at
+    `deployed_labels` over the pattern classes: see the module). With
     `private_key` the threshold is written (and the bundle re-signed) only when the comparisons
     can support it: enough impostor ones to bound the FAR asked at 95%, and enough genuine ones
     to bound the FRR below `frr_bound` (see `sufficiency`); otherwise PufError says how many.
@@ -113,9 +128,11 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
     from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
 
-    for name, rate in (("target FAR", far), ("FRR bound", frr_bound)):
-        if not 0 < rate < 1:
+    for name, rate in (("target FAR", far), ("FRR bound", frr_bound), ("per-query FAR", query_far_target)):
+        if rate is not None and not 0 < rate < 1:
             raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
+    if deployed_labels is not None and deployed_labels < 1:
+        raise PufError(f"the deployed labels must be a positive number, got {deployed_labels}")
     bundle_path = Path(bundle_path)
     manifest = Manifest.read(bundle_path)
     if private_key is not None:  # refuse before the work, not after it
@@ -153,16 +170,28 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
     comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
+    sizes = shard_sizes(vectors, classify)
+    planned = None if deployed_labels is None else (
+        -(-deployed_labels // len(bundle.pattern_classes)) if classify else deployed_labels)
+    assumed = planned or max(sizes)
+    tail = Tail.fit(impostor_pairs) if query_far_target is not None or len(impostor_pairs) >= MIN_PAIRS else None
+    if query_far_target is not None:
+        far = pair_far_for(query_far_target, assumed)
+        last_rejected, method = tail.threshold(far)
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
-    # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
-    confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
-    threshold = device_threshold(chosen["threshold"] if confident is None else confident)
+    if query_far_target is None:
+        # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
+        confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
+        last_rejected = chosen["threshold"] if confident is None else confident
+    threshold = device_threshold(last_rejected)
     decisions = decision_rates(rows, threshold)
     false_accepts = int(np.sum(impostor_pairs >= threshold))
     false_rejects = int(np.sum(genuine_pairs < threshold))
     decision = {
         "threshold": threshold, "far": far, "provisional": False, "calibrated": True,
-        "far_kind": "per comparison, within the shard the device searches",
+        "far_kind": "per comparison, within the shard the device searches" + (
+            f"; set for a per-query FAR of {query_far_target:g} at {assumed:,} labels a shard"
+            if query_far_target is not None else ""),
         "far_resolved": chosen["resolved"], "tar_at_far": float(np.mean(genuine_pairs >= threshold)),
         "confidence": CONFIDENCE, "threshold_at_measured_far": round(chosen["threshold"], 6),
         "far_measured": false_accepts / len(impostor_pairs),
@@ -174,30 +203,43 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                          f"({verifier.runner.format} model)",
         "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    shortfall = sufficiency(len(genuine_pairs), len(impostor_pairs), far, frr_bound)
+    per_query = None
+    if tail is not None:
+        per_query = per_query_far(tail, threshold, sizes, planned)
+        decision["labels_per_shard"] = assumed
+        decision["tail"] = tail.to_dict() | {"pair_far_at_threshold": per_query["pair_far"]}
+        decision["query_far_at_threshold"] = query_far(per_query["pair_far"], assumed)
+    if query_far_target is not None:
+        decision["query_far"] = query_far_target
+        decision["tail"]["method"] = method
+    shortfall = sufficiency(len(genuine_pairs), len(impostor_pairs), far, frr_bound,
+                            extrapolated=query_far_target is not None)
     report = {
         "bundle": str(bundle_path), "queries": len(rows), "classify": classify,
         "genuine_queries": sum(r["genuine"] for r in rows), "impostor_queries": sum(not r["genuine"] for r in rows),
         "comparisons": comparisons, "decision": decision, "decisions_at_threshold": decisions,
+        "per_query": per_query,
         "pattern_accuracy": float(np.mean([r["pattern_read"] for r in rows])),
         "timings_ms": {k: summary([r[k] for r in rows]) for k in ("model_ms", "search_ms")},
         "written": False,
     }
-    if not chosen["resolved"]:
+    if not chosen["resolved"] and query_far_target is None:
         report["warning"] = (f"FAR {far:g} is not resolved by {len(impostor_pairs)} impostor comparisons "
                              f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
     if shortfall:
         report["too_few_pairs"] = shortfall
     if out is not None:
-        from trainer.plots import det_curve_png, histograms_png
+        from fabrication.charts import det_curve_png, histograms_png
 
         marks = {f"FAR {far:g}": threshold, "EER": comparisons["eer_threshold"]}
         report["figures"] = [str(p) for p in (
             det_curve_png(genuine_pairs, impostor_pairs, Path(out) / "det.png", marks),
             histograms_png({"genuine": genuine_pairs, "impostor": impostor_pairs}, Path(out) / "scores.png",
-                           "comparison scores (cosine)", unit="score", log_count=True),
+                           "comparison scores", unit="", log_count=True, marks={f"threshold (FAR {far:g})": threshold},
+                           xlabel="cosine score of a query against an enrolled label"),
             histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
-                           Path(out) / "timings.png", "time per query (as on the device, batch 1)"))]
+                           Path(out) / "timings.png", "time per query (as on the device, batch 1)",
+                           xlabel="ms a query"))]
     if private_key is not None:
         if shortfall:
             raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
@@ -210,15 +252,42 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     return report
 
 
-def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_BOUND) -> str:
+def shard_sizes(vectors: dict[str, tuple[np.ndarray, np.ndarray]], classify: bool) -> list[int]:
+    """Labels in each set of shards a query is searched in: each pattern's shard, or (without
+    classification) all of them together."""
+    sizes = [len(np.unique(ids)) for _, ids in vectors.values()]
+    return sizes if classify else [sum(sizes)]
+
+
+def per_query_far(tail: Tail, threshold: float, sizes: list[int], planned: int | None) -> dict:
+    """The per-query FAR at `threshold` at each shard size found (and at the planned one)."""
+    pair = tail.pair_far(threshold)
+    counts = {n: sizes.count(n) for n in sorted(set(sizes))}
+    report = {"threshold": threshold, "pair_far": pair, "method": tail.threshold(pair)[1] if pair > 0 else "-",
+              "shards": [{"labels": n, "shards": c, "far_per_query": query_far(pair, n)} for n, c in counts.items()],
+              "largest_shard_far_per_query": query_far(pair, max(sizes))}
+    if planned is not None:
+        report["planned"] = {"labels_per_shard": planned, "far_per_query": query_far(pair, planned)}
+    return report
+
+
+def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_BOUND,
+                extrapolated: bool = False) -> str:
     """Why the comparisons cannot support a threshold for `far` ('' when they can): zero
     false accepts in n impostor comparisons bound the FAR below about 3/n at 95%, so the FAR
-    asked needs n >= 3/FAR; the genuine ones must likewise bound the FRR below `frr_bound`."""
+    asked needs n >= 3/FAR; a FAR `extrapolated` from the score tail (`trainer.tail`) needs
+    n >= 1 / (MAX_EXTRAPOLATION FAR). The genuine ones must bound the FRR below `frr_bound`."""
     from trainer.metrics import trials_needed
 
     need_impostor, need_genuine = trials_needed(far, CONFIDENCE), trials_needed(frr_bound, CONFIDENCE)
     problems = []
-    if impostor < need_impostor:
+    if extrapolated:
+        need_impostor = int(np.ceil(1 / (MAX_EXTRAPOLATION * far)))
+        if impostor < need_impostor:
+            problems.append(f"a per-comparison FAR of {far:.3g} extrapolated from the impostor score tail needs at "
+                            f"least {need_impostor:,} impostor comparisons (the tail model is trusted "
+                            f"{MAX_EXTRAPOLATION} times below 1 / comparisons, no further), got {impostor:,}")
+    elif impostor < need_impostor:
         problems.append(f"FAR {far:g} needs at least {need_impostor:,} impostor comparisons (zero false accepts "
                         f"in n bound the FAR below about 3/n at {CONFIDENCE:.0%}), got {impostor:,}")
     if genuine < need_genuine:
@@ -271,6 +340,22 @@ def describe(report: dict) -> str:
     lines.append(f"  FAR {_pct(dec['far_measured'])} (95% bounds {_pct(dec['far_bounds'][0])} - "
                  f"{_pct(dec['far_bounds'][1])}), FRR {_pct(dec['frr_measured'])} (95% bounds "
                  f"{_pct(dec['frr_bounds'][0])} - {_pct(dec['frr_bounds'][1])}), per comparison")
+    q = report.get("per_query")
+    if q:
+        fit = dec["tail"]
+        sizes = ", ".join(f"{s['far_per_query']:.3g} at {s['labels']:,} labels ({s['shards']} shards)"
+                          for s in q["shards"])
+        lines.append(f"per query at threshold {q['threshold']:.4f}: per comparison {q['pair_far']:.3g} "
+                     f"({q['method']}: {fit['pairs']:,} impostor comparisons, generalized Pareto fit to the top "
+                     f"{fit['fit_scores']:,}, {fit['fit_range'][0]:.3f}-{fit['fit_range'][1]:.3f}, shape "
+                     f"{fit['shape']:.3f}); "
+                     f"false accepts per query {sizes}")
+        if "planned" in q:
+            lines.append(f"  at the planned {q['planned']['labels_per_shard']:,} labels a shard: "
+                         f"{q['planned']['far_per_query']:.3g} per query")
+        if "query_far" in dec:
+            lines.append(f"  threshold set for {dec['query_far']:g} per query at {dec['labels_per_shard']:,} labels a "
+                         f"shard ({dec['far']:.3g} per comparison)")
     lines.append(f"time per query: model {t['model_ms']['median']:.2f} ms, search {t['search_ms']['median']:.3f} ms "
                  "(medians)")
     if "warning" in report:

@@ -20,7 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crop folder of held-out captures (labels.csv + crops/LABEL_ID/*.png); repeatable")
     parser.add_argument("--captures", default="h",
                         help="use captures whose names start with this (default h: handheld; '' for all)")
-    parser.add_argument("--far", type=float, default=1e-5, help="target false-accept rate (default 1e-5)")
+    parser.add_argument("--far", type=float, default=1e-5,
+                        help="target false-accept rate per comparison (default 1e-5)")
+    parser.add_argument("--query-far", type=float,
+                        help="set the threshold instead for this false-accept rate per counterfeit query, at the "
+                             "largest shard (or --deployed-labels), from the impostor score tail")
+    parser.add_argument("--deployed-labels", type=int,
+                        help="report (and with --query-far set the threshold for) a planned size: this many labels "
+                             "enrolled, over the pattern classes")
     parser.add_argument("--frr-bound", type=float,
                         help="a written threshold's genuine comparisons must bound the FRR below this at 95%% "
                              "(default: the library's, 0.01: 299 comparisons)")
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     key = load_private_key(args.key) if args.key else None
     report = evaluate(args.bundle, args.queries, captures=args.captures or None, far=args.far,
                       classify=not args.no_classify, private_key=key, out=args.out, max_queries=args.max_queries,
-                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND, trusted_keys=args.trusted_keys)
+                      progress=not args.json, frr_bound=args.frr_bound or FRR_BOUND, trusted_keys=args.trusted_keys,
+                      query_far_target=args.query_far, deployed_labels=args.deployed_labels)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
@@ -53,7 +61,9 @@ verb = Verb(
     "Score held-out captures against a bundle: FAR, FRR, EER, TAR at FAR; set its threshold; DET and timing PNGs.",
     "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --out reports/b1\n"
     "  puf evaluate --bundle bundles/b1 --queries data/heldout --far 1e-5 --key keys/factory.key\n"
-    "  puf evaluate --bundle bundles/b1 --queries data/recaptures --far 1e-4 --key keys/factory.key  # puf queries",
+    "  puf evaluate --bundle bundles/b1 --queries data/recaptures --far 1e-4 --key keys/factory.key  # puf queries\n"
+    "  puf evaluate --bundle bundles/b1 --queries data/heldout --query-far 1e-5 --deployed-labels 4155600 "
+    "--key keys/factory.key",
     add_arguments,
     run,
     extras=("device", "factory"),

@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set s=32 --set preprocess.input_size=96")
     parser.add_argument("--init", metavar="RUN_OR_BUNDLE",
-                        help="start from a trained model's weights: a run folder, or a bundle with model.onnx "
-                             "(models/default); takes its architecture; new pattern head when the classes differ")
+                        help="start from a trained model's weights: a run folder, a bundle with model.onnx, or "
+                             "'default' (the shipped bundle); takes its architecture; new pattern head when the "
+                             "classes differ")
     parser.add_argument("--materialize", type=int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
@@ -94,7 +95,7 @@ verb = Verb(
     "  puf train runs/r2 --config edge --steps 20000             # trainer/configs/edge.toml\n"
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
-    "  puf train runs/ft --data registry.sqlite --init models/default --set lr=0.0005   # fine-tune\n"
+    "  puf train runs/ft --data registry.sqlite --init default --set lr=0.0005   # fine-tune\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk\n"
     "  puf train runs/r4 --data data/crops --cluster cluster.json   # on each worker, its own index",
     add_arguments,

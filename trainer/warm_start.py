@@ -30,6 +30,7 @@ from trainer.pattern_sets import bundle_pattern_set, folder_pattern_set
 
 ARCHITECTURE = ("backbone", "preprocess", "embedding_dim", "head_channels", "pattern_mlp")
 PARITY_COSINE = 0.9999  # the bound export holds ONNX to
+SHIPPED = "default"  # `--init default`: the bundle shipped in the package
 
 
 @dataclass
@@ -45,11 +46,20 @@ class InitSource:
         return {"from": str(self.path), "kind": self.kind, "pattern_set": self.pattern_set.describe()}
 
 
+def init_path(name: str | Path) -> Path:
+    """`--init`'s folder: the shipped bundle by its name (`default`, so a wheel install fine-tunes it
+    with no checkout), unless a folder of that name is here; any other value is a path."""
+    from edge_app.runtime import shipped_bundle
+
+    path = Path(name)
+    return shipped_bundle() if str(name) == SHIPPED and not path.exists() else path
+
+
 def read_init(path: str | Path) -> InitSource:
-    """The run folder or bundle at `path` (no TensorFlow needed)."""
+    """The run folder or bundle `path` names (`init_path`; no TensorFlow needed)."""
     from edge_app.bundle_format import MANIFEST
 
-    path = Path(path)
+    path = init_path(path)
     if (path / "model.keras").exists() and (path / "config.json").exists():
         config = json.loads((path / "config.json").read_text())
         return InitSource(path, "run", {k: config[k] for k in ARCHITECTURE}, folder_pattern_set(path))
@@ -68,7 +78,7 @@ def read_init(path: str | Path) -> InitSource:
                            "(an int8 TFLite model cannot give them back); export it with --formats including onnx")
         return InitSource(path, "bundle", {k: config[k] for k in ARCHITECTURE}, bundle_pattern_set(path, manifest))
     raise PufError(f"--init {path}: neither a training run (model.keras + config.json) nor a bundle "
-                   "(manifest.json)")
+                   f"(manifest.json); '{SHIPPED}' names the shipped bundle")
 
 
 def check_architecture(source: InitSource, config) -> None:

@@ -8,6 +8,7 @@ run on the device runtime, bad configs are PufErrors.
 import csv
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_mlp=32",
         "preprocess.input_size=64", "batch_size=32", "lr=0.003", "warmup_steps=5",
         "s=16", "m2=0.3", "val_frac=0.3", "eval_every=1000", "checkpoint_every=10",
@@ -498,3 +500,19 @@ def test_init_from_a_bundle_reads_its_onnx_weights_back_or_refuses(trained, tmp_
         read_init(bundle)
     with pytest.raises(PufError, match="neither a training run"):
         read_init(tmp_path)
+
+
+def test_init_default_names_the_shipped_bundle_from_anywhere_unless_a_folder_is_called_so(tmp_path, monkeypatch):
+    from edge_app.runtime import shipped_bundle
+    from trainer.warm_start import read_init
+
+    shipped = ROOT / "models" / "default"
+    monkeypatch.chdir(tmp_path)  # no checkout here: the name, not a relative path, finds it
+    monkeypatch.setenv("PUF_BUNDLE", str(tmp_path / "device_bundle"))  # the device's bundle is not the shipped one
+    source = read_init("default")
+    assert source.path == shipped_bundle() == shipped and source.kind == "bundle"
+    assert source.architecture == read_init(shipped).architecture
+    assert source.architecture["backbone"] == Manifest.read(shipped).model.extra["config"]["backbone"]
+    (tmp_path / "default").mkdir()  # a folder of that name here is what the user means: it is read, and refused
+    with pytest.raises(PufError, match=r"--init default: neither a training run .* 'default' names the shipped"):
+        read_init("default")

@@ -140,17 +140,18 @@ def _whole_index(whole: dict) -> list[str]:
 def score_pictures(result: dict, folder: Path) -> list[Path]:
     """Figure-5-like: score distributions of genuine, counterfeit and clone queries, and the
     time histograms (extraction, search, total)."""
-    from trainer.plots import histograms_png
+    from fabrication.charts import histograms_png
 
     folder = Path(folder)
     scores = {kind: np.asarray(v) for kind, v in result["scores"].items() if v}
     written = [histograms_png(scores, folder / "bench_scores.png",
-                              f"best cosine score of each query (threshold {result['threshold']:.3f}), "
-                              f"{result['database']['vectors']:,} enrolled", unit="score", log_count=True,
-                              marks={"threshold": result["threshold"]})]
+                              f"best cosine score of each query (threshold {result['threshold']:.4f}), "
+                              f"{result['database']['vectors']:,} enrolled", unit="", log_count=True,
+                              marks={"threshold": result["threshold"]},
+                              xlabel="best cosine score against the enrolled labels")]
     times = {f"{k} (classified)": np.asarray([x for x in v if x is not None]) for k, v in result["times_ms"].items()}
     times["search (every shard)"] = np.asarray([x for x in result["times_unclassified_ms"]["search"]
                                                 if x is not None])
-    written.append(histograms_png(times, folder / "bench_times.png", "time a query (ms), 2 threads", unit="ms",
-                                  log_x=True))
+    written.append(histograms_png(times, folder / "bench_times.png", "time a query, 2 threads", unit="ms",
+                                  log_x=True, xlabel="ms a query (log scale)"))
     return written
