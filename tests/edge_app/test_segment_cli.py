@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from edge_app import segment_cli
+from edge_app import verb_segment
 from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
@@ -25,8 +25,8 @@ LAYOUT = make_layout()
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    segment_cli.add_arguments(parser)
-    return segment_cli.run(parser.parse_args([str(a) for a in argv]))
+    verb_segment.add_arguments(parser)
+    return verb_segment.run(parser.parse_args([str(a) for a in argv]))
 
 
 def photographed_batch(root, slipped: bool = True):
