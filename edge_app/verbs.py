@@ -67,17 +67,3 @@ class Verb:
     def available(self) -> bool:
         return all(find_spec(module) is not None for module in self.needs)
 
-
-def from_module(module: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """`add_arguments` and `run` that import `module` (which defines both) only when
-    called: for the verbs whose arguments and work still live beside their domain code
-    (design, etch, photograph, demo, segment)."""
-    import importlib
-
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        importlib.import_module(module).add_arguments(parser)
-
-    def run(args: argparse.Namespace) -> int:
-        return importlib.import_module(module).run(args)
-
-    return add_arguments, run
