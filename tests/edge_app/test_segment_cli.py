@@ -18,7 +18,7 @@ from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
 from edge_app.registry import Registry
-from tests.edge_app.test_segment import make_layout, snap, templates_for
+from tests.segment_support import make_layout, snap, templates_for
 
 LAYOUT = make_layout()
 
@@ -260,7 +260,7 @@ def test_resegmenting_a_reshot_field(tmp_path) -> None:
 
 def test_a_stage_that_reports_its_true_position_settles_a_slip(tmp_path) -> None:
     """No glyph templates, but the stage's encoders recorded where it really went."""
-    from tests.edge_app.test_segment import CALIBRATION
+    from tests.segment_support import CALIBRATION
 
     batch, truths = photographed_batch(tmp_path)
     (batch / "stage").mkdir()

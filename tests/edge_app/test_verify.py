@@ -267,7 +267,7 @@ def test_a_match_in_the_runner_up_pattern_is_refused_when_the_glyph_reads_the_fi
 
 
 def test_puf_verify_refuses_a_photo_over_the_pixel_limit_before_decoding(enrolled, tmp_path, capsys):
-    from tests.edge_app.test_photo_size import png_header
+    from tests.photo_support import png_header
 
     path, trusted, bundle = enrolled
     genuine, _ = sim_batch().handheld(0, 4, 8)

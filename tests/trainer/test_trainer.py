@@ -19,6 +19,7 @@ from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
 from edge_app.runtime import ModelRunner  # noqa: E402
 from fabrication.patterns import builtin_pattern_set  # noqa: E402
+from tests.trainer_support import TINY
 from trainer.augment import NONE, Augment, augment  # noqa: E402
 from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
 from trainer.simdata import SimSpec, render_dataset  # noqa: E402
@@ -29,11 +30,6 @@ pytest.importorskip("tensorflow")
 # which numpy 2 flags because tf.Variable.__array__ takes no `copy` keyword: not ours.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-
-TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_mlp=32",
-        "preprocess.input_size=64", "batch_size=32", "lr=0.003", "warmup_steps=5",
-        "s=16", "m2=0.3", "val_frac=0.3", "eval_every=1000", "checkpoint_every=10",
-        "weight_decay=0.0001"]
 
 
 @pytest.fixture(scope="module")
