@@ -19,7 +19,7 @@ from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
 from edge_app.runtime import ModelRunner  # noqa: E402
 from fabrication.patterns import builtin_pattern_set  # noqa: E402
-from tests.trainer_support import TINY
+from tests.trainer_support import TINY  # noqa: E402
 from trainer.augment import NONE, Augment, augment  # noqa: E402
 from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
 from trainer.simdata import SimSpec, render_dataset  # noqa: E402
