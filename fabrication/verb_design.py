@@ -26,16 +26,19 @@ def seed(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edge_app.layout import BatchLayout  # its defaults are a batch's
+
     parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
     parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
-    parser.add_argument("--fields", type=grid, default=(20, 10), metavar="COLSxROWS",
-                        help="fields per batch (default 20x10 = 200)")
-    parser.add_argument("--labels", type=grid, default=(4, 3), metavar="COLSxROWS",
-                        help="labels per field (default 4x3 = 12)")
-    parser.add_argument("--label-um", type=float, default=200.0, help="label side (default 200)")
-    parser.add_argument("--border-um", type=float, default=10.0, help="border width (default 10)")
-    parser.add_argument("--pitch-um", type=float, default=250.0, help="label pitch (default 250)")
-    parser.add_argument("--glyph-um", type=float, default=80.0, help="pattern glyph size (default 80)")
+    for option, cols, rows, what in (("--fields", BatchLayout.field_cols, BatchLayout.field_rows, "fields per batch"),
+                                     ("--labels", BatchLayout.label_cols, BatchLayout.label_rows, "labels per field")):
+        parser.add_argument(option, type=grid, default=(cols, rows), metavar="COLSxROWS",
+                            help=f"{what} (default {cols}x{rows} = {cols * rows})")
+    for option, default, what in (("--label-um", BatchLayout.label_size_um, "label side"),
+                                  ("--border-um", BatchLayout.border_width_um, "border width"),
+                                  ("--pitch-um", BatchLayout.pitch_um, "label pitch"),
+                                  ("--glyph-um", BatchLayout.glyph_size_um, "pattern glyph size")):
+        parser.add_argument(option, type=float, default=default, help=f"{what} (default {default:g})")
     parser.add_argument("--pattern-set", default="builtin", metavar="SOURCE",
                         help="the glyphs: builtin (the 44 classes), a patterns.json, an SVG file (one glyph per "
                              "element id), a folder of SVG files, a DXF file (one glyph per layer), or "

@@ -43,7 +43,6 @@ import numpy as np
 
 from edge_app.errors import PufError
 
-FARS = (1e-3, 1e-4, 1e-5)
 CONFIDENCE = 0.95  # of the bounds on FAR and FRR
 FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR below this (299 of them)
 
@@ -152,7 +151,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
-    comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
+    comparisons = verification_report(genuine_pairs, impostor_pairs)
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
     # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
     confident = confident_threshold(impostor_pairs, far, CONFIDENCE)

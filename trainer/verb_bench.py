@@ -35,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--whole-queries", type=int, help="genuine photos searched in the whole database as one "
                                                          "index (default 2,000)")
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
-    parser.add_argument("--memory-mb", type=float, default=1400.0,
-                        help="memory budget of the shards, as puf enroll plans it (default 1400)")
+    from trainer.enroll import DEFAULT_BUDGET_MB
+
+    parser.add_argument("--memory-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help=f"memory budget of the shards, as puf enroll plans it (default {DEFAULT_BUDGET_MB:g})")
     parser.add_argument("--scaling", metavar="SIZES",
                         help="instead: search time and memory at these database sizes, e.g. 1e4,1e5,1e6,1e7 "
                              "(random unit vectors beyond what is enrolled)")
