@@ -67,3 +67,12 @@ class Verb:
     def available(self) -> bool:
         return all(find_spec(module) is not None for module in self.needs)
 
+
+def print_report(report: dict, as_json: bool, describe: Callable[[dict], str]) -> int:
+    """A verb's report on stdout: JSON for programs (``--json``; names such as a Chinese
+    glyph's kept as they are), else `describe`'s text for people. Returns the exit status, 0."""
+    import json
+
+    print(json.dumps(report, indent=1, ensure_ascii=False) if as_json else describe(report))
+    return 0
+

@@ -36,10 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_galvo_arguments(parser)
     parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true",
-                       help="go on from where the last etch of this batch stopped")
-    start.add_argument("--from-line", type=int, metavar="N",
-                       help="start at line N of laser/job.gcode (1-based)")
+    start.add_argument("--resume", action="store_true", help="go on from where the last etch of this batch stopped")
+    start.add_argument("--from-line", type=int, metavar="N", help="start at line N of laser/job.gcode (1-based)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the dry run in GRBL's check mode ($C) that finds lines the "
                              "controller rejects before anything is etched")

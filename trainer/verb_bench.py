@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 from trainer import quiet_tensorflow
 
 
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "bench_scaling.json").write_text(json.dumps(result, indent=1))
         if args.figures:
             scaling.picture(result, args.figures / "bench_scaling.png")
-        print(json.dumps(result, indent=1) if args.json else scaling.table(result))
-        return 0
+        return print_report(result, args.json, scaling.table)
     from trainer.bench import experiment, report
 
     plan = _plan(args)

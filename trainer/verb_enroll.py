@@ -7,10 +7,9 @@ Only the standard library at module level; the work is imported when the verb ru
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
 
@@ -62,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
                             valid_days=args.valid_days)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json, trusted_keys=args.trusted_keys)
-    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))
-    return 0
+    return print_report(report, args.json, describe)
 
 
 verb = Verb(
