@@ -123,8 +123,10 @@ def read_order(path: Path, folder: Path) -> dict[int, Path]:
 
 
 def folder_layout(batch_dir: Path, fields: list[FieldImage], *, layout_file: Path | None = None,
-                  batch_id: str | None = None, labels: tuple[int, int] = (4, 3),
-                  label_um: float = 200.0, border_um: float = 10.0, pitch_um: float = 250.0,
+                  batch_id: str | None = None,
+                  labels: tuple[int, int] = (BatchLayout.label_cols, BatchLayout.label_rows),
+                  label_um: float = BatchLayout.label_size_um, border_um: float = BatchLayout.border_width_um,
+                  pitch_um: float = BatchLayout.pitch_um,
                   glyph_um: float | None = None, pattern_set: PatternSet | None = None) -> BatchLayout:
     """The layout file given, else the batch's layout.json, else a layout built from the
     label geometry: the fields in one row, every pattern class unknown (read from the

@@ -26,7 +26,7 @@ from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
 from edge_app.field_images import find_fields, folder_layout
 from edge_app.folder_lock import exclusive
-from edge_app.layout import UNKNOWN_PATTERN
+from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
 from edge_app.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
 
 
@@ -40,10 +40,11 @@ class FolderOptions:
     glyph_um: float | None = None
     pixel_um: float | None = None  # camera pixel size; wins over the manifest's
     batch_id: str | None = None
-    labels: tuple[int, int] = (4, 3)  # labels per field, COLSxROWS
-    label_um: float = 200.0
-    border_um: float = 10.0
-    pitch_um: float = 250.0
+    # the label geometry, as a layout's (defaults: BatchLayout's)
+    labels: tuple[int, int] = (BatchLayout.label_cols, BatchLayout.label_rows)  # labels per field, COLSxROWS
+    label_um: float = BatchLayout.label_size_um
+    border_um: float = BatchLayout.border_width_um
+    pitch_um: float = BatchLayout.pitch_um
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trusted-keys", type=Path, metavar="DIR",
                         help="folder of trusted *.pub keys (default: HOME/trusted_keys, else "
                              "~/.config/puf/trusted_keys)")
-    parser.add_argument("--camera", metavar="SPEC",
-                        help="file:PATH (a photo or a folder of photos), opencv:N, or picamera2 "
-                             "(default: the saved setting)")
+    parser.add_argument("--camera", metavar="SPEC", help="file:PATH (a photo or a folder of photos), opencv:N, "
+                                                         "or picamera2 (default: the saved setting)")
     parser.add_argument("--home", type=Path, metavar="DIR",
                         help="the device's folder: bundle, journal, settings (default: $PUF_HOME, else "
                              "~/.local/share/puf)")

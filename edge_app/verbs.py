@@ -68,16 +68,11 @@ class Verb:
         return all(find_spec(module) is not None for module in self.needs)
 
 
-def from_module(module: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """`add_arguments` and `run` that import `module` (which defines both) only when
-    called: for the verbs whose arguments and work still live beside their domain code
-    (design, etch, photograph, demo, segment)."""
-    import importlib
+def print_report(report: dict, as_json: bool, describe: Callable[[dict], str]) -> int:
+    """A verb's report on stdout: JSON for programs (``--json``; names such as a Chinese
+    glyph's kept as they are), else `describe`'s text for people. Returns the exit status, 0."""
+    import json
 
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        importlib.import_module(module).add_arguments(parser)
+    print(json.dumps(report, indent=1, ensure_ascii=False) if as_json else describe(report))
+    return 0
 
-    def run(args: argparse.Namespace) -> int:
-        return importlib.import_module(module).run(args)
-
-    return add_arguments, run

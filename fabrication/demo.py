@@ -12,15 +12,14 @@ paper's figures and draws what a reader wants to see (`fabrication.demo_report`)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
 import os
 import platform
 import shutil
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -30,25 +29,20 @@ PICTURES = {"field": "demo_field.jpg", "genuine": "demo_genuine.jpg", "counterfe
             "clone": "demo_clone.jpg", "scores": "demo_scores.png"}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder to work in (default demo_out)")
-    parser.add_argument("--fields", default="20x10", metavar="COLSxROWS",
-                        help="fields in the batch, 12 labels each (default 20x10 = 200 fields, 2,400 labels: "
-                             "the paper's batch)")
-    parser.add_argument("--photos", type=int, default=200,
-                        help="handheld photos of enrolled labels; as many of never-enrolled labels and half as "
-                             "many clones (default 200)")
-    parser.add_argument("--held-out", type=float, default=0.1, metavar="FRACTION",
-                        help="share of the batch's fields never enrolled (default 0.1)")
-    parser.add_argument("--figures", type=Path, metavar="DIR",
-                        help="also write the pictures here (e.g. docs/)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the handheld photos (default 1)")
-    parser.add_argument("--film", default="default", metavar="STYLE",
-                        help="how the simulated film looks: a preset (default, coarse, fine, faceted, mottled) "
-                             "and/or NAME=VALUE settings, as 'puf etch --film-style' takes them (default: default)")
-    parser.add_argument("--keep", action="store_true", help="keep what an earlier demo left in --out")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON (the verbs' output goes "
-                                                            "to stderr)")
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `puf demo` runs: the folder, the batch's fields (COLSxROWS, 12 labels each), the
+    handheld photos, the share of fields held out, the handheld photos' seed, the film's style,
+    whether to keep what an earlier demo left, and a folder to copy the pictures into."""
+
+    out: Path
+    fields: str
+    photos: int
+    held_out: float
+    seed: int
+    film: str
+    keep: bool
+    figures: Path | None
 
 
 def run_verb(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
@@ -168,16 +162,16 @@ def _stats_ms(values: list[float]) -> dict:
     return {"median": round(float(np.median(values)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
 
 
-def _line(args: argparse.Namespace, out: Path, batch_dir: Path, stages: dict) -> None:
+def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> None:
     """design, etch, photograph, segment: the factory's verbs, timed."""
-    if batch_dir.exists() and not args.keep:
+    if batch_dir.exists() and not options.keep:
         shutil.rmtree(batch_dir)
         for suffix in ("", "-wal", "-shm"):
             (out / f"registry.sqlite{suffix}").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     steps = [
-        ("design", ["design", str(batch_dir), "--fields", args.fields, "--batch-id", BATCH_ID, "--force"]),
-        ("etch", ["etch", str(batch_dir), "--sim", "--film-style", args.film]),
+        ("design", ["design", str(batch_dir), "--fields", options.fields, "--batch-id", BATCH_ID, "--force"]),
+        ("etch", ["etch", str(batch_dir), "--sim", "--film-style", options.film]),
         ("photograph", ["photograph", str(batch_dir), "--sim"]),
         ("segment", ["segment", str(batch_dir), "--overlay"]),
     ]
@@ -188,28 +182,34 @@ def _line(args: argparse.Namespace, out: Path, batch_dir: Path, stages: dict) ->
         stages[name] = round(time.perf_counter() - t0, 2)
 
 
-def _demo(args: argparse.Namespace) -> dict:
+def run_demo(options: DemoOptions) -> dict:
+    """The line on a fresh folder, then (where the trainer and device extras are installed)
+    the field checks; the report (`fabrication.demo_report.tables` prints it for people)."""
     from edge_app.batch_dir import BatchDir
     from edge_app.cli import installed_verbs
     from edge_app.registry import Registry
     from fabrication.sim.film import FilmStyle
 
-    FilmStyle.parse(args.film)  # refused before the line starts
+    if not 0 <= options.photos <= 100_000:
+        raise PufError(f"--photos must be 0-100000, got {options.photos}")
+    if not 0 <= options.held_out < 1:
+        raise PufError(f"--held-out is a fraction of the fields, 0 to below 1; got {options.held_out}")
+    FilmStyle.parse(options.film)  # refused before the line starts
     started = time.perf_counter()
-    out: Path = args.out
+    out = options.out
     batch_dir, registry_path, photos_dir = out / BATCH_ID, out / "registry.sqlite", out / "handheld"
     for stale in [photos_dir, *(out / name for name in PICTURES.values())]:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     stages: dict = {}
-    _line(args, out, batch_dir, stages)
+    _line(options, out, batch_dir, stages)
     layout = BatchDir(batch_dir).layout()
     with Registry(registry_path) as registry:
         stages["segment_field_ms"] = _stats_ms([f.elapsed_ms for f in registry.fields(BATCH_ID)])
     report: dict = {
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "options": {"out": str(out), "fields": args.fields, "photos": args.photos, "held_out": args.held_out,
-                    "seed": args.seed, "film": args.film},
+        "options": {"out": str(out), "fields": options.fields, "photos": options.photos,
+                    "held_out": options.held_out, "seed": options.seed, "film": options.film},
         "batch": {"id": BATCH_ID, "fields": layout.fields_per_batch, "labels": layout.label_count},
         "stages": stages, "paths": {"batch": str(batch_dir), "registry": str(registry_path),
                                     "overlays": str(batch_dir / "overlays")},
@@ -218,19 +218,19 @@ def _demo(args: argparse.Namespace) -> dict:
     if not {"keygen", "enroll", "verify"} <= ready:
         print("\n(enroll and verify skipped: they need pip install 'puf-labels[trainer,device]')")
     else:
-        _field_checks(args, out, batch_dir, report)
+        _field_checks(options, out, batch_dir, report)
     print("\n== pictures of the line")
     field_beside_truth(batch_dir, 0, out / "field_vs_truth.png")
     power_series(out / "power_series.png")
     report["pictures"] = {**report.get("pictures", {}), "field_vs_truth": str(out / "field_vs_truth.png"),
                           "power_series": str(out / "power_series.png")}
-    if args.figures is not None:
-        report["figures"] = _copy_figures(report["pictures"], args.figures)
+    if options.figures is not None:
+        report["figures"] = _copy_figures(report["pictures"], options.figures)
     stages["total"] = round(time.perf_counter() - started, 2)
     return report
 
 
-def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: dict) -> None:
+def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
     from edge_app.bundle_format import Manifest
     from edge_app.registry import Registry
@@ -238,7 +238,7 @@ def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: 
     from fabrication.demo_report import draw_pictures, summarise
 
     stages, registry_path = report["stages"], out / "registry.sqlite"
-    held = hold_out(registry_path, args.held_out)
+    held = hold_out(registry_path, options.held_out)
     t0 = time.perf_counter()
     enrolled = enroll(out, batch_dir)
     stages["enroll"] = round(time.perf_counter() - t0, 2)
@@ -251,10 +251,10 @@ def _field_checks(args: argparse.Namespace, out: Path, batch_dir: Path, report: 
                            rejected=sum(lb.status in ("rejected", "missing") for lb in labels))
     bundle, trusted, photos_dir = out / "bundle", out / "trusted_keys", out / "handheld"
     threshold = Manifest.read(bundle).threshold
-    plan = plan_queries(slots["enrolled"], slots["held_out"], args.photos, args.seed)
+    plan = plan_queries(slots["enrolled"], slots["held_out"], options.photos, options.seed)
     print(f"\n== handheld photos into {photos_dir}, verified against {bundle}")
     t0 = time.perf_counter()
-    queries = run_queries(batch_dir, bundle, trusted, plan, photos_dir, args.seed)
+    queries = run_queries(batch_dir, bundle, trusted, plan, photos_dir, options.seed)
     stages["queries"] = round(time.perf_counter() - t0, 2)
     report["photos"] = len(queries)
     report["summary"] = summarise(queries, threshold)
@@ -284,36 +284,3 @@ def _copy_figures(pictures: dict, folder: Path) -> dict:
             raise PufError(f"cannot write {target}")
         copied[name] = str(target)
     return copied
-
-
-def run(args: argparse.Namespace) -> int:
-    from fabrication.demo_report import tables
-
-    if not 0 <= args.photos <= 100_000:
-        raise PufError(f"--photos must be 0-100000, got {args.photos}")
-    if not 0 <= args.held_out < 1:
-        raise PufError(f"--held-out is a fraction of the fields, 0 to below 1; got {args.held_out}")
-    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
-        report = _demo(args)
-    if args.json:
-        print(json.dumps(report, indent=1))
-        return 0
-    paths = report["paths"]
-    if "summary" in report:
-        print("\n" + tables(report))
-    print(f"\nmachine: {report['machine']['cpus']} CPU cores, Python {report['machine']['python']}")
-    rows = [("batch", f"{paths['batch']}  (layout.json, cad/, laser/, stage/, sim/, fields/, crops/, overlays/)"),
-            ("registry", paths["registry"]), *report["pictures"].items()]
-    if "figures" in report:
-        rows.append(("copied to", ", ".join(report["figures"].values())))
-    if "try" in report:
-        rows += [("bundle", f"{paths['bundle']}  (signed; trusted key in {paths['trusted_keys']})"),
-                 ("photos", f"{paths['handheld']}  ({report['photos']} handheld photos, named by kind and label)")]
-    print()
-    for name, value in rows:
-        print(f"{name + ':':<16}{value}")
-    if "try" in report:
-        print("\ntry them on the device's verifier and app:")
-        for command in report["try"]:
-            print(f"  {command}")
-    return 0

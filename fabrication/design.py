@@ -14,9 +14,9 @@ BATCH_DIR/
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -24,68 +24,29 @@ from edge_app.errors import PufError
 DEFAULT_HATCH_UM = 2.5
 
 
-def _grid(text: str) -> tuple[int, int]:
-    try:
-        cols, rows = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not COLSxROWS, e.g. 4x3") from None
-    if cols < 1 or rows < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: columns and rows must be >= 1")
-    return cols, rows
+@dataclass(frozen=True)
+class DesignOptions:
+    """What a batch is made of and how it is made: the sizes in um, the glyphs, the laser's power,
+    speeds and frame, the stage calibration and the camera's exposure (the `puf design` options)."""
 
-
-def _point(text: str) -> tuple[float, float]:
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y in mm, e.g. -25,-5") from None
-    return x, y
-
-
-def _seed(text: str) -> int:
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if seed < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the seed must be zero or positive")
-    return seed
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
-    parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
-    parser.add_argument("--fields", type=_grid, default=(20, 10), metavar="COLSxROWS",
-                        help="fields per batch (default 20x10 = 200)")
-    parser.add_argument("--labels", type=_grid, default=(4, 3), metavar="COLSxROWS",
-                        help="labels per field (default 4x3 = 12)")
-    parser.add_argument("--label-um", type=float, default=200.0, help="label side (default 200)")
-    parser.add_argument("--border-um", type=float, default=10.0, help="border width (default 10)")
-    parser.add_argument("--pitch-um", type=float, default=250.0, help="label pitch (default 250)")
-    parser.add_argument("--glyph-um", type=float, default=80.0, help="pattern glyph size (default 80)")
-    parser.add_argument("--pattern-set", default="builtin", metavar="SOURCE",
-                        help="the glyphs: builtin (the 44 classes), a patterns.json, an SVG file (one glyph per "
-                             "element id), a folder of SVG files, a DXF file (one glyph per layer), or "
-                             "font:FONT:CHARS (a Hershey stroke font); default builtin")
-    parser.add_argument("--patterns", help="comma-separated glyphs of the set to use (default: all of them)")
-    parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
-    parser.add_argument("--power-calibration", type=Path,
-                        help="JSON table of measured (S, mW) points (default: built-in)")
-    parser.add_argument("--feed-mm-min", type=float, default=600.0,
-                        help="GRBL feed while marking, the job's F word (default 600 mm/min)")
-    parser.add_argument("--mark-speed-mm-s", type=float, default=1000.0,
-                        help="galvo marking speed (default 1000 mm/s; puf etch --laser galvo)")
-    parser.add_argument("--jump-speed-mm-s", type=float, default=4000.0,
-                        help="galvo jump speed between marks (default 4000 mm/s)")
-    parser.add_argument("--laser-origin-mm", type=_point, default=(0.0, 0.0), metavar="X,Y",
-                        help="where design (0, 0) is in the laser's work coordinates (default 0,0); "
-                             "e.g. -25,-5 for a GRBL whose soft-limit travel is negative")
-    parser.add_argument("--calibration", type=Path,
-                        help="stage calibration JSON: origin_um/rotation_deg, or reference_points")
-    parser.add_argument("--exposure-ms", type=float, default=40.0, help="camera exposure for the plan")
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the pattern assignment")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing design")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    batch_id: str | None  # None: the folder's name
+    fields: tuple[int, int]  # fields per batch, columns x rows
+    labels: tuple[int, int]  # labels per field, columns x rows
+    label_um: float
+    border_um: float
+    pitch_um: float
+    glyph_um: float
+    pattern_set: str  # a source `fabrication.pattern_import.load_pattern_set` reads
+    patterns: tuple[str, ...] | None  # the set's glyphs to use (None: all of them)
+    power_mw: float
+    power_calibration: Path | None  # None: the built-in table
+    feed_mm_min: float
+    mark_speed_mm_s: float
+    jump_speed_mm_s: float
+    laser_origin_mm: tuple[float, float]
+    calibration: Path | None  # the stage calibration (None: the default)
+    exposure_ms: float
+    seed: int
 
 
 def assign_patterns(count: int, names: list[str], seed: int) -> tuple[str, ...]:
@@ -195,7 +156,9 @@ def write_svg(path: Path, layout) -> None:
     path.write_text("\n".join(parts))
 
 
-def run(args: argparse.Namespace) -> int:
+def design_batch(batch_dir: Path, options: DesignOptions, force: bool = False) -> dict:
+    """Write the batch's folder (see the module's docstring) and return its summary; refuse a
+    folder that already holds a design unless `force`."""
     import time
 
     from edge_app.batch_dir import BatchDir
@@ -209,35 +172,33 @@ def run(args: argparse.Namespace) -> int:
     from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
 
     started = time.perf_counter()
-    batch_dir: Path = args.batch_dir
     batch = BatchDir(batch_dir)
-    if batch.has_design() and not args.force:
+    if batch.has_design() and not force:
         raise PufError(f"{batch_dir} already holds a design; use --force to overwrite it")
-    pattern_set = load_pattern_set(args.pattern_set)
-    if args.patterns is not None:
-        chosen = [name.strip() for name in args.patterns.split(",") if name.strip()]
-        if not chosen:
-            raise PufError(f"--patterns {args.patterns!r} names no glyph")
-        pattern_set = pattern_set.subset(chosen)
+    pattern_set = load_pattern_set(options.pattern_set)
+    if options.patterns is not None:
+        pattern_set = pattern_set.subset(options.patterns)
     names = pattern_set.names
-    field_cols, field_rows = args.fields
-    label_cols, label_rows = args.labels
+    field_cols, field_rows = options.fields
+    label_cols, label_rows = options.labels
     count = field_cols * field_rows * label_cols * label_rows
     layout = BatchLayout(
-        batch_id=args.batch_id or batch_dir.resolve().name,
-        patterns=assign_patterns(count, names, args.seed),
-        label_size_um=args.label_um, border_width_um=args.border_um, pitch_um=args.pitch_um,
-        glyph_size_um=args.glyph_um, label_cols=label_cols, label_rows=label_rows,
+        batch_id=options.batch_id or batch_dir.resolve().name,
+        patterns=assign_patterns(count, names, options.seed),
+        label_size_um=options.label_um, border_width_um=options.border_um, pitch_um=options.pitch_um,
+        glyph_size_um=options.glyph_um, label_cols=label_cols, label_rows=label_rows,
         field_cols=field_cols, field_rows=field_rows, pattern_set=pattern_set,
     )
     line_width = line_width_um(REFERENCE_POWER_MW)
     likeness = check_distinct(pattern_set, layout.glyph_size_um / layout.label_size_um,
                               line_width / layout.label_size_um)
-    power_cal = PowerCalibration.load(args.power_calibration) if args.power_calibration else PowerCalibration()
-    s_value = power_cal.s_for_mw(args.power_mw)  # first: can this laser give that power at all?
-    power = check_power(layout, args.power_mw)
-    stage_cal = StageCalibration.load(args.calibration) if args.calibration else StageCalibration()
-    if not all(0 < speed < math.inf for speed in (args.feed_mm_min, args.mark_speed_mm_s, args.jump_speed_mm_s)):
+    power_cal = PowerCalibration.load(options.power_calibration) if options.power_calibration else \
+        PowerCalibration()
+    s_value = power_cal.s_for_mw(options.power_mw)  # first: can this laser give that power at all?
+    power = check_power(layout, options.power_mw)
+    stage_cal = StageCalibration.load(options.calibration) if options.calibration else StageCalibration()
+    speeds = (options.feed_mm_min, options.mark_speed_mm_s, options.jump_speed_mm_s)
+    if not all(0 < speed < math.inf for speed in speeds):
         raise PufError("--feed-mm-min, --mark-speed-mm-s and --jump-speed-mm-s must be numbers above 0")
 
     batch.make_dirs()
@@ -245,26 +206,26 @@ def run(args: argparse.Namespace) -> int:
     # the glyphs of this batch, for segmentation to read patterns and orientations with
     pattern_templates(pattern_set, layout.glyph_size_um, layout.label_size_um).save(
         batch.templates_path)
-    write_dxf(batch.dxf_path, layout, args.power_mw)
+    write_dxf(batch.dxf_path, layout, options.power_mw)
     write_svg(batch.svg_path, layout)
-    frame = MachineFrame(*args.laser_origin_mm)
-    job = list(laser_job_lines(layout, args.power_mw, line_width, power_cal, frame, args.feed_mm_min))
+    frame = MachineFrame(*options.laser_origin_mm)
+    job = list(laser_job_lines(layout, options.power_mw, line_width, power_cal, frame, options.feed_mm_min))
     batch.laser_job_path.write_text("\n".join(job) + "\n")
     power_cal.save(batch.power_calibration_path)
     batch.laser_settings_path.write_text(json.dumps({
-        "power_mw": args.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
+        "power_mw": options.power_mw, "s_value": s_value, "planned_line_width_um": line_width,
         "frame": {"origin_x_mm": frame.origin_x_mm, "origin_y_mm": frame.origin_y_mm},
-        "feed_mm_min": args.feed_mm_min,
-        "galvo": {"mark_speed_mm_s": args.mark_speed_mm_s, "jump_speed_mm_s": args.jump_speed_mm_s},
+        "feed_mm_min": options.feed_mm_min,
+        "galvo": {"mark_speed_mm_s": options.mark_speed_mm_s, "jump_speed_mm_s": options.jump_speed_mm_s},
         "lines": len(job),
     }, indent=1))
     stage_cal.save(batch.calibration_path)
     positions = plan_positions(layout, stage_cal)
     write_micromanager_pos(batch.positions_pos_path, positions)
     write_csv(batch.positions_csv_path, positions)
-    write_mda_sequence(batch.mda_path, positions, args.exposure_ms)
+    write_mda_sequence(batch.mda_path, positions, options.exposure_ms)
 
-    summary = {
+    return {
         "batch_id": layout.batch_id,
         "batch_dir": str(batch_dir),
         "fields": layout.fields_per_batch,
@@ -273,17 +234,10 @@ def run(args: argparse.Namespace) -> int:
         "pattern_classes": len(set(layout.patterns)),
         "glyph_likeness_worst": max(likeness["worst_self_likeness"], likeness["worst_pair_likeness"]),
         "batch_size_mm": [round(v / 1000, 3) for v in layout.batch_size_um],
-        "power_mw": args.power_mw,
+        "power_mw": options.power_mw,
         "s_value": s_value,
         **power,
         "texture_fraction": round(texture_fraction(layout, power["line_width_um"] or line_width), 3),
         "gcode_lines": len(job),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    if args.json:
-        print(json.dumps(summary, indent=1))
-    else:
-        width = max(len(k) for k in summary)
-        for key, value in summary.items():
-            print(f"{key:<{width}}  {value}")
-    return 0

@@ -28,7 +28,6 @@ outlives it); ``--film-style`` chooses how a new film looks (grain size, contras
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -37,134 +36,126 @@ import secrets
 import sys
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
 from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent, sync_folder
+from fabrication.galvo_options import GalvoOptions
 
 STATE_FILE = "etch_state.json"
 JOURNAL_FILE = "etch_journal"
 _LABEL = re.compile(r";\s*label (\S+)")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("batch_dir", type=Path, help="a batch designed with 'puf design'")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--sim", action="store_true",
-                        help="etch the simulated film through the simulated controller of --laser")
-    target.add_argument("--port", metavar="DEV",
-                        help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
-    target.add_argument("--board", type=int, metavar="N",
-                        help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
-    target.add_argument("--board-socket", metavar="ADDRESS",
-                        help="--laser galvo: a board whose USB transfers are served on a socket "
-                             "(a Unix socket's path or HOST:PORT; see fabrication.usb_socket)")
-    parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
-                        help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
-    parser.add_argument("--frame", action="store_true",
-                        help="only trace the job's outline: a galvo with its guide light, GRBL with "
-                             "the beam off (M5) at the job's feed")
-    from fabrication.galvo_options import add_galvo_arguments
+@dataclass(frozen=True)
+class EtchOptions:
+    """How to etch a batch (the `puf etch` options): on the simulated film (`sim`), a GRBL
+    controller's serial `port`, or a galvo `board` (the Nth on USB) or one served on
+    `board_socket`; `laser` is "grbl" or "galvo"; `frame` only traces the outline. `resume` goes
+    on where the last etch stopped, `from_line` starts at a job line; `check` runs GRBL's dry run
+    first. `film_seed` and `film_style` make a new simulated film; `as_json` prints the summary
+    as JSON."""
 
-    add_galvo_arguments(parser)
-    parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
-    start = parser.add_mutually_exclusive_group()
-    start.add_argument("--resume", action="store_true",
-                       help="go on from where the last etch of this batch stopped")
-    start.add_argument("--from-line", type=int, metavar="N",
-                       help="start at line N of laser/job.gcode (1-based)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip the dry run in GRBL's check mode ($C) that finds lines the "
-                             "controller rejects before anything is etched")
-    parser.add_argument("--unlock", action="store_true",
-                        help="clear a GRBL alarm ($X) before starting, after checking the machine")
-    parser.add_argument("--film-seed", type=int,
-                        help="--sim: texture seed of a new film (default: from the batch id)")
-    parser.add_argument("--film-style", metavar="STYLE",
-                        help="--sim: how a new film looks: a preset (default, coarse, fine, faceted, "
-                             "mottled), NAME=VALUE settings (grain_um, contrast, faceted, mottling), or "
-                             "both, e.g. 'coarse,faceted=yes' (default: the library's default film)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sim: bool
+    port: str | None
+    board: int | None
+    board_socket: str | None
+    laser: str
+    frame: bool
+    galvo: GalvoOptions
+    baud: int
+    resume: bool
+    from_line: int | None
+    check: bool
+    unlock: bool
+    film_seed: int | None
+    film_style: str | None
+    as_json: bool
 
 
-def run(args: argparse.Namespace) -> int:
+def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
+    """Run the batch's laser job (or trace its outline), keeping the etch state and, on a
+    controller, the send journal; print the summary. A stop raises `PufError` naming the
+    command that goes on."""
     from fabrication.laser import LaserJobStopped, job_commands
 
-    batch = _Batch(args.batch_dir)
+    batch = _Batch(batch_dir)
     state_path = batch.laser_dir / STATE_FILE
-    if args.film_style is not None and not args.sim:
+    if options.film_style is not None and not options.sim:
         raise PufError("--film-style chooses the simulated film: use it with --sim")
-    galvo = args.laser == "galvo"
-    board = args.board is not None or args.board_socket is not None
-    if (args.port is not None and galvo) or (board and not galvo):
+    galvo = options.laser == "galvo"
+    board = options.board is not None or options.board_socket is not None
+    if (options.port is not None and galvo) or (board and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
     if galvo:
         from importlib.util import find_spec
 
         if find_spec("galvo") is None or find_spec("usb") is None:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
-    target = ("--sim" if args.sim else f"--port {args.port}" if args.port else
-              f"--board {args.board}" if args.board is not None else f"--board-socket {args.board_socket}")
+    target = ("--sim" if options.sim else f"--port {options.port}" if options.port else
+              f"--board {options.board}" if options.board is not None else
+              f"--board-socket {options.board_socket}")
     target += " --laser galvo" if galvo else ""
     previous = _read_state(state_path)
-    start_line = _start_line(args, previous, len(batch.lines), batch.layout.batch_id)
+    start_line = _start_line(options, previous, len(batch.lines), batch.layout.batch_id)
     if start_line is None:
         _print_done(batch, previous["uncertain"] if previous else [])
-        return 0
-    crashed = args.resume and previous is not None and previous.get("status") == "running"
-    if crashed and (previous.get("target") == "--sim") != args.sim:
+        return
+    crashed = options.resume and previous is not None and previous.get("status") == "running"
+    if crashed and (previous.get("target") == "--sim") != options.sim:
         raise PufError(f"the last etch of batch {batch.layout.batch_id} was cut off on "
                        f"{previous.get('target')}: go on there")
 
     film = film_path = None
-    if args.sim:
-        film, film_path = _film(batch.dir, batch.layout.batch_id, args.film_seed, args.film_style, start_line)
+    if options.sim:
+        film, film_path = _film(batch.dir, batch.layout.batch_id, options.film_seed, options.film_style,
+                                start_line)
         if crashed and len(film.segments) != previous.get("film_segments"):
             raise PufError(f"{film_path} was saved after the etch state: it may hold the whole "
                            "last run; check it and choose where to go on with --from-line")
-        laser = _simulated_galvo(film, batch, args) if galvo else _simulated_laser(film, batch)
+        laser = _simulated_galvo(film, batch, options.galvo) if galvo else _simulated_laser(film, batch)
     elif galvo:
         from fabrication.galvo import GalvoLaser
         from fabrication.galvo_options import galvo_settings
 
-        settings = galvo_settings(args, batch.job)
-        if args.board is not None:
-            laser = GalvoLaser.open(args.board, *settings, batch.calibration.mw_for_s)
+        settings = galvo_settings(options.galvo, batch.job)
+        if options.board is not None:
+            laser = GalvoLaser.open(options.board, *settings, batch.calibration.mw_for_s)
         else:
-            laser = GalvoLaser.open_served(args.board_socket, *settings, batch.calibration.mw_for_s)
+            laser = GalvoLaser.open_served(options.board_socket, *settings, batch.calibration.mw_for_s)
     else:
         from fabrication.grbl import GrblLaser
 
-        laser = GrblLaser.open(args.port, args.baud, unlock=args.unlock,
+        laser = GrblLaser.open(options.port, options.baud, unlock=options.unlock,
                                s_max=batch.calibration.s_max)
-    uncertain = list(previous.get("uncertain", [])) if previous and args.resume else []
+    uncertain = list(previous.get("uncertain", [])) if previous and options.resume else []
     with laser:
-        if args.frame:
+        if options.frame:
             seconds = laser.frame(batch.lines)
             how = "the guide light" if galvo else "the beam off (M5)"
             print(f"traced the outline of batch {batch.layout.batch_id} with {how} "
                   f"in {seconds:.1f} s; nothing was marked")
-            return 0
+            return
         from fabrication.galvo_options import check_same_galvo, galvo_record
 
         marking = galvo_record(laser.settings, laser.plan(batch.lines).lens) if galvo else None
-        if args.resume and previous is not None and "galvo" in previous:  # older states lack it
+        if options.resume and previous is not None and "galvo" in previous:  # older states lack it
             check_same_galvo(batch.layout.batch_id, previous["galvo"], marking)
-        if crashed and not args.sim:
+        if crashed and not options.sim:
             start_line, note = _after_crash(previous, batch, laser, uncertain)
-            if not args.json:
+            if not options.as_json:
                 print(note)
         if start_line > len(batch.lines):
             _write_state(state_path, {**(previous or {}), "status": "done", "resume_line": start_line,
                                       "uncertain": uncertain, "message": ""})
             _print_done(batch, uncertain)
-            return 0
+            return
         todo = sum(1 for c in job_commands(batch.lines) if c.line >= start_line)
         expected = laser.plan(batch.lines).seconds(start_line) if galvo else None
-        if expected is not None and not args.json:
+        if expected is not None and not options.as_json:
             print(f"expected marking time: {expected:.1f} s (speeds, distances and delays of the lists)")
-        if not args.no_check:
+        if options.check:
             with _bar(todo, f"check {batch.layout.batch_id}") as bar:
                 laser.check_job(batch.lines, start_line, lambda _: bar.update(1))
         state = {"batch_id": batch.layout.batch_id, "job_lines": len(batch.lines), "target": target,
@@ -200,8 +191,7 @@ def run(args: argparse.Namespace) -> int:
     state.update(status="done", resume_line=len(batch.lines) + 1, message="")
     _write_state(state_path, state)
     rig = None if film is None else _write_rig_config(batch.dir)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, args.json, expected, rig)
-    return 0
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, options.as_json, expected, rig)
 
 
 def _write_rig_config(batch_dir: Path) -> Path | None:
@@ -393,15 +383,15 @@ def _write_state(path: Path, state: dict) -> None:
     sync_folder(path.parent)
 
 
-def _start_line(args: argparse.Namespace, previous: dict | None, job_lines: int,
+def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
                 batch_id: str) -> int | None:
     """The job line to start at (None: nothing left to do)."""
-    if args.from_line is not None:
-        if not 1 <= args.from_line <= job_lines:
+    if options.from_line is not None:
+        if not 1 <= options.from_line <= job_lines:
             raise PufError(f"--from-line must be between 1 and {job_lines}, the job's lines")
-        return args.from_line
+        return options.from_line
     unfinished = previous is not None and previous.get("status") != "done"
-    if not args.resume:
+    if not options.resume:
         if unfinished:
             raise PufError(
                 f"the last etch of batch {batch_id} did not finish "
@@ -440,13 +430,13 @@ def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | No
     return film, path
 
 
-def _simulated_galvo(film, batch: _Batch, args: argparse.Namespace):
+def _simulated_galvo(film, batch: _Batch, options: GalvoOptions):
     """The galvo driver on the simulated LMC board, whose marks engrave `film`."""
     from fabrication.galvo import GalvoLaser
     from fabrication.galvo_options import galvo_settings
     from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
 
-    settings, lens = galvo_settings(args, batch.job)
+    settings, lens = galvo_settings(options, batch.job)
     board = SimulatedLmcBoard()
     laser = GalvoLaser(board, settings, lens, batch.calibration.mw_for_s, name="the simulated galvo board")
     lens = laser.plan(batch.lines).lens  # its centre resolved: where the marks land

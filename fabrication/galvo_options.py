@@ -1,4 +1,5 @@
-"""The galvo board's command-line options (`puf etch --laser galvo`), read into settings.
+"""The galvo board's options for a run (`puf etch --laser galvo`, whose verb module reads them
+from the command line), made into settings, recorded in the etch state and compared on a resume.
 
 The marking and jump speeds are the batch's (``puf design --mark-speed-mm-s``, kept in
 laser/job.json); the lens, the delays and the source are the machine's, given here.
@@ -6,53 +7,37 @@ laser/job.json); the lens, the delays and the source are the machine's, given he
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def _point(text: str) -> tuple[float, float]:
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y in mm, e.g. 10,-4") from None
-    return x, y
+@dataclass(frozen=True)
+class GalvoOptions:
+    """The galvo options given for a run (`puf etch --laser galvo`): the `GalvoSettings` fields
+    chosen (delays, pulse frequency and width; the rest are the batch's or the library's), a
+    measured power table, and how the lens maps the job (`LensField`'s fields)."""
+
+    chosen: dict[str, float]
+    power_calibration: Path | None
+    lens_field_mm: float
+    lens_bits: int
+    lens_centre_mm: tuple[float, float] | None
+    lens_swap_xy: bool
+    lens_mirror_x: bool
+    lens_mirror_y: bool
 
 
-def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("galvo board (--laser galvo)")
-    group.add_argument("--lens-field-mm", type=float, default=110.0,
-                       help="side of the lens's marking field (default 110)")
-    group.add_argument("--lens-bits", type=int, default=0xFFFF,
-                       help="galvo bits across that field (default 65535)")
-    group.add_argument("--lens-centre-mm", type=_point, metavar="X,Y",
-                       help="the job point (mm, as in job.gcode) placed at the field's centre "
-                            "(default: the middle of the job)")
-    group.add_argument("--lens-swap-xy", action="store_true", help="the head's X and Y mirrors are swapped")
-    group.add_argument("--lens-mirror-x", action="store_true", help="the head's X axis runs the other way")
-    group.add_argument("--lens-mirror-y", action="store_true", help="the head's Y axis runs the other way")
-    group.add_argument("--galvo-power-calibration", type=Path, metavar="JSON",
-                       help='measured (percent, mW) points: {"s_max": 100, "points": [[0, 0], ...]} '
-                            "(default: the library's 1 W source)")
-    group.add_argument("--frequency-khz", type=float, help="pulse frequency (default: the library's)")
-    group.add_argument("--pulse-width-ns", type=int, help="pulse width of a MOPA source (default: the library's)")
-    for name in ("laser-on", "laser-off", "polygon", "jump"):
-        group.add_argument(f"--{name}-delay-us", type=float, metavar="US",
-                           help=f"{name.replace('-', ' ')} delay in µs (default: the library's)")
-
-
-def galvo_settings(args: argparse.Namespace, job: dict):
+def galvo_settings(options: GalvoOptions, job: dict):
     """(`GalvoSettings`, `LensField`) from the options and the batch's job settings."""
-    from dataclasses import fields
-
     from fabrication.galvo import GalvoSettings, LensField
     from fabrication.laser_power import PowerCalibration
 
-    chosen = {f.name: getattr(args, f.name) for f in fields(GalvoSettings) if getattr(args, f.name, None) is not None}
-    if args.galvo_power_calibration is not None:
-        chosen["power"] = PowerCalibration.load(args.galvo_power_calibration)
+    chosen: dict = dict(options.chosen)
+    if options.power_calibration is not None:
+        chosen["power"] = PowerCalibration.load(options.power_calibration)
     chosen.update(job.get("galvo", {}))
-    lens = LensField(args.lens_field_mm, args.lens_bits, args.lens_centre_mm,
-                     args.lens_swap_xy, args.lens_mirror_x, args.lens_mirror_y)
+    lens = LensField(options.lens_field_mm, options.lens_bits, options.lens_centre_mm,
+                     options.lens_swap_xy, options.lens_mirror_x, options.lens_mirror_y)
     return GalvoSettings(**chosen), lens
 
 

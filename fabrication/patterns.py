@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
 from edge_app.pattern_set import PatternSet
 
 Stroke = list[tuple[float, float]]
@@ -119,8 +120,8 @@ def layout_pattern_set(layout) -> PatternSet:
     return layout.pattern_set or builtin_pattern_set()
 
 
-def pattern_templates(pattern_set: PatternSet | None = None, glyph_size_um: float = 80.0,
-                      label_size_um: float = 200.0):
+def pattern_templates(pattern_set: PatternSet | None = None, glyph_size_um: float = BatchLayout.glyph_size_um,
+                      label_size_um: float = BatchLayout.label_size_um):
     """The glyph templates a device reads a label's pattern and orientation with
     (`edge_app.orientation`), rendered from a pattern set (default: the built-in one) at the
     label's proportions and the etched line's width."""

@@ -16,7 +16,6 @@ fields in hand; a kill -9 of puf ends them too (each watches its parent), so non
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -28,25 +27,6 @@ from pathlib import Path
 
 from edge_app.batch_dir import BatchDir, FieldsManifest
 from edge_app.errors import PufError, cannot_write
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("batch_dir", type=Path, help="a batch designed with 'puf design'")
-    backend = parser.add_mutually_exclusive_group(required=True)
-    backend.add_argument("--sim", action="store_true", help="the simulated microscope (after 'puf etch --sim')")
-    backend.add_argument("--mm-config", type=Path, metavar="CFG",
-                         help="a Micro-Manager configuration file: the batch's MDASequence runs through "
-                              "pymmcore-plus's engine, fields written as OME-TIFF")
-    parser.add_argument("--positions", type=Path,
-                        help="stage positions to visit: our CSV, a Micro-Manager .pos list or a useq "
-                             "MDASequence JSON (default: BATCH_DIR/stage/positions.csv; with --mm-config "
-                             "the batch's MDASequence, BATCH_DIR/stage/mda.json)")
-    parser.add_argument("--pixel-size-um", type=float, default=0.6,
-                        help="camera pixel size when the rig does not report one (default 0.6)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="simulator processes working in parallel (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated microscope's faults")
-    parser.add_argument("--force", action="store_true", help="re-shoot fields that already exist")
 
 
 @dataclass(frozen=True)
@@ -198,25 +178,26 @@ def _default_plan(batch: BatchDir, mda: bool) -> Path:
     return batch.mda_path if mda and batch.mda_path.exists() else batch.positions_csv_path
 
 
-def run(args: argparse.Namespace) -> int:
-    import time
-
+def photograph_batch(batch_dir: Path, mm_config: Path | None, positions: Path | None, pixel_size_um: float,
+                     workers: int, seed: int, force: bool) -> tuple[int, int]:
+    """Shoot the batch's fields that are missing (all of them with `force`) on the simulated
+    microscope, or on the Micro-Manager rig of `mm_config`, and write the fields manifest.
+    `positions` is the plan to visit (default: the batch's own); `pixel_size_um` is used where
+    the rig reports none; `workers` and `seed` are the simulator's. Returns the fields shot and
+    the fields that were already there."""
     from tqdm import tqdm
 
     from fabrication.stage_plan import read_positions
 
-    started = time.perf_counter()
-    batch_dir: Path = args.batch_dir
     batch = BatchDir(batch_dir)
     layout = batch.layout()
-    source = args.positions or _default_plan(batch, mda=args.mm_config is not None)
-    positions = read_positions(source)
-    fields_dir = batch.fields_dir
-    fields_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [FieldJob(p.field, p.label, p.x_um, p.y_um) for p in positions]
+    source = positions or _default_plan(batch, mda=mm_config is not None)
+    plan = read_positions(source)
+    batch.fields_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [FieldJob(p.field, p.label, p.x_um, p.y_um) for p in plan]
     done = {job.field for job in jobs if batch.field_path(job.field).exists()}
-    todo = jobs if args.force else [job for job in jobs if job.field not in done]
-    todo_positions = [p for p in positions if p.field in {job.field for job in todo}]
+    todo = jobs if force else [job for job in jobs if job.field not in done]
+    todo_positions = [p for p in plan if p.field in {job.field for job in todo}]
 
     bar = tqdm(total=len(todo), unit="field", desc=f"photograph {layout.batch_id}", disable=None)
 
@@ -225,20 +206,17 @@ def run(args: argparse.Namespace) -> int:
         return entry
 
     with bar, _sigterm_as_interrupt():
-        if args.sim:
-            shot = _shoot_sim(batch_dir, todo, args.seed, max(1, args.workers), progress)
+        if mm_config is None:
+            shot = _shoot_sim(batch_dir, todo, seed, max(1, workers), progress)
         else:
             from fabrication.mda_photograph import shoot_mda
 
-            shot = shoot_mda(batch_dir, layout.batch_id, todo_positions, args.mm_config, source,
-                             args.pixel_size_um, progress)
+            shot = shoot_mda(batch_dir, layout.batch_id, todo_positions, mm_config, source, pixel_size_um,
+                             progress)
     shot_fields = {entry["field"] for entry in shot}
     kept = [read_field_meta(batch.field_path(j.field)) for j in jobs if j.field not in shot_fields]
     entries = sorted(shot + kept, key=lambda e: e["field"])
     batch.write_fields_manifest(FieldsManifest(
-        layout.batch_id, "sim" if args.sim else "pymmcore-plus MDA engine",
-        entries[0]["pixel_size_um"] if entries else args.pixel_size_um, entries))
-    seconds = time.perf_counter() - started
-    print(f"{len(shot)} fields photographed, {len(kept)} already there, in {seconds:.1f} s "
-          f"-> {fields_dir}")
-    return 0
+        layout.batch_id, "sim" if mm_config is None else "pymmcore-plus MDA engine",
+        entries[0]["pixel_size_um"] if entries else pixel_size_um, entries))
+    return len(shot), len(kept)

@@ -19,8 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "of SVG files, a DXF file (one glyph per layer), or font:FONT:CHARS")
     parser.add_argument("--out", type=Path, help="write the set here (patterns.json)")
     parser.add_argument("--sheet", type=Path, help="draw the glyphs, as a label sees them, into this PNG")
-    parser.add_argument("--label-um", type=float, default=200.0, help="label side, for the checks (default 200)")
-    parser.add_argument("--glyph-um", type=float, default=80.0, help="glyph size, for the checks (default 80)")
+    from edge_app.layout import BatchLayout
+
+    for option, default, what in (("--label-um", BatchLayout.label_size_um, "label side"),
+                                  ("--glyph-um", BatchLayout.glyph_size_um, "glyph size")):
+        parser.add_argument(option, type=float, default=default, help=f"{what}, for the checks (default {default:g})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 

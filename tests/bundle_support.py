@@ -18,6 +18,7 @@ its first field to enroll, and handheld photos to verify.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -155,39 +156,45 @@ def write_crop_folder(out: Path, batch: SimBatch, fields: tuple[int, ...], shots
     return out
 
 
-# ---- built once per test process, copied by the tests that change them -----------------
-
-_BUILT: dict = {}
+# ---- built once per session under its base folder, copied by the tests that change them ------
 
 
-def _once(key: str, build):
-    if key not in _BUILT:
-        _BUILT[key] = build()
-    return _BUILT[key]
+def _once(path: Path, build: Callable[[Path], object]) -> Path:
+    """`path`, which `build` writes into a temporary sibling the first time it is asked for and
+    which is then renamed into place: the session's base folder is the cache, and a build that
+    failed half-way is never taken for a built one."""
+    import shutil
+
+    if not path.exists():
+        part = path.with_name(path.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        build(part)
+        part.rename(path)
+    return path
 
 
 def enroll_crops(base: Path) -> Path:
     """Microscope captures of field 0 of the simulated batch: the labels to enroll."""
-    return _once(f"crops:{base}", lambda: write_crop_folder(base / "enroll_crops", sim_batch(), (0,)))
+    return _once(base / "enroll_crops", lambda out: write_crop_folder(out, sim_batch(), (0,)))
 
 
 def model_bundle(base: Path) -> Path:
     """The designed model as an exported, unsigned bundle without shards (do not modify)."""
-    return _once(f"model:{base}", lambda: write_model_bundle(base / "model_bundle", folder_crops(enroll_crops(base))))
+    return _once(base / "model_bundle", lambda out: write_model_bundle(out, folder_crops(enroll_crops(base))))
 
 
 def keys(base: Path) -> tuple[Path, Path]:
     """A factory key pair, and a trusted-keys folder holding its public key."""
     from trainer.keys import generate_keypair
 
-    def build() -> tuple[Path, Path]:
-        private, public, _ = generate_keypair(base / "keys" / "factory")
-        trusted = base / "trusted"
-        trusted.mkdir()
-        (trusted / "factory.pub").write_bytes(public.read_bytes())
-        return private, trusted
+    def build(out: Path) -> None:
+        out.mkdir()
+        _, public, _ = generate_keypair(out / "factory")
+        (out / "trusted").mkdir()
+        (out / "trusted" / "factory.pub").write_bytes(public.read_bytes())
 
-    return _once(f"keys:{base}", build)
+    folder = _once(base / "factory_keys", build)
+    return folder / "factory.key", folder / "trusted"
 
 
 def enrolled_bundle(base: Path, out: Path) -> Path:
@@ -197,13 +204,11 @@ def enrolled_bundle(base: Path, out: Path) -> Path:
     from trainer.enroll import enroll
     from trainer.keys import load_private_key
 
-    def build() -> Path:
-        path = base / "enrolled_bundle"
+    def build(path: Path) -> None:
         shutil.copytree(model_bundle(base), path)
         enroll(path, enroll_crops(base), load_private_key(keys(base)[0]), progress=False)
-        return path
 
-    shutil.copytree(_once(f"enrolled:{base}", build), out)
+    shutil.copytree(_once(base / "enrolled_bundle", build), out)
     return out
 
 

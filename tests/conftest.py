@@ -14,6 +14,26 @@ def base(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def enrolled(base, tmp_path_factory) -> tuple[Path, Path, object]:
+    """The small signed bundle of `tests.bundle_support` (the 12 labels of field 0 enrolled),
+    copied for the test module; the trusted-keys folder; the bundle loaded (`edge_app.bundle.Bundle`)."""
+    from edge_app.bundle import load_bundle
+    from tests.bundle_support import enrolled_bundle, keys
+
+    path = enrolled_bundle(base, tmp_path_factory.mktemp("enrolled") / "bundle")
+    trusted = keys(base)[1]
+    return path, trusted, load_bundle(path, trusted)
+
+
+@pytest.fixture(scope="module")
+def verifier(enrolled):
+    """A `Verifier` (the defaults: classify, label size found in each photo) on `enrolled`."""
+    from edge_app.verify import Verifier
+
+    return Verifier(enrolled[2])
+
+
 @pytest.fixture
 def postgres_url() -> str:
     """A fresh, empty schema on the test PostgreSQL server (tools/test_postgres.sh starts it;

@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.bench.scaling import per_query_ms, rss_mb  # noqa: E402  (after the path above)
+from trainer.enroll import DEFAULT_BUDGET_MB  # noqa: E402
 
 PAPER_N = 4_155_600
 PAPER_SHARD = 94_445  # 4,155,600 / 44 pattern classes
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=PAPER_N)
     parser.add_argument("--shard", type=int, default=PAPER_SHARD)
     parser.add_argument("--dim", type=int, default=256, help="embedding dimension (the shipped model's: 256)")
-    parser.add_argument("--budget-mb", type=float, default=1400.0, help="memory budget of a bundle of --n labels")
+    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help="memory budget of a bundle of --n labels")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--genuine-cosine", type=float, default=0.7, choices=COSINES,
                         help="choose the operating point for recall@1 >= 0.99 at this genuine cosine")

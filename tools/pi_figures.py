@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ID_MAP_BYTES = 13  # a label id such as B0001-0123-07, stored fixed width (numpy S13) in the shard's ids.npy
-BUDGET_MB = 1400.0  # `puf enroll --memory-mb`'s default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +83,10 @@ def model_macs(path: Path) -> dict[str, int]:
 
 def memory(labels: int, dim: int, classes: int) -> dict[str, dict]:
     """Bytes of the planned indexes and their id maps, as one index and as one shard a pattern class."""
+    from trainer.enroll import DEFAULT_BUDGET_MB  # `puf enroll --memory-mb`'s default
     from trainer.index_build import plan_index
 
-    budget = BUDGET_MB * 1e6 / labels - ID_MAP_BYTES
+    budget = DEFAULT_BUDGET_MB * 1e6 / labels - ID_MAP_BYTES
     out = {}
     for layout, n, shards in (("one index", labels, 1), (f"{classes} pattern shards", labels // classes, classes)):
         plan = plan_index(n, dim, budget)

@@ -47,7 +47,10 @@ from trainer import index_build
 from trainer.bundle_write import check_valid_days
 from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_model_knows, folder_pattern_set
 
-DEFAULT_BUDGET_MB = 1400.0
+DEFAULT_BUDGET_MB = 1400.0  # shards, id maps and models together, on the device
+# recall@1 of exact search the shards are tuned for: a search miss is a genuine label refused,
+# so misses stay below the 0.1% genuine-miss goal
+DEFAULT_RECALL = 0.999
 # a genuine re-capture of a trained model sits well above this cosine to its label
 DEFAULT_GENUINE_COSINE = 0.5
 
@@ -67,7 +70,7 @@ class EnrollOptions:
     memory_budget_mb: float = DEFAULT_BUDGET_MB  # shards, id maps and models together
     capacity: int = 0  # plan the index codes for this many vectors (0: those enrolled)
     exact_max: int = index_build.EXACT_MAX
-    target_recall: float = 0.999  # a search miss is a genuine label refused: below the 0.1% genuine-miss goal
+    target_recall: float = DEFAULT_RECALL
     genuine_cosine: float | None = None  # None: the bundle's threshold, within 0.3-0.9
     batch_size: int = 64
     model_format: str | None = None  # None: the bundle's default format

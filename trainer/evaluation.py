@@ -55,7 +55,6 @@ import numpy as np
 from edge_app.errors import PufError
 from trainer.tail import MAX_EXTRAPOLATION, MIN_PAIRS, Tail, pair_far_for, query_far
 
-FARS = (1e-3, 1e-4, 1e-5)
 CONFIDENCE = 0.95  # of the bounds on FAR and FRR
 FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR below this (299 of them)
 
@@ -169,7 +168,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
-    comparisons = verification_report(genuine_pairs, impostor_pairs, FARS)
+    comparisons = verification_report(genuine_pairs, impostor_pairs)
     sizes = shard_sizes(vectors, classify)
     planned = None if deployed_labels is None else (
         -(-deployed_labels // len(bundle.pattern_classes)) if classify else deployed_labels)

@@ -23,11 +23,12 @@ import numpy as np
 from edge_app.bundle_format import Manifest
 from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
+from trainer.metrics import REPORTED_FARS
 
 
 def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
                     queries: str = "h", num_threads: int = 2,
-                    fars: tuple[float, ...] = (1e-3, 1e-4, 1e-5)) -> dict:
+                    fars: tuple[float, ...] = REPORTED_FARS) -> dict:
     from trainer.data import load_crops, open_dataset
     from trainer.metrics import pair_scores, verification_report
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 from trainer import quiet_tensorflow
 
 
@@ -35,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--whole-queries", type=int, help="genuine photos searched in the whole database as one "
                                                          "index (default 2,000)")
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
-    parser.add_argument("--memory-mb", type=float, default=1400.0,
-                        help="memory budget of the shards, as puf enroll plans it (default 1400)")
+    from trainer.enroll import DEFAULT_BUDGET_MB
+
+    parser.add_argument("--memory-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help=f"memory budget of the shards, as puf enroll plans it (default {DEFAULT_BUDGET_MB:g})")
     parser.add_argument("--scaling", metavar="SIZES",
                         help="instead: search time and memory at these database sizes, e.g. 1e4,1e5,1e6,1e7 "
                              "(random unit vectors beyond what is enrolled)")
@@ -73,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         (args.out / "bench_scaling.json").write_text(json.dumps(result, indent=1))
         if args.figures:
             scaling.picture(result, args.figures / "bench_scaling.png")
-        print(json.dumps(result, indent=1) if args.json else scaling.table(result))
-        return 0
+        return print_report(result, args.json, scaling.table)
     from trainer.bench import experiment, report
 
     plan = _plan(args)

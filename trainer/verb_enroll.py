@@ -7,14 +7,16 @@ Only the standard library at module level; the work is imported when the verb ru
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL
+    from trainer.index_build import EXACT_MAX
+
     parser.add_argument("--bundle", type=Path, required=True, help="bundle folder (from puf export); updated in place")
     parser.add_argument("--labels", type=Path, required=True,
                         help="the factory's registry.sqlite, or a crop folder (labels.csv + crops/)")
@@ -27,14 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="enroll N turned copies of each crop (orientation unknown; default 1)")
     parser.add_argument("--augmented", type=int, default=0,
                         help="enroll N augmented copies of each crop (the paper used 100)")
-    parser.add_argument("--memory-mb", type=float, default=1400.0,
-                        help="memory budget of the bundle on the device, MB (default 1400)")
+    parser.add_argument("--memory-mb", type=float, default=DEFAULT_BUDGET_MB,
+                        help=f"memory budget of the bundle on the device, MB (default {DEFAULT_BUDGET_MB:g})")
     parser.add_argument("--capacity", type=int, default=0,
                         help="plan index codes for this many vectors, so later batches fit without re-encoding")
-    parser.add_argument("--exact-max", type=int, help="shards up to this many vectors are searched exactly "
-                                                      "(default 5000)")
-    parser.add_argument("--recall", type=float, default=0.999,
-                        help="recall@1 of exact search to tune for (default 0.999: a miss refuses a genuine label)")
+    parser.add_argument("--exact-max", type=int,
+                        help=f"shards up to this many vectors are searched exactly (default {EXACT_MAX})")
+    parser.add_argument("--recall", type=float, default=DEFAULT_RECALL,
+                        help=f"recall@1 of exact search to tune for (default {DEFAULT_RECALL:g}: a miss refuses a "
+                             "genuine label)")
     parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle "
                                                        "(default: rendered from the factory's patterns)")
     parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
@@ -58,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
                             valid_days=args.valid_days)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json, trusted_keys=args.trusted_keys)
-    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else describe(report))
-    return 0
+    return print_report(report, args.json, describe)
 
 
 verb = Verb(

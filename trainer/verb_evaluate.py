@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
 
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1) if args.json else describe(report))
-    return 0
+    return print_report(report, args.json, describe)
 
 
 verb = Verb(

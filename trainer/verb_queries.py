@@ -6,11 +6,10 @@ Only the standard library at module level; the work is imported when the verb ru
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from edge_app.verb_verify import label_px
-from edge_app.verbs import Verb
+from edge_app.verbs import Verb, print_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_queries(args.photos, args.out, args.bundle, registry_path=args.registry, label_px=args.label_px,
                            progress=not args.json)
-    print(json.dumps(report, indent=1) if args.json else describe(report))
-    return 0
+    return print_report(report, args.json, describe)
 
 
 verb = Verb(

@@ -27,12 +27,10 @@ GENUINE_SLOT = 3
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(base, tmp_path_factory):
     """A signed bundle with field 0 enrolled (with thumbnails), its trusted key, and a folder
     of photos the file camera captures in name order: a genuine label, a never-enrolled one,
     a blurred one."""
-    base = tmp_path_factory.getbasetemp() / "bundle_base"
-    base.mkdir(exist_ok=True)
     root = tmp_path_factory.mktemp("app")
     bundle = root / "bundle"
     shutil.copytree(model_bundle(base), bundle)

@@ -13,7 +13,7 @@ from edge_app.cli import main as puf
 from edge_app.errors import PufError
 from edge_app.stage_calibration import StageCalibration
 from fabrication.calibration import StageCalibration as FittedCalibration
-from tests.edge_app.test_segment import make_layout
+from tests.segment_support import make_layout
 
 LAYOUT = make_layout()
 

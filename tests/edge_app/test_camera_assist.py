@@ -8,13 +8,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_app.bundle import load_bundle
 from edge_app.camera import CaptureAssist, assess, guide_box
 from edge_app.camera.base import STILL_LABEL_PX, downscale, fit_still, still_size
 from edge_app.errors import PufError
-from edge_app.verify import CaptureLimits, Verifier
+from edge_app.verify import CaptureLimits
 from fabrication.sim.field_camera import FieldCameraModel, capture_label
-from tests.bundle_support import enrolled_bundle, keys, sim_batch
+from tests.bundle_support import sim_batch
 
 MODEL = FieldCameraModel()
 STEADY = replace(MODEL, motion_blur_px=(0.0, 0.5), defocus_px=(0.3, 0.6))
@@ -25,14 +24,6 @@ CASES = {  # the clear cases: (camera, what the assist must say)
     "bright": (replace(STEADY, gain=(3000.0, 4000.0)), "bright"),
 }
 SEEDS = range(6)
-
-
-@pytest.fixture(scope="module")
-def verifier(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp() / "bundle_base"
-    base.mkdir(exist_ok=True)
-    bundle = enrolled_bundle(base, tmp_path_factory.mktemp("assist") / "bundle")
-    return Verifier(load_bundle(bundle, keys(base)[1]))
 
 
 def photo(camera: FieldCameraModel, seed: int) -> np.ndarray:

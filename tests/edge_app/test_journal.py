@@ -19,23 +19,9 @@ import pytest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.journal import CSV_COLUMNS, SCHEMA_VERSION, Journal
-from edge_app.verify import Verdict
+from tests.journal_support import crop, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def verdict(i: int) -> Verdict:
-    """The i-th of a deterministic series of verdicts."""
-    kind = ("genuine", "counterfeit", "unreadable")[i % 3]
-    return Verdict(kind, f"V1-0000-{i:05d}" if kind == "genuine" else None,
-                   None if kind == "unreadable" else round(0.5 + (i % 50) / 100, 4), 0.62,
-                   None if kind == "unreadable" else f"p{i % 7}", 0.97, {"segment": 1.5, "model": 2.0, "total": 4.25},
-                   f"reason {i}", f"shot_{i}.png#0")
-
-
-def crop(i: int, grey: bool = False) -> np.ndarray:
-    rng = np.random.default_rng(i)
-    return rng.integers(0, 256, (96, 96) if grey else (96, 96, 3), dtype=np.uint8)
 
 
 def test_a_verification_is_recorded_and_read_back(tmp_path):
@@ -68,7 +54,7 @@ def test_a_verification_is_recorded_and_read_back(tmp_path):
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from tests.edge_app.test_journal import crop, verdict
+from tests.journal_support import crop, verdict
 from edge_app.journal import Journal
 
 journal = Journal({path!r})

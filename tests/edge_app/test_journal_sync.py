@@ -11,7 +11,7 @@ from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.journal import APPLICATION_ID, SCHEMA_VERSION, Journal
 from edge_app.journal_sync import MAX_FILE_BYTES, ROWS_PER_FILE, SYNCED_TO, export_new, read_sync_file
-from tests.edge_app.test_journal import crop, verdict
+from tests.journal_support import crop, verdict
 
 # The journal's schema as version 1 wrote it (no device id, no journal_meta).
 VERSION_1 = """

@@ -3,7 +3,6 @@ decoded (a 20000x20000 photo took 2.4 GB to verify): `edge_app.photo_size`, used
 `load_image` (puf verify, puf queries) and the app's file camera."""
 
 import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -14,12 +13,7 @@ from edge_app.camera.file_source import FileSource, read_photo
 from edge_app.errors import PufError
 from edge_app.photo_size import MAX_PIXELS, MAX_PIXELS_ENV, image_dimensions, max_pixels
 from edge_app.segment import load_image
-
-
-def png_header(width: int, height: int) -> bytes:
-    """The first 33 bytes of a PNG of this size: a photo that claims to be huge, in a tiny file."""
-    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+from tests.photo_support import png_header
 
 
 @pytest.fixture

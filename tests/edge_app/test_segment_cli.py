@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 import tifffile
 
-from edge_app import segment_cli
+from edge_app import verb_segment
 from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
 from edge_app.registry import Registry
-from tests.edge_app.test_segment import make_layout, snap, templates_for
+from tests.segment_support import make_layout, snap, templates_for
 
 LAYOUT = make_layout()
 
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    segment_cli.add_arguments(parser)
-    return segment_cli.run(parser.parse_args([str(a) for a in argv]))
+    verb_segment.add_arguments(parser)
+    return verb_segment.run(parser.parse_args([str(a) for a in argv]))
 
 
 def photographed_batch(root, slipped: bool = True):
@@ -260,7 +260,7 @@ def test_resegmenting_a_reshot_field(tmp_path) -> None:
 
 def test_a_stage_that_reports_its_true_position_settles_a_slip(tmp_path) -> None:
     """No glyph templates, but the stage's encoders recorded where it really went."""
-    from tests.edge_app.test_segment import CALIBRATION
+    from tests.segment_support import CALIBRATION
 
     batch, truths = photographed_batch(tmp_path)
     (batch / "stage").mkdir()

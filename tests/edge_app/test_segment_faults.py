@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.cli import main as puf
-from tests.fabrication.test_photograph import design_and_etch
+from tests.batch_support import design_and_etch
 from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
 
 

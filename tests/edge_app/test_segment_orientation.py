@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from edge_app.errors import PufError
 from edge_app.orientation import PatternTemplates, canonical, classify_glyph, render_templates
 from fabrication.patterns import pattern_classes
-from tests.edge_app.test_segment import make_layout, templates_for
+from tests.segment_support import make_layout, templates_for
 
 
 def synthetic_crop(strokes, quarter_turns: int, rng: np.random.Generator, size: int = 128,

@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from edge_app.errors import PufError
 from edge_app.segment import SegmentationResult, load_image, segment
-from tests.edge_app.test_segment import LABEL_PX, make_layout, snap
+from tests.segment_support import LABEL_PX, make_layout, snap
 
 DTYPES = [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32,
           np.float64, np.bool_, np.complex64]

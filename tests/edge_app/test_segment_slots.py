@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from edge_app.layout import BatchLayout
 from edge_app.segment import segment
 from edge_app.slots import assign_slots, slot_corners_um
-from tests.edge_app.test_segment import LABEL_PX, PIXEL_UM, make_layout, snap, templates_for
+from tests.segment_support import LABEL_PX, PIXEL_UM, make_layout, snap, templates_for
 
 IMAGE = (1920, 1440)
 SHIFT_ERROR_UM = 3.0  # how far the measured shift may lie from the true one, at 2 px noise

@@ -5,19 +5,9 @@ fresh capture of the same label is accepted."""
 import numpy as np
 import pytest
 
-from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
-from edge_app.verify import Verifier
 from fabrication.sim.clone import PrintModel, clone_label, photograph_clone, screen_thresholds
-from tests.bundle_support import enrolled_bundle, keys, sim_batch
-
-
-@pytest.fixture(scope="module")
-def verifier(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp() / "bundle_base"
-    base.mkdir(exist_ok=True)
-    path = enrolled_bundle(base, tmp_path_factory.mktemp("clone") / "bundle")
-    return Verifier(load_bundle(path, keys(base)[1]))
+from tests.bundle_support import sim_batch
 
 
 def one_verdict(verifier, image):

@@ -11,7 +11,7 @@ from functools import partial
 
 from fabrication.laser import job_commands
 from fabrication.sim.grbl_device import GrblEngine, PtyGrbl
-from tests.fabrication.test_grbl import make_job, make_layout, write_batch
+from tests.batch_support import make_job, make_layout, write_batch
 from tests.faults import kill_moments, kill_then_finish, puf_command, timed_run
 
 SEED = 12

@@ -10,35 +10,11 @@ import fabrication.sim.galvo_board as boards
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
 from fabrication.galvo import GalvoLaser, GalvoSettings, LensField
-from fabrication.gcode import MachineFrame
 from fabrication.laser import LaserJobStopped
 from fabrication.laser_power import PowerCalibration
 from fabrication.sim.film import EtchedFilm
-from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
-from tests.fabrication.test_grbl import make_job, make_layout, write_batch
-
-LABELS = 4
-
-
-def connect(board: SimulatedLmcBoard, lines) -> tuple[GalvoLaser, EtchedFilm]:
-    """The driver on `board`, whose marks engrave a fresh film."""
-    settings = GalvoSettings()
-    laser = GalvoLaser(board, settings, LensField(), PowerCalibration().mw_for_s, stall_margin_s=0.2)
-    film = EtchedFilm(1)
-    board.on_mark = SimulatedGalvoHead(film, laser.plan(lines).lens, settings.power, MachineFrame()).mark
-    return laser, film
-
-
-def marked_labels(film: EtchedFilm, layout) -> list[int]:
-    """How many segments landed in each label's square (label-index order)."""
-    counts = []
-    half = layout.label_size_um / 2 + 5
-    for field in range(layout.fields_per_batch):
-        for slot in range(layout.labels_per_field):
-            cx, cy = layout.label_center_um(field, slot)
-            mid = (film.segments[:, :2] + film.segments[:, 2:4]) / 2
-            counts.append(int(np.sum(np.all(np.abs(mid - (cx, cy)) <= half, axis=1))))
-    return counts
+from fabrication.sim.galvo_board import SimulatedLmcBoard
+from tests.batch_support import LABELS, connect, make_job, make_layout, marked_labels, write_batch
 
 
 def same_film(a: np.ndarray, b: np.ndarray, tolerance_um: float = 2.0) -> bool:

@@ -16,7 +16,7 @@ from fabrication.laser_power import PowerCalibration
 from fabrication.lmc import unpack
 from fabrication.sim.galvo_board import SimulatedLmcBoard
 from fabrication.usb_socket import UsbSocketServer
-from tests.fabrication.test_grbl import make_job, make_layout, write_batch
+from tests.batch_support import make_job, make_layout, write_batch
 from tests.faults import kill_moments, kill_then_finish, puf_command, timed_run
 
 SEED = 16

@@ -12,28 +12,16 @@ import serial
 
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
-from edge_app.layout import BatchLayout
-from fabrication.gcode import laser_job_lines
 from fabrication.grbl import GrblLaser
 from fabrication.laser import LaserJobStopped, job_commands, job_outline
-from fabrication.laser_power import PowerCalibration
-from fabrication.patterns import pattern_names
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort, PtyGrbl
+from tests.batch_support import make_job, make_layout, write_batch
 
 # Wall seconds per second of simulated motion: the test job's moves take about 1 s at
 # F600, 50 ms at this scale, ten times longer than streaming it, so the 15-block motion
 # planner fills up and holds acknowledged moves, as it does on a real machine.
 SLOW = 0.05
-
-
-def make_layout(labels: int = 4) -> BatchLayout:
-    return BatchLayout(batch_id="T1", patterns=tuple(pattern_names()[:labels]),
-                       label_cols=labels, label_rows=1, field_cols=1, field_rows=1)
-
-
-def make_job(labels: int = 4) -> list[str]:
-    return list(laser_job_lines(make_layout(labels), 128.0, 7.0, PowerCalibration()))
 
 
 def clean_burns(lines: list[str]) -> list[tuple[float, ...]]:
@@ -196,13 +184,6 @@ def test_a_controller_with_another_power_scale_is_refused():
 
 
 # ---- puf etch ------------------------------------------------------------------------
-def write_batch(batch_dir, lines: list[str], layout: BatchLayout) -> None:
-    (batch_dir / "laser").mkdir(parents=True)
-    layout.save(batch_dir / "layout.json")
-    (batch_dir / "laser" / "job.gcode").write_text("\n".join(lines) + "\n")
-    PowerCalibration().save(batch_dir / "laser" / "power_calibration.json")
-    (batch_dir / "laser" / "job.json").write_text(json.dumps(
-        {"power_mw": 128.0, "s_value": 270, "frame": {"origin_x_mm": 0.0, "origin_y_mm": 0.0}}))
 
 
 def film_segments(batch_dir) -> set[tuple[float, ...]]:

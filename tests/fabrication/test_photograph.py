@@ -13,19 +13,7 @@ import pytest
 import tifffile
 
 from edge_app.cli import main as puf
-from edge_app.layout import BatchLayout
-from fabrication.sim.film import EtchedFilm
-from fabrication.sim.laser import engrave_layout
-
-
-def design_and_etch(batch_dir: Path, fields: str) -> Path:
-    """A designed batch engraved into a simulated film, ready for `puf photograph --sim`."""
-    assert puf(["design", str(batch_dir), "--fields", fields]) == 0
-    film = EtchedFilm(5)
-    engrave_layout(film, BatchLayout.load(batch_dir / "layout.json"), 128.0)
-    (batch_dir / "sim").mkdir()
-    film.save(batch_dir / "sim" / "film.npz")
-    return batch_dir
+from tests.batch_support import design_and_etch
 
 
 @pytest.fixture()

@@ -13,8 +13,7 @@ from fabrication.gcode import MachineFrame
 from fabrication.laser import LaserJobStopped
 from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
 from fabrication.usb_socket import UsbSocketDevice, UsbSocketServer
-from tests.fabrication.test_galvo import LABELS, connect, marked_labels
-from tests.fabrication.test_grbl import make_job, make_layout, write_batch
+from tests.batch_support import LABELS, connect, make_job, make_layout, marked_labels, write_batch
 
 
 def test_the_driver_marks_the_whole_job_through_the_socket(tmp_path):

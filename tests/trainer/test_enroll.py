@@ -12,23 +12,13 @@ from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
 from edge_app.registry import FieldRecord, LabelRecord, Registry
 from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
+from tests.trainer_support import subset
 from trainer import index_build
 from trainer.enroll import EnrollOptions, enroll
 
 
 def manifest(path: Path) -> dict:
     return json.loads((path / "manifest.json").read_text())
-
-
-def subset(crops: Path, out: Path, slots: range) -> Path:
-    """A crop folder of some labels of `crops`."""
-    lines = (crops / "labels.csv").read_text().splitlines()
-    keep = [line for line in lines[1:] if int(line.split(",")[0][-2:]) in slots]
-    out.mkdir()
-    (out / "labels.csv").write_text("\n".join([lines[0], *keep]) + "\n")
-    for line in keep:
-        shutil.copytree(crops / "crops" / line.split(",")[0], out / "crops" / line.split(",")[0])
-    return out
 
 
 def test_enrolling_the_same_batch_twice_adds_nothing(base, fresh, key):

@@ -7,26 +7,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from edge_app.bundle_format import read_manifest
 from edge_app.cli import main
 from edge_app.registry import Registry
 from tests.bundle_support import batch_registry, keys
+from tests.trainer_support import bundle_label_counts, statuses
 from trainer.enroll import enroll
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def statuses(registry_path: Path) -> dict[str, str]:
-    with Registry(registry_path) as registry:
-        return {label.label_id: label.status for label in registry.labels()}
-
-
-def bundle_label_counts(bundle: Path) -> Counter:
-    """How many times each label id is in the bundle's shards."""
-    classes = read_manifest(bundle)["shards"]["classes"].values()
-    return Counter(i.decode() for entry in classes for i in np.load(bundle / entry["ids"]).tolist())
 
 
 def test_a_rerun_after_a_crash_between_the_swap_and_the_registry_update_converges(base, fresh, key, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 from edge_app.bundle import load_bundle
 from tests.bundle_support import batch_registry, keys, model_bundle
 from tests.faults import kill_moments, puf_command, run_and_kill, timed_run
-from tests.trainer.test_enroll_converges import bundle_label_counts, statuses
+from tests.trainer_support import bundle_label_counts, statuses
 
 KILLS = 20
 SEED = 12

@@ -13,7 +13,7 @@ from pathlib import Path
 from edge_app.bundle_format import read_manifest, sha256_file
 from edge_app.cli import main
 from tests.bundle_support import enroll_crops, keys
-from tests.trainer.test_enroll import subset
+from tests.trainer_support import subset
 from trainer.enroll import enroll
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.errors import PufError
-from tests.trainer.test_trainer import TINY
+from tests.trainer_support import TINY
 from trainer.cluster import Cluster, cluster_from
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,6 +20,7 @@ from edge_app.errors import PufError  # noqa: E402
 from edge_app.preprocess import Preprocess, preprocess  # noqa: E402
 from edge_app.runtime import ModelRunner  # noqa: E402
 from fabrication.patterns import builtin_pattern_set  # noqa: E402
+from tests.trainer_support import TINY  # noqa: E402
 from trainer.augment import NONE, Augment, augment  # noqa: E402
 from trainer.metrics import eer, pair_scores, tar_at_far  # noqa: E402
 from trainer.simdata import SimSpec, render_dataset  # noqa: E402
@@ -32,10 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_mlp=32",
-        "preprocess.input_size=64", "batch_size=32", "lr=0.003", "warmup_steps=5",
-        "s=16", "m2=0.3", "val_frac=0.3", "eval_every=1000", "checkpoint_every=10",
-        "weight_decay=0.0001"]
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from trainer.bench.plan import BenchPlan, enrolled_batches
+from trainer.enroll import DEFAULT_RECALL
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
 ID_BYTES = 16  # a label id in the shards' id maps, as enrollment counts it
-SHARDS_RECIPE = "nprobe tuned by label to recall 0.999"  # in the shards' cache key: shards built before it are rebuilt
+# in the shards' cache key: shards built before it are rebuilt
+SHARDS_RECIPE = f"nprobe tuned by label to recall {DEFAULT_RECALL:g}"
 
 
 def key(*parts) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 
 from trainer.bench import database, keypoints, queries, whole
 from trainer.bench.plan import BenchPlan
+from trainer.enroll import DEFAULT_BUDGET_MB
 
 PAPER_LABELS = 41_556
 
@@ -128,7 +129,7 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
                     "first of the top k that matches by keypoints is accepted, whatever its fingerprint score"}
 
 
-def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = 1400.0) -> dict:
+def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
     """The whole experiment; returns the results (see `report` for how they are shown)."""
     import faiss
 

@@ -53,10 +53,10 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     from edge_app.bundle_format import Manifest
     from edge_app.shards import read_index
     from trainer.bench.scaling import per_query_ms, rss_mb
-    from trainer.enroll import EnrollOptions, index_budget_per_vector
+    from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
     from trainer.index_build import NPROBES, build_index, exact_top1, plan_index
 
-    target = EnrollOptions().target_recall
+    target = DEFAULT_RECALL
     vectors = np.ascontiguousarray(np.concatenate(list(database_rows(plan, real))), np.float32)
     n, d = vectors.shape
     index_plan = plan_index(n, d, index_budget_per_vector(Manifest.read(bundle), memory_budget_mb, n, ID_BYTES))
