@@ -136,7 +136,7 @@ def test_the_extras_table_is_pyprojects():
 @pytest.mark.parametrize("name", VERBS)
 def test_every_verb_is_one_module_named_for_it(name):
     package, _, rest = entry_points()[name].partition(".")
-    assert package in OURS and rest == f"verb_{name}:verb"
+    assert package in OURS and rest == f"verb_{name.replace('-', '_')}:verb"
     verb = verb_of(name)
     assert verb.name == name and verb.add_arguments.__module__ == verb.run.__module__
     assert set(verb.extras) <= set(EXTRAS) and verb.needs == tuple(

@@ -14,7 +14,9 @@ gains labels by appending to its index unless it has outgrown its index type (ex
 IVF) or cell count, when it is rebuilt from its own decoded vectors plus the new ones:
 nothing already enrolled is embedded again. Every written shard's search is re-tuned
 (`trainer.index_build.tune`). See `trainer.bundle_write` for how the new version replaces
-the old.
+the old. With a fingerprint store (`trainer.fingerprint_store`, Milvus) the fingerprints also
+go there, from which `trainer.region_export` builds each region's bundle with the shard
+writer below.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +49,10 @@ from edge_app.shards import read_index, set_search_params
 from trainer import index_build
 from trainer.bundle_write import check_valid_days
 from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_model_knows, folder_pattern_set
+
+if TYPE_CHECKING:
+    from trainer.bundle_write import BundleUpdate
+    from trainer.fingerprint_store import StoreTarget
 
 DEFAULT_BUDGET_MB = 1400.0  # shards, id maps and models together, on the device
 # recall@1 of exact search the shards are tuned for: a search miss is a genuine label refused,
@@ -346,6 +353,63 @@ def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[
     return index, ids, entry
 
 
+def new_section(manifest: Manifest, fmt: str) -> Shards:
+    """The shards section of a bundle that holds no labels yet."""
+    return Shards(SHARDS_FORMAT, "inner_product", int(manifest.embedding_dim or 0), fmt, {}, enrollments=[])
+
+
+def ensure_templates(update: BundleUpdate, bundle: Path, manifest: Manifest, templates: Path | None,
+                     layout=None) -> None:
+    """Ship glyph templates in the new version when the bundle has none: `templates` (.npz),
+    else rendered from the bundle's pattern set at `layout`'s proportions."""
+    if TEMPLATES in update.manifest.file_entries:
+        return
+    if templates is not None:
+        from edge_app.orientation import PatternTemplates
+
+        rendered = PatternTemplates.load(templates)
+    else:
+        rendered = bundle_templates(bundle, manifest, layout)
+    rendered.save(update.path_for(TEMPLATES))
+
+
+def shard_budget(manifest: Manifest, options: EnrollOptions, total: int, label_ids: list[str]) -> float:
+    """Index bytes a vector may take once the bundle holds `total` vectors (or the planned capacity)."""
+    id_bytes = max([len(i) for i in label_ids] + [16])
+    return index_budget_per_vector(manifest, options.memory_budget_mb, max(options.capacity, total, 1), id_bytes)
+
+
+def genuine_cosine_of(options: EnrollOptions, manifest: Manifest) -> float:
+    """The cosine of the genuine-like queries shards are tuned on: the option, else the
+    bundle's threshold (0.3-0.9)."""
+    threshold = manifest.threshold
+    return options.genuine_cosine or float(np.clip(threshold if threshold else DEFAULT_GENUINE_COSINE, 0.3, 0.9))
+
+
+def write_shard(update: BundleUpdate, bundle: Path, class_index: int, old: ShardEntry | None, new: np.ndarray,
+                new_ids: list[str], budget_per_vector: float, options: EnrollOptions,
+                genuine_cosine: float) -> dict:
+    """Write the shard of pattern class `class_index` into the new version: its `old` shard
+    (None: none) with `new` added; returns its manifest entry (as the report shows it)."""
+    index_name, ids_name = shard_paths(class_index)
+    old_index = read_index(bundle / old.index, mmap=False) if old else None
+    old_ids = np.load(bundle / old.ids, allow_pickle=False) if old else np.zeros(0, "S1")
+    index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options, genuine_cosine)
+    index_build.write_index(index, update.path_for(index_name))
+    np.save(update.path_for(ids_name), ids, allow_pickle=False)
+    return {"index": index_name, "ids": ids_name, **entry,
+            "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
+
+
+def close_section(section: Shards, classes: list[str], options: EnrollOptions) -> None:
+    """Order the section's shards by class and total them."""
+    entries = section.entries
+    section.classes = {p: entries[p] for p in classes if p in entries}
+    section.vectors = sum(e.vectors or 0 for e in section.entries.values())
+    section.labels = sum(e.labels or 0 for e in section.entries.values())
+    section.memory_budget_mb = options.memory_budget_mb
+
+
 def thumbnail_size(manifest: Manifest, asked: int) -> int:
     """The thumbnail size to enroll with: the bundle's once it has thumbnails (a bundle has
     them for every label or for none), else `asked` (0: none)."""
@@ -392,12 +456,37 @@ def record_enrolled(bundle: Path, labels: Path, label_ids: list[str]) -> None:
                        "enroll again: it records them without enrolling any twice") from None
 
 
+def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str, items: list[EnrollItem],
+                       enrolled: set[str], kept: list[EnrollItem], vectors: np.ndarray, options: EnrollOptions,
+                       progress: bool) -> dict:
+    """Upsert the fingerprints of `kept` (`vectors`) into the store, and those of the labels
+    the bundle already held (`enrolled`) that the store lacks (enrolled before without it, or a
+    run cut off before its write): embedded again, so the store converges on the bundle."""
+    from trainer.fingerprint_store import FingerprintStore, collection_name
+
+    dim = int(manifest.embedding_dim or 0)
+    name = collection_name(manifest, fmt)
+    with FingerprintStore(target.uri) as store:
+        store.open_collection(name, dim, create=True)
+        held = [item for item in items if item.label_id in enrolled]
+        have = store.label_ids(name, target.region, [item.label_id for item in held])
+        skipped = Skipped()
+        missing, more, _ = embed_items(runner, [i for i in held if i.label_id not in have], options, skipped, dim,
+                                       progress)
+        labels = kept + missing
+        rows = store.upsert(name, target.region, [i.label_id for i in labels], [i.pattern for i in labels],
+                            np.concatenate([vectors, more]), options.copies)
+    return {"uri": store.uri, "collection": name, "region": str(target.region), "labels": len(labels),
+            "rows": rows, "caught_up": len(missing), "skipped": dict(skipped.reasons)}
+
+
 def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
-           progress: bool = True, trusted_keys: Path | None = None) -> dict:
+           progress: bool = True, trusted_keys: Path | None = None, store: StoreTarget | None = None) -> dict:
     """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
     and only when its manifest was signed by that key or one of `trusted_keys`: see
-    `trainer.keys.check_before_signing`); returns a report. One enrollment at a time into a
+    `trainer.keys.check_before_signing`), and into the fingerprint `store` when given (before
+    the bundle's new version, `store_fingerprints`); returns a report. One enrollment at a time into a
     bundle (`trainer.bundle_write.bundle_lock`), held until the registry records the labels
     enrolled: two at once would both build on the same version and the second would drop
     the first one's labels while the registry called them enrolled."""
@@ -405,11 +494,12 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
 
     with bundle_lock(bundle):
         return _enroll(Path(bundle), labels, private_key, options, batches, capture, templates, progress,
-                       trusted_keys)
+                       trusted_keys, store)
 
 
 def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, batches: tuple[str, ...],
-            capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None) -> dict:
+            capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None,
+            store: StoreTarget | None) -> dict:
     """`enroll`, with the bundle locked."""
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update
@@ -448,57 +538,39 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
     copies = options.copies
     report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
                     "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
+    if store is not None:  # before the bundle's new version: a re-run rewrites the same rows (upsert)
+        report["store"] = store_fingerprints(store, runner, manifest, fmt, items, enrolled, kept, vectors, options,
+                                             progress)
     with BundleUpdate(bundle) as update:
-        section = update.manifest.shards or Shards(SHARDS_FORMAT, "inner_product", dim, fmt, {}, enrollments=[])
+        section = update.manifest.shards or new_section(manifest, fmt)
         if thumbnail_px:
             section.thumbnails = {"px": thumbnail_px, "channel": THUMBNAIL_CHANNEL}
         if (section.model_format or fmt) != fmt:
             raise PufError(f"the bundle's labels were enrolled with its {section.model_format} model; "
                            f"enroll with the same (--model-format {section.model_format})")
         classes_now = section.entries
-        if TEMPLATES not in update.manifest.file_entries:
-            found = templates if templates is not None else None
-            if found is not None:
-                from edge_app.orientation import PatternTemplates
-
-                rendered = PatternTemplates.load(found)
-            else:
-                rendered = bundle_templates(bundle, manifest, layout)
-            rendered.save(update.path_for(TEMPLATES))
+        ensure_templates(update, bundle, manifest, templates, layout)
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(kept):
             by_pattern[item.pattern].append(i)
         old_total = sum(e.vectors or 0 for e in classes_now.values())
-        total = old_total + len(vectors)
-        capacity = max(options.capacity, total, 1)
-        id_bytes = max([len(i.label_id) for i in kept] + [16])
-        budget_per_vector = index_budget_per_vector(update.manifest, options.memory_budget_mb, capacity, id_bytes)
-        threshold = update.manifest.threshold
-        genuine_cosine = options.genuine_cosine or float(np.clip(threshold if threshold else DEFAULT_GENUINE_COSINE,
-                                                                 0.3, 0.9))
+        budget_per_vector = shard_budget(update.manifest, options, old_total + len(vectors),
+                                         [i.label_id for i in kept])
+        genuine_cosine = genuine_cosine_of(options, update.manifest)
         for pattern in sorted(by_pattern, key=classes.index):
             rows = by_pattern[pattern]
             new = vectors[np.repeat(np.array(rows) * copies, copies) + np.tile(np.arange(copies), len(rows))]
             new_ids = [kept[r].label_id for r in rows for _ in range(copies)]
-            index_name, ids_name = shard_paths(classes.index(pattern))
             old = classes_now.get(pattern)
-            old_index = read_index(bundle / old.index, mmap=False) if old else None
-            old_ids = np.load(bundle / old.ids, allow_pickle=False) if old else np.zeros(0, "S1")
-            index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options,
-                                             genuine_cosine)
-            index_build.write_index(index, update.path_for(index_name))
-            np.save(update.path_for(ids_name), ids, allow_pickle=False)
-            entry = {"index": index_name, "ids": ids_name, **entry,
-                     "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
+            entry = write_shard(update, bundle, classes.index(pattern), old, new, new_ids, budget_per_vector, options,
+                                genuine_cosine)
             if thumbnail_px:
                 entry["thumbnails"] = write_thumbnails(update, classes.index(pattern), thumbnails[rows],
                                                        bundle / old.thumbnails if old and old.thumbnails else None)
             classes_now[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
             report["shards"][pattern] = entry
-        section.classes = {p: classes_now[p] for p in classes if p in classes_now}
-        section.vectors = sum(e.vectors or 0 for e in section.entries.values())
-        section.labels = sum(e.labels or 0 for e in section.entries.values())
-        section.memory_budget_mb = options.memory_budget_mb
+        section.classes = classes_now
+        close_section(section, classes, options)
         if kept:
             section.enrollments = [*(section.enrollments or []), {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": str(labels), "labels": len(kept),

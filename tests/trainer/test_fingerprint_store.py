@@ -1,0 +1,166 @@
+"""Fingerprints in a real Milvus Lite store: enrollment of two regions writes there
+idempotently, a region's bundle exported from it verifies that region's labels as genuine
+and the other region's as counterfeit, and the store refuses what would abuse it."""
+
+import importlib
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import edge_app.cli
+from edge_app.bundle_format import Manifest
+from edge_app.errors import PufError
+from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from trainer.enroll import enroll
+from trainer.fingerprint_store import FingerprintStore, Region, StoreTarget, collection_name
+
+EU, US = Region("tea", "eu"), Region("tea", "us")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def checkout_verbs() -> tuple[list, list]:
+    """The verbs this checkout's pyproject.toml declares (the environment's installed entry
+    points may be another checkout's, without export-region)."""
+    points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["puf.verbs"]
+    verbs = [getattr(importlib.import_module(module), attribute)
+             for module, _, attribute in (point.partition(":") for point in points.values())]
+    return [v for v in verbs if v.available()], [v for v in verbs if not v.available()]
+
+
+def main(argv: list[str]) -> int:
+    """`puf` with this checkout's verbs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(edge_app.cli, "installed_verbs", checkout_verbs)
+        return edge_app.cli.main(argv)
+
+
+def stored(store_path: Path, bundle: Path, region: Region) -> tuple[int, int]:
+    """Rows and distinct labels of `region` in the store, for the bundle's model."""
+    manifest = Manifest.read(bundle)
+    name = collection_name(manifest, "int8")
+    with FingerprintStore(str(store_path)) as store:
+        store.open_collection(name, int(manifest.embedding_dim or 0), create=False)
+        ids = [i for pattern in manifest.pattern_classes or [] for i in store.read(name, region, pattern)[0]]
+    return len(ids), len(set(ids))
+
+
+@pytest.fixture(scope="module")
+def central(base, tmp_path_factory):
+    """A factory bundle enrolled with field 0 for tea/eu and field 1 for tea/us, both also
+    written to one Milvus Lite store, through `puf enroll --milvus`."""
+    root = tmp_path_factory.mktemp("central")
+    bundle = Path(shutil.copytree(model_bundle(base), root / "factory"))
+    store = root / "fingerprints.db"
+    us_crops = write_crop_folder(root / "us_crops", sim_batch(), (1,))
+    for crops, region in ((enroll_crops(base), "eu"), (us_crops, "us")):
+        assert main(["enroll", "--bundle", str(bundle), "--labels", str(crops), "--key", str(keys(base)[0]),
+                     "--milvus", str(store), "--product", "tea", "--region", region, "--json"]) == 0
+    return bundle, store, us_crops
+
+
+def export(base, central, region: str, out: Path, *extra: str) -> int:
+    bundle, store, _ = central
+    return main(["export-region", "--bundle", str(bundle), "--milvus", str(store), "--product", "tea",
+                 "--region", region, "--out", str(out), "--key", str(keys(base)[0]), "--json", *extra])
+
+
+def verdict(base, bundle: Path, tmp_path: Path, field: int, slot: int, capsys) -> dict:
+    image, _ = sim_batch().handheld(field, slot, 3)
+    photo = tmp_path / f"f{field}s{slot}.png"
+    cv2.imwrite(str(photo), image)
+    capsys.readouterr()
+    main(["verify", str(photo), "--bundle", str(bundle), "--trusted-keys", str(keys(base)[1]), "--json"])
+    [found] = json.loads(capsys.readouterr().out)["verdicts"]
+    return found
+
+
+def test_enrollment_writes_each_region_once_and_a_rerun_adds_nothing(base, central, capsys):
+    bundle, store, us_crops = central
+    assert stored(store, bundle, EU) == (12, 12) and stored(store, bundle, US) == (12, 12)
+    capsys.readouterr()
+    assert main(["enroll", "--bundle", str(bundle), "--labels", str(us_crops), "--key", str(keys(base)[0]),
+                 "--milvus", str(store), "--product", "tea", "--region", "us", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labels_added"] == 0 and report["store"]["caught_up"] == 0
+    assert stored(store, bundle, US) == (12, 12)
+
+
+def test_a_region_bundle_verifies_its_labels_and_refuses_the_other_regions(base, central, tmp_path, capsys):
+    out = tmp_path / "eu_bundle"
+    assert export(base, central, "eu", out) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labels"] == 12 and report["region"] == "tea/eu" and report["signed_by"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    ids = {i for e in manifest["shards"]["classes"].values() for i in np.load(out / e["ids"]).astype(str)}
+    assert ids == {sim_batch().layout.label_id(0, s) for s in range(12)}
+    assert manifest["shards"]["region"] == {"product": "tea", "region": "eu"}
+    genuine = verdict(base, out, tmp_path, 0, 5, capsys)
+    assert genuine["verdict"] == "genuine" and genuine["label_id"] == sim_batch().layout.label_id(0, 5)
+    slot = next(s for s in range(12) if sim_batch().layout.pattern_of(1, s) in manifest["shards"]["classes"])
+    assert verdict(base, out, tmp_path, 1, slot, capsys)["verdict"] == "counterfeit"  # a tea/us label
+    assert verdict(base, central[0], tmp_path, 1, slot, capsys)["verdict"] == "genuine"  # in the factory's bundle
+
+
+def test_a_new_export_counts_up_from_the_bundle_it_replaces(base, central, tmp_path, capsys):
+    out = tmp_path / "us_bundle"
+    assert export(base, central, "us", out) == 0
+    first = json.loads(capsys.readouterr().out)["sequence"]
+    assert export(base, central, "us", out) == 0
+    assert json.loads(capsys.readouterr().out)["sequence"] == first + 1
+    assert not list(tmp_path.glob(".us_bundle.*new*"))
+
+
+def test_enrolling_with_a_store_catches_up_labels_the_bundle_already_held(base, central, tmp_path, key):
+    bundle = Path(shutil.copytree(model_bundle(base), tmp_path / "b"))
+    store = tmp_path / "late.db"
+    enroll(bundle, enroll_crops(base), key, progress=False)  # without the store
+    report = enroll(bundle, enroll_crops(base), key, progress=False, store=StoreTarget(str(store), EU))
+    assert report["labels_added"] == 0 and report["store"]["caught_up"] == 12
+    assert stored(store, bundle, EU) == (12, 12)
+
+
+def test_export_of_a_region_the_store_lacks_is_refused(base, central, tmp_path, capsys):
+    assert export(base, central, "asia", tmp_path / "asia") == 2
+    assert "holds no fingerprint of tea/asia" in capsys.readouterr().err
+    assert not (tmp_path / "asia").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--milvus", "fp.sqlite", "--region", "eu"], "neither a Milvus server URI"),
+    (["--milvus", "STORE", "--region", "e u"], "must be 1-40 letters or digits"),
+    (["--milvus", "STORE", "--region", "eu", "--product", "x_y"], "must be 1-40 letters or digits"),
+    (["--milvus", "STORE"], "--milvus needs --region"),
+    (["--region", "eu"], "give --milvus too"),
+    (["--milvus", "http://127.0.0.1:9", "--region", "eu"], "cannot open the fingerprint store"),
+])
+def test_puf_enroll_refuses_a_bad_store_or_region_before_touching_the_bundle(base, fresh, tmp_path, capsys, argv,
+                                                                                message):
+    argv = [str(tmp_path / "fp.db") if a == "STORE" else a for a in argv]
+    before = (fresh / "manifest.json").read_bytes()
+    assert main(["enroll", "--bundle", str(fresh), "--labels", str(enroll_crops(base)), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert (fresh / "manifest.json").read_bytes() == before
+
+
+def test_ids_and_patterns_cannot_change_what_a_filter_selects(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3, 8)).astype(np.float32)
+    sly = ['a" or label_id != "', "b\\", "c' or 1==1 or '"]
+    with FingerprintStore(str(tmp_path / "fp.db")) as store:
+        store.open_collection("fp_test", 8, create=True)
+        assert store.upsert("fp_test", EU, sly, ["P1", 'P" or pattern != "', "P1"], vectors) == 3
+        assert store.label_ids("fp_test", EU, [sly[0], "nobody"]) == {sly[0]}
+        assert store.count("fp_test", EU, 'P" or pattern != "') == 1
+        assert store.count("fp_test", EU, "P1") == 2 and store.count("fp_test", US) == 0
+        assert store.read("fp_test", EU, "P1")[0] == [sly[0], sly[2]]
+        [(label, score)] = store.search("fp_test", EU, "P1", vectors[2:3] / np.linalg.norm(vectors[2]))
+        assert label == sly[2] and score == pytest.approx(np.linalg.norm(vectors[2]), rel=1e-4)
+        with pytest.raises(PufError, match="1-64 characters"):
+            store.upsert("fp_test", EU, ["x" * 65], ["P1"], vectors[:1])
+        with pytest.raises(PufError, match="holds 8-d fingerprints, the model gives 16-d"):
+            store.open_collection("fp_test", 16, create=False)

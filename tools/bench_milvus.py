@@ -1,0 +1,168 @@
+"""Fingerprints at scale in Milvus Lite, beside the device's Faiss shards, in one run.
+
+    nice -n 19 .venv/bin/python tools/bench_milvus.py                 # 10^6 labels
+    .venv/bin/python tools/bench_milvus.py --labels 100000            # a few minutes
+    .venv/bin/python tools/bench_milvus.py --folder F --search-only   # again, on the store F holds
+
+1. Write: `--labels` random unit vectors of the shipped model's dimension (256), one a
+   label, patterns dealt round the 44 classes, upserted into a Milvus Lite store through
+   `trainer.fingerprint_store` in batches of `--batch` labels, as `puf enroll --milvus`
+   writes them. Reported: labels a second, including Milvus's flush and HNSW index build.
+2. Export: `trainer.region_export.export_region` turns the region into a bundle of the
+   shipped model (`models/default`), 44 per-pattern Faiss shards, as `puf export-region`
+   does (unsigned here: signing takes milliseconds).
+3. Search, one query per call as a device or a central check searches: genuine-like
+   queries (a label's vector moved to cosine `--cosine` from itself) in the label's pattern,
+   by Milvus Lite (HNSW, partition + pattern filter) and by the exported bundle's shard
+   (`edge_app.shards.ShardSet`, memory-mapped); recall@1 is "the label the query came from".
+
+Random vectors are the worst case for both indexes (no clusters); see `tools/bench_search.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_app.runtime import read_manifest  # noqa: E402  (after the path above)
+from trainer.fingerprint_store import FingerprintStore, Region, collection_name  # noqa: E402
+from trainer.index_build import genuine_like, random_unit  # noqa: E402
+
+REGION = Region("bench", "eu")
+
+
+def label_id(i: int) -> str:
+    return f"B{i // 2400:05d}-{i % 2400 // 12:04d}-{i % 12:02d}"
+
+
+def vectors_of(start: int, count: int, d: int, seed: int) -> np.ndarray:
+    """Labels start..start+count-1, the same vectors on every call (seeded by position)."""
+    return random_unit(count, d, np.random.default_rng([seed, start]))
+
+
+def write(store: FingerprintStore, name: str, n: int, d: int, classes: list[str], batch: int, seed: int) -> dict:
+    t = time.perf_counter()
+    for start in range(0, n, batch):
+        count = min(batch, n - start)
+        store.upsert(name, REGION, [label_id(i) for i in range(start, start + count)],
+                     [classes[i % len(classes)] for i in range(start, start + count)],
+                     vectors_of(start, count, d, seed))
+    written_s = time.perf_counter() - t
+    store.client.flush(name)
+    assert store.count(name, REGION) == n
+    total_s = time.perf_counter() - t
+    return {"labels": n, "batch": batch, "upsert_s": round(written_s, 1), "with_flush_s": round(total_s, 1),
+            "labels_per_s": round(n / total_s)}
+
+
+def queries_of(n: int, d: int, batch: int, count: int, cosine: float, seed: int):
+    """Genuine-like queries of `count` random labels: (queries, label rows)."""
+    rng = np.random.default_rng(seed + 1)
+    rows = np.sort(rng.choice(n, count, replace=False))
+    base = np.stack([vectors_of(r - r % batch, batch, d, seed)[r % batch] for r in rows])
+    queries, picked = genuine_like(base, count, cosine, rng)
+    return queries[np.argsort(picked)], rows  # genuine_like shuffles: back to the rows' order
+
+
+def timed(search, queries: np.ndarray) -> tuple[list, list[float]]:
+    found, times = [], []
+    for q in queries:
+        t = time.perf_counter()
+        found.append(search(q))
+        times.append((time.perf_counter() - t) * 1000)
+    return found, times
+
+
+def summary(times: list[float], found: list[str | None], truth: list[str]) -> dict:
+    return {"median_ms": round(float(np.median(times)), 3), "p99_ms": round(float(np.percentile(times, 99)), 3),
+            "recall_at_1": float(np.mean([f == t for f, t in zip(found, truth, strict=True)]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=10_000, help="labels an upsert call (default 10000)")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--cosine", type=float, default=0.7, help="genuine-like queries' cosine (default 0.7)")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default", help="the model's bundle")
+    parser.add_argument("--folder", type=Path, help="where the store and bundle go (default: a temporary folder)")
+    parser.add_argument("--no-export", action="store_true", help="skip the export and the Faiss side")
+    parser.add_argument("--search-only", action="store_true",
+                        help="search the store --folder already holds (written by an earlier run with the same "
+                             "--labels, --batch, --seed): Milvus Lite builds its HNSW segments after the writes, "
+                             "and searches run during that build wait for it")
+    parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "bench_milvus.json")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from edge_app.shards import ShardSet
+    from trainer.region_export import export_region
+
+    manifest = read_manifest(args.bundle)
+    d, classes = int(manifest["embedding_dim"]), list(manifest["pattern_classes"])
+    name = collection_name(manifest, manifest.get("default_format", "int8"))
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="bench_milvus_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = str(folder / "fingerprints.db")
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                    "load_before": os.getloadavg()[0], "dim": d}
+    with FingerprintStore(uri) as store:
+        store.open_collection(name, d, create=not args.search_only)
+        if not args.search_only:
+            result["write"] = write(store, name, args.labels, d, classes, args.batch, args.seed)
+            print("write", result["write"], flush=True)
+        queries, rows = queries_of(args.labels, d, args.batch, args.queries, args.cosine, args.seed)
+        truth = [label_id(int(r)) for r in rows]
+        patterns = [classes[int(r) % len(classes)] for r in rows]
+        pattern_of = iter(patterns)
+
+        def milvus(q: np.ndarray) -> str | None:
+            hit = store.search(name, REGION, next(pattern_of), q[None])[0]
+            return hit[0] if hit else None
+
+        store.search(name, REGION, patterns[0], queries[:1])  # warm
+        found, times = timed(milvus, queries)
+        result["search_milvus_lite"] = summary(times, found, truth)
+        print("milvus lite", result["search_milvus_lite"], flush=True)
+    if not (args.no_export or args.search_only):
+        out = folder / "bundle_eu"
+        model = folder / "model"  # a copy: the export locks its source, with a file beside it
+        if not model.exists():
+            shutil.copytree(args.bundle, model)
+        t = time.perf_counter()
+        report = export_region(uri, model, out, REGION)
+        result["export"] = {"seconds": round(time.perf_counter() - t, 1), "labels": report["labels"],
+                            "bundle_mb": round(report["bundle_bytes"] / 1e6, 1), "shards": report["shards"]}
+        print("export", result["export"], flush=True)
+        exported = read_manifest(out)
+        shards = ShardSet.load(out, exported["shards"])
+        pattern_of = iter(patterns)
+
+        def faiss_shard(q: np.ndarray) -> str | None:
+            match = shards.search(q[None], [[next(pattern_of)]])[0]
+            return match.label_id if match else None
+
+        found, times = timed(faiss_shard, queries)
+        result["search_faiss_shard"] = summary(times, found, truth)
+        result["search_faiss_shard"]["kinds"] = sorted({e["kind"] for e in exported["shards"]["classes"].values()})
+        print("faiss shard", result["search_faiss_shard"], flush=True)
+    result["load_after"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

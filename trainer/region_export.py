@@ -1,0 +1,99 @@
+"""A region's device bundle exported from the fingerprint store (`trainer.fingerprint_store`).
+
+The bundle's model (any bundle of it: as `puf export` wrote it, or one enrolled since) and
+the store's fingerprints of one product/region become a new bundle at `out`: the same model
+files, and per-pattern Faiss shards holding exactly that region's labels, built, tuned and
+written as enrollment writes them (`trainer.enroll.write_shard`), signed and renamed into
+place by the bundle writer (`trainer.bundle_write.BundleUpdate`). The source's own shards and
+thumbnails are left out (the store holds no thumbnails). A device given the bundle of one
+region calls a label of another region counterfeit: it holds no fingerprint of it.
+
+`out` counts its sequence up from the higher of the source's and the bundle it replaces, so
+a device holding an older export of the region accepts the new one and never the reverse.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from edge_app.errors import PufError
+from trainer.enroll import (
+    EnrollOptions,
+    close_section,
+    ensure_templates,
+    genuine_cosine_of,
+    new_section,
+    shard_budget,
+    write_shard,
+)
+from trainer.fingerprint_store import FingerprintStore, Region, collection_name
+
+
+def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key=None,
+                  options: EnrollOptions | None = None, trusted_keys: Path | None = None,
+                  templates: Path | None = None) -> dict:
+    """Write the bundle of `region` to `out` from the store at `uri` and the model of
+    `bundle`; returns a report. Holds both bundles' locks (`bundle_lock`) throughout."""
+    from edge_app.bundle_format import MANIFEST, Manifest, ShardEntry, verify_files
+    from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
+
+    started = time.perf_counter()
+    options = options or EnrollOptions()
+    bundle, out = Path(bundle), Path(out)
+    with ExitStack() as locks:
+        locks.enter_context(bundle_lock(bundle))
+        if out.resolve() != bundle.resolve():
+            locks.enter_context(bundle_lock(out))
+        manifest = Manifest.read(bundle)
+        check_update(bundle, manifest, private_key, trusted_keys)
+        verify_files(bundle, manifest)
+        fmt = (manifest.shards.model_format if manifest.shards else None) or options.model_format \
+            or manifest.model_format
+        classes = list(manifest.pattern_classes or [])
+        name = collection_name(manifest, fmt)
+        with FingerprintStore(uri) as store:
+            if not store.open_collection(name, int(manifest.embedding_dim or 0), create=False) \
+                    or not store.count(name, region):
+                raise PufError(f"the fingerprint store {store.uri} holds no fingerprint of {region} from this "
+                               f"bundle's {fmt} model (collection {name}): enroll with --milvus and --region first")
+            with BundleUpdate(bundle, out) as update:
+                for entry in (manifest.shards.entries if manifest.shards else {}).values():
+                    for name_in_bundle in entry.named_files().values():
+                        if name_in_bundle is not None:
+                            update.remove(name_in_bundle)
+                section = new_section(manifest, fmt)
+                ensure_templates(update, bundle, manifest, templates)
+                budget = shard_budget(update.manifest, options, store.count(name, region), [])
+                genuine_cosine = genuine_cosine_of(options, update.manifest)
+                shards: dict[str, ShardEntry] = {}
+                for class_index, pattern in enumerate(classes):
+                    label_ids, vectors = store.read(name, region, pattern)
+                    if not label_ids:
+                        continue
+                    entry = write_shard(update, bundle, class_index, None, vectors, label_ids, budget, options,
+                                        genuine_cosine)
+                    shards[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
+                section.classes = shards
+                close_section(section, classes, options)
+                section.extra["region"] = {"product": region.product, "region": region.region}
+                section.enrollments = [{"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                        "source": f"{store.uri} {name} {region}", "labels": section.labels,
+                                        "vectors": section.vectors}]
+                update.manifest.shards = section
+                update.manifest.sequence = max(update.manifest.release.sequence, replaced_sequence(out))
+                written = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
+    return {"bundle": str(out), "region": str(region), "store": store.uri, "collection": name,
+            "labels": section.labels, "vectors": section.vectors, "shards": len(section.entries),
+            "bundle_bytes": sum(v.bytes or 0 for v in written.file_entries.values()),
+            "signed_by": written.signer, "sequence": written.release.sequence,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def describe(report: dict) -> str:
+    """The report as a line for people."""
+    return (f"bundle {report['bundle']}: {report['labels']} labels ({report['vectors']} vectors) of {report['region']} "
+            f"in {report['shards']} shards from {report['store']}, {report['bundle_bytes'] / 1e6:.1f} MB, "
+            f"sequence {report['sequence']}, {report['seconds']} s; signed by "
+            f"{report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}")
