@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_app.runtime import read_manifest  # noqa: E402  (after the path above)
+from edge_app.bundle_format import Manifest  # noqa: E402  (after the path above)
 from trainer.fingerprint_store import FingerprintStore, Region, collection_name  # noqa: E402
 from trainer.index_build import genuine_like, random_unit  # noqa: E402
 
@@ -110,9 +110,9 @@ def main() -> None:
     from edge_app.shards import ShardSet
     from trainer.region_export import export_region
 
-    manifest = read_manifest(args.bundle)
-    d, classes = int(manifest["embedding_dim"]), list(manifest["pattern_classes"])
-    name = collection_name(manifest, manifest.get("default_format", "int8"))
+    manifest = Manifest.read(args.bundle)
+    d, classes = int(manifest.embedding_dim or 0), list(manifest.pattern_classes or [])
+    name = collection_name(manifest, manifest.model_format)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench_milvus_"))
     folder.mkdir(parents=True, exist_ok=True)
     uri = str(folder / "fingerprints.db")
@@ -146,8 +146,10 @@ def main() -> None:
         result["export"] = {"seconds": round(time.perf_counter() - t, 1), "labels": report["labels"],
                             "bundle_mb": round(report["bundle_bytes"] / 1e6, 1), "shards": report["shards"]}
         print("export", result["export"], flush=True)
-        exported = read_manifest(out)
-        shards = ShardSet.load(out, exported["shards"])
+        exported = Manifest.read(out).shards
+        if exported is None:
+            raise SystemExit(f"the export {out} holds no shards")
+        shards = ShardSet.load(out, exported)
         pattern_of = iter(patterns)
 
         def faiss_shard(q: np.ndarray) -> str | None:
@@ -156,7 +158,7 @@ def main() -> None:
 
         found, times = timed(faiss_shard, queries)
         result["search_faiss_shard"] = summary(times, found, truth)
-        result["search_faiss_shard"]["kinds"] = sorted({e["kind"] for e in exported["shards"]["classes"].values()})
+        result["search_faiss_shard"]["kinds"] = sorted({e.extra["kind"] for e in exported.entries.values()})
         print("faiss shard", result["search_faiss_shard"], flush=True)
     result["load_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
