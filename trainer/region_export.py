@@ -59,8 +59,8 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                 raise PufError(f"the fingerprint store {store.uri} holds no fingerprint of {region} from this "
                                f"bundle's {fmt} model (collection {name}): enroll with --milvus and --region first")
             with BundleUpdate(bundle, out) as update:
-                for entry in (manifest.shards.entries if manifest.shards else {}).values():
-                    for name_in_bundle in entry.named_files().values():
+                for old in (manifest.shards.entries if manifest.shards else {}).values():
+                    for name_in_bundle in old.named_files().values():
                         if name_in_bundle is not None:
                             update.remove(name_in_bundle)
                 section = new_section(manifest, fmt)
@@ -72,9 +72,9 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                     label_ids, vectors = store.read(name, region, pattern)
                     if not label_ids:
                         continue
-                    entry = write_shard(update, bundle, class_index, None, vectors, label_ids, budget, options,
-                                        genuine_cosine)
-                    shards[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
+                    written_entry = write_shard(update, bundle, class_index, None, vectors, label_ids, budget,
+                                                options, genuine_cosine)
+                    shards[pattern] = ShardEntry.from_dict(pattern, written_entry, MANIFEST)
                 section.classes = shards
                 close_section(section, classes, options)
                 section.extra["region"] = {"product": region.product, "region": region.region}

@@ -74,12 +74,15 @@ def shard_options(args: argparse.Namespace, **more):
 
 def store_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     """The fingerprint store (`trainer.fingerprint_store`) and the product/region of its labels."""
+    from trainer.fingerprint_store import DEFAULT_PRODUCT
+
     parser.add_argument("--milvus", required=required, metavar="FILE_OR_URI",
                         help="the fingerprint store: a Milvus Lite file (a path ending in .db) or a Milvus server "
                              "(http://host:19530)" + ("" if required else "; the labels' fingerprints are also "
                                                                           "written there (needs --region)"))
     parser.add_argument("--region", required=required, help="the labels' region (letters and digits)")
-    parser.add_argument("--product", help="the labels' product (letters and digits; default: the library's, main)")
+    parser.add_argument("--product",
+                        help=f"the labels' product (letters and digits; default: the library's, {DEFAULT_PRODUCT})")
 
 
 def store_target(args: argparse.Namespace):
