@@ -33,6 +33,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,44 +198,45 @@ class Journal:
         again under it, so exactly one process writes the schema and the other finds it made.
         Every step starts from holding no lock, so SQLite's busy wait applies and the two
         never deadlock."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._state() == _NEW_FILE:
-                    for statement in _SCHEMA:
-                        db.execute(statement)
-                    db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (new_device_id(),))
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute("COMMIT")
-            except BaseException:
-                db.rollback()
-                raise
-        except sqlite3.Error as error:
-            raise _sqlite_problem(error, self.path, "creating the journal") from None
+        def create(db: sqlite3.Connection) -> None:
+            if self._state() == _NEW_FILE:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (new_device_id(),))
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+        self._under_write_lock("creating the journal", create)
         return self._state()
 
     def _migrate(self) -> None:
         """Bring a journal of version 1 to this version: a device id drawn now goes into
         `journal_meta` and into every existing row. One transaction, the version looked at
         again under the write lock (another process may be migrating the same file)."""
+        def migrate(db: sqlite3.Connection) -> None:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                device_id = new_device_id()
+                db.execute(_META_TABLE)
+                db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (device_id,))
+                db.execute(f"ALTER TABLE verifications ADD COLUMN device_id TEXT NOT NULL DEFAULT '{device_id}'")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        self._under_write_lock("migrating the journal to this version", migrate)
+
+    def _under_write_lock(self, doing: str, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Run `work` in one transaction that holds the write lock from its start (BEGIN
+        IMMEDIATE), rolled back whole on any error; an SQLite error names what was `doing`."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                if db.execute("PRAGMA user_version").fetchone()[0] == 1:
-                    device_id = new_device_id()
-                    db.execute(_META_TABLE)
-                    db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (device_id,))
-                    db.execute(f"ALTER TABLE verifications ADD COLUMN device_id TEXT NOT NULL DEFAULT '{device_id}'")
-                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                work(db)
                 db.execute("COMMIT")
             except BaseException:
                 db.rollback()
                 raise
         except sqlite3.Error as error:
-            raise _sqlite_problem(error, self.path, "migrating the journal to this version") from None
+            raise _sqlite_problem(error, self.path, doing) from None
 
     def meta(self, key: str) -> str | None:
         """A value kept in `journal_meta` (None when unset)."""

@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
-from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent, sync_folder
+from edge_app.folder_swap import sync_dir
+from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent
 from fabrication.galvo_options import GalvoOptions
 
 STATE_FILE = "etch_state.json"
@@ -380,7 +381,7 @@ def _write_state(path: Path, state: dict) -> None:
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(path)
-    sync_folder(path.parent)
+    sync_dir(path.parent)
 
 
 def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import sync_dir
 
 
 class JournalError(PufError):
@@ -39,7 +40,7 @@ class SendJournal:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
             os.write(self._fd, f"run {token}\n".encode())
             os.fsync(self._fd)
-            sync_folder(path.parent)
+            sync_dir(path.parent)
         except OSError as error:
             raise PufError(f"cannot write the etch journal {path}: {error}") from None
 
@@ -96,11 +97,3 @@ def _last(path: Path, token: str, done: bool) -> int | None:
         raise PufError(f"the etch journal {path} is damaged ({records[-1][:40]!r}): choose where to "
                        "go on with --from-line after checking the film") from None
 
-
-def sync_folder(folder: Path) -> None:
-    """Flush a folder's entries, so a file created or renamed in it survives a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

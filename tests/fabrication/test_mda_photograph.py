@@ -8,7 +8,6 @@ out as OME-TIFF and are read back by tifffile's OME reader, ome-types and `puf s
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from fabrication.sim.microscope import SimulatedMicroscope
 from fabrication.sim.mm_rig import rig_config
 from fabrication.stage_plan import read_positions
 from tests.faults import ROOT, puf_command
+from tests.photo_support import disk_full_after_one_tiff
 
 EXPOSURE_MS = 25.0  # the batch's MDASequence says so; the simulated camera starts at 40
 
@@ -165,16 +165,7 @@ def test_a_stage_that_refuses_a_move_writes_no_field_from_the_wrong_place(batch,
 
 
 def test_a_full_disk_stops_the_run_and_keeps_the_fields_written(batch, monkeypatch, capsys):
-    real_imwrite = tifffile.imwrite
-    calls = []
-
-    def fill_up(path, *args, **kwargs):
-        calls.append(path)
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_imwrite(path, *args, **kwargs)
-
-    monkeypatch.setattr(tifffile, "imwrite", fill_up)
+    calls = disk_full_after_one_tiff(monkeypatch)
     assert photograph(batch, rig(batch)) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in (batch / "fields").iterdir()) == ["field_0000.tif"]

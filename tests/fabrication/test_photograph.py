@@ -1,4 +1,3 @@
-import errno
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ import tifffile
 
 from edge_app.cli import main as puf
 from tests.batch_support import design_and_etch
+from tests.photo_support import disk_full_after_one_tiff
 
 
 @pytest.fixture()
@@ -50,16 +50,7 @@ def test_an_interrupted_run_resumes_without_reshooting(etched_batch, capsys):
 
 
 def test_a_full_disk_keeps_what_was_written(etched_batch, monkeypatch, capsys):
-    real_imwrite = tifffile.imwrite
-    calls = []
-
-    def fill_up(path, *args, **kwargs):
-        calls.append(path)
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_imwrite(path, *args, **kwargs)
-
-    monkeypatch.setattr(tifffile, "imwrite", fill_up)
+    disk_full_after_one_tiff(monkeypatch)
     assert puf(["photograph", str(etched_batch), "--sim", "--workers", "1"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in (etched_batch / "fields").glob("*.tif")) == ["field_0000.tif"]
