@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,9 +41,12 @@ class SyncFile:
     entries: list[JournalEntry]
 
 
-def export_new(journal: Journal, folder: Path, again: bool = False) -> list[tuple[Path, int]]:
+def export_new(journal: Journal, folder: Path, again: bool = False,
+               deliver: Callable[[Path], object] | None = None) -> list[tuple[Path, int]]:
     """Write the checks after the journal's sync mark (all of them with `again`) into
-    `folder`; the files written and how many checks each holds (none when nothing is new)."""
+    `folder`; the files written and how many checks each holds (none when nothing is new).
+    `deliver` (when online: the central registry's import) takes each file before the mark
+    moves past it, so checks it failed to take are sent again next time."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PufError(f"{folder} is not a folder (give the USB stick's folder to export into)")
@@ -52,6 +56,8 @@ def export_new(journal: Journal, folder: Path, again: bool = False) -> list[tupl
         path = folder / f"puf-journal-{journal.device_id}-{entries[0].id:010d}-{entries[-1].id:010d}.json"
         _write_durably(path, {"format": FORMAT, "version": VERSION, "device_id": journal.device_id,
                               "entries": [[getattr(e, c) for c in CSV_COLUMNS] for e in entries]})
+        if deliver is not None:
+            deliver(path)
         after = entries[-1].id
         journal.set_meta(SYNCED_TO, str(max(after, int(journal.meta(SYNCED_TO) or 0))))
         written.append((path, len(entries)))

@@ -56,14 +56,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     alerts.add_argument("--max-checks", type=int, default=20, help="more checks of one label than this (default 20)")
 
 
+def central_url(given: str | None) -> str:
+    """The central registry's URL: `given` (--central), else $PUF_CENTRAL; a PufError when
+    neither names one."""
+    from edge_app.errors import PufError
+
+    url = given or os.environ.get(CENTRAL_ENV)
+    if not url:
+        raise PufError(f"give the central registry's URL with --central or ${CENTRAL_ENV}")
+    return url
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_app.central import CentralRegistry
     from edge_app.errors import PufError
 
-    url = args.central or os.environ.get(CENTRAL_ENV)
-    if not url:
-        raise PufError(f"give the central registry's URL with --central or ${CENTRAL_ENV}")
-    with CentralRegistry(url) as central:
+    with CentralRegistry(central_url(args.central)) as central:
         if args.registry_command == "push":
             pushed = central.push(args.registry, args.factory)
             result: object = pushed

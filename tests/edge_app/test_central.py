@@ -229,3 +229,34 @@ def test_puf_registry_pushes_imports_and_reports(postgres_url, tmp_path, capsys,
         puf_registry("device", device_id, "--at", "152.5,13.4")
     with pytest.raises(PufError, match="no journal sync files"):
         puf_registry("import", str(tmp_path))
+
+
+def test_a_device_online_pushes_what_is_new_and_a_failed_push_is_sent_again(url, tmp_path, monkeypatch, capsys):
+    from edge_app.cli import main
+    from edge_app.journal_sync import SYNCED_TO
+    from tests.journal_support import crop, verdict
+
+    monkeypatch.setenv("PUF_HOME", str(tmp_path / "home"))
+    journal_path = tmp_path / "home" / "journal.sqlite"
+    with Journal(journal_path) as journal:
+        for i in range(3):
+            journal.record(verdict(i), crop(i), "1-ab")
+    # offline: a clear error, and the sync mark stays where it was
+    assert main(["journal", "push", "--central", "postgresql+psycopg://puf:secret@127.0.0.1:1/x"]) == 2
+    assert "127.0.0.1:1" in capsys.readouterr().err
+    with Journal(journal_path) as journal:
+        assert not journal.meta(SYNCED_TO)
+    assert main(["journal", "push", "--central", url]) == 0
+    assert "pushed 3 new checks" in capsys.readouterr().err
+    with Journal(journal_path) as journal:
+        journal.record(verdict(3), None, "1-ab")
+    monkeypatch.setenv("PUF_CENTRAL", url)
+    assert main(["journal", "push"]) == 0
+    assert "pushed 1 new checks" in capsys.readouterr().err
+    assert main(["journal", "push"]) == 0
+    assert "nothing new" in capsys.readouterr().err
+    engine = sa.create_engine(url)
+    with engine.connect() as db:
+        checks = TABLES.tables["verifications"]
+        assert db.execute(sa.select(checks.c.id).order_by(checks.c.id)).scalars().all() == [1, 2, 3, 4]
+    engine.dispose()
