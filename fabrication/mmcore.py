@@ -112,12 +112,17 @@ class MMCoreMicroscope(Microscope):
 
         A pymmcore core that is still alive when the interpreter exits can abort the
         process ("FATAL: exception not rethrown"): its notification thread calls into
-        Python after finalisation has begun. Dropping the last reference here lets
-        CMMCorePlus.__del__ unregister that callback while Python is still running.
+        Python after finalisation has begun. CMMCorePlus.__del__ unregisters that callback,
+        but reference cycles (an error's frames, UniMMCore's own) can keep the core alive
+        until exit, so the callback is unregistered here, as __del__ would, while Python
+        is surely still running.
         """
         core, self._core = self._core, None
         if core is not None and self._owned:
+            from pymmcore_plus import CMMCorePlus
+
             core.unloadAllDevices()
+            super(CMMCorePlus, core).registerCallback(None)  # what CMMCorePlus.__del__ does
 
 
 def _load(config: Path, mm_path: Path | str | None) -> CMMCorePlus:
