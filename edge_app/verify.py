@@ -25,7 +25,7 @@ Every label found gets a verdict: a photo holding more labels than `CaptureLimit
 (those nearest its centre are verified) gives each label beyond them an ``unreadable``
 verdict that says how many were not checked, so such a photo never reads as all genuine.
 
-A verdict is the record of DESIGN.md section 3 plus a few fields that say why.
+A verdict is the record docs/architecture.md describes ("Verdict") plus a few fields that say why.
 """
 
 from __future__ import annotations

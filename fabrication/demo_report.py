@@ -1,6 +1,6 @@
 """What `puf demo` shows: its results and times beside the paper's, and its pictures.
 
-The paper's figures (DESIGN.md section 1) are quoted as the paper gives them; its search
+The paper's figures are quoted as the paper gives them; its search
 ran over 4,155,600 enrolled vectors, this demo's over one batch (see `puf bench` for the
 paper's scale).
 """

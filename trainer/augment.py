@@ -2,7 +2,7 @@
 
 The paper rotated every crop uniformly in 0-360 degrees and shifted the HSV V channel by
 x in (-45, 90). Crops here arrive in canonical orientation (segmentation reads the
-glyph), and the feasibility run in DESIGN.md section 5 found canonical orientation the
+glyph), and this project's first feasibility runs found canonical orientation the
 biggest single lever (12x fewer misses at FAR 1e-5), so the default rotation is the
 small residual of segmentation (+-4 degrees); `rotation_deg=180` is the paper's 0-360.
 

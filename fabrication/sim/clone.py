@@ -1,4 +1,4 @@
-"""The clone attack (DESIGN.md section 4): a genuine label photographed, printed, re-photographed.
+"""The clone attack: a genuine label photographed, printed, re-photographed.
 
 A counterfeiter who holds a genuine label takes the best photo of it they can (square on,
 sharp, well exposed), evens it out, and prints it at the label's true size with the finest

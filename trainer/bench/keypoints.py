@@ -3,8 +3,8 @@
 Many published PUF readers match a query to a label this way. Both images are label
 crops in canonical orientation (the device's segmentation for queries, the factory's
 microscope crop for labels), compared on the green channel (the film's emission) at
-`SIDE` px. What every label shares is masked out before detection, as DESIGN.md section
-5 found necessary: the etched border ring and the glyph's square in the centre. A match
+`SIDE` px. What every label shares is masked out before detection, as this project's first
+feasibility runs found necessary: the etched border ring and the glyph's square in the centre. A match
 is the number of RANSAC inliers of a similarity transform (rotation, scale, shift)
 between the two keypoint sets; a pair is "the same label" at `MIN_INLIERS` or more.
 """
