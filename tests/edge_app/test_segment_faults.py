@@ -37,8 +37,10 @@ def fresh_copy(batch: Path, to: Path) -> Path:
 
 def segment_state(batch: Path, registry: Path) -> dict:
     """What `puf segment` leaves: the registry's verdict on its own soundness, every field's and
-    label's status (and crop digest), and the crop files' bytes."""
-    db = sqlite3.connect(f"file:{registry}?mode=ro", uri=True)
+    label's status (and crop digest), and the crop files' bytes. Read as the next run opens it:
+    writable, for after a kill SQLite recovers the write-ahead log on opening (which a read-only
+    connection cannot: "attempt to write a readonly database")."""
+    db = sqlite3.connect(registry)
     try:
         integrity = db.execute("PRAGMA integrity_check").fetchall()
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
