@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,11 +173,71 @@ def load_crops(dataset: FolderDataset, label_ids: list[str], pattern_names: list
                       np.array(patterns, np.int32), names, list(label_ids))
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """How `grouped_batches` fills a batch: `patterns` pattern classes, and `per_label`
+    captures of each label drawn (so a batch holds same-label pairs and, above all,
+    labels of the same pattern side by side: the pairs that decide false accepts, since
+    the device compares a photo only with labels of its own pattern)."""
+
+    patterns: int
+    per_label: int = 2
+
+
+def grouped_batches(crops: CropArrays, batch_size: int, grouping: Grouping,
+                    rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Endless batches of crop indices, `batch_size` each: `grouping.patterns` pattern
+    classes drawn at random (weighted by their crops), their share of the batch filled
+    with labels of that pattern, `grouping.per_label` captures each (fewer when a label
+    has fewer)."""
+    if grouping.patterns < 1 or grouping.per_label < 1:
+        raise PufError(f"a grouped batch needs >= 1 pattern and >= 1 capture a label, got {grouping}")
+    by_label: dict[int, list[int]] = {}
+    for i, label in enumerate(crops.label.tolist()):
+        by_label.setdefault(label, []).append(i)
+    by_pattern: dict[int, list[int]] = {}
+    for label, rows in by_label.items():
+        by_pattern.setdefault(int(crops.pattern[rows[0]]), []).append(label)
+    names = np.array(sorted(by_pattern))
+    weight = np.array([sum(len(by_label[x]) for x in by_pattern[p]) for p in names], float)
+    chosen = min(grouping.patterns, len(names))
+    while True:
+        batch: list[int] = []
+        picked = rng.choice(names, chosen, replace=False, p=weight / weight.sum())
+        for n, pattern in enumerate(picked):
+            share = batch_size * (n + 1) // chosen - batch_size * n // chosen
+            batch.extend(_fill(by_pattern[int(pattern)], by_label, share, grouping.per_label, rng))
+        yield np.array(batch, np.int64)
+
+
+def _fill(labels: list[int], by_label: dict[int, list[int]], share: int, per_label: int,
+          rng: np.random.Generator) -> list[int]:
+    """`share` crops of some of `labels`, `per_label` captures each; a pattern with too few
+    labels comes round again with their other captures, and repeats a crop only when it
+    has no capture left unused."""
+    taken: list[int] = []
+    unused: dict[int, list[int]] = {}
+    while len(taken) < share:
+        added = len(taken)
+        for label in rng.permutation(labels).tolist():
+            if label not in unused:
+                unused[label] = rng.permutation(by_label[label]).tolist()
+            take = min(per_label, len(unused[label]), share - len(taken))
+            taken.extend(unused[label][:take])
+            del unused[label][:take]
+            if len(taken) == share:
+                break
+        if len(taken) == added:  # every capture used: start over
+            unused.clear()
+    return taken
+
+
 def training_pipeline(crops: CropArrays, params: Preprocess, aug: Augment, batch_size: int,
-                      seed: int = 0, shard: tuple[int, int] = (1, 0)):
+                      seed: int = 0, shard: tuple[int, int] = (1, 0), grouping: Grouping | None = None):
     """An endless, shuffled tf.data stream of (input, label, pattern) batches: every
     sample freshly augmented, then put through the device's own `preprocess`.
-    `shard` (count, index): this worker's crops only, and augmentations of its own."""
+    `shard` (count, index): this worker's crops only, and augmentations of its own.
+    `grouping`: batches of a few patterns' labels (`grouped_batches`) instead of a shuffle."""
     import tensorflow as tf
 
     count, index = shard
@@ -195,14 +256,23 @@ def training_pipeline(crops: CropArrays, params: Preprocess, aug: Augment, batch
         x.set_shape((size, size, 1))
         return x, tf.gather(labels, index), tf.gather(patterns, index)
 
-    indices = tf.data.Dataset.range(len(crops)).shard(count, index).repeat().shuffle(
-        min(len(crops), 50_000), seed=seed, reshuffle_each_iteration=True)
+    if grouping:  # each worker draws its own batches from every crop
+        rng = np.random.default_rng([seed, index, 0x6A0])
+        indices = tf.data.Dataset.from_generator(
+            lambda: grouped_batches(crops, batch_size, grouping, rng),
+            output_signature=tf.TensorSpec((batch_size,), tf.int64)).unbatch()
+    else:
+        indices = tf.data.Dataset.range(len(crops)).shard(count, index).repeat().shuffle(
+            min(len(crops), 50_000), seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed + 7919 * index)
     stream = tf.data.Dataset.zip(indices, seeds)
-    return (stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    # grouped batches stay whole only in order
+    return (stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=grouping is not None)
             .batch(batch_size, drop_remainder=True).prefetch(2))
 
 
-def preprocess_all(crops: CropArrays, params: Preprocess) -> np.ndarray:
-    """Every crop through the device's preprocessing, unaugmented: (N, size, size, 1)."""
-    return np.stack([preprocess(image, params) for image in crops.images])
+def preprocess_all(crops: CropArrays, params: Preprocess, rows: np.ndarray | None = None) -> np.ndarray:
+    """Every crop (or those of `rows`) through the device's preprocessing, unaugmented:
+    (N, size, size, 1)."""
+    images = crops.images if rows is None else crops.images[rows]
+    return np.stack([preprocess(image, params) for image in images])

@@ -20,6 +20,7 @@ Rendering resumes: labels whose crops exist are not rendered again.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -166,11 +167,18 @@ def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templa
     return crop, "ok"
 
 
+@functools.lru_cache(maxsize=1)
+def _layout_and_film(spec: SimSpec) -> tuple:
+    """A worker's batch, made once for all its jobs of that batch (making the layout
+    loads and checks the pattern set: seconds, more than rendering a field)."""
+    layout = make_layout(spec)
+    return layout, make_film(spec, layout)
+
+
 def _render_fields(args: tuple[dict, str, list[int]]) -> int:
     spec_dict, root, fields = args
     spec = SimSpec(**spec_dict)
-    layout = make_layout(spec)
-    film = make_film(spec, layout)
+    layout, film = _layout_and_film(spec)
     crops = Path(root) / "crops"
     written = 0
     for field in fields:
@@ -264,17 +272,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="cut handheld photos with the device's segmentation, not true corners")
     parser.add_argument("--pattern-set", default="builtin",
                         help="the glyphs: builtin, a patterns.json, .svg, .dxf or font:FONT:CHARS (default builtin)")
-    parser.add_argument("--film-style", default="default", metavar="STYLE",
+    parser.add_argument("--film-style", action="append", metavar="STYLE",
                         help="how the films look: a preset (default, coarse, fine, faceted, mottled) and/or "
-                             "NAME=VALUE settings (grain_um, contrast, faceted, mottling)")
+                             "NAME=VALUE settings (grain_um, contrast, faceted, mottling); give it again for "
+                             "films of several styles, taken in turn batch by batch (default: default)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     cols, rows = (int(v) for v in args.fields.lower().split("x"))
+    styles = args.film_style or ["default"]
     try:
         specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
                          args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
                          segment_handheld=args.segment, pattern_set=args.pattern_set,
-                         film_style=args.film_style)
+                         film_style=styles[i % len(styles)])
                  for i in range(args.batches)]
     except PufError as error:
         parser.error(str(error))

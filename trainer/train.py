@@ -60,6 +60,9 @@ class TrainConfig:
     m3: float = 0.0
     sample_rate: float = 1.0
     margin_warmup_steps: int = 0  # ramp the margin in from 0 over this many steps
+    # batches of a few patterns' labels (trainer.data.grouped_batches): 0 shuffles all crops
+    batch_patterns: int = 0
+    per_label: int = 2  # captures of each label in a grouped batch
     pattern_weight: float = 1.0
     # optimisation
     steps: int = 10_000
@@ -95,6 +98,8 @@ class TrainConfig:
             (self.eval_every >= 1 and self.checkpoint_every >= 1,
              "eval_every and checkpoint_every must be >= 1"),
             (self.pattern_weight >= 0, "pattern weight must be >= 0"),
+            (self.batch_patterns >= 0 and self.per_label >= 1,
+             "batch_patterns must be >= 0 and per_label >= 1"),
             (self.train_only in TRAIN_ONLY, f"train_only must be one of {TRAIN_ONLY}"),
             (self.train_only != "pattern_head" or bool(self.init),
              "train_only=pattern_head keeps the fingerprint of --init: give --init"),
@@ -181,6 +186,23 @@ def embed(model, inputs: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray,
     e = np.concatenate(embeddings)
     e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return e, np.concatenate(logits)
+
+
+def label_centres(model, crops, params: Preprocess, chunk: int = 4096) -> np.ndarray:
+    """Each label's mean embedding (unit length), in label index order: the ArcFace centres a
+    warm start begins from, so the margin loss measures the init model's own separation from
+    the first step instead of pulling random centres towards it."""
+    from trainer.data import preprocess_all
+
+    sums: np.ndarray | None = None
+    for start in range(0, len(crops), chunk):
+        rows = np.arange(start, min(start + chunk, len(crops)))
+        embeddings, _ = embed(model, preprocess_all(crops, params, rows))
+        if sums is None:
+            sums = np.zeros((len(crops.label_ids), embeddings.shape[1]))
+        np.add.at(sums, crops.label[rows], embeddings)
+    assert sums is not None  # crops are never empty (load_crops refuses)
+    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 AUGMENTED_VALIDATION = "augmented copies of one capture per label"
@@ -279,7 +301,7 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
 
     from trainer.augment import Augment
     from trainer.cluster import agree, average_state, join
-    from trainer.data import load_crops, open_dataset, training_pipeline
+    from trainer.data import Grouping, load_crops, open_dataset, training_pipeline
     from trainer.losses import CombinedMarginLoss
     from trainer.network import build_network
 
@@ -347,7 +369,10 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
 
         sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
         record = warm_start(model, init_source, dataset.pattern_set,
-                            preprocess_all(train_crops, params)[np.sort(sample)])
+                            preprocess_all(train_crops, params, np.sort(sample)))
+        if config.train_only != "pattern_head":
+            arcface.centres.assign(label_centres(model, train_crops, params))
+            record["identity_centres"] = "each label's mean embedding under the init model"
         _write_json(out_dir / INIT_NAME, record)
     start = int(step_var.numpy())
     if workers > 1 and not agree(strategy, start):
@@ -356,9 +381,10 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
                        "(a shared folder, the same path everywhere)")
 
     def pipeline(context):  # this worker's shard of the crops, its share of the global batch
+        grouping = Grouping(config.batch_patterns, config.per_label) if config.batch_patterns else None
         return training_pipeline(train_crops, params, Augment(**config.augment),
                                  context.get_per_replica_batch_size(config.batch_size), seed=config.seed + start,
-                                 shard=(context.num_input_pipelines, context.input_pipeline_id))
+                                 shard=(context.num_input_pipelines, context.input_pipeline_id), grouping=grouping)
 
     stream = iter(strategy.distribute_datasets_from_function(pipeline))
     pattern_loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -33,3 +33,13 @@ def test_a_bad_film_style_is_refused_before_anything_is_rendered(tmp_path, capsy
 def test_data_sets_written_before_film_styles_read_as_the_default_film():
     old = {k: v for k, v in json.loads(json.dumps(SimSpec().__dict__)).items() if k != "film_style"}
     assert SimSpec(**old).film_style == "default"
+
+
+def test_several_film_styles_are_taken_in_turn_batch_by_batch(tmp_path):
+    main([str(tmp_path / "data"), "--batches", "3", "--fields", "1x1", "--microscope-shots", "1",
+          "--handheld-shots", "0", "--film-style", "coarse", "--film-style", "fine,faceted=yes",
+          "--workers", "1"])
+    batches = json.loads((tmp_path / "data" / "simdata.json").read_text())["batches"]
+    assert [b["film_style"] for b in batches] == ["coarse", "fine,faceted=yes", "coarse"]
+    assert [b["film_seed"] for b in batches] == [1, 2, 3]
+    assert len(list((tmp_path / "data" / "crops").glob("*/m0.png"))) == 36

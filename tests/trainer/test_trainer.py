@@ -513,3 +513,27 @@ def test_init_default_names_the_shipped_bundle_from_anywhere_unless_a_folder_is_
     (tmp_path / "default").mkdir()  # a folder of that name here is what the user means: it is read, and refused
     with pytest.raises(PufError, match=r"--init default: neither a training run .* 'default' names the shipped"):
         read_init("default")
+
+
+def test_a_warm_start_begins_each_label_centre_at_its_mean_embedding(trained, crops_dir, tmp_path):
+    import keras
+
+    from trainer.data import load_crops, open_dataset, preprocess_all
+    from trainer.train import embed, label_centres, load_config, train
+
+    run, _ = trained
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    params = Preprocess.from_dict(json.loads((run / "config.json").read_text())["preprocess"])
+    dataset = open_dataset(crops_dir)
+    crops = load_crops(dataset, dataset.labels(), dataset.pattern_set.names)
+    centres = label_centres(model, crops, params, chunk=7)  # chunks that split labels
+    embeddings, _ = embed(model, preprocess_all(crops, params))
+    means = np.stack([embeddings[crops.label == i].mean(0) for i in range(len(crops.label_ids))])
+    np.testing.assert_allclose(centres, means / np.linalg.norm(means, axis=1, keepdims=True), atol=1e-5)
+    nearest = (embeddings @ centres.T).argmax(1)
+    assert (nearest == crops.label).mean() > 0.8  # the trained model already tells these apart
+
+    config = load_config(None, [f"data={crops_dir}", f"init={run}", "steps=3", "batch_patterns=2", *TINY])
+    report = train(config, tmp_path / "ft", progress=False)
+    assert report["init"]["identity_centres"] == "each label's mean embedding under the init model"
+    assert report["step"] == 3
