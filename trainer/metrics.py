@@ -44,16 +44,21 @@ def eer(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:
 
 
 def pair_scores(enroll: np.ndarray, enroll_ids: np.ndarray, query: np.ndarray,
-                query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                query_ids: np.ndarray, enroll_patterns: np.ndarray | None = None,
+                query_patterns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Genuine and impostor cosine scores of every query against every enrolled label
-    (embeddings L2-normalised; one enrollment per label)."""
+    (embeddings L2-normalised; one enrollment per label). With the patterns given, the
+    impostor pairs are only those of a query and a label of the same pattern."""
     enroll_ids = np.asarray(enroll_ids)
     query_ids = np.asarray(query_ids)
     if len(np.unique(enroll_ids)) != len(enroll_ids):
         raise ValueError("one enrollment per label expected")
     sims = np.asarray(query, np.float32) @ np.asarray(enroll, np.float32).T
     same = query_ids[:, None] == enroll_ids[None, :]
-    return sims[same], sims[~same]
+    impostor = ~same
+    if enroll_patterns is not None and query_patterns is not None:
+        impostor &= np.asarray(query_patterns)[:, None] == np.asarray(enroll_patterns)[None, :]
+    return sims[same], sims[impostor]
 
 
 def verification_report(genuine: np.ndarray, impostor: np.ndarray,

@@ -10,6 +10,10 @@ and pattern accuracy of the pattern head. Run as ``python -m trainer.model_accur
 
 (`puf evaluate`, `trainer.evaluation`, evaluates a bundle as the device searches it: its
 shards, its threshold.)
+
+Same-pattern impostor pairs get their own report (`at_scale`): at the paper's scale a
+counterfeit meets about 945 labels of its own pattern, and the upper tail of those scores
+sets the threshold a per-query FAR needs.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
 from trainer.metrics import REPORTED_FARS
 
+PAPER_SHARD_LABELS = 945  # the paper's 41,556 labels over the 44 patterns: one shard's labels
+
 
 def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
                     queries: str = "h", num_threads: int = 2,
-                    fars: tuple[float, ...] = REPORTED_FARS) -> dict:
+                    fars: tuple[float, ...] = REPORTED_FARS, shard_labels: int = PAPER_SHARD_LABELS) -> dict:
     from trainer.data import load_crops, open_dataset
     from trainer.metrics import pair_scores, verification_report
 
@@ -56,6 +62,9 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
     genuine, impostor = pair_scores(enroll_emb, crops.label[enroll_idx], query_emb,
                                     crops.label[query_idx])
     report = verification_report(genuine, impostor, fars)
+    _, same_pattern = pair_scores(enroll_emb, crops.label[enroll_idx], query_emb, crops.label[query_idx],
+                                  crops.pattern[enroll_idx], crops.pattern[query_idx])
+    report["same_pattern"] = at_scale(genuine, same_pattern, shard_labels, fars)
     report.update(
         bundle=str(bundle), format=fmt, data=str(data), labels=len(enroll_idx),
         queries=len(query_idx), enroll_capture=enroll, query_captures=queries + "*",
@@ -81,6 +90,27 @@ def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "
         "far": float(np.mean(impostor > threshold)),
     }
     return report
+
+
+def at_scale(genuine: np.ndarray, same_pattern: np.ndarray, shard_labels: int,
+             fars: tuple[float, ...] = REPORTED_FARS) -> dict:
+    """What decides false accepts at scale: a counterfeit is compared only with the labels of
+    its own pattern's shard, so its chance of a false accept is that of the best of
+    `shard_labels` same-pattern impostor scores (`trainer.tail`). For each per-query FAR, the
+    threshold the impostor tail gives at that shard size, and the genuine pairs it accepts."""
+    from trainer.tail import Tail, pair_far_for
+
+    tail = Tail.fit(same_pattern)
+    rows = []
+    for far in fars:
+        pair_far = pair_far_for(far, shard_labels)
+        below, method = tail.threshold(pair_far)
+        rows.append({"query_far": far, "pair_far": pair_far, "threshold": round(below, 6), "method": method,
+                     "beyond_measured": round(1 / (pair_far * tail.pairs), 1),
+                     "tar": float(np.mean(genuine > below))})
+    return {"impostor_pairs": int(len(same_pattern)), "impostor_max": float(same_pattern.max()),
+            "impostor_mean": float(same_pattern.mean()), "shard_labels": shard_labels,
+            "tail": tail.to_dict(), "tar_at_query_far": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

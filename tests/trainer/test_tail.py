@@ -82,3 +82,30 @@ def test_too_few_or_broken_scores_are_refused_with_a_message(scores, words):
 def test_a_per_query_far_outside_0_1_or_an_empty_shard_is_refused(q, n):
     with pytest.raises(PufError):
         pair_far_for(q, n)
+
+
+def test_same_pattern_pairs_and_the_threshold_they_set_at_a_shard_size():
+    from trainer.metrics import pair_scores
+    from trainer.model_accuracy import at_scale
+
+    enroll = np.eye(4, dtype=np.float32)
+    query = np.eye(4, dtype=np.float32)[[0, 1, 2]] * 0.8 + 0.1
+    genuine, impostor = pair_scores(enroll, np.arange(4), query, np.arange(3),
+                                    np.array([0, 0, 1, 1]), np.array([0, 0, 1]))
+    assert len(genuine) == 3 and len(impostor) == 3  # query 0 vs 1, 1 vs 0, 2 vs 3
+    np.testing.assert_allclose(impostor, [0.1, 0.1, 0.1])
+
+    rng = np.random.default_rng(4)
+    same_pattern = rng.normal(0.3, 0.08, 100_000)
+    genuine = rng.normal(0.85, 0.03, 3_000)
+    small, large = at_scale(genuine, same_pattern, 10), at_scale(genuine, same_pattern, 1000)
+    for report in (small, large):
+        thresholds = [row["threshold"] for row in report["tar_at_query_far"]]
+        assert thresholds == sorted(thresholds)  # a rarer false accept needs a higher threshold
+        assert report["impostor_pairs"] == 100_000
+    for a, b in zip(small["tar_at_query_far"], large["tar_at_query_far"], strict=True):
+        assert b["threshold"] > a["threshold"]  # more labels a shard, higher threshold
+        assert b["pair_far"] < a["pair_far"] and b["beyond_measured"] > a["beyond_measured"]
+    row = large["tar_at_query_far"][0]  # per-query 1e-3 at 1,000 labels: about 1e-6 a comparison
+    assert row["method"] == "generalized Pareto" and 4.5 < (row["threshold"] - 0.3) / 0.08 < 5.5
+    assert row["tar"] == pytest.approx(float(np.mean(genuine > row["threshold"])))
