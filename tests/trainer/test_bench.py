@@ -165,3 +165,18 @@ def test_the_whole_index_holds_the_shards_vectors_in_label_order():
     assert [len(b) for b in blocks] == [6, 6, 2]  # the real labels, all three turned, the first one turned again
     assert np.allclose(blocks[2], real[:2] @ database.rotation(256, 2, 0).T)
     assert database.label_of(np.arange(14), plan).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+
+
+def test_the_counterfeit_tail_estimates_acceptance_beyond_the_photos_taken():
+    from trainer.bench.report import counterfeit_tail
+
+    rng = np.random.default_rng(3)
+    result = {"threshold": 0.75, "scores": {"genuine": rng.normal(0.9, 0.02, 5_000).tolist(),
+                                           "counterfeit": rng.normal(0.5, 0.05, 20_000).tolist()}}
+    tail = counterfeit_tail(result)
+    assert tail["queries"] == 20_000 and tail["accepted"] == 0
+    assert 0 < tail["estimated"] < tail["upper_bound"] < 2e-4  # 5 sigma: about 3e-7, under what 0 of 20,000 bounds
+    assert 0.5 + 4 * 0.05 < tail["threshold_1e-5"] < 0.75 and tail["method_1e-5"] == "generalized Pareto"
+    assert tail["genuine_at_1e-5"] == 5_000
+    few = {"threshold": 0.75, "scores": {"genuine": [0.9], "counterfeit": [0.4, 0.5]}}
+    assert counterfeit_tail(few) is None

@@ -118,7 +118,39 @@ def _threshold_at_scale(result: dict) -> list[str]:
         chosen = (genuine[fit::2].min() + counterfeit[fit::2].max()) / 2
         lines.append(row(f"gap midpoint of the {'even' if fit == 0 else 'odd'} photos, tested on the others",
                          chosen, genuine[test::2], counterfeit[test::2]))
+    tail = counterfeit_tail(result)
+    if tail:
+        lines += ["", f"Counterfeits accepted beyond what {tail['queries']:,} photos can show: the best scores of "
+                      f"the counterfeit photos, their top {tail['tail']['fit_scores']} fitted by a generalized Pareto "
+                      "distribution (trainer.tail; shape at its 95% upper bound, so the estimate errs high). At the "
+                      f"bundle's threshold: {tail['accepted']} of {tail['queries']:,} accepted (95% upper bound "
+                      f"{tail['upper_bound']:.1e}), tail estimate {tail['estimated']:.1e} a query. For 1e-5 a query "
+                      f"the threshold would be {tail['threshold_1e-5']:.4f} ({tail['method_1e-5']}), which accepts "
+                      f"{tail['genuine_at_1e-5']:,} of {len(genuine):,} readable genuine photos."]
     return lines
+
+
+def counterfeit_tail(result: dict) -> dict | None:
+    """The chance that a counterfeit photo is accepted, estimated from the upper tail of the
+    counterfeit photos' best scores (each is already the best over the shard searched), at the
+    bundle's threshold; and the threshold a per-query rate of 1e-5 would need."""
+    from edge_app.errors import PufError
+    from trainer.metrics import rate_bounds
+    from trainer.tail import Tail
+
+    counterfeit = np.asarray(result["scores"]["counterfeit"], np.float64)
+    genuine = np.asarray(result["scores"]["genuine"], np.float64)
+    try:
+        tail = Tail.fit(counterfeit)
+    except PufError:  # too few photos for a tail
+        return None
+    threshold = result["threshold"]
+    accepted = int((counterfeit >= threshold).sum())
+    below, method = tail.threshold(1e-5)
+    return {"queries": len(counterfeit), "accepted": accepted,
+            "upper_bound": rate_bounds(accepted, len(counterfeit))[1],
+            "estimated": tail.pair_far(threshold), "tail": tail.to_dict(),
+            "threshold_1e-5": below, "method_1e-5": method, "genuine_at_1e-5": int((genuine > below).sum())}
 
 
 def _whole_index(whole: dict) -> list[str]:
