@@ -47,7 +47,7 @@ STAGE2_DATA = ["--batches", "14", "--first-seed", "201", "--fields", "10x10", "-
                *[arg for style in TRAIN_STYLES for arg in ("--film-style", style)]]
 TEST_DATA = ["--batches", "2", "--first-seed", "101", "--fields", "6x7", "--microscope-shots", "1",
              "--handheld-shots", "3", "--prefix", "SIMH", "--capture-seed", "7", "--segment"]
-UNSEEN_DATA = ["--batches", "4", "--first-seed", "301", "--fields", "10x10", "--microscope-shots", "1",
+UNSEEN_DATA = ["--batches", "4", "--first-seed", "301", "--fields", "8x10", "--microscope-shots", "1",
                "--handheld-shots", "3", "--prefix", "SIMU", "--capture-seed", "7", "--segment",
                *[arg for style in UNSEEN_STYLES for arg in ("--film-style", style)]]
 QUERY_FAR = 1e-5  # the goal: counterfeits accepted at most 1 in 100,000
