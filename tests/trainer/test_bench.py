@@ -150,6 +150,18 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     assert main(argv) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # parts sized 0 are left out, and the report leaves out their tables
+    assert main([*argv, "--unclassified", "0", "--keypoint-gallery", "0", "--second-stage", "0",
+                 "--whole-queries", "0"]) == 0
+    lean = json.loads((out / "bench.json").read_text())
+    assert lean["without_classification"] == {} and lean["whole_index"] is None
+    assert lean["keypoint_baseline"] is None and lean["second_stage"] is None
+    for kind, row in result["with_classification"].items():  # the same photos, the same verdicts
+        assert {k: lean["with_classification"][kind][k] for k in ("photos", "correct", "accepted", "unreadable")} \
+            == {k: row[k] for k in ("photos", "correct", "accepted", "unreadable")}
+    assert lean["scores"] == result["scores"]
+    report = (out / "bench.md").read_text()
+    assert "| nprobe |" not in report and "Keypoint baseline" not in report and report.count("| here ") == 1
 
 
 def test_bench_refuses_bad_sizes(tmp_path, capsys):

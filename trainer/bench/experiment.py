@@ -130,7 +130,8 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
 
 
 def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
-    """The whole experiment; returns the results (see `report` for how they are shown)."""
+    """The whole experiment; returns the results (see `report` for how they are shown). A part
+    sized 0 (unclassified, whole_queries, keypoint_gallery, second_stage) is left out: None."""
     import faiss
 
     from edge_app.bundle_format import Manifest
@@ -164,11 +165,11 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
     unclassified = Verifier(db, classify=False, num_threads=2)
     subset = [p for kind in queries.KINDS for p in photos[kind][:plan.unclassified]]
     t = time.perf_counter()
-    without = queries.verify_photos(unclassified, subset, "verify, every shard (no classification)")
+    without = queries.verify_photos(unclassified, subset, "verify, every shard (no classification)") if subset else []
     steps["verify_unclassified_s"] = time.perf_counter() - t
     t = time.perf_counter()
     one_index = whole.run(plan, labels, real, classified, photos["genuine"][:plan.whole_queries], bundle, cache,
-                          memory_budget_mb)
+                          memory_budget_mb) if plan.whole_queries else None
     steps["whole_index_s"] = time.perf_counter() - t
     del real
 
@@ -182,10 +183,10 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         return cache_features[source]
 
     t = time.perf_counter()
-    baseline = keypoint_baseline(plan, classified, labels, photos, features_of)
+    baseline = keypoint_baseline(plan, classified, labels, photos, features_of) if plan.keypoint_gallery else None
     steps["keypoint_baseline_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    stage = second_stage(plan, classified, photos, features_of, threshold)
+    stage = second_stage(plan, classified, photos, features_of, threshold) if plan.second_stage else None
     steps["second_stage_s"] = time.perf_counter() - t
     section = db.manifest.shards
     entries = list(section.entries.values())

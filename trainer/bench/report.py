@@ -40,8 +40,9 @@ def _ms(stats: dict) -> str:
 
 
 def tables(result: dict) -> str:
-    """Markdown tables: the paper's experiment, the keypoint baseline, the second stage."""
-    db, plan = result["database"], result["plan"]
+    """Markdown tables: the paper's experiment, the keypoint baseline, the second stage (each part
+    the run left out, None in the results, is left out here too)."""
+    db = result["database"]
     lines = [f"Database: {db['how']}",
              f"Shards: {db['shards']} ({', '.join(db['index_kinds'])}), {db['shard_vectors'].get('median', 0):,.0f} "
              f"vectors a shard (median), {db['bytes'] / 1e6:,.0f} MB, nprobe median {db['nprobe'].get('median', '-')}, "
@@ -58,6 +59,8 @@ def tables(result: dict) -> str:
         lines.append(f"| {MODE_TEXT[mode]} | paper | {paper['model']} | {paper['search']} | {paper['total']} | "
                      f"{paper['genuine']} | {paper['counterfeit']} | - |")
         rows = result[mode]
+        if not rows:  # left out of this run
+            continue
         timing = rows["genuine"]["timings_ms"]
         lines.append(f"| | here (median / p99) | {_ms(timing['model'])} | {_ms(timing['search'])} | "
                      f"{_ms(timing['total'])} | {_by_kind(rows)} |")
@@ -65,12 +68,25 @@ def tables(result: dict) -> str:
     lines.append(f"\nUnreadable photos (segmentation found no usable label; counted as not accepted): {unread}. "
                  f"Total = segmentation + model + search + decision on the photo.")
     lines += ["", *_threshold_at_scale(result)]
-    lines += ["", *_whole_index(result["whole_index"])]
+    if result["whole_index"]:
+        lines += ["", *_whole_index(result["whole_index"])]
+    if result["keypoint_baseline"]:
+        lines += ["", *_keypoints(result)]
+    if result["second_stage"]:
+        lines += ["", *_second_stage(result["second_stage"])]
+    steps = ", ".join(f"{k} {v}" for k, v in result["steps"].items())
+    lines.append(f"\nSteps: {steps}; whole run {result['seconds'] / 60:.1f} min.")
+    return "\n".join(lines)
+
+
+def _keypoints(result: dict) -> list[str]:
+    """The exhaustive keypoint baseline beside the fingerprint."""
+    db, plan = result["database"], result["plan"]
     kp = result["keypoint_baseline"]
-    lines += ["", f"Keypoint baseline (SIFT, ratio test, RANSAC similarity, border and glyph masked, >= "
-                  f"{kp['min_inliers']} inliers), exhaustive over a gallery of {kp['gallery_labels']} labels:", "",
-              "| method | genuine accepted | counterfeit rejected | clones rejected | time a query |",
-              "| --- | --- | --- | --- | --- |"]
+    lines = [f"Keypoint baseline (SIFT, ratio test, RANSAC similarity, border and glyph masked, >= "
+             f"{kp['min_inliers']} inliers), exhaustive over a gallery of {kp['gallery_labels']} labels:", "",
+             "| method | genuine accepted | counterfeit rejected | clones rejected | time a query |",
+             "| --- | --- | --- | --- | --- |"]
     fp = result["with_classification"]
     lines.append(f"| fingerprint (this model, {db['vectors']:,} vectors) | {_by_kind(fp)} | "
                  f"{fp['genuine']['timings_ms']['total'].get('median', 0):.2f} ms |")
@@ -80,20 +96,22 @@ def tables(result: dict) -> str:
     at_labels, at_vectors = kp["ms_per_query_at_paper_labels"] / 1000, kp["ms_per_query_at_paper_vectors"] / 1000
     lines.append(f"| keypoints at the paper's 41,556 labels / {plan['vectors']:,} images (extrapolated) | | | | "
                  f"{at_labels:,.1f} s / {at_vectors:,.0f} s |")
-    stage = result["second_stage"]
-    lines += ["", f"Keypoints as a second stage re-checking the fingerprint search's top k candidates "
-                  f"({stage['note']}):", "",
-              "| k | mode | genuine accepted | counterfeit accepted | clones accepted | added ms (median / p99) |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    return lines
+
+
+def _second_stage(stage: dict) -> list[str]:
+    """Keypoints re-checking the top-k candidates."""
+    lines = [f"Keypoints as a second stage re-checking the fingerprint search's top k candidates "
+             f"({stage['note']}):", "",
+             "| k | mode | genuine accepted | counterfeit accepted | clones accepted | added ms (median / p99) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for row in stage["rows"]:
         cells = [f"{100 * row.get(f'{k}_accepted', 0):.2f}% of {row.get(f'{k}_photos', 0):,}"
                  for k in ("genuine", "counterfeit", "clone")]
         added = row["added_ms"]
         lines.append(f"| {row['k']} | {row['mode']} | {' | '.join(cells)} | "
                      f"{added.get('median', 0):.2f} / {added.get('p99', 0):.2f} |")
-    steps = ", ".join(f"{k} {v}" for k, v in result["steps"].items())
-    lines.append(f"\nSteps: {steps}; whole run {result['seconds'] / 60:.1f} min.")
-    return "\n".join(lines)
+    return lines
 
 
 def _threshold_at_scale(result: dict) -> list[str]:
@@ -182,8 +200,9 @@ def score_pictures(result: dict, folder: Path) -> list[Path]:
                               marks={"threshold": result["threshold"]},
                               xlabel="best cosine score against the enrolled labels")]
     times = {f"{k} (classified)": np.asarray([x for x in v if x is not None]) for k, v in result["times_ms"].items()}
-    times["search (every shard)"] = np.asarray([x for x in result["times_unclassified_ms"]["search"]
-                                                if x is not None])
+    every_shard = [x for x in result["times_unclassified_ms"]["search"] if x is not None]
+    if every_shard:
+        times["search (every shard)"] = np.asarray(every_shard)
     written.append(histograms_png(times, folder / "bench_times.png", "time a query, 2 threads", unit="ms",
                                   log_x=True, xlabel="ms a query (log scale)"))
     return written
