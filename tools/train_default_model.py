@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--init", type=Path, metavar="BUNDLE_OR_RUN",
                         help="stage 2 starts from this model (a copy of the shipped bundle, say); no stage 1")
+    parser.add_argument("--baseline", type=Path, metavar="BUNDLE",
+                        help="also evaluate this model on the same test films, for the card (the one it replaces)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     work = args.work
@@ -104,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {name: {fmt: evaluate_bundle(args.bundle, data, fmt) for fmt in ("int8", "onnx")}
                for name, data in tests.items()}
+    if args.baseline:
+        for name, data in tests.items():
+            results[name]["int8, the model it replaces"] = evaluate_bundle(args.baseline, data, "int8")
     args.bundle.with_name(args.bundle.name + ".eval.json").write_text(json.dumps(results, indent=1))
 
     step("8. threshold for the deployed size")
@@ -155,11 +160,14 @@ def _scale_rows(results: dict) -> list[str]:
     lines = ["| test films | same-pattern impostor pairs | highest | per-query FAR | threshold | how | "
              "genuine accepted |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for films, by_format in results.items():
-        scale = by_format["int8"]["same_pattern"]
-        for row in scale["tar_at_query_far"]:
-            lines.append(f"| {films} | {scale['impostor_pairs']:,} | {scale['impostor_max']:.3f} | "
-                         f"{row['query_far']:g} | {row['threshold']:.4f} | {row['method']}, "
-                         f"{row['beyond_measured']:g}x beyond measured | {_pct(row['tar'])} |")
+        for model, report in by_format.items():
+            if model == "onnx":
+                continue
+            scale = report["same_pattern"]
+            lines += [f"| {films}, {model} | {scale['impostor_pairs']:,} | {scale['impostor_max']:.3f} | "
+                      f"{row['query_far']:g} | {row['threshold']:.4f} | {row['method']}, "
+                      f"{row['beyond_measured']:g}x beyond measured | {_pct(row['tar'])} |"
+                      for row in scale["tar_at_query_far"]]
     return lines
 
 
