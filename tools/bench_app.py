@@ -11,7 +11,7 @@ With --demo, the app verifies with the demo's signed bundle (its whole batch enr
 2,160 labels by default) and photographs: the demo's handheld photos of enrolled labels
 and of never-enrolled ones (held out, another film, clones) by turns, and for the
 screenshots a genuine, a never-enrolled and a blurred genuine photo chosen from them by
-the truth their names record (`fabrication.demo_queries`: NNNN_KIND_LABELID.jpg). Without
+the truth their names record (`trainer.harness.demo_queries`: NNNN_KIND_LABELID.jpg). Without
 it:
 
 1. a simulated film (`trainer.simdata`) whose first field is enrolled (with thumbnails)
@@ -187,8 +187,8 @@ def demo_device(folder: Path) -> dict:
 
 def demo_kind(photo: Path) -> tuple[str, str]:
     """(kind, label id) a demo photo's name records: NNNN_KIND_LABELID.jpg, KIND one of
-    `fabrication.demo_queries.KINDS` (held_out and other_film hold an underscore)."""
-    from fabrication.demo_queries import KINDS
+    `trainer.harness.demo_queries.KINDS` (held_out and other_film hold an underscore)."""
+    from trainer.harness.demo_queries import KINDS
 
     rest = photo.stem.split("_", 1)[1]
     kind = next(kind for kind in KINDS if rest.startswith(kind + "_"))
@@ -204,7 +204,7 @@ def demo_photos(folder: Path, device: dict, count: int) -> Path:
     import cv2
 
     from edge_app.verify import Verifier
-    from fabrication.demo_queries import EXPECTED
+    from trainer.harness.demo_queries import EXPECTED
 
     by_kind: dict[str, list[Path]] = {}
     for photo in sorted(device["photos"].glob("*.jpg")):

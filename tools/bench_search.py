@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.bench.scaling import per_query_ms, rss_mb  # noqa: E402  (after the path above)
+from trainer.harness.bench.scaling import per_query_ms, rss_mb  # noqa: E402  (after the path above)
 from trainer.enroll import DEFAULT_BUDGET_MB  # noqa: E402
 
 PAPER_N = 4_155_600
