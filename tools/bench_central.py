@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sqlalchemy as sa
 
-import sqlalchemy as sa  # noqa: E402
-
-from edge_app.central import CentralRegistry  # noqa: E402
-from edge_app.layout import BatchLayout  # noqa: E402
-from edge_app.registry import FieldRecord, LabelRecord, Registry  # noqa: E402
+from edge_app.central import CentralRegistry
+from edge_app.layout import BatchLayout
+from edge_app.registry import FieldRecord, LabelRecord, Registry
 
 
 def factory(path: Path, batches: int) -> int:
