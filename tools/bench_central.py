@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from edge_app.central import CentralRegistry
+from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
 from edge_app.registry import FieldRecord, LabelRecord, Registry
 
@@ -33,7 +34,8 @@ def factory(path: Path, batches: int) -> int:
                 registry.record_field(FieldRecord(layout.batch_id, field, "done", labels_found=12), [
                     LabelRecord(layout.label_id(field, s), layout.batch_id, field, s, s // 4, s % 4, "found",
                                 layout.pattern_of(field, s), crop_path=f"crops/{field}-{s}.png", sha256="ab" * 32,
-                                sharpness=0.5 + s / 100, border_contrast=0.8, skew_deg=0.3, aspect=1.01)
+                                quality=Quality(sharpness=0.5 + s / 100, exposure=180.0, clipped=0.0,
+                                                border_contrast=0.8, skew_deg=0.3, aspect=1.01, size_ratio=1.0))
                     for s in range(12)])
     return batches * 2400
 
