@@ -92,11 +92,11 @@ def tables(report: dict) -> str:
     for kind, r in s["results"].items():
         score = "-" if r["score"] is None else f"{r['score']['median']:.3f} [{r['score']['min']:.3f}, " \
                                                f"{r['score']['max']:.3f}]"
-        paper = PAPER["genuine_accuracy"] if kind == "genuine" else PAPER["counterfeit_accuracy"] \
+        quoted = PAPER["genuine_accuracy"] if kind == "genuine" else PAPER["counterfeit_accuracy"] \
             if kind != "clone" else "-"
         wrong = f" ({r['wrong_label']} as another label)" if r["wrong_label"] else ""
         lines.append(f"| {KIND_TEXT[kind]} | {r['photos']} | {r['accepted']}{wrong} | {r['rejected']} | "
-                     f"{r['unreadable']} | {_rate(r)} | {score} | {paper} |")
+                     f"{r['unreadable']} | {_rate(r)} | {score} | {quoted} |")
     t = s["verify_ms"]
     fields, labels = batch["fields"], batch["labels"]
     lines += ["", "times (median / p90 per photo where it says so)", "",

@@ -61,9 +61,9 @@ def tables(result: dict) -> str:
              "| clones rejected |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode in ("without_classification", "with_classification"):
-        paper = PAPER[mode]
-        lines.append(f"| {MODE_TEXT[mode]} | paper | {paper['model']} | {paper['search']} | {paper['total']} | "
-                     f"{paper['genuine']} | {paper['counterfeit']} | - |")
+        quoted = PAPER[mode]
+        lines.append(f"| {MODE_TEXT[mode]} | paper | {quoted['model']} | {quoted['search']} | {quoted['total']} | "
+                     f"{quoted['genuine']} | {quoted['counterfeit']} | - |")
         rows = result[mode]
         timing = rows["genuine"]["timings_ms"]
         lines.append(f"| | here (median / p99) | {_ms(timing['model'])} | {_ms(timing['search'])} | "
