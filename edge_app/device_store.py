@@ -85,11 +85,12 @@ def open_verifier(bundle, label_px: float | None = None):
     it is installed, and the first real capture pays no first-call set-up."""
     import numpy as np
 
+    from edge_app.label_crop import CROP_SIZE
     from edge_app.verify import CaptureLimits, Verifier
 
     verifier = Verifier(bundle, limits=CaptureLimits(label_px=label_px))
     verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
-    verifier.lookup([np.full((128, 128, 3), 40, np.uint8)])
+    verifier.lookup([np.full((CROP_SIZE, CROP_SIZE, 3), 40, np.uint8)])
     return verifier
 
 

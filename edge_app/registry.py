@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from edge_app.errors import PufError
+from edge_app.label_crop import QUALITY_FIELDS, Quality
 from edge_app.layout import BatchLayout
 
 SCHEMA_VERSION = 1
@@ -34,6 +36,8 @@ LABEL_STATUSES = ("found", "rejected", "missing", "enrolled", "held_out")
 LOCKED_STATUSES = ("enrolled", "held_out")
 FIELD_STATUSES = ("done", "ambiguous", "failed", "unreadable")
 
+# a label's segmentation quality, one REAL column a figure (`edge_app.label_crop.Quality`)
+_QUALITY_COLUMNS = ",\n    ".join(f"{name} REAL" for name in QUALITY_FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
@@ -74,14 +78,7 @@ CREATE TABLE IF NOT EXISTS labels (
     orientation TEXT,
     glyph_pattern TEXT,
     glyph_score REAL,
-    sharpness REAL,
-    exposure REAL,
-    clipped REAL,
-    border_contrast REAL,
-    skew_deg REAL,
-    aspect REAL,
-    size_ratio REAL,
-    edge_rms_px REAL
+    {_QUALITY_COLUMNS}
 );
 CREATE INDEX IF NOT EXISTS labels_by_field ON labels (batch_id, field);
 CREATE INDEX IF NOT EXISTS labels_by_status ON labels (status);
@@ -131,14 +128,19 @@ class LabelRecord:
     orientation: str | None = None
     glyph_pattern: str | None = None  # the pattern read from the glyph, when templates were given
     glyph_score: float | None = None
-    sharpness: float | None = None
-    exposure: float | None = None
-    clipped: float | None = None
-    border_contrast: float | None = None
-    skew_deg: float | None = None
-    aspect: float | None = None
-    size_ratio: float | None = None
-    edge_rms_px: float | None = None
+    quality: Quality | None = None  # of a found label's crop: its columns are Quality's figures
+
+    def columns(self) -> tuple:
+        """The record as its row of the labels table (`LABEL_COLUMNS`)."""
+        quality = [getattr(self.quality, name) if self.quality else None for name in QUALITY_FIELDS]
+        return (*(getattr(self, name) for name in _RECORD_COLUMNS), *quality)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LabelRecord:
+        """A row of the labels table (this registry's or the central one's) as a record."""
+        figures = {name: row[name] for name in QUALITY_FIELDS}
+        quality = None if all(v is None for v in figures.values()) else Quality(**figures)
+        return cls(**{name: row[name] for name in _RECORD_COLUMNS}, quality=quality)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ class RejectionRecord:
     corners: str | None = None  # JSON outline in the field image
 
 
-_LABEL_COLUMNS = [f.name for f in fields(LabelRecord)]
+_RECORD_COLUMNS = [f.name for f in fields(LabelRecord) if f.name != "quality"]
+LABEL_COLUMNS = [*_RECORD_COLUMNS, *QUALITY_FIELDS]
 _FIELD_COLUMNS = [f.name for f in fields(FieldRecord)]
 
 
@@ -265,9 +268,9 @@ class Registry:
             db.execute("DELETE FROM rejections WHERE batch_id=? AND field=?",
                        (record.batch_id, record.field))
             db.executemany(
-                f"INSERT INTO labels ({', '.join(_LABEL_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_LABEL_COLUMNS))}) ON CONFLICT(label_id) DO NOTHING",
-                [tuple(getattr(label, c) for c in _LABEL_COLUMNS) for label in labels])
+                f"INSERT INTO labels ({', '.join(LABEL_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(LABEL_COLUMNS))}) ON CONFLICT(label_id) DO NOTHING",
+                [label.columns() for label in labels])
             db.executemany(
                 "INSERT INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(record.batch_id, record.field, i, r.reason, r.detail, r.label_id, r.corners)
@@ -299,7 +302,7 @@ class Registry:
 
     def label(self, label_id: str) -> LabelRecord | None:
         row = self._connection.execute("SELECT * FROM labels WHERE label_id=?", (label_id,)).fetchone()
-        return None if row is None else LabelRecord(**dict(row))
+        return None if row is None else LabelRecord.from_row(row)
 
     def labels(self, batch_id: str | None = None, status: str | None = None,
                field: int | None = None) -> list[LabelRecord]:
@@ -310,7 +313,7 @@ class Registry:
                 values.append(value)
         sql = "SELECT * FROM labels" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._connection.execute(sql + " ORDER BY label_id", values)
-        return [LabelRecord(**dict(row)) for row in rows]
+        return [LabelRecord.from_row(row) for row in rows]
 
     def locked_labels(self, batch_id: str, field: int) -> set[str]:
         """Labels of a field whose crops must not change (enrolled or held out)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from time import perf_counter
@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.label_crop import CROP_SIZE, Quality
 from edge_app.orientation import GlyphMatch, PatternTemplates, canonical, classify_glyph
 from edge_app.photo_size import check_photo_size
 
@@ -58,27 +59,6 @@ _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, alon
 # the edge profiles sharpness is measured on: from 1.2 border widths inside the outer edge to
 # 2 outside, at 40 points; the dark level is the deepest inside, the film's the mean beyond 1
 _EDGE_OFFSETS = np.linspace(-1.2, 2.0, 40, dtype=np.float32)
-
-
-@dataclass(frozen=True, slots=True)
-class Quality:
-    """How good a crop is, for choosing, re-shooting or weighting labels."""
-
-    # focus, from the border's outer edge (texture and magnification do not enter): the
-    # border's width over the edge's rise distance (step height over steepest slope), on the side where the edge is
-    # widest (a hand's movement smears one direction). Higher is sharper; 0 when the edge
-    # cannot be measured
-    sharpness: float
-    exposure: float  # median level of the film inside the label, 0-255
-    clipped: float  # fraction of crop pixels at 255 (saturated)
-    border_contrast: float  # 1 - border level / film level
-    skew_deg: float  # largest deviation of a corner angle from 90 degrees
-    aspect: float  # longest side over shortest side
-    size_ratio: float  # mean side over the expected side
-    edge_rms_px: float | None = None  # border points' distance from the fitted sides (fast)
-
-    def to_dict(self) -> dict:
-        return {k: (None if v is None else round(float(v), 4)) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -166,7 +146,7 @@ class SegmentationResult:
 
 
 def segment(image: np.ndarray, expected_label_px: float, method: str = "fast", k: int = 12,
-            crop_size: int = 128, *, border_frac: float = 0.05, size_tolerance: float = 0.15,
+            crop_size: int = CROP_SIZE, *, border_frac: float = 0.05, size_tolerance: float = 0.15,
             rotation_deg: float | None = 0.0,
             templates: PatternTemplates | None = None) -> SegmentationResult:
     """Find up to `k` labels of about `expected_label_px` (outer side) in a photo.
@@ -240,7 +220,7 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = 128) -> np.ndarray:
+def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = CROP_SIZE) -> np.ndarray:
     """The crop segmentation would cut for a label with these outer corners (TL, TR, BR,
     BL, image px): from the image reduced 2x (by 2x2 means) when the label is at least
     twice the crop's size, so the texture is not aliased, else from the image itself.

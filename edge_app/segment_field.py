@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edge_app.batch_dir import BatchDir
+from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import UNKNOWN_PATTERN
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class CutOptions:
     turned)."""
 
     method: str = "fast"  # "fast", or "paper": the source paper's method
-    crop_size: int = 128  # crop side in px
+    crop_size: int = CROP_SIZE  # crop side in px
     max_shift_um: float = 220.0  # how far a field may lie from where it was planned
     overlay: bool = False  # also draw the field with what was found, for a person
     templates: PatternTemplates | None = None  # glyph templates: patterns, slips, turns
@@ -144,7 +145,7 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
             orientation=label.orientation,
             glyph_pattern=label.glyph.pattern if label.glyph else None,
             glyph_score=round(label.glyph.score, 4) if label.glyph else None,
-            **quality.to_dict())
+            quality=quality.rounded())
         crops[place.label_id] = label.crop
     # where every slot of the field should be, to tell cut and missing labels apart
     expected = {}

@@ -49,7 +49,7 @@ GLYPH_SURE_MARGIN = 0.05
 
 @dataclass(frozen=True)
 class CaptureLimits:
-    """What a usable handheld capture looks like (`edge_app.segment.Quality` figures)."""
+    """What a usable handheld capture looks like (`edge_app.label_crop.Quality` figures)."""
 
     # expected outer side of a label in the photo, px; None: found in each photo
     # (`edge_app.label_size.estimate_label_px`), so any magnification works
@@ -104,7 +104,7 @@ def glyph_reading(label) -> str | None:
 
 
 def capture_problem(q, limits: CaptureLimits) -> str | None:
-    """Why a label's capture (its `edge_app.segment.Quality`) is unreadable, or None."""
+    """Why a label's capture (its `edge_app.label_crop.Quality`) is unreadable, or None."""
     if q.sharpness < limits.min_sharpness:
         return f"out of focus or blurred (sharpness {q.sharpness:.2f} < {limits.min_sharpness}): retake the photo"
     if q.border_contrast < limits.min_border_contrast:

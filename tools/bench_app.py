@@ -11,7 +11,7 @@ With --demo, the app verifies with the demo's signed bundle (its whole batch enr
 2,160 labels by default) and photographs: the demo's handheld photos of enrolled labels
 and of never-enrolled ones (held out, another film, clones) by turns, and for the
 screenshots a genuine, a never-enrolled and a blurred genuine photo chosen from them by
-the truth their names record (`fabrication.demo_queries`: NNNN_KIND_LABELID.jpg). Without
+the truth their names record (`trainer.harness.demo_queries`: NNNN_KIND_LABELID.jpg). Without
 it:
 
 1. a simulated film (`trainer.simdata`) whose first field is enrolled (with thumbnails)
@@ -20,7 +20,7 @@ it:
    second field's labels (never enrolled: counterfeit), alternately, in a folder that the
    app's file camera captures in name order;
 3. the real app, started under Xvfb (SDL's offscreen driver where Xvfb is not installed)
-   and driven by `tests.edge_app.app.driver`, presses CAPTURE N times; the app times each
+   and driven by `edge_app.app.driver`, presses CAPTURE N times; the app times each
    press to the first frame drawn with the verdict (`PufApp.capture_ms`), beside the
    verifier's own time for the photo (segment + model + search).
 """
@@ -37,8 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 THUMBNAIL_PX = 96  # enrolled labels' pictures, shown beside a genuine capture
@@ -49,7 +47,9 @@ GERMAN = "genuine_de"  # the genuine verdict again, shown in German (docs/app_ge
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captures", type=int, default=30, help="presses of CAPTURE to time (default 30)")
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default", help="exported model bundle")
+    from edge_app.runtime import shipped_bundle
+
+    parser.add_argument("--bundle", type=Path, default=shipped_bundle(), help="exported model bundle")
     parser.add_argument("--designed", action="store_true", help="use the designed test model instead")
     parser.add_argument("--film-seed", type=int, default=901)
     parser.add_argument("--demo", type=Path, metavar="DIR",
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_app.json"))
     args = parser.parse_args(argv)
 
-    from tests.edge_app.app.driver import display, run_script
+    from edge_app.app.driver import display, run_script
 
     work = Path(tempfile.mkdtemp(prefix="bench_app."))
     if args.demo:
@@ -126,7 +126,7 @@ def enrolled_device(work: Path, args: argparse.Namespace) -> dict:
     (crops / "labels.csv").write_text("label_id,pattern\n" + "\n".join(lines) + "\n")
     bundle = work / "bundle"
     if args.designed:
-        from tests.bundle_support import write_model_bundle
+        from trainer.harness.designed_model import write_model_bundle
 
         write_model_bundle(bundle, [cv2.imread(str(p)) for p in sorted((crops / "crops").glob("*.png"))])
     else:
@@ -187,8 +187,8 @@ def demo_device(folder: Path) -> dict:
 
 def demo_kind(photo: Path) -> tuple[str, str]:
     """(kind, label id) a demo photo's name records: NNNN_KIND_LABELID.jpg, KIND one of
-    `fabrication.demo_queries.KINDS` (held_out and other_film hold an underscore)."""
-    from fabrication.demo_queries import KINDS
+    `trainer.harness.demo_queries.KINDS` (held_out and other_film hold an underscore)."""
+    from trainer.harness.demo_queries import KINDS
 
     rest = photo.stem.split("_", 1)[1]
     kind = next(kind for kind in KINDS if rest.startswith(kind + "_"))
@@ -204,7 +204,7 @@ def demo_photos(folder: Path, device: dict, count: int) -> Path:
     import cv2
 
     from edge_app.verify import Verifier
-    from fabrication.demo_queries import EXPECTED
+    from trainer.harness.demo_queries import EXPECTED
 
     by_kind: dict[str, list[Path]] = {}
     for photo in sorted(device["photos"].glob("*.jpg")):
@@ -261,7 +261,7 @@ def off_centre(capture: tuple) -> float:
 
 def shoot(folder: Path, work: Path, device: dict, options: dict, env: dict) -> None:
     """Every screen at 800x480, the history holding the benchmark's captures too."""
-    from tests.edge_app.app.driver import run_script
+    from edge_app.app.driver import run_script
 
     shots = {name: str(Path(folder) / f"app_{name}.png") for name in SCREENS}
     steps = [{"do": "wait_ready"}, {"do": "screenshot", "path": shots["preview"]}]

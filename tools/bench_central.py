@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sqlalchemy as sa
 
-import sqlalchemy as sa  # noqa: E402
-
-from edge_app.central import CentralRegistry  # noqa: E402
-from edge_app.layout import BatchLayout  # noqa: E402
-from edge_app.registry import FieldRecord, LabelRecord, Registry  # noqa: E402
+from edge_app.central import CentralRegistry
+from edge_app.label_crop import Quality
+from edge_app.layout import BatchLayout
+from edge_app.registry import FieldRecord, LabelRecord, Registry
 
 
 def factory(path: Path, batches: int) -> int:
@@ -36,7 +34,8 @@ def factory(path: Path, batches: int) -> int:
                 registry.record_field(FieldRecord(layout.batch_id, field, "done", labels_found=12), [
                     LabelRecord(layout.label_id(field, s), layout.batch_id, field, s, s // 4, s % 4, "found",
                                 layout.pattern_of(field, s), crop_path=f"crops/{field}-{s}.png", sha256="ab" * 32,
-                                sharpness=0.5 + s / 100, border_contrast=0.8, skew_deg=0.3, aspect=1.01)
+                                quality=Quality(sharpness=0.5 + s / 100, exposure=180.0, clipped=0.0,
+                                                border_contrast=0.8, skew_deg=0.3, aspect=1.01, size_ratio=1.0))
                     for s in range(12)])
     return batches * 2400
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from edge_app.batch_dir import BatchDir
-from fabrication.demo import run_verb
+from trainer.harness.line import run_verb
 
 
 def main() -> None:

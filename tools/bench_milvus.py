@@ -26,19 +26,18 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from edge_app.bundle_format import Manifest
+from edge_app.runtime import shipped_bundle
+from trainer.fingerprint_store import FingerprintStore, Region, collection_name
+from trainer.index_build import genuine_like, random_unit
 
-from edge_app.bundle_format import Manifest  # noqa: E402  (after the path above)
-from trainer.fingerprint_store import FingerprintStore, Region, collection_name  # noqa: E402
-from trainer.index_build import genuine_like, random_unit  # noqa: E402
+RESULTS = Path(__file__).resolve().parent / "results"
 
 REGION = Region("bench", "eu")
 
@@ -96,14 +95,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000, help="labels an upsert call (default 10000)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--cosine", type=float, default=0.7, help="genuine-like queries' cosine (default 0.7)")
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default", help="the model's bundle")
+    parser.add_argument("--bundle", type=Path, default=shipped_bundle(), help="the model's bundle")
     parser.add_argument("--folder", type=Path, help="where the store and bundle go (default: a temporary folder)")
     parser.add_argument("--no-export", action="store_true", help="skip the export and the Faiss side")
     parser.add_argument("--search-only", action="store_true",
                         help="search the store --folder already holds (written by an earlier run with the same "
                              "--labels, --batch, --seed): Milvus Lite builds its HNSW segments after the writes, "
                              "and searches run during that build wait for it")
-    parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "bench_milvus.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_milvus.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -67,12 +67,12 @@ QUICK = Size("3x2", "4x2", 2, 40, 24, 6, 32, 0.05, 0.1)
 
 def puf(*argv: str, ok: tuple[int, ...] = (0,)) -> str:
     """Run a verb in this process as a user types it; its stdout."""
-    from fabrication.demo import verb_output
+    from trainer.harness.line import installed, verb_output
 
     shown = [a for a in argv if not a.endswith(".jpg")]
     print("==", "puf", " ".join(shown), f"(and {len(argv) - len(shown)} photos)" if len(shown) < len(argv) else "",
           file=sys.stderr, flush=True)
-    return verb_output(list(argv), ok)
+    return verb_output(list(argv), ok, installed())
 
 
 def step_done(marker: Path) -> bool:

@@ -17,20 +17,16 @@ each etched with the same layout (`trainer.simdata.make_film`).
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edge_app.label_size import estimate_label_px  # noqa: E402
-from edge_app.segment import segment  # noqa: E402
-from edge_app.verify import CaptureLimits, capture_problem  # noqa: E402
-from fabrication.sim.field_camera import capture_label  # noqa: E402
-from fabrication.sim.optics import motion_blur  # noqa: E402
+from edge_app.label_size import estimate_label_px
+from edge_app.segment import segment
+from edge_app.verify import CaptureLimits, capture_problem
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.optics import motion_blur
 
 FILMS = ("default", "fine", "contrast=0.5", "coarse")
 

@@ -24,20 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trainer.enroll import DEFAULT_BUDGET_MB
+from trainer.harness import paper
+from trainer.harness.bench.scaling import per_query_ms, rss_mb
 
-from trainer.bench.scaling import per_query_ms, rss_mb  # noqa: E402  (after the path above)
-from trainer.enroll import DEFAULT_BUDGET_MB  # noqa: E402
-
-PAPER_N = 4_155_600
-PAPER_SHARD = 94_445  # 4,155,600 / 44 pattern classes
+PAPER_SHARD = paper.VECTORS // paper.PATTERN_CLASSES  # 94,445: one pattern's share
 COSINES = (0.5, 0.6, 0.7, 0.8)
 
 
@@ -115,7 +112,7 @@ def bench_index(name: str, vectors: np.ndarray, budget_per_vector: float, querie
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200,000 vectors, a 20,000 shard, 300 queries")
-    parser.add_argument("--n", type=int, default=PAPER_N)
+    parser.add_argument("--n", type=int, default=paper.VECTORS)
     parser.add_argument("--shard", type=int, default=PAPER_SHARD)
     parser.add_argument("--dim", type=int, default=256, help="embedding dimension (the shipped model's: 256)")
     parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB,
@@ -179,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| | paper | exact here | this index, 1 thread | recall@1 at genuine cosine 0.5 / 0.6 / 0.7 / 0.8;"
           " random | bytes a vector | build |")
     print("|---|---|---|---|---|---|---|")
-    for label, r, paper in (("whole database", whole, "387 ms"), ("one pattern's shard", shard, "8.5 ms")):
+    for label, r, quoted in (("whole database", whole, f"{paper.SEARCH_WHOLE_MS[0]:g} ms"),
+                             ("one pattern's shard", shard, f"{paper.typical(paper.SEARCH_SHARD_MS):g} ms")):
         c = r["chosen"]
         recalls = " / ".join(f"{c[f'recall_genuine{x}']:.3f}" for x in COSINES)
-        print(f"| {label} ({r['n']:,}) | {paper} | {r['exact_ms']:.2f} ms | {c['ms_1t']:.3f} ms "
+        print(f"| {label} ({r['n']:,}) | {quoted} | {r['exact_ms']:.2f} ms | {c['ms_1t']:.3f} ms "
               f"({r['plan']['factory']}, nprobe {c['nprobe']}) | {recalls}; {c['recall_random']:.3f} | "
               f"{r['bytes_per_vector']} | {r['build_s']} s |")
     print(f"\nbundle of 4,000,000 labels: {results['bundle_4m_labels_mb']} MB of shards and id maps "

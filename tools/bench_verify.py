@@ -13,7 +13,7 @@
 3. printed: the verdicts' accuracy and the per-step times (median and 99th percentile).
 
 `--bundle` is an exported bundle (default: the shipped models/default); `--designed`
-uses the designed test model of tests/bundle_support.py instead (plumbing only: its
+uses the designed test model of `trainer.harness.designed_model` instead (plumbing only: its
 weights are not trained).
 """
 
@@ -31,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default")
+    from edge_app.runtime import shipped_bundle
+
+    parser.add_argument("--bundle", type=Path, default=shipped_bundle())
     parser.add_argument("--designed", action="store_true", help="use the designed test model (plumbing only)")
     parser.add_argument("--fields", default="4x2", help="fields of the simulated batch, COLSxROWS (12 labels each)")
     parser.add_argument("--film-seed", type=int, default=901)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     (crops / "labels.csv").write_text("label_id,pattern\n" + "\n".join(lines) + "\n")
     bundle = work / "bundle"
     if args.designed:
-        from tests.bundle_support import write_model_bundle
+        from trainer.harness.designed_model import write_model_bundle
 
         write_model_bundle(bundle, [cv2.imread(str(p)) for p in sorted((crops / "crops").glob("*.png"))][:64])
     else:

@@ -22,16 +22,15 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 ID_MAP_BYTES = 13  # a label id such as B0001-0123-07, stored fixed width (numpy S13) in the shard's ids.npy
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "default",
+    from edge_app.runtime import shipped_bundle
+
+    parser.add_argument("--bundle", type=Path, default=shipped_bundle(),
                         help="bundle with a model.onnx (default models/default)")
     parser.add_argument("--labels", type=float, default=4e6, help="labels enrolled, one vector each (default 4e6)")
     parser.add_argument("--json", action="store_true")

@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from edge_app.pattern_set import PATTERN_SET_FILE
 
-CROP_SIZE = 128
 CALIBRATION_ORIGIN = (4000.0, -2500.0)
 
 

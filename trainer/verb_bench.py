@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan(args: argparse.Namespace):
-    from trainer.bench.plan import BenchPlan
+    from trainer.harness.bench.plan import BenchPlan
 
     overrides = {name: getattr(args, name) for name in
                  ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise PufError(f"no model bundle at {bundle}; give --bundle")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.scaling:
-        from trainer.bench import scaling
+        from trainer.harness.bench import scaling
 
         try:
             sizes = [int(float(s)) for s in args.scaling.split(",") if s.strip()]
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.figures:
             scaling.picture(result, args.figures / "bench_scaling.png")
         return print_report(result, args.json, scaling.table)
-    from trainer.bench import experiment, report
+    from trainer.harness.bench import experiment, report
 
     plan = _plan(args)
     result = experiment.run(plan, Path(bundle), args.cache, args.memory_mb)

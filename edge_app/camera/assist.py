@@ -1,7 +1,7 @@
 """The capture assist: is the label in the guide box sharp and well exposed enough for
 verify to read it? Computed on the preview frame (a few milliseconds at 640 px).
 
-The figures are verify's own (`edge_app.segment.Quality`, judged by
+The figures are verify's own (`edge_app.label_crop.Quality`, judged by
 `edge_app.verify.CaptureLimits`), measured the same way on the preview: focus on the
 label's border, found by segmentation at the size found in the frame
 (`edge_app.label_size`), so any film and any magnification are judged alike; exposure

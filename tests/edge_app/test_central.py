@@ -17,6 +17,7 @@ from edge_app.central import TABLES, CentralRegistry
 from edge_app.errors import PufError
 from edge_app.journal import TIME_FORMAT, Journal
 from edge_app.journal_sync import export_new
+from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
 from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
 from edge_app.verify import Verdict
@@ -41,7 +42,9 @@ def factory(path, batch_id: str, fields: int = 2) -> None:
         for field in range(fields):
             labels = [LabelRecord(layout.label_id(field, slot), batch_id, field, slot, slot // 2, slot % 2, "found",
                                   layout.pattern_of(field, slot), crop_path=f"crops/{field}-{slot}.png",
-                                  sha256="ab" * 32, sharpness=0.1 + slot / 3, border_contrast=1 / 3)
+                                  sha256="ab" * 32,
+                                  quality=Quality(sharpness=0.1 + slot / 3, exposure=180.0, clipped=0.0,
+                                                  border_contrast=1 / 3, skew_deg=0.3, aspect=1.01, size_ratio=1.0))
                       for slot in range(4)]
             registry.record_field(FieldRecord(batch_id, field, "done", f"f{field}.tif", labels_found=4,
                                               elapsed_ms=3.14159), labels, [RejectionRecord("edge", "cut")])
@@ -69,7 +72,7 @@ def test_two_factories_push_side_by_side_and_a_re_push_changes_nothing(url, tmp_
             assert (again["new"], again["changed"], again["removed"]) == (0, 0, 0)
     with Registry(tmp_path / "a.sqlite") as a, Registry(tmp_path / "b.sqlite") as b:
         local = sorted(a.labels() + b.labels(), key=lambda label: label.label_id)
-    assert [LabelRecord(**row) for row in central_labels(url)] == local  # floats and all, exactly
+    assert [LabelRecord.from_row(row) for row in central_labels(url)] == local  # floats and all, exactly
 
     # The factory moves on: labels enrolled, a field segmented again with one label fewer.
     with Registry(tmp_path / "a.sqlite") as a:

@@ -1,5 +1,5 @@
 """The label size found from the photo alone (edge_app.label_size), and the border-edge
-focus measure (edge_app.segment.Quality.sharpness) on sharp and blurred photos."""
+focus measure (edge_app.label_crop.Quality.sharpness) on sharp and blurred photos."""
 
 import cv2
 import numpy as np

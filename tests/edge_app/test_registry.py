@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from edge_app.errors import PufError
+from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
 from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
 
@@ -19,7 +20,8 @@ def labels_of(field: int, status: str = "found") -> list[LabelRecord]:
     return [LabelRecord(LAYOUT.label_id(field, slot), "R1", field, slot, slot // 2, slot % 2,
                         status, LAYOUT.pattern_of(field, slot),
                         crop_path=f"crops/{LAYOUT.label_id(field, slot)}.png", sha256="ab" * 32,
-                        sharpness=0.5, border_contrast=0.8)
+                        quality=Quality(sharpness=0.5, exposure=180.0, clipped=0.0, border_contrast=0.8,
+                                        skew_deg=0.3, aspect=1.01, size_ratio=1.0))
             for slot in range(4)]
 
 

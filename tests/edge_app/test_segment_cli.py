@@ -95,7 +95,7 @@ def test_every_label_gets_the_right_crop_and_id(segmented) -> None:
             assert hashlib.sha256(crop.read_bytes()).hexdigest() == label.sha256
             assert cv2.imread(str(crop)).shape == (128, 128, 3)
             assert label.pattern == LAYOUT.pattern_of(label.field, label.slot)
-            assert label.glyph_pattern == label.pattern and label.border_contrast > 0.5
+            assert label.glyph_pattern == label.pattern and label.quality.border_contrast > 0.5
         assert len(list((batch / "crops").glob("*.png"))) == len(found)
 
 

@@ -84,7 +84,7 @@ def test_loglog_lines(tmp_path):
 
 
 def test_matplotlib_is_loaded_only_to_draw():
-    code = ("import sys; import fabrication.charts, fabrication.demo_report, trainer.evaluation; "
+    code = ("import sys; import fabrication.charts, trainer.harness.demo_report, trainer.evaluation; "
             "print('matplotlib' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "False"

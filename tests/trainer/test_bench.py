@@ -10,8 +10,9 @@ import pytest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from tests.bundle_support import sim_batch
-from trainer.bench import database, keypoints, queries
-from trainer.bench.plan import PAPER_VECTORS, BenchPlan, counterfeit_batches, enrolled_batches
+from trainer.harness.bench import database, keypoints, queries
+from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_batches
+from trainer.harness.paper import VECTORS as PAPER_VECTORS
 
 
 def test_the_paper_plan_makes_41556_labels_of_100_copies():

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.bench import database, keypoints, queries, whole
-from trainer.bench.plan import BenchPlan
 from trainer.enroll import DEFAULT_BUDGET_MB
-
-PAPER_LABELS = 41_556
+from trainer.harness import paper
+from trainer.harness.bench import database, keypoints, queries, whole
+from trainer.harness.bench.plan import BenchPlan
 
 
 def _stats(values) -> dict:
@@ -78,7 +77,7 @@ def keypoint_baseline(plan: BenchPlan, verifier, labels: database.Labels, photos
     return {"gallery_labels": len(gallery), "min_inliers": keypoints.MIN_INLIERS, "kinds": rows,
             "extract_ms": round(ext, 3), "ms_per_comparison": round(compare, 4),
             "ms_per_query_gallery": round(ext + compare * len(gallery), 2),
-            "ms_per_query_at_paper_labels": round(ext + compare * PAPER_LABELS, 1),
+            "ms_per_query_at_paper_labels": round(ext + compare * paper.LABELS, 1),
             "ms_per_query_at_paper_vectors": round(ext + compare * plan.vectors, 1)}
 
 

@@ -1,7 +1,8 @@
 """`puf demo`: the whole line on the simulated factory, from design to verdicts.
 
-The work is `fabrication.demo.run_demo`, imported when the verb runs; its report is printed
-here, as tables for people or as JSON.
+The work is `trainer.harness.demo.run_demo`, imported when the verb runs; its report is printed
+here, as tables for people or as JSON. The verb needs what the verbs of the line it runs need
+(`trainer.harness.line.EXTRAS`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from edge_app.verbs import Verb
+from trainer.harness.line import EXTRAS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from fabrication.demo import DemoOptions, run_demo
-    from fabrication.demo_report import tables
+    from trainer.harness.demo import DemoOptions, run_demo
+    from trainer.harness.demo_report import tables
 
     options = DemoOptions(out=args.out, fields=args.fields, photos=args.photos, held_out=args.held_out,
                           seed=args.seed, film=args.film, keep=args.keep, figures=args.figures)
@@ -77,6 +79,6 @@ verb = Verb(
     "  puf demo --figures docs/ --json > demo.json # pictures for the README, the report for programs",
     add_arguments,
     run,
-    extras=("factory", "device"),
+    extras=EXTRAS,
     rank=40,
 )

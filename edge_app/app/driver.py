@@ -1,7 +1,8 @@
 """Drive the real app: start it, run a script of steps as an inspector would (press
 buttons, wait for what they bring up), record what each screen shows, take screenshots.
+The app's tests (tests/edge_app/test_app.py) and its benchmark (tools/bench_app.py) use it.
 
-    python -m tests.edge_app.app.driver SCRIPT.json
+    python -m edge_app.app.driver SCRIPT.json
 
 The app runs in its own process (Kivy's window is one per process), under Xvfb, or with
 SDL's offscreen driver where Xvfb is not installed (`display`). The script is JSON:
@@ -42,7 +43,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+# The folder holding this `edge_app`: the app's process imports the same package.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -82,7 +84,7 @@ def run_script(script: dict, work: Path, env: dict, timeout: float = 240) -> dic
     path, out = work / "script.json", work / "result.json"
     path.write_text(json.dumps({**script, "out": str(out)}, default=str))
     out.unlink(missing_ok=True)
-    done = subprocess.run([sys.executable, "-m", "tests.edge_app.app.driver", str(path)], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "edge_app.app.driver", str(path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"the app exited with status {done.returncode}:\n{done.stderr[-4000:]}")
@@ -98,13 +100,13 @@ def main(script_path: str) -> int:
     from edge_app.app.launch import AppOptions, configure_kivy
     from edge_app.device_store import DeviceStore
 
-    options = dict(script["options"])
+    given = dict(script["options"])
     for key in ("home", "bundle", "trusted_keys"):
-        if options.get(key):
-            options[key] = Path(options[key])
-    if "size" in options:
-        options["size"] = tuple(options["size"])
-    options = AppOptions(**options)
+        if given.get(key):
+            given[key] = Path(given[key])
+    if "size" in given:
+        given["size"] = tuple(given["size"])
+    options = AppOptions(**given)
     configure_kivy(options)
     from kivy.clock import Clock
     from kivy.core.window import Window

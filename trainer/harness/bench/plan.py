@@ -6,9 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from edge_app.errors import PufError
+from trainer.harness import paper
 
-PAPER_VECTORS = 4_155_600  # 41,556 labels x 100 augmented copies
-PAPER_QUERIES = 10_000
 BATCH_FIELDS = 100  # fields of one simulated batch (1,200 labels), as the trainer's films
 ENROLLED_SEED = 7001  # film seeds of the enrolled batches (the model trained on 1-4, was tested on 101-102)
 COUNTERFEIT_SEED = 8001  # film seeds of batches never enrolled
@@ -17,12 +16,12 @@ COUNTERFEIT_SEED = 8001  # film seeds of batches never enrolled
 @dataclass(frozen=True)
 class BenchPlan:
     labels: int = 6_000  # real simulated labels enrolled (rendered, augmented, embedded)
-    augmented: int = 100  # enrolled copies of each (the paper's 100: rotation 0-360, HSV V shift)
-    vectors: int = PAPER_VECTORS  # database size; beyond labels x augmented: rotated copies (see database)
-    genuine: int = PAPER_QUERIES  # new handheld photos of enrolled labels
-    counterfeit: int = PAPER_QUERIES  # handheld photos of never-enrolled labels (other films)
+    augmented: int = paper.AUGMENTED  # enrolled copies of each (the paper's 100: rotation 0-360, HSV V shift)
+    vectors: int = paper.VECTORS  # database size; beyond labels x augmented: rotated copies (see database)
+    genuine: int = paper.QUERIES  # new handheld photos of enrolled labels
+    counterfeit: int = paper.QUERIES  # handheld photos of never-enrolled labels (other films)
     clones: int = 500  # enrolled labels printed and re-photographed
-    unclassified: int = PAPER_QUERIES  # queries of each kind also verified without classification
+    unclassified: int = paper.QUERIES  # queries of each kind also verified without classification
     keypoint_gallery: int = 200  # labels the exhaustive keypoint baseline compares each query with
     keypoint_queries: int = 200  # of each kind, for the exhaustive baseline
     second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)

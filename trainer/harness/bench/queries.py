@@ -20,8 +20,8 @@ from time import perf_counter
 
 import numpy as np
 
-from trainer.bench.database import key, pool_map
-from trainer.bench.plan import BenchPlan, counterfeit_batches, enrolled_batches
+from trainer.harness.bench.database import key, pool_map
+from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_batches
 
 KINDS = ("genuine", "counterfeit", "clone")
 PHOTOS_PER_JOB = 400
@@ -155,7 +155,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
     """Each photo through `verifier.verify_image`, as a device verifies it."""
     from tqdm import tqdm
 
-    from fabrication.demo_queries import target_verdict
+    from trainer.harness.demo_queries import target_verdict
 
     out = []
     for photo in tqdm(photos, desc=desc, unit="photo", smoothing=0.05):
@@ -172,7 +172,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
 def device_crop(verifier, image: np.ndarray, corners_px: list):
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
     from edge_app.verify import find_labels, glyph_reading
-    from fabrication.demo_queries import true_centre_and_side
+    from trainer.harness.demo_queries import true_centre_and_side
 
     result = find_labels(image, verifier.limits, verifier.bundle.templates)
     centre, side = true_centre_and_side(corners_px)

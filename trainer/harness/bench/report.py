@@ -6,12 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-# The paper's figures: its 10,000 queries against 4,155,600 enrolled vectors
+from trainer.harness import paper
+
+
+def _paper_row(search_ms: str, total_ms: int, accuracy: tuple[float, float]) -> dict:
+    return {"model": paper.span(paper.MODEL_MS), "search": search_ms, "total": f"~{total_ms}",
+            "genuine": paper.percent(accuracy[0]), "counterfeit": paper.percent(accuracy[1])}
+
+
+# The paper's figures (`trainer.harness.paper`): its 10,000 queries against 4,155,600 enrolled vectors
 PAPER = {
-    "without_classification": {"model": "30.7-31.7", "search": "387-395", "total": "~420",
-                               "genuine": "99.77%", "counterfeit": "98.7%"},
-    "with_classification": {"model": "30.7-31.7", "search": "8.3-8.7", "total": "~40",
-                            "genuine": "98.87%", "counterfeit": "98.73%"},
+    "without_classification": _paper_row(paper.span(paper.SEARCH_WHOLE_MS), paper.TOTAL_WHOLE_MS,
+                                         paper.WITHOUT_CLASSIFICATION),
+    "with_classification": _paper_row(paper.span(paper.SEARCH_SHARD_MS), paper.TOTAL_MS, paper.WITH_CLASSIFICATION),
 }
 MODE_TEXT = {"without_classification": "without classification (every shard)",
              "with_classification": "with classification (predicted pattern's shard)"}
@@ -55,9 +62,9 @@ def tables(result: dict) -> str:
              "| clones rejected |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode in ("without_classification", "with_classification"):
-        paper = PAPER[mode]
-        lines.append(f"| {MODE_TEXT[mode]} | paper | {paper['model']} | {paper['search']} | {paper['total']} | "
-                     f"{paper['genuine']} | {paper['counterfeit']} | - |")
+        quoted = PAPER[mode]
+        lines.append(f"| {MODE_TEXT[mode]} | paper | {quoted['model']} | {quoted['search']} | {quoted['total']} | "
+                     f"{quoted['genuine']} | {quoted['counterfeit']} | - |")
         rows = result[mode]
         if not rows:  # left out of this run
             continue
@@ -94,7 +101,8 @@ def _keypoints(result: dict) -> list[str]:
     lines.append(f"| keypoints, {kp['gallery_labels']} labels | {_by_kind(rows)} | {kp['ms_per_query_gallery']:.1f} ms "
                  f"({kp['extract_ms']:.2f} ms to extract + {kp['ms_per_comparison']:.3f} ms a comparison) |")
     at_labels, at_vectors = kp["ms_per_query_at_paper_labels"] / 1000, kp["ms_per_query_at_paper_vectors"] / 1000
-    lines.append(f"| keypoints at the paper's 41,556 labels / {plan['vectors']:,} images (extrapolated) | | | | "
+    lines.append(f"| keypoints at the paper's {paper.LABELS:,} labels / {plan['vectors']:,} images (extrapolated) "
+                 "| | | | "
                  f"{at_labels:,.1f} s / {at_vectors:,.0f} s |")
     return lines
 

@@ -10,7 +10,7 @@ import cv2
 import pytest
 
 from edge_app.cli import main as puf
-from fabrication.demo_report import tables
+from trainer.harness.demo_report import tables
 
 PHOTOS = 6
 

@@ -2,18 +2,16 @@
 
 It runs the real verbs one after another on a fresh folder: design a batch, etch it into
 the simulated film, photograph it with the simulated microscope, segment it into label
-crops; then, where the trainer and device extras are installed, hold out the batch's last
+crops; then, where the verbs that enroll and verify are installed, hold out the batch's last
 fields (never enrolled), sign and enroll the rest with the shipped model, and verify
-handheld photos of four kinds with the device's own pipeline (`fabrication.demo_queries`):
+handheld photos of four kinds with the device's own pipeline (`trainer.harness.demo_queries`):
 genuine captures of enrolled labels, held-out labels, the same laser job etched into
 another film, and clones (printed copies). It prints the results and times beside the
-paper's figures and draws what a reader wants to see (`fabrication.demo_report`).
+paper's figures and draws what a reader wants to see (`trainer.harness.demo_report`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import platform
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from trainer.harness.line import LINE, run_verb, verb_output
 
 BATCH_ID = "B0001"
 PICTURES = {"field": "demo_field.jpg", "genuine": "demo_genuine.jpg", "counterfeit": "demo_counterfeit.jpg",
@@ -43,24 +42,6 @@ class DemoOptions:
     film: str
     keep: bool
     figures: Path | None
-
-
-def run_verb(argv: list[str], ok: tuple[int, ...] = (0,)) -> None:
-    """Run another `puf` verb in this process, as a user would type it."""
-    from edge_app.cli import build_parser
-
-    args = build_parser().parse_args(argv)
-    status = args._verb.run(args)
-    if status not in ok:
-        raise PufError(f"'puf {' '.join(argv)}' failed with status {status}")
-
-
-def verb_output(argv: list[str], ok: tuple[int, ...] = (0,)) -> str:
-    """Run a verb and return what it printed (for its --json report)."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        run_verb(argv, ok)
-    return buffer.getvalue()
 
 
 def hold_out(registry_path: Path, fraction: float) -> dict:
@@ -184,9 +165,8 @@ def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> Non
 
 def run_demo(options: DemoOptions) -> dict:
     """The line on a fresh folder, then (where the trainer and device extras are installed)
-    the field checks; the report (`fabrication.demo_report.tables` prints it for people)."""
+    the field checks; the report (`trainer.harness.demo_report.tables` prints it for people)."""
     from edge_app.batch_dir import BatchDir
-    from edge_app.cli import installed_verbs
     from edge_app.registry import Registry
     from fabrication.sim.film import FilmStyle
 
@@ -214,9 +194,9 @@ def run_demo(options: DemoOptions) -> dict:
         "stages": stages, "paths": {"batch": str(batch_dir), "registry": str(registry_path),
                                     "overlays": str(batch_dir / "overlays")},
     }
-    ready = {verb.name for verb in installed_verbs()[0]}
-    if not {"keygen", "enroll", "verify"} <= ready:
-        print("\n(enroll and verify skipped: they need pip install 'puf-labels[trainer,device]')")
+    checks = [LINE[name] for name in ("keygen", "enroll", "verify")]
+    if not all(verb.available() for verb in checks):
+        print(f"\n(enroll and verify skipped: they need {checks[1].install})")
     else:
         _field_checks(options, out, batch_dir, report)
     print("\n== pictures of the line")
@@ -234,8 +214,8 @@ def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
     from edge_app.bundle_format import Manifest
     from edge_app.registry import Registry
-    from fabrication.demo_queries import plan_queries, run_queries
-    from fabrication.demo_report import draw_pictures, summarise
+    from trainer.harness.demo_queries import plan_queries, run_queries
+    from trainer.harness.demo_report import draw_pictures, summarise
 
     stages, registry_path = report["stages"], out / "registry.sqlite"
     held = hold_out(registry_path, options.held_out)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.bench import queries
-from trainer.bench.database import ID_BYTES, Labels, database_rows, key, label_of, model_key
-from trainer.bench.plan import BenchPlan
+from trainer.harness.bench import queries
+from trainer.harness.bench.database import ID_BYTES, Labels, database_rows, key, label_of, model_key
+from trainer.harness.bench.plan import BenchPlan
 
 
 def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +52,8 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
 
     from edge_app.bundle_format import Manifest
     from edge_app.shards import read_index
-    from trainer.bench.scaling import per_query_ms, rss_mb
     from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
+    from trainer.harness.bench.scaling import per_query_ms, rss_mb
     from trainer.index_build import NPROBES, build_index, exact_top1, plan_index
 
     target = DEFAULT_RECALL

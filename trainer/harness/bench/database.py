@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.bench.plan import BenchPlan, enrolled_batches
 from trainer.enroll import DEFAULT_RECALL
+from trainer.harness.bench.plan import BenchPlan, enrolled_batches
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
