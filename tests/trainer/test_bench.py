@@ -181,7 +181,7 @@ def test_the_whole_index_holds_the_shards_vectors_in_label_order():
 
 
 def test_the_counterfeit_tail_estimates_acceptance_beyond_the_photos_taken():
-    from trainer.bench.report import counterfeit_tail
+    from trainer.harness.bench.report import counterfeit_tail
 
     rng = np.random.default_rng(3)
     result = {"threshold": 0.75, "scores": {"genuine": rng.normal(0.9, 0.02, 5_000).tolist(),
