@@ -105,7 +105,7 @@ def at_scale(genuine: np.ndarray, same_pattern: np.ndarray, shard_labels: int,
     for far in fars:
         pair_far = pair_far_for(far, shard_labels)
         below, method = tail.threshold(pair_far)
-        rows.append({"query_far": far, "pair_far": pair_far, "threshold": round(below, 6), "method": method,
+        rows.append({"query_far": far, "pair_far": pair_far, "threshold": round(float(below), 6), "method": method,
                      "beyond_measured": round(1 / (pair_far * tail.pairs), 1),
                      "tar": float(np.mean(genuine > below))})
     return {"impostor_pairs": int(len(same_pattern)), "impostor_max": float(same_pattern.max()),
