@@ -20,7 +20,6 @@ Rendering resumes: labels whose crops exist are not rendered again.
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import os
 from collections.abc import Iterator
@@ -167,18 +166,11 @@ def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templa
     return crop, "ok"
 
 
-@functools.lru_cache(maxsize=1)
-def _layout_and_film(spec: SimSpec) -> tuple:
-    """A worker's batch, made once for all its jobs of that batch (making the layout
-    loads and checks the pattern set: seconds, more than rendering a field)."""
-    layout = make_layout(spec)
-    return layout, make_film(spec, layout)
-
-
 def _render_fields(args: tuple[dict, str, list[int]]) -> int:
     spec_dict, root, fields = args
     spec = SimSpec(**spec_dict)
-    layout, film = _layout_and_film(spec)
+    layout = make_layout(spec)
+    film = make_film(spec, layout)
     crops = Path(root) / "crops"
     written = 0
     for field in fields:
