@@ -178,7 +178,7 @@ def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
     model = manifest["model"]
     config = model["config"]
     decision = Manifest.read(bundle).decision
-    stage2_meta = json.loads((Path(config["data"]) / "simdata.json").read_text())
+    stage2_meta = json.loads((Path(json.loads((run / "config.json").read_text())["data"]) / "simdata.json").read_text())
     split = json.loads((run / "split.json").read_text())
     seg = results["unseen textures"]["int8"]["segmentation"]
     unseen = results["unseen textures"]["int8"]
