@@ -175,8 +175,8 @@ def counterfeit_tail(result: dict) -> dict | None:
     below, method = tail.threshold(1e-5)
     return {"queries": len(counterfeit), "accepted": accepted,
             "upper_bound": rate_bounds(accepted, len(counterfeit))[1],
-            "estimated": tail.pair_far(threshold), "tail": tail.to_dict(),
-            "threshold_1e-5": below, "method_1e-5": method, "genuine_at_1e-5": int((genuine > below).sum())}
+            "estimated": float(tail.pair_far(threshold)), "tail": tail.to_dict(),
+            "threshold_1e-5": float(below), "method_1e-5": method, "genuine_at_1e-5": int((genuine > below).sum())}
 
 
 def _whole_index(whole: dict) -> list[str]:
