@@ -132,7 +132,8 @@ def set_threshold(bundle: Path, report: dict) -> None:
     manifest.decision = Decision(
         threshold=device_threshold(row["threshold"]), far=row["pair_far"], calibrated=True, query_far=QUERY_FAR,
         labels_per_shard=scale["shard_labels"], tail=scale["tail"],
-        extra={"calibrated_on": f"held-out simulated films of textures no training film had ({report['data']}): "
+        extra={"calibrated_on": f"held-out simulated films of textures no training film had "
+                                f"({Path(report['data']).name}): "
                                 f"{scale['impostor_pairs']:,} same-pattern impostor comparisons of "
                                 f"{report['labels']:,} never-trained labels and {report['queries']:,} new "
                                 f"handheld photos; {row['method']} tail, {row['beyond_measured']:g} times "
@@ -171,6 +172,17 @@ def _scale_rows(results: dict) -> list[str]:
     return lines
 
 
+def _described(stage1: Path) -> str:
+    """The stage-1 model in the card's words: a run folder, or a bundle by its version."""
+    from edge_app.bundle_format import MANIFEST, Manifest
+
+    if not (stage1 / MANIFEST).exists():
+        return f"the stage-1 run `{stage1.name}`"
+    model = Manifest.read(stage1).model
+    return (f"the stage-1 model as it was shipped ({model.version if model else 'unversioned'}), through "
+            "`--init`: its ONNX weights read back into the network, checked against onnxruntime")
+
+
 def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
     from edge_app.bundle_format import Manifest
 
@@ -192,8 +204,7 @@ def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
         "## How it was trained",
         "- **Stage 1** (`trainer/configs/edge.toml`, from scratch): 4 films of the default texture, 3,669 "
         "training labels, 2 microscope and 3 handheld captures each, 1,100 steps of batch 128 (49 min on this "
-        f"2-core CPU). This run started stage 2 from that model as it was shipped (`--init {stage1}`: its ONNX "
-        "weights read back into the network, checked against onnxruntime).",
+        f"2-core CPU). Stage 2 started from {_described(stage1)}.",
         f"- **Stage 2** (`trainer/configs/edge_finetune.toml`, `--init` stage 1): {len(stage2_meta['batches'])} "
         f"films of four textures ({', '.join(TRAIN_STYLES)}), {len(split['train']):,} training and "
         f"{len(split['val']):,} validation labels, 2 microscope and 2 handheld captures each, every capture "
