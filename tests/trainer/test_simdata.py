@@ -36,10 +36,10 @@ def test_data_sets_written_before_film_styles_read_as_the_default_film():
 
 
 def test_several_film_styles_are_taken_in_turn_batch_by_batch(tmp_path):
-    main([str(tmp_path / "data"), "--batches", "3", "--fields", "1x1", "--microscope-shots", "1",
-          "--handheld-shots", "0", "--film-style", "coarse", "--film-style", "fine,faceted=yes",
+    main([str(tmp_path / "data"), "--batches", "3", "--fields", "1x1", "--microscope-shots", "0",
+          "--handheld-shots", "1", "--film-style", "coarse", "--film-style", "fine,faceted=yes",
           "--workers", "1"])
     batches = json.loads((tmp_path / "data" / "simdata.json").read_text())["batches"]
     assert [b["film_style"] for b in batches] == ["coarse", "fine,faceted=yes", "coarse"]
     assert [b["film_seed"] for b in batches] == [1, 2, 3]
-    assert len(list((tmp_path / "data" / "crops").glob("*/m0.png"))) == 36
+    assert len(list((tmp_path / "data" / "crops").glob("*/h0.png"))) == 36
