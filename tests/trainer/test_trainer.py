@@ -85,6 +85,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint(crops_dir, tmp_path):
     ("no_such_key=1", "unknown config keys"),
     ("preprocess.channel=red", "channel"),
     ("augment.jpeg_p=2", "probability"),
+    ("batch_patterns=-1", "batch_patterns"),
+    ("per_label=0", "per_label"),
 ])
 def test_bad_configs_are_puf_errors(override, message, crops_dir, tmp_path):
     from trainer.train import load_config, train
