@@ -193,3 +193,24 @@ def test_the_counterfeit_tail_estimates_acceptance_beyond_the_photos_taken():
     assert tail["genuine_at_1e-5"] == 5_000
     few = {"threshold": 0.75, "scores": {"genuine": [0.9], "counterfeit": [0.4, 0.5]}}
     assert counterfeit_tail(few) is None
+
+
+def test_a_threshold_chosen_on_the_first_photos_is_tested_on_the_others():
+    from trainer.harness.bench.report import threshold_check
+
+    rng = np.random.default_rng(4)
+    counterfeit = rng.normal(0.5, 0.05, 40_000)
+    counterfeit[25_000] = 0.99  # one accepted among the photos tested
+    scores = {"genuine": rng.normal(0.9, 0.02, 4_000).tolist(), "counterfeit": counterfeit.tolist()}
+    scores["genuine"][3_000] = 0.6  # a genuine photo the chosen threshold turns away
+    scores["counterfeit"][3] = scores["counterfeit"][30_000] = scores["genuine"][1] = None  # unreadable
+    check = threshold_check({"scores": scores})
+    assert check["chosen_on"] == 20_000 and check["genuine_from"] == 2_000
+    assert check["counterfeit_readable"] == 19_999 and check["genuine_readable"] == 2_000
+    others = rng.normal(0.3, 0.05, 20_000).tolist()
+    alone = threshold_check({"scores": {**scores, "counterfeit": scores["counterfeit"][:20_000] + others}})
+    assert check["threshold"] == alone["threshold"]  # chosen on the first half only
+    assert 0.5 + 4 * 0.05 < check["threshold"] < 0.99
+    assert check["counterfeit_accepted"] == 1 and check["genuine_accepted"] == 1_999
+    assert 1e-5 < check["upper_bound"] < 5e-4 and 0 < check["estimated"] < 1e-3
+    assert threshold_check({"scores": {"genuine": [0.9], "counterfeit": [0.4, None, 0.5]}}) is None

@@ -208,8 +208,8 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         "threshold": threshold,
         "with_classification": summarise(with_classes),
         "without_classification": summarise(without),
-        "scores": {kind: [o.score for o in with_classes if o.kind == kind and o.score is not None]
-                   for kind in queries.KINDS},
+        # in photo order, None for an unreadable photo: the report splits the photos by number
+        "scores": {kind: [o.score for o in with_classes if o.kind == kind] for kind in queries.KINDS},
         "times_ms": {step: [o.timings_ms.get(step) for o in with_classes if o.verdict != "unreadable"]
                      for step in ("model", "search", "total")},
         "times_unclassified_ms": {"search": [o.timings_ms.get("search") for o in without
