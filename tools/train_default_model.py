@@ -21,6 +21,13 @@
 
 Every step resumes: run the command again after a stop and it continues where it was.
 `--init BUNDLE_OR_RUN` starts stage 2 from that model instead of training stage 1.
+
+`--resnet50` trains the design card's network instead (trainer/configs/resnet50.toml, from
+scratch on the stage-2 crops, no stage 1), exports it to WORK/resnet50 (its ONNX file is too
+large for the repository), evaluates it on the same test films beside the shipped model, sets
+its threshold the same way, and writes its card to models/resnet50.md:
+
+    nohup nice python tools/train_default_model.py --resnet50 > train_resnet50.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -66,28 +73,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="stage 2 starts from this model (a copy of the shipped bundle, say); no stage 1")
     parser.add_argument("--baseline", type=Path, metavar="BUNDLE",
                         help="also evaluate this model on the same test films, for the card (the one it replaces)")
+    parser.add_argument("--resnet50", action="store_true",
+                        help="train, evaluate and describe the design card's ResNet-50 instead (see above)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.resnet50:
+        return resnet50(args)
     work = args.work
-    python = sys.executable
-
-    def simdata(folder: str, data: list[str]) -> Path:
-        subprocess.run([python, "-m", "trainer.simdata", str(work / folder), *data,
-                        "--workers", str(args.workers)], check=True, cwd=ROOT)
-        return work / folder
-
-    def train(run: Path, data: Path, config: str, init: Path | None) -> None:
-        command = [python, "-m", "edge_app.cli", "train", str(run), "--data", str(data)]
-        command += ["--config", str(run / "config.json") if (run / "config.json").exists() else config]
-        if init and not (run / "config.json").exists():
-            command += ["--init", str(init)]
-        subprocess.run(command, check=True, cwd=ROOT)
 
     step("1-3. crops")
-    stage1_data = None if args.init else simdata("sim_train", STAGE1_DATA)
-    stage2_data = simdata("sim_train_v2", STAGE2_DATA)
-    tests = {"training textures": simdata("sim_test", TEST_DATA),
-             "unseen textures": simdata("sim_test_unseen", UNSEEN_DATA)}
+    stage1_data = None if args.init else simdata(args, "sim_train", STAGE1_DATA)
+    stage2_data = simdata(args, "sim_train_v2", STAGE2_DATA)
+    tests = test_sets(args)
 
     step("4-5. training")
     stage1 = args.init
@@ -98,17 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     train(run, stage2_data, "edge_finetune", stage1)
 
     step("6. export")
-    subprocess.run([python, "-m", "edge_app.cli", "export", str(run), "--out", str(args.bundle),
-                    "--formats", "int8,onnx", "--version", "sim-" + time.strftime("%Y%m%d")], check=True, cwd=ROOT)
+    export(run, args.bundle)
 
     step("7. evaluation on held-out labels")
-    from trainer.model_accuracy import evaluate_bundle
-
-    results = {name: {fmt: evaluate_bundle(args.bundle, data, fmt) for fmt in ("int8", "onnx")}
-               for name, data in tests.items()}
-    if args.baseline:
-        for name, data in tests.items():
-            results[name]["int8, the model it replaces"] = evaluate_bundle(args.baseline, data, "int8")
+    results = evaluate(args.bundle, tests, args.baseline, "int8, the model it replaces")
     args.bundle.with_name(args.bundle.name + ".eval.json").write_text(json.dumps(results, indent=1))
 
     step("8. threshold for the deployed size")
@@ -119,6 +109,65 @@ def main(argv: list[str] | None = None) -> int:
     args.bundle.with_name(args.bundle.name + ".md").write_text(card)
     print(card)
     return 0
+
+
+def resnet50(args: argparse.Namespace) -> int:
+    """The design card's ResNet-50 with the stage-2 recipe, beside the shipped edge model."""
+    stage2_data = simdata(args, "sim_train_v2", STAGE2_DATA)
+    tests = test_sets(args)
+    step("training the ResNet-50")
+    run = args.work / "run_resnet50"
+    train(run, stage2_data, "resnet50", None)
+    step("export")
+    bundle = args.work / "resnet50"
+    export(run, bundle)
+    step("evaluation on held-out labels")
+    results = evaluate(bundle, tests, args.bundle, "int8, the shipped edge model")
+    card_path = ROOT / "models" / "resnet50.md"
+    card_path.with_suffix(".eval.json").write_text(json.dumps(results, indent=1))
+    set_threshold(bundle, results["unseen textures"]["int8"])
+    step("model card")
+    card = resnet50_card(bundle, results, run)
+    card_path.write_text(card)
+    print(card)
+    return 0
+
+
+def simdata(args: argparse.Namespace, folder: str, data: list[str]) -> Path:
+    subprocess.run([sys.executable, "-m", "trainer.simdata", str(args.work / folder), *data,
+                    "--workers", str(args.workers)], check=True, cwd=ROOT)
+    return args.work / folder
+
+
+def test_sets(args: argparse.Namespace) -> dict[str, Path]:
+    return {"training textures": simdata(args, "sim_test", TEST_DATA),
+            "unseen textures": simdata(args, "sim_test_unseen", UNSEEN_DATA)}
+
+
+def train(run: Path, data: Path, config: str, init: Path | None) -> None:
+    """`puf train`, or its resumption when the run folder already holds its config."""
+    command = [sys.executable, "-m", "edge_app.cli", "train", str(run), "--data", str(data)]
+    command += ["--config", str(run / "config.json") if (run / "config.json").exists() else config]
+    if init and not (run / "config.json").exists():
+        command += ["--init", str(init)]
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def export(run: Path, bundle: Path) -> None:
+    subprocess.run([sys.executable, "-m", "edge_app.cli", "export", str(run), "--out", str(bundle),
+                    "--formats", "int8,onnx", "--version", "sim-" + time.strftime("%Y%m%d")], check=True, cwd=ROOT)
+
+
+def evaluate(bundle: Path, tests: dict[str, Path], other: Path | None, other_name: str) -> dict:
+    """The bundle (int8 and ONNX) on each test set, and another model's int8 beside it."""
+    from trainer.model_accuracy import evaluate_bundle
+
+    results = {name: {fmt: evaluate_bundle(bundle, data, fmt) for fmt in ("int8", "onnx")}
+               for name, data in tests.items()}
+    if other:
+        for name, data in tests.items():
+            results[name][other_name] = evaluate_bundle(other, data, "int8")
+    return results
 
 
 def set_threshold(bundle: Path, report: dict) -> None:
@@ -184,16 +233,11 @@ def _described(stage1: Path) -> str:
 
 
 def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
-    from edge_app.bundle_format import Manifest
-
     manifest = json.loads((bundle / "manifest.json").read_text())
     model = manifest["model"]
     config = model["config"]
-    decision = Manifest.read(bundle).decision
     stage2_meta = json.loads((Path(json.loads((run / "config.json").read_text())["data"]) / "simdata.json").read_text())
     split = json.loads((run / "split.json").read_text())
-    seg = results["unseen textures"]["int8"]["segmentation"]
-    unseen = results["unseen textures"]["int8"]
     lines = [
         f"# Model card: {model['name']} {model['version']} (models/{bundle.name})",
         "",
@@ -214,13 +258,53 @@ def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
         f"{model['trained_steps']} steps of batch {config['batch_size']}, AdamW lr {config['lr']}, ArcFace "
         f"s={config['s']} m={config['m2']}: {model['train_seconds'] / 60:.0f} min of wall-clock on a shared "
         "2-core CPU (other jobs running).",
-        f"- backbone `{config['backbone']}`, input {manifest['preprocessing']['input_size']} px "
-        f"({manifest['preprocessing']['channel']} channel, border ring "
-        f"{manifest['preprocessing']['border_mask_frac']} masked), embedding {manifest['embedding_dim']}-d. "
-        "Full config: `manifest.json` -> model.config.",
-        "",
-        "## Files",
+        _network(manifest),
     ]
+    return "\n".join(lines + measured_sections(bundle, results))
+
+
+def resnet50_card(bundle: Path, results: dict, run: Path) -> str:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    model, split = manifest["model"], json.loads((run / "split.json").read_text())
+    config = model["config"]
+    lines = [
+        f"# Model card: {model['name']} {model['version']} (the design card's ResNet-50)",
+        "",
+        "The network the design card names for the fingerprint: Keras' ResNet-50 (random init) with a "
+        f"{manifest['embedding_dim']}-d ArcFace embedding and the pattern head, trained here beside the shipped "
+        "edge model (models/default.md) with the same recipe and data. Its bundle is not kept in the repository "
+        "(the sizes are below); reproduce it with `python tools/train_default_model.py --resnet50` (resumable), "
+        "which writes it to WORK/resnet50.",
+        "",
+        "## How it was trained",
+        f"- From scratch on the edge model's stage-2 crops (`trainer/configs/resnet50.toml`): 14 films of four "
+        f"textures ({', '.join(TRAIN_STYLES)}), {len(split['train']):,} training and {len(split['val']):,} "
+        "validation labels, 2 microscope and 2 handheld captures each, augmented on the fly. Batches of "
+        f"{config['batch_patterns']} patterns' labels, {config['per_label']} captures each; ArcFace "
+        f"s={config['s']} m={config['m2']} (margin ramped over {config['margin_warmup_steps']} steps). "
+        f"{model['trained_steps']} steps of batch {config['batch_size']}, AdamW lr {config['lr']}: "
+        f"{model['train_seconds'] / 60:.0f} min of wall-clock on this 2-core CPU.",
+        _network(manifest),
+    ]
+    return "\n".join(lines + measured_sections(bundle, results))
+
+
+def _network(manifest: dict) -> str:
+    pre, config = manifest["preprocessing"], manifest["model"]["config"]
+    return (f"- backbone `{config['backbone']}`, input {pre['input_size']} px ({pre['channel']} channel, border ring "
+            f"{pre['border_mask_frac']} masked), embedding {manifest['embedding_dim']}-d. Full config: "
+            "`manifest.json` -> model.config.")
+
+
+def measured_sections(bundle: Path, results: dict) -> list[str]:
+    """The card's files, export parity, held-out accuracy and threshold sections."""
+    from edge_app.bundle_format import Manifest
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    decision = Manifest.read(bundle).decision
+    seg = results["unseen textures"]["int8"]["segmentation"]
+    unseen = results["unseen textures"]["int8"]
+    lines = ["", "## Files"]
     for name, info in manifest["files"].items():
         lines.append(f"- `{name}`: {info['bytes'] / 1e6:.2f} MB")
     lines += ["", "## Export parity (held-out validation crops, vs Keras)", "",
@@ -250,7 +334,7 @@ def model_card(bundle: Path, results: dict, run: Path, stage1: Path) -> str:
               f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
               f"at {decision.labels_per_shard} labels a shard ({decision.extra['calibrated_on']}). A factory "
               "re-calibrates it on its own re-captures and shard sizes with `puf evaluate --query-far`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":
