@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--second-stage", type=int, help="photos of each kind re-checked by keypoints (default 1,000)")
     sizes.add_argument("--whole-queries", type=int, help="genuine photos searched in the whole database as one "
                                                          "index (default 2,000)")
+    sizes.add_argument("--normalisation", type=int, help="genuine and counterfeit photos scored by the score "
+                                                         "normalisation rules (default 10,000)")
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
     from trainer.enroll import DEFAULT_BUDGET_MB
 
@@ -49,7 +51,8 @@ def _plan(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in
                  ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
-                  "keypoint_gallery", "second_stage", "whole_queries", "workers") if getattr(args, name) is not None}
+                  "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
+                 if getattr(args, name) is not None}
     if "genuine" in overrides or "counterfeit" in overrides:
         overrides.setdefault("unclassified", max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
     return BenchPlan.quick(**overrides) if args.quick else BenchPlan(**overrides)

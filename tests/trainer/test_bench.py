@@ -122,6 +122,7 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     out, cache = tmp_path / "out", tmp_path / "cache"
     argv = ["bench", "--labels", "12", "--augmented", "3", "--vectors", "60", "--genuine", "4", "--counterfeit", "3",
             "--clones", "1", "--keypoint-gallery", "6", "--second-stage", "2", "--whole-queries", "3", "--workers", "1",
+            "--normalisation", "4",
             "--out", str(out), "--cache", str(cache), "--json"]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -142,6 +143,9 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     assert whole["chosen"]["recall_at_1"] == 1.0  # 60 vectors: an exact index, which finds what exact search does
     assert "| nprobe |" in (out / "bench.md").read_text()
     assert result["keypoint_baseline"]["gallery_labels"] == 6
+    # 20 labels in 44 patterns: no shard holds the three labels a cohort needs, and the report says so
+    assert result["normalisation"] == {"genuine": 0, "counterfeit": 0, "rules": None}
+    assert "too few photos whose shard holds three labels" in (out / "bench.md").read_text()
     assert [r["k"] for r in result["second_stage"]["rows"]] == [0] + [k for k in range(1, 6) for _ in range(2)]
     assert (out / "bench.md").read_text().count("| paper |") == 2
     assert Path(out / "bench_scores.png").stat().st_size > 0
@@ -153,10 +157,10 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     # parts sized 0 are left out, and the report leaves out their tables
     assert main([*argv, "--unclassified", "0", "--keypoint-gallery", "0", "--second-stage", "0",
-                 "--whole-queries", "0"]) == 0
+                 "--whole-queries", "0", "--normalisation", "0"]) == 0
     lean = json.loads((out / "bench.json").read_text())
     assert lean["without_classification"] == {} and lean["whole_index"] is None
-    assert lean["keypoint_baseline"] is None and lean["second_stage"] is None
+    assert lean["keypoint_baseline"] is None and lean["second_stage"] is None and lean["normalisation"] is None
     for kind, row in result["with_classification"].items():  # the same photos, the same verdicts
         assert {k: lean["with_classification"][kind][k] for k in ("photos", "correct", "accepted", "unreadable")} \
             == {k: row[k] for k in ("photos", "correct", "accepted", "unreadable")}
@@ -214,3 +218,23 @@ def test_a_threshold_chosen_on_the_first_photos_is_tested_on_the_others():
     assert check["counterfeit_accepted"] == 1 and check["genuine_accepted"] == 1_999
     assert 1e-5 < check["upper_bound"] < 5e-4 and 0 < check["estimated"] < 1e-3
     assert threshold_check({"scores": {"genuine": [0.9], "counterfeit": [0.4, None, 0.5]}}) is None
+
+
+def test_normalisation_rules_score_a_query_from_its_best_labels():
+    from trainer.harness.bench import normalisation
+
+    scores = normalisation.rule_scores(np.array([0.9, 0.5, 0.4, 0.3]))
+    assert scores["best"] == 0.9 and np.isclose(scores["margin"], 0.4)
+    assert np.isclose(scores["cohort"], 0.5 / np.std([0.5, 0.4, 0.3]))
+    rng = np.random.default_rng(5)
+    genuine = {"best": rng.normal(0.9, 0.02, 3_000), "margin": rng.normal(0.3, 0.1, 3_000),
+               "cohort": rng.normal(8, 1, 3_000)}
+    counterfeit = {"best": rng.normal(0.5, 0.05, 20_000), "margin": rng.normal(0.05, 0.05, 20_000),
+                   "cohort": rng.normal(3, 1, 20_000)}
+    rules = normalisation.compare(genuine, counterfeit)
+    assert [a["genuine_share"] for a in rules["best"]["at"]] == [1.0, 0.999]
+    best, margin = rules["best"]["at"], rules["margin"]["at"]
+    assert best[0]["counterfeits_over"] == 0 and best[0]["tail_estimate"] < 1e-5  # 5 SDs apart
+    assert margin[0]["counterfeits_over"] > margin[1]["counterfeits_over"] > 0  # 2.5 SDs: overlapping
+    assert rules["best"]["gap_in_counterfeit_sd"] > 0 > rules["margin"]["gap_in_counterfeit_sd"]
+    assert margin[1]["threshold"] > margin[0]["threshold"]  # turning 0.1% of genuine away raises the bar

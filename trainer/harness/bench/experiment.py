@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer.enroll import DEFAULT_BUDGET_MB
 from trainer.harness import paper
-from trainer.harness.bench import database, keypoints, queries, whole
+from trainer.harness.bench import database, keypoints, normalisation, queries, whole
 from trainer.harness.bench.plan import BenchPlan
 
 
@@ -130,7 +130,8 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
 
 def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
     """The whole experiment; returns the results (see `report` for how they are shown). A part
-    sized 0 (unclassified, whole_queries, keypoint_gallery, second_stage) is left out: None."""
+    sized 0 (unclassified, whole_queries, keypoint_gallery, second_stage, normalisation) is left out:
+    None."""
     import faiss
 
     from edge_app.bundle_format import Manifest
@@ -161,6 +162,9 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
     t = time.perf_counter()
     with_classes = queries.verify_photos(classified, everything, "verify, with classification")
     steps["verify_classified_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rules = normalisation.run(classified, photos, plan.normalisation, plan.augmented) if plan.normalisation else None
+    steps["normalisation_s"] = time.perf_counter() - t
     unclassified = Verifier(db, classify=False, num_threads=2)
     subset = [p for kind in queries.KINDS for p in photos[kind][:plan.unclassified]]
     t = time.perf_counter()
@@ -217,6 +221,7 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         "whole_index": one_index,
         "keypoint_baseline": baseline,
         "second_stage": stage,
+        "normalisation": rules,
         "steps": {k: round(v, 1) for k, v in steps.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
                     "faiss": faiss.__version__, "threads": 2, "load_average_end": os.getloadavg()},

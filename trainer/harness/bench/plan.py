@@ -26,6 +26,7 @@ class BenchPlan:
     keypoint_queries: int = 200  # of each kind, for the exhaustive baseline
     second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)
     whole_queries: int = 2_000  # genuine photos searched in the whole database as one index
+    normalisation: int = paper.QUERIES  # genuine and counterfeit photos scored by the normalisation rules
     top_k: int = 5
     workers: int = 2
     seed: int = 0
@@ -47,7 +48,7 @@ class BenchPlan:
         """A few minutes end to end: the same steps at tens of thousands of vectors."""
         sizes = dict(labels=240, vectors=50_000, genuine=500, counterfeit=500, clones=50, unclassified=500,
                      keypoint_gallery=60, keypoint_queries=60, second_stage=200,
-                     whole_queries=300)
+                     whole_queries=300, normalisation=500)
         return cls(**{**sizes, **overrides})
 
     @property

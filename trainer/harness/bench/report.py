@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.harness import paper
+from trainer.harness.bench import normalisation
 
 QUERY_FAR_GOAL = 1e-5  # the counterfeit acceptance a query the project aims for (99.999% rejected)
 
@@ -83,6 +84,8 @@ def tables(result: dict) -> str:
         lines += ["", *_keypoints(result)]
     if result["second_stage"]:
         lines += ["", *_second_stage(result["second_stage"])]
+    if result["normalisation"]:
+        lines += ["", *normalisation.table(result["normalisation"])]
     steps = ", ".join(f"{k} {v}" for k, v in result["steps"].items())
     lines.append(f"\nSteps: {steps}; whole run {result['seconds'] / 60:.1f} min.")
     return "\n".join(lines)
