@@ -46,7 +46,7 @@ class TrainConfig:
     # trains only the pattern head (new glyphs on a film the fingerprint already tells apart)
     train_only: str = ""
     val_frac: float = 0.05  # share of labels held out for validation (by label id hash)
-    max_labels: int = 0  # train on at most this many labels (0: all)
+    max_labels: int = 0  # train on at most this many labels, spread evenly over the data (0: all)
     backbone: str = "mobile_s"
     preprocess: dict = field(default_factory=lambda: Preprocess().to_dict())
     embedding_dim: int = 512
@@ -174,6 +174,14 @@ def lr_at(config: TrainConfig, step: int) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def spread(label_ids: list[str], count: int) -> list[str]:
+    """At most `count` of the (sorted) label ids, evenly spaced: every batch, and so every film
+    texture, keeps its share, where the first `count` would be the first batches only."""
+    if len(label_ids) <= count:
+        return list(label_ids)
+    return [label_ids[i] for i in np.linspace(0, len(label_ids) - 1, count).round().astype(int)]
 
 
 def embed(model, inputs: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -335,7 +343,7 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
     dataset.pattern_set.save(out_dir / PATTERN_SET_FILE)  # the run's classes, for export
     train_ids = dataset.labels("train", config.val_frac)
     if config.max_labels:
-        train_ids = train_ids[:config.max_labels]
+        train_ids = spread(train_ids, config.max_labels)
     val_ids = dataset.labels("val", config.val_frac)
     if len(train_ids) < 2 or len(val_ids) < 2:
         raise PufError(f"need at least 2 training and 2 validation labels, have "

@@ -50,3 +50,14 @@ def test_more_patterns_asked_than_there_are_takes_them_all():
 def test_a_grouping_without_patterns_or_captures_is_refused(grouping):
     with pytest.raises(PufError, match="grouped batch"):
         next(grouped_batches(_crops([2, 2], [0, 1]), 4, grouping, np.random.default_rng(0)))
+
+
+def test_a_label_limit_takes_labels_from_every_batch():
+    from trainer.train import spread
+
+    ids = [f"B{batch}-{field:02d}-{slot:02d}" for batch in range(1, 5) for field in range(10) for slot in range(12)]
+    chosen = spread(ids, 40)
+    assert len(set(chosen)) == 40 and chosen == sorted(chosen)
+    assert {label.split("-")[0] for label in chosen} == {"B1", "B2", "B3", "B4"}
+    assert [sum(label.startswith(f"B{b}-") for label in chosen) for b in range(1, 5)] == [10, 10, 10, 10]
+    assert spread(ids[:7], 40) == ids[:7]

@@ -199,7 +199,7 @@ def threshold_check(result: dict) -> dict | None:
     return {"chosen_on": chosen_on, "threshold": float(threshold), "method": method,
             "counterfeit_photos": len(counterfeit), "counterfeit_readable": len(tested),
             "counterfeit_accepted": accepted, "upper_bound": rate_bounds(accepted, len(tested))[1],
-            "estimated": float(test.pair_far(threshold)), "tail": test.to_dict(),
+            "estimated": float(test.pair_far(threshold)), "chosen_tail": choose.to_dict(), "tail": test.to_dict(),
             "genuine_from": genuine_from, "genuine_photos": len(genuine), "genuine_readable": len(tested_genuine),
             "genuine_accepted": int((tested_genuine >= threshold).sum())}
 
