@@ -8,8 +8,11 @@ counterfeit photo's best score over its pattern's shard at 4,155,600 enrolled. A
 report does (`trainer.harness.bench.report.threshold_check`), the tail of the first half of
 the counterfeit photos gives the threshold for 1e-5 a query, and the second half, which the
 choice never saw, checks it; the check is recorded beside the threshold. The tool refuses a
-run of another model, and a threshold the second half does not confirm (its own tail estimate
-above the goal, or genuine photos accepted below 99.9% of the readable ones).
+run of another model, and a threshold the second half does not confirm: genuine photos
+accepted below 99.9% of the readable ones, or the second half's own tail estimate above the
+goal by more than the tail method's own error (`TAIL_ERROR`: on scores of known distributions,
+the true rate at a threshold it sets lay within 0.06-2.9 times the target; `trainer/tail.py`).
+A second half drawn like the first estimates about the goal, above or below it by chance.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 GENUINE_GOAL = 0.999  # genuine photos accepted, of the readable ones
+TAIL_ERROR = 3.0  # how far a tail estimate may lie from the truth (see the module)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +57,10 @@ def calibrate(argv: list[str] | None) -> int:
     if check is None:
         raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
     genuine_share = check["genuine_accepted"] / max(check["genuine_readable"], 1)
-    if check["estimated"] > QUERY_FAR_GOAL or genuine_share < GENUINE_GOAL:
+    if check["estimated"] > TAIL_ERROR * QUERY_FAR_GOAL or genuine_share < GENUINE_GOAL:
         raise PufError(f"the photos after the first half do not confirm {check['threshold']:.4f}: tail estimate "
-                       f"{check['estimated']:.1e} a query (goal {QUERY_FAR_GOAL:g}), genuine accepted "
+                       f"{check['estimated']:.1e} a query (goal {QUERY_FAR_GOAL:g}, within the tail's own error "
+                       f"{TAIL_ERROR:g}x), genuine accepted "
                        f"{100 * genuine_share:.2f}% (goal {100 * GENUINE_GOAL:g}%)")
     db = result["database"]
     before = manifest.decision

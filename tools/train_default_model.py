@@ -18,6 +18,11 @@
    tail, the score a counterfeit's best match over the paper's shard of 945 labels clears
    with chance 1e-5 (`trainer.model_accuracy.at_scale`)             -> manifest decision
 9. the model card                                                   -> models/default.md
+10. (a separate run, about an hour) the threshold for the paper's database, where every label
+   is enrolled in 100 augmented copies: `puf bench --genuine 10000 --counterfeit 60000
+   --unclassified 0 --keypoint-gallery 0 --second-stage 0 --whole-queries 0 --normalisation
+   20000`, then `python tools/threshold_from_bench.py bench_out/bench.json` (chosen on the
+   first 30,000 counterfeit photos, checked on the other 30,000), and step 9 again
 
 Every step resumes: run the command again after a stop and it continues where it was.
 `--init BUNDLE_OR_RUN` starts stage 2 from that model instead of training stage 1.
@@ -337,6 +342,13 @@ def measured_sections(bundle: Path, results: dict) -> list[str]:
               f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
               f"at {decision.labels_per_shard} labels a shard ({decision.extra['calibrated_on']}). A factory "
               "re-calibrates it on its own re-captures and shard sizes with `puf evaluate --query-far`.", ""]
+    check = decision.extra.get("checked_on")
+    if check:
+        lines += [f"Checked on photos never used to choose it ({check['photos']}): {check['counterfeit_accepted']} "
+                  f"of {check['counterfeit_readable']:,} readable counterfeit photos accepted (95% upper bound "
+                  f"{check['upper_bound']:.1e}; their own tail estimates {check['estimated']:.1e} a query), "
+                  f"{check['genuine_accepted']:,} of {check['genuine_readable']:,} readable genuine photos accepted.",
+                  ""]
     return lines
 
 

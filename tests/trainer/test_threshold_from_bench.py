@@ -1,0 +1,59 @@
+"""tools/threshold_from_bench.py: a bench run sets the shipped bundle's threshold, and only a run
+of that very model whose second half confirms it."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("threshold_from_bench", ROOT / "tools" / "threshold_from_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, **model) -> Path:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    rng = np.random.default_rng(6)
+    counterfeit = np.concatenate([rng.normal(0.5, 0.05, 20_000), rng.normal(second_half_mean, 0.05, 20_000)])
+    result = {"model": {"name": manifest["model"]["name"], "version": manifest["model"]["version"]} | model,
+              "database": {"vectors": 4_155_600, "labels": 41_556, "shards": 44}, "plan": {"augmented": 100},
+              "scores": {"genuine": rng.normal(0.95, 0.01, 4_000).tolist(), "counterfeit": counterfeit.tolist()}}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(result))
+    return path
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(ROOT / "models" / "default", copy)
+    return copy
+
+
+def test_a_confirmed_bench_threshold_is_written_with_its_check(tool, bundle, tmp_path):
+    assert tool.main([str(_bench(bundle, tmp_path)), "--bundle", str(bundle)]) == 0
+    decision = json.loads((bundle / "manifest.json").read_text())["decision"]
+    assert 0.5 + 4 * 0.05 < decision["threshold"] < 0.95 and decision["calibrated"] is True
+    assert decision["query_far"] == 1e-5 and decision["labels_per_shard"] == 944
+    assert decision["checked_on"]["counterfeit_accepted"] == 0 and decision["checked_on"]["genuine_accepted"] == 2_000
+    # the second half is drawn like the first: its estimate lies near the goal, on either side
+    assert 1e-6 < decision["checked_on"]["estimated"] <= 3e-5 and "0-19,999" in decision["calibrated_on"]
+
+
+def test_a_run_of_another_model_or_an_unconfirmed_threshold_is_refused(tool, bundle, tmp_path, capsys):
+    before = (bundle / "manifest.json").read_bytes()
+    assert tool.main([str(_bench(bundle, tmp_path, version="another")), "--bundle", str(bundle)]) == 2
+    assert "not this bundle's model" in capsys.readouterr().err
+    # the photos after the first half score higher than the first half's tail allows
+    assert tool.main([str(_bench(bundle, tmp_path, second_half_mean=0.6)), "--bundle", str(bundle)]) == 2
+    assert "do not confirm" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
