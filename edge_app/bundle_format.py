@@ -389,8 +389,9 @@ class Manifest(_Part):
 
     def write(self, folder: Path) -> None:
         """Write FOLDER/manifest.json (UTF-8; the signature covers `edge_app.signing.canonical_bytes`)."""
-        (Path(folder) / MANIFEST).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False),
-                                             encoding="utf-8")
+        from edge_app.folder_swap import write_atomic
+
+        write_atomic(Path(folder) / MANIFEST, json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
 
     # ---- what readers ask -----------------------------------------------------------------
     @property

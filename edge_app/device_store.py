@@ -31,12 +31,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from edge_app.errors import PufError
-from edge_app.folder_swap import repair, swap_in, sync_dir
+from edge_app.folder_swap import repair, swap_in, sync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +219,7 @@ class DeviceStore:
             text = json.dumps(copy.deepcopy(settings), indent=1, sort_keys=True)
         except (TypeError, ValueError) as error:
             raise PufError(f"the settings cannot be saved: {error}") from None
-        _write_atomic(self.home / SETTINGS, text)
+        write_atomic(self.home / SETTINGS, text)
 
 
 def _copy_tree(source: Path, target: Path, progress: Callable[[int, int], None] | None = None) -> None:
@@ -256,18 +255,3 @@ def _copy_tree(source: Path, target: Path, progress: Callable[[int, int], None] 
         sync_dir(folder)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        sync_dir(path.parent)
-    except OSError as error:
-        raise PufError(f"cannot save {path}: {error.strerror or error}") from None

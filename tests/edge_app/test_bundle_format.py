@@ -78,3 +78,31 @@ def test_a_shard_entry_naming_thumbnails_of_the_wrong_kind_or_an_unsigned_file_i
     data["shards"]["classes"][pattern]["thumbnails"] = "../../etc/passwd"
     with pytest.raises(PufError, match="not one of the bundle's signed files"):
         Manifest.from_dict(data).check_named_files()
+
+
+
+def test_a_manifest_write_cut_short_leaves_the_old_manifest_whole(tmp_path, monkeypatch):
+    """A write is made beside the manifest and renamed over it: cut off before the rename (a
+    kill, a full disk), the old manifest is still there, whole, and no half-written file is."""
+    import os
+
+    from edge_app import folder_swap
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(ROOT / "models" / "default", folder)
+    before = (folder / MANIFEST).read_bytes()
+    manifest = Manifest.read(folder)
+    manifest.decision.threshold = 0.5
+
+    def cut(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(folder_swap.os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        manifest.write(folder)
+    assert (folder / MANIFEST).read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (ROOT / "models" / "default").iterdir())
+    monkeypatch.undo()
+    manifest.write(folder)
+    assert Manifest.read(folder).decision.threshold == 0.5
+    assert os.stat(folder / MANIFEST).st_mode & 0o044  # readable by others, as the files beside it
