@@ -22,7 +22,6 @@ import json
 import sys
 from pathlib import Path
 
-GENUINE_GOAL = 0.999  # genuine photos accepted, of the readable ones
 TAIL_ERROR = 3.0  # how far a tail estimate may lie from the truth (see the module)
 
 
@@ -44,8 +43,8 @@ def calibrate(argv: list[str] | None) -> int:
 
     from edge_app.bundle_format import Decision, Manifest
     from edge_app.errors import PufError
-    from trainer.harness.bench.report import QUERY_FAR_GOAL, threshold_check
-    from trainer.metrics import device_threshold
+    from trainer.harness.bench.report import threshold_check
+    from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL, device_threshold
 
     result = json.loads(args.bench_json.read_text())
     manifest = Manifest.read(args.bundle)
