@@ -6,7 +6,8 @@
 Builds a Debian 13 (trixie) arm64 root with debootstrap once (reused on the next run), installs
 the device extra from this checkout with the root's own Python (a venv inside the root; pip
 fetches the aarch64 wheels from PyPI), runs `puf verify --json` there on the committed photos of
-tests/data/arm64 against its signed bundle, runs the same verify here, prints both side by side
+tests/data/arm64 against its signed bundle (a RuntimeWarning there is an error: a Pi owner's log
+must stay clean), runs the same verify here, prints both side by side
 and exits 1 when a verdict, label or pattern differs, or a score by more than --tolerance (0.01).
 
 Emulation: the kernel's binfmt_misc runs aarch64 programs through qemu-aarch64-static (the F
@@ -97,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     photos = sorted((CHECKOUT / DATA / "photos").glob("*.jpg"))
     clock = time.monotonic()
-    arm = verify(run_in_root(root, mode, [f"{VENV}/bin/puf", *verify_args(Path(SRC), photos)], codes=(0, 1, 3)))
+    # warnings as errors: a Pi owner's log must stay clean (a RuntimeWarning then fails the check)
+    arm_verify = [f"{VENV}/bin/python", "-W", "error::RuntimeWarning", "-m", "edge_app.cli",
+                  *verify_args(Path(SRC), photos)]
+    arm = verify(run_in_root(root, mode, arm_verify, codes=(0, 1, 3)))
     stages["puf verify, arm64 (emulated)"] = time.monotonic() - clock
     clock = time.monotonic()
     x86 = verify(run([args.x86_python, "-m", "edge_app.cli", *verify_args(CHECKOUT, photos)], codes=(0, 1, 3),
