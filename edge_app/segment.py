@@ -325,7 +325,12 @@ def _crops(source: np.ndarray, scale: float, corners: np.ndarray, size: int) -> 
     square = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
     to_source = np.stack([cv2.getPerspectiveTransform(square, ((c + 0.5) / scale - 0.5).astype(np.float32))
                           for c in corners]).astype(np.float32)
-    points = to_source @ _crop_grid(size)  # (n, 3, size * size)
+    # OpenBLAS's aarch64 sgemm leaves stale floating-point flags, so numpy reports divide by zero,
+    # overflow and invalid value "in matmul" for these finite transforms (entries ~1e2, w >= 0.9 on
+    # the committed arm64 photos; numpy issues 28687, 29820). Only the BLAS call is hushed: the
+    # division below still warns if a transform is ever degenerate.
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        points = to_source @ _crop_grid(size)  # (n, 3, size * size)
     map_x = (points[:, 0] / points[:, 2]).reshape(-1, size)
     map_y = (points[:, 1] / points[:, 2]).reshape(-1, size)
     fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
