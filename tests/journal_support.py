@@ -11,7 +11,7 @@ from edge_app.verify import Verdict
 def verdict(i: int) -> Verdict:
     """The i-th of a deterministic series of verdicts."""
     kind = ("genuine", "counterfeit", "unreadable")[i % 3]
-    return Verdict(kind, f"V1-0000-{i:05d}" if kind == "genuine" else None,
+    return Verdict(kind, f"V1-{i // 100:04d}-{i % 100:02d}" if kind == "genuine" else None,
                    None if kind == "unreadable" else round(0.5 + (i % 50) / 100, 4), 0.62,
                    None if kind == "unreadable" else f"p{i % 7}", 0.97, {"segment": 1.5, "model": 2.0, "total": 4.25},
                    f"reason {i}", f"shot_{i}.png#0")
