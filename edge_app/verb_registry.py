@@ -123,16 +123,16 @@ def run(args: argparse.Namespace) -> int:
 def _sync_files(paths: list[Path]) -> list[Path]:
     from edge_app.errors import PufError
 
-    files = []
+    files: dict[Path, None] = {}  # each file once, in the order given
     for path in paths:
         if path.is_dir():
             found = sorted(path.glob("puf-journal-*.json"))
             if not found:
                 raise PufError(f"no journal sync files (puf-journal-*.json) in {path}")
-            files += found
+            files.update(dict.fromkeys(found))
         else:
-            files.append(path)
-    return files
+            files[path] = None
+    return list(files)
 
 
 def _place(text: str) -> tuple[float, float]:
