@@ -242,3 +242,19 @@ def test_journal_export_to_a_folder_that_is_not_there_writes_nothing(tmp_path, c
     assert puf("journal", "export", media / "checks.csv") == 0  # a CSV file, as asked
     assert (media / "checks.csv").read_text().startswith("id,time,verdict")
     assert "signed JSON sync files" in journal_verb.summary and "CSV for sync" not in journal_verb.summary
+
+
+def test_a_central_registry_of_schema_1_gains_the_device_keys_table(url, tmp_path):
+    CentralRegistry(url).close()
+    engine = sa.create_engine(url)
+    meta = TABLES.tables["meta"]
+    with engine.begin() as db:  # as the central registry was before device keys
+        TABLES.tables["device_keys"].drop(db)
+        db.execute(meta.update().where(meta.c.key == "central_schema").values(value="1"))
+    with CentralRegistry(url) as central:
+        journal = journal_of(tmp_path / "d", [L1])
+        register(central, journal)
+        assert central.import_journal(export(journal, tmp_path / "usb")) == (1, 0)
+    with engine.connect() as db:
+        assert db.execute(sa.select(meta.c.value).where(meta.c.key == "central_schema")).scalar() == "2"
+    engine.dispose()
