@@ -35,7 +35,7 @@ from edge_app import registry
 from edge_app.errors import PufError
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
 from edge_app.journal_sync import VERDICTS, SyncFile, check_device_id, check_signed, read_sync_file
-from edge_app.signing import key_id, load_public_key, raw_public_bytes
+from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
 CENTRAL_SCHEMA_VERSION = 2  # 2: device_keys
 MIRRORED = ("batches", "fields", "labels", "rejections")  # the factory's tables, as segment writes them
@@ -225,17 +225,19 @@ class CentralRegistry:
         check_device_id(device_id, "a device id")
         key = load_public_key(public_key)
         new = key_id(raw_public_bytes(key))
-        from cryptography.hazmat.primitives import serialization
-
-        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         devices, keys = TABLES.tables["devices"], TABLES.tables["device_keys"]
         with self._transaction(f"registering the device {device_id}") as db:
             held = db.execute(sa.select(keys.c.key_id).where(keys.c.device_id == device_id)).scalar()
+            owner = db.execute(sa.select(keys.c.device_id).where(keys.c.key_id == new,
+                                                                 keys.c.device_id != device_id)).scalar()
+            if owner is not None:
+                raise PufError(f"the key {new} ({public_key}) is registered for the device {owner}: each device "
+                               "has a key of its own (puf journal identity on the device names its key file)")
             if held is not None and held != new and not replace:
                 raise PufError(f"the device {device_id} is registered with key {held}, not {new} ({public_key}); "
                                "give --replace if the device was given a new key (its files signed by the old "
                                "one are then refused)")
-            row = {"key_id": new, "public_key": pem, "registered": time.time()}
+            row = {"key_id": new, "public_key": public_pem(key).decode("ascii"), "registered": time.time()}
             if held is None:
                 if db.execute(sa.select(devices.c.device_id).where(devices.c.device_id == device_id)).first() is None:
                     db.execute(devices.insert(), {"device_id": device_id})

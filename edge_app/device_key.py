@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from edge_app.errors import PufError, require_module
-from edge_app.signing import key_id, load_private_key, raw_public_bytes
+from edge_app.signing import key_id, load_private_key, public_pem, raw_public_bytes
 
 
 def key_paths(journal_path: Path) -> tuple[Path, Path]:
@@ -38,7 +38,7 @@ def device_key(journal_path: Path):
         raise PufError(f"permissions {mode:04o} for the device key {private_path} are too open: others could sign "
                        f"journals as this device; chmod 600 {private_path}")
     key = load_private_key(private_path)
-    public = _public_pem(key)
+    public = public_pem(key.public_key())
     try:
         if not public_path.is_file() or public_path.read_bytes() != public:
             _write_new(public_path, public, 0o644, replace=True)
@@ -63,13 +63,6 @@ def _make(private_path: Path) -> None:
         pass  # another process made it first: that key is the device's
     except OSError as error:
         raise PufError(f"cannot make the device key {private_path}: {error.strerror or error}") from None
-
-
-def _public_pem(private_key) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return private_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _write_new(path: Path, data: bytes, mode: int, replace: bool) -> None:

@@ -166,6 +166,7 @@ def _parse(data: object) -> SyncFile:
     if len(rows) > ROWS_PER_FILE:
         raise PufError(f"{len(rows)} entries, more than the {ROWS_PER_FILE} a sync file holds")
     entries = []
+    ids = set()
     for i, row in enumerate(rows):
         try:
             entry = _entry(row)
@@ -173,6 +174,9 @@ def _parse(data: object) -> SyncFile:
             raise PufError(f"entry {i}: {error}") from None
         if entry.device_id != device_id:
             raise PufError(f"entry {i} is of device {entry.device_id!r}, the file of {device_id!r}")
+        if entry.id in ids:
+            raise PufError(f"entry {i} repeats the id {entry.id}")
+        ids.add(entry.id)
         entries.append(entry)
     return SyncFile(device_id, entries, data)
 

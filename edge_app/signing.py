@@ -111,6 +111,13 @@ def raw_public_bytes(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def public_pem(public_key) -> bytes:
+    """The public key as a ``.pub`` file holds it (PEM, SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def load_trusted_keys(folder: Path | None = None) -> dict:
     """Key id -> Ed25519 public key, for every ``*.pub`` file in `folder`."""
     folder = Path(folder) if folder is not None else default_trusted_keys_dir()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,25 +14,17 @@ import sqlalchemy as sa
 
 from edge_app import verb_registry
 from edge_app.central import TABLES, CentralRegistry
-from edge_app.device_key import device_key, key_paths
+from edge_app.device_key import key_paths
 from edge_app.errors import PufError
-from edge_app.journal import TIME_FORMAT, Journal
+from edge_app.journal import Journal
 from edge_app.journal_sync import export_new
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
 from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
-from edge_app.verify import Verdict
+from tests.journal_support import check, register, set_time
 
 BERLIN, BERLIN_EAST, MUNICH = (52.52, 13.40), (52.51, 13.45), (48.14, 11.58)
 L1, L2, L3, L9 = (f"L{n}-0000-00" for n in (1, 2, 3, 9))  # label ids, as a layout writes them
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request, tmp_path):
-    """The central registry's URL: the real PostgreSQL server, and SQLite through the same code."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'central.sqlite'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def factory(path, batch_id: str, fields: int = 2) -> None:
@@ -117,30 +108,12 @@ def test_a_bad_url_or_an_unreachable_server_is_a_clear_error():
         CentralRegistry("postgresql+psycopg://puf:secret@127.0.0.1:1/x")
 
 
-def check(label: str | None, kind: str = "genuine") -> Verdict:
-    return Verdict(kind, label, 0.9 if label else 0.1, 0.6, "p0", 0.99, {"total": 3.0}, "", "shot.png#0")
-
-
 def device(tmp_path, name: str, labels: list[str]) -> Journal:
     journal = Journal(tmp_path / f"{name}.sqlite")
     for label in labels:
         journal.record(check(label), None, "1-ab")
     journal.record(check(None, "counterfeit"), None, "1-ab")
     return journal
-
-
-def register(central: CentralRegistry, journal: Journal) -> None:
-    """Register the device's public key (made on its first export, or now)."""
-    device_key(journal.path)
-    central.add_device(journal.device_id, key_paths(journal.path)[1])
-
-
-def set_time(journal: Journal, entry_id: int, when: datetime) -> None:
-    """A check's time as the device recorded it (in its journal, before the export signs it)."""
-    db = sqlite3.connect(journal.path)
-    with db:
-        db.execute("UPDATE verifications SET time = ? WHERE id = ?", (when.strftime(TIME_FORMAT), entry_id))
-    db.close()
 
 
 def test_journals_come_home_once_and_raise_clone_alerts(url, tmp_path):

@@ -25,18 +25,10 @@ from edge_app.journal import Journal
 from edge_app.journal_sync import SYNCED_TO, export_new
 from edge_app.signing import signature_for
 from edge_app.verb_journal import verb as journal_verb
-from tests.edge_app.test_central import check, register, set_time
+from tests.journal_support import check, register, set_time
 
 ROOT = Path(__file__).resolve().parents[2]
 L1, L2, L3 = "L1-0000-00", "L1-0000-01", "L1-0000-02"
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request, tmp_path):
-    """The central registry's URL: the real PostgreSQL server, and SQLite through the same code."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'central.sqlite'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def journal_of(folder: Path, labels: list[str]) -> Journal:
@@ -195,6 +187,8 @@ def test_a_device_key_is_made_once_private_and_a_new_key_needs_replace(url, tmp_
             central.import_journal(first)  # the old key's files: refused from now on
     assert puf("registry", "add-device", "dev/../x", public, "--central", url) == 2
     assert "a device id must be 1-64 letters" in capsys.readouterr().err
+    assert puf("registry", "add-device", "dev-other", public, "--central", url) == 2  # one key, one device
+    assert f"is registered for the device {identity['device_id']}" in capsys.readouterr().err
 
 
 def test_an_unregistered_device_pushing_online_is_refused_and_its_mark_stays(url, tmp_path, capsys, monkeypatch):

@@ -120,6 +120,7 @@ def _with(index, value):
     (_with(5, None), {}, "threshold must be a finite number"),
     (_with(11, "dev-2"), {}, "entry 0 is of device 'dev-2'"),
     ([GOOD] * (ROWS_PER_FILE + 1), {}, "more than the 50000"),
+    ([GOOD, GOOD], {}, "entry 1 repeats the id 1"),
     # text that is not UTF-8 (a lone surrogate), NULs, and ids outside their grammar
     (_with(7, "bad \ud800 reason"), {}, "entry 0: reason is not valid text \\(a lone surrogate"),
     (_with(3, "B1-0000-\udc00"), {}, "entry 0: label_id is not valid text"),
