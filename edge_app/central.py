@@ -127,7 +127,7 @@ class CentralRegistry:
                 wanted = {"schema": str(registry.SCHEMA_VERSION), "central_schema": str(CENTRAL_SCHEMA_VERSION)}
                 if not held:
                     db.execute(meta.insert(), [{"key": k, "value": v} for k, v in wanted.items()])
-                elif {**held, "central_schema": "2"} == wanted and held["central_schema"] == "1":
+                elif held == {**wanted, "central_schema": "1"}:
                     # 1 -> 2: only the device_keys table is new, and create_all made it above
                     db.execute(meta.update().where(meta.c.key == "central_schema").values(value="2"))
                 elif {k: held.get(k) for k in wanted} != wanted:
@@ -258,21 +258,9 @@ class CentralRegistry:
         with self._transaction(f"importing {len(paths)} journal sync files") as db:
             for path in paths:
                 synced = read_sync_file(path)
-                check_signed(synced, self._device_key(db, synced.device_id, path), path)
+                check_signed(synced, _registered_key(db, synced.device_id, path), path)
                 counts.append(_keep(db, synced))
         return counts
-
-    def _device_key(self, db: sa.Connection, device_id: str, path: Path):
-        """The public key registered for `device_id`; a PufError when there is none."""
-        from cryptography.hazmat.primitives import serialization
-
-        keys = TABLES.tables["device_keys"]
-        pem = db.execute(sa.select(keys.c.public_key).where(keys.c.device_id == device_id)).scalar()
-        if pem is None:
-            raise PufError(f"{path} is from the device {device_id}, whose key is not registered: refused, nothing "
-                           f"imported. Register it once (puf journal identity, on the device, names both): "
-                           f"puf registry add-device {device_id} KEY.pub")
-        return serialization.load_pem_public_key(pem.encode("ascii"))
 
     # ---- clone alerts -----------------------------------------------------------------
     def alerts(self, window_hours: float = 24.0, min_km: float = 50.0, max_checks: int = 20) -> list[CloneAlert]:
@@ -294,6 +282,19 @@ class CentralRegistry:
         alerts = _two_places(seen, places, window_hours * 3600, min_km)
         alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
         return alerts
+
+
+def _registered_key(db: sa.Connection, device_id: str, path: Path):
+    """The public key registered for `device_id`; a PufError when there is none."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = TABLES.tables["device_keys"]
+    pem = db.execute(sa.select(keys.c.public_key).where(keys.c.device_id == device_id)).scalar()
+    if pem is None:
+        raise PufError(f"{path} is from the device {device_id}, whose key is not registered: refused, nothing "
+                       f"imported. Register it once (puf journal identity, on the device, names both): "
+                       f"puf registry add-device {device_id} KEY.pub")
+    return serialization.load_pem_public_key(pem.encode("ascii"))
 
 
 def _keep(db: sa.Connection, synced: SyncFile) -> tuple[int, int]:

@@ -155,9 +155,10 @@ def _alert_text(alert) -> str:
 
 verb = Verb(
     "registry",
-    "The central registry of a brand's factories and devices: push a factory's batches, import "
-    "device journals, see clone alerts.",
+    "The central registry of a brand's factories and devices: push a factory's batches, register "
+    "devices' keys, import their signed journals, see clone alerts.",
     "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
+    "  puf registry add-device dev-3f2a9c1e journal.pub   # once a device: the key its journals are signed with\n"
     "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
     "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
     "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",
