@@ -5,14 +5,17 @@ factories pushes each factory's registry into one central database, PostgreSQL i
 (any SQLAlchemy URL of PostgreSQL or SQLite works: the same code speaks both). The factory
 tables are not defined twice: they are read (SQLAlchemy reflection) from the schema
 `edge_app.registry` writes, so the central copy has the same columns, keys and checks;
-only what is central alone is defined here: which factory a batch came from, the devices,
-and the checks they sent home (`edge_app.journal_sync`).
+only what is central alone is defined here: which factory a batch came from, the devices
+and their public keys, and the checks they sent home (`edge_app.journal_sync`).
 
 A push mirrors each batch in one transaction: rows the central copy lacks are inserted, rows
 that differ are updated, rows the factory no longer has are removed, and the rest is left
 alone, so pushing again changes nothing. Batch ids must be unique across the brand: a batch
 id another factory pushed first is refused. Importing a journal keeps each check once (by
-device and entry id), so a stick imported twice changes nothing.
+device and entry id), so a stick imported twice changes nothing. A device's public key is
+registered once (`add_device`); an import takes only files signed by the key registered for
+the device they claim, so a forged file can never take the place of a real one, and takes
+all its files in one transaction: one bad file, and nothing of the import is kept.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import sqlalchemy as sa
 from edge_app import registry
 from edge_app.errors import PufError
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
-from edge_app.journal_sync import VERDICTS, read_sync_file
+from edge_app.journal_sync import VERDICTS, SyncFile, check_device_id, check_signed, read_sync_file
+from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
-CENTRAL_SCHEMA_VERSION = 1
+CENTRAL_SCHEMA_VERSION = 2  # 2: device_keys
 MIRRORED = ("batches", "fields", "labels", "rejections")  # the factory's tables, as segment writes them
 
 
@@ -65,6 +69,11 @@ def _metadata() -> sa.MetaData:
              sa.Column("name", sa.Text),
              sa.Column("lat", sa.Double),
              sa.Column("lon", sa.Double))
+    sa.Table("device_keys", metadata,  # the key a device signs its sync files with
+             sa.Column("device_id", sa.Text, sa.ForeignKey("devices.device_id"), primary_key=True),
+             sa.Column("key_id", sa.Text, nullable=False),
+             sa.Column("public_key", sa.Text, nullable=False),  # PEM
+             sa.Column("registered", sa.Double, nullable=False))
     sa.Table("verifications", metadata,
              sa.Column("device_id", sa.Text, sa.ForeignKey("devices.device_id"), primary_key=True),
              sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -88,10 +97,10 @@ TABLES = _metadata()
 class CloneAlert:
     kind: str  # "two_places": genuine on two devices within the window; "checked_often": over the threshold
     label_id: str
-    devices: tuple[str, ...]
+    devices: tuple[str, ...]  # two_places: in the order they checked the label
     checks: int  # the label's checks (two_places: the two that raised the alert)
-    first: str  # times, ISO 8601 UTC
-    last: str
+    first: str  # times, ISO 8601 UTC (two_places: devices[0]'s check)
+    last: str  # (two_places: devices[1]'s check)
     distance_km: float | None = None  # two_places: None when a device's place is not known
 
 
@@ -118,6 +127,9 @@ class CentralRegistry:
                 wanted = {"schema": str(registry.SCHEMA_VERSION), "central_schema": str(CENTRAL_SCHEMA_VERSION)}
                 if not held:
                     db.execute(meta.insert(), [{"key": k, "value": v} for k, v in wanted.items()])
+                elif held == {**wanted, "central_schema": "1"}:
+                    # 1 -> 2: only the device_keys table is new, and create_all made it above
+                    db.execute(meta.update().where(meta.c.key == "central_schema").values(value="2"))
                 elif {k: held.get(k) for k in wanted} != wanted:
                     raise PufError(f"the central registry {self.where} is of schema {held}; this puf writes {wanted}")
         except BaseException:
@@ -195,6 +207,7 @@ class CentralRegistry:
     def set_device(self, device_id: str, name: str | None = None, lat: float | None = None,
                    lon: float | None = None) -> None:
         """Record where a device works (for the distance between two checks of one label)."""
+        check_device_id(device_id, "a device id")
         if lat is not None and not (-90 <= lat <= 90 and -180 <= (lon or 0) <= 180):
             raise PufError(f"a place is a latitude in -90..90 and a longitude in -180..180, got {lat}, {lon}")
         devices = TABLES.tables["devices"]
@@ -203,22 +216,51 @@ class CentralRegistry:
             if db.execute(sa.update(devices).where(devices.c.device_id == device_id).values(values)).rowcount == 0:
                 db.execute(devices.insert(), {"device_id": device_id, **values})
 
+    def add_device(self, device_id: str, public_key: Path, replace: bool = False) -> tuple[str, str | None]:
+        """Register the public key a device signs its sync files with (`puf journal identity`
+        on the device names both); (its key id, the key id it replaces or held already, else
+        None). The same key again changes nothing; another key for a registered device is
+        refused unless `replace` (a device given a new key: files signed by the old one are
+        refused from then on)."""
+        check_device_id(device_id, "a device id")
+        key = load_public_key(public_key)
+        new = key_id(raw_public_bytes(key))
+        devices, keys = TABLES.tables["devices"], TABLES.tables["device_keys"]
+        with self._transaction(f"registering the device {device_id}") as db:
+            held = db.execute(sa.select(keys.c.key_id).where(keys.c.device_id == device_id)).scalar()
+            owner = db.execute(sa.select(keys.c.device_id).where(keys.c.key_id == new,
+                                                                 keys.c.device_id != device_id)).scalar()
+            if owner is not None:
+                raise PufError(f"the key {new} ({public_key}) is registered for the device {owner}: each device "
+                               "has a key of its own (puf journal identity on the device names its key file)")
+            if held is not None and held != new and not replace:
+                raise PufError(f"the device {device_id} is registered with key {held}, not {new} ({public_key}); "
+                               "give --replace if the device was given a new key (its files signed by the old "
+                               "one are then refused)")
+            row = {"key_id": new, "public_key": public_pem(key).decode("ascii"), "registered": time.time()}
+            if held is None:
+                if db.execute(sa.select(devices.c.device_id).where(devices.c.device_id == device_id)).first() is None:
+                    db.execute(devices.insert(), {"device_id": device_id})
+                db.execute(keys.insert(), {"device_id": device_id, **row})
+            elif held != new:
+                db.execute(keys.update().where(keys.c.device_id == device_id).values(row))
+        return new, held
+
     def import_journal(self, path: Path) -> tuple[int, int]:
-        """Keep the checks of a sync file not kept yet, in one transaction; (new, already here)."""
-        synced = read_sync_file(path)
-        devices, checks = TABLES.tables["devices"], TABLES.tables["verifications"]
-        with self._transaction(f"importing {path}") as db:
-            known = sa.select(devices.c.device_id).where(devices.c.device_id == synced.device_id)
-            if db.execute(known).first() is None:
-                db.execute(devices.insert(), {"device_id": synced.device_id})
-            ids = [entry.id for entry in synced.entries]
-            held = set(db.execute(sa.select(checks.c.id).where(
-                checks.c.device_id == synced.device_id, checks.c.id.between(min(ids, default=0), max(ids, default=0))
-            )).scalars())
-            new = [{c: getattr(entry, c) for c in CSV_COLUMNS} for entry in synced.entries if entry.id not in held]
-            if new:
-                db.execute(checks.insert(), new)
-        return len(new), len(synced.entries) - len(new)
+        """`import_journals` of one file; (new, already here)."""
+        return self.import_journals([path])[0]
+
+    def import_journals(self, paths: Sequence[Path]) -> list[tuple[int, int]]:
+        """Keep the checks of sync files not kept yet, all files in one transaction; (new,
+        already here) for each file. A file that is bad, or not signed by the key registered
+        for the device it claims, refuses the whole import: nothing of it is kept."""
+        counts = []
+        with self._transaction(f"importing {len(paths)} journal sync files") as db:
+            for path in paths:
+                synced = read_sync_file(path)
+                check_signed(synced, _registered_key(db, synced.device_id, path), path)
+                counts.append(_keep(db, synced))
+        return counts
 
     # ---- clone alerts -----------------------------------------------------------------
     def alerts(self, window_hours: float = 24.0, min_km: float = 50.0, max_checks: int = 20) -> list[CloneAlert]:
@@ -240,6 +282,32 @@ class CentralRegistry:
         alerts = _two_places(seen, places, window_hours * 3600, min_km)
         alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
         return alerts
+
+
+def _registered_key(db: sa.Connection, device_id: str, path: Path):
+    """The public key registered for `device_id`; a PufError when there is none."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = TABLES.tables["device_keys"]
+    pem = db.execute(sa.select(keys.c.public_key).where(keys.c.device_id == device_id)).scalar()
+    if pem is None:
+        raise PufError(f"{path} is from the device {device_id}, whose key is not registered: refused, nothing "
+                       f"imported. Register it once (puf journal identity, on the device, names both): "
+                       f"puf registry add-device {device_id} KEY.pub")
+    return serialization.load_pem_public_key(pem.encode("ascii"))
+
+
+def _keep(db: sa.Connection, synced: SyncFile) -> tuple[int, int]:
+    """Insert the checks of `synced` not held yet; (new, already here)."""
+    checks = TABLES.tables["verifications"]
+    ids = [entry.id for entry in synced.entries]
+    held = set(db.execute(sa.select(checks.c.id).where(
+        checks.c.device_id == synced.device_id, checks.c.id.between(min(ids, default=0), max(ids, default=0))
+    )).scalars())
+    new = [{c: getattr(entry, c) for c in CSV_COLUMNS} for entry in synced.entries if entry.id not in held]
+    if new:
+        db.execute(checks.insert(), new)
+    return len(new), len(synced.entries) - len(new)
 
 
 def _batch_rows(db: sa.Connection, table: sa.Table, batch_id: str) -> list[dict]:
@@ -268,8 +336,9 @@ def _mirror(db: sa.Connection, table: sa.Table, batch_id: str, rows: list[dict])
 
 def _two_places(seen: Sequence[Sequence[str]], places: dict, window_s: float, min_km: float) -> list[CloneAlert]:
     """For each label and pair of devices, the closest two genuine checks in time, if within
-    the window and far enough apart."""
-    closest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+    the window and far enough apart; the alert names the two devices in the order of their
+    checks, each with its own time (first, last)."""
+    closest: dict[tuple[str, str, str], tuple[float, tuple[str, str], tuple[str, str]]] = {}
     by_label: dict[str, list[tuple[datetime, str, str]]] = {}
     for label, device, when in seen:
         by_label.setdefault(label, []).append((datetime.strptime(when, TIME_FORMAT), device, when))
@@ -282,9 +351,9 @@ def _two_places(seen: Sequence[Sequence[str]], places: dict, window_s: float, mi
                 if d1 != d2:
                     key = (label, min(d1, d2), max(d1, d2))
                     if key not in closest or gap < closest[key][0]:
-                        closest[key] = (gap, s1, s2)
+                        closest[key] = (gap, (d1, s1), (d2, s2))
     alerts = []
-    for (label, d1, d2), (_, first, last) in sorted(closest.items()):
+    for (label, _, _), (_, (d1, first), (d2, last)) in sorted(closest.items()):
         km = _distance_km(places.get(d1), places.get(d2))
         if km is None or km >= min_km:
             alerts.append(CloneAlert("two_places", label, (d1, d2), 2, first, last, km))

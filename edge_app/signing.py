@@ -1,10 +1,13 @@
-"""Ed25519 signatures over a bundle manifest, checked against the keys a device trusts.
+"""Ed25519 signatures over a JSON document: a bundle manifest, checked against the keys a
+device trusts, and a device's journal sync file (`edge_app.journal_sync`), checked against
+the key the central registry holds for that device.
 
-The signature covers the manifest's *canonical bytes*: the manifest without its
+The signature covers the document's *canonical bytes*: the document without its
 ``"signature"`` entry, as JSON with sorted keys, no spaces and ASCII escapes (Python's
-float repr round-trips, so reading and re-serialising a manifest gives the same bytes).
+float repr round-trips, so reading and re-serialising a document gives the same bytes).
 The manifest lists the sha256 of every other file in the bundle, so one signature covers
-them all. The device only verifies; keys are made and used in `trainer.keys`.
+them all. The factory's keys are made and used in `trainer.keys`; a device's own key, which
+signs only its journals, in `edge_app.device_key`.
 
 Keys are files of the usual PEM encodings (``-----BEGIN PUBLIC KEY-----``, SubjectPublicKeyInfo;
 ``openssl pkey -pubout`` reads and writes them too). A device trusts the public keys in a
@@ -25,14 +28,34 @@ from edge_app.errors import PufError, require_module
 ALGORITHM = "ed25519"
 
 
-def canonical_bytes(manifest: dict) -> bytes:
-    """The bytes a signature covers: the manifest minus its "signature" entry."""
-    body = {key: value for key, value in manifest.items() if key != "signature"}
+def canonical_bytes(document: dict) -> bytes:
+    """The bytes a signature covers: the document (a manifest) minus its "signature" entry."""
+    body = {key: value for key, value in document.items() if key != "signature"}
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     except (ValueError, RecursionError) as error:
-        raise PufError(f"the manifest cannot be signed: {error}") from None
+        raise PufError(f"cannot be signed: {error}") from None
     return text.encode("ascii")
+
+
+def signature_for(document: dict, private_key) -> dict:
+    """The "signature" entry that signs `document` (its other entries) with `private_key`."""
+    value = private_key.sign(canonical_bytes(document))
+    return {"algorithm": ALGORITHM, "key_id": key_id(raw_public_bytes(private_key.public_key())),
+            "value": base64.b64encode(value).decode("ascii")}
+
+
+def signature_matches(document: dict, public_key) -> bool:
+    """Whether the document's "signature" entry is `public_key`'s signature of its other entries."""
+    from cryptography.exceptions import InvalidSignature
+
+    signature = document.get("signature")
+    try:
+        value = base64.b64decode(signature.get("value", ""), validate=True)  # type: ignore[union-attr]
+        public_key.verify(value, canonical_bytes(document))
+    except (InvalidSignature, ValueError, TypeError, AttributeError):
+        return False
+    return True
 
 
 def key_id(raw_public_key: bytes) -> str:
@@ -64,10 +87,35 @@ def load_public_key(path: Path):
     return key
 
 
+def load_private_key(path: Path):
+    """An Ed25519 private key from an unencrypted PEM file; PufError naming the file otherwise."""
+    require_module("cryptography", "device")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    path = Path(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as error:
+        raise PufError(f"cannot read the signing key {path}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:
+        raise PufError(f"{path} is not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PufError(f"{path} is not an Ed25519 private key")
+    return key
+
+
 def raw_public_bytes(public_key) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_pem(public_key) -> bytes:
+    """The public key as a ``.pub`` file holds it (PEM, SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_trusted_keys(folder: Path | None = None) -> dict:
@@ -90,8 +138,6 @@ def verify_manifest(manifest: dict, trusted: dict, where: str = "manifest.json")
 
     PufError, naming `where`, when the manifest is unsigned, signed by a key that is not
     trusted, or its signature does not hold (the manifest was altered after signing)."""
-    from cryptography.exceptions import InvalidSignature
-
     signature = manifest.get("signature")
     if not isinstance(signature, dict):
         raise PufError(f"{where} is not signed: this device accepts only signed bundles")
@@ -101,10 +147,7 @@ def verify_manifest(manifest: dict, trusted: dict, where: str = "manifest.json")
     if not isinstance(signer, str) or signer not in trusted:
         raise PufError(f"{where} is signed by key {signer}, which this device does not trust "
                        f"(trusted: {', '.join(sorted(trusted))})")
-    try:
-        value = base64.b64decode(signature.get("value", ""), validate=True)
-        trusted[signer].verify(value, canonical_bytes(manifest))
-    except (InvalidSignature, ValueError, TypeError):
+    if not signature_matches(manifest, trusted[signer]):
         raise PufError(f"{where}: the signature does not match its contents (altered after signing, "
-                       f"or signed by another key than {signer})") from None
+                       f"or signed by another key than {signer})")
     return signer

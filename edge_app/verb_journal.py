@@ -1,9 +1,11 @@
 """`puf journal`: show or export the device's journal of verifications.
 
     puf journal list [--limit N] [--json]        the latest checks, newest first
-    puf journal export OUT.csv|- [--since DATE]  CSV (a file written atomically, or stdout)
-    puf journal export FOLDER [--again]         what is new since the last sync, for the central
-                                                registry (`edge_app.journal_sync`), e.g. to a USB stick
+    puf journal identity [--json]               the device's id and public key, to register centrally
+    puf journal export OUT.csv|- [--since DATE]  CSV for people (a file written atomically, or stdout)
+    puf journal export FOLDER [--again]         what is new since the last sync, as signed JSON sync files
+                                                for the central registry (`edge_app.journal_sync`), e.g.
+                                                to a USB stick
     puf journal push [--central URL] [--again]  when online: what is new, straight into the central
                                                 registry (the same sync files, imported before the mark moves)
 
@@ -28,21 +30,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--journal", type=Path, metavar="PATH",
                         help="the journal file (default: journal.sqlite in $PUF_HOME, else ~/.local/share/puf)")
-    commands = parser.add_subparsers(dest="journal_command", metavar="{list,export,push}", required=True)
+    commands = parser.add_subparsers(dest="journal_command", metavar="{list,identity,export,push}", required=True)
     shown = commands.add_parser("list", parents=[common], help="the latest checks, newest first",
                                 description="The latest checks, newest first.",
                                 epilog="example: puf journal list --limit 20", formatter_class=_Format)
     shown.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     shown.add_argument("--json", action="store_true", help="print them as JSON")
-    export = commands.add_parser("export", parents=[common], help="checks as CSV, or what is new to a folder",
-                                 description="Every check as CSV (header row; oldest first); or, given a "
-                                             "folder, the checks new since the last sync as files for the "
-                                             "central registry (puf registry import).",
+    identity = commands.add_parser("identity", parents=[common], help="the device's id and public key",
+                                   description="The device's id and the public key it signs its journal sync "
+                                               "files with (both made now if the device has none yet: at "
+                                               "provisioning), and the command that "
+                                               "registers them with the central registry, once.",
+                                   epilog="example: puf journal identity", formatter_class=_Format)
+    identity.add_argument("--json", action="store_true", help="print them as JSON")
+    export = commands.add_parser("export", parents=[common], help="checks as CSV, or signed sync files to a folder",
+                                 description="Every check as CSV (header row; oldest first); or, given an "
+                                             "existing folder, the checks new since the last sync as JSON sync "
+                                             "files signed by the device's key, for the central registry (puf "
+                                             "registry import).",
                                  epilog="examples:\n  puf journal export checks.csv\n"
                                         "  puf journal export - --since 2026-11-01\n"
-                                        "  puf journal export /media/usb    # new since the last sync",
+                                        "  puf journal export /media/usb    # new since the last sync, signed JSON",
                                  formatter_class=_Format)
-    export.add_argument("out", help="the CSV file to write (replaced atomically), - for stdout, or a folder")
+    export.add_argument("out", help="a .csv file to write (replaced atomically), - for stdout, or an existing folder "
+                                    "for sync files")
     export.add_argument("--again", action="store_true",
                         help="to a folder: every check, not only those new since the last sync")
     export.add_argument("--since", metavar="DATE",
@@ -83,17 +94,51 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(table(entries, total, path))
         return 0
+    if args.journal_command == "identity":
+        return show_identity(path, args.json)
     if args.journal_command == "push":
         return push(path, args)
     since = parse_since(args.since) if args.since else None
     if Path(args.out).is_dir():
         return sync(path, Path(args.out), args)
+    if args.out != "-":
+        check_csv_path(Path(args.out))
     with Journal(path, create=False) as journal:
         if args.out == "-":
             journal.export_csv(sys.stdout, since)
             return 0
         written = export_atomic(journal, Path(args.out), since)
     print(f"wrote {written} checks to {args.out}", file=sys.stderr)
+    return 0
+
+
+def check_csv_path(out: Path) -> None:
+    """Refuse an OUT that is not a folder and was not meant as a CSV file: a folder that is
+    not there (a USB stick not mounted) must not become a file of that name."""
+    from edge_app.errors import PufError
+
+    if str(out).endswith("/") or out.suffix.lower() != ".csv":
+        raise PufError(f"{out} is not a folder (is the USB stick mounted?) and not a .csv file: give an existing "
+                       "folder for sync files, or a name ending in .csv for CSV")
+    if not out.parent.is_dir():
+        raise PufError(f"cannot write {out}: the folder {out.parent} does not exist (is the USB stick mounted?)")
+
+
+def show_identity(path: Path, as_json: bool) -> int:
+    """The device's id, its public key file and key id, and how to register them (at
+    provisioning, before the first check: the journal and the key are made now)."""
+    from edge_app.device_key import device_key, device_key_id, key_paths
+    from edge_app.journal import Journal
+
+    with Journal(path) as journal:
+        device_id = journal.device_id
+    key_id = device_key_id(device_key(path))
+    public = key_paths(path)[1]
+    if as_json:
+        print(json.dumps({"device_id": device_id, "public_key": str(public), "key_id": key_id}, indent=1))
+    else:
+        print(f"device     {device_id}\npublic key {public} (key id {key_id})\n"
+              f"register it once, at the central registry: puf registry add-device {device_id} {public}")
     return 0
 
 
@@ -106,8 +151,9 @@ def sync(path: Path, folder: Path, args: argparse.Namespace) -> int:
         raise PufError("--since is for CSV; a folder receives what is new since the last sync (--again: all)")
     with Journal(path, create=False) as journal:
         written = export_new(journal, folder, again=args.again)
+        device_id = journal.device_id
     for file, count in written:
-        print(f"wrote {count} checks to {file}", file=sys.stderr)
+        print(f"wrote {count} checks to {file}, signed by device {device_id}", file=sys.stderr)
     if not written:
         print(f"nothing new since the last sync of {path}", file=sys.stderr)
     return 0
@@ -187,10 +233,12 @@ def table(entries: list, total: int, path: Path) -> str:
 
 verb = Verb(
     "journal",
-    "Show or export the device's journal of verifications (CSV for sync).",
+    "Show or export the device's journal of verifications (CSV for people, signed JSON sync files for the "
+    "central registry).",
     "  puf journal list                           # the latest checks, newest first\n"
-    "  puf journal export checks.csv              # every check, for sync\n"
-    "  puf journal export - --since 2026-11-01    # to stdout, from a date on",
+    "  puf journal export checks.csv              # every check, as CSV\n"
+    "  puf journal export /media/usb              # new since the last sync, signed JSON for puf registry import\n"
+    "  puf journal identity                       # the device's id and key, to register once",
     add_arguments,
     run,
     rank=32,

@@ -1,7 +1,9 @@
 """`puf registry`: the central registry of a brand's factories and devices (`edge_app.central`).
 
     puf registry push REGISTRY.sqlite --factory NAME     a factory's batches and labels, idempotently
-    puf registry import FILE_OR_FOLDER...                devices' journal sync files (puf journal export)
+    puf registry add-device DEVICE_ID KEY.pub [--replace]   the key a device signs its journals with
+    puf registry import FILE_OR_FOLDER...                devices' signed journal sync files (puf journal export),
+                                                         all in one transaction
     puf registry device DEVICE_ID [--name N] [--at LAT,LON]   where a device works
     puf registry alerts [--window-hours H] [--min-km KM] [--max-checks N]   clone alerts
 
@@ -27,16 +29,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--central", metavar="URL",
                         help=f"the central database's SQLAlchemy URL (default: ${CENTRAL_ENV})")
     common.add_argument("--json", action="store_true", help="print the result as JSON")
-    commands = parser.add_subparsers(dest="registry_command", metavar="{push,import,device,alerts}", required=True)
+    commands = parser.add_subparsers(dest="registry_command", metavar="{push,add-device,import,device,alerts}",
+                                     required=True)
     push = commands.add_parser("push", parents=[common], help="push a factory's batches and labels",
                                description="Mirror every batch of a factory's registry into the central one "
                                            "(a batch per transaction; pushing again changes nothing).",
                                epilog="example: puf registry push out/registry.sqlite --factory shenzhen")
     push.add_argument("registry", type=Path, help="the factory's registry.sqlite")
     push.add_argument("--factory", required=True, help="the factory's name (batch ids are unique across factories)")
+    added = commands.add_parser("add-device", parents=[common], help="register a device's public key",
+                                description="Register the public key a device signs its journal sync files with "
+                                            "(on the device, `puf journal identity` prints its id and key file). "
+                                            "Registering the same key again changes nothing.",
+                                epilog="example: puf registry add-device dev-3f2a9c1e0b7d4a55 dev-3f2a9c1e0b7d4a55.pub")
+    added.add_argument("device_id")
+    added.add_argument("public_key", type=Path, metavar="KEY.pub", help="the device's public key (PEM)")
+    added.add_argument("--replace", action="store_true",
+                       help="the device was given a new key: replace the registered one (files signed by the old "
+                            "key are refused from then on)")
     imported = commands.add_parser("import", parents=[common], help="import devices' journal sync files",
                                    description="Keep the checks of journal sync files (puf journal export FOLDER); "
-                                               "each check once, so importing again changes nothing.",
+                                               "each check once, so importing again changes nothing. Each file "
+                                               "must be signed by the key registered for its device (puf "
+                                               "registry add-device). All the files are imported in one "
+                                               "transaction: one bad, forged or altered file, and nothing is kept.",
                                    epilog="example: puf registry import /media/usb")
     imported.add_argument("paths", nargs="+", type=Path,
                           help="sync files, or folders holding them (puf-journal-*.json)")
@@ -77,9 +93,17 @@ def run(args: argparse.Namespace) -> int:
             result: object = pushed
             text = (f"pushed {pushed['batches']} batches ({pushed['labels']} labels) of {args.factory}: "
                     f"{pushed['new']} rows new, {pushed['changed']} changed, {pushed['removed']} removed")
+        elif args.registry_command == "add-device":
+            registered, held = central.add_device(args.device_id, args.public_key, args.replace)
+            replaced = held if held != registered else None
+            result = {"device_id": args.device_id, "key_id": registered, "replaced": replaced}
+            text = (f"device {args.device_id} already has key {registered}" if held == registered else
+                    f"registered device {args.device_id} with key {registered}"
+                    + (f" (replacing {replaced})" if replaced else ""))
         elif args.registry_command == "import":
-            result = {str(path): dict(zip(("new", "known"), central.import_journal(path), strict=True))
-                      for path in _sync_files(args.paths)}
+            files = _sync_files(args.paths)
+            result = {str(path): dict(zip(("new", "known"), counts, strict=True))
+                      for path, counts in zip(files, central.import_journals(files), strict=True)}
             text = "\n".join(f"{path}: {r['new']} new checks, {r['known']} already here" for path, r in result.items())
         elif args.registry_command == "device":
             lat, lon = _place(args.at) if args.at else (None, None)
@@ -99,16 +123,16 @@ def run(args: argparse.Namespace) -> int:
 def _sync_files(paths: list[Path]) -> list[Path]:
     from edge_app.errors import PufError
 
-    files = []
+    files: dict[Path, None] = {}  # each file once, in the order given
     for path in paths:
         if path.is_dir():
             found = sorted(path.glob("puf-journal-*.json"))
             if not found:
                 raise PufError(f"no journal sync files (puf-journal-*.json) in {path}")
-            files += found
+            files.update(dict.fromkeys(found))
         else:
-            files.append(path)
-    return files
+            files[path] = None
+    return list(files)
 
 
 def _place(text: str) -> tuple[float, float]:
@@ -131,9 +155,10 @@ def _alert_text(alert) -> str:
 
 verb = Verb(
     "registry",
-    "The central registry of a brand's factories and devices: push a factory's batches, import "
-    "device journals, see clone alerts.",
+    "The central registry of a brand's factories and devices: push a factory's batches, register "
+    "devices' keys, import their signed journals, see clone alerts.",
     "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
+    "  puf registry add-device dev-3f2a9c1e journal.pub   # once a device: the key its journals are signed with\n"
     "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
     "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
     "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",

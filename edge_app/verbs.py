@@ -32,7 +32,8 @@ EXTRAS: dict[str, dict[str, str]] = {
     "microscope": {"pymmcore-plus": "pymmcore_plus", "ome-types": "ome_types"},
     "galvo": {"galvoplotter": "galvo"},
     "trainer": {"tensorflow-cpu": "tensorflow", "onnx": "onnx", "tf2onnx": "tf2onnx", "onnxruntime": "onnxruntime"},
-    "central": {"sqlalchemy": "sqlalchemy", "psycopg": "psycopg", "pymilvus": "pymilvus", "milvus-lite": "milvus_lite"},
+    "central": {"sqlalchemy": "sqlalchemy", "psycopg": "psycopg", "cryptography": "cryptography",
+                "pymilvus": "pymilvus", "milvus-lite": "milvus_lite"},
 }
 
 

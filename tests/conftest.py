@@ -34,6 +34,15 @@ def verifier(enrolled):
     return Verifier(enrolled[2])
 
 
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url(request, tmp_path):
+    """A central registry's URL (tests/edge_app/test_central.py, test_journal_signed.py): the
+    real PostgreSQL server, and SQLite through the same code."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'central.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def postgres_url() -> str:
     """A fresh, empty schema on the test PostgreSQL server (tools/test_postgres.sh starts it;

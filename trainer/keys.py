@@ -9,7 +9,6 @@ the factory machine that enrolls and evaluates bundles.
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 from pathlib import Path
@@ -17,14 +16,14 @@ from pathlib import Path
 from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
 from edge_app.signing import (
-    ALGORITHM,
-    canonical_bytes,
     default_trusted_keys_dir,
     key_id,
     load_trusted_keys,
     raw_public_bytes,
+    signature_for,
     verify_manifest,
 )
+from edge_app.signing import load_private_key as load_private_key  # the verbs' and tests' name for it
 
 
 def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path, str]:
@@ -71,31 +70,10 @@ def _write_pair(files: dict[Path, tuple[bytes, int]]) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
-def load_private_key(path: Path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    path = Path(path)
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as error:
-        raise PufError(f"cannot read the signing key {path}: {error.strerror or error}") from None
-    except (ValueError, TypeError) as error:
-        raise PufError(f"{path} is not an unencrypted PEM private key: {error}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise PufError(f"{path} is not an Ed25519 private key")
-    return key
-
-
 def sign_manifest(manifest: dict, private_key) -> dict:
     """The manifest with its "signature" entry set (a new dict)."""
     signed = {k: v for k, v in manifest.items() if k != "signature"}
-    value = private_key.sign(canonical_bytes(signed))
-    signed["signature"] = {
-        "algorithm": ALGORITHM,
-        "key_id": key_id(raw_public_bytes(private_key.public_key())),
-        "value": base64.b64encode(value).decode("ascii"),
-    }
+    signed["signature"] = signature_for(signed, private_key)
     return signed
 
 

@@ -14,23 +14,17 @@ import sqlalchemy as sa
 
 from edge_app import verb_registry
 from edge_app.central import TABLES, CentralRegistry
+from edge_app.device_key import key_paths
 from edge_app.errors import PufError
-from edge_app.journal import TIME_FORMAT, Journal
+from edge_app.journal import Journal
 from edge_app.journal_sync import export_new
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
 from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
-from edge_app.verify import Verdict
+from tests.journal_support import check, register, set_time
 
 BERLIN, BERLIN_EAST, MUNICH = (52.52, 13.40), (52.51, 13.45), (48.14, 11.58)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request, tmp_path):
-    """The central registry's URL: the real PostgreSQL server, and SQLite through the same code."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'central.sqlite'}"
-    return request.getfixturevalue("postgres_url")
+L1, L2, L3, L9 = (f"L{n}-0000-00" for n in (1, 2, 3, 9))  # label ids, as a layout writes them
 
 
 def factory(path, batch_id: str, fields: int = 2) -> None:
@@ -114,10 +108,6 @@ def test_a_bad_url_or_an_unreachable_server_is_a_clear_error():
         CentralRegistry("postgresql+psycopg://puf:secret@127.0.0.1:1/x")
 
 
-def check(label: str | None, kind: str = "genuine") -> Verdict:
-    return Verdict(kind, label, 0.9 if label else 0.1, 0.6, "p0", 0.99, {"total": 3.0}, "", "shot.png#0")
-
-
 def device(tmp_path, name: str, labels: list[str]) -> Journal:
     journal = Journal(tmp_path / f"{name}.sqlite")
     for label in labels:
@@ -129,9 +119,9 @@ def device(tmp_path, name: str, labels: list[str]) -> Journal:
 def test_journals_come_home_once_and_raise_clone_alerts(url, tmp_path):
     stick = tmp_path / "usb"
     stick.mkdir()
-    devices = {"berlin": (BERLIN, ["L1", "L2", "L1", "L1"]),  # L1 also in Munich: a clone
-               "berlin_east": (BERLIN_EAST, ["L2"]),         # L2 twice, 4 km apart: no alert
-               "munich": (MUNICH, ["L1", "L3"])}
+    devices = {"berlin": (BERLIN, [L1, L2, L1, L1]),  # L1 also in Munich: a clone
+               "berlin_east": (BERLIN_EAST, [L2]),         # L2 twice, 4 km apart: no alert
+               "munich": (MUNICH, [L1, L3])}
     ids = {}
     for name, (_, labels) in devices.items():
         with device(tmp_path, name, labels) as journal:
@@ -140,11 +130,13 @@ def test_journals_come_home_once_and_raise_clone_alerts(url, tmp_path):
     with CentralRegistry(url) as central:
         for name, (place, _) in devices.items():
             central.set_device(ids[name], name, *place)
+            with Journal(tmp_path / f"{name}.sqlite") as journal:
+                register(central, journal)
         files = sorted(stick.iterdir())
         assert [central.import_journal(path) for path in files] == \
             [(len(devices[name][1]) + 1, 0) for name in sorted(devices, key=ids.get)]
         alerts = central.alerts(window_hours=24, min_km=50, max_checks=3)
-        assert [(a.kind, a.label_id) for a in alerts] == [("two_places", "L1"), ("checked_often", "L1")]
+        assert [(a.kind, a.label_id) for a in alerts] == [("two_places", L1), ("checked_often", L1)]
         assert set(alerts[0].devices) == {ids["berlin"], ids["munich"]} and 495 < alerts[0].distance_km < 510
         assert alerts[1].checks == 4
         assert [central.import_journal(path)[0] for path in files] == [0, 0, 0]  # again: nothing new
@@ -155,28 +147,25 @@ def test_journals_come_home_once_and_raise_clone_alerts(url, tmp_path):
         later = tmp_path / "later"
         later.mkdir()
         with Journal(tmp_path / "munich.sqlite") as journal:
-            journal.record(check("L9"), None, "1-ab")
+            set_time(journal, journal.record(check(L9), None, "1-ab"), datetime.now(UTC) + timedelta(days=3))
             [(path, _)] = export_new(journal, later)
-        data = json.loads(path.read_text())
-        data["entries"][0][1] = (datetime.now(UTC) + timedelta(days=3)).strftime(TIME_FORMAT)
-        path.write_text(json.dumps(data))
         assert central.import_journal(path) == (1, 0)
         with Journal(tmp_path / "berlin.sqlite") as journal:
-            journal.record(check("L9"), None, "1-ab")
+            journal.record(check(L9), None, "1-ab")
             export_new(journal, later)
         assert central.import_journal(sorted(later.glob(f"*{ids['berlin']}*"))[0]) == (1, 0)
-        assert [a.label_id for a in central.alerts(window_hours=24, min_km=50, max_checks=10)] == ["L1"]
-        assert [a.label_id for a in central.alerts(window_hours=24 * 4, min_km=50, max_checks=10)] == ["L1", "L9"]
+        assert [a.label_id for a in central.alerts(window_hours=24, min_km=50, max_checks=10)] == [L1]
+        assert [a.label_id for a in central.alerts(window_hours=24 * 4, min_km=50, max_checks=10)] == [L1, L9]
 
         # A device of unknown place is not assumed near.
         central.set_device(ids["berlin_east"])
-        assert {a.label_id for a in central.alerts(min_km=50, max_checks=10)} == {"L1", "L2"}
+        assert {a.label_id for a in central.alerts(min_km=50, max_checks=10)} == {L1, L2}
 
 
 def test_a_hostile_journal_file_is_refused_and_nothing_is_kept(url, tmp_path):
     stick = tmp_path / "usb"
     stick.mkdir()
-    with device(tmp_path, "d", ["L1", "L2"]) as journal:
+    with device(tmp_path, "d", [L1, L2]) as journal:
         [(path, _)] = export_new(journal, stick)
     data = json.loads(path.read_text())
     data["entries"][2][4] = "0.9; DROP TABLE verifications"  # the last row bad: the good ones stay out too
@@ -207,14 +196,23 @@ def test_puf_registry_pushes_imports_and_reports(postgres_url, tmp_path, capsys,
     factory(tmp_path / "a.sqlite", "A1")
     stick = tmp_path / "usb"
     stick.mkdir()
+    devices = {}
     for name in ("one", "two"):
         with device(tmp_path, name, ["A1-0000-00"]) as journal:
             export_new(journal, stick)
+            devices[journal.device_id] = key_paths(journal.path)[1]
     with pytest.raises(PufError, match="give the central registry's URL"):
         puf_registry("alerts")
     monkeypatch.setenv("PUF_CENTRAL", postgres_url)
     assert puf_registry("push", str(tmp_path / "a.sqlite"), "--factory", "augsburg") == 0
     assert "pushed 1 batches (8 labels) of augsburg: 13 rows new" in capsys.readouterr().out
+    with pytest.raises(PufError, match="whose key is not registered: refused, nothing imported"):
+        puf_registry("import", str(stick))
+    for device_id, public in devices.items():
+        assert puf_registry("add-device", device_id, str(public)) == 0
+        assert f"registered device {device_id} with key " in capsys.readouterr().out
+    assert puf_registry("add-device", device_id, str(public), "--json") == 0  # again: nothing changes
+    assert json.loads(capsys.readouterr().out)["replaced"] is None
     assert puf_registry("import", str(stick)) == 0
     assert capsys.readouterr().out.count("2 new checks, 0 already here") == 2
     assert puf_registry("import", str(stick), "--json") == 0
@@ -244,6 +242,10 @@ def test_a_device_online_pushes_what_is_new_and_a_failed_push_is_sent_again(url,
     with Journal(journal_path) as journal:
         for i in range(3):
             journal.record(verdict(i), crop(i), "1-ab")
+    assert main(["journal", "identity", "--json"]) == 0  # at provisioning: the device's id and key, registered
+    identity = json.loads(capsys.readouterr().out)
+    with CentralRegistry(url) as central:
+        assert central.add_device(identity["device_id"], identity["public_key"]) == (identity["key_id"], None)
     # offline: a clear error, and the sync mark stays where it was
     assert main(["journal", "push", "--central", "postgresql+psycopg://puf:secret@127.0.0.1:1/x"]) == 2
     assert "127.0.0.1:1" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def test_a_verification_is_recorded_and_read_back(tmp_path):
         assert [e.id for e in entries] == ids[::-1] and len(journal) == 4
         first = entries[-1]
         assert (first.verdict, first.label_id, first.score, first.threshold, first.pattern) == \
-            ("genuine", "V1-0000-00000", 0.5, 0.62, "p0")
+            ("genuine", "V1-0000-00", 0.5, 0.62, "p0")
         assert (first.reason, first.bundle_version, first.source, first.total_ms) == \
             ("reason 0", "1-abcdef01", "shot_0.png#0", 4.25)
         assert abs(datetime.strptime(first.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -254,7 +254,7 @@ def test_export_writes_csv_with_a_header_and_since(tmp_path):
         assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 6
         first = dict(zip(rows[0], rows[1], strict=True))
         assert (first["id"], first["verdict"], first["label_id"], first["score"], first["threshold"]) == \
-            ("1", "genuine", "V1-0000-00000", "0.5", "0.62")
+            ("1", "genuine", "V1-0000-00", "0.5", "0.62")
         assert (first["pattern"], first["reason"], first["bundle_version"], first["source"], first["total_ms"]) == \
             ("p0", "reason 0", "1-abcdef01", "shot_0.png#0", "4.25")
         assert dict(zip(rows[0], rows[3], strict=True))["score"] == ""  # unreadable: no score
@@ -274,10 +274,10 @@ def test_puf_journal_lists_and_exports(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["id", "time", "(UTC)", "verdict"]
     assert [line.split()[0] for line in lines[1:4]] == ["4", "3", "2"]
-    assert "GENUINE" in lines[1] and "V1-0000-00003" in lines[1] and "3 of 4 checks" in lines[-1]
+    assert "GENUINE" in lines[1] and "V1-0000-03" in lines[1] and "3 of 4 checks" in lines[-1]
     assert main(["journal", "list", "--json", "--journal", str(tmp_path / "home" / "journal.sqlite")]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [e["id"] for e in listed] == [4, 3, 2, 1] and listed[0]["label_id"] == "V1-0000-00003"
+    assert [e["id"] for e in listed] == [4, 3, 2, 1] and listed[0]["label_id"] == "V1-0000-03"
     out = tmp_path / "sync" / "checks.csv"
     out.parent.mkdir()
     assert main(["journal", "export", str(out)]) == 0

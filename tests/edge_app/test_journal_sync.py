@@ -64,7 +64,7 @@ def test_export_to_a_folder_writes_what_is_new_since_the_last_sync(tmp_path, cap
     assert first.name == f"puf-journal-{device}-0000000001-0000000003.json"
     synced = read_sync_file(first)
     assert synced.device_id == device and [e.id for e in synced.entries] == [1, 2, 3]
-    assert synced.entries[0].verdict == "genuine" and synced.entries[0].label_id == "V1-0000-00000"
+    assert synced.entries[0].verdict == "genuine" and synced.entries[0].label_id == "V1-0000-00"
     assert main(["journal", "export", str(stick)]) == 0
     assert "nothing new" in capsys.readouterr().err and len(list(stick.iterdir())) == 1
     with Journal(tmp_path / "home" / "journal.sqlite") as journal:
@@ -83,8 +83,13 @@ def test_export_to_a_folder_writes_what_is_new_since_the_last_sync(tmp_path, cap
     assert not [p for p in stick.iterdir() if p.name.startswith(".")]
 
 
+# A signature of the right shape (whether it holds is `check_signed`'s question, at import)
+SIGNATURE = {"algorithm": "ed25519", "key_id": "0123456789abcdef", "value": "AAAA"}
+
+
 def _sync_file(tmp_path, entries, **header):
-    data = {"format": "puf-journal-sync", "version": 1, "device_id": "dev-1", "entries": entries, **header}
+    data = {"format": "puf-journal-sync", "version": 2, "device_id": "dev-1", "entries": entries,
+            "signature": SIGNATURE, **header}
     path = tmp_path / "sync.json"
     path.write_text(json.dumps(data))
     return path
@@ -115,6 +120,22 @@ def _with(index, value):
     (_with(5, None), {}, "threshold must be a finite number"),
     (_with(11, "dev-2"), {}, "entry 0 is of device 'dev-2'"),
     ([GOOD] * (ROWS_PER_FILE + 1), {}, "more than the 50000"),
+    ([GOOD, GOOD], {}, "entry 1 repeats the id 1"),
+    # text that is not UTF-8 (a lone surrogate), NULs, and ids outside their grammar
+    (_with(7, "bad \ud800 reason"), {}, "entry 0: reason is not valid text \\(a lone surrogate"),
+    (_with(3, "B1-0000-\udc00"), {}, "entry 0: label_id is not valid text"),
+    (_with(9, "a.png\x00#0"), {}, "entry 0: source holds a NUL character"),
+    (_with(3, 'B1"-0000-00'), {}, "entry 0: 'B1\"-0000-00' is not a label id"),
+    (_with(3, "B1-0000-00\n"), {}, "is not a label id"),
+    (_with(3, "B1-0000-0\u0661"), {}, "is not a label id"),  # an Arabic-Indic digit
+    (_with(11, "../etc"), {}, "entry 0: device_id must be 1-64 letters"),
+    ([GOOD], {"device_id": "dev\ud800"}, "device_id must be 1-64 letters"),
+    ([GOOD], {"device_id": "dev-1' OR '1'='1"}, "device_id must be 1-64 letters"),
+    # unsigned, or a signature of the wrong shape
+    ([GOOD], {"version": 1}, "an unsigned sync file \\(version 1"),
+    ([GOOD], {"signature": None}, "not signed"),
+    ([GOOD], {"signature": {**SIGNATURE, "algorithm": "none"}}, "not signed"),
+    ([GOOD], {"signature": {**SIGNATURE, "key_id": "\ud800"}}, "not signed"),
 ])
 def test_a_hostile_sync_file_is_refused_whole(tmp_path, entries, header, message):
     with pytest.raises(PufError, match=message) as refused:
@@ -129,6 +150,10 @@ def test_a_sync_file_that_is_not_json_or_too_large_is_refused(tmp_path):
         read_sync_file(path)
     path.write_text("[" * 100_000)
     with pytest.raises(PufError, match="is not a journal sync file"):
+        read_sync_file(path)
+    path.write_text(json.dumps({"format": "puf-journal-sync", "version": 2, "device_id": "dev-1",
+                                "entries": [GOOD], "signature": SIGNATURE, "extra": float("nan")}))
+    with pytest.raises(PufError, match="NaN is not a number JSON knows"):
         read_sync_file(path)
     with path.open("wb") as f:
         f.truncate(MAX_FILE_BYTES + 1)  # sparse: huge on paper, nothing on the disk
