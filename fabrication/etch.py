@@ -12,7 +12,8 @@ With ``--sim`` it writes BATCH_DIR/sim/film.npz and BATCH_DIR/sim/rig.cfg (the s
 microscope over that film, for ``puf photograph --mm-config``). It keeps
 BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
 left uncertain), written atomically and durably, so ``--resume`` goes on after an error,
-an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal records every
+an alarm or a dropped port. A batch etched to its end is not etched again without ``--force``
+(on a laser that would mark every label a second time). On a controller, BATCH_DIR/laser/etch_journal records every
 job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
 kill or a power cut burns no line twice: it waits until the controller has run what it
 holds, goes on after the last line written, and names the one line it cannot be sure of.
@@ -54,9 +55,9 @@ class EtchOptions:
     """How to etch a batch (the `puf etch` options): on the simulated film (`sim`), a GRBL
     controller's serial `port`, or a galvo `board` (the Nth on USB) or one served on
     `board_socket`; `laser` is "grbl" or "galvo"; `frame` only traces the outline. `resume` goes
-    on where the last etch stopped, `from_line` starts at a job line; `check` runs GRBL's dry run
-    first. `film_seed` and `film_style` make a new simulated film; `as_json` prints the summary
-    as JSON."""
+    on where the last etch stopped, `from_line` starts at a job line; `force` etches a batch already
+    etched to its end again; `check` runs GRBL's dry run first. `film_seed` and `film_style` make a
+    new simulated film; `as_json` prints the summary as JSON."""
 
     sim: bool
     port: str | None
@@ -68,6 +69,7 @@ class EtchOptions:
     baud: int
     resume: bool
     from_line: int | None
+    force: bool
     check: bool
     unlock: bool
     film_seed: int | None
@@ -386,7 +388,13 @@ def _write_state(path: Path, state: dict) -> None:
 
 def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
                 batch_id: str) -> int | None:
-    """The job line to start at (None: nothing left to do)."""
+    """The job line to start at (None: nothing left to do). A batch etched to its end is
+    etched again only with `force`: on a laser that marks every label a second time."""
+    if (previous is not None and previous.get("status") == "done" and not options.force
+            and not options.resume and not options.frame):
+        raise PufError(f"batch {batch_id} was etched to its end on {previous.get('updated', 'an unknown date')} "
+                       f"({previous.get('target', 'unknown target')}): etching it again marks every label a "
+                       "second time; give --force to etch it again")
     if options.from_line is not None:
         if not 1 <= options.from_line <= job_lines:
             raise PufError(f"--from-line must be between 1 and {job_lines}, the job's lines")

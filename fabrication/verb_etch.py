@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="go on from where the last etch of this batch stopped")
     start.add_argument("--from-line", type=int, metavar="N", help="start at line N of laser/job.gcode (1-based)")
+    parser.add_argument("--force", action="store_true",
+                        help="etch a batch that was already etched to its end again (marks its labels a second time)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the dry run in GRBL's check mode ($C) that finds lines the "
                              "controller rejects before anything is etched")
@@ -88,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     etch_batch(args.batch_dir, EtchOptions(
         sim=args.sim, port=args.port, board=args.board, board_socket=args.board_socket, laser=args.laser,
         frame=args.frame, galvo=galvo, baud=args.baud, resume=args.resume, from_line=args.from_line,
-        check=not args.no_check, unlock=args.unlock, film_seed=args.film_seed, film_style=args.film_style,
-        as_json=args.json))
+        force=args.force, check=not args.no_check, unlock=args.unlock, film_seed=args.film_seed,
+        film_style=args.film_style, as_json=args.json))
     return 0
 
 
