@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import pytest
 
 from edge_app.batch_dir import BatchDir
@@ -15,6 +19,7 @@ from edge_app.cli import main as puf
 from edge_app.layout import BatchLayout
 from edge_app.registry import Registry
 from edge_app.segment_batch import batch_templates
+from edge_app.segment_overlay import draw_overlay, pattern_caption
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,3 +95,28 @@ def test_a_field_of_another_set_gets_no_patterns_it_does_not_show(factory, tmp_p
     assert f"{len(unmatched)} labels found have no pattern class: its glyph matches none of" in err
     # a built-in glyph may look like one of the set's (a J like its hook): only then is it named
     assert 0.7 < floor < 0.85 and all(lb.glyph_score >= floor for lb in foreign if lb.pattern != "unknown")
+
+
+def test_the_overlay_writes_the_pattern_each_glyph_read(factory, tmp_path, capsys):
+    scans = hand_over(factory, [("O", 0), ("O", 1), ("B", 0)], tmp_path / "mixed")
+    assert puf(["segment", str(scans), "--pattern-set", str(factory / "own.json"), "--overlay",
+                "--registry", str(tmp_path / "registry.sqlite")]) == 0
+    with Registry(tmp_path / "registry.sqlite") as registry:
+        labels = registry.labels(status="found")
+    captions = {lb.label_id: pattern_caption(lb) for lb in labels}
+    assert all(captions[lb.label_id] == f"{lb.pattern} {lb.glyph_score:.2f}" for lb in labels if lb.field < 2)
+    assert all(captions[lb.label_id] == f"{lb.glyph_pattern} {lb.glyph_score:.2f}: no pattern"
+               for lb in labels if lb.reason == "glyph unmatched")
+    # the caption is drawn: the overlay of a field whose labels read other glyphs differs inside their boxes
+    image = cv2.imread(str(scans / "scan_00.tif"))
+    field = {lb.slot: lb for lb in labels if lb.field == 0}
+    result = SimpleNamespace(labels=[], elapsed_ms=1.0)
+    drawn = draw_overlay(image, result, field, {}, [], None)
+    other = {slot: replace(lb, glyph_pattern="axe" if lb.glyph_pattern != "axe" else "key")
+             for slot, lb in field.items()}
+    changed = np.argwhere(np.any(draw_overlay(image, result, other, {}, [], None) != drawn, axis=2))
+    assert len(changed) > 0
+    scale = drawn.shape[1] / image.shape[1]
+    boxes = [np.asarray(json.loads(lb.corners)) * scale for lb in field.values()]
+    assert all(any(box[:, 0].min() <= x <= box[:, 0].max() + 60 and box[:, 1].min() <= y <= box[:, 1].max()
+                   for box in boxes) for y, x in changed)
