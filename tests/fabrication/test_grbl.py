@@ -3,6 +3,8 @@ opened with real pyserial; and `puf etch` end to end."""
 
 import json
 import re
+import signal
+import subprocess
 import zlib
 from contextlib import contextmanager
 
@@ -17,6 +19,7 @@ from fabrication.laser import LaserJobStopped, job_commands, job_outline
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort, PtyGrbl
 from tests.batch_support import make_job, make_layout, write_batch
+from tests.faults import ROOT, puf_command
 
 # Wall seconds per second of simulated motion: the test job's moves take about 1 s at
 # F600, 50 ms at this scale, ten times longer than streaming it, so the 15-block motion
@@ -312,7 +315,30 @@ def test_the_grbl_frame_traces_the_outline_with_the_beam_off(tmp_path, capsys):
     assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx((x0, y0, x1, y1))
 
     write_batch(tmp_path, lines, make_layout())
-    assert puf(["etch", str(tmp_path), "--sim", "--frame"]) == 0
-    assert "with the beam off (M5)" in capsys.readouterr().out
+    assert puf(["etch", str(tmp_path), "--sim", "--frame", "--frame-seconds", "0"]) == 0
+    assert "1 time(s) with the beam off (M5)" in capsys.readouterr().out
     assert not (tmp_path / "sim" / "film.npz").exists()
     assert not (tmp_path / "laser" / "etch_state.json").exists()
+
+
+def test_the_frame_loops_until_ctrl_c_and_speaks_json(tmp_path, capsys):
+    """As LightBurn's and EzCAD's frame: the outline again and again until the operator stops it."""
+    write_batch(tmp_path, make_job(), make_layout())
+    framing = subprocess.Popen(puf_command("etch", str(tmp_path), "--sim", "--frame", "--json"), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Ctrl-C stops" in framing.stderr.readline()
+        framing.send_signal(signal.SIGINT)
+        out, _ = framing.communicate(timeout=60)
+    finally:
+        framing.kill()
+    assert framing.returncode == 0
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "Ctrl-C" and summary["marked"] is False
+    assert not (tmp_path / "sim" / "film.npz").exists()
+    assert not (tmp_path / "laser" / "etch_state.json").exists()
+    assert puf(["etch", str(tmp_path), "--sim", "--frame", "--frame-seconds", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["passes"] == 1
+    for bad in (["--frame-seconds", "1"], ["--frame", "--frame-seconds", "-1"], ["--frame", "--frame-seconds", "nan"]):
+        assert puf(["etch", str(tmp_path), "--sim", *bad]) == 2
+        assert "--frame-seconds is how long --frame traces the outline" in capsys.readouterr().err
