@@ -327,11 +327,12 @@ def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
 
 
 def _pixel_size_summary(fields: list[FieldImage], used: list[float]) -> dict:
-    """The pixel size the fields segmented now were cut at, and where it came from."""
+    """The pixel size the fields segmented now were cut at, and where it came from: --pixel-um,
+    the manifest, the images' OME metadata, or the labels' size in the images."""
     values = sorted(used)
     median = round(values[len(values) // 2], 4) if values else None
-    found = any(f.pixel_size_um is None for f in fields)
-    return {"median": median, "from": "the labels' size in the images" if found else "the options or manifest"}
+    sources = dict.fromkeys(f.pixel_size_from or "the labels' size in the images" for f in fields)
+    return {"median": median, "from": " and ".join(sources)}
 
 
 def _pattern_warnings(registry, layout, templates) -> list[str]:
