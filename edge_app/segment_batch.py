@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
@@ -30,6 +31,9 @@ from edge_app.field_images import find_fields, folder_layout
 from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
 from edge_app.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
+
+if TYPE_CHECKING:
+    from edge_app.orientation import PatternTemplates
 
 # labels whose glyphs are read before a batch's patterns are trusted to its pattern set: two fields of 12
 JUDGED_LABELS = 24
@@ -219,7 +223,7 @@ def _expected_shift_um(item: FieldImage, layout: BatchLayout, calibration) -> tu
 
 
 def _first_judged(outcomes: Iterator[tuple[FieldImage, FieldOutcome]], layout: BatchLayout,
-                  templates) -> list[tuple[FieldImage, FieldOutcome]]:
+                  templates: PatternTemplates) -> list[tuple[FieldImage, FieldOutcome]]:
     """The first fields' outcomes, enough of them to judge whether the labels show the
     pattern set's glyphs at all (`JUDGED_LABELS`). When most glyphs match none of the set's,
     the patterns would be guesses: the batch is refused before anything is recorded."""
