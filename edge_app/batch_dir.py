@@ -45,6 +45,7 @@ class FieldImage:
     path: Path
     pixel_size_um: float | None
     stage_um: tuple[float, float] | None = None  # where the stage reported it was
+    pixel_size_from: str | None = None  # where `pixel_size_um` comes from, for people (None: not known)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class FieldsManifest:
             value = pixel_um or entry.get("pixel_size_um") or self.pixel_size_um
             return None if value is None else float(value)
 
+        def pixel_size_from(entry: dict) -> str | None:
+            if pixel_um:
+                return "--pixel-um"
+            return "the manifest" if entry.get("pixel_size_um") or self.pixel_size_um else None
+
         def stage(entry: dict) -> tuple[float, float] | None:
             position = entry.get("stage_um")
             if not position or position[0] is None:
@@ -83,8 +89,8 @@ class FieldsManifest:
                 raise ValueError(f"field {entry.get('field')}: {name!r} is not a file name in {fields_dir}")
             return fields_dir / name
 
-        return sorted((FieldImage(int(e["field"]), file(e), pixel_size(e), stage(e)) for e in self.fields),
-                      key=lambda f: f.field)
+        return sorted((FieldImage(int(e["field"]), file(e), pixel_size(e), stage(e), pixel_size_from(e))
+                       for e in self.fields), key=lambda f: f.field)
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,9 @@ def _field(number: int, path: Path, pixel_um: float | None, ome: dict) -> FieldI
     """A field image with what its OME metadata says (pixel size, stage position); a pixel
     size given on the command line wins."""
     stage = ome.get("stage_um")
+    source = "--pixel-um" if pixel_um else "the OME metadata" if ome.get("pixel_size_um") else None
     return FieldImage(number, path, pixel_um or ome.get("pixel_size_um"),
-                      None if stage is None else (stage[0], stage[1]))
+                      None if stage is None else (stage[0], stage[1]), source)
 
 
 def read_order(path: Path, folder: Path) -> dict[int, Path]:

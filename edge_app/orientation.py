@@ -13,8 +13,10 @@ carries them in its model bundle). The trainer's pattern head can later replace 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,15 @@ Strokes = Sequence[Sequence[tuple[float, float]]]
 
 TEMPLATES_FORMAT = 1
 _SIZE = 32  # templates and crop glyph regions are compared at this many pixels a side
+# How a set's own glyphs can look in a crop, beyond the template: off centre by half a template
+# pixel (1/64 of the glyph region), turned 3 degrees, 4% larger or smaller, blurred 0.8 px.
+# Scored against their own templates so, each set's glyphs score down to 0.78 (the built-in 44
+# and docs/examples/own_glyphs.svg), where the simulator's real crops of them score 0.81-0.97
+# (both films) and crops of another set's glyphs mostly 0.3-0.6.
+_FLOOR_SHIFT_PX = 0.5
+_FLOOR_TURN_DEG = 3.0
+_FLOOR_SCALE = 1.04
+_FLOOR_BLUR_PX = 0.8
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +68,27 @@ class PatternTemplates:
         turned = np.stack([np.rot90(images, q, axes=(1, 2)) for q in range(4)])
         object.__setattr__(self, "vectors", vectors)
         object.__setattr__(self, "_turned", turned.reshape(4 * len(self.names), -1).copy())
+
+    @cached_property
+    def score_floor(self) -> float:
+        """The lowest score this set's own glyphs reach against their own templates when
+        drawn a little off (`_FLOOR_*`: shifted, turned, scaled and blurred as crops are).
+        A crop's glyph that scores below it is not one of this set's glyphs, whichever
+        template it happens to match best. Measured per set, once, from the templates."""
+        size = self.size
+        centre = (size / 2 - 0.5, size / 2 - 0.5)
+        worst = 1.0
+        for image, template in zip(self.vectors.reshape(-1, size, size), self.vectors, strict=True):
+            for dx, dy, turn, scale in itertools.product(
+                    (-_FLOOR_SHIFT_PX, _FLOOR_SHIFT_PX), (-_FLOOR_SHIFT_PX, _FLOOR_SHIFT_PX),
+                    (-_FLOOR_TURN_DEG, _FLOOR_TURN_DEG), (1 / _FLOOR_SCALE, _FLOOR_SCALE)):
+                warp = cv2.getRotationMatrix2D(centre, turn, scale)
+                warp[:, 2] += np.array((dx, dy))
+                drawn = cv2.warpAffine(image, warp, (size, size), flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REPLICATE)
+                drawn = cv2.GaussianBlur(drawn, (0, 0), _FLOOR_BLUR_PX)
+                worst = min(worst, float(template @ _normalised(drawn)))
+        return round(worst, 4)
 
     def save(self, path: Path) -> None:
         path = Path(path)

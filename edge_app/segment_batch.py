@@ -17,10 +17,13 @@ and the batch's next fields start from the rotation found.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
@@ -28,6 +31,12 @@ from edge_app.field_images import find_fields, folder_layout
 from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
 from edge_app.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
+
+if TYPE_CHECKING:
+    from edge_app.orientation import PatternTemplates
+
+# labels whose glyphs are read before a batch's patterns are trusted to its pattern set: two fields of 12
+JUDGED_LABELS = 24
 
 
 @dataclass(frozen=True)
@@ -115,18 +124,13 @@ def segment_batch(options: SegmentOptions) -> dict:
     rotation, rotation_source = expected_rotation(options.rotation_deg, calibration)
     how = replace(options.cut, templates=templates,
                   find_rotation=templates is not None and options.rotation_deg is None)
-    rotations: Counter[float] = Counter()  # fields segmented at each rotation
-    pixel_sizes: list[float] = []
+    cutting = _Cutting(rotation, rotation_source)
     registry_path = options.registry
-    batch.crops_dir.mkdir(exist_ok=True)
-    if how.overlay:
-        batch.overlays_dir.mkdir(exist_ok=True)
-    ran = skipped = 0
+    skipped = 0
+    todo: list[tuple[FieldImage, str | None]] = []
     gone: list[dict] = []  # fields recorded before whose image has since been removed
     with exclusive(batch.segment_lock_path, f"the batch {batch_dir}"), Registry(registry_path) as registry:
-        registry.upsert_batch(layout, str(batch_dir.resolve()))
-        bar = tqdm(fields, unit="field", desc=f"segment {layout.batch_id}", disable=None)
-        for item in bar:
+        for item in fields:
             sig = signature(item.path) if item.path.exists() else None
             known = registry.field(layout.batch_id, item.field)
             if sig is None and known is not None:  # removed since it was cut: keep its crops and records
@@ -139,19 +143,26 @@ def segment_batch(options: SegmentOptions) -> dict:
                     and (not how.overlay or batch.overlay_path(item.field).exists())):
                 skipped += 1
                 continue
-            ran += 1
-            expected = (0.0, 0.0)
-            if calibration is not None and item.stage_um is not None \
-                    and 0 <= item.field < layout.fields_per_batch:
-                centre = layout.field_center_um(item.field)
-                reported = calibration.stage_to_design(*item.stage_um)  # where the stage says it went
-                expected = (reported[0] - centre[0], reported[1] - centre[1])
-            outcome = _field_outcome(item, layout, how, rotation, expected, sig, load_image)
-            if outcome.rotation_deg is not None and outcome.pixel_size_um is not None:  # it was segmented
-                if outcome.rotation_deg != rotation:  # the glyphs found the camera turned
-                    rotation, rotation_source = outcome.rotation_deg, f"the glyphs of field {item.field}"
-                rotations[outcome.rotation_deg] += 1
-                pixel_sizes.append(outcome.pixel_size_um)
+            todo.append((item, sig))
+
+        def outcomes() -> Iterator[tuple[FieldImage, FieldOutcome]]:
+            for item, sig in todo:
+                expected = _expected_shift_um(item, layout, calibration)
+                outcome = _field_outcome(item, layout, how, cutting.rotation, expected, sig, load_image)
+                cutting.note(item.field, outcome)
+                yield item, outcome
+
+        pending = outcomes()
+        # a plain folder's patterns are read from the glyphs: first see that they are this set's
+        judged = _first_judged(pending, layout, templates) \
+            if templates is not None and UNKNOWN_PATTERN in layout.patterns else []
+        registry.upsert_batch(layout, str(batch_dir.resolve()))
+        batch.crops_dir.mkdir(exist_ok=True)
+        if how.overlay:
+            batch.overlays_dir.mkdir(exist_ok=True)
+        bar = tqdm(total=len(todo), unit="field", desc=f"segment {layout.batch_id}", disable=None)
+        for item, outcome in itertools.chain(judged, pending):
+            bar.update(1)
             locked = registry.locked_labels(layout.batch_id, item.field)
             for label_id, crop in outcome.crops.items():
                 if label_id not in locked:
@@ -164,13 +175,14 @@ def segment_batch(options: SegmentOptions) -> dict:
                     batch.crop_path(label.label_id).unlink(missing_ok=True)
             if how.overlay and outcome.overlay is not None:
                 write_overlay(batch.overlay_path(item.field), outcome.overlay)
-        summary = _summary(registry, layout, fields, ran, skipped, time.perf_counter() - started)
+        bar.close()
+        summary = _summary(registry, layout, fields, len(todo), skipped, time.perf_counter() - started)
         summary["registry"] = str(registry_path)
         summary["field_order"] = found.order
         summary["images_not_in_order_file"] = found.unlisted
-        summary["rotation"] = {"deg": rotation, "from": rotation_source,
-                               "fields_segmented_at": {f"{deg:g}": n for deg, n in rotations.items()}}
-        summary["pixel_size_um"] = _pixel_size_summary(fields, pixel_sizes)
+        summary["rotation"] = {"deg": cutting.rotation, "from": cutting.source,
+                               "fields_segmented_at": {f"{deg:g}": n for deg, n in cutting.rotations.items()}}
+        summary["pixel_size_um"] = _pixel_size_summary(fields, cutting.pixel_sizes)
         summary["warnings"] = _pattern_warnings(registry, layout, templates)
         for record in registry.fields(layout.batch_id):
             if record.status in ("failed", "unreadable", "ambiguous") and \
@@ -179,6 +191,60 @@ def segment_batch(options: SegmentOptions) -> dict:
                                             "file": record.file, "detail": record.detail})
         summary["problems"] += gone
     return summary
+
+
+@dataclass
+class _Cutting:
+    """The labels' rotation in the images as the batch's fields find it (a turned camera is
+    found from the glyphs of one field, and the next fields start from it), and the
+    rotation and pixel size each field was cut at."""
+
+    rotation: float
+    source: str
+    rotations: Counter[float] = field(default_factory=Counter)
+    pixel_sizes: list[float] = field(default_factory=list)
+
+    def note(self, number: int, outcome: FieldOutcome) -> None:
+        if outcome.rotation_deg is None or outcome.pixel_size_um is None:  # it was not segmented
+            return
+        if outcome.rotation_deg != self.rotation:  # the glyphs found the camera turned
+            self.rotation, self.source = outcome.rotation_deg, f"the glyphs of field {number}"
+        self.rotations[outcome.rotation_deg] += 1
+        self.pixel_sizes.append(outcome.pixel_size_um)
+
+
+def _expected_shift_um(item: FieldImage, layout: BatchLayout, calibration) -> tuple[float, float]:
+    """Where the stage says the field went, off its planned centre (0, 0 when unknown)."""
+    if calibration is None or item.stage_um is None or not 0 <= item.field < layout.fields_per_batch:
+        return 0.0, 0.0
+    centre = layout.field_center_um(item.field)
+    reported = calibration.stage_to_design(*item.stage_um)
+    return reported[0] - centre[0], reported[1] - centre[1]
+
+
+def _first_judged(outcomes: Iterator[tuple[FieldImage, FieldOutcome]], layout: BatchLayout,
+                  templates: PatternTemplates) -> list[tuple[FieldImage, FieldOutcome]]:
+    """The first fields' outcomes, enough of them to judge whether the labels show the
+    pattern set's glyphs at all (`JUDGED_LABELS`). When most glyphs match none of the set's,
+    the patterns would be guesses: the batch is refused before anything is recorded."""
+    judged = []
+    scores: list[float] = []
+    unmatched = 0
+    for item, outcome in outcomes:
+        judged.append((item, outcome))
+        read = [label for label in outcome.labels if label.status == "found" and label.glyph_score is not None]
+        scores += [float(label.glyph_score or 0.0) for label in read]
+        unmatched += sum(label.reason == "glyph unmatched" for label in read)
+        if len(scores) >= JUDGED_LABELS:
+            break
+    if scores and unmatched > len(scores) / 2:
+        name = layout.pattern_set.name if layout.pattern_set is not None else "given"
+        raise PufError(
+            f"these fields do not show this pattern set's glyphs: {unmatched} of the first {len(scores)} "
+            f"labels' glyphs match none of pattern set {name!r} (scores {min(scores):.2f}-{max(scores):.2f}; "
+            f"its own glyphs score {templates.score_floor:.2f} or more). Nothing was recorded: give the "
+            "pattern set the labels were etched with (--pattern-set or --templates)")
+    return judged
 
 
 def _with_sha(record, digest: str):
@@ -265,11 +331,12 @@ def _summary(registry, layout, fields: list[FieldImage], ran: int, skipped: int,
 
 
 def _pixel_size_summary(fields: list[FieldImage], used: list[float]) -> dict:
-    """The pixel size the fields segmented now were cut at, and where it came from."""
+    """The pixel size the fields segmented now were cut at, and where it came from: --pixel-um,
+    the manifest, the images' OME metadata, or the labels' size in the images."""
     values = sorted(used)
     median = round(values[len(values) // 2], 4) if values else None
-    found = any(f.pixel_size_um is None for f in fields)
-    return {"median": median, "from": "the labels' size in the images" if found else "the options or manifest"}
+    sources = dict.fromkeys(f.pixel_size_from or "the labels' size in the images" for f in fields)
+    return {"median": median, "from": " and ".join(sources)}
 
 
 def _pattern_warnings(registry, layout, templates) -> list[str]:
@@ -281,7 +348,10 @@ def _pattern_warnings(registry, layout, templates) -> list[str]:
                 "templates were given): give --templates FILE.npz (the pattern set's templates, "
                 "as `puf design` writes them) to read them from the glyphs, or --layout with the "
                 "batch's patterns, before `puf train`"]
-    unread = sum(label.pattern == UNKNOWN_PATTERN
-                 for label in registry.labels(layout.batch_id, status="found"))
-    return [f"{unread} labels found have no pattern class: their glyph did not read the right way "
-            "up with the templates given"] if unread else []
+    unread = Counter(label.reason for label in registry.labels(layout.batch_id, status="found")
+                     if label.pattern == UNKNOWN_PATTERN)
+    floor = f" (below {templates.score_floor:.2f}, the least the set's own glyphs score)"
+    return [f"{n} labels found have no pattern class: "
+            + (f"{reason_text(why)}{floor if why == 'glyph unmatched' else ''}" if why else
+               "their glyph did not read the right way up with the templates given")
+            for why, n in sorted(unread.items(), key=lambda item: str(item[0]))]

@@ -20,7 +20,7 @@ from edge_app.layout import UNKNOWN_PATTERN
 if TYPE_CHECKING:
     import numpy as np
 
-    from edge_app.orientation import PatternTemplates
+    from edge_app.orientation import GlyphMatch, PatternTemplates
     from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
 
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
@@ -31,6 +31,9 @@ FIELD_REASONS = {
     "not found": "not found",
     "unreadable": "field image unreadable",
     "failed": "field failed",
+    # why a label found has no pattern from its glyph (a plain folder's labels)
+    "glyph unmatched": "its glyph matches none of the pattern set's glyphs",
+    "glyph turned": "its glyph reads turned from the field's labels",
 }
 
 
@@ -104,13 +107,13 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
                        rotation_deg=rotation, templates=templates)
 
     result = cut(rotation_deg)
-    turns = glyph_quarter_turns(result.labels) if how.find_rotation and templates is not None else None
+    turns = glyph_quarter_turns(result.labels, templates) if how.find_rotation and templates is not None else None
     if turns:
         rotation_deg = (rotation_deg - 90.0 * turns + 180.0) % 360.0 - 180.0
         result = cut(rotation_deg)
+    readings = [glyph_reading(label.glyph, templates) for label in result.labels]
     use_glyphs = templates is not None and set(layout.patterns) <= set(templates.names)
-    patterns = [label.glyph.pattern if label.glyph and label.glyph.quarter_turns == 0 else None
-                for label in result.labels] if use_glyphs else None
+    patterns = [pattern for pattern, _ in readings] if use_glyphs else None
     assignment = assign_slots([label.centre for label in result.labels],
                               [label.angle_deg for label in result.labels], layout, field,
                               pixel_size_um, result.image_size, patterns, how.max_shift_um,
@@ -128,7 +131,8 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
         return dict(label_id=layout.label_id(field, slot), batch_id=layout.batch_id, field=field,
                     slot=slot, row=row, col=col, pattern=layout.pattern_of(field, slot))
 
-    for label, place, why in zip(result.labels, assignment.slots, assignment.reasons, strict=True):
+    for label, (read, unread), place, why in zip(result.labels, readings, assignment.slots, assignment.reasons,
+                                                 strict=True):
         if place is None or why is not None or assignment.status != "ok":
             reason = why or "ambiguous"
             rejections.append(RejectionRecord(reason, reason_text(reason),
@@ -137,8 +141,9 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
             continue
         quality = label.quality
         fields = base(place.slot)
-        if fields["pattern"] == UNKNOWN_PATTERN and label.glyph and label.glyph.quarter_turns == 0:
-            fields["pattern"] = label.glyph.pattern  # a plain folder's labels: as the glyph reads
+        if fields["pattern"] == UNKNOWN_PATTERN:  # a plain folder's labels: as the glyph reads
+            fields["pattern"] = read or UNKNOWN_PATTERN
+            fields["reason"] = unread
         records[place.slot] = LabelRecord(
             **fields, status="found",
             crop_path=BatchDir.crop_name(place.label_id), corners=corners_json(label.corners),
@@ -199,13 +204,28 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
                         rotation_deg, pixel_size_um)
 
 
-def glyph_quarter_turns(labels: list) -> int | None:
+def glyph_reading(glyph: GlyphMatch | None, templates: PatternTemplates | None) -> tuple[str | None, str | None]:
+    """The pattern a label's glyph names, or None and why not (a FIELD_REASONS code; None
+    without templates). A glyph scoring below the set's floor is none of its glyphs,
+    whichever it resembles most; one read turned is not trusted either."""
+    if glyph is None or templates is None:
+        return None, None
+    if glyph.score < templates.score_floor:
+        return None, "glyph unmatched"
+    if glyph.quarter_turns != 0:
+        return None, "glyph turned"
+    return glyph.pattern, None
+
+
+def glyph_quarter_turns(labels: list, templates: PatternTemplates) -> int | None:
     """The quarter turn (counter-clockwise on screen) that a clear majority of the clearly
-    read glyphs of a field show, or None when too few were read or they disagree."""
+    read glyphs of a field show, or None when too few were read or they disagree. Glyphs
+    below the set's floor do not vote: they are not its glyphs."""
     from edge_app.segment import ORIENTATION_MARGIN
 
     turns = [label.glyph.quarter_turns for label in labels
-             if label.glyph is not None and label.glyph.orientation_margin >= ORIENTATION_MARGIN]
+             if label.glyph is not None and label.glyph.orientation_margin >= ORIENTATION_MARGIN
+             and label.glyph.score >= templates.score_floor]
     if len(turns) < MIN_TURN_VOTES:
         return None
     turn, votes = Counter(turns).most_common(1)[0]

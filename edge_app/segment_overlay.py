@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import json
 
+from edge_app.layout import UNKNOWN_PATTERN
 from edge_app.segment_field import reason_text
 
 
+def pattern_caption(record) -> str:
+    """What a found label's glyph read, as the overlay writes it under the label's id: the
+    pattern and its score, and whether the label got no pattern or another one than read
+    (the registry's reason says why)."""
+    if record.glyph_pattern is None:  # no templates: nothing was read
+        return ""
+    read = f"{record.glyph_pattern} {record.glyph_score:.2f}"
+    if record.pattern == UNKNOWN_PATTERN:
+        return f"{read}: no pattern"
+    return read if record.pattern == record.glyph_pattern else f"{read}, designed {record.pattern}"
+
+
 def draw_overlay(image, result, records: dict, expected: dict, rejections: list, layout):
-    """The field with found labels (green, id and top-left corner), rejected candidates
+    """The field with found labels (green, id, the pattern its glyph read and the top-left
+    corner; yellow words when the label's pattern is not the one read), rejected candidates
     (red, reason) and expected labels that were not found (yellow)."""
     import cv2
     import numpy as np
@@ -35,6 +49,10 @@ def draw_overlay(image, result, records: dict, expected: dict, rejections: list,
         if record.status == "found":
             points = poly(json.loads(record.corners), (80, 255, 80), record.label_id)
             cv2.circle(picture, tuple(int(v) for v in np.round(points[0])), 5, (80, 255, 80), -1)
+            agrees = record.pattern == record.glyph_pattern
+            (x, top) = points.min(axis=0)
+            cv2.putText(picture, pattern_caption(record), (int(max(x, 0)) + 6, int(max(top, 0)) + 36), font,
+                        0.45, (80, 255, 80) if agrees else (40, 220, 255), 1, cv2.LINE_AA)
         elif slot in expected:
             poly(expected[slot], (40, 220, 255),
                  f"{record.label_id}: {reason_text(record.reason)}", 1, True)

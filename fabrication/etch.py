@@ -12,7 +12,8 @@ With ``--sim`` it writes BATCH_DIR/sim/film.npz and BATCH_DIR/sim/rig.cfg (the s
 microscope over that film, for ``puf photograph --mm-config``). It keeps
 BATCH_DIR/laser/etch_state.json (status, the line to resume from, lines a crash
 left uncertain), written atomically and durably, so ``--resume`` goes on after an error,
-an alarm or a dropped port. On a controller, BATCH_DIR/laser/etch_journal records every
+an alarm or a dropped port. A batch etched to its end is not etched again without ``--force``
+(on a laser that would mark every label a second time). On a controller, BATCH_DIR/laser/etch_journal records every
 job line before it is written (see `fabrication.etch_journal`), so ``--resume`` after a
 kill or a power cut burns no line twice: it waits until the controller has run what it
 holds, goes on after the last line written, and names the one line it cannot be sure of.
@@ -53,10 +54,11 @@ _LABEL = re.compile(r";\s*label (\S+)")
 class EtchOptions:
     """How to etch a batch (the `puf etch` options): on the simulated film (`sim`), a GRBL
     controller's serial `port`, or a galvo `board` (the Nth on USB) or one served on
-    `board_socket`; `laser` is "grbl" or "galvo"; `frame` only traces the outline. `resume` goes
-    on where the last etch stopped, `from_line` starts at a job line; `check` runs GRBL's dry run
-    first. `film_seed` and `film_style` make a new simulated film; `as_json` prints the summary
-    as JSON."""
+    `board_socket`; `laser` is "grbl" or "galvo"; `frame` only traces the outline, for
+    `frame_seconds` or until Ctrl-C. `resume` goes
+    on where the last etch stopped, `from_line` starts at a job line; `force` etches a batch already
+    etched to its end again; `check` runs GRBL's dry run first. `film_seed` and `film_style` make a
+    new simulated film; `as_json` prints the summary as JSON."""
 
     sim: bool
     port: str | None
@@ -64,10 +66,12 @@ class EtchOptions:
     board_socket: str | None
     laser: str
     frame: bool
+    frame_seconds: float | None
     galvo: GalvoOptions
     baud: int
     resume: bool
     from_line: int | None
+    force: bool
     check: bool
     unlock: bool
     film_seed: int | None
@@ -85,6 +89,8 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     state_path = batch.laser_dir / STATE_FILE
     if options.film_style is not None and not options.sim:
         raise PufError("--film-style chooses the simulated film: use it with --sim")
+    if options.frame_seconds is not None and not (options.frame and 0 <= options.frame_seconds < 86400):
+        raise PufError("--frame-seconds is how long --frame traces the outline: 0 (once) up to a day")
     galvo = options.laser == "galvo"
     board = options.board is not None or options.board_socket is not None
     if (options.port is not None and galvo) or (board and not galvo):
@@ -133,10 +139,7 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     uncertain = list(previous.get("uncertain", [])) if previous and options.resume else []
     with laser:
         if options.frame:
-            seconds = laser.frame(batch.lines)
-            how = "the guide light" if galvo else "the beam off (M5)"
-            print(f"traced the outline of batch {batch.layout.batch_id} with {how} "
-                  f"in {seconds:.1f} s; nothing was marked")
+            _frame(laser, batch, "the guide light" if galvo else "the beam off (M5)", options)
             return
         from fabrication.galvo_options import check_same_galvo, galvo_record
 
@@ -192,7 +195,34 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     state.update(status="done", resume_line=len(batch.lines) + 1, message="")
     _write_state(state_path, state)
     rig = None if film is None else _write_rig_config(batch.dir)
-    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, options.as_json, expected, rig)
+    _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, options.as_json, expected, rig,
+            galvo)
+
+
+def _frame(laser, batch: _Batch, how: str, options: EtchOptions) -> None:
+    """Trace the job's outline again and again, as LightBurn's and EzCAD's frame does, so the
+    operator can place the sheet: for `options.frame_seconds` (at least once), else until
+    Ctrl-C. Nothing is marked."""
+    batch_id = batch.layout.batch_id
+    passes, stopped_by = 0, "--frame-seconds"
+    started = time.monotonic()
+    try:
+        if options.frame_seconds is None:
+            print(f"tracing the outline of batch {batch_id} with {how}: Ctrl-C stops", file=sys.stderr, flush=True)
+        while True:
+            laser.frame(batch.lines, passes=1)
+            passes += 1
+            if options.frame_seconds is not None and time.monotonic() - started >= options.frame_seconds:
+                break
+    except KeyboardInterrupt:
+        stopped_by = "Ctrl-C"
+    seconds = time.monotonic() - started
+    if options.as_json:
+        print(json.dumps({"batch_id": batch_id, "status": "framed", "passes": passes, "seconds": round(seconds, 2),
+                          "with": how, "stopped_by": stopped_by, "marked": False}))
+    else:
+        print(f"traced the outline of batch {batch_id} {passes} time(s) with {how} in {seconds:.1f} s "
+              f"(stopped by {stopped_by}); nothing was marked")
 
 
 def _write_rig_config(batch_dir: Path) -> Path | None:
@@ -274,7 +304,7 @@ def _label_of(lines: list[str], line: int) -> str:
 
 def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_path: Path,
             film, film_path: Path | None, uncertain: list[dict], as_json: bool,
-            expected_s: float | None, rig: Path | None) -> None:
+            expected_s: float | None, rig: Path | None, galvo: bool) -> None:
     summary = {
         "batch_id": batch.layout.batch_id, "status": "done", "start_line": start_line,
         "lines_sent": todo, "seconds": round(seconds, 2),
@@ -290,8 +320,13 @@ def _report(batch: _Batch, start_line: int, todo: int, seconds: float, state_pat
     if as_json:
         print(json.dumps(summary))
         return
-    print(f"etched batch {batch.layout.batch_id}: {todo} G-code lines from line {start_line} "
-          f"in {seconds:.1f} s at {batch.job['power_mw']:g} mW (S{batch.job['s_value']:g})")
+    if galvo:  # the board marks whole labels, from lists made of the job's lines
+        labels = sum(1 for text in batch.lines[start_line - 1:] if _LABEL.match(text))
+        print(f"marked batch {batch.layout.batch_id}: {labels} labels (job lines {start_line}-{len(batch.lines)}) "
+              f"in {seconds:.1f} s at {batch.job['power_mw']:g} mW")
+    else:
+        print(f"etched batch {batch.layout.batch_id}: {todo} G-code lines from line {start_line} "
+              f"in {seconds:.1f} s at {batch.job['power_mw']:g} mW (S{batch.job['s_value']:g})")
     if film is not None:
         style = ", ".join(f"{k} {v}" for k, v in summary["film_style"].items())
         print(f"film:  {film_path} ({summary['segments']} engraved segments; {style})")
@@ -386,7 +421,13 @@ def _write_state(path: Path, state: dict) -> None:
 
 def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
                 batch_id: str) -> int | None:
-    """The job line to start at (None: nothing left to do)."""
+    """The job line to start at (None: nothing left to do). A batch etched to its end is
+    etched again only with `force`: on a laser that marks every label a second time."""
+    if (previous is not None and previous.get("status") == "done" and not options.force
+            and not options.resume and not options.frame):
+        raise PufError(f"batch {batch_id} was etched to its end on {previous.get('updated', 'an unknown date')} "
+                       f"({previous.get('target', 'unknown target')}): etching it again marks every label a "
+                       "second time; give --force to etch it again")
     if options.from_line is not None:
         if not 1 <= options.from_line <= job_lines:
             raise PufError(f"--from-line must be between 1 and {job_lines}, the job's lines")

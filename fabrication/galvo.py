@@ -518,6 +518,9 @@ class GalvoLaser(Laser):
             self._command(op.WritePort, 0)
         except _BoardError as error:
             raise PufError(f"{self.name}: the frame stopped: {error}. {self.laser_off()}") from None
+        except KeyboardInterrupt:  # Ctrl-C: the list stopped and the guide light off, then go on up
+            self.laser_off()
+            raise
         return time.monotonic() - started
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ _OPTIONS = re.compile(r"\[OPT:[^,\]]*,(\d+),(\d+)")
 _STATUS = re.compile(r"<([A-Za-z]+)(?::(\d+))?(?:\|[MW]Pos:([-\d.]+),([-\d.]+),([-\d.]+))?[|>]")
 _REALTIME = set("?!~\x18")
 STEPPER_SEGMENTS = 6  # GRBL's stepper segment buffer: moves it holds have left the planner
+INTERRUPTED = "interrupted by the user"  # a job stopped by Ctrl-C
 BOOT_S = 2.5  # an Arduino resets when the port opens and prints its banner after booting
 
 
@@ -196,7 +197,7 @@ class GrblLaser(Laser):
         except _PortDropped as error:
             self._stop_blind(stream, f"the connection to {self.name} dropped ({error})")
         except KeyboardInterrupt:
-            self._stop(stream, "interrupted by the user")
+            self._stop(stream, INTERRUPTED)
         finally:
             self._resume_line = stream.resume_line()
             self._stream = None
@@ -286,6 +287,8 @@ class GrblLaser(Laser):
         try:
             self.run_job(program)
         except LaserJobStopped as stop:
+            if stop.reason == INTERRUPTED:  # Ctrl-C: the head was stopped and the beam is off
+                raise KeyboardInterrupt from None
             raise PufError(f"{self.name}: the frame stopped: {stop.reason}. {stop.laser_state}") from None
         return time.monotonic() - started
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -134,6 +135,23 @@ class FieldWriter:
         self.entries: list[dict] = []
         self.error: BaseException | None = None
 
+    def capture(self, event) -> dict:
+        """What the rig says of the frame's optics, for its OME metadata: when it was taken, the
+        objective turret's position, the channel (the MDA event's, else the channel group's
+        preset) and its emission wavelength when the channel's name gives it ("GFP 525/50",
+        a band-pass filter's centre/width, or "513nm")."""
+        from datetime import UTC, datetime
+
+        core = self.core
+        turrets = list(core.guessObjectiveDevices())
+        channel = event.channel.config if event.channel is not None else None
+        if channel is None and core.getChannelGroup():
+            channel = core.getCurrentConfig(core.getChannelGroup()) or None
+        wavelength = re.search(r"(\d{3,4})\s*(?:/\s*\d+|nm)\b", channel or "")
+        return {"acquired": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "objective": core.getStateLabel(turrets[0]) if turrets else None,
+                "channel": channel, "emission_nm": float(wavelength[1]) if wavelength else None}
+
     def frameReady(self, image, event, meta) -> None:  # noqa: N802 - pymmcore-plus's signal name
         from fabrication.microscope import Snapshot
         from fabrication.mmcore import snapshot_image
@@ -149,6 +167,7 @@ class FieldWriter:
                 exposure_ms=float(meta.get("exposure_ms") or self.core.getExposure()),
                 stage_um=(float(where.get("x", p.x_um)), float(where.get("y", p.y_um))),
                 pixel_size_um=float(meta.get("pixel_size_um") or self.fallback_pixel_um),
+                extra=self.capture(event),
             )
             job = FieldJob(p.field, p.label, p.x_um, p.y_um)
             self.entries.append(self.progress(

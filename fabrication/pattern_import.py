@@ -73,28 +73,35 @@ def load_pattern_set(source: str) -> PatternSet:
 def check_distinct(pattern_set: PatternSet, glyph_frac: float, line_frac: float) -> dict:
     """Refuse a set whose glyphs the device could not tell apart, or whose orientation it
     could not read (a glyph alike to itself turned by 90, 180 or 270 degrees: an O, an X, a
-    square). Returns the worst likeness found, for the summary."""
+    square), naming every such glyph and pair at once. Returns the worst likeness found, and
+    whose, for the summary."""
     templates = pattern_set.templates(glyph_frac, line_frac)
     n, names = len(templates.names), templates.names
     turned = templates._turned.reshape(4, n, -1)  # quarter turns x classes x pixels
     likeness = np.einsum("ip,qjp->qij", templates.vectors, turned)  # glyph i vs glyph j turned q
-    worst_self, worst_pair = -1.0, -1.0
-    for q in range(1, 4):
-        for i in range(n):
-            if likeness[q, i, i] > MAX_SELF_LIKENESS:
-                raise PufError(f"glyph {names[i]!r} looks the same turned {90 * q} degrees (likeness "
-                               f"{likeness[q, i, i]:.2f}): the device could not tell which way up a label is; "
-                               "use glyphs without rotational symmetry")
-        worst_self = max(worst_self, float(np.diag(likeness[q]).max()))
-    for q in range(4):
-        pairs = likeness[q] - np.eye(n) * 10
-        i, j = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
-        if pairs[i, j] > MAX_LIKENESS:
-            turn = f" turned {90 * q} degrees" if q else ""
-            raise PufError(f"glyphs {names[i]!r} and {names[j]!r}{turn} look alike (likeness {pairs[i, j]:.2f}): "
-                           "the device could not tell them apart")
-        worst_pair = max(worst_pair, float(pairs[i, j]) if n > 1 else -1.0)
-    return {"glyphs": n, "worst_self_likeness": round(worst_self, 3), "worst_pair_likeness": round(worst_pair, 3)}
+    self_turns = likeness[1:, np.arange(n), np.arange(n)]  # (3, n): each glyph against its own turns
+    problems = [f"glyph {names[i]!r} looks the same turned {90 * (q + 1)} degrees (likeness {self_turns[q, i]:.2f})"
+                for i in range(n) for q in range(3) if self_turns[q, i] > MAX_SELF_LIKENESS]
+    if problems:
+        problems[-1] += ": the device could not tell which way up a label is; use glyphs without rotational symmetry"
+    pairs = likeness - np.eye(n)[None] * 10  # a glyph against itself unturned is no pair
+    alike = []
+    for i in range(n):
+        for j in range(i + 1, n):  # glyph j turned q against i, or i turned q against j
+            q, k = divmod(int(np.argmax(np.concatenate([pairs[:, i, j], pairs[:, j, i]]))), 4)
+            value = float(pairs[k, i, j] if q == 0 else pairs[k, j, i])
+            if value > MAX_LIKENESS:
+                first, second = (names[i], names[j]) if q == 0 else (names[j], names[i])
+                alike.append(f"glyphs {first!r} and {second!r}{f' turned {90 * k} degrees' if k else ''} look alike "
+                             f"(likeness {value:.2f})")
+    if alike:
+        alike[-1] += ": the device could not tell them apart"
+    if problems or alike:
+        raise PufError("; ".join(problems + alike))
+    worst_self = int(np.argmax(self_turns.max(axis=0)))
+    worst_pair = float(pairs.max()) if n > 1 else -1.0
+    return {"glyphs": n, "worst_self_likeness": round(float(self_turns[:, worst_self].max()), 3),
+            "worst_self_glyph": names[worst_self], "worst_pair_likeness": round(worst_pair, 3)}
 
 
 # ---- sources ------------------------------------------------------------------------------
@@ -104,7 +111,8 @@ def _named_set(name: str, glyphs: dict[str, list[Points]], source: Path | str) -
         raise PufError(f"{source}: found no glyphs")
     empty = [g for g, strokes in glyphs.items() if not strokes]
     if empty:
-        raise PufError(f"{source}: glyph {empty[0]!r} has no strokes")
+        raise PufError(f"{source}: {'glyphs' if len(empty) > 1 else 'glyph'} {', '.join(map(repr, empty))} "
+                       f"{'have' if len(empty) > 1 else 'has'} no strokes")
     return PatternSet.from_glyphs(_glyph_name(name), glyphs)
 
 

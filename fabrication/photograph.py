@@ -64,10 +64,12 @@ def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bo
             truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
             truth_path.with_suffix(".tmp").replace(truth_path)
         if ome:
-            ome_field.write_field(tmp, image, meta)
+            capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
+            ome_field.write_field(tmp, image, {**meta, **capture})
         else:
             tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                             description=json.dumps(meta), metadata=None)
+                             description=json.dumps(meta), metadata=None,
+                             **ome_field.resolution_tags(snapshot.pixel_size_um))
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)

@@ -31,13 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--laser", choices=("grbl", "galvo"), default="grbl",
                         help="a GRBL gantry laser (default) or a galvo laser on a BJJCZ board")
     parser.add_argument("--frame", action="store_true",
-                        help="only trace the job's outline: a galvo with its guide light, GRBL with "
-                             "the beam off (M5) at the job's feed")
+                        help="only trace the job's outline, again and again until Ctrl-C: a galvo with its "
+                             "guide light, GRBL with the beam off (M5) at the job's feed")
+    parser.add_argument("--frame-seconds", type=float, metavar="S",
+                        help="--frame: stop tracing after S seconds (0: once)")
     add_galvo_arguments(parser)
     parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="go on from where the last etch of this batch stopped")
     start.add_argument("--from-line", type=int, metavar="N", help="start at line N of laser/job.gcode (1-based)")
+    parser.add_argument("--force", action="store_true",
+                        help="etch a batch that was already etched to its end again (marks its labels a second time)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the dry run in GRBL's check mode ($C) that finds lines the "
                              "controller rejects before anything is etched")
@@ -87,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
         lens_mirror_x=args.lens_mirror_x, lens_mirror_y=args.lens_mirror_y)
     etch_batch(args.batch_dir, EtchOptions(
         sim=args.sim, port=args.port, board=args.board, board_socket=args.board_socket, laser=args.laser,
-        frame=args.frame, galvo=galvo, baud=args.baud, resume=args.resume, from_line=args.from_line,
-        check=not args.no_check, unlock=args.unlock, film_seed=args.film_seed, film_style=args.film_style,
-        as_json=args.json))
+        frame=args.frame, frame_seconds=args.frame_seconds, galvo=galvo, baud=args.baud, resume=args.resume,
+        from_line=args.from_line,
+        force=args.force, check=not args.no_check, unlock=args.unlock, film_seed=args.film_seed,
+        film_style=args.film_style, as_json=args.json))
     return 0
 
 
@@ -100,7 +105,7 @@ verb = Verb(
     "  puf etch out/B0001 --sim --film-style coarse   # a film of 9 um grains, half the contrast\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0      # a GRBL controller in laser mode\n"
     "  puf etch out/B0001 --port /dev/ttyUSB0 --resume   # go on after an error or ALARM\n"
-    "  puf etch out/B0001 --laser galvo --board 0 --frame   # trace the outline with the guide light\n"
+    "  puf etch out/B0001 --laser galvo --board 0 --frame   # trace the outline with the guide light until Ctrl-C\n"
     "  puf etch out/B0001 --laser galvo --board 0 --lens-field-mm 70   # mark on a galvo board",
     add_arguments,
     run,

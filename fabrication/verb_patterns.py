@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"pattern set {pattern_set.name}: {len(pattern_set.names)} glyphs ({', '.join(pattern_set.names)})")
         print(f"most alike: two glyphs {likeness['worst_pair_likeness']:.2f} (refused above {MAX_LIKENESS}), "
-              f"a glyph and its own turn {likeness['worst_self_likeness']:.2f} (refused above {MAX_SELF_LIKENESS})")
+              f"glyph {likeness['worst_self_glyph']} and its own turn {likeness['worst_self_likeness']:.2f} "
+              f"(refused above {MAX_SELF_LIKENESS})")
         for key in ("written", "sheet"):
             if key in summary:
                 print(f"{key}: {summary[key]}")

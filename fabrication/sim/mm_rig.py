@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from pymmcore_plus.experimental.unicore import SimpleCameraDevice, XYStageDevice, pymm_property
+from pymmcore_plus.experimental.unicore import SimpleCameraDevice, StateDevice, XYStageDevice, pymm_property
 
 from fabrication.sim.microscope import SimulatedMicroscope
 
@@ -176,6 +176,38 @@ class FilmCamera(_OnFilm, SimpleCameraDevice):
         return {}
 
 
+class FixedState(StateDevice):
+    """A state device with one position (the rig's objective turret, its emission filter),
+    so the frames' metadata can name the optics, as a real rig's turret and wheel do."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__({0: label})
+
+    def get_state(self) -> int:
+        return 0
+
+    def set_state(self, position: int) -> None:
+        if position != 0:
+            raise ValueError("the simulated rig has one position")
+
+
+class FilmObjective(FixedState):
+    def __init__(self) -> None:
+        super().__init__(OBJECTIVE)
+
+
+class FilmEmissionFilter(FixedState):
+    def __init__(self) -> None:
+        super().__init__(EMISSION_FILTER)
+
+
+# the simulated rig's optics: the camera's 0.6 um pixels, CsPbBr3's emission (PL peak near 513 nm,
+# fabrication.sim.optics) through a band-pass; the channel is named by what it shows
+OBJECTIVE = "simulated 0.6 um/px"
+EMISSION_FILTER = "513/20"
+CHANNEL = "CsPbBr3 513nm"
+
+
 def rig_config(batch_dir: Path, seed: int = 0) -> str:
     """A Micro-Manager configuration of the simulated rig over `batch_dir`'s film.
 
@@ -190,6 +222,8 @@ def rig_config(batch_dir: Path, seed: int = 0) -> str:
         "Property,Core,Initialize,0",
         f"#py pyDevice,Stage,{__name__},FilmStage",
         f"#py pyDevice,Camera,{__name__},FilmCamera",
+        f"#py pyDevice,Objective,{__name__},FilmObjective",
+        f"#py pyDevice,Emission,{__name__},FilmEmissionFilter",
         f"#py Property,Stage,Batch,{batch}",
         f"#py Property,Stage,Seed,{seed}",
         f"#py Property,Camera,Batch,{batch}",
@@ -198,5 +232,8 @@ def rig_config(batch_dir: Path, seed: int = 0) -> str:
         "#py Property,Core,XYStage,Stage",
         "#py Property,Core,Camera,Camera",
         "#py Property,Core,AutoShutter,0",
+        f"#py ConfigGroup,Channel,{CHANNEL},Emission,Label,{EMISSION_FILTER}",
+        "#py Property,Core,ChannelGroup,Channel",
+        f"#py Property,Emission,Label,{EMISSION_FILTER}",
         "",
     ])

@@ -148,6 +148,9 @@ def test_summary_table_and_json(segmented, capsys) -> None:
     table = capsys.readouterr().out
     assert "labels expected" in table and "fields with problems" in table
     assert "field    5  unreadable" in table
+    assert summary["pixel_size_um"]["from"] == "the manifest"  # where it came from, named
+    assert run(batch, "--json", "--pixel-um", "0.6") == 0
+    assert json.loads(capsys.readouterr().out)["pixel_size_um"]["from"] == "--pixel-um"
 
 
 def test_an_interrupted_run_resumes(tmp_path, monkeypatch) -> None:

@@ -160,10 +160,14 @@ def test_puf_etch_galvo_resumes_after_an_error_with_no_label_marked_twice(tmp_pa
 def test_puf_etch_galvo_frame_traces_the_outline_with_the_guide_light_only(tmp_path, capsys):
     lines = make_job(LABELS)
     write_batch(tmp_path, lines, make_layout(LABELS))
-    assert puf(["etch", str(tmp_path), "--sim", "--laser", "galvo", "--frame"]) == 0
-    assert "nothing was marked" in capsys.readouterr().out
+    assert puf(["etch", str(tmp_path), "--sim", "--laser", "galvo", "--frame", "--frame-seconds", "0"]) == 0
+    assert "1 time(s) with the guide light" in capsys.readouterr().out
     assert not (tmp_path / "sim" / "film.npz").exists()
     assert not (tmp_path / "laser" / "etch_state.json").exists()
+    # the summary of a marking speaks of labels and job lines, not of G-code streamed to a controller
+    assert puf(["etch", str(tmp_path), "--sim", "--laser", "galvo"]) == 0
+    out = capsys.readouterr().out
+    assert f"marked batch T1: {LABELS} labels (job lines 1-{len(lines)})" in out and "G-code" not in out
 
 
 def test_the_frame_run_jumps_around_the_job_with_the_light_and_never_opens_the_source():

@@ -3,6 +3,8 @@ opened with real pyserial; and `puf etch` end to end."""
 
 import json
 import re
+import signal
+import subprocess
 import zlib
 from contextlib import contextmanager
 
@@ -17,6 +19,7 @@ from fabrication.laser import LaserJobStopped, job_commands, job_outline
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort, PtyGrbl
 from tests.batch_support import make_job, make_layout, write_batch
+from tests.faults import ROOT, puf_command
 
 # Wall seconds per second of simulated motion: the test job's moves take about 1 s at
 # F600, 50 ms at this scale, ten times longer than streaming it, so the 15-block motion
@@ -235,6 +238,26 @@ def test_etch_on_a_serial_port_keeps_a_state_to_resume_from(tmp_path, capsys):
     assert state["status"] == "done"
 
 
+def test_a_batch_etched_to_its_end_is_not_etched_again_without_force(tmp_path, capsys):
+    write_batch(tmp_path / "B", make_job(), make_layout())
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check"]) == 0
+    state_path, film_path = tmp_path / "B" / "laser" / "etch_state.json", tmp_path / "B" / "sim" / "film.npz"
+    state, film = json.loads(state_path.read_text()), film_path.read_bytes()
+    capsys.readouterr()
+    for again in (["--sim"], ["--sim", "--from-line", "1"], ["--sim", "--film-seed", "5"]):
+        assert puf(["etch", str(tmp_path / "B"), *again]) == 2
+        err = capsys.readouterr().err
+        assert f"batch T1 was etched to its end on {state['updated']} (--sim)" in err and "--force" in err
+        assert film_path.read_bytes() == film and json.loads(state_path.read_text()) == state
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--resume"]) == 0  # says there is nothing to resume
+    assert "nothing to resume" in capsys.readouterr().out and film_path.read_bytes() == film
+    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--force", "--film-seed", "5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["start_line"] == 1 and summary["lines_sent"] == len(job_commands(make_job()))
+    assert json.loads(state_path.read_text())["run"] != state["run"]
+    assert EtchedFilm.load(film_path).seed == 5 and len(film_segments(tmp_path / "B")) == summary["segments"]
+
+
 def test_etch_without_a_designed_batch_says_what_to_run(tmp_path, capsys):
     assert puf(["etch", str(tmp_path / "nothing"), "--sim"]) == 2
     assert "run 'puf design" in capsys.readouterr().err
@@ -250,15 +273,16 @@ def test_etch_sim_makes_a_film_of_the_style_asked_and_keeps_it(tmp_path, capsys)
     film = EtchedFilm.load(tmp_path / "B" / "sim" / "film.npz")
     assert film.style == FilmStyle(grain_um=9.0, contrast=0.5, faceted=True)
     # going on etches the same film: another style is refused, none keeps the saved one
-    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--from-line", "2", "--film-style", "fine"]) == 2
+    again = ["--sim", "--no-check", "--from-line", "2", "--force"]
+    assert puf(["etch", str(tmp_path / "B"), *again, "--film-style", "fine"]) == 2
     assert "going on etches the same film" in capsys.readouterr().err
-    assert puf(["etch", str(tmp_path / "B"), "--sim", "--no-check", "--from-line", "2"]) == 0
+    assert puf(["etch", str(tmp_path / "B"), *again]) == 0
     assert EtchedFilm.load(tmp_path / "B" / "sim" / "film.npz").style == film.style
     for argv, message in [(["--sim", "--film-style", "grain_um=0"], "grain_um must be between 1 and 20"),
                           (["--sim", "--film-style", "velvet"], "unknown film style 'velvet'"),
                           (["--port", "/dev/null", "--film-style", "fine"], "use it with --sim")]:
         capsys.readouterr()
-        assert puf(["etch", str(tmp_path / "B"), "--from-line", "1", *argv]) == 2
+        assert puf(["etch", str(tmp_path / "B"), "--from-line", "1", "--force", *argv]) == 2
         assert message in capsys.readouterr().err
 
 
@@ -291,7 +315,30 @@ def test_the_grbl_frame_traces_the_outline_with_the_beam_off(tmp_path, capsys):
     assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx((x0, y0, x1, y1))
 
     write_batch(tmp_path, lines, make_layout())
-    assert puf(["etch", str(tmp_path), "--sim", "--frame"]) == 0
-    assert "with the beam off (M5)" in capsys.readouterr().out
+    assert puf(["etch", str(tmp_path), "--sim", "--frame", "--frame-seconds", "0"]) == 0
+    assert "1 time(s) with the beam off (M5)" in capsys.readouterr().out
     assert not (tmp_path / "sim" / "film.npz").exists()
     assert not (tmp_path / "laser" / "etch_state.json").exists()
+
+
+def test_the_frame_loops_until_ctrl_c_and_speaks_json(tmp_path, capsys):
+    """As LightBurn's and EzCAD's frame: the outline again and again until the operator stops it."""
+    write_batch(tmp_path, make_job(), make_layout())
+    framing = subprocess.Popen(puf_command("etch", str(tmp_path), "--sim", "--frame", "--json"), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Ctrl-C stops" in framing.stderr.readline()
+        framing.send_signal(signal.SIGINT)
+        out, _ = framing.communicate(timeout=60)
+    finally:
+        framing.kill()
+    assert framing.returncode == 0
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "Ctrl-C" and summary["marked"] is False
+    assert not (tmp_path / "sim" / "film.npz").exists()
+    assert not (tmp_path / "laser" / "etch_state.json").exists()
+    assert puf(["etch", str(tmp_path), "--sim", "--frame", "--frame-seconds", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["passes"] == 1
+    for bad in (["--frame-seconds", "1"], ["--frame", "--frame-seconds", "-1"], ["--frame", "--frame-seconds", "nan"]):
+        assert puf(["etch", str(tmp_path), "--sim", *bad]) == 2
+        assert "--frame-seconds is how long --frame traces the outline" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -27,7 +28,7 @@ from fabrication.mda_photograph import shoot_mda
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.laser import engrave_layout
 from fabrication.sim.microscope import SimulatedMicroscope
-from fabrication.sim.mm_rig import rig_config
+from fabrication.sim.mm_rig import CHANNEL, OBJECTIVE, rig_config
 from fabrication.stage_plan import read_positions
 from tests.faults import ROOT, puf_command
 from tests.photo_support import disk_full_after_one_tiff
@@ -98,9 +99,25 @@ def test_the_engine_photographs_every_field_as_ome_tiff(batch):
         assert pairs == {"puf.batch_id": "B5", "puf.field": str(position.field),
                          "puf.position_label": position.label}
 
+        # when it was taken, the objective, the channel and its wavelength, and a scale for plain TIFF readers
+        image_xml = root.find("ome:Image", ns)
+        assert datetime.fromisoformat(image_xml.find("ome:AcquisitionDate", ns).text).tzinfo is not None
+        objective = root.find("ome:Instrument/ome:Objective", ns)
+        assert objective.get("Model") == OBJECTIVE
+        assert image_xml.find("ome:ObjectiveSettings", ns).get("ID") == objective.get("ID")
+        channel = image_xml.find("ome:Pixels/ome:Channel", ns)
+        assert (channel.get("Name"), channel.get("EmissionWavelength"), channel.get("EmissionWavelengthUnit")) \
+            == (CHANNEL, "513.0", "nm")
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            assert tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
+            assert tags["XResolution"].value[0] / tags["XResolution"].value[1] == pytest.approx(1e4 / 0.6)
+
         # ome-types reads the same
         ome = from_tiff(path)
         image = ome.images[0]
+        assert ome.instruments[0].objectives[0].model == OBJECTIVE
+        assert image.pixels.channels[0].emission_wavelength == 513.0
         assert image.name == position.label
         assert image.pixels.physical_size_x == 0.6 and image.pixels.size_x == 1920
         assert image.pixels.planes[0].position_x == position.x_um
@@ -117,7 +134,7 @@ def test_puf_segment_reads_the_ome_fields_with_and_without_the_manifest(batch, c
     summary = json.loads(capsys.readouterr().out)
     assert summary["field_order"] == "OME metadata"
     assert summary["labels"] == {"expected": 24, "found": 24}
-    assert summary["pixel_size_um"] == {"median": 0.6, "from": "the options or manifest"}
+    assert summary["pixel_size_um"] == {"median": 0.6, "from": "the OME metadata"}
 
 
 def test_a_rerun_shoots_only_the_missing_fields(batch, capsys):

@@ -84,6 +84,21 @@ def test_unreadable_or_confusable_glyphs_are_refused(source, message):
         check_distinct(pattern_set, 0.4, 0.035)
 
 
+def test_puf_patterns_names_every_problem_at_once_and_the_glyph_most_like_its_turn(capsys):
+    assert puf(["patterns", "font:futural:OXA69B"]) == 2
+    err = capsys.readouterr().err
+    for problem in ("glyph 'O' looks the same turned 180", "glyph 'X' looks the same turned 180",
+                    "glyphs '9' and '6' turned 180 degrees look alike"):
+        assert problem in err
+    assert err.count("puf patterns: error:") == 1
+    assert puf(["patterns", "builtin", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["worst_self_glyph"] in summary["glyph_names"]
+    assert puf(["patterns", "builtin"]) == 0
+    assert f"glyph {summary['worst_self_glyph']} and its own turn {summary['worst_self_likeness']:.2f}" \
+        in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("data, message", [
     ([], "not a pattern set"),
     ({"format": 1, "name": "x", "classes": []}, "has no glyphs"),
