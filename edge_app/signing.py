@@ -25,6 +25,11 @@ from edge_app.errors import PufError, require_module
 ALGORITHM = "ed25519"
 
 
+class NoTrustedKeys(PufError):
+    """The folder of trusted keys is missing or holds no key: the device has not been set up
+    (`puf device trust`), which the app says in an inspector's words."""
+
+
 def canonical_bytes(manifest: dict) -> bytes:
     """The bytes a signature covers: the manifest minus its "signature" entry."""
     body = {key: value for key, value in manifest.items() if key != "signature"}
@@ -48,19 +53,26 @@ def default_trusted_keys_dir() -> Path:
 
 def load_public_key(path: Path):
     """An Ed25519 public key from a PEM file; PufError naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PufError(f"cannot read the public key {path}: {error.strerror or error}") from None
+    return public_key_from_pem(data, path)
+
+
+def public_key_from_pem(data: bytes, where: Path | str):
+    """An Ed25519 public key from the PEM text `data` (read from `where`); PufError naming it otherwise."""
     require_module("cryptography", "device")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    path = Path(path)
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as error:
-        raise PufError(f"cannot read the public key {path}: {error.strerror or error}") from None
+        key = serialization.load_pem_public_key(data)
     except ValueError as error:
-        raise PufError(f"{path} is not a PEM public key: {error}") from None
+        raise PufError(f"{where} is not a PEM public key: {error}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise PufError(f"{path} is not an Ed25519 public key")
+        raise PufError(f"{where} is not an Ed25519 public key")
     return key
 
 
@@ -73,15 +85,15 @@ def raw_public_bytes(public_key) -> bytes:
 def load_trusted_keys(folder: Path | None = None) -> dict:
     """Key id -> Ed25519 public key, for every ``*.pub`` file in `folder`."""
     folder = Path(folder) if folder is not None else default_trusted_keys_dir()
+    setup = "trust the factory's public key on this device with: puf device trust FACTORY.pub"
     if not folder.is_dir():
-        raise PufError(f"no trusted keys: {folder} is not a folder of *.pub files (give --trusted-keys, "
-                       "or copy the factory's public key there)")
+        raise NoTrustedKeys(f"no trusted keys: {folder} is not a folder of *.pub files; {setup}")
     keys = {}
     for path in sorted(folder.glob("*.pub")):
         key = load_public_key(path)
         keys[key_id(raw_public_bytes(key))] = key
     if not keys:
-        raise PufError(f"no trusted keys: {folder} holds no *.pub files")
+        raise NoTrustedKeys(f"no trusted keys: {folder} holds no *.pub files; {setup}")
     return keys
 
 
