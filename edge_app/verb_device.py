@@ -13,7 +13,6 @@ Only the standard library is imported here at module level.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from edge_app.verbs import Verb

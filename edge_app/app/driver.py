@@ -218,7 +218,7 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
             app.entry_view = None
             yield from tap(row, flips)
             until = time.monotonic() + 10
-            yield lambda: app.entry_view is not None or time.monotonic() > until
+            yield lambda until=until: app.entry_view is not None or time.monotonic() > until
             if app.entry_view is None:
                 raise AssertionError(f"tapping history row {step['row']} opened nothing")
             yield after_frames(flips, 3)
