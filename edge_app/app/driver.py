@@ -95,6 +95,7 @@ def run_script(script: dict, work: Path, env: dict, timeout: float = 240, python
         raise RuntimeError(f"the app exited with status {done.returncode}:\n{done.stderr[-4000:]}")
     result = json.loads(out.read_text())
     result["stderr"] = done.stderr[-4000:]
+    result["log"] = done.stderr  # the whole of what the app logged (warnings and errors)
     return result
 
 

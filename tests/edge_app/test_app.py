@@ -83,6 +83,12 @@ def inspection(data, screen_env):
     return result, home, shots
 
 
+def test_a_normal_run_logs_no_traceback(inspection):
+    """Kivy's probes for what the app does not use (libmtdev, xclip/xsel) log no error."""
+    log = inspection[0]["log"]
+    assert "Traceback" not in log and "MTDev" not in log and "Cutbuffer" not in log, log[:3000]
+
+
 def test_the_preview_runs_with_the_capture_assist(inspection, data):
     preview = inspection[0]["records"]["preview"]
     assert preview["screen"] == "preview"
