@@ -126,10 +126,9 @@ def plain_reason(verdict, updated: str | None = None) -> str:
     if verdict.verdict == "counterfeit":
         date = updated or _("date unknown")
         if verdict.score is None:
-            return _("No label of this pattern is in this device's labels (updated {date}): do not accept it. "
-                     "A label made since then needs a newer bundle.").format(date=date)
-        return _("This label is not in this device's labels (updated {date}): do not accept it. "
-                 "A label made since then needs a newer bundle.").format(date=date)
+            return _("No label of this pattern on this device (updated {date}): do not accept it.").format(
+                date=date)
+        return _("Not among this device's labels (updated {date}): do not accept it.").format(date=date)
     for start, words in RETAKES:
         if reason.startswith(start):
             return _(words)
