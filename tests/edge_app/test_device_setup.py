@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from edge_app.cli import build_parser
-from edge_app.self_test import SELFTEST
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "arm64"
@@ -194,6 +193,8 @@ def test_the_self_test_passes_and_never_trusts_its_key_on_the_device(layout):
     trusted_dir(layout).mkdir(parents=True)
     (trusted_dir(layout) / "mine.pub").write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    from edge_app.self_test import SELFTEST
+
     refused = puf(layout, "device", "install", SELFTEST / "bundle")
     assert refused.returncode == 2 and f"signed by key {KEY_ID}, which this device does not trust" in refused.stderr
     mixed = puf(layout, "verify", "--self-test", "photo.jpg")
@@ -206,7 +207,7 @@ def test_a_self_test_whose_photo_gives_another_verdict_fails(tmp_path):
     """The self-test compares, and says which photo went wrong: here a photo named genuine
     that shows a never-enrolled label."""
     from edge_app.errors import PufError
-    from edge_app.self_test import self_test
+    from edge_app.self_test import SELFTEST, self_test
 
     copy = tmp_path / "selftest"
     shutil.copytree(SELFTEST, copy)
