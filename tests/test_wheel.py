@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -109,9 +110,15 @@ def checkout() -> tuple[list[str], list[dict]]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel, built once from the checkout."""
-    dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", dist], dist)
+    """The wheel, built once from the files the checkout tracks (as they are in the working tree),
+    copied out: a build/ or *.egg-info left in the checkout by an earlier build cannot slip into it
+    what pyproject.toml leaves out."""
+    dist, source = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("source")
+    for name in _run(["git", "ls-files", "-z"], ROOT).split("\0"):
+        if name and (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "-q", "-w", dist], dist)
     (built,) = dist.glob("puf_labels-*.whl")
     return built
 
