@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_app.device_store import BUNDLE, device_home, trusted_keys_dir
 from edge_app.errors import PufError
 from edge_app.folder_swap import write_atomic
-from edge_app.signing import key_id, load_public_key, public_key_from_pem, raw_public_bytes
+from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
 # A PEM Ed25519 public key is 113 bytes: a file far larger is not one (and is not read whole).
 MAX_KEY_BYTES = 16 * 1024
@@ -45,7 +45,7 @@ def trust_key(source: Path, folder: Path) -> Trusted:
     if b"PRIVATE KEY" in data:
         raise PufError(f"{source} is a private key: a device needs only the factory's public key (the .pub file); "
                        "keep the private key at the factory (and make a new pair if it has been copied around)")
-    key = public_key_from_pem(data, source)
+    key = load_public_key(source)
     new_id = key_id(raw_public_bytes(key))
     for path in sorted(folder.glob("*.pub")) if folder.is_dir() else []:
         if key_id(raw_public_bytes(load_public_key(path))) == new_id:
@@ -58,16 +58,8 @@ def trust_key(source: Path, folder: Path) -> Trusted:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PufError(f"cannot make the trusted-keys folder {folder}: {error.strerror or error}") from None
-    write_atomic(target, pem_text(key))
+    write_atomic(target, public_pem(key).decode("ascii"))  # the key alone, whatever else the source held
     return Trusted(new_id, target, True)
-
-
-def pem_text(public_key) -> str:
-    """The key as a PEM file holds it (SubjectPublicKeyInfo): nothing of the source file but the key."""
-    from cryptography.hazmat.primitives import serialization
-
-    return public_key.public_bytes(serialization.Encoding.PEM,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def verify_sources(bundle: Path | None, trusted_keys: Path | None) -> tuple[Path, Path]:

@@ -20,14 +20,9 @@ import json
 import os
 from pathlib import Path
 
-from edge_app.errors import PufError, require_module
+from edge_app.errors import NoTrustedKeys, PufError, require_module
 
 ALGORITHM = "ed25519"
-
-
-class NoTrustedKeys(PufError):
-    """The folder of trusted keys is missing or holds no key: the device has not been set up
-    (`puf device trust`), which the app says in an inspector's words."""
 
 
 def canonical_bytes(manifest: dict) -> bytes:
@@ -53,26 +48,19 @@ def default_trusted_keys_dir() -> Path:
 
 def load_public_key(path: Path):
     """An Ed25519 public key from a PEM file; PufError naming the file otherwise."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise PufError(f"cannot read the public key {path}: {error.strerror or error}") from None
-    return public_key_from_pem(data, path)
-
-
-def public_key_from_pem(data: bytes, where: Path | str):
-    """An Ed25519 public key from the PEM text `data` (read from `where`); PufError naming it otherwise."""
     require_module("cryptography", "device")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    path = Path(path)
     try:
-        key = serialization.load_pem_public_key(data)
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as error:
+        raise PufError(f"cannot read the public key {path}: {error.strerror or error}") from None
     except ValueError as error:
-        raise PufError(f"{where} is not a PEM public key: {error}") from None
+        raise PufError(f"{path} is not a PEM public key: {error}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise PufError(f"{where} is not an Ed25519 public key")
+        raise PufError(f"{path} is not an Ed25519 public key")
     return key
 
 
@@ -80,6 +68,13 @@ def raw_public_bytes(public_key) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_pem(public_key) -> bytes:
+    """The public key as a ``.pub`` file holds it (PEM, SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_trusted_keys(folder: Path | None = None) -> dict:

@@ -190,7 +190,8 @@ class Inspector:
     def _keys(self) -> dict | None:
         """The keys a bundle is checked against; None when the device trusts none yet (not set
         up: said in the inspector's words, `NOT_SET_UP`, not the command line's)."""
-        from edge_app.signing import NoTrustedKeys, load_trusted_keys
+        from edge_app.errors import NoTrustedKeys
+        from edge_app.signing import load_trusted_keys
 
         try:
             return load_trusted_keys(self.trusted_keys())
