@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.verbs import Verb
+
+if TYPE_CHECKING:
+    from edge_app.device_store import DeviceStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +51,14 @@ def run(args: argparse.Namespace) -> int:
     return print_report(report, args.json, describe)
 
 
-def trust(store, key: Path) -> dict:
+def trust(store: DeviceStore, key: Path) -> dict:
     from edge_app.device_setup import trust_key
 
     trusted = trust_key(key, store.trusted_keys_dir())
     return {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added}
 
 
-def install(store, bundle: Path, allow_older: bool) -> dict:
+def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
     import sys
 
     from tqdm import tqdm
