@@ -51,6 +51,15 @@ def device_home() -> Path:
     return Path(data) / "puf"
 
 
+def trusted_keys_dir(home: Path) -> Path:
+    """The keys the device in `home` trusts: HOME/trusted_keys when it has that folder, else
+    the user's (`edge_app.signing.default_trusted_keys_dir`)."""
+    from edge_app.signing import default_trusted_keys_dir
+
+    own = Path(home) / TRUSTED_KEYS
+    return own if own.is_dir() else default_trusted_keys_dir()
+
+
 def on_raspberry_pi() -> bool:
     try:
         return "raspberry pi" in Path("/proc/device-tree/model").read_text(errors="replace").lower()
@@ -120,10 +129,7 @@ class DeviceStore:
         return path if path.is_dir() else None
 
     def trusted_keys_dir(self) -> Path:
-        from edge_app.signing import default_trusted_keys_dir
-
-        own = self.home / TRUSTED_KEYS
-        return own if own.is_dir() else default_trusted_keys_dir()
+        return trusted_keys_dir(self.home)
 
     def installed_sequence(self) -> int:
         """The sequence of the installed bundle (0: none, or one too damaged to read, which any

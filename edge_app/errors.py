@@ -13,6 +13,11 @@ class PufError(Exception):
     """
 
 
+class NoTrustedKeys(PufError):
+    """The device's folder of trusted keys is missing or holds no key: it has not been set up
+    (`puf device trust`), which the app says in an inspector's words (`edge_app.signing`)."""
+
+
 def require_module(module: str, extra: str) -> None:
     """Fail with an install hint when an optional dependency is missing."""
     from importlib.util import find_spec

@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from edge_app.errors import PufError, require_module
+from edge_app.errors import NoTrustedKeys, PufError, require_module
 
 ALGORITHM = "ed25519"
 
@@ -121,15 +121,15 @@ def public_pem(public_key) -> bytes:
 def load_trusted_keys(folder: Path | None = None) -> dict:
     """Key id -> Ed25519 public key, for every ``*.pub`` file in `folder`."""
     folder = Path(folder) if folder is not None else default_trusted_keys_dir()
+    setup = "trust the factory's public key on this device with: puf device trust FACTORY.pub"
     if not folder.is_dir():
-        raise PufError(f"no trusted keys: {folder} is not a folder of *.pub files (give --trusted-keys, "
-                       "or copy the factory's public key there)")
+        raise NoTrustedKeys(f"no trusted keys: {folder} is not a folder of *.pub files; {setup}")
     keys = {}
     for path in sorted(folder.glob("*.pub")):
         key = load_public_key(path)
         keys[key_id(raw_public_bytes(key))] = key
     if not keys:
-        raise PufError(f"no trusted keys: {folder} holds no *.pub files")
+        raise NoTrustedKeys(f"no trusted keys: {folder} holds no *.pub files; {setup}")
     return keys
 
 

@@ -2,10 +2,12 @@
 
 The bundle is checked before anything is verified (signature against the trusted keys,
 every file's checksum); a photo that cannot be read is an ``unreadable`` verdict, not an
-abort. Exit status: 0 when every label is genuine, 1 when any is counterfeit, 3 when none
-is counterfeit but some photo or label was unreadable (2 is an error, as for every verb).
-A label beyond the ones verified per photo is an unreadable "not checked" verdict: a photo
-with a label left unchecked never exits 0.
+abort. Exit status (`EXIT_STATUSES`, shown by --help): 0 when every label is genuine, 1 when
+any is counterfeit, 3 when none is counterfeit but some photo or label was unreadable, 2 for
+input refused (as for every verb), 70 for a crash. A label beyond the ones verified per photo
+is an unreadable "not checked" verdict: a photo with a label left unchecked never exits 0.
+By default the device's own bundle and trusted keys are used (`edge_app.device_setup`);
+``--self-test`` checks the install with the package's own bundle and photos (`edge_app.self_test`).
 
 Only the standard library is imported here at module level.
 """
@@ -21,14 +23,23 @@ from edge_app.verbs import Verb
 
 EXIT_COUNTERFEIT = 1
 EXIT_UNREADABLE = 3
+EXIT_STATUSES = """exit status:
+  0   every label genuine (--self-test: every verdict as expected)
+  1   a label counterfeit: not among the bundle's labels
+  2   input refused or an error (a bundle that fails its checks, a failed --self-test), said on stderr
+  3   none counterfeit, but a photo or label unreadable: retake it
+  70  internal error (a crash): please report it with its traceback"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="photos of labels")
-    parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else models/default)")
+    parser.add_argument("images", type=Path, nargs="*", metavar="IMAGE", help="photos of labels")
+    parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else the one installed "
+                                                    "on this device by puf device install)")
     parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of trusted *.pub keys (default: $PUF_TRUSTED_KEYS, else "
-                             "~/.config/puf/trusted_keys)")
+                        help="folder of trusted *.pub keys (default: the device's, as puf device trust keeps them)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this install end to end: verify the package's own test photos against its own "
+                             "small signed bundle (its key trusted for this run only), and nothing else")
     parser.add_argument("--no-classify", action="store_true",
                         help="search every pattern's shard (the paper's slower mode), not only the predicted one")
     parser.add_argument("--label-px", type=label_px, default=None, metavar="auto|PX",
@@ -66,12 +77,18 @@ def max_pixels(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from edge_app.bundle import load_bundle
+    from edge_app.device_setup import verify_sources
     from edge_app.errors import PufError
-    from edge_app.runtime import default_bundle
     from edge_app.segment import load_image
     from edge_app.verify import CaptureLimits, Verdict, Verifier
 
-    bundle = load_bundle(args.bundle or default_bundle(), args.trusted_keys)
+    if args.self_test:
+        if args.images or args.bundle or args.trusted_keys:
+            raise PufError("--self-test uses its own bundle, key and photos: give it alone")
+        return run_self_test(args.json)
+    if not args.images:
+        raise PufError("give the photos to verify (or --self-test to check this install)")
+    bundle = load_bundle(*verify_sources(args.bundle, args.trusted_keys))
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)
     if bundle.uncalibrated_warning:
@@ -96,6 +113,33 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_UNREADABLE if "unreadable" in kinds else 0
 
 
+def run_self_test(as_json: bool) -> int:
+    """`--self-test`: 0 when every photo gives the verdict its name records; PufError naming
+    the photos that do not."""
+    from edge_app.errors import PufError
+    from edge_app.self_test import self_test
+
+    checks, verifier = self_test()
+    failed = [check for check in checks if not check.passed]
+    if as_json:
+        print(json.dumps({"bundle": str(verifier.bundle.path), "signed_by": verifier.bundle.signer,
+                          "passed": not failed,
+                          "checks": [{"photo": c.photo, "expected": c.expected, "label_id": c.label_id,
+                                      "passed": c.passed, "verdicts": [v.to_dict() for v in c.verdicts]}
+                                     for c in checks]}, indent=1))
+    else:
+        print_table([v for check in checks for v in check.verdicts], sys.stdout)
+    if failed:
+        got = "; ".join(f"{c.photo} gave {', '.join(v.verdict for v in c.verdicts)}, expected {c.expected}"
+                        for c in failed)
+        raise PufError(f"self-test failed: {got}; this install does not verify as it should (puf --version lists "
+                       "its libraries)")
+    if not as_json:
+        print(f"self-test passed: {len(checks)} photos verified as expected against the self-test's own bundle "
+              f"(key {verifier.bundle.signer}, trusted for this run only)")
+    return 0
+
+
 def print_table(verdicts: list, out) -> None:
     header = f"{'label in photo':<28}{'verdict':<12}{'label id':<16}{'score':>7}{'thresh':>8}  {'pattern':<14}" \
              f"{'seg':>6}{'model':>7}{'search':>7}{'total':>7}  ms"
@@ -116,10 +160,13 @@ def print_table(verdicts: list, out) -> None:
 verb = Verb(
     "verify",
     "Verify photos of labels against a signed bundle: genuine, counterfeit or unreadable, with timings.",
-    "  puf verify photo.jpg                               # models/default, ~/.config/puf/trusted_keys\n"
-    "  puf verify shots/*.jpg --bundle bundles/b1 --json\n"
-    "  puf verify photo.jpg --no-classify                 # search every pattern's shard\n"
-    "  puf verify photo.jpg --trusted-keys keys/ --label-px 250",
+    "  puf verify photo.jpg                     # the device's bundle and keys (puf device trust, install)\n"
+    "  puf verify shots/*.jpg --json            # every label's verdict, for a program\n"
+    "  puf verify photo.jpg --bundle bundles/b1 --trusted-keys keys/   # a bundle not installed\n"
+    "  puf verify photo.jpg --no-classify       # search every pattern's shard (slower)\n"
+    "  puf verify photo.jpg --label-px 300      # the label's side in the photo, px (default: found)\n"
+    "  puf verify --self-test                   # check this install with the package's own photos\n"
+    "\n" + EXIT_STATUSES,
     add_arguments,
     run,
     extras=("device",),

@@ -19,7 +19,9 @@ For every label found in a photo:
    (``classify=False``, the paper's slower mode) every shard is searched, and the same
    rule decides.
 4. **decide**: ``genuine`` when the best score clears the bundle's threshold and the
-   matched label's pattern is one the readings allow; otherwise ``counterfeit``.
+   matched label's pattern is one the readings allow; otherwise ``counterfeit``. What a
+   counterfeit verdict knows is that the label is not among the bundle's labels as of the
+   bundle's date (a label made since then needs a newer bundle), and its reason says so.
 
 Every label found gets a verdict: a photo holding more labels than `CaptureLimits.max_labels`
 (those nearest its centre are verified) gives each label beyond them an ``unreadable``
@@ -167,6 +169,9 @@ class Verifier:
         self.runner = bundle.runner(model_format or enrolled_with, num_threads)
         self.classes = bundle.pattern_classes
         self.threshold = bundle.threshold
+        created = bundle.release.created
+        # the day the bundle's labels are as of: its signing date (None: a bundle that does not say)
+        self.updated = f"{created:%Y-%m-%d}" if created is not None else None
 
     def verify_image(self, image: np.ndarray, source: str = "") -> list[Verdict]:
         """One verdict per label found (one ``unreadable`` verdict when none is)."""
@@ -261,15 +266,17 @@ class Verifier:
                            f"the glyph's two readings disagree (the pattern model reads {pattern} "
                            f"{lookup.confidence:.2f}, the glyph template {lookup.glyph}): retake the photo", "",
                            lookup.searched)
+        absent = f"not in this bundle's labels (updated {self.updated or 'on a date it does not give'})"
         if match is None:
-            return Verdict("counterfeit", None, None, *args, "no enrolled label of this pattern", "", lookup.searched)
+            return Verdict("counterfeit", None, None, *args, f"{absent}: none of pattern {pattern} is enrolled", "",
+                           lookup.searched)
         if match.score >= self.threshold and match.pattern in lookup.allowed:
             return Verdict("genuine", match.label_id, match.score, *args, f"matches {match.label_id}", "",
                            lookup.searched)
         why = (f"best match scores {match.score:.3f} < threshold {self.threshold:.3f}"
                if match.score < self.threshold else
                f"the closest label is of pattern {match.pattern}, but the glyph reads {' or '.join(lookup.allowed)}")
-        return Verdict("counterfeit", None, match.score, *args, why, "", lookup.searched)
+        return Verdict("counterfeit", None, match.score, *args, f"{absent}: {why}", "", lookup.searched)
 
     def verify_crops(self, crops: list[np.ndarray], owners: list[int] | None = None, start: float | None = None,
                      segment_ms: float = 0.0, glyphs: list[str | None] | None = None) -> dict[int, Verdict]:

@@ -9,6 +9,12 @@ constraints.txt (the Debian 13 based OS), and with 'numpy<2' (Bookworm, whose pi
 against numpy 1), pinned by constraints-bookworm.txt over constraints.txt. Both share one wheel
 build.
 
+Each install also checks itself with `puf verify --self-test` (the wheel's own signed bundle and
+photos), and starts the app from the installed wheel in German under Xvfb, as the app's tests do
+(tests/edge_app/test_app.py), where it must show German words and verdicts. And the wheel holds every
+file of the packages the checkout tracks: what the app and the verbs read at run time (the app's
+layout and catalogues, the self-test, the shipped model) cannot be left out again.
+
 Real, not mocked: pip builds and installs (from the package index, pinned by the constraints
 files), so each install takes a minute or two."""
 
@@ -16,8 +22,10 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +33,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from edge_app.app.driver import display, run_script
 from edge_app.cli import main as puf
 from edge_app.verb_verify import EXIT_COUNTERFEIT
 
@@ -101,11 +110,40 @@ def checkout() -> tuple[list[str], list[dict]]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel, built once from the checkout."""
-    dist = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-q", "-w", dist], dist)
+    """The wheel, built once from the files the checkout tracks (as they are in the working tree),
+    copied out: a build/ or *.egg-info left in the checkout by an earlier build cannot slip into it
+    what pyproject.toml leaves out."""
+    dist, source = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("source")
+    for name in _run(["git", "ls-files", "-z"], ROOT).split("\0"):
+        if name and (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "-q", "-w", dist], dist)
     (built,) = dist.glob("puf_labels-*.whl")
     return built
+
+
+def test_the_wheel_holds_every_file_of_the_packages(wheel):
+    """Every file the checkout tracks under the packages (code, the app's kv layout and language
+    catalogues, the self-test's bundle and photos, the shipped model, the training configs)."""
+    tracked = _run(["git", "ls-files", "edge_app", "fabrication", "trainer", "models"], ROOT).split()
+    with zipfile.ZipFile(wheel) as built:
+        shipped = set(built.namelist())
+    assert any(name.startswith("edge_app/app/locale/de/") for name in tracked)
+    assert [name for name in tracked if name not in shipped] == []
+
+
+def german_app(venv: Path, work: Path) -> dict:
+    """The installed wheel's app, in German, under Xvfb: the committed photos through the file
+    camera (the first a genuine label), against their bundle; what it showed."""
+    steps = [{"do": "wait_ready"}, {"do": "record", "name": "preview"}, {"do": "capture"},
+             {"do": "record", "name": "verdict"}, {"do": "screenshot", "path": str(work / "genuine_de.png")}]
+    script = {"options": {"home": work / "home", "bundle": DATA / "bundle", "trusted_keys": DATA / "trusted_keys",
+                          "camera": f"file:{DATA / 'photos'}", "language": "de"}, "steps": steps}
+    with display(work / "display") as env:
+        result = run_script(script, work / "app", env, python=venv / "bin" / "python")
+    assert result["error"] is None, result["error"] + result["stderr"]
+    return result["records"]
 
 
 @pytest.mark.parametrize("install", INSTALLS, ids=[i.name for i in INSTALLS])
@@ -153,3 +191,12 @@ def test_the_wheel_with_the_device_extra_verifies_the_committed_photos_outside_t
             allowed = ("counterfeit", "unreadable") if install.retake_or_counterfeit else ("counterfeit",)
             assert verdict["verdict"] in allowed and verdict["label_id"] is None, verdict
     assert sum(v["verdict"] == "genuine" for v in from_wheel) == 3
+
+    self_test = json.loads(_run([venv / "bin" / "puf", "verify", "--self-test", "--json"], elsewhere))
+    assert self_test["passed"] and Path(self_test["bundle"]).is_relative_to(site)
+    assert [check["passed"] for check in self_test["checks"]] == [True, True, True]
+
+    seen = german_app(venv, tmp_path / "app")
+    assert seen["preview"]["language"] == "de" and seen["preview"]["texts"]["capture"] == "AUFNEHMEN"
+    verdict = seen["verdict"]["texts"]
+    assert verdict["title"] == "ECHT" and verdict["message"] == "Dieses Etikett ist als B0001-0000-08 registriert."

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"private": str(private), "public": str(public), "key_id": key_id}))
     else:
         print(f"key {key_id}: private {private} (keep it at the factory), public {public} "
-              "(copy it into each device's trusted keys folder)")
+              f"(on each device: puf device trust {public.name})")
     return 0
 
 
@@ -34,7 +34,7 @@ verb = Verb(
     "keygen",
     "Make an Ed25519 key pair for signing bundles.",
     "  puf keygen keys/factory            # keys/factory.key, keys/factory.pub\n"
-    "  cp keys/factory.pub ~/.config/puf/trusted_keys/   # on each device",
+    "  puf device trust factory.pub       # on each device, the .pub copied over",
     add_arguments,
     run,
     extras=("device",),

@@ -14,7 +14,8 @@ SDL's offscreen driver where Xvfb is not installed (`display`). The script is JS
                                                    press CAPTURE and record the UI while it waits
     {"do": "press", "screen": S, "id": ID}         press a button, wait for a frame
     {"do": "show", "screen": S}                    go to a screen (as its button does)
-    {"do": "tap_history", "row": 0}                tap a history row, wait for its photo
+    {"do": "tap_history", "row": 0}                tap a history row with a finger (a touch event at
+                                                   the row's place on the window), wait for its photo
     {"do": "close_popups"}
     {"do": "install", "folder": PATH}              Settings -> Update bundle, PATH opened in the folder
                                                    chooser, Install pressed; wait for the outcome
@@ -77,19 +78,24 @@ asks for another language (LANGUAGE=en, whatever the machine's locale)."""
         server.wait(10)
 
 
-def run_script(script: dict, work: Path, env: dict, timeout: float = 240) -> dict:
+def run_script(script: dict, work: Path, env: dict, timeout: float = 240, python: Path | None = None) -> dict:
     """Run the app on `script` in a child process; its result (RuntimeError if the app
-    died, with the end of its stderr)."""
+    died, with the end of its stderr). `python`: another interpreter whose installed `edge_app`
+    runs it (a wheel's venv), from `work`, with nothing of this checkout on its path."""
     work.mkdir(parents=True, exist_ok=True)
     path, out = work / "script.json", work / "result.json"
     path.write_text(json.dumps({**script, "out": str(out)}, default=str))
     out.unlink(missing_ok=True)
-    done = subprocess.run([sys.executable, "-m", "edge_app.app.driver", str(path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    if python is not None:
+        env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
+    done = subprocess.run([str(python or sys.executable), "-m", "edge_app.app.driver", str(path)],
+                          cwd=work if python is not None else ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"the app exited with status {done.returncode}:\n{done.stderr[-4000:]}")
     result = json.loads(out.read_text())
     result["stderr"] = done.stderr[-4000:]
+    result["log"] = done.stderr  # the whole of what the app logged (warnings and errors)
     return result
 
 
@@ -207,11 +213,15 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
                 yield lambda loads=loads: app.history_loads > loads
             yield after_frames(flips, 3)
         elif kind == "tap_history":
-            rows = app.screen("history").ids.rows
-            entry_id = rows.data[step["row"]]["entry_id"]
+            row = app.screen("history").ids.rows.view_adapter.get_visible_view(step["row"])
+            if row is None:
+                raise AssertionError(f"history row {step['row']} is not on the screen")
             app.entry_view = None
-            app.show_entry(entry_id)
-            yield lambda: app.entry_view is not None
+            yield from tap(row, flips)
+            until = time.monotonic() + 10
+            yield lambda until=until: app.entry_view is not None or time.monotonic() > until
+            if app.entry_view is None:
+                raise AssertionError(f"tapping history row {step['row']} opened nothing")
             yield after_frames(flips, 3)
         elif kind == "close_popups":
             from kivy.uix.modalview import ModalView
@@ -256,6 +266,28 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
         else:
             raise ValueError(f"unknown step {kind!r}")
         result["steps_done"] += 1
+
+
+def tap(widget, flips: list):
+    """A finger's tap on the middle of `widget`, through the window's input path as the touch
+    screen delivers one (down, a few frames, up): wait conditions."""
+    from kivy.base import EventLoop
+    from kivy.core.window import Window
+    from kivy.input.motionevent import MotionEvent
+
+    class Finger(MotionEvent):
+        def depack(self, args: dict) -> None:
+            self.sx, self.sy = args["sx"], args["sy"]
+            self.profile = ["pos"]
+            super().depack(args)
+
+    x, y = widget.to_window(*widget.center)
+    finger = Finger("driver", 1, {"sx": x / (Window.width - 1), "sy": y / (Window.height - 1)}, is_touch=True,
+                    type_id="touch")
+    EventLoop.post_dispatch_input("begin", finger)
+    yield after_frames(flips, 3)
+    EventLoop.post_dispatch_input("end", finger)
+    yield after_frames(flips)
 
 
 def record(app) -> dict:

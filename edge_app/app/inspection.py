@@ -31,6 +31,8 @@ PHOTO_PX = 480  # the width of the photo shown when no label could be cut from i
 UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory "
                  "sent).")
 NOT_OPENED = N_("The bundle has not been opened yet.")
+NOT_SET_UP = N_("This device trusts no factory's key yet, so it cannot check a bundle or a label. Ask whoever "
+                "looks after the device to set it up with your factory's public key.")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Outcome:
     verify_ms: float  # the verifier's own time for the photo
     entry_id: int | None  # the journal row of the verdict shown
     source: str
+    updated: str | None = None  # the day the bundle's labels are as of (`edge_app.verify.Verifier.updated`)
 
     # the words are made when shown, so a screen shows them in the language in use
     @property
@@ -89,7 +92,7 @@ class Outcome:
     @property
     def message(self) -> str:
         """What it means, in plain words."""
-        return plain_reason(self.verdicts[self.shown])
+        return plain_reason(self.verdicts[self.shown], self.updated)
 
     @property
     def summary(self) -> str:
@@ -113,15 +116,19 @@ def choose(verdicts: list) -> int:
     return 0
 
 
-def plain_reason(verdict) -> str:
-    """What the inspector should know or do, in words, for a verdict."""
+def plain_reason(verdict, updated: str | None = None) -> str:
+    """What the inspector should know or do, in words, for a verdict. A counterfeit is a label
+    that is not among the device's labels as of the day its bundle was `updated` (YYYY-MM-DD):
+    all that is known, so that is what is said."""
     reason = verdict.reason
     if verdict.verdict == "genuine":
         return _("This label is enrolled as {label_id}.").format(label_id=verdict.label_id)
     if verdict.verdict == "counterfeit":
+        date = updated or _("date unknown")
         if verdict.score is None:
-            return _("No enrolled label of this pattern: this label was never made by the factory.")
-        return _("No enrolled label matches this one: do not accept it.")
+            return _("No label of this pattern on this device (updated {date}): do not accept it.").format(
+                date=date)
+        return _("Not among this device's labels (updated {date}): do not accept it.").format(date=date)
     for start, words in RETAKES:
         if reason.startswith(start):
             return _(words)
@@ -180,6 +187,18 @@ class Inspector:
     def trusted_keys(self) -> Path:
         return self.trusted_override or self.store.trusted_keys_dir()
 
+    def _keys(self) -> dict | None:
+        """The keys a bundle is checked against; None when the device trusts none yet (not set
+        up: said in the inspector's words, `NOT_SET_UP`, not the command line's)."""
+        from edge_app.errors import NoTrustedKeys
+        from edge_app.signing import load_trusted_keys
+
+        try:
+            return load_trusted_keys(self.trusted_keys())
+        except NoTrustedKeys as error:
+            log.warning("%s", error)
+            return None
+
     def label_px(self) -> float | None:
         """The label side set in Settings (px), or None: found in each photo. A stored value
         that is not a usable size (a hand-edited file) counts as auto, and is logged."""
@@ -211,11 +230,16 @@ class Inspector:
 
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
-        if path is None:
-            self.status = BundleStatus(None, problem=N_("No bundle is installed: labels cannot be checked. {hint}"))
-            return self.status
         try:
-            bundle = load_bundle(path, self.trusted_keys())
+            keys = self._keys()  # first: a device that trusts no key cannot use any bundle
+            if keys is None:
+                self.status = BundleStatus(path, problem=NOT_SET_UP)
+                return self.status
+            if path is None:
+                self.status = BundleStatus(None, problem=N_("No bundle is installed: labels cannot be checked. "
+                                                            "{hint}"))
+                return self.status
+            bundle = load_bundle(path, keys)
             verifier = open_verifier(bundle, self.label_px())
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier
@@ -235,7 +259,12 @@ class Inspector:
         """Check and install the bundle in `folder` (a USB stick), then verify with it. A
         refused bundle raises PufError, and the current bundle stays in use; `allow_older`
         installs one whose sequence is not above the current one's (going back on purpose)."""
-        self.store.install_bundle(Path(folder), self.trusted_keys(), allow_older=allow_older)
+        from edge_app.errors import PufError
+
+        keys = self._keys()
+        if keys is None:
+            raise PufError(_(NOT_SET_UP))
+        self.store.install_bundle(Path(folder), keys, allow_older=allow_older)
         self.bundle_override = None
         return self.open()
 
@@ -260,7 +289,8 @@ class Inspector:
         crop = crops[shown] if crops[shown] is not None else downscale(frame.image, PHOTO_PX)
         return Outcome(verdict.verdict, verdict.reason, verdict.label_id, verdict.score, verdict.threshold,
                        verdict.pattern, sum(v.corners_px is not None for v in verdicts), verdicts, shown, crop,
-                       thumbnail, float(verdict.timings_ms.get("total", 0.0)), entries[shown], frame.source)
+                       thumbnail, float(verdict.timings_ms.get("total", 0.0)), entries[shown], frame.source,
+                       self.verifier.updated)
 
     def history(self, limit: int = 100) -> list:
         return self.journal.recent(limit)

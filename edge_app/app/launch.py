@@ -38,6 +38,26 @@ def configure_kivy(options: AppOptions) -> None:
     if Config.has_option("input", "%(name)s"):
         Config.remove_option("input", "%(name)s")
     Config.set("kivy", "exit_on_escape", "0" if options.fullscreen else "1")
+    quiet_probes()
+
+
+def quiet_probes() -> None:
+    """Kivy probes at start for two things the app never uses, and logs each one missing as an
+    error with a traceback: the kernel's multitouch library (libmtdev; the touch screen reaches the
+    app as the desktop's pointer, above) and an X11 cut buffer (xclip or xsel: middle-click paste
+    into the one text box). Those probes run here, in the imports that make them, with Kivy's log
+    held for just that time, so a normal run's log shows only what matters."""
+    import logging
+
+    from kivy.logger import Logger
+
+    level = Logger.level
+    Logger.setLevel(logging.CRITICAL + 1)
+    try:
+        import kivy.core.clipboard  # noqa: F401 (the cut buffer probe)
+        import kivy.input.providers  # noqa: F401 (the libmtdev probe)
+    finally:
+        Logger.setLevel(level)
 
 
 def run_app(options: AppOptions) -> int:

@@ -83,6 +83,12 @@ def inspection(data, screen_env):
     return result, home, shots
 
 
+def test_a_normal_run_logs_no_traceback(inspection):
+    """Kivy's probes for what the app does not use (libmtdev, xclip/xsel) log no error."""
+    log = inspection[0]["log"]
+    assert "Traceback" not in log and "MTDev" not in log and "Cutbuffer" not in log, log[:3000]
+
+
 def test_the_preview_runs_with_the_capture_assist(inspection, data):
     preview = inspection[0]["records"]["preview"]
     assert preview["screen"] == "preview"
@@ -114,13 +120,17 @@ def test_a_genuine_label_shows_genuine(inspection, data):
     assert g > 100 and g > 1.5 * r and g > 1.5 * b  # drawn: a green banner on the screen
 
 
-def test_a_never_enrolled_label_shows_counterfeit(inspection):
+def test_a_never_enrolled_label_shows_counterfeit(inspection, data):
     result, _, shots = inspection
     seen = result["records"]["counterfeit"]
     assert seen["screen"] == "verdict"
     assert seen["texts"]["title"] == "COUNTERFEIT"
     assert seen["outcome"]["label_id"] is None and seen["outcome"]["score"] < 0.62
-    assert "No enrolled label matches" in seen["texts"]["message"]
+    # what is known: not among the labels the device holds, as of its bundle's date (a label made since needs a
+    # newer bundle), not that the factory never made it
+    signed = load_bundle(data["bundle"], data["trusted"]).release.created
+    assert seen["texts"]["message"] == f"Not among this device's labels (updated {signed:%Y-%m-%d}): do not accept it."
+    assert "never made" not in seen["texts"]["message"]
     b, g, r = banner_colour(shots / "counterfeit.png")
     assert r > 100 and r > 2 * g and r > 2 * b
 
@@ -382,3 +392,21 @@ def test_the_worker_runs_jobs_in_order_off_the_calling_thread_and_hands_back_err
         callback()
     assert results[0][0] != threading.get_ident() and results[0][1] is None
     assert results[1] == (None, ZeroDivisionError)
+
+
+def test_a_counterfeit_says_it_is_not_among_the_devices_labels_as_of_its_bundle_in_both_languages():
+    from edge_app.app.i18n import set_language
+
+    found, none_of_pattern = verdict("counterfeit", 0.3), verdict("counterfeit")
+    try:
+        assert plain_reason(found, "2026-11-30") == ("Not among this device's labels (updated 2026-11-30): "
+                                                     "do not accept it.")
+        assert plain_reason(none_of_pattern, "2026-11-30").startswith("No label of this pattern on this device "
+                                                                      "(updated 2026-11-30)")
+        assert "date unknown" in plain_reason(found, None)
+        set_language("de")
+        assert plain_reason(found, "2026-11-30") == ("Nicht unter den Etiketten dieses Geräts (Stand 2026-11-30): "
+                                                     "Nicht annehmen.")
+        assert plain_reason(none_of_pattern, "2026-11-30").startswith("Kein Etikett dieses Musters auf diesem Gerät")
+    finally:
+        set_language("en")

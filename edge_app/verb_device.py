@@ -1,0 +1,99 @@
+"""`puf device trust KEY.pub`, `puf device install BUNDLE`: set a handheld device up from its shell.
+
+`trust` copies a factory's public key into the folder of keys the device trusts (checked first:
+an Ed25519 public key, never a private one) and shows its id, to compare with the one `puf
+keygen` showed at the factory. `install` copies a bundle into the device's folder with every check
+the app's *Update bundle from folder* makes (signature by a trusted key, every file's checksum, a
+sequence above the installed one's, not expired, the model and shards opened); a refused bundle
+leaves the installed one in use. The app and `puf verify` then use both.
+
+Only the standard library is imported here at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_app.verbs import Verb
+
+if TYPE_CHECKING:
+    from edge_app.device_store import DeviceStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", type=Path, metavar="DIR",
+                        help="the device's folder (default: $PUF_HOME, else ~/.local/share/puf)")
+    common.add_argument("--json", action="store_true", help="print what was done as JSON")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    trust = actions.add_parser("trust", parents=[common], help="trust a factory's public key (KEY.pub)",
+                               description="Copy a factory's public key into the device's trusted keys "
+                                           "(HOME/trusted_keys when the device has that folder, else "
+                                           "~/.config/puf/trusted_keys) and show its id.")
+    trust.add_argument("key", type=Path, metavar="KEY.pub", help="the factory's public key (puf keygen's .pub)")
+    install = actions.add_parser("install", parents=[common], help="install a bundle on the device",
+                                 description="Check a bundle (signature, checksums, sequence, expiry, model) and "
+                                             "make it the device's bundle; a refused one changes nothing.")
+    install.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle's folder (on a USB stick)")
+    install.add_argument("--allow-older", action="store_true",
+                         help="install a bundle whose sequence is not above the installed one's (going back on "
+                              "purpose)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_app.device_store import DeviceStore
+    from edge_app.verbs import print_report
+
+    store = DeviceStore(args.home)
+    report = trust(store, args.key) if args.action == "trust" else install(store, args.bundle, args.allow_older)
+    return print_report(report, args.json, describe)
+
+
+def trust(store: DeviceStore, key: Path) -> dict:
+    from edge_app.device_setup import trust_key
+
+    trusted = trust_key(key, store.trusted_keys_dir())
+    return {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added}
+
+
+def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
+    import sys
+
+    from tqdm import tqdm
+
+    from edge_app.device_store import bundle_version
+
+    with tqdm(total=0, unit="B", unit_scale=True, desc="copying the bundle", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        loaded = store.install_bundle(bundle, store.trusted_keys_dir(), progress, allow_older=allow_older)
+    return {"action": "install", "path": str(loaded.path), "version": bundle_version(loaded),
+            "labels": len(loaded.shards), "release": loaded.release.describe(), "signed_by": loaded.signer,
+            "warning": loaded.uncalibrated_warning}
+
+
+def describe(report: dict) -> str:
+    if report["action"] == "trust":
+        done = "trusted" if report["added"] else "already trusted"
+        return f"{done}: key {report['key_id']} ({report['path']})"
+    text = (f"installed bundle {report['version']}: {report['labels']:,} labels, {report['release']}, signed by "
+            f"key {report['signed_by']} ({report['path']})")
+    return text + (f"\nWARNING: {report['warning']}" if report["warning"] else "")
+
+
+verb = Verb(
+    "device",
+    "Set a handheld device up: trust a factory's public key, install a bundle.",
+    "  puf device trust keys/factory.pub          # the factory's public key, once per device\n"
+    "  puf device install bundles/b1              # from a USB stick: checked, then the device's bundle\n"
+    "  puf device install bundles/b1 --allow-older --json",
+    add_arguments,
+    run,
+    extras=("device",),
+    rank=32,
+)
