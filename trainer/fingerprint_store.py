@@ -20,8 +20,8 @@ pasted in: a label id or pattern name cannot change what a filter selects. Label
 and regions are ids of `edge_app.ids`'s grammar, checked as they come in and as they are read
 back: pymilvus's query iterator pages by the primary key with a literal it does not escape, so
 a quote or a backslash in one (a store written before the grammar) would break or loop an
-export; reading stops instead with an error naming the id, and never reads more rows than the
-store counts.
+export; reading stops instead with an error naming the id, and stops too at a page that does
+not move past the last one.
 """
 
 from __future__ import annotations
@@ -226,23 +226,24 @@ class FingerprintStore:
 
     def _batches(self, collection: str, region: Region, pattern: str) -> Iterator[list[dict]]:
         """The rows of one pattern class of `region`, a page at a time: each row's label id
-        checked before the iterator pages on from it, and no more rows than the store counts
-        (see the module's docstring); a PufError otherwise, nothing half-read kept."""
+        checked before the iterator pages on from it, and each page past the last one's keys
+        (pages come in key order), so there are never more pages than rows; a PufError
+        otherwise (see the module's docstring)."""
         if not self._partition(collection, region, create=False):
             return
-        held = self.count(collection, region, pattern)
         iterator = self._call("read fingerprints", self.client.query_iterator, collection, batch_size=READ_ROWS,
                               filter=f"pattern == {_literal(pattern)}", partition_names=[region.partition],
-                              output_fields=["label_id", "copy", "vector"])
-        read = 0
+                              output_fields=["key", "label_id", "copy", "vector"])
+        last = ""
         try:
             while batch := self._call("read fingerprints", iterator.next):
-                read += len(batch)
-                if read > held:
-                    raise PufError(f"the fingerprint store {self.uri} gave more than the {held} fingerprints it holds "
-                                   f"of {region} pattern {pattern!r}: its paging went wrong, nothing read")
                 for row in batch:
                     self._check_stored(row["label_id"], region)
+                first = min(row["key"] for row in batch)
+                if first <= last:
+                    raise PufError(f"the fingerprint store {self.uri} gave the fingerprint {first!r} after {last!r}: "
+                                   f"its paging of {region} pattern {pattern!r} did not move on; nothing read")
+                last = max(row["key"] for row in batch)
                 yield batch
         finally:
             iterator.close()
