@@ -2,7 +2,8 @@
 re-run, and killed again, until one ends), then check what is left against an uninterrupted
 run: the bundle verifies (signature, checksums, `load_bundle`) and holds every enrolled label
 exactly once, the registry passes ``pragma integrity_check`` and its label statuses are the
-uninterrupted run's; no unfinished version is left beside the bundle."""
+uninterrupted run's; no unfinished version is left beside the bundle, and of its versions only
+the current one and the one before it."""
 
 import shutil
 import sqlite3
@@ -10,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge_app.bundle import load_bundle
+from edge_app.folder_swap import versions_of
 from tests.bundle_support import batch_registry, keys, model_bundle
 from tests.faults import kill_moments, puf_command, run_and_kill, timed_run
 from tests.trainer_support import bundle_label_counts, statuses
@@ -28,7 +30,9 @@ def check_after_kills(bundle: Path, registry: Path, trusted: Path, expected: dic
     finally:
         db.close()
     assert statuses(registry) == expected
-    assert {p.name for p in bundle.parent.iterdir() if p.name.startswith(".")} <= {".bundle.lock"}  # no unfinished
+    hidden = {p.name for p in bundle.parent.iterdir() if p.name.startswith(".")}
+    assert hidden <= {".bundle.lock", versions_of(bundle).name}  # no unfinished version, no link half-made
+    assert bundle.is_symlink() and len(list(versions_of(bundle).iterdir())) <= 2  # the current and the one before
 
 
 def test_enroll_killed_at_random_moments_converges_to_an_uninterrupted_run(base, tmp_path):
