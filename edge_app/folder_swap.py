@@ -146,6 +146,10 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, os.strerror(errno), str(b))
 
 
+def _is_link_to_a_folder(path: Path) -> bool:
+    return path.is_symlink() and path.is_dir()
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -173,7 +177,7 @@ def repair(target: Path, aside: Path) -> bool:
     target, aside = Path(target), Path(aside)
     if target.is_symlink() or target.exists():
         return False
-    if pending_of(target).is_symlink():
+    if _is_link_to_a_folder(pending_of(target)):
         log.warning("a swap of %s was cut off before the new version was in place: putting it in place", target)
         os.replace(pending_of(target), target)
         sync_dir(target.parent)
@@ -192,8 +196,8 @@ def repair_locked(target: Path, what: str) -> None:
     writer holds it), so never in the middle of a writer's swap."""
     from edge_app.folder_lock import exclusive
 
-    target = Path(target)
-    if not target.exists() and (aside_of(target).is_dir() or pending_of(target).is_symlink()):
+    target = home_of(target)
+    if not target.exists() and (aside_of(target).is_dir() or _is_link_to_a_folder(pending_of(target))):
         with exclusive(lock_of(target), what):
             repair(target, aside_of(target))
 

@@ -8,9 +8,12 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from edge_app.bundle import load_bundle
 from edge_app.bundle_format import TEMPLATES, Manifest, read_manifest
-from edge_app.folder_swap import home_of, versions_of
+from edge_app.errors import PufError
+from edge_app.folder_swap import home_of, pending_of, versions_of
 from tests.bundle_support import enrolled_bundle, keys
 from trainer.bundle_write import BundleUpdate, bundle_lock
 from trainer.keys import load_private_key
@@ -112,3 +115,26 @@ def test_a_link_to_the_bundle_is_the_bundle(base, tmp_path):
     assert link.is_symlink() and link.resolve() == bundle.resolve()  # the link still leads to the bundle
     assert (bundle / "swap.txt").read_text() == "through the link"
     assert home_of(link) == bundle and not versions_of(link).exists()
+
+
+def test_a_swap_cut_between_its_two_renames_is_completed_by_the_next_reader(base, tmp_path):
+    """Where the kernel cannot exchange two paths, a folder written before versions becomes one
+    by two renames; a crash between them leaves no bundle but the new link beside it, which the
+    next reader (or writer) puts in place."""
+    bundle = tiny_bundle(base, tmp_path / "bundle")
+    swap(bundle, load_private_key(keys(base)[0]), "one")
+    link = os.readlink(bundle)
+    os.rename(bundle, pending_of(bundle))  # the new link made, not yet renamed into place
+    assert not bundle.exists()
+    assert load_bundle(bundle, keys(base)[1]).path == bundle.resolve()
+    assert os.readlink(bundle) == link and not pending_of(bundle).exists()
+
+
+def test_a_symlink_loop_is_refused_not_followed(base, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(PufError, match="symbolic links in a row"):
+        load_bundle(tmp_path / "a", keys(base)[1])
+    with pytest.raises(PufError, match="symbolic links in a row"):
+        with bundle_lock(tmp_path / "a"):
+            pass
