@@ -16,7 +16,8 @@ running `puf enroll`), and two renames show a reader no folder, or half of one v
 half of the next. So the factory swaps versions instead (`swap_version`): the stable path is
 a symlink to an immutable version folder in ``.NAME.versions/``, replaced by one rename(2)
 of a new symlink; a reader resolves it once and reads everything from that version
-(`current_version`), which stays in place until the swap after next. A folder at the stable
+(`current_version`), which stays for `KEEP_REPLACED_SECONDS` after it is replaced (time for a
+reader that resolved it to open its files: `puf verify` loads the bundle, then its model). A folder at the stable
 path (a bundle written before versions) becomes the first old version, atomically where the
 kernel can exchange two paths. A writer locks and writes at `home_of(path)`, where links
 are resolved: a symlink to a bundle is the same bundle, never a second one with its own lock.
@@ -30,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 from edge_app.errors import PufError
@@ -64,6 +66,7 @@ def pending_of(target: Path) -> Path:
 
 _VERSIONS = re.compile(r"\..+\.versions")
 MAX_LINKS = 40  # as the kernel's own limit
+KEEP_REPLACED_SECONDS = 60  # a replaced version stays this long for the readers that resolved to it
 
 
 def home_of(path: Path) -> Path:
@@ -92,7 +95,7 @@ def current_version(path: Path) -> Path:
 def swap_version(new: Path, target: Path) -> Path:
     """Make the finished folder `new` the current version of `target` (a stable path, as
     `home_of` gives it) by one rename of a symlink; returns the version folder. The version it
-    replaces stays for the readers still reading it; older ones are removed. On a file system
+    replaces stays for the readers still reading it (`_prune`). On a file system
     without symlinks (a FAT stick) it falls back to `swap_in`'s two renames."""
     new, target = Path(new), Path(target)
     versions, pending = versions_of(target), pending_of(target)
@@ -107,16 +110,25 @@ def swap_version(new: Path, target: Path) -> Path:
     versions.mkdir(exist_ok=True)
     os.rename(new, version)
     sync_dir(versions)
-    kept = {version.name, target.resolve().name if target.is_symlink() else ""}
     if target.is_dir() and not target.is_symlink():  # written before versions: it becomes the old version
-        kept.add(_retire(target, pending, versions / f"v{secrets.token_hex(6)}").name)
+        os.utime(_retire(target, pending, versions / f"v{secrets.token_hex(6)}"))
     else:
+        replaced = target.resolve() if target.is_symlink() else None
+        if replaced is not None and replaced.parent == versions and replaced.is_dir():
+            os.utime(replaced)  # when it stopped being current: `_prune` counts from then
         os.replace(pending, target)
     sync_dir(target.parent)
-    for folder in versions.iterdir():
-        if folder.name not in kept:
-            _remove(folder)
+    _prune(versions, version)
     return version
+
+
+def _prune(versions: Path, current: Path) -> None:
+    """Remove the versions replaced more than `KEEP_REPLACED_SECONDS` ago, and those a crash
+    left unfinished (never current: counted from when they were written)."""
+    oldest = time.time() - KEEP_REPLACED_SECONDS
+    for folder in versions.iterdir():
+        if folder.name != current.name and folder.lstat().st_mtime < oldest:
+            _remove(folder)
 
 
 def _retire(target: Path, link: Path, old: Path) -> Path:

@@ -5,6 +5,7 @@ bundle folder written before versions stays readable and becomes one on its firs
 import multiprocessing
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from edge_app.bundle import load_bundle
 from edge_app.bundle_format import TEMPLATES, Manifest, read_manifest
 from edge_app.errors import PufError
-from edge_app.folder_swap import home_of, pending_of, versions_of
+from edge_app.folder_swap import KEEP_REPLACED_SECONDS, home_of, pending_of, versions_of
 from tests.bundle_support import enrolled_bundle, keys
 from trainer.bundle_write import BundleUpdate, bundle_lock
 from trainer.keys import load_private_key
@@ -90,10 +91,10 @@ def test_four_readers_during_forty_swaps_never_fail(base, tmp_path):
     assert [(errors, examples) for _, errors, examples, _ in reports] == [(0, [])] * 4
     assert all(in_order for *_, in_order in reports)  # never an older version after a newer one
     assert (bundle / "swap.txt").read_text() == f"version {SWAPS - 1}"
-    assert bundle.is_symlink() and len(os.listdir(versions_of(bundle))) == 2  # the current and the one before
+    assert bundle.is_symlink() and bundle.resolve().parent == versions_of(bundle)
 
 
-def test_a_bundle_written_before_versions_becomes_one_and_keeps_the_one_before(base, tmp_path):
+def test_a_bundle_written_before_versions_becomes_one_and_keeps_replaced_versions_a_while(base, tmp_path):
     bundle = tiny_bundle(base, tmp_path / "bundle")
     before = read_manifest(bundle)
     key = load_private_key(keys(base)[0])
@@ -103,7 +104,11 @@ def test_a_bundle_written_before_versions_becomes_one_and_keeps_the_one_before(b
     assert read_manifest(old) == before  # the folder that was there, whole, for its last readers
     assert load_bundle(bundle, keys(base)[1]).path == new  # read from one version
     swap(bundle, key, "two")
-    assert old not in list(versions_of(bundle).iterdir()) and new in list(versions_of(bundle).iterdir())
+    assert {old, new} < set(versions_of(bundle).iterdir())  # replaced just now: kept for their readers
+    past = time.time() - KEEP_REPLACED_SECONDS - 1
+    os.utime(old, (past, past))  # as if replaced longer ago
+    swap(bundle, key, "three")
+    assert old not in set(versions_of(bundle).iterdir()) and new in set(versions_of(bundle).iterdir())
 
 
 def test_a_link_to_the_bundle_is_the_bundle(base, tmp_path):
@@ -138,3 +143,36 @@ def test_a_symlink_loop_is_refused_not_followed(base, tmp_path):
     with pytest.raises(PufError, match="symbolic links in a row"):
         with bundle_lock(tmp_path / "a"):
             pass
+
+
+def test_puf_verify_runs_during_swaps_all_give_their_verdict(base, tmp_path):
+    """The whole command: it loads the bundle and then opens its model, from the version it
+    resolved, which a swap does not remove under it. Six runs, a writer swapping all along."""
+    import threading
+
+    import cv2
+
+    from tests.bundle_support import sim_batch
+    from tests.faults import puf_command
+
+    bundle = enrolled_bundle(base, tmp_path / "bundle")
+    image, _ = sim_batch().handheld(0, 4, 8)
+    cv2.imwrite(str(tmp_path / "genuine.jpg"), image)
+    key, stop, swaps = load_private_key(keys(base)[0]), threading.Event(), []
+
+    def writer() -> None:
+        while not stop.is_set():
+            swap(bundle, key, f"version {len(swaps)}")
+            swaps.append(1)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        runs = [subprocess.run(puf_command("verify", str(tmp_path / "genuine.jpg"), "--bundle", str(bundle),
+                                           "--trusted-keys", str(keys(base)[1])), capture_output=True, text=True)
+                for _ in range(6)]
+    finally:
+        stop.set()
+        thread.join()
+    assert [(run.returncode, run.stderr[-300:]) for run in runs if run.returncode != 0] == []
+    assert len(swaps) >= 6
