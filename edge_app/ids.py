@@ -8,8 +8,9 @@ enrollment, the fingerprint store, a journal sync file, ``--product``/``--region
 store, filter or file name ever sees a quote, a backslash, a slash, ``..``, a space or a
 control character:
 
-    every id    1-64 of A-Z a-z 0-9 _ - . , not starting with "." or "-"
-    batch       1-32 of A-Z a-z 0-9 _     (a label id BATCH-FFFF-SS splits at its "-")
+    every id    1-64 of A-Z a-z 0-9 _ - . , starting with a letter or digit
+    batch       1-32 of A-Z a-z 0-9 _ , starting with a letter or digit (a layout's label id
+                BATCH-FFFF-SS splits at its "-")
     product, region  1-40 of A-Z a-z 0-9  (they name a Milvus partition, r_PRODUCT_REGION)
 
     check_id("label", text)   # text, or a PufError naming it and the grammar
@@ -21,14 +22,14 @@ import re
 
 from edge_app.errors import PufError
 
-BATCH = r"[A-Za-z0-9_]{1,32}"  # also the batch part of a layout's label ids (`edge_app.layout`)
-_ID = (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"), "1-64 letters, digits, '_', '-' or '.', not starting with "
-       "'.' or '-'")
+BATCH = r"[A-Za-z0-9][A-Za-z0-9_]{0,31}"  # also the batch part of a layout's label ids (`edge_app.layout`)
+_ID = (re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"), "1-64 letters, digits, '_', '-' or '.', starting with a "
+       "letter or digit")
 _PARTITION_NAME = (re.compile(r"[A-Za-z0-9]{1,40}"), "1-40 letters or digits (it names a Milvus partition)")
 GRAMMARS = {  # kind -> (pattern, the grammar in words)
     "label": _ID,
     "device": _ID,
-    "batch": (re.compile(BATCH), "1-32 letters, digits or '_'"),
+    "batch": (re.compile(BATCH), "1-32 letters, digits or '_', starting with a letter or digit"),
     "product": _PARTITION_NAME,
     "region": _PARTITION_NAME,
 }
