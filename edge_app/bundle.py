@@ -122,29 +122,52 @@ class Bundle:
                            len(self.pattern_classes), Preprocess.from_dict(self.manifest.preprocessing))
 
 
+SWAP_RETRIES = 3  # a load that fails while the bundle moved on to a newer version is tried again
+
+
 def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: bool = True,
                 mmap: bool = True) -> Bundle:
     """Open and check a bundle. `trusted_keys` is a key-id -> public-key dict, a folder of
     ``*.pub`` files, or None for the default folder (`edge_app.signing`). `check=False`
-    skips signature and checksums: only for the factory's own freshly written bundles."""
-    from edge_app.folder_swap import repair_locked
+    skips signature and checksums: only for the factory's own freshly written bundles.
+
+    Everything is read from one version of the bundle (`edge_app.folder_swap.current_version`,
+    which `Bundle.path` then is): a factory writer swapping in a new version meanwhile never
+    mixes two. A load that fails while the bundle's path moved on to another version (that
+    version removed under it, or a folder written before versions turned into one) is tried
+    again on the new one; a failure with no swap is the bundle's own."""
+    from edge_app.folder_swap import current_version, repair_locked
+
+    path = Path(path)
+    repair_locked(path, f"the bundle {path}")  # a factory writer's swap cut in half by a crash
+    tries = 0
+    while True:
+        version = current_version(path)
+        try:
+            return _load_version(path, version, trusted_keys, check, mmap)
+        except (PufError, OSError):
+            tries += 1
+            if tries > SWAP_RETRIES or current_version(path) == version:
+                raise
+
+
+def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, check: bool, mmap: bool) -> Bundle:
+    """`load_bundle` of the version folder `path` of the bundle `named`."""
     from edge_app.orientation import PatternTemplates
     from edge_app.shards import ShardSet
     from edge_app.signing import load_trusted_keys, verify_manifest
 
-    path = Path(path)
-    repair_locked(path, f"the bundle {path}")  # a factory writer's swap cut in half by a crash
     if not path.is_dir():
-        raise PufError(f"no bundle at {path}")
+        raise PufError(f"no bundle at {named}")
     written = read_manifest(path)
     manifest = Manifest.from_dict(written, f"{path / MANIFEST}")
     signer = None
     if check:
         trusted = trusted_keys if isinstance(trusted_keys, dict) else load_trusted_keys(trusted_keys)
-        signer = verify_manifest(written, trusted, where=f"{path.name}/{MANIFEST}")  # the JSON as signed
+        signer = verify_manifest(written, trusted, where=f"{named.name}/{MANIFEST}")  # the JSON as signed
         check_bundle_files(path, manifest)
     if manifest.shards is None:
-        raise PufError(f"the bundle {path} has no enrolled labels (no shards): run puf enroll")
+        raise PufError(f"the bundle {named} has no enrolled labels (no shards): run puf enroll")
     manifest.check_named_files()
     if manifest.threshold is None:
         raise PufError(f"{MANIFEST} has no decision threshold")

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.ids import BATCH, check_id
 from edge_app.json_files import load_json, write_json
 from edge_app.pattern_set import PatternSet
 
 LAYOUT_FORMAT = 1
 UNKNOWN_PATTERN = "unknown"  # a label whose glyph the layout does not know (a folder of images)
-_BATCH_ID = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_LABEL_ID = re.compile(r"^(?P<batch>[A-Za-z0-9_]{1,32})-(?P<field>\d{4})-(?P<slot>\d{2})$")
+_LABEL_ID = re.compile(rf"(?P<batch>{BATCH})-(?P<field>\d{{4}})-(?P<slot>\d{{2}})")
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,7 @@ class BatchLayout:
 
     # ---- validation and files ----------------------------------------------------
     def validate(self) -> None:
-        if not _BATCH_ID.match(self.batch_id):
-            raise PufError(f"batch id {self.batch_id!r} must be 1-32 letters, digits or '_'")
+        check_id("batch", self.batch_id)
         for name in ("label_size_um", "border_width_um", "pitch_um", "glyph_size_um"):
             value = getattr(self, name)
             if not value > 0:
@@ -192,7 +191,7 @@ class BatchLayout:
 
 def parse_label_id(label_id: str) -> tuple[str, int, int]:
     """Split a label id into (batch id, field, slot)."""
-    match = _LABEL_ID.match(label_id)
+    match = _LABEL_ID.fullmatch(label_id)
     if not match:
         raise PufError(f"{label_id!r} is not a label id (BATCH-FFFF-SS)")
     return match["batch"], int(match["field"]), int(match["slot"])

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.errors import PufError
+from edge_app.ids import check_id
 from edge_app.label_crop import QUALITY_FIELDS, Quality
 from edge_app.layout import BatchLayout
 
@@ -256,6 +257,7 @@ class Registry:
             raise ValueError(f"field status {record.status!r} is not one of {FIELD_STATUSES}")
         labels = list(labels)
         for label in labels:
+            check_id("label", label.label_id)
             if label.status not in LABEL_STATUSES:
                 raise ValueError(f"label status {label.status!r} is not one of {LABEL_STATUSES}")
         with self.transaction(f"recording field {record.field} of {record.batch_id}") as db:

@@ -11,8 +11,9 @@ version's files (instant, no copies), so only the files that change are written.
 that changes is unlinked first and written anew, so the old version's inode, which the
 link shares, is never modified. `commit` hashes the new and changed files, raises the
 bundle's sequence by one and stamps its creation time (`edge_app.bundle_format.Release`: what
-lets a device refuse an older bundle), signs the manifest and renames the folder into
-place (the old one is renamed aside and removed), the way `puf export` writes a bundle.
+lets a device refuse an older bundle), signs the manifest and makes the folder the bundle's
+current version (`edge_app.folder_swap.swap_version`: readers see the old version or the new
+one whole), the way `puf export` writes a bundle.
 A version is signed only over a manifest that was itself signed by the same key or a
 trusted one (`trainer.keys.check_before_signing`), and a folder holding files its
 manifest does not list is refused: replacing it would delete them (a private key kept
@@ -22,7 +23,9 @@ One writer at a time: `bundle_lock` holds `.BUNDLE.lock`, a file beside the bund
 (inside it, the folder's listed-files check would refuse it, and a new version would
 replace it), for a whole read-modify-write such as an enrollment; a second writer stops
 with a message naming the first one's pid instead of building on a version about to be
-replaced and losing the first one's labels.
+replaced and losing the first one's labels. Writers lock and write at the bundle's resolved
+path (`edge_app.folder_swap.home_of`): written through a symlink, the bundle is still the one
+bundle it links to, with its one lock, not a second bundle the link becomes.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
-from edge_app.folder_swap import aside_of, repair, swap_in
+from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,7 @@ def replaced_sequence(out: Path) -> int:
 
 def new_version_dir(out: Path) -> Path:
     """An empty temporary folder beside `out` to build its new version in (`.OUT.new-RANDOM`)."""
-    out = Path(out)
+    out = home_of(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     tmp.chmod(0o755)
     return tmp
@@ -74,7 +77,7 @@ def new_version_dir(out: Path) -> Path:
 def remove_unfinished(out: Path) -> None:
     """Remove the unfinished versions of `out` that killed writers left beside it (call it only
     holding `bundle_lock`: no writer of `out` is running)."""
-    out = Path(out)
+    out = home_of(out)
     unfinished = re.compile(rf"\.{re.escape(out.name)}\.new-[^.]+")  # never another bundle's: its name differs
     for path in out.parent.iterdir():
         if unfinished.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
@@ -83,11 +86,9 @@ def remove_unfinished(out: Path) -> None:
 
 
 def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`, replacing any older version (two renames:
-    `edge_app.folder_swap`, which `bundle_lock` repairs when a crash cut them in half)."""
-    old = aside_of(out)
-    swap_in(tmp, out, old)
-    shutil.rmtree(old, ignore_errors=True)
+    """Make the finished folder `tmp` the current version of `out` (`edge_app.folder_swap.swap_version`,
+    which `bundle_lock` repairs when a crash cut it in half)."""
+    swap_version(tmp, home_of(out))
 
 
 @contextmanager
@@ -98,9 +99,9 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
     the unfinished versions of killed writers removed (`remove_unfinished`)."""
     from edge_app.folder_lock import exclusive
 
-    bundle = Path(bundle)
+    named, bundle = Path(bundle), home_of(bundle)
     if not bundle.parent.is_dir():
-        raise PufError(f"no bundle at {bundle}: the folder {bundle.parent} does not exist")
+        raise PufError(f"no bundle at {named}: the folder {bundle.parent} does not exist")
     with exclusive(lock_path(bundle), f"the bundle {bundle}"):
         repair(bundle, aside_of(bundle))
         remove_unfinished(bundle)
@@ -125,8 +126,8 @@ def check_update(bundle: Path, manifest: Manifest, private_key=None, trusted_key
 
 class BundleUpdate:
     def __init__(self, bundle: Path, out: Path | None = None) -> None:
-        self.source = Path(bundle)
-        self.out = Path(out) if out is not None else self.source
+        self.source = home_of(bundle)
+        self.out = home_of(out) if out is not None else self.source
         self.original = Manifest.read(self.source)
         self.manifest = copy.deepcopy(self.original)
         if self.out.exists():

@@ -45,6 +45,7 @@ from edge_app.bundle_format import (
     verify_files,
 )
 from edge_app.errors import PufError
+from edge_app.ids import check_id
 from edge_app.shards import read_index, set_search_params
 from trainer import index_build
 from trainer.bundle_write import check_valid_days
@@ -166,7 +167,10 @@ def items_from_folder(root: Path, capture: str | None = None) -> tuple[list[Enro
         if not {"label_id", "pattern"} <= set(reader.fieldnames or ()):
             raise PufError(f"{table} needs the columns label_id and pattern")
         for row in reader:
-            label_id = row["label_id"]
+            try:  # before it names a file: no "../" leads out of the folder
+                label_id = check_id("label", row["label_id"])
+            except PufError as error:
+                raise PufError(f"{table} line {reader.line_num}: {error}; nothing enrolled") from None
             single = root / "crops" / f"{label_id}.png"
             folder = root / "crops" / label_id
             if capture is not None:
@@ -522,8 +526,6 @@ def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, bat
             skipped.add("already enrolled", item.label_id)
         elif item.pattern not in classes:
             skipped.add("pattern not a class of the model", item.label_id)
-        elif not item.label_id.isascii():
-            skipped.add("label id not ASCII", item.label_id)
         else:
             todo.append(item)
     thumbnail_px = thumbnail_size(manifest, options.thumbnails)

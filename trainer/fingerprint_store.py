@@ -16,7 +16,12 @@ One store, two engines, one API (pymilvus's `MilvusClient`): a Milvus Lite folde
   rows (upsert): enrollment re-runs converge instead of duplicating labels.
 
 Values reach Milvus's filter expressions only as JSON string literals (`_literal`), never
-pasted in: a label id or pattern name cannot change what a filter selects.
+pasted in: a label id or pattern name cannot change what a filter selects. Label ids, products
+and regions are ids of `edge_app.ids`'s grammar, checked as they come in and as they are read
+back: pymilvus's query iterator pages by the primary key with a literal it does not escape, so
+a quote or a backslash in one (a store written before the grammar) would break or loop an
+export; reading stops instead with an error naming the id, and stops too at a page that does
+not move past the last one.
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ import numpy as np
 
 from edge_app.bundle_format import FORMAT_FILES, Manifest
 from edge_app.errors import PufError, require_module
+from edge_app.ids import check_id
 
 DEFAULT_PRODUCT = "main"  # a brand with one product names none
-MAX_ID_CHARS = 64  # a label id or pattern name, characters
-_NAME = re.compile(r"[A-Za-z0-9]{1,40}")  # a product or region: a Milvus partition name's letters
+MAX_ID_CHARS = 64  # a label id (`edge_app.ids`) or pattern name, characters
 _SERVER = ("http://", "https://", "tcp://", "unix:")
 WRITE_ROWS = 2000  # rows a request: well under Milvus's 64 MB message limit at 512 dimensions
 READ_ROWS = 4000
@@ -48,9 +53,8 @@ class Region:
     region: str
 
     def __post_init__(self) -> None:
-        for what, value in (("product", self.product), ("region", self.region)):
-            if not _NAME.fullmatch(value or ""):
-                raise PufError(f"{what} {value!r} must be 1-40 letters or digits (it names a Milvus partition)")
+        check_id("product", self.product)
+        check_id("region", self.region)
 
     @property
     def partition(self) -> str:
@@ -73,9 +77,9 @@ def _literal(value: str | Sequence[str]) -> str:
     return json.dumps(value if isinstance(value, str) else list(value), ensure_ascii=False)
 
 
-def _check_id(what: str, value: str) -> None:
+def _check_pattern(value: str) -> None:
     if not value or len(value) > MAX_ID_CHARS:
-        raise PufError(f"{what} {value!r} must be 1-{MAX_ID_CHARS} characters to go into the fingerprint store")
+        raise PufError(f"pattern {value!r} must be 1-{MAX_ID_CHARS} characters to go into the fingerprint store")
 
 
 def _check_uri(uri: str) -> str:
@@ -169,8 +173,8 @@ class FingerprintStore:
         if len(label_ids) != len(patterns) or len(vectors) != len(label_ids) * copies:
             raise PufError(f"{len(vectors)} fingerprints do not match {len(label_ids)} labels x {copies} copies")
         for label_id, pattern in zip(label_ids, patterns, strict=True):
-            _check_id("label id", label_id)
-            _check_id("pattern", pattern)
+            check_id("label", label_id)
+            _check_pattern(pattern)
         self._partition(collection, region, create=True)
         vectors = np.ascontiguousarray(vectors, np.float32)
         rows = [{"key": f"{region}/{label_ids[i // copies]}/{i % copies}", "label_id": label_ids[i // copies],
@@ -183,6 +187,8 @@ class FingerprintStore:
 
     def label_ids(self, collection: str, region: Region, among: Sequence[str]) -> set[str]:
         """Those of `among` that the store holds for `region`."""
+        for label_id in among:
+            check_id("label", label_id)
         if not among or not self._partition(collection, region, create=False):
             return set()
         found: set[str] = set()
@@ -219,16 +225,36 @@ class FingerprintStore:
         return [ids[i] for i in order], np.concatenate(chunks)[order]
 
     def _batches(self, collection: str, region: Region, pattern: str) -> Iterator[list[dict]]:
+        """The rows of one pattern class of `region`, a page at a time: each row's label id
+        checked before the iterator pages on from it, and each page past the last one's keys
+        (pages come in key order), so there are never more pages than rows; a PufError
+        otherwise (see the module's docstring)."""
         if not self._partition(collection, region, create=False):
             return
         iterator = self._call("read fingerprints", self.client.query_iterator, collection, batch_size=READ_ROWS,
                               filter=f"pattern == {_literal(pattern)}", partition_names=[region.partition],
-                              output_fields=["label_id", "copy", "vector"])
+                              output_fields=["key", "label_id", "copy", "vector"])
+        last = ""
         try:
             while batch := self._call("read fingerprints", iterator.next):
+                for row in batch:
+                    self._check_stored(row["label_id"], region)
+                first = min(row["key"] for row in batch)
+                if first <= last:
+                    raise PufError(f"the fingerprint store {self.uri} gave the fingerprint {first!r} after {last!r}: "
+                                   f"its paging of {region} pattern {pattern!r} did not move on; nothing read")
+                last = max(row["key"] for row in batch)
                 yield batch
         finally:
             iterator.close()
+
+    def _check_stored(self, label_id: str, region: Region) -> None:
+        try:
+            check_id("label", label_id)
+        except PufError as error:
+            raise PufError(f"the fingerprint store {self.uri} holds a fingerprint of {region} whose {error} (written "
+                           "before ids were checked): delete it, and enroll the label under an id of that grammar; "
+                           "nothing read") from None
 
     def search(self, collection: str, region: Region, pattern: str, queries: np.ndarray,
                ef: int = 256) -> list[tuple[str, float] | None]:

@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import home_of
 from trainer.enroll import (
     EnrollOptions,
     close_section,
@@ -44,7 +45,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
     bundle, out = Path(bundle), Path(out)
     with ExitStack() as locks:
         locks.enter_context(bundle_lock(bundle))
-        if out.resolve() != bundle.resolve():
+        if home_of(out) != home_of(bundle):  # one bundle, one lock
             locks.enter_context(bundle_lock(out))
         manifest = Manifest.read(bundle)
         check_update(bundle, manifest, private_key, trusted_keys)

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge_app.bundle import load_bundle
+from edge_app.folder_swap import versions_of
 from tests.bundle_support import batch_registry, keys, model_bundle
 from tests.faults import kill_moments, puf_command, run_and_kill, timed_run
 from tests.trainer_support import bundle_label_counts, statuses
@@ -28,7 +29,9 @@ def check_after_kills(bundle: Path, registry: Path, trusted: Path, expected: dic
     finally:
         db.close()
     assert statuses(registry) == expected
-    assert {p.name for p in bundle.parent.iterdir() if p.name.startswith(".")} <= {".bundle.lock"}  # no unfinished
+    hidden = {p.name for p in bundle.parent.iterdir() if p.name.startswith(".")}
+    assert hidden <= {".bundle.lock", versions_of(bundle).name}  # no unfinished version, no link half-made
+    assert bundle.is_symlink() and bundle.resolve().parent == versions_of(bundle)
 
 
 def test_enroll_killed_at_random_moments_converges_to_an_uninterrupted_run(base, tmp_path):

@@ -35,12 +35,13 @@ def _enroll_batch(bundle: Path, registry: Path, key: Path, batch: str, arrived, 
         results.put((batch, "refused", str(error)))
 
 
-def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
-    registry_path = batch_registry(base, tmp_path)
+def _enroll_at_once(base, paths: dict[str, Path], registry_path: Path) -> dict[str, tuple[str, object]]:
+    """Enroll batch -> through bundle path, in one process each, both past reading the bundle
+    before either goes on; returns batch -> ("enrolled", labels added) or ("refused", message)."""
     context = multiprocessing.get_context("spawn")
     go, results = context.Event(), context.Queue()
-    arrived = {batch: context.Event() for batch in ("V1", "V2")}
-    workers = {batch: context.Process(target=_enroll_batch, args=(fresh, registry_path, keys(base)[0], batch,
+    arrived = {batch: context.Event() for batch in paths}
+    workers = {batch: context.Process(target=_enroll_batch, args=(paths[batch], registry_path, keys(base)[0], batch,
                                                                    arrived[batch], go, results))
                for batch in arrived}
     for worker in workers.values():
@@ -56,7 +57,30 @@ def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
     for worker in workers.values():
         worker.join(60)
         assert worker.exitcode == 0
+    return outcomes
 
+
+def test_two_enrollments_at_once_lose_no_batch(base, fresh, tmp_path):
+    registry_path = batch_registry(base, tmp_path)
+    outcomes = _enroll_at_once(base, {"V1": fresh, "V2": fresh}, registry_path)
+    check_one_bundle(base, fresh, registry_path, outcomes)
+
+
+def test_a_symlink_to_the_bundle_is_locked_as_the_bundle(base, fresh, tmp_path):
+    """One enrollment through the bundle's path, one through a symlink to it: the same bundle,
+    the same lock (`edge_app.folder_swap.home_of`), so one of them is refused, never two
+    bundles each holding one batch."""
+    registry_path = batch_registry(base, tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(fresh)
+    outcomes = _enroll_at_once(base, {"V1": fresh, "V2": link}, registry_path)
+    assert sorted(outcome for outcome, _ in outcomes.values()) == ["enrolled", "refused"], outcomes
+    check_one_bundle(base, fresh, registry_path, outcomes)
+    assert link.is_symlink() and link.resolve() == fresh.resolve()  # still a link to the one bundle
+
+
+def check_one_bundle(base, fresh: Path, registry_path: Path, outcomes: dict[str, tuple[str, object]]) -> None:
+    """The bundle holds each label of the enrolled batches once, and the registry agrees."""
     enrolled_batches = {b for b, (outcome, _) in outcomes.items() if outcome == "enrolled"}
     assert enrolled_batches, outcomes  # one of them always gets the bundle
     for outcome, detail in outcomes.values():
