@@ -33,8 +33,9 @@ import sqlalchemy as sa
 
 from edge_app import registry
 from edge_app.errors import PufError
+from edge_app.ids import check_id
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
-from edge_app.journal_sync import VERDICTS, SyncFile, check_device_id, check_signed, read_sync_file
+from edge_app.journal_sync import VERDICTS, SyncFile, check_signed, read_sync_file
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
 CENTRAL_SCHEMA_VERSION = 2  # 2: device_keys
@@ -207,7 +208,7 @@ class CentralRegistry:
     def set_device(self, device_id: str, name: str | None = None, lat: float | None = None,
                    lon: float | None = None) -> None:
         """Record where a device works (for the distance between two checks of one label)."""
-        check_device_id(device_id, "a device id")
+        check_id("device", device_id)
         if lat is not None and not (-90 <= lat <= 90 and -180 <= (lon or 0) <= 180):
             raise PufError(f"a place is a latitude in -90..90 and a longitude in -180..180, got {lat}, {lon}")
         devices = TABLES.tables["devices"]
@@ -222,7 +223,7 @@ class CentralRegistry:
         None). The same key again changes nothing; another key for a registered device is
         refused unless `replace` (a device given a new key: files signed by the old one are
         refused from then on)."""
-        check_device_id(device_id, "a device id")
+        check_id("device", device_id)
         key = load_public_key(public_key)
         new = key_id(raw_public_bytes(key))
         devices, keys = TABLES.tables["devices"], TABLES.tables["device_keys"]

@@ -27,6 +27,7 @@ from pathlib import Path
 from edge_app.device_key import device_key
 from edge_app.errors import PufError
 from edge_app.folder_swap import sync_dir
+from edge_app.ids import check_id
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, Journal, JournalEntry
 from edge_app.layout import parse_label_id
 from edge_app.signing import ALGORITHM, key_id, raw_public_bytes, signature_for, signature_matches
@@ -41,10 +42,6 @@ VERDICTS = ("genuine", "counterfeit", "unreadable")
 _TEXT = ("reason", "bundle_version", "source")
 _OPTIONAL_TEXT = ("label_id", "pattern")
 _OPTIONAL_NUMBER = ("score", "total_ms")
-# A device's id as `edge_app.journal.new_device_id` draws it, or one given at provisioning:
-# never a quote, a backslash, a space or a slash, so no filter, query or file name sees one.
-# (A local check until edge_app has one id grammar for every id.)
-DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KEY_ID = re.compile(r"[0-9a-f]{16}")  # `edge_app.signing.key_id`
 
 
@@ -56,11 +53,11 @@ class SyncFile:
 
 
 def check_device_id(device_id: object, what: str = "device_id") -> str:
-    """`device_id` if it is in the grammar of device ids; a PufError naming `what` otherwise."""
-    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
-        raise PufError(f"{what} must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.', '_' or "
-                       f"'-'), got {str(device_id)[:70]!r}")
-    return device_id
+    """`device_id` if it is in the grammar of device ids (`edge_app.ids`); a PufError naming `what` otherwise."""
+    try:
+        return check_id("device", device_id)
+    except PufError as error:
+        raise PufError(f"{what}: {error}") from None
 
 
 def check_signed(synced: SyncFile, public_key, where: object) -> None:

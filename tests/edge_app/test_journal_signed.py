@@ -186,7 +186,7 @@ def test_a_device_key_is_made_once_private_and_a_new_key_needs_replace(url, tmp_
         with pytest.raises(PufError, match="is signed by key"):
             central.import_journal(first)  # the old key's files: refused from now on
     assert puf("registry", "add-device", "dev/../x", public, "--central", url) == 2
-    assert "a device id must be 1-64 letters" in capsys.readouterr().err
+    assert "device id 'dev/../x' is not allowed: a device id is 1-64 letters" in capsys.readouterr().err
     assert puf("registry", "add-device", "dev-other", public, "--central", url) == 2  # one key, one device
     assert f"is registered for the device {identity['device_id']}" in capsys.readouterr().err
 

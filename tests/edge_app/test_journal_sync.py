@@ -128,9 +128,9 @@ def _with(index, value):
     (_with(3, 'B1"-0000-00'), {}, "entry 0: 'B1\"-0000-00' is not a label id"),
     (_with(3, "B1-0000-00\n"), {}, "is not a label id"),
     (_with(3, "B1-0000-0\u0661"), {}, "is not a label id"),  # an Arabic-Indic digit
-    (_with(11, "../etc"), {}, "entry 0: device_id must be 1-64 letters"),
-    ([GOOD], {"device_id": "dev\ud800"}, "device_id must be 1-64 letters"),
-    ([GOOD], {"device_id": "dev-1' OR '1'='1"}, "device_id must be 1-64 letters"),
+    (_with(11, "../etc"), {}, "entry 0: device_id: device id '../etc' is not allowed: a device id is 1-64 letters"),
+    ([GOOD], {"device_id": "dev\ud800"}, "device_id: device id .* is not allowed: a device id is 1-64 letters"),
+    ([GOOD], {"device_id": "dev-1' OR '1'='1"}, "device_id: device id .* is not allowed: a device id is 1-64 letters"),
     # unsigned, or a signature of the wrong shape
     ([GOOD], {"version": 1}, "an unsigned sync file \\(version 1"),
     ([GOOD], {"signature": None}, "not signed"),
