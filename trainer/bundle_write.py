@@ -14,7 +14,8 @@ bundle's sequence by one and stamps its creation time (`edge_app.bundle_format.R
 lets a device refuse an older bundle), signs the manifest and renames the folder into
 place (the old one is renamed aside and removed), the way `puf export` writes a bundle.
 A version is signed only over a manifest that was itself signed by the same key or a
-trusted one (`trainer.keys.check_before_signing`), and a folder holding files its
+trusted one, or that this account exported (`trainer.keys.check_before_signing`), with a
+sequence at most one above the highest the key has signed (`trainer.keys.sign_release`), and a folder holding files its
 manifest does not list is refused: replacing it would delete them (a private key kept
 beside the model).
 
@@ -37,11 +38,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, repair, swap_in
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
+
+if TYPE_CHECKING:
+    from trainer.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +112,8 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
         yield
 
 
-def check_update(bundle: Path, manifest: Manifest, private_key=None, trusted_keys: Path | None = None) -> None:
+def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | None = None,
+                 trusted_keys: Path | None = None) -> None:
     """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
     delete files it did not write, or sign over a manifest no trusted key signed."""
     from trainer.keys import check_before_signing
@@ -169,15 +175,17 @@ class BundleUpdate:
         self.manifest.file_entries.pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None, valid_days: float | None = None, trusted_keys: Path | None = None) -> Manifest:
+    def commit(self, private_key: SigningKey | None = None, valid_days: float | None = None, trusted_keys: Path | None = None) -> Manifest:
         """Hash what was written, raise the sequence, sign (when a key is given, and the old
         version's signature holds against it or `trusted_keys`), write the manifest and
         rename the new version into place; returns the manifest. `valid_days` sets the
         expiry that many days from now; without it the old expiry, if any, stays."""
-        from trainer.keys import check_before_signing, sign_manifest
+        from trainer.keys import check_before_signing, sign_release
 
+        proven = 0  # the sequence of what this is built on, when this key or a trusted one signed it
         if private_key is not None:  # again: the manifest this version was built on
-            check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
+            if check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}"):
+                proven = self.original.release.sequence
         now = datetime.now(UTC)
         self.manifest.sequence = self.manifest.release.sequence + 1
         self.manifest.created = utc_text(now)
@@ -195,7 +203,7 @@ class BundleUpdate:
         self.manifest.signature = None
         self.manifest.extra["signature"] = None  # written as null until signed
         if private_key is not None:
-            self.manifest = Manifest.from_dict(sign_manifest(self.manifest.to_dict(), private_key))
+            self.manifest = Manifest.from_dict(sign_release(self.manifest.to_dict(), private_key, proven, self.out))
         try:
             self.manifest.write(self.dir)
             replace_dir(self.dir, self.out)
