@@ -175,7 +175,8 @@ class BundleUpdate:
         self.manifest.file_entries.pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key: SigningKey | None = None, valid_days: float | None = None, trusted_keys: Path | None = None) -> Manifest:
+    def commit(self, private_key: SigningKey | None = None, valid_days: float | None = None,
+               trusted_keys: Path | None = None) -> Manifest:
         """Hash what was written, raise the sequence, sign (when a key is given, and the old
         version's signature holds against it or `trusted_keys`), write the manifest and
         rename the new version into place; returns the manifest. `valid_days` sets the
