@@ -13,6 +13,7 @@ carries them in its model bundle). The trainer's pattern head can later replace 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ class PatternTemplates:
         if vectors.shape != (len(self.names), self.size * self.size) or not self.names:
             raise PufError(f"pattern templates have shape {vectors.shape} for "
                            f"{len(self.names)} names of {self.size}x{self.size} pixels")
+        if not np.isfinite(vectors).all():
+            raise PufError("pattern templates hold values that are not finite numbers")
         if not 0.1 <= self.region_frac <= 0.9:
             raise PufError(f"template region {self.region_frac} must lie within 0.1-0.9 of a label")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
@@ -77,8 +80,8 @@ class PatternTemplates:
                            int(data["size"]), float(data["region_frac"]))
         except FileNotFoundError:
             raise PufError(f"no pattern templates at {path}") from None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise PufError(f"cannot read the pattern templates {path}: {error}") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+            raise PufError(f"cannot read the pattern templates {path}: {error or type(error).__name__}") from None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_app.bundle import check_models
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, repair, swap_in
@@ -203,8 +204,10 @@ class BundleUpdate:
         self.manifest.files = dict(sorted(files.items()))
         self.manifest.signature = None
         self.manifest.extra["signature"] = None  # written as null until signed
-        if private_key is not None:
-            self.manifest = Manifest.from_dict(sign_release(self.manifest.to_dict(), private_key, proven, self.out))
+        if private_key is not None:  # every value range-checked, and the sizes the model's, before signing
+            unsigned = Manifest.from_dict(self.manifest.to_dict(), f"the new version's {MANIFEST}")
+            check_models(self.dir, unsigned)
+            self.manifest = Manifest.from_dict(sign_release(unsigned.to_dict(), private_key, proven, self.out))
         try:
             self.manifest.write(self.dir)
             replace_dir(self.dir, self.out)
