@@ -73,7 +73,7 @@ class PatternTemplates:
     def load(cls, path: Path) -> PatternTemplates:
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with path.open("rb") as f, np.load(f, allow_pickle=False) as data:  # f: closed even when np.load fails
                 if int(data["format"]) != TEMPLATES_FORMAT:
                     raise ValueError(f"format {int(data['format'])}, expected {TEMPLATES_FORMAT}")
                 return cls(tuple(str(n) for n in data["names"]), data["vectors"],
