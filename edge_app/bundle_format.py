@@ -300,6 +300,12 @@ class Release:
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
 
+    def refuse_expired(self, what: str, then: str = "") -> None:
+        """A PufError saying `what` expired (and `then`, what it means), when it has."""
+        if self.expired():
+            raise PufError(f"{what} expired on {self.expires:%Y-%m-%d %H:%M} UTC: ask the factory for a current "
+                           f"one{then}")
+
     def describe(self) -> str:
         """E.g. "sequence 4, signed 2026-03-02, expires 2026-06-01"."""
         parts = [f"sequence {self.sequence}"]

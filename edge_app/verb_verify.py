@@ -1,9 +1,10 @@
 """`puf verify IMAGE...`: a verdict for every label in each photo, against a signed bundle.
 
 The bundle is checked before anything is verified (signature against the trusted keys,
-every file's checksum); a photo that cannot be read is an ``unreadable`` verdict, not an
-abort. Exit status: 0 when every label is genuine, 1 when any is counterfeit, 3 when none
-is counterfeit but some photo or label was unreadable (2 is an error, as for every verb).
+every file's checksum, not expired), and its sequence and signer printed; a photo that
+cannot be read is an ``unreadable`` verdict, not an abort. Exit status: 0 when every label
+is genuine, 1 when any is counterfeit, 3 when none is counterfeit but some photo or label
+was unreadable (2 is an error, as for every verb).
 A label beyond the ones verified per photo is an unreadable "not checked" verdict: a photo
 with a label left unchecked never exits 0.
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.verify import CaptureLimits, Verdict, Verifier
 
     bundle = load_bundle(args.bundle or default_bundle(), args.trusted_keys)
+    bundle.release.refuse_expired(f"the bundle {bundle.path}", ": its labels and threshold may be out of date")
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)
     if bundle.uncalibrated_warning:
@@ -86,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
         verdicts.extend(verifier.verify_image(image, str(path)))
     if args.json:
         print(json.dumps({"bundle": str(bundle.path), "signed_by": bundle.signer,
-                          "classify": not args.no_classify, "verdicts": [v.to_dict() for v in verdicts]},
-                         indent=1, ensure_ascii=False))
+                          "sequence": bundle.release.sequence, "classify": not args.no_classify,
+                          "verdicts": [v.to_dict() for v in verdicts]}, indent=1, ensure_ascii=False))
     else:
+        print(f"bundle {bundle.path}: {bundle.release.describe()}; signer: key {bundle.signer}")
         print_table(verdicts, sys.stdout)
     kinds = {v.verdict for v in verdicts}
     if "counterfeit" in kinds:
