@@ -268,7 +268,7 @@ class Shards(_Part):
         if found != SHARDS_FORMAT:
             raise PufError(f"the bundle's shards are of format {found!r}; this device reads format {SHARDS_FORMAT}")
         return cls(read.take("format"), read.take("metric", lambda v: isinstance(v, str), "text"),
-                   read.take("embedding_dim", _is_dim, f"a whole number in 1-{MAX_EMBEDDING_DIM}"),
+                   read.take("embedding_dim", _is_dim, f"a positive whole number, at most {MAX_EMBEDDING_DIM}"),
                    read.take("model_format"),
                    entries, read.take("vectors", _is_count, "a whole number"),
                    read.take("labels", _is_count, "a whole number"),
@@ -294,7 +294,7 @@ class Release:
         """The release fields of a manifest's JSON; PufError naming the one that is not usable."""
         sequence = manifest.get("sequence", 0)
         if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence <= MAX_SEQUENCE:
-            raise PufError(f"{MANIFEST}: sequence must be a whole number in 0-{MAX_SEQUENCE}, got {sequence!r}")
+            raise PufError(f"{MANIFEST}: sequence must be a whole number >= 0 and <= {MAX_SEQUENCE}, got {sequence!r}")
         return cls(sequence, _time(manifest, "created"), _time(manifest, "expires"))
 
     def expired(self, now: datetime | None = None) -> bool:
@@ -407,7 +407,8 @@ class Manifest(_Part):
         default_format = read.take("default_format", lambda v: isinstance(v, str), f"one of {sorted(FORMAT_FILES)}",
                                    null_ok=False)
         classes = read.take("pattern_classes", _is_names, "a list of distinct pattern names", null_ok=False)
-        dim = read.take("embedding_dim", _is_dim, f"a whole number in 1-{MAX_EMBEDDING_DIM}", null_ok=False)
+        dim = read.take("embedding_dim", _is_dim, f"a positive whole number, at most {MAX_EMBEDDING_DIM}",
+                        null_ok=False)
         params = Preprocess.from_dict(data.get("preprocessing", {}))
         preprocessing = read.take("preprocessing")
         _check_input(data.get("input"), list(params.input_shape), read)

@@ -55,9 +55,9 @@ BAD = [("decision.threshold", -5, '"threshold" must be a number between 0 and 1'
        ("decision.threshold", 0, '"threshold" must be a number between 0 and 1'),
        ("decision.far", 2.0, '"far" must be a number or null'),
        ("embedding_dim", 7, '"shards" must be of the manifest\'s embedding_dim 7'),
-       ("embedding_dim", 100000, '"embedding_dim" must be a whole number in 1-4096'),
+       ("embedding_dim", 100000, '"embedding_dim" must be a positive whole number, at most 4096'),
        ("input", {"shape": [100000, 100000, 1]}, f'"input" must be {{"shape": [{INPUT}, {INPUT}, 1]}}'),
-       ("sequence", 2**60, "sequence must be a whole number in 0-"),
+       ("sequence", 2**60, "sequence must be a whole number >= 0 and <= "),
        ("shards.memory_budget_mb", -1, '"memory_budget_mb" must be a number above 0'),
        ("pattern_classes", [], '"pattern_classes" must be a list of distinct pattern names')]
 
