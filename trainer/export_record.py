@@ -10,7 +10,8 @@ the manifest lists the digest of every model file, so the record covers the whol
 digest written into the bundle itself would prove nothing (whoever edits the manifest
 recomputes it); this folder is the account's own (mode 700), out of reach of anyone who can
 only write to the bundle's folder, a shared disk or a USB stick. An export and its first
-enrollment therefore run as the same account, or share this folder ($PUF_EXPORTS).
+enrollment therefore run as the same account, or share this folder ($PUF_EXPORTS). The
+model shipped with puf, installed with its code, needs no record.
 """
 
 from __future__ import annotations
@@ -50,5 +51,18 @@ def record_export(manifest: dict, bundle: Path) -> None:
 
 
 def was_exported(manifest: dict) -> bool:
-    """Whether this account's record holds exactly this manifest (the JSON as written)."""
-    return _entry(manifest).is_file()
+    """Whether this account's record holds exactly this manifest (the JSON as written), or it
+    is the manifest of the model shipped with puf (installed with its code, and trusted as
+    much: `edge_app.runtime.shipped_bundle`)."""
+    return _entry(manifest).is_file() or _is_shipped(manifest)
+
+
+def _is_shipped(manifest: dict) -> bool:
+    from edge_app.bundle_format import read_manifest
+    from edge_app.runtime import shipped_bundle
+
+    try:
+        shipped = read_manifest(shipped_bundle())
+    except PufError:
+        return False
+    return canonical_bytes(shipped) == canonical_bytes(manifest)

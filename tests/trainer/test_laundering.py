@@ -105,6 +105,22 @@ def test_a_raised_sequence_is_never_signed_even_from_a_real_export(base, tmp_pat
     never_installed(bundle, base, tmp_path)
 
 
+def test_the_shipped_model_is_signed_first_as_shipped_and_never_edited(base, tmp_path):
+    """The model shipped with puf needs no record of an export; an edited copy is refused."""
+    from edge_app.bundle_format import Manifest
+    from edge_app.runtime import shipped_bundle
+    from trainer.keys import check_before_signing
+
+    key = load_private_key(keys(base)[0])
+    copy = Path(shutil.copytree(shipped_bundle(), tmp_path / "bundle"))
+    assert check_before_signing(Manifest.read(copy), key) is None  # signed for the first time
+    data = manifest(copy)
+    data["decision"]["threshold"] = 0.05
+    (copy / "manifest.json").write_text(json.dumps(data, indent=1))
+    with pytest.raises(PufError, match="not a manifest puf export wrote on this account"):
+        check_before_signing(Manifest.read(copy), key)
+
+
 def test_each_signing_raises_the_keys_record_by_one(base, tmp_path):
     key = load_private_key(keys(base)[0])
     bundle = Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
