@@ -69,6 +69,21 @@ def replaced_sequence(out: Path) -> int:
         return 0
 
 
+def signed_sequence(bundle: Path, private_key: SigningKey, trusted_keys: Path | None) -> int:
+    """The sequence of the bundle at `bundle` when this key or a trusted one signed it; 0 when
+    there is none, or it is unsigned, edited or signed by another key: a number no one we
+    trust signed never lets a key count up from it."""
+    from trainer.keys import check_before_signing
+
+    try:
+        manifest = Manifest.read(bundle)
+        if manifest.signature is not None and check_before_signing(manifest, private_key, trusted_keys):
+            return manifest.release.sequence
+    except PufError:
+        pass
+    return 0
+
+
 def new_version_dir(out: Path) -> Path:
     """An empty temporary folder beside `out` to build its new version in (`.OUT.new-RANDOM`)."""
     out = Path(out)
@@ -184,10 +199,12 @@ class BundleUpdate:
         expiry that many days from now; without it the old expiry, if any, stays."""
         from trainer.keys import check_before_signing, sign_release
 
-        proven = 0  # the sequence of what this is built on, when this key or a trusted one signed it
+        proven = 0  # the sequence of what this is built on or replaces, when this key or a trusted one signed it
         if private_key is not None:  # again: the manifest this version was built on
             if check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}"):
                 proven = self.original.release.sequence
+            if self.out != self.source:
+                proven = max(proven, signed_sequence(self.out, private_key, trusted_keys))
         now = datetime.now(UTC)
         self.manifest.sequence = self.manifest.release.sequence + 1
         self.manifest.created = utc_text(now)

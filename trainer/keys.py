@@ -187,8 +187,8 @@ def _record_held(signer: SigningKey) -> Iterator[None]:
 def sign_release(manifest: dict, signer: SigningKey, proven: int, bundle: Path) -> dict:
     """`sign_manifest`, refused when the manifest's sequence is more than one above the
     highest this key has signed: the higher of its record and `proven` (the sequence of the
-    manifest the new version was built on, when this key or a trusted one signed it: a key
-    made before records were kept, or a new key taking over from a trusted one). The record is
+    bundle the new version is built on or replaces, when this key or a trusted one signed it:
+    a key made before records were kept, or a new key taking over from a trusted one). The record is
     raised before the signed manifest is returned: a crash after it wastes a number, never
     loses one."""
     from edge_app.folder_swap import write_atomic

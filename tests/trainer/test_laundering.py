@@ -175,9 +175,9 @@ def store(base, tmp_path_factory) -> Path:
     return root / "fp.db"
 
 
-def export_region(base, source: Path, store: Path, out: Path) -> list[str]:
+def export_region(base, source: Path, store: Path, out: Path, key: Path | None = None) -> list[str]:
     return ["export-region", "--bundle", str(source), "--milvus", str(store), "--region", "eu", "--out", str(out),
-            "--key", str(keys(base)[0])]
+            "--key", str(key or keys(base)[0]), "--trusted-keys", str(keys(base)[1])]
 
 
 def test_export_region_never_signs_a_doctored_source(base, store, tmp_path, capsys):
@@ -191,14 +191,19 @@ def test_export_region_never_signs_a_doctored_source(base, store, tmp_path, caps
 
 
 def test_export_region_never_counts_up_from_a_doctored_bundle_it_replaces(base, store, tmp_path, capsys):
+    from trainer.keys import generate_keypair
+
+    key, _, _ = generate_keypair(tmp_path / "keys" / "region")
     source = enrolled_bundle(base, tmp_path / "source")
     out = tmp_path / "eu"
-    assert main(export_region(base, source, store, out)) == 0
+    assert main(export_region(base, source, store, out, key)) == 0
+    record_path(key).unlink()  # as for a key from before records: the bundle it signed counts
+    assert main(export_region(base, source, store, out, key)) == 0
     good = manifest(out)
     data = dict(good, sequence=5000)
     (out / "manifest.json").write_text(json.dumps(data, indent=1))  # the target a device would be fed next
     before = contents(out)
     capsys.readouterr()
-    assert main(export_region(base, source, store, out)) == 2
+    assert main(export_region(base, source, store, out, key)) == 2
     assert "sequence 5001 is more than one above" in capsys.readouterr().err
     assert contents(out) == before and not aside_of(out).exists()
