@@ -59,6 +59,18 @@ def check_bundle_files(bundle: Path, manifest: Manifest) -> None:
                        + ": the folder is not the bundle that was signed")
 
 
+def check_models(folder: Path, manifest: Manifest) -> None:
+    """Every model file the manifest lists opens with the manifest's input size, embedding size
+    and pattern classes (`ModelRunner` checks them against the model's own): what a signer
+    checks before vouching for them; PufError naming the file otherwise."""
+    from edge_app.preprocess import Preprocess
+
+    params = Preprocess.from_dict(manifest.preprocessing or {})
+    for name in FORMAT_FILES.values():
+        if name in manifest.file_entries:
+            ModelRunner(Path(folder) / name, 1, manifest.embedding_dim, len(manifest.pattern_classes or []), params)
+
+
 @dataclass
 class Bundle:
     """An opened bundle. `load_bundle` has checked that the threshold, pattern classes,

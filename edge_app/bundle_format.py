@@ -10,8 +10,10 @@
 
 The manifest's parts are dataclasses (`Decision`, `ModelInfo`, `FileEntry`, `Shards`,
 `ShardEntry`, `Release`); `Manifest.from_dict` checks every field a reader uses is of the
-right kind (a malformed, even validly signed, manifest is a message naming the field,
-never a crash deep in verify) and `to_dict` gives the JSON back. Each part's ``extra``
+right kind and in its range (a threshold a cosine in (0, 1), sizes that agree with each
+other: a malformed, even validly signed, manifest is a message naming the field, never a
+crash deep in verify nor a device that accepts counterfeits) and `to_dict` gives the JSON
+back. That the sizes are the model's own is `edge_app.runtime.ModelRunner`'s to check. Each part's ``extra``
 keeps what it does not type (the export's parity report, a shard's tuning figures) and
 typed keys written as null or empty, as they were: a manifest read and written again is
 the same JSON, so its signature still holds.
@@ -41,6 +43,8 @@ TEMPLATES = "pattern_templates.npz"
 SHARDS_FORMAT = 1
 SHARDS_DIR = "shards"
 THUMBNAIL_CHANNEL = "green"
+MAX_EMBEDDING_DIM = 4096  # the widest fingerprint a device is asked to hold (ours: 128-512)
+MAX_SEQUENCE = 2**53 - 1  # the largest whole number every JSON reader keeps exact
 
 
 def shard_paths(class_index: int) -> tuple[str, str]:
@@ -64,6 +68,16 @@ def _is_number(value: object) -> bool:
 
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_search(value: object) -> bool:
+    """Faiss search parameters: each a positive whole number ({"nprobe": 8})."""
+    return isinstance(value, dict) and all(_is_count(n) and n > 0 for n in value.values())
+
+
+def _is_fraction(value: object) -> bool:
+    """A number strictly between 0 and 1 (a cosine threshold, a false-accept rate)."""
+    return _is_number(value) and 0 < value < 1  # type: ignore[operator]
 
 
 class _Reader:
@@ -171,13 +185,14 @@ class Decision(_Part):
     @classmethod
     def from_dict(cls, data: dict, where: str) -> Decision:
         read = _Reader(data, where, '"decision" ')
-        if "threshold" in data and not _is_number(data["threshold"]):
-            raise read.error("threshold", f"a number, not {data['threshold']!r}")
+        if "threshold" in data and not _is_fraction(data["threshold"]):
+            raise read.error("threshold", f"a number between 0 and 1 (a cosine; exclusive), not {data['threshold']!r}")
         if "calibrated" in data and not isinstance(data["calibrated"], bool):
             raise read.error("calibrated", "true or false")
-        return cls(read.take("threshold", _is_number, ""), read.take("far", _is_number, "a number or null"),
+        return cls(read.take("threshold", _is_fraction, ""),
+                   read.take("far", _is_fraction, "a number or null, a rate between 0 and 1 (exclusive)"),
                    read.take("calibrated"),
-                   read.take("query_far", lambda v: _is_number(v) and 0 < v < 1, "a number between 0 and 1"),
+                   read.take("query_far", _is_fraction, "a number between 0 and 1"),
                    read.take("labels_per_shard", lambda v: _is_count(v) and v >= 1, "a positive whole number"),
                    read.take("tail", lambda v: isinstance(v, dict), "an object"), read.extra)
 
@@ -214,7 +229,9 @@ class ShardEntry(_Part):
                            "of the bundle's signed files")
         return cls(index, ids, thumbnails, read.take("vectors", _is_count, "a whole number"),
                    read.take("labels", _is_count, "a whole number"),
-                   read.take("search", lambda v: isinstance(v, dict), "an object"), read.extra)
+                   read.take("search", _is_search,
+                             'an object of search parameters, each a positive whole number ({"nprobe": 8})'),
+                   read.extra)
 
     def named_files(self) -> dict[str, str | None]:
         """The files this entry names, by field (thumbnails None when the bundle has none)."""
@@ -251,10 +268,11 @@ class Shards(_Part):
         if found != SHARDS_FORMAT:
             raise PufError(f"the bundle's shards are of format {found!r}; this device reads format {SHARDS_FORMAT}")
         return cls(read.take("format"), read.take("metric", lambda v: isinstance(v, str), "text"),
-                   read.take("embedding_dim", _is_count, "a whole number"), read.take("model_format"),
+                   read.take("embedding_dim", _is_dim, f"a positive whole number, at most {MAX_EMBEDDING_DIM}"),
+                   read.take("model_format"),
                    entries, read.take("vectors", _is_count, "a whole number"),
                    read.take("labels", _is_count, "a whole number"),
-                   read.take("memory_budget_mb", _is_number, "a number"),
+                   read.take("memory_budget_mb", lambda v: _is_number(v) and v > 0, "a number above 0"),
                    read.take("thumbnails", lambda v: isinstance(v, dict), "an object"),
                    read.take("enrollments", lambda v: isinstance(v, list), "a list"), read.extra)
 
@@ -275,12 +293,18 @@ class Release:
     def of(cls, manifest: dict) -> Release:
         """The release fields of a manifest's JSON; PufError naming the one that is not usable."""
         sequence = manifest.get("sequence", 0)
-        if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
-            raise PufError(f"{MANIFEST}: sequence must be a whole number >= 0, got {sequence!r}")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence <= MAX_SEQUENCE:
+            raise PufError(f"{MANIFEST}: sequence must be a whole number >= 0 and <= {MAX_SEQUENCE}, got {sequence!r}")
         return cls(sequence, _time(manifest, "created"), _time(manifest, "expires"))
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
+
+    def refuse_expired(self, what: str, then: str = "") -> None:
+        """A PufError saying `what` expired (and `then`, what it means), when it has."""
+        if self.expired():
+            raise PufError(f"{what} expired on {self.expires:%Y-%m-%d %H:%M} UTC: ask the factory for a current "
+                           f"one{then}")
 
     def describe(self) -> str:
         """E.g. "sequence 4, signed 2026-03-02, expires 2026-06-01"."""
@@ -309,6 +333,30 @@ def _time(manifest: dict, key: str) -> datetime | None:
         raise PufError(f"{MANIFEST}: {key} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), "
                        f"got {value!r}")
     return moment
+
+
+def _is_names(value: object) -> bool:
+    return (isinstance(value, list) and len(value) >= 1 and all(isinstance(n, str) and n for n in value)
+            and len(set(value)) == len(value))
+
+
+def _is_dim(value: object) -> bool:
+    return _is_count(value) and 1 <= value <= MAX_EMBEDDING_DIM  # type: ignore[operator]
+
+
+def _check_input(found: object, shape: list[int], read: _Reader) -> None:
+    """The model input export records ({"shape": [H, W, C]}) is the preprocessing's, when recorded."""
+    if found is not None and not (isinstance(found, dict) and found.get("shape") == shape):
+        raise read.error("input", f'{{"shape": {shape}}}, the preprocessing\'s input size, not {found!r}')
+
+
+def _check_shards_agree(shards: Shards, dim: int | None, classes: list[str] | None, read: _Reader) -> None:
+    """The shards hold vectors of the manifest's embedding size, for patterns it names."""
+    if shards.embedding_dim is not None and dim is not None and shards.embedding_dim != dim:
+        raise read.error("shards", f"of the manifest's embedding_dim {dim}, not {shards.embedding_dim}")
+    unknown = sorted(set(shards.entries) - set(classes or []))
+    if classes is not None and unknown:
+        raise read.error("shards", f"for the manifest's pattern_classes, not for {unknown[0]!r}")
 
 
 @dataclass
@@ -358,11 +406,12 @@ class Manifest(_Part):
         model = read.take("model")
         default_format = read.take("default_format", lambda v: isinstance(v, str), f"one of {sorted(FORMAT_FILES)}",
                                    null_ok=False)
-        classes = read.take("pattern_classes", lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
-                            "a list of pattern names", null_ok=False)
-        dim = read.take("embedding_dim", lambda v: _is_count(v) and v >= 1, "a positive whole number", null_ok=False)
-        Preprocess.from_dict(data.get("preprocessing", {}))
+        classes = read.take("pattern_classes", _is_names, "a list of distinct pattern names", null_ok=False)
+        dim = read.take("embedding_dim", _is_dim, f"a positive whole number, at most {MAX_EMBEDDING_DIM}",
+                        null_ok=False)
+        params = Preprocess.from_dict(data.get("preprocessing", {}))
         preprocessing = read.take("preprocessing")
+        _check_input(data.get("input"), list(params.input_shape), read)
         decision = data.get("decision") or {}
         if not isinstance(decision, dict):
             raise read.error("decision", "an object")
@@ -373,6 +422,7 @@ class Manifest(_Part):
         shards = Shards.from_dict(shards, where) if shards not in (None, {}) else None
         if shards is not None:
             read.extra.pop("shards")
+            _check_shards_agree(shards, dim, classes, read)
         Release.of(data)  # refused here, not at first use
         signature = read.take("signature") if isinstance(
             data.get("signature"), dict) else None

@@ -12,12 +12,11 @@ with the central registry (`puf registry add-device DEVICE_ID journal.pub`).
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 from pathlib import Path
 
 from edge_app.errors import PufError, require_module
-from edge_app.signing import key_id, load_private_key, public_pem, raw_public_bytes
+from edge_app.signing import key_id, public_pem, raw_public_bytes, read_private_key
 
 
 def key_paths(journal_path: Path) -> tuple[Path, Path]:
@@ -33,11 +32,7 @@ def device_key(journal_path: Path):
     private_path, public_path = key_paths(journal_path)
     if not private_path.exists():
         _make(private_path)
-    mode = stat.S_IMODE(private_path.stat().st_mode)
-    if mode & 0o077:
-        raise PufError(f"permissions {mode:04o} for the device key {private_path} are too open: others could sign "
-                       f"journals as this device; chmod 600 {private_path}")
-    key = load_private_key(private_path)
+    key = read_private_key(private_path, "the device key")  # others could sign journals as this device
     public = public_pem(key.public_key())
     try:
         if not public_path.is_file() or public_path.read_bytes() != public:

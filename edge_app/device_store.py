@@ -190,9 +190,7 @@ class DeviceStore:
         return dataclasses.replace(loaded, path=bundle)  # its shards stay mapped through the rename
 
     def _check_release(self, release, source: Path, allow_older: bool) -> None:
-        if release.expired():
-            raise PufError(f"the bundle in {source} expired on {release.expires:%Y-%m-%d %H:%M} UTC: ask the "
-                           "factory for a current one; the current bundle is unchanged")
+        release.refuse_expired(f"the bundle in {source}", "; the current bundle is unchanged")
         current = self.installed_sequence()
         if release.sequence <= current and self.bundle_path() is not None and not allow_older:
             same = "the same as" if release.sequence == current else "older than"

@@ -14,6 +14,7 @@ carries them in its model bundle). The trainer's pattern head can later replace 
 from __future__ import annotations
 
 import itertools
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -60,6 +61,8 @@ class PatternTemplates:
         if vectors.shape != (len(self.names), self.size * self.size) or not self.names:
             raise PufError(f"pattern templates have shape {vectors.shape} for "
                            f"{len(self.names)} names of {self.size}x{self.size} pixels")
+        if not np.isfinite(vectors).all():
+            raise PufError("pattern templates hold values that are not finite numbers")
         if not 0.1 <= self.region_frac <= 0.9:
             raise PufError(f"template region {self.region_frac} must lie within 0.1-0.9 of a label")
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
@@ -102,15 +105,15 @@ class PatternTemplates:
     def load(cls, path: Path) -> PatternTemplates:
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with path.open("rb") as f, np.load(f, allow_pickle=False) as data:  # f: closed even when np.load fails
                 if int(data["format"]) != TEMPLATES_FORMAT:
                     raise ValueError(f"format {int(data['format'])}, expected {TEMPLATES_FORMAT}")
                 return cls(tuple(str(n) for n in data["names"]), data["vectors"],
                            int(data["size"]), float(data["region_frac"]))
         except FileNotFoundError:
             raise PufError(f"no pattern templates at {path}") from None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise PufError(f"cannot read the pattern templates {path}: {error}") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+            raise PufError(f"cannot read the pattern templates {path}: {error or type(error).__name__}") from None
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ class ModelRunner:
             self._load_tflite()
         else:
             raise PufError(f"{self.path.name}: a model file must be .tflite or .onnx")
+        if preprocess is not None and tuple(self.input_shape) != preprocess.input_shape:
+            raise PufError(f"{self.path.name} takes {tuple(self.input_shape)} inputs; the preprocessing gives "
+                           f"{preprocess.input_shape}: the manifest's input size is not the model's")
 
     @classmethod
     def from_bundle(cls, bundle: Path, fmt: str = "int8", num_threads: int = 2,
@@ -134,6 +137,7 @@ class ModelRunner:
         self._input_name = self._session.get_inputs()[0].name
         outputs = [(o.name, o.shape[-1]) for o in self._session.get_outputs()]
         order = self._assign([name for name, _ in outputs], [dim for _, dim in outputs])
+        self._check_sizes([outputs[i][1] for i in order])
         self._onnx_outputs = [outputs[i][0] for i in order]
         self.input_shape = tuple(self._session.get_inputs()[0].shape[1:])
 
@@ -153,6 +157,7 @@ class ModelRunner:
         except (ValueError, RuntimeError, KeyError, AttributeError):
             pass
         order = self._assign(names, [int(o["shape"][-1]) for o in outs])
+        self._check_sizes([int(outs[i]["shape"][-1]) for i in order])
         self._outputs = [outs[i] for i in order]
         self._batch = int(inp["shape"][0])
 
@@ -173,6 +178,13 @@ class ModelRunner:
                     return [i, 1 - i]
         raise PufError(f"{self.path.name}: cannot tell the embedding from the pattern output "
                        f"(outputs {names} of sizes {dims}); give the embedding size")
+
+    def _check_sizes(self, found: list) -> None:
+        """The model's embedding and pattern outputs are as wide as the bundle says (a signed
+        embedding_dim of 7 on a 128-d model is refused here, not at the first search)."""
+        for what, wanted, got in zip(("embedding size", "pattern classes"), self._dims, found, strict=True):
+            if wanted is not None and got != wanted:
+                raise PufError(f"{self.path.name} outputs {got} {what}; the manifest says {wanted}")
 
     # ---- running -----------------------------------------------------------------------
     def run(self, inputs: np.ndarray) -> ModelOutput:

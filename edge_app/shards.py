@@ -120,6 +120,9 @@ class ShardSet:
             if shard.index.d != section.embedding_dim:
                 raise PufError(f"{shard.entry.index} holds {shard.index.d}-d vectors; the manifest says "
                                f"{section.embedding_dim}")
+            if len(shard.ids) != shard.index.ntotal:
+                raise PufError(f"{shard.entry.ids} names {len(shard.ids)} labels for the {shard.index.ntotal} vectors "
+                               f"of {shard.entry.index}")
         return cls(shards)
 
     @property

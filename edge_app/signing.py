@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from edge_app.errors import NoTrustedKeys, PufError, require_module
@@ -87,17 +88,24 @@ def load_public_key(path: Path):
     return key
 
 
-def load_private_key(path: Path):
-    """An Ed25519 private key from an unencrypted PEM file; PufError naming the file otherwise."""
+def read_private_key(path: Path, what: str = "the signing key"):
+    """An Ed25519 private key from an unencrypted PEM file that only its owner may read (as ssh
+    demands of its keys); PufError naming the file otherwise."""
     require_module("cryptography", "device")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     path = Path(path)
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        data = path.read_bytes()
     except OSError as error:
-        raise PufError(f"cannot read the signing key {path}: {error.strerror or error}") from None
+        raise PufError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if mode & 0o077:
+        raise PufError(f"permissions {mode:04o} for {what} {path} are too open: a private key must be readable by "
+                       f"its owner only (chmod 600 {path})")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as error:
         raise PufError(f"{path} is not an unencrypted PEM private key: {error}") from None
     if not isinstance(key, Ed25519PrivateKey):

@@ -1,11 +1,12 @@
 """`puf verify IMAGE...`: a verdict for every label in each photo, against a signed bundle.
 
 The bundle is checked before anything is verified (signature against the trusted keys,
-every file's checksum); a photo that cannot be read is an ``unreadable`` verdict, not an
-abort. Exit status (`EXIT_STATUSES`, shown by --help): 0 when every label is genuine, 1 when
-any is counterfeit, 3 when none is counterfeit but some photo or label was unreadable, 2 for
-input refused (as for every verb), 70 for a crash. A label beyond the ones verified per photo
-is an unreadable "not checked" verdict: a photo with a label left unchecked never exits 0.
+every file's checksum, not expired) and its sequence and signer printed; a photo that cannot
+be read is an ``unreadable`` verdict, not an abort. Exit status (`EXIT_STATUSES`, shown by
+--help): 0 when every label is genuine, 1 when any is counterfeit, 3 when none is counterfeit
+but some photo or label was unreadable, 2 for input refused (as for every verb), 70 for a
+crash. A label beyond the ones verified per photo is an unreadable "not checked" verdict: a
+photo with a label left unchecked never exits 0.
 By default the device's own bundle and trusted keys are used (`edge_app.device_setup`);
 ``--self-test`` checks the install with the package's own bundle and photos (`edge_app.self_test`).
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.images:
         raise PufError("give the photos to verify (or --self-test to check this install)")
     bundle = load_bundle(*verify_sources(args.bundle, args.trusted_keys))
+    bundle.release.refuse_expired(f"the bundle {bundle.path}", ": its labels and threshold may be out of date")
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)
     if bundle.uncalibrated_warning:
@@ -103,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
         verdicts.extend(verifier.verify_image(image, str(path)))
     if args.json:
         print(json.dumps({"bundle": str(bundle.path), "signed_by": bundle.signer,
-                          "classify": not args.no_classify, "verdicts": [v.to_dict() for v in verdicts]},
-                         indent=1, ensure_ascii=False))
+                          "sequence": bundle.release.sequence, "classify": not args.no_classify,
+                          "verdicts": [v.to_dict() for v in verdicts]}, indent=1, ensure_ascii=False))
     else:
+        print(f"bundle {bundle.path}: {bundle.release.describe()}; signer: key {bundle.signer}")
         print_table(verdicts, sys.stdout)
     kinds = {v.verdict for v in verdicts}
     if "counterfeit" in kinds:

@@ -5,6 +5,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def exports_record(tmp_path_factory) -> Path:
+    """The session's own record of exported bundles (`trainer.export_record`), not the
+    account's: a test's exports never vouch for a bundle outside the test run."""
+    path = tmp_path_factory.getbasetemp() / "exports_record"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PUF_EXPORTS", str(path))
+        yield path
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """The session's folder for the small real bundle and keys of `tests.bundle_support`

@@ -15,7 +15,8 @@ lets a device refuse an older bundle), signs the manifest and makes the folder t
 current version (`edge_app.folder_swap.swap_version`: readers see the old version or the new
 one whole), the way `puf export` writes a bundle.
 A version is signed only over a manifest that was itself signed by the same key or a
-trusted one (`trainer.keys.check_before_signing`), and a folder holding files its
+trusted one, or that this account exported (`trainer.keys.check_before_signing`), with a
+sequence at most one above the highest the key has signed (`trainer.keys.sign_release`), and a folder holding files its
 manifest does not list is refused: replacing it would delete them (a private key kept
 beside the model).
 
@@ -40,11 +41,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from edge_app.bundle import check_models
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
+
+if TYPE_CHECKING:
+    from trainer.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,21 @@ def replaced_sequence(out: Path) -> int:
         return Manifest.read(out).release.sequence if (Path(out) / MANIFEST).is_file() else 0
     except PufError:
         return 0
+
+
+def signed_sequence(bundle: Path, private_key: SigningKey, trusted_keys: Path | None) -> int:
+    """The sequence of the bundle at `bundle` when this key or a trusted one signed it; 0 when
+    there is none, or it is unsigned, edited or signed by another key: a number no one we
+    trust signed never lets a key count up from it."""
+    from trainer.keys import check_before_signing
+
+    try:
+        manifest = Manifest.read(bundle)
+        if manifest.signature is not None and check_before_signing(manifest, private_key, trusted_keys):
+            return manifest.release.sequence
+    except PufError:
+        pass
+    return 0
 
 
 def new_version_dir(out: Path) -> Path:
@@ -108,7 +129,8 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
         yield
 
 
-def check_update(bundle: Path, manifest: Manifest, private_key=None, trusted_keys: Path | None = None) -> None:
+def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | None = None,
+                 trusted_keys: Path | None = None) -> None:
     """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
     delete files it did not write, or sign over a manifest no trusted key signed."""
     from trainer.keys import check_before_signing
@@ -170,15 +192,20 @@ class BundleUpdate:
         self.manifest.file_entries.pop(name, None)
         self._written.discard(name)
 
-    def commit(self, private_key=None, valid_days: float | None = None, trusted_keys: Path | None = None) -> Manifest:
+    def commit(self, private_key: SigningKey | None = None, valid_days: float | None = None,
+               trusted_keys: Path | None = None) -> Manifest:
         """Hash what was written, raise the sequence, sign (when a key is given, and the old
         version's signature holds against it or `trusted_keys`), write the manifest and
         rename the new version into place; returns the manifest. `valid_days` sets the
         expiry that many days from now; without it the old expiry, if any, stays."""
-        from trainer.keys import check_before_signing, sign_manifest
+        from trainer.keys import check_before_signing, sign_release
 
+        proven = 0  # the sequence of what this is built on or replaces, when this key or a trusted one signed it
         if private_key is not None:  # again: the manifest this version was built on
-            check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}")
+            if check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}"):
+                proven = self.original.release.sequence
+            if self.out != self.source:
+                proven = max(proven, signed_sequence(self.out, private_key, trusted_keys))
         now = datetime.now(UTC)
         self.manifest.sequence = self.manifest.release.sequence + 1
         self.manifest.created = utc_text(now)
@@ -195,8 +222,10 @@ class BundleUpdate:
         self.manifest.files = dict(sorted(files.items()))
         self.manifest.signature = None
         self.manifest.extra["signature"] = None  # written as null until signed
-        if private_key is not None:
-            self.manifest = Manifest.from_dict(sign_manifest(self.manifest.to_dict(), private_key))
+        if private_key is not None:  # every value range-checked, and the sizes the model's, before signing
+            unsigned = Manifest.from_dict(self.manifest.to_dict(), f"the new version's {MANIFEST}")
+            check_models(self.dir, unsigned)
+            self.manifest = Manifest.from_dict(sign_release(unsigned.to_dict(), private_key, proven, self.out))
         try:
             self.manifest.write(self.dir)
             replace_dir(self.dir, self.out)

@@ -54,6 +54,7 @@ from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_mo
 if TYPE_CHECKING:
     from trainer.bundle_write import BundleUpdate
     from trainer.fingerprint_store import StoreTarget
+    from trainer.keys import SigningKey
 
 DEFAULT_BUDGET_MB = 1400.0  # shards, id maps and models together, on the device
 # recall@1 of exact search the shards are tuned for: a search miss is a genuine label refused,
@@ -484,7 +485,7 @@ def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str
             "rows": rows, "caught_up": len(missing), "skipped": dict(skipped.reasons)}
 
 
-def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions = EnrollOptions(),
+def enroll(bundle: Path, labels: Path, private_key: SigningKey | None = None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
            progress: bool = True, trusted_keys: Path | None = None, store: StoreTarget | None = None) -> dict:
     """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
@@ -501,9 +502,9 @@ def enroll(bundle: Path, labels: Path, private_key=None, options: EnrollOptions 
                        trusted_keys, store)
 
 
-def _enroll(bundle: Path, labels: Path, private_key, options: EnrollOptions, batches: tuple[str, ...],
-            capture: str | None, templates: Path | None, progress: bool, trusted_keys: Path | None,
-            store: StoreTarget | None) -> dict:
+def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options: EnrollOptions,
+            batches: tuple[str, ...], capture: str | None, templates: Path | None, progress: bool,
+            trusted_keys: Path | None, store: StoreTarget | None) -> dict:
     """`enroll`, with the bundle locked."""
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update

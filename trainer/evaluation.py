@@ -49,11 +49,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_app.errors import PufError
 from trainer.tail import MAX_EXTRAPOLATION, MIN_PAIRS, Tail, pair_far_for, query_far
+
+if TYPE_CHECKING:
+    from trainer.keys import SigningKey
 
 CONFIDENCE = 0.95  # of the bounds on FAR and FRR
 FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR below this (299 of them)
@@ -106,9 +110,9 @@ def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[n
 
 
 def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
-             classify: bool = True, private_key=None, out: Path | None = None, model_format: str | None = None,
-             max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND,
-             trusted_keys: Path | None = None, query_far_target: float | None = None,
+             classify: bool = True, private_key: SigningKey | None = None, out: Path | None = None,
+             model_format: str | None = None, max_queries: int = 0, seed: int = 0, progress: bool = True,
+             frr_bound: float = FRR_BOUND, trusted_keys: Path | None = None, query_far_target: float | None = None,
              deployed_labels: int | None = None) -> dict:
     """Score the queries of `folders` against the bundle and set the threshold for `far` per
     comparison, or with `query_far_target` for that FAR per query at the largest shard (or at

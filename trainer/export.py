@@ -2,6 +2,7 @@
 
     BUNDLE/manifest.json       format, model, preprocessing, heads, threshold, parity,
                                sha256 of every file, "signature": null, "shards": null
+                               (recorded outside the bundle: `trainer.export_record`)
     BUNDLE/model_int8.tflite   full-integer (int8 in, int8 out), calibrated on real crops
     BUNDLE/model_float.tflite
     BUNDLE/model.onnx          opset 17
@@ -33,6 +34,7 @@ from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import ModelRunner
 from trainer.bundle_write import bundle_lock, new_version_dir, replace_dir, replaced_sequence
+from trainer.export_record import record_export
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -269,6 +271,7 @@ def _export(run_dir: Path, out: Path, formats: tuple[str, ...], far: float, stri
                               "problems": problems},
                    "conversion_seconds": timings})
         manifest.write(tmp)
+        record_export(manifest.to_dict(), out)  # what lets its first signing trust it
         replace_dir(tmp, out)
         return manifest.to_dict()
     except BaseException:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
@@ -31,8 +32,11 @@ from trainer.enroll import (
 )
 from trainer.fingerprint_store import FingerprintStore, Region, collection_name
 
+if TYPE_CHECKING:
+    from trainer.keys import SigningKey
 
-def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key=None,
+
+def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key: SigningKey | None = None,
                   options: EnrollOptions | None = None, trusted_keys: Path | None = None,
                   templates: Path | None = None) -> dict:
     """Write the bundle of `region` to `out` from the store at `uri` and the model of

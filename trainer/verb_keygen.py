@@ -19,14 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.keys import generate_keypair
+    from trainer.keys import generate_keypair, record_path
 
     private, public, key_id = generate_keypair(args.prefix, args.force)
     if args.json:
-        print(json.dumps({"private": str(private), "public": str(public), "key_id": key_id}))
+        print(json.dumps({"private": str(private), "public": str(public), "key_id": key_id,
+                          "signing_record": str(record_path(private))}))
     else:
-        print(f"key {key_id}: private {private} (keep it at the factory), public {public} "
-              f"(on each device: puf device trust {public.name})")
+        print(f"key {key_id}: private {private} (keep it at the factory, with its signing record "
+              f"{record_path(private).name}), public {public} (on each device: puf device trust {public.name})")
     return 0
 
 

@@ -2,6 +2,8 @@
 unreadable, through a real int8 TFLite model, real Faiss shards and a signed bundle."""
 
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,9 +123,36 @@ def test_the_table_names_each_label(enrolled, tmp_path, capsys):
     assert main(["verify", str(tmp_path / "p.png"), "--bundle", str(path), "--trusted-keys", str(trusted)]) == 0
     out = capsys.readouterr().out
     assert "genuine" in out and truth["label_id"] in out
-    header, row = out.splitlines()  # the photo's one label: its row names the photo, the verdict, the id
+    bundle, header, row = out.splitlines()  # the photo's one label: its row names the photo, the verdict, the id
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert bundle == (f"bundle {path}: sequence {manifest['sequence']}, signed {manifest['created'][:10]}; signer: "
+                      f"key {manifest['signature']['key_id']}")
     assert header.startswith("label in photo") and row.split()[0].endswith("p.png#0")
     assert row.split()[1:3] == ["genuine", truth["label_id"]]
+
+
+def test_an_expired_bundle_is_refused_and_json_names_the_sequence_and_signer(enrolled, base, tmp_path, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    from edge_app.bundle_format import utc_text
+    from tests.bundle_support import keys
+    from trainer.keys import load_private_key, sign_manifest
+
+    path, trusted, _ = enrolled
+    image, _ = sim_batch().handheld(0, 1, 9)
+    cv2.imwrite(str(tmp_path / "p.png"), image)
+    assert main(["verify", str(tmp_path / "p.png"), "--bundle", str(path), "--trusted-keys", str(trusted),
+                 "--json"]) == 0
+    manifest = json.loads((path / "manifest.json").read_text())
+    out = json.loads(capsys.readouterr().out)
+    assert (out["sequence"], out["signed_by"]) == (manifest["sequence"], manifest["signature"]["key_id"])
+    expired = Path(shutil.copytree(path, tmp_path / "expired"))
+    now = datetime.now(UTC)
+    data = dict(manifest, created=utc_text(now - timedelta(days=2)), expires=utc_text(now - timedelta(minutes=1)))
+    (expired / "manifest.json").write_text(json.dumps(sign_manifest(data, load_private_key(keys(base)[0]))))
+    assert main(["verify", str(tmp_path / "p.png"), "--bundle", str(expired), "--trusted-keys", str(trusted)]) == 2
+    captured = capsys.readouterr()
+    assert f"the bundle {expired} expired on" in captured.err and captured.out == ""
 
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])

@@ -26,7 +26,8 @@ def test_force_over_a_world_readable_key_leaves_the_new_key_owner_only(tmp_path)
     assert private.stat().st_mode & 0o777 == 0o600
     assert public.stat().st_mode & 0o777 == 0o644
     load_private_key(private)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["factory.key", "factory.pub"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["factory.key", "factory.key.signed.json",
+                                                         "factory.pub"]  # no temporary left
 
 
 def _small_files() -> None:

@@ -137,6 +137,7 @@ def test_arcface_margin_makes_the_target_harder():
 
 def test_export_matches_keras_and_runs_on_the_device_runtime(trained, tmp_path):
     from trainer.export import INT8_MEAN_COSINE, export
+    from trainer.export_record import was_exported
 
     run, _ = trained
     bundle = tmp_path / "bundle"
@@ -148,6 +149,7 @@ def test_export_matches_keras_and_runs_on_the_device_runtime(trained, tmp_path):
     assert parity["onnx"]["pattern_agreement"] == 1.0
     assert parity["float"]["pattern_agreement"] == 1.0
     assert manifest["signature"] is None and manifest["shards"] is None
+    assert was_exported(read_manifest(bundle))  # what lets its first signing trust it (trainer.export_record)
     assert len(manifest["pattern_classes"]) == 44
     assert read_manifest(bundle)["preprocessing"]["input_size"] == 64
     crop = (np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)

@@ -75,6 +75,7 @@ def write_model_bundle(out: Path, crops: list[np.ndarray], formats: tuple[str, .
     from edge_app.preprocess import Preprocess, preprocess
     from fabrication.patterns import pattern_names
     from trainer.export import to_onnx, to_tflite
+    from trainer.export_record import record_export
 
     names = pattern_names()
     params = Preprocess(input_size=INPUT)
@@ -101,4 +102,5 @@ def write_model_bundle(out: Path, crops: list[np.ndarray], formats: tuple[str, .
         "signature": None,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    record_export(manifest, out)  # as puf export records it: what lets its first signing trust it
     return out
