@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.json_files import read_json
 
 # A 500 mW nanosecond source measured at six S values (slightly non-linear near threshold).
 DEFAULT_POINTS = ((0, 0.0), (100, 42.0), (250, 118.0), (500, 245.0), (750, 372.0), (1000, 500.0))
@@ -64,10 +65,8 @@ class PowerCalibration:
 
     @classmethod
     def load(cls, path: Path) -> PowerCalibration:
+        data = read_json(path, "laser power calibration")
         try:
-            data = json.loads(Path(path).read_text())
             return cls(tuple((float(s), float(mw)) for s, mw in data["points"]), int(data.get("s_max", 1000)))
-        except FileNotFoundError:
-            raise PufError(f"no laser power calibration at {path}") from None
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, OverflowError) as error:
             raise PufError(f"cannot read the laser power calibration {path}: {error!r}") from None

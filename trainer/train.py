@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.json_files import parse_json
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess, preprocess
 from trainer.cluster import JOIN_TIMEOUT_S, Cluster
@@ -135,7 +136,7 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
         path = shipped_config(path)
         try:
             text = path.read_text()
-            layer = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            layer = tomllib.loads(text) if path.suffix == ".toml" else parse_json(text, "config")
         except FileNotFoundError:
             raise PufError(f"no config file at {path}") from None
         except (OSError, ValueError) as error:
