@@ -40,6 +40,13 @@ def point_mm(text: str) -> tuple[float, float]:
     return x, y
 
 
+def nonempty(text: str) -> str:
+    """Any text but the empty one (a name, a source)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value")
+    return text
+
+
 def finite(text: str) -> float:
     """A finite number (not nan, not inf)."""
     try:
