@@ -11,6 +11,7 @@ import argparse
 import math
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 # The most columns or rows of a grid (fields of a batch, labels of a field): far beyond any
@@ -43,7 +44,7 @@ def point_mm(text: str) -> tuple[float, float]:
 def nonempty(text: str) -> str:
     """Any text but the empty one (a name, a source)."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("an empty value")
+        raise argparse.ArgumentTypeError("an empty value: give one")
     return text
 
 
@@ -82,6 +83,17 @@ def count(text: str) -> int:
     return value
 
 
+def count_up_to(maximum: int) -> Callable[[str], int]:
+    """A whole number of 1 to `maximum` (a size whose square is allocated, say)."""
+    def bounded(text: str) -> int:
+        value = count(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at most {maximum}")
+        return value
+
+    return bounded
+
+
 def non_negative_count(text: str) -> int:
     """A whole number of 0 or more (0 meaning none)."""
     value = _whole(text)
@@ -95,6 +107,11 @@ def _whole(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def input_path(text: str) -> Path:
+    """A file or folder to read: not empty (the empty path would be the working folder)."""
+    return Path(nonempty(text))
 
 
 def output_path(text: str) -> Path:

@@ -229,7 +229,10 @@ def read_positions(path: Path) -> list[StagePosition]:
 
 
 def _from_csv(text: str) -> list[StagePosition]:
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as error:  # a line longer than the csv module takes, say
+        raise PufError(f"not a stage-position CSV: {error}") from None
     if not rows or tuple(h.strip() for h in rows[0]) != CSV_HEADER:
         raise PufError(f"not a stage-position CSV: the header must be {','.join(CSV_HEADER)}")
     ordered = []
