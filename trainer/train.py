@@ -115,7 +115,20 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise PufError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**{**asdict(cls()), **data})
+        defaults = asdict(cls())
+        for key, value in data.items():
+            _check_number(key, defaults[key], value)
+        return cls(**{**defaults, **data})
+
+
+def _check_number(key: str, default: object, value: object) -> None:
+    """A number key's value is a finite number, whole where the default is (`validate` checks its range)."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return
+    number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not number or (isinstance(default, int) and value != int(value)):
+        raise PufError(f"config key {key} must be a finite {'whole ' if isinstance(default, int) else ''}number, "
+                       f"got {value!r}")
 
 
 def shipped_config(path: str | Path) -> Path:
@@ -139,7 +152,7 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
             layer = tomllib.loads(text) if path.suffix == ".toml" else parse_json(text, "config")
         except FileNotFoundError:
             raise PufError(f"no config file at {path}") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, PufError) as error:
             raise PufError(f"cannot read the config file {path}: {error}") from None
         data = _merge(data, layer)
     for item in overrides:
