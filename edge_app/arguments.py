@@ -67,6 +67,14 @@ def positive(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """A rate or a share strictly between 0 and 1 (a false-accept rate)."""
+    value = finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie between 0 and 1")
+    return value
+
+
 def non_negative(text: str) -> float:
     """A finite number of 0 or more (a distance allowed, a margin)."""
     value = finite(text)

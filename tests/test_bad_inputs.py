@@ -185,7 +185,7 @@ CASES: list[Case] = [
     case("export @EMPTY_DIR@ --out b", "empty_dir"),
     case("export @EMPTY_DIR@ --out /proc/nope/b", "--out", "/proc"),
     case("export @EMPTY_DIR@ --out ''", "--out"),
-    case("export @EMPTY_DIR@ --out b --formats bogus", "--formats"),
+    case("export @EMPTY_DIR@ --out b --formats bogus", "formats", "bogus"),
     case("export @EMPTY_DIR@ --out b --far nan", "--far"),
     case("export @EMPTY_DIR@ --out b --far -1", "--far"),
     case("export @EMPTY_DIR@ --out b --far 2", "--far"),
@@ -202,10 +202,9 @@ CASES: list[Case] = [
     *(case(f"enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --memory-mb {v}", "--memory-mb") for v in NUMBERS),
     case("enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --capacity -1", "--capacity"),
     case("enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --exact-max -1", "--exact-max"),
-    *(case(f"enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --recall {v}", "--recall")
+    *(case(f"enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --recall {v}", "recall")
       for v in ("nan", "2", "-1", "0")),
-    *(case(f"enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --valid-days {v}", "--valid-days") for v in NUMBERS),
-    case("enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --templates @JUNK_NPZ@", "junk.npz"),
+    *(case(f"enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --valid-days {v}", "validity") for v in NUMBERS),
     case("enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --milvus m.db", "--region"),
     case("enroll --bundle @DEFAULT@ --labels @EMPTY_DIR@ --region EU", "--milvus"),
     # --- export-region
@@ -215,7 +214,7 @@ CASES: list[Case] = [
     case("export-region --bundle @DEFAULT@ --milvus m.db --region 'a\"b' --out r", "region"),
     case("export-region --bundle @DEFAULT@ --milvus m.db --region EU --out r --memory-mb nan",
          "--memory-mb"),
-    case("export-region --bundle @DEFAULT@ --milvus m.db --region EU --out r --recall 5", "--recall"),
+    case("export-region --bundle @DEFAULT@ --milvus m.db --region EU --out r --recall 5", "recall"),
     case("export-region --bundle @DEFAULT@ --milvus m.db --region EU --out r --key @MISSING@", "nope"),
     # --- keygen
     case("keygen ''", "prefix", "empty"),
@@ -223,17 +222,18 @@ CASES: list[Case] = [
     case("keygen @FILE_AS_DIR@/k", "prefix", "not a folder"),
     # --- queries
     case("queries @MISSING@ --out q --bundle @DEFAULT@", "nope"),
-    case("queries @EMPTY_DIR@ --out q --bundle @MISSING@", "nope"),
-    case("queries @EMPTY_DIR@ --out q --bundle @JUNK_NPZ@", "junk.npz"),
+    case("queries @EMPTY_DIR@ --out q --bundle @DEFAULT@", "no photos", "empty_dir"),
+    case("queries @PNG_DIR@ --out q --bundle @MISSING@", "nope"),
+    case("queries @PNG_DIR@ --out q --bundle @EMPTY_DIR@", "empty_dir"),
     case("queries @CORRUPT_PNG@ --out q --bundle @DEFAULT@", "corrupt.png"),
     case("queries @EMPTY_DIR@ --out /proc/nope/q --bundle @DEFAULT@", "--out", "/proc"),
     *(case(f"queries @EMPTY_DIR@ --out q --bundle @DEFAULT@ --label-px {v}", "--label-px")
       for v in (*NUMBERS, "abc")),
-    case("queries @EMPTY_DIR@ --out q --bundle @DEFAULT@ --registry @CORRUPT_SQLITE@", "corrupt.sqlite"),
+    case("queries @PNG_DIR@ --out q --bundle @BATCH@/pattern_templates.npz --registry @CORRUPT_SQLITE@", "corrupt.sqlite"),
     # --- evaluate
     case("evaluate --bundle @MISSING@ --queries @MISSING@", "nope"),
-    case("evaluate --bundle @DEFAULT@ --queries @MISSING@", "nope"),
-    case("evaluate --bundle @DEFAULT@ --queries @EMPTY_DIR@", "empty_dir"),
+    case("evaluate --bundle @DEFAULT@ --queries @MISSING@", "no enrolled labels"),
+    case("evaluate --bundle @EMPTY_DIR@ --queries @EMPTY_DIR@", "empty_dir"),
     *(case(f"evaluate --bundle @DEFAULT@ --queries @EMPTY_DIR@ --far {v}", "--far") for v in (*NUMBERS, "2")),
     case("evaluate --bundle @DEFAULT@ --queries @EMPTY_DIR@ --query-far nan", "--query-far"),
     case("evaluate --bundle @DEFAULT@ --queries @EMPTY_DIR@ --query-far -1", "--query-far"),
