@@ -83,7 +83,7 @@ def non_negative(text: str) -> float:
     return value
 
 
-def count(text: str) -> int:
+def positive_int(text: str) -> int:
     """A whole number of 1 or more (processes, a size in px)."""
     value = _whole(text)
     if value < 1:
@@ -91,10 +91,10 @@ def count(text: str) -> int:
     return value
 
 
-def count_up_to(maximum: int) -> Callable[[str], int]:
+def int_up_to(maximum: int) -> Callable[[str], int]:
     """A whole number of 1 to `maximum` (a size whose square is allocated, say)."""
     def bounded(text: str) -> int:
-        value = count(text)
+        value = positive_int(text)
         if value > maximum:
             raise argparse.ArgumentTypeError(f"{text!r} must be at most {maximum}")
         return value
@@ -102,7 +102,7 @@ def count_up_to(maximum: int) -> Callable[[str], int]:
     return bounded
 
 
-def non_negative_count(text: str) -> int:
+def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (0 meaning none)."""
     value = _whole(text)
     if value < 0:

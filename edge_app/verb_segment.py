@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.arguments import count_up_to, finite, grid, input_path, non_negative, positive
+from edge_app.arguments import finite, grid, input_path, int_up_to, non_negative, positive
 from edge_app.verbs import Verb
 
 # The largest crop side: far above the model's input, small enough for any machine's memory.
@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(BATCH_DIR/overlays/)")
     parser.add_argument("--force", action="store_true", help="segment fields already recorded")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--crop-size", type=count_up_to(MAX_CROP_SIZE), default=CutOptions.crop_size,
+    parser.add_argument("--crop-size", type=int_up_to(MAX_CROP_SIZE), default=CutOptions.crop_size,
                         help=f"crop side in px (default {CutOptions.crop_size})")
     parser.add_argument("--templates", type=Path,
                         help=f"pattern templates (.npz) to read glyphs with: they settle the "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_app.arguments import count, finite, non_negative_count, point_mm, positive
+from edge_app.arguments import finite, non_negative_int, point_mm, positive, positive_int
 from edge_app.verbs import Verb
 
 # The galvo board's timing options, each a `fabrication.galvo.GalvoSettings` field of this name + "_us".
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="etch the simulated film through the simulated controller of --laser")
     target.add_argument("--port", metavar="DEV",
                         help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
-    target.add_argument("--board", type=non_negative_count, metavar="N",
+    target.add_argument("--board", type=non_negative_int, metavar="N",
                         help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
     target.add_argument("--board-socket", metavar="ADDRESS",
                         help="--laser galvo: a board whose USB transfers are served on a socket "
@@ -34,16 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only trace the job's outline: a galvo with its guide light, GRBL with "
                              "the beam off (M5) at the job's feed")
     add_galvo_arguments(parser)
-    parser.add_argument("--baud", type=count, default=115200, help="serial speed (default 115200)")
+    parser.add_argument("--baud", type=positive_int, default=115200, help="serial speed (default 115200)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="go on from where the last etch of this batch stopped")
-    start.add_argument("--from-line", type=count, metavar="N", help="start at line N of laser/job.gcode (1-based)")
+    start.add_argument("--from-line", type=positive_int, metavar="N",
+                       help="start at line N of laser/job.gcode (1-based)")
     parser.add_argument("--no-check", action="store_true",
                         help="skip the dry run in GRBL's check mode ($C) that finds lines the "
                              "controller rejects before anything is etched")
     parser.add_argument("--unlock", action="store_true",
                         help="clear a GRBL alarm ($X) before starting, after checking the machine")
-    parser.add_argument("--film-seed", type=non_negative_count,
+    parser.add_argument("--film-seed", type=non_negative_int,
                         help="--sim: texture seed of a new film (default: from the batch id)")
     parser.add_argument("--film-style", metavar="STYLE",
                         help="--sim: how a new film looks: a preset (default, coarse, fine, faceted, "
@@ -57,7 +58,7 @@ def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("galvo board (--laser galvo)")
     group.add_argument("--lens-field-mm", type=positive, default=110.0,
                        help="side of the lens's marking field (default 110)")
-    group.add_argument("--lens-bits", type=count, default=0xFFFF,
+    group.add_argument("--lens-bits", type=positive_int, default=0xFFFF,
                        help="galvo bits across that field (default 65535)")
     group.add_argument("--lens-centre-mm", type=point_mm, metavar="X,Y",
                        help="the job point (mm, as in job.gcode) placed at the field's centre "
@@ -69,7 +70,8 @@ def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
                        help='measured (percent, mW) points: {"s_max": 100, "points": [[0, 0], ...]} '
                             "(default: the library's 1 W source)")
     group.add_argument("--frequency-khz", type=positive, help="pulse frequency (default: the library's)")
-    group.add_argument("--pulse-width-ns", type=count, help="pulse width of a MOPA source (default: the library's)")
+    group.add_argument("--pulse-width-ns", type=positive_int,
+                       help="pulse width of a MOPA source (default: the library's)")
     for name in _DELAYS:
         group.add_argument(f"--{name}-delay-us", type=finite, metavar="US",
                            help=f"{name.replace('-', ' ')} delay in µs (default: the library's)")

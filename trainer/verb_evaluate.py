@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.arguments import count, non_negative_count, output_path, probability
+from edge_app.arguments import non_negative_int, output_path, positive_int, probability
 from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query-far", type=probability,
                         help="set the threshold instead for this false-accept rate per counterfeit query, at the "
                              "largest shard (or --deployed-labels), from the impostor score tail")
-    parser.add_argument("--deployed-labels", type=count,
+    parser.add_argument("--deployed-labels", type=positive_int,
                         help="report (and with --query-far set the threshold for) a planned size: this many labels "
                              "enrolled, over the pattern classes")
     parser.add_argument("--frr-bound", type=probability,
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trusted_keys_argument(parser)
     parser.add_argument("--out", type=output_path, help="folder for the figures (det.png, scores.png, timings.png)")
     parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
-    parser.add_argument("--max-queries", type=non_negative_count, default=0,
+    parser.add_argument("--max-queries", type=non_negative_int, default=0,
                         help="evaluate a random sample of this many")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.arguments import count, output_path, positive
+from edge_app.arguments import output_path, positive, positive_int
 from edge_app.verbs import Verb
 from trainer import quiet_tensorflow
 
@@ -20,15 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
     parser.add_argument("--data", help="folder data set: labels.csv + crops/LABEL_ID/*.png")
     parser.add_argument("--backbone", help="resnet50, resnet18, mobile, mobile_s (or *_tiny)")
-    parser.add_argument("--steps", type=count, help="total training steps")
-    parser.add_argument("--batch-size", type=count)
+    parser.add_argument("--steps", type=positive_int, help="total training steps")
+    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set s=32 --set preprocess.input_size=96")
     parser.add_argument("--init", metavar="RUN_OR_BUNDLE",
                         help="start from a trained model's weights: a run folder, a bundle with model.onnx, or "
                              "'default' (the shipped bundle); takes its architecture; new pattern head when the "
                              "classes differ")
-    parser.add_argument("--materialize", type=count, metavar="N",
+    parser.add_argument("--materialize", type=positive_int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
     parser.add_argument("--cluster", metavar="SPEC",
