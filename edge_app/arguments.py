@@ -117,8 +117,9 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def input_path(text: str) -> Path:
-    """A file or folder to read: not empty (the empty path would be the working folder)."""
+def nonempty_path(text: str) -> Path:
+    """A file or folder, not the empty path (which would be the working folder): for a verb that
+    says itself what is wrong with the file (`output_path` checks a place to write first)."""
     return Path(nonempty(text))
 
 

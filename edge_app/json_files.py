@@ -22,16 +22,23 @@ _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def parse_json(text: str, what: str) -> object:
-    """The JSON value of `text`; PufError "the WHAT is not JSON: why" or "... nested deeper than
-    MAX_DEPTH", checked before parsing."""
+    """The JSON value of `text`; PufError "WHAT: not valid JSON: why" or "WHAT: nested N levels
+    deep, ...", the depth checked before parsing."""
+    try:
+        return _parse(text)
+    except PufError as error:
+        raise PufError(f"{what}: {error}") from None
+
+
+def _parse(text: str) -> object:
     brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
     depth = max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
     if depth > MAX_DEPTH:
-        raise PufError(f"the {what} is nested {depth} levels deep, more than the {MAX_DEPTH} allowed")
+        raise PufError(f"nested {depth} levels deep, more than the {MAX_DEPTH} allowed")
     try:
         return json.loads(text)
     except ValueError as error:
-        raise PufError(f"the {what} is not JSON: {error}") from None
+        raise PufError(f"not valid JSON: {error}") from None
 
 
 def read_json(path: Path, what: str) -> object:
@@ -44,7 +51,7 @@ def read_json(path: Path, what: str) -> object:
     except (OSError, UnicodeDecodeError) as error:
         raise PufError(f"cannot read the {what} {path}: {error}") from None
     try:
-        return parse_json(text, what)
+        return _parse(text)
     except PufError as error:
         raise PufError(f"cannot read the {what} {path}: {error}") from None
 

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.arguments import finite, grid, input_path, int_up_to, non_negative, positive
+from edge_app.arguments import finite, grid, int_up_to, non_negative, nonempty_path, positive
 from edge_app.verbs import Verb
 
 # The largest crop side: far above the model's input, small enough for any machine's memory.
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_app.segment_batch import FolderOptions
     from edge_app.segment_field import CutOptions
 
-    parser.add_argument("batch_dir", type=input_path, help="a photographed batch, or a folder of images")
+    parser.add_argument("batch_dir", type=nonempty_path, help="a photographed batch, or a folder of images")
     parser.add_argument("--registry", type=Path,
                         help="the factory's registry (default: $PUF_REGISTRY, else "
                              "registry.sqlite beside BATCH_DIR)")
@@ -96,11 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--batch-id", help="batch id (default: the folder's name)")
     real.add_argument("--labels", type=grid, default=FolderOptions.labels, metavar="COLSxROWS",
                       help="labels per field (default {}x{})".format(*FolderOptions.labels))
-    real.add_argument("--label-um", type=positive, default=FolderOptions.label_um,
+    real.add_argument("--label-um", type=float, default=FolderOptions.label_um,
                       help=f"label side (default {FolderOptions.label_um:g})")
-    real.add_argument("--border-um", type=positive, default=FolderOptions.border_um,
+    real.add_argument("--border-um", type=float, default=FolderOptions.border_um,
                       help=f"border width (default {FolderOptions.border_um:g})")
-    real.add_argument("--pitch-um", type=positive, default=FolderOptions.pitch_um,
+    real.add_argument("--pitch-um", type=float, default=FolderOptions.pitch_um,
                       help=f"label pitch (default {FolderOptions.pitch_um:g})")
 
 

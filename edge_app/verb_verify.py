@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_app.arguments import input_path
+from edge_app.arguments import nonempty_path
 from edge_app.verbs import Verb
 
 EXIT_COUNTERFEIT = 1
@@ -25,7 +25,7 @@ EXIT_UNREADABLE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", type=input_path, nargs="+", metavar="IMAGE", help="photos of labels")
+    parser.add_argument("images", type=nonempty_path, nargs="+", metavar="IMAGE", help="photos of labels")
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else models/default)")
     parser.add_argument("--trusted-keys", type=Path,
                         help="folder of trusted *.pub keys (default: $PUF_TRUSTED_KEYS, else "

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.arguments import grid, nonempty, output_path, point_mm, positive
+from edge_app.arguments import grid, nonempty, nonempty_path, point_mm
 from edge_app.verbs import Verb
 
 
@@ -28,7 +28,7 @@ def seed(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_app.layout import BatchLayout  # its defaults are a batch's
 
-    parser.add_argument("batch_dir", type=output_path, help="folder to write the batch into")
+    parser.add_argument("batch_dir", type=nonempty_path, help="folder to write the batch into")
     parser.add_argument("--batch-id", type=nonempty, help="batch id (default: the folder's name)")
     for option, cols, rows, what in (("--fields", BatchLayout.field_cols, BatchLayout.field_rows, "fields per batch"),
                                      ("--labels", BatchLayout.label_cols, BatchLayout.label_rows, "labels per field")):
@@ -38,27 +38,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   ("--border-um", BatchLayout.border_width_um, "border width"),
                                   ("--pitch-um", BatchLayout.pitch_um, "label pitch"),
                                   ("--glyph-um", BatchLayout.glyph_size_um, "pattern glyph size")):
-        parser.add_argument(option, type=positive, default=default, help=f"{what} (default {default:g})")
+        parser.add_argument(option, type=float, default=default, help=f"{what} (default {default:g})")
     parser.add_argument("--pattern-set", default="builtin", metavar="SOURCE",
                         help="the glyphs: builtin (the 44 classes), a patterns.json, an SVG file (one glyph per "
                              "element id), a folder of SVG files, a DXF file (one glyph per layer), or "
                              "font:FONT:CHARS (a Hershey stroke font); default builtin")
     parser.add_argument("--patterns", help="comma-separated glyphs of the set to use (default: all of them)")
-    parser.add_argument("--power-mw", type=positive, default=128.0, help="laser power (default 128 mW)")
+    parser.add_argument("--power-mw", type=float, default=128.0, help="laser power (default 128 mW)")
     parser.add_argument("--power-calibration", type=Path,
                         help="JSON table of measured (S, mW) points (default: built-in)")
-    parser.add_argument("--feed-mm-min", type=positive, default=600.0,
+    parser.add_argument("--feed-mm-min", type=float, default=600.0,
                         help="GRBL feed while marking, the job's F word (default 600 mm/min)")
-    parser.add_argument("--mark-speed-mm-s", type=positive, default=1000.0,
+    parser.add_argument("--mark-speed-mm-s", type=float, default=1000.0,
                         help="galvo marking speed (default 1000 mm/s; puf etch --laser galvo)")
-    parser.add_argument("--jump-speed-mm-s", type=positive, default=4000.0,
+    parser.add_argument("--jump-speed-mm-s", type=float, default=4000.0,
                         help="galvo jump speed between marks (default 4000 mm/s)")
     parser.add_argument("--laser-origin-mm", type=point_mm, default=(0.0, 0.0), metavar="X,Y",
                         help="where design (0, 0) is in the laser's work coordinates (default 0,0); "
                              "e.g. -25,-5 for a GRBL whose soft-limit travel is negative")
     parser.add_argument("--calibration", type=Path,
                         help="stage calibration JSON: origin_um/rotation_deg, or reference_points")
-    parser.add_argument("--exposure-ms", type=positive, default=40.0, help="camera exposure for the plan")
+    parser.add_argument("--exposure-ms", type=float, default=40.0, help="camera exposure for the plan")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the pattern assignment")
     parser.add_argument("--force", action="store_true", help="overwrite an existing design")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -62,9 +62,12 @@ CASES: list[Case] = [
     case("design d --fields ''", "--fields"),
     case("design d --labels 1000000x1", "--labels"),
     case("design d --labels 0x0", "--labels"),
+    *(case(f"design d --{option} {v}", word)  # the layout's and the laser's own checks, naming the quantity
+      for option, word in (("label-um", "label"), ("border-um", "border"), ("pitch-um", "pitch"),
+                           ("glyph-um", "glyph"), ("power-mw", "mW"), ("exposure-ms", "exposure"))
+      for v in NUMBERS),
     *(case(f"design d --{option} {v}", f"--{option}")
-      for option in ("label-um", "border-um", "pitch-um", "glyph-um", "power-mw", "feed-mm-min", "mark-speed-mm-s",
-                     "jump-speed-mm-s", "exposure-ms") for v in NUMBERS),
+      for option in ("feed-mm-min", "mark-speed-mm-s", "jump-speed-mm-s") for v in NUMBERS),
     case("design d --laser-origin-mm nan,nan", "--laser-origin-mm"),
     case("design d --laser-origin-mm inf,0", "--laser-origin-mm"),
     case("design d --laser-origin-mm 1,2,3", "--laser-origin-mm"),
@@ -147,8 +150,9 @@ CASES: list[Case] = [
     case("segment @BATCH@ --rotation-deg nan", "--rotation-deg"),
     case("segment @BATCH@ --rotation-deg inf", "--rotation-deg"),
     case("segment @BATCH@ --labels 0x0", "--labels"),
-    *(case(f"segment @PNG_DIR@ --{option} {v}", f"--{option}")
-      for option in ("label-um", "border-um", "pitch-um", "glyph-um", "pixel-um") for v in NUMBERS),
+    *(case(f"segment @PNG_DIR@ --{option} {v}", word)  # the layout's own checks, naming the quantity
+      for option, word in (("label-um", "label"), ("border-um", "border"), ("pitch-um", "pitch")) for v in NUMBERS),
+    *(case(f"segment @PNG_DIR@ --{option} {v}", f"--{option}") for option in ("glyph-um", "pixel-um") for v in NUMBERS),
     case("segment @PNG_DIR@ --templates @MISSING@", "nope"),
     case("segment @PNG_DIR@ --order @MISSING@", "nope"),
     case("segment @PNG_DIR@ --order @CORRUPT_PNG@", "corrupt.png"),
