@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_app.arguments import finite, non_negative_int, point_mm, positive, positive_int
+from edge_app.arguments import non_negative_int, point_mm, positive_int
 from edge_app.verbs import Verb
 
 # The galvo board's timing options, each a `fabrication.galvo.GalvoSettings` field of this name + "_us".
@@ -56,9 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
     """The machine's galvo options: the lens, the power table, the source and the delays."""
     group = parser.add_argument_group("galvo board (--laser galvo)")
-    group.add_argument("--lens-field-mm", type=positive, default=110.0,
+    group.add_argument("--lens-field-mm", type=float, default=110.0,
                        help="side of the lens's marking field (default 110)")
-    group.add_argument("--lens-bits", type=positive_int, default=0xFFFF,
+    group.add_argument("--lens-bits", type=int, default=0xFFFF,
                        help="galvo bits across that field (default 65535)")
     group.add_argument("--lens-centre-mm", type=point_mm, metavar="X,Y",
                        help="the job point (mm, as in job.gcode) placed at the field's centre "
@@ -69,11 +69,11 @@ def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--galvo-power-calibration", type=Path, metavar="JSON",
                        help='measured (percent, mW) points: {"s_max": 100, "points": [[0, 0], ...]} '
                             "(default: the library's 1 W source)")
-    group.add_argument("--frequency-khz", type=positive, help="pulse frequency (default: the library's)")
-    group.add_argument("--pulse-width-ns", type=positive_int,
+    group.add_argument("--frequency-khz", type=float, help="pulse frequency (default: the library's)")
+    group.add_argument("--pulse-width-ns", type=int,
                        help="pulse width of a MOPA source (default: the library's)")
     for name in _DELAYS:
-        group.add_argument(f"--{name}-delay-us", type=finite, metavar="US",
+        group.add_argument(f"--{name}-delay-us", type=float, metavar="US",
                            help=f"{name.replace('-', ' ')} delay in µs (default: the library's)")
 
 
