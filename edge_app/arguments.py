@@ -62,32 +62,28 @@ def finite(text: str) -> float:
 def positive(text: str) -> float:
     """A finite number above 0 (a size, a speed, a power)."""
     value = finite(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    _require(value > 0, text, "must be above 0")
     return value
 
 
 def probability(text: str) -> float:
     """A rate or a share strictly between 0 and 1 (a false-accept rate)."""
     value = finite(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie between 0 and 1")
+    _require(0 < value < 1, text, "must lie between 0 and 1")
     return value
 
 
 def non_negative(text: str) -> float:
     """A finite number of 0 or more (a distance allowed, a margin)."""
     value = finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    _require(value >= 0, text, "must be 0 or more")
     return value
 
 
 def positive_int(text: str) -> int:
     """A whole number of 1 or more (processes, a size in px)."""
     value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    _require(value >= 1, text, "must be 1 or more")
     return value
 
 
@@ -95,8 +91,7 @@ def int_up_to(maximum: int) -> Callable[[str], int]:
     """A whole number of 1 to `maximum` (a size whose square is allocated, say)."""
     def bounded(text: str) -> int:
         value = positive_int(text)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at most {maximum}")
+        _require(value <= maximum, text, f"must be at most {maximum}")
         return value
 
     return bounded
@@ -105,9 +100,14 @@ def int_up_to(maximum: int) -> Callable[[str], int]:
 def non_negative_int(text: str) -> int:
     """A whole number of 0 or more (0 meaning none)."""
     value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    _require(value >= 0, text, "must be 0 or more")
     return value
+
+
+def _require(holds: bool, text: str, what: str) -> None:
+    """argparse's usage error "TEXT WHAT" unless the value `holds`."""
+    if not holds:
+        raise argparse.ArgumentTypeError(f"{text!r} {what}")
 
 
 def _whole(text: str) -> int:
