@@ -223,8 +223,8 @@ CASES: list[Case] = [
     case("export-region --bundle @DEFAULT@ --milvus m.db --region EU --out r --key @MISSING@", "nope"),
     # --- keygen
     case("keygen ''", "prefix", "empty"),
-    case("keygen /proc/nope/k", "prefix", "/proc"),
-    case("keygen @FILE_AS_DIR@/k", "prefix", "not a folder"),
+    case("keygen /proc/nope/k", "cannot write /proc/nope/k.key"),
+    case("keygen @FILE_AS_DIR@/k", "cannot write", "a_file/k.key"),
     # --- queries
     case("queries @MISSING@ --out q --bundle @DEFAULT@", "nope"),
     case("queries @EMPTY_DIR@ --out q --bundle @DEFAULT@", "no photos", "empty_dir"),
