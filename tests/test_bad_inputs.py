@@ -5,9 +5,14 @@ zero, unicode, ``../``, empty-string and unwritable inputs), each with the words
 must hold: the option or the file at fault. Each runs through `edge_app.cli.main` in this
 process (argparse and the verbs write to the captured stderr exactly as in a shell), and a
 sample also as ``python -m edge_app.cli`` in a subprocess, the real path. Every one must exit 2
-(or the verdict's own status, for a photo `puf verify` cannot read) with no traceback.
+with no traceback (or, where a batch job goes on past what it cannot read or `puf verify` gives
+its verdict "unreadable", that status, the file named in its report).
 
 Each argv is a shell line: ``@NAME@`` stands for a fixture file of `bad_files`.
+
+Left to the engineers who own them (and out of this table until their work is merged): a junk
+pattern_templates.npz (signing), a sync file with a lone surrogate (journal sync), a read during
+a bundle swap and ids such as ``../x`` for a factory or a device (ids and swaps).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ CASES: list[Case] = [
     case("patterns @EMPTY@", "empty.json"),
     case("patterns @CORRUPT_PNG@", "corrupt.png"),
     case("patterns @UNICODE_DIR@", "ünï"),
+    case("patterns ../../../../../etc/passwd", "etc/passwd"),
     case("patterns font:nofont:AB", "nofont"),
     case("patterns font::", "font"),
     case("patterns builtin --out /proc/nope/x.json", "--out", "/proc"),
@@ -89,6 +95,7 @@ CASES: list[Case] = [
     case("design d --patterns nosuchglyph", "nosuchglyph"),
     case("design d --batch-id ../evil", "../evil"),
     case("design d --batch-id ''", "batch"),
+    case("design d --batch-id Ünïcødé✓", "Ünïcødé✓"),
     case("design d --batch-id 'a\"b'", "a\"b"),
     case("design /proc/nope/B1", "/proc"),
     case("design ''", "empty"),
@@ -119,6 +126,7 @@ CASES: list[Case] = [
     case("etch @BATCH@ --sim --film-style grain_um=nan", "grain_um"),
     case("etch @BATCH@ --sim --film-style grain_um=-1", "grain_um"),
     case("etch @BATCH@ --sim --film-style contrast=abc", "contrast"),
+    case("etch @BATCH@ --sim --film-style grain_µm=1", "grain_µm"),
     case("etch @BATCH@ --sim --film-seed -1", "--film-seed"),
     case("etch @BATCH@ --port /proc/nope", "/proc/nope"),
     # --- photograph
@@ -160,6 +168,7 @@ CASES: list[Case] = [
     case("segment @PNG_DIR@ --layout @CORRUPT_JSON@", "corrupt.json"),
     case("segment @PNG_DIR@ --pattern-set @DEEP_JSON@", "nested"),
     case("segment @PNG_DIR@ --batch-id ../evil", "../evil"),
+    case("segment @PNG_DIR@ --batch-id 批次", "批次"),
     case("segment @PNG_DIR@ --registry /proc/nope/r.sqlite", "/proc"),
     case("segment @PNG_DIR@ --registry @CORRUPT_SQLITE@", "corrupt.sqlite"),
     # --- train
@@ -258,6 +267,7 @@ CASES: list[Case] = [
     case(f"verify @TRUNCATED_TIF@ {SIGNED}", "truncated.tif", status=3),
     case(f"verify @EMPTY@ {SIGNED}", "empty.json", status=3),
     case(f"verify @EMPTY_DIR@ {SIGNED}", "unreadable", "empty_dir", status=3),
+    case(f"verify @UNICODE_DIR@/фото.png {SIGNED}", "unreadable", "фото.png", status=3),
     case("verify @CORRUPT_PNG@ --bundle @MISSING@", "nope"),
     case("verify @CORRUPT_PNG@ --bundle @EMPTY_DIR@", "empty_dir"),
     case("verify @CORRUPT_PNG@ --trusted-keys @MISSING@", "nope"),
@@ -277,6 +287,7 @@ CASES: list[Case] = [
     case("app --exposure-us 1000 --gain -1", "--gain"),
     case("app --exposure-us 1000 --gain inf", "--gain"),
     case("app --language xx", "xx"),
+    case("app --language 中文", "中文"),
     case("app --language ''", "language"),
     # --- journal
     case("journal list --journal @CORRUPT_SQLITE@", "corrupt.sqlite"),
@@ -442,14 +453,15 @@ def test_a_bad_input_is_refused_with_a_message(line, words, status, bad_files, c
 
 
 # The real path, a sample over the verbs: python -m edge_app.cli in a subprocess.
-SUBPROCESS_SAMPLE = [c for c in CASES if c[0] in {
+SAMPLE_LINES = {
     "design d --fields 100000x100000", "design d --laser-origin-mm nan,nan",
     "design d --power-calibration @DEEP_JSON@", "patterns builtin --out /proc/nope/x.json", "keygen ''",
     "segment @OME_OVERFLOW_DIR@", "segment @BATCH@ --crop-size -1", "photograph @BATCH@ --sim --workers -1",
     f"verify @CORRUPT_PNG@ {SIGNED}", f"verify @CORRUPT_PNG@ {SIGNED} --threads 0", "demo --out /proc/nope",
     "registry import @DEEP_SYNC@ --central @CENTRAL@", "journal list --journal @CORRUPT_SQLITE@",
     "registry device dev-1 --at nan,nan --central @CENTRAL@", "journal export '' --journal @CORRUPT_SQLITE@",
-}]
+}
+SUBPROCESS_SAMPLE = [c for c in CASES if c[0] in SAMPLE_LINES]
 
 
 @pytest.mark.parametrize(("line", "words", "status"), SUBPROCESS_SAMPLE, ids=[c[0] for c in SUBPROCESS_SAMPLE])
@@ -460,5 +472,5 @@ def test_a_bad_input_is_refused_the_same_in_a_real_process(line, words, status, 
     check(line, words, status, done.returncode, done.stdout, done.stderr)
 
 
-def test_subprocess_sample_is_drawn_from_the_table():
-    assert len(SUBPROCESS_SAMPLE) == 15
+def test_every_line_of_the_subprocess_sample_is_in_the_table():
+    assert len(SUBPROCESS_SAMPLE) == len(SAMPLE_LINES)
