@@ -187,6 +187,7 @@ CASES: list[Case] = [
     case("train run --set nokey", "--set"),
     case("train run --set nosuchkey=1", "nosuchkey"),
     case("train run --set lr=nan", "lr"),
+    case("train run --set lr=" + "[" * 5000, "lr"),
     case("train run --backbone nosuch", "nosuch"),
     case("train run --init @MISSING@", "nope"),
     case("train run --init @EMPTY_DIR@", "empty_dir"),

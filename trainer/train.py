@@ -128,7 +128,7 @@ def _check_number(key: str, default: object, value: object) -> None:
     number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
     if not number or (isinstance(default, int) and value != int(value)):
         raise PufError(f"config key {key} must be a finite {'whole ' if isinstance(default, int) else ''}number, "
-                       f"got {value!r}")
+                       f"got {value!r:.60}")
 
 
 def shipped_config(path: str | Path) -> Path:
@@ -160,8 +160,8 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
             raise PufError(f"--set takes KEY=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = parse_json(raw, f"--set {key}")
+        except PufError:  # text, not JSON (or JSON nested too deep to read): the key's check says if it may be
             value = raw
         node = value
         for part in reversed(key.split(".")[1:]):
