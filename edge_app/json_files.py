@@ -17,7 +17,9 @@ T = TypeVar("T")
 
 # Arrays and objects inside one another: far more than any file of ours has.
 MAX_DEPTH = 100
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+# A string, or an unclosed one to the end: every match succeeds in one pass, so no quote inside
+# a long unclosed string starts a second scan (which would make the check quadratic).
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
