@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from importlib.metadata import entry_points
 
 from edge_app.errors import PufError
@@ -13,6 +14,9 @@ from edge_app.verbs import Verb
 # What a shell reports for a program killed by SIGPIPE (128 + 13), as `yes | head -1` leaves it: the
 # reader left before the output ended. Python ignores SIGPIPE, so `puf` sees a BrokenPipeError instead.
 EXIT_BROKEN_PIPE = 141
+# An unexpected exception, a bug (sysexits' EX_SOFTWARE): distinct from every verdict's status, so that a
+# crash of `puf verify` (0 genuine, 1 counterfeit, 2 refused input, 3 unreadable) is never read as one.
+EXIT_CRASH = 70
 
 
 def installed_verbs() -> tuple[list[Verb], list[Verb]]:
@@ -89,6 +93,14 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"puf {verb.name}: interrupted; run it again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # the reader left: `main` ends quietly
+    except Exception as error:
+        traceback.print_exc()
+        print(f"puf {verb.name}: internal error: {type(error).__name__}: {error} "
+              "(this is a bug: please report it with the lines above)", file=sys.stderr)
+        return EXIT_CRASH
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,8 @@ class PufError(Exception):
     """A problem with the user's input or environment, explained in plain words.
 
     The `puf` command prints it as ``puf VERB: error: MESSAGE`` and exits with status 2;
-    anything else that escapes is a bug and keeps its traceback.
+    anything else that escapes is a bug: `puf` prints its traceback and exits with
+    `edge_app.cli.EXIT_CRASH`.
     """
 
 

@@ -1,9 +1,12 @@
 """JSON files a person may hand over (a layout, a pattern set): read with an error that
-names the file and what it should have been; written whole or not at all."""
+names the file and what it should have been, nested no deeper than any real file is (Python's
+parser would recurse until it fails); written whole or not at all."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,15 +15,46 @@ from edge_app.errors import PufError
 
 T = TypeVar("T")
 
+# Arrays and objects inside one another: far more than any file of ours has.
+MAX_DEPTH = 100
+# A string, or an unclosed one to the end: every match succeeds in one pass, so no quote inside
+# a long unclosed string starts a second scan (which would make the check quadratic).
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def parse_json(text: str, what: str) -> object:
+    """The JSON value of `text`; PufError "WHAT: not valid JSON: why" or "WHAT: nested N levels
+    deep, ...", the depth checked before parsing."""
+    try:
+        return _parse(text)
+    except PufError as error:
+        raise PufError(f"{what}: {error}") from None
+
+
+def _parse(text: str) -> object:
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    depth = max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+    if depth > MAX_DEPTH:
+        raise PufError(f"nested {depth} levels deep, more than the {MAX_DEPTH} allowed")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise PufError(f"not valid JSON: {error}") from None
+
 
 def read_json(path: Path, what: str) -> object:
     """The file's JSON value; PufError "no WHAT at PATH" or "cannot read the WHAT PATH: why"."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise PufError(f"no {what} at {path}") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+    except (OSError, UnicodeDecodeError) as error:
+        raise PufError(f"cannot read the {what} {path}: {error}") from None
+    try:
+        return _parse(text)
+    except PufError as error:
         raise PufError(f"cannot read the {what} {path}: {error}") from None
 
 

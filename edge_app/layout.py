@@ -13,6 +13,7 @@ numbered row by row (slot = row * label_cols + col).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -118,8 +119,8 @@ class BatchLayout:
         check_id("batch", self.batch_id)
         for name in ("label_size_um", "border_width_um", "pitch_um", "glyph_size_um"):
             value = getattr(self, name)
-            if not value > 0:
-                raise PufError(f"{name} must be positive, got {value}")
+            if not 0 < value < math.inf:
+                raise PufError(f"{name} must be positive and finite, got {value}")
         for name in ("label_cols", "label_rows", "field_cols", "field_rows"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):

@@ -26,6 +26,8 @@ from edge_app.errors import PufError
 _KEYS = ("batch_id", "field", "position_label")
 CAPTURE_KEYS = ("acquired", "objective", "channel", "emission_nm")  # what `write_field` writes when known
 _PREFIX = "puf."
+# The largest field index a file may carry: beyond any batch, within what an index can hold.
+MAX_FIELD = 2**31 - 1
 # OME length units we accept, in micrometres
 _UM_PER = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}
 _MS_PER = {"s": 1e3, "ms": 1.0, "µs": 1e-3, "us": 1e-3, "\u03bcs": 1e-3}
@@ -152,7 +154,7 @@ def _meta_of(root: ElementTree.Element) -> dict:
         if key.startswith(_PREFIX) and key.removeprefix(_PREFIX) in _KEYS:
             meta[key.removeprefix(_PREFIX)] = element.text or ""
     if "field" in meta:
-        if not meta["field"].isdigit():
-            raise ValueError(f"puf.field is {meta['field']!r}, not a whole number")
+        if not (meta["field"].isdecimal() and int(meta["field"]) <= MAX_FIELD):
+            raise ValueError(f"puf.field is {meta['field']!r}, not a field index (a whole number 0 to {MAX_FIELD})")
         meta["field"] = int(meta["field"])
     return meta

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import positive, positive_int
 from edge_app.verbs import Verb
 
 
@@ -27,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fullscreen", action="store_true", help="fill the screen (the Pi's kiosk)")
     parser.add_argument("--size", default="800x480", metavar="WxH",
                         help="window size (default 800x480, the Pi's touch screen)")
-    parser.add_argument("--exposure-us", type=int, metavar="US",
+    parser.add_argument("--exposure-us", type=positive_int, metavar="US",
                         help="manual exposure time, microseconds (default: automatic)")
-    parser.add_argument("--gain", type=float, metavar="GAIN", help="manual analogue gain (default: automatic)")
+    parser.add_argument("--gain", type=positive, metavar="GAIN", help="manual analogue gain (default: automatic)")
     parser.add_argument("--language", metavar="LANG",
                         help="show the app in this language: en or de (default: the saved setting, else "
                              "$LANGUAGE / $LANG, else en)")
@@ -51,10 +52,6 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.errors import PufError, require_module
 
     size = parse_size(args.size)
-    if args.exposure_us is not None and args.exposure_us <= 0:
-        raise PufError(f"--exposure-us must be positive, got {args.exposure_us}")
-    if args.gain is not None and args.gain <= 0:
-        raise PufError(f"--gain must be positive, got {args.gain}")
     if args.gain is not None and args.exposure_us is None:
         raise PufError("--gain needs --exposure-us too (give both, or neither for automatic exposure)")
     if args.language is not None:

@@ -23,6 +23,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from edge_app.arguments import output_path, positive_int
 from edge_app.verbs import Verb
 
 
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shown = commands.add_parser("list", parents=[common], help="the latest checks, newest first",
                                 description="The latest checks, newest first.",
                                 epilog="example: puf journal list --limit 20", formatter_class=_Format)
-    shown.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    shown.add_argument("--limit", type=positive_int, default=50, help="how many (default 50)")
     shown.add_argument("--json", action="store_true", help="print them as JSON")
     identity = commands.add_parser("identity", parents=[common], help="the device's id and public key",
                                    description="The device's id and the public key it signs its journal sync "
@@ -52,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "  puf journal export - --since 2026-11-01\n"
                                         "  puf journal export /media/usb    # new since the last sync, signed JSON",
                                  formatter_class=_Format)
-    export.add_argument("out", help="a .csv file to write (replaced atomically), - for stdout, or an existing folder "
+    export.add_argument("out", type=export_target,
+                        help="a .csv file to write (replaced atomically), - for stdout, or an existing folder "
                                     "for sync files")
     export.add_argument("--again", action="store_true",
                         help="to a folder: every check, not only those new since the last sync")
@@ -70,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     push.add_argument("--again", action="store_true", help="every check, not only those new since the last sync")
 
 
+def export_target(text: str) -> str:
+    """`journal export OUT`: - (stdout), else a file or folder to write (`output_path`)."""
+    return text if text == "-" else str(output_path(text))
+
+
 class _Format(argparse.RawDescriptionHelpFormatter):
     pass
 
@@ -80,10 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
     path = args.journal or device_home() / JOURNAL
     if args.journal_command == "list":
-        from edge_app.errors import PufError
-
-        if args.limit < 1:
-            raise PufError(f"--limit must be at least 1, got {args.limit}")
         with Journal(path, create=False) as journal:
             entries = journal.recent(args.limit)
             total = len(journal)

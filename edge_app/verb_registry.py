@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from edge_app.arguments import non_negative, non_negative_int, nonempty, positive
 from edge_app.verbs import Verb
 
 CENTRAL_ENV = "PUF_CENTRAL"
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "(a batch per transaction; pushing again changes nothing).",
                                epilog="example: puf registry push out/registry.sqlite --factory shenzhen")
     push.add_argument("registry", type=Path, help="the factory's registry.sqlite")
-    push.add_argument("--factory", required=True, help="the factory's name (batch ids are unique across factories)")
+    push.add_argument("--factory", type=nonempty, required=True,
+                      help="the factory's name (batch ids are unique across factories)")
     added = commands.add_parser("add-device", parents=[common], help="register a device's public key",
                                 description="Register the public key a device signs its journal sync files with "
                                             "(on the device, `puf journal identity` prints its id and key file). "
@@ -59,17 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     device = commands.add_parser("device", parents=[common], help="record where a device works",
                                  epilog="example: puf registry device dev-3f2a9c1e0b7d4a55 --name Berlin-1 "
                                         "--at 52.52,13.40")
-    device.add_argument("device_id")
+    device.add_argument("device_id", type=nonempty)
     device.add_argument("--name")
     device.add_argument("--at", metavar="LAT,LON", help="the device's place, in degrees")
     alerts = commands.add_parser("alerts", parents=[common], help="clone alerts",
                                  description="Labels verified genuine on two devices far apart within a time "
                                              "window, and labels checked more often than a threshold.",
                                  epilog="example: puf registry alerts --window-hours 48 --min-km 100 --json")
-    alerts.add_argument("--window-hours", type=float, default=24.0, help="default 24")
-    alerts.add_argument("--min-km", type=float, default=50.0,
+    alerts.add_argument("--window-hours", type=positive, default=24.0, help="default 24")
+    alerts.add_argument("--min-km", type=non_negative, default=50.0,
                         help="devices at least this far apart (default 50; a device of unknown place counts)")
-    alerts.add_argument("--max-checks", type=int, default=20, help="more checks of one label than this (default 20)")
+    alerts.add_argument("--max-checks", type=non_negative_int, default=20,
+                        help="more checks of one label than this (default 20)")
 
 
 def central_url(given: str | None) -> str:

@@ -38,8 +38,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.arguments import grid
+from edge_app.arguments import finite, grid, int_up_to, non_negative, nonempty_path, positive
 from edge_app.verbs import Verb
+
+# The largest crop side: far above the model's input, small enough for any machine's memory.
+MAX_CROP_SIZE = 4096
 
 if TYPE_CHECKING:
     from edge_app.segment_batch import SegmentOptions
@@ -50,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_app.segment_batch import FolderOptions
     from edge_app.segment_field import CutOptions
 
-    parser.add_argument("batch_dir", type=Path, help="a photographed batch, or a folder of images")
+    parser.add_argument("batch_dir", type=nonempty_path, help="a photographed batch, or a folder of images")
     parser.add_argument("--registry", type=Path,
                         help="the factory's registry (default: $PUF_REGISTRY, else "
                              "registry.sqlite beside BATCH_DIR)")
@@ -61,19 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(BATCH_DIR/overlays/)")
     parser.add_argument("--force", action="store_true", help="segment fields already recorded")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--crop-size", type=int, default=CutOptions.crop_size,
+    parser.add_argument("--crop-size", type=int_up_to(MAX_CROP_SIZE), default=CutOptions.crop_size,
                         help=f"crop side in px (default {CutOptions.crop_size})")
     parser.add_argument("--templates", type=Path,
                         help=f"pattern templates (.npz) to read glyphs with: they settle the "
                              f"position of a slipped field, find a turned camera and name the "
                              f"patterns of a plain folder's labels (default: BATCH_DIR/{TEMPLATES_FILE} "
                              "if it exists)")
-    parser.add_argument("--rotation-deg", type=float,
+    parser.add_argument("--rotation-deg", type=finite,
                         help="the labels' angle in the images, degrees clockwise, e.g. 90 for a "
                              "camera turned a quarter (default: the stage calibration's rotation, "
                              "BATCH_DIR/stage/calibration.json, else 0, turned by quarters as the "
                              "glyphs say when there are pattern templates)")
-    parser.add_argument("--max-shift-um", type=float, default=CutOptions.max_shift_um,
+    parser.add_argument("--max-shift-um", type=non_negative, default=CutOptions.max_shift_um,
                         help=f"how far a field may lie from where it was planned (default {CutOptions.max_shift_um:g})")
     real = parser.add_argument_group("a folder of images without layout.json or manifest")
     real.add_argument("--order", type=Path, metavar="FILE.csv",
@@ -86,8 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--pattern-set", type=Path, metavar="PATTERNS.json",
                       help="the glyphs etched in the labels (`puf patterns` writes this file from SVG, DXF or a "
                            "font): each label's pattern is read from its glyph, and the turn of the camera too")
-    real.add_argument("--glyph-um", type=float, help="glyph size in um (default 0.4 of the label side)")
-    real.add_argument("--pixel-um", type=float,
+    real.add_argument("--glyph-um", type=positive, help="glyph size in um (default 0.4 of the label side)")
+    real.add_argument("--pixel-um", type=positive,
                       help="camera pixel size in um (default: the manifest's, else found from "
                            "the labels' size in each image)")
     real.add_argument("--batch-id", help="batch id (default: the folder's name)")

@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge_app.arguments import nonempty_path
 from edge_app.verbs import Verb
 
 EXIT_COUNTERFEIT = 1
@@ -33,7 +34,7 @@ EXIT_STATUSES = """exit status:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", type=Path, nargs="*", metavar="IMAGE", help="photos of labels")
+    parser.add_argument("images", type=nonempty_path, nargs="*", metavar="IMAGE", help="photos of labels")
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else the one installed "
                                                     "on this device by puf device install)")
     parser.add_argument("--trusted-keys", type=Path,

@@ -18,6 +18,7 @@ galvoplotter's (see `fabrication.lmc`); the connection and the list handling are
 from __future__ import annotations
 
 import errno
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ class LensField:
     correction: Callable[[float, float], tuple[float, float]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.field_mm > 0 or not 0 < self.bits <= 0xFFFF:
+        if not 0 < self.field_mm < math.inf or not 0 < self.bits <= 0xFFFF:
             raise PufError(f"a lens field needs a size above 0 mm and 1..65535 bits across it, "
                            f"got {self.field_mm} mm and {self.bits} bits")
 
@@ -114,8 +115,9 @@ class GalvoSettings:
 
     def __post_init__(self) -> None:
         for name in ("mark_speed_mm_s", "jump_speed_mm_s", "frequency_khz"):
-            if not getattr(self, name) > 0:
-                raise PufError(f"the galvo's {name.replace('_', ' ')} must be above 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise PufError(f"the galvo's {name.replace('_', ' ')} must be above 0 and finite, "
+                               f"got {getattr(self, name)}")
         for name in ("laser_on_delay_us", "laser_off_delay_us", "polygon_delay_us", "jump_delay_us"):
             if not abs(getattr(self, name)) <= 0xFFFF:
                 raise PufError(f"the galvo's {name.replace('_', ' ')} must lie within ±65535 µs")

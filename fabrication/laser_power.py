@@ -8,12 +8,14 @@ interpolated linearly. The table is a small JSON file ``{"s_max": 1000, "points"
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.json_files import load_json
 
 # A 500 mW nanosecond source measured at six S values (slightly non-linear near threshold).
 DEFAULT_POINTS = ((0, 0.0), (100, 42.0), (250, 118.0), (500, 245.0), (750, 372.0), (1000, 500.0))
@@ -27,6 +29,8 @@ class PowerCalibration:
     def __post_init__(self) -> None:
         s = [p[0] for p in self.points]
         mw = [p[1] for p in self.points]
+        if not all(math.isfinite(v) for point in self.points for v in point):
+            raise PufError(f"power calibration points must be finite numbers, got {self.points}")
         if len(self.points) < 2:
             raise PufError("a power calibration needs at least two (S, mW) points")
         if any(b <= a for a, b in zip(s, s[1:], strict=False)) or any(
@@ -64,10 +68,11 @@ class PowerCalibration:
 
     @classmethod
     def load(cls, path: Path) -> PowerCalibration:
+        return load_json(path, "laser power calibration", cls._from_data)
+
+    @classmethod
+    def _from_data(cls, data: object) -> PowerCalibration:
         try:
-            data = json.loads(Path(path).read_text())
             return cls(tuple((float(s), float(mw)) for s, mw in data["points"]), int(data.get("s_max", 1000)))
-        except FileNotFoundError:
-            raise PufError(f"no laser power calibration at {path}") from None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise PufError(f"cannot read the laser power calibration {path}: {error!r}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:
+            raise PufError(f'not {{"s_max": S, "points": [[S, mW], ...]}} ({error!r})') from None

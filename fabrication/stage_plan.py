@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError, require_module
+from edge_app.json_files import parse_json
 from edge_app.layout import BatchLayout
 from fabrication.calibration import StageCalibration
 
@@ -212,7 +213,7 @@ def read_positions(path: Path) -> list[StagePosition]:
         raise PufError(f"cannot read the stage positions {path}: {error}") from None
     try:
         if text.lstrip().startswith("{"):
-            data = json.loads(text)
+            data = parse_json(text, "stage positions")
             if isinstance(data, dict) and data.get("format") == _MM_FORMAT:
                 positions = _from_micromanager(data)
             else:
@@ -224,13 +225,14 @@ def read_positions(path: Path) -> list[StagePosition]:
         validate_positions(positions)
     except PufError as error:
         raise PufError(f"{path}: {error}") from None
-    except json.JSONDecodeError as error:
-        raise PufError(f"{path}: not valid JSON: {error}") from None
     return positions
 
 
 def _from_csv(text: str) -> list[StagePosition]:
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as error:  # a line longer than the csv module takes, say
+        raise PufError(f"not a stage-position CSV: {error}") from None
     if not rows or tuple(h.strip() for h in rows[0]) != CSV_HEADER:
         raise PufError(f"not a stage-position CSV: the header must be {','.join(CSV_HEADER)}")
     ordered = []

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_app.arguments import grid, point_mm
+from edge_app.arguments import grid, nonempty, nonempty_path, point_mm
 from edge_app.verbs import Verb
 
 
@@ -28,8 +28,8 @@ def seed(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edge_app.layout import BatchLayout  # its defaults are a batch's
 
-    parser.add_argument("batch_dir", type=Path, help="folder to write the batch into")
-    parser.add_argument("--batch-id", help="batch id (default: the folder's name)")
+    parser.add_argument("batch_dir", type=nonempty_path, help="folder to write the batch into")
+    parser.add_argument("--batch-id", type=nonempty, help="batch id (default: the folder's name)")
     for option, cols, rows, what in (("--fields", BatchLayout.field_cols, BatchLayout.field_rows, "fields per batch"),
                                      ("--labels", BatchLayout.label_cols, BatchLayout.label_rows, "labels per field")):
         parser.add_argument(option, type=grid, default=(cols, rows), metavar="COLSxROWS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_app.arguments import point_mm
+from edge_app.arguments import non_negative_int, point_mm, positive_int
 from edge_app.verbs import Verb
 
 # The galvo board's timing options, each a `fabrication.galvo.GalvoSettings` field of this name + "_us".
@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="etch the simulated film through the simulated controller of --laser")
     target.add_argument("--port", metavar="DEV",
                         help="serial port of a GRBL 1.1 controller in laser mode ($32=1)")
-    target.add_argument("--board", type=int, metavar="N",
+    target.add_argument("--board", type=non_negative_int, metavar="N",
                         help="--laser galvo: the Nth BJJCZ (EzCAD2) board on USB, 0 the first")
     target.add_argument("--board-socket", metavar="ADDRESS",
                         help="--laser galvo: a board whose USB transfers are served on a socket "
@@ -36,10 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-seconds", type=float, metavar="S",
                         help="--frame: stop tracing after S seconds (0: once)")
     add_galvo_arguments(parser)
-    parser.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
+    parser.add_argument("--baud", type=positive_int, default=115200, help="serial speed (default 115200)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="go on from where the last etch of this batch stopped")
-    start.add_argument("--from-line", type=int, metavar="N", help="start at line N of laser/job.gcode (1-based)")
+    start.add_argument("--from-line", type=positive_int, metavar="N",
+                       help="start at line N of laser/job.gcode (1-based)")
     parser.add_argument("--force", action="store_true",
                         help="etch a batch that was already etched to its end again (marks its labels a second time)")
     parser.add_argument("--no-check", action="store_true",
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "controller rejects before anything is etched")
     parser.add_argument("--unlock", action="store_true",
                         help="clear a GRBL alarm ($X) before starting, after checking the machine")
-    parser.add_argument("--film-seed", type=int,
+    parser.add_argument("--film-seed", type=non_negative_int,
                         help="--sim: texture seed of a new film (default: from the batch id)")
     parser.add_argument("--film-style", metavar="STYLE",
                         help="--sim: how a new film looks: a preset (default, coarse, fine, faceted, "
@@ -73,7 +74,8 @@ def add_galvo_arguments(parser: argparse.ArgumentParser) -> None:
                        help='measured (percent, mW) points: {"s_max": 100, "points": [[0, 0], ...]} '
                             "(default: the library's 1 W source)")
     group.add_argument("--frequency-khz", type=float, help="pulse frequency (default: the library's)")
-    group.add_argument("--pulse-width-ns", type=int, help="pulse width of a MOPA source (default: the library's)")
+    group.add_argument("--pulse-width-ns", type=int,
+                       help="pulse width of a MOPA source (default: the library's)")
     for name in _DELAYS:
         group.add_argument(f"--{name}-delay-us", type=float, metavar="US",
                            help=f"{name.replace('-', ' ')} delay in µs (default: the library's)")

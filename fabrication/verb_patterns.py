@@ -11,19 +11,22 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.arguments import nonempty, output_path, positive
 from edge_app.verbs import Verb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="builtin, a patterns.json, an SVG file (one glyph per element id), a folder "
-                                       "of SVG files, a DXF file (one glyph per layer), or font:FONT:CHARS")
-    parser.add_argument("--out", type=Path, help="write the set here (patterns.json)")
-    parser.add_argument("--sheet", type=Path, help="draw the glyphs, as a label sees them, into this PNG")
+    parser.add_argument("source", type=nonempty,
+                        help="builtin, a patterns.json, an SVG file (one glyph per element id), a folder "
+                             "of SVG files, a DXF file (one glyph per layer), or font:FONT:CHARS")
+    parser.add_argument("--out", type=output_path, help="write the set here (patterns.json)")
+    parser.add_argument("--sheet", type=output_path, help="draw the glyphs, as a label sees them, into this PNG")
     from edge_app.layout import BatchLayout
 
     for option, default, what in (("--label-um", BatchLayout.label_size_um, "label side"),
                                   ("--glyph-um", BatchLayout.glyph_size_um, "glyph size")):
-        parser.add_argument(option, type=float, default=default, help=f"{what}, for the checks (default {default:g})")
+        parser.add_argument(option, type=positive, default=default,
+                            help=f"{what}, for the checks (default {default:g})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 

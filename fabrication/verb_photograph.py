@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import non_negative_int, positive, positive_int
 from edge_app.verbs import Verb
 
 
@@ -22,11 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stage positions to visit: our CSV, a Micro-Manager .pos list or a useq "
                              "MDASequence JSON (default: BATCH_DIR/stage/positions.csv; with --mm-config "
                              "the batch's MDASequence, BATCH_DIR/stage/mda.json)")
-    parser.add_argument("--pixel-size-um", type=float, default=0.6,
+    parser.add_argument("--pixel-size-um", type=positive, default=0.6,
                         help="camera pixel size when the rig does not report one (default 0.6)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=positive_int, default=2,
                         help="simulator processes working in parallel (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated microscope's faults")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated microscope's faults")
     parser.add_argument("--force", action="store_true", help="re-shoot fields that already exist")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.json_files import parse_json
 
 JOIN_TIMEOUT_S = 300.0
 _WATCHDOG = """import os, signal, sys, time
@@ -58,9 +59,9 @@ class Cluster:
                                'or the JSON itself: {"cluster": {"worker": [HOST:PORT, ...]}, '
                                '"task": {"type": "worker", "index": I}}') from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise PufError(f"{origin}: the cluster spec is not JSON: {error}") from None
+            data = parse_json(text, "cluster spec")
+        except PufError as error:
+            raise PufError(f"{origin}: {error}") from None
         if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict):
             raise PufError(f'{origin}: the cluster spec needs "cluster": {{"worker": [HOST:PORT, ...]}}')
         jobs = sorted(set(data["cluster"]) - {"worker"})

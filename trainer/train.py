@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.json_files import parse_json
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess, preprocess
 from trainer.cluster import JOIN_TIMEOUT_S, Cluster
@@ -114,7 +115,20 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise PufError(f"unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(**{**asdict(cls()), **data})
+        defaults = asdict(cls())
+        for key, value in data.items():
+            _check_number(key, defaults[key], value)
+        return cls(**{**defaults, **data})
+
+
+def _check_number(key: str, default: object, value: object) -> None:
+    """A number key's value is a finite number, whole where the default is (`validate` checks its range)."""
+    if isinstance(default, bool) or not isinstance(default, int | float):
+        return
+    number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not number or (isinstance(default, int) and value != int(value)):
+        raise PufError(f"config key {key} must be a finite {'whole ' if isinstance(default, int) else ''}number, "
+                       f"got {value!r:.60}")
 
 
 def shipped_config(path: str | Path) -> Path:
@@ -135,10 +149,10 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
         path = shipped_config(path)
         try:
             text = path.read_text()
-            layer = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            layer = tomllib.loads(text) if path.suffix == ".toml" else parse_json(text, "config")
         except FileNotFoundError:
             raise PufError(f"no config file at {path}") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, PufError) as error:
             raise PufError(f"cannot read the config file {path}: {error}") from None
         data = _merge(data, layer)
     for item in overrides:
@@ -146,8 +160,8 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
             raise PufError(f"--set takes KEY=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = parse_json(raw, f"--set {key}")
+        except PufError:  # text, not JSON (or JSON nested too deep to read): the key's check says if it may be
             value = raw
         node = value
         for part in reversed(key.split(".")[1:]):

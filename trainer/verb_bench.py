@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.arguments import output_path, positive
 from edge_app.verbs import Verb, print_report
 from trainer import quiet_tensorflow
 
@@ -14,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a few minutes: 240 labels x 100 copies in a 50,000-vector database, 500 + 500 "
                              "queries (same steps and outputs)")
-    parser.add_argument("--out", type=Path, default=Path("bench_out"), help="results folder (default bench_out)")
+    parser.add_argument("--out", type=output_path, default=Path("bench_out"), help="results folder (default bench_out)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "puf-bench",
                         help="where the rendered labels, fingerprints, shards and photos are kept for re-runs "
                              "(default ~/.cache/puf-bench)")
     parser.add_argument("--bundle", type=Path, help="the model bundle (default: $PUF_BUNDLE, else models/default)")
-    parser.add_argument("--figures", type=Path, metavar="DIR", help="also write the pictures here (e.g. docs/)")
+    parser.add_argument("--figures", type=output_path, metavar="DIR", help="also write the pictures here (e.g. docs/)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     sizes = parser.add_argument_group("sizes (default: the paper's; --quick: small)")
     sizes.add_argument("--labels", type=int, help="real simulated labels enrolled (default 6,000)")
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
     from trainer.enroll import DEFAULT_BUDGET_MB
 
-    parser.add_argument("--memory-mb", type=float, default=DEFAULT_BUDGET_MB,
+    parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
                         help=f"memory budget of the shards, as puf enroll plans it (default {DEFAULT_BUDGET_MB:g})")
     parser.add_argument("--scaling", metavar="SIZES",
                         help="instead: search time and memory at these database sizes, e.g. 1e4,1e5,1e6,1e7 "
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             sizes = [int(float(s)) for s in args.scaling.split(",") if s.strip()]
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number; inf
             raise PufError(f"--scaling takes sizes such as 1e4,1e5,1e6; got {args.scaling!r}") from None
         result = scaling.run(sizes, args.memory_mb, args.cache)
         (args.out / "bench_scaling.json").write_text(json.dumps(result, indent=1))

@@ -10,23 +10,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import grid, non_negative_int, output_path
 from edge_app.verbs import Verb
 from trainer.harness.line import EXTRAS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder to work in (default demo_out)")
-    parser.add_argument("--fields", default="20x10", metavar="COLSxROWS",
+    parser.add_argument("--out", type=output_path, default=Path("demo_out"),
+                        help="folder to work in (default demo_out)")
+    parser.add_argument("--fields", type=grid, default=(20, 10), metavar="COLSxROWS",
                         help="fields in the batch, 12 labels each (default 20x10 = 200 fields, 2,400 labels: "
                              "the paper's batch)")
-    parser.add_argument("--photos", type=int, default=200,
+    parser.add_argument("--photos", type=non_negative_int, default=200,
                         help="handheld photos of enrolled labels; as many of never-enrolled labels and half as "
                              "many clones (default 200)")
     parser.add_argument("--held-out", type=float, default=0.1, metavar="FRACTION",
                         help="share of the batch's fields never enrolled (default 0.1)")
-    parser.add_argument("--figures", type=Path, metavar="DIR",
+    parser.add_argument("--figures", type=output_path, metavar="DIR",
                         help="also write the pictures here (e.g. docs/)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the handheld photos (default 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="seed of the handheld photos (default 1)")
     parser.add_argument("--film", default="default", metavar="STYLE",
                         help="how the simulated film looks: a preset (default, coarse, fine, faceted, mottled) "
                              "and/or NAME=VALUE settings, as 'puf etch --film-style' takes them (default: default)")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from trainer.harness.demo import DemoOptions, run_demo
     from trainer.harness.demo_report import tables
 
-    options = DemoOptions(out=args.out, fields=args.fields, photos=args.photos, held_out=args.held_out,
+    options = DemoOptions(out=args.out, fields="{}x{}".format(*args.fields), photos=args.photos, held_out=args.held_out,
                           seed=args.seed, film=args.film, keep=args.keep, figures=args.figures)
     with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
         report = run_demo(options)

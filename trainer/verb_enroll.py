@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import non_negative_int, positive, positive_int
 from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
@@ -20,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     signing_arguments(parser)
     parser.add_argument("--batch", action="append", default=[], help="only this batch (repeatable)")
     parser.add_argument("--capture", help="in a crop folder, the capture to enroll (e.g. m0; default: the first)")
-    parser.add_argument("--rotations", type=int, default=1,
+    parser.add_argument("--rotations", type=positive_int, default=1,
                         help="enroll N turned copies of each crop (orientation unknown; default 1)")
-    parser.add_argument("--augmented", type=int, default=0,
+    parser.add_argument("--augmented", type=non_negative_int, default=0,
                         help="enroll N augmented copies of each crop (the paper used 100)")
     shard_arguments(parser)
-    parser.add_argument("--thumbnails", type=int, default=0, metavar="PX",
+    parser.add_argument("--thumbnails", type=non_negative_int, default=0, metavar="PX",
                         help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
                              "device shows beside a genuine match; from a bundle's first enrollment on")
     store_arguments(parser, required=False)
@@ -49,11 +50,11 @@ def shard_arguments(parser: argparse.ArgumentParser) -> None:
     from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL
     from trainer.index_build import EXACT_MAX
 
-    parser.add_argument("--memory-mb", type=float, default=DEFAULT_BUDGET_MB,
+    parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
                         help=f"memory budget of the bundle on the device, MB (default {DEFAULT_BUDGET_MB:g})")
-    parser.add_argument("--capacity", type=int, default=0,
+    parser.add_argument("--capacity", type=non_negative_int, default=0,
                         help="plan index codes for this many vectors, so later batches fit without re-encoding")
-    parser.add_argument("--exact-max", type=int,
+    parser.add_argument("--exact-max", type=positive_int,
                         help=f"shards up to this many vectors are searched exactly (default {EXACT_MAX})")
     parser.add_argument("--recall", type=float, default=DEFAULT_RECALL,
                         help=f"recall@1 of exact search to tune for (default {DEFAULT_RECALL:g}: a miss refuses a "

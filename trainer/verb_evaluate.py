@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.arguments import non_negative_int, output_path, positive_int, probability
 from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
@@ -20,23 +21,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crop folder of held-out captures (labels.csv + crops/LABEL_ID/*.png); repeatable")
     parser.add_argument("--captures", default="h",
                         help="use captures whose names start with this (default h: handheld; '' for all)")
-    parser.add_argument("--far", type=float, default=1e-5,
+    parser.add_argument("--far", type=probability, default=1e-5,
                         help="target false-accept rate per comparison (default 1e-5)")
-    parser.add_argument("--query-far", type=float,
+    parser.add_argument("--query-far", type=probability,
                         help="set the threshold instead for this false-accept rate per counterfeit query, at the "
                              "largest shard (or --deployed-labels), from the impostor score tail")
-    parser.add_argument("--deployed-labels", type=int,
+    parser.add_argument("--deployed-labels", type=positive_int,
                         help="report (and with --query-far set the threshold for) a planned size: this many labels "
                              "enrolled, over the pattern classes")
-    parser.add_argument("--frr-bound", type=float,
+    parser.add_argument("--frr-bound", type=probability,
                         help="a written threshold's genuine comparisons must bound the FRR below this at 95%% "
                              "(default: the library's, 0.01: 299 comparisons)")
     parser.add_argument("--key", type=Path, help="write the threshold into the bundle and re-sign it with this key "
                                                  "(refused when the comparisons are too few for --far)")
     trusted_keys_argument(parser)
-    parser.add_argument("--out", type=Path, help="folder for the figures (det.png, scores.png, timings.png)")
+    parser.add_argument("--out", type=output_path, help="folder for the figures (det.png, scores.png, timings.png)")
     parser.add_argument("--no-classify", action="store_true", help="search every shard, as puf verify --no-classify")
-    parser.add_argument("--max-queries", type=int, default=0, help="evaluate a random sample of this many")
+    parser.add_argument("--max-queries", type=non_negative_int, default=0,
+                        help="evaluate a random sample of this many")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

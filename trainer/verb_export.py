@@ -10,16 +10,17 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.arguments import output_path, probability
 from edge_app.verbs import Verb
 from trainer import quiet_tensorflow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a training run folder")
-    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--out", type=output_path, required=True, help="bundle folder to write")
     parser.add_argument("--formats", default="int8,float,onnx",
                         help="comma-separated: int8, float, onnx (default: all)")
-    parser.add_argument("--far", type=float, default=1e-3,
+    parser.add_argument("--far", type=probability, default=1e-3,
                         help="FAR the provisional threshold is calibrated for (default 1e-3)")
     parser.add_argument("--no-strict", action="store_true",
                         help="write the bundle even when a parity bound is missed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import output_path
 from edge_app.verbs import Verb, print_report
 from trainer.verb_enroll import shard_arguments, shard_options, signing_arguments, store_arguments, store_target
 
@@ -17,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, required=True,
                         help="a bundle of the model whose fingerprints to export (from puf export, or enrolled)")
     store_arguments(parser, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="the region's bundle folder (replaced atomically)")
+    parser.add_argument("--out", type=output_path, required=True,
+                        help="the region's bundle folder (replaced atomically)")
     signing_arguments(parser)
     shard_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

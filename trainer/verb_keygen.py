@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from edge_app.arguments import nonempty_path
 from edge_app.verbs import Verb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prefix", type=Path, help="writes PREFIX.key (private) and PREFIX.pub (public)")
+    parser.add_argument("prefix", type=nonempty_path, help="writes PREFIX.key (private) and PREFIX.pub (public)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing pair")
     parser.add_argument("--json", action="store_true")
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import nonempty_path, output_path
 from edge_app.verb_verify import label_px
 from edge_app.verbs import Verb, print_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("photos", type=Path, help="folder of photos named by label id (B0001-0007-03.jpg, "
+    parser.add_argument("photos", type=nonempty_path, help="folder of photos named by label id (B0001-0007-03.jpg, "
                                                   "B0001-0007-03_2.jpg), or a CSV with columns photo,label_id")
-    parser.add_argument("--out", type=Path, required=True,
+    parser.add_argument("--out", type=output_path, required=True,
                         help="query set folder (labels.csv + crops/LABEL_ID/hN.png + photos.csv); a re-run resumes")
     parser.add_argument("--bundle", type=Path, required=True,
                         help="bundle whose glyph templates turn each crop upright, or a templates .npz")

@@ -9,25 +9,26 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_app.arguments import output_path, positive, positive_int
 from edge_app.verbs import Verb
 from trainer import quiet_tensorflow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="run folder (config, checkpoints, logs, model)")
+    parser.add_argument("run_dir", type=output_path, help="run folder (config, checkpoints, logs, model)")
     parser.add_argument("--config", type=Path,
                         help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
     parser.add_argument("--data", help="folder data set: labels.csv + crops/LABEL_ID/*.png")
     parser.add_argument("--backbone", help="resnet50, resnet18, mobile, mobile_s (or *_tiny)")
-    parser.add_argument("--steps", type=int, help="total training steps")
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--steps", type=positive_int, help="total training steps")
+    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any config key, e.g. --set s=32 --set preprocess.input_size=96")
     parser.add_argument("--init", metavar="RUN_OR_BUNDLE",
                         help="start from a trained model's weights: a run folder, a bundle with model.onnx, or "
                              "'default' (the shipped bundle); takes its architecture; new pattern head when the "
                              "classes differ")
-    parser.add_argument("--materialize", type=int, metavar="N",
+    parser.add_argument("--materialize", type=positive_int, metavar="N",
                         help="instead of training: write N augmented copies of every crop of "
                              "--data into RUN_DIR as a folder data set (the paper used 100)")
     parser.add_argument("--cluster", metavar="SPEC",
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              '{"cluster": {"worker": [HOST:PORT, ...]}, "task": {"type": "worker", "index": I}}; '
                              "run the same command on every worker with its own index (default: $TF_CONFIG "
                              "when set, else this machine alone)")
-    parser.add_argument("--join-timeout", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--join-timeout", type=positive, default=None, metavar="SECONDS",
                         help="with --cluster: give up when not every worker has joined by then "
                              "(default: the library's, 300 s)")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")

@@ -347,8 +347,10 @@ def test_a_label_size_in_the_settings_file_that_is_no_size_counts_as_auto(tmp_pa
 def test_bad_options_are_clear_errors(capsys):
     assert main(["app", "--size", "big"]) == 2
     assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
-    assert main(["app", "--exposure-us", "0"]) == 2
-    assert "--exposure-us must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error, before the window opens
+        main(["app", "--exposure-us", "0"])
+    assert refused.value.code == 2
+    assert "argument --exposure-us: '0' must be 1 or more" in capsys.readouterr().err
 
 
 def verdict(kind: str, score: float | None = None, label_id: str | None = None, reason: str = "") -> Verdict:
