@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_app.arguments import nonempty_path, output_path
 from edge_app.verbs import Verb
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", type=Path, metavar="DIR",
+    common.add_argument("--home", type=output_path, metavar="DIR",
                         help="the device's folder (default: $PUF_HOME, else ~/.local/share/puf)")
     common.add_argument("--json", action="store_true", help="print what was done as JSON")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -32,11 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                description="Copy a factory's public key into the device's trusted keys "
                                            "(HOME/trusted_keys when the device has that folder, else "
                                            "~/.config/puf/trusted_keys) and show its id.")
-    trust.add_argument("key", type=Path, metavar="KEY.pub", help="the factory's public key (puf keygen's .pub)")
+    trust.add_argument("key", type=nonempty_path, metavar="KEY.pub",
+                       help="the factory's public key (puf keygen's .pub)")
     install = actions.add_parser("install", parents=[common], help="install a bundle on the device",
                                  description="Check a bundle (signature, checksums, sequence, expiry, model) and "
                                              "make it the device's bundle; a refused one changes nothing.")
-    install.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle's folder (on a USB stick)")
+    install.add_argument("bundle", type=nonempty_path, metavar="BUNDLE", help="the bundle's folder (on a USB stick)")
     install.add_argument("--allow-older", action="store_true",
                          help="install a bundle whose sequence is not above the installed one's (going back on "
                               "purpose)")
