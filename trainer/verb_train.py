@@ -17,7 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="run folder (config, checkpoints, logs, model)")
     parser.add_argument("--config", type=Path,
                         help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
-    parser.add_argument("--data", help="folder data set: labels.csv + crops/LABEL_ID/*.png")
+    parser.add_argument("--data", help="a registry (registry.sqlite, written by puf segment) or a folder data set: "
+                                       "labels.csv + crops/LABEL_ID/*.png (or crops/LABEL_ID.png)")
+    parser.add_argument("--batch", action="append", default=[], metavar="ID",
+                        help="train on this batch's labels only (repeatable; default: every batch of --data)")
+    parser.add_argument("--train-held-out", action="store_true",
+                        help="also train on labels held out for calibration (status held_out in the "
+                             "registry); by default they never train")
     parser.add_argument("--backbone", help="resnet50, resnet18, mobile, mobile_s (or *_tiny)")
     parser.add_argument("--steps", type=int, help="total training steps")
     parser.add_argument("--batch-size", type=int)
@@ -52,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         source = read_init(args.init)
         overrides[:0] = [f"{k}={json.dumps(source.architecture[k])}" for k in ARCHITECTURE]
     for key, value in (("init", args.init), ("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
-                       ("batch_size", args.batch_size)):
+                       ("batch_size", args.batch_size), ("batches", args.batch or None),
+                       ("train_held_out", args.train_held_out or None)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
     config_file = args.config
