@@ -93,3 +93,18 @@ def test_held_out_labels_never_train_unless_asked_and_batch_chooses(registry, tm
     assert "V9" in err and "V1" in err and "Traceback" not in err
     assert puf(train(tmp_path / "held", registry, "--batch", "V3")) == 2  # only held-out labels in it
     assert "held out" in capsys.readouterr().err
+
+
+def test_a_run_prints_no_tensorflow_start_up_chatter(registry, tmp_path):
+    """The user's `puf train` in its own process: TensorFlow's start-up lines (printed twice,
+    once by each of its libraries) are gone, the run's own progress is not."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "edge_app.cli", *train(tmp_path / "run", registry)], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "oneDNN" not in done.stderr and "absl::InitializeLog" not in done.stderr
+    assert "step 2: val TAR" in done.stderr and "step 2: TAR" in done.stdout
