@@ -174,7 +174,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     vectors = shard_vectors(bundle)
     enrolled = {str(i) for _, ids in vectors.values() for i in ids}
     rows = []
-    genuine_pairs, impostor_pairs, impostor_queries, impostor_labels = [], [], [], []
+    genuine_pairs, impostor_pairs, nearest = [], [], []
     for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
         crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
         if crop is None:
@@ -186,8 +186,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         if own is not None:
             genuine_pairs.append(own)
         impostor_pairs.append(others)
-        impostor_labels.append(other_ids)
-        impostor_queries.append(np.full(len(others), query.label_id))
+        best = np.argsort(-others)[:NEAREST_KEPT]
+        nearest += [(query.label_id, str(other_ids[i]), float(others[i])) for i in best]
         match = lookup.match
         rows.append({"genuine": query.label_id in enrolled, "label_id": query.label_id,
                      "match": match.label_id if match else None, "score": match.score if match else -1.0,
@@ -195,8 +195,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                      "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
     genuine_pairs = np.asarray(genuine_pairs, np.float32)
     impostor_pairs = np.concatenate(impostor_pairs) if impostor_pairs else np.zeros(0, np.float32)
-    near = near_identical_pairs(genuine_pairs, impostor_pairs, np.concatenate(impostor_queries),
-                                np.concatenate(impostor_labels)) if len(genuine_pairs) else []
+    near = near_identical_pairs(genuine_pairs, nearest) if len(genuine_pairs) else []
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
@@ -335,20 +334,20 @@ def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_
 
 
 NEAR_IDENTICAL_SHOWN = 10  # label pairs a refusal names
+NEAREST_KEPT = 3  # each query's best impostor comparisons kept with their labels, to name near-identical pairs
 LIKE_GENUINE_PERCENTILE = 10  # an impostor comparison above this percentile of the genuine ones scores like one
 
 
-def near_identical_pairs(genuine: np.ndarray, impostor: np.ndarray, query_ids: np.ndarray,
-                         enrolled_ids: np.ndarray) -> list[dict]:
+def near_identical_pairs(genuine: np.ndarray, nearest: list[tuple[str, str, float]]) -> list[dict]:
     """Label pairs whose impostor comparisons score like the same label (at or above the genuine
     comparisons' LIKE_GENUINE_PERCENTILE), best first: two labels whose textures repeat. A score tail fitted
     over them extrapolates to nonsense (a threshold above 1), and a counterfeit of one would
     pass as the other, so they are named rather than modelled."""
     line = float(np.percentile(genuine, LIKE_GENUINE_PERCENTILE))
-    best: dict[tuple[str, str], float] = {}
-    for i in sorted(np.flatnonzero(impostor >= line), key=lambda i: -impostor[i]):
-        pair = tuple(sorted((str(query_ids[i]), str(enrolled_ids[i]))))
-        best.setdefault(pair, float(impostor[i]))
+    best: dict[tuple[str, ...], float] = {}
+    for query, enrolled, score in sorted(nearest, key=lambda n: -n[2]):
+        if score >= line:
+            best.setdefault(tuple(sorted((query, enrolled))), score)
     return [{"labels": list(pair), "score": round(score, 6)} for pair, score in best.items()]
 
 
