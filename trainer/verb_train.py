@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         if not config.data:
             raise PufError("--materialize needs --data")
         aug = Augment(**{"rotation_deg": 180.0, **config.augment})
-        written = materialize(config.data, args.run_dir, args.materialize, aug)
+        written = materialize(config.data, args.run_dir, args.materialize, aug, batches=tuple(config.batches),
+                              held_out=config.train_held_out)
         print(json.dumps({"written": written, "out": str(args.run_dir)}))
         return 0
     if not config.data:

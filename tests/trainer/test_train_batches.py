@@ -93,6 +93,10 @@ def test_held_out_labels_never_train_unless_asked_and_batch_chooses(registry, tm
     assert "V9" in err and "V1" in err and "Traceback" not in err
     assert puf(train(tmp_path / "held", registry, "--batch", "V3")) == 2  # only held-out labels in it
     assert "held out" in capsys.readouterr().err
+    # the paper's copies on disk no longer say which labels were held out: none are copied
+    assert puf(["train", str(tmp_path / "aug"), "--data", str(registry), "--materialize", "1"]) == 0
+    copied = (tmp_path / "aug" / "labels.csv").read_text()
+    assert "V1-" in copied and not [label for label in held if label in copied]
 
 
 def test_a_run_prints_no_tensorflow_start_up_chatter(registry, tmp_path):
