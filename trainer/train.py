@@ -224,9 +224,9 @@ def check_same_labels(run_dir: Path, dataset, config: TrainConfig, labels: set[s
     batches = sorted({dataset.batch[label] for label in before if dataset.batch.get(label)})
     changes = [f"{len(added)} new, of batch {', '.join(sorted({dataset.batch[i] for i in added}))}"] if added else []
     changes += [f"{len(gone)} of them not chosen or gone"] if gone else []
-    again = (f"resume it on them with {' '.join(f'--batch {b}' for b in batches)}"
-             + ("" if config.train_held_out else " (and --train-held-out if it trained on held-out labels)")
-             if batches else "resume it on the data set it had")
+    held = " --train-held-out" if before & dataset.held_out and not config.train_held_out else ""
+    again = (f"resume it on them with {' '.join(f'--batch {b}' for b in batches)}{held}" if batches
+             else "resume it on the data set it had")
     raise PufError(f"{run_dir} was trained on {len(before)} labels, and {config.data} now gives {len(labels)} "
                    f"({'; '.join(changes)}): a run goes on with the labels it started with. Either {again}, or "
                    f"start a new run from its weights on these labels: puf train NEW_RUN --data {config.data} "
