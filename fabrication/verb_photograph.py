@@ -79,7 +79,8 @@ def _handheld(args: argparse.Namespace) -> int:
 
 verb = Verb(
     "photograph",
-    "Photograph every field of a batch at its stage position (one TIFF per field).",
+    "Photograph every field of a batch at its stage position (one TIFF per field); or handheld re-captures "
+    "of its labels on the simulator.",
     "  puf photograph out/B0001 --sim              # the simulated microscope\n"
     "  puf photograph out/B0001 --mm-config rig.cfg   # a Micro-Manager rig (pymmcore-plus)\n"
     "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing\n"

@@ -104,6 +104,7 @@ verb = Verb(
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
     "  puf train runs/ft --data registry.sqlite --init default --set lr=0.0005   # fine-tune\n"
+    "  puf train runs/b2 --data registry.sqlite --batch B0001 --batch B0002   # these batches only\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk\n"
     "  puf train runs/r4 --data data/crops --cluster cluster.json   # on each worker, its own index",
     add_arguments,
