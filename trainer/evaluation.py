@@ -260,7 +260,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         report["too_few_pairs"] = shortfall
     if near:
         report["near_identical_pairs"] = near
-    refused = refusals(threshold, near, rows, sign_despite_false_accepts)
+    false = accepted_as_another(rows, threshold)
+    if false and sign_despite_false_accepts:  # the signed decision says what its signer knew
+        decision["signed_despite_false_accepts"] = len(false)
+    refused = refusals(threshold, near, false, len(rows), sign_despite_false_accepts)
     if refused:
         report["refused"] = refused
     if out is not None:
@@ -351,7 +354,14 @@ def near_identical_pairs(genuine: np.ndarray, nearest: list[tuple[str, str, floa
     return [{"labels": list(pair), "score": round(score, 6)} for pair, score in best.items()]
 
 
-def refusals(threshold: float, near: list[dict], rows: list[dict], sign_despite_false_accepts: bool) -> list[str]:
+def accepted_as_another(rows: list[dict], threshold: float) -> list[dict]:
+    """The queries accepted at `threshold` as a label they are not (never-enrolled ones, or
+    enrolled ones taken for another)."""
+    return [r for r in rows if _accepted(r, threshold) and (not r["genuine"] or r["match"] != r["label_id"])]
+
+
+def refusals(threshold: float, near: list[dict], false: list[dict], queries: int,
+             sign_despite_false_accepts: bool) -> list[str]:
     """Why a threshold must not be signed, whatever the comparisons' number ([] when it may)."""
     problems = []
     if not 0 < threshold < 1:
@@ -364,10 +374,9 @@ def refusals(threshold: float, near: list[dict], rows: list[dict], sign_despite_
                         f"label: {shown}{' ...' if len(near) > NEAR_IDENTICAL_SHOWN else ''}; their textures repeat: "
                         "look at them, leave such labels out of enrollment and of the calibration queries, and "
                         "evaluate again")
-    false = [r for r in rows if _accepted(r, threshold) and (not r["genuine"] or r["match"] != r["label_id"])]
     if false and not sign_despite_false_accepts:
         shown = ", ".join(f"{r['label_id']} as {r['match']}" for r in false[:NEAR_IDENTICAL_SHOWN])
-        problems.append(f"{len(false)} of the calibration's own {len(rows)} queries were accepted at threshold "
+        problems.append(f"{len(false)} of the calibration's own {queries} queries were accepted at threshold "
                         f"{threshold:.4f} as a label they are not ({shown}): ask for a lower false-accept rate, "
                         "or give --sign-despite-false-accepts to sign it knowing that")
     return problems

@@ -62,7 +62,8 @@ def test_a_threshold_that_let_its_own_never_enrolled_queries_through_is_signed_o
     assert json.loads((tmp_path / "r" / "report.json").read_text())["refused"] == refusal["refused"]
     status, report = evaluate(capsys, bundle, queries, *sign, "--sign-despite-false-accepts")
     assert status == 0 and report["written"] is True
-    assert json.loads((bundle / MANIFEST).read_text())["decision"]["threshold"] == report["decision"]["threshold"]
+    signed = json.loads((bundle / MANIFEST).read_text())["decision"]
+    assert signed["threshold"] == report["decision"]["threshold"] and signed["signed_despite_false_accepts"] == 3
 
 
 def test_repeating_textures_are_named_and_no_threshold_outside_0_1_is_signed(setup, capsys):
