@@ -1,6 +1,8 @@
-"""`puf photograph`: every field of a batch at its stage position.
+"""`puf photograph`: every field of a batch at its stage position; or, on the simulator, handheld
+re-captures of its labels (`--handheld N`) for `puf queries`.
 
-The work is `fabrication.photograph.photograph_batch`, imported when the verb runs.
+The work is `fabrication.photograph.photograph_batch` (`fabrication.handheld.photograph_handheld`),
+imported when the verb runs.
 """
 
 from __future__ import annotations
@@ -27,16 +29,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera pixel size when the rig does not report one (default 0.6)")
     parser.add_argument("--workers", type=positive_int, default=2,
                         help="simulator processes working in parallel (default 2)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated microscope's faults")
-    parser.add_argument("--force", action="store_true", help="re-shoot fields that already exist")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the simulated microscope's faults, or of the handheld photos")
+    parser.add_argument("--force", action="store_true", help="re-shoot fields (or handheld photos) that already exist")
+    handheld = parser.add_argument_group(
+        "handheld re-captures (with --sim)",
+        "an inspector's photos of labels whose ids are known, named LABEL_ID_K.jpg as puf queries reads them: "
+        "photograph enrolled labels and labels never enrolled to calibrate the threshold (puf evaluate)")
+    handheld.add_argument("--handheld", type=positive_int, metavar="N",
+                          help="instead of the fields: N handheld photos of each chosen label, into --out")
+    handheld.add_argument("--out", type=Path, metavar="DIR", help="folder for the handheld photos")
+    handheld.add_argument("--fields", metavar="LIST", help="the labels of these fields, e.g. 0-5,7")
+    handheld.add_argument("--labels", action="append", default=[], metavar="IDS",
+                          help="these labels (ids, comma-separated; repeatable); default with neither: every label")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
     from edge_app.batch_dir import BatchDir
+    from edge_app.errors import PufError
     from fabrication.photograph import photograph_batch
 
+    if args.handheld is not None:
+        return _handheld(args)
+    if args.out or args.fields or args.labels:
+        raise PufError("--out, --fields and --labels choose handheld photos: give --handheld N with them")
     started = time.perf_counter()
     shot, kept = photograph_batch(args.batch_dir, None if args.sim else args.mm_config, args.positions,
                                   args.pixel_size_um, args.workers, args.seed, args.force)
@@ -45,12 +63,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handheld(args: argparse.Namespace) -> int:
+    from edge_app.errors import PufError
+    from fabrication.handheld import photograph_handheld
+
+    if not args.sim:
+        raise PufError("--handheld photographs the simulated film: give --sim (a real camera takes its own photos)")
+    if args.out is None:
+        raise PufError("--handheld needs --out DIR, the folder for the photos")
+    labels = [label.strip() for item in args.labels for label in item.split(",") if label.strip()]
+    report = photograph_handheld(args.batch_dir, args.out, args.handheld, args.fields, labels, args.seed, args.force)
+    print(f"{report['written']} handheld photos of {report['labels']} labels of {report['batch']} taken, "
+          f"{report['kept']} already there -> {report['out']} (for puf queries)")
+    return 0
+
+
 verb = Verb(
     "photograph",
-    "Photograph every field of a batch at its stage position (one TIFF per field).",
+    "Photograph every field of a batch at its stage position (one TIFF per field); or handheld re-captures "
+    "of its labels on the simulator.",
     "  puf photograph out/B0001 --sim              # the simulated microscope\n"
     "  puf photograph out/B0001 --mm-config rig.cfg   # a Micro-Manager rig (pymmcore-plus)\n"
-    "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing",
+    "  puf photograph out/B0001 --sim              # again: resumes, shoots only what is missing\n"
+    "  puf photograph out/B0001 --sim --handheld 2 --fields 0-5,7 --out recaptures   # re-captures for puf queries",
     add_arguments,
     run,
     extras=("factory",),

@@ -5,7 +5,8 @@ model's (the simulator's `coarse` film: grains 3x larger, half the contrast) han
 microscope fields as plain PNGs named by camera timestamp, from a camera mounted a quarter
 turn off, with no metadata. The README's commands take them to a calibrated, signed
 verifier: patterns -> segment -> train (the shipped fingerprint, a new pattern head, one
-capture a label) -> export -> keygen / enroll -> queries -> evaluate -> verify.
+capture a label) -> export -> keygen / enroll -> re-captures (photograph --handheld) -> queries
+-> evaluate (per query) -> verify.
 """
 
 import json
@@ -91,7 +92,7 @@ def walkthrough(tmp_path_factory):
         hand_over(work / name, work / f"{name}_scans")
         out[f"segment_{name}"] = run(["segment", str(work / f"{name}_scans"), "--layout",
                                       str(work / name / "layout.json"), "--registry", str(work / f"{name}.sqlite")])
-    out["train"] = run(["train", str(work / "run"), "--data", str(work / "T1.sqlite"), "--init",
+    out["train"] = run(["train", str(work / "run"), "--data", str(work / "T1.sqlite"), "--batch", "T1", "--init",
                         "default", "--steps", "100", "--batch-size", "32",
                         "--set", "train_only=pattern_head", "--set", "lr=0.003", "--set", "warmup_steps=10",
                         "--set", "val_frac=0.2", "--set", "eval_every=100"])
@@ -103,7 +104,8 @@ def walkthrough(tmp_path_factory):
         registry.set_status([lb.label_id for lb in registry.labels(field=7)], "held_out")
     out["enroll"] = run(["enroll", "--bundle", str(work / "bundle"), "--labels", str(work / "F1.sqlite"),
                          "--key", str(work / "keys" / "factory.key")])
-    handheld(work / "F1", work / "recaptures", [0, 1, 2, 3, 4, 5, 7], seed=21, named_by_id=True)
+    assert puf(["photograph", str(work / "F1"), "--sim", "--handheld", "1", "--fields", "0-5,7",
+                "--out", str(work / "recaptures"), "--seed", "21"]) == 0
     out["queries"] = run(["queries", str(work / "recaptures"), "--bundle", str(work / "bundle"),
                           "--registry", str(work / "F1.sqlite"), "--out", str(work / "queries")])
     out["refused"] = io.StringIO()
@@ -111,7 +113,7 @@ def walkthrough(tmp_path_factory):
         out["refused_status"] = puf(["evaluate", "--bundle", str(work / "bundle"), "--queries", str(work / "queries"),
                                      "--far", "1e-3", "--key", str(work / "keys" / "factory.key")])
     out["evaluate"] = run(["evaluate", "--bundle", str(work / "bundle"), "--queries", str(work / "queries"),
-                           "--far", "0.05", "--frr-bound", "0.1", "--key", str(work / "keys" / "factory.key")])
+                           "--query-far", "1e-3", "--frr-bound", "0.1", "--key", str(work / "keys" / "factory.key")])
     genuine = handheld(work / "F1", work / "field" / "genuine", [0, 6], seed=33, named_by_id=False)
     never = handheld(work / "F1", work / "field" / "never", [7], seed=34, named_by_id=False)
     other = handheld(work / "F1", work / "field" / "other", [0], seed=35, named_by_id=False, film_seed_offset=1000)
@@ -150,9 +152,13 @@ def test_the_threshold_is_refused_from_too_few_pairs_then_calibrated(walkthrough
     assert walkthrough["refused_status"] == 2
     refusal = walkthrough["refused"].getvalue()
     assert "FAR 0.001 needs at least 2,995 impostor comparisons" in refusal
+    # calibrated per query at the bundle's largest shard (84 labels enrolled over 12 glyphs), the README's way
     decision = walkthrough["evaluate"]["decision"]
-    assert decision["calibrated"] is True and decision["far"] == 0.05
-    assert decision["far_bounds"][1] <= 0.05
+    shards = [s["labels"] for s in walkthrough["evaluate"]["per_query"]["shards"]]
+    assert decision["calibrated"] is True and decision["query_far"] == 1e-3
+    assert decision["labels_per_shard"] == max(shards) >= 7
+    assert decision["query_far_at_threshold"] <= 1e-3 * 1.001 and 0 < decision["threshold"] < 1
+    assert walkthrough["evaluate"]["decisions_at_threshold"]["impostor_accepted"] == 0.0
     queries = walkthrough["queries"]
     assert queries["photos"] == 84 and queries["queries"] >= 80  # 7 fields of 12 labels; a few may not cut
 

@@ -10,7 +10,8 @@ into::
 Labels are split into train / validation / held-out by a hash of the label id, so a
 label never moves between splits when the data set grows, and the labels a model is
 evaluated on are never seen in training (new batches are enrolled without retraining).
-Whole batches can also be held out by name.
+A run can be limited to some batches by name; a registry's labels held out for calibration
+(status held_out) are left out unless asked for.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.pattern_set import PatternSet
 from edge_app.preprocess import Preprocess, preprocess
 from trainer.augment import Augment, augment
 from trainer.pattern_sets import batch_pattern_set, folder_pattern_set, merged
@@ -70,14 +72,21 @@ class FolderDataset:
         if not self.crops:
             raise PufError(f"no crops under {crops_dir}")
         self.pattern_set = folder_pattern_set(self.root)
+        self.held_out: set[str] = set()  # labels kept back for calibration (a registry's status)
 
     def labels(self, split: str | None = None, val_frac: float = 0.05, test_frac: float = 0.0,
-               exclude_batches: tuple[str, ...] = ()) -> list[str]:
+               batches: tuple[str, ...] = (), held_out: bool = True) -> list[str]:
+        """The labels of `split` (all: None), of `batches` only when given, without the
+        held-out ones unless `held_out`."""
         if split is not None and split not in SPLITS:
             raise PufError(f"split must be one of {SPLITS}, got {split!r}")
         return [label for label in sorted(self.crops)
-                if self.batch[label] not in exclude_batches
+                if (not batches or self.batch[label] in batches) and (held_out or label not in self.held_out)
                 and (split is None or split_of(label, val_frac, test_frac) == split)]
+
+    def pattern_set_of(self, label_ids: list[str]) -> PatternSet:
+        """The glyph classes a run on `label_ids` learns: a folder data set has one set."""
+        return self.pattern_set
 
 
 class RegistryDataset(FolderDataset):
@@ -116,7 +125,15 @@ class RegistryDataset(FolderDataset):
         if not self.crops:
             raise PufError(f"the registry {self.root} lists no label crops with a pattern that exist on disk "
                            "(segment with the batch's pattern set so that every label's glyph is read)")
-        self.pattern_set = merged([sets[b] for b in sorted(set(self.batch.values()))], f"the registry {self.root}")
+        self.held_out = {r.label_id for r in records if r.status == "held_out" and r.label_id in self.crops}
+        self._sets = sets
+        self.pattern_set = self.pattern_set_of(list(self.crops))
+
+    def pattern_set_of(self, label_ids: list[str]) -> PatternSet:
+        """The glyphs of the batches `label_ids` come from, merged (a run on some batches
+        learns their glyphs, not those of every batch in the registry)."""
+        batches = sorted({self.batch[label] for label in label_ids})
+        return merged([self._sets[b] for b in batches], f"the registry {self.root}")
 
 
 def open_dataset(path: Path) -> FolderDataset:

@@ -32,11 +32,19 @@ Two views, both reported:
   (``query_far``, ``labels_per_shard``, ``tail``). A query whose pattern the head is unsure of
   is searched in two shards; the same-pattern one decides its false accepts.
 
+With neither ``far`` nor ``query_far`` the threshold is set for the project's per-query goal
+(`trainer.metrics.QUERY_FAR_GOAL`) at the bundle's largest shard: the rate a user means.
+
 With a signing key the threshold is written into the bundle's ``decision`` (``calibrated``,
 with exact 95% bounds on FAR and FRR, `trainer.metrics.rate_bounds`) and the bundle re-signed
 (a new version, `trainer.bundle_write`), but only when the comparisons can support it: a FAR
 of 1e-4 needs about 30,000 impostor comparisons, and the threshold is refused below that
-(`sufficiency`). `puf queries` (`trainer.queries`) makes query sets from handheld photos.
+(`sufficiency`). Also refused (`refusals`): a threshold outside (0, 1), which no cosine score
+or every one clears; an impostor tail dominated by label pairs that score like the same label
+(textures that repeat: no tail model holds there, so they are named); and, unless
+``sign_despite_false_accepts``, a threshold under which the calibration's own queries were
+accepted as a label they are not. A refusal (`Refused`) carries the report that shows why.
+`puf queries` (`trainer.queries`) makes query sets from handheld photos.
 Figures: a DET curve, the score distributions and the model and search time histograms, as PNG.
 
 (`trainer.model_accuracy` is the model-level evaluation done at export: every label enrolled
@@ -61,6 +69,14 @@ if TYPE_CHECKING:
 
 CONFIDENCE = 0.95  # of the bounds on FAR and FRR
 FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR below this (299 of them)
+
+
+class Refused(PufError):
+    """A threshold `evaluate` will not write, with the report that shows why."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -93,11 +109,11 @@ def shard_vectors(bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[np.ndarray, np.ndarray]]
-                      ) -> tuple[float | None, np.ndarray]:
-    """The query's score against its own label (None if not in the shards) and against every
-    other label of the shards (a label's score is its best enrolled copy)."""
+                      ) -> tuple[float | None, np.ndarray, np.ndarray]:
+    """The query's score against its own label (None if not in the shards), and against every
+    other label of the shards with those labels' ids (a label's score is its best enrolled copy)."""
     if not shards:
-        return None, np.zeros(0, np.float32)
+        return None, np.zeros(0, np.float32), np.zeros(0, str)
     vectors = np.concatenate([v for v, _ in shards])
     ids = np.concatenate([i for _, i in shards])
     scores = vectors @ embedding
@@ -106,20 +122,22 @@ def comparison_scores(embedding: np.ndarray, label_id: str, shards: list[tuple[n
     np.maximum.at(best, inverse, scores)
     own = np.flatnonzero(labels == label_id)
     genuine = float(best[own[0]]) if len(own) else None
-    return genuine, np.delete(best, own)
+    return genuine, np.delete(best, own), np.delete(labels, own)
 
 
-def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float = 1e-5,
+def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "h", far: float | None = None,
              classify: bool = True, private_key: SigningKey | None = None, out: Path | None = None,
-             model_format: str | None = None, max_queries: int = 0, seed: int = 0, progress: bool = True,
-             frr_bound: float = FRR_BOUND, trusted_keys: Path | None = None, query_far_target: float | None = None,
-             deployed_labels: int | None = None) -> dict:
+             model_format: str | None = None,
+             max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND,
+             trusted_keys: Path | None = None, query_far_target: float | None = None,
+             deployed_labels: int | None = None, sign_despite_false_accepts: bool = False) -> dict:
     """Score the queries of `folders` against the bundle and set the threshold for `far` per
-    comparison, or with `query_far_target` for that FAR per query at the largest shard (or at
-    `deployed_labels` over the pattern classes: see the module). With
-    `private_key` the threshold is written (and the bundle re-signed) only when the comparisons
-    can support it: enough impostor ones to bound the FAR asked at 95%, and enough genuine ones
-    to bound the FRR below `frr_bound` (see `sufficiency`); otherwise PufError says how many.
+    comparison, or for `query_far_target` per query at the largest shard (or at
+    `deployed_labels` over the pattern classes: see the module); neither: QUERY_FAR_GOAL per
+    query. With `private_key` the threshold is written (and the bundle re-signed) only when the
+    comparisons can support it: enough impostor ones to bound the FAR asked at 95%, and enough
+    genuine ones to bound the FRR below `frr_bound` (see `sufficiency`), and none of `refusals`
+    holds; otherwise `Refused` says why.
     A bundle whose manifest that key or one of `trusted_keys` did not sign is refused first
     (`trainer.keys.check_before_signing`)."""
     import cv2
@@ -129,8 +147,19 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
     from edge_app.verify import Verifier
     from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
-    from trainer.metrics import confident_threshold, device_threshold, rate_bounds, tar_at_far, verification_report
+    from trainer.metrics import (
+        QUERY_FAR_GOAL,
+        confident_threshold,
+        device_threshold,
+        rate_bounds,
+        tar_at_far,
+        verification_report,
+    )
 
+    if far is not None and query_far_target is not None:
+        raise PufError("give a false-accept rate per comparison (--far) or per query (--query-far), not both")
+    if far is None and query_far_target is None:
+        query_far_target = QUERY_FAR_GOAL
     for name, rate in (("target FAR", far), ("FRR bound", frr_bound), ("per-query FAR", query_far_target)):
         if rate is not None and not 0 < rate < 1:
             raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
@@ -150,18 +179,20 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     vectors = shard_vectors(bundle)
     enrolled = {str(i) for _, ids in vectors.values() for i in ids}
     rows = []
-    genuine_pairs, impostor_pairs = [], []
+    genuine_pairs, impostor_pairs, nearest = [], [], []
     for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
         crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
         if crop is None:
             raise PufError(f"cannot read the query crop {query.path}")
         [lookup], model_ms, search_ms = verifier.lookup([crop])
         compared = [query.pattern] if classify else list(vectors)
-        own, others = comparison_scores(lookup.embedding, query.label_id,
-                                        [vectors[p] for p in compared if p in vectors])
+        own, others, other_ids = comparison_scores(lookup.embedding, query.label_id,
+                                                   [vectors[p] for p in compared if p in vectors])
         if own is not None:
             genuine_pairs.append(own)
         impostor_pairs.append(others)
+        best = np.argsort(-others)[:NEAREST_KEPT]
+        nearest += [(query.label_id, str(other_ids[i]), float(others[i])) for i in best]
         match = lookup.match
         rows.append({"genuine": query.label_id in enrolled, "label_id": query.label_id,
                      "match": match.label_id if match else None, "score": match.score if match else -1.0,
@@ -169,6 +200,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                      "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
     genuine_pairs = np.asarray(genuine_pairs, np.float32)
     impostor_pairs = np.concatenate(impostor_pairs) if impostor_pairs else np.zeros(0, np.float32)
+    near = near_identical_pairs(genuine_pairs, nearest) if len(genuine_pairs) else []
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
                        f"{len(impostor_pairs)}): give captures of enrolled and of never-enrolled labels")
@@ -231,6 +263,14 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                              f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
     if shortfall:
         report["too_few_pairs"] = shortfall
+    if near:
+        report["near_identical_pairs"] = near
+    false = accepted_as_another(rows, threshold)
+    if false and sign_despite_false_accepts:  # the signed decision says what its signer knew
+        decision["signed_despite_false_accepts"] = len(false)
+    refused = refusals(threshold, near, false, len(rows), sign_despite_false_accepts)
+    if refused:
+        report["refused"] = refused
     if out is not None:
         from fabrication.charts import det_curve_png, histograms_png
 
@@ -245,8 +285,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                            xlabel="ms a query"))]
     if private_key is not None:
         if shortfall:
-            raise PufError("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
-                           "or ask for a larger FAR")
+            raise Refused("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
+                          "or ask for a larger FAR", report)
+        if refused:
+            raise Refused("threshold NOT written: " + "; ".join(refused), report)
 
         with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
             update.manifest.decision = Decision.from_dict(decision, MANIFEST)
@@ -299,12 +341,63 @@ def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_
     return "; ".join(problems)
 
 
+NEAR_IDENTICAL_SHOWN = 10  # label pairs a refusal names
+NEAREST_KEPT = 3  # each query's best impostor comparisons kept with their labels, to name near-identical pairs
+LIKE_GENUINE_PERCENTILE = 10  # an impostor comparison above this percentile of the genuine ones scores like one
+
+
+def near_identical_pairs(genuine: np.ndarray, nearest: list[tuple[str, str, float]]) -> list[dict]:
+    """Label pairs whose impostor comparisons score like the same label (at or above the genuine
+    comparisons' LIKE_GENUINE_PERCENTILE), best first: two labels whose textures repeat. A score tail fitted
+    over them extrapolates to nonsense (a threshold above 1), and a counterfeit of one would
+    pass as the other, so they are named rather than modelled."""
+    line = float(np.percentile(genuine, LIKE_GENUINE_PERCENTILE))
+    best: dict[tuple[str, ...], float] = {}
+    for query, enrolled, score in sorted(nearest, key=lambda n: -n[2]):
+        if score >= line:
+            best.setdefault(tuple(sorted((query, enrolled))), score)
+    return [{"labels": list(pair), "score": round(score, 6)} for pair, score in best.items()]
+
+
+def accepted_as_another(rows: list[dict], threshold: float) -> list[dict]:
+    """The queries accepted at `threshold` as a label they are not (never-enrolled ones, or
+    enrolled ones taken for another)."""
+    return [r for r in rows if _accepted(r, threshold) and (not r["genuine"] or r["match"] != r["label_id"])]
+
+
+def refusals(threshold: float, near: list[dict], false: list[dict], queries: int,
+             sign_despite_false_accepts: bool) -> list[str]:
+    """Why a threshold must not be signed, whatever the comparisons' number ([] when it may)."""
+    problems = []
+    if not 0 < threshold < 1:
+        problems.append(f"the threshold came out at {threshold:.6f}, outside (0, 1): every photo's cosine score "
+                        f"lies {'below' if threshold >= 1 else 'above'} it")
+    if near:
+        shown = ", ".join(f"{p['labels'][0]} and {p['labels'][1]} ({p['score']:.3f})"
+                          for p in near[:NEAR_IDENTICAL_SHOWN])
+        problems.append(f"the impostor score tail is dominated by {len(near)} label pair(s) that score like the same "
+                        f"label: {shown}{' ...' if len(near) > NEAR_IDENTICAL_SHOWN else ''}; their textures repeat: "
+                        "look at them, leave such labels out of enrollment and of the calibration queries, and "
+                        "evaluate again")
+    if false and not sign_despite_false_accepts:
+        shown = ", ".join(f"{r['label_id']} as {r['match']}" for r in false[:NEAR_IDENTICAL_SHOWN])
+        problems.append(f"{len(false)} of the calibration's own {queries} queries were accepted at threshold "
+                        f"{threshold:.4f} as a label they are not ({shown}): ask for a lower false-accept rate, "
+                        "or give --sign-despite-false-accepts to sign it knowing that")
+    return problems
+
+
+def _accepted(row: dict, threshold: float) -> bool:
+    """What the device does with the query at `threshold`: accept its best match."""
+    return row["score"] >= threshold and row["pattern_ok"]
+
+
 def decision_rates(rows: list[dict], threshold: float) -> dict:
     genuine = [r for r in rows if r["genuine"]]
     impostor = [r for r in rows if not r["genuine"]]
 
     def accepted(r: dict) -> bool:
-        return r["score"] >= threshold and r["pattern_ok"]
+        return _accepted(r, threshold)
 
     right = sum(accepted(r) and r["match"] == r["label_id"] for r in genuine)
     wrong = sum(accepted(r) and r["match"] != r["label_id"] for r in genuine)
@@ -365,6 +458,8 @@ def describe(report: dict) -> str:
         lines.append("WARNING: " + report["warning"])
     if "too_few_pairs" in report:
         lines.append("TOO FEW PAIRS to write this threshold: " + report["too_few_pairs"])
+    for reason in report.get("refused", []):
+        lines.append("NOT TO BE SIGNED: " + reason)
     lines.append("threshold written into the bundle (re-signed)" if report["written"]
                  else "threshold NOT written (give --key to write it and re-sign)")
     return "\n".join(lines)

@@ -41,7 +41,9 @@ INIT_NAME = "init.json"  # what the run started from (trainer.warm_start), when 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # folder data set (labels.csv + crops/)
+    data: str = ""  # folder data set (labels.csv + crops/) or a factory registry (*.sqlite)
+    batches: list = field(default_factory=list)  # train on these batches' labels only (empty: every batch)
+    train_held_out: bool = False  # also train on a registry's labels held out for calibration
     init: str = ""  # start from this run folder's or bundle's weights (trainer.warm_start)
     # "" trains the whole network; "pattern_head" keeps the init's fingerprint exactly as it is and
     # trains only the pattern head (new glyphs on a film the fingerprint already tells apart)
@@ -102,6 +104,8 @@ class TrainConfig:
             (self.batch_patterns >= 0 and self.per_label >= 1,
              "batch_patterns must be >= 0 and per_label >= 1"),
             (self.train_only in TRAIN_ONLY, f"train_only must be one of {TRAIN_ONLY}"),
+            (isinstance(self.batches, list) and all(isinstance(b, str) and b for b in self.batches),
+             "batches must be a list of batch ids"),
             (self.train_only != "pattern_head" or bool(self.init),
              "train_only=pattern_head keeps the fingerprint of --init: give --init"),
         ]
@@ -196,6 +200,51 @@ def spread(label_ids: list[str], count: int) -> list[str]:
     if len(label_ids) <= count:
         return list(label_ids)
     return [label_ids[i] for i in np.linspace(0, len(label_ids) - 1, count).round().astype(int)]
+
+
+def choose_labels(dataset, config: TrainConfig) -> tuple[list[str], list[str]]:
+    """The run's training and validation labels: of `config.batches` (every batch when none
+    is named), never a label held out for calibration unless `config.train_held_out`."""
+    known = sorted({batch for batch in dataset.batch.values() if batch})
+    unknown = [batch for batch in config.batches if batch not in known]
+    if unknown:
+        raise PufError(f"--batch {', '.join(unknown)}: no such batch in {config.data} "
+                       f"(its batches: {', '.join(known) or 'none named'})")
+    chosen = tuple(config.batches)
+    train_ids, val_ids = (dataset.labels(split, config.val_frac, batches=chosen, held_out=config.train_held_out)
+                          for split in ("train", "val"))
+    if config.max_labels:
+        train_ids = spread(train_ids, config.max_labels)
+    if len(train_ids) < 2 or len(val_ids) < 2:
+        held = len(dataset.labels(batches=chosen)) - len(dataset.labels(batches=chosen, held_out=False))
+        note = (f" ({held} more are held out for calibration, which a run leaves out unless --train-held-out)"
+                if held and not config.train_held_out else "")
+        raise PufError(f"need at least 2 training and 2 validation labels, have "
+                       f"{len(train_ids)} and {len(val_ids)}{note}: more labels or another val_frac")
+    return train_ids, val_ids
+
+
+def check_same_labels(run_dir: Path, dataset, config: TrainConfig, labels: set[str]) -> None:
+    """A run resumes on the labels it started with (its checkpoint holds one identity centre
+    a training label); refuse, saying what changed and the two ways on, when the data set
+    gives others (a batch segmented into the registry since, say)."""
+    saved = _read_json(run_dir / "split.json")
+    if saved is None:
+        return
+    before = set(saved["train"]) | set(saved["val"])
+    if before == labels:
+        return
+    added, gone = labels - before, before - labels
+    batches = sorted({dataset.batch[label] for label in before if dataset.batch.get(label)})
+    changes = [f"{len(added)} new, of batch {', '.join(sorted({dataset.batch[i] for i in added}))}"] if added else []
+    changes += [f"{len(gone)} of them not chosen or gone"] if gone else []
+    held = " --train-held-out" if before & dataset.held_out and not config.train_held_out else ""
+    again = (f"resume it on them with {' '.join(f'--batch {b}' for b in batches)}{held}" if batches
+             else "resume it on the data set it had")
+    raise PufError(f"{run_dir} was trained on {len(before)} labels, and {config.data} now gives {len(labels)} "
+                   f"({'; '.join(changes)}): a run goes on with the labels it started with. Either {again}, or "
+                   f"start a new run from its weights on these labels: puf train NEW_RUN --data {config.data} "
+                   f"--init {run_dir}")
 
 
 def embed(model, inputs: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -336,16 +385,13 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
         raise PufError(f"batch size {config.batch_size} is the global batch: make it a multiple of "
                        f"the {workers} workers")
     saved = run_dir / CONFIG_NAME
-    if saved.exists():
+    if saved.exists():  # the labels chosen (batches, held-out ones) are checked as labels below
         old = TrainConfig.from_dict(json.loads(saved.read_text()))
         fixed = {k: v for k, v in asdict(config).items()
-                 if k not in ("steps", "eval_every", "checkpoint_every", "threads")}
+                 if k not in ("steps", "eval_every", "checkpoint_every", "threads", "batches", "train_held_out")}
         if {k: asdict(old)[k] for k in fixed} != fixed:
             raise PufError(f"{run_dir} holds a run with another configuration; resume it with "
                            f"its own config ({saved}) or choose a new run dir")
-    _write_json(out_dir / CONFIG_NAME, asdict(config))
-    tf.keras.utils.set_random_seed(config.seed)
-
     params = Preprocess.from_dict(config.preprocess)
     if config.init:
         from trainer.warm_start import check_architecture, read_init
@@ -353,15 +399,14 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
         init_source = read_init(config.init)
         check_architecture(init_source, config)
     dataset = open_dataset(Path(config.data))
-    patterns = dataset.pattern_set.names
-    dataset.pattern_set.save(out_dir / PATTERN_SET_FILE)  # the run's classes, for export
-    train_ids = dataset.labels("train", config.val_frac)
-    if config.max_labels:
-        train_ids = spread(train_ids, config.max_labels)
-    val_ids = dataset.labels("val", config.val_frac)
-    if len(train_ids) < 2 or len(val_ids) < 2:
-        raise PufError(f"need at least 2 training and 2 validation labels, have "
-                       f"{len(train_ids)} and {len(val_ids)}: more labels or another val_frac")
+    train_ids, val_ids = choose_labels(dataset, config)
+    if tf.train.latest_checkpoint(str(run_dir / "ckpt")):
+        check_same_labels(run_dir, dataset, config, set(train_ids) | set(val_ids))
+    _write_json(out_dir / CONFIG_NAME, asdict(config))
+    tf.keras.utils.set_random_seed(config.seed)
+    pattern_set = dataset.pattern_set_of(train_ids + val_ids)
+    patterns = pattern_set.names
+    pattern_set.save(out_dir / PATTERN_SET_FILE)  # the run's classes, for export
     _write_json(out_dir / "split.json", {"train": train_ids, "val": val_ids})
     train_crops = load_crops(dataset, train_ids, patterns, progress=progress)
     validation = Validation(load_crops(dataset, val_ids, patterns), params, Augment(**config.augment),
@@ -387,14 +432,19 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
         checkpoint.restore(latest).assert_existing_objects_matched()
     elif config.init:
         from trainer.data import preprocess_all
-        from trainer.warm_start import warm_start
+        from trainer.warm_start import init_centres, warm_start
 
         sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
-        record = warm_start(model, init_source, dataset.pattern_set,
-                            preprocess_all(train_crops, params, np.sort(sample)))
+        record = warm_start(model, init_source, pattern_set, preprocess_all(train_crops, params, np.sort(sample)))
         if config.train_only != "pattern_head":
-            arcface.centres.assign(label_centres(model, train_crops, params))
-            record["identity_centres"] = "each label's mean embedding under the init model"
+            centres = label_centres(model, train_crops, params)
+            known = init_centres(init_source)
+            kept = [i for i, label in enumerate(train_ids) if label in known]
+            for i in kept:
+                centres[i] = known[train_ids[i]]
+            arcface.centres.assign(centres)
+            record["identity_centres"] = {"kept": len(kept), "new": len(train_ids) - len(kept),
+                                          "new_from": "each label's mean embedding under the init model"}
         _write_json(out_dir / INIT_NAME, record)
     start = int(step_var.numpy())
     if workers > 1 and not agree(strategy, start):

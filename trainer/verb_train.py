@@ -18,7 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=output_path, help="run folder (config, checkpoints, logs, model)")
     parser.add_argument("--config", type=Path,
                         help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
-    parser.add_argument("--data", help="folder data set: labels.csv + crops/LABEL_ID/*.png")
+    parser.add_argument("--data", help="a registry (registry.sqlite, written by puf segment) or a folder data set: "
+                                       "labels.csv + crops/LABEL_ID/*.png (or crops/LABEL_ID.png)")
+    parser.add_argument("--batch", action="append", default=[], metavar="ID",
+                        help="train on this batch's labels only (repeatable; default: every batch of --data)")
+    parser.add_argument("--train-held-out", action="store_true",
+                        help="also train on labels held out for calibration (status held_out in the "
+                             "registry); by default they never train")
     parser.add_argument("--backbone", help="resnet50, resnet18, mobile, mobile_s (or *_tiny)")
     parser.add_argument("--steps", type=positive_int, help="total training steps")
     parser.add_argument("--batch-size", type=positive_int)
@@ -53,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         source = read_init(args.init)
         overrides[:0] = [f"{k}={json.dumps(source.architecture[k])}" for k in ARCHITECTURE]
     for key, value in (("init", args.init), ("data", args.data), ("backbone", args.backbone), ("steps", args.steps),
-                       ("batch_size", args.batch_size)):
+                       ("batch_size", args.batch_size), ("batches", args.batch or None),
+                       ("train_held_out", args.train_held_out or None)):
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")
     config_file = args.config
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         if not config.data:
             raise PufError("--materialize needs --data")
         aug = Augment(**{"rotation_deg": 180.0, **config.augment})
-        written = materialize(config.data, args.run_dir, args.materialize, aug)
+        written = materialize(config.data, args.run_dir, args.materialize, aug, batches=tuple(config.batches),
+                              held_out=config.train_held_out)
         print(json.dumps({"written": written, "out": str(args.run_dir)}))
         return 0
     if not config.data:
@@ -97,6 +105,7 @@ verb = Verb(
     "  puf train runs/r2                                         # resume where it stopped\n"
     "  puf train runs/r3 --data data/crops --backbone resnet50 --set s=64 --set m2=0.5\n"
     "  puf train runs/ft --data registry.sqlite --init default --set lr=0.0005   # fine-tune\n"
+    "  puf train runs/b2 --data registry.sqlite --batch B0001 --batch B0002   # these batches only\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk\n"
     "  puf train runs/r4 --data data/crops --cluster cluster.json   # on each worker, its own index",
     add_arguments,

@@ -11,8 +11,10 @@ compensated (gamma = sqrt(var + eps), beta += mean), which leaves inference exac
 before and makes training-mode normalisation start where the original model was. The
 result must match onnxruntime on real crops (embedding cosine >= 0.9999) or it is refused.
 
-Kept: the backbone and the embedding head. New: the ArcFace centres (always: new labels)
-and the pattern head when the new data's pattern classes differ from the model's.
+Kept: the backbone and the embedding head, and from a run folder the ArcFace centres of the
+labels it trained on (a registry that gained a batch since keeps them; the new labels' centres
+start at their mean embedding, `trainer.train`). New: the pattern head when the new data's
+pattern classes differ from the model's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from trainer.pattern_sets import bundle_pattern_set, folder_pattern_set
 
 ARCHITECTURE = ("backbone", "preprocess", "embedding_dim", "head_channels", "pattern_mlp")
 PARITY_COSINE = 0.9999  # the bound export holds ONNX to
+CENTRES_KEY = "centres/.ATTRIBUTES/VARIABLE_VALUE"  # trainer.train's checkpoint of the ArcFace centres
 SHIPPED = "default"  # `--init default`: the bundle shipped in the package
 
 
@@ -114,6 +117,25 @@ def warm_start(model, source: InitSource, pattern_set: PatternSet, inputs: np.nd
         record["parity"] = load_onnx_weights(trained, source.path / "model.onnx", inputs)
     copy_weights(trained, model, keep_pattern_head=keep_head)
     return record
+
+
+def init_centres(source: InitSource) -> dict[str, np.ndarray]:
+    """The trained identity centre of each label the init run trained on, from its last
+    checkpoint and split.json ({} for a bundle, which has none)."""
+    import tensorflow as tf
+
+    if source.kind != "run":
+        return {}
+    latest = tf.train.latest_checkpoint(str(source.path / "ckpt"))
+    split = source.path / "split.json"
+    if latest is None or not split.exists():
+        return {}
+    labels = json.loads(split.read_text())["train"]
+    centres = tf.train.load_variable(latest, CENTRES_KEY)
+    if len(centres) != len(labels):
+        raise PufError(f"--init {source.path}: its checkpoint holds {len(centres)} identity centres for the "
+                       f"{len(labels)} training labels of its split.json: the run folder is inconsistent")
+    return dict(zip(labels, centres, strict=True))
 
 
 def copy_weights(source, target, keep_pattern_head: bool) -> None:

@@ -539,5 +539,7 @@ def test_a_warm_start_begins_each_label_centre_at_its_mean_embedding(trained, cr
 
     config = load_config(None, [f"data={crops_dir}", f"init={run}", "steps=3", "batch_patterns=2", *TINY])
     report = train(config, tmp_path / "ft", progress=False)
-    assert report["init"]["identity_centres"] == "each label's mean embedding under the init model"
+    # the same labels as the init run: every centre is the one it trained
+    assert report["init"]["identity_centres"]["kept"] == len(json.loads((run / "split.json").read_text())["train"])
+    assert report["init"]["identity_centres"]["new"] == 0
     assert report["step"] == 3
