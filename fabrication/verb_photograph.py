@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "handheld re-captures (with --sim)",
         "an inspector's photos of labels whose ids are known, named LABEL_ID_K.jpg as puf queries reads them: "
         "photograph enrolled labels and labels never enrolled to calibrate the threshold (puf evaluate)")
-    handheld.add_argument("--handheld", type=positive_int, metavar="N",
+    handheld.add_argument("--handheld", type=int, metavar="N",
                           help="instead of the fields: N handheld photos of each chosen label, into --out")
     handheld.add_argument("--out", type=Path, metavar="DIR", help="folder for the handheld photos")
     handheld.add_argument("--fields", metavar="LIST", help="the labels of these fields, e.g. 0-5,7")
