@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from edge_app.cli import main
+from edge_app.folder_swap import home_of
 from edge_app.registry import FieldRecord, LabelRecord, Registry
 from tests.bundle_support import keys, model_bundle, sim_batch, write_crop_folder
-from trainer.enroll import bundle_name
 
 V2 = ("V2", 6)  # another batch, on another film
 V1_IDS = {sim_batch().layout.label_id(0, s) for s in range(12)}
@@ -78,7 +78,7 @@ def line(base, tmp_path_factory):
 
     def facts(name: str) -> None:
         with Registry(registry) as opened:
-            out[name] = {"A": opened.enrolled_in(bundle_name(a)), "B": opened.enrolled_in(bundle_name(b)),
+            out[name] = {"A": opened.enrolled_in(str(home_of(a))), "B": opened.enrolled_in(str(home_of(b))),
                          "status": {lb.label_id: lb.status for lb in opened.labels()}}
 
     with pytest.MonkeyPatch.context() as patch:
