@@ -146,3 +146,55 @@ def test_a_device_installs_the_new_version_only_and_the_removed_batch_no_longer_
     assert "sequence" in line["older"], line["older"]
     assert "sign" in line["unsigned"], line["unsigned"]
     assert line["v2_still"] == [("genuine", v2.label_id(0, s)) for s in range(2)]  # the refusals changed nothing
+
+
+@pytest.fixture
+def small(base, tmp_path):
+    """A registry holding field 0 of V1, and a bundle with those labels enrolled."""
+    registry = registry_of(tmp_path, {sim_batch(): (0,)})
+    bundle = Path(shutil.copytree(model_bundle(base), tmp_path / "bundle"))
+    return registry, bundle
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--field", "0"], "--field N needs --batch"),
+    ([], "name the labels"),
+    (["--batch", "V9"], "holds no batch 'V9'"),
+    (["--batch", "V1", "--field", "5"], "no label of field 5 of batch V1"),
+    (["--batch", "../V1"], "batch id '../V1' is not allowed"),
+    (["--label", "V1-0000-99"], "holds no label V1-0000-99"),
+])
+def test_hold_out_refuses_what_it_cannot_name_and_marks_nothing(small, argv, words):
+    registry, _ = small
+    refused = puf("hold-out", registry, *argv, status=2)
+    assert "puf hold-out: error: " in refused and words in refused, refused
+    with Registry(registry) as opened:
+        assert {lb.status for lb in opened.labels()} == {"found"}
+
+
+def test_held_out_labels_are_not_trained_on_until_released(small):
+    from trainer.data import RegistryDataset
+
+    registry, _ = small
+    held = {"V1-0000-00", "V1-0000-07"}
+    puf("hold-out", registry, *(f"--label={label}" for label in sorted(held)))
+    assert set(RegistryDataset(registry).pattern) == V1_IDS - held
+    released = puf("hold-out", registry, "--batch", "V1", "--release")
+    assert released["changed"] == 2 and released["held_out"] == 0
+    assert set(RegistryDataset(registry).pattern) == V1_IDS
+
+
+def test_unenroll_never_signs_over_a_bundle_another_key_signed_nor_names_nothing(small, base, tmp_path):
+    registry, bundle = small
+    puf("enroll", "--bundle", bundle, "--labels", registry, "--key", keys(base)[0])
+    before = (bundle / "manifest.json").read_bytes()
+    puf("keygen", tmp_path / "keys" / "other")
+    refused = puf("unenroll", "--bundle", bundle, "--batch", "V1", "--key", tmp_path / "keys" / "other.key", status=2)
+    assert "puf unenroll: error:" in refused and "sign" in refused, refused
+    assert "name what to remove" in puf("unenroll", "--bundle", bundle, status=2)
+    assert "not allowed" in puf("unenroll", "--bundle", bundle, "--label", "V1/../x", status=2)
+    assert "holds no label of batch V7" in puf("unenroll", "--bundle", bundle, "--batch", "V7", status=2)
+    assert "holds none of the 1 label(s)" in puf("unenroll", "--bundle", bundle, "--label", "V7-0000-00", status=2)
+    assert (bundle / "manifest.json").read_bytes() == before
+    with Registry(registry) as opened:
+        assert opened.enrolled_in(str(home_of(bundle))) == V1_IDS
