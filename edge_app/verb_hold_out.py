@@ -45,7 +45,8 @@ def chosen(registry, batch: str | None, fields: list[int], labels: list[str]) ->
         check_id("batch", batch)
         if registry.batch_layout(batch) is None:
             raise PufError(f"the registry {registry.path} holds no batch {batch!r}")
-        for field in fields or [None]:
+        chosen_fields: list[int | None] = list(fields) or [None]
+        for field in chosen_fields:
             found = registry.labels(batch, field=field)
             if not found:
                 raise PufError(f"the registry {registry.path} holds no label of field {field} of batch {batch}")
@@ -66,14 +67,12 @@ def hold_out(path: Path, batch: str | None, fields: list[int], labels: list[str]
 
     if not Path(path).is_file():
         raise PufError(f"no registry at {path}")
-    before, after = ("held_out", "found") if release else ("found", "held_out")
+    # holding out an enrolled label is refused whole by set_status, naming a bundle that holds it
+    movable, after = (("held_out",), "found") if release else (("found", "enrolled"), "held_out")
     with Registry(path) as registry:
         records = {record.label_id: record for record in chosen(registry, batch, fields, labels)}
-        enrolled = sorted(i for i, record in records.items() if record.status == "enrolled")
-        if enrolled and not release:
-            registry.set_status(enrolled, after)  # refused, naming a bundle that holds them
-        changed = registry.set_status(sorted(i for i, r in records.items() if r.status == before), after)
-        statuses = [registry.label(label_id).status for label_id in records]
+        changed = registry.set_status(sorted(i for i, r in records.items() if r.status in movable), after)
+        statuses = [record.status for record in registry.labels() if record.label_id in records]
     return {"registry": str(path), "labels": len(records), "changed": changed, "held_out": statuses.count("held_out"),
             "enrolled": statuses.count("enrolled"), "unusable": sum(s in ("rejected", "missing") for s in statuses),
             "released": release}

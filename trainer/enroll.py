@@ -468,11 +468,10 @@ def record_enrolled(bundle: Path, labels: Path, label_ids: list[str], removed: b
             else:
                 registry.record_enrolled(bundle_name(bundle), label_ids)
     except (sqlite3.Error, PufError) as error:
-        verb = "puf unenroll" if removed else "puf enroll"
-        raise PufError(f"the bundle {bundle} {'no longer holds' if removed else 'holds'} {len(label_ids)} label(s) "
-                       f"that the registry {labels} could not record as {'removed' if removed else 'enrolled'} "
-                       f"({error}); once it can be written (a full disk: make room), run {verb} again: it records "
-                       f"them without {'removing' if removed else 'enrolling'} any twice") from None
+        holds, record, verb = ("no longer holds", "removed", "unenroll") if removed else ("holds", "enrolled", "enroll")
+        raise PufError(f"the bundle {bundle} {holds} {len(label_ids)} label(s) that the registry {labels} could not "
+                       f"record as {record} ({error}); once it can be written (a full disk: make room), run puf "
+                       f"{verb} again: it records them without doing anything twice") from None
 
 
 def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str, items: list[EnrollItem],

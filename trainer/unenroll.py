@@ -46,6 +46,16 @@ def batch_of(label_id: str) -> str:
     return label_id.rsplit("-", 2)[0]
 
 
+def recorded_in(bundle: Path, label_ids: set[str], registry: Path | None) -> set[str]:
+    """Those of `label_ids` the factory `registry` records as enrolled into the bundle."""
+    if registry is None:
+        return set()
+    from edge_app.registry import Registry
+
+    with Registry(registry) as opened:
+        return opened.enrolled_in(bundle_name(bundle)) & label_ids
+
+
 def chosen_labels(bundle: Path, batches: tuple[str, ...] = (), label_ids: tuple[str, ...] = (),
                   registry: Path | None = None) -> set[str]:
     """The labels of `batches` that the bundle holds (or that `registry` records it holding:
@@ -79,10 +89,9 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
                         "batches": sorted({batch_of(label_id) for label_id in label_ids})}
         if present:
             manifest = _write_version(bundle, manifest, present, private_key, trusted_keys, valid_days, report)
-        elif registry is None:
-            example = sorted(label_ids)[0]
+        elif not recorded_in(bundle, label_ids, registry):
             raise PufError(f"the bundle {bundle} holds none of the {len(label_ids)} label(s) to remove (e.g. "
-                           f"{example}); nothing changed")
+                           f"{sorted(label_ids)[0]}); nothing changed")
         if registry is not None:
             record_enrolled(bundle, registry, sorted(label_ids), removed=True)
     section = manifest.shards or Shards()
