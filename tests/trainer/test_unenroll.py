@@ -198,3 +198,19 @@ def test_unenroll_never_signs_over_a_bundle_another_key_signed_nor_names_nothing
     assert (bundle / "manifest.json").read_bytes() == before
     with Registry(registry) as opened:
         assert opened.enrolled_in(str(home_of(bundle))) == V1_IDS
+
+
+def test_an_unenroll_cut_off_before_its_registry_record_converges_on_a_rerun(small, base):
+    registry, bundle = small
+    key = keys(base)[0]
+    puf("enroll", "--bundle", bundle, "--labels", registry, "--key", key)
+    first = puf("unenroll", "--bundle", bundle, "--batch", "V1", "--key", key)  # as if cut before the record
+    assert first["labels_removed"] == 12 and first["labels_total"] == 0
+    with Registry(registry) as opened:
+        assert opened.enrolled_in(str(home_of(bundle))) == V1_IDS
+    again = puf("unenroll", "--bundle", bundle, "--batch", "V1", "--registry", registry, "--key", key)
+    assert again["labels_removed"] == 0 and again["sequence"] == first["sequence"]  # nothing signed twice
+    with Registry(registry) as opened:
+        assert opened.enrolled_in(str(home_of(bundle))) == set()
+        assert {lb.status for lb in opened.labels()} == {"found"}
+    assert puf("enroll", "--bundle", bundle, "--labels", registry, "--key", key)["labels_added"] == 12
