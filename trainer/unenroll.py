@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_app.bundle_format import Manifest, ShardEntry, Shards, verify_files
 from edge_app.errors import PufError
+from edge_app.registry import Registry
 from edge_app.shards import read_index
 from edge_app.thumbnails import label_starts
 from trainer import index_build
@@ -46,26 +47,19 @@ def batch_of(label_id: str) -> str:
     return label_id.rsplit("-", 2)[0]
 
 
-def recorded_in(bundle: Path, label_ids: set[str], registry: Path | None) -> set[str]:
-    """Those of `label_ids` the factory `registry` records as enrolled into the bundle."""
+def recorded_in(bundle: Path, registry: Path | None) -> set[str]:
+    """The labels the factory `registry` records as enrolled into the bundle (none without one)."""
     if registry is None:
         return set()
-    from edge_app.registry import Registry
-
     with Registry(registry) as opened:
-        return opened.enrolled_in(bundle_name(bundle)) & label_ids
+        return opened.enrolled_in(bundle_name(bundle))
 
 
 def chosen_labels(bundle: Path, batches: tuple[str, ...] = (), label_ids: tuple[str, ...] = (),
                   registry: Path | None = None) -> set[str]:
     """The labels of `batches` that the bundle holds (or that `registry` records it holding:
     a removal cut off before its record), and `label_ids`."""
-    held = enrolled_label_ids(bundle, Manifest.read(bundle))
-    if registry is not None:
-        from edge_app.registry import Registry
-
-        with Registry(registry) as opened:
-            held |= opened.enrolled_in(bundle_name(bundle))
+    held = enrolled_label_ids(bundle, Manifest.read(bundle)) | recorded_in(bundle, registry)
     return {label_id for label_id in held if batch_of(label_id) in batches} | set(label_ids)
 
 
@@ -89,7 +83,7 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
                         "batches": sorted({batch_of(label_id) for label_id in label_ids})}
         if present:
             manifest = _write_version(bundle, manifest, present, private_key, trusted_keys, valid_days, report)
-        elif not recorded_in(bundle, label_ids, registry):
+        elif not recorded_in(bundle, registry) & label_ids:
             raise PufError(f"the bundle {bundle} holds none of the {len(label_ids)} label(s) to remove (e.g. "
                            f"{sorted(label_ids)[0]}); nothing changed")
         if registry is not None:
