@@ -12,8 +12,16 @@ A label's status is one of:
 * ``rejected``: seen but not usable (cut by the field's edge, failed a check, or its
   field's position was ambiguous); ``reason`` says why;
 * ``missing``: its field was photographed but the label was not found at all;
-* ``enrolled`` / ``held_out``: set by the trainer. Segmentation never overwrites these:
-  the enrolled fingerprint was made from the recorded crop.
+* ``enrolled``: in at least one bundle. Which bundles is the fact, kept per bundle in the
+  table ``enrolled`` (bundle, label_id), the bundle named by its resolved path: enrolling
+  a label into bundle A says nothing of bundle B, and removing it from A (`puf unenroll`)
+  leaves it enrolled while B holds it. The status is kept with those rows, in their
+  transaction (`record_enrolled`, `record_removed`), never set alone;
+* ``held_out``: kept out of enrollment and training (`puf hold-out`) until released.
+
+Segmentation never overwrites enrolled or held-out labels: the enrolled fingerprint was
+made from the recorded crop. A registry of schema 1 (a global status only) gains the table
+on opening; its enrolled labels are recorded as enrolled into `UNKNOWN_BUNDLE`.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ from edge_app.ids import check_id
 from edge_app.label_crop import QUALITY_FIELDS, Quality
 from edge_app.layout import BatchLayout
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# the bundle a label enrolled under schema 1 is recorded in: which one was never written down
+UNKNOWN_BUNDLE = "(a bundle enrolled into before registry schema 2)"
 LABEL_STATUSES = ("found", "rejected", "missing", "enrolled", "held_out")
 LOCKED_STATUSES = ("enrolled", "held_out")
 FIELD_STATUSES = ("done", "ambiguous", "failed", "unreadable")
@@ -83,6 +93,12 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_by_field ON labels (batch_id, field);
 CREATE INDEX IF NOT EXISTS labels_by_status ON labels (status);
+CREATE TABLE IF NOT EXISTS enrolled (
+    bundle TEXT NOT NULL,
+    label_id TEXT NOT NULL REFERENCES labels(label_id),
+    PRIMARY KEY (bundle, label_id)
+);
+CREATE INDEX IF NOT EXISTS enrolled_by_label ON enrolled (label_id);
 CREATE TABLE IF NOT EXISTS rejections (
     batch_id TEXT NOT NULL,
     field INTEGER NOT NULL,
@@ -178,6 +194,8 @@ class Registry:
                 if row is None:
                     self._db.execute("INSERT INTO meta VALUES ('schema', ?)",
                                      (str(SCHEMA_VERSION),))
+                elif row["value"] == "1":
+                    self._migrate_from_1()
                 elif int(row["value"]) != SCHEMA_VERSION:
                     raise PufError(f"{self.path} is a registry of schema {row['value']}; this "
                                    f"version of puf reads schema {SCHEMA_VERSION}")
@@ -190,6 +208,15 @@ class Registry:
         except PufError:
             self.close()
             raise
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 to 2 (inside the opening transaction, which made the table): each label
+        enrolled under schema 1 is recorded as enrolled into `UNKNOWN_BUNDLE`, so it stays
+        enrolled and its crop stays locked; enrolling it again into its bundle records that one."""
+        db = self._connection
+        db.execute("INSERT OR IGNORE INTO enrolled SELECT ?, label_id FROM labels WHERE status='enrolled'",
+                   (UNKNOWN_BUNDLE,))
+        db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     @property
     def _connection(self) -> sqlite3.Connection:
@@ -279,13 +306,57 @@ class Registry:
                  for i, r in enumerate(rejections)])
 
     def set_status(self, label_ids: Iterable[str], status: str) -> int:
-        """Mark labels (e.g. enrolled or held out); returns how many exist and were set."""
+        """Mark labels (e.g. held out); returns how many exist and were set. Enrollment is
+        recorded per bundle (`record_enrolled`), and an enrolled label keeps its status until
+        every bundle holding it lost it (`record_removed`)."""
         if status not in LABEL_STATUSES:
             raise PufError(f"label status {status!r} is not one of {', '.join(LABEL_STATUSES)}")
+        if status == "enrolled":
+            raise PufError("a label is enrolled into a bundle: record it with record_enrolled(bundle, ...)")
+        label_ids = list(label_ids)
         with self.transaction(f"marking labels {status}") as db:
+            enrolled = self._enrolled_among(db, label_ids)
+            if enrolled:
+                label_id, bundle = enrolled[0]
+                raise PufError(f"{len(enrolled)} of the labels are enrolled (e.g. {label_id} into {bundle}): "
+                               f"remove them from their bundles first (puf unenroll); nothing marked {status}")
             cursor = db.executemany("UPDATE labels SET status=? WHERE label_id=?",
                                     [(status, label_id) for label_id in label_ids])
             return cursor.rowcount
+
+    @staticmethod
+    def _enrolled_among(db: sqlite3.Connection, label_ids: list[str]) -> list[tuple[str, str]]:
+        """(label, a bundle it is enrolled into) for each of `label_ids` some bundle holds."""
+        found = []
+        for label_id in label_ids:
+            row = db.execute("SELECT bundle FROM enrolled WHERE label_id=? ORDER BY bundle LIMIT 1",
+                             (label_id,)).fetchone()
+            if row is not None:
+                found.append((label_id, row["bundle"]))
+        return found
+
+    def record_enrolled(self, bundle: str, label_ids: Iterable[str]) -> None:
+        """Record labels as enrolled into `bundle` (its resolved path), status enrolled, in one
+        transaction; labels the registry does not hold are passed over."""
+        label_ids = list(label_ids)
+        with self.transaction(f"recording labels enrolled into {bundle}") as db:
+            db.executemany("INSERT OR IGNORE INTO enrolled SELECT ?, label_id FROM labels WHERE label_id=?",
+                           [(bundle, label_id) for label_id in label_ids])
+            db.executemany("UPDATE labels SET status='enrolled' WHERE label_id=? AND EXISTS "
+                           "(SELECT 1 FROM enrolled WHERE enrolled.label_id=labels.label_id)",
+                           [(label_id,) for label_id in label_ids])
+
+    def record_removed(self, bundle: str, label_ids: Iterable[str]) -> int:
+        """Record labels as no longer in `bundle`; those no other bundle holds become found
+        again. Returns how many records of the bundle were removed."""
+        label_ids = list(label_ids)
+        with self.transaction(f"recording labels removed from {bundle}") as db:
+            removed = db.executemany("DELETE FROM enrolled WHERE bundle=? AND label_id=?",
+                                     [(bundle, label_id) for label_id in label_ids]).rowcount
+            db.executemany("UPDATE labels SET status='found' WHERE label_id=? AND status='enrolled' AND NOT EXISTS "
+                           "(SELECT 1 FROM enrolled WHERE enrolled.label_id=labels.label_id)",
+                           [(label_id,) for label_id in label_ids])
+            return removed
 
     # ---- reading -------------------------------------------------------------------
     def batch_layout(self, batch_id: str) -> BatchLayout | None:
@@ -316,6 +387,11 @@ class Registry:
         sql = "SELECT * FROM labels" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._connection.execute(sql + " ORDER BY label_id", values)
         return [LabelRecord.from_row(row) for row in rows]
+
+    def enrolled_in(self, bundle: str) -> set[str]:
+        """The labels recorded as enrolled into `bundle` (its resolved path)."""
+        rows = self._connection.execute("SELECT label_id FROM enrolled WHERE bundle=?", (bundle,))
+        return {row["label_id"] for row in rows}
 
     def locked_labels(self, batch_id: str, field: int) -> set[str]:
         """Labels of a field whose crops must not change (enrolled or held out)."""

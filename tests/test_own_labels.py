@@ -100,8 +100,7 @@ def walkthrough(tmp_path_factory):
     run(["keygen", str(work / "keys" / "factory")])
     (work / "trusted").mkdir()
     shutil.copy(work / "keys" / "factory.pub", work / "trusted")
-    with Registry(work / "F1.sqlite") as registry:  # field 7 is never enrolled
-        registry.set_status([lb.label_id for lb in registry.labels(field=7)], "held_out")
+    out["hold_out"] = run(["hold-out", str(work / "F1.sqlite"), "--batch", "F1", "--field", "7"])  # never enrolled
     out["enroll"] = run(["enroll", "--bundle", str(work / "bundle"), "--labels", str(work / "F1.sqlite"),
                          "--key", str(work / "keys" / "factory.key")])
     assert puf(["photograph", str(work / "F1"), "--sim", "--handheld", "1", "--fields", "0-5,7",
@@ -161,6 +160,11 @@ def test_the_threshold_is_refused_from_too_few_pairs_then_calibrated(walkthrough
     assert walkthrough["evaluate"]["decisions_at_threshold"]["impostor_accepted"] == 0.0
     queries = walkthrough["queries"]
     assert queries["photos"] == 84 and queries["queries"] >= 80  # 7 fields of 12 labels; a few may not cut
+
+
+def test_a_field_held_out_by_command_is_never_enrolled(walkthrough):
+    assert walkthrough["hold_out"]["held_out"] == 12
+    assert walkthrough["enroll"]["skipped"] == {"held out": 12} and walkthrough["enroll"]["labels_added"] == 84
 
 
 def photo_outcomes(walkthrough, kind: str) -> list[tuple[str, str | None, str]]:

@@ -91,10 +91,10 @@ class FolderDataset:
 
 class RegistryDataset(FolderDataset):
     """Crops recorded in a factory registry (`puf segment`): one crop per usable label
-    (status found, enrolled or held out), found under the batch folder it was segmented
-    from. Same interface as a folder data set."""
+    (status found or enrolled; held-out labels are kept out, `puf hold-out`), found under the
+    batch folder it was segmented from. Same interface as a folder data set."""
 
-    STATUSES = ("found", "enrolled", "held_out")
+    STATUSES = ("found", "enrolled")
 
     def __init__(self, path: Path) -> None:
         import sqlite3

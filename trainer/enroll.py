@@ -441,11 +441,20 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
     return name
 
 
-def record_enrolled(bundle: Path, labels: Path, label_ids: list[str]) -> None:
-    """Mark labels the bundle holds enrolled in the registry `labels` (nothing for a crop
-    folder). Called again for the labels a re-run finds already in the bundle, so a run cut
-    off between the bundle's new version and this record converges; a registry that cannot be
-    written (a full disk) is a PufError saying so."""
+def bundle_name(bundle: Path) -> str:
+    """The bundle as the registry names it (`edge_app.registry.Registry.record_enrolled`): its
+    resolved path, so a symlink to it or a relative path is the same bundle."""
+    from edge_app.folder_swap import home_of
+
+    return str(home_of(Path(bundle)))
+
+
+def record_enrolled(bundle: Path, labels: Path, label_ids: list[str], removed: bool = False) -> None:
+    """Record in the registry `labels` that the bundle holds these labels, or (`removed`) no
+    longer holds them (nothing for a crop folder). Called again for the labels a re-run finds
+    already in the bundle (or already gone), so a run cut off between the bundle's new version
+    and this record converges; a registry that cannot be written (a full disk) is a PufError
+    saying so."""
     import sqlite3
 
     from edge_app.registry import Registry
@@ -454,11 +463,15 @@ def record_enrolled(bundle: Path, labels: Path, label_ids: list[str]) -> None:
         return
     try:
         with Registry(labels) as registry:
-            registry.set_status(label_ids, "enrolled")
+            if removed:
+                registry.record_removed(bundle_name(bundle), label_ids)
+            else:
+                registry.record_enrolled(bundle_name(bundle), label_ids)
     except (sqlite3.Error, PufError) as error:
-        raise PufError(f"the bundle {bundle} holds {len(label_ids)} label(s) that the registry {labels} could not "
-                       f"record as enrolled ({error}); once it can be written (a full disk: make room), run puf "
-                       "enroll again: it records them without enrolling any twice") from None
+        holds, record, verb = ("no longer holds", "removed", "unenroll") if removed else ("holds", "enrolled", "enroll")
+        raise PufError(f"the bundle {bundle} {holds} {len(label_ids)} label(s) that the registry {labels} could not "
+                       f"record as {record} ({error}); once it can be written (a full disk: make room), run puf "
+                       f"{verb} again: it records them without doing anything twice") from None
 
 
 def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str, items: list[EnrollItem],

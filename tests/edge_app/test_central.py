@@ -70,7 +70,7 @@ def test_two_factories_push_side_by_side_and_a_re_push_changes_nothing(url, tmp_
 
     # The factory moves on: labels enrolled, a field segmented again with one label fewer.
     with Registry(tmp_path / "a.sqlite") as a:
-        a.set_status(["A1-0000-00", "A1-0000-01"], "enrolled")
+        a.record_enrolled("/bundles/b1", ["A1-0000-00", "A1-0000-01"])
         kept = [replace(label, status="found") for label in a.labels("A1", field=1)[:3]]
         a.record_field(FieldRecord("A1", 1, "done", labels_found=3), kept)
     with CentralRegistry(url) as central:

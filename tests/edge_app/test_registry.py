@@ -10,7 +10,7 @@ import pytest
 from edge_app.errors import PufError
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
-from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
+from edge_app.registry import UNKNOWN_BUNDLE, FieldRecord, LabelRecord, Registry, RejectionRecord
 
 LAYOUT = BatchLayout("R1", tuple("ABCD" * 6), label_cols=2, label_rows=2, field_cols=3,
                      field_rows=2)
@@ -59,7 +59,7 @@ def test_recording_a_field_again_replaces_it(registry: Registry) -> None:
 
 def test_enrolled_and_held_out_labels_keep_their_record(registry: Registry) -> None:
     registry.record_field(FieldRecord("R1", 1, "done"), labels_of(1))
-    assert registry.set_status(["R1-0001-00"], "enrolled") == 1
+    registry.record_enrolled("/bundles/a", ["R1-0001-00"])
     assert registry.set_status(["R1-0001-01"], "held_out") == 1
     assert registry.locked_labels("R1", 1) == {"R1-0001-00", "R1-0001-01"}
     changed = [replace(label, sha256="cd" * 32, status="rejected") for label in labels_of(1)]
@@ -70,6 +70,51 @@ def test_enrolled_and_held_out_labels_keep_their_record(registry: Registry) -> N
     assert registry.label("R1-0001-02").status == "rejected"
     with pytest.raises(PufError, match="status"):
         registry.set_status(["R1-0001-02"], "stolen")
+
+
+def test_enrolled_is_a_fact_per_bundle(registry: Registry) -> None:
+    """Enrolled into A says nothing of B; removed from A, a label B holds stays enrolled
+    (its crop locked), and one no bundle holds is found again."""
+    registry.record_field(FieldRecord("R1", 1, "done"), labels_of(1))
+    registry.record_enrolled("/bundles/a", ["R1-0001-00", "R1-0001-01", "R1-0009-00"])  # no such label: passed over
+    registry.record_enrolled("/bundles/b", ["R1-0001-00"])
+    assert registry.enrolled_in("/bundles/a") == {"R1-0001-00", "R1-0001-01"}
+    assert registry.enrolled_in("/bundles/b") == {"R1-0001-00"}
+    assert registry.record_removed("/bundles/a", ["R1-0001-00", "R1-0001-01"]) == 2
+    assert registry.enrolled_in("/bundles/a") == set()
+    assert registry.label("R1-0001-00").status == "enrolled"  # B holds it
+    assert registry.label("R1-0001-01").status == "found"
+    assert registry.locked_labels("R1", 1) == {"R1-0001-00"}
+    with pytest.raises(PufError, match="enrolled"):
+        registry.set_status(["R1-0001-00"], "enrolled")
+    with pytest.raises(PufError, match=r"1 of the labels are enrolled \(e.g. R1-0001-00 into /bundles/b\)"):
+        registry.set_status(["R1-0001-01", "R1-0001-00"], "held_out")
+    assert registry.label("R1-0001-01").status == "found"  # refused whole
+
+
+def test_a_registry_of_schema_1_is_read_and_its_enrolled_labels_stay_enrolled(tmp_path) -> None:
+    """A registry written before enrollment was recorded per bundle: its enrolled labels are
+    enrolled into an unknown bundle (crops still locked), its held-out ones stay held out."""
+    path = tmp_path / "old.sqlite"
+    with Registry(path) as registry:
+        registry.upsert_batch(LAYOUT, "/data/R1")
+        registry.record_field(FieldRecord("R1", 0, "done"), labels_of(0))
+    db = sqlite3.connect(path)  # as schema 1 left it: a status, no table of bundles
+    with db:
+        db.execute("DROP TABLE enrolled")
+        db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+        db.execute("UPDATE labels SET status='enrolled' WHERE label_id='R1-0000-00'")
+        db.execute("UPDATE labels SET status='held_out' WHERE label_id='R1-0000-01'")
+    db.close()
+    with Registry(path) as registry:
+        assert registry.enrolled_in(UNKNOWN_BUNDLE) == {"R1-0000-00"}
+        assert registry.label("R1-0000-00").status == "enrolled"
+        assert registry.label("R1-0000-01").status == "held_out"
+        assert registry.locked_labels("R1", 0) == {"R1-0000-00", "R1-0000-01"}
+        registry.record_enrolled("/bundles/a", ["R1-0000-00"])  # enrolled into its bundle again: now known
+        assert registry.enrolled_in("/bundles/a") == {"R1-0000-00"}
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("2",)
 
 
 def test_a_failed_write_leaves_the_old_record(registry: Registry) -> None:

@@ -192,7 +192,7 @@ def test_enrolled_crops_are_never_rewritten(tmp_path) -> None:
     assert run(batch) == 0
     crop = batch / "crops" / "T1-0000-05.png"
     with Registry(tmp_path / "registry.sqlite") as registry:
-        registry.set_status(["T1-0000-05"], "enrolled")
+        registry.record_enrolled("/bundles/b1", ["T1-0000-05"])
     crop.write_bytes(b"the enrolled crop")  # stands for what the fingerprint was made from
     assert run(batch, "--force") == 0
     assert crop.read_bytes() == b"the enrolled crop"

@@ -12,7 +12,7 @@ from edge_app.cli import main
 from edge_app.registry import Registry
 from tests.bundle_support import batch_registry, keys
 from tests.trainer_support import bundle_label_counts, statuses
-from trainer.enroll import enroll
+from trainer.enroll import bundle_name, enroll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,10 +21,13 @@ def test_a_rerun_after_a_crash_between_the_swap_and_the_registry_update_converge
     registry_path = batch_registry(base, tmp_path, ("V1",))
     enroll(fresh, registry_path, key, progress=False)
     with Registry(registry_path) as registry:  # as the crash left it: in the bundle, not yet recorded
-        registry.set_status(list(statuses(registry_path)), "found")
+        registry.record_removed(bundle_name(fresh), list(statuses(registry_path)))
+    assert set(statuses(registry_path).values()) == {"found"}
     report = enroll(fresh, registry_path, key, progress=False)
     assert report["labels_added"] == 0 and report["skipped"] == {"already enrolled": 12}
     assert set(statuses(registry_path).values()) == {"enrolled"}
+    with Registry(registry_path) as registry:
+        assert registry.enrolled_in(bundle_name(fresh)) == set(statuses(registry_path))
     assert bundle_label_counts(fresh) == Counter(list(statuses(registry_path)))  # each label once
 
 
@@ -35,12 +38,12 @@ def test_a_full_disk_at_the_registry_update_is_a_clear_error_and_the_rerun_conve
     code = ("import resource, signal, sys\n"
             "from edge_app.cli import main\n"
             "from edge_app.registry import Registry\n"
-            "set_status = Registry.set_status\n"
+            "record_enrolled = Registry.record_enrolled\n"
             "def fill_then_set(registry, *args):\n"
             "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             "    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
-            "    return set_status(registry, *args)\n"
-            "Registry.set_status = fill_then_set\n"
+            "    return record_enrolled(registry, *args)\n"
+            "Registry.record_enrolled = fill_then_set\n"
             f"sys.exit(main({args!r}))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr[-2000:]
