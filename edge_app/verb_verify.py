@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return run_self_test(args.json)
     if not args.images:
         raise PufError("give the photos to verify (or --self-test to check this install)")
-    bundle = load_bundle(*verify_sources(args.bundle, args.trusted_keys))
+    path, keys, held = verify_sources(args.bundle, args.trusted_keys)
+    bundle = load_bundle(path, keys, root_list=held)
     bundle.release.refuse_expired(f"the bundle {bundle.path}", ": its labels and threshold may be out of date")
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)

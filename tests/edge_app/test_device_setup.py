@@ -152,7 +152,7 @@ def test_trusting_a_key_refuses_what_is_not_one_and_writes_nothing(layout):
     assert clash.returncode == 2 and "another key is already trusted as" in clash.stderr
     assert (trusted_dir(layout) / "factory.pub").read_bytes() == (layout / "keys" / "factory.pub").read_bytes()
     again = puf(layout, "device", "trust", "keys/factory.pub", "--json")
-    assert json.loads(again.stdout) == {"action": "trust", "key_id": KEY_ID, "added": False,
+    assert json.loads(again.stdout) == {"action": "trust", "key_id": KEY_ID, "added": False, "root": False,
                                         "path": str(trusted_dir(layout) / "factory.pub")}
     assert [p.name for p in trusted_dir(layout).iterdir()] == ["factory.pub"]
 
