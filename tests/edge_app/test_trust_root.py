@@ -342,3 +342,20 @@ def test_puf_root_device_install_and_verify_follow_the_newest_list(signed, pairs
     assert puf(env, "device", "install", newer).returncode == 0
     leaked = puf(env, "verify", tmp_path / "photo.png", "--bundle", bundle)  # the old bundle, its old list
     assert leaked.returncode == 2 and "has version 1, older than version 2 this device holds" in leaked.stderr
+
+
+def test_the_app_on_a_device_with_only_roots_installs_and_opens_by_the_newest_list(device, pairs, factory, signed,
+                                                                                  tmp_path):
+    """The app's *Update bundle from folder* and its bundle status, on a device set up with roots only."""
+    from edge_app.app.inspection import Inspector
+
+    store, trusted = device
+    inspector = Inspector(store, trusted_keys=trusted)
+    v1 = root_list([pairs["r1"], pairs["r2"]], [factory], [pairs["r1"], pairs["r2"]])
+    status = inspector.install(carrying(signed, tmp_path / "usb" / "v1", factory, 1, v1))
+    assert status.ready and status.signer == factory.key_id, status.describe()
+    v2 = root_list([pairs["r1"], pairs["r2"]], [pairs["factory2"]], [pairs["r1"], pairs["r2"]], version=2)
+    inspector.install(carrying(signed, tmp_path / "usb" / "v2", pairs["factory2"], 2, v2))
+    reopened = Inspector(store, bundle=tmp_path / "usb" / "v1", trusted_keys=trusted).open()  # the leaked key's
+    assert not reopened.ready and "older than version 2 this device holds" in reopened.describe()
+    inspector.close()
