@@ -323,15 +323,17 @@ def utc_text(moment: datetime) -> str:
 
 def _time(manifest: dict, key: str) -> datetime | None:
     value = manifest.get(key)
-    if value is None:
-        return None
+    return None if value is None else parse_time(value, f"{MANIFEST}: {key}")
+
+
+def parse_time(value: object, what: str) -> datetime:
+    """A time as `utc_text` writes it (any ISO 8601 time with its zone); PufError naming `what`."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise PufError(f"{MANIFEST}: {key} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), "
-                       f"got {value!r}")
+        raise PufError(f"{what} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), got {value!r}")
     return moment
 
 

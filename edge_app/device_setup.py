@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_app.device_store import BUNDLE, device_home, trusted_keys_dir
 from edge_app.errors import PufError
 from edge_app.folder_swap import write_atomic
+from edge_app.json_files import read_at_most
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 from edge_app.trust_root import ROOT_LIST
 
@@ -36,13 +37,7 @@ def trust_key(source: Path, folder: Path) -> Trusted:
     written, for a file that is not an Ed25519 public key, a private key, or a name another
     trusted key holds. A key trusted already (under any name) is left as it is."""
     source = Path(source)
-    try:
-        with source.open("rb") as f:
-            data = f.read(MAX_KEY_BYTES + 1)
-    except OSError as error:
-        raise PufError(f"cannot read the key {source}: {error.strerror or error}") from None
-    if len(data) > MAX_KEY_BYTES:
-        raise PufError(f"{source} is not a public key: it is over {MAX_KEY_BYTES} bytes, where a key is about 113")
+    data = read_at_most(source, MAX_KEY_BYTES, "key")  # a PEM public key is about 113 bytes
     if b"PRIVATE KEY" in data:
         raise PufError(f"{source} is a private key: a device needs only the factory's public key (the .pub file); "
                        "keep the private key at the factory (and make a new pair if it has been copied around)")

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_app.bundle_format import MAX_SEQUENCE
+from edge_app.bundle_format import MAX_SEQUENCE, parse_time
 from edge_app.errors import NoTrustedKeys, PufError
+from edge_app.json_files import read_at_most
 from edge_app.signing import (
     ALGORITHM,
     canonical_bytes,
@@ -102,7 +103,7 @@ class RootList:
         version = data.get("version")
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_SEQUENCE:
             raise PufError(f"{where}: version must be a whole number from 1 to {MAX_SEQUENCE}, got {version!r}")
-        expires = _time(data.get("expires"), where)
+        expires = parse_time(data.get("expires"), f"{where}: expires")
         roots, keys = _keys(data, "roots", where), _keys(data, "keys", where)
         threshold = data.get("threshold")
         if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= len(roots):
@@ -125,13 +126,7 @@ class RootList:
     @classmethod
     def read(cls, path: Path) -> RootList:
         path = Path(path)
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_BYTES + 1)
-        except OSError as error:
-            raise PufError(f"cannot read the root list {path}: {error.strerror or error}") from None
-        if len(data) > MAX_BYTES:
-            raise PufError(f"{path} is not a root list: over {MAX_BYTES} bytes")
+        data = read_at_most(path, MAX_BYTES, "root list")
         try:
             document = json.loads(data)
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -169,17 +164,6 @@ class RootList:
     def describe(self) -> str:
         return (f"root list version {self.version}, expires {self.expires:%Y-%m-%d %H:%M} UTC, {self.threshold} of "
                 f"{len(self.roots)} roots, signing keys {', '.join(sorted(self.keys))}")
-
-
-def _time(value: object, where: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise PufError(f"{where}: expires must be an ISO 8601 time with its zone (2027-03-02T10:04:05Z), "
-                       f"got {value!r}")
-    return moment
 
 
 def accept(offered: RootList, held: RootList | None, device_roots: dict, where: str) -> RootList:

@@ -111,7 +111,7 @@ def edit(args: argparse.Namespace) -> dict:
         for public in added:
             kept[Path(public).name] = load_public_key(public)  # any name: new_root_list names keys by id
     version = old.version + 1 if old.signatures else old.version
-    threshold = args.threshold if args.threshold is not None else min(old.threshold, len(roots))
+    threshold = args.threshold if args.threshold is not None else old.threshold
     return new_root_list(list(roots.values()), list(keys.values()), threshold, args.valid_days, version)
 
 

@@ -359,3 +359,30 @@ def test_the_app_on_a_device_with_only_roots_installs_and_opens_by_the_newest_li
     reopened = Inspector(store, bundle=tmp_path / "usb" / "v1", trusted_keys=trusted).open()  # the leaked key's
     assert not reopened.ready and "older than version 2 this device holds" in reopened.describe()
     inspector.close()
+
+
+def test_puf_root_refuses_to_make_over_edit_wrongly_or_sign_beside_a_broken_signature(pairs, factory, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    r1, r2 = (pairs[n].path.with_suffix(".pub") for n in ("r1", "r2"))
+    listed = tmp_path / "root.json"
+    assert puf(env, "root", "init", listed, "--root", r1, "--root", r2, "--signer", factory.path.with_suffix(".pub"),
+               "--threshold", "2").returncode == 0
+    made = listed.read_text()
+    refusals = {("init", listed, "--root", r1, "--signer", r1): "exists: a root list is changed with puf root edit",
+                ("edit", listed, "--remove-signer", "0123456789abcdef"): "lists no signing key 0123456789abcdef",
+                ("edit", listed, "--remove-root", r2): "threshold must be a whole number from 1 to 1",
+                ("init", tmp_path / "new.json", "--root", r1, "--signer", r1, "--threshold", "2"):
+                    "threshold must be a whole number from 1 to 1",
+                ("init", tmp_path / "new.json", "--root", r1, "--signer", r1, "--valid-days", "0"):
+                    "validity must be more than 0"}
+    for argv, message in refusals.items():
+        refused = puf(env, "root", *argv)
+        assert refused.returncode == 2 and message in refused.stderr, (argv, refused.stderr)
+        assert listed.read_text() == made and not (tmp_path / "new.json").exists()
+    assert puf(env, "root", "sign", listed, "--key", pairs["r1"].path).returncode == 0
+    document = json.loads(listed.read_text())
+    document["threshold"] = 1  # altered after r1 signed: r2 must not sign beside it
+    listed.write_text(json.dumps(document))
+    refused = puf(env, "root", "sign", listed, "--key", pairs["r2"].path)
+    assert refused.returncode == 2 and f"the signature of root {pairs['r1'].key_id} does not match" in refused.stderr
+    assert json.loads(listed.read_text()) == document
