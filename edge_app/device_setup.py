@@ -37,7 +37,7 @@ def trust_key(source: Path, folder: Path) -> Trusted:
     written, for a file that is not an Ed25519 public key, a private key, or a name another
     trusted key holds. A key trusted already (under any name) is left as it is."""
     source = Path(source)
-    data = read_at_most(source, MAX_KEY_BYTES, "key")  # a PEM public key is about 113 bytes
+    data = read_at_most(source, MAX_KEY_BYTES, "public key")  # a PEM public key is about 113 bytes
     if b"PRIVATE KEY" in data:
         raise PufError(f"{source} is a private key: a device needs only the factory's public key (the .pub file); "
                        "keep the private key at the factory (and make a new pair if it has been copied around)")
