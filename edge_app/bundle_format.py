@@ -7,6 +7,8 @@
     BUNDLE/shards/pNN.faiss          one Faiss index per pattern class (`shard_paths`)
     BUNDLE/shards/pNN.ids.npy        the label ids of its rows
     BUNDLE/shards/pNN.thumbs.npy     optional: enrolled labels' thumbnails (`thumbnail_path`)
+    BUNDLE/root.json                 optional: the root list, signed by root keys, not listed in
+                                     the manifest (`edge_app.trust_root`, which reads it)
 
 The manifest's parts are dataclasses (`Decision`, `ModelInfo`, `FileEntry`, `Shards`,
 `ShardEntry`, `Release`); `Manifest.from_dict` checks every field a reader uses is of the

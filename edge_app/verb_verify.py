@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else the one installed "
                                                     "on this device by puf device install)")
     parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of trusted *.pub keys (default: the device's, as puf device trust keeps them)")
+                        help="folder of trusted *.pub keys, and root keys in its root/ (default: the device's, as puf "
+                             "device trust keeps them)")
     parser.add_argument("--self-test", action="store_true",
                         help="check this install end to end: verify the package's own test photos against its own "
                              "small signed bundle (its key trusted for this run only), and nothing else")
