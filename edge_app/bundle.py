@@ -3,13 +3,12 @@
 The bundle's files and manifest are `edge_app.bundle_format`'s (its docstring lists them).
 Loading checks, in order: the manifest's format (`edge_app.bundle_format.Manifest`); its
 signature against the trusted keys, or the signing keys of the newest root list
-(`edge_app.trust_root`), so its list of checksums can be believed; that every
-listed file is there with its sha256; and that no file is there that the manifest does not
-list (but the root list, checked on its own root signatures). An unlisted file could not
-change a verdict (nothing unlisted is ever read), but it
-means the folder is not the bundle that was signed, a mix of two versions or a planted
-file, and a refusal that names it is cheaper to act on than a device that quietly ignores
-it. Every refusal is a PufError naming the file.
+(`edge_app.trust_root`), so its list of checksums can be believed; that every listed file is
+there with its sha256; and that no file is there that the manifest does not list (but the
+root list, checked on its own root signatures). An unlisted file could not change a verdict
+(nothing unlisted is ever read), but it means the folder is not the bundle that was signed,
+a mix of two versions or a planted file, and a refusal that names it is cheaper to act on
+than a device that quietly ignores it. Every refusal is a PufError naming the file.
 """
 
 from __future__ import annotations
