@@ -386,3 +386,17 @@ def test_puf_root_refuses_to_make_over_edit_wrongly_or_sign_beside_a_broken_sign
     refused = puf(env, "root", "sign", listed, "--key", pairs["r2"].path)
     assert refused.returncode == 2 and f"the signature of root {pairs['r1'].key_id} does not match" in refused.stderr
     assert json.loads(listed.read_text()) == document
+
+
+def test_a_held_list_edited_on_the_device_is_refused_not_believed(holding_v1, pairs, factory, signed, tmp_path):
+    """The list the device holds is checked on its own root signatures each time: a key written
+    into it by hand makes the device refuse bundles until a good list comes, never trust the key."""
+    from edge_app.trust_root import encode_key
+
+    store, trusted, v1 = holding_v1
+    edited = json.loads(store.root_list_path().read_text())
+    edited["keys"][pairs["factory2"].key_id] = encode_key(public(pairs["factory2"]))
+    store.root_list_path().write_text(json.dumps(edited))
+    with pytest.raises(PufError, match="the signature of root .* does not match the list"):
+        store.install_bundle(carrying(signed, tmp_path / "usb" / "planted", pairs["factory2"], 2, None), trusted)
+    assert json.loads((store.bundle_path() / "root.json").read_text()) == v1  # the installed bundle stays
