@@ -400,3 +400,24 @@ def test_a_held_list_edited_on_the_device_is_refused_not_believed(holding_v1, pa
     with pytest.raises(PufError, match="the signature of root .* does not match the list"):
         store.install_bundle(carrying(signed, tmp_path / "usb" / "planted", pairs["factory2"], 2, None), trusted)
     assert json.loads((store.bundle_path() / "root.json").read_text()) == v1  # the installed bundle stays
+
+
+def test_puf_root_attach_keeps_only_a_list_that_devices_would_accept_beside_the_key(pairs, factory, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    shutil.copytree(factory.path.parent, tmp_path / "keys")
+    key = tmp_path / "keys" / factory.path.name
+    beside = key.with_name(key.name + ".root.json")
+    cases = {"other key": (root_list([pairs["r1"]], [pairs["factory2"]], [pairs["r1"]], threshold=1),
+                           f"does not name the signing key {factory.key_id}"),
+             "unsigned": (root_list([pairs["r1"]], [factory], [], threshold=1), "signed by 0 of its own"),
+             "same root twice": (_twice(pairs, factory), "signed twice by root")}
+    for name, (listed, message) in cases.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(listed))
+        refused = puf(env, "root", "attach", tmp_path / f"{name}.json", "--key", key)
+        assert refused.returncode == 2 and message in refused.stderr, (name, refused.stderr)
+        assert not beside.exists()
+    good = root_list([pairs["r1"]], [factory], [pairs["r1"]], threshold=1)
+    (tmp_path / "good.json").write_text(json.dumps(good))
+    attached = puf(env, "root", "attach", tmp_path / "good.json", "--key", key, "--json")
+    assert attached.returncode == 0 and json.loads(attached.stdout)["attached"] == str(beside), attached.stderr
+    assert json.loads(beside.read_text()) == good
