@@ -2,12 +2,13 @@
 
 The bundle's files and manifest are `edge_app.bundle_format`'s (its docstring lists them).
 Loading checks, in order: the manifest's format (`edge_app.bundle_format.Manifest`); its
-signature against the trusted keys (so its list of checksums can be believed); that every
-listed file is there with its sha256; and that no file is there that the manifest does not
-list. An unlisted file could not change a verdict (nothing unlisted is ever read), but it
-means the folder is not the bundle that was signed, a mix of two versions or a planted
-file, and a refusal that names it is cheaper to act on than a device that quietly ignores
-it. Every refusal is a PufError naming the file.
+signature against the trusted keys, or the signing keys of the newest root list
+(`edge_app.trust_root`), so its list of checksums can be believed; that every listed file is
+there with its sha256; and that no file is there that the manifest does not list (but the
+root list, checked on its own root signatures). An unlisted file could not change a verdict
+(nothing unlisted is ever read), but it means the folder is not the bundle that was signed,
+a mix of two versions or a planted file, and a refusal that names it is cheaper to act on
+than a device that quietly ignores it. Every refusal is a PufError naming the file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from edge_app.bundle_format import (
 )
 from edge_app.errors import PufError
 from edge_app.runtime import ModelRunner
+from edge_app.trust_root import ROOT_LIST, RootList
 
 if TYPE_CHECKING:
     from edge_app.orientation import PatternTemplates
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 def unlisted_files(bundle: Path, manifest: Manifest) -> list[str]:
     """Files in the bundle folder that the manifest does not list (bundle-relative)."""
-    listed = set(manifest.file_entries) | {MANIFEST}
+    listed = set(manifest.file_entries) | {MANIFEST, ROOT_LIST}  # the root list is checked on its own
     found = sorted(p.relative_to(bundle).as_posix() for p in Path(bundle).rglob("*")
                    if p.is_file() or p.is_symlink())
     return [name for name in found if name not in listed]
@@ -81,6 +83,7 @@ class Bundle:
     signer: str | None  # the trusted key that signed it (None: opened without checking)
     shards: ShardSet
     templates: PatternTemplates | None
+    root_list: RootList | None = None  # the root list that named its signer (None: a folder of trusted keys)
 
     @property
     def release(self) -> Release:
@@ -138,9 +141,11 @@ SWAP_RETRIES = 3  # a load that fails while the bundle moved on to a newer versi
 
 
 def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: bool = True,
-                mmap: bool = True) -> Bundle:
+                mmap: bool = True, root_list: Path | None = None) -> Bundle:
     """Open and check a bundle. `trusted_keys` is a key-id -> public-key dict, a folder of
-    ``*.pub`` files, or None for the default folder (`edge_app.signing`). `check=False`
+    ``*.pub`` files, or None for the default folder (`edge_app.signing`); a folder with root
+    keys trusts the signing keys of the newest root list, the bundle's or the one the device
+    holds at `root_list` (`edge_app.trust_root.bundle_trust`). `check=False`
     skips signature and checksums: only for the factory's own freshly written bundles.
 
     Everything is read from one version of the bundle (`edge_app.folder_swap.current_version`,
@@ -156,27 +161,30 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
     while True:
         version = current_version(path)
         try:
-            return _load_version(path, version, trusted_keys, check, mmap)
+            return _load_version(path, version, trusted_keys, check, mmap, root_list)
         except (PufError, OSError):
             tries += 1
             if tries > SWAP_RETRIES or current_version(path) == version:
                 raise
 
 
-def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, check: bool, mmap: bool) -> Bundle:
+def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, check: bool, mmap: bool,
+                  root_list: Path | None) -> Bundle:
     """`load_bundle` of the version folder `path` of the bundle `named`."""
     from edge_app.orientation import PatternTemplates
     from edge_app.shards import ShardSet
-    from edge_app.signing import load_trusted_keys, verify_manifest
+    from edge_app.signing import verify_manifest
+    from edge_app.trust_root import Trust, bundle_trust
 
     if not path.is_dir():
         raise PufError(f"no bundle at {named}")
     written = read_manifest(path)
     manifest = Manifest.from_dict(written, f"{path / MANIFEST}")
-    signer = None
+    signer, trust = None, None
     if check:
-        trusted = trusted_keys if isinstance(trusted_keys, dict) else load_trusted_keys(trusted_keys)
-        signer = verify_manifest(written, trusted, where=f"{named.name}/{MANIFEST}")  # the JSON as signed
+        trust = Trust(trusted_keys, None) if isinstance(trusted_keys, dict) else \
+            bundle_trust(path, trusted_keys, root_list)
+        signer = verify_manifest(written, trust.keys, where=f"{named.name}/{MANIFEST}")  # the JSON as signed
         check_bundle_files(path, manifest)
     if manifest.shards is None:
         raise PufError(f"the bundle {named} has no enrolled labels (no shards): run puf enroll")
@@ -187,4 +195,5 @@ def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, che
         if getattr(manifest, field) is None:
             raise PufError(f"{MANIFEST} has no {field!r}")
     templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest.file_entries else None
-    return Bundle(path, manifest, signer, ShardSet.load(path, manifest.shards, mmap), templates)
+    return Bundle(path, manifest, signer, ShardSet.load(path, manifest.shards, mmap), templates,
+                  trust.root_list if trust else None)

@@ -7,6 +7,8 @@
     BUNDLE/shards/pNN.faiss          one Faiss index per pattern class (`shard_paths`)
     BUNDLE/shards/pNN.ids.npy        the label ids of its rows
     BUNDLE/shards/pNN.thumbs.npy     optional: enrolled labels' thumbnails (`thumbnail_path`)
+    BUNDLE/root.json                 optional: the root list, signed by root keys, not listed in
+                                     the manifest (`edge_app.trust_root`, which reads it)
 
 The manifest's parts are dataclasses (`Decision`, `ModelInfo`, `FileEntry`, `Shards`,
 `ShardEntry`, `Release`); `Manifest.from_dict` checks every field a reader uses is of the
@@ -323,15 +325,17 @@ def utc_text(moment: datetime) -> str:
 
 def _time(manifest: dict, key: str) -> datetime | None:
     value = manifest.get(key)
-    if value is None:
-        return None
+    return None if value is None else parse_time(value, f"{MANIFEST}: {key}")
+
+
+def parse_time(value: object, what: str) -> datetime:
+    """A time as `utc_text` writes it (any ISO 8601 time with its zone); PufError naming `what`."""
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise PufError(f"{MANIFEST}: {key} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), "
-                       f"got {value!r}")
+        raise PufError(f"{what} must be an ISO 8601 time with its zone (2026-03-02T10:04:05Z), got {value!r}")
     return moment
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from edge_app.device_store import BUNDLE, device_home, trusted_keys_dir
 from edge_app.errors import PufError
 from edge_app.folder_swap import write_atomic
+from edge_app.json_files import read_at_most
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
+from edge_app.trust_root import ROOT_LIST
 
 # A PEM Ed25519 public key is 113 bytes: a file far larger is not one (and is not read whole).
 MAX_KEY_BYTES = 16 * 1024
@@ -35,13 +37,7 @@ def trust_key(source: Path, folder: Path) -> Trusted:
     written, for a file that is not an Ed25519 public key, a private key, or a name another
     trusted key holds. A key trusted already (under any name) is left as it is."""
     source = Path(source)
-    try:
-        with source.open("rb") as f:
-            data = f.read(MAX_KEY_BYTES + 1)
-    except OSError as error:
-        raise PufError(f"cannot read the key {source}: {error.strerror or error}") from None
-    if len(data) > MAX_KEY_BYTES:
-        raise PufError(f"{source} is not a public key: it is over {MAX_KEY_BYTES} bytes, where a key is about 113")
+    data = read_at_most(source, MAX_KEY_BYTES, "public key")  # a PEM public key is about 113 bytes
     if b"PRIVATE KEY" in data:
         raise PufError(f"{source} is a private key: a device needs only the factory's public key (the .pub file); "
                        "keep the private key at the factory (and make a new pair if it has been copied around)")
@@ -62,18 +58,20 @@ def trust_key(source: Path, folder: Path) -> Trusted:
     return Trusted(new_id, target, True)
 
 
-def verify_sources(bundle: Path | None, trusted_keys: Path | None) -> tuple[Path, Path]:
-    """The bundle and trusted-keys folder `puf verify` uses: those given; else $PUF_BUNDLE, else
-    the bundle installed on this device (`puf device install`), and the device's trusted keys.
+def verify_sources(bundle: Path | None, trusted_keys: Path | None) -> tuple[Path, Path, Path]:
+    """The bundle, trusted-keys folder and held root list `puf verify` uses: those given; else
+    $PUF_BUNDLE, else the bundle installed on this device (`puf device install`), and the device's
+    trusted keys; the device's root list always (a newer one than a bundle carries still counts).
     Only read: the device's folder is neither made nor repaired here (the app may be updating it)."""
     home = device_home()
     keys = trusted_keys or trusted_keys_dir(home)
+    held = home / ROOT_LIST
     if bundle is not None:
-        return bundle, keys
+        return bundle, keys, held
     if os.environ.get("PUF_BUNDLE"):
-        return Path(os.environ["PUF_BUNDLE"]), keys
+        return Path(os.environ["PUF_BUNDLE"]), keys, held
     installed = home / BUNDLE
     if not installed.is_dir():
         raise PufError(f"no bundle is installed on this device ({installed}): install the factory's with "
                        "puf device install BUNDLE, or name one with --bundle")
-    return installed, keys
+    return installed, keys, held

@@ -8,7 +8,10 @@
         settings.json        camera, exposure and label size chosen in the app; "label_px" is the
                              label side verify expects in a still, px, or null: found in each photo
         trusted_keys/        public keys of the factories whose bundles this device accepts
-                             (optional; else `edge_app.signing.default_trusted_keys_dir`)
+                             (optional; else `edge_app.signing.default_trusted_keys_dir`), and
+                             in trusted_keys/root/ the root keys, when it trusts a root
+        root.json            the newest root list the device accepted (`edge_app.trust_root`):
+                             an older one, carried by a replayed bundle, is refused
 
 An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
 (checksums and Ed25519 signature, `edge_app.bundle.load_bundle`; a sequence above the
@@ -168,7 +171,7 @@ class DeviceStore:
         try:
             _copy_tree(source, incoming, progress)
             try:
-                loaded = load_bundle(incoming, trusted_keys)
+                loaded = load_bundle(incoming, trusted_keys, root_list=self.root_list_path())
             except PufError as error:
                 raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
             self._check_release(loaded.release, source, allow_older)
@@ -180,6 +183,7 @@ class DeviceStore:
                 raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
                                "bundle is unchanged") from None
             swap_in(incoming, bundle, previous)
+            self._keep_root_list(loaded.root_list)
         except OSError as error:
             raise PufError(f"cannot install the bundle from {source}: {error.strerror or error}; the current "
                            "bundle is unchanged") from None
@@ -188,6 +192,19 @@ class DeviceStore:
                 shutil.rmtree(incoming, ignore_errors=True)
         log.info("installed the bundle from %s", source)
         return dataclasses.replace(loaded, path=bundle)  # its shards stay mapped through the rename
+
+    def root_list_path(self) -> Path:
+        """HOME/root.json: the newest root list this device accepted (there when it trusts a root)."""
+        from edge_app.trust_root import ROOT_LIST
+
+        return self.home / ROOT_LIST
+
+    def _keep_root_list(self, root_list) -> None:
+        """Keep `root_list` (accepted with the bundle just installed, so not older) as the one the
+        device holds, written atomically; a crash before leaves it in the installed bundle, and
+        the next load accepts it from there."""
+        if root_list is not None:
+            write_atomic(self.root_list_path(), json.dumps(root_list.document, indent=1) + "\n")
 
     def _check_release(self, release, source: Path, allow_older: bool) -> None:
         release.refuse_expired(f"the bundle in {source}", "; the current bundle is unchanged")

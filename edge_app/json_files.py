@@ -58,6 +58,20 @@ def read_json(path: Path, what: str) -> object:
         raise PufError(f"cannot read the {what} {path}: {error}") from None
 
 
+def read_at_most(path: Path, limit: int, what: str) -> bytes:
+    """The file's bytes, read no further than `limit` (a file far larger than a WHAT is not one,
+    and is not read whole); PufError "cannot read the WHAT PATH: why" or "PATH is not a WHAT"."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as error:
+        raise PufError(f"cannot read the {what} {path}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise PufError(f"{path} is not a {what}: it is over {limit} bytes")
+    return data
+
+
 def load_json(path: Path, what: str, parse: Callable[[object], T]) -> T:
     """`parse` of the file's JSON value; its PufError prefixed with the file's path."""
     data = read_json(path, what)

@@ -48,12 +48,18 @@ def signature_for(document: dict, private_key) -> dict:
 
 def signature_matches(document: dict, public_key) -> bool:
     """Whether the document's "signature" entry is `public_key`'s signature of its other entries."""
+    return signature_holds(document.get("signature"), canonical_bytes(document), public_key)
+
+
+def signature_holds(signature: object, data: bytes, public_key) -> bool:
+    """Whether the "signature" entry `signature` is `public_key`'s signature of `data`."""
     from cryptography.exceptions import InvalidSignature
 
-    signature = document.get("signature")
+    if not isinstance(signature, dict):
+        return False
     try:
-        value = base64.b64decode(signature.get("value", ""), validate=True)  # type: ignore[union-attr]
-        public_key.verify(value, canonical_bytes(document))
+        value = base64.b64decode(signature.get("value", ""), validate=True)
+        public_key.verify(value, data)
     except (InvalidSignature, ValueError, TypeError, AttributeError):
         return False
     return True

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "~/.config/puf/trusted_keys) and show its id.")
     trust.add_argument("key", type=nonempty_path, metavar="KEY.pub",
                        help="the factory's public key (puf keygen's .pub)")
+    trust.add_argument("--root", action="store_true",
+                       help="trust it as a root key (in the trusted keys' root/ folder): the device then trusts the "
+                            "signing keys of the root list its bundles carry, signed by enough root keys")
     install = actions.add_parser("install", parents=[common], help="install a bundle on the device",
                                  description="Check a bundle (signature, checksums, sequence, expiry, model) and "
                                              "make it the device's bundle; a refused one changes nothing.")
@@ -49,15 +52,19 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.verbs import print_report
 
     store = DeviceStore(args.home)
-    report = trust(store, args.key) if args.action == "trust" else install(store, args.bundle, args.allow_older)
+    report = trust(store, args.key, args.root) if args.action == "trust" else \
+        install(store, args.bundle, args.allow_older)
     return print_report(report, args.json, describe)
 
 
-def trust(store: DeviceStore, key: Path) -> dict:
+def trust(store: DeviceStore, key: Path, root: bool = False) -> dict:
     from edge_app.device_setup import trust_key
+    from edge_app.trust_root import ROOT_KEYS
 
-    trusted = trust_key(key, store.trusted_keys_dir())
-    return {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added}
+    folder = store.trusted_keys_dir()
+    trusted = trust_key(key, folder / ROOT_KEYS if root else folder)
+    return {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added,
+            "root": root}
 
 
 def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
@@ -82,7 +89,7 @@ def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
 def describe(report: dict) -> str:
     if report["action"] == "trust":
         done = "trusted" if report["added"] else "already trusted"
-        return f"{done}: key {report['key_id']} ({report['path']})"
+        return f"{done}: {'root key' if report['root'] else 'key'} {report['key_id']} ({report['path']})"
     text = (f"installed bundle {report['version']}: {report['labels']:,} labels, {report['release']}, signed by "
             f"key {report['signed_by']} ({report['path']})")
     return text + (f"\nWARNING: {report['warning']}" if report["warning"] else "")

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: $PUF_BUNDLE, else the one installed "
                                                     "on this device by puf device install)")
     parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of trusted *.pub keys (default: the device's, as puf device trust keeps them)")
+                        help="folder of trusted *.pub keys, and root keys in its root/ (default: the device's, as puf "
+                             "device trust keeps them)")
     parser.add_argument("--self-test", action="store_true",
                         help="check this install end to end: verify the package's own test photos against its own "
                              "small signed bundle (its key trusted for this run only), and nothing else")
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         return run_self_test(args.json)
     if not args.images:
         raise PufError("give the photos to verify (or --self-test to check this install)")
-    bundle = load_bundle(*verify_sources(args.bundle, args.trusted_keys))
+    path, keys, held = verify_sources(args.bundle, args.trusted_keys)
+    bundle = load_bundle(path, keys, root_list=held)
     bundle.release.refuse_expired(f"the bundle {bundle.path}", ": its labels and threshold may be out of date")
     verifier = Verifier(bundle, classify=not args.no_classify, limits=CaptureLimits(label_px=args.label_px),
                         model_format=args.model_format, num_threads=args.threads)

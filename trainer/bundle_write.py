@@ -32,6 +32,7 @@ bundle it links to, with its one lock, not a second bundle the link becomes.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -48,6 +49,7 @@ from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
+from edge_app.trust_root import ROOT_LIST
 
 if TYPE_CHECKING:
     from trainer.keys import SigningKey
@@ -136,7 +138,7 @@ def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | Non
     from trainer.keys import check_before_signing
 
     bundle = Path(bundle)
-    listed = {*manifest.file_entries, MANIFEST}
+    listed = {*manifest.file_entries, MANIFEST, ROOT_LIST}
     foreign = sorted(name for name in (p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
                                        if p.is_symlink() or not p.is_dir()) if name not in listed)
     if foreign:
@@ -158,7 +160,8 @@ class BundleUpdate:
         self.dir = new_version_dir(self.out)
         self._written: set[str] = set()
         try:
-            for name in self.manifest.file_entries:
+            carried = [ROOT_LIST] if (self.source / ROOT_LIST).is_file() else []  # until a key attaches its own
+            for name in [*self.manifest.file_entries, *carried]:
                 target = self.dir / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -225,6 +228,7 @@ class BundleUpdate:
         if private_key is not None:  # every value range-checked, and the sizes the model's, before signing
             unsigned = Manifest.from_dict(self.manifest.to_dict(), f"the new version's {MANIFEST}")
             check_models(self.dir, unsigned)
+            self._attach_root_list(private_key)
             self.manifest = Manifest.from_dict(sign_release(unsigned.to_dict(), private_key, proven, self.out))
         try:
             self.manifest.write(self.dir)
@@ -233,6 +237,18 @@ class BundleUpdate:
             self.abort()
             raise self._write_failed(error) from None
         return self.manifest
+
+    def _attach_root_list(self, private_key: SigningKey) -> None:
+        """The root list kept beside the key (`trainer.keys.root_list_beside`), checked, in the new
+        version as ROOT_LIST (unlisted: devices check it on its own root signatures); without
+        one, the old version's list stays."""
+        from trainer.keys import check_attachable, root_list_beside
+
+        beside = root_list_beside(private_key)
+        if beside.exists():
+            listed = check_attachable(beside, private_key)  # written as checked, not read again
+            self.path_for(ROOT_LIST).write_text(json.dumps(listed.document, indent=1) + "\n")
+            self._written.discard(ROOT_LIST)  # not a manifest entry
 
     def _write_failed(self, error: OSError) -> PufError:
         return PufError(f"cannot write the bundle {self.out} ({error.strerror or error}); the old version is "

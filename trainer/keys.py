@@ -222,3 +222,61 @@ def trusted_keys_argument(parser) -> None:
                         help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
                              "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
                              "when it exists)")
+
+
+# ---- root lists (`edge_app.trust_root`): made and signed offline, attached to what a key signs ----
+
+def root_list_beside(signer: SigningKey) -> Path:
+    """The root list a signing key's bundles carry: KEY.root.json beside the key (from `puf root attach`)."""
+    return signer.path.with_name(signer.path.name + ".root.json")
+
+
+def new_root_list(roots: list, keys: list, threshold: int, valid_days: float, version: int = 1) -> dict:
+    """An unsigned root list of the public keys `roots` and `keys`, valid `valid_days` from now;
+    every field checked as a device checks it."""
+    from datetime import timedelta
+
+    from edge_app.trust_root import LIST_TYPE, RootList, encode_key
+    from trainer.bundle_write import check_valid_days
+
+    check_valid_days(valid_days)
+    document = {"type": LIST_TYPE, "version": version,
+                "expires": utc_text(datetime.now(UTC) + timedelta(days=valid_days)), "threshold": threshold,
+                "roots": {key_id(raw_public_bytes(k)): encode_key(k) for k in roots},
+                "keys": {key_id(raw_public_bytes(k)): encode_key(k) for k in keys}, "signatures": []}
+    RootList.from_dict(document, "the new root list")
+    return document
+
+
+def sign_root_list(document: dict, root: SigningKey, where: str) -> dict:
+    """The root list with `root`'s signature added (a new dict; one it had from `root` replaced).
+    The list is checked field by field first, and the signatures it has must hold: a root never
+    signs beside a signature of another list."""
+    from edge_app.trust_root import RootList
+
+    listed = RootList.from_dict(document, where)
+    for signature in listed.signatures:
+        if signature["key_id"] == root.key_id:
+            continue
+        if signature["key_id"] in listed.roots:
+            listed.signed_by({signature["key_id"]: listed.roots[signature["key_id"]]}, where)
+    signatures = [s for s in listed.signatures if s["key_id"] != root.key_id]
+    signed = dict(document, signatures=[*signatures, signature_for(listed.body(), root.key)])
+    RootList.from_dict(signed, where)
+    return signed
+
+
+def check_attachable(path: Path, signer: SigningKey):
+    """The root list at `path` read and checked as a device will: signed by enough of its own
+    roots, not expired, naming `signer`; PufError otherwise (nothing is signed with a list that
+    devices would refuse)."""
+    from edge_app.trust_root import RootList
+
+    listed = RootList.read(path)
+    listed.require_signed(listed.roots, listed.threshold, "its own", str(path))
+    if listed.expired():
+        raise PufError(f"the root list {path} expired on {listed.expires:%Y-%m-%d %H:%M} UTC: sign a new version")
+    if signer.key_id not in listed.keys:
+        raise PufError(f"the root list {path} does not name the signing key {signer.key_id} ({signer.path}): devices "
+                       "would refuse what it signs; add the key to the list and sign it again")
+    return listed

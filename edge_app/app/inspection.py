@@ -187,13 +187,17 @@ class Inspector:
     def trusted_keys(self) -> Path:
         return self.trusted_override or self.store.trusted_keys_dir()
 
-    def _keys(self) -> dict | None:
-        """The keys a bundle is checked against; None when the device trusts none yet (not set
-        up: said in the inspector's words, `NOT_SET_UP`, not the command line's)."""
+    def _keys(self) -> dict | Path | None:
+        """The keys a bundle is checked against: the trusted-keys folder itself when it holds root
+        keys (the root list then names them, `edge_app.trust_root`); None when the device trusts
+        none yet (not set up: said in the inspector's words, `NOT_SET_UP`, not the command line's)."""
         from edge_app.errors import NoTrustedKeys
         from edge_app.signing import load_trusted_keys
+        from edge_app.trust_root import root_keys
 
         try:
+            if root_keys(self.trusted_keys()):
+                return self.trusted_keys()
             return load_trusted_keys(self.trusted_keys())
         except NoTrustedKeys as error:
             log.warning("%s", error)
@@ -239,7 +243,7 @@ class Inspector:
                 self.status = BundleStatus(None, problem=N_("No bundle is installed: labels cannot be checked. "
                                                             "{hint}"))
                 return self.status
-            bundle = load_bundle(path, keys)
+            bundle = load_bundle(path, keys, root_list=self.store.root_list_path())
             verifier = open_verifier(bundle, self.label_px())
             self.thumbnails = Thumbnails.open(bundle.path)
             self.verifier = verifier

@@ -143,7 +143,7 @@ def test_trusting_a_key_refuses_what_is_not_one_and_writes_nothing(layout):
     (layout / "huge.pub").write_bytes(b"-----BEGIN PUBLIC KEY-----\n" + b"A" * 100_000)
     for path, says in (("factory.key", "is a private key"), ("photo.pub", "is not a PEM public key"),
                        ("rsa.pub", "is not an Ed25519 public key"), ("huge.pub", "is not a public key"),
-                       ("missing.pub", "cannot read the key")):
+                       ("missing.pub", "cannot read the public key")):
         done = puf(layout, "device", "trust", path)
         assert done.returncode == 2 and says in done.stderr, (path, done.stderr)
         assert not trusted_dir(layout).exists(), path
@@ -152,7 +152,7 @@ def test_trusting_a_key_refuses_what_is_not_one_and_writes_nothing(layout):
     assert clash.returncode == 2 and "another key is already trusted as" in clash.stderr
     assert (trusted_dir(layout) / "factory.pub").read_bytes() == (layout / "keys" / "factory.pub").read_bytes()
     again = puf(layout, "device", "trust", "keys/factory.pub", "--json")
-    assert json.loads(again.stdout) == {"action": "trust", "key_id": KEY_ID, "added": False,
+    assert json.loads(again.stdout) == {"action": "trust", "key_id": KEY_ID, "added": False, "root": False,
                                         "path": str(trusted_dir(layout) / "factory.pub")}
     assert [p.name for p in trusted_dir(layout).iterdir()] == ["factory.pub"]
 
