@@ -12,7 +12,7 @@ it. Every refusal is a PufError naming the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from edge_app.bundle_format import (
     verify_files,
 )
 from edge_app.errors import PufError
+from edge_app.revocations import Revoked
 from edge_app.runtime import ModelRunner
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Bundle:
     signer: str | None  # the trusted key that signed it (None: opened without checking)
     shards: ShardSet
     templates: PatternTemplates | None
+    revoked: Revoked = field(default_factory=Revoked)  # the signed revocation list (`edge_app.revocations`)
 
     @property
     def release(self) -> Release:
@@ -183,8 +185,9 @@ def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, che
     manifest.check_named_files()
     if manifest.threshold is None:
         raise PufError(f"{MANIFEST} has no decision threshold")
-    for field in ("pattern_classes", "embedding_dim", "preprocessing"):
-        if getattr(manifest, field) is None:
-            raise PufError(f"{MANIFEST} has no {field!r}")
+    for needed in ("pattern_classes", "embedding_dim", "preprocessing"):
+        if getattr(manifest, needed) is None:
+            raise PufError(f"{MANIFEST} has no {needed!r}")
     templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest.file_entries else None
-    return Bundle(path, manifest, signer, ShardSet.load(path, manifest.shards, mmap), templates)
+    return Bundle(path, manifest, signer, ShardSet.load(path, manifest.shards, mmap), templates,
+                  Revoked.load(path, manifest))
