@@ -99,6 +99,19 @@ def check_reason(reason: str) -> str:
     return reason
 
 
+def label_ids(given: list[str], from_file: Path | None) -> list[str]:
+    """The ids given (`puf revoke`, `puf registry revoke`), then those of `from_file` (one a
+    line; blank lines and # comments skipped)."""
+    ids = list(given)
+    if from_file is not None:
+        try:
+            text = Path(from_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise PufError(f"cannot read the label list {from_file}: {error}") from None
+        ids += [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+    return ids
+
+
 @dataclass
 class Revoked:
     """A bundle's revocation list and the fingerprints that recognise its labels."""

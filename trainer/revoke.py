@@ -33,18 +33,24 @@ def write_revoked(update: BundleUpdate, revoked: Revoked) -> None:
     np.save(update.path_for(REVOKED_IDS), revoked.ids, allow_pickle=False)
 
 
-def extended(revoked: Revoked, found: dict[str, tuple[str | None, np.ndarray]], reason: str,
+def combined(known: list[Revoked], added: list[Revocation], found: dict[str, tuple[str | None, np.ndarray]],
              dim: int) -> Revoked:
-    """`revoked` with the labels of `found` (label id -> pattern, vectors) added, its version
-    one higher; labels already listed keep their entry."""
-    now = utc_text(datetime.now(UTC))
-    new = {label_id: item for label_id, item in found.items() if label_id not in revoked.listing.label_ids}
-    entries = [*revoked.listing.entries, *(Revocation(i, pattern, now, reason) for i, (pattern, _) in new.items())]
-    rows = [revoked.vectors.reshape(-1, dim), *(vectors for _, vectors in new.values())]
-    ids = [bytes(i) for i in revoked.ids] + [i.encode() for i, (_, v) in new.items() for _ in range(len(v))]
-    width = max([len(i) for i in ids] + [1])
-    return Revoked(RevocationList(revoked.listing.version + 1, entries),
-                   np.concatenate(rows).astype(np.float32), np.array(ids, dtype=f"S{width}"))
+    """One revocation list holding every entry of `known` and `added` (a label listed twice
+    keeps its first entry), its version one above the highest of `known`; each label's
+    fingerprints from `found` (label id -> pattern, vectors), else from the first of `known`
+    that holds them."""
+    entries: dict[str, Revocation] = {}
+    for entry in [e for revoked in known for e in revoked.listing.entries] + added:
+        entries.setdefault(entry.label_id, entry)
+    rows: dict[str, np.ndarray] = {i: vectors for i, (_, vectors) in found.items() if i in entries}
+    for revoked in known:
+        names = np.char.decode(revoked.ids, "ascii") if len(revoked.ids) else np.zeros(0, str)
+        for label_id in dict.fromkeys(names.tolist()):
+            rows.setdefault(label_id, revoked.vectors[names == label_id])
+    ids = [label_id.encode() for label_id, vectors in rows.items() for _ in range(len(vectors))]
+    return Revoked(RevocationList(max([r.listing.version for r in known], default=0) + 1, list(entries.values())),
+                   np.concatenate([np.zeros((0, dim), np.float32), *rows.values()]).astype(np.float32),
+                   np.array(ids, dtype=f"S{max([len(i) for i in ids] + [1])}"))
 
 
 def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, reason: str,
@@ -78,7 +84,9 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
                 raise PufError(f"label {missing[0]} is not enrolled in the bundle {bundle}"
                                + (f" (nor are {len(missing) - 1} more)" if len(missing) > 1 else "")
                                + ": nothing revoked, the bundle is unchanged")
-            revoked = extended(current, dict(found), reason, int(manifest.embedding_dim or 0))
+            now = utc_text(datetime.now(UTC))
+            revoked = combined([current], [Revocation(i, found[i][0], now, reason) for i in todo], dict(found),
+                               int(manifest.embedding_dim or 0))
             write_revoked(update, revoked)
             written = update.commit(private_key, trusted_keys=trusted_keys)
     report.update({"list_version": revoked.listing.version, "sequence": written.release.sequence,

@@ -9,39 +9,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import revocation_arguments
 from edge_app.verbs import Verb, print_report
 from trainer.keys import trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("label_ids", nargs="*", metavar="LABEL_ID", help="the labels to revoke")
-    parser.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
-                        help="also the label ids in FILE, one a line (# starts a comment)")
+    revocation_arguments(parser)
     parser.add_argument("--bundle", type=Path, required=True, help="the bundle folder; updated in place")
     parser.add_argument("--key", type=Path, required=True, help="private key to sign the new version with")
     trusted_keys_argument(parser)
-    parser.add_argument("--reason", default="revoked", help='why, kept in the list and shown by devices '
-                                                            '(default: "revoked")')
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def label_ids(given: list[str], from_file: Path | None) -> list[str]:
-    """The ids given, then those of `from_file` (one a line; blank lines and # comments skipped)."""
-    from edge_app.errors import PufError
-
-    ids = list(given)
-    if from_file is not None:
-        try:
-            text = from_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise PufError(f"cannot read the label list {from_file}: {error}") from None
-        ids += [line.split("#", 1)[0].strip() for line in text.splitlines()
-                if line.split("#", 1)[0].strip()]
-    return ids
-
-
 def run(args: argparse.Namespace) -> int:
-    from edge_app.revocations import check_reason
+    from edge_app.revocations import check_reason, label_ids
     from trainer.keys import load_private_key
     from trainer.revoke import describe, revoke
 
