@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from edge_app import registry
 from edge_app.errors import PufError
 from edge_app.ids import check_id
-from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
-from edge_app.journal_sync import VERDICTS, SyncFile, check_signed, read_sync_file
+from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS
+from edge_app.journal_sync import SyncFile, check_signed, read_sync_file
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
 CENTRAL_SCHEMA_VERSION = 3  # 2: device_keys; 3: revocations
@@ -133,7 +133,9 @@ class CentralRegistry:
                 if not held:
                     db.execute(meta.insert(), [{"key": k, "value": v} for k, v in wanted.items()])
                 elif held.get("central_schema") in ("1", "2") and held["schema"] == wanted["schema"]:
-                    # 1 -> 2 -> 3: only the device_keys and revocations tables are new; create_all made them
+                    # 1 -> 2 -> 3: the device_keys and revocations tables are new (create_all made them),
+                    # and a check may be "revoked"
+                    _allow_every_verdict(db)
                     db.execute(meta.update().where(meta.c.key == "central_schema").values(
                         value=str(CENTRAL_SCHEMA_VERSION)))
                 elif {k: held.get(k) for k in wanted} != wanted:
@@ -325,6 +327,25 @@ class CentralRegistry:
         alerts = _two_places(seen, places, window_hours * 3600, min_km)
         alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
         return alerts
+
+
+def _allow_every_verdict(db: sa.Connection) -> None:
+    """Let the checks of a central registry made before the verdict "revoked" hold it: on
+    PostgreSQL the check constraint is replaced; SQLite cannot change one, so the table is
+    copied into one made as this version makes it."""
+    allowed = f"verdict IN {VERDICTS}"
+    if db.dialect.name == "postgresql":
+        db.execute(sa.text("ALTER TABLE verifications DROP CONSTRAINT IF EXISTS verifications_verdict_check"))
+        db.execute(sa.text(f"ALTER TABLE verifications ADD CONSTRAINT verifications_verdict_check CHECK ({allowed})"))
+        return
+    table = TABLES.tables["verifications"]
+    columns = ", ".join(column.name for column in table.columns)
+    db.execute(sa.text("ALTER TABLE verifications RENAME TO verifications_v2"))
+    for index in table.indexes:
+        db.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+    table.create(db)
+    db.execute(sa.text(f"INSERT INTO verifications ({columns}) SELECT {columns} FROM verifications_v2"))
+    db.execute(sa.text("DROP TABLE verifications_v2"))
 
 
 def _registered_key(db: sa.Connection, device_id: str, path: Path):

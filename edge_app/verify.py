@@ -47,7 +47,6 @@ from edge_app.bundle import Bundle
 if TYPE_CHECKING:
     from edge_app.shards import Match
 
-VERDICTS = ("genuine", "counterfeit", "revoked", "unreadable")
 # a glyph template match this far ahead of the next pattern is a sure reading: correct
 # readings of handheld photos lead by 0.12 or more (144 of 144 captures of the simulated batch)
 GLYPH_SURE_MARGIN = 0.05

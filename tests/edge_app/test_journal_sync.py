@@ -11,7 +11,7 @@ from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.journal import APPLICATION_ID, SCHEMA_VERSION, Journal
 from edge_app.journal_sync import MAX_FILE_BYTES, ROWS_PER_FILE, SYNCED_TO, export_new, read_sync_file
-from tests.journal_support import crop, verdict
+from tests.journal_support import check, crop, verdict
 
 # The journal's schema as version 1 wrote it (no device id, no journal_meta).
 VERSION_1 = """
@@ -48,6 +48,24 @@ def test_a_version_1_journal_is_migrated_with_its_device_id_in_every_row(tmp_pat
     db.close()
     with Journal(tmp_path / "other.sqlite") as other:
         assert other.device_id != device
+
+
+def test_an_older_journal_keeps_its_rows_and_ids_and_takes_revoked_verdicts_which_sync_carries(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(VERSION_1 + f"PRAGMA user_version = 1; PRAGMA application_id = {APPLICATION_ID};")
+    db.close()
+    with Journal(path) as journal:
+        revoked = journal.record(check("B1-0000-03", "revoked"), crop(0), "2-cd")
+        assert revoked == 3 and [e.verdict for e in journal.recent()] == ["revoked", "counterfeit", "genuine"]
+        (tmp_path / "usb").mkdir()
+        [(synced, _)] = export_new(journal, tmp_path / "usb")
+    assert [e.verdict for e in read_sync_file(synced).entries] == ["genuine", "counterfeit", "revoked"]
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):  # the check on verdicts is kept, with revoked in it
+        db.execute("INSERT INTO verifications (time, verdict, threshold, reason, bundle_version, source, timings, "
+                   "device_id) VALUES ('2026-11-01T08:00:00Z', 'stolen', 0.6, '', '', '', '{}', 'dev-1')")
+    db.close()
 
 
 def test_export_to_a_folder_writes_what_is_new_since_the_last_sync(tmp_path, capsys, monkeypatch):
