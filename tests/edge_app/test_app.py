@@ -410,3 +410,22 @@ def test_a_counterfeit_says_it_is_not_among_the_devices_labels_as_of_its_bundle_
         assert plain_reason(none_of_pattern, "2026-11-30").startswith("Kein Etikett dieses Musters auf diesem Gerät")
     finally:
         set_language("en")
+
+
+def test_a_revoked_label_is_shown_first_named_with_the_factorys_reason_in_both_languages():
+    from edge_app.app.i18n import set_language
+    from edge_app.app.puf_app import COLOURS, verdict_title
+
+    revoked = verdict("revoked", 0.95, "V1-0000-05", "V1-0000-05 revoked on 2026-12-01T10:00:00Z: stolen shipment")
+    found = [verdict("genuine", 0.9, "A"), verdict("counterfeit", 0.3), revoked]
+    assert choose(found) == 2 and COLOURS["revoked"] != COLOURS["counterfeit"]
+    assert summarise(found, 2) == ("3 labels in the photo (1 revoked, 1 counterfeit, 1 genuine); showing the revoked "
+                                   "one")
+    try:
+        assert plain_reason(revoked) == "Label V1-0000-05 was revoked: do not accept it. Reason: stolen shipment"
+        assert verdict_title("revoked") == "REVOKED"
+        set_language("de")
+        assert plain_reason(revoked) == "Etikett V1-0000-05 wurde gesperrt: Nicht annehmen. Grund: stolen shipment"
+        assert verdict_title("revoked") == "GESPERRT"
+    finally:
+        set_language("en")
