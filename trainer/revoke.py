@@ -10,6 +10,7 @@ refused (nothing to recognise it by), and nothing is written.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,11 +38,12 @@ def combined(known: list[Revoked], added: list[Revocation], found: dict[str, tup
              dim: int) -> Revoked:
     """One revocation list holding every entry of `known` and `added` (a label listed twice
     keeps its first entry), its version one above the highest of `known`; each label's
-    fingerprints from `found` (label id -> pattern, vectors), else from the first of `known`
-    that holds them."""
+    fingerprints (and pattern) from `found` (label id -> pattern, vectors), else from the
+    first of `known` that holds them."""
     entries: dict[str, Revocation] = {}
     for entry in [e for revoked in known for e in revoked.listing.entries] + added:
-        entries.setdefault(entry.label_id, entry)
+        pattern = found[entry.label_id][0] if entry.label_id in found else entry.pattern  # the shard's, searched by
+        entries.setdefault(entry.label_id, replace(entry, pattern=pattern))
     rows: dict[str, np.ndarray] = {i: vectors for i, (_, vectors) in found.items() if i in entries}
     for revoked in known:
         names = np.char.decode(revoked.ids, "ascii") if len(revoked.ids) else np.zeros(0, str)

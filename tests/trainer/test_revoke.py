@@ -108,3 +108,20 @@ def test_what_cannot_be_revoked_is_refused_and_nothing_is_written(base, tmp_path
     assert status == 2 and message in err
     assert (bundle / "manifest.json").read_bytes() == before and not (bundle / "revoked.json").exists()
 
+
+
+def test_a_revoked_label_leaves_its_shards_thumbnails_and_the_rest_keep_theirs(base, fresh, key):
+    from edge_app.bundle import load_bundle
+    from edge_app.thumbnails import Thumbnails
+    from trainer.enroll import EnrollOptions, enroll
+    from trainer.revoke import revoke as revoke_labels
+
+    enroll(fresh, enroll_crops(base), key, EnrollOptions(thumbnails=32), progress=False)
+    kept = Thumbnails.open(fresh).get(label(OTHER))
+    report = revoke_labels(fresh, [label(SLOT), label(OTHER + 2)], key, "recalled")
+    assert report["revoked"] == [label(SLOT), label(OTHER + 2)] and report["list_version"] == 1
+    opened = load_bundle(fresh, keys(base)[1])  # every file checked, the thumbnails' rows the shards' labels
+    thumbnails = Thumbnails.open(fresh)
+    assert len(enrolled_ids(fresh)) == 10 and len(thumbnails) == 10
+    assert thumbnails.get(label(SLOT)) is None and np.array_equal(thumbnails.get(label(OTHER)), kept)
+    assert sorted(opened.revoked.listing.label_ids) == [label(SLOT), label(OTHER + 2)]
