@@ -110,18 +110,24 @@ def test_what_cannot_be_revoked_is_refused_and_nothing_is_written(base, tmp_path
 
 
 
-def test_a_revoked_label_leaves_its_shards_thumbnails_and_the_rest_keep_theirs(base, fresh, key):
-    from edge_app.bundle import load_bundle
+def test_a_revoked_label_leaves_a_shard_it_shared_whose_other_label_and_thumbnail_stay(base, fresh, key, tmp_path,
+                                                                                      capsys):
     from edge_app.thumbnails import Thumbnails
+    from tests.bundle_support import write_crop_folder
     from trainer.enroll import EnrollOptions, enroll
-    from trainer.revoke import revoke as revoke_labels
 
-    enroll(fresh, enroll_crops(base), key, EnrollOptions(thumbnails=32), progress=False)
-    kept = Thumbnails.open(fresh).get(label(OTHER))
-    report = revoke_labels(fresh, [label(SLOT), label(OTHER + 2)], key, "recalled")
-    assert report["revoked"] == [label(SLOT), label(OTHER + 2)] and report["list_version"] == 1
-    opened = load_bundle(fresh, keys(base)[1])  # every file checked, the thumbnails' rows the shards' labels
+    layout = sim_batch().layout
+    shares = layout.label_id(1, 10)  # field 1's label of the revoked label's pattern
+    assert layout.pattern_of(1, 10) == layout.pattern_of(0, SLOT)
+    for crops in (enroll_crops(base), write_crop_folder(tmp_path / "f1", sim_batch(), (1,))):
+        enroll(fresh, crops, key, EnrollOptions(thumbnails=32), progress=False)
+    kept = {i: Thumbnails.open(fresh).get(i) for i in (shares, label(OTHER))}
+    status, report = revoke(base, fresh, capsys, label(SLOT), "--reason", "recalled")
+    assert status == 0 and report["patterns"] == {label(SLOT): layout.pattern_of(0, SLOT)}
+    assert enrolled_ids(fresh) == {layout.label_id(f, s) for f in (0, 1) for s in range(12)} - {label(SLOT)}
     thumbnails = Thumbnails.open(fresh)
-    assert len(enrolled_ids(fresh)) == 10 and len(thumbnails) == 10
-    assert thumbnails.get(label(SLOT)) is None and np.array_equal(thumbnails.get(label(OTHER)), kept)
-    assert sorted(opened.revoked.listing.label_ids) == [label(SLOT), label(OTHER + 2)]
+    assert len(thumbnails) == 23 and thumbnails.get(label(SLOT)) is None
+    assert all(np.array_equal(thumbnails.get(i), kept[i]) for i in kept)
+    assert verdict(base, fresh, tmp_path, 10, capsys, field=1)[1]["verdict"] == "genuine"
+    status, found = verdict(base, fresh, tmp_path, SLOT, capsys)
+    assert status == 1 and found["verdict"] == "revoked"
