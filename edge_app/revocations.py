@@ -135,7 +135,7 @@ class Revoked:
             data = json.loads((bundle / REVOKED).read_text(encoding="utf-8"))
             vectors = np.load(bundle / REVOKED_VECTORS, allow_pickle=False)
             ids = np.load(bundle / REVOKED_IDS, allow_pickle=False)
-        except (OSError, ValueError, UnicodeDecodeError) as error:
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
             raise PufError(f"cannot read the bundle's revocation list: {error}") from None
         revoked = RevocationList.from_dict(data)
         dim = int(manifest.embedding_dim or 0)

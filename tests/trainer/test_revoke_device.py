@@ -82,3 +82,57 @@ def test_an_unsigned_or_altered_revocation_list_is_refused(base, device, tmp_pat
     (planted / "revoked.json").write_text(json.dumps({**listed, "version": 9}))  # a list no one signed
     status, said = install(base, device, planted, capsys)
     assert status == 2 and "bundle file revoked.json is not listed in the signed manifest" in said
+
+
+def junk_list(bundle: Path, junk: str) -> dict:
+    """The files of `bundle`'s revocation list made into `junk`; returns them by name."""
+    import numpy as np
+
+    listed = json.loads((bundle / "revoked.json").read_text())
+    vectors = np.load(bundle / "revoked" / "vectors.npy")
+    ids = np.load(bundle / "revoked" / "ids.npy")
+    entry = listed["entries"][0]
+    if junk == "version 0":
+        listed["version"] = 0
+    elif junk == "listed twice":
+        listed["entries"] *= 2
+    elif junk == "a bad id":
+        entry["label_id"] = "../x"
+    elif junk == "7-d vectors":
+        vectors = vectors[:, :7].copy()
+    elif junk == "an unlisted id":
+        ids = np.array([b"V1-0000-09"] * len(ids))
+    (bundle / "revoked.json").write_text(json.dumps(listed))
+    np.save(bundle / "revoked" / "vectors.npy", vectors)
+    np.save(bundle / "revoked" / "ids.npy", ids)
+    return {name: bundle / name for name in ("revoked.json", "revoked/vectors.npy", "revoked/ids.npy")}
+
+
+JUNK = [("version 0", '"version" must be a whole number of at least 1'), ("listed twice", "a label is listed twice"),
+        ("a bad id", "label id '../x' is not allowed"), ("7-d vectors", "float32 fingerprints"),
+        ("an unlisted id", "names V1-0000-09, which the revocation list does not list")]
+
+
+@pytest.mark.parametrize("junk, message", JUNK)
+def test_a_signed_junk_revocation_list_is_a_clear_refusal_and_no_key_signs_one(base, device, tmp_path, capsys, junk,
+                                                                               message):
+    from edge_app.bundle_format import FileEntry, Manifest
+    from edge_app.errors import PufError
+    from trainer.bundle_write import BundleUpdate
+    from trainer.keys import sign_manifest
+
+    signed = Path(shutil.copytree(tmp_path / "factory", tmp_path / "signed"))
+    files = junk_list(signed, junk)
+    data = json.loads((signed / "manifest.json").read_text())
+    data["files"].update({name: FileEntry.of(path).to_dict() for name, path in files.items()})
+    data["sequence"] += 5
+    (signed / "manifest.json").write_text(json.dumps(sign_manifest(data, load_private_key(keys(base)[0]))))
+    status, said = install(base, device, signed, capsys)
+    assert status == 2 and message in said and "Traceback" not in said
+    factory = tmp_path / "factory"
+    before = (factory / "manifest.json").read_bytes()
+    with pytest.raises(PufError, match=message.replace("(", r"\(")), BundleUpdate(factory) as update:
+        for name, path in junk_list(Path(shutil.copytree(factory, tmp_path / "junk")), junk).items():
+            shutil.copy(path, update.path_for(name))
+        update.commit(load_private_key(keys(base)[0]))
+    assert (factory / "manifest.json").read_bytes() == before and Manifest.read(factory).signature
