@@ -20,7 +20,9 @@ without it). Undoing a revocation is deliberately not offered.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,7 +63,7 @@ class RevocationList:
         return {entry.label_id for entry in self.entries}
 
     def get(self, label_id: str) -> Revocation | None:
-        return next((entry for entry in self.entries if entry.label_id == label_id), None)
+        return next((entry for entry in self.entries if entry.label_id == label_id), None)  # one verdict's: rare
 
     def to_dict(self) -> dict:
         return {"format": LIST_FORMAT, "version": self.version, "entries": [asdict(e) for e in self.entries]}
@@ -148,19 +150,26 @@ class Revoked:
             raise PufError(f"{REVOKED_IDS} names {sorted(unlisted)[0]}, which the revocation list does not list")
         return cls(revoked, vectors, ids)
 
-    def search(self, queries: np.ndarray, patterns: list[list[str]]) -> list[Match | None]:
-        """The best revoked label of each query among those of its patterns (None: none)."""
+    @cached_property
+    def _rows(self) -> tuple[list[str], np.ndarray]:
+        """Each row's label id, and its pattern (as listed)."""
+        ids = [bytes(i).decode("ascii") for i in self.ids]
+        patterns = {entry.label_id: entry.pattern for entry in self.listing.entries}
+        return ids, np.array([patterns.get(i) or "" for i in ids], dtype=object)
+
+    def search(self, queries: np.ndarray, patterns: Sequence[Sequence[str]]) -> list[Match | None]:
+        """The best revoked label of each query among those of its patterns (None: none): an
+        exact search, the list being small."""
         from edge_app.shards import Match
 
         best: list[Match | None] = [None] * len(patterns)
         if not len(self.ids):
             return best
-        ids = [bytes(i).decode("ascii") for i in self.ids]
-        row_patterns = [(self.listing.get(i) or Revocation(i, None, "", "")).pattern for i in ids]
+        ids, row_patterns = self._rows
         scores = np.asarray(queries, np.float32).reshape(len(patterns), -1) @ self.vectors.T
         for q, allowed in enumerate(patterns):
-            rows = [r for r, pattern in enumerate(row_patterns) if pattern in allowed]
-            if rows:
-                r = max(rows, key=lambda r: scores[q, r])
+            rows = np.flatnonzero(np.isin(row_patterns, list(allowed)))
+            if len(rows):
+                r = int(rows[np.argmax(scores[q, rows])])
                 best[q] = Match(ids[r], str(row_patterns[r]), float(scores[q, r]))
         return best
