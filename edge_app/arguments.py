@@ -1,6 +1,7 @@
 """Argument types the verbs share (`type=` of `argparse`): a grid as COLSxROWS, a point as X,Y
-in mm, finite and positive numbers, counts, output paths. A bad value is argparse's usage error
-(exit status 2), naming the option and the form expected, before any work starts.
+in mm, finite and positive numbers, counts, output paths, the labels to revoke. A bad value is
+argparse's usage error (exit status 2), naming the option and the form expected, before any
+work starts.
 
 Only the standard library: the verb modules import this when the command is assembled.
 """
@@ -139,3 +140,12 @@ def output_path(text: str) -> Path:
     except OSError as error:
         raise argparse.ArgumentTypeError(f"{text!r}: cannot write in {folder} ({error.strerror or error})") from None
     return path
+
+
+def revocation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The labels to revoke and why (`edge_app.revocations.label_ids` reads them)."""
+    parser.add_argument("label_ids", nargs="*", metavar="LABEL_ID", help="the labels to revoke")
+    parser.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                        help="also the label ids in FILE, one a line (# starts a comment)")
+    parser.add_argument("--reason", default="revoked", help='why, kept in the list and shown by devices '
+                                                            '(default: "revoked")')

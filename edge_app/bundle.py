@@ -13,7 +13,7 @@ than a device that quietly ignores it. Every refusal is a PufError naming the fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from edge_app.bundle_format import (
     verify_files,
 )
 from edge_app.errors import PufError
+from edge_app.revocations import Revoked
 from edge_app.runtime import ModelRunner
 from edge_app.trust_root import ROOT_LIST, RootList
 
@@ -84,6 +85,7 @@ class Bundle:
     shards: ShardSet
     templates: PatternTemplates | None
     root_list: RootList | None = None  # the root list that named its signer (None: a folder of trusted keys)
+    revoked: Revoked = field(default_factory=Revoked)  # the signed revocation list (`edge_app.revocations`)
 
     @property
     def release(self) -> Release:
@@ -191,9 +193,9 @@ def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, che
     manifest.check_named_files()
     if manifest.threshold is None:
         raise PufError(f"{MANIFEST} has no decision threshold")
-    for field in ("pattern_classes", "embedding_dim", "preprocessing"):
-        if getattr(manifest, field) is None:
-            raise PufError(f"{MANIFEST} has no {field!r}")
+    for needed in ("pattern_classes", "embedding_dim", "preprocessing"):
+        if getattr(manifest, needed) is None:
+            raise PufError(f"{MANIFEST} has no {needed!r}")
     templates = PatternTemplates.load(path / TEMPLATES) if TEMPLATES in manifest.file_entries else None
     return Bundle(path, manifest, signer, ShardSet.load(path, manifest.shards, mmap), templates,
-                  trust.root_list if trust else None)
+                  trust.root_list if trust else None, Revoked.load(path, manifest))

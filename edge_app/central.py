@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,11 +34,11 @@ import sqlalchemy as sa
 from edge_app import registry
 from edge_app.errors import PufError
 from edge_app.ids import check_id
-from edge_app.journal import CSV_COLUMNS, TIME_FORMAT
-from edge_app.journal_sync import VERDICTS, SyncFile, check_signed, read_sync_file
+from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS
+from edge_app.journal_sync import SyncFile, check_signed, read_sync_file
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 
-CENTRAL_SCHEMA_VERSION = 2  # 2: device_keys
+CENTRAL_SCHEMA_VERSION = 3  # 2: device_keys; 3: revocations
 MIRRORED = ("batches", "fields", "labels", "rejections")  # the factory's tables, as segment writes them
 
 
@@ -75,6 +75,10 @@ def _metadata() -> sa.MetaData:
              sa.Column("key_id", sa.Text, nullable=False),
              sa.Column("public_key", sa.Text, nullable=False),  # PEM
              sa.Column("registered", sa.Double, nullable=False))
+    sa.Table("revocations", metadata,  # labels revoked (stolen, recalled): region exports leave them out
+             sa.Column("label_id", sa.Text, primary_key=True),
+             sa.Column("time", sa.Text, nullable=False),  # ISO 8601 UTC
+             sa.Column("reason", sa.Text, nullable=False))
     sa.Table("verifications", metadata,
              sa.Column("device_id", sa.Text, sa.ForeignKey("devices.device_id"), primary_key=True),
              sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -128,9 +132,12 @@ class CentralRegistry:
                 wanted = {"schema": str(registry.SCHEMA_VERSION), "central_schema": str(CENTRAL_SCHEMA_VERSION)}
                 if not held:
                     db.execute(meta.insert(), [{"key": k, "value": v} for k, v in wanted.items()])
-                elif held == {**wanted, "central_schema": "1"}:
-                    # 1 -> 2: only the device_keys table is new, and create_all made it above
-                    db.execute(meta.update().where(meta.c.key == "central_schema").values(value="2"))
+                elif held.get("central_schema") in ("1", "2") and held["schema"] == wanted["schema"]:
+                    # 1 -> 2 -> 3: the device_keys and revocations tables are new (create_all made them),
+                    # and a check may be "revoked"
+                    _allow_every_verdict(db)
+                    db.execute(meta.update().where(meta.c.key == "central_schema").values(
+                        value=str(CENTRAL_SCHEMA_VERSION)))
                 elif {k: held.get(k) for k in wanted} != wanted:
                     raise PufError(f"the central registry {self.where} is of schema {held}; this puf writes {wanted}")
         except BaseException:
@@ -157,6 +164,43 @@ class CentralRegistry:
                            f"the same rows at the same time? run it again): {error.orig}") from None
         except sa.exc.DBAPIError as error:
             raise PufError(f"the central registry {self.where}: {doing} failed: {error.orig}") from None
+
+    # ---- revocations --------------------------------------------------------------------
+    def revoke(self, label_ids: Sequence[str], reason: str) -> tuple[list[str], list[str]]:
+        """Record `label_ids` revoked, in one transaction: the labels newly revoked and those
+        already revoked. A label no factory pushed is refused, and nothing is kept."""
+        from edge_app.revocations import check_reason
+
+        wanted = list(dict.fromkeys(check_id("label", i) for i in label_ids))
+        if not wanted:
+            raise PufError("give the labels to revoke")
+        check_reason(reason)
+        labels, revocations = TABLES.tables["labels"], TABLES.tables["revocations"]
+        with self._transaction("recording revocations") as db:
+            known = set(db.execute(sa.select(labels.c.label_id).where(labels.c.label_id.in_(wanted))).scalars())
+            unknown = [i for i in wanted if i not in known]
+            if unknown:
+                raise PufError(f"label {unknown[0]} is not in the central registry (puf registry push its batch "
+                               "first): nothing revoked")
+            held = set(db.execute(sa.select(revocations.c.label_id)
+                                  .where(revocations.c.label_id.in_(wanted))).scalars())
+            new = [i for i in wanted if i not in held]
+            now = datetime.now(UTC).strftime(TIME_FORMAT)
+            if new:
+                db.execute(revocations.insert(), [{"label_id": i, "time": now, "reason": reason} for i in new])
+        return new, [i for i in wanted if i in held]
+
+    def revocations(self) -> list:
+        """Every revoked label, oldest first, as `edge_app.revocations.Revocation` (its pattern
+        from the labels table)."""
+        from edge_app.revocations import Revocation
+
+        labels, revocations = TABLES.tables["labels"], TABLES.tables["revocations"]
+        query = (sa.select(revocations.c.label_id, labels.c.pattern, revocations.c.time, revocations.c.reason)
+                 .join(labels, labels.c.label_id == revocations.c.label_id, isouter=True)
+                 .order_by(revocations.c.time, revocations.c.label_id))
+        with self._transaction("reading revocations") as db:
+            return [Revocation(*row) for row in db.execute(query).all()]
 
     # ---- factories --------------------------------------------------------------------
     def push(self, registry_path: Path, factory: str) -> dict[str, int]:
@@ -283,6 +327,25 @@ class CentralRegistry:
         alerts = _two_places(seen, places, window_hours * 3600, min_km)
         alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
         return alerts
+
+
+def _allow_every_verdict(db: sa.Connection) -> None:
+    """Let the checks of a central registry made before the verdict "revoked" hold it: on
+    PostgreSQL the check constraint is replaced; SQLite cannot change one, so the table is
+    copied into one made as this version makes it."""
+    allowed = f"verdict IN {VERDICTS}"
+    if db.dialect.name == "postgresql":
+        db.execute(sa.text("ALTER TABLE verifications DROP CONSTRAINT IF EXISTS verifications_verdict_check"))
+        db.execute(sa.text(f"ALTER TABLE verifications ADD CONSTRAINT verifications_verdict_check CHECK ({allowed})"))
+        return
+    table = TABLES.tables["verifications"]
+    columns = ", ".join(column.name for column in table.columns)
+    db.execute(sa.text("ALTER TABLE verifications RENAME TO verifications_v2"))
+    for index in table.indexes:
+        db.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+    table.create(db)
+    db.execute(sa.text(f"INSERT INTO verifications ({columns}) SELECT {columns} FROM verifications_v2"))
+    db.execute(sa.text("DROP TABLE verifications_v2"))
 
 
 def _registered_key(db: sa.Connection, device_id: str, path: Path):

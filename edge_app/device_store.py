@@ -12,6 +12,8 @@
                              in trusted_keys/root/ the root keys, when it trusts a root
         root.json            the newest root list the device accepted (`edge_app.trust_root`):
                              an older one, carried by a replayed bundle, is refused
+        revoked_seen.json    the highest revocation list version and every label id this device
+                             has seen revoked (`edge_app.revocations`)
 
 An update is copied whole to ``bundle.incoming``, flushed to the storage, checked there
 (checksums and Ed25519 signature, `edge_app.bundle.load_bundle`; a sequence above the
@@ -22,6 +24,11 @@ the shards searched once, `open_verifier`) and only then swapped in by two renam
 cut between the two leaves no ``bundle`` but a whole ``bundle.previous``,
 which opening the store puts back (`edge_app.folder_swap`, shared with the factory's bundle
 writers); at every moment a checked bundle is there to load.
+
+Revocations only grow on a device: a bundle whose revocation list is of a lower version than
+one the device has seen, or leaves out a label it has seen revoked, is refused, also when an
+older bundle is installed on purpose (`allow_older`), so that no update, however new its
+sequence (a fresh export enrolled without the list), makes a stolen label genuine again.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 
 BUNDLE, PREVIOUS, INCOMING = "bundle", "bundle.previous", "bundle.incoming"
 JOURNAL, SETTINGS, TRUSTED_KEYS = "journal.sqlite", "settings.json", "trusted_keys"
+REVOKED_SEEN = "revoked_seen.json"
 
 
 def device_home() -> Path:
@@ -175,6 +183,7 @@ class DeviceStore:
             except PufError as error:
                 raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
             self._check_release(loaded.release, source, allow_older)
+            seen = self.check_revocations(loaded.revoked.listing, source)
             try:
                 open_verifier(loaded)
             except Exception as error:  # whatever stops it verifying (a threshold "abc", a model the runtime rejects)
@@ -184,6 +193,9 @@ class DeviceStore:
                                "bundle is unchanged") from None
             swap_in(incoming, bundle, previous)
             self._keep_root_list(loaded.root_list)
+            listing = loaded.revoked.listing
+            write_atomic(self.home / REVOKED_SEEN, json.dumps(
+                {"version": max(seen[0], listing.version), "label_ids": sorted(seen[1] | listing.label_ids)}))
         except OSError as error:
             raise PufError(f"cannot install the bundle from {source}: {error.strerror or error}; the current "
                            "bundle is unchanged") from None
@@ -214,6 +226,49 @@ class DeviceStore:
             raise PufError(f"the bundle in {source} has sequence {release.sequence}, {same} the installed "
                            f"bundle's {current}: an older bundle is refused so that it cannot undo a newer one "
                            "(install it only on purpose, allowing an older bundle); the current bundle is unchanged")
+
+    def revocations_seen(self) -> tuple[int, set[str]]:
+        """The highest revocation list version and the label ids this device has seen revoked:
+        its record, and the installed bundle's list; a PufError when the record is unreadable."""
+        from edge_app.bundle_format import Manifest
+        from edge_app.json_files import read_json
+        from edge_app.revocations import Revoked
+
+        version, ids = 0, set()
+        path = self.home / REVOKED_SEEN
+        if path.exists():
+            data = read_json(path, "record of revoked labels")
+            held = data.get("version") if isinstance(data, dict) else None
+            listed = data.get("label_ids") if isinstance(data, dict) else None
+            if isinstance(held, bool) or not isinstance(held, int) or not isinstance(listed, list) \
+                    or not all(isinstance(i, str) for i in listed):
+                raise PufError(f"the record of revoked labels {path} is damaged: restore it from a backup (it keeps "
+                               "revoked labels revoked); no bundle was installed")
+            version, ids = held, set(listed)
+        installed = self.bundle_path()
+        if installed is not None:
+            try:
+                listing = Revoked.load(installed, Manifest.read(installed)).listing
+                version, ids = max(version, listing.version), ids | listing.label_ids
+            except PufError as error:
+                log.warning("the installed bundle's revocation list cannot be read (%s)", error)
+        return version, ids
+
+    def check_revocations(self, listing, source: Path) -> tuple[int, set[str]]:
+        """Refuse a bundle whose revocation list (`edge_app.revocations.RevocationList`) is older
+        than one this device has seen, or leaves out a label it has seen revoked; returns what
+        it has seen."""
+        version, ids = self.revocations_seen()
+        if listing.version < version:
+            raise PufError(f"the bundle in {source} has revocation list version {listing.version}, older than the "
+                           f"version {version} this device has seen: it could make revoked labels genuine again; "
+                           "the current bundle is unchanged")
+        missing = sorted(ids - listing.label_ids)
+        if missing:
+            raise PufError(f"the bundle in {source} leaves out label {missing[0]}, which this device has seen revoked"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                           + ": a revocation is never undone by an update; the current bundle is unchanged")
+        return version, ids
 
     # ---- settings ------------------------------------------------------------------------
     def load_settings(self) -> dict:

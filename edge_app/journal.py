@@ -43,17 +43,18 @@ import numpy as np
 
 from edge_app.errors import PufError
 
-SCHEMA_VERSION = 2  # 2: device_id in every row, journal_meta
+SCHEMA_VERSION = 3  # 2: device_id in every row, journal_meta; 3: the verdict "revoked"
+VERDICTS = ("genuine", "counterfeit", "revoked", "unreadable")  # what a row's verdict may be
 APPLICATION_ID = 0x50554631  # "PUF1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 CSV_COLUMNS = ("id", "time", "verdict", "label_id", "score", "threshold", "pattern", "reason", "bundle_version",
                "source", "total_ms", "device_id")
 _META_TABLE = "CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-_SCHEMA = ("""
+_VERIFICATIONS = f"""
 CREATE TABLE verifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL,                 -- ISO 8601 UTC, seconds
-    verdict TEXT NOT NULL CHECK (verdict IN ('genuine', 'counterfeit', 'unreadable')),
+    verdict TEXT NOT NULL CHECK (verdict IN {VERDICTS}),
     label_id TEXT,
     score REAL,
     threshold REAL NOT NULL,
@@ -66,7 +67,11 @@ CREATE TABLE verifications (
     timings TEXT NOT NULL,              -- JSON: segment, model, search, total (ms)
     crop BLOB,                          -- PNG; never read when listing rows
     device_id TEXT NOT NULL             -- the device that checked (journal_meta's device_id)
-)""", "CREATE INDEX verifications_time ON verifications (time)", _META_TABLE)
+)"""
+_TIME_INDEX = "CREATE INDEX verifications_time ON verifications (time)"
+_SCHEMA = (_VERIFICATIONS, _TIME_INDEX, _META_TABLE)
+_ALL_COLUMNS = ("id, time, verdict, label_id, score, threshold, pattern, pattern_confidence, reason, bundle_version, "
+                "source, total_ms, timings, crop, device_id")
 # the state (version, application id, tables) of a file no one has written yet
 _NEW_FILE: tuple[int, int, set[str]] = (0, 0, set())
 _ENTRY_COLUMNS = ", ".join(CSV_COLUMNS)
@@ -210,15 +215,25 @@ class Journal:
         return self._state()
 
     def _migrate(self) -> None:
-        """Bring a journal of version 1 to this version: a device id drawn now goes into
-        `journal_meta` and into every existing row. One transaction, the version looked at
-        again under the write lock (another process may be migrating the same file)."""
+        """Bring an older journal to this version: from 1, a device id drawn now goes into
+        `journal_meta` and into every existing row; from 2, the table of verifications is
+        copied into one whose verdicts may be "revoked" (SQLite cannot change a CHECK in
+        place), ids kept. One transaction, the version looked at again under the write lock
+        (another process may be migrating the same file)."""
         def migrate(db: sqlite3.Connection) -> None:
-            if db.execute("PRAGMA user_version").fetchone()[0] == 1:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
                 device_id = new_device_id()
                 db.execute(_META_TABLE)
                 db.execute("INSERT INTO journal_meta VALUES ('device_id', ?)", (device_id,))
                 db.execute(f"ALTER TABLE verifications ADD COLUMN device_id TEXT NOT NULL DEFAULT '{device_id}'")
+            if version in (1, 2):
+                db.execute("ALTER TABLE verifications RENAME TO verifications_v2")
+                db.execute("DROP INDEX verifications_time")
+                db.execute(_VERIFICATIONS)
+                db.execute(_TIME_INDEX)
+                db.execute(f"INSERT INTO verifications ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM verifications_v2")
+                db.execute("DROP TABLE verifications_v2")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         self._under_write_lock("migrating the journal to this version", migrate)

@@ -28,7 +28,7 @@ from edge_app.device_key import device_key
 from edge_app.errors import PufError
 from edge_app.folder_swap import sync_dir
 from edge_app.ids import check_id
-from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, Journal, JournalEntry
+from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS, Journal, JournalEntry
 from edge_app.layout import parse_label_id
 from edge_app.signing import ALGORITHM, key_id, raw_public_bytes, signature_for, signature_matches
 
@@ -38,7 +38,6 @@ ROWS_PER_FILE = 50_000
 MAX_FILE_BYTES = 64 * 1024 * 1024  # 50,000 checks take about 15 MB
 MAX_TEXT = 4096  # characters in any one text value
 SYNCED_TO = "synced_to"  # the journal_meta key: the last entry id exported
-VERDICTS = ("genuine", "counterfeit", "unreadable")
 _TEXT = ("reason", "bundle_version", "source")
 _OPTIONAL_TEXT = ("label_id", "pattern")
 _OPTIONAL_NUMBER = ("score", "total_ms")

@@ -4,7 +4,8 @@
 an Ed25519 public key, never a private one) and shows its id, to compare with the one `puf
 keygen` showed at the factory. `install` copies a bundle into the device's folder with every check
 the app's *Update bundle from folder* makes (signature by a trusted key, every file's checksum, a
-sequence above the installed one's, not expired, the model and shards opened); a refused bundle
+sequence above the installed one's, not expired, a revocation list that keeps every label the device
+has seen revoked, the model and shards opened); a refused bundle
 leaves the installed one in use. The app and `puf verify` then use both.
 
 Only the standard library is imported here at module level.
@@ -82,7 +83,8 @@ def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
 
         loaded = store.install_bundle(bundle, store.trusted_keys_dir(), progress, allow_older=allow_older)
     return {"action": "install", "path": str(loaded.path), "version": bundle_version(loaded),
-            "labels": len(loaded.shards), "release": loaded.release.describe(), "signed_by": loaded.signer,
+            "labels": len(loaded.shards), "revoked": len(loaded.revoked.listing.entries),
+            "release": loaded.release.describe(), "signed_by": loaded.signer,
             "warning": loaded.uncalibrated_warning}
 
 
@@ -90,7 +92,8 @@ def describe(report: dict) -> str:
     if report["action"] == "trust":
         done = "trusted" if report["added"] else "already trusted"
         return f"{done}: {'root key' if report['root'] else 'key'} {report['key_id']} ({report['path']})"
-    text = (f"installed bundle {report['version']}: {report['labels']:,} labels, {report['release']}, signed by "
+    text = (f"installed bundle {report['version']}: {report['labels']:,} labels, {report['revoked']} revoked, "
+            f"{report['release']}, signed by "
             f"key {report['signed_by']} ({report['path']})")
     return text + (f"\nWARNING: {report['warning']}" if report["warning"] else "")
 

@@ -6,6 +6,8 @@
                                                          all in one transaction
     puf registry device DEVICE_ID [--name N] [--at LAT,LON]   where a device works
     puf registry alerts [--window-hours H] [--min-km KM] [--max-checks N]   clone alerts
+    puf registry revoke LABEL_ID... [--from FILE] [--reason TEXT]   labels stolen or recalled: region
+                                                         exports (puf export-region --central) leave them out
 
 Each reads ``--central URL`` (default: $PUF_CENTRAL), e.g.
 postgresql+psycopg://puf:secret@db.example/puf. Only the standard library at module level.
@@ -19,7 +21,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from edge_app.arguments import non_negative, non_negative_int, nonempty, positive
+from edge_app.arguments import non_negative, non_negative_int, nonempty, positive, revocation_arguments
 from edge_app.verbs import Verb
 
 CENTRAL_ENV = "PUF_CENTRAL"
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--central", metavar="URL",
                         help=f"the central database's SQLAlchemy URL (default: ${CENTRAL_ENV})")
     common.add_argument("--json", action="store_true", help="print the result as JSON")
-    commands = parser.add_subparsers(dest="registry_command", metavar="{push,add-device,import,device,alerts}",
+    commands = parser.add_subparsers(dest="registry_command", metavar="{push,add-device,import,device,alerts,revoke}",
                                      required=True)
     push = commands.add_parser("push", parents=[common], help="push a factory's batches and labels",
                                description="Mirror every batch of a factory's registry into the central one "
@@ -73,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="devices at least this far apart (default 50; a device of unknown place counts)")
     alerts.add_argument("--max-checks", type=non_negative_int, default=20,
                         help="more checks of one label than this (default 20)")
+    revoked = commands.add_parser("revoke", parents=[common], help="revoke labels (stolen, recalled)",
+                                  description="Record labels revoked; puf export-region --central then leaves "
+                                              "them out of a region's shards and lists them in its signed "
+                                              "revocation list, so devices say revoked. A label must have been "
+                                              "pushed; revoking one again changes nothing.",
+                                  epilog="example: puf registry revoke B0001-0003-07 --reason \"stolen shipment\"")
+    revocation_arguments(revoked)
 
 
 def central_url(given: str | None) -> str:
@@ -113,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
             central.set_device(args.device_id, args.name, lat, lon)
             result = {"device_id": args.device_id, "name": args.name, "lat": lat, "lon": lon}
             text = f"recorded the device {args.device_id}"
+        elif args.registry_command == "revoke":
+            from edge_app.revocations import label_ids
+
+            new, already = central.revoke(label_ids(args.label_ids, args.from_file), args.reason)
+            result = {"revoked": new, "already_revoked": already}
+            text = "\n".join([f"revoked {i}" for i in new] + [f"already revoked {i}: unchanged" for i in already])
         else:
             if args.window_hours <= 0 or args.min_km < 0 or args.max_checks < 1:
                 raise PufError("--window-hours must be above 0, --min-km at least 0, --max-checks at least 1")
@@ -164,7 +179,8 @@ verb = Verb(
     "  puf registry add-device dev-3f2a9c1e journal.pub   # once a device: the key its journals are signed with\n"
     "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
     "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
-    "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)",
+    "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)\n"
+    "  puf registry revoke B0001-0003-07 --reason recalled   # region exports leave it out, devices say revoked",
     add_arguments,
     run,
     extras=("central",),

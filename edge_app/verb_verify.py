@@ -3,8 +3,8 @@
 The bundle is checked before anything is verified (signature against the trusted keys,
 every file's checksum, not expired) and its sequence and signer printed; a photo that cannot
 be read is an ``unreadable`` verdict, not an abort. Exit status (`EXIT_STATUSES`, shown by
---help): 0 when every label is genuine, 1 when any is counterfeit, 3 when none is counterfeit
-but some photo or label was unreadable, 2 for input refused (as for every verb), 70 for a
+--help): 0 when every label is genuine, 1 when any is counterfeit or revoked, 3 when none is
+counterfeit or revoked but some photo or label was unreadable, 2 for input refused (as for every verb), 70 for a
 crash. A label beyond the ones verified per photo is an unreadable "not checked" verdict: a
 photo with a label left unchecked never exits 0.
 By default the device's own bundle and trusted keys are used (`edge_app.device_setup`);
@@ -27,9 +27,10 @@ EXIT_COUNTERFEIT = 1
 EXIT_UNREADABLE = 3
 EXIT_STATUSES = """exit status:
   0   every label genuine (--self-test: every verdict as expected)
-  1   a label counterfeit: not among the bundle's labels
+  1   a label counterfeit (not among the bundle's labels) or revoked (on its signed revocation list,
+      a stolen or recalled label; the JSON's verdict says "revoked", with the reason)
   2   input refused or an error (a bundle that fails its checks, a failed --self-test), said on stderr
-  3   none counterfeit, but a photo or label unreadable: retake it
+  3   none counterfeit or revoked, but a photo or label unreadable: retake it
   70  internal error (a crash): please report it with its traceback"""
 
 
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bundle {bundle.path}: {bundle.release.describe()}; signer: key {bundle.signer}")
         print_table(verdicts, sys.stdout)
     kinds = {v.verdict for v in verdicts}
-    if "counterfeit" in kinds:
+    if kinds & {"counterfeit", "revoked"}:
         return EXIT_COUNTERFEIT
     return EXIT_UNREADABLE if "unreadable" in kinds else 0
 
@@ -165,7 +166,7 @@ def print_table(verdicts: list, out) -> None:
 
 verb = Verb(
     "verify",
-    "Verify photos of labels against a signed bundle: genuine, counterfeit or unreadable, with timings.",
+    "Verify photos of labels against a signed bundle: genuine, counterfeit, revoked or unreadable, with timings.",
     "  puf verify photo.jpg                     # the device's bundle and keys (puf device trust, install)\n"
     "  puf verify shots/*.jpg --json            # every label's verdict, for a program\n"
     "  puf verify photo.jpg --bundle bundles/b1 --trusted-keys keys/   # a bundle not installed\n"

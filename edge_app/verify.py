@@ -22,6 +22,10 @@ For every label found in a photo:
    matched label's pattern is one the readings allow; otherwise ``counterfeit``. What a
    counterfeit verdict knows is that the label is not among the bundle's labels as of the
    bundle's date (a label made since then needs a newer bundle), and its reason says so.
+   A revoked label (stolen, recalled) is no longer in the shards; its fingerprints are kept in
+   the bundle's signed revocation list (`edge_app.revocations`), searched in the same
+   patterns: a match there above the threshold, and above any enrolled match, is ``revoked``,
+   with the label id and the reason it was revoked.
 
 Every label found gets a verdict: a photo holding more labels than `CaptureLimits.max_labels`
 (those nearest its centre are verified) gives each label beyond them an ``unreadable``
@@ -43,7 +47,6 @@ from edge_app.bundle import Bundle
 if TYPE_CHECKING:
     from edge_app.shards import Match
 
-VERDICTS = ("genuine", "counterfeit", "unreadable")
 # a glyph template match this far ahead of the next pattern is a sure reading: correct
 # readings of handheld photos lead by 0.12 or more (144 of 144 captures of the simulated batch)
 GLYPH_SURE_MARGIN = 0.05
@@ -121,8 +124,8 @@ def capture_problem(q, limits: CaptureLimits) -> str | None:
 
 @dataclass
 class Verdict:
-    verdict: str  # genuine | counterfeit | unreadable
-    label_id: str | None  # the matched label (genuine only)
+    verdict: str  # genuine | counterfeit | revoked | unreadable
+    label_id: str | None  # the matched label (genuine and revoked only)
     score: float | None  # best cosine similarity found
     threshold: float
     pattern: str | None  # the pattern the model read
@@ -153,6 +156,11 @@ class Lookup:
     searched: list[str]  # patterns whose shards were searched
     embedding: np.ndarray  # the crop's fingerprint
     glyph: str | None = None  # the glyph template match's sure reading
+    revoked: Match | None = None  # the best revoked label found (`edge_app.revocations`)
+
+    @property
+    def best_score(self) -> float:
+        return max([m.score for m in (self.match, self.revoked) if m is not None], default=-np.inf)
 
 
 class Verifier:
@@ -253,9 +261,10 @@ class Verifier:
             lookups.append(Lookup(None, self.classes[read], float(row[read]), names, searched, embedding, glyph))
         t0 = perf_counter()
         matches = self.bundle.shards.search(out.embedding, [lookup.searched for lookup in lookups])
+        revoked = self.bundle.revoked.search(out.embedding, [lookup.searched for lookup in lookups])
         search_ms = (perf_counter() - t0) * 1000
-        for lookup, match in zip(lookups, matches, strict=True):
-            lookup.match = match
+        for lookup, match, gone in zip(lookups, matches, revoked, strict=True):
+            lookup.match, lookup.revoked = match, gone
         return lookups, model_ms, search_ms
 
     def decide(self, lookup: Lookup, timings: dict) -> Verdict:
@@ -265,6 +274,13 @@ class Verifier:
             return Verdict("unreadable", None, None, *args,
                            f"the glyph's two readings disagree (the pattern model reads {pattern} "
                            f"{lookup.confidence:.2f}, the glyph template {lookup.glyph}): retake the photo", "",
+                           lookup.searched)
+        gone = lookup.revoked
+        if gone is not None and gone.score >= self.threshold and gone.pattern in lookup.allowed \
+                and (match is None or gone.score >= match.score):
+            entry = self.bundle.revoked.listing.get(gone.label_id)
+            why = f"revoked on {entry.time}: {entry.reason}" if entry else "revoked"
+            return Verdict("revoked", gone.label_id, gone.score, *args, f"{gone.label_id} {why}", "",
                            lookup.searched)
         absent = f"not in this bundle's labels (updated {self.updated or 'on a date it does not give'})"
         if match is None:
@@ -284,7 +300,7 @@ class Verifier:
         start = perf_counter() if start is None else start
         owners = list(range(len(crops))) if owners is None else owners
         lookups, model_ms, search_ms = self.lookup(crops, glyphs)
-        scores = [lk.match.score if lk.match is not None else -np.inf for lk in lookups]
+        scores = [lk.best_score for lk in lookups]
         best: dict[int, int] = {}
         for j, owner in enumerate(owners):
             if owner not in best or scores[j] > scores[best[owner]]:

@@ -49,6 +49,7 @@ from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
+from edge_app.revocations import Revoked
 from edge_app.trust_root import ROOT_LIST
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ class BundleUpdate:
             unsigned = Manifest.from_dict(self.manifest.to_dict(), f"the new version's {MANIFEST}")
             check_models(self.dir, unsigned)
             self._attach_root_list(private_key)
+            Revoked.load(self.dir, unsigned)  # a revocation list well formed, its fingerprints the model's size
             self.manifest = Manifest.from_dict(sign_release(unsigned.to_dict(), private_key, proven, self.out))
         try:
             self.manifest.write(self.dir)

@@ -9,7 +9,8 @@ copies (for crops whose orientation cannot be fixed), ``augmented`` the paper's 
 copies (rotation 0-360, HSV V shift), for comparison.
 
 Incremental: labels already in the bundle are skipped (enrolling a batch twice adds
-nothing), only the shards of the patterns that gain labels are rewritten, and a shard
+nothing), and so are labels on its revocation list (`edge_app.revocations`: a revoked label
+is never enrolled again), only the shards of the patterns that gain labels are rewritten, and a shard
 gains labels by appending to its index unless it has outgrown its index type (exact ->
 IVF) or cell count, when it is rebuilt from its own decoded vectors plus the new ones:
 nothing already enrolled is embedded again. Every written shard's search is re-tuned
@@ -46,6 +47,7 @@ from edge_app.bundle_format import (
 )
 from edge_app.errors import PufError
 from edge_app.ids import check_id
+from edge_app.revocations import Revoked
 from edge_app.shards import read_index, set_search_params
 from trainer import index_build
 from trainer.bundle_write import check_valid_days
@@ -534,10 +536,13 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
     layout = check_pattern_sets(labels, items, bundle_pattern_set(bundle, manifest))
     enrolled = enrolled_label_ids(bundle, manifest)
     record_enrolled(bundle, labels, [item.label_id for item in items if item.label_id in enrolled])
+    revoked = Revoked.load(bundle, manifest).listing.label_ids  # never enrolled again
     todo = []
     for item in items:
         if item.label_id in enrolled:
             skipped.add("already enrolled", item.label_id)
+        elif item.label_id in revoked:
+            skipped.add("revoked", item.label_id)
         elif item.pattern not in classes:
             skipped.add("pattern not a class of the model", item.label_id)
         else:
@@ -547,7 +552,8 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
     runner = ModelRunner.from_bundle(bundle, fmt, check=False)
     kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, dim, progress,
                                             thumbnail_px)
-    unusable = {reason: n for reason, n in skipped.reasons.items() if reason not in ("already enrolled", "held out")}
+    unusable = {reason: n for reason, n in skipped.reasons.items()
+                if reason not in ("already enrolled", "held out", "revoked")}
     if not kept and unusable:
         raise PufError("no label enrolled, the bundle is unchanged: " + "; ".join(
             f"{n} {reason} (e.g. {skipped.examples[reason]})" for reason, n in unusable.items()))

@@ -10,6 +10,12 @@ region calls a label of another region counterfeit: it holds no fingerprint of i
 
 `out` counts its sequence up from the higher of the source's and the bundle it replaces, so
 a device holding an older export of the region accepts the new one and never the reverse.
+
+Revocations (`edge_app.revocations`) are carried: the source's list, the list of the bundle
+`out` replaces, and, with a central registry (`puf registry revoke`), its revoked labels of
+this region. Their rows stay out of the shards and their fingerprints go into the new list,
+one version above the higher of the two bundles' (a device refuses a list that is older or
+leaves a label out).
 """
 
 from __future__ import annotations
@@ -19,8 +25,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
+from edge_app.revocations import FILES as REVOKED_FILES
+from edge_app.revocations import Revocation, Revoked
 from trainer.enroll import (
     EnrollOptions,
     close_section,
@@ -31,16 +41,47 @@ from trainer.enroll import (
     write_shard,
 )
 from trainer.fingerprint_store import FingerprintStore, Region, collection_name
+from trainer.revoke import combined, write_revoked
 
 if TYPE_CHECKING:
     from trainer.keys import SigningKey
 
 
+def replaced_revocations(out: Path) -> Revoked:
+    """The revocations of the bundle at `out` that an export replaces (none when there is none,
+    or it is not whole: its files' checksums fail)."""
+    from edge_app.bundle_format import MANIFEST, Manifest, verify_files
+
+    if not (Path(out) / MANIFEST).is_file():
+        return Revoked()
+    try:
+        manifest = Manifest.read(out)
+        verify_files(out, manifest)
+        return Revoked.load(out, manifest)
+    except PufError:
+        return Revoked()
+
+
+def central_revocations(central: str | None, store: FingerprintStore, collection: str, region: Region
+                        ) -> list[Revocation]:
+    """The central registry's revoked labels that the store holds for `region` (none without
+    a registry)."""
+    if central is None:
+        return []
+    from edge_app.central import CentralRegistry
+
+    with CentralRegistry(central) as registry:
+        revoked = registry.revocations()
+    held = store.label_ids(collection, region, [entry.label_id for entry in revoked]) if revoked else set()
+    return [entry for entry in revoked if entry.label_id in held]
+
+
 def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key: SigningKey | None = None,
                   options: EnrollOptions | None = None, trusted_keys: Path | None = None,
-                  templates: Path | None = None) -> dict:
+                  templates: Path | None = None, central: str | None = None) -> dict:
     """Write the bundle of `region` to `out` from the store at `uri` and the model of
-    `bundle`; returns a report. Holds both bundles' locks (`bundle_lock`) throughout."""
+    `bundle`, its revocations carried (and the `central` registry's, given its URL); returns a
+    report. Holds both bundles' locks (`bundle_lock`) throughout."""
     from edge_app.bundle_format import MANIFEST, Manifest, ShardEntry, verify_files
     from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
 
@@ -63,6 +104,10 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                     or not store.count(name, region):
                 raise PufError(f"the fingerprint store {store.uri} holds no fingerprint of {region} from this "
                                f"bundle's {fmt} model (collection {name}): enroll with --milvus and --region first")
+            known = [Revoked.load(bundle, manifest), replaced_revocations(out)]
+            added = central_revocations(central, store, name, region)
+            revoked_ids = {e.label_id for e in added} | {i for r in known for i in r.listing.label_ids}
+            found: dict[str, tuple[str | None, np.ndarray]] = {}
             with BundleUpdate(bundle, out) as update:
                 for old in (manifest.shards.entries if manifest.shards else {}).values():
                     for name_in_bundle in old.named_files().values():
@@ -75,6 +120,10 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                 shards: dict[str, ShardEntry] = {}
                 for class_index, pattern in enumerate(classes):
                     label_ids, vectors = store.read(name, region, pattern)
+                    gone = np.isin(np.array(label_ids, dtype=str), list(revoked_ids))
+                    for label_id in dict.fromkeys(np.array(label_ids, dtype=str)[gone].tolist()):
+                        found[label_id] = (pattern, vectors[np.array(label_ids, dtype=str) == label_id])
+                    label_ids, vectors = [i for i, g in zip(label_ids, gone, strict=True) if not g], vectors[~gone]
                     if not label_ids:
                         continue
                     written_entry = write_shard(update, bundle, class_index, None, vectors, label_ids, budget,
@@ -87,18 +136,25 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                                         "source": f"{store.uri} {name} {region}", "labels": section.labels,
                                         "vectors": section.vectors}]
                 update.manifest.shards = section
+                for name_in_bundle in REVOKED_FILES:
+                    update.remove(name_in_bundle)
+                carried = combined(known, added, found, int(manifest.embedding_dim or 0)) if revoked_ids else None
+                if carried is not None:
+                    write_revoked(update, carried)
                 update.manifest.sequence = max(update.manifest.release.sequence, replaced_sequence(out))
                 written = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
     return {"bundle": str(out), "region": str(region), "store": store.uri, "collection": name,
             "labels": section.labels, "vectors": section.vectors, "shards": len(section.entries),
             "bundle_bytes": sum(v.bytes or 0 for v in written.file_entries.values()),
             "signed_by": written.signer, "sequence": written.release.sequence,
+            "revoked": sorted(revoked_ids), "revoked_in_region": sorted(found),
             "seconds": round(time.perf_counter() - started, 2)}
 
 
 def describe(report: dict) -> str:
     """The report as a line for people."""
     return (f"bundle {report['bundle']}: {report['labels']} labels ({report['vectors']} vectors) of {report['region']} "
-            f"in {report['shards']} shards from {report['store']}, {report['bundle_bytes'] / 1e6:.1f} MB, "
+            f"in {report['shards']} shards from {report['store']}, {len(report['revoked'])} revoked, "
+            f"{report['bundle_bytes'] / 1e6:.1f} MB, "
             f"sequence {report['sequence']}, {report['seconds']} s; signed by "
             f"{report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}")

@@ -7,9 +7,11 @@ Only the standard library at module level; the work is imported when the verb ru
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from edge_app.arguments import output_path
+from edge_app.verb_registry import CENTRAL_ENV
 from edge_app.verbs import Verb, print_report
 from trainer.verb_enroll import shard_arguments, shard_options, signing_arguments, store_arguments, store_target
 
@@ -20,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     store_arguments(parser, required=True)
     parser.add_argument("--out", type=output_path, required=True,
                         help="the region's bundle folder (replaced atomically)")
+    parser.add_argument("--central", metavar="URL",
+                        help="the central registry whose revoked labels (puf registry revoke) the export leaves out "
+                             "and lists as revoked (default: $PUF_CENTRAL when set; the bundles' own revocations "
+                             "are carried always)")
     signing_arguments(parser)
     shard_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -32,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     target = store_target(args)
     key = load_private_key(args.key) if args.key else None
     report = export_region(target.uri, args.bundle, args.out, target.region, key, shard_options(args),
-                           args.trusted_keys, args.templates)
+                           args.trusted_keys, args.templates, args.central or os.environ.get(CENTRAL_ENV))
     return print_report(report, args.json, describe)
 
 

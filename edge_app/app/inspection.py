@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TITLES = {"genuine": N_("GENUINE"), "counterfeit": N_("COUNTERFEIT"), "unreadable": N_("RETAKE")}
-KIND_WORDS = {"genuine": N_("genuine"), "counterfeit": N_("counterfeit"), "unreadable": N_("retake")}  # in a sentence
+TITLES = {"genuine": N_("GENUINE"), "counterfeit": N_("COUNTERFEIT"), "revoked": N_("REVOKED"),
+          "unreadable": N_("RETAKE")}
+KIND_WORDS = {"genuine": N_("genuine"), "counterfeit": N_("counterfeit"), "revoked": N_("revoked"),
+              "unreadable": N_("retake")}  # in a sentence
 CROP_PX = 192  # the crop kept in the journal and shown beside the enrolled label's thumbnail
 PHOTO_PX = 480  # the width of the photo shown when no label could be cut from it
 UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory "
@@ -67,7 +69,7 @@ class BundleStatus:
 class Outcome:
     """One capture's verdict, as the verdict screen shows it."""
 
-    kind: str  # genuine | counterfeit | unreadable: the verdict shown
+    kind: str  # genuine | counterfeit | revoked | unreadable: the verdict shown
     detail: str  # the verifier's own reason
     label_id: str | None
     score: float | None
@@ -86,7 +88,7 @@ class Outcome:
     # the words are made when shown, so a screen shows them in the language in use
     @property
     def title(self) -> str:
-        """GENUINE | COUNTERFEIT | RETAKE."""
+        """GENUINE | COUNTERFEIT | REVOKED | RETAKE."""
         return _(TITLES[self.kind])
 
     @property
@@ -102,13 +104,14 @@ class Outcome:
 
 # the order a photo's verdicts are shown and counted in: a photo reads genuine only when
 # every label in it is genuine (as `puf verify`'s exit status), so a label that could not
-# be checked (blurred, or beyond the labels verified per photo) comes before the genuine ones
-SHOWN_FIRST = ("counterfeit", "unreadable", "genuine")
+# be checked (blurred, or beyond the labels verified per photo) comes before the genuine ones;
+# a revoked label (stolen, recalled: known and named) before a counterfeit
+SHOWN_FIRST = ("revoked", "counterfeit", "unreadable", "genuine")
 
 
 def choose(verdicts: list) -> int:
-    """Which of a photo's verdicts to show: a counterfeit first (it is the one that
-    matters), else the first unreadable (a label not checked), else the best-scoring genuine."""
+    """Which of a photo's verdicts to show: a revoked or counterfeit label first (the one
+    that matters), else the first unreadable (a label not checked), else the best-scoring genuine."""
     for kind in SHOWN_FIRST:
         found = [i for i, v in enumerate(verdicts) if v.verdict == kind]
         if found:
@@ -123,6 +126,9 @@ def plain_reason(verdict, updated: str | None = None) -> str:
     reason = verdict.reason
     if verdict.verdict == "genuine":
         return _("This label is enrolled as {label_id}.").format(label_id=verdict.label_id)
+    if verdict.verdict == "revoked":  # "LABEL revoked on TIME: WHY", the why in the factory's own words
+        return _("Label {label_id} was revoked: do not accept it. Reason: {reason}").format(
+            label_id=verdict.label_id, reason=reason.partition(": ")[2] or reason)
     if verdict.verdict == "counterfeit":
         date = updated or _("date unknown")
         if verdict.score is None:

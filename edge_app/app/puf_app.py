@@ -57,6 +57,7 @@ GAIN = (1.0, 16.0)
 COLOURS = {  # verdict -> (background, text)
     "genuine": ((0.11, 0.56, 0.24, 1), (1, 1, 1, 1)),
     "counterfeit": ((0.78, 0.15, 0.15, 1), (1, 1, 1, 1)),
+    "revoked": ((0.45, 0.09, 0.42, 1), (1, 1, 1, 1)),
     "unreadable": ((0.98, 0.68, 0.13, 1), (0.1, 0.1, 0.1, 1)),
 }
 NO_ID = (N_("not read"), N_("no match"))  # what stands for the label id of a retake, a counterfeit
@@ -707,7 +708,7 @@ class PufApp(App):
 
 
 def verdict_title(verdict: str) -> str:
-    """GENUINE | COUNTERFEIT | RETAKE in the language in use (a verdict the app does not
+    """GENUINE | COUNTERFEIT | REVOKED | RETAKE in the language in use (a verdict the app does not
     know, from a newer journal, in capitals)."""
     return _(TITLES[verdict]) if verdict in TITLES else verdict.upper()
 

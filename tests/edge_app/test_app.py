@@ -412,3 +412,48 @@ def test_a_counterfeit_says_it_is_not_among_the_devices_labels_as_of_its_bundle_
         assert plain_reason(none_of_pattern, "2026-11-30").startswith("Kein Etikett dieses Musters auf diesem Gerät")
     finally:
         set_language("en")
+
+
+def test_a_revoked_label_is_shown_first_named_with_the_factorys_reason_in_both_languages():
+    from edge_app.app.i18n import _, set_language
+    from edge_app.app.inspection import TITLES
+
+    revoked = verdict("revoked", 0.95, "V1-0000-05", "V1-0000-05 revoked on 2026-12-01T10:00:00Z: stolen shipment")
+    found = [verdict("genuine", 0.9, "A"), verdict("counterfeit", 0.3), revoked]
+    assert choose(found) == 2
+    assert summarise(found, 2) == ("3 labels in the photo (1 revoked, 1 counterfeit, 1 genuine); showing the revoked "
+                                   "one")
+    try:
+        assert plain_reason(revoked) == "Label V1-0000-05 was revoked: do not accept it. Reason: stolen shipment"
+        assert _(TITLES["revoked"]) == "REVOKED"
+        set_language("de")
+        assert plain_reason(revoked) == "Etikett V1-0000-05 wurde gesperrt: Nicht annehmen. Grund: stolen shipment"
+        assert _(TITLES["revoked"]) == "GESPERRT"
+    finally:
+        set_language("en")
+
+
+def test_a_revoked_label_shows_revoked_on_screen_and_in_the_history(base, data, screen_env, tmp_path):
+    from trainer.revoke import revoke
+
+    bundle = Path(shutil.copytree(data["bundle"], tmp_path / "bundle"))
+    revoke(bundle, [data["label_id"]], load_private_key(keys(base)[0]), "stolen shipment")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    shutil.copy(data["shots"] / "1_genuine.png", shots)
+    steps = [{"do": "wait_ready"}, {"do": "capture"}, {"do": "record", "name": "revoked"},
+             {"do": "screenshot", "path": str(tmp_path / "revoked.png")},
+             {"do": "show", "screen": "history"}, {"do": "record", "name": "history"}]
+    script = {"options": {"home": tmp_path / "home", "bundle": bundle, "trusted_keys": data["trusted"],
+                          "camera": f"file:{shots}"}, "steps": steps}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    seen = result["records"]["revoked"]
+    assert seen["texts"]["title"] == "REVOKED" and seen["outcome"]["kind"] == "revoked"
+    assert seen["texts"]["label_id"] == data["label_id"]
+    assert seen["texts"]["message"] == (f"Label {data['label_id']} was revoked: do not accept it. "
+                                        "Reason: stolen shipment")
+    b, g, r = banner_colour(tmp_path / "revoked.png")
+    assert r > 80 and b > 80 and g < 0.5 * min(r, b)  # drawn: the revoked banner's purple, not counterfeit's red
+    [row] = result["records"]["history"]["history"]
+    assert row["title"] == "REVOKED" and row["label_id"] == data["label_id"]

@@ -238,17 +238,32 @@ def test_journal_export_to_a_folder_that_is_not_there_writes_nothing(tmp_path, c
     assert "signed JSON sync files" in journal_verb.summary and "CSV for sync" not in journal_verb.summary
 
 
-def test_a_central_registry_of_schema_1_gains_the_device_keys_table(url, tmp_path):
+# the checks' table as central schema 2 made it: no verdict "revoked"
+OLD_VERIFICATIONS = """CREATE TABLE verifications (device_id TEXT NOT NULL REFERENCES devices (device_id),
+    id BIGINT NOT NULL, time TEXT NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('genuine', 'counterfeit', 'unreadable')), label_id TEXT,
+    score DOUBLE PRECISION, threshold DOUBLE PRECISION NOT NULL, pattern TEXT, reason TEXT NOT NULL,
+    bundle_version TEXT NOT NULL, source TEXT NOT NULL, total_ms DOUBLE PRECISION, PRIMARY KEY (device_id, id))"""
+
+
+@pytest.mark.parametrize("schema, missing", [("1", ("device_keys", "revocations")), ("2", ("revocations",))])
+def test_an_older_central_registry_gains_the_device_keys_and_revocations_tables(url, tmp_path, schema, missing):
     CentralRegistry(url).close()
     engine = sa.create_engine(url)
     meta = TABLES.tables["meta"]
-    with engine.begin() as db:  # as the central registry was before device keys
-        TABLES.tables["device_keys"].drop(db)
-        db.execute(meta.update().where(meta.c.key == "central_schema").values(value="1"))
+    with engine.begin() as db:  # as the central registry was before device keys (1) or revocations (2)
+        for table in missing:
+            TABLES.tables[table].drop(db)
+        TABLES.tables["verifications"].drop(db)
+        db.execute(sa.text(OLD_VERIFICATIONS))
+        db.execute(meta.update().where(meta.c.key == "central_schema").values(value=schema))
     with CentralRegistry(url) as central:
         journal = journal_of(tmp_path / "d", [L1])
         register(central, journal)
         assert central.import_journal(export(journal, tmp_path / "usb")) == (1, 0)
+        assert central.revocations() == []
+        journal.record(check(L1, "revoked"), None, "v2")  # a device that saw the label revoked
+        assert central.import_journal(export(journal, tmp_path / "usb2")) == (1, 1)  # the revoked check new
     with engine.connect() as db:
-        assert db.execute(sa.select(meta.c.value).where(meta.c.key == "central_schema")).scalar() == "2"
+        assert db.execute(sa.select(meta.c.value).where(meta.c.key == "central_schema")).scalar() == "3"
     engine.dispose()

@@ -4,6 +4,7 @@ that is not one we wrote (bad rows, wrong types, huge) is refused whole, saying 
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.journal import APPLICATION_ID, SCHEMA_VERSION, Journal
 from edge_app.journal_sync import MAX_FILE_BYTES, ROWS_PER_FILE, SYNCED_TO, export_new, read_sync_file
-from tests.journal_support import crop, verdict
+from tests.journal_support import check, crop, verdict
 
 # The journal's schema as version 1 wrote it (no device id, no journal_meta).
 VERSION_1 = """
@@ -29,11 +30,25 @@ INSERT INTO verifications (time, verdict, label_id, score, threshold, pattern, p
 """
 
 
-def test_a_version_1_journal_is_migrated_with_its_device_id_in_every_row(tmp_path):
-    path = tmp_path / "old.sqlite"
+# what version 2 added: a device id in every row, journal_meta
+TO_VERSION_2 = """
+ALTER TABLE verifications ADD COLUMN device_id TEXT NOT NULL DEFAULT 'dev-0a1b2c3d';
+CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO journal_meta VALUES ('device_id', 'dev-0a1b2c3d');
+"""
+
+
+def old_journal(path: Path, version: int) -> Path:
+    """A journal of `version` (1 or 2) as that version wrote it, holding two checks."""
     db = sqlite3.connect(path)
-    db.executescript(VERSION_1 + f"PRAGMA user_version = 1; PRAGMA application_id = {APPLICATION_ID};")
+    db.executescript(VERSION_1 + (TO_VERSION_2 if version == 2 else "")
+                     + f"PRAGMA user_version = {version}; PRAGMA application_id = {APPLICATION_ID};")
     db.close()
+    return path
+
+
+def test_a_version_1_journal_is_migrated_with_its_device_id_in_every_row(tmp_path):
+    path = old_journal(tmp_path / "old.sqlite", 1)
     with Journal(path) as journal:
         device = journal.device_id
         journal.record(verdict(0), crop(0), "2-cd")
@@ -48,6 +63,22 @@ def test_a_version_1_journal_is_migrated_with_its_device_id_in_every_row(tmp_pat
     db.close()
     with Journal(tmp_path / "other.sqlite") as other:
         assert other.device_id != device
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_journal_keeps_its_rows_and_ids_and_takes_revoked_verdicts_which_sync_carries(tmp_path, version):
+    path = old_journal(tmp_path / "old.sqlite", version)
+    with Journal(path) as journal:
+        revoked = journal.record(check("B1-0000-03", "revoked"), crop(0), "2-cd")
+        assert revoked == 3 and [e.verdict for e in journal.recent()] == ["revoked", "counterfeit", "genuine"]
+        (tmp_path / "usb").mkdir()
+        [(synced, _)] = export_new(journal, tmp_path / "usb")
+    assert [e.verdict for e in read_sync_file(synced).entries] == ["genuine", "counterfeit", "revoked"]
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError):  # the check on verdicts is kept, with revoked in it
+        db.execute("INSERT INTO verifications (time, verdict, threshold, reason, bundle_version, source, timings, "
+                   "device_id) VALUES ('2026-11-01T08:00:00Z', 'stolen', 0.6, '', '', '', '{}', 'dev-1')")
+    db.close()
 
 
 def test_export_to_a_folder_writes_what_is_new_since_the_last_sync(tmp_path, capsys, monkeypatch):
