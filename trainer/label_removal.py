@@ -3,8 +3,9 @@
 A shard that holds one of the labels is rebuilt from its own decoded vectors less the
 label's rows (`trainer.enroll.write_shard`, as an enrollment builds a shard, tuned again);
 its thumbnails lose the label's row; a shard left empty goes, files and entry. Nothing is
-embedded again. Used by `puf revoke` (`trainer.revoke`), which keeps the removed vectors in
-the bundle's revocation list so the device still recognises the label.
+embedded again. Used by `puf unenroll` (`trainer.unenroll`: the labels simply gone) and `puf
+revoke` (`trainer.revoke`, which keeps the removed vectors in the bundle's revocation list so
+the device still recognises the label).
 """
 
 from __future__ import annotations
@@ -26,23 +27,27 @@ if TYPE_CHECKING:
 
 
 def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOptions
-                  ) -> dict[str, tuple[str, np.ndarray]]:
-    """Remove `label_ids` from the shards of the new version `update`; returns each label
-    found as label id -> (its pattern, its vectors as the shard held them). Labels not in the
-    bundle are not in the result."""
+                  ) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, dict]]:
+    """Remove `label_ids` from the shards of the new version `update`. Returns each label found
+    as label id -> (its pattern, its vectors as the shard held them), and each shard changed as
+    pattern -> its new entry with "action" ("rebuilt", or "dropped" when nothing was left).
+    Labels not in the bundle are in neither."""
     source: Path = update.source
     section = update.manifest.shards
     if section is None:
-        return {}
+        return {}, {}
     classes = list(update.manifest.pattern_classes or [])
     removed: dict[str, tuple[str, np.ndarray]] = {}
+    changed: dict[str, dict] = {}
     entries = dict(section.entries)
-    budget = shard_budget(update.manifest, options, max(section.vectors or 0, 1), [])
+    ids_of = {pattern: np.load(source / entry.ids, allow_pickle=False) for pattern, entry in entries.items()}
+    names_of = {pattern: np.char.decode(ids, "ascii") for pattern, ids in ids_of.items()}
+    wanted = list(label_ids)
+    kept_total = (section.vectors or 0) - sum(int(np.isin(names, wanted).sum()) for names in names_of.values())
     genuine_cosine = genuine_cosine_of(options, update.manifest)
     for pattern, entry in section.entries.items():
-        ids = np.load(source / entry.ids, allow_pickle=False)
-        names = np.char.decode(ids, "ascii")
-        gone = np.isin(names, list(label_ids))
+        ids, names = ids_of[pattern], names_of[pattern]
+        gone = np.isin(names, wanted)
         if not gone.any():
             continue
         vectors = index_build.reconstruct_all(read_index(source / entry.index, mmap=False))
@@ -54,14 +59,18 @@ def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOpti
                 update.remove(name)
         if gone.all():
             del entries[pattern]
+            changed[pattern] = {"labels": 0, "vectors": 0, "action": "dropped"}
             continue
-        written = write_shard(update, source, class_index, None, vectors[~gone], names[~gone].tolist(), budget,
-                              options, genuine_cosine)
+        kept_ids = names[~gone].tolist()
+        budget = shard_budget(update.manifest, options, max(kept_total, 1), kept_ids)
+        written = write_shard(update, source, class_index, None, vectors[~gone], kept_ids, budget, options,
+                              genuine_cosine)
         if entry.thumbnails is not None:
             thumbnails = np.load(source / entry.thumbnails, allow_pickle=False)
-            kept_labels = ~gone[label_starts(ids)]
-            written["thumbnails"] = write_thumbnails(update, class_index, thumbnails[kept_labels], None)
+            written["thumbnails"] = write_thumbnails(update, class_index, thumbnails[~gone[label_starts(ids)]], None)
         entries[pattern] = ShardEntry.from_dict(pattern, written, MANIFEST)
+        changed[pattern] = {**written, "action": "rebuilt"}
     section.classes = entries
     close_section(section, classes, options)
-    return removed
+    update.manifest.shards = section
+    return removed, changed

@@ -80,7 +80,7 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
             return report
         budget = (manifest.shards.memory_budget_mb if manifest.shards else None) or EnrollOptions().memory_budget_mb
         with BundleUpdate(bundle) as update:
-            found = remove_labels(update, set(todo), EnrollOptions(memory_budget_mb=budget))
+            found, _ = remove_labels(update, set(todo), EnrollOptions(memory_budget_mb=budget))
             missing = [i for i in todo if i not in found]
             if missing:
                 raise PufError(f"label {missing[0]} is not enrolled in the bundle {bundle}"

@@ -2,11 +2,9 @@
 
 A batch enrolled by mistake is removed, not revoked: the new version simply does not hold its
 labels (a device then finds no match for them), where a revocation list (`puf revoke`) keeps
-them and makes a device say "revoked". `remove_labels` is the shard editor: each shard that
-held one of the labels is rebuilt from its own decoded vectors less theirs (planned and its
-search re-tuned for its new size, as enrollment does, `trainer.enroll.write_shard`), its
-thumbnails follow, a shard left empty is dropped, and the version is committed through
-`trainer.bundle_write.BundleUpdate` (sequence + 1, signed, the key's signing record kept).
+them and makes a device say "revoked". The shards are edited by `trainer.label_removal`, and
+the version is committed through `trainer.bundle_write.BundleUpdate` (sequence + 1, signed,
+the key's signing record kept).
 The factory registry then records the labels as no longer in this bundle: they stay enrolled
 in every other bundle that holds them.
 """
@@ -21,22 +19,15 @@ import numpy as np
 from edge_app.bundle_format import Manifest, ShardEntry, Shards, verify_files
 from edge_app.errors import PufError
 from edge_app.registry import Registry
-from edge_app.shards import read_index
-from edge_app.thumbnails import label_starts
-from trainer import index_build
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
 from trainer.enroll import (
     DEFAULT_BUDGET_MB,
     EnrollOptions,
     bundle_name,
-    close_section,
     enrolled_label_ids,
-    genuine_cosine_of,
     record_enrolled,
-    shard_budget,
-    write_shard,
-    write_thumbnails,
 )
+from trainer.label_removal import remove_labels as remove_from_shards
 
 if TYPE_CHECKING:
     from trainer.keys import SigningKey
@@ -97,42 +88,11 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
 def _write_version(bundle: Path, manifest: Manifest, present: set[str], private_key: SigningKey | None,
                    trusted_keys: Path | None, valid_days: float | None, report: dict) -> Manifest:
     """The bundle's new version without `present`; its shards' entries go into `report`."""
-    classes = list(manifest.pattern_classes or [])
     with BundleUpdate(bundle) as update:
         section = update.manifest.shards or Shards()
-        entries = dict(section.entries)
         options = EnrollOptions(memory_budget_mb=section.memory_budget_mb or DEFAULT_BUDGET_MB,
                                 valid_days=valid_days)
-        genuine_cosine = genuine_cosine_of(options, update.manifest)
-        kept_total = (section.vectors or 0) - sum(
-            int(np.isin(_ids(bundle, e), list(present)).sum()) for e in entries.values())
-        for pattern, entry in section.entries.items():
-            ids = _ids(bundle, entry)
-            keep = ~np.isin(ids, list(present))
-            if keep.all():
-                continue
-            for name in entry.named_files().values():
-                if name:
-                    update.remove(name)
-            del entries[pattern]
-            report["shards"][pattern] = {"labels": 0, "vectors": 0, "action": "dropped"}
-            if not keep.any():
-                continue
-            vectors = index_build.reconstruct_all(read_index(bundle / entry.index, mmap=False))[keep]
-            kept_ids = ids[keep].tolist()
-            written = write_shard(update, bundle, classes.index(pattern), None, vectors, kept_ids,
-                                  shard_budget(update.manifest, options, kept_total, kept_ids), options,
-                                  genuine_cosine)
-            written["action"] = "rebuilt"
-            if entry.thumbnails:
-                thumbnails = np.load(bundle / entry.thumbnails, allow_pickle=False)
-                written["thumbnails"] = write_thumbnails(update, classes.index(pattern),
-                                                         thumbnails[keep[label_starts(ids)]], None)
-            entries[pattern] = ShardEntry.from_dict(pattern, written, "the new version's shards")
-            report["shards"][pattern] = written
-        section.classes = entries
-        close_section(section, classes, options)
-        update.manifest.shards = section
+        _, report["shards"] = remove_from_shards(update, present, options)
         return update.commit(private_key, valid_days, trusted_keys=trusted_keys)
 
 
