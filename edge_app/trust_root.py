@@ -31,6 +31,7 @@ from pathlib import Path
 
 from edge_app.bundle_format import MAX_SEQUENCE, parse_time
 from edge_app.errors import NoTrustedKeys, PufError
+from edge_app.folder_swap import write_atomic
 from edge_app.json_files import read_at_most
 from edge_app.signing import (
     ALGORITHM,
@@ -44,6 +45,7 @@ from edge_app.signing import (
 
 ROOT_LIST = "root.json"  # in a bundle folder, and beside the device's installed bundle
 ROOT_KEYS = "root"  # the device's root keys: a folder of *.pub files in its trusted-keys folder
+ROOT_THRESHOLD = "threshold"  # in ROOT_KEYS: how many of them must sign the first list (absent: all)
 LIST_TYPE = "puf-root-list"
 FIELDS = {"type", "version", "expires", "threshold", "roots", "keys", "signatures"}
 MAX_KEYS = 64  # roots, and signing keys: a short list
@@ -166,11 +168,13 @@ class RootList:
                 f"{len(self.roots)} roots, signing keys {', '.join(sorted(self.keys))}")
 
 
-def accept(offered: RootList, held: RootList | None, device_roots: dict, where: str) -> RootList:
+def accept(offered: RootList, held: RootList | None, device_roots: dict, device_threshold: int,
+           where: str) -> RootList:
     """The list a device holds after seeing `offered`: `held` when it is the same list; else
-    `offered` when it is newer and signed by k of the held list's roots (the device's own roots
-    when it holds none) and by k of its own. PufError for an older list, another list under the
-    same version, an expired one, or one signed by too few roots."""
+    `offered` when it is newer and signed by k of the held list's roots (`device_threshold` of
+    the device's own roots when it holds none: a first list's own threshold is the attacker's
+    to choose) and by k of its own. PufError for an older list, another list under the same
+    version, an expired one, or one signed by too few roots."""
     if held is not None and offered.version < held.version:
         raise PufError(f"{where} has version {offered.version}, older than version {held.version} this device "
                        "holds: an old list could trust a signing key since dropped (a leaked one)")
@@ -183,7 +187,7 @@ def accept(offered: RootList, held: RootList | None, device_roots: dict, where: 
         raise PufError(f"{where} expired on {offered.expires:%Y-%m-%d %H:%M} UTC: ask the factory for a bundle "
                        "with a current root list")
     if held is None:
-        offered.require_signed(device_roots, offered.threshold, "this device's", where)
+        offered.require_signed(device_roots, max(device_threshold, offered.threshold), "this device's", where)
     else:
         offered.require_signed(held.roots, held.threshold, f"the {len(held.roots)} current", where)
     offered.require_signed(offered.roots, offered.threshold, "its own", where)
@@ -205,6 +209,28 @@ def root_keys(folder: Path) -> dict:
             for key in map(load_public_key, sorted((Path(folder) / ROOT_KEYS).glob("*.pub")))}
 
 
+def device_threshold(folder: Path, roots: dict) -> int:
+    """How many of the device's root keys must sign the first root list it accepts: the number
+    given at provisioning (`puf device trust --root KEY --threshold K`), else all of them, so
+    that one leaked root key cannot hand a new device a list of its own."""
+    path = Path(folder) / ROOT_KEYS / ROOT_THRESHOLD
+    if not path.is_file():
+        return len(roots)
+    text = read_at_most(path, 16, "root threshold").decode("ascii", "replace").strip()
+    if not text.isdigit() or not 1 <= int(text) <= len(roots):
+        raise PufError(f"{path} must hold a whole number from 1 to {len(roots)} (the device's root keys), "
+                       f"got {text!r}")
+    return int(text)
+
+
+def set_device_threshold(folder: Path, threshold: int) -> None:
+    """Record how many of the device's root keys must sign its first root list."""
+    roots = root_keys(folder)
+    if not 1 <= threshold <= len(roots):
+        raise PufError(f"--threshold must be from 1 to {len(roots)}: the root keys this device trusts")
+    write_atomic(Path(folder) / ROOT_KEYS / ROOT_THRESHOLD, f"{threshold}\n")
+
+
 def bundle_trust(bundle: Path, folder: Path | None, held: Path | None) -> Trust:
     """The keys that may have signed the bundle in the folder `bundle`, for a device that trusts
     the keys folder `folder` (None: the default) and holds the root list at `held` (None or no
@@ -221,7 +247,8 @@ def bundle_trust(bundle: Path, folder: Path | None, held: Path | None) -> Trust:
         current.require_signed(current.roots, current.threshold, "its own", str(held))
     carried = Path(bundle) / ROOT_LIST
     if carried.is_file():
-        current = accept(RootList.read(carried), current, roots, f"the bundle's {ROOT_LIST}")
+        current = accept(RootList.read(carried), current, roots, device_threshold(folder, roots),
+                         f"the bundle's {ROOT_LIST}")
     if current is None:
         raise NoTrustedKeys(f"this device trusts root keys ({folder / ROOT_KEYS}) but holds no root list, and the "
                             f"bundle {bundle} carries none ({ROOT_LIST}): install a bundle signed with a root list")

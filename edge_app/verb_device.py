@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.arguments import nonempty_path, output_path
+from edge_app.arguments import nonempty_path, output_path, positive_int
+from edge_app.errors import PufError
 from edge_app.verbs import Verb
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trust.add_argument("--root", action="store_true",
                        help="trust it as a root key (in the trusted keys' root/ folder): the device then trusts the "
                             "signing keys of the root list its bundles carry, signed by enough root keys")
+    trust.add_argument("--threshold", type=positive_int, metavar="K",
+                       help="with --root: how many of the device's root keys must sign the first root list it "
+                            "accepts (default: all of them; later lists need the threshold of the list held)")
     install = actions.add_parser("install", parents=[common], help="install a bundle on the device",
                                  description="Check a bundle (signature, checksums, sequence, expiry, model) and "
                                              "make it the device's bundle; a refused one changes nothing.")
@@ -53,19 +57,26 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.verbs import print_report
 
     store = DeviceStore(args.home)
-    report = trust(store, args.key, args.root) if args.action == "trust" else \
+    if args.action == "trust" and args.threshold is not None and not args.root:
+        raise PufError("--threshold counts root keys: give it with --root")
+    report = trust(store, args.key, args.root, args.threshold) if args.action == "trust" else \
         install(store, args.bundle, args.allow_older)
     return print_report(report, args.json, describe)
 
 
-def trust(store: DeviceStore, key: Path, root: bool = False) -> dict:
+def trust(store: DeviceStore, key: Path, root: bool = False, threshold: int | None = None) -> dict:
     from edge_app.device_setup import trust_key
-    from edge_app.trust_root import ROOT_KEYS
+    from edge_app.trust_root import ROOT_KEYS, device_threshold, root_keys, set_device_threshold
 
     folder = store.trusted_keys_dir()
     trusted = trust_key(key, folder / ROOT_KEYS if root else folder)
-    return {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added,
-            "root": root}
+    if threshold is not None:
+        set_device_threshold(folder, threshold)
+    report = {"action": "trust", "key_id": trusted.key_id, "path": str(trusted.path), "added": trusted.added,
+              "root": root}
+    if root:
+        report["first_list_needs"] = device_threshold(folder, root_keys(folder))
+    return report
 
 
 def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
@@ -91,7 +102,10 @@ def install(store: DeviceStore, bundle: Path, allow_older: bool) -> dict:
 def describe(report: dict) -> str:
     if report["action"] == "trust":
         done = "trusted" if report["added"] else "already trusted"
-        return f"{done}: {'root key' if report['root'] else 'key'} {report['key_id']} ({report['path']})"
+        text = f"{done}: {'root key' if report['root'] else 'key'} {report['key_id']} ({report['path']})"
+        if report["root"]:
+            text += f"; the first root list must be signed by {report['first_list_needs']} of the device's root keys"
+        return text
     text = (f"installed bundle {report['version']}: {report['labels']:,} labels, {report['revoked']} revoked, "
             f"{report['release']}, signed by "
             f"key {report['signed_by']} ({report['path']})")

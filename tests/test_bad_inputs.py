@@ -313,6 +313,8 @@ CASES: list[Case] = [
     case("device trust @CORRUPT_PNG@", "corrupt.png"),
     case("device trust @UNICODE_DIR@/ключ.pub", "ключ.pub"),
     case("device trust @CORRUPT_PNG@ --home /proc/nope", "/proc"),
+    case("device trust @CORRUPT_PNG@ --threshold 1", "--threshold", "--root"),
+    case("device trust @CORRUPT_PNG@ --root --threshold 0", "--threshold"),
     case("device install @MISSING@", "nope"),
     case("device install ''", "empty"),
     case("device install @EMPTY_DIR@", "empty_dir"),

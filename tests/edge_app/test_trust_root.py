@@ -222,9 +222,27 @@ def test_a_bad_root_list_is_refused_and_the_device_keeps_its_bundle_and_list(nam
 def test_a_first_list_must_be_signed_by_the_devices_own_roots(device, pairs, factory, signed, tmp_path):
     store, trusted = device
     rogue = root_list([pairs["rogue"]], [factory], [pairs["rogue"]], threshold=1)
-    with pytest.raises(PufError, match="signed by 0 of this device's root keys, 1 needed"):
+    with pytest.raises(PufError, match="signed by 0 of this device's root keys, 2 needed"):
         store.install_bundle(carrying(signed, tmp_path / "usb" / "rogue", factory, 1, rogue), trusted)
     assert store.bundle_path() is None and not store.root_list_path().exists()
+
+
+def test_a_first_list_needs_the_devices_threshold_not_its_own(device, pairs, factory, signed, tmp_path):
+    """One leaked root key cannot hand a new device a list of its own making a 1-of-n list: the
+    first list needs the threshold given at provisioning (all the device's roots by default)."""
+    from edge_app.trust_root import set_device_threshold
+
+    store, trusted = device
+    leaked = root_list([pairs["r1"], pairs["r2"]], [pairs["factory2"]], [pairs["r1"]], threshold=1)
+    bundle = carrying(signed, tmp_path / "usb" / "leaked", pairs["factory2"], 1, leaked)
+    with pytest.raises(PufError, match="signed by 1 of this device's root keys, 2 needed"):
+        store.install_bundle(bundle, trusted)
+    assert store.bundle_path() is None and not store.root_list_path().exists()
+    set_device_threshold(trusted, 1)  # provisioned as 1 of 2: then one root suffices, as asked
+    store.install_bundle(bundle, trusted)
+    assert installed_signer(store, trusted) == (pairs["factory2"].key_id, 1)
+    with pytest.raises(PufError, match="--threshold must be from 1 to 2"):
+        set_device_threshold(trusted, 3)
 
 
 def test_roots_rotate_with_a_list_signed_by_enough_old_roots(holding_v1, pairs, factory, signed, tmp_path):
