@@ -184,10 +184,19 @@ class Inspector:
 
     @property
     def journal(self):
+        """The device's journal, opened at the first check; its signing key (`edge_app.device_key`)
+        is made with it, on the device's first start, so that its id can be registered centrally
+        before any journal is exported."""
         if self._journal is None:
+            from edge_app.device_key import device_key
+            from edge_app.errors import PufError
             from edge_app.journal import Journal
 
             self._journal = Journal(self.store.journal_path)
+            try:
+                device_key(self.store.journal_path)
+            except PufError as error:  # checks still go on: only exporting the journal needs the key
+                log.warning("the device key: %s", error)
         return self._journal
 
     def trusted_keys(self) -> Path:

@@ -372,6 +372,7 @@ class PufApp(App):
         self.exposure_us = exposure or self.exposure_us
         self.gain = gain or self.gain
         self.worker = Worker(lambda callback: Clock.schedule_once(lambda _dt: callback()))
+        self.worker.submit(lambda: self.inspector.journal, self._journal_opened)  # and the device key, made now
         self.worker.submit(self.inspector.open, self._bundle_opened)
         self.worker.submit(self.inspector.refresh_limits, partial(self._label_px_applied, False))
         self.open_camera(self.camera_spec)
@@ -430,6 +431,10 @@ class PufApp(App):
             self.screen("settings").message = ""
 
     # ---- bundle ------------------------------------------------------------------------------
+    def _journal_opened(self, _journal: object, error: BaseException | None) -> None:
+        if error is not None:  # each check then says so when it is recorded
+            log.error("opening the journal failed", exc_info=error)
+
     def _bundle_opened(self, status: BundleStatus | None, error: BaseException | None) -> None:
         if error is not None:
             log.error("opening the bundle failed", exc_info=error)

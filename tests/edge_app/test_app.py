@@ -235,6 +235,23 @@ def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data
     assert settings["exposure_us"] > 0 and settings["gain"] > 0
 
 
+def test_the_device_key_is_made_at_the_first_start_before_any_check(screen_env, tmp_path):
+    """A device's journal signing key (`edge_app.device_key`) exists from its first start, so that
+    it can be registered centrally (puf journal identity) before any journal is exported."""
+    import stat
+
+    from edge_app.device_key import key_paths
+    from edge_app.device_store import DeviceStore
+
+    home = tmp_path / "home"
+    script = {"options": {"home": home, "camera": f"file:{tmp_path / 'no such folder'}"},
+              "steps": [{"do": "wait_ready"}, {"do": "wait", "seconds": 0.5}]}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    private, public = key_paths(DeviceStore(home).journal_path)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and b"PUBLIC KEY" in public.read_bytes()
+
+
 def test_the_label_size_is_set_in_settings_and_a_photo_at_half_magnification_verifies_with_auto(
         data, screen_env, tmp_path):
     """Settings -> Label size: a fixed size takes effect at once (a label half that size is
