@@ -96,8 +96,8 @@ class RevocationList:
 
 def check_reason(reason: str) -> str:
     """A revocation's reason (--reason): one line of at most `MAX_REASON_CHARS` characters."""
-    if len(reason) > MAX_REASON_CHARS or any(ord(c) < 32 for c in reason):
-        raise PufError(f"a revocation's reason is one line of at most {MAX_REASON_CHARS} characters")
+    if not reason.strip() or len(reason) > MAX_REASON_CHARS or any(ord(c) < 32 for c in reason):
+        raise PufError(f"--reason: a revocation's reason is one line of 1 to {MAX_REASON_CHARS} characters")
     return reason
 
 

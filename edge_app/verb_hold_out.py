@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import non_negative_int, nonempty_path
 from edge_app.verbs import Verb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("registry", type=Path, metavar="REGISTRY", help="the factory's registry.sqlite (puf segment)")
+    parser.add_argument("registry", type=nonempty_path, metavar="REGISTRY",
+                        help="the factory's registry.sqlite (puf segment)")
     parser.add_argument("--batch", help="the batch; alone, every label of it")
-    parser.add_argument("--field", type=int, action="append", default=[], metavar="N",
+    parser.add_argument("--field", type=non_negative_int, action="append", default=[], metavar="N",
                         help="every label of field N of --batch (repeatable)")
     parser.add_argument("--label", action="append", default=[], metavar="ID", help="one label (repeatable)")
     parser.add_argument("--release", action="store_true",
@@ -34,15 +36,9 @@ def chosen(registry, batch: str | None, fields: list[int], labels: list[str]) ->
     """The registry's records of the labels the options name; a PufError for a batch, field
     or label the registry does not hold, or for none named."""
     from edge_app.errors import PufError
-    from edge_app.ids import check_id
 
-    if fields and batch is None:
-        raise PufError("--field N needs --batch: the batch whose field it is")
-    if batch is None and not labels:
-        raise PufError("name the labels: --batch ID (every label), --batch ID --field N, or --label ID")
     records = []
     if batch is not None:
-        check_id("batch", batch)
         if registry.batch_layout(batch) is None:
             raise PufError(f"the registry {registry.path} holds no batch {batch!r}")
         chosen_fields: list[int | None] = list(fields) or [None]
@@ -52,7 +48,7 @@ def chosen(registry, batch: str | None, fields: list[int], labels: list[str]) ->
                 raise PufError(f"the registry {registry.path} holds no label of field {field} of batch {batch}")
             records.extend(found)
     for label_id in labels:
-        record = registry.label(check_id("label", label_id))
+        record = registry.label(label_id)
         if record is None:
             raise PufError(f"the registry {registry.path} holds no label {label_id}")
         records.append(record)
@@ -63,8 +59,17 @@ def hold_out(path: Path, batch: str | None, fields: list[int], labels: list[str]
     """Mark the named labels held out (or, `release`, found again); labels that were rejected
     or missing in segmentation stay as they are. Returns a report."""
     from edge_app.errors import PufError
+    from edge_app.ids import check_id
     from edge_app.registry import Registry
 
+    if fields and batch is None:  # the options are checked before the registry is opened
+        raise PufError("--field N needs --batch: the batch whose field it is")
+    if batch is None and not labels:
+        raise PufError("name the labels: --batch ID (every label), --batch ID --field N, or --label ID")
+    if batch is not None:
+        check_id("batch", batch)
+    for label_id in labels:
+        check_id("label", label_id)
     if not Path(path).is_file():
         raise PufError(f"no registry at {path}")
     # holding out an enrolled label is refused whole by set_status, naming a bundle that holds it

@@ -94,7 +94,7 @@ class RegistryDataset(FolderDataset):
     (status found or enrolled; held-out labels are kept out, `puf hold-out`), found under the
     batch folder it was segmented from. Same interface as a folder data set."""
 
-    STATUSES = ("found", "enrolled")
+    STATUSES = ("found", "enrolled", "held_out")  # held-out ones kept apart: `held_out`
 
     def __init__(self, path: Path) -> None:
         import sqlite3

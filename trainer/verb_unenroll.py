@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_app.arguments import nonempty_path
 from edge_app.verbs import Verb
 from trainer.verb_enroll import signing_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=Path, required=True, help="bundle folder; updated in place (a new version)")
+    parser.add_argument("--bundle", type=nonempty_path, required=True,
+                        help="bundle folder; updated in place (a new version)")
     parser.add_argument("--batch", action="append", default=[], help="every label of this batch (repeatable)")
     parser.add_argument("--label", action="append", default=[], metavar="ID", help="one label (repeatable)")
     parser.add_argument("--registry", type=Path,
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.errors import PufError
     from edge_app.ids import check_id
     from edge_app.verbs import print_report
+    from trainer.bundle_write import check_valid_days
     from trainer.keys import load_private_key
     from trainer.unenroll import chosen_labels, describe, remove_labels
 
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise PufError("name what to remove: --batch ID or --label ID")
     batches = tuple(check_id("batch", batch) for batch in args.batch)
     labels = tuple(check_id("label", label) for label in args.label)
+    if args.valid_days is not None:
+        check_valid_days(args.valid_days)
     key = load_private_key(args.key) if args.key else None
     chosen = chosen_labels(args.bundle, batches, labels, args.registry)
     if not chosen:

@@ -78,7 +78,7 @@ def test_a_full_disk_during_segment_is_a_clear_error_and_a_rerun_resumes(photogr
 
     batch, registry = fresh_copy(photographed, tmp_path / "full" / "B7"), tmp_path / "full" / "r.sqlite"
     faults = [(16_000, "cannot grow (making its tables failed"),  # the registry cannot be opened
-              (60_000, "cannot grow (recording the batch B7 failed"),  # its log cannot hold the layout
+              (70_000, "cannot grow (recording the batch B7 failed"),  # its log cannot hold the layout
               (150_000, f"cannot write {batch / 'crops'}/"),  # a crop cannot be written
               (300_000, "cannot grow (recording field ")]  # the registry fills after some fields
     recorded: dict = {}

@@ -113,7 +113,7 @@ def test_a_worker_that_never_comes_is_a_timeout_with_a_message(crops_dir, tmp_pa
     ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"index": 0}}', "only worker jobs"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "task type"),
     ('{"cluster": ["a:1"]}', '"cluster"'),
-    ("{not json", "not JSON"),
+    ("{not json", "not valid JSON"),
     ("no/such/cluster.json", "no cluster spec file"),
 ])
 def test_bad_cluster_specs_are_puf_errors(text, message):
