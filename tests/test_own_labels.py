@@ -15,7 +15,8 @@ folder under tmp (the working directory, as a user's shell would be). How lines 
   font futural; the film not the `coarse` preset but faceted grains of 5 um at 0.7 contrast.
 - Not a command, and so test set-up: before the first command naming `scans/`, the factory's
   camera hands the fields over (`hand_over`): PNGs named by timestamp, turned a quarter turn,
-  without metadata. The device's folder ($PUF_HOME) is under tmp.
+  without metadata. The device's folder ($PUF_HOME) and its trusted keys ($XDG_CONFIG_HOME) are
+  under tmp.
 """
 
 import contextlib
@@ -118,7 +119,8 @@ def walkthrough(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
         mp.setenv("PUF_HOME", str(work / "device"))
-        for name in ("PUF_BUNDLE", "PUF_REGISTRY"):
+        mp.setenv("XDG_CONFIG_HOME", str(work / "config"))  # the trusted keys, never the user's
+        for name in ("PUF_BUNDLE", "PUF_REGISTRY", "PUF_TRUSTED_KEYS"):
             mp.delenv(name, raising=False)
         for line in lines:
             words = shlex.split(tiny(command(line)))
@@ -156,6 +158,12 @@ def test_the_walkthrough_covers_the_path_from_glyphs_to_the_field():
                  "enroll", "queries", "evaluate", "device", "verify"):
         assert ["puf", verb] in verbs, verb
     assert sum(v == ["puf", "verify"] for v in verbs) == 3  # genuine, never enrolled, another film
+
+
+def test_the_device_trusts_the_factory_key_in_its_own_folders_only(walkthrough):
+    keys = list((walkthrough["work"] / "config" / "puf" / "trusted_keys").iterdir())
+    assert [k.name for k in keys] == ["factory.pub"]
+    assert keys[0].read_bytes() == (walkthrough["work"] / "keys" / "factory.pub").read_bytes()
 
 
 def test_plain_pngs_with_timestamp_names_and_a_turned_camera_are_cut_with_their_glyphs(walkthrough):
