@@ -1,17 +1,33 @@
-"""The README's "Your own labels" walkthrough, end to end at a tiny size.
+"""The README's "Your own labels" walkthrough, run as written, at a tiny size.
 
-A factory with its own glyphs (docs/examples/own_glyphs.svg) and a film unlike the shipped
-model's (the simulator's `coarse` film: grains 3x larger, half the contrast) hands over its
-microscope fields as plain PNGs named by camera timestamp, from a camera mounted a quarter
-turn off, with no metadata. The README's commands take them to a calibrated, signed
-verifier: patterns -> segment -> train (the shipped fingerprint, a new pattern head, one
-capture a label) -> export -> keygen / enroll -> re-captures (photograph --handheld) -> queries
--> evaluate (per query) -> verify.
+The commands are the README's: `walkthrough_lines()` reads the first ```bash block under
+"## Your own labels" in README.md and the fixture runs every command line of it in order, in a
+folder under tmp (the working directory, as a user's shell would be). How lines map:
+
+- `#` lines and `# ...` tails are comments; a tail `# exit N: ...` (or `... (or M: ...)`) names
+  the exit statuses the walkthrough promises, else 0 is expected. Each line's status is asserted.
+- `puf ...` lines run in-process through `edge_app.cli.main`, with `--json` added for the verbs
+  that print a report (kept per line for the assertions below); a word with `*` is expanded as
+  the shell would (sorted, and it must match something). Other lines (`cp`) run as a subprocess.
+- `TINY`, a short table of exact substitutions, maps the README's sizes to tiny ones and swaps in
+  this test's own glyphs and film; each must occur in the block, so an edit that drops one fails.
+  The glyphs are not the example's (docs/examples/own_glyphs.svg) but 9 letters of the Hershey
+  font futural; the film not the `coarse` preset but faceted grains of 5 um at 0.7 contrast.
+- Not a command, and so test set-up: before the first command naming `scans/`, the factory's
+  camera hands the fields over (`hand_over`): PNGs named by timestamp, turned a quarter turn,
+  without metadata. The device's folder ($PUF_HOME) and its trusted keys ($XDG_CONFIG_HOME) are
+  under tmp.
 """
 
+import contextlib
+import glob
+import io
 import json
-import shutil
+import re
+import shlex
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,19 +37,56 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edge_app.cli import main as puf  # noqa: E402
-from edge_app.layout import BatchLayout  # noqa: E402
 from edge_app.registry import Registry  # noqa: E402
 
 # Keras saving a model trips numpy 2's __array__ copy warning (not ours; see tests/trainer)
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-ROOT = Path(__file__).resolve().parents[1]
-GLYPHS = ROOT / "docs" / "examples" / "own_glyphs.svg"
+README = Path(__file__).resolve().parents[1] / "README.md"
+OWN_GLYPHS = "font:futural:FGJKLPRY4"
+TINY = {
+    "glyphs.svg": OWN_GLYPHS,
+    "--film-style coarse": "--film-style grain_um=5,contrast=0.7,faceted=yes",
+    "--fields 10x10": "--fields 4x2",
+    "--steps 600": ("--steps 100 --batch-size 32 --set lr=0.003 --set warmup_steps=10 --set val_frac=0.2 "
+                    "--set eval_every=100"),
+    "--handheld 2": "--handheld 1",
+    "--query-far 1e-5": "--query-far 1e-3 --frr-bound 0.1",  # 1e-5 needs more never-enrolled photos
+}
+NO_JSON = {"photograph"}  # verbs without a --json report
 
 
-def json_of(capsys, argv: list[str], status: int = 0) -> dict:
-    assert puf([*argv, "--json"]) == status
-    return json.loads(capsys.readouterr().out)
+@dataclass
+class Step:
+    line: str  # as the README has it
+    argv: list[str]  # as run
+    status: int
+    report: dict | None
+
+
+def walkthrough_lines() -> list[str]:
+    """The command lines of the README's "Your own labels" code block, comments included."""
+    text = README.read_text()
+    section = text[text.index("\n## Your own labels\n"):]
+    block = section[section.index("```bash\n") + 8:]
+    return [line for line in block[:block.index("```")].splitlines() if line.strip()
+            and not line.lstrip().startswith("#")]
+
+
+def expected_statuses(line: str) -> set[int]:
+    tail = line.partition("#")[2]
+    return {int(n) for n in re.findall(r"\b(\d+):", tail)} if tail.strip().startswith("exit") else {0}
+
+
+def command(line: str) -> str:
+    """The line without its comment."""
+    return shlex.join(shlex.split(line, comments=True))
+
+
+def tiny(line: str) -> str:
+    for documented, small in TINY.items():
+        line = line.replace(documented, small)
+    return line
 
 
 def hand_over(batch: Path, scans: Path) -> None:
@@ -47,153 +100,153 @@ def hand_over(batch: Path, scans: Path) -> None:
         cv2.imwrite(str(scans / f"IMG_{stamp}.png"), np.ascontiguousarray(np.rot90(image)))
 
 
-def handheld(batch: Path, out: Path, fields: list[int], seed: int, named_by_id: bool, film_seed_offset: int = 0
-             ) -> list[tuple[Path, str]]:
-    """One handheld photo of every label of `fields` (of the batch's film, or of the same job
-    on another film); (photo, label id) pairs."""
-    from fabrication.sim.field_camera import capture_label
-    from fabrication.sim.film import EtchedFilm
-
-    layout = BatchLayout.load(batch / "layout.json")
-    film = EtchedFilm.load(batch / "sim" / "film.npz")
-    if film_seed_offset:
-        film = EtchedFilm(film.seed + film_seed_offset, film.segments, film.style)
-    out.mkdir(parents=True, exist_ok=True)
-    photos = []
-    for field in fields:
-        for slot in range(layout.labels_per_field):
-            image, truth = capture_label(film, layout, field, slot, seed)
-            name = f"{truth['label_id']}.jpg" if named_by_id else f"{len(list(out.iterdir())):04d}.jpg"
-            cv2.imwrite(str(out / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            photos.append((out / name, truth["label_id"]))
-    return photos
+def run_puf(argv: list[str]) -> tuple[int, dict | None]:
+    json_report = argv[0] not in NO_JSON
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = puf([*argv, "--json"] if json_report else argv)
+    output = buffer.getvalue()
+    return status, (json.loads(output) if json_report and output.strip() else None)
 
 
 @pytest.fixture(scope="module")
 def walkthrough(tmp_path_factory):
-    import contextlib
-    import io
-
     work = tmp_path_factory.mktemp("own")
-    out: dict = {"work": work}
+    lines = walkthrough_lines()
+    commands = "\n".join(command(line) for line in lines)
+    assert all(documented in commands for documented in TINY), "a README size the test maps is gone"
+    steps: list[Step] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setenv("PUF_HOME", str(work / "device"))
+        mp.setenv("XDG_CONFIG_HOME", str(work / "config"))  # the trusted keys, never the user's
+        for name in ("PUF_BUNDLE", "PUF_REGISTRY", "PUF_TRUSTED_KEYS"):
+            mp.delenv(name, raising=False)
+        for line in lines:
+            words = shlex.split(tiny(command(line)))
+            if "scans/" in words and not (work / "scans").exists():
+                hand_over(work / "B0001", work / "scans")
+            argv = []
+            for word in words:
+                matches = sorted(glob.glob(word)) if "*" in word else [word]
+                assert matches, (line, word)
+                argv += matches
+            if argv[0] == "puf":
+                status, report = run_puf(argv[1:])
+            else:
+                status, report = subprocess.run(argv, cwd=work).returncode, None
+            assert status in expected_statuses(line), (line, status)
+            steps.append(Step(line, argv, status, report))
+        # not a README step: a per-comparison FAR from these few pairs is refused, not signed
+        refused = io.StringIO()
+        with contextlib.redirect_stderr(refused), contextlib.redirect_stdout(io.StringIO()):
+            refused_status = puf(["evaluate", "--bundle", "bundles/ft", "--queries", "data/recaptures",
+                                  "--far", "1e-3", "--key", "keys/factory.key"])
+    return {"work": work, "steps": steps, "refused": refused.getvalue(), "refused_status": refused_status}
 
-    def run(argv: list[str], ok: tuple[int, ...] = (0,)) -> dict | None:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            status = puf([*argv, "--json"])
-        assert status in ok, (argv, status)
-        return json.loads(buffer.getvalue())
 
-    run(["patterns", str(GLYPHS), "--out", str(work / "patterns.json")])
-    for name, fields, seed in (("T1", "3x2", 601), ("F1", "4x2", 602)):
-        assert puf(["design", str(work / name), "--fields", fields, "--pattern-set", str(work / "patterns.json")]) == 0
-        assert puf(["etch", str(work / name), "--sim", "--film-style", "coarse", "--film-seed", str(seed)]) == 0
-        assert puf(["photograph", str(work / name), "--sim"]) == 0
-        hand_over(work / name, work / f"{name}_scans")
-        out[f"segment_{name}"] = run(["segment", str(work / f"{name}_scans"), "--layout",
-                                      str(work / name / "layout.json"), "--registry", str(work / f"{name}.sqlite")])
-    out["train"] = run(["train", str(work / "run"), "--data", str(work / "T1.sqlite"), "--batch", "T1", "--init",
-                        "default", "--steps", "100", "--batch-size", "32",
-                        "--set", "train_only=pattern_head", "--set", "lr=0.003", "--set", "warmup_steps=10",
-                        "--set", "val_frac=0.2", "--set", "eval_every=100"])
-    out["export"] = run(["export", str(work / "run"), "--out", str(work / "bundle"), "--formats", "int8,onnx"])
-    run(["keygen", str(work / "keys" / "factory")])
-    (work / "trusted").mkdir()
-    shutil.copy(work / "keys" / "factory.pub", work / "trusted")
-    out["hold_out"] = run(["hold-out", str(work / "F1.sqlite"), "--batch", "F1", "--field", "7"])  # never enrolled
-    out["enroll"] = run(["enroll", "--bundle", str(work / "bundle"), "--labels", str(work / "F1.sqlite"),
-                         "--key", str(work / "keys" / "factory.key")])
-    assert puf(["photograph", str(work / "F1"), "--sim", "--handheld", "1", "--fields", "0-5,7",
-                "--out", str(work / "recaptures"), "--seed", "21"]) == 0
-    out["queries"] = run(["queries", str(work / "recaptures"), "--bundle", str(work / "bundle"),
-                          "--registry", str(work / "F1.sqlite"), "--out", str(work / "queries")])
-    out["refused"] = io.StringIO()
-    with contextlib.redirect_stderr(out["refused"]), contextlib.redirect_stdout(io.StringIO()):
-        out["refused_status"] = puf(["evaluate", "--bundle", str(work / "bundle"), "--queries", str(work / "queries"),
-                                     "--far", "1e-3", "--key", str(work / "keys" / "factory.key")])
-    out["evaluate"] = run(["evaluate", "--bundle", str(work / "bundle"), "--queries", str(work / "queries"),
-                           "--query-far", "1e-3", "--frr-bound", "0.1", "--key", str(work / "keys" / "factory.key")])
-    genuine = handheld(work / "F1", work / "field" / "genuine", [0, 6], seed=33, named_by_id=False)
-    never = handheld(work / "F1", work / "field" / "never", [7], seed=34, named_by_id=False)
-    other = handheld(work / "F1", work / "field" / "other", [0], seed=35, named_by_id=False, film_seed_offset=1000)
-    for kind, photos in (("genuine", genuine), ("never", never), ("other", other)):
-        report = run(["verify", *[str(p) for p, _ in photos], "--bundle", str(work / "bundle"),
-                      "--trusted-keys", str(work / "trusted")], ok=(0, 1, 3))
-        out[kind] = (photos, report["verdicts"])
-    return out
+def step(walkthrough, start: str) -> Step:
+    """The one step whose README line starts with `start`."""
+    found = [s for s in walkthrough["steps"] if s.line.startswith(start)]
+    assert len(found) == 1, (start, [s.line for s in found])
+    return found[0]
+
+
+def test_the_walkthrough_covers_the_path_from_glyphs_to_the_field():
+    verbs = [shlex.split(line, comments=True)[:2] for line in walkthrough_lines()]
+    for verb in ("patterns", "design", "etch", "photograph", "segment", "hold-out", "train", "export", "keygen",
+                 "enroll", "queries", "evaluate", "device", "verify"):
+        assert ["puf", verb] in verbs, verb
+    assert sum(v == ["puf", "verify"] for v in verbs) == 3  # genuine, never enrolled, another film
+
+
+def test_the_device_trusts_the_factory_key_in_its_own_folders_only(walkthrough):
+    keys = list((walkthrough["work"] / "config" / "puf" / "trusted_keys").iterdir())
+    assert [k.name for k in keys] == ["factory.pub"]
+    assert keys[0].read_bytes() == (walkthrough["work"] / "keys" / "factory.pub").read_bytes()
 
 
 def test_plain_pngs_with_timestamp_names_and_a_turned_camera_are_cut_with_their_glyphs(walkthrough):
-    for name, labels in (("T1", 72), ("F1", 96)):
-        summary = walkthrough[f"segment_{name}"]
-        assert summary["labels"]["found"] == labels
-        assert summary["field_order"] == "sorted file names"
-        assert summary["pixel_size_um"]["from"] == "the labels' size in the images"
-        assert abs(summary["rotation"]["deg"]) == 90  # found from the glyphs
-    with Registry(walkthrough["work"] / "F1.sqlite") as registry:
-        layout = registry.batch_layout("F1")
-        labels = registry.labels("F1")
-    assert layout.pattern_set.name == "own_glyphs"
+    summary = step(walkthrough, "puf segment scans/").report
+    assert summary["labels"]["found"] == 96
+    assert summary["field_order"] == "sorted file names"
+    assert summary["pixel_size_um"]["from"] == "the labels' size in the images"
+    assert abs(summary["rotation"]["deg"]) == 90  # found from the glyphs
+    with Registry(walkthrough["work"] / "registry.sqlite") as registry:
+        layout = registry.batch_layout("B0001")
+        labels = registry.labels("B0001")
+    assert layout.pattern_set.name == "futural-9"
     # the timestamp order is the field order: every label's glyph is the one designed for its slot
     assert all(lb.pattern == layout.pattern_of(lb.field, lb.slot) for lb in labels)
     assert all(lb.glyph_pattern == lb.pattern for lb in labels if lb.status == "found")
 
 
 def test_one_capture_a_label_trains_and_says_its_figures_are_optimistic(walkthrough):
-    train, export = walkthrough["train"], walkthrough["export"]
+    train, export = step(walkthrough, "puf train").report, step(walkthrough, "puf export").report
     assert train["optimistic"] is True and train["init"]["from"].endswith("models/default")
     assert train["init"]["pattern_head"] == "re-initialised"  # another pattern set than the shipped model's
-    assert export["pattern_set"]["name"] == "own_glyphs" and export["pattern_classes"][0] == "key"
+    assert export["pattern_set"]["name"] == "futural-9" and export["pattern_classes"][0] == "F"
     assert export["decision"]["calibrated"] is False
 
 
 def test_the_threshold_is_refused_from_too_few_pairs_then_calibrated(walkthrough):
     assert walkthrough["refused_status"] == 2
-    refusal = walkthrough["refused"].getvalue()
-    assert "FAR 0.001 needs at least 2,995 impostor comparisons" in refusal
-    # calibrated per query at the bundle's largest shard (84 labels enrolled over 12 glyphs), the README's way
-    decision = walkthrough["evaluate"]["decision"]
-    shards = [s["labels"] for s in walkthrough["evaluate"]["per_query"]["shards"]]
+    assert "FAR 0.001 needs at least 2,995 impostor comparisons" in walkthrough["refused"]
+    # calibrated per query at the bundle's largest shard (84 labels enrolled over 9 glyphs), the README's way
+    evaluate = step(walkthrough, "puf evaluate").report
+    decision = evaluate["decision"]
+    shards = [s["labels"] for s in evaluate["per_query"]["shards"]]
     assert decision["calibrated"] is True and decision["query_far"] == 1e-3
-    assert decision["labels_per_shard"] == max(shards) >= 7
+    assert decision["labels_per_shard"] == max(shards) >= 84 // 9
     assert decision["query_far_at_threshold"] <= 1e-3 * 1.001 and 0 < decision["threshold"] < 1
-    assert walkthrough["evaluate"]["decisions_at_threshold"]["impostor_accepted"] == 0.0
-    queries = walkthrough["queries"]
+    assert evaluate["decisions_at_threshold"]["impostor_accepted"] == 0.0
+    queries = step(walkthrough, "puf queries").report
     assert queries["photos"] == 84 and queries["queries"] >= 80  # 7 fields of 12 labels; a few may not cut
 
 
 def test_a_field_held_out_by_command_is_never_enrolled(walkthrough):
-    assert walkthrough["hold_out"]["held_out"] == 12
-    assert walkthrough["enroll"]["skipped"] == {"held out": 12} and walkthrough["enroll"]["labels_added"] == 84
+    assert step(walkthrough, "puf hold-out").report["held_out"] == 12
+    enroll = step(walkthrough, "puf enroll").report
+    assert enroll["skipped"] == {"held out": 12} and enroll["labels_added"] == 84
 
 
 def photo_outcomes(walkthrough, kind: str) -> list[tuple[str, str | None, str]]:
-    """(verdict, matched id, true id) of the label nearest each photo's centre."""
-    photos, verdicts = walkthrough[kind]
+    """(verdict, matched id, true id from the photo's name LABEL_ID_K.jpg) of the label nearest
+    each photo's centre."""
+    verify = step(walkthrough, f"puf verify field/{kind}/")
     by_photo: dict[str, list[dict]] = {}
-    for verdict in verdicts:
+    for verdict in verify.report["verdicts"]:
         by_photo.setdefault(verdict["source"].split("#")[0], []).append(verdict)
+    photos = verify.argv[2:]
+    assert len(photos) == len(by_photo) > 0
     outcomes = []
-    for path, label_id in photos:
-        found = by_photo[str(path)]
+    for path in photos:
         centre = np.array([400.0, 300.0])
-        own = min(found, key=lambda v: np.linalg.norm(np.mean(v["corners_px"], axis=0) - centre)
+        own = min(by_photo[path], key=lambda v: np.linalg.norm(np.mean(v["corners_px"], axis=0) - centre)
                   if v.get("corners_px") else 1e9)
-        outcomes.append((own["verdict"], own["label_id"], label_id))
+        outcomes.append((own["verdict"], own["label_id"], Path(path).stem.rpartition("_")[0]))
     return outcomes
+
+
+def verdicts(walkthrough, kind: str) -> list[dict]:
+    return step(walkthrough, f"puf verify field/{kind}/").report["verdicts"]
 
 
 def test_the_verifier_accepts_its_labels_and_tells_counterfeits_apart(walkthrough):
     genuine = photo_outcomes(walkthrough, "genuine")
-    # a pattern head trained 100 steps on 58 labels reads some glyphs wrong; where it and the glyph
+    assert len(genuine) == 24  # fields 0 and 6, 12 labels each
+    # a pattern head trained 100 steps on 67 labels reads some glyphs wrong; where it and the glyph
     # templates disagree the photo is retaken (unreadable), never refused or taken for another label
     assert all(v == "unreadable" or (v == "genuine" and got == want) for v, got, want in genuine)
     assert sum(v == "genuine" for v, _, _ in genuine) >= len(genuine) // 2
-    # the device decides with the threshold the re-captures calibrated
-    threshold = walkthrough["evaluate"]["decision"]["threshold"]
-    assert {v["threshold"] for kind in ("genuine", "never", "other") for v in walkthrough[kind][1]} == {threshold}
+    for kind in ("never", "other"):
+        assert all(v in ("counterfeit", "unreadable") for v, _, _ in photo_outcomes(walkthrough, kind))
+    # the device decides with the threshold the re-captures calibrated, from the bundle it installed
+    threshold = step(walkthrough, "puf evaluate").report["decision"]["threshold"]
+    assert {v["threshold"] for kind in ("genuine", "never", "other") for v in verdicts(walkthrough, kind)} == {
+        threshold}
     # the shipped fingerprint tells the new film's labels far apart: every genuine photo
     # scores well above every never-enrolled label and every copy of the job on another film
-    scores = {kind: [v["score"] for v in walkthrough[kind][1] if v["score"] is not None]
+    scores = {kind: [v["score"] for v in verdicts(walkthrough, kind) if v["score"] is not None]
               for kind in ("genuine", "never", "other")}
     assert min(scores["genuine"]) > max(scores["never"] + scores["other"]) + 0.2
