@@ -43,6 +43,16 @@ def _rng(seed: int, *keys: float) -> np.random.Generator:
     return np.random.default_rng(words)
 
 
+def draw_exposure(rng: np.random.Generator, model: MicroscopeModel) -> Exposure:
+    """One capture's light and sensor, as the microscope varies them from shot to shot."""
+    return Exposure(
+        gain=model.base_gain * rng.uniform(*model.exposure_range),
+        defocus_sigma_px=rng.uniform(*model.defocus_px),
+        vignetting=rng.uniform(0.15, 0.4),
+        excitation_tilt=(rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)),
+    )
+
+
 def image_to_design(center_um: tuple[float, float], angle_rad: float, scale_um: float,
                     size: tuple[int, int]) -> np.ndarray:
     """2x3 affine taking image pixel centres (u, v) to design µm."""
@@ -137,12 +147,7 @@ class SimulatedMicroscope(Microscope):
         size = (m.width_px, m.height_px)
         to_design = image_to_design(centre, angle, m.pixel_size_um / self.calibration.scale, size)
         emission = render_view(self.film, to_design, size)
-        exposure = Exposure(
-            gain=m.base_gain * rng.uniform(*m.exposure_range),
-            defocus_sigma_px=rng.uniform(*m.defocus_px),
-            vignetting=rng.uniform(0.15, 0.4),
-            excitation_tilt=(rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)),
-        )
+        exposure = draw_exposure(rng, m)
         frame = expose(emission, exposure, rng)
         add_dust(frame, rng, specks=int(rng.integers(0, 6)), fibres=int(rng.integers(0, 2)))
         to_image_m = cv2.invertAffineTransform(to_design)
