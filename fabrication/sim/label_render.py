@@ -45,10 +45,11 @@ RECIPE = "label_render 1"  # in the cache key: crops of an older recipe are rend
 CORNER_JITTER_PX = 1.5  # segmentation's corner error, capture px (as trainer.simdata's default)
 _SAMPLING_VAR = 1.0 / 6.0  # variance (px^2) bilinear resampling adds at a random phase
 _NOISE_SCALE = 2.0 / 3.0  # noise std after bilinear sampling of a noisy image, on average
+MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` photographs with
 
 
 def label_crop(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shot: int = 0,
-               size: int = CROP_SIZE, model: MicroscopeModel = MicroscopeModel(),
+               size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE,
                jitter_px: float = CORNER_JITTER_PX) -> np.ndarray:
     """The (size, size, 3) BGR uint8 crop of one microscope capture of a label, in
     canonical orientation, as the factory's field capture and cut would give it."""
@@ -91,7 +92,7 @@ def _cache_key(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sho
 
 
 def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, shots: int, folder: Path,
-                size: int = CROP_SIZE, model: MicroscopeModel = MicroscopeModel()) -> tuple[list[str], np.ndarray]:
+                size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE) -> tuple[list[str], np.ndarray]:
     """Label ids and crops (labels, shots, size, size, 3) of every label of one field:
     read from `folder` if rendered before, else rendered and saved whole."""
     folder = Path(folder)
@@ -110,7 +111,7 @@ def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sh
 
 
 def render_fields(film: EtchedFilm, layout: BatchLayout, fields: Sequence[int], seed: int, shots: int,
-                  folder: Path, size: int = CROP_SIZE, model: MicroscopeModel = MicroscopeModel(),
+                  folder: Path, size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE,
                   done: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray]:
     """`field_crops` of many fields, in order, label-major; `done(field)` after each."""
     ids: list[str] = []
