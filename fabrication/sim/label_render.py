@@ -48,37 +48,41 @@ _NOISE_SCALE = 2.0 / 3.0  # noise std after bilinear sampling of a noisy image, 
 MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` photographs with
 
 
-def label_crop(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shot: int = 0,
-               size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE,
-               jitter_px: float = CORNER_JITTER_PX) -> np.ndarray:
-    """The (size, size, 3) BGR uint8 crop of one microscope capture of a label, in
-    canonical orientation, as the factory's field capture and cut would give it."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, film.seed & 0xFFFFFFFF, field, slot, shot, 0x1AB])
-    exposure = draw_exposure(rng, model)
+def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shots: int = 1,
+                size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE,
+                jitter_px: float = CORNER_JITTER_PX) -> np.ndarray:
+    """(shots, size, size, 3) BGR uint8 crops of as many microscope captures of a label,
+    in canonical orientation, as the factory's field capture and cut would give them.
+    The label's film region is rendered once for all of them."""
     px_um = model.pixel_size_um  # design µm a capture pixel (the factory's calibration has scale 1)
+    film_px = px_um / FILM_PX_UM  # film px a capture pixel
+    widest = math.sqrt((model.defocus_px[1] * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
+    margin = int(math.ceil(4 * widest + 6 * jitter_px * film_px)) + 2
     cx, cy = layout.label_center_um(field, slot)
     half = layout.label_size_um / 2
-    corners = np.array([[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half],
-                        [cx - half, cy + half]]) + rng.normal(0.0, jitter_px * px_um, (4, 2))
-    film_px = px_um / FILM_PX_UM  # film px a capture pixel
-    sigma = math.sqrt((exposure.defocus_sigma_px * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
-    margin = int(math.ceil(4 * sigma)) + 2
-    i0, j0 = (np.floor(corners.min(0) / FILM_PX_UM) - margin).astype(int)
-    i1, j1 = (np.ceil(corners.max(0) / FILM_PX_UM) + margin).astype(int)
-    emission = cv2.GaussianBlur(film.render(int(i0), int(j0), int(i1 - i0), int(j1 - j0)), (0, 0), sigma)
-    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
-    to_film = cv2.getPerspectiveTransform(square, (corners / FILM_PX_UM - (i0, j0)).astype(np.float32))
-    view = cv2.warpPerspective(emission, to_film, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
+    i0, j0 = math.floor((cx - half) / FILM_PX_UM) - margin, math.floor((cy - half) / FILM_PX_UM) - margin
+    side = math.ceil(2 * half / FILM_PX_UM) + 2 * margin + 1
+    emission = film.render(i0, j0, side, side)
     # where the crop's pixels lie in the frame, -1..1 from its centre (the field's centre)
     fx, fy = layout.field_center_um(field)
     step = np.arange(size) * (2 * half / size) - half + half / size
     x = (cx + step - fx) / ((model.width_px - 1) / 2 * px_um)
     y = (cy + step - fy) / ((model.height_px - 1) / 2 * px_um)
-    light = illumination_at(x[None, :], y[:, None], exposure)
-    at_crop = replace(exposure, defocus_sigma_px=0.0, electrons_per_dn=exposure.electrons_per_dn / _NOISE_SCALE**2,
-                      read_noise_dn=exposure.read_noise_dn * _NOISE_SCALE)
-    return expose(view, at_crop, rng, light)
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
+    outline = np.array([[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half], [cx - half, cy + half]])
+    crops = []
+    for shot in range(shots):
+        rng = np.random.default_rng([seed & 0xFFFFFFFF, film.seed & 0xFFFFFFFF, field, slot, shot, 0x1AB])
+        exposure = draw_exposure(rng, model)
+        corners = outline + rng.normal(0.0, jitter_px * px_um, (4, 2))
+        sigma = math.sqrt((exposure.defocus_sigma_px * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
+        to_film = cv2.getPerspectiveTransform(square, (corners / FILM_PX_UM - (i0, j0)).astype(np.float32))
+        view = cv2.warpPerspective(cv2.GaussianBlur(emission, (0, 0), sigma), to_film, (size, size),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        at_crop = replace(exposure, defocus_sigma_px=0.0, electrons_per_dn=exposure.electrons_per_dn / _NOISE_SCALE**2,
+                          read_noise_dn=exposure.read_noise_dn * _NOISE_SCALE)
+        crops.append(expose(view, at_crop, rng, illumination_at(x[None, :], y[:, None], exposure)))
+    return np.stack(crops)
 
 
 def _cache_key(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, shots: int, size: int,
@@ -101,8 +105,8 @@ def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sh
     if path.exists():
         with np.load(path) as data:
             return ids, data["crops"]
-    crops = np.stack([np.stack([label_crop(film, layout, field, slot, seed, shot, size, model)
-                                for shot in range(shots)]) for slot in range(layout.labels_per_field)])
+    crops = np.stack([label_crops(film, layout, field, slot, seed, shots, size, model)
+                      for slot in range(layout.labels_per_field)])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, crops=crops)
