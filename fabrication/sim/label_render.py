@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM, EtchedFilm
@@ -44,6 +46,7 @@ from fabrication.sim.optics import expose, illumination_at
 RECIPE = "label_render 1"  # in the cache key: crops of an older recipe are rendered again
 CORNER_JITTER_PX = 1.5  # segmentation's corner error, capture px (as trainer.simdata's default)
 _SAMPLING_VAR = 1.0 / 6.0  # variance (px^2) bilinear resampling adds at a random phase
+MAX_CROP_SIZE = 1024  # a crop larger than the label's film region would only interpolate it
 _NOISE_SCALE = 2.0 / 3.0  # noise std after bilinear sampling of a noisy image, on average
 MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` photographs with
 
@@ -54,6 +57,10 @@ def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, se
     """(shots, size, size, 3) BGR uint8 crops of as many microscope captures of a label,
     in canonical orientation, as the factory's field capture and cut would give them.
     The label's film region is rendered once for all of them."""
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise PufError(f"a label needs at least one capture, got shots={shots!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_CROP_SIZE:
+        raise PufError(f"a crop's side must be 8 to {MAX_CROP_SIZE} px, got {size!r}")
     px_um = model.pixel_size_um  # design µm a capture pixel (the factory's calibration has scale 1)
     film_px = px_um / FILM_PX_UM  # film px a capture pixel
     widest = math.sqrt((model.defocus_px[1] * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
@@ -95,6 +102,21 @@ def _cache_key(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sho
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A field's cached crops; None if not rendered yet, or unreadable or not what this
+    field's crops are (a damaged cache file is only rendered again: nothing is lost)."""
+    try:
+        with open(path, "rb") as handle:  # np.load leaves a file it cannot parse open
+            data = np.load(handle, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                return None
+            with data:
+                crops = data["crops"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # OSError: not there yet, too
+        return None
+    return crops if crops.shape == shape and crops.dtype == np.uint8 else None
+
+
 def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, shots: int, folder: Path,
                 size: int = CROP_SIZE, model: MicroscopeModel = MICROSCOPE) -> tuple[list[str], np.ndarray]:
     """Label ids and crops (labels, shots, size, size, 3) of every label of one field:
@@ -102,9 +124,10 @@ def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sh
     folder = Path(folder)
     path = folder / f"{layout.batch_id}-f{field:05d}-{_cache_key(film, layout, field, seed, shots, size, model)}.npz"
     ids = [layout.label_id(field, slot) for slot in range(layout.labels_per_field)]
-    if path.exists():
-        with np.load(path) as data:
-            return ids, data["crops"]
+    shape = (layout.labels_per_field, shots, size, size, 3)
+    cached = _read_cached(path, shape)
+    if cached is not None:
+        return ids, cached
     crops = np.stack([label_crops(film, layout, field, slot, seed, shots, size, model)
                       for slot in range(layout.labels_per_field)])
     folder.mkdir(parents=True, exist_ok=True)

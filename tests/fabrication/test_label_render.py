@@ -3,11 +3,11 @@ time, and a cache that a killed run resumes from."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edge_app.errors import PufError
 from fabrication.sim.label_render import field_crops, label_crops, render_fields
 from trainer.simdata import SimSpec, field_captures, make_film, make_layout
 
@@ -95,3 +95,23 @@ def test_cache_resumes_after_a_kill_with_no_half_written_file(batch, tmp_path):
         assert ids[row] == layout.label_id(field, 5)
         assert np.array_equal(crops[row], label_crops(film, layout, field, 5, seed=0, shots=2))
     assert np.array_equal(field_crops(film, layout, 3, 0, 2, folder)[1], crops[3 * layout.labels_per_field:])
+
+
+def test_a_damaged_cache_file_is_rendered_again(batch, tmp_path):
+    layout, film = batch
+    ids, crops = field_crops(film, layout, 1, 0, 1, tmp_path)
+    (path,) = tmp_path.glob("*.npz")
+    for junk in (b"not an npz", path.read_bytes()[:1000]):  # junk, and a file cut short
+        path.write_bytes(junk)
+        assert np.array_equal(field_crops(film, layout, 1, 0, 1, tmp_path)[1], crops)
+        with np.load(path) as data:
+            assert np.array_equal(data["crops"], crops)
+    np.savez(path.with_suffix(""), crops=crops[:, :, :64])  # another shape under the field's name
+    assert np.array_equal(field_crops(film, layout, 1, 0, 1, tmp_path)[1], crops)
+
+
+@pytest.mark.parametrize("shots, size", [(0, 128), (-1, 128), (1.5, 128), (True, 128), (1, 4), (1, 5000)])
+def test_impossible_captures_are_refused(batch, shots, size):
+    layout, film = batch
+    with pytest.raises(PufError, match="capture|side"):
+        label_crops(film, layout, 0, 0, seed=0, shots=shots, size=size)
