@@ -2,20 +2,19 @@
 
 The factory's way (`trainer.simdata.field_captures`) photographs a whole 1920x1440 field
 with the simulated microscope and cuts each label out of it: most of those pixels are
-never looked at. Here only the label's own film region is rendered (the film's texture
-function, `EtchedFilm.render`: the same spot, the same texture), and the image is formed
-at the crop's pixels with the microscope's own shot-to-shot variation
-(`microscope.draw_exposure`) and image formation (`optics.expose`):
+never looked at. Here the same capture is made of a window just around one label: only
+the label's own film region is rendered (the film's texture function, `EtchedFilm.render`:
+the same spot, the same texture), once for all of its captures, and each capture goes
+through the microscope's own steps on that window: its shot-to-shot variation
+(`microscope.draw_exposure`, the stage's rotation error), its pixels' sampling of the film
+(`microscope.view_of`), image formation with the window's share of the frame's vignetting
+and uneven excitation (`optics.expose`), the window's share of the frame's dust
+(`optics.add_dust`), and the cut at the label's corners jittered by segmentation's error
+(`crop_from_corners`).
 
-- defocus as a blur on the film grid, widened by what the capture's resampling adds;
-- the label's corners jittered by segmentation's error, then the crop square sampled
-  from the film as `crop_from_corners` samples it from a capture;
-- the label's share of the frame's vignetting and uneven excitation;
-- shot and read noise at the crop's pixels, scaled as bilinear sampling of a noisy
-  capture scales them.
-
-Left out: dust (a few specks a field, seldom on a label) and the stage slips that cut a
-label at the field's edge (the factory path drops those labels; every label here is whole).
+Left out: the stage's offset error (it moves the label in the frame by a few µm, which the
+cut at its true corners undoes) and the slips that cut a label at the field's edge (the
+factory path drops those labels; every label here is whole).
 
 Each (film, label, seed, shot) renders the same crop every time. Crops are cached a
 field at a time, each file written whole (temporary name, then renamed), so a killed
@@ -30,7 +29,7 @@ import math
 import os
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -40,15 +39,30 @@ from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM, EtchedFilm
-from fabrication.sim.microscope import MicroscopeModel, draw_exposure
-from fabrication.sim.optics import expose, illumination_at
+from fabrication.sim.microscope import MicroscopeModel, draw_exposure, image_to_design, view_of
+from fabrication.sim.optics import add_dust, expose, illumination_at
 
-RECIPE = "label_render 1"  # in the cache key: crops of an older recipe are rendered again
+RECIPE = "label_render 2"  # in the cache key: crops of an older recipe are rendered again
 CORNER_JITTER_PX = 1.5  # segmentation's corner error, capture px (as trainer.simdata's default)
-_SAMPLING_VAR = 1.0 / 6.0  # variance (px^2) bilinear resampling adds at a random phase
 MAX_CROP_SIZE = 1024  # a crop larger than the label's film region would only interpolate it
-_NOISE_SCALE = 2.0 / 3.0  # noise std after bilinear sampling of a noisy image, on average
+_WINDOW_MARGIN_PX = 12  # capture px around the label: defocus and corner error stay inside
 MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` photographs with
+
+
+def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
+                      jitter_px: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Warp the quadrilateral TL, TR, BR, BL onto a size x size square."""
+    quad = np.asarray(corners, np.float32).reshape(4, 2)
+    if jitter_px > 0:
+        rng = rng or np.random.default_rng()
+        quad = quad + rng.normal(0.0, jitter_px, quad.shape).astype(np.float32)
+    # segmentation's convention (edge_app.segment): the label's outer corners land on the
+    # crop's outer pixel edges
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
+    warp = cv2.getPerspectiveTransform(quad, square)
+    return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
 
 
 def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shots: int = 1,
@@ -62,33 +76,35 @@ def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, se
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_CROP_SIZE:
         raise PufError(f"a crop's side must be 8 to {MAX_CROP_SIZE} px, got {size!r}")
     px_um = model.pixel_size_um  # design µm a capture pixel (the factory's calibration has scale 1)
-    film_px = px_um / FILM_PX_UM  # film px a capture pixel
-    widest = math.sqrt((model.defocus_px[1] * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
-    margin = int(math.ceil(4 * widest + 6 * jitter_px * film_px)) + 2
     cx, cy = layout.label_center_um(field, slot)
     half = layout.label_size_um / 2
-    i0, j0 = math.floor((cx - half) / FILM_PX_UM) - margin, math.floor((cy - half) / FILM_PX_UM) - margin
-    side = math.ceil(2 * half / FILM_PX_UM) + 2 * margin + 1
-    emission = film.render(i0, j0, side, side)
-    # where the crop's pixels lie in the frame, -1..1 from its centre (the field's centre)
+    side_px = int(math.ceil(2 * half / px_um)) + 2 * _WINDOW_MARGIN_PX  # the window: label and margin
+    turn = math.radians(model.stage_rotation_deg)
+    reach_um = side_px * px_um / 2 * (math.cos(turn) + math.sin(turn)) + 4 * FILM_PX_UM  # the window turned
+    i0, j0 = math.floor((cx - reach_um) / FILM_PX_UM), math.floor((cy - reach_um) / FILM_PX_UM)
+    film_side = math.ceil(2 * reach_um / FILM_PX_UM) + 1
+    emission = film.render(i0, j0, film_side, film_side)
+    frame_half = ((model.width_px - 1) / 2 * px_um, (model.height_px - 1) / 2 * px_um)
     fx, fy = layout.field_center_um(field)
-    step = np.arange(size) * (2 * half / size) - half + half / size
-    x = (cx + step - fx) / ((model.width_px - 1) / 2 * px_um)
-    y = (cy + step - fy) / ((model.height_px - 1) / 2 * px_um)
-    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
-    outline = np.array([[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half], [cx - half, cy + half]])
+    share = side_px * side_px / (model.width_px * model.height_px)  # of the frame's dust
+    outline = np.array([[cx - half, cy - half, 1], [cx + half, cy - half, 1], [cx + half, cy + half, 1],
+                        [cx - half, cy + half, 1]])
     crops = []
     for shot in range(shots):
         rng = np.random.default_rng([seed & 0xFFFFFFFF, film.seed & 0xFFFFFFFF, field, slot, shot, 0x1AB])
+        angle = math.radians(rng.uniform(-model.stage_rotation_deg, model.stage_rotation_deg))
+        to_design = image_to_design((cx, cy), angle, px_um, (side_px, side_px))
         exposure = draw_exposure(rng, model)
-        corners = outline + rng.normal(0.0, jitter_px * px_um, (4, 2))
-        sigma = math.sqrt((exposure.defocus_sigma_px * film_px) ** 2 + _SAMPLING_VAR * film_px**2)
-        to_film = cv2.getPerspectiveTransform(square, (corners / FILM_PX_UM - (i0, j0)).astype(np.float32))
-        view = cv2.warpPerspective(cv2.GaussianBlur(emission, (0, 0), sigma), to_film, (size, size),
-                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-        at_crop = replace(exposure, defocus_sigma_px=0.0, electrons_per_dn=exposure.electrons_per_dn / _NOISE_SCALE**2,
-                          read_noise_dn=exposure.read_noise_dn * _NOISE_SCALE)
-        crops.append(expose(view, at_crop, rng, illumination_at(x[None, :], y[:, None], exposure)))
+        u = np.arange(side_px, dtype=np.float64)
+        x = (to_design[0, 0] * u[None, :] + to_design[0, 1] * u[:, None] + to_design[0, 2] - fx) / frame_half[0]
+        y = (to_design[1, 0] * u[None, :] + to_design[1, 1] * u[:, None] + to_design[1, 2] - fy) / frame_half[1]
+        window = expose(view_of(emission, (i0, j0), to_design, (side_px, side_px)), exposure, rng,
+                        illumination_at(x, y, exposure))
+        specks, fibres = rng.binomial(int(rng.integers(0, 6)), share), rng.binomial(int(rng.integers(0, 2)), share)
+        if specks or fibres:
+            add_dust(window, rng, specks, fibres)
+        corners = outline @ cv2.invertAffineTransform(to_design).T
+        crops.append(crop_from_corners(window, corners, size, jitter_px, rng))
     return np.stack(crops)
 
 

@@ -70,10 +70,15 @@ def render_view(film: EtchedFilm, to_design: np.ndarray, size: tuple[int, int]) 
     j0 = int(math.floor(corners[:, 1].min() / FILM_PX_UM)) - 4
     i1 = int(math.ceil(corners[:, 0].max() / FILM_PX_UM)) + 4
     j1 = int(math.ceil(corners[:, 1].max() / FILM_PX_UM)) + 4
-    emission = film.render(i0, j0, i1 - i0, j1 - j0)
+    return view_of(film.render(i0, j0, i1 - i0, j1 - j0), (i0, j0), to_design, size)
+
+
+def view_of(emission: np.ndarray, origin: tuple[int, int], to_design: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Emission rendered over film pixels from `origin` (i0, j0), seen through the affine
+    `to_design` (image px -> design µm) as the camera's pixels sample it."""
     to_film = to_design / FILM_PX_UM
-    to_film[:, 2] -= (i0, j0)
-    return cv2.warpAffine(emission, to_film, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    to_film[:, 2] -= origin
+    return cv2.warpAffine(emission, to_film, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
