@@ -39,10 +39,10 @@ from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM, EtchedFilm
-from fabrication.sim.microscope import MicroscopeModel, draw_exposure, image_to_design, view_of
+from fabrication.sim.microscope import MicroscopeModel, draw_exposure, dust_counts, image_to_design, view_of
 from fabrication.sim.optics import add_dust, expose, illumination_at
 
-RECIPE = "label_render 2"  # in the cache key: crops of an older recipe are rendered again
+RECIPE = "label_render 3"  # in the cache key: crops of an older recipe are rendered again
 CORNER_JITTER_PX = 1.5  # segmentation's corner error, capture px (as trainer.simdata's default)
 MAX_CROP_SIZE = 1024  # a crop larger than the label's film region would only interpolate it
 _WINDOW_MARGIN_PX = 12  # capture px around the label: defocus and corner error stay inside
@@ -51,7 +51,8 @@ MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` p
 
 def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
                       jitter_px: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Warp the quadrilateral TL, TR, BR, BL onto a size x size square."""
+    """Warp the quadrilateral TL, TR, BR, BL onto a size x size square: a label cut from a
+    capture at its (optionally jittered) corners, the same way for a field and a window."""
     quad = np.asarray(corners, np.float32).reshape(4, 2)
     if jitter_px > 0:
         rng = rng or np.random.default_rng()
@@ -62,7 +63,6 @@ def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
     warp = cv2.getPerspectiveTransform(quad, square)
     return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-
 
 
 def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shots: int = 1,
@@ -100,7 +100,7 @@ def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, se
         y = (to_design[1, 0] * u[None, :] + to_design[1, 1] * u[:, None] + to_design[1, 2] - fy) / frame_half[1]
         window = expose(view_of(emission, (i0, j0), to_design, (side_px, side_px)), exposure, rng,
                         illumination_at(x, y, exposure))
-        specks, fibres = rng.binomial(int(rng.integers(0, 6)), share), rng.binomial(int(rng.integers(0, 2)), share)
+        specks, fibres = (int(rng.binomial(count, share)) for count in dust_counts(rng))
         if specks or fibres:
             add_dust(window, rng, specks, fibres)
         corners = outline @ cv2.invertAffineTransform(to_design).T

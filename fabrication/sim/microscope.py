@@ -53,6 +53,12 @@ def draw_exposure(rng: np.random.Generator, model: MicroscopeModel) -> Exposure:
     )
 
 
+def dust_counts(rng: np.random.Generator) -> tuple[int, int]:
+    """Dust specks and fibres on one frame."""
+    specks = int(rng.integers(0, 6))
+    return specks, int(rng.integers(0, 2))
+
+
 def image_to_design(center_um: tuple[float, float], angle_rad: float, scale_um: float,
                     size: tuple[int, int]) -> np.ndarray:
     """2x3 affine taking image pixel centres (u, v) to design µm."""
@@ -154,7 +160,7 @@ class SimulatedMicroscope(Microscope):
         emission = render_view(self.film, to_design, size)
         exposure = draw_exposure(rng, m)
         frame = expose(emission, exposure, rng)
-        add_dust(frame, rng, specks=int(rng.integers(0, 6)), fibres=int(rng.integers(0, 2)))
+        add_dust(frame, rng, *dust_counts(rng))
         to_image_m = cv2.invertAffineTransform(to_design)
 
         def to_image(x: float, y: float) -> tuple[float, float]:
