@@ -33,6 +33,7 @@ from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from edge_app.pattern_set import PATTERN_SET_FILE
+from fabrication.sim.label_render import crop_from_corners
 
 CALIBRATION_ORIGIN = (4000.0, -2500.0)
 
@@ -85,21 +86,6 @@ def make_film(spec: SimSpec, layout: BatchLayout):
     film = EtchedFilm(spec.film_seed, style=FilmStyle.parse(spec.film_style))
     engrave_layout(film, layout, spec.power_mw)
     return film
-
-
-def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
-                      jitter_px: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Warp the quadrilateral TL, TR, BR, BL onto a size x size square."""
-    quad = np.asarray(corners, np.float32).reshape(4, 2)
-    if jitter_px > 0:
-        rng = rng or np.random.default_rng()
-        quad = quad + rng.normal(0.0, jitter_px, quad.shape).astype(np.float32)
-    # segmentation's convention (edge_app.segment): the label's outer corners land on the
-    # crop's outer pixel edges
-    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
-    warp = cv2.getPerspectiveTransform(quad, square)
-    return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
 
 
 def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int

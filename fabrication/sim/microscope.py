@@ -43,6 +43,22 @@ def _rng(seed: int, *keys: float) -> np.random.Generator:
     return np.random.default_rng(words)
 
 
+def draw_exposure(rng: np.random.Generator, model: MicroscopeModel) -> Exposure:
+    """One capture's light and sensor, as the microscope varies them from shot to shot."""
+    return Exposure(
+        gain=model.base_gain * rng.uniform(*model.exposure_range),
+        defocus_sigma_px=rng.uniform(*model.defocus_px),
+        vignetting=rng.uniform(0.15, 0.4),
+        excitation_tilt=(rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)),
+    )
+
+
+def dust_counts(rng: np.random.Generator) -> tuple[int, int]:
+    """Dust specks and fibres on one frame."""
+    specks = int(rng.integers(0, 6))
+    return specks, int(rng.integers(0, 2))
+
+
 def image_to_design(center_um: tuple[float, float], angle_rad: float, scale_um: float,
                     size: tuple[int, int]) -> np.ndarray:
     """2x3 affine taking image pixel centres (u, v) to design µm."""
@@ -60,10 +76,15 @@ def render_view(film: EtchedFilm, to_design: np.ndarray, size: tuple[int, int]) 
     j0 = int(math.floor(corners[:, 1].min() / FILM_PX_UM)) - 4
     i1 = int(math.ceil(corners[:, 0].max() / FILM_PX_UM)) + 4
     j1 = int(math.ceil(corners[:, 1].max() / FILM_PX_UM)) + 4
-    emission = film.render(i0, j0, i1 - i0, j1 - j0)
+    return view_of(film.render(i0, j0, i1 - i0, j1 - j0), (i0, j0), to_design, size)
+
+
+def view_of(emission: np.ndarray, origin: tuple[int, int], to_design: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Emission rendered over film pixels from `origin` (i0, j0), seen through the affine
+    `to_design` (image px -> design µm) as the camera's pixels sample it."""
     to_film = to_design / FILM_PX_UM
-    to_film[:, 2] -= (i0, j0)
-    return cv2.warpAffine(emission, to_film, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    to_film[:, 2] -= origin
+    return cv2.warpAffine(emission, to_film, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -137,14 +158,9 @@ class SimulatedMicroscope(Microscope):
         size = (m.width_px, m.height_px)
         to_design = image_to_design(centre, angle, m.pixel_size_um / self.calibration.scale, size)
         emission = render_view(self.film, to_design, size)
-        exposure = Exposure(
-            gain=m.base_gain * rng.uniform(*m.exposure_range),
-            defocus_sigma_px=rng.uniform(*m.defocus_px),
-            vignetting=rng.uniform(0.15, 0.4),
-            excitation_tilt=(rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)),
-        )
+        exposure = draw_exposure(rng, m)
         frame = expose(emission, exposure, rng)
-        add_dust(frame, rng, specks=int(rng.integers(0, 6)), fibres=int(rng.integers(0, 2)))
+        add_dust(frame, rng, *dust_counts(rng))
         to_image_m = cv2.invertAffineTransform(to_design)
 
         def to_image(x: float, y: float) -> tuple[float, float]:

@@ -31,23 +31,31 @@ class Exposure:
     white_balance_bgr: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
+def illumination_at(x: np.ndarray, y: np.ndarray, exposure: Exposure) -> np.ndarray:
+    """Vignetting times the excitation gradient at image positions scaled to -1..1 from
+    the frame's centre to its edges (a part of the frame, such as one label, sees its share)."""
+    r2 = (x * x + y * y) / 2.0
+    tx, ty = exposure.excitation_tilt
+    return ((1.0 - exposure.vignetting * r2) * (1.0 + tx * x + ty * y)).astype(np.float32)
+
+
 def illumination(shape: tuple[int, int], exposure: Exposure) -> np.ndarray:
-    """Vignetting times the excitation gradient, over the image (smooth, so it is
-    computed on a coarse grid and interpolated up)."""
+    """`illumination_at` over the whole image (smooth, so it is computed on a coarse grid
+    and interpolated up)."""
     h, w = shape
     ch, cw = max(2, h // 16), max(2, w // 16)
     y, x = np.ogrid[-1.0 : 1.0 : ch * 1j, -1.0 : 1.0 : cw * 1j]
-    r2 = (x * x + y * y) / 2.0
-    tx, ty = exposure.excitation_tilt
-    coarse = ((1.0 - exposure.vignetting * r2) * (1.0 + tx * x + ty * y)).astype(np.float32)
-    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(illumination_at(x, y, exposure), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator) -> np.ndarray:
-    """Turn a (H, W) fluorescence map into an 8-bit BGR frame."""
+def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator,
+           light: np.ndarray | None = None) -> np.ndarray:
+    """Turn a (H, W) fluorescence map into an 8-bit BGR frame. `light`: the illumination
+    over it when it is only a part of the frame (default: the whole frame's)."""
     if exposure.defocus_sigma_px > 0.05:
         emission = cv2.GaussianBlur(emission, (0, 0), exposure.defocus_sigma_px)
-    signal = cv2.multiply(emission, illumination(emission.shape, exposure), scale=exposure.gain)
+    light = illumination(emission.shape, exposure) if light is None else light
+    signal = cv2.multiply(emission, light, scale=exposure.gain)
     gains = EMISSION_BGR * np.asarray(exposure.white_balance_bgr, np.float32)
     frame = cv2.merge([signal * g + np.float32(exposure.dark_level_dn) for g in gains])
     # shot noise (Poisson, here its Gaussian limit) plus read noise, in DN
