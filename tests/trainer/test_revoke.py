@@ -99,7 +99,7 @@ def test_revoking_again_changes_nothing_and_a_list_file_adds_to_it(base, revoked
     (["B9-0000-00"], "label B9-0000-00 is not enrolled in the bundle"),
     (["../x"], "label id '../x' is not allowed"),
     ([], "give the labels to revoke"),
-    (["--reason", "two\nlines", "V1-0000-01"], "one line of at most"),
+    (["--reason", "two\nlines", "V1-0000-01"], "one line of 1 to"),
 ])
 def test_what_cannot_be_revoked_is_refused_and_nothing_is_written(base, tmp_path, capsys, argv, message):
     bundle = enrolled_bundle(base, tmp_path / "bundle")
