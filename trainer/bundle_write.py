@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_app.bundle import check_models
-from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
+from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text, verify_files
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
@@ -147,6 +147,16 @@ def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | Non
                        "a new version replaces the whole folder and would delete them; move them out first")
     if private_key is not None:
         check_before_signing(manifest, private_key, trusted_keys, f"{bundle / MANIFEST}")
+
+
+def read_for_update(bundle: Path, private_key: SigningKey | None = None,
+                    trusted_keys: Path | None = None) -> Manifest:
+    """The manifest of a bundle about to get a new version (call it under `bundle_lock`):
+    refused by `check_update` before any work, and every file checked against it."""
+    manifest = Manifest.read(bundle)
+    check_update(bundle, manifest, private_key, trusted_keys)
+    verify_files(bundle, manifest)
+    return manifest
 
 
 class BundleUpdate:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_app.bundle_format import Manifest, utc_text, verify_files
+from edge_app.bundle_format import utc_text
 from edge_app.errors import PufError
 from edge_app.ids import check_id
 from edge_app.revocations import REVOKED, REVOKED_IDS, REVOKED_VECTORS, Revocation, RevocationList, Revoked
@@ -58,7 +58,7 @@ def combined(known: list[Revoked], added: list[Revocation], found: dict[str, tup
 def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, reason: str,
            trusted_keys: Path | None = None) -> dict:
     """Revoke `label_ids` in `bundle` (one writer at a time: `bundle_lock`); returns a report."""
-    from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
+    from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
     from trainer.enroll import EnrollOptions
     from trainer.label_removal import remove_labels
 
@@ -67,9 +67,7 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
         raise PufError("give the labels to revoke (LABEL_ID..., or --from FILE)")
     bundle = Path(bundle)
     with bundle_lock(bundle):
-        manifest = Manifest.read(bundle)
-        check_update(bundle, manifest, private_key, trusted_keys)
-        verify_files(bundle, manifest)
+        manifest = read_for_update(bundle, private_key, trusted_keys)
         current = Revoked.load(bundle, manifest)
         already = [i for i in wanted if i in current.listing.label_ids]
         todo = [i for i in wanted if i not in already]

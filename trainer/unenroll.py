@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_app.bundle_format import Manifest, ShardEntry, Shards, verify_files
+from edge_app.bundle_format import Manifest, ShardEntry, Shards
 from edge_app.errors import PufError
 from edge_app.registry import Registry
-from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
+from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
 from trainer.enroll import (
     DEFAULT_BUDGET_MB,
     EnrollOptions,
@@ -66,9 +66,7 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
         raise PufError("no label to remove: name a batch the bundle holds, or label ids")
     bundle = Path(bundle)
     with bundle_lock(bundle):
-        manifest = Manifest.read(bundle)
-        check_update(bundle, manifest, private_key, trusted_keys)
-        verify_files(bundle, manifest)
+        manifest = read_for_update(bundle, private_key, trusted_keys)
         present = label_ids & enrolled_label_ids(bundle, manifest)
         report: dict = {"bundle": str(bundle), "labels_removed": len(present), "shards": {},
                         "batches": sorted({batch_of(label_id) for label_id in label_ids})}
