@@ -191,11 +191,13 @@ class DeviceStore:
                 detail = str(error) if isinstance(error, PufError) else f"{type(error).__name__}: {error}"
                 raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
                                "bundle is unchanged") from None
-            swap_in(incoming, bundle, previous)
-            self._keep_root_list(loaded.root_list)
+            # what it revokes is recorded before it is in place: a kill between the two leaves the old
+            # bundle with a record that only refuses more; the root list after (the bundle carries it)
             listing = loaded.revoked.listing
             write_atomic(self.home / REVOKED_SEEN, json.dumps(
                 {"version": max(seen[0], listing.version), "label_ids": sorted(seen[1] | listing.label_ids)}))
+            swap_in(incoming, bundle, previous)
+            self._keep_root_list(loaded.root_list)
         except OSError as error:
             raise PufError(f"cannot install the bundle from {source}: {error.strerror or error}; the current "
                            "bundle is unchanged") from None

@@ -136,3 +136,35 @@ def test_a_signed_junk_revocation_list_is_a_clear_refusal_and_no_key_signs_one(b
             shutil.copy(path, update.path_for(name))
         update.commit(load_private_key(keys(base)[0]))
     assert (factory / "manifest.json").read_bytes() == before and Manifest.read(factory).signature
+
+
+KILL_AFTER_SWAP = """
+import os, signal, sys
+from edge_app.cli import main
+from edge_app.device_store import DeviceStore
+DeviceStore._keep_root_list = lambda self, root_list: os.kill(os.getpid(), signal.SIGKILL)
+sys.exit(main(["device", "install", sys.argv[1], "--home", sys.argv[2]]))
+"""
+
+
+def test_a_device_killed_just_after_the_swap_still_holds_the_revocations_it_installed(base, tmp_path, capsys):
+    """kill -9 the install the moment the new bundle is in place: what it revoked is already
+    recorded, so a later bundle that leaves the label out is still refused."""
+    import signal
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / "trusted_keys").mkdir(parents=True)
+    shutil.copy(keys(base)[1] / "factory.pub", home / "trusted_keys")
+    bundle = enrolled_bundle(base, tmp_path / "factory")
+    assert install(base, home, bundle, capsys)[0] == 0
+    assert revoke(base, bundle, capsys, label(SLOT))[0] == 0
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SWAP, str(bundle), str(home)], capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (home / "bundle" / "revoked.json").is_file()  # the swap happened
+    assert label(SLOT) in json.loads((home / "revoked_seen.json").read_text())["label_ids"]
+    fresh = newer(base, enrolled_bundle(base, tmp_path / "fresh"), times=3)  # sequence above, list absent
+    status, said = install(base, home, fresh, capsys)
+    assert status == 2 and "older than the version 1" in said
