@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bundle_support import keys, model_bundle
+from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from tests.store_support import main
 from trainer.keys import load_private_key
 from trainer.simdata import SimSpec, render_dataset
 
@@ -28,3 +29,17 @@ def fresh(base, tmp_path) -> Path:
 @pytest.fixture
 def key(base):
     return load_private_key(keys(base)[0])
+
+
+@pytest.fixture(scope="module")
+def central(base, tmp_path_factory):
+    """A factory bundle enrolled with field 0 for tea/eu and field 1 for tea/us, both also
+    written to one Milvus Lite store, through `puf enroll --milvus`."""
+    root = tmp_path_factory.mktemp("central")
+    bundle = Path(shutil.copytree(model_bundle(base), root / "factory"))
+    store = root / "fingerprints.db"
+    us_crops = write_crop_folder(root / "us_crops", sim_batch(), (1,))
+    for crops, region in ((enroll_crops(base), "eu"), (us_crops, "us")):
+        assert main(["enroll", "--bundle", str(bundle), "--labels", str(crops), "--key", str(keys(base)[0]),
+                     "--milvus", str(store), "--product", "tea", "--region", region, "--json"]) == 0
+    return bundle, store, us_crops

@@ -2,41 +2,22 @@
 idempotently, a region's bundle exported from it verifies that region's labels as genuine
 and the other region's as counterfeit, and the store refuses what would abuse it."""
 
-import importlib
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-import edge_app.cli
 from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
-from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch, write_crop_folder
+from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
+from tests.store_support import export, main
 from trainer.enroll import enroll
 from trainer.fingerprint_store import FingerprintStore, Region, StoreTarget, collection_name
 
 EU, US = Region("tea", "eu"), Region("tea", "us")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def checkout_verbs() -> tuple[list, list]:
-    """The verbs this checkout's pyproject.toml declares (the environment's installed entry
-    points may be another checkout's, without export-region)."""
-    points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["puf.verbs"]
-    verbs = [getattr(importlib.import_module(module), attribute)
-             for module, _, attribute in (point.partition(":") for point in points.values())]
-    return [v for v in verbs if v.available()], [v for v in verbs if not v.available()]
-
-
-def main(argv: list[str]) -> int:
-    """`puf` with this checkout's verbs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(edge_app.cli, "installed_verbs", checkout_verbs)
-        return edge_app.cli.main(argv)
 
 
 def stored(store_path: Path, bundle: Path, region: Region) -> tuple[int, int]:
@@ -47,26 +28,6 @@ def stored(store_path: Path, bundle: Path, region: Region) -> tuple[int, int]:
         store.open_collection(name, int(manifest.embedding_dim or 0), create=False)
         ids = [i for pattern in manifest.pattern_classes or [] for i in store.read(name, region, pattern)[0]]
     return len(ids), len(set(ids))
-
-
-@pytest.fixture(scope="module")
-def central(base, tmp_path_factory):
-    """A factory bundle enrolled with field 0 for tea/eu and field 1 for tea/us, both also
-    written to one Milvus Lite store, through `puf enroll --milvus`."""
-    root = tmp_path_factory.mktemp("central")
-    bundle = Path(shutil.copytree(model_bundle(base), root / "factory"))
-    store = root / "fingerprints.db"
-    us_crops = write_crop_folder(root / "us_crops", sim_batch(), (1,))
-    for crops, region in ((enroll_crops(base), "eu"), (us_crops, "us")):
-        assert main(["enroll", "--bundle", str(bundle), "--labels", str(crops), "--key", str(keys(base)[0]),
-                     "--milvus", str(store), "--product", "tea", "--region", region, "--json"]) == 0
-    return bundle, store, us_crops
-
-
-def export(base, central, region: str, out: Path, *extra: str) -> int:
-    bundle, store, _ = central
-    return main(["export-region", "--bundle", str(bundle), "--milvus", str(store), "--product", "tea",
-                 "--region", region, "--out", str(out), "--key", str(keys(base)[0]), "--json", *extra])
 
 
 def verdict(base, bundle: Path, tmp_path: Path, field: int, slot: int, capsys) -> dict:

@@ -14,7 +14,7 @@ from edge_app.device_store import DeviceStore
 from edge_app.errors import PufError
 from edge_app.folder_swap import aside_of
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, model_bundle
-from tests.trainer.test_fingerprint_store import checkout_verbs
+from tests.store_support import checkout_verbs
 from trainer.enroll import enroll
 from trainer.export_record import record_export
 from trainer.keys import highest_signed, load_private_key, record_path

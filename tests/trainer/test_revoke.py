@@ -4,38 +4,12 @@ revocation survives a later enrollment of the same labels; what would abuse the 
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from edge_app.bundle_format import Manifest
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, sim_batch
-from tests.trainer.test_fingerprint_store import main
-
-SLOT = 5  # the label revoked: field 0, slot 5 of the simulated batch
-OTHER = 4  # a label of the same field that stays genuine
-
-
-def label(slot: int) -> str:
-    return sim_batch().layout.label_id(0, slot)
-
-
-def verdict(base, bundle: Path, tmp_path: Path, slot: int, capsys, field: int = 0) -> tuple[int, dict]:
-    """`puf verify --json` of a new handheld photo of the label: its exit status and verdict."""
-    image, _ = sim_batch().handheld(field, slot, 3)
-    photo = tmp_path / f"f{field}s{slot}.png"
-    cv2.imwrite(str(photo), image)
-    capsys.readouterr()
-    status = main(["verify", str(photo), "--bundle", str(bundle), "--trusted-keys", str(keys(base)[1]), "--json"])
-    [found] = json.loads(capsys.readouterr().out)["verdicts"]
-    return status, found
-
-
-def revoke(base, bundle: Path, capsys, *argv: str) -> tuple[int, dict | str]:
-    capsys.readouterr()
-    status = main(["revoke", *argv, "--bundle", str(bundle), "--key", str(keys(base)[0]), "--json"])
-    out = capsys.readouterr()
-    return status, (json.loads(out.out) if status == 0 else out.err)
+from tests.store_support import OTHER, SLOT, label, main, revoke, verdict
 
 
 def enrolled_ids(bundle: Path) -> set[str]:

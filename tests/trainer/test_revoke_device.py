@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys
-from tests.trainer.test_fingerprint_store import main
-from tests.trainer.test_revoke import SLOT, label, revoke, verdict
+from tests.store_support import SLOT, label, main, revoke, verdict
 from trainer.enroll import enroll
 from trainer.keys import load_private_key
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.bundle_support import batch_registry, sim_batch
-from tests.trainer.test_fingerprint_store import central, export, main  # noqa: F401 (central: a fixture)
-from tests.trainer.test_revoke import SLOT, label, revoke, verdict
+from tests.store_support import SLOT, export, label, main, revoke, verdict
 
 
 def shard_ids(bundle: Path) -> set[str]:
