@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.device_setup import verify_sources
     from edge_app.errors import PufError
     from edge_app.segment import load_image
+    from edge_app.verdicts import Kind, Reason
     from edge_app.verify import CaptureLimits, Verdict, Verifier
 
     if args.self_test:
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             image = load_image(path, args.max_pixels)
         except PufError as error:
-            verdicts.append(Verdict("unreadable", None, None, bundle.threshold, None, None, {}, str(error), str(path)))
+            verdicts.append(Verdict(verdict=Kind.UNREADABLE, why=Reason.BAD_IMAGE.of(problem=str(error)),
+                                    threshold=bundle.threshold, source=str(path)))
             continue
         verdicts.extend(verifier.verify_image(image, str(path)))
     if args.json:

@@ -36,13 +36,14 @@ A verdict is the record docs/architecture.md describes ("Verdict") plus a few fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_app.bundle import Bundle
+from edge_app.verdicts import Kind, Reason, Why
 
 if TYPE_CHECKING:
     from edge_app.shards import Match
@@ -108,41 +109,51 @@ def glyph_reading(label) -> str | None:
     return glyph.pattern
 
 
-def capture_problem(q, limits: CaptureLimits) -> str | None:
+def capture_problem(q, limits: CaptureLimits) -> Why | None:
     """Why a label's capture (its `edge_app.label_crop.Quality`) is unreadable, or None."""
     if q.sharpness < limits.min_sharpness:
-        return f"out of focus or blurred (sharpness {q.sharpness:.2f} < {limits.min_sharpness}): retake the photo"
+        return Reason.BLURRED.of(sharpness=q.sharpness, limit=limits.min_sharpness)
     if q.border_contrast < limits.min_border_contrast:
-        return (f"washed out (border contrast {q.border_contrast:.2f} < {limits.min_border_contrast}): "
-                "retake without stray light or glare")
+        return Reason.WASHED_OUT.of(contrast=q.border_contrast, limit=limits.min_border_contrast)
     if q.exposure < limits.min_exposure:
-        return f"too dark (film level {q.exposure:.0f} < {limits.min_exposure:.0f}): retake with more light"
+        return Reason.TOO_DARK.of(level=q.exposure, limit=limits.min_exposure)
     if q.clipped > limits.max_clipped:
-        return f"overexposed ({q.clipped:.0%} of pixels saturated): retake with less light"
+        return Reason.OVEREXPOSED.of(clipped=q.clipped)
     return None
 
 
-@dataclass
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 6)
+
+
+@dataclass(kw_only=True)
 class Verdict:
-    verdict: str  # genuine | counterfeit | revoked | unreadable
-    label_id: str | None  # the matched label (genuine and revoked only)
-    score: float | None  # best cosine similarity found
+    verdict: Kind
+    why: Why  # the reason, in no language yet (`reason` is its English)
     threshold: float
-    pattern: str | None  # the pattern the model read
-    pattern_confidence: float | None
+    label_id: str | None = None  # the matched label (genuine and revoked only)
+    score: float | None = None  # best cosine similarity found
+    pattern: str | None = None  # the pattern the model read
+    pattern_confidence: float | None = None
     timings_ms: dict = field(default_factory=dict)  # segment, model, search, total
-    reason: str = ""  # why, in words
     source: str = ""  # the image (and label index in it)
     searched: list[str] = field(default_factory=list)  # the patterns whose shards were searched
     corners_px: list | None = None  # where the label is in the photo
 
+    @property
+    def reason(self) -> str:
+        """Why, in English words (`puf verify`'s and the journal's)."""
+        return self.why.text
+
     def to_dict(self) -> dict:
-        data = asdict(self)
-        for key in ("score", "pattern_confidence"):
-            if data[key] is not None:
-                data[key] = round(float(data[key]), 6)
-        data["timings_ms"] = {k: round(v, 3) for k, v in self.timings_ms.items()}
-        return data
+        """The `puf verify --json` record: its fields and values are a format; ``reason_code``
+        names the reason whatever the language."""
+        return {"verdict": str(self.verdict), "label_id": self.label_id, "score": _rounded(self.score),
+                "threshold": self.threshold, "pattern": self.pattern,
+                "pattern_confidence": _rounded(self.pattern_confidence),
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+                "reason": self.reason, "reason_code": str(self.why.reason), "source": self.source,
+                "searched": list(self.searched), "corners_px": self.corners_px}
 
 
 @dataclass
@@ -204,8 +215,8 @@ class Verifier:
                 glyphs.append(glyph_reading(label))
         verdicts = self.verify_crops(crops, owners, start, segment_ms, glyphs) if crops else {}
         unchecked = [r.corners for r in result.rejections if r.reason == "excess"]
-        why = (f"not checked: {len(unchecked)} of the {len(result.labels) + len(unchecked)} labels in the photo lie "
-               f"beyond the {limits.max_labels} verified per photo; photograph fewer labels at a time")
+        why = Reason.NOT_CHECKED.of(unchecked=len(unchecked), labels=len(result.labels) + len(unchecked),
+                                    limit=limits.max_labels)
         found = [(verdicts[i] if problem is None else self._unreadable(problem, start, segment_ms), label.corners)
                  for i, (label, problem) in enumerate(zip(result.labels, problems, strict=True))]
         found += [(self._unreadable(why, start, segment_ms), corners) for corners in unchecked]
@@ -214,26 +225,26 @@ class Verifier:
             verdict.corners_px = np.round(corners, 1).tolist()
         return [verdict for verdict, _ in found]
 
-    def _unreadable(self, reason: str, start: float, segment_ms: float, source: str = "") -> Verdict:
-        return Verdict("unreadable", None, None, self.threshold, None, None,
-                       {"segment": segment_ms, "model": 0.0, "search": 0.0, "total": (perf_counter() - start) * 1000},
-                       reason, source)
+    def _unreadable(self, why: Why, start: float, segment_ms: float, source: str = "") -> Verdict:
+        return Verdict(verdict=Kind.UNREADABLE, why=why, threshold=self.threshold, source=source,
+                       timings_ms={"segment": segment_ms, "model": 0.0, "search": 0.0,
+                                   "total": (perf_counter() - start) * 1000})
 
-    def _none_found(self, image: np.ndarray, result) -> str:
+    def _none_found(self, image: np.ndarray, result) -> Why:
         """Why no label was found, and what to do: a label of another size than the one
         set is not a matter of framing."""
         from edge_app.label_size import estimate_label_px
 
-        why = "; ".join(["no label found", *result.notes])
+        notes = "".join(f"; {note}" for note in result.notes)
         if self.limits.label_px is not None:
             found = estimate_label_px(image)
             if found is not None and abs(found / self.limits.label_px - 1) > self.limits.size_tolerance:
-                return (f"{why}: the label is about {found:.0f} px across, not the {self.limits.label_px:.0f} px "
-                        f"+- {self.limits.size_tolerance:.0%} set; set the label size to auto or {found:.0f} px")
+                return Reason.WRONG_SIZE.of(notes=notes, found=found, label_px=self.limits.label_px,
+                                            tolerance=self.limits.size_tolerance)
         cut = sum(r.reason == "edge" for r in result.rejections)
         if cut:
-            why += f" ({cut} cut by the photo's edge)"
-        return f"{why}: retake the photo with the whole label in view"
+            notes += f" ({cut} cut by the photo's edge)"
+        return Reason.NO_LABEL.of(notes=notes)
 
     def lookup(self, crops: list[np.ndarray], glyphs: list[str | None] | None = None
                ) -> tuple[list[Lookup], float, float]:
@@ -269,30 +280,32 @@ class Verifier:
 
     def decide(self, lookup: Lookup, timings: dict) -> Verdict:
         match, pattern = lookup.match, lookup.pattern
-        args = (self.threshold, pattern, lookup.confidence, dict(timings))
+
+        def verdict(why: Why, label_id: str | None = None, score: float | None = None) -> Verdict:
+            return Verdict(verdict=why.reason.kind, why=why, label_id=label_id, score=score,
+                           threshold=self.threshold, pattern=pattern, pattern_confidence=lookup.confidence,
+                           timings_ms=dict(timings), searched=lookup.searched)
+
         if not lookup.allowed:
-            return Verdict("unreadable", None, None, *args,
-                           f"the glyph's two readings disagree (the pattern model reads {pattern} "
-                           f"{lookup.confidence:.2f}, the glyph template {lookup.glyph}): retake the photo", "",
-                           lookup.searched)
+            return verdict(Reason.GLYPHS_DISAGREE.of(pattern=pattern, confidence=lookup.confidence,
+                                                     glyph=lookup.glyph))
         gone = lookup.revoked
         if gone is not None and gone.score >= self.threshold and gone.pattern in lookup.allowed \
                 and (match is None or gone.score >= match.score):
             entry = self.bundle.revoked.listing.get(gone.label_id)
-            why = f"revoked on {entry.time}: {entry.reason}" if entry else "revoked"
-            return Verdict("revoked", gone.label_id, gone.score, *args, f"{gone.label_id} {why}", "",
-                           lookup.searched)
-        absent = f"not in this bundle's labels (updated {self.updated or 'on a date it does not give'})"
+            why = (Reason.REVOKED.of(label_id=gone.label_id, time=entry.time, reason=entry.reason) if entry else
+                   Reason.REVOKED_UNLISTED.of(label_id=gone.label_id))
+            return verdict(why, gone.label_id, gone.score)
+        updated = self.updated or "on a date it does not give"
         if match is None:
-            return Verdict("counterfeit", None, None, *args, f"{absent}: none of pattern {pattern} is enrolled", "",
-                           lookup.searched)
+            return verdict(Reason.PATTERN_NOT_ENROLLED.of(updated=updated, pattern=pattern))
         if match.score >= self.threshold and match.pattern in lookup.allowed:
-            return Verdict("genuine", match.label_id, match.score, *args, f"matches {match.label_id}", "",
-                           lookup.searched)
-        why = (f"best match scores {match.score:.3f} < threshold {self.threshold:.3f}"
-               if match.score < self.threshold else
-               f"the closest label is of pattern {match.pattern}, but the glyph reads {' or '.join(lookup.allowed)}")
-        return Verdict("counterfeit", None, match.score, *args, f"{absent}: {why}", "", lookup.searched)
+            return verdict(Reason.MATCHES.of(label_id=match.label_id), match.label_id, match.score)
+        if match.score < self.threshold:
+            return verdict(Reason.BELOW_THRESHOLD.of(updated=updated, score=match.score, threshold=self.threshold),
+                           score=match.score)
+        return verdict(Reason.OTHER_PATTERN.of(updated=updated, pattern=match.pattern,
+                                               allowed=" or ".join(lookup.allowed)), score=match.score)
 
     def verify_crops(self, crops: list[np.ndarray], owners: list[int] | None = None, start: float | None = None,
                      segment_ms: float = 0.0, glyphs: list[str | None] | None = None) -> dict[int, Verdict]:

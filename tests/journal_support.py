@@ -10,16 +10,19 @@ import numpy as np
 
 from edge_app.device_key import device_key, key_paths
 from edge_app.journal import TIME_FORMAT, Journal
+from edge_app.verdicts import Kind, Reason
 from edge_app.verify import Verdict
 
 
 def verdict(i: int) -> Verdict:
     """The i-th of a deterministic series of verdicts."""
     kind = ("genuine", "counterfeit", "unreadable")[i % 3]
-    return Verdict(kind, f"V1-{i // 100:04d}-{i % 100:02d}" if kind == "genuine" else None,
-                   None if kind == "unreadable" else round(0.5 + (i % 50) / 100, 4), 0.62,
-                   None if kind == "unreadable" else f"p{i % 7}", 0.97, {"segment": 1.5, "model": 2.0, "total": 4.25},
-                   f"reason {i}", f"shot_{i}.png#0")
+    return Verdict(verdict=Kind(kind), label_id=f"V1-{i // 100:04d}-{i % 100:02d}" if kind == "genuine" else None,
+                   score=None if kind == "unreadable" else round(0.5 + (i % 50) / 100, 4), threshold=0.62,
+                   pattern=None if kind == "unreadable" else f"p{i % 7}", pattern_confidence=0.97,
+                   timings_ms={"segment": 1.5, "model": 2.0, "total": 4.25},
+                   why=Reason.BAD_IMAGE.of(problem=f"reason {i}"),  # any words: the journal keeps them as given
+                   source=f"shot_{i}.png#0")
 
 
 def crop(i: int, grey: bool = False) -> np.ndarray:
@@ -28,7 +31,9 @@ def crop(i: int, grey: bool = False) -> np.ndarray:
 
 
 def check(label: str | None, kind: str = "genuine") -> Verdict:
-    return Verdict(kind, label, 0.9 if label else 0.1, 0.6, "p0", 0.99, {"total": 3.0}, "", "shot.png#0")
+    return Verdict(verdict=Kind(kind), label_id=label, score=0.9 if label else 0.1, threshold=0.6, pattern="p0",
+                   pattern_confidence=0.99, timings_ms={"total": 3.0}, why=Reason.BAD_IMAGE.of(problem=""),
+                   source="shot.png#0")
 
 
 def register(central, journal: Journal) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_app.app.i18n import N_, _
+from edge_app.verdicts import Kind, Reason
 
 if TYPE_CHECKING:
     from edge_app.thumbnails import Thumbnails
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TITLES = {"genuine": N_("GENUINE"), "counterfeit": N_("COUNTERFEIT"), "revoked": N_("REVOKED"),
-          "unreadable": N_("RETAKE")}
-KIND_WORDS = {"genuine": N_("genuine"), "counterfeit": N_("counterfeit"), "revoked": N_("revoked"),
-              "unreadable": N_("retake")}  # in a sentence
+TITLES = {Kind.GENUINE: N_("GENUINE"), Kind.COUNTERFEIT: N_("COUNTERFEIT"), Kind.REVOKED: N_("REVOKED"),
+          Kind.UNREADABLE: N_("RETAKE")}
+KIND_WORDS = {Kind.GENUINE: N_("genuine"), Kind.COUNTERFEIT: N_("counterfeit"), Kind.REVOKED: N_("revoked"),
+              Kind.UNREADABLE: N_("retake")}  # in a sentence
 CROP_PX = 192  # the crop kept in the journal and shown beside the enrolled label's thumbnail
 PHOTO_PX = 480  # the width of the photo shown when no label could be cut from it
 UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory "
@@ -65,11 +66,11 @@ class BundleStatus:
         return _("{text}. WARNING: {warning}").format(text=text, warning=self.warning) if self.warning else text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """One capture's verdict, as the verdict screen shows it."""
 
-    kind: str  # genuine | counterfeit | revoked | unreadable: the verdict shown
+    kind: Kind  # the verdict shown
     detail: str  # the verifier's own reason
     label_id: str | None
     score: float | None
@@ -106,7 +107,7 @@ class Outcome:
 # every label in it is genuine (as `puf verify`'s exit status), so a label that could not
 # be checked (blurred, or beyond the labels verified per photo) comes before the genuine ones;
 # a revoked label (stolen, recalled: known and named) before a counterfeit
-SHOWN_FIRST = ("revoked", "counterfeit", "unreadable", "genuine")
+SHOWN_FIRST = (Kind.REVOKED, Kind.COUNTERFEIT, Kind.UNREADABLE, Kind.GENUINE)
 
 
 def choose(verdicts: list) -> int:
@@ -115,39 +116,43 @@ def choose(verdicts: list) -> int:
     for kind in SHOWN_FIRST:
         found = [i for i, v in enumerate(verdicts) if v.verdict == kind]
         if found:
-            return max(found, key=lambda i: verdicts[i].score or 0.0) if kind == "genuine" else found[0]
+            return max(found, key=lambda i: verdicts[i].score or 0.0) if kind == Kind.GENUINE else found[0]
     return 0
 
 
 def plain_reason(verdict, updated: str | None = None) -> str:
-    """What the inspector should know or do, in words, for a verdict. A counterfeit is a label
-    that is not among the device's labels as of the day its bundle was `updated` (YYYY-MM-DD):
-    all that is known, so that is what is said."""
-    reason = verdict.reason
-    if verdict.verdict == "genuine":
-        return _("This label is enrolled as {label_id}.").format(label_id=verdict.label_id)
-    if verdict.verdict == "revoked":  # "LABEL revoked on TIME: WHY", the why in the factory's own words
-        return _("Label {label_id} was revoked: do not accept it. Reason: {reason}").format(
-            label_id=verdict.label_id, reason=reason.partition(": ")[2] or reason)
-    if verdict.verdict == "counterfeit":
-        date = updated or _("date unknown")
-        if verdict.score is None:
-            return _("No label of this pattern on this device (updated {date}): do not accept it.").format(
-                date=date)
-        return _("Not among this device's labels (updated {date}): do not accept it.").format(date=date)
-    for start, words in RETAKES:
-        if reason.startswith(start):
-            return _(words)
-    return reason[:1].upper() + reason[1:]  # the verifier's own words (not in the catalogue)
+    """What the inspector should know or do, in words, for a verdict: its reason (`SAID`) in
+    the language in use. A counterfeit is a label that is not among the device's labels as
+    of the day its bundle was `updated` (YYYY-MM-DD): all that is known, so that is what is said."""
+    why = verdict.why
+    return _(SAID[why.reason]).format(**why.params, date=updated or _("date unknown"))
 
 
-RETAKES = (  # the start of the verifier's reason -> what the inspector should do
-    ("no label found", N_("No whole label in the photo. Put the label inside the guide box and take the photo again.")),
-    ("out of focus", N_("The photo is blurred. Hold the device still until Focus shows Sharp, then take it again.")),
-    ("too dark", N_("The photo is too dark. Hold the device flat on the label, or raise the exposure in Settings.")),
-    ("not checked", N_("Too many labels in one photo: some were not checked. Photograph fewer labels at a time.")),
-    ("overexposed", N_("The photo is too bright. Lower the exposure in Settings, then take it again.")),
-)
+_ABSENT = N_("Not among this device's labels (updated {date}): do not accept it.")
+SAID = {  # every reason -> what the inspector should know or do; {names} are the reason's parameters
+    Reason.MATCHES: N_("This label is enrolled as {label_id}."),
+    # the cause in the factory's own words
+    Reason.REVOKED: N_("Label {label_id} was revoked: do not accept it. Reason: {reason}"),
+    Reason.REVOKED_UNLISTED: N_("Label {label_id} was revoked: do not accept it."),
+    Reason.PATTERN_NOT_ENROLLED: N_("No label of this pattern on this device (updated {date}): do not accept it."),
+    Reason.BELOW_THRESHOLD: _ABSENT,
+    Reason.OTHER_PATTERN: _ABSENT,
+    Reason.GLYPHS_DISAGREE: N_("The label's pattern could not be read for sure. Hold the device flat and steady "
+                               "over the label, then take the photo again."),
+    Reason.NO_LABEL: N_("No whole label in the photo. Put the label inside the guide box and take the photo "
+                        "again."),
+    Reason.WRONG_SIZE: N_("The label is about {found:.0f} px across, not the {label_px:.0f} px set. Set the label "
+                          "size to auto in Settings, then take the photo again."),
+    Reason.BLURRED: N_("The photo is blurred. Hold the device still until Focus shows Sharp, then take it again."),
+    Reason.WASHED_OUT: N_("The photo is washed out. Shade the label from stray light and glare, then take it "
+                          "again."),
+    Reason.TOO_DARK: N_("The photo is too dark. Hold the device flat on the label, or raise the exposure in "
+                        "Settings."),
+    Reason.OVEREXPOSED: N_("The photo is too bright. Lower the exposure in Settings, then take it again."),
+    Reason.NOT_CHECKED: N_("Too many labels in one photo: some were not checked. Photograph fewer labels at a "
+                           "time."),
+    Reason.BAD_IMAGE: N_("The photo cannot be read ({problem}). Take it again."),
+}
 
 
 def summarise(verdicts: list, shown: int) -> str:
@@ -306,10 +311,11 @@ class Inspector:
         if verdict.label_id is not None and self.thumbnails is not None:
             thumbnail = self.thumbnails.get(verdict.label_id, verdict.pattern)
         crop = crops[shown] if crops[shown] is not None else downscale(frame.image, PHOTO_PX)
-        return Outcome(verdict.verdict, verdict.reason, verdict.label_id, verdict.score, verdict.threshold,
-                       verdict.pattern, sum(v.corners_px is not None for v in verdicts), verdicts, shown, crop,
-                       thumbnail, float(verdict.timings_ms.get("total", 0.0)), entries[shown], frame.source,
-                       self.verifier.updated)
+        return Outcome(kind=verdict.verdict, detail=verdict.reason, label_id=verdict.label_id, score=verdict.score,
+                       threshold=verdict.threshold, pattern=verdict.pattern,
+                       labels=sum(v.corners_px is not None for v in verdicts), verdicts=verdicts, shown=shown,
+                       crop=crop, thumbnail=thumbnail, verify_ms=float(verdict.timings_ms.get("total", 0.0)),
+                       entry_id=entries[shown], source=frame.source, updated=self.verifier.updated)
 
     def history(self, limit: int = 100) -> list:
         return self.journal.recent(limit)

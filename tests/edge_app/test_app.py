@@ -18,6 +18,7 @@ from edge_app.app.worker import Worker
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
 from edge_app.journal import Journal
+from edge_app.verdicts import Kind, Reason, Why
 from edge_app.verify import Verdict
 from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
 from trainer.enroll import EnrollOptions, enroll
@@ -370,8 +371,14 @@ def test_bad_options_are_clear_errors(capsys):
     assert "argument --exposure-us: '0' must be 1 or more" in capsys.readouterr().err
 
 
-def verdict(kind: str, score: float | None = None, label_id: str | None = None, reason: str = "") -> Verdict:
-    return Verdict(kind, label_id, score, 0.62, None, None, {"total": 3.0}, reason, "photo#0",
+def verdict(kind: str, score: float | None = None, label_id: str | None = None, why: Why | None = None) -> Verdict:
+    """A verdict of `kind`, with the reason the verifier gives it when `why` is not given."""
+    if why is None:
+        why = {"genuine": Reason.MATCHES.of(label_id=label_id),
+               "counterfeit": Reason.PATTERN_NOT_ENROLLED.of(updated="2026-11-30", pattern="V") if score is None
+               else Reason.BELOW_THRESHOLD.of(updated="2026-11-30", score=score, threshold=0.62)}[kind]
+    return Verdict(verdict=Kind(kind), why=why, label_id=label_id, score=score, threshold=0.62,
+                   timings_ms={"total": 3.0}, source="photo#0",
                    corners_px=None if kind == "unreadable" else [[0, 0], [1, 0], [1, 1], [0, 1]])
 
 
@@ -380,8 +387,8 @@ def test_of_several_labels_in_a_photo_a_counterfeit_is_shown_and_the_rest_counte
     assert choose(found) == 1
     assert summarise(found, 1) == "3 labels in the photo (1 counterfeit, 2 genuine); showing the counterfeit one"
     assert choose([found[0], found[2]]) == 1  # the best genuine
-    assert choose([verdict("unreadable", reason="no label found")]) == 0
-    unchecked = verdict("unreadable", reason="not checked: 1 of the 3 labels in the photo lie beyond the 2 verified")
+    assert choose([verdict("unreadable", why=Reason.NO_LABEL.of(notes=""))]) == 0
+    unchecked = verdict("unreadable", why=Reason.NOT_CHECKED.of(unchecked=1, labels=3, limit=2))
     assert choose([found[0], found[2], unchecked]) == 2  # a photo with a label not checked never reads genuine
     assert summarise([found[0], unchecked, found[2]], 1) == ("3 labels in the photo (1 retake, 2 genuine); "
                                                              "showing the retake one")
@@ -390,13 +397,13 @@ def test_of_several_labels_in_a_photo_a_counterfeit_is_shown_and_the_rest_counte
 
 
 @pytest.mark.parametrize("reason, words", [
-    ("no label found; 1 cut by the photo's edge: retake the photo with the whole label in view", "guide box"),
-    ("out of focus or blurred (sharpness 0.041 < 0.09): retake the photo", "blurred"),
-    ("too dark (film level 5 < 12): retake with more light", "too dark"),
-    ("overexposed (9% of pixels saturated): retake with less light", "too bright"),
+    (Reason.NO_LABEL.of(notes=" (1 cut by the photo's edge)"), "guide box"),
+    (Reason.BLURRED.of(sharpness=0.041, limit=0.09), "blurred"),
+    (Reason.TOO_DARK.of(level=5, limit=12), "too dark"),
+    (Reason.OVEREXPOSED.of(clipped=0.09), "too bright"),
 ])
 def test_a_retake_says_what_to_do_in_plain_words(reason, words):
-    assert words in plain_reason(verdict("unreadable", reason=reason))
+    assert words in plain_reason(verdict("unreadable", why=reason))
 
 
 def test_the_worker_runs_jobs_in_order_off_the_calling_thread_and_hands_back_errors():
@@ -435,7 +442,9 @@ def test_a_revoked_label_is_shown_first_named_with_the_factorys_reason_in_both_l
     from edge_app.app.i18n import _, set_language
     from edge_app.app.inspection import TITLES
 
-    revoked = verdict("revoked", 0.95, "V1-0000-05", "V1-0000-05 revoked on 2026-12-01T10:00:00Z: stolen shipment")
+    revoked = verdict("revoked", 0.95, "V1-0000-05", Reason.REVOKED.of(label_id="V1-0000-05",
+                                                                       time="2026-12-01T10:00:00Z",
+                                                                       reason="stolen shipment"))
     found = [verdict("genuine", 0.9, "A"), verdict("counterfeit", 0.3), revoked]
     assert choose(found) == 2
     assert summarise(found, 2) == ("3 labels in the photo (1 revoked, 1 counterfeit, 1 genuine); showing the revoked "

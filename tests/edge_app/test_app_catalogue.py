@@ -11,6 +11,7 @@ import pytest
 
 from edge_app.app import i18n
 from edge_app.cli import main
+from edge_app.verdicts import Kind
 from tools.i18n_catalogue import ROOT, catalogues, check, extract, mo_bytes, read_po, update
 
 
@@ -111,7 +112,8 @@ def test_the_default_language_is_the_environment_s(environ, language):
 def test_set_language_switches_every_later_lookup(english):
     from edge_app.app.inspection import Outcome
 
-    outcome = Outcome("genuine", "", "V1-0003", 0.9, 0.62, None, 1, [], 0, None, None, 3.0, 1, "x")
+    outcome = Outcome(kind=Kind.GENUINE, detail="", label_id="V1-0003", score=0.9, threshold=0.62, pattern=None,
+                      labels=1, verdicts=[], shown=0, crop=None, thumbnail=None, verify_ms=3.0, entry_id=1, source="x")
     assert outcome.title == "GENUINE"
     i18n.set_language("de")
     assert i18n.language() == "de" and outcome.title == "ECHT" and i18n._("not in the catalogue") == \

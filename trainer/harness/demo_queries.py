@@ -21,6 +21,8 @@ from time import perf_counter
 import cv2
 import numpy as np
 
+from edge_app.verdicts import Reason
+
 KINDS = ("genuine", "held_out", "other_film", "clone")
 EXPECTED = {"genuine": "genuine", "held_out": "counterfeit", "other_film": "counterfeit", "clone": "counterfeit"}
 
@@ -97,7 +99,7 @@ def target_verdict(verdicts: list, corners_px: list) -> dict:
         return best.to_dict()
     first = verdicts[0].to_dict()
     if first["verdict"] != "unreadable":  # only neighbours were found
-        first.update(verdict="unreadable", label_id=None, score=None,
+        first.update(verdict="unreadable", label_id=None, score=None, reason_code=str(Reason.NO_LABEL),
                      reason="the photographed label was not found (only its neighbours): retake the photo")
     return first
 
