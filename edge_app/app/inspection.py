@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TITLES = {Kind.GENUINE: N_("GENUINE"), Kind.COUNTERFEIT: N_("COUNTERFEIT"), Kind.REVOKED: N_("REVOKED"),
-          Kind.UNREADABLE: N_("RETAKE")}
-KIND_WORDS = {Kind.GENUINE: N_("genuine"), Kind.COUNTERFEIT: N_("counterfeit"), Kind.REVOKED: N_("revoked"),
-              Kind.UNREADABLE: N_("retake")}  # in a sentence
+# keyed by kind; a journal's verdict is a str, and may be one this app does not know
+TITLES: dict[str, str] = {Kind.GENUINE: N_("GENUINE"), Kind.COUNTERFEIT: N_("COUNTERFEIT"),
+                          Kind.REVOKED: N_("REVOKED"), Kind.UNREADABLE: N_("RETAKE")}
+KIND_WORDS: dict[str, str] = {Kind.GENUINE: N_("genuine"), Kind.COUNTERFEIT: N_("counterfeit"),
+                              Kind.REVOKED: N_("revoked"), Kind.UNREADABLE: N_("retake")}  # in a sentence
 CROP_PX = 192  # the crop kept in the journal and shown beside the enrolled label's thumbnail
 PHOTO_PX = 480  # the width of the photo shown when no label could be cut from it
 UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stick with the bundle your factory "
