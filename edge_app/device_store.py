@@ -44,7 +44,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_app.errors import PufError
+from edge_app.errors import BundleRefused, PufError
 from edge_app.folder_swap import repair, swap_in, sync_dir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -169,19 +169,20 @@ class DeviceStore:
 
         source = Path(source)
         if not source.is_dir():
-            raise PufError(f"no bundle at {source}: not a folder")
+            raise BundleRefused(f"no bundle at {source}: not a folder")
         if not (source / MANIFEST).is_file():
-            raise PufError(f"{source} is not a bundle: it has no {MANIFEST}")
+            raise BundleRefused(f"{source} is not a bundle: it has no {MANIFEST}")
         incoming, bundle, previous = self.home / INCOMING, self.home / BUNDLE, self.home / PREVIOUS
         if incoming.resolve() in (source.resolve(), *source.resolve().parents):
-            raise PufError(f"{source} is the device's own update folder: install from the bundle's own folder")
+            raise BundleRefused(f"{source} is the device's own update folder: install from the bundle's own folder")
         shutil.rmtree(incoming, ignore_errors=True)
         try:
             _copy_tree(source, incoming, progress)
             try:
                 loaded = load_bundle(incoming, trusted_keys, root_list=self.root_list_path())
             except PufError as error:
-                raise PufError(str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")) from None
+                said = str(error).replace(str(incoming), str(source)).replace(f"{INCOMING}/", "")
+                raise BundleRefused(said) from None
             self._check_release(loaded.release, source, allow_older)
             seen = self.check_revocations(loaded.revoked.listing, source)
             try:
@@ -189,8 +190,8 @@ class DeviceStore:
             except Exception as error:  # whatever stops it verifying (a threshold "abc", a model the runtime rejects)
                 log.warning("the bundle from %s cannot be opened", source, exc_info=True)
                 detail = str(error) if isinstance(error, PufError) else f"{type(error).__name__}: {error}"
-                raise PufError(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
-                               "bundle is unchanged") from None
+                raise BundleRefused(f"the bundle in {source} is signed but cannot be opened ({detail}); the current "
+                                    "bundle is unchanged") from None
             # what it revokes is recorded before it is in place: a kill between the two leaves the old
             # bundle with a record that only refuses more; the root list after (the bundle carries it)
             listing = loaded.revoked.listing
@@ -221,13 +222,17 @@ class DeviceStore:
             write_atomic(self.root_list_path(), json.dumps(root_list.document, indent=1) + "\n")
 
     def _check_release(self, release, source: Path, allow_older: bool) -> None:
-        release.refuse_expired(f"the bundle in {source}", "; the current bundle is unchanged")
+        try:
+            release.refuse_expired(f"the bundle in {source}", "; the current bundle is unchanged")
+        except PufError as error:
+            raise BundleRefused(str(error)) from None
         current = self.installed_sequence()
         if release.sequence <= current and self.bundle_path() is not None and not allow_older:
             same = "the same as" if release.sequence == current else "older than"
-            raise PufError(f"the bundle in {source} has sequence {release.sequence}, {same} the installed "
-                           f"bundle's {current}: an older bundle is refused so that it cannot undo a newer one "
-                           "(install it only on purpose, allowing an older bundle); the current bundle is unchanged")
+            raise BundleRefused(f"the bundle in {source} has sequence {release.sequence}, {same} the installed "
+                                f"bundle's {current}: an older bundle is refused so that it cannot undo a newer "
+                                "one (install it only on purpose, allowing an older bundle); the current bundle is "
+                                "unchanged")
 
     def revocations_seen(self) -> tuple[int, set[str]]:
         """The highest revocation list version and the label ids this device has seen revoked:
@@ -262,14 +267,14 @@ class DeviceStore:
         it has seen."""
         version, ids = self.revocations_seen()
         if listing.version < version:
-            raise PufError(f"the bundle in {source} has revocation list version {listing.version}, older than the "
-                           f"version {version} this device has seen: it could make revoked labels genuine again; "
-                           "the current bundle is unchanged")
+            raise BundleRefused(f"the bundle in {source} has revocation list version {listing.version}, older than the "
+                                f"version {version} this device has seen: it could make revoked labels genuine again; "
+                                "the current bundle is unchanged")
         missing = sorted(ids - listing.label_ids)
         if missing:
-            raise PufError(f"the bundle in {source} leaves out label {missing[0]}, which this device has seen revoked"
-                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-                           + ": a revocation is never undone by an update; the current bundle is unchanged")
+            raise BundleRefused(f"the bundle in {source} leaves out label {missing[0]}, which this device has seen "
+                                "revoked" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                                + ": a revocation is never undone by an update; the current bundle is unchanged")
         return version, ids
 
     # ---- settings ------------------------------------------------------------------------

@@ -14,6 +14,22 @@ class PufError(Exception):
     """
 
 
+class BundleRefused(PufError):
+    """A bundle the device will not install: unsigned or signed by a key it does not trust,
+    damaged, older than the one it has, or forgetting a revocation it has seen. The bundle in
+    use stays in use (`edge_app.device_store.DeviceStore.install_bundle`)."""
+
+
+class CaptureUnusable(PufError):
+    """A photo that cannot be verified at all (unreadable, truncated, too large): one
+    ``unreadable`` verdict for it, and the other photos still checked (`puf verify`)."""
+
+
+class HardwareStopped(PufError):
+    """A device (the laser, a camera) stopped partway; what it did and how to go on are in
+    the message (`fabrication.laser.LaserJobStopped` says where a job resumes)."""
+
+
 class NoTrustedKeys(PufError):
     """The device's folder of trusted keys is missing or holds no key: it has not been set up
     (`puf device trust`), which the app says in an inspector's words (`edge_app.signing`)."""

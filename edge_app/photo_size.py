@@ -15,7 +15,7 @@ import os
 import struct
 from pathlib import Path
 
-from edge_app.errors import PufError
+from edge_app.errors import CaptureUnusable, PufError
 
 MAX_PIXELS = 100_000_000  # default photo limit: about 600 MB to verify, safe on a 4 GB Pi
 MAX_PIXELS_ENV = "PUF_MAX_PIXELS"
@@ -126,7 +126,7 @@ def size_problem(data: bytes, limit: int | None = None) -> str | None:
 
 
 def check_photo_size(data: bytes, path: Path | str, limit: int | None = None) -> None:
-    """PufError naming the file when `size_problem` finds one."""
+    """CaptureUnusable naming the file when `size_problem` finds one."""
     problem = size_problem(data, limit)
     if problem:
-        raise PufError(f"{path} is {problem}")
+        raise CaptureUnusable(f"{path} is {problem}")

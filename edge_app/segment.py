@@ -33,7 +33,7 @@ from time import perf_counter
 import cv2
 import numpy as np
 
-from edge_app.errors import PufError
+from edge_app.errors import CaptureUnusable, PufError
 from edge_app.label_crop import CROP_SIZE, Quality
 from edge_app.orientation import GlyphMatch, PatternTemplates, canonical, classify_glyph
 from edge_app.photo_size import check_photo_size
@@ -239,23 +239,23 @@ def crop_label(image: np.ndarray, corners: np.ndarray, crop_size: int = CROP_SIZ
 
 
 def load_image(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); PufError if it cannot,
+    """Read an image file as it is stored (8/16-bit, gray/BGR/BGRA); CaptureUnusable if it cannot,
     or if it has more than `max_pixels` pixels (None: the device's limit,
     `edge_app.photo_size.max_pixels`), refused from its header before it is decoded."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise PufError(f"cannot read {path}: {error.strerror or error}") from None
+        raise CaptureUnusable(f"cannot read {path}: {error.strerror or error}") from None
     if not data:
-        raise PufError(f"{path} is an empty file")
+        raise CaptureUnusable(f"{path} is an empty file")
     check_photo_size(data, path, max_pixels)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
-        raise PufError(f"{path} could not be decoded: {error.err or error}") from None
+        raise CaptureUnusable(f"{path} could not be decoded: {error.err or error}") from None
     if image is None or image.size == 0:
-        raise PufError(f"{path} is not an image OpenCV can read, or it is truncated")
+        raise CaptureUnusable(f"{path} is not an image OpenCV can read, or it is truncated")
     return image
 
 

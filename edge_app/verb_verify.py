@@ -82,7 +82,7 @@ def max_pixels(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from edge_app.bundle import load_bundle
     from edge_app.device_setup import verify_sources
-    from edge_app.errors import PufError
+    from edge_app.errors import CaptureUnusable, PufError
     from edge_app.segment import load_image
     from edge_app.verdicts import Kind, Reason
     from edge_app.verify import CaptureLimits, Verdict, Verifier
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             image = load_image(path, args.max_pixels)
-        except PufError as error:
+        except CaptureUnusable as error:
             verdicts.append(Verdict(verdict=Kind.UNREADABLE, why=Reason.BAD_IMAGE.of(problem=str(error)),
                                     threshold=bundle.threshold, source=str(path)))
             continue

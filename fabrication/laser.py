@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge_app.errors import PufError
+from edge_app.errors import HardwareStopped, PufError
 
 # GRBL 1.1 response codes (doc/csv/error_codes_en_US.csv and alarm_codes_en_US.csv).
 GRBL_ERRORS: dict[int, str] = {
@@ -77,7 +77,7 @@ def describe_grbl(response: str) -> str:
     return f"{response.strip()} ({table.get(int(match[2]), 'unknown code')})"
 
 
-class LaserJobStopped(PufError):
+class LaserJobStopped(HardwareStopped):
     """A job stopped before its end; the laser was switched off as far as the port allowed."""
 
     def __init__(self, line: int, command: str, reason: str, laser_state: str, resume_line: int,

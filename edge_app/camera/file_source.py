@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge_app.camera.base import Frame, FrameSource, as_bgr, check_exposure, downscale
-from edge_app.errors import PufError
+from edge_app.errors import CaptureUnusable, PufError
 from edge_app.photo_size import size_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -29,20 +29,20 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def read_photo(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """A photo as BGR uint8 (grey and 16-bit files converted); PufError naming the file,
+    """A photo as BGR uint8 (grey and 16-bit files converted); CaptureUnusable naming the file,
     also for one over `max_pixels` (None: the device's limit, `edge_app.photo_size`),
     refused from its header before it is decoded."""
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise PufError(f"cannot read the photo {path}: {error.strerror or error}") from error
+        raise CaptureUnusable(f"cannot read the photo {path}: {error.strerror or error}") from error
     problem = size_problem(data, max_pixels) if data else None
     if problem:
-        raise PufError(f"cannot read the photo {path}: it is {problem}")
+        raise CaptureUnusable(f"cannot read the photo {path}: it is {problem}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise PufError(f"cannot read the photo {path}: not a readable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} "
-                       f"image (damaged, or another kind of file)")
+        raise CaptureUnusable(f"cannot read the photo {path}: not a readable "
+                              f"{'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image (damaged, or another kind of file)")
     return as_bgr(image, str(path))
 
 
@@ -85,11 +85,11 @@ class FileSource(FrameSource):
         if self._image is None or self._image[0] != self.index:
             try:
                 image: np.ndarray | str = read_photo(self.paths[self.index])
-            except PufError as error:
+            except CaptureUnusable as error:
                 image = str(error)
             self._image = (self.index, image)
         if isinstance(self._image[1], str):
-            raise PufError(self._image[1])
+            raise CaptureUnusable(self._image[1])
         return self._image[1]
 
     def preview_frame(self, max_width: int = 640) -> np.ndarray:

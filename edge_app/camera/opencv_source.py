@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge_app.camera.base import Frame, FrameSource, as_bgr, check_exposure, downscale, fit_still
-from edge_app.errors import PufError
+from edge_app.errors import HardwareStopped, PufError
 
 REQUESTED_SIZE = (1920, 1080)
 _V4L2_MANUAL, _V4L2_AUTO = 1, 3  # V4L2_EXPOSURE_MANUAL, V4L2_EXPOSURE_APERTURE_PRIORITY
@@ -94,7 +94,9 @@ class OpenCVSource(FrameSource):
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, image = self._cap.read()
         if not ok or image is None:
-            raise PufError(f"the camera {self.spec} {problem}" if self.live else f"the video {self.spec} has no frames")
+            if self.live:
+                raise HardwareStopped(f"the camera {self.spec} {problem}")
+            raise PufError(f"the video {self.spec} has no frames")
         return as_bgr(image, self.spec)
 
     def preview_frame(self, max_width: int = 640) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge_app.camera.base import Frame, FrameSource, as_bgr, check_exposure, downscale, fit_still, still_size
-from edge_app.errors import PufError
+from edge_app.errors import HardwareStopped, PufError
 
 UV_LED_PIN = 17  # BCM numbering (header pin 11); open_camera(led_pin=...) for another
 COLOUR_GAINS = (1.0, 1.0)  # red and blue gains: the sensor's own balance, the same for every capture
@@ -138,7 +138,7 @@ class PiCameraSource(FrameSource):
         except PufError:
             raise
         except Exception as error:
-            raise PufError(f"the Pi camera stopped ({type(error).__name__}: {error})") from error
+            raise HardwareStopped(f"the Pi camera stopped ({type(error).__name__}: {error})") from error
         return downscale(as_bgr(image, self.spec), max_width)
 
     def capture(self) -> Frame:
@@ -157,7 +157,7 @@ class PiCameraSource(FrameSource):
                 led.off()
             cam.set_controls(self._controls())  # back in the preview mode: its controls are the configuration's
         except Exception as error:
-            raise PufError(f"the Pi camera failed to capture ({type(error).__name__}: {error})") from error
+            raise HardwareStopped(f"the Pi camera failed to capture ({type(error).__name__}: {error})") from error
         exposure, gain = metadata.get("ExposureTime"), metadata.get("AnalogueGain")
         return Frame(fit_still(as_bgr(arrays[0], self.spec)), self.spec, None if exposure is None else int(exposure),
                      None if gain is None else float(gain), time.time())
