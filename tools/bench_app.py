@@ -137,7 +137,7 @@ def enrolled_device(work: Path, args: argparse.Namespace) -> dict:
     report = enroll(bundle, crops, load_private_key(private), EnrollOptions(thumbnails=THUMBNAIL_PX), progress=False)
     enrolled = sorted(line.split(",")[0] for line in lines)
     return {"bundle": bundle, "trusted": work / "trusted", "layout": layout, "film": film,
-            "enrolled": report["labels_added"], "enrolled_ids": enrolled}
+            "enrolled": report.labels_added, "enrolled_ids": enrolled}
 
 
 def write_photos(folder: Path, device: dict, count: int) -> Path:

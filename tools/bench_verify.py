@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "bundle": "designed test model" if args.designed else str(args.bundle),
         "model": loaded.manifest.model.to_dict() if loaded.manifest.model else {}, "threshold": loaded.threshold,
-        "labels_enrolled": report["labels_added"], "enroll_seconds": round(enroll_s, 1),
+        "labels_enrolled": report.labels_added, "enroll_seconds": round(enroll_s, 1),
         "labels_not_enrolled_capture_cut": not_captured,
         "bundle_open_ms": round(open_ms, 1),
         "outcomes": {f"{k} -> {v}": n for (k, v), n in sorted(outcomes.items())},

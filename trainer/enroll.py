@@ -500,9 +500,58 @@ def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str
             "rows": rows, "caught_up": len(missing), "skipped": dict(skipped.reasons)}
 
 
+@dataclass(kw_only=True)
+class EnrollReport:
+    """What an enrollment did; `to_dict()` is `puf enroll --json`'s report, `describe()` its text."""
+
+    bundle: str
+    labels_added: int
+    vectors_added: int
+    skipped: dict[str, int]  # reason -> labels skipped for it
+    skipped_examples: dict[str, str]  # reason -> one label skipped for it
+    shards: dict[str, dict] = field(default_factory=dict)  # pattern -> its shard's manifest entry, as written
+    store: dict | None = None  # `store_fingerprints`' report, when enrolled into a fingerprint store
+    labels_total: int = 0
+    vectors_total: int = 0
+    thumbnails_px: int = 0
+    bundle_bytes: int = 0
+    signed_by: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        if self.store is None:
+            del data["store"]
+        return data
+
+    def describe(self) -> str:
+        """The report as a table for people."""
+        signer = self.signed_by or "NOBODY (no --key: devices will refuse it)"
+        lines = [f"bundle {self.bundle}: +{self.labels_added} labels (+{self.vectors_added} vectors), "
+                 f"{self.labels_total} labels in all, {self.bundle_bytes / 1e6:.1f} MB, "
+                 + (f"thumbnails {self.thumbnails_px} px, " if self.thumbnails_px else "")
+                 + f"{self.seconds} s; signed by {signer}"]
+        if self.shards:
+            lines.append(f"{'pattern':<12}{'labels':>8}{'vectors':>9}  {'index':<10}{'nprobe':>7}"
+                         f"{'recall@1':>10}{'random':>8}  action")
+            for pattern, e in self.shards.items():
+                recall = e["recall_at_1"]
+                lines.append(f"{pattern:<12}{e['labels']:>8}{e['vectors']:>9}  {e['kind']:<10}"
+                             f"{e['search'].get('nprobe', '-'):>7}{recall['genuine_like']:>10.4f}"
+                             f"{recall['random']:>8.3f}  {e['action']}")
+        short = [p for p, e in self.shards.items() if not e["recall_at_1"]["meets_target"]]
+        if short:
+            lines.append(f"WARNING: {len(short)} shard(s) miss the recall target even searching every cell "
+                         f"(e.g. {short[0]}): their codes are too coarse; raise --memory-mb")
+        for reason, count in self.skipped.items():
+            lines.append(f"skipped {count}: {reason} (e.g. {self.skipped_examples[reason]})")
+        return "\n".join(lines)
+
+
 def enroll(bundle: Path, labels: Path, private_key: SigningKey | None = None, options: EnrollOptions = EnrollOptions(),
            batches: tuple[str, ...] = (), capture: str | None = None, templates: Path | None = None,
-           progress: bool = True, trusted_keys: Path | None = None, store: StoreTarget | None = None) -> dict:
+           progress: bool = True, trusted_keys: Path | None = None, store: StoreTarget | None = None
+           ) -> EnrollReport:
     """Enroll the labels into the bundle (a new version, signed with `private_key` if given,
     and only when its manifest was signed by that key or one of `trusted_keys`: see
     `trainer.keys.check_before_signing`), and into the fingerprint `store` when given (before
@@ -519,7 +568,7 @@ def enroll(bundle: Path, labels: Path, private_key: SigningKey | None = None, op
 
 def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options: EnrollOptions,
             batches: tuple[str, ...], capture: str | None, templates: Path | None, progress: bool,
-            trusted_keys: Path | None, store: StoreTarget | None) -> dict:
+            trusted_keys: Path | None, store: StoreTarget | None) -> EnrollReport:
     """`enroll`, with the bundle locked."""
     from edge_app.runtime import ModelRunner
     from trainer.bundle_write import BundleUpdate, check_update
@@ -558,10 +607,10 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
         raise PufError("no label enrolled, the bundle is unchanged: " + "; ".join(
             f"{n} {reason} (e.g. {skipped.examples[reason]})" for reason, n in unusable.items()))
     copies = options.copies
-    report: dict = {"bundle": str(bundle), "labels_added": len(kept), "vectors_added": int(len(vectors)),
-                    "skipped": dict(skipped.reasons), "skipped_examples": skipped.examples, "shards": {}}
+    report = EnrollReport(bundle=str(bundle), labels_added=len(kept), vectors_added=int(len(vectors)),
+                          skipped=dict(skipped.reasons), skipped_examples=skipped.examples)
     if store is not None:  # before the bundle's new version: a re-run rewrites the same rows (upsert)
-        report["store"] = store_fingerprints(store, runner, manifest, fmt, items, enrolled, kept, vectors, options,
+        report.store = store_fingerprints(store, runner, manifest, fmt, items, enrolled, kept, vectors, options,
                                              progress)
     with BundleUpdate(bundle) as update:
         section = update.manifest.shards or new_section(manifest, fmt)
@@ -590,7 +639,7 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
                 entry["thumbnails"] = write_thumbnails(update, classes.index(pattern), thumbnails[rows],
                                                        bundle / old.thumbnails if old and old.thumbnails else None)
             classes_now[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
-            report["shards"][pattern] = entry
+            report.shards[pattern] = entry
         section.classes = classes_now
         close_section(section, classes, options)
         if kept:
@@ -602,32 +651,8 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
         manifest = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
     record_enrolled(bundle, labels, [item.label_id for item in kept])
     bytes_total = sum(v.bytes or 0 for v in manifest.file_entries.values())
-    report.update({"labels_total": section.labels, "vectors_total": section.vectors,
-                   "thumbnails_px": thumbnail_px, "bundle_bytes": bytes_total,
-                   "signed_by": manifest.signer,
-                   "seconds": round(time.perf_counter() - started, 2)})
+    report.labels_total, report.vectors_total = section.labels, section.vectors
+    report.thumbnails_px, report.bundle_bytes, report.signed_by = thumbnail_px, bytes_total, manifest.signer
+    report.seconds = round(time.perf_counter() - started, 2)
     return report
-
-
-def describe(report: dict) -> str:
-    """The report as a table for people."""
-    lines = [f"bundle {report['bundle']}: +{report['labels_added']} labels (+{report['vectors_added']} vectors), "
-             f"{report['labels_total']} labels in all, {report['bundle_bytes'] / 1e6:.1f} MB, "
-             + (f"thumbnails {report['thumbnails_px']} px, " if report.get("thumbnails_px") else "")
-             + f"{report['seconds']} s; signed by {report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}"]
-    if report["shards"]:
-        lines.append(f"{'pattern':<12}{'labels':>8}{'vectors':>9}  {'index':<10}{'nprobe':>7}"
-                     f"{'recall@1':>10}{'random':>8}  action")
-        for pattern, e in report["shards"].items():
-            recall = e["recall_at_1"]
-            lines.append(f"{pattern:<12}{e['labels']:>8}{e['vectors']:>9}  {e['kind']:<10}"
-                         f"{e['search'].get('nprobe', '-'):>7}{recall['genuine_like']:>10.4f}"
-                         f"{recall['random']:>8.3f}  {e['action']}")
-    short = [p for p, e in report["shards"].items() if not e["recall_at_1"]["meets_target"]]
-    if short:
-        lines.append(f"WARNING: {len(short)} shard(s) miss the recall target even searching every cell "
-                     f"(e.g. {short[0]}): their codes are too coarse; raise --memory-mb")
-    for reason, count in report["skipped"].items():
-        lines.append(f"skipped {count}: {reason} (e.g. {report['skipped_examples'][reason]})")
-    return "\n".join(lines)
 

@@ -101,7 +101,7 @@ def store_target(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.enroll import describe, enroll
+    from trainer.enroll import enroll
     from trainer.keys import load_private_key
 
     store = store_target(args)
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     options = shard_options(args, rotations=args.rotations, augmented=args.augmented, thumbnails=args.thumbnails)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json, trusted_keys=args.trusted_keys, store=store)
-    return print_report(report, args.json, describe)
+    return print_report(report.to_dict(), args.json, lambda _: report.describe())
 
 
 verb = Verb(

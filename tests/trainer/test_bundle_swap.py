@@ -65,7 +65,7 @@ def test_enroll_builds_on_the_bundle_a_crash_left_aside(base, crashed, key):
     old = read_manifest(aside_of(crashed))
     report = enroll(crashed, enroll_crops(base), key, progress=False)
     new = read_manifest(crashed)
-    assert report["labels_added"] == 0 and report["skipped"] == {"already enrolled": 12}
+    assert report.labels_added == 0 and report.skipped == {"already enrolled": 12}
     assert new["shards"]["labels"] == 12 and new["sequence"] == old["sequence"] + 1
     assert not aside_of(crashed).exists()
 

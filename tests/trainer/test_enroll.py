@@ -26,8 +26,8 @@ def test_enrolling_the_same_batch_twice_adds_nothing(base, fresh, key):
     before = manifest(fresh)
     second = enroll(fresh, enroll_crops(base), key, progress=False)
     after = manifest(fresh)
-    assert first["labels_added"] == 12 and second["labels_added"] == 0
-    assert second["skipped"] == {"already enrolled": 12}
+    assert first.labels_added == 12 and second.labels_added == 0
+    assert second.skipped == {"already enrolled": 12}
     assert after["shards"]["labels"] == after["shards"]["vectors"] == 12
     assert after["shards"]["classes"] == before["shards"]["classes"]
     ids = [i for e in after["shards"]["classes"].values() for i in np.load(fresh / e["ids"]).tolist()]
@@ -41,11 +41,11 @@ def test_a_new_batch_appends_and_leaves_other_shards_alone(base, fresh, key, tmp
     inodes = {name: (fresh / name).stat().st_ino for name in before["files"]}
     report = enroll(fresh, crops, key, progress=False)
     after = manifest(fresh)
-    assert report["labels_added"] == 6 and report["skipped"] == {"already enrolled": 6}
+    assert report.labels_added == 6 and report.skipped == {"already enrolled": 6}
     assert after["shards"]["labels"] == 12
     layout = sim_batch().layout
     new_patterns = {layout.pattern_of(0, s) for s in range(6, 12)} - {layout.pattern_of(0, s) for s in range(6)}
-    touched = set(report["shards"])
+    touched = set(report.shards)
     assert touched == {layout.pattern_of(0, s) for s in range(6, 12)} and new_patterns <= touched
     for pattern, entry in before["shards"]["classes"].items():
         if pattern not in touched:  # not rewritten: the same file, hard-linked into the new version
@@ -57,7 +57,7 @@ def test_a_new_batch_appends_and_leaves_other_shards_alone(base, fresh, key, tmp
 
 def test_rotations_enroll_turned_copies_of_each_label(base, fresh, key):
     report = enroll(fresh, enroll_crops(base), key, EnrollOptions(rotations=4), progress=False)
-    assert report["labels_added"] == 12 and report["vectors_added"] == 48
+    assert report.labels_added == 12 and report.vectors_added == 48
     section = manifest(fresh)["shards"]
     assert section["labels"] == 12 and section["vectors"] == 48
 
@@ -79,11 +79,11 @@ def test_enrolling_from_the_registry_marks_labels_enrolled_and_skips_held_out(ba
         registry.upsert_batch(layout, str(batch_dir))
         registry.record_field(FieldRecord(layout.batch_id, 0, "done"), labels)
     report = enroll(fresh, registry_path, key, progress=False)
-    assert report["labels_added"] == 11 and report["skipped"] == {"held out": 1}
+    assert report.labels_added == 11 and report.skipped == {"held out": 1}
     with Registry(registry_path) as registry:
         assert {label.status for label in registry.labels()} == {"enrolled", "held_out"}
     (batch_dir / "crops" / f"{layout.label_id(0, 3)}.png").unlink()
-    assert enroll(fresh, registry_path, key, progress=False)["labels_added"] == 0
+    assert enroll(fresh, registry_path, key, progress=False).labels_added == 0
 
 
 def test_a_changed_crop_is_not_enrolled(base, fresh, key, tmp_path):
@@ -111,9 +111,9 @@ def test_an_empty_and_a_1x1_crop_are_skipped_and_the_others_enrolled(base, fresh
     (crops / "crops" / empty / "m0.png").write_bytes(b"")
     cv2.imwrite(str(crops / "crops" / tiny / "m0.png"), np.full((1, 1, 3), 128, np.uint8))
     report = enroll(fresh, crops, key, progress=False)
-    assert report["labels_added"] == 2
-    assert report["skipped"] == {"crop unreadable or not square": 1, "crop smaller than 8x8 px": 1}
-    assert report["skipped_examples"]["crop unreadable or not square"] == empty
+    assert report.labels_added == 2
+    assert report.skipped == {"crop unreadable or not square": 1, "crop smaller than 8x8 px": 1}
+    assert report.skipped_examples["crop unreadable or not square"] == empty
     assert len(load_bundle(fresh, keys(base)[1]).shards) == 2
 
 

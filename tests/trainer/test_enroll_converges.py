@@ -24,7 +24,7 @@ def test_a_rerun_after_a_crash_between_the_swap_and_the_registry_update_converge
         registry.record_removed(bundle_name(fresh), list(statuses(registry_path)))
     assert set(statuses(registry_path).values()) == {"found"}
     report = enroll(fresh, registry_path, key, progress=False)
-    assert report["labels_added"] == 0 and report["skipped"] == {"already enrolled": 12}
+    assert report.labels_added == 0 and report.skipped == {"already enrolled": 12}
     assert set(statuses(registry_path).values()) == {"enrolled"}
     with Registry(registry_path) as registry:
         assert registry.enrolled_in(bundle_name(fresh)) == set(statuses(registry_path))

@@ -30,7 +30,7 @@ def _enroll_batch(bundle: Path, registry: Path, key: Path, batch: str, arrived, 
     enrollment.embed_items = embed_after_both_read
     try:
         report = enrollment.enroll(bundle, registry, load_private_key(key), batches=(batch,), progress=False)
-        results.put((batch, "enrolled", report["labels_added"]))
+        results.put((batch, "enrolled", report.labels_added))
     except PufError as error:
         results.put((batch, "refused", str(error)))
 

@@ -38,7 +38,7 @@ def expected(crops: Path) -> dict[str, np.ndarray]:
 
 def test_thumbnails_are_stored_per_shard_signed_and_read_back(base, fresh, key, field1):
     report = enroll(fresh, enroll_crops(base), key, EnrollOptions(thumbnails=PX), progress=False)
-    assert report["thumbnails_px"] == PX
+    assert report.thumbnails_px == PX
     before = manifest(fresh)
     enroll(fresh, field1, key, progress=False)  # later batches get thumbnails too, appended to the shards
     after = manifest(fresh)
@@ -67,7 +67,7 @@ def test_enrolling_again_adds_nothing_and_rewrites_no_thumbnail(base, fresh, key
     enroll(fresh, enroll_crops(base), key, EnrollOptions(thumbnails=PX), progress=False)
     before = manifest(fresh)
     report = enroll(fresh, enroll_crops(base), key, EnrollOptions(thumbnails=PX), progress=False)
-    assert report["labels_added"] == 0
+    assert report.labels_added == 0
     assert manifest(fresh)["files"] == before["files"]
 
 

@@ -81,7 +81,7 @@ def test_enrolling_with_a_store_catches_up_labels_the_bundle_already_held(base, 
     store = tmp_path / "late.db"
     enroll(bundle, enroll_crops(base), key, progress=False)  # without the store
     report = enroll(bundle, enroll_crops(base), key, progress=False, store=StoreTarget(str(store), EU))
-    assert report["labels_added"] == 0 and report["store"]["caught_up"] == 12
+    assert report.labels_added == 0 and report.store["caught_up"] == 12
     assert stored(store, bundle, EU) == (12, 12)
 
 

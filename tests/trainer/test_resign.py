@@ -92,7 +92,7 @@ def test_a_bundle_signed_by_another_key_is_re_signed_only_when_that_key_is_trust
         enroll(signed, enroll_crops(base), new_key, progress=False)
     assert contents(signed) == before
     report = enroll(signed, enroll_crops(base), new_key, trusted_keys=keys(base)[1], progress=False)
-    assert report["signed_by"] == new_id
+    assert report.signed_by == new_id
     trusted = tmp_path / "trusted_new"
     trusted.mkdir()
     shutil.copy(new_public, trusted)
@@ -106,4 +106,4 @@ def test_an_unsigned_bundle_is_signed_only_as_puf_export_wrote_it(base, signed, 
         enroll(signed, enroll_crops(base), key, progress=False)
     assert contents(signed) == before
     assert manifest(fresh)["signature"] is None and not manifest(fresh)["shards"]  # straight from export
-    assert enroll(fresh, enroll_crops(base), key, progress=False)["signed_by"]
+    assert enroll(fresh, enroll_crops(base), key, progress=False).signed_by
