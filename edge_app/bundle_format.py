@@ -168,7 +168,7 @@ class ModelInfo(_Part):
                    read.take("version", lambda v: isinstance(v, str), "text"), read.extra)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Decision(_Part):
     """The decision threshold, the FAR it was set for, and whether re-captures calibrated it
     (`puf evaluate`); how it was set stays in `extra`."""
@@ -191,12 +191,13 @@ class Decision(_Part):
             raise read.error("threshold", f"a number between 0 and 1 (a cosine; exclusive), not {data['threshold']!r}")
         if "calibrated" in data and not isinstance(data["calibrated"], bool):
             raise read.error("calibrated", "true or false")
-        return cls(read.take("threshold", _is_fraction, ""),
-                   read.take("far", _is_fraction, "a number or null, a rate between 0 and 1 (exclusive)"),
-                   read.take("calibrated"),
-                   read.take("query_far", _is_fraction, "a number between 0 and 1"),
-                   read.take("labels_per_shard", lambda v: _is_count(v) and v >= 1, "a positive whole number"),
-                   read.take("tail", lambda v: isinstance(v, dict), "an object"), read.extra)
+        return cls(threshold=read.take("threshold", _is_fraction, ""),
+                   far=read.take("far", _is_fraction, "a number or null, a rate between 0 and 1 (exclusive)"),
+                   calibrated=read.take("calibrated"),
+                   query_far=read.take("query_far", _is_fraction, "a number between 0 and 1"),
+                   labels_per_shard=read.take("labels_per_shard", lambda v: _is_count(v) and v >= 1,
+                                              "a positive whole number"),
+                   tail=read.take("tail", lambda v: isinstance(v, dict), "an object"), extra=read.extra)
 
     @property
     def is_calibrated(self) -> bool:
@@ -207,7 +208,7 @@ class Decision(_Part):
         return str(self.extra.get("not_calibrated_because", "set at export"))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ShardEntry(_Part):
     """One pattern class's shard: its files and sizes; its index's tuning stays in `extra`."""
 
@@ -229,18 +230,19 @@ class ShardEntry(_Part):
         if thumbnails is not None and not isinstance(thumbnails, str):
             raise PufError(f"{where}: shard {pattern!r} names the thumbnails file {thumbnails!r}, which is not one "
                            "of the bundle's signed files")
-        return cls(index, ids, thumbnails, read.take("vectors", _is_count, "a whole number"),
-                   read.take("labels", _is_count, "a whole number"),
-                   read.take("search", _is_search,
-                             'an object of search parameters, each a positive whole number ({"nprobe": 8})'),
-                   read.extra)
+        return cls(index=index, ids=ids, thumbnails=thumbnails,
+                   vectors=read.take("vectors", _is_count, "a whole number"),
+                   labels=read.take("labels", _is_count, "a whole number"),
+                   search=read.take("search", _is_search,
+                                    'an object of search parameters, each a positive whole number ({"nprobe": 8})'),
+                   extra=read.extra)
 
     def named_files(self) -> dict[str, str | None]:
         """The files this entry names, by field (thumbnails None when the bundle has none)."""
         return {"index": self.index, "ids": self.ids, "thumbnails": self.thumbnails}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Shards(_Part):
     """The manifest's ``"shards"``: one Faiss index per pattern class (`edge_app.shards`)."""
 
@@ -269,14 +271,16 @@ class Shards(_Part):
         found = data.get("format")
         if found != SHARDS_FORMAT:
             raise PufError(f"the bundle's shards are of format {found!r}; this device reads format {SHARDS_FORMAT}")
-        return cls(read.take("format"), read.take("metric", lambda v: isinstance(v, str), "text"),
-                   read.take("embedding_dim", _is_dim, f"a positive whole number, at most {MAX_EMBEDDING_DIM}"),
-                   read.take("model_format"),
-                   entries, read.take("vectors", _is_count, "a whole number"),
-                   read.take("labels", _is_count, "a whole number"),
-                   read.take("memory_budget_mb", lambda v: _is_number(v) and v > 0, "a number above 0"),
-                   read.take("thumbnails", lambda v: isinstance(v, dict), "an object"),
-                   read.take("enrollments", lambda v: isinstance(v, list), "a list"), read.extra)
+        return cls(format=read.take("format"), metric=read.take("metric", lambda v: isinstance(v, str), "text"),
+                   embedding_dim=read.take("embedding_dim", _is_dim,
+                                           f"a positive whole number, at most {MAX_EMBEDDING_DIM}"),
+                   model_format=read.take("model_format"),
+                   classes=entries, vectors=read.take("vectors", _is_count, "a whole number"),
+                   labels=read.take("labels", _is_count, "a whole number"),
+                   memory_budget_mb=read.take("memory_budget_mb", lambda v: _is_number(v) and v > 0,
+                                              "a number above 0"),
+                   thumbnails=read.take("thumbnails", lambda v: isinstance(v, dict), "an object"),
+                   enrollments=read.take("enrollments", lambda v: isinstance(v, list), "a list"), extra=read.extra)
 
     @property
     def entries(self) -> dict[str, ShardEntry]:
@@ -363,7 +367,7 @@ def _check_shards_agree(shards: Shards, dim: int | None, classes: list[str] | No
         raise read.error("shards", f"for the manifest's pattern_classes, not for {unknown[0]!r}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Manifest(_Part):
     """A bundle's manifest (see the module's docstring). Presence of what a device needs
     (shards, a threshold) is `edge_app.bundle.load_bundle`'s to check: here a field may be
@@ -430,11 +434,11 @@ class Manifest(_Part):
         Release.of(data)  # refused here, not at first use
         signature = read.take("signature") if isinstance(
             data.get("signature"), dict) else None
-        return cls(version, ModelInfo.from_dict(model, where) if model is not None else None, default_format,
-                   preprocessing, dim, classes, decision,
-                   entries if "files" in data else None, shards, read.take("sequence"),
-                   read.take("created"), read.take("expires"),
-                   signature, read.extra)
+        return cls(format_version=version, model=ModelInfo.from_dict(model, where) if model is not None else None,
+                   default_format=default_format, preprocessing=preprocessing, embedding_dim=dim,
+                   pattern_classes=classes, decision=decision, files=entries if "files" in data else None,
+                   shards=shards, sequence=read.take("sequence"), created=read.take("created"),
+                   expires=read.take("expires"), signature=signature, extra=read.extra)
 
     @classmethod
     def read(cls, bundle: Path) -> Manifest:

@@ -362,7 +362,8 @@ def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[
 
 def new_section(manifest: Manifest, fmt: str) -> Shards:
     """The shards section of a bundle that holds no labels yet."""
-    return Shards(SHARDS_FORMAT, "inner_product", int(manifest.embedding_dim or 0), fmt, {}, enrollments=[])
+    return Shards(format=SHARDS_FORMAT, metric="inner_product", embedding_dim=int(manifest.embedding_dim or 0),
+                  model_format=fmt, classes={}, enrollments=[])
 
 
 def ensure_templates(update: BundleUpdate, bundle: Path, manifest: Manifest, templates: Path | None,

@@ -176,7 +176,7 @@ def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: f
            "enrolled labels: calibrate it with puf evaluate")
     if val.optimistic:
         why = f"{OPTIMISTIC_NOTE}; {why}"
-    return Decision(round(row["threshold"], 6), far, False, extra={
+    return Decision(threshold=round(row["threshold"], 6), far=far, calibrated=False, extra={
         "provisional": True, "not_calibrated_because": why, "validation": val.validation, "optimistic": val.optimistic,
         "calibrated_on": f"{len(genuine)} genuine and {len(impostor)} impostor pairs of "
                          f"validation labels ({val.validation}; int8 model)",
