@@ -123,20 +123,9 @@ class Bundle:
     def embedding_dim(self) -> int:
         return int(self.manifest.embedding_dim or 0)
 
-    def model_file(self, fmt: str | None = None) -> Path:
-        fmt = fmt or self.manifest.model_format
-        if fmt not in FORMAT_FILES:
-            raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
-        if FORMAT_FILES[fmt] not in self.manifest.file_entries:
-            raise PufError(f"the bundle {self.path} has no {fmt} model ({FORMAT_FILES[fmt]})")
-        return self.path / FORMAT_FILES[fmt]
-
     def runner(self, fmt: str | None = None, num_threads: int = 2) -> ModelRunner:
         """The bundle's model (its default format unless `fmt`), checked when the bundle was."""
-        from edge_app.preprocess import Preprocess
-
-        return ModelRunner(self.model_file(fmt), num_threads, self.embedding_dim,
-                           len(self.pattern_classes), Preprocess.from_dict(self.manifest.preprocessing))
+        return ModelRunner.of_manifest(self.path, self.manifest, fmt, num_threads)
 
 
 SWAP_RETRIES = 3  # a load that fails while the bundle moved on to a newer version is tried again

@@ -57,6 +57,16 @@ class ModelOutput:
         return e / e.sum(axis=1, keepdims=True)
 
 
+def model_path(bundle: Path, manifest: Manifest, fmt: str | None = None) -> Path:
+    """The bundle's model file in format `fmt` (None: its default); PufError when the bundle has none."""
+    fmt = fmt or manifest.model_format
+    if fmt not in FORMAT_FILES:
+        raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
+    if FORMAT_FILES[fmt] not in manifest.file_entries:
+        raise PufError(f"the bundle {bundle} has no {fmt} model ({FORMAT_FILES[fmt]})")
+    return Path(bundle) / FORMAT_FILES[fmt]
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -109,15 +119,18 @@ class ModelRunner:
         preprocessing and head sizes; `check` verifies the file's checksum first."""
         bundle = Path(bundle)
         manifest = Manifest.read(bundle)
-        if fmt not in FORMAT_FILES:
-            raise PufError(f"model format must be one of {sorted(FORMAT_FILES)}, got {fmt!r}")
-        name = FORMAT_FILES[fmt]
-        if name not in manifest.file_entries:
-            raise PufError(f"the bundle {bundle} has no {fmt} model ({name})")
+        path = model_path(bundle, manifest, fmt)
         if check:
-            verify_files(bundle, manifest, [name])
-        return cls(bundle / name, num_threads, manifest.embedding_dim, len(manifest.pattern_classes or []),
-                   Preprocess.from_dict(manifest.preprocessing))
+            verify_files(bundle, manifest, [path.name])
+        return cls.of_manifest(bundle, manifest, fmt, num_threads)
+
+    @classmethod
+    def of_manifest(cls, bundle: Path, manifest: Manifest, fmt: str | None = None,
+                    num_threads: int = 2) -> ModelRunner:
+        """The model of the bundle folder `bundle` already read as `manifest` (not read again),
+        in format `fmt` (None: the bundle's default), with its preprocessing and head sizes."""
+        return cls(model_path(bundle, manifest, fmt), num_threads, manifest.embedding_dim,
+                   len(manifest.pattern_classes or []), Preprocess.from_dict(manifest.preprocessing))
 
     # ---- loading -----------------------------------------------------------------------
     def _load_onnx(self) -> None:

@@ -43,7 +43,6 @@ from edge_app.bundle_format import (
     Shards,
     shard_paths,
     thumbnail_path,
-    verify_files,
 )
 from edge_app.errors import PufError
 from edge_app.ids import check_id
@@ -572,12 +571,10 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
             trusted_keys: Path | None, store: StoreTarget | None) -> EnrollReport:
     """`enroll`, with the bundle locked."""
     from edge_app.runtime import ModelRunner
-    from trainer.bundle_write import BundleUpdate, check_update
+    from trainer.bundle_write import BundleUpdate, read_for_update
 
     started = time.perf_counter()
-    manifest = Manifest.read(bundle)
-    check_update(bundle, manifest, private_key, trusted_keys)  # refuse before the work, not after it
-    verify_files(bundle, manifest)  # build on nothing corrupt
+    manifest = read_for_update(bundle, private_key, trusted_keys)  # refused before the work, not after it
     classes = list(manifest.pattern_classes or [])
     dim = int(manifest.embedding_dim or 0)
     items, skipped = load_items(labels, batches, capture)
@@ -599,7 +596,7 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
             todo.append(item)
     thumbnail_px = thumbnail_size(manifest, options.thumbnails)
     fmt = options.model_format or manifest.model_format
-    runner = ModelRunner.from_bundle(bundle, fmt, check=False)
+    runner = ModelRunner.of_manifest(bundle, manifest, fmt)
     kept, vectors, thumbnails = embed_items(runner, todo, options, skipped, dim, progress,
                                             thumbnail_px)
     unusable = {reason: n for reason, n in skipped.reasons.items()
