@@ -393,6 +393,17 @@ CASES: list[Case] = [
     case("demo --out demo --film nosuchstyle", "nosuchstyle"),
     case("demo --out demo --film grain_um=nan", "grain_um"),
     case("demo --out demo --figures /proc/nope", "--figures", "/proc"),
+    # --- simdata (each refused before any work)
+    case("simdata /proc/nope", "root", "/proc"),
+    case("simdata ''", "root", "empty"),
+    case("simdata @FILE_AS_DIR@/d", "root", "not a folder"),
+    *(case(f"simdata sim --fields {v}", "--fields") for v in ("0x0", "100000x100000", "abc")),
+    *(case(f"simdata sim --{o} {v}", f"--{o}") for o in ("batches", "workers") for v in ("0", "-1", "nan")),
+    *(case(f"simdata sim --{o} -1", f"--{o}") for o in ("microscope-shots", "handheld-shots", "first-seed",
+                                                       "capture-seed")),
+    case("simdata sim --film-style nosuchstyle", "nosuchstyle"),
+    case("simdata sim --film-style grain_um=nan", "grain_um"),
+    case("simdata sim --pattern-set @MISSING@", "nope"),
     # --- bench (each refused before any work)
     case("bench --out /proc/nope", "--out", "/proc"),
     case("bench --out ''", "--out"),

@@ -50,7 +50,7 @@ class FolderDataset:
         table = self.root / "labels.csv"
         if not table.exists():
             raise PufError(f"{self.root} is not a crop data set: no labels.csv "
-                           "(label_id,batch,pattern); render one with python -m trainer.simdata")
+                           "(label_id,batch,pattern); render one with puf simdata")
         self.pattern: dict[str, str] = {}
         self.batch: dict[str, str] = {}
         with table.open(newline="") as f:

@@ -6,7 +6,7 @@ by default: new captures from the field-camera model, never augmented copies). E
 query is scored against every enrolled label: genuine pairs are a query and its own
 label, impostor pairs a query and any other label. Reported: TAR at FAR 1e-3, 1e-4,
 1e-5 (each marked unresolved when there are too few impostor pairs to measure it), EER,
-and pattern accuracy of the pattern head. Run as ``python -m trainer.model_accuracy BUNDLE DATA``.
+and pattern accuracy of the pattern head. Run as ``python tools/model_accuracy.py BUNDLE DATA``.
 
 (`puf evaluate`, `trainer.evaluation`, evaluates a bundle as the device searches it: its
 shards, its threshold.)
@@ -18,7 +18,6 @@ sets the threshold a per-query FAR needs.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -112,25 +111,3 @@ def at_scale(genuine: np.ndarray, same_pattern: np.ndarray, shard_labels: int,
             "impostor_mean": float(same_pattern.mean()), "shard_labels": shard_labels,
             "tail": tail.to_dict(), "tar_at_query_far": rows}
 
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Verification accuracy of a bundle on held-out labels.")
-    parser.add_argument("bundle", type=Path)
-    parser.add_argument("data", type=Path, help="folder data set of labels never trained on")
-    parser.add_argument("--format", default="int8", choices=("int8", "float", "onnx"))
-    parser.add_argument("--enroll", default="m0", help="capture name enrolled per label")
-    parser.add_argument("--queries", default="h", help="query captures: names starting with this")
-    parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
-    args = parser.parse_args(argv)
-    report = evaluate_bundle(args.bundle, args.data, args.format, args.enroll, args.queries)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

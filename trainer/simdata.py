@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -233,42 +232,3 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
     tmp.replace(root / "labels.csv")
     return {"labels": len(rows), "crops_written": written, "root": str(root)}
 
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Render simulated label crops for training.")
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--batches", type=int, default=1, help="films (batches) to render")
-    parser.add_argument("--first-seed", type=int, default=1, help="film seed of the first batch")
-    parser.add_argument("--fields", default="10x10", help="fields per batch, COLSxROWS")
-    parser.add_argument("--microscope-shots", type=int, default=2)
-    parser.add_argument("--handheld-shots", type=int, default=2)
-    parser.add_argument("--prefix", default="SIM")
-    parser.add_argument("--capture-seed", type=int, default=0)
-    parser.add_argument("--segment", action="store_true",
-                        help="cut handheld photos with the device's segmentation, not true corners")
-    parser.add_argument("--pattern-set", default="builtin",
-                        help="the glyphs: builtin, a patterns.json, .svg, .dxf or font:FONT:CHARS (default builtin)")
-    parser.add_argument("--film-style", action="append", metavar="STYLE",
-                        help="how the films look: a preset (default, coarse, fine, faceted, mottled) and/or "
-                             "NAME=VALUE settings (grain_um, contrast, faceted, mottling); give it again for "
-                             "films of several styles, taken in turn batch by batch (default: default)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
-    cols, rows = (int(v) for v in args.fields.lower().split("x"))
-    styles = args.film_style or ["default"]
-    try:
-        specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
-                         args.microscope_shots, args.handheld_shots, seed=args.capture_seed,
-                         segment_handheld=args.segment, pattern_set=args.pattern_set,
-                         film_style=styles[i % len(styles)])
-                 for i in range(args.batches)]
-    except PufError as error:
-        parser.error(str(error))
-    print(json.dumps(render_dataset(args.root, specs, args.workers)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
