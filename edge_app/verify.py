@@ -156,7 +156,7 @@ class Verdict:
                 "searched": list(self.searched), "corners_px": self.corners_px}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Lookup:
     """One crop's way through the model and the shards."""
 
@@ -269,7 +269,8 @@ class Verifier:
             read = allowed[0] if allowed else head[0]
             names = [self.classes[i] for i in allowed]
             searched = names if self.classify else self.bundle.shards.patterns
-            lookups.append(Lookup(None, self.classes[read], float(row[read]), names, searched, embedding, glyph))
+            lookups.append(Lookup(match=None, pattern=self.classes[read], confidence=float(row[read]), allowed=names,
+                                  searched=searched, embedding=embedding, glyph=glyph))
         t0 = perf_counter()
         matches = self.bundle.shards.search(out.embedding, [lookup.searched for lookup in lookups])
         revoked = self.bundle.revoked.search(out.embedding, [lookup.searched for lookup in lookups])
