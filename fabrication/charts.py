@@ -10,7 +10,7 @@ so importing this module costs nothing; the device never draws a chart.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -89,10 +89,14 @@ def _det_rates(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, n
 
 
 def det_curve_png(genuine: np.ndarray, impostor: np.ndarray, path: Path, marks: dict[str, float] | None = None,
-                  title: str = "DET: false rejects vs false accepts", size: tuple[int, int] = SIZE) -> Path:
+                  title: str = "DET: false rejects vs false accepts", size: tuple[int, int] = SIZE,
+                  interval: Callable[[int, int], tuple[float, float]] | None = None) -> Path:
     """False reject rate against false accept rate on normal-deviate axes, from the finest
     rate the comparisons resolve (a rate of 0 is drawn on the axis' lower edge) to 50%;
-    `marks` are thresholds shown as points with their rates."""
+    `marks` are thresholds shown as points with their rates. `interval(errors, trials)` (the
+    trainer's exact `rate_bounds`, passed in: this module never imports the trainer) adds each
+    mark's confidence interval as error bars on both rates: a point measured from few errors
+    is a range, not a point."""
     genuine = np.asarray(genuine, np.float64)
     impostor = np.asarray(impostor, np.float64)
     _, far, frr = _det_rates(genuine, impostor)
@@ -115,10 +119,17 @@ def det_curve_png(genuine: np.ndarray, impostor: np.ndarray, path: Path, marks: 
               label=f"{len(genuine):,} genuine, {len(impostor):,} impostor comparisons")
     for (name, threshold), colour, marker in zip((marks or {}).items(), ("tab:red", "tab:green", "tab:purple"),
                                                  "oDs", strict=False):  # open marks: both seen where they meet
-        a, r = float(np.mean(impostor >= threshold)), float(np.mean(genuine < threshold))
-        axes.plot(place(np.array([a])), place(np.array([r])), marker, color=colour, markersize=10, fillstyle="none",
-                  markeredgewidth=2,
-                  label=f"{name}: threshold {threshold:.3f}, FAR {percent(a)}, FRR {percent(r)}")
+        accepted, rejected = int(np.sum(impostor >= threshold)), int(np.sum(genuine < threshold))
+        a, r = accepted / max(len(impostor), 1), rejected / max(len(genuine), 1)
+        x, y = place(np.array([a])), place(np.array([r]))
+        label = f"{name}: threshold {threshold:.3f}, FAR {percent(a)}, FRR {percent(r)}"
+        if interval is not None:
+            (a_lo, a_hi), (r_lo, r_hi) = interval(accepted, len(impostor)), interval(rejected, len(genuine))
+            axes.errorbar(x, y, xerr=[x - place(np.array([a_lo])), place(np.array([a_hi])) - x],
+                          yerr=[y - place(np.array([r_lo])), place(np.array([r_hi])) - y],
+                          color=colour, capsize=4, linewidth=1.2)
+            label += f" (95% intervals: FAR {percent(a_lo)}-{percent(a_hi)}, FRR {percent(r_lo)}-{percent(r_hi)})"
+        axes.plot(x, y, marker, color=colour, markersize=10, fillstyle="none", markeredgewidth=2, label=label)
     axes.set_xlabel(f"false accept rate (normal-deviate scale; 0 drawn at {percent(floor)})")
     axes.set_ylabel(f"false reject rate (0 drawn at {percent(floor)})")
     axes.legend(loc="upper right", fontsize=9)
@@ -171,17 +182,20 @@ def histograms_png(series: dict[str, Sequence[float] | np.ndarray], path: Path, 
 
 
 def loglog_png(series: dict[str, list[tuple[float, float]]], path: Path, title: str, xlabel: str,
-               ylabel: str, size: tuple[int, int] = SIZE) -> Path:
-    """Lines with their points on log-log axes (x: decades of enrolled vectors)."""
+               ylabel: str, size: tuple[int, int] = SIZE, log_y: bool = True) -> Path:
+    """Lines with their points on log-log axes (x: decades of enrolled vectors), or a linear
+    y axis (`log_y=False`, for a rate such as recall that spans no decades). One unit a chart:
+    series of different units belong on charts of their own."""
     figure, axes = _figure(size, title)
     for name, points in series.items():
-        kept = [(x, y) for x, y in points if x > 0 and y > 0]
+        kept = [(x, y) for x, y in points if x > 0 and (y > 0 or not log_y)]
         if kept:
             axes.plot(*zip(*kept, strict=True), marker="o", linewidth=2, label=name)
     axes.set_xscale("log")
-    axes.set_yscale("log")
     _log_axis(axes.xaxis)
-    _log_axis(axes.yaxis)
+    if log_y:
+        axes.set_yscale("log")
+        _log_axis(axes.yaxis)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if axes.lines:

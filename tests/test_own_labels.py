@@ -1,7 +1,7 @@
-"""The README's "Your own labels" walkthrough, run as written, at a tiny size.
+"""The "Your own labels" tutorial's walkthrough, run as written, at a tiny size.
 
-The commands are the README's: `walkthrough_lines()` reads the first ```bash block under
-"## Your own labels" in README.md and the fixture runs every command line of it in order, in a
+The commands are the tutorial's: `walkthrough_lines()` reads the first ```bash block of
+docs/tutorials/own-labels.md and the fixture runs every command line of it in order, in a
 folder under tmp (the working directory, as a user's shell would be). How lines map:
 
 - `#` lines and `# ...` tails are comments; a tail `# exit N: ...` (or `... (or M: ...)`) names
@@ -9,7 +9,7 @@ folder under tmp (the working directory, as a user's shell would be). How lines 
 - `puf ...` lines run in-process through `edge_app.cli.main`, with `--json` added for the verbs
   that print a report (kept per line for the assertions below); a word with `*` is expanded as
   the shell would (sorted, and it must match something). Other lines (`cp`) run as a subprocess.
-- `TINY`, a short table of exact substitutions, maps the README's sizes to tiny ones and swaps in
+- `TINY`, a short table of exact substitutions, maps the tutorial's sizes to tiny ones and swaps in
   this test's own glyphs and film; each must occur in the block, so an edit that drops one fails.
   The glyphs are not the example's (docs/examples/own_glyphs.svg) but 9 letters of the Hershey
   font futural; the film not the `coarse` preset but faceted grains of 5 um at 0.7 contrast.
@@ -42,7 +42,7 @@ from edge_app.registry import Registry  # noqa: E402
 # Keras saving a model trips numpy 2's __array__ copy warning (not ours; see tests/trainer)
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
-README = Path(__file__).resolve().parents[1] / "README.md"
+TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "own-labels.md"
 OWN_GLYPHS = "font:futural:FGJKLPRY4"
 TINY = {
     "glyphs.svg": OWN_GLYPHS,
@@ -58,17 +58,16 @@ NO_JSON = {"photograph"}  # verbs without a --json report
 
 @dataclass
 class Step:
-    line: str  # as the README has it
+    line: str  # as the tutorial has it
     argv: list[str]  # as run
     status: int
     report: dict | None
 
 
 def walkthrough_lines() -> list[str]:
-    """The command lines of the README's "Your own labels" code block, comments included."""
-    text = README.read_text()
-    section = text[text.index("\n## Your own labels\n"):]
-    block = section[section.index("```bash\n") + 8:]
+    """The command lines of the tutorial's code block, comments included."""
+    text = TUTORIAL.read_text()
+    block = text[text.index("```bash\n") + 8:]
     return [line for line in block[:block.index("```")].splitlines() if line.strip()
             and not line.lstrip().startswith("#")]
 
@@ -114,7 +113,7 @@ def walkthrough(tmp_path_factory):
     work = tmp_path_factory.mktemp("own")
     lines = walkthrough_lines()
     commands = "\n".join(command(line) for line in lines)
-    assert all(documented in commands for documented in TINY), "a README size the test maps is gone"
+    assert all(documented in commands for documented in TINY), "a tutorial size the test maps is gone"
     steps: list[Step] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
@@ -137,7 +136,7 @@ def walkthrough(tmp_path_factory):
                 status, report = subprocess.run(argv, cwd=work).returncode, None
             assert status in expected_statuses(line), (line, status)
             steps.append(Step(line, argv, status, report))
-        # not a README step: a per-comparison FAR from these few pairs is refused, not signed
+        # not a tutorial step: a per-comparison FAR from these few pairs is refused, not signed
         refused = io.StringIO()
         with contextlib.redirect_stderr(refused), contextlib.redirect_stdout(io.StringIO()):
             refused_status = puf(["evaluate", "--bundle", "bundles/ft", "--queries", "data/recaptures",
@@ -146,7 +145,7 @@ def walkthrough(tmp_path_factory):
 
 
 def step(walkthrough, start: str) -> Step:
-    """The one step whose README line starts with `start`."""
+    """The one step whose tutorial line starts with `start`."""
     found = [s for s in walkthrough["steps"] if s.line.startswith(start)]
     assert len(found) == 1, (start, [s.line for s in found])
     return found[0]
@@ -192,7 +191,7 @@ def test_one_capture_a_label_trains_and_says_its_figures_are_optimistic(walkthro
 def test_the_threshold_is_refused_from_too_few_pairs_then_calibrated(walkthrough):
     assert walkthrough["refused_status"] == 2
     assert "FAR 0.001 needs at least 2,995 impostor comparisons" in walkthrough["refused"]
-    # calibrated per query at the bundle's largest shard (84 labels enrolled over 9 glyphs), the README's way
+    # calibrated per query at the bundle's largest shard (84 labels enrolled over 9 glyphs), the tutorial's way
     evaluate = step(walkthrough, "puf evaluate").report
     decision = evaluate["decision"]
     shards = [s["labels"] for s in evaluate["per_query"]["shards"]]

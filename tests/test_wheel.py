@@ -4,7 +4,7 @@ finds the shipped model and verifies the committed handheld photos against the c
 bundle (tests/data/arm64: 12 labels enrolled, six photos; its README says what each shows) with
 the verdicts the photos' names say and the scores the checkout gives.
 
-Twice, as the README's Raspberry Pi section installs it: with the numpy 2 / OpenCV 5 set of
+Twice, as docs/how-to/raspberry-pi.md installs it: with the numpy 2 / OpenCV 5 set of
 constraints.txt (the Debian 13 based OS), and with 'numpy<2' (Bookworm, whose picamera2 is built
 against numpy 1), pinned by constraints-bookworm.txt over constraints.txt. Both share one wheel
 build.
@@ -43,7 +43,7 @@ DATA = ROOT / "tests" / "data" / "arm64"
 
 @dataclass(frozen=True)
 class Install:
-    """One of the README's device installs: what goes beside the wheel, the constraints over
+    """One of the Raspberry Pi guide's device installs: what goes beside the wheel, the constraints over
     constraints.txt, and how close to the checkout's (numpy 2, OpenCV 5) verdicts it must come."""
 
     name: str
@@ -57,7 +57,7 @@ INSTALLS = [
     # the same libraries on the same CPU: only the install differs
     Install("numpy2", (), None, 1e-4, False),
     # OpenCV 4.11 decodes and resamples the photos a little differently from OpenCV 5, so the crops
-    # differ by a few grey levels: scores within 0.006 on these photos (README), bounded at 0.02,
+    # differ by a few grey levels: scores within 0.006 on these photos, bounded at 0.02,
     # far inside the margins around the demo's threshold (0.74: genuine 0.92 and up, impostors 0.47
     # and down). One clone photo is counterfeit with 4.11 and a retake with 5: a photo that is not
     # genuine must never be genuine; which of the two it is may differ.

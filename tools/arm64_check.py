@@ -16,7 +16,7 @@ mounted or written (an unprivileged container), proot runs the root with `-q qem
 which intercepts every exec itself; debootstrap then runs in two stages (--foreign, then the
 second stage under proot). Needs: root, debootstrap, qemu-user-static, and proot for the fallback
 (apt-get install debootstrap qemu-user-static proot). Timings are emulated: they say nothing about
-a Raspberry Pi (README, "On a Raspberry Pi").
+a Raspberry Pi (docs/how-to/raspberry-pi.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ drawn on the screen, and screenshots of every screen at the Pi's 800x480.
     .venv/bin/python tools/bench_app.py --screenshots docs/      # and docs/app_*.png
     .venv/bin/python tools/bench_app.py --designed               # the test model (no shipped bundle needed)
     puf demo --out demo_out                                      # the demo's batch, bundle and handheld photos
-    .venv/bin/python tools/bench_app.py --demo demo_out --screenshots docs/   # the README's screenshots
+    .venv/bin/python tools/bench_app.py --demo demo_out --screenshots docs/   # docs/explanation/app.md's screenshots
 
 With --demo, the app verifies with the demo's signed bundle (its whole batch enrolled:
 2,160 labels by default) and photographs: the demo's handheld photos of enrolled labels

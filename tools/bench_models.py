@@ -21,6 +21,7 @@ import os
 import platform
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding-dim", type=int, default=512)
     parser.add_argument("--bundle", type=Path, help="also measure a trained bundle's model")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--out", type=Path, help="write the rows, date and machine as JSON here")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                        "cos_vs_keras_worst": round(parity[fmt]["cosine_worst"], 5)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads; ms per label")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads"
+    print(f"\n{machine}; ms per label")
     print(f"{'model':<48}{'format':<7}{'MB':>7}{'batch 1':>9}{'p90':>8}{'batch 64':>10}"
           f"{'cos int8/fl':>12}")
     for r in rows:
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ms_batch1_p90']:>8.3f}{r['ms_per_label_batch64']:>10.3f}"
               f"{r['cos_vs_keras_mean']:>12.5f}")
     if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+        args.out.write_text(json.dumps({"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine,
+                                        "models": rows}, indent=1))
     return 0
 
 

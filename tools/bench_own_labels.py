@@ -3,7 +3,7 @@
 A factory with its own glyphs (docs/examples/own_glyphs.svg, 12 of them) etches them into a
 film with grains about 3x larger and half the contrast of the default one (the `coarse`
 preset). Its microscope hands over plain PNGs named by camera timestamp, with no metadata.
-From there the README's commands run one after the other:
+From there the commands of docs/tutorials/own-labels.md run one after the other:
 
     puf patterns   glyphs -> patterns.json
     puf segment    the training batch's PNGs (pixel size found from the labels) -> registry
@@ -24,7 +24,7 @@ re-captures (`compare_models`).
     python tools/bench_own_labels.py --out /tmp/own-s --quick  # every step at a tiny size (minutes)
 
 Every step leaves its output in --out and is skipped when run again, so a stopped run
-resumes. The report (report.json, and a table) is what the README quotes.
+resumes. The report (report.json, and a table) is what docs/results/bench_own_labels.md shows.
 """
 
 from __future__ import annotations

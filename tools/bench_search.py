@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--genuine-cosine", type=float, default=0.7, choices=COSINES,
                         help="choose the operating point for recall@1 >= 0.99 at this genuine cosine")
-    parser.add_argument("--out", type=Path, default=Path("bench_search.json"))
+    parser.add_argument("--out", type=Path, default=Path("tools/results/bench_search.json"))
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.shard, args.queries = 200_000, 20_000, 300

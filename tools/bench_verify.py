@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--film-seed", type=int, default=901)
     parser.add_argument("--shots", type=int, default=1, help="handheld photos of every label")
     parser.add_argument("--no-classify", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("bench_verify.json"))
+    parser.add_argument("--out", type=Path, default=Path("tools/results/bench_verify.json"))
     args = parser.parse_args(argv)
 
     import cv2

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         result = scaling.run(sizes, args.memory_mb, args.cache)
         (args.out / "bench_scaling.json").write_text(json.dumps(result, indent=1))
         if args.figures:
-            scaling.picture(result, args.figures / "bench_scaling.png")
+            scaling.pictures(result, args.figures)
         return print_report(result, args.json, scaling.table)
     from trainer.harness.bench import experiment, report
 

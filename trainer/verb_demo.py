@@ -78,7 +78,7 @@ verb = Verb(
     "Run the whole line on the simulated factory, verify genuine, never-enrolled and cloned labels.",
     "  puf demo                                    # a 2,400-label batch into ./demo_out (2-3 min)\n"
     "  puf demo --out /tmp/puf-demo --fields 4x2 --photos 40   # a small batch, under a minute\n"
-    "  puf demo --figures docs/ --json > demo.json # pictures for the README, the report for programs",
+    "  puf demo --figures docs/ --json > tools/results/demo.json   # the docs' pictures and results",
     add_arguments,
     run,
     extras=EXTRAS,

@@ -15,7 +15,10 @@ from trainer import quiet_tensorflow
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=output_path, help="run folder (config, checkpoints, logs, model)")
+    parser.add_argument("run_dir", type=output_path, nargs="?",
+                        help="run folder (config, checkpoints, logs, model); not with --list-settings")
+    parser.add_argument("--list-settings", action="store_true",
+                        help="print every key --set accepts, with its default and meaning, and exit")
     parser.add_argument("--config", type=Path,
                         help="config file (JSON or TOML) over the defaults, or a shipped one by name (edge)")
     parser.add_argument("--data", help="a registry (registry.sqlite, written by puf segment) or a folder data set: "
@@ -49,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_app.errors import PufError
+
+    if args.list_settings:
+        from trainer.settings import text
+
+        print(text())
+        return 0
+    if args.run_dir is None:
+        raise PufError("give the run folder RUN_DIR (or --list-settings)")
     quiet_tensorflow()
     from trainer.train import load_config, optimistic_note, train
 
@@ -68,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         config_file = args.run_dir / "config.json"  # resuming: the run's own config
     config = load_config(config_file, overrides)
     if args.materialize is not None:
-        from edge_app.errors import PufError
         from trainer.augment import Augment, materialize
 
         if not config.data:
@@ -79,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"written": written, "out": str(args.run_dir)}))
         return 0
     if not config.data:
-        from edge_app.errors import PufError
-
         raise PufError("no data set: give --data FOLDER (or data in the config file)")
     from trainer.cluster import JOIN_TIMEOUT_S, cluster_from
 
@@ -107,6 +116,7 @@ verb = Verb(
     "  puf train runs/ft --data registry.sqlite --init default --set lr=0.0005   # fine-tune\n"
     "  puf train runs/b2 --data registry.sqlite --batch B0001 --batch B0002   # these batches only\n"
     "  puf train aug100 --data data/crops --materialize 100     # the paper's data set on disk\n"
+    "  puf train --list-settings                                 # every --set key, its default and meaning\n"
     "  puf train runs/r4 --data data/crops --cluster cluster.json   # on each worker, its own index",
     add_arguments,
     run,

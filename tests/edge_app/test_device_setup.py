@@ -101,7 +101,7 @@ def test_the_examples_of_device_and_verify_run_as_printed_on_a_new_device(layout
                 assert "genuine" in done.stdout and "B0001-0000-08" in done.stdout, (line, done.stdout)
 
 
-def test_the_exit_statuses_are_in_the_help_and_the_readme():
+def test_the_exit_statuses_are_in_the_help_and_the_reference():
     from edge_app.verb_verify import EXIT_STATUSES
 
     statuses = re.findall(r"^  (\d+) ", EXIT_STATUSES, re.M)
@@ -109,8 +109,8 @@ def test_the_exit_statuses_are_in_the_help_and_the_readme():
     shown = subprocess.run([Path(sys.executable).parent / "puf", "verify", "--help"], capture_output=True,
                            text=True).stdout
     assert EXIT_STATUSES in shown
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("Exit statuses of `puf verify`"):]
+    page = (ROOT / "docs" / "reference" / "exit-statuses.md").read_text()
+    table = page[page.index("Exit statuses of `puf verify`"):]
     for status in statuses:
         assert re.search(rf"^\| {status} \|", table, re.M), status
 

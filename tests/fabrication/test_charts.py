@@ -50,6 +50,29 @@ def test_det_curve_is_drawn(tmp_path):
     drawn(path, (900, 560))
 
 
+def test_det_curve_marks_the_operating_point_with_the_interval_of_its_counts(tmp_path):
+    """The interval is asked for each rate's errors and trials at the mark: impostors at or above
+    the threshold, genuine scores below it; its bars are drawn in the mark's colour (red)."""
+    genuine = np.array([0.5] * 3 + [0.9] * 97)
+    impostor = np.array([0.8] * 2 + [0.3] * 998)
+    asked = []
+
+    def interval(errors: int, trials: int) -> tuple[float, float]:
+        asked.append((errors, trials))
+        return max(errors / trials / 3, 1e-5), min(3 * errors / trials + 3 / trials, 0.5)
+
+    with_bars = drawn(det_curve_png(genuine, impostor, tmp_path / "bars.png", {"t": 0.7}, interval=interval),
+                      (900, 560))
+    without = drawn(det_curve_png(genuine, impostor, tmp_path / "plain.png", {"t": 0.7}), (900, 560))
+    assert asked == [(2, 1000), (3, 100)]
+
+    def red(image: np.ndarray) -> int:
+        b, g, r = (image[..., i].astype(int) for i in range(3))
+        return int(np.count_nonzero((r > 150) & (g < 90) & (b < 90)))
+
+    assert red(with_bars) > red(without) + 50
+
+
 def test_det_curve_of_perfectly_separated_scores_still_draws(tmp_path):
     """Every rate 0 but at the ends: the curve runs along the axes' lower edges."""
     drawn(det_curve_png(np.full(30, 0.9), np.full(40, 0.1), tmp_path / "det.png", size=(640, 480)), (640, 480))

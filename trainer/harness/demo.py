@@ -17,6 +17,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -194,7 +195,8 @@ def run_demo(options: DemoOptions) -> dict:
         stages["segment_field_ms"] = _stats_ms([f.elapsed_ms for f in registry.fields(BATCH_ID)])
     report: dict = {
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average": os.getloadavg()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {"out": str(out), "fields": options.fields, "photos": options.photos,
                     "held_out": options.held_out, "seed": options.seed, "film": options.film},
         "batch": {"id": BATCH_ID, "fields": layout.fields_per_batch, "labels": layout.label_count},

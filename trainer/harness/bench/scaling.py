@@ -196,13 +196,20 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def picture(result: dict, path: Path) -> Path:
+def pictures(result: dict, folder: Path) -> list[Path]:
+    """Search time, memory and recall against database size: one unit a chart."""
     from fabrication.charts import loglog_png
 
-    rows = result["rows"]
-    series = {"whole database, IVF-SQ8 (ms)": [(r["n"], r["whole"]["ms"]) for r in rows],
-              "one pattern's shard, n/44 (ms)": [(r["n"], r["shard"]["ms"]) for r in rows],
-              "exact search, whole (ms)": [(r["n"], r["whole"]["exact_ms"]) for r in rows if "exact_ms" in r["whole"]],
-              "index size (MB)": [(r["n"], r["whole"]["file_mb"]) for r in rows]}
-    return loglog_png(series, path, "search time (1 query, 2 threads) and memory vs enrolled vectors",
-                      "enrolled vectors", "ms / MB")
+    rows, folder = result["rows"], Path(folder)
+    times = {"whole database, IVF-SQ8": [(r["n"], r["whole"]["ms"]) for r in rows],
+             "one pattern's shard, n/44": [(r["n"], r["shard"]["ms"]) for r in rows],
+             "exact search, whole": [(r["n"], r["whole"]["exact_ms"]) for r in rows if "exact_ms" in r["whole"]]}
+    memory = {"index file": [(r["n"], r["whole"]["file_mb"]) for r in rows],
+              "resident after queries": [(r["n"], r["whole"]["rss_mb"]) for r in rows]}
+    recall = {"whole database, genuine-like queries": [(r["n"], r["whole"]["recall_genuine"]) for r in rows]}
+    return [loglog_png(times, folder / "scaling_ms.png", f"search time, one query on {result['threads']} threads",
+                       "enrolled vectors", "ms a query"),
+            loglog_png(memory, folder / "scaling_mb.png", "memory of the whole-database index", "enrolled vectors",
+                       "MB"),
+            loglog_png(recall, folder / "scaling_recall.png", "recall@1 of exact search, at the nprobe chosen",
+                       "enrolled vectors", "recall@1", log_y=False)]
