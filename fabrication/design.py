@@ -161,8 +161,8 @@ def design_batch(batch_dir: Path, options: DesignOptions, force: bool = False) -
     folder that already holds a design unless `force`."""
     import time
 
-    from edge_app.batch_dir import BatchDir
     from edge_app.layout import BatchLayout
+    from fabrication.batch_dir import BatchDir
     from fabrication.calibration import StageCalibration
     from fabrication.gcode import MachineFrame, laser_job_lines
     from fabrication.laser_power import PowerCalibration

@@ -233,7 +233,7 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
 
     if find_spec("pymmcore_plus") is None:
         return None
-    from edge_app.batch_dir import BatchDir
+    from fabrication.batch_dir import BatchDir
     from fabrication.sim.mm_rig import rig_config
 
     path = BatchDir(batch_dir).rig_config_path
@@ -351,7 +351,7 @@ class _Batch:
     """What `puf design` wrote for the laser, read and checked."""
 
     def __init__(self, batch_dir: Path) -> None:
-        from edge_app.batch_dir import BatchDir
+        from fabrication.batch_dir import BatchDir
         from fabrication.gcode import MachineFrame
         from fabrication.laser_power import PowerCalibration
 
@@ -455,7 +455,7 @@ def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
 
 def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | None, start_line: int):
     """The simulated film to etch: a new one from the start, the saved one to go on."""
-    from edge_app.batch_dir import BatchDir
+    from fabrication.batch_dir import BatchDir
     from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
 
     style = DEFAULT_STYLE if style_text is None else FilmStyle.parse(style_text)

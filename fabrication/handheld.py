@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout, parse_label_id
+from fabrication.batch_dir import BatchDir
 
 JPEG_QUALITY = 92  # a phone's usual
 

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir
 from edge_app.errors import PufError
+from fabrication.batch_dir import BatchDir
 from fabrication.stage_plan import StagePosition
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """`puf photograph`: visit every stage position of a batch and take one TIFF per field.
 
-BATCH_DIR/fields/field_0007.tif         --mm-config: an OME-TIFF (edge_app.ome_field) with
+BATCH_DIR/fields/field_0007.tif         --mm-config: an OME-TIFF (fabrication.ome_field) with
                                         pixel size, stage position, exposure, batch and
                                         field in its OME metadata; --sim: an RGB TIFF whose
                                         ImageDescription is that metadata as JSON
@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir, FieldsManifest
 from edge_app.errors import PufError, cannot_write
+from fabrication.batch_dir import BatchDir, FieldsManifest
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,11 @@ class FieldJob:
 
 def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bool = False) -> dict:
     """Write one field's TIFF (atomically) and truth; return its manifest entry. With `ome`
-    the TIFF is an OME-TIFF (edge_app.ome_field), else its description is the metadata as JSON."""
+    the TIFF is an OME-TIFF (fabrication.ome_field), else its description is the metadata as JSON."""
     import cv2
     import tifffile
 
-    from edge_app import ome_field
+    from fabrication import ome_field
 
     meta = {
         "batch_id": batch_id,
@@ -82,7 +82,7 @@ def read_field_meta(path: Path) -> dict:
     """A written field's manifest entry, from its OME metadata or its JSON description."""
     import tifffile
 
-    from edge_app.ome_field import read_field
+    from fabrication.ome_field import read_field
 
     try:
         meta = read_field(path)

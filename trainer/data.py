@@ -99,7 +99,7 @@ class RegistryDataset(FolderDataset):
     def __init__(self, path: Path) -> None:
         import sqlite3
 
-        from edge_app.registry import Registry
+        from fabrication.registry import Registry
 
         self.root = Path(path)
         if not self.root.exists():

@@ -126,7 +126,7 @@ def items_from_registry(path: Path, batches: tuple[str, ...] = ()) -> tuple[list
     """Segmented labels of the registry (status found or enrolled), not held out."""
     import sqlite3
 
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     skipped = Skipped()
     items = []
@@ -310,7 +310,7 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
     if labels.is_dir():
         check_model_knows(model_set, folder_pattern_set(labels), f"the crop folder {labels}")
         return None
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     first = None
     with Registry(labels) as registry:
@@ -444,7 +444,7 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
 
 
 def bundle_name(bundle: Path) -> str:
-    """The bundle as the registry names it (`edge_app.registry.Registry.record_enrolled`): its
+    """The bundle as the registry names it (`fabrication.registry.Registry.record_enrolled`): its
     resolved path, so a symlink to it or a relative path is the same bundle."""
     from edge_app.folder_swap import home_of
 
@@ -459,7 +459,7 @@ def record_enrolled(bundle: Path, labels: Path, label_ids: list[str], removed: b
     saying so."""
     import sqlite3
 
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     if not label_ids or not Path(labels).is_file():
         return

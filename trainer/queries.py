@@ -180,7 +180,7 @@ class _RegistryPatterns:
     """A label's pattern: the factory registry's when it knows the label, else the glyph's."""
 
     def __init__(self, path: Path | None) -> None:
-        from edge_app.registry import Registry
+        from fabrication.registry import Registry
 
         if path is not None and not Path(path).is_file():
             raise PufError(f"no registry at {path}")
@@ -234,7 +234,7 @@ class Ledger:
         self.captures[label_id] = self.captures.get(label_id, 0) + 1
 
     def add(self, photo: Photo, digest: str, pattern: str, crop) -> None:
-        from edge_app.image_files import write_crop
+        from fabrication.segmentation.image_files import write_crop
 
         capture = f"h{self.captures.get(photo.label_id, 0)}"
         folder = self.out / "crops" / photo.label_id

@@ -68,7 +68,7 @@ def central_revocations(central: str | None, store: FingerprintStore, collection
     a registry)."""
     if central is None:
         return []
-    from edge_app.central import CentralRegistry
+    from fabrication.central import CentralRegistry
 
     with CentralRegistry(central) as registry:
         revoked = registry.revocations()

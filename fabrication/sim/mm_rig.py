@@ -31,8 +31,8 @@ _SCOPES_LOCK = threading.Lock()  # UniMMCore initialises devices in parallel thr
 
 def _hold(batch: str, seed: int) -> SimulatedMicroscope:
     """The one simulated microscope over this batch's film, for one more device."""
-    from edge_app.batch_dir import BatchDir
     from edge_app.errors import PufError
+    from fabrication.batch_dir import BatchDir
     from fabrication.calibration import StageCalibration
     from fabrication.sim.film import EtchedFilm
 

@@ -46,7 +46,7 @@ class DemoOptions:
 
 def hold_out(registry_path: Path, fraction: float) -> dict:
     """Mark the labels of the batch's last fields held out (never enrolled)."""
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     with Registry(registry_path) as registry:
         fields = [f.field for f in registry.fields(BATCH_ID)]
@@ -86,7 +86,7 @@ def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     import cv2
     import numpy as np
 
-    from edge_app.batch_dir import BatchDir
+    from fabrication.batch_dir import BatchDir
 
     batch = BatchDir(batch_dir)
     image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
@@ -166,8 +166,8 @@ def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> Non
 def run_demo(options: DemoOptions) -> dict:
     """The line on a fresh folder, then (where the trainer and device extras are installed)
     the field checks; the report (`trainer.harness.demo_report.tables` prints it for people)."""
-    from edge_app.batch_dir import BatchDir
-    from edge_app.registry import Registry
+    from fabrication.batch_dir import BatchDir
+    from fabrication.registry import Registry
     from fabrication.sim.film import FilmStyle
 
     if not 0 <= options.photos <= 100_000:
@@ -213,7 +213,7 @@ def run_demo(options: DemoOptions) -> dict:
 def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
     from edge_app.bundle_format import Manifest
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
     from trainer.harness.demo_queries import plan_queries, run_queries
     from trainer.harness.demo_report import draw_pictures, summarise
 

@@ -107,9 +107,9 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
     """Photograph every planned query into `out` and verify it; one Query per photo."""
     from tqdm import tqdm
 
-    from edge_app.batch_dir import BatchDir
     from edge_app.bundle import load_bundle
     from edge_app.verify import Verifier
+    from fabrication.batch_dir import BatchDir
     from fabrication.sim.clone import clone_label, photograph_clone
     from fabrication.sim.field_camera import capture_label
     from fabrication.sim.film import EtchedFilm

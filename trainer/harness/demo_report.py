@@ -268,7 +268,7 @@ def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
 def draw_pictures(folder: Path, batch_dir: Path, registry_path: Path, queries: list[Query], threshold: float,
                   names: dict[str, str]) -> dict[str, str]:
     """Every picture the demo can draw from what it made; {name: path}."""
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     drawn = {}
     with Registry(registry_path) as registry:

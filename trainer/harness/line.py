@@ -15,12 +15,12 @@ import io
 from collections.abc import Mapping
 
 from edge_app.errors import PufError
-from edge_app.verb_segment import verb as segment
 from edge_app.verb_verify import verb as verify
 from edge_app.verbs import Verb
 from fabrication.verb_design import verb as design
 from fabrication.verb_etch import verb as etch
 from fabrication.verb_photograph import verb as photograph
+from fabrication.verb_segment import verb as segment
 from trainer.verb_enroll import verb as enroll
 from trainer.verb_keygen import verb as keygen
 

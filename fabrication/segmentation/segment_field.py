@@ -1,7 +1,7 @@
 """Cutting one photographed field into labels, and saying what became of every label of
 the field: found (with its crop), rejected (with the reason), or missing.
 
-`segment_field` is the domain step of `puf segment` (edge_app.segment_batch runs it over a
+`segment_field` is the domain step of `puf segment` (fabrication.segmentation.segment_batch runs it over a
 batch): it takes the field's image and layout, what is known of this field (`FieldShot`)
 and how every field of the batch is cut (`CutOptions`).
 """
@@ -13,15 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import UNKNOWN_PATTERN
+from fabrication.batch_dir import BatchDir
 
 if TYPE_CHECKING:
     import numpy as np
 
     from edge_app.orientation import GlyphMatch, PatternTemplates
-    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
+    from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
 
 # why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
 FIELD_REASONS = {
@@ -94,9 +94,9 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
     """Segment one field image and say what became of every label of the field."""
     import numpy as np
 
-    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
     from edge_app.segment import segment
-    from edge_app.slots import assign_slots, slot_corners_um
+    from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
+    from fabrication.segmentation.slots import assign_slots, slot_corners_um
 
     field, pixel_size_um, rotation_deg, templates = shot.field, shot.pixel_size_um, shot.rotation_deg, how.templates
     label_px = layout.label_size_um / pixel_size_um
@@ -197,7 +197,7 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
                          len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
     picture = None
     if how.overlay:
-        from edge_app.segment_overlay import draw_overlay
+        from fabrication.segmentation.segment_overlay import draw_overlay
 
         picture = draw_overlay(image, result, records, expected, rejections, layout)
     return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture,

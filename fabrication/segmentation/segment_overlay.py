@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from edge_app.layout import UNKNOWN_PATTERN
-from edge_app.segment_field import reason_text
+from fabrication.segmentation.segment_field import reason_text
 
 
 def pattern_caption(record) -> str:

@@ -6,10 +6,10 @@
       cad/batch.dxf, cad/batch.svg  the label array
       laser/job.gcode, job.json     the laser job and its settings
       laser/power_calibration.json  the S -> mW table the job was written with
-      stage/calibration.json        where the design sits on the stage (edge_app.stage_calibration)
+      stage/calibration.json        where the design sits on the stage (fabrication.stage_calibration)
       stage/positions.pos|.csv      the field positions; stage/mda.json the same as an MDASequence
       sim/film.npz                  the simulated film, after `puf etch --sim`
-      fields/field_0007.tif         one image per field (OME-TIFF: edge_app.ome_field)
+      fields/field_0007.tif         one image per field (OME-TIFF: fabrication.ome_field)
       fields/field_0007.truth.json  simulator only: where each label really is
       fields/manifest.json          the fields photographed (FieldsManifest, below)
       crops/<label id>.png          one crop per label found by `puf segment`
@@ -31,7 +31,7 @@ from edge_app.errors import PufError, cannot_write
 
 if TYPE_CHECKING:
     from edge_app.layout import BatchLayout
-    from edge_app.stage_calibration import StageCalibration
+    from fabrication.stage_calibration import StageCalibration
 
 TEMPLATES_FILE = "pattern_templates.npz"
 FIELD_NAME = "field_{:04d}.tif"
@@ -230,7 +230,7 @@ class BatchDir:
     def stage_calibration(self) -> StageCalibration | None:
         """The batch's stage calibration, None when it has none; a file that is there but
         cannot be used is a PufError, never a silent default."""
-        from edge_app.stage_calibration import StageCalibration
+        from fabrication.stage_calibration import StageCalibration
 
         path = self.calibration_path
         return StageCalibration.load(path) if path.exists() else None

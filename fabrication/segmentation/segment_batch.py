@@ -1,8 +1,8 @@
 """`puf segment`'s work: cut every photographed field of a batch into label crops, and
 record batches, fields and labels in the factory's registry.
 
-What it reads and writes is the batch folder's (edge_app.batch_dir): the layout (or one for
-a plain folder of images, edge_app.field_images), the fields, the optional glyph templates
+What it reads and writes is the batch folder's (fabrication.batch_dir): the layout (or one for
+a plain folder of images, fabrication.segmentation.field_images), the fields, the optional glyph templates
 and stage calibration, the crops and overlays. Every field is recorded in one transaction
 after its crops are written, so an interrupted run resumes with the fields not yet
 recorded; a field already done is skipped unless its image changed or `force` is set (an
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
-from edge_app.field_images import find_fields, folder_layout
 from edge_app.folder_lock import exclusive
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
-from edge_app.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
+from fabrication.batch_dir import BatchDir, FieldImage
+from fabrication.segmentation.field_images import find_fields, folder_layout
+from fabrication.segmentation.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
 
 if TYPE_CHECKING:
     from edge_app.orientation import PatternTemplates
@@ -102,10 +102,10 @@ def segment_batch(options: SegmentOptions) -> dict:
     """Segment the batch's fields not yet recorded; the run's summary (as `--json` prints it)."""
     from tqdm import tqdm
 
-    from edge_app.image_files import write_crop, write_overlay
     from edge_app.pattern_set import PatternSet
-    from edge_app.registry import Registry
     from edge_app.segment import load_image
+    from fabrication.registry import Registry
+    from fabrication.segmentation.image_files import write_crop, write_overlay
 
     started = time.perf_counter()
     batch_dir, folder = options.batch_dir, options.folder
@@ -270,7 +270,7 @@ def _field_outcome(item: FieldImage, layout, how: CutOptions, rotation: float,
                    expected_shift_um: tuple[float, float], sig: str | None, load_image) -> FieldOutcome:
     """Segment one field; a field that cannot be read or segmented becomes a record that
     says why, never an exception that stops the batch."""
-    from edge_app.registry import FieldRecord, LabelRecord
+    from fabrication.registry import FieldRecord, LabelRecord
 
     def failed(status: str, detail: str) -> FieldOutcome:
         labels = []
