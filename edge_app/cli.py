@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 
 from edge_app.errors import PufError
 from edge_app.verbs import Verb
+from edge_app.versions import version_text
 
 # What a shell reports for a program killed by SIGPIPE (128 + 13), as `yes | head -1` leaves it: the
 # reader left before the output ended. Python ignores SIGPIPE, so `puf` sees a BrokenPipeError instead.
@@ -34,8 +35,6 @@ class _Versions(argparse.Action):
                          help="print the versions of puf-labels, Python and the key libraries, and exit")
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from edge_app.versions import version_text
-
         print(version_text())
         parser.exit()
 

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError, cannot_write
+from edge_app.json_files import read_json, write_json
+from edge_app.layout import BatchLayout
+from fabrication.stage_calibration import StageCalibration
 
 if TYPE_CHECKING:
     from edge_app.layout import BatchLayout
@@ -223,23 +226,17 @@ class BatchDir:
         return self.layout_path.exists()
 
     def layout(self) -> BatchLayout:
-        from edge_app.layout import BatchLayout
-
         return BatchLayout.load(self.layout_path)
 
     def stage_calibration(self) -> StageCalibration | None:
         """The batch's stage calibration, None when it has none; a file that is there but
         cannot be used is a PufError, never a silent default."""
-        from fabrication.stage_calibration import StageCalibration
-
         path = self.calibration_path
         return StageCalibration.load(path) if path.exists() else None
 
     def fields_manifest(self) -> FieldsManifest | None:
         """fields/manifest.json, None when the batch has none (not photographed yet, or a
         plain folder of images)."""
-        from edge_app.json_files import read_json
-
         path = self.manifest_path
         if not path.exists():
             return None
@@ -256,8 +253,6 @@ class BatchDir:
 
     def write_fields_manifest(self, manifest: FieldsManifest) -> None:
         """Write the manifest atomically: the one there stays whole until the new one is."""
-        from edge_app.json_files import write_json
-
         try:
             write_json(self.manifest_path, manifest.to_dict(), indent=1)
         except OSError as error:

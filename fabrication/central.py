@@ -35,6 +35,7 @@ from edge_app.errors import PufError
 from edge_app.ids import check_id
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS
 from edge_app.journal_sync import SyncFile, check_signed, read_sync_file
+from edge_app.revocations import Revocation, check_reason
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 from fabrication import registry
 
@@ -169,8 +170,6 @@ class CentralRegistry:
     def revoke(self, label_ids: Sequence[str], reason: str) -> tuple[list[str], list[str]]:
         """Record `label_ids` revoked, in one transaction: the labels newly revoked and those
         already revoked. A label no factory pushed is refused, and nothing is kept."""
-        from edge_app.revocations import check_reason
-
         wanted = list(dict.fromkeys(check_id("label", i) for i in label_ids))
         if not wanted:
             raise PufError("give the labels to revoke")
@@ -193,8 +192,6 @@ class CentralRegistry:
     def revocations(self) -> list:
         """Every revoked label, oldest first, as `edge_app.revocations.Revocation` (its pattern
         from the labels table)."""
-        from edge_app.revocations import Revocation
-
         labels, revocations = TABLES.tables["labels"], TABLES.tables["revocations"]
         query = (sa.select(revocations.c.label_id, labels.c.pattern, revocations.c.time, revocations.c.reason)
                  .join(labels, labels.c.label_id == revocations.c.label_id, isouter=True)

@@ -18,6 +18,7 @@ sets the threshold a per-query FAR needs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ import numpy as np
 from edge_app.bundle_format import Manifest
 from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
-from trainer.metrics import REPORTED_FARS
+from trainer.data import load_crops, open_dataset
+from trainer.metrics import REPORTED_FARS, pair_scores, verification_report
+from trainer.tail import Tail, pair_far_for
 
 PAPER_SHARD_LABELS = 945  # the paper's 41,556 labels over the 44 patterns: one shard's labels
 
@@ -35,9 +38,6 @@ PAPER_SHARD_LABELS = 945  # the paper's 41,556 labels over the 44 patterns: one 
 def evaluate_bundle(bundle: Path, data: Path, fmt: str = "int8", enroll: str = "m0",
                     queries: str = "h", num_threads: int = 2,
                     fars: tuple[float, ...] = REPORTED_FARS, shard_labels: int = PAPER_SHARD_LABELS) -> dict:
-    from trainer.data import load_crops, open_dataset
-    from trainer.metrics import pair_scores, verification_report
-
     manifest = Manifest.read(bundle)
     runner = ModelRunner.from_bundle(bundle, fmt, num_threads)
     dataset = open_dataset(Path(data))
@@ -98,8 +98,6 @@ def at_scale(genuine: np.ndarray, same_pattern: np.ndarray, shard_labels: int,
     its own pattern's shard, so its chance of a false accept is that of the best of
     `shard_labels` same-pattern impostor scores (`trainer.tail`). For each per-query FAR, the
     threshold the impostor tail gives at that shard size, and the genuine pairs it accepts."""
-    from trainer.tail import Tail, pair_far_for
-
     tail = Tail.fit(same_pattern)
     rows = []
     for far in fars:
@@ -114,8 +112,6 @@ def at_scale(genuine: np.ndarray, same_pattern: np.ndarray, shard_labels: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(description="Verification accuracy of a bundle on held-out labels.")
     parser.add_argument("bundle", type=Path)
     parser.add_argument("data", type=Path, help="folder data set of labels never trained on")

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(config_file, overrides)
     if args.materialize is not None:
         from edge_app.errors import PufError
-        from trainer.augment import Augment, materialize
+        from trainer.augment import Augment
+        from trainer.data import materialize
 
         if not config.data:
             raise PufError("--materialize needs --data")

@@ -13,29 +13,19 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import UNKNOWN_PATTERN
+from edge_app.segment import ORIENTATION_MARGIN, segment
 from fabrication.batch_dir import BatchDir
+from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
+from fabrication.segmentation.reasons import reason_text
+from fabrication.segmentation.segment_overlay import draw_overlay
+from fabrication.segmentation.slots import assign_slots, slot_corners_um
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from edge_app.orientation import GlyphMatch, PatternTemplates
-    from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
-
-# why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
-FIELD_REASONS = {
-    "neighbour": "a neighbouring field's label",
-    "off-lattice": "off the label lattice",
-    "ambiguous": "field position ambiguous",
-    "not found": "not found",
-    "unreadable": "field image unreadable",
-    "failed": "field failed",
-    # why a label found has no pattern from its glyph (a plain folder's labels)
-    "glyph unmatched": "its glyph matches none of the pattern set's glyphs",
-    "glyph turned": "its glyph reads turned from the field's labels",
-}
-
 
 MIN_TURN_VOTES = 2  # clearly read glyphs a field needs to say the camera is turned
 TURN_MAJORITY = 2 / 3  # of them, how many must agree on the turn
@@ -73,12 +63,6 @@ def turned_camera_hint(templates) -> str:
         f"{hint}, or pattern templates (--templates) to find the turn from the glyphs"
 
 
-def reason_text(code: str | None) -> str:
-    from edge_app.segment import REASONS
-
-    return REASONS.get(code or "", FIELD_REASONS.get(code or "", code or "unknown"))
-
-
 @dataclass
 class FieldOutcome:
     record: FieldRecord
@@ -92,12 +76,6 @@ class FieldOutcome:
 
 def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutcome:
     """Segment one field image and say what became of every label of the field."""
-    import numpy as np
-
-    from edge_app.segment import segment
-    from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
-    from fabrication.segmentation.slots import assign_slots, slot_corners_um
-
     field, pixel_size_um, rotation_deg, templates = shot.field, shot.pixel_size_um, shot.rotation_deg, how.templates
     label_px = layout.label_size_um / pixel_size_um
 
@@ -197,8 +175,6 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
                          len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
     picture = None
     if how.overlay:
-        from fabrication.segmentation.segment_overlay import draw_overlay
-
         picture = draw_overlay(image, result, records, expected, rejections, layout)
     return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture,
                         rotation_deg, pixel_size_um)
@@ -221,8 +197,6 @@ def glyph_quarter_turns(labels: list, templates: PatternTemplates) -> int | None
     """The quarter turn (counter-clockwise on screen) that a clear majority of the clearly
     read glyphs of a field show, or None when too few were read or they disagree. Glyphs
     below the set's floor do not vote: they are not its glyphs."""
-    from edge_app.segment import ORIENTATION_MARGIN
-
     turns = [label.glyph.quarter_turns for label in labels
              if label.glyph is not None and label.glyph.orientation_margin >= ORIENTATION_MARGIN
              and label.glyph.score >= templates.score_floor]

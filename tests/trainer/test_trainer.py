@@ -217,8 +217,7 @@ def test_registry_and_materialized_data_sets_read_like_folders(crops_dir, tmp_pa
 
     from edge_app.layout import BatchLayout
     from fabrication.registry import FieldRecord, LabelRecord, Registry
-    from trainer.augment import materialize
-    from trainer.data import FolderDataset, open_dataset
+    from trainer.data import FolderDataset, materialize, open_dataset
 
     folder = FolderDataset(crops_dir)
     labels = folder.labels()[:3]

@@ -20,7 +20,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
+from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+from edge_app.runtime import default_bundle
+from fabrication.batch_dir import BatchDir
+from fabrication.calibration import StageCalibration
+from fabrication.laser_response import line_width_um
+from fabrication.registry import Registry
+from fabrication.sim.film import EtchedFilm, FilmStyle
+from fabrication.sim.laser import engrave_layout
+from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
+from trainer.harness.demo_queries import plan_queries, run_queries
+from trainer.harness.demo_report import draw_pictures, summarise
 from trainer.harness.line import LINE, run_verb, verb_output
 
 BATCH_ID = "B0001"
@@ -46,8 +61,6 @@ class DemoOptions:
 
 def hold_out(registry_path: Path, fraction: float) -> dict:
     """Mark the labels of the batch's last fields held out (never enrolled)."""
-    from fabrication.registry import Registry
-
     with Registry(registry_path) as registry:
         fields = [f.field for f in registry.fields(BATCH_ID)]
         count = min(len(fields) - 1, max(1, round(fraction * len(fields)))) if fraction > 0 else 0
@@ -59,8 +72,6 @@ def hold_out(registry_path: Path, fraction: float) -> dict:
 
 def enroll(out: Path, batch_dir: Path) -> dict:
     """A copy of the shipped bundle, a factory key, the batch enrolled and signed."""
-    from edge_app.runtime import default_bundle
-
     keys, bundle, trusted = out / "keys", out / "bundle", out / "trusted_keys"
     for folder in (keys, bundle, trusted):
         shutil.rmtree(folder, ignore_errors=True)
@@ -81,13 +92,6 @@ def enroll(out: Path, batch_dir: Path) -> dict:
 
 def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     """The photographed field, and the same field with the true label outlines and ids."""
-    import json
-
-    import cv2
-    import numpy as np
-
-    from fabrication.batch_dir import BatchDir
-
     batch = BatchDir(batch_dir)
     image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
     truth = json.loads(batch.truth_path(field).read_text())
@@ -106,15 +110,6 @@ def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
 def power_series(out: Path, seed: int = 11) -> None:
     """One label etched at each of the paper's powers (7, 17, 38, 73, 128 mW) and beyond,
     photographed by the simulated microscope, side by side."""
-    import cv2
-
-    from edge_app.layout import BatchLayout
-    from fabrication.calibration import StageCalibration
-    from fabrication.laser_response import line_width_um
-    from fabrication.sim.film import EtchedFilm
-    from fabrication.sim.laser import engrave_layout
-    from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
-
     powers = (7.0, 17.0, 38.0, 73.0, 128.0, 400.0)
     layout = BatchLayout("POWER", ("A",) * len(powers), label_cols=len(powers), label_rows=1,
                          field_cols=1, field_rows=1)
@@ -135,8 +130,6 @@ def power_series(out: Path, seed: int = 11) -> None:
 
 
 def _stats_ms(values: list[float]) -> dict:
-    import numpy as np
-
     values = [v for v in values if v is not None]
     if not values:
         return {"median": None, "p90": None}
@@ -166,10 +159,6 @@ def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> Non
 def run_demo(options: DemoOptions) -> dict:
     """The line on a fresh folder, then (where the trainer and device extras are installed)
     the field checks; the report (`trainer.harness.demo_report.tables` prints it for people)."""
-    from fabrication.batch_dir import BatchDir
-    from fabrication.registry import Registry
-    from fabrication.sim.film import FilmStyle
-
     if not 0 <= options.photos <= 100_000:
         raise PufError(f"--photos must be 0-100000, got {options.photos}")
     if not 0 <= options.held_out < 1:
@@ -212,11 +201,6 @@ def run_demo(options: DemoOptions) -> dict:
 
 def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
-    from edge_app.bundle_format import Manifest
-    from fabrication.registry import Registry
-    from trainer.harness.demo_queries import plan_queries, run_queries
-    from trainer.harness.demo_report import draw_pictures, summarise
-
     stages, registry_path = report["stages"], out / "registry.sqlite"
     held = hold_out(registry_path, options.held_out)
     t0 = time.perf_counter()
@@ -251,8 +235,6 @@ def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict
 
 def _copy_figures(pictures: dict, folder: Path) -> dict:
     """The pictures in a documentation folder: photographs as JPEG, the chart as PNG."""
-    import cv2
-
     folder.mkdir(parents=True, exist_ok=True)
     copied = {}
     for name, path in pictures.items():
