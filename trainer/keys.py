@@ -220,15 +220,6 @@ def check_before_signing(manifest: Manifest, signer: SigningKey, trusted_keys: P
                        "re-signing it would vouch for whatever was changed") from None
 
 
-def trusted_keys_argument(parser) -> None:
-    """The option of every verb that re-signs a bundle: the keys whose signature on it
-    `check_before_signing` accepts."""
-    parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
-                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
-                             "when it exists)")
-
-
 # ---- root lists (`edge_app.trust_root`): made and signed offline, attached to what a key signs ----
 
 def root_list_beside(signer: SigningKey) -> Path:
