@@ -1,14 +1,20 @@
 """The architecture, checked on every test run (so CI and README's test command check it too):
-ruff, the dependency rule as import contracts (`[tool.importlinter]` in pyproject.toml),
-mypy on the device package (`[tool.mypy]`) and the device package's cut: every `edge_app` module
-is reached from the device's verbs. Each runs as its own command does, from the checkout."""
+ruff, with imports at the top of modules (PLC0415); the dependency rule and each package's layers
+as import contracts (`[tool.importlinter]` in pyproject.toml); mypy on the device package
+(`[tool.mypy]`); and the device package's cut: every `edge_app` module is reached from the
+device's verbs. Each runs as its own command does, from the checkout, and each is shown to catch
+a violation planted in a copy."""
 
+import ast
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from edge_app.verbs import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's scripts, beside its python
@@ -26,16 +32,26 @@ def test_ruff_finds_nothing():
     assert done.returncode == 0, done.stdout[-3000:]
 
 
+def _contracts() -> list[dict]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["tool"]["importlinter"]["contracts"]
+
+
 def test_the_import_contracts_hold():
     done = _run([BIN / "lint-imports", "--no-cache"])
-    assert done.returncode == 0 and "4 kept, 0 broken" in done.stdout, done.stdout[-3000:]
+    assert done.returncode == 0 and f"{len(_contracts())} kept, 0 broken" in done.stdout, done.stdout[-3000:]
+
+
+def _copy_checkout(to: Path) -> None:
+    """The real packages and pyproject.toml, to plant a violation in."""
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, to / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", to)
 
 
 def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
     # The real packages and contracts, copied, with one forbidden import added to a module of each.
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    _copy_checkout(tmp_path)
     added = {
         "edge_app/versions.py": "def _heavy():\n    import tensorflow  # noqa\n",  # inside a function still counts
         "edge_app/json_files.py": "from fabrication import geometry  # noqa\n",
@@ -48,11 +64,84 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
             module.write("\n" + code)
 
     done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
-    assert done.returncode == 1 and "0 kept, 4 broken" in done.stdout, done.stdout[-3000:]
+    # the four dependency rules (and, through the chains the planted imports make, layers of each package)
+    said = " ".join(done.stdout.split())  # lint-imports wraps long names
+    rules = [c["name"] for c in _contracts() if c["type"] != "layers"]
+    assert done.returncode == 1 and len(rules) == 4, done.stdout[-3000:]
+    for rule in rules:
+        assert f"{rule} BROKEN" in said, (rule, done.stdout[-3000:])
     for chain in ("edge_app.versions -> tensorflow", "edge_app.json_files -> fabrication.geometry",
                   "fabrication.geometry -> trainer.metrics", "trainer.metrics -> kivy",
                   "trainer.enroll -> trainer.harness.paper"):
         assert chain in done.stdout, (chain, done.stdout[-3000:])
+
+
+def test_the_layers_contracts_catch_an_import_circle_in_each_package(tmp_path):
+    _copy_checkout(tmp_path)
+    added = {
+        # inside a function still counts
+        "edge_app/errors.py": "def _late():\n    from edge_app import verify  # noqa\n",
+        "fabrication/segmentation/slots.py": "from fabrication.segmentation import segment_field  # noqa\n",
+        "trainer/metrics.py": "from trainer import train  # noqa\n",
+    }
+    for name, code in added.items():
+        with open(tmp_path / name, "a") as module:
+            module.write("\n" + code)
+
+    done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+    assert done.returncode == 1 and f"{len(_contracts()) - 3} kept, 3 broken" in done.stdout, done.stdout[-3000:]
+    for broken in ("the layers of edge_app BROKEN", "the layers of fabrication.segmentation BROKEN",
+                   "the layers of trainer BROKEN"):
+        assert broken in done.stdout, (broken, done.stdout[-3000:])
+
+
+# Inside a function, a module of the packages imports only what an extra brings (pyproject's optional
+# dependencies, `edge_app.verbs.EXTRAS`, and what those bring along): the heavy and the optional. The rest
+# is at the top, where ruff's PLC0415 looks; this holds the files it excuses to the same rule.
+LAZY = {module for extra in EXTRAS.values() for module in extra.values()} | {
+    "keras",  # with TensorFlow
+    "tflite_runtime",  # LiteRT's older name, on a Pi
+    "usb",  # pyusb, with galvoplotter
+    "pydantic",  # with useq-schema
+}
+
+
+def imports_inside_functions(root: Path) -> list[str]:
+    """Imports inside functions of the packages' modules, but for the verbs' (which import their work when
+    they run) and of what an extra brings: `path:line: module`."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name.startswith("verb_"):
+                continue
+            for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for node in ast.walk(function):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                        ["." * node.level + (node.module or "")] if isinstance(node, ast.ImportFrom) else []
+                    found += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in names
+                              if name.split(".")[0] not in LAZY]
+    return found
+
+
+def test_only_the_heavy_and_the_optional_are_imported_inside_functions():
+    assert imports_inside_functions(ROOT) == []
+    done = _run([BIN / "ruff", "check", "--select", "PLC0415", "."])
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_imports_inside_functions_are_caught(tmp_path):
+    _copy_checkout(tmp_path)
+    lazy = "\n\ndef _late():\n    from edge_app import layout  # noqa: F401\n"
+    with open(tmp_path / "fabrication" / "geometry.py", "a") as module:  # ruff's PLC0415 catches it here
+        module.write(lazy)
+    with open(tmp_path / "trainer" / "keys.py", "a") as module:  # excused from PLC0415 for cryptography
+        module.write(lazy)
+    done = _run([BIN / "ruff", "check", "--select", "PLC0415", "--output-format", "concise", "."], cwd=tmp_path)
+    assert done.returncode == 1 and "fabrication/geometry.py" in done.stdout and "trainer/keys.py" not in done.stdout
+    assert [line.split(":")[0] for line in imports_inside_functions(tmp_path)] == \
+        ["fabrication/geometry.py", "trainer/keys.py"]
 
 
 def test_mypy_passes_on_the_device_package():
@@ -99,8 +188,6 @@ def test_the_device_package_holds_only_what_the_device_runs():
 
 
 def test_the_reachability_check_catches_a_factory_module_in_the_device_package(tmp_path):
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    _copy_checkout(tmp_path)
     (tmp_path / "edge_app" / "batch_sheet.py").write_text("from edge_app import layout  # noqa\n")
     assert "edge_app.batch_sheet" in _unreached(tmp_path)
