@@ -54,10 +54,8 @@ from fabrication.grbl import GrblLaser
 from fabrication.laser import LaserJobStopped, is_motion, job_commands
 from fabrication.laser_power import PowerCalibration
 from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
-from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
 from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort
 from fabrication.sim.laser import SimulatedLaserHead
-from fabrication.sim.mm_rig import rig_config
 
 STATE_FILE = "etch_state.json"
 JOURNAL_FILE = "etch_journal"
@@ -235,6 +233,7 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
     (pymmcore-plus) can load it."""
     if find_spec("pymmcore_plus") is None:
         return None
+    from fabrication.sim.mm_rig import rig_config  # pymmcore-plus
 
     path = BatchDir(batch_dir).rig_config_path
     try:
@@ -462,6 +461,8 @@ def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | No
 def _simulated_galvo(film, batch: _Batch, options: GalvoOptions):
     """The galvo driver on the simulated LMC board, whose marks engrave `film`."""
     settings, lens = galvo_settings(options, batch.job)
+    from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard  # galvoplotter
+
     board = SimulatedLmcBoard()
     laser = GalvoLaser(board, settings, lens, batch.calibration.mw_for_s, name="the simulated galvo board")
     lens = laser.plan(batch.lines).lens  # its centre resolved: where the marks land

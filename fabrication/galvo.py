@@ -28,28 +28,6 @@ from typing import Protocol
 from edge_app.errors import PufError
 from fabrication.laser import Laser, LaserJobStopped, Progress, job_commands, words
 from fabrication.laser_power import PowerCalibration
-from fabrication.lmc import (
-    BUSY,
-    CENTRE,
-    LASER_PORT_BIT,
-    LIGHT_PORT_BIT,
-    PRODUCT,
-    READ_ENDPOINT,
-    READY,
-    REPLY_BYTES,
-    VENDOR,
-    WRITE_ENDPOINT,
-    current_of_percent,
-    delay_words,
-    list_packets,
-    list_seconds,
-    pack,
-    position_of,
-    qswitch_period,
-    speed_bits_per_ms,
-    status_of,
-    unpack,
-)
 from fabrication.usb_socket import UsbSocketDevice
 
 # A 1 W nanosecond fibre source measured at six power settings (percent -> mW).
@@ -94,6 +72,8 @@ class LensField:
 
     def to_bits(self, x_mm: float, y_mm: float) -> tuple[int, int] | None:
         """Galvo bits of a job point (None: outside the field)."""
+        from fabrication.lmc import CENTRE
+
         cx, cy = self.centre_mm or (0.0, 0.0)
         u, v = x_mm - cx, y_mm - cy
         if self.swap_xy:
@@ -109,6 +89,8 @@ class LensField:
 
     def to_mm(self, bx: float, by: float) -> tuple[float, float]:
         """The job point of galvo bits, for an ideal lens (no correction): the simulator's optics."""
+        from fabrication.lmc import CENTRE
+
         u, v = (bx - CENTRE) / self.bits_per_mm, (by - CENTRE) / self.bits_per_mm
         u, v = -u if self.mirror_x else u, -v if self.mirror_y else v
         if self.swap_xy:
@@ -158,11 +140,15 @@ class Unit:
     @property
     def end_bits(self) -> tuple[int, int]:
         """Where its list leaves the mirrors: its last target, in galvo bits."""
+        from fabrication.lmc import unpack
+
         return next(c[1:3] for c in reversed(unpack(b"".join(self.commands))) if c[0] in _MOVES)
 
     @property
     def seconds(self) -> float:
         """Its time from the field's centre: more than from the label before, so a safe bound."""
+        from fabrication.lmc import list_seconds, unpack
+
         return list_seconds(unpack(b"".join(self.commands)))
 
 
@@ -186,10 +172,14 @@ class GalvoJob:
     def seconds(self, start_line: int = 1) -> float:
         """The marking time the board needs from `start_line` (speeds, distances, delays),
         each label's first jump from where the one before it ended."""
+        from fabrication.lmc import list_seconds, unpack
+
         return list_seconds(unpack(b"".join(c for u in self.units_from(start_line) for c in u.commands)))
 
     def outline_bits(self) -> tuple[int, int, int, int]:
         """The rectangle around every mark and jump target, in galvo bits."""
+        from fabrication.lmc import unpack
+
         points = [c[1:3] for u in self.units for c in unpack(b"".join(u.commands)) if c[0] in _MOVES]
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         return min(xs), min(ys), max(xs), max(ys)
@@ -203,6 +193,15 @@ def plan_job(lines: Sequence[str], settings: GalvoSettings, lens: LensField,
     """The job's units; refuses what a galvo cannot do, naming the line (a target outside the
     field, inches, incremental moves, a Z axis). `mw_for_s` reads the job's S words."""
     from galvo import consts as op
+
+    from fabrication.lmc import (
+        LASER_PORT_BIT,
+        current_of_percent,
+        delay_words,
+        pack,
+        qswitch_period,
+        speed_bits_per_ms,
+    )
 
     commands = {c.line: c.text for c in job_commands(lines)}
     if lens.centre_mm is None:
@@ -331,6 +330,8 @@ class GalvoLaser(Laser):
         """The `index`-th BJJCZ board on USB (0: the first)."""
         import usb.core
 
+        from fabrication.lmc import PRODUCT, VENDOR
+
         try:
             boards = list(usb.core.find(idVendor=VENDOR, idProduct=PRODUCT, find_all=True))
         except (usb.core.NoBackendError, usb.core.USBError) as error:
@@ -354,6 +355,7 @@ class GalvoLaser(Laser):
     def open_served(cls, address: str, settings: GalvoSettings, lens: LensField,
                     mw_for_s: Callable[[float], float], **options) -> GalvoLaser:
         """A board whose USB transfers are served at `address` (see `fabrication.usb_socket`)."""
+
         device = UsbSocketDevice(address)
         try:
             return cls(device, settings, lens, mw_for_s, name=f"the board at {address}", **options)
@@ -385,6 +387,8 @@ class GalvoLaser(Laser):
         first line) before its list is written, `on_done` once the board reported it finished."""
         from galvo import consts as op
 
+        from fabrication.lmc import LASER_PORT_BIT
+
         job = self.plan(lines)
         todo = job.units_from(start_line)
         self._resume_line = todo[0].line if todo else job.end_line
@@ -415,6 +419,8 @@ class GalvoLaser(Laser):
         """Write a list, run it, wait until the board says it ran. An error once the list may
         have begun (ExecuteList written, answered or not) is a `_Started`."""
         from galvo import consts as op
+
+        from fabrication.lmc import list_packets
 
         began = False
         try:
@@ -453,6 +459,8 @@ class GalvoLaser(Laser):
         (a list cut off, or a board whose answer says something else): the cautious answer."""
         from galvo import consts as op
 
+        from fabrication.lmc import position_of
+
         units = self.plan(lines).units
         index = next((i for i, unit in enumerate(units) if unit.line == line), None)
         if index is None:
@@ -467,6 +475,8 @@ class GalvoLaser(Laser):
 
     def laser_off(self) -> str:
         from galvo import consts as op
+
+        from fabrication.lmc import BUSY, READ_ENDPOINT, WRITE_ENDPOINT
 
         try:
             for endpoint in (WRITE_ENDPOINT, READ_ENDPOINT):  # a halted endpoint takes nothing
@@ -489,6 +499,8 @@ class GalvoLaser(Laser):
         closed and the laser port off), `passes` times; returns the seconds it took."""
         from galvo import consts as op
 
+        from fabrication.lmc import LIGHT_PORT_BIT, delay_words, pack, speed_bits_per_ms
+
         x0, y0, x1, y1 = self.plan(lines).outline_bits()
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)] * passes + [(x0, y0)]
         commands = [pack(op.listReadyMark), pack(op.listJumpSpeed, speed_bits_per_ms(
@@ -497,6 +509,7 @@ class GalvoLaser(Laser):
                     pack(op.listWritePort, 1 << LIGHT_PORT_BIT)]
         commands += [pack(op.listJumpTo, x, y) for x, y in corners]
         commands += [pack(op.listWritePort, 0), pack(op.listEndOfList)]
+        from fabrication.lmc import list_seconds, unpack
 
         seconds = list_seconds(unpack(b"".join(commands)))
         started = time.monotonic()
@@ -526,10 +539,14 @@ class GalvoLaser(Laser):
     # ---- talking -----------------------------------------------------------------
     def _command(self, opcode: int, *params: int) -> int:
         """One single command, its 8-byte answer checked; returns the board's status word."""
+        from fabrication.lmc import status_of
+
         return status_of(self._answer(opcode, *params))
 
     def _answer(self, opcode: int, *params: int) -> bytes:
         """One single command; returns its 8-byte answer, checked."""
+        from fabrication.lmc import READ_ENDPOINT, REPLY_BYTES, pack
+
         doing = f"sending command {opcode:#06x}"
         self._write(pack(opcode, *params), doing)
         try:
@@ -541,6 +558,8 @@ class GalvoLaser(Laser):
         return answer
 
     def _write(self, data: bytes, doing: str) -> None:
+        from fabrication.lmc import WRITE_ENDPOINT
+
         try:
             written = self._device.write(WRITE_ENDPOINT, data, self._timeout_ms)
         except OSError as error:
@@ -554,6 +573,8 @@ class GalvoLaser(Laser):
         return self._command(op.GetVersion)
 
     def _wait_ready(self, doing: str) -> None:
+        from fabrication.lmc import READY
+
         give_up = time.monotonic() + self._margin
         while not self._status() & READY:
             if time.monotonic() > give_up:
@@ -561,6 +582,8 @@ class GalvoLaser(Laser):
             time.sleep(self._poll)
 
     def _wait_idle(self, seconds: float, doing: str) -> None:
+        from fabrication.lmc import BUSY
+
         give_up = time.monotonic() + seconds
         while self._status() & BUSY:
             if time.monotonic() > give_up:

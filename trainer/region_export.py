@@ -32,7 +32,6 @@ from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
 from edge_app.revocations import FILES as REVOKED_FILES
 from edge_app.revocations import Revocation, Revoked
-from fabrication.central import CentralRegistry
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
 from trainer.enroll import (
     EnrollOptions,
@@ -69,6 +68,7 @@ def central_revocations(central: str | None, store: FingerprintStore, collection
     a registry)."""
     if central is None:
         return []
+    from fabrication.central import CentralRegistry  # sqlalchemy
 
     with CentralRegistry(central) as registry:
         revoked = registry.revocations()

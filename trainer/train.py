@@ -40,7 +40,6 @@ from trainer.augment import Augment, augment
 from trainer.backbones import backbone_names
 from trainer.cluster import JOIN_TIMEOUT_S, Cluster, agree, average_state, join
 from trainer.data import Grouping, load_crops, open_dataset, preprocess_all, training_pipeline
-from trainer.losses import CombinedMarginLoss
 from trainer.metrics import pair_scores, verification_report
 from trainer.network import build_network
 from trainer.warm_start import check_architecture, init_centres, read_init, warm_start
@@ -365,6 +364,8 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
            max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> dict:
     import tensorflow as tf
+
+    from trainer.losses import CombinedMarginLoss  # TensorFlow
 
     if config.threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)

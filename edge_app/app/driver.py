@@ -47,7 +47,6 @@ from pathlib import Path
 
 from edge_app.app.inspection import NOT_OPENED
 from edge_app.app.launch import AppOptions, configure_kivy
-from edge_app.app.puf_app import FolderChooser, PufApp
 from edge_app.device_store import DeviceStore
 
 # The folder holding this `edge_app`: the app's process imports the same package.
@@ -121,6 +120,8 @@ def main(script_path: str) -> int:
     from kivy.clock import Clock
     from kivy.core.window import Window
 
+    from edge_app.app.puf_app import PufApp  # Kivy's window: after configure_kivy
+
     app = PufApp(options, DeviceStore(options.home))
     result: dict = {"records": {}, "capture_ms": [], "error": None, "steps_done": 0}
     flips = [0]
@@ -140,7 +141,6 @@ def main(script_path: str) -> int:
         except StopIteration:
             finish()
         except Exception as error:  # the test reads it from the result
-
             result["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
             finish()
 
@@ -172,6 +172,8 @@ def after_frames(flips: list, n: int = 2):
 def run_steps(app, steps: list[dict], result: dict, flips: list):
     """The script as a generator of wait conditions."""
     from kivy.core.window import Window
+
+    from edge_app.app.puf_app import FolderChooser
 
     yield lambda: app.root is not None and app.bundle_status.problem != NOT_OPENED
     for step in steps:

@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.app.puf_app import PufApp
 from edge_app.device_store import DeviceStore
 
 
@@ -65,6 +64,7 @@ def quiet_probes() -> None:
 def run_app(options: AppOptions) -> int:
     store = DeviceStore(options.home)  # a home that cannot be made is a PufError before any window opens
     configure_kivy(options)
+    from edge_app.app.puf_app import PufApp  # Kivy's window: after configure_kivy
 
     PufApp(options, store).run()
     return 0
