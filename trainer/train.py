@@ -562,7 +562,6 @@ def weights_digest(model) -> str:
 
 
 def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) -> dict:
-
     report = validation.run(model, config.eval_far)
     report.update(step=step, train_seconds=round(seconds, 1))
     report.update(_init_record(run_dir))
