@@ -98,8 +98,8 @@ def test_the_layers_contracts_catch_an_import_circle_in_each_package(tmp_path):
 # Inside a function, a module of the packages imports only what an extra brings (pyproject's optional
 # dependencies, `edge_app.verbs.EXTRAS`, and what those bring along), or one of our modules that imports
 # such a module at its top (the Kivy app, whose window is made at import, after Kivy is configured; the
-# TensorFlow loss; the sqlalchemy registry). The rest is at the top, where ruff's PLC0415 looks; this holds
-# the files it excuses to the same rule.
+# TensorFlow loss; the central registry; the simulated Micro-Manager rig; the galvo board's protocol). The
+# rest is at the top, where ruff's PLC0415 looks; this holds the files it excuses to the same rule.
 LAZY = {module for extra in EXTRAS.values() for module in extra.values()} | {
     "keras",  # with TensorFlow
     "tflite_runtime",  # LiteRT's older name, on a Pi
