@@ -49,9 +49,17 @@ def _copy_checkout(to: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", to)
 
 
-def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
-    # The real packages and contracts, copied, with one forbidden import added to a module of each.
+def _lint_imports_with(tmp_path: Path, added: dict[str, str]) -> subprocess.CompletedProcess:
+    """lint-imports on the real packages and contracts, copied, with `added` code appended to modules."""
     _copy_checkout(tmp_path)
+    for name, code in added.items():
+        with open(tmp_path / name, "a") as module:
+            module.write("\n" + code)
+    return _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+
+
+def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
+    # One forbidden import added to a module of each package.
     added = {
         "edge_app/versions.py": "def _heavy():\n    import tensorflow  # noqa\n",  # inside a function still counts
         "edge_app/json_files.py": "from fabrication import geometry  # noqa\n",
@@ -59,11 +67,7 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
         "trainer/metrics.py": "def _ui():\n    from kivy.app import App  # noqa\n",
         "trainer/enroll.py": "def _figures():\n    from trainer.harness import paper  # noqa\n",
     }
-    for name, code in added.items():
-        with open(tmp_path / name, "a") as module:
-            module.write("\n" + code)
-
-    done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+    done = _lint_imports_with(tmp_path, added)
     # the four dependency rules (and, through the chains the planted imports make, layers of each package)
     said = " ".join(done.stdout.split())  # lint-imports wraps long names
     rules = [c["name"] for c in _contracts() if c["type"] != "layers"]
@@ -77,18 +81,13 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
 
 
 def test_the_layers_contracts_catch_an_import_circle_in_each_package(tmp_path):
-    _copy_checkout(tmp_path)
     added = {
         # inside a function still counts
         "edge_app/errors.py": "def _late():\n    from edge_app import verify  # noqa\n",
         "fabrication/segmentation/slots.py": "from fabrication.segmentation import segment_field  # noqa\n",
         "trainer/metrics.py": "from trainer import train  # noqa\n",
     }
-    for name, code in added.items():
-        with open(tmp_path / name, "a") as module:
-            module.write("\n" + code)
-
-    done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+    done = _lint_imports_with(tmp_path, added)
     assert done.returncode == 1 and f"{len(_contracts()) - 3} kept, 3 broken" in done.stdout, done.stdout[-3000:]
     for broken in ("the layers of edge_app BROKEN", "the layers of fabrication.segmentation BROKEN",
                    "the layers of trainer BROKEN"):
