@@ -29,9 +29,14 @@ from edge_app.bundle_format import (
     verify_files,
 )
 from edge_app.errors import PufError
+from edge_app.folder_swap import current_version, repair_locked
+from edge_app.orientation import PatternTemplates
+from edge_app.preprocess import Preprocess
 from edge_app.revocations import Revoked
 from edge_app.runtime import ModelRunner
-from edge_app.trust_root import ROOT_LIST, RootList
+from edge_app.shards import ShardSet
+from edge_app.signing import verify_manifest
+from edge_app.trust_root import ROOT_LIST, RootList, Trust, bundle_trust
 
 if TYPE_CHECKING:
     from edge_app.orientation import PatternTemplates
@@ -66,8 +71,6 @@ def check_models(folder: Path, manifest: Manifest) -> None:
     """Every model file the manifest lists opens with the manifest's input size, embedding size
     and pattern classes (`ModelRunner` checks them against the model's own): what a signer
     checks before vouching for them; PufError naming the file otherwise."""
-    from edge_app.preprocess import Preprocess
-
     params = Preprocess.from_dict(manifest.preprocessing or {})
     for name in FORMAT_FILES.values():
         if name in manifest.file_entries:
@@ -144,8 +147,6 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
     mixes two. A load that fails while the bundle's path moved on to another version (that
     version removed under it, or a folder written before versions turned into one) is tried
     again on the new one; a failure with no swap is the bundle's own."""
-    from edge_app.folder_swap import current_version, repair_locked
-
     path = Path(path)
     repair_locked(path, f"the bundle {path}")  # a factory writer's swap cut in half by a crash
     tries = 0
@@ -162,11 +163,6 @@ def load_bundle(path: Path, trusted_keys: dict | Path | None = None, *, check: b
 def _load_version(named: Path, path: Path, trusted_keys: dict | Path | None, check: bool, mmap: bool,
                   root_list: Path | None) -> Bundle:
     """`load_bundle` of the version folder `path` of the bundle `named`."""
-    from edge_app.orientation import PatternTemplates
-    from edge_app.shards import ShardSet
-    from edge_app.signing import verify_manifest
-    from edge_app.trust_root import Trust, bundle_trust
-
     if not path.is_dir():
         raise PufError(f"no bundle at {named}")
     written = read_manifest(path)

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.errors import PufError
+from edge_app.folder_swap import write_atomic
+from edge_app.preprocess import Preprocess
 
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = 1
@@ -391,8 +393,6 @@ class Manifest(_Part):
     @classmethod
     def from_dict(cls, data: object, where: str = MANIFEST) -> Manifest:
         """The manifest of a bundle's JSON; a PufError naming the file and the field otherwise."""
-        from edge_app.preprocess import Preprocess
-
         if not isinstance(data, dict):
             raise PufError(f"{where} is not a bundle manifest (a JSON object), it holds a {type(data).__name__}")
         try:  # strict JSON only: what cannot be signed (NaN, infinity) is refused on reading, in any field
@@ -447,8 +447,6 @@ class Manifest(_Part):
 
     def write(self, folder: Path) -> None:
         """Write FOLDER/manifest.json (UTF-8; the signature covers `edge_app.signing.canonical_bytes`)."""
-        from edge_app.folder_swap import write_atomic
-
         write_atomic(Path(folder) / MANIFEST, json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
 
     # ---- what readers ask -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 
 from edge_app.errors import PufError
 from edge_app.verbs import Verb
+from edge_app.versions import version_text
 
 # What a shell reports for a program killed by SIGPIPE (128 + 13), as `yes | head -1` leaves it: the
 # reader left before the output ended. Python ignores SIGPIPE, so `puf` sees a BrokenPipeError instead.
@@ -34,13 +35,13 @@ class _Versions(argparse.Action):
                          help="print the versions of puf-labels, Python and the key libraries, and exit")
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        from edge_app.versions import version_text
-
         print(version_text())
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `puf` parser; with `only`, the arguments of that verb alone are added (the others are
+    listed by name), so that a run or its --help imports no other verb's domain modules."""
     ready, missing = installed_verbs()
     epilog = "Run 'puf VERB --help' for a verb's options and examples."
     if missing:
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
             epilog="examples:\n" + verb.examples,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        verb.add_arguments(verb_parser)
+        if only is None or verb.name == only:
+            verb.add_arguments(verb_parser)
         verb_parser.set_defaults(_verb=verb)
     return parser
 
@@ -82,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    parser = build_parser(only=next((word for word in given if not word.startswith("-")), ""))
+    args = parser.parse_args(given)
     verb: Verb = args._verb
     try:
         return int(verb.run(args) or 0)

@@ -44,8 +44,18 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from edge_app.bundle import load_bundle
+from edge_app.bundle_format import MANIFEST, Manifest
 from edge_app.errors import BundleRefused, PufError
 from edge_app.folder_swap import repair, swap_in, sync_dir, write_atomic
+from edge_app.json_files import read_json
+from edge_app.label_crop import CROP_SIZE
+from edge_app.revocations import Revoked
+from edge_app.signing import canonical_bytes, default_trusted_keys_dir
+from edge_app.trust_root import ROOT_LIST
+from edge_app.verify import CaptureLimits, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +75,6 @@ def device_home() -> Path:
 def trusted_keys_dir(home: Path) -> Path:
     """The keys the device in `home` trusts: HOME/trusted_keys when it has that folder, else
     the user's (`edge_app.signing.default_trusted_keys_dir`)."""
-    from edge_app.signing import default_trusted_keys_dir
-
     own = Path(home) / TRUSTED_KEYS
     return own if own.is_dir() else default_trusted_keys_dir()
 
@@ -88,8 +96,6 @@ def bundle_version(bundle) -> str:
     version and the first 8 hex digits of the sha256 of its manifest's signed contents
     (so every enrollment, which changes the manifest, is a new version), e.g.
     ``sim-20261125-3fa9c2d1``."""
-    from edge_app.signing import canonical_bytes
-
     manifest = bundle.manifest
     digest = hashlib.sha256(canonical_bytes(manifest.to_dict())).hexdigest()[:8]
     model = manifest.model
@@ -102,11 +108,6 @@ def open_verifier(bundle, label_px: float | None = None):
     every part a verdict needs (threshold, model, segmentation with the glyph templates, the
     shard search) is opened and used, so a signed bundle that cannot verify is found before
     it is installed, and the first real capture pays no first-call set-up."""
-    import numpy as np
-
-    from edge_app.label_crop import CROP_SIZE
-    from edge_app.verify import CaptureLimits, Verifier
-
     verifier = Verifier(bundle, limits=CaptureLimits(label_px=label_px))
     verifier.verify_image(np.full((600, 800, 3), 40, np.uint8))
     verifier.lookup([np.full((CROP_SIZE, CROP_SIZE, 3), 40, np.uint8)])
@@ -145,8 +146,6 @@ class DeviceStore:
     def installed_sequence(self) -> int:
         """The sequence of the installed bundle (0: none, or one too damaged to read, which any
         signed bundle may replace)."""
-        from edge_app.bundle_format import Manifest
-
         path = self.bundle_path()
         if path is None:
             return 0
@@ -164,9 +163,6 @@ class DeviceStore:
         not above the installed one's is refused unless `allow_older` (going back on purpose);
         an expired one always is. `progress(done, total)`, in bytes, is called as the copy goes
         on (from the calling thread)."""
-        from edge_app.bundle import load_bundle
-        from edge_app.bundle_format import MANIFEST
-
         source = Path(source)
         if not source.is_dir():
             raise BundleRefused(f"no bundle at {source}: not a folder")
@@ -210,8 +206,6 @@ class DeviceStore:
 
     def root_list_path(self) -> Path:
         """HOME/root.json: the newest root list this device accepted (there when it trusts a root)."""
-        from edge_app.trust_root import ROOT_LIST
-
         return self.home / ROOT_LIST
 
     def _keep_root_list(self, root_list) -> None:
@@ -237,10 +231,6 @@ class DeviceStore:
     def revocations_seen(self) -> tuple[int, set[str]]:
         """The highest revocation list version and the label ids this device has seen revoked:
         its record, and the installed bundle's list; a PufError when the record is unreadable."""
-        from edge_app.bundle_format import Manifest
-        from edge_app.json_files import read_json
-        from edge_app.revocations import Revoked
-
         version, ids = 0, set()
         path = self.home / REVOKED_SEEN
         if path.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from importlib.util import find_spec
 from pathlib import Path
 
 
@@ -37,8 +39,6 @@ class NoTrustedKeys(PufError):
 
 def require_module(module: str, extra: str) -> None:
     """Fail with an install hint when an optional dependency is missing."""
-    from importlib.util import find_spec
-
     if find_spec(module) is None:
         raise PufError(
             f"this needs the Python module {module!r}, which is not installed; "
@@ -49,8 +49,6 @@ def require_module(module: str, extra: str) -> None:
 def cannot_write(path: Path, error: OSError, kept: str) -> PufError:
     """A failed write in words for a job that resumes: what is `kept`, and on a full disk
     (or quota, or file size limit) where to free space."""
-    import errno
-
     full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     hint = f"free space on the disk holding {path.parent} and run" if full else "run"
     return PufError(f"cannot write {path} ({error.strerror or error}); {kept}: {hint} the same command "

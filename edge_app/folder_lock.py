@@ -10,6 +10,7 @@ the second still waits on the old one); it holds the pid of its last holder.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,6 @@ from edge_app.errors import PufError
 @contextmanager
 def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     """Hold `lock_file` for the block; a PufError saying `what` is busy when another process holds it."""
-    import fcntl
-
     try:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from edge_app.errors import PufError
+from edge_app.folder_lock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +207,6 @@ def repair_locked(target: Path, what: str) -> None:
     """`repair` a factory swap of `target` (`aside_of`) for a reader, such as `puf verify` of a
     factory's bundle: under the writers' lock (`lock_of`; a PufError naming `what` while a
     writer holds it), so never in the middle of a writer's swap."""
-    from edge_app.folder_lock import exclusive
-
     target = home_of(target)
     if not target.exists() and (aside_of(target).is_dir() or _is_link_to_a_folder(pending_of(target))):
         with exclusive(lock_of(target), what):

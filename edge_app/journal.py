@@ -32,6 +32,7 @@ import csv
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import cv2
 import numpy as np
 
 from edge_app.errors import PufError
@@ -172,8 +174,6 @@ class Journal:
         """Switch to WAL. The switch needs the file to itself and SQLite does not wait for it
         (no busy handler), so another process opening the journal at the same moment makes
         it fail at once: try again for a while, as a writer would wait."""
-        import time
-
         deadline = time.monotonic() + patience_s
         while True:
             try:
@@ -310,8 +310,6 @@ class Journal:
 
     def crop(self, entry_id: int) -> np.ndarray | None:
         """The crop stored with an entry (None when it has none), decoded as it was given."""
-        import cv2
-
         with self._lock:
             rows = self._read("SELECT crop FROM verifications WHERE id = ?", (int(entry_id),))
         if not rows:
@@ -393,8 +391,6 @@ def _csv_value(value):
 
 
 def _encode_png(crop: np.ndarray) -> bytes:
-    import cv2
-
     image = np.asarray(crop)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise PufError(f"a crop must be a grey or BGR uint8 image, got {image.dtype} {image.shape}")

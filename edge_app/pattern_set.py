@@ -31,6 +31,7 @@ from pathlib import Path
 
 from edge_app.errors import PufError
 from edge_app.json_files import load_json, write_json
+from edge_app.orientation import render_templates
 
 PATTERN_SET_FILE = "patterns.json"
 PATTERN_SET_FORMAT = 1
@@ -155,8 +156,6 @@ class PatternSet:
     def templates(self, glyph_frac: float, line_frac: float):
         """The glyph templates segmentation reads patterns and orientation with
         (`edge_app.orientation`), for labels of these proportions."""
-        from edge_app.orientation import render_templates
-
         return render_templates(dict(self.glyphs), glyph_frac=glyph_frac, line_frac=line_frac)
 
 

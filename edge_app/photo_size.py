@@ -17,6 +17,9 @@ from pathlib import Path
 
 from edge_app.errors import CaptureUnusable, PufError
 
+# A label's side in the handheld photos verify is tuned for (800x600, label filling the camera's
+# guide box): enough detail for verify's 128 px crop, small enough to segment fast.
+STILL_LABEL_PX = 300.0
 MAX_PIXELS = 100_000_000  # default photo limit: about 600 MB to verify, safe on a 4 GB Pi
 MAX_PIXELS_ENV = "PUF_MAX_PIXELS"
 FORMATS = "PNG, JPEG, TIFF or BMP"

@@ -30,6 +30,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.ids import check_id
+from edge_app.shards import Match
 
 if TYPE_CHECKING:
     from edge_app.bundle_format import Manifest
@@ -160,8 +161,6 @@ class Revoked:
     def search(self, queries: np.ndarray, patterns: Sequence[Sequence[str]]) -> list[Match | None]:
         """The best revoked label of each query among those of its patterns (None: none): an
         exact search, the list being small."""
-        from edge_app.shards import Match
-
         best: list[Match | None] = [None] * len(patterns)
         if not len(self.ids):
             return best

@@ -14,7 +14,9 @@ model's input and output quantisation is handled here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +34,11 @@ def shipped_bundle() -> Path:
     """The default model shipped in the package (models/default, package data, so a wheel
     install has it too): what `puf verify` uses unless told otherwise, and what `puf train
     --init default` fine-tunes."""
-    from importlib.resources import files
-
     return Path(str(files("models") / "default"))
 
 
 def default_bundle() -> Path:
     """The bundle the device uses unless told otherwise: $PUF_BUNDLE, else the shipped one."""
-    import os
-
     if os.environ.get("PUF_BUNDLE"):
         return Path(os.environ["PUF_BUNDLE"])
     return shipped_bundle()

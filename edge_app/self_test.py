@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
+from edge_app.segment import load_image
 from edge_app.signing import load_trusted_keys
 from edge_app.verify import Verdict, Verifier
 
@@ -42,8 +43,6 @@ def expected(photo: Path) -> tuple[str, str | None]:
 
 def self_test(folder: Path = SELFTEST) -> tuple[list[Check], Verifier]:
     """Verify the self-test's photos against its bundle, trusting its key alone, for this run."""
-    from edge_app.segment import load_image
-
     photos = sorted((folder / "photos").glob("*.jpg"))
     if not photos or not (folder / "bundle").is_dir():
         raise PufError(f"the self-test's bundle and photos are missing from {folder}: reinstall puf-labels")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge_app.bundle_format import Manifest, Shards
@@ -31,8 +32,6 @@ from edge_app.errors import PufError
 
 def make_thumbnail(crop: np.ndarray, px: int) -> np.ndarray:
     """A label crop (BGR or grey uint8) as a PX x PX grey thumbnail (its green channel)."""
-    import cv2
-
     image = np.asarray(crop)
     if image.ndim == 3:
         image = image[:, :, 1] if image.shape[2] >= 3 else image[:, :, 0]

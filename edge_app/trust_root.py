@@ -39,6 +39,7 @@ from edge_app.signing import (
     default_trusted_keys_dir,
     key_id,
     load_public_key,
+    load_trusted_keys,
     raw_public_bytes,
     signature_holds,
 )
@@ -236,8 +237,6 @@ def bundle_trust(bundle: Path, folder: Path | None, held: Path | None) -> Trust:
     the keys folder `folder` (None: the default) and holds the root list at `held` (None or no
     file: none yet). With root keys in the folder, the newest list (`accept`) names them, beside
     any ``*.pub`` keys of the folder itself; without, the folder's keys alone, as before."""
-    from edge_app.signing import load_trusted_keys
-
     folder = Path(folder) if folder is not None else default_trusted_keys_dir()
     roots = root_keys(folder)
     if not roots:

@@ -170,12 +170,12 @@ def push(path: Path, args: argparse.Namespace) -> int:
     from edge_app.errors import PufError
     from edge_app.journal import Journal
     from edge_app.journal_sync import export_new
-    from edge_app.verb_registry import central_url
+    from fabrication.verb_registry import central_url
 
     url = central_url(args.central)
     if find_spec("sqlalchemy") is None:
         raise PufError("pushing to the central registry needs its extra: pip install 'puf-labels[central]'")
-    from edge_app.central import CentralRegistry
+    from fabrication.central import CentralRegistry
 
     taken: list[tuple[int, int]] = []
     with CentralRegistry(url) as central, Journal(path, create=False) as journal, \

@@ -16,6 +16,7 @@ that installs it.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -72,8 +73,6 @@ class Verb:
 def print_report(report: dict, as_json: bool, describe: Callable[[dict], str]) -> int:
     """A verb's report on stdout: JSON for programs (``--json``; names such as a Chinese
     glyph's kept as they are), else `describe`'s text for people. Returns the exit status, 0."""
-    import json
-
     print(json.dumps(report, indent=1, ensure_ascii=False) if as_json else describe(report))
     return 0
 

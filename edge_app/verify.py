@@ -43,6 +43,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_app.bundle import Bundle
+from edge_app.label_size import estimate_label_px
+from edge_app.photo_size import STILL_LABEL_PX
+from edge_app.preprocess import preprocess_batch
+from edge_app.segment import as_uint8, segment
 from edge_app.verdicts import Kind, Reason, Why
 
 if TYPE_CHECKING:
@@ -78,10 +82,6 @@ def find_labels(image: np.ndarray, limits: CaptureLimits, templates):
     glyph `templates`, at the label size set; or, when it is automatic, first at the
     camera's nominal size (the usual photo: no extra cost) and, when that finds no label, at
     the size found in the photo (`estimate_label_px`: another magnification)."""
-    from edge_app.camera.base import STILL_LABEL_PX
-    from edge_app.label_size import estimate_label_px
-    from edge_app.segment import segment
-
     def at(label_px: float):
         return segment(image, label_px, k=limits.max_labels, size_tolerance=limits.size_tolerance,
                        rotation_deg=None, templates=templates)
@@ -194,8 +194,6 @@ class Verifier:
 
     def verify_image(self, image: np.ndarray, source: str = "") -> list[Verdict]:
         """One verdict per label found (one ``unreadable`` verdict when none is)."""
-        from edge_app.segment import as_uint8
-
         start = perf_counter()
         limits = self.limits
         image = as_uint8(image)
@@ -233,8 +231,6 @@ class Verifier:
     def _none_found(self, image: np.ndarray, result) -> Why:
         """Why no label was found, and what to do: a label of another size than the one
         set is not a matter of framing."""
-        from edge_app.label_size import estimate_label_px
-
         notes = "".join(f"; {note}" for note in result.notes)
         if self.limits.label_px is not None:
             found = estimate_label_px(image)
@@ -252,8 +248,6 @@ class Verifier:
         lookups, and the model and search times (ms) of the whole batch. `glyphs` are the
         patterns segmentation's template match read surely (`glyph_reading`; None: no sure
         reading): a match is allowed only in a pattern both readings allow."""
-        from edge_app.preprocess import preprocess_batch
-
         t0 = perf_counter()
         out = self.runner.run(preprocess_batch(crops, self.runner.preprocess))
         model_ms = (perf_counter() - t0) * 1000

@@ -2,7 +2,7 @@
 measured reference points.
 
 The calibration itself and its file (BATCH_DIR/stage/calibration.json) belong to
-`edge_app.stage_calibration`, which segmentation reads too; this module adds what only the
+`fabrication.stage_calibration`, which segmentation reads too; this module adds what only the
 factory does: fitting the similarity transform to two or more reference points (for
 example the outer corners of the first and last label), with or without a mirrored y axis.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app import stage_calibration
 from edge_app.errors import PufError
+from fabrication import stage_calibration
 
 
 class StageCalibration(stage_calibration.StageCalibration):

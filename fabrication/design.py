@@ -16,10 +16,23 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+from fabrication.batch_dir import BatchDir
+from fabrication.calibration import StageCalibration
+from fabrication.gcode import MachineFrame, laser_job_lines
+from fabrication.geometry import batch_labels, pattern_passes, square
+from fabrication.laser_power import PowerCalibration
+from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+from fabrication.pattern_import import check_distinct, load_pattern_set
+from fabrication.patterns import layout_pattern_set, pattern_templates
+from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
 
 DEFAULT_HATCH_UM = 2.5
 
@@ -51,8 +64,6 @@ class DesignOptions:
 
 def assign_patterns(count: int, names: list[str], seed: int) -> tuple[str, ...]:
     """Every class equally often (as far as `count` allows), in a seeded random order."""
-    import numpy as np
-
     order = np.random.default_rng(seed).permutation(count)
     return tuple(names[i % len(names)] for i in order)
 
@@ -60,8 +71,6 @@ def assign_patterns(count: int, names: list[str], seed: int) -> tuple[str, ...]:
 def check_power(layout, power_mw: float, hatch_um: float = DEFAULT_HATCH_UM) -> dict:
     """Line width and the film left between neighbouring borders at this power; refuse a
     power at which neighbours merge."""
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-
     if not power_mw >= 0:
         raise PufError(f"laser power must be zero or positive, got {power_mw} mW")
     width = line_width_um(power_mw)
@@ -81,8 +90,6 @@ def check_power(layout, power_mw: float, hatch_um: float = DEFAULT_HATCH_UM) -> 
 
 def texture_fraction(layout, line_width: float) -> float:
     """Share of the label's area that keeps its texture (the paper: about 75%)."""
-    from fabrication.patterns import layout_pattern_set
-
     side = layout.label_size_um
     inner = max(side - 2 * layout.border_width_um, 0.0)
     strokes = 0.0
@@ -100,8 +107,6 @@ def write_dxf(path: Path, layout, power_mw: float) -> None:
     there), open pattern strokes, one layer per pen (power) setting."""
     import ezdxf
     from ezdxf import units
-
-    from fabrication.geometry import batch_labels, pattern_passes, square
 
     doc = ezdxf.new("R2010", setup=False)
     doc.units = units.MM
@@ -127,8 +132,6 @@ def write_dxf(path: Path, layout, power_mw: float) -> None:
 
 def write_svg(path: Path, layout) -> None:
     """The array as SVG in mm (y downwards, like the design)."""
-    from fabrication.geometry import batch_labels, pattern_passes, square
-
     width, height = layout.batch_size_um
     half = layout.label_size_um / 2
     parts = [
@@ -159,18 +162,6 @@ def write_svg(path: Path, layout) -> None:
 def design_batch(batch_dir: Path, options: DesignOptions, force: bool = False) -> dict:
     """Write the batch's folder (see the module's docstring) and return its summary; refuse a
     folder that already holds a design unless `force`."""
-    import time
-
-    from edge_app.batch_dir import BatchDir
-    from edge_app.layout import BatchLayout
-    from fabrication.calibration import StageCalibration
-    from fabrication.gcode import MachineFrame, laser_job_lines
-    from fabrication.laser_power import PowerCalibration
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.pattern_import import check_distinct, load_pattern_set
-    from fabrication.patterns import pattern_templates
-    from fabrication.stage_plan import plan_positions, write_csv, write_mda_sequence, write_micromanager_pos
-
     started = time.perf_counter()
     batch = BatchDir(batch_dir)
     if batch.has_design() and not force:

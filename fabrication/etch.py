@@ -38,12 +38,24 @@ import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass
+from importlib.util import find_spec
 from pathlib import Path
+
+from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.folder_swap import sync_dir
+from fabrication.batch_dir import BatchDir
 from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent
-from fabrication.galvo_options import GalvoOptions
+from fabrication.galvo import GalvoLaser
+from fabrication.galvo_options import GalvoOptions, check_same_galvo, galvo_record, galvo_settings
+from fabrication.gcode import MachineFrame
+from fabrication.grbl import GrblLaser
+from fabrication.laser import LaserJobStopped, is_motion, job_commands
+from fabrication.laser_power import PowerCalibration
+from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
+from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort
+from fabrication.sim.laser import SimulatedLaserHead
 
 STATE_FILE = "etch_state.json"
 JOURNAL_FILE = "etch_journal"
@@ -83,8 +95,6 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     """Run the batch's laser job (or trace its outline), keeping the etch state and, on a
     controller, the send journal; print the summary. A stop raises `PufError` naming the
     command that goes on."""
-    from fabrication.laser import LaserJobStopped, job_commands
-
     batch = _Batch(batch_dir)
     state_path = batch.laser_dir / STATE_FILE
     if options.film_style is not None and not options.sim:
@@ -96,8 +106,6 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     if (options.port is not None and galvo) or (board and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
     if galvo:
-        from importlib.util import find_spec
-
         if find_spec("galvo") is None or find_spec("usb") is None:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
     target = ("--sim" if options.sim else f"--port {options.port}" if options.port else
@@ -123,17 +131,12 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
                            "last run; check it and choose where to go on with --from-line")
         laser = _simulated_galvo(film, batch, options.galvo) if galvo else _simulated_laser(film, batch)
     elif galvo:
-        from fabrication.galvo import GalvoLaser
-        from fabrication.galvo_options import galvo_settings
-
         settings = galvo_settings(options.galvo, batch.job)
         if options.board is not None:
             laser = GalvoLaser.open(options.board, *settings, batch.calibration.mw_for_s)
         else:
             laser = GalvoLaser.open_served(options.board_socket, *settings, batch.calibration.mw_for_s)
     else:
-        from fabrication.grbl import GrblLaser
-
         laser = GrblLaser.open(options.port, options.baud, unlock=options.unlock,
                                s_max=batch.calibration.s_max)
     uncertain = list(previous.get("uncertain", [])) if previous and options.resume else []
@@ -141,7 +144,6 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
         if options.frame:
             _frame(laser, batch, "the guide light" if galvo else "the beam off (M5)", options)
             return
-        from fabrication.galvo_options import check_same_galvo, galvo_record
 
         marking = galvo_record(laser.settings, laser.plan(batch.lines).lens) if galvo else None
         if options.resume and previous is not None and "galvo" in previous:  # older states lack it
@@ -229,12 +231,9 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
     """BATCH_DIR/sim/rig.cfg: the simulated microscope over the etched film as Micro-Manager
     devices, for `puf photograph --mm-config`; written only where the microscope extra
     (pymmcore-plus) can load it."""
-    from importlib.util import find_spec
-
     if find_spec("pymmcore_plus") is None:
         return None
-    from edge_app.batch_dir import BatchDir
-    from fabrication.sim.mm_rig import rig_config
+    from fabrication.sim.mm_rig import rig_config  # pymmcore-plus
 
     path = BatchDir(batch_dir).rig_config_path
     try:
@@ -253,8 +252,6 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
 
 def _uncertain(batch: _Batch, line: int) -> dict:
     """A job line (a unit's first) that may have been etched only in part, for inspection."""
-    from fabrication.laser import job_commands
-
     command = next(c.text for c in job_commands(batch.lines) if c.line == line)
     return {"line": line, "command": command, "label": _label_of(batch.lines, line)}
 
@@ -273,8 +270,6 @@ def _after_crash(previous: dict, batch: _Batch, laser, uncertain: list[dict]) ->
     until it was idle); the journal says which lines those are, up to its last one, which
     may or may not have been written: the head's position decides, and when it cannot,
     that line is skipped (never burned twice) and named in `uncertain` for inspection."""
-    from fabrication.laser import is_motion, job_commands
-
     last = last_sent(batch.laser_dir / JOURNAL_FILE, str(previous.get("run")))
     finished = last_done(batch.laser_dir / JOURNAL_FILE, str(previous.get("run")))
     cut_off = f"the last etch of batch {batch.layout.batch_id} was cut off"
@@ -351,10 +346,6 @@ class _Batch:
     """What `puf design` wrote for the laser, read and checked."""
 
     def __init__(self, batch_dir: Path) -> None:
-        from edge_app.batch_dir import BatchDir
-        from fabrication.gcode import MachineFrame
-        from fabrication.laser_power import PowerCalibration
-
         folder = BatchDir(batch_dir)
         self.dir = batch_dir
         self.laser_dir = folder.laser_dir
@@ -369,8 +360,6 @@ class _Batch:
 
 
 def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="line", desc=desc, disable=None)
 
 
@@ -455,9 +444,6 @@ def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
 
 def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | None, start_line: int):
     """The simulated film to etch: a new one from the start, the saved one to go on."""
-    from edge_app.batch_dir import BatchDir
-    from fabrication.sim.film import DEFAULT_STYLE, EtchedFilm, FilmStyle
-
     style = DEFAULT_STYLE if style_text is None else FilmStyle.parse(style_text)
     path = BatchDir(batch_dir).film_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -474,11 +460,9 @@ def _film(batch_dir: Path, batch_id: str, seed: int | None, style_text: str | No
 
 def _simulated_galvo(film, batch: _Batch, options: GalvoOptions):
     """The galvo driver on the simulated LMC board, whose marks engrave `film`."""
-    from fabrication.galvo import GalvoLaser
-    from fabrication.galvo_options import galvo_settings
-    from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard
-
     settings, lens = galvo_settings(options, batch.job)
+    from fabrication.sim.galvo_board import SimulatedGalvoHead, SimulatedLmcBoard  # galvoplotter
+
     board = SimulatedLmcBoard()
     laser = GalvoLaser(board, settings, lens, batch.calibration.mw_for_s, name="the simulated galvo board")
     lens = laser.plan(batch.lines).lens  # its centre resolved: where the marks land
@@ -488,10 +472,6 @@ def _simulated_galvo(film, batch: _Batch, options: GalvoOptions):
 
 def _simulated_laser(film, batch: _Batch):
     """The GRBL driver on the simulated controller, whose beam engraves `film`."""
-    from fabrication.grbl import GrblLaser
-    from fabrication.sim.grbl_device import DEFAULT_SETTINGS, GrblEngine, LoopbackPort
-    from fabrication.sim.laser import SimulatedLaserHead
-
     head = SimulatedLaserHead(film, batch.calibration, batch.frame)
     s_max = batch.calibration.s_max
     engine = GrblEngine(head.burn, settings={**DEFAULT_SETTINGS, 30: s_max})

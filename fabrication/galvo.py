@@ -28,6 +28,7 @@ from typing import Protocol
 from edge_app.errors import PufError
 from fabrication.laser import Laser, LaserJobStopped, Progress, job_commands, words
 from fabrication.laser_power import PowerCalibration
+from fabrication.usb_socket import UsbSocketDevice
 
 # A 1 W nanosecond fibre source measured at six power settings (percent -> mW).
 DEFAULT_POWER_POINTS = ((0, 0.0), (10, 70.0), (25, 230.0), (50, 480.0), (75, 730.0), (100, 980.0))
@@ -354,7 +355,6 @@ class GalvoLaser(Laser):
     def open_served(cls, address: str, settings: GalvoSettings, lens: LensField,
                     mw_for_s: Callable[[float], float], **options) -> GalvoLaser:
         """A board whose USB transfers are served at `address` (see `fabrication.usb_socket`)."""
-        from fabrication.usb_socket import UsbSocketDevice
 
         device = UsbSocketDevice(address)
         try:

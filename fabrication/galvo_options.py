@@ -7,8 +7,13 @@ laser/job.json); the lens, the delays and the source are the machine's, given he
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from edge_app.errors import PufError
+from fabrication.galvo import GalvoSettings, LensField
+from fabrication.laser_power import PowerCalibration
 
 
 @dataclass(frozen=True)
@@ -29,9 +34,6 @@ class GalvoOptions:
 
 def galvo_settings(options: GalvoOptions, job: dict):
     """(`GalvoSettings`, `LensField`) from the options and the batch's job settings."""
-    from fabrication.galvo import GalvoSettings, LensField
-    from fabrication.laser_power import PowerCalibration
-
     chosen: dict = dict(options.chosen)
     if options.power_calibration is not None:
         chosen["power"] = PowerCalibration.load(options.power_calibration)
@@ -44,17 +46,12 @@ def galvo_settings(options: GalvoOptions, job: dict):
 def galvo_record(settings, lens) -> dict:
     """The galvo options a run marks with (speeds, delays, source, power table, the lens with
     its centre resolved), as JSON data for the etch state: a resume must mark like the start."""
-    import json
-    from dataclasses import asdict, fields
-
     lens_options = {f.name: getattr(lens, f.name) for f in fields(lens) if f.compare}
     return json.loads(json.dumps({**asdict(settings), "lens": lens_options}))
 
 
 def check_same_galvo(batch_id: str, before: dict | None, now: dict | None) -> None:
     """Refuse a resume whose laser or galvo options differ from those of the run it goes on."""
-    from edge_app.errors import PufError
-
     if before == now:
         return
     if before is None or now is None:

@@ -17,9 +17,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir
+import cv2
+
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout, parse_label_id
+from fabrication.batch_dir import BatchDir
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.film import EtchedFilm
 
 JPEG_QUALITY = 92  # a phone's usual
 
@@ -59,11 +63,6 @@ def chosen_labels(layout: BatchLayout, fields: str | None, label_ids: list[str])
 def photograph_handheld(batch_dir: Path, out: Path, per_label: int, fields: str | None = None,
                         label_ids: list[str] = (), seed: int = 0, force: bool = False) -> dict:
     """`per_label` handheld photos of each chosen label into `out`; what was written and kept."""
-    import cv2
-
-    from fabrication.sim.field_camera import capture_label
-    from fabrication.sim.film import EtchedFilm
-
     if per_label < 1:
         raise PufError(f"--handheld takes the photos to take of each label, at least 1, got {per_label}")
     batch = BatchDir(batch_dir)

@@ -18,18 +18,21 @@ the camera's current exposure. Each position must give one image: a field is one
 
 from __future__ import annotations
 
-import logging
+import gc
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir
 from edge_app.errors import PufError
-from fabrication.stage_plan import StagePosition
+from fabrication.batch_dir import BatchDir
+from fabrication.field_files import FieldJob, write_field
+from fabrication.microscope import Snapshot
+from fabrication.mmcore import MMCoreMicroscope, pymmcore_warnings, snapshot_image
+from fabrication.stage_plan import StagePosition, mda_sequence
 
 if TYPE_CHECKING:
     import useq
@@ -40,39 +43,11 @@ if TYPE_CHECKING:
 POSITION_TOLERANCE_UM = 1.0
 
 
-@contextmanager
-def pymmcore_warnings() -> Iterator[list[str]]:
-    """The warnings pymmcore-plus logs meanwhile (its engine logs device failures and goes
-    on; UniMMCore logs a device that failed to initialise, with its traceback): the words a
-    PufError can quote. Those of its devices' module loggers are kept from the terminal."""
-    kept: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            error = record.exc_info[1] if record.exc_info else None
-            kept.append(record.getMessage() + (f": {error}" if error is not None else ""))
-
-    handler = Keep(logging.WARNING)
-    loggers = [logging.getLogger("pymmcore-plus"), logging.getLogger("pymmcore_plus")]
-    propagates = loggers[1].propagate
-    for logger in loggers:
-        logger.addHandler(handler)
-    loggers[1].propagate = False
-    try:
-        yield kept
-    finally:
-        loggers[1].propagate = propagates
-        for logger in loggers:
-            logger.removeHandler(handler)
-
-
 def sequence_for(source: Path | None, positions: Sequence[StagePosition],
                  exposure_ms: float) -> useq.MDASequence:
     """The sequence to run for `positions` (the fields still to photograph): the batch's
     own sequence file with only those positions kept, or one built from the plan."""
     import useq
-
-    from fabrication.stage_plan import mda_sequence
 
     text = source.read_text(encoding="utf-8") if source is not None else ""
     if '"stage_positions"' not in text:
@@ -140,8 +115,6 @@ class FieldWriter:
         objective turret's position, the channel (the MDA event's, else the channel group's
         preset) and its emission wavelength when the channel's name gives it ("GFP 525/50",
         a band-pass filter's centre/width, or "513nm")."""
-        from datetime import UTC, datetime
-
         core = self.core
         turrets = list(core.guessObjectiveDevices())
         channel = event.channel.config if event.channel is not None else None
@@ -153,9 +126,6 @@ class FieldWriter:
                 "channel": channel, "emission_nm": float(wavelength[1]) if wavelength else None}
 
     def frameReady(self, image, event, meta) -> None:  # noqa: N802 - pymmcore-plus's signal name
-        from fabrication.microscope import Snapshot
-        from fabrication.mmcore import snapshot_image
-        from fabrication.photograph import FieldJob, write_field
 
         if self.error is not None:
             return
@@ -188,8 +158,6 @@ def shoot_mda(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition]
     ("FATAL: exception not rethrown"); UniMMCore leaves it in reference cycles (the frames of
     the C++ load it tries before a Python device), so they are collected here, after the
     run's own frames, which the error raised carries no more, have let it go."""
-    import gc
-
     if not positions:
         return []
     try:
@@ -205,8 +173,6 @@ def shoot_mda(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition]
 def _acquire(batch_dir: Path, batch_id: str, positions: Sequence[StagePosition], config: Path,
              sequence_source: Path | None, pixel_size_um: float,
              progress: Callable[[dict], dict]) -> list[dict]:
-    from fabrication.mmcore import MMCoreMicroscope
-
     with MMCoreMicroscope(config_file=config, pixel_size_um=pixel_size_um) as rig:
         core = rig.core
         sequence = sequence_for(sequence_source, positions, float(core.getExposure()))

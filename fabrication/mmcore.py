@@ -8,6 +8,9 @@ installation.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,8 +135,6 @@ def _load(config: Path, mm_path: Path | str | None) -> CMMCorePlus:
     from pymmcore_plus import DeviceInitializationState, find_micromanager
     from pymmcore_plus.experimental.unicore import UniMMCore
 
-    from fabrication.mda_photograph import pymmcore_warnings
-
     if not config.is_file():
         raise PufError(f"no Micro-Manager configuration at {config}")
     if mm_path is None and not find_micromanager(return_first=False):
@@ -177,3 +178,29 @@ def snapshot_image(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return np.ascontiguousarray(image[..., ::-1])
     raise PufError(f"camera frame of shape {image.shape} is neither mono nor RGB")
+
+
+@contextmanager
+def pymmcore_warnings() -> Iterator[list[str]]:
+    """The warnings pymmcore-plus logs meanwhile (its engine logs device failures and goes
+    on; UniMMCore logs a device that failed to initialise, with its traceback): the words a
+    PufError can quote. Those of its devices' module loggers are kept from the terminal."""
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            error = record.exc_info[1] if record.exc_info else None
+            kept.append(record.getMessage() + (f": {error}" if error is not None else ""))
+
+    handler = Keep(logging.WARNING)
+    loggers = [logging.getLogger("pymmcore-plus"), logging.getLogger("pymmcore_plus")]
+    propagates = loggers[1].propagate
+    for logger in loggers:
+        logger.addHandler(handler)
+    loggers[1].propagate = False
+    try:
+        yield kept
+    finally:
+        loggers[1].propagate = propagates
+        for logger in loggers:
+            logger.removeHandler(handler)

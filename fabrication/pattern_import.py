@@ -27,6 +27,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE, PatternSet
+from fabrication.patterns import BUILTIN_SET_NAME, builtin_pattern_set
 
 Points = list[tuple[float, float]]
 _FLATNESS = 0.002  # curve flattening tolerance, as a fraction of the glyph's size
@@ -39,8 +40,6 @@ MAX_SELF_LIKENESS = 0.85
 
 def load_pattern_set(source: str) -> PatternSet:
     """The pattern set named by `source` (see the module's table)."""
-    from fabrication.patterns import BUILTIN_SET_NAME, builtin_pattern_set
-
     if source in ("builtin", BUILTIN_SET_NAME):
         return builtin_pattern_set()
     if source.startswith("font:"):

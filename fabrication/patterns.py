@@ -22,6 +22,7 @@ from functools import cache
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
 from edge_app.pattern_set import PatternSet
+from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
 
 Stroke = list[tuple[float, float]]
 
@@ -125,7 +126,5 @@ def pattern_templates(pattern_set: PatternSet | None = None, glyph_size_um: floa
     """The glyph templates a device reads a label's pattern and orientation with
     (`edge_app.orientation`), rendered from a pattern set (default: the built-in one) at the
     label's proportions and the etched line's width."""
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-
     return (pattern_set or builtin_pattern_set()).templates(
         glyph_frac=glyph_size_um / label_size_um, line_frac=line_width_um(REFERENCE_POWER_MW) / label_size_um)

@@ -1,6 +1,6 @@
 """`puf photograph`: visit every stage position of a batch and take one TIFF per field.
 
-BATCH_DIR/fields/field_0007.tif         --mm-config: an OME-TIFF (edge_app.ome_field) with
+BATCH_DIR/fields/field_0007.tif         --mm-config: an OME-TIFF (fabrication.ome_field) with
                                         pixel size, stage position, exposure, batch and
                                         field in its OME metadata; --sim: an RGB TIFF whose
                                         ImageDescription is that metadata as JSON
@@ -16,83 +16,27 @@ fields in hand; a kill -9 of puf ends them too (each watches its parent), so non
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir, FieldsManifest
-from edge_app.errors import PufError, cannot_write
+import cv2
+from tqdm import tqdm
 
-
-@dataclass(frozen=True)
-class FieldJob:
-    field: int
-    label: str
-    x_um: float
-    y_um: float
-
-
-def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bool = False) -> dict:
-    """Write one field's TIFF (atomically) and truth; return its manifest entry. With `ome`
-    the TIFF is an OME-TIFF (edge_app.ome_field), else its description is the metadata as JSON."""
-    import cv2
-    import tifffile
-
-    from edge_app import ome_field
-
-    meta = {
-        "batch_id": batch_id,
-        "field": job.field,
-        "position_label": job.label,
-        "stage_um": [round(v, 3) for v in snapshot.stage_um],
-        "exposure_ms": snapshot.exposure_ms,
-        "pixel_size_um": snapshot.pixel_size_um,
-    }
-    image = snapshot.image
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    path = batch.field_path(job.field)
-    tmp = path.with_name(path.stem + ".part.tif")
-    truth_path = batch.truth_path(job.field)
-    try:
-        if snapshot.truth is not None:
-            truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
-            truth_path.with_suffix(".tmp").replace(truth_path)
-        if ome:
-            capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
-            ome_field.write_field(tmp, image, {**meta, **capture})
-        else:
-            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                             description=json.dumps(meta), metadata=None,
-                             **ome_field.resolution_tags(snapshot.pixel_size_um))
-        tmp.replace(path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        truth_path.with_suffix(".tmp").unlink(missing_ok=True)
-        raise cannot_write(path, error, "the fields written so far are kept") from None
-    return {**meta, "file": path.name}
-
-
-def read_field_meta(path: Path) -> dict:
-    """A written field's manifest entry, from its OME metadata or its JSON description."""
-    import tifffile
-
-    from edge_app.ome_field import read_field
-
-    try:
-        meta = read_field(path)
-        if meta is not None:
-            return {**meta, "file": path.name}
-        with tifffile.TiffFile(path) as tif:
-            return {**json.loads(tif.pages[0].description), "file": path.name}
-    except (OSError, ValueError, json.JSONDecodeError, tifffile.TiffFileError) as error:
-        raise PufError(f"{path} is damaged ({error}); delete it and run again") from None
-
+from edge_app.errors import PufError
+from fabrication.batch_dir import BatchDir, FieldsManifest
+from fabrication.calibration import StageCalibration
+from fabrication.field_files import FieldJob, read_field_meta, write_field
+from fabrication.mda_photograph import shoot_mda
+from fabrication.sim.film import EtchedFilm
+from fabrication.sim.microscope import SimulatedMicroscope
+from fabrication.stage_plan import read_positions
 
 # ---- the simulator, one per worker process ------------------------------------------------
 _worker: dict = {}
@@ -101,8 +45,6 @@ _worker: dict = {}
 def _end_with_parent(parent_pid: int) -> None:
     """End this worker as soon as `puf photograph` is gone, even after a kill -9 that no handler sees:
     a worker left behind would go on shooting into the batch while a resumed run shoots the same fields."""
-    import time
-
     def watch() -> None:
         while os.getppid() == parent_pid:  # an orphan is adopted by another process
             time.sleep(0.2)
@@ -118,12 +60,6 @@ def _sim_pool_worker_init(batch_dir: str, seed: int, parent_pid: int) -> None:
 
 
 def _sim_worker_init(batch_dir: str, seed: int) -> None:
-    import cv2
-
-    from fabrication.calibration import StageCalibration
-    from fabrication.sim.film import EtchedFilm
-    from fabrication.sim.microscope import SimulatedMicroscope
-
     cv2.setNumThreads(1)
     batch = BatchDir(Path(batch_dir))
     layout = batch.layout()
@@ -147,8 +83,6 @@ def _shoot_sim(batch_dir: Path, jobs: list[FieldJob], seed: int, workers: int, p
     if workers <= 1:
         _sim_worker_init(str(batch_dir), seed)
         return [progress(_sim_worker_shoot(job)) for job in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, context, _sim_pool_worker_init, (str(batch_dir), seed, os.getpid()))
@@ -187,10 +121,6 @@ def photograph_batch(batch_dir: Path, mm_config: Path | None, positions: Path | 
     `positions` is the plan to visit (default: the batch's own); `pixel_size_um` is used where
     the rig reports none; `workers` and `seed` are the simulator's. Returns the fields shot and
     the fields that were already there."""
-    from tqdm import tqdm
-
-    from fabrication.stage_plan import read_positions
-
     batch = BatchDir(batch_dir)
     layout = batch.layout()
     source = positions or _default_plan(batch, mda=mm_config is not None)
@@ -211,8 +141,6 @@ def photograph_batch(batch_dir: Path, mm_config: Path | None, positions: Path | 
         if mm_config is None:
             shot = _shoot_sim(batch_dir, todo, seed, max(1, workers), progress)
         else:
-            from fabrication.mda_photograph import shoot_mda
-
             shot = shoot_mda(batch_dir, layout.batch_id, todo_positions, mm_config, source, pixel_size_um,
                              progress)
     shot_fields = {entry["field"] for entry in shot}

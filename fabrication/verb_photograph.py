@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from edge_app.batch_dir import BatchDir
     from edge_app.errors import PufError
+    from fabrication.batch_dir import BatchDir
     from fabrication.photograph import photograph_batch
 
     if args.handheld is not None:

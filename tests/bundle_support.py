@@ -126,7 +126,7 @@ def batch_registry(base: Path, out: Path, batches: tuple[str, ...] = ("V1", "V2"
     and crops in out/BATCH/crops (copies of V1's microscope captures under each batch's ids)."""
     import shutil
 
-    from edge_app.registry import FieldRecord, LabelRecord, Registry
+    from fabrication.registry import FieldRecord, LabelRecord, Registry
 
     crops = enroll_crops(base)
     registry_path = out / "registry.sqlite"

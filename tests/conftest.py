@@ -46,7 +46,7 @@ def verifier(enrolled):
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def url(request, tmp_path):
-    """A central registry's URL (tests/edge_app/test_central.py, test_journal_signed.py): the
+    """A central registry's URL (tests/fabrication/test_central.py, test_journal_signed.py): the
     real PostgreSQL server, and SQLite through the same code."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'central.sqlite'}"

@@ -432,7 +432,7 @@ def make_bad_files(root: Path, signed_bundle: Path, trusted_keys: Path) -> dict[
     """The files the table's ``@NAME@`` stand for: small, each wrong in its own way."""
     import cv2
 
-    from edge_app.ome_field import write_field
+    from fabrication.ome_field import write_field
 
     files: dict[str, Path] = {"MISSING": root / "nope", "DEFAULT": DEFAULT_BUNDLE, "ENROLLED": signed_bundle,
                               "TRUSTED": trusted_keys}

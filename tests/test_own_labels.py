@@ -37,7 +37,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edge_app.cli import main as puf  # noqa: E402
-from edge_app.registry import Registry  # noqa: E402
+from fabrication.registry import Registry  # noqa: E402
 
 # Keras saving a model trips numpy 2's __array__ copy warning (not ours; see tests/trainer)
 pytestmark = pytest.mark.filterwarnings(

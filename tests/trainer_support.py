@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.bundle_format import read_manifest
-from edge_app.registry import Registry
+from fabrication.registry import Registry
 
 TINY = ["backbone=mobile_tiny", "embedding_dim=32", "head_channels=8", "pattern_mlp=32",
         "preprocess.input_size=64", "batch_size=32", "lr=0.003", "warmup_steps=5",

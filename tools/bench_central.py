@@ -3,7 +3,7 @@
     tools/test_postgres.sh && python tools/bench_central.py --batches 20
 
 A factory registry of BATCHES batches of 200 fields x 12 labels (2,400 labels each, as the
-paper's batches) is written with `edge_app.registry`, then pushed into a fresh schema of the
+paper's batches) is written with `fabrication.registry`, then pushed into a fresh schema of the
 server at $PUF_TEST_POSTGRES (default: the one tools/test_postgres.sh makes), dropped after.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from edge_app.central import CentralRegistry
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from fabrication.central import CentralRegistry
+from fabrication.registry import FieldRecord, LabelRecord, Registry
 
 
 def factory(path: Path, batches: int) -> int:

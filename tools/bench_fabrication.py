@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir
+from fabrication.batch_dir import BatchDir
 from trainer.harness.line import run_verb
 
 

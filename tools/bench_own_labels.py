@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_app.batch_dir import BatchDir
+from fabrication.batch_dir import BatchDir
 
 ROOT = Path(__file__).resolve().parents[1]
 GLYPHS = ROOT / "docs" / "examples" / "own_glyphs.svg"
@@ -200,8 +200,8 @@ def compare_models(bundles: dict[str, Path], registry: Path, calibration: Path, 
     too), a threshold set for `far` from the calibration photos' same-pattern comparisons,
     and the test photos' decisions at it."""
     from edge_app.bundle import load_bundle
-    from edge_app.registry import Registry
     from edge_app.runtime import ModelRunner
+    from fabrication.registry import Registry
     from trainer.data import RegistryDataset
     from trainer.metrics import confident_threshold, device_threshold
 
@@ -234,7 +234,7 @@ def compare_models(bundles: dict[str, Path], registry: Path, calibration: Path, 
 
 
 def run(out: Path, size: Size, scratch: bool) -> dict:
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

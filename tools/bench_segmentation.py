@@ -34,9 +34,9 @@ import numpy as np
 from edge_app.layout import BatchLayout
 from edge_app.orientation import render_templates
 from edge_app.segment import segment
-from edge_app.slots import assign_slots
 from fabrication.calibration import StageCalibration
 from fabrication.patterns import pattern_by_name, pattern_names
+from fabrication.segmentation.slots import assign_slots
 from fabrication.sim.field_camera import capture_label
 from fabrication.sim.film import EtchedFilm
 from fabrication.sim.laser import engrave_layout

@@ -234,12 +234,12 @@ def schemas_reference() -> str:
     registry's own tables on PostgreSQL (the others mirror the registry's)."""
     import tempfile
 
+    from edge_app.central import MIRRORED, TABLES
+    from edge_app.registry import Registry
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
-    from edge_app.central import MIRRORED, TABLES
     from edge_app.journal import Journal
-    from edge_app.registry import Registry
 
     with tempfile.TemporaryDirectory() as folder:
         Registry(Path(folder) / "registry.sqlite").close()

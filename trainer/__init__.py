@@ -1,6 +1,10 @@
 """Factory-side learning: data sets and augmentation, training, export, enrollment into
 shards, evaluation; and the trainer's `puf` verbs (`trainer/verb_*.py`)."""
 
+import os
+import sys
+import tempfile
+
 # what TensorFlow's two libraries each print while it is imported, before its log level applies
 _START_UP_CHATTER = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
 
@@ -12,10 +16,6 @@ def quiet_tensorflow() -> None:
     before, once by each of its two native libraries, which no setting reaches (the oneDNN
     notice, the absl pre-init one); so the import runs with the stderr file descriptor held,
     and everything else written there is passed on."""
-    import os
-    import sys
-    import tempfile
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return

@@ -106,34 +106,5 @@ def augment(crop: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndar
     return photometry(geometry(crop, aug, rng), aug, rng)
 
 
-def materialize(root, out, copies: int, aug: Augment = Augment(rotation_deg=180),
-                seed: int = 0, progress: bool = True, batches: tuple[str, ...] = (), held_out: bool = False) -> int:
-    """Write `copies` augmented copies of every crop of a data set (of `batches` only when given;
-    labels held out for calibration only with `held_out`, since the copies no longer say so), as
-    the paper did (100 copies, full rotation), into a new folder data set; returns files written."""
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from trainer.data import open_dataset
-
-    dataset = open_dataset(Path(root))
-    out = Path(out)
-    written = 0
-    label_ids = dataset.labels(batches=batches, held_out=held_out)
-    for label_id in tqdm(label_ids, desc="materializing", unit="label", disable=not progress):
-        folder = out / "crops" / label_id
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in dataset.crops[label_id]:
-            crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            rng = np.random.default_rng([seed, written])
-            for k in range(copies):
-                name = folder / f"{path.stem}_a{k:03d}.png"
-                if not name.exists():
-                    cv2.imwrite(str(name), augment(crop, aug, rng))
-                written += 1
-    out.mkdir(parents=True, exist_ok=True)
-    rows = ["label_id,batch,pattern"] + [f"{label},{dataset.batch[label]},{dataset.pattern[label]}"
-                                         for label in label_ids]
-    (out / "labels.csv").write_text("\n".join(rows) + "\n")
-    return written
+# The paper's augmentation: full rotation (the default of `materialize`).
+PAPER = Augment(rotation_deg=180)

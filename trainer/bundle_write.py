@@ -47,24 +47,17 @@ from typing import TYPE_CHECKING
 from edge_app.bundle import check_models
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text, verify_files
 from edge_app.errors import PufError
+from edge_app.folder_lock import exclusive
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
 from edge_app.revocations import Revoked
 from edge_app.trust_root import ROOT_LIST
+from trainer.keys import check_attachable, check_before_signing, check_valid_days, root_list_beside, sign_release
 
 if TYPE_CHECKING:
     from trainer.keys import SigningKey
 
 log = logging.getLogger(__name__)
-
-MAX_VALID_DAYS = 36500  # a bundle's expiry: up to a century ahead (a datetime overflows past year 9999)
-
-
-def check_valid_days(days: float) -> None:
-    """A bundle's validity (--valid-days) is refused before any work, not at signing."""
-    if not 0 < days <= MAX_VALID_DAYS:
-        raise PufError(f"a bundle's validity must be more than 0 and at most {MAX_VALID_DAYS} days, got {days}")
-
 
 def replaced_sequence(out: Path) -> int:
     """The sequence of the bundle at `out` that a new export replaces (0: none, or none
@@ -79,8 +72,6 @@ def signed_sequence(bundle: Path, private_key: SigningKey, trusted_keys: Path | 
     """The sequence of the bundle at `bundle` when this key or a trusted one signed it; 0 when
     there is none, or it is unsigned, edited or signed by another key: a number no one we
     trust signed never lets a key count up from it."""
-    from trainer.keys import check_before_signing
-
     try:
         manifest = Manifest.read(bundle)
         if manifest.signature is not None and check_before_signing(manifest, private_key, trusted_keys):
@@ -121,8 +112,6 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
     (`edge_app.folder_lock.exclusive`: a PufError when another process holds it), with the
     old version put back first if a crash cut a swap in half (`edge_app.folder_swap.repair`) and
     the unfinished versions of killed writers removed (`remove_unfinished`)."""
-    from edge_app.folder_lock import exclusive
-
     named, bundle = Path(bundle), home_of(bundle)
     if not bundle.parent.is_dir():
         raise PufError(f"no bundle at {named}: the folder {bundle.parent} does not exist")
@@ -136,8 +125,6 @@ def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | Non
                  trusted_keys: Path | None = None) -> None:
     """Refuse, before any work, a new version of `bundle` (read as `manifest`) that would
     delete files it did not write, or sign over a manifest no trusted key signed."""
-    from trainer.keys import check_before_signing
-
     bundle = Path(bundle)
     listed = {*manifest.file_entries, MANIFEST, ROOT_LIST}
     foreign = sorted(name for name in (p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
@@ -212,8 +199,6 @@ class BundleUpdate:
         version's signature holds against it or `trusted_keys`), write the manifest and
         rename the new version into place; returns the manifest. `valid_days` sets the
         expiry that many days from now; without it the old expiry, if any, stays."""
-        from trainer.keys import check_before_signing, sign_release
-
         proven = 0  # the sequence of what this is built on or replaces, when this key or a trusted one signed it
         if private_key is not None:  # again: the manifest this version was built on
             if check_before_signing(self.original, private_key, trusted_keys, f"{self.source / MANIFEST}"):
@@ -254,8 +239,6 @@ class BundleUpdate:
         """The root list kept beside the key (`trainer.keys.root_list_beside`), checked, in the new
         version as ROOT_LIST (unlisted: devices check it on its own root signatures); without
         one, the old version's list stays."""
-        from trainer.keys import check_attachable, root_list_beside
-
         beside = root_list_beside(private_key)
         if beside.exists():
             listed = check_attachable(beside, private_key)  # written as checked, not read again

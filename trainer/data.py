@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.pattern_set import PatternSet
 from edge_app.preprocess import Preprocess, preprocess
-from trainer.augment import Augment, augment
+from fabrication.registry import Registry
+from trainer.augment import PAPER, Augment, augment
 from trainer.pattern_sets import batch_pattern_set, folder_pattern_set, merged
 
 SPLITS = ("train", "val", "test")
@@ -97,10 +100,6 @@ class RegistryDataset(FolderDataset):
     STATUSES = ("found", "enrolled", "held_out")  # held-out ones kept apart: `held_out`
 
     def __init__(self, path: Path) -> None:
-        import sqlite3
-
-        from edge_app.registry import Registry
-
         self.root = Path(path)
         if not self.root.exists():
             raise PufError(f"no registry at {self.root}")
@@ -160,8 +159,6 @@ def load_crops(dataset: FolderDataset, label_ids: list[str], pattern_names: list
                captures: str | None = None, progress: bool = False) -> CropArrays:
     """Read the crops of some labels; `captures` keeps only names starting with it
     (for example "m" for microscope captures, "h" for handheld)."""
-    from tqdm import tqdm
-
     index = {name: i for i, name in enumerate(pattern_names)}
     images, labels, patterns, names = [], [], [], []
     size = None
@@ -293,3 +290,30 @@ def preprocess_all(crops: CropArrays, params: Preprocess, rows: np.ndarray | Non
     (N, size, size, 1)."""
     images = crops.images if rows is None else crops.images[rows]
     return np.stack([preprocess(image, params) for image in images])
+
+
+def materialize(root, out, copies: int, aug: Augment = PAPER,
+                seed: int = 0, progress: bool = True, batches: tuple[str, ...] = (), held_out: bool = False) -> int:
+    """Write `copies` augmented copies of every crop of a data set (of `batches` only when given;
+    labels held out for calibration only with `held_out`, since the copies no longer say so), as
+    the paper did (100 copies, full rotation), into a new folder data set; returns files written."""
+    dataset = open_dataset(Path(root))
+    out = Path(out)
+    written = 0
+    label_ids = dataset.labels(batches=batches, held_out=held_out)
+    for label_id in tqdm(label_ids, desc="materializing", unit="label", disable=not progress):
+        folder = out / "crops" / label_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in dataset.crops[label_id]:
+            crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            rng = np.random.default_rng([seed, written])
+            for k in range(copies):
+                name = folder / f"{path.stem}_a{k:03d}.png"
+                if not name.exists():
+                    cv2.imwrite(str(name), augment(crop, aug, rng))
+                written += 1
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["label_id,batch,pattern"] + [f"{label},{dataset.batch[label]},{dataset.pattern[label]}"
+                                         for label in label_ids]
+    (out / "labels.csv").write_text("\n".join(rows) + "\n")
+    return written

@@ -25,13 +25,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import sqlite3
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.bundle_format import (
     MANIFEST,
@@ -45,15 +48,25 @@ from edge_app.bundle_format import (
     thumbnail_path,
 )
 from edge_app.errors import PufError
+from edge_app.folder_swap import home_of
 from edge_app.ids import check_id
+from edge_app.layout import BatchLayout
+from edge_app.orientation import PatternTemplates
+from edge_app.preprocess import MIN_CROP_PX, preprocess_batch
 from edge_app.revocations import Revoked
+from edge_app.runtime import ModelRunner
 from edge_app.shards import read_index, set_search_params
+from edge_app.thumbnails import make_thumbnail
+from fabrication.patterns import pattern_templates
+from fabrication.registry import Registry
 from trainer import index_build
-from trainer.bundle_write import check_valid_days
+from trainer.augment import NONE, augment
+from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
+from trainer.fingerprint_store import FingerprintStore, collection_name
+from trainer.keys import check_valid_days
 from trainer.pattern_sets import batch_pattern_set, bundle_pattern_set, check_model_knows, folder_pattern_set
 
 if TYPE_CHECKING:
-    from trainer.bundle_write import BundleUpdate
     from trainer.fingerprint_store import StoreTarget
     from trainer.keys import SigningKey
 
@@ -123,10 +136,6 @@ class Skipped:
 
 def items_from_registry(path: Path, batches: tuple[str, ...] = ()) -> tuple[list[EnrollItem], Skipped]:
     """Segmented labels of the registry (status found or enrolled), not held out."""
-    import sqlite3
-
-    from edge_app.registry import Registry
-
     skipped = Skipped()
     items = []
     with Registry(path) as registry:
@@ -204,10 +213,6 @@ def load_items(labels: Path, batches: tuple[str, ...] = (), capture: str | None 
 def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
     """The crop's pixels, or why it cannot be used (one bad crop is skipped, never the
     end of the whole enrollment)."""
-    import cv2
-
-    from edge_app.preprocess import MIN_CROP_PX
-
     try:
         data = item.crop.read_bytes()
     except OSError:
@@ -227,11 +232,7 @@ def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
 
 def variants(crop: np.ndarray, options: EnrollOptions, rng: np.random.Generator) -> list[np.ndarray]:
     """The copies of one crop that get enrolled."""
-    import cv2
-
     if options.augmented:
-        from trainer.augment import NONE, augment
-
         paper = dataclasses.replace(NONE, rotation_deg=180.0, v_shift_p=1.0)  # the paper's recipe
         return [crop] + [augment(crop, paper, rng) for _ in range(options.augmented - 1)]
     out = []
@@ -251,11 +252,6 @@ def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped
                 progress: bool = True, thumbnail_px: int = 0) -> tuple[list[EnrollItem], np.ndarray, np.ndarray]:
     """Fingerprints of every usable item: the items kept, (kept * copies, d) vectors, and
     (kept, px, px) thumbnails of the crops as enrolled (none when `thumbnail_px` is 0)."""
-    from tqdm import tqdm
-
-    from edge_app.preprocess import preprocess_batch
-    from edge_app.thumbnails import make_thumbnail
-
     rng = np.random.default_rng(options.seed)
     kept: list[EnrollItem] = []
     chunks: list[np.ndarray] = []
@@ -295,9 +291,6 @@ def enrolled_label_ids(bundle: Path, manifest: Manifest) -> set[str]:
 def bundle_templates(bundle: Path, manifest: Manifest, layout=None):
     """Glyph templates of every class of the bundle's pattern set, at the proportions of
     the labels being enrolled (`layout`; the default layout's when there is none)."""
-    from edge_app.layout import BatchLayout
-    from fabrication.patterns import pattern_templates
-
     sizes = layout or BatchLayout  # the class's attributes are the default layout's sizes
     return pattern_templates(bundle_pattern_set(bundle, manifest), sizes.glyph_size_um, sizes.label_size_um)
 
@@ -309,7 +302,6 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
     if labels.is_dir():
         check_model_knows(model_set, folder_pattern_set(labels), f"the crop folder {labels}")
         return None
-    from edge_app.registry import Registry
 
     first = None
     with Registry(labels) as registry:
@@ -372,8 +364,6 @@ def ensure_templates(update: BundleUpdate, bundle: Path, manifest: Manifest, tem
     if TEMPLATES in update.manifest.file_entries:
         return
     if templates is not None:
-        from edge_app.orientation import PatternTemplates
-
         rendered = PatternTemplates.load(templates)
     else:
         rendered = bundle_templates(bundle, manifest, layout)
@@ -444,10 +434,8 @@ def write_thumbnails(update, class_index: int, new: np.ndarray, old: Path | None
 
 
 def bundle_name(bundle: Path) -> str:
-    """The bundle as the registry names it (`edge_app.registry.Registry.record_enrolled`): its
+    """The bundle as the registry names it (`fabrication.registry.Registry.record_enrolled`): its
     resolved path, so a symlink to it or a relative path is the same bundle."""
-    from edge_app.folder_swap import home_of
-
     return str(home_of(Path(bundle)))
 
 
@@ -457,10 +445,6 @@ def record_enrolled(bundle: Path, labels: Path, label_ids: list[str], removed: b
     already in the bundle (or already gone), so a run cut off between the bundle's new version
     and this record converges; a registry that cannot be written (a full disk) is a PufError
     saying so."""
-    import sqlite3
-
-    from edge_app.registry import Registry
-
     if not label_ids or not Path(labels).is_file():
         return
     try:
@@ -482,8 +466,6 @@ def store_fingerprints(target: StoreTarget, runner, manifest: Manifest, fmt: str
     """Upsert the fingerprints of `kept` (`vectors`) into the store, and those of the labels
     the bundle already held (`enrolled`) that the store lacks (enrolled before without it, or a
     run cut off before its write): embedded again, so the store converges on the bundle."""
-    from trainer.fingerprint_store import FingerprintStore, collection_name
-
     dim = int(manifest.embedding_dim or 0)
     name = collection_name(manifest, fmt)
     with FingerprintStore(target.uri) as store:
@@ -559,8 +541,6 @@ def enroll(bundle: Path, labels: Path, private_key: SigningKey | None = None, op
     bundle (`trainer.bundle_write.bundle_lock`), held until the registry records the labels
     enrolled: two at once would both build on the same version and the second would drop
     the first one's labels while the registry called them enrolled."""
-    from trainer.bundle_write import bundle_lock
-
     with bundle_lock(bundle):
         return _enroll(Path(bundle), labels, private_key, options, batches, capture, templates, progress,
                        trusted_keys, store)
@@ -570,9 +550,6 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
             batches: tuple[str, ...], capture: str | None, templates: Path | None, progress: bool,
             trusted_keys: Path | None, store: StoreTarget | None) -> EnrollReport:
     """`enroll`, with the bundle locked."""
-    from edge_app.runtime import ModelRunner
-    from trainer.bundle_write import BundleUpdate, read_for_update
-
     started = time.perf_counter()
     manifest = read_for_update(bundle, private_key, trusted_keys)  # refused before the work, not after it
     classes = list(manifest.pattern_classes or [])

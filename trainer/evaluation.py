@@ -59,9 +59,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.bundle import load_bundle
+from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
 from edge_app.errors import PufError
+from edge_app.verify import Verifier
+from fabrication.charts import det_curve_png, histograms_png
+from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
+from trainer.data import FolderDataset
+from trainer.index_build import reconstruct_all
+from trainer.metrics import (
+    QUERY_FAR_GOAL,
+    confident_threshold,
+    device_threshold,
+    rate_bounds,
+    tar_at_far,
+    trials_needed,
+    verification_report,
+)
 from trainer.tail import MAX_EXTRAPOLATION, MIN_PAIRS, Tail, pair_far_for, query_far
 
 if TYPE_CHECKING:
@@ -87,8 +105,6 @@ class Query:
 
 
 def collect_queries(folders: list[Path], captures: str | None) -> list[Query]:
-    from trainer.data import FolderDataset
-
     queries = []
     for folder in folders:
         dataset = FolderDataset(folder)
@@ -102,8 +118,6 @@ def collect_queries(folders: list[Path], captures: str | None) -> list[Query]:
 
 def shard_vectors(bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pattern -> (decoded vectors, label ids) of every shard."""
-    from trainer.index_build import reconstruct_all
-
     return {pattern: (reconstruct_all(shard.index), np.char.decode(np.asarray(shard.ids), "ascii"))
             for pattern, shard in bundle.shards.shards.items()}
 
@@ -140,22 +154,6 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     holds; otherwise `Refused` says why.
     A bundle whose manifest that key or one of `trusted_keys` did not sign is refused first
     (`trainer.keys.check_before_signing`)."""
-    import cv2
-    from tqdm import tqdm
-
-    from edge_app.bundle import load_bundle
-    from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
-    from edge_app.verify import Verifier
-    from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
-    from trainer.metrics import (
-        QUERY_FAR_GOAL,
-        confident_threshold,
-        device_threshold,
-        rate_bounds,
-        tar_at_far,
-        verification_report,
-    )
-
     if far is not None and query_far_target is not None:
         raise PufError("give a false-accept rate per comparison (--far) or per query (--query-far), not both")
     if far is None and query_far_target is None:
@@ -272,8 +270,6 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if refused:
         report["refused"] = refused
     if out is not None:
-        from fabrication.charts import det_curve_png, histograms_png
-
         marks = {f"FAR {far:g}": threshold, "EER": comparisons["eer_threshold"]}
         report["figures"] = [str(p) for p in (
             det_curve_png(genuine_pairs, impostor_pairs, Path(out) / "det.png", marks),
@@ -322,8 +318,6 @@ def sufficiency(genuine: int, impostor: int, far: float, frr_bound: float = FRR_
     false accepts in n impostor comparisons bound the FAR below about 3/n at 95%, so the FAR
     asked needs n >= 3/FAR; a FAR `extrapolated` from the score tail (`trainer.tail`) needs
     n >= 1 / (MAX_EXTRAPOLATION FAR). The genuine ones must bound the FRR below `frr_bound`."""
-    from trainer.metrics import trials_needed
-
     need_impostor, need_genuine = trials_needed(far, CONFIDENCE), trials_needed(frr_bound, CONFIDENCE)
     problems = []
     if extrapolated:

@@ -27,14 +27,20 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.bundle_format import FORMAT_FILES, Decision, FileEntry, Manifest, ModelInfo
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess
 from edge_app.runtime import ModelRunner
+from trainer.augment import Augment
 from trainer.bundle_write import bundle_lock, new_version_dir, replace_dir, replaced_sequence
+from trainer.data import load_crops, open_dataset, preprocess_all
 from trainer.export_record import record_export
+from trainer.metrics import pair_scores, row_cosine, tar_at_far
+from trainer.pattern_sets import folder_pattern_set
+from trainer.train import CONFIG_NAME, OPTIMISTIC_NOTE, TrainConfig, Validation
 
 INT8_MEAN_COSINE = 0.98
 ONNX_COSINE = 0.9999
@@ -45,8 +51,6 @@ FLOAT_COSINE = 0.9999
 def load_run(run_dir: Path):
     """The trained Keras model and the run's config."""
     import keras
-
-    from trainer.train import CONFIG_NAME, TrainConfig
 
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").exists():
@@ -59,8 +63,6 @@ def load_run(run_dir: Path):
 def held_out_crops(run_dir: Path, config, pattern_names: list[str], limit: int = 0):
     """Validation crops of the run (labels never trained on), unaugmented; at most
     `limit` of them (0: all)."""
-    from trainer.data import load_crops, open_dataset
-
     split = json.loads((Path(run_dir) / "split.json").read_text())
     dataset = open_dataset(Path(config.data))
     crops = load_crops(dataset, split["val"], pattern_names)
@@ -116,19 +118,13 @@ def to_onnx(model, input_shape, path: Path) -> None:
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=17, output_path=str(path))
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return np.sum(a * b, axis=1)
-
-
 def parity(model, runner: ModelRunner, inputs: np.ndarray) -> dict:
     """Keras vs a device runner on the same inputs."""
     out = model(inputs, training=False)
     ref_emb = np.asarray(out["embedding"], np.float32)
     ref_logits = np.asarray(out["pattern_logits"], np.float32)
     got = runner.run(inputs)
-    cos = _cosine(ref_emb, got.embedding)
+    cos = row_cosine(ref_emb, got.embedding)
     ref_unit = ref_emb / np.linalg.norm(ref_emb, axis=1, keepdims=True)
     return {
         "cosine_mean": float(cos.mean()),
@@ -164,9 +160,6 @@ def check_parity(report: dict) -> list[str]:
 def provisional_threshold(runner: ModelRunner, crops, params: Preprocess, far: float, aug=None) -> Decision:
     """The threshold at `far` on the run's validation labels: provisional, never calibrated
     (that takes re-captures of enrolled labels: `puf evaluate`)."""
-    from trainer.metrics import pair_scores, tar_at_far
-    from trainer.train import OPTIMISTIC_NOTE, Validation
-
     val = Validation(crops, params, aug)
     enroll = runner.run(val.enroll_x).embedding
     query = runner.run(val.query_x).embedding
@@ -203,12 +196,6 @@ def export(run_dir: Path, out: Path, formats: tuple[str, ...] = ("int8", "float"
 def _export(run_dir: Path, out: Path, formats: tuple[str, ...], far: float, strict: bool, calibration_samples: int,
             model_version: str | None, progress: bool) -> dict:
     """`export`, with the bundle at `out` locked."""
-    from tqdm import tqdm
-
-    from trainer.augment import Augment
-    from trainer.data import preprocess_all
-    from trainer.pattern_sets import folder_pattern_set
-
     model, config = load_run(run_dir)
     pattern_set = folder_pattern_set(run_dir)
     patterns = pattern_set.names

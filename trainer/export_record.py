@@ -22,8 +22,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_app.bundle_format import utc_text
+from edge_app.bundle_format import read_manifest, utc_text
 from edge_app.errors import PufError
+from edge_app.folder_swap import write_atomic
+from edge_app.runtime import shipped_bundle
 from edge_app.signing import canonical_bytes
 
 
@@ -40,8 +42,6 @@ def _entry(manifest: dict) -> Path:
 
 def record_export(manifest: dict, bundle: Path) -> None:
     """Record that this account exported `manifest` (the JSON written) to `bundle`."""
-    from edge_app.folder_swap import write_atomic
-
     folder = exports_dir()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -58,9 +58,6 @@ def was_exported(manifest: dict) -> bool:
 
 
 def _is_shipped(manifest: dict) -> bool:
-    from edge_app.bundle_format import read_manifest
-    from edge_app.runtime import shipped_bundle
-
     try:
         shipped = read_manifest(shipped_bundle())
     except PufError:

@@ -17,18 +17,21 @@ every real update after it as older.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from edge_app.bundle_format import Manifest, Release, utc_text
 from edge_app.errors import PufError
+from edge_app.folder_swap import write_atomic
+from edge_app.json_files import read_json
 from edge_app.signing import (
     default_trusted_keys_dir,
     key_id,
@@ -38,6 +41,16 @@ from edge_app.signing import (
     signature_for,
     verify_manifest,
 )
+from edge_app.trust_root import LIST_TYPE, RootList, encode_key
+from trainer.export_record import exports_dir, was_exported
+
+MAX_VALID_DAYS = 36500  # a bundle's expiry: up to a century ahead (a datetime overflows past year 9999)
+
+
+def check_valid_days(days: float) -> None:
+    """A bundle's validity (--valid-days) is refused before any work, not at signing."""
+    if not 0 < days <= MAX_VALID_DAYS:
+        raise PufError(f"a bundle's validity must be more than 0 and at most {MAX_VALID_DAYS} days, got {days}")
 
 
 def generate_keypair(prefix: Path, overwrite: bool = False) -> tuple[Path, Path, str]:
@@ -125,8 +138,6 @@ def _record_text(identity: str, highest: int, bundle: str | None) -> str:
 def highest_signed(signer: SigningKey) -> int:
     """The highest sequence the key's record says it signed (0: no record, a key made before
     records were kept); a PufError when the record is unreadable or another key's."""
-    from edge_app.json_files import read_json
-
     path = record_path(signer.path)
     if not path.exists():
         return 0
@@ -145,8 +156,6 @@ def highest_signed(signer: SigningKey) -> int:
 def _record_held(signer: SigningKey) -> Iterator[None]:
     """The key's signing record for one signer at a time (a second waits: signing takes
     milliseconds), so that two signings never both read the same highest sequence."""
-    import fcntl
-
     lock = record_path(signer.path).with_suffix(".lock")
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
@@ -166,8 +175,6 @@ def sign_release(manifest: dict, signer: SigningKey, proven: int, bundle: Path) 
     a key made before records were kept, or a new key taking over from a trusted one). The record is
     raised before the signed manifest is returned: a crash after it wastes a number, never
     loses one."""
-    from edge_app.folder_swap import write_atomic
-
     sequence = Release.of(manifest).sequence
     with _record_held(signer):
         recorded = highest_signed(signer)
@@ -191,8 +198,6 @@ def check_before_signing(manifest: Manifest, signer: SigningKey, trusted_keys: P
     the first time only when this account's record shows `puf export` wrote exactly it
     (`trainer.export_record`): unsigned and without shards is what anyone can make. Returns
     the id of the key that signed it before (None: the first signature)."""
-    from trainer.export_record import exports_dir, was_exported
-
     if manifest.signature is None and manifest.shards is not None:
         raise PufError(f"not signed: {where} is unsigned but already holds enrolled labels, so nothing shows it was "
                        "not altered; enroll into a fresh bundle from puf export, or one signed by a trusted key")
@@ -215,15 +220,6 @@ def check_before_signing(manifest: Manifest, signer: SigningKey, trusted_keys: P
                        "re-signing it would vouch for whatever was changed") from None
 
 
-def trusted_keys_argument(parser) -> None:
-    """The option of every verb that re-signs a bundle: the keys whose signature on it
-    `check_before_signing` accepts."""
-    parser.add_argument("--trusted-keys", type=Path,
-                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
-                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
-                             "when it exists)")
-
-
 # ---- root lists (`edge_app.trust_root`): made and signed offline, attached to what a key signs ----
 
 def root_list_beside(signer: SigningKey) -> Path:
@@ -234,11 +230,6 @@ def root_list_beside(signer: SigningKey) -> Path:
 def new_root_list(roots: list, keys: list, threshold: int, valid_days: float, version: int = 1) -> dict:
     """An unsigned root list of the public keys `roots` and `keys`, valid `valid_days` from now;
     every field checked as a device checks it."""
-    from datetime import timedelta
-
-    from edge_app.trust_root import LIST_TYPE, RootList, encode_key
-    from trainer.bundle_write import check_valid_days
-
     check_valid_days(valid_days)
     document = {"type": LIST_TYPE, "version": version,
                 "expires": utc_text(datetime.now(UTC) + timedelta(days=valid_days)), "threshold": threshold,
@@ -252,8 +243,6 @@ def sign_root_list(document: dict, root: SigningKey, where: str) -> dict:
     """The root list with `root`'s signature added (a new dict; one it had from `root` replaced).
     The list is checked field by field first, and the signatures it has must hold: a root never
     signs beside a signature of another list."""
-    from edge_app.trust_root import RootList
-
     listed = RootList.from_dict(document, where)
     for signature in listed.signatures:
         if signature["key_id"] == root.key_id:
@@ -270,8 +259,6 @@ def check_attachable(path: Path, signer: SigningKey):
     """The root list at `path` read and checked as a device will: signed by enough of its own
     roots, not expired, naming `signer`; PufError otherwise (nothing is signed with a list that
     devices would refuse)."""
-    from edge_app.trust_root import RootList
-
     listed = RootList.read(path)
     listed.require_signed(listed.roots, listed.threshold, "its own", str(path))
     if listed.expired():

@@ -20,6 +20,13 @@ QUERY_FAR_GOAL = 1e-5
 GENUINE_GOAL = 0.999
 
 
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each row of `a` with the same row of `b` (two models' embeddings of the same inputs)."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> dict:
     """The threshold that lets at most `far` of impostor pairs through, and the share
     of genuine pairs above it."""

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError
 from edge_app.pattern_set import PATTERN_SET_FILE, PatternSet
+from fabrication.patterns import builtin_pattern_set
 
 if TYPE_CHECKING:
     from edge_app.bundle_format import Manifest
 
 
 def builtin() -> PatternSet:
-    from fabrication.patterns import builtin_pattern_set
-
     return builtin_pattern_set()
 
 

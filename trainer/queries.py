@@ -30,7 +30,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
+from edge_app.bundle_format import TEMPLATES
 from edge_app.errors import PufError
+from edge_app.layout import parse_label_id
+from edge_app.orientation import PatternTemplates
+from edge_app.segment import as_uint8, load_image
+from edge_app.verify import CaptureLimits, find_labels
+from fabrication.registry import Registry
+from fabrication.segmentation.image_files import write_crop
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 LEDGER = "photos.csv"
@@ -48,8 +58,6 @@ class Photo:
 
 def photos_from_folder(folder: Path) -> list[Photo]:
     """Photos named by the label they show (``LABEL_ID.jpg`` or ``LABEL_ID_N.jpg``)."""
-    from edge_app.layout import parse_label_id
-
     paths = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
     if not paths:
         raise PufError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
@@ -68,8 +76,6 @@ def photos_from_folder(folder: Path) -> list[Photo]:
 
 def photos_from_csv(table: Path) -> list[Photo]:
     """Photos listed in a CSV with columns ``photo,label_id`` (paths relative to the CSV)."""
-    from edge_app.layout import parse_label_id
-
     try:
         with Path(table).open(newline="") as f:
             reader = csv.DictReader(f)
@@ -102,12 +108,6 @@ def build_queries(source: Path, out: Path, templates_path: Path, *, registry_pat
                   label_px: float | None = None, progress: bool = True) -> dict:
     """Cut the label of every photo in `source` (a folder, or a CSV) into the query set `out`.
     `templates_path` is a bundle folder (its glyph templates) or a templates .npz file."""
-    from tqdm import tqdm
-
-    from edge_app.bundle_format import TEMPLATES
-    from edge_app.orientation import PatternTemplates
-    from edge_app.verify import CaptureLimits
-
     source, out = Path(source), Path(out)
     if source.is_dir():
         photos = photos_from_folder(source)
@@ -157,11 +157,6 @@ def build_queries(source: Path, out: Path, templates_path: Path, *, registry_pat
 
 def _cut(path: Path, limits, templates) -> tuple:
     """The canonical crop of the label nearest the photo's centre, and its glyph reading."""
-    import numpy as np
-
-    from edge_app.segment import as_uint8, load_image
-    from edge_app.verify import find_labels
-
     image = as_uint8(load_image(path))
     result = find_labels(image, limits, templates)
     if not result.labels:
@@ -180,15 +175,11 @@ class _RegistryPatterns:
     """A label's pattern: the factory registry's when it knows the label, else the glyph's."""
 
     def __init__(self, path: Path | None) -> None:
-        from edge_app.registry import Registry
-
         if path is not None and not Path(path).is_file():
             raise PufError(f"no registry at {path}")
         self.registry = Registry(Path(path)) if path is not None else None
 
     def pattern(self, label_id: str, glyph: str) -> str:
-        from edge_app.layout import parse_label_id
-
         if self.registry is None:
             return glyph
         record = self.registry.label(label_id)
@@ -234,8 +225,6 @@ class Ledger:
         self.captures[label_id] = self.captures.get(label_id, 0) + 1
 
     def add(self, photo: Photo, digest: str, pattern: str, crop) -> None:
-        from edge_app.image_files import write_crop
-
         capture = f"h{self.captures.get(photo.label_id, 0)}"
         folder = self.out / "crops" / photo.label_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -255,8 +244,6 @@ class Ledger:
 
     def write_labels(self) -> None:
         """labels.csv, written whole (atomically) from the ledger."""
-        from edge_app.layout import parse_label_id
-
         rows = [f"{label_id},{parse_label_id(label_id)[0]},{pattern}" for label_id, pattern in
                 sorted(self.pattern.items())]
         tmp = self.out / "labels.csv.tmp"

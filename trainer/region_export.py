@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_app.bundle_format import MANIFEST, Manifest, ShardEntry, verify_files
 from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
 from edge_app.revocations import FILES as REVOKED_FILES
 from edge_app.revocations import Revocation, Revoked
+from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
 from trainer.enroll import (
     EnrollOptions,
     close_section,
@@ -50,8 +52,6 @@ if TYPE_CHECKING:
 def replaced_revocations(out: Path) -> Revoked:
     """The revocations of the bundle at `out` that an export replaces (none when there is none,
     or it is not whole: its files' checksums fail)."""
-    from edge_app.bundle_format import MANIFEST, Manifest, verify_files
-
     if not (Path(out) / MANIFEST).is_file():
         return Revoked()
     try:
@@ -68,7 +68,7 @@ def central_revocations(central: str | None, store: FingerprintStore, collection
     a registry)."""
     if central is None:
         return []
-    from edge_app.central import CentralRegistry
+    from fabrication.central import CentralRegistry  # sqlalchemy
 
     with CentralRegistry(central) as registry:
         revoked = registry.revocations()
@@ -82,9 +82,6 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
     """Write the bundle of `region` to `out` from the store at `uri` and the model of
     `bundle`, its revocations carried (and the `central` registry's, given its URL); returns a
     report. Holds both bundles' locks (`bundle_lock`) throughout."""
-    from edge_app.bundle_format import MANIFEST, Manifest, ShardEntry, verify_files
-    from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
-
     started = time.perf_counter()
     options = options or EnrollOptions()
     bundle, out = Path(bundle), Path(out)

@@ -21,6 +21,9 @@ from edge_app.bundle_format import utc_text
 from edge_app.errors import PufError
 from edge_app.ids import check_id
 from edge_app.revocations import REVOKED, REVOKED_IDS, REVOKED_VECTORS, Revocation, RevocationList, Revoked
+from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
+from trainer.enroll import EnrollOptions
+from trainer.label_removal import remove_labels
 
 if TYPE_CHECKING:
     from trainer.bundle_write import BundleUpdate
@@ -58,10 +61,6 @@ def combined(known: list[Revoked], added: list[Revocation], found: dict[str, tup
 def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, reason: str,
            trusted_keys: Path | None = None) -> dict:
     """Revoke `label_ids` in `bundle` (one writer at a time: `bundle_lock`); returns a report."""
-    from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
-    from trainer.enroll import EnrollOptions
-    from trainer.label_removal import remove_labels
-
     wanted = list(dict.fromkeys(check_id("label", i) for i in label_ids))
     if not wanted:
         raise PufError("give the labels to revoke (LABEL_ID..., or --from FILE)")

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from edge_app.preprocess import Preprocess
+from trainer.augment import Augment
+from trainer.train import TrainConfig
+
 MEANINGS: dict[str, str] = {
     "data": "folder data set (labels.csv + crops/) or a factory registry (*.sqlite); --data",
     "batches": "train on these batches' labels only (empty: every batch); --batch",
@@ -68,10 +72,6 @@ MEANINGS: dict[str, str] = {
 
 def defaults() -> dict[str, object]:
     """Every settable key with its default, nested keys (preprocess, augment) as KEY.FIELD."""
-    from edge_app.preprocess import Preprocess
-    from trainer.augment import Augment
-    from trainer.train import TrainConfig
-
     nested = {"preprocess": asdict(Preprocess()), "augment": asdict(Augment())}
     flat: dict[str, object] = {}
     for key, value in asdict(TrainConfig()).items():

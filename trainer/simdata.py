@@ -21,18 +21,28 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from edge_app.pattern_set import PATTERN_SET_FILE
+from edge_app.segment import segment
+from fabrication.calibration import StageCalibration
+from fabrication.pattern_import import load_pattern_set
+from fabrication.patterns import layout_pattern_set, pattern_templates
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.film import EtchedFilm, FilmStyle
 from fabrication.sim.label_render import crop_from_corners
+from fabrication.sim.laser import engrave_layout
+from fabrication.sim.microscope import SimulatedMicroscope
 
 CALIBRATION_ORIGIN = (4000.0, -2500.0)
 
@@ -57,8 +67,6 @@ class SimSpec:
     film_style: str = "default"
 
     def __post_init__(self) -> None:
-        from fabrication.sim.film import FilmStyle
-
         FilmStyle.parse(self.film_style)  # a bad style is refused here, not in a render worker
 
     @property
@@ -67,8 +75,6 @@ class SimSpec:
 
 
 def make_layout(spec: SimSpec) -> BatchLayout:
-    from fabrication.pattern_import import load_pattern_set
-
     pattern_set = load_pattern_set(spec.pattern_set)
     names = pattern_set.names
     rng = np.random.default_rng([spec.film_seed, 0xBA7C])
@@ -79,9 +85,6 @@ def make_layout(spec: SimSpec) -> BatchLayout:
 
 
 def make_film(spec: SimSpec, layout: BatchLayout):
-    from fabrication.sim.film import EtchedFilm, FilmStyle
-    from fabrication.sim.laser import engrave_layout
-
     film = EtchedFilm(spec.film_seed, style=FilmStyle.parse(spec.film_style))
     engrave_layout(film, layout, spec.power_mw)
     return film
@@ -90,10 +93,6 @@ def make_film(spec: SimSpec, layout: BatchLayout):
 def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
                    ) -> Iterator[tuple[str, str, np.ndarray]]:
     """(label_id, capture name, crop) for every capture of the labels of one field."""
-    from fabrication.calibration import StageCalibration
-    from fabrication.sim.field_camera import capture_label
-    from fabrication.sim.microscope import SimulatedMicroscope
-
     calibration = StageCalibration(CALIBRATION_ORIGIN, 1.2)
     rng = np.random.default_rng([spec.seed, spec.film_seed, field, 0xC0])
     for shot in range(spec.microscope_shots):
@@ -120,8 +119,6 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
 
 def device_templates(layout: BatchLayout):
     """The pattern templates the device reads glyphs with, at this layout's proportions."""
-    from fabrication.patterns import layout_pattern_set, pattern_templates
-
     return pattern_templates(layout_pattern_set(layout), layout.glyph_size_um, layout.label_size_um)
 
 
@@ -130,8 +127,6 @@ def segment_handheld(image: np.ndarray, truth: dict, layout: BatchLayout, templa
     """The device's crop of a handheld photo, and what happened: "ok", "missed" (no
     label found), "turned" (the glyph chose the wrong quarter turn) or "moved" (the
     label found is not where the truth puts it)."""
-    from edge_app.segment import segment
-
     corners = np.asarray(truth["corners_px"], np.float64)
     side = float(np.linalg.norm(corners - np.roll(corners, -1, axis=0), axis=1).mean())
     # the device knows its lens's scale only roughly: the label's size within 25%
@@ -208,13 +203,10 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
         todo = [f for f in range(layout.fields_per_batch) if not _field_done(root, spec, layout, f)]
         for i in range(0, len(todo), 4):
             jobs.append((asdict(spec), str(root), todo[i:i + 4]))
-    from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), desc="rendering fields", unit="job", disable=not progress)
     written = 0
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with mp.get_context("spawn").Pool(workers) as pool:
             for n in pool.imap_unordered(_render_fields, jobs):
                 written += n

@@ -14,24 +14,35 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.json_files import parse_json
 from edge_app.pattern_set import PATTERN_SET_FILE
 from edge_app.preprocess import Preprocess, preprocess
-from trainer.cluster import JOIN_TIMEOUT_S, Cluster
+from trainer.augment import Augment, augment
+from trainer.backbones import backbone_names
+from trainer.cluster import JOIN_TIMEOUT_S, Cluster, agree, average_state, join
+from trainer.data import Grouping, load_crops, open_dataset, preprocess_all, training_pipeline
+from trainer.metrics import pair_scores, verification_report
+from trainer.network import build_network
+from trainer.warm_start import check_architecture, init_centres, read_init, warm_start
 
 CONFIG_NAME = "config.json"
 TRAIN_ONLY = ("", "pattern_head")
@@ -81,9 +92,6 @@ class TrainConfig:
     threads: int = 0  # TensorFlow intra-op threads (0: TensorFlow decides)
 
     def validate(self) -> None:
-        from trainer.augment import Augment
-        from trainer.backbones import backbone_names
-
         if self.backbone not in backbone_names():
             raise PufError(f"unknown backbone {self.backbone!r}; known: {', '.join(backbone_names())}")
         Preprocess.from_dict(self.preprocess)
@@ -138,8 +146,6 @@ def _check_number(key: str, default: object, value: object) -> None:
 def shipped_config(path: str | Path) -> Path:
     """A config file, or the name of one shipped in trainer/configs (package data, so
     `--config edge` works from a wheel install too)."""
-    from importlib.resources import files
-
     path = Path(path)
     shipped = Path(str(files("trainer") / "configs" / f"{path}.toml"))
     return shipped if str(path) == path.stem and not path.exists() and shipped.exists() else path
@@ -263,8 +269,6 @@ def label_centres(model, crops, params: Preprocess, chunk: int = 4096) -> np.nda
     """Each label's mean embedding (unit length), in label index order: the ArcFace centres a
     warm start begins from, so the margin loss measures the init model's own separation from
     the first step instead of pulling random centres towards it."""
-    from trainer.data import preprocess_all
-
     sums: np.ndarray | None = None
     for start in range(0, len(crops), chunk):
         rows = np.arange(start, min(start + chunk, len(crops)))
@@ -296,9 +300,6 @@ class Validation:
     says so (`optimistic`, `validation`)."""
 
     def __init__(self, crops, params: Preprocess, aug=None, copies: int = 4, seed: int = 0) -> None:
-        from trainer.augment import Augment, augment
-        from trainer.data import preprocess_all
-
         inputs = preprocess_all(crops, params)
         first: dict[int, int] = {}
         for i, (label, name) in enumerate(zip(crops.label, crops.capture, strict=True)):
@@ -326,8 +327,6 @@ class Validation:
         self.query_id, self.query_pattern = crops.label[queries], crops.pattern[queries]
 
     def run(self, model, far: float) -> dict:
-        from trainer.metrics import pair_scores, verification_report
-
         enroll, _ = embed(model, self.enroll_x)
         query, logits = embed(model, self.query_x)
         genuine, impostor = pair_scores(enroll, self.enroll_id, query, self.query_id)
@@ -350,9 +349,6 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
     With a `cluster` every worker runs this with the same run dir (shared, or the same path
     on each machine when a run resumes): the chief writes there, the other workers write
     to a temporary folder, deleted at the end, as TensorFlow's multi-worker guide does."""
-    import shutil
-    import tempfile
-
     config.validate()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -368,13 +364,8 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
            max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> dict:
     import tensorflow as tf
-    from tqdm import tqdm
 
-    from trainer.augment import Augment
-    from trainer.cluster import agree, average_state, join
-    from trainer.data import Grouping, load_crops, open_dataset, training_pipeline
-    from trainer.losses import CombinedMarginLoss
-    from trainer.network import build_network
+    from trainer.losses import CombinedMarginLoss  # TensorFlow
 
     if config.threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
@@ -394,8 +385,6 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
                            f"its own config ({saved}) or choose a new run dir")
     params = Preprocess.from_dict(config.preprocess)
     if config.init:
-        from trainer.warm_start import check_architecture, read_init
-
         init_source = read_init(config.init)
         check_architecture(init_source, config)
     dataset = open_dataset(Path(config.data))
@@ -431,9 +420,6 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
     elif config.init:
-        from trainer.data import preprocess_all
-        from trainer.warm_start import init_centres, warm_start
-
         sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
         record = warm_start(model, init_source, pattern_set, preprocess_all(train_crops, params, np.sort(sample)))
         if config.train_only != "pattern_head":
@@ -569,8 +555,6 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
 
 def weights_digest(model) -> str:
     """sha256 of every weight of the model, in order: equal on every worker of a run."""
-    import hashlib
-
     digest = hashlib.sha256()
     for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
@@ -578,7 +562,6 @@ def weights_digest(model) -> str:
 
 
 def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) -> dict:
-
     report = validation.run(model, config.eval_far)
     report.update(step=step, train_seconds=round(seconds, 1))
     report.update(_init_record(run_dir))

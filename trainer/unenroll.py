@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_app.bundle_format import Manifest, ShardEntry, Shards
 from edge_app.errors import PufError
-from edge_app.registry import Registry
+from fabrication.registry import Registry
 from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
 from trainer.enroll import (
     DEFAULT_BUDGET_MB,

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from edge_app.arguments import non_negative_int, positive, positive_int
 from edge_app.verbs import Verb, print_report
-from trainer.keys import trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +41,15 @@ def signing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--valid-days", type=float, metavar="DAYS",
                         help="the signed bundle expires DAYS after signing: devices refuse to install it later "
                              "(default: the expiry it had, if any)")
+
+
+def trusted_keys_argument(parser) -> None:
+    """The option of every verb that re-signs a bundle: the keys whose signature on it
+    `trainer.keys.check_before_signing` accepts."""
+    parser.add_argument("--trusted-keys", type=Path,
+                        help="folder of *.pub keys besides --key's own whose signature on the bundle is accepted "
+                             "before re-signing (default: $PUF_TRUSTED_KEYS, else ~/.config/puf/trusted_keys, "
+                             "when it exists)")
 
 
 def shard_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_app.arguments import non_negative_int, output_path, positive_int, probability
 from edge_app.verbs import Verb, print_report
-from trainer.keys import trusted_keys_argument
+from trainer.verb_enroll import trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from edge_app.arguments import output_path
-from edge_app.verb_registry import CENTRAL_ENV
 from edge_app.verbs import Verb, print_report
+from fabrication.verb_registry import CENTRAL_ENV
 from trainer.verb_enroll import shard_arguments, shard_options, signing_arguments, store_arguments, store_target
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge_app.arguments import nonempty_path, revocation_arguments
 from edge_app.verbs import Verb, print_report
-from trainer.keys import trusted_keys_argument
+from trainer.verb_enroll import trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

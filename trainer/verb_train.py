@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         config_file = args.run_dir / "config.json"  # resuming: the run's own config
     config = load_config(config_file, overrides)
     if args.materialize is not None:
-        from trainer.augment import Augment, materialize
+        from edge_app.errors import PufError
+        from trainer.augment import Augment
+        from trainer.data import materialize
 
         if not config.data:
             raise PufError("--materialize needs --data")

@@ -30,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_app.errors import PufError
     from edge_app.ids import check_id
     from edge_app.verbs import print_report
-    from trainer.bundle_write import check_valid_days
-    from trainer.keys import load_private_key
+    from trainer.keys import check_valid_days, load_private_key
     from trainer.unenroll import chosen_labels, describe, remove_labels
 
     if not args.batch and not args.label:

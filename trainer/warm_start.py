@@ -26,8 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.bundle_format import MANIFEST, Manifest, verify_files
 from edge_app.errors import PufError
 from edge_app.pattern_set import PatternSet
+from edge_app.preprocess import Preprocess
+from edge_app.runtime import shipped_bundle
+from trainer.metrics import row_cosine
+from trainer.network import build_network
 from trainer.pattern_sets import bundle_pattern_set, folder_pattern_set
 
 ARCHITECTURE = ("backbone", "preprocess", "embedding_dim", "head_channels", "pattern_mlp")
@@ -52,23 +57,17 @@ class InitSource:
 def init_path(name: str | Path) -> Path:
     """`--init`'s folder: the shipped bundle by its name (`default`, so a wheel install fine-tunes it
     with no checkout), unless a folder of that name is here; any other value is a path."""
-    from edge_app.runtime import shipped_bundle
-
     path = Path(name)
     return shipped_bundle() if str(name) == SHIPPED and not path.exists() else path
 
 
 def read_init(path: str | Path) -> InitSource:
     """The run folder or bundle `path` names (`init_path`; no TensorFlow needed)."""
-    from edge_app.bundle_format import MANIFEST
-
     path = init_path(path)
     if (path / "model.keras").exists() and (path / "config.json").exists():
         config = json.loads((path / "config.json").read_text())
         return InitSource(path, "run", {k: config[k] for k in ARCHITECTURE}, folder_pattern_set(path))
     if (path / MANIFEST).exists():
-        from edge_app.bundle_format import Manifest, verify_files
-
         manifest = Manifest.read(path)
         verify_files(path, manifest)
         config = (manifest.model.extra.get("config") if manifest.model else None) or {}
@@ -98,8 +97,6 @@ def warm_start(model, source: InitSource, pattern_set: PatternSet, inputs: np.nd
     preprocessed crops of the new data (for the ONNX route's statistics and parity). The
     pattern head is kept only for the very same glyphs in the same order. Returns what was
     done, for the run's records."""
-    from trainer.network import build_network
-
     keep_head = pattern_set.sha256 == source.pattern_set.sha256
     record = {**source.record(), "pattern_head": "kept" if keep_head else "re-initialised",
               "identity_centres": "new"}
@@ -108,8 +105,6 @@ def warm_start(model, source: InitSource, pattern_set: PatternSet, inputs: np.nd
 
         trained = keras.models.load_model(source.path / "model.keras", compile=False)
     else:
-        from edge_app.preprocess import Preprocess
-
         a = source.architecture
         trained = build_network(a["backbone"], Preprocess.from_dict(a["preprocess"]).input_shape,
                                 a["embedding_dim"], len(source.pattern_set.names), a["head_channels"],
@@ -306,14 +301,12 @@ def onnx_parity(model, onnx_path: Path, inputs: np.ndarray) -> dict:
     """Keras against onnxruntime on the same inputs; refuses below PARITY_COSINE."""
     import onnxruntime as ort
 
-    from trainer.export import _cosine
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: inputs.astype(np.float32)}),
                    strict=True))
     out = model(inputs, training=False)
-    cos = _cosine(np.asarray(out["embedding"], np.float64), got["embedding"].astype(np.float64))
+    cos = row_cosine(np.asarray(out["embedding"], np.float64), got["embedding"].astype(np.float64))
     agree = float(np.mean(np.asarray(out["pattern_logits"]).argmax(1) == got["pattern_logits"].argmax(1)))
     report = {"cosine_worst": float(cos.min()), "cosine_mean": float(cos.mean()),
               "pattern_agreement": agree, "samples": int(len(inputs))}

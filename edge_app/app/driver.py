@@ -41,8 +41,13 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+
+from edge_app.app.inspection import NOT_OPENED
+from edge_app.app.launch import AppOptions, configure_kivy
+from edge_app.device_store import DeviceStore
 
 # The folder holding this `edge_app`: the app's process imports the same package.
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +108,6 @@ def run_script(script: dict, work: Path, env: dict, timeout: float = 240, python
 
 def main(script_path: str) -> int:
     script = json.loads(Path(script_path).read_text())
-    from edge_app.app.launch import AppOptions, configure_kivy
-    from edge_app.device_store import DeviceStore
 
     given = dict(script["options"])
     for key in ("home", "bundle", "trusted_keys"):
@@ -117,7 +120,7 @@ def main(script_path: str) -> int:
     from kivy.clock import Clock
     from kivy.core.window import Window
 
-    from edge_app.app.puf_app import PufApp
+    from edge_app.app.puf_app import PufApp  # Kivy's window: after configure_kivy
 
     app = PufApp(options, DeviceStore(options.home))
     result: dict = {"records": {}, "capture_ms": [], "error": None, "steps_done": 0}
@@ -138,8 +141,6 @@ def main(script_path: str) -> int:
         except StopIteration:
             finish()
         except Exception as error:  # the test reads it from the result
-            import traceback
-
             result["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
             finish()
 
@@ -172,7 +173,6 @@ def run_steps(app, steps: list[dict], result: dict, flips: list):
     """The script as a generator of wait conditions."""
     from kivy.core.window import Window
 
-    from edge_app.app.inspection import NOT_OPENED
     from edge_app.app.puf_app import FolderChooser
 
     yield lambda: app.root is not None and app.bundle_status.problem != NOT_OPENED

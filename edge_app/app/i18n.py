@@ -16,6 +16,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from edge_app.errors import PufError
+
 DOMAIN = "puf"
 LOCALE_DIR = Path(__file__).with_name("locale")
 SOURCE_LANGUAGE = "en"
@@ -64,8 +66,6 @@ def default_language(environ: Mapping[str, str] | None = None) -> str:
 
 def check_language(code: str) -> str:
     """`code` if the app has that language; PufError naming the ones it has otherwise."""
-    from edge_app.errors import PufError
-
     available = languages()
     if code not in available:
         raise PufError(f"no language {code!r} in the app: choose one of {', '.join(available)}")

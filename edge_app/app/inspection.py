@@ -14,9 +14,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from edge_app.app.i18n import N_, _
+from edge_app.bundle import load_bundle
+from edge_app.device_key import device_key
+from edge_app.device_store import bundle_version, open_verifier
+from edge_app.errors import NoTrustedKeys, PufError
+from edge_app.journal import Journal
+from edge_app.label_size import parse_label_px
+from edge_app.segment import crop_label
+from edge_app.signing import load_trusted_keys
+from edge_app.thumbnails import Thumbnails
+from edge_app.trust_root import root_keys
 from edge_app.verdicts import Kind, Reason
 
 if TYPE_CHECKING:
@@ -167,8 +178,6 @@ def summarise(verdicts: list, shown: int) -> str:
 
 
 def downscale(image: np.ndarray, width: int) -> np.ndarray:
-    import cv2
-
     if image.shape[1] <= width:
         return image
     height = round(image.shape[0] * width / image.shape[1])
@@ -194,10 +203,6 @@ class Inspector:
         is made with it, on the device's first start, so that its id can be registered centrally
         before any journal is exported."""
         if self._journal is None:
-            from edge_app.device_key import device_key
-            from edge_app.errors import PufError
-            from edge_app.journal import Journal
-
             self._journal = Journal(self.store.journal_path)
             try:
                 device_key(self.store.journal_path)
@@ -212,10 +217,6 @@ class Inspector:
         """The keys a bundle is checked against: the trusted-keys folder itself when it holds root
         keys (the root list then names them, `edge_app.trust_root`); None when the device trusts
         none yet (not set up: said in the inspector's words, `NOT_SET_UP`, not the command line's)."""
-        from edge_app.errors import NoTrustedKeys
-        from edge_app.signing import load_trusted_keys
-        from edge_app.trust_root import root_keys
-
         try:
             if root_keys(self.trusted_keys()):
                 return self.trusted_keys()
@@ -227,9 +228,6 @@ class Inspector:
     def label_px(self) -> float | None:
         """The label side set in Settings (px), or None: found in each photo. A stored value
         that is not a usable size (a hand-edited file) counts as auto, and is logged."""
-        from edge_app.errors import PufError
-        from edge_app.label_size import parse_label_px
-
         value = self.store.load_settings().get("label_px")
         try:
             return parse_label_px(value)
@@ -248,11 +246,6 @@ class Inspector:
     def open(self) -> BundleStatus:
         """Open the bundle to verify with; a missing or refused bundle is a status that
         says what to do, never an exception."""
-        from edge_app.bundle import load_bundle
-        from edge_app.device_store import bundle_version, open_verifier
-        from edge_app.errors import PufError
-        from edge_app.thumbnails import Thumbnails
-
         self.verifier = self.thumbnails = None
         path = self.bundle_override or self.store.bundle_path()
         try:
@@ -284,8 +277,6 @@ class Inspector:
         """Check and install the bundle in `folder` (a USB stick), then verify with it. A
         refused bundle raises PufError, and the current bundle stays in use; `allow_older`
         installs one whose sequence is not above the current one's (going back on purpose)."""
-        from edge_app.errors import PufError
-
         keys = self._keys()
         if keys is None:
             raise PufError(_(NOT_SET_UP))
@@ -296,8 +287,6 @@ class Inspector:
     def inspect(self, frame) -> Outcome:
         """Verify a captured frame, record every label's verdict in the journal, and say
         which one to show."""
-        from edge_app.segment import crop_label
-
         if self.verifier is None:
             raise RuntimeError("no bundle to verify with")
         verdicts = self.verifier.verify_image(frame.image, frame.source)

@@ -3,9 +3,12 @@ the window), and the run. Kivy is imported only inside these functions."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge_app.device_store import DeviceStore
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,6 @@ def quiet_probes() -> None:
     app as the desktop's pointer, above) and an X11 cut buffer (xclip or xsel: middle-click paste
     into the one text box). Those probes run here, in the imports that make them, with Kivy's log
     held for just that time, so a normal run's log shows only what matters."""
-    import logging
-
     from kivy.logger import Logger
 
     level = Logger.level
@@ -61,11 +62,9 @@ def quiet_probes() -> None:
 
 
 def run_app(options: AppOptions) -> int:
-    from edge_app.device_store import DeviceStore
-
     store = DeviceStore(options.home)  # a home that cannot be made is a PufError before any window opens
     configure_kivy(options)
-    from edge_app.app.puf_app import PufApp
+    from edge_app.app.puf_app import PufApp  # Kivy's window: after configure_kivy
 
     PufApp(options, store).run()
     return 0

@@ -8,6 +8,7 @@ updates run on the worker thread (`edge_app.app.worker`), whose results come bac
 
 from __future__ import annotations
 
+import getpass
 import logging
 import math
 from collections.abc import Callable
@@ -43,7 +44,10 @@ from kivy.uix.screenmanager import Screen
 from edge_app.app.i18n import N_, _, default_language, languages, set_language
 from edge_app.app.inspection import NOT_OPENED, TITLES, BundleStatus, Inspector, Outcome
 from edge_app.app.worker import Done, Worker
+from edge_app.camera import assess, guide_box, open_camera
+from edge_app.camera.base import STILL_SHORT_PX
 from edge_app.errors import PufError
+from edge_app.label_size import parse_label_px
 
 if TYPE_CHECKING:
     from edge_app.camera.base import FrameSource
@@ -302,8 +306,6 @@ class FolderRow(ButtonBehavior, Label):
 
 def removable_media_root() -> Path:
     """Where a USB stick shows up: /media/USER (Raspberry Pi OS), /media, else home."""
-    import getpass
-
     for path in (Path("/media") / getpass.getuser(), Path("/media"), Path("/mnt")):
         if path.is_dir() and any(path.iterdir()):
             return path
@@ -492,9 +494,6 @@ class PufApp(App):
     def set_label_px(self, text: str) -> None:
         """From the Settings screen: "auto" or the label side in px in the still. Saved, then
         the verifier takes it; bad input is refused with the reason, and nothing is saved."""
-        from edge_app.camera.base import STILL_SHORT_PX
-        from edge_app.label_size import parse_label_px
-
         settings = self.screen("settings")
         if self.busy:
             settings.message = _(BUSY)
@@ -527,8 +526,6 @@ class PufApp(App):
 
     # ---- camera ------------------------------------------------------------------------------
     def open_camera(self, spec: str) -> None:
-        from edge_app.camera import open_camera
-
         if self.source is not None:
             self.source.close()
             self.source = None
@@ -599,8 +596,6 @@ class PufApp(App):
         self.ready = status.ready and self.source is not None
 
     def _preview(self, _dt: float) -> None:
-        from edge_app.camera import assess, guide_box
-
         if self.source is None or self.root.current != "preview":
             return
         try:

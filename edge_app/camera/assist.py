@@ -24,6 +24,8 @@ import numpy as np
 from edge_app.app.i18n import N_
 from edge_app.camera.base import GUIDE_FRACTION, STILL_SHORT_PX
 from edge_app.errors import PufError
+from edge_app.label_size import estimate_label_px
+from edge_app.segment import segment, side_sharpness
 from edge_app.verify import CaptureLimits
 
 LIMITS = CaptureLimits()
@@ -73,9 +75,6 @@ def _region(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndar
 def _border_sharpness(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
     """Sharpness (4,) of the border sides of the label nearest the box's centre, as
     verify measures it; None when no label is found."""
-    from edge_app.label_size import estimate_label_px
-    from edge_app.segment import segment, side_sharpness
-
     label_px = estimate_label_px(image)
     if label_px is None:
         return None

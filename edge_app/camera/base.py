@@ -1,7 +1,7 @@
 """One interface for every camera: a `FrameSource` gives a cheap downscaled preview for
 the live view and full stills (`Frame`) for verification.
 
-Backends, chosen by a spec string (`open_camera`):
+Backends, chosen by a spec string (`edge_app.camera.backends.open_camera`):
 
 * ``file:PATH``: one photo, or a folder of photos taken in name order (tests, demos,
   checking photos taken elsewhere); `edge_app.camera.file_source`.
@@ -19,18 +19,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.photo_size import STILL_LABEL_PX
 
 SPECS = "file:PATH (a photo or a folder of photos), opencv:N, opencv:/dev/videoN, opencv:VIDEO_FILE or picamera2"
 # The guide box's side over the frame's shorter side: a label filling it is
 # STILL_LABEL_PX in the still, as in the 800x600 handheld photos verify is tested on.
 GUIDE_FRACTION = 0.5
-STILL_LABEL_PX = 300.0  # enough detail for verify's 128 px crop, small enough to segment fast
 STILL_SHORT_PX = STILL_LABEL_PX / GUIDE_FRACTION  # a live camera's still's shorter side (smaller sensors: less)
 MAX_EXPOSURE_US = 10_000_000
 
@@ -134,24 +133,3 @@ def as_bgr(image: np.ndarray, source: str) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise PufError(f"{source} gave frames of shape {image.shape}; expected a colour or grey image")
-
-
-def open_camera(spec: str, *, exposure_us: int | None = None, gain: float | None = None,
-                led_pin: int | None = None) -> FrameSource:
-    """The frame source a spec names (see the module's docstring), opened and ready.
-    `led_pin`: the UV LEDs' GPIO (BCM) pin on the Pi; None for the backend's default."""
-    exposure_us, gain = check_exposure(exposure_us, gain)
-    kind, _, target = str(spec).strip().partition(":")
-    if kind == "file" and target:
-        from edge_app.camera.file_source import FileSource
-
-        return FileSource(Path(target).expanduser())
-    if kind == "opencv" and target:
-        from edge_app.camera.opencv_source import OpenCVSource
-
-        return OpenCVSource(target, exposure_us, gain)
-    if kind == "picamera2" and (not target or target.isdigit()):
-        from edge_app.camera.picamera_source import PiCameraSource
-
-        return PiCameraSource(int(target or 0), exposure_us, gain, led_pin)
-    raise PufError(f"unknown camera {spec!r}: use {SPECS}")

@@ -36,6 +36,7 @@ from fabrication.lmc import (
     READY,
     WRITE_ENDPOINT,
     list_seconds,
+    percent_of_current,
     reply,
     unpack,
 )
@@ -178,8 +179,6 @@ class SimulatedGalvoHead:
     mm through an ideal lens, then to design µm; the mark current back to mW."""
 
     def __init__(self, film, lens, power, frame) -> None:
-        from fabrication.lmc import percent_of_current
-
         self.film, self.lens, self.frame = film, lens, frame
         self._mw = lambda current: power.mw_for_s(percent_of_current(current))
 

@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice, StateDevice, XYStageDevice, pymm_property
 
+from edge_app.errors import PufError
+from fabrication.batch_dir import BatchDir
+from fabrication.calibration import StageCalibration
+from fabrication.sim.film import EtchedFilm
 from fabrication.sim.microscope import SimulatedMicroscope
 
 # batch folder and seed -> the shared microscope and how many loaded devices hold it: the
@@ -31,11 +35,6 @@ _SCOPES_LOCK = threading.Lock()  # UniMMCore initialises devices in parallel thr
 
 def _hold(batch: str, seed: int) -> SimulatedMicroscope:
     """The one simulated microscope over this batch's film, for one more device."""
-    from edge_app.batch_dir import BatchDir
-    from edge_app.errors import PufError
-    from fabrication.calibration import StageCalibration
-    from fabrication.sim.film import EtchedFilm
-
     root = Path(batch).resolve()
     folder = BatchDir(root)
     with _SCOPES_LOCK:

@@ -9,7 +9,7 @@ import pytest
 from edge_app.errors import PufError
 from edge_app.ids import SHOWN_CHARS, check_id
 from edge_app.layout import BatchLayout, parse_label_id
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from fabrication.registry import FieldRecord, LabelRecord, Registry
 
 # what must never reach a store, a filter or a file name
 BAD = ['a"b', "a\\b", 'a\\"b', "../x", "a/b", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "", ".hidden", "-x", "_x", "é",

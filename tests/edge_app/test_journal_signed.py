@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from edge_app.central import TABLES, CentralRegistry
 from edge_app.cli import main
 from edge_app.device_key import device_key, key_paths
 from edge_app.errors import PufError
@@ -25,6 +24,7 @@ from edge_app.journal import Journal
 from edge_app.journal_sync import SYNCED_TO, export_new
 from edge_app.signing import signature_for
 from edge_app.verb_journal import verb as journal_verb
+from fabrication.central import TABLES, CentralRegistry
 from tests.journal_support import check, register, set_time
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -234,7 +234,7 @@ def test_a_sequence_of_more_than_one_image_per_position_is_refused(batch, capsys
 
 
 def test_ome_metadata_it_cannot_understand_is_named(tmp_path):
-    from edge_app.ome_field import read_field
+    from fabrication.ome_field import read_field
 
     path = tmp_path / "odd.tif"
     tifffile.imwrite(path, np.zeros((4, 4), np.uint8), ome=True,

@@ -10,7 +10,7 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.errors import PufError
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from fabrication.registry import FieldRecord, LabelRecord, Registry
 from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
 from tests.trainer_support import subset
 from trainer import index_build

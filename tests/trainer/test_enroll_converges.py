@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge_app.bundle_format import read_manifest
 from edge_app.cli import main
-from edge_app.registry import Registry
+from fabrication.registry import Registry
 from tests.bundle_support import batch_registry, keys
 from tests.trainer_support import bundle_label_counts, statuses
 from trainer.enroll import bundle_name, enroll
@@ -37,7 +37,7 @@ def test_a_full_disk_at_the_registry_update_is_a_clear_error_and_the_rerun_conve
     # the disk fills once the new bundle version is in place, as the registry records the labels enrolled
     code = ("import resource, signal, sys\n"
             "from edge_app.cli import main\n"
-            "from edge_app.registry import Registry\n"
+            "from fabrication.registry import Registry\n"
             "record_enrolled = Registry.record_enrolled\n"
             "def fill_then_set(registry, *args):\n"
             "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"

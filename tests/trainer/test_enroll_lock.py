@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge_app.bundle import load_bundle
 from edge_app.bundle_format import Manifest, read_manifest
-from edge_app.registry import Registry
+from fabrication.registry import Registry
 from tests.bundle_support import batch_registry, keys
 from trainer.enroll import enrolled_label_ids
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge_app.errors import PufError
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from fabrication.registry import FieldRecord, LabelRecord, Registry
 from tests.bundle_support import enrolled_bundle, keys, sim_batch
 from trainer.evaluation import evaluate
 from trainer.metrics import confident_threshold, rate_bounds, trials_needed

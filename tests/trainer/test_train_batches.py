@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edge_app.cli import main as puf  # noqa: E402
-from edge_app.registry import FieldRecord, LabelRecord, Registry  # noqa: E402
+from fabrication.registry import FieldRecord, LabelRecord, Registry  # noqa: E402
 from tests.bundle_support import batch_registry, sim_batch  # noqa: E402
 from tests.trainer_support import TINY  # noqa: E402
 

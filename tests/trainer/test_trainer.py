@@ -216,9 +216,8 @@ def test_registry_and_materialized_data_sets_read_like_folders(crops_dir, tmp_pa
     import cv2
 
     from edge_app.layout import BatchLayout
-    from edge_app.registry import FieldRecord, LabelRecord, Registry
-    from trainer.augment import materialize
-    from trainer.data import FolderDataset, open_dataset
+    from fabrication.registry import FieldRecord, LabelRecord, Registry
+    from trainer.data import FolderDataset, materialize, open_dataset
 
     folder = FolderDataset(crops_dir)
     labels = folder.labels()[:3]

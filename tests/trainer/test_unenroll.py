@@ -16,7 +16,7 @@ import pytest
 
 from edge_app.cli import main
 from edge_app.folder_swap import home_of
-from edge_app.registry import FieldRecord, LabelRecord, Registry
+from fabrication.registry import FieldRecord, LabelRecord, Registry
 from tests.bundle_support import keys, model_bundle, sim_batch, write_crop_folder
 
 V2 = ("V2", 6)  # another batch, on another film

@@ -12,6 +12,7 @@ paper's figures and draws what a reader wants to see (`trainer.harness.demo_repo
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -19,13 +20,27 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import cv2
+import numpy as np
+
+from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
+from edge_app.layout import BatchLayout
+from edge_app.runtime import default_bundle
+from fabrication.batch_dir import BatchDir
+from fabrication.calibration import StageCalibration
+from fabrication.laser_response import line_width_um
+from fabrication.registry import Registry
+from fabrication.sim.film import EtchedFilm, FilmStyle
+from fabrication.sim.laser import engrave_layout
+from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
+from trainer.enroll import EnrollOptions, EnrollReport
+from trainer.enroll import enroll as enroll_labels
+from trainer.harness.demo_queries import plan_queries, run_queries
+from trainer.harness.demo_report import draw_pictures, summarise
 from trainer.harness.line import LINE, run_verb
-
-if TYPE_CHECKING:
-    from trainer.enroll import EnrollReport
+from trainer.keys import load_private_key
 
 BATCH_ID = "B0001"
 PICTURES = {"field": "demo_field.jpg", "genuine": "demo_genuine.jpg", "counterfeit": "demo_counterfeit.jpg",
@@ -50,8 +65,6 @@ class DemoOptions:
 
 def hold_out(registry_path: Path, fraction: float) -> dict:
     """Mark the labels of the batch's last fields held out (never enrolled)."""
-    from edge_app.registry import Registry
-
     with Registry(registry_path) as registry:
         fields = [f.field for f in registry.fields(BATCH_ID)]
         count = min(len(fields) - 1, max(1, round(fraction * len(fields)))) if fraction > 0 else 0
@@ -64,11 +77,6 @@ def hold_out(registry_path: Path, fraction: float) -> dict:
 def enroll(out: Path, batch_dir: Path) -> EnrollReport:
     """A copy of the shipped bundle, a factory key, the batch enrolled and signed (by the
     domain function, `puf enroll`'s own: its report is wanted, not its printout)."""
-    from edge_app.runtime import default_bundle
-    from trainer.enroll import EnrollOptions
-    from trainer.enroll import enroll as enroll_labels
-    from trainer.keys import load_private_key
-
     keys, bundle, trusted = out / "keys", out / "bundle", out / "trusted_keys"
     for folder in (keys, bundle, trusted):
         shutil.rmtree(folder, ignore_errors=True)
@@ -89,13 +97,6 @@ def enroll(out: Path, batch_dir: Path) -> EnrollReport:
 
 def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     """The photographed field, and the same field with the true label outlines and ids."""
-    import json
-
-    import cv2
-    import numpy as np
-
-    from edge_app.batch_dir import BatchDir
-
     batch = BatchDir(batch_dir)
     image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
     truth = json.loads(batch.truth_path(field).read_text())
@@ -114,15 +115,6 @@ def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
 def power_series(out: Path, seed: int = 11) -> None:
     """One label etched at each of the paper's powers (7, 17, 38, 73, 128 mW) and beyond,
     photographed by the simulated microscope, side by side."""
-    import cv2
-
-    from edge_app.layout import BatchLayout
-    from fabrication.calibration import StageCalibration
-    from fabrication.laser_response import line_width_um
-    from fabrication.sim.film import EtchedFilm
-    from fabrication.sim.laser import engrave_layout
-    from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
-
     powers = (7.0, 17.0, 38.0, 73.0, 128.0, 400.0)
     layout = BatchLayout("POWER", ("A",) * len(powers), label_cols=len(powers), label_rows=1,
                          field_cols=1, field_rows=1)
@@ -143,8 +135,6 @@ def power_series(out: Path, seed: int = 11) -> None:
 
 
 def _stats_ms(values: list[float]) -> dict:
-    import numpy as np
-
     values = [v for v in values if v is not None]
     if not values:
         return {"median": None, "p90": None}
@@ -174,10 +164,6 @@ def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> Non
 def run_demo(options: DemoOptions) -> dict:
     """The line on a fresh folder, then (where the trainer and device extras are installed)
     the field checks; the report (`trainer.harness.demo_report.tables` prints it for people)."""
-    from edge_app.batch_dir import BatchDir
-    from edge_app.registry import Registry
-    from fabrication.sim.film import FilmStyle
-
     if not 0 <= options.photos <= 100_000:
         raise PufError(f"--photos must be 0-100000, got {options.photos}")
     if not 0 <= options.held_out < 1:
@@ -221,11 +207,6 @@ def run_demo(options: DemoOptions) -> dict:
 
 def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict) -> None:
     """Hold out, enroll, photograph and verify the four kinds, summarise, draw."""
-    from edge_app.bundle_format import Manifest
-    from edge_app.registry import Registry
-    from trainer.harness.demo_queries import plan_queries, run_queries
-    from trainer.harness.demo_report import draw_pictures, summarise
-
     stages, registry_path = report["stages"], out / "registry.sqlite"
     held = hold_out(registry_path, options.held_out)
     t0 = time.perf_counter()
@@ -260,8 +241,6 @@ def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict
 
 def _copy_figures(pictures: dict, folder: Path) -> dict:
     """The pictures in a documentation folder: photographs as JPEG, the chart as PNG."""
-    import cv2
-
     folder.mkdir(parents=True, exist_ok=True)
     copied = {}
     for name, path in pictures.items():

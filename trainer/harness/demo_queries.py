@@ -20,8 +20,15 @@ from time import perf_counter
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.bundle import load_bundle
 from edge_app.verdicts import Reason
+from edge_app.verify import Verifier
+from fabrication.batch_dir import BatchDir
+from fabrication.sim.clone import clone_label, photograph_clone
+from fabrication.sim.field_camera import capture_label
+from fabrication.sim.film import EtchedFilm
 
 KINDS = ("genuine", "held_out", "other_film", "clone")
 EXPECTED = {"genuine": "genuine", "held_out": "counterfeit", "other_film": "counterfeit", "clone": "counterfeit"}
@@ -107,15 +114,6 @@ def target_verdict(verdicts: list, corners_px: list) -> dict:
 def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, out: Path, seed: int,
                 progress: bool = True) -> list[Query]:
     """Photograph every planned query into `out` and verify it; one Query per photo."""
-    from tqdm import tqdm
-
-    from edge_app.batch_dir import BatchDir
-    from edge_app.bundle import load_bundle
-    from edge_app.verify import Verifier
-    from fabrication.sim.clone import clone_label, photograph_clone
-    from fabrication.sim.field_camera import capture_label
-    from fabrication.sim.film import EtchedFilm
-
     batch = BatchDir(batch_dir)
     layout = batch.layout()
     genuine = EtchedFilm.load(batch.film_path)

@@ -12,6 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.segment import crop_label
+from fabrication.charts import histograms_png
+from fabrication.registry import Registry
+from fabrication.sim.clone import PrintModel
 from trainer.harness import paper
 from trainer.harness.demo_queries import KINDS, Query
 
@@ -176,8 +180,6 @@ def _tile(image: np.ndarray, size: int) -> np.ndarray:
 def verdict_picture(query: Query, enrolled_crop: Path | None, title: str, out: Path) -> Path:
     """The handheld photo with the label found and its verdict, and the label's crop
     beside the enrolled crop of the label it shows (or claims to be)."""
-    from edge_app.segment import crop_label
-
     photo = cv2.imread(query.photo, cv2.IMREAD_COLOR)
     v = query.verdict
     line, colour = _verdict_line(v)
@@ -221,8 +223,6 @@ def _zoom(photo: np.ndarray, corners, size: int = 300) -> tuple[np.ndarray, np.n
 def clone_picture(original: Query, clone: Query, out: Path) -> Path:
     """A clone beside a handheld photo of the label it copies, and the same spot of the
     label magnified in both: the film's grain in one, the printer's halftone in the other."""
-    from fabrication.sim.clone import PrintModel
-
     printer = PrintModel()
     notes = (["The film: grains of about 3 um, a texture", "no one can make twice. This is what the",
               "fingerprint reads."],
@@ -254,8 +254,6 @@ def clone_picture(original: Query, clone: Query, out: Path) -> Path:
 
 def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
     """Histograms of the best-match score per kind, with the threshold."""
-    from fabrication.charts import histograms_png
-
     scores = {KIND_TEXT[k]: [q.verdict["score"] for q in queries if q.kind == k and q.verdict["score"] is not None]
               for k in KINDS}
     return histograms_png(scores, out, "Best-match score of each handheld photo, by what it shows "
@@ -268,8 +266,6 @@ def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
 def draw_pictures(folder: Path, batch_dir: Path, registry_path: Path, queries: list[Query], threshold: float,
                   names: dict[str, str]) -> dict[str, str]:
     """Every picture the demo can draw from what it made; {name: path}."""
-    from edge_app.registry import Registry
-
     drawn = {}
     with Registry(registry_path) as registry:
         batch_id = batch_dir.name

@@ -16,9 +16,19 @@ and run by the device's runner. Its two heads are what the bundle format asks fo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+
+from edge_app.bundle_format import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, sha256_file
+from edge_app.layout import BatchLayout
+from edge_app.orientation import render_templates
+from edge_app.preprocess import Preprocess, preprocess
+from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
+from fabrication.patterns import pattern_by_name, pattern_names
+from trainer.export import to_onnx, to_tflite
+from trainer.export_record import record_export
 
 INPUT = 112
 EMBEDDING_DIM = 256
@@ -26,11 +36,6 @@ THRESHOLD = 0.62
 
 
 def _glyph_templates(names: list[str], size: int):
-    from edge_app.layout import BatchLayout
-    from edge_app.orientation import render_templates
-    from fabrication.laser_response import REFERENCE_POWER_MW, line_width_um
-    from fabrication.patterns import pattern_by_name
-
     layout = BatchLayout("T", ("x",) * 2400)
     glyphs = {name: pattern_by_name(name).strokes for name in names}
     return render_templates(glyphs, glyph_frac=layout.glyph_size_um / layout.label_size_um,
@@ -68,14 +73,7 @@ def designed_model(names: list[str]):
 def write_model_bundle(out: Path, crops: list[np.ndarray], formats: tuple[str, ...] = ("int8",)) -> Path:
     """A bundle as `puf export` writes it (unsigned, no shards) holding the designed model;
     `crops` calibrate the int8 model."""
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edge_app.bundle_format import BUNDLE_FORMAT, FORMAT_FILES, MANIFEST, sha256_file
-    from edge_app.preprocess import Preprocess, preprocess
-    from fabrication.patterns import pattern_names
-    from trainer.export import to_onnx, to_tflite
-    from trainer.export_record import record_export
 
     names = pattern_names()
     params = Preprocess(input_size=INPUT)

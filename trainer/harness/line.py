@@ -14,13 +14,14 @@ import contextlib
 import io
 from collections.abc import Mapping
 
+from edge_app.cli import installed_verbs
 from edge_app.errors import PufError
-from edge_app.verb_segment import verb as segment
 from edge_app.verb_verify import verb as verify
 from edge_app.verbs import Verb
 from fabrication.verb_design import verb as design
 from fabrication.verb_etch import verb as etch
 from fabrication.verb_photograph import verb as photograph
+from fabrication.verb_segment import verb as segment
 from trainer.verb_enroll import verb as enroll
 from trainer.verb_keygen import verb as keygen
 
@@ -31,8 +32,6 @@ EXTRAS: tuple[str, ...] = tuple(dict.fromkeys(extra for verb in LINE.values() fo
 
 def installed() -> dict[str, Verb]:
     """Every verb the installed `puf` command offers here, by name."""
-    from edge_app.cli import installed_verbs
-
     return {verb.name: verb for verb in installed_verbs()[0]}
 
 

@@ -24,15 +24,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from trainer.enroll import DEFAULT_RECALL
+from edge_app.bundle import Bundle
+from edge_app.bundle_format import MANIFEST, SHARDS_FORMAT, Manifest, Shards, shard_paths
+from edge_app.errors import PufError
+from edge_app.preprocess import preprocess_batch
+from edge_app.runtime import ModelRunner
+from edge_app.shards import ShardSet
+from trainer.enroll import (
+    DEFAULT_RECALL,
+    EnrollOptions,
+    bundle_templates,
+    index_budget_per_vector,
+    update_shard,
+    variants,
+)
 from trainer.harness.bench.plan import BenchPlan, enrolled_batches
+from trainer.simdata import SimSpec, field_captures, make_film, make_layout
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
@@ -46,8 +62,6 @@ def key(*parts) -> str:
 
 
 def model_key(bundle: Path) -> str:
-    from edge_app.bundle_format import Manifest
-
     manifest = Manifest.read(bundle).to_dict()  # the cache key as it always was: files and preprocessing
     return key(manifest.get("files"), manifest.get("preprocessing"))
 
@@ -68,8 +82,6 @@ class Labels:
 
 def _render_batch(job: tuple[dict, str]) -> str:
     """Worker: microscope crops of every label of one batch, saved as .npz."""
-    from trainer.simdata import SimSpec, field_captures, make_film, make_layout
-
     spec_dict, out = job
     spec = SimSpec(**spec_dict)
     layout = make_layout(spec)
@@ -89,8 +101,6 @@ def _render_batch(job: tuple[dict, str]) -> str:
 
 def pool_map(function, jobs: list, workers: int, desc: str, unit: str, initializer=None, initargs=()) -> list:
     """`function` over `jobs` in `workers` spawned processes, with a progress bar."""
-    from tqdm import tqdm
-
     results = []
     with tqdm(total=len(jobs), desc=desc, unit=unit, smoothing=0.05) as bar:
         if workers <= 1 or len(jobs) <= 1:
@@ -100,8 +110,6 @@ def pool_map(function, jobs: list, workers: int, desc: str, unit: str, initializ
                 results.append(function(job))
                 bar.update()
         else:
-            import multiprocessing as mp
-
             with mp.get_context("spawn").Pool(workers, initializer, initargs) as pool:
                 for result in pool.imap(function, jobs):
                     results.append(result)
@@ -126,8 +134,6 @@ def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
             crops.append(data["crops"])
     n = plan.labels
     if len(ids) < n:
-        from edge_app.errors import PufError
-
         raise PufError(f"the microscope captured only {len(ids):,} whole labels of {n:,}; enroll fewer (--labels)")
     return Labels(ids[:n], patterns[:n], np.concatenate(crops)[:n])
 
@@ -140,16 +146,12 @@ _RUNNER = None
 def _init_runner(bundle: str, threads: int) -> None:
     global _RUNNER
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edge_app.runtime import ModelRunner
 
     _RUNNER = ModelRunner.from_bundle(Path(bundle), "int8", threads)
 
 
 def _embed_chunk(job: tuple[np.ndarray, int, int, int, str]) -> str:
     """Worker: fingerprints of every augmented copy of a chunk of crops (label-major)."""
-    from edge_app.preprocess import preprocess_batch
-    from trainer.enroll import EnrollOptions, variants
-
     crops, first, augmented, seed, out = job
     options = EnrollOptions(augmented=augmented) if augmented > 1 else EnrollOptions()
     chunks = []
@@ -237,10 +239,6 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
                  memory_budget_mb: float) -> Path:
     """Per-pattern shards of the whole database (real + rotated blocks), built once."""
     import faiss
-    from tqdm import tqdm
-
-    from edge_app.bundle_format import SHARDS_FORMAT, Manifest, shard_paths
-    from trainer.enroll import EnrollOptions, index_budget_per_vector, update_shard
 
     manifest = Manifest.read(bundle)
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids,
@@ -285,11 +283,6 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
 def open_database(bundle: Path, shards: Path):
     """The shipped model's bundle with the benchmark's shards, as `edge_app.bundle.Bundle`
     (shards memory-mapped, the pattern templates enrollment writes)."""
-    from edge_app.bundle import Bundle
-    from edge_app.bundle_format import MANIFEST, Manifest, Shards
-    from edge_app.shards import ShardSet
-    from trainer.enroll import bundle_templates
-
     manifest = Manifest.read(bundle)
     manifest.shards = Shards.from_dict(json.loads((Path(shards) / "shards.json").read_text()), MANIFEST)
     return Bundle(Path(bundle), manifest, None, ShardSet.load(Path(shards), manifest.shards),

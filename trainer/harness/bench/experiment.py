@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.bundle_format import Manifest
+from edge_app.verify import Verifier
 from trainer.enroll import DEFAULT_BUDGET_MB
 from trainer.harness import paper
 from trainer.harness.bench import database, keypoints, normalisation, queries, whole
@@ -47,8 +50,6 @@ def summarise(outcomes: list[queries.Outcome]) -> dict:
 
 def keypoint_baseline(plan: BenchPlan, verifier, labels: database.Labels, photos: dict, features_of) -> dict:
     """Exhaustive SIFT matching of queries against a gallery of enrolled labels."""
-    from tqdm import tqdm
-
     gallery_ids = labels.ids[:plan.keypoint_gallery]
     gallery = {label: features_of(label) for label in tqdm(gallery_ids, desc="keypoints: gallery", unit="label")}
     wanted = {"genuine": [p for p in photos["genuine"] if p.label_id in gallery][:plan.keypoint_queries],
@@ -83,8 +84,6 @@ def keypoint_baseline(plan: BenchPlan, verifier, labels: database.Labels, photos
 
 def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold: float) -> dict:
     """Keypoints re-checking the fingerprint search's top-k candidates, k = 1..top_k."""
-    from tqdm import tqdm
-
     checked: dict[str, list] = {}
     for kind in queries.KINDS:
         results = []
@@ -133,9 +132,6 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
     sized 0 (unclassified, whole_queries, keypoint_gallery, second_stage, normalisation) is left out:
     None."""
     import faiss
-
-    from edge_app.bundle_format import Manifest
-    from edge_app.verify import Verifier
 
     started = time.perf_counter()
     steps = {}

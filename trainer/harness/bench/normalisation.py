@@ -21,8 +21,11 @@ lets fewer through at equal genuine acceptance.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.errors import PufError
 from trainer.harness.bench import queries
+from trainer.tail import Tail
 
 RULES = ("best", "margin", "cohort")
 COHORT = 20  # impostor labels after the best one
@@ -40,8 +43,6 @@ def score_photos(verifier, photos: list[queries.Photo], augmented: int, desc: st
                  ) -> tuple[dict[str, list[float]], int]:
     """Each readable photo's rule scores (genuine photos only when their best label is their own),
     and how many distinct labels the searches found (median)."""
-    from tqdm import tqdm
-
     scores: dict[str, list[float]] = {rule: [] for rule in RULES}
     found = []
     for photo in tqdm(photos, desc=desc, unit="photo", smoothing=0.05):
@@ -61,9 +62,6 @@ def compare(genuine: dict[str, list[float]], counterfeit: dict[str, list[float]]
     """Per rule, at the thresholds that accept each share of the genuine photos: counterfeits over
     them, and the tail's estimate a query; and the gap between the lowest genuine and the highest
     counterfeit score in counterfeit standard deviations (comparable across the rules' units)."""
-    from edge_app.errors import PufError
-    from trainer.tail import Tail
-
     out = {}
     for rule in RULES:
         mine, theirs = np.asarray(genuine[rule]), np.asarray(counterfeit[rule])

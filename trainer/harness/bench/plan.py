@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from edge_app.errors import PufError
 from trainer.harness import paper
+from trainer.simdata import SimSpec
 
 BATCH_FIELDS = 100  # fields of one simulated batch (1,200 labels), as the trainer's films
 ENROLLED_SEED = 7001  # film seeds of the enrolled batches (the model trained on 1-4, was tested on 101-102)
@@ -62,8 +63,6 @@ class BenchPlan:
 def batches(count: int, first_seed: int, prefix: str) -> list:
     """SimSpecs of films holding at least `count` labels, in batches of up to BATCH_FIELDS fields
     (one microscope capture of every label; handheld photos are taken by `queries`)."""
-    from trainer.simdata import SimSpec
-
     fields = math.ceil(count / 12)
     specs = []
     for i in range(math.ceil(fields / BATCH_FIELDS)):

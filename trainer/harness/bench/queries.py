@@ -18,10 +18,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.errors import PufError
+from edge_app.verify import find_labels, glyph_reading
+from fabrication.sim.clone import clone_label, photograph_clone
+from fabrication.sim.field_camera import capture_label
 from trainer.harness.bench.database import key, pool_map
 from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_batches
+from trainer.harness.demo_queries import target_verdict, true_centre_and_side
+from trainer.simdata import SimSpec, make_film, make_layout
 
 KINDS = ("genuine", "counterfeit", "clone")
 PHOTOS_PER_JOB = 400
@@ -77,12 +85,6 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
 
 def _photograph(job: tuple[dict, list[tuple], str]) -> list[dict]:
     """Worker: take a chunk of photos of one film, write them as JPEGs, return their records."""
-    import cv2
-
-    from fabrication.sim.clone import clone_label, photograph_clone
-    from fabrication.sim.field_camera import capture_label
-    from trainer.simdata import SimSpec, make_film, make_layout
-
     spec_dict, items, folder = job
     spec = SimSpec(**spec_dict)
     layout = make_layout(spec)
@@ -141,22 +143,14 @@ class Outcome:
 
 
 def read_photo(photo: Photo) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(photo.path, cv2.IMREAD_COLOR)
     if image is None:
-        from edge_app.errors import PufError
-
         raise PufError(f"cannot read the cached photo {photo.path}; delete the cache folder and run again")
     return image
 
 
 def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
     """Each photo through `verifier.verify_image`, as a device verifies it."""
-    from tqdm import tqdm
-
-    from trainer.harness.demo_queries import target_verdict
-
     out = []
     for photo in tqdm(photos, desc=desc, unit="photo", smoothing=0.05):
         image = read_photo(photo)
@@ -171,9 +165,6 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
 
 def device_crop(verifier, image: np.ndarray, corners_px: list):
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
-    from edge_app.verify import find_labels, glyph_reading
-    from trainer.harness.demo_queries import true_centre_and_side
-
     result = find_labels(image, verifier.limits, verifier.bundle.templates)
     centre, side = true_centre_and_side(corners_px)
     best, distance = None, side / 3

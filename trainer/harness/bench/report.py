@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.errors import PufError
+from fabrication.charts import histograms_png
 from trainer.harness import paper
 from trainer.harness.bench import normalisation
-from trainer.metrics import QUERY_FAR_GOAL
+from trainer.metrics import QUERY_FAR_GOAL, rate_bounds
+from trainer.tail import Tail
 
 
 def _paper_row(search_ms: str, total_ms: int, accuracy: tuple[float, float]) -> dict:
@@ -182,10 +185,6 @@ def threshold_check(result: dict) -> dict | None:
     query; the second half of the counterfeit photos, and of the genuine ones, test it (the
     photos accepted, and the tail of the second half at that threshold). Photos are numbered
     by their seeds, so a run with more photos keeps the earlier ones as its first part."""
-    from edge_app.errors import PufError
-    from trainer.metrics import rate_bounds
-    from trainer.tail import Tail
-
     counterfeit, genuine = result["scores"]["counterfeit"], result["scores"]["genuine"]
     chosen_on, genuine_from = len(counterfeit) // 2, len(genuine) // 2
     tested, tested_genuine = readable(counterfeit[chosen_on:]), readable(genuine[genuine_from:])
@@ -207,10 +206,6 @@ def counterfeit_tail(result: dict) -> dict | None:
     """The chance that a counterfeit photo is accepted, estimated from the upper tail of the
     counterfeit photos' best scores (each is already the best over the shard searched), at the
     bundle's threshold; and the threshold a per-query rate of 1e-5 would need."""
-    from edge_app.errors import PufError
-    from trainer.metrics import rate_bounds
-    from trainer.tail import Tail
-
     counterfeit, genuine = readable(result["scores"]["counterfeit"]), readable(result["scores"]["genuine"])
     try:
         tail = Tail.fit(counterfeit)
@@ -244,8 +239,6 @@ def _whole_index(whole: dict) -> list[str]:
 def score_pictures(result: dict, folder: Path) -> list[Path]:
     """Figure-5-like: score distributions of genuine, counterfeit and clone queries, and the
     time histograms (extraction, search, total)."""
-    from fabrication.charts import histograms_png
-
     folder = Path(folder)
     scores = {kind: readable(v) for kind, v in result["scores"].items() if any(x is not None for x in v)}
     written = [histograms_png(scores, folder / "bench_scores.png",

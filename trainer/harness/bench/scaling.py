@@ -29,8 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.errors import PufError
+from edge_app.shards import read_index
+from fabrication.charts import loglog_png
 from trainer.harness import paper
+from trainer.index_build import NPROBES, genuine_like, plan_index, random_unit
 
 D = 256
 SHARDS = 44
@@ -61,8 +66,6 @@ def per_query_ms(index, queries: np.ndarray) -> list[float]:
 
 def chunk(n: int, c: int, seed: int) -> np.ndarray:
     """Chunk c of a stream of n random unit vectors."""
-    from trainer.index_build import random_unit
-
     count = min(CHUNK, n - c * CHUNK)
     return random_unit(count, D, np.random.default_rng([seed, c]))
 
@@ -74,8 +77,6 @@ def chunks(n: int, seed: int):
 
 def queries_for(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Genuine-like queries of enrolled vectors spread over the whole stream, and random ones."""
-    from trainer.index_build import genuine_like, random_unit
-
     rng = np.random.default_rng([seed, 0x9E])
     count = min(QUERIES, n)
     rows = np.sort(rng.choice(n, count, replace=False))
@@ -102,9 +103,6 @@ def exact_top1(n: int, seed: int, queries: np.ndarray) -> np.ndarray:
 def measure(n: int, seed: int, folder: Path) -> dict:
     """Build, open memory-mapped, tune and time one index of n vectors."""
     import faiss
-
-    from edge_app.shards import read_index
-    from trainer.index_build import NPROBES, plan_index
 
     plan = plan_index(n, D, BUDGET_BYTES)
     if plan.nlist > MAX_NLIST:
@@ -161,10 +159,6 @@ def measure(n: int, seed: int, folder: Path) -> dict:
 
 def run(sizes: list[int], memory_mb: float, cache: Path, seed: int = 0) -> dict:
     """Per size: one pattern's shard (n / 44) and the whole database as one index."""
-    from tqdm import tqdm
-
-    from edge_app.errors import PufError
-
     if not sizes or min(sizes) < SHARDS * 100 or max(sizes) > 50_000_000:
         raise PufError(f"scaling sizes must lie in {SHARDS * 100:,}-50,000,000, got {sizes}")
     Path(cache).mkdir(parents=True, exist_ok=True)
@@ -198,8 +192,6 @@ def table(result: dict) -> str:
 
 def pictures(result: dict, folder: Path) -> list[Path]:
     """Search time, memory and recall against database size: one unit a chart."""
-    from fabrication.charts import loglog_png
-
     rows, folder = result["rows"], Path(folder)
     times = {"whole database, IVF-SQ8": [(r["n"], r["whole"]["ms"]) for r in rows],
              "one pattern's shard, n/44": [(r["n"], r["shard"]["ms"]) for r in rows],

@@ -22,16 +22,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from edge_app.bundle_format import Manifest
+from edge_app.shards import read_index
+from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
 from trainer.harness.bench import queries
 from trainer.harness.bench.database import ID_BYTES, Labels, database_rows, key, label_of, model_key
 from trainer.harness.bench.plan import BenchPlan
+from trainer.harness.bench.scaling import per_query_ms, rss_mb
+from trainer.index_build import NPROBES, build_index, exact_top1, plan_index
 
 
 def genuine_fingerprints(verifier, labels: Labels, photos: list[queries.Photo]) -> tuple[np.ndarray, np.ndarray]:
     """The device's fingerprints of the genuine photos it can cut, and each one's label number."""
-    from tqdm import tqdm
-
     place = {label: i for i, label in enumerate(labels.ids)}
     fingerprints, owners = [], []
     for photo in tqdm(photos, desc="whole index: query fingerprints", unit="photo"):
@@ -48,13 +52,6 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     """Build (or reuse) the one index, then sweep nprobe on the genuine photos' fingerprints up to
     the recall enrollment tunes shards to."""
     import faiss
-    from tqdm import tqdm
-
-    from edge_app.bundle_format import Manifest
-    from edge_app.shards import read_index
-    from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
-    from trainer.harness.bench.scaling import per_query_ms, rss_mb
-    from trainer.index_build import NPROBES, build_index, exact_top1, plan_index
 
     target = DEFAULT_RECALL
     vectors = np.ascontiguousarray(np.concatenate(list(database_rows(plan, real))), np.float32)

@@ -6,10 +6,10 @@
       cad/batch.dxf, cad/batch.svg  the label array
       laser/job.gcode, job.json     the laser job and its settings
       laser/power_calibration.json  the S -> mW table the job was written with
-      stage/calibration.json        where the design sits on the stage (edge_app.stage_calibration)
+      stage/calibration.json        where the design sits on the stage (fabrication.stage_calibration)
       stage/positions.pos|.csv      the field positions; stage/mda.json the same as an MDASequence
       sim/film.npz                  the simulated film, after `puf etch --sim`
-      fields/field_0007.tif         one image per field (OME-TIFF: edge_app.ome_field)
+      fields/field_0007.tif         one image per field (OME-TIFF: fabrication.ome_field)
       fields/field_0007.truth.json  simulator only: where each label really is
       fields/manifest.json          the fields photographed (FieldsManifest, below)
       crops/<label id>.png          one crop per label found by `puf segment`
@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_app.errors import PufError, cannot_write
+from edge_app.json_files import read_json, write_json
+from edge_app.layout import BatchLayout
+from fabrication.stage_calibration import StageCalibration
 
 if TYPE_CHECKING:
     from edge_app.layout import BatchLayout
-    from edge_app.stage_calibration import StageCalibration
+    from fabrication.stage_calibration import StageCalibration
 
 TEMPLATES_FILE = "pattern_templates.npz"
 FIELD_NAME = "field_{:04d}.tif"
@@ -223,23 +226,17 @@ class BatchDir:
         return self.layout_path.exists()
 
     def layout(self) -> BatchLayout:
-        from edge_app.layout import BatchLayout
-
         return BatchLayout.load(self.layout_path)
 
     def stage_calibration(self) -> StageCalibration | None:
         """The batch's stage calibration, None when it has none; a file that is there but
         cannot be used is a PufError, never a silent default."""
-        from edge_app.stage_calibration import StageCalibration
-
         path = self.calibration_path
         return StageCalibration.load(path) if path.exists() else None
 
     def fields_manifest(self) -> FieldsManifest | None:
         """fields/manifest.json, None when the batch has none (not photographed yet, or a
         plain folder of images)."""
-        from edge_app.json_files import read_json
-
         path = self.manifest_path
         if not path.exists():
             return None
@@ -256,8 +253,6 @@ class BatchDir:
 
     def write_fields_manifest(self, manifest: FieldsManifest) -> None:
         """Write the manifest atomically: the one there stays whole until the new one is."""
-        from edge_app.json_files import write_json
-
         try:
             write_json(self.manifest_path, manifest.to_dict(), indent=1)
         except OSError as error:

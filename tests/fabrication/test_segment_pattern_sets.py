@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.layout import BatchLayout
-from edge_app.registry import Registry
-from edge_app.segment_batch import batch_templates
-from edge_app.segment_overlay import draw_overlay, pattern_caption
+from fabrication.batch_dir import BatchDir
+from fabrication.registry import Registry
+from fabrication.segmentation.segment_batch import batch_templates
+from fabrication.segmentation.segment_overlay import draw_overlay, pattern_caption
 
 ROOT = Path(__file__).resolve().parents[2]
 

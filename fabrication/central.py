@@ -1,10 +1,10 @@
 """The central label registry: every factory's batches and labels, and the devices' checks, in one database.
 
-One factory needs no server (its `edge_app.registry` is an SQLite file); a brand with several
+One factory needs no server (its `fabrication.registry` is an SQLite file); a brand with several
 factories pushes each factory's registry into one central database, PostgreSQL in production
 (any SQLAlchemy URL of PostgreSQL or SQLite works: the same code speaks both). The factory
 tables are not defined twice: they are read (SQLAlchemy reflection) from the schema
-`edge_app.registry` writes, so the central copy has the same columns, keys and checks;
+`fabrication.registry` writes, so the central copy has the same columns, keys and checks;
 only what is central alone is defined here: which factory a batch came from, the devices
 and their public keys, and the checks they sent home (`edge_app.journal_sync`).
 
@@ -31,19 +31,20 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from edge_app import registry
 from edge_app.errors import PufError
 from edge_app.ids import check_id
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS
 from edge_app.journal_sync import SyncFile, check_signed, read_sync_file
+from edge_app.revocations import Revocation, check_reason
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
+from fabrication import registry
 
 CENTRAL_SCHEMA_VERSION = 3  # 2: device_keys; 3: revocations
 MIRRORED = ("batches", "fields", "labels", "rejections")  # the factory's tables, as segment writes them
 
 
 def _metadata() -> sa.MetaData:
-    """The factory's tables reflected from `edge_app.registry`'s own schema (REAL as double
+    """The factory's tables reflected from `fabrication.registry`'s own schema (REAL as double
     precision: PostgreSQL's REAL is 4 bytes), then the tables only the central registry has."""
 
     def empty_registry() -> sqlite3.Connection:
@@ -169,8 +170,6 @@ class CentralRegistry:
     def revoke(self, label_ids: Sequence[str], reason: str) -> tuple[list[str], list[str]]:
         """Record `label_ids` revoked, in one transaction: the labels newly revoked and those
         already revoked. A label no factory pushed is refused, and nothing is kept."""
-        from edge_app.revocations import check_reason
-
         wanted = list(dict.fromkeys(check_id("label", i) for i in label_ids))
         if not wanted:
             raise PufError("give the labels to revoke")
@@ -193,8 +192,6 @@ class CentralRegistry:
     def revocations(self) -> list:
         """Every revoked label, oldest first, as `edge_app.revocations.Revocation` (its pattern
         from the labels table)."""
-        from edge_app.revocations import Revocation
-
         labels, revocations = TABLES.tables["labels"], TABLES.tables["revocations"]
         query = (sa.select(revocations.c.label_id, labels.c.pattern, revocations.c.time, revocations.c.reason)
                  .join(labels, labels.c.label_id == revocations.c.label_id, isouter=True)

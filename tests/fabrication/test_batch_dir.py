@@ -1,4 +1,4 @@
-"""The batch folder's formats have one owner (edge_app.batch_dir, edge_app.stage_calibration):
+"""The batch folder's formats have one owner (fabrication.batch_dir, fabrication.stage_calibration):
 what the factory writes, segmentation reads back, and a file that cannot be used is a clear
 error naming it, never a silent default."""
 
@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from edge_app.batch_dir import BatchDir, FieldsManifest
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
-from edge_app.stage_calibration import StageCalibration
+from fabrication.batch_dir import BatchDir, FieldsManifest
 from fabrication.calibration import StageCalibration as FittedCalibration
+from fabrication.stage_calibration import StageCalibration
 from tests.segment_support import make_layout
 
 LAYOUT = make_layout()

@@ -10,7 +10,7 @@ import pytest
 from edge_app.errors import PufError
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
-from edge_app.registry import UNKNOWN_BUNDLE, FieldRecord, LabelRecord, Registry, RejectionRecord
+from fabrication.registry import UNKNOWN_BUNDLE, FieldRecord, LabelRecord, Registry, RejectionRecord
 
 LAYOUT = BatchLayout("R1", tuple("ABCD" * 6), label_cols=2, label_rows=2, field_cols=3,
                      field_rows=2)

@@ -1,7 +1,7 @@
 """Cutting one photographed field into labels, and saying what became of every label of
 the field: found (with its crop), rejected (with the reason), or missing.
 
-`segment_field` is the domain step of `puf segment` (edge_app.segment_batch runs it over a
+`segment_field` is the domain step of `puf segment` (fabrication.segmentation.segment_batch runs it over a
 batch): it takes the field's image and layout, what is known of this field (`FieldShot`)
 and how every field of the batch is cut (`CutOptions`).
 """
@@ -13,29 +13,19 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir
+import numpy as np
+
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import UNKNOWN_PATTERN
+from edge_app.segment import ORIENTATION_MARGIN, segment
+from fabrication.batch_dir import BatchDir
+from fabrication.registry import FieldRecord, LabelRecord, RejectionRecord
+from fabrication.segmentation.reasons import reason_text
+from fabrication.segmentation.segment_overlay import draw_overlay
+from fabrication.segmentation.slots import assign_slots, slot_corners_um
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from edge_app.orientation import GlyphMatch, PatternTemplates
-    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
-
-# why a label has no crop, besides segmentation's own reasons (edge_app.segment.REASONS)
-FIELD_REASONS = {
-    "neighbour": "a neighbouring field's label",
-    "off-lattice": "off the label lattice",
-    "ambiguous": "field position ambiguous",
-    "not found": "not found",
-    "unreadable": "field image unreadable",
-    "failed": "field failed",
-    # why a label found has no pattern from its glyph (a plain folder's labels)
-    "glyph unmatched": "its glyph matches none of the pattern set's glyphs",
-    "glyph turned": "its glyph reads turned from the field's labels",
-}
-
 
 MIN_TURN_VOTES = 2  # clearly read glyphs a field needs to say the camera is turned
 TURN_MAJORITY = 2 / 3  # of them, how many must agree on the turn
@@ -73,12 +63,6 @@ def turned_camera_hint(templates) -> str:
         f"{hint}, or pattern templates (--templates) to find the turn from the glyphs"
 
 
-def reason_text(code: str | None) -> str:
-    from edge_app.segment import REASONS
-
-    return REASONS.get(code or "", FIELD_REASONS.get(code or "", code or "unknown"))
-
-
 @dataclass
 class FieldOutcome:
     record: FieldRecord
@@ -91,72 +75,95 @@ class FieldOutcome:
 
 
 def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutcome:
-    """Segment one field image and say what became of every label of the field."""
-    import numpy as np
+    """Segment one field image and say what became of every label of the field: cut it (turned
+    again when its glyphs say the camera is), place what was found in the field's slots, then
+    account for the candidates segmentation rejected and for the slots where nothing was found."""
+    label_px = layout.label_size_um / shot.pixel_size_um
+    result, rotation_deg, turns = _cut(image, layout, shot, how, label_px)
+    readings = [glyph_reading(label.glyph, how.templates) for label in result.labels]
+    use_glyphs = how.templates is not None and set(layout.patterns) <= set(how.templates.names)
+    assignment = assign_slots([label.centre for label in result.labels],
+                              [label.angle_deg for label in result.labels], layout, shot.field,
+                              shot.pixel_size_um, result.image_size,
+                              [pattern for pattern, _ in readings] if use_glyphs else None, how.max_shift_um,
+                              shot.expected_shift_um)
+    records, crops, rejections = _found(result, readings, assignment, layout, shot.field)
+    # where every slot of the field should be, to tell cut and missing labels apart
+    expected = {} if assignment.status != "ok" else {
+        slot: assignment.to_image(slot_corners_um(layout, shot.field, slot)) for slot in range(layout.labels_per_field)}
+    rejections += _rejected(result, expected, records, layout, shot.field, label_px)
+    _missing(records, expected, assignment.status, result.image_size, layout, shot.field)
+    record = _field_record(result, assignment, records, rejections, layout, shot, how, turns, rotation_deg)
+    picture = draw_overlay(image, result, records, expected, rejections, layout) if how.overlay else None
+    return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture,
+                        rotation_deg, shot.pixel_size_um)
 
-    from edge_app.registry import FieldRecord, LabelRecord, RejectionRecord
-    from edge_app.segment import segment
-    from edge_app.slots import assign_slots, slot_corners_um
 
-    field, pixel_size_um, rotation_deg, templates = shot.field, shot.pixel_size_um, shot.rotation_deg, how.templates
-    label_px = layout.label_size_um / pixel_size_um
+def _cut(image, layout, shot: FieldShot, how: CutOptions, label_px: float):
+    """The field segmented at the shot's rotation, or again turned by the quarter turn its glyphs
+    read (with `find_rotation`): the result, the rotation it was cut at and the turn found."""
 
     def cut(rotation: float):
         return segment(image, label_px, method=how.method, k=layout.labels_per_field,
                        crop_size=how.crop_size, border_frac=layout.border_width_um / layout.label_size_um,
-                       rotation_deg=rotation, templates=templates)
+                       rotation_deg=rotation, templates=how.templates)
 
+    rotation_deg = shot.rotation_deg
     result = cut(rotation_deg)
-    turns = glyph_quarter_turns(result.labels, templates) if how.find_rotation and templates is not None else None
+    turns = glyph_quarter_turns(result.labels, how.templates) \
+        if how.find_rotation and how.templates is not None else None
     if turns:
         rotation_deg = (rotation_deg - 90.0 * turns + 180.0) % 360.0 - 180.0
         result = cut(rotation_deg)
-    readings = [glyph_reading(label.glyph, templates) for label in result.labels]
-    use_glyphs = templates is not None and set(layout.patterns) <= set(templates.names)
-    patterns = [pattern for pattern, _ in readings] if use_glyphs else None
-    assignment = assign_slots([label.centre for label in result.labels],
-                              [label.angle_deg for label in result.labels], layout, field,
-                              pixel_size_um, result.image_size, patterns, how.max_shift_um,
-                              shot.expected_shift_um)
-    width, height = result.image_size
+    return result, rotation_deg, turns
+
+
+def _corners_json(corners) -> str:
+    return json.dumps(np.round(np.asarray(corners, float), 2).tolist())
+
+
+def _slot_fields(layout, field: int, slot: int) -> dict:
+    """What every record of a slot says: its label, where it is and its designed pattern."""
+    row, col = divmod(slot, layout.label_cols)
+    return dict(label_id=layout.label_id(field, slot), batch_id=layout.batch_id, field=field,
+                slot=slot, row=row, col=col, pattern=layout.pattern_of(field, slot))
+
+
+def _found(result, readings: list, assignment, layout, field: int
+           ) -> tuple[dict[int, LabelRecord], dict[str, np.ndarray], list[RejectionRecord]]:
+    """The labels found and placed in a slot (records and crops), and those that fit no slot."""
     records: dict[int, LabelRecord] = {}
     crops = {}
     rejections = []
-
-    def corners_json(corners) -> str:
-        return json.dumps(np.round(np.asarray(corners, float), 2).tolist())
-
-    def base(slot: int) -> dict:
-        row, col = divmod(slot, layout.label_cols)
-        return dict(label_id=layout.label_id(field, slot), batch_id=layout.batch_id, field=field,
-                    slot=slot, row=row, col=col, pattern=layout.pattern_of(field, slot))
-
     for label, (read, unread), place, why in zip(result.labels, readings, assignment.slots, assignment.reasons,
                                                  strict=True):
         if place is None or why is not None or assignment.status != "ok":
             reason = why or "ambiguous"
             rejections.append(RejectionRecord(reason, reason_text(reason),
                                               place.label_id if place else None,
-                                              corners_json(label.corners)))
+                                              _corners_json(label.corners)))
             continue
         quality = label.quality
-        fields = base(place.slot)
+        fields = _slot_fields(layout, field, place.slot)
         if fields["pattern"] == UNKNOWN_PATTERN:  # a plain folder's labels: as the glyph reads
             fields["pattern"] = read or UNKNOWN_PATTERN
             fields["reason"] = unread
         records[place.slot] = LabelRecord(
             **fields, status="found",
-            crop_path=BatchDir.crop_name(place.label_id), corners=corners_json(label.corners),
+            crop_path=BatchDir.crop_name(place.label_id), corners=_corners_json(label.corners),
             orientation=label.orientation,
             glyph_pattern=label.glyph.pattern if label.glyph else None,
             glyph_score=round(label.glyph.score, 4) if label.glyph else None,
             quality=quality.rounded())
         crops[place.label_id] = label.crop
-    # where every slot of the field should be, to tell cut and missing labels apart
-    expected = {}
-    if assignment.status == "ok":
-        for slot in range(layout.labels_per_field):
-            expected[slot] = assignment.to_image(slot_corners_um(layout, field, slot))
+    return records, crops, rejections
+
+
+def _rejected(result, expected: dict, records: dict[int, LabelRecord], layout, field: int,
+              label_px: float) -> list[RejectionRecord]:
+    """Segmentation's rejected candidates; one where an empty slot should be is that slot's label,
+    rejected (added to `records`)."""
+    rejections = []
     for rejection in result.rejections:
         label_id = None
         if rejection.corners is not None and expected:
@@ -165,43 +172,50 @@ def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutco
             if np.linalg.norm(expected[slot].mean(axis=0) - centre) < 0.3 * label_px \
                     and slot not in records:
                 label_id = layout.label_id(field, slot)
-                records[slot] = LabelRecord(**base(slot), status="rejected",
+                records[slot] = LabelRecord(**_slot_fields(layout, field, slot), status="rejected",
                                             reason=rejection.reason,
-                                            corners=corners_json(rejection.corners))
+                                            corners=_corners_json(rejection.corners))
         rejections.append(RejectionRecord(rejection.reason, rejection.detail, label_id,
                                           None if rejection.corners is None
-                                          else corners_json(rejection.corners)))
+                                          else _corners_json(rejection.corners)))
+    return rejections
+
+
+def _missing(records: dict[int, LabelRecord], expected: dict, status: str, image_size: tuple[int, int],
+             layout, field: int) -> None:
+    """A record for every slot still without one (added to `records`): missing when the slot lies
+    whole in the image, else cut by its edge; every slot of a field that could not be placed is
+    ambiguous."""
+    width, height = image_size
     for slot in range(layout.labels_per_field):
         if slot in records:
             continue
-        if assignment.status != "ok":
-            records[slot] = LabelRecord(**base(slot), status="rejected", reason="ambiguous")
+        if status != "ok":
+            records[slot] = LabelRecord(**_slot_fields(layout, field, slot), status="rejected", reason="ambiguous")
             continue
         corners = expected[slot]
         whole = (corners[:, 0].min() >= 0 and corners[:, 1].min() >= 0
                  and corners[:, 0].max() <= width - 1 and corners[:, 1].max() <= height - 1)
-        records[slot] = LabelRecord(**base(slot), status="missing" if whole else "rejected",
+        records[slot] = LabelRecord(**_slot_fields(layout, field, slot), status="missing" if whole else "rejected",
                                     reason="not found" if whole else "edge",
-                                    corners=corners_json(corners))
+                                    corners=_corners_json(corners))
+
+
+def _field_record(result, assignment, records: dict[int, LabelRecord], rejections: list, layout,
+                  shot: FieldShot, how: CutOptions, turns: int | None, rotation_deg: float) -> FieldRecord:
+    """The field's own record: done, failed or ambiguous, and why."""
     found = sum(r.status == "found" for r in records.values())
     if assignment.status == "ok":
         status, detail = ("done", assignment.detail) if found else ("failed", "no labels found")
     elif assignment.status == "empty":
         status, detail = "failed", "; ".join(["no labels found", *result.notes])
     else:
-        status, detail = "ambiguous", f"{assignment.detail}; {turned_camera_hint(templates)}"
+        status, detail = "ambiguous", f"{assignment.detail}; {turned_camera_hint(how.templates)}"
     if turns:
         detail += f" (camera turned: segmented at {rotation_deg:g} deg, as the glyphs read)"
     shift = assignment.shift_um or (None, None)
-    record = FieldRecord(layout.batch_id, field, status, shot.file, shot.sig, detail, how.method, found,
-                         len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
-    picture = None
-    if how.overlay:
-        from edge_app.segment_overlay import draw_overlay
-
-        picture = draw_overlay(image, result, records, expected, rejections, layout)
-    return FieldOutcome(record, [records[s] for s in sorted(records)], rejections, crops, picture,
-                        rotation_deg, pixel_size_um)
+    return FieldRecord(layout.batch_id, shot.field, status, shot.file, shot.sig, detail, how.method, found,
+                       len(rejections), shift[0], shift[1], round(result.elapsed_ms, 3))
 
 
 def glyph_reading(glyph: GlyphMatch | None, templates: PatternTemplates | None) -> tuple[str | None, str | None]:
@@ -221,8 +235,6 @@ def glyph_quarter_turns(labels: list, templates: PatternTemplates) -> int | None
     """The quarter turn (counter-clockwise on screen) that a clear majority of the clearly
     read glyphs of a field show, or None when too few were read or they disagree. Glyphs
     below the set's floor do not vote: they are not its glyphs."""
-    from edge_app.segment import ORIENTATION_MARGIN
-
     turns = [label.glyph.quarter_turns for label in labels
              if label.glyph is not None and label.glyph.orientation_margin >= ORIENTATION_MARGIN
              and label.glyph.score >= templates.score_floor]

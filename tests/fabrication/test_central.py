@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from edge_app import verb_registry
-from edge_app.central import TABLES, CentralRegistry
 from edge_app.device_key import key_paths
 from edge_app.errors import PufError
 from edge_app.journal import Journal
 from edge_app.journal_sync import export_new
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
-from edge_app.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
+from fabrication import verb_registry
+from fabrication.central import TABLES, CentralRegistry
+from fabrication.registry import FieldRecord, LabelRecord, Registry, RejectionRecord
 from tests.journal_support import check, register, set_time
 
 BERLIN, BERLIN_EAST, MUNICH = (52.52, 13.40), (52.51, 13.45), (48.14, 11.58)

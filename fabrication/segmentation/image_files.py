@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
+
 from edge_app.errors import PufError, cannot_write
 
 
 def write_crop(path: Path, crop) -> str:
     """Write a crop as PNG (atomically, only if its bytes changed); return their sha256."""
-    import cv2
-
     ok, data = cv2.imencode(".png", crop)
     if not ok:
         raise PufError(f"cannot encode the crop {path.name}")
@@ -41,8 +41,6 @@ def write_atomically(path: Path, payload: bytes) -> None:
 
 def write_overlay(path: Path, picture) -> None:
     """Write a field's overlay (a BGR image) as JPEG, atomically."""
-    import cv2
-
     ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if ok:
         write_atomically(path, data.tobytes())

@@ -6,7 +6,7 @@ the same code.
 BATCH_DIR/layout.json                    the batch layout (or --layout, or the sizes as options)
 BATCH_DIR/fields/manifest.json           the fields to segment (or --order, or the images in
                                          fields/ or BATCH_DIR in sorted name order; see
-                                         edge_app.field_images)
+                                         fabrication.segmentation.field_images)
 BATCH_DIR/pattern_templates.npz          optional: glyph templates (edge_app.orientation);
                                          they settle the position of a slipped field, find
                                          a turned camera and name the patterns of a plain
@@ -25,7 +25,7 @@ its image changed or --force is given (an ambiguous one is tried again). A field
 recorded and listed, and the run goes on.
 
 Only the standard library at module level (`puf --help` stays instant): this module turns
-the command line into `SegmentOptions` (edge_app.segment_batch, which does the work) and
+the command line into `SegmentOptions` (fabrication.segmentation.segment_batch, which does the work) and
 prints the summary.
 """
 
@@ -45,13 +45,13 @@ from edge_app.verbs import Verb
 MAX_CROP_SIZE = 4096
 
 if TYPE_CHECKING:
-    from edge_app.segment_batch import SegmentOptions
+    from fabrication.segmentation.segment_batch import SegmentOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edge_app.batch_dir import TEMPLATES_FILE
-    from edge_app.segment_batch import FolderOptions
-    from edge_app.segment_field import CutOptions
+    from fabrication.batch_dir import TEMPLATES_FILE
+    from fabrication.segmentation.segment_batch import FolderOptions
+    from fabrication.segmentation.segment_field import CutOptions
 
     parser.add_argument("batch_dir", type=nonempty_path, help="a photographed batch, or a folder of images")
     parser.add_argument("--registry", type=Path,
@@ -107,9 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> SegmentOptions:
     """The command line as the run's typed options; the registry defaults to
     $PUF_REGISTRY, else registry.sqlite beside the batch."""
-    from edge_app.batch_dir import BatchDir
-    from edge_app.segment_batch import FolderOptions, SegmentOptions
-    from edge_app.segment_field import CutOptions
+    from fabrication.batch_dir import BatchDir
+    from fabrication.segmentation.segment_batch import FolderOptions, SegmentOptions
+    from fabrication.segmentation.segment_field import CutOptions
 
     env = os.environ.get("PUF_REGISTRY")
     registry = args.registry or (Path(env) if env else BatchDir(args.batch_dir).default_registry)
@@ -125,7 +125,7 @@ def options_from(args: argparse.Namespace) -> SegmentOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_app.segment_batch import segment_batch
+    from fabrication.segmentation.segment_batch import segment_batch
 
     summary = segment_batch(options_from(args))
     if args.json:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from edge_app import verb_segment
-from edge_app.batch_dir import BatchDir
 from edge_app.cli import main as puf
 from edge_app.errors import PufError
-from edge_app.registry import Registry
+from fabrication import verb_segment
+from fabrication.batch_dir import BatchDir
+from fabrication.registry import Registry
 from tests.segment_support import make_layout, snap, templates_for
 
 LAYOUT = make_layout()
@@ -411,8 +411,8 @@ def test_a_folder_with_a_pattern_set_reads_every_glyph_and_records_the_set(tmp_p
     """No layout file: the glyphs of a saved pattern set give each label its pattern and the
     camera's turn, and the registry's batch carries the set (for training)."""
     from edge_app.pattern_set import PatternSet
-    from edge_app.registry import Registry
     from fabrication.patterns import builtin_pattern_set
+    from fabrication.registry import Registry
 
     builtin_pattern_set().subset(set(LAYOUT.patterns)).save(tmp_path / "patterns.json")
     scans = plain_folder(tmp_path / "scans", {"a.png": 0, "b.png": 1}, turns=1)

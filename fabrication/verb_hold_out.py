@@ -2,7 +2,7 @@
 
 Labels kept back to calibrate with (never enrolled, so their photos are the impostors
 `puf evaluate` measures against) or not to ship are marked ``held_out`` in the factory's
-registry (`edge_app.registry`, the registry.sqlite `puf segment` writes): `puf enroll` skips
+registry (`fabrication.registry`, the registry.sqlite `puf segment` writes): `puf enroll` skips
 them into every bundle and `puf train` leaves them out, until `--release` puts them back.
 A label already enrolled into a bundle is refused: take it out first (`puf unenroll`).
 The verb is its own, not a `puf registry` action: `puf registry` is the brand's central
@@ -60,7 +60,7 @@ def hold_out(path: Path, batch: str | None, fields: list[int], labels: list[str]
     or missing in segmentation stay as they are. Returns a report."""
     from edge_app.errors import PufError
     from edge_app.ids import check_id
-    from edge_app.registry import Registry
+    from fabrication.registry import Registry
 
     if fields and batch is None:  # the options are checked before the registry is opened
         raise PufError("--field N needs --batch: the batch whose field it is")

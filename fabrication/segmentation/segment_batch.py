@@ -1,8 +1,8 @@
 """`puf segment`'s work: cut every photographed field of a batch into label crops, and
 record batches, fields and labels in the factory's registry.
 
-What it reads and writes is the batch folder's (edge_app.batch_dir): the layout (or one for
-a plain folder of images, edge_app.field_images), the fields, the optional glyph templates
+What it reads and writes is the batch folder's (fabrication.batch_dir): the layout (or one for
+a plain folder of images, fabrication.segmentation.field_images), the fields, the optional glyph templates
 and stage calibration, the crops and overlays. Every field is recorded in one transaction
 after its crops are written, so an interrupted run resumes with the fields not yet
 recorded; a field already done is skipped unless its image changed or `force` is set (an
@@ -22,15 +22,25 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.batch_dir import BatchDir, FieldImage
+from tqdm import tqdm
+
 from edge_app.errors import PufError
-from edge_app.field_images import find_fields, folder_layout
 from edge_app.folder_lock import exclusive
+from edge_app.label_size import estimate_label_px
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
-from edge_app.segment_field import CutOptions, FieldOutcome, FieldShot, reason_text, segment_field
+from edge_app.orientation import PatternTemplates
+from edge_app.pattern_set import PatternSet
+from edge_app.segment import load_image
+from fabrication.batch_dir import BatchDir, FieldImage
+from fabrication.registry import FieldRecord, LabelRecord, Registry
+from fabrication.segmentation.field_images import find_fields, folder_layout
+from fabrication.segmentation.image_files import write_crop, write_overlay
+from fabrication.segmentation.reasons import reason_text
+from fabrication.segmentation.segment_field import CutOptions, FieldOutcome, FieldShot, segment_field
 
 if TYPE_CHECKING:
     from edge_app.orientation import PatternTemplates
@@ -72,8 +82,6 @@ class SegmentOptions:
 def batch_templates(batch: BatchDir, layout, given: Path | None):
     """The glyph templates to read patterns and camera turns with: those given, else the
     batch's own file, else rendered from the layout's pattern set; None without any."""
-    from edge_app.orientation import PatternTemplates
-
     path = given or batch.templates_path
     if given is not None or path.exists():
         return PatternTemplates.load(path)
@@ -100,13 +108,6 @@ def signature(path: Path) -> str:
 
 def segment_batch(options: SegmentOptions) -> dict:
     """Segment the batch's fields not yet recorded; the run's summary (as `--json` prints it)."""
-    from tqdm import tqdm
-
-    from edge_app.image_files import write_crop, write_overlay
-    from edge_app.pattern_set import PatternSet
-    from edge_app.registry import Registry
-    from edge_app.segment import load_image
-
     started = time.perf_counter()
     batch_dir, folder = options.batch_dir, options.folder
     batch = BatchDir(batch_dir)
@@ -248,16 +249,12 @@ def _first_judged(outcomes: Iterator[tuple[FieldImage, FieldOutcome]], layout: B
 
 
 def _with_sha(record, digest: str):
-    from dataclasses import replace
-
     return replace(record, sha256=digest)
 
 
 def _check_pixel_sizes(fields: list[FieldImage]) -> None:
     """Refuse pixel sizes that are not positive; fields without one need the label size
     found in their image (edge_app.label_size), or --pixel-um when that cannot be."""
-    from importlib.util import find_spec
-
     bad = [f.path.name for f in fields if f.pixel_size_um is not None and not f.pixel_size_um > 0]
     unknown = [f.path.name for f in fields if f.pixel_size_um is None]
     if bad or (unknown and find_spec("edge_app.label_size") is None):
@@ -270,8 +267,6 @@ def _field_outcome(item: FieldImage, layout, how: CutOptions, rotation: float,
                    expected_shift_um: tuple[float, float], sig: str | None, load_image) -> FieldOutcome:
     """Segment one field; a field that cannot be read or segmented becomes a record that
     says why, never an exception that stops the batch."""
-    from edge_app.registry import FieldRecord, LabelRecord
-
     def failed(status: str, detail: str) -> FieldOutcome:
         labels = []
         if 0 <= item.field < layout.fields_per_batch:
@@ -293,7 +288,6 @@ def _field_outcome(item: FieldImage, layout, how: CutOptions, rotation: float,
     try:
         pixel_size_um = item.pixel_size_um
         if pixel_size_um is None:  # a plain folder: the labels' size in the image tells it
-            from edge_app.label_size import estimate_label_px
 
             side_px = estimate_label_px(image, border_frac=layout.border_width_um / layout.label_size_um)
             if not side_px:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge_app.layout import BatchLayout
 from edge_app.segment import segment
-from edge_app.slots import assign_slots, slot_corners_um
+from fabrication.segmentation.slots import assign_slots, slot_corners_um
 from tests.segment_support import LABEL_PX, PIXEL_UM, make_layout, snap, templates_for
 
 IMAGE = (1920, 1440)

@@ -1,4 +1,4 @@
-"""`puf registry`: the central registry of a brand's factories and devices (`edge_app.central`).
+"""`puf registry`: the central registry of a brand's factories and devices (`fabrication.central`).
 
     puf registry push REGISTRY.sqlite --factory NAME     a factory's batches and labels, idempotently
     puf registry add-device DEVICE_ID KEY.pub [--replace]   the key a device signs its journals with
@@ -96,8 +96,8 @@ def central_url(given: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_app.central import CentralRegistry
     from edge_app.errors import PufError
+    from fabrication.central import CentralRegistry
 
     with CentralRegistry(central_url(args.central)) as central:
         if args.registry_command == "push":

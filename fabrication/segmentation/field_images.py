@@ -2,7 +2,7 @@
 
 A photographed batch says it itself: `puf photograph` writes BATCH_DIR/fields/manifest.json
 (field number, file, pixel size and stage position of every field). Without the manifest,
-OME-TIFF fields say it in their OME metadata (edge_app.ome_field): pixel size and stage
+OME-TIFF fields say it in their OME metadata (fabrication.ome_field): pixel size and stage
 position, and the field number when `puf photograph --mm-config` wrote them. A plain folder of
 images from someone else's microscope says nothing, so its field order comes from an
 order file (CSV with the columns file,field) or from the sorted file names: never from
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-from edge_app.batch_dir import BatchDir, FieldImage
 from edge_app.errors import PufError
 from edge_app.layout import UNKNOWN_PATTERN, BatchLayout
-from edge_app.ome_field import read_field
 from edge_app.pattern_set import PatternSet
+from fabrication.batch_dir import BatchDir, FieldImage
+from fabrication.ome_field import read_field
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
+
 from edge_app.layout import UNKNOWN_PATTERN
-from edge_app.segment_field import reason_text
+from edge_app.segment import as_uint8
+from fabrication.segmentation.reasons import reason_text
 
 
 def pattern_caption(record) -> str:
@@ -24,11 +28,6 @@ def draw_overlay(image, result, records: dict, expected: dict, rejections: list,
     """The field with found labels (green, id, the pattern its glyph read and the top-left
     corner; yellow words when the label's pattern is not the one read), rejected candidates
     (red, reason) and expected labels that were not found (yellow)."""
-    import cv2
-    import numpy as np
-
-    from edge_app.segment import as_uint8
-
     picture = as_uint8(image)
     if picture.ndim == 2:
         picture = cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edge_app.errors import PufError
-from edge_app.field_images import find_fields, folder_layout, read_order
+from fabrication.segmentation.field_images import find_fields, folder_layout, read_order
 
 
 @pytest.fixture
