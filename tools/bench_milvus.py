@@ -102,7 +102,11 @@ def per_pattern_scans(store: FingerprintStore, name: str, classes: list[str]) ->
         iterator = store.client.query_iterator(name, batch_size=READ_ROWS, filter=f"pattern == {json.dumps(pattern)}",
                                                partition_names=[REGION.partition],
                                                output_fields=["key", "label_id", "copy", "vector"])
+        last = ""
         while batch := iterator.next():
+            if min(row["key"] for row in batch) <= last:
+                raise SystemExit(f"pattern {pattern}: a page did not move past {last!r}")
+            last = max(row["key"] for row in batch)
             rows += len(batch)
             np.asarray([row["vector"] for row in batch], np.float32)
         iterator.close()
