@@ -121,8 +121,8 @@ def milvus_server():
         inside.close()
         client.drop_database(name)
     client.close()
-    if started is not None:
-        os.kill(started, signal.SIGTERM)
+    if started is not None:  # milvus-server stops its server on SIGINT (Ctrl+C), not on SIGTERM
+        os.kill(started, signal.SIGINT)
 
 
 @pytest.fixture(scope="module", params=["milvus_lite", "milvus_server"])

@@ -145,9 +145,12 @@ def main() -> None:
                 with older_alerts(args.baseline)(url) as older:
                     t = time.perf_counter()
                     before = older.alerts()
-                    result["alerts_baseline"] = {"source": str(args.baseline),
-                                                 "seconds": round(time.perf_counter() - t, 2), "count": len(before),
-                                                 "same_alerts": [vars(a) for a in before] == [vars(a) for a in alerts]}
+                    seconds = time.perf_counter() - t
+                    old, new = [vars(a) for a in before], [vars(a) for a in alerts]
+                    result["alerts_baseline"] = {"source": str(args.baseline), "seconds": round(seconds, 2),
+                                                 "count": len(before), "same_alerts": old == new,
+                                                 "only_baseline": [a for a in old if a not in new][:5],
+                                                 "only_new": [a for a in new if a not in old][:5]}
                 print("baseline", result["alerts_baseline"], flush=True)
     finally:
         with engine.begin() as db:

@@ -7,7 +7,7 @@
 # started.
 #
 #   tools/test_milvus.sh [MILVUS_SERVER]   # default: this checkout's .venv/bin/milvus-server
-#   kill "$(cat /tmp/puf_test_milvus/server.pid)"   # stop it
+#   kill -INT "$(cat /tmp/puf_test_milvus/server.pid)"   # stop it (as Ctrl+C: SIGTERM leaves the server running)
 #
 # The tests find the server by PUF_TEST_MILVUS, whose default is what this script starts:
 #   http://127.0.0.1:19530
