@@ -146,11 +146,11 @@ def main() -> None:
                     t = time.perf_counter()
                     before = older.alerts()
                     seconds = time.perf_counter() - t
-                    old, new = [vars(a) for a in before], [vars(a) for a in alerts]
+                    old, new = [tuple(vars(a).values()) for a in before], [tuple(vars(a).values()) for a in alerts]
                     result["alerts_baseline"] = {"source": str(args.baseline), "seconds": round(seconds, 2),
                                                  "count": len(before), "same_alerts": old == new,
-                                                 "only_baseline": [a for a in old if a not in new][:5],
-                                                 "only_new": [a for a in new if a not in old][:5]}
+                                                 "only_baseline": sorted(set(old) - set(new))[:5],
+                                                 "only_new": sorted(set(new) - set(old))[:5]}
                 print("baseline", result["alerts_baseline"], flush=True)
     finally:
         with engine.begin() as db:
