@@ -307,22 +307,19 @@ class CentralRegistry:
     # ---- clone alerts -----------------------------------------------------------------
     def alerts(self, window_hours: float = 24.0, min_km: float = 50.0, max_checks: int = 20) -> list[CloneAlert]:
         """Labels verified genuine on two devices at least `min_km` apart (or of unknown place)
-        within `window_hours`, and labels checked more than `max_checks` times."""
+        within `window_hours`, and labels checked more than `max_checks` times. Both are
+        computed by the database: what comes back is one row per alert (`_closest_pairs`),
+        never the checks themselves."""
         checks, devices = TABLES.tables["verifications"], TABLES.tables["devices"]
-        genuine = sa.and_(checks.c.verdict == "genuine", checks.c.label_id.is_not(None))
         with self._transaction("finding clone alerts") as db:
             places = {row.device_id: (row.lat, row.lon) for row in db.execute(sa.select(devices))}
-            shared = (sa.select(checks.c.label_id).where(genuine).group_by(checks.c.label_id)
-                      .having(sa.func.count(sa.distinct(checks.c.device_id)) > 1))
-            seen = db.execute(sa.select(checks.c.label_id, checks.c.device_id, checks.c.time)
-                              .where(genuine, checks.c.label_id.in_(shared))
-                              .order_by(checks.c.label_id, checks.c.time)).all()
+            pairs = db.execute(_closest_pairs(db.dialect.name, window_hours * 3600)).all()
             often = db.execute(sa.select(checks.c.label_id, sa.func.count(), sa.func.min(checks.c.time),
-                                         sa.func.max(checks.c.time), sa.func.count(sa.distinct(checks.c.device_id)))
+                                         sa.func.max(checks.c.time))
                                .where(checks.c.label_id.is_not(None)).group_by(checks.c.label_id)
                                .having(sa.func.count() > max_checks).order_by(checks.c.label_id)).all()
-        alerts = _two_places(seen, places, window_hours * 3600, min_km)
-        alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last, _ in often]
+        alerts = _two_places(pairs, places, min_km)
+        alerts += [CloneAlert("checked_often", label, (), count, first, last) for label, count, first, last in often]
         return alerts
 
 
@@ -395,26 +392,43 @@ def _mirror(db: sa.Connection, table: sa.Table, batch_id: str, rows: list[dict])
     return {"new": len(new), "changed": len(changed), "removed": len(gone)}
 
 
-def _two_places(seen: Sequence[Sequence[str]], places: dict, window_s: float, min_km: float) -> list[CloneAlert]:
+def _seconds(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    """A check's time (ISO 8601 UTC text, as the journal writes it) as seconds since 1970."""
+    if dialect == "postgresql":
+        return sa.func.extract("epoch", sa.cast(column, sa.TIMESTAMP(timezone=True)))
+    return (sa.func.julianday(column) - 2440587.5) * 86400.0
+
+
+def _closest_pairs(dialect: str, window_s: float) -> sa.Select:
     """For each label and pair of devices, the closest two genuine checks in time, if within
-    the window and far enough apart; the alert names the two devices in the order of their
-    checks, each with its own time (first, last)."""
-    closest: dict[tuple[str, str, str], tuple[float, tuple[str, str], tuple[str, str]]] = {}
-    by_label: dict[str, list[tuple[datetime, str, str]]] = {}
-    for label, device, when in seen:
-        by_label.setdefault(label, []).append((datetime.strptime(when, TIME_FORMAT), device, when))
-    for label, rows in by_label.items():
-        for i, (t1, d1, s1) in enumerate(rows):
-            for t2, d2, s2 in rows[i + 1:]:
-                gap = (t2 - t1).total_seconds()
-                if gap > window_s:
-                    break
-                if d1 != d2:
-                    key = (label, min(d1, d2), max(d1, d2))
-                    if key not in closest or gap < closest[key][0]:
-                        closest[key] = (gap, (d1, s1), (d2, s2))
+    the window: (label, first device, its time, second device, its time), the devices in the
+    order of their checks (at the same second, by device id), ordered by label and the pair.
+    The genuine checks are joined with themselves on the label."""
+    checks = TABLES.tables["verifications"]
+    seen = (sa.select(checks.c.label_id, checks.c.device_id, checks.c.time,
+                      _seconds(checks.c.time, dialect).label("at"))
+            .where(checks.c.verdict == "genuine", checks.c.label_id.is_not(None)).cte("seen"))
+    a, b = seen.alias("a"), seen.alias("b")
+    gap = b.c.at - a.c.at
+    low = sa.case((a.c.device_id < b.c.device_id, a.c.device_id), else_=b.c.device_id)
+    high = sa.case((a.c.device_id < b.c.device_id, b.c.device_id), else_=a.c.device_id)
+    pairs = (sa.select(a.c.label_id, a.c.device_id.label("d1"), a.c.time.label("first"),
+                       b.c.device_id.label("d2"), b.c.time.label("last"), low.label("low"), high.label("high"),
+                       sa.func.row_number().over(partition_by=(a.c.label_id, low, high),
+                                                 order_by=(gap, a.c.time)).label("rank"))
+             .where(a.c.label_id == b.c.label_id, a.c.device_id != b.c.device_id, gap <= window_s,
+                    sa.or_(b.c.time > a.c.time, sa.and_(b.c.time == a.c.time, a.c.device_id < b.c.device_id)))
+             .subquery("pairs"))
+    return (sa.select(pairs.c.label_id, pairs.c.d1, pairs.c.first, pairs.c.d2, pairs.c.last)
+            .where(pairs.c.rank == 1).order_by(pairs.c.label_id, pairs.c.low, pairs.c.high))
+
+
+def _two_places(pairs: Sequence[Sequence[str]], places: dict, min_km: float) -> list[CloneAlert]:
+    """The alerts of `_closest_pairs`'s rows whose devices are far enough apart (or of
+    unknown place); each names the two devices in the order of their checks, each with its
+    own time (first, last)."""
     alerts = []
-    for (label, _, _), (_, (d1, first), (d2, last)) in sorted(closest.items()):
+    for label, d1, first, d2, last in pairs:
         km = _distance_km(places.get(d1), places.get(d2))
         if km is None or km >= min_km:
             alerts.append(CloneAlert("two_places", label, (d1, d2), 2, first, last, km))

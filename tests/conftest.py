@@ -76,3 +76,67 @@ def postgres_url() -> str:
     with engine.begin() as db:
         db.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def milvus_server():
+    """New databases on the test Milvus server ($PUF_TEST_MILVUS; default what
+    tools/test_milvus.sh starts, which this fixture runs when no server answers, and then
+    stops the server it started): each call the URI of a new empty database, all dropped
+    afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    from pymilvus import MilvusClient, MilvusException
+
+    server = os.environ.get("PUF_TEST_MILVUS", "http://127.0.0.1:19530")
+    root = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("PUF_TEST_MILVUS_DATA", "/tmp/puf_test_milvus"))
+    started = None
+    try:
+        client = MilvusClient(server, timeout=10)
+    except MilvusException:  # none answers: the script starts one
+        done = subprocess.run([str(root / "tools/test_milvus.sh"), str(Path(sys.executable).parent / "milvus-server")],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.fail(f"no Milvus server at {server!r}, and tools/test_milvus.sh could not start one: {done.stderr}")
+        started = int((data / "server.pid").read_text())
+        client = MilvusClient(server, timeout=10)
+    made = []
+
+    def new_database() -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        client.create_database(name)
+        made.append(name)
+        return f"{server.rstrip('/')}/{name}"
+
+    yield new_database
+    for name in made:
+        inside = MilvusClient(f"{server.rstrip('/')}/{name}", timeout=10)
+        for collection in inside.list_collections():
+            inside.drop_collection(collection)
+        inside.close()
+        client.drop_database(name)
+    client.close()
+    if started is not None:  # milvus-server stops its server on SIGINT (Ctrl+C), not on SIGTERM
+        os.kill(started, signal.SIGINT)
+
+
+@pytest.fixture(scope="module", params=["milvus_lite", "milvus_server"])
+def store_engine(request) -> str:
+    """The fingerprint store's two engines (`trainer.fingerprint_store`): Milvus Lite, and a
+    real Milvus server (`milvus_server`)."""
+    return request.param
+
+
+
+@pytest.fixture
+def store_uri(store_engine, tmp_path, request) -> str:
+    """A new, empty fingerprint store of each engine: a Milvus Lite file, or a new database on
+    the test server."""
+    if store_engine == "milvus_lite":
+        return str(tmp_path / "fp.db")
+    return request.getfixturevalue("milvus_server")()

@@ -1,8 +1,10 @@
-"""Fingerprints at scale in Milvus Lite, beside the device's Faiss shards, in one run.
+"""Fingerprints at scale in Milvus (Lite, or a server by --uri), beside the device's Faiss
+shards, in one run.
 
     nice -n 19 .venv/bin/python tools/bench_milvus.py                 # 10^6 labels
     .venv/bin/python tools/bench_milvus.py --labels 100000            # a few minutes
     .venv/bin/python tools/bench_milvus.py --folder F --search-only   # again, on the store F holds
+    tools/test_milvus.sh && .venv/bin/python tools/bench_milvus.py --uri http://127.0.0.1:19530 --baseline
 
 1. Write: `--labels` random unit vectors of the shipped model's dimension (256), one a
    label, patterns dealt round the 44 classes, upserted into a Milvus Lite store through
@@ -10,7 +12,9 @@
    writes them. Reported: labels a second, including Milvus's flush and HNSW index build.
 2. Export: `trainer.region_export.export_region` turns the region into a bundle of the
    shipped model (`models/default`), 44 per-pattern Faiss shards, as `puf export-region`
-   does (unsigned here: signing takes milliseconds).
+   does (unsigned here: signing takes milliseconds). With `--baseline`, the old way of
+   reading the region (a filtered scan of the partition for each pattern) is timed beside
+   the export's own read (one scan, split by pattern: `trainer.pattern_spill`), in the same run.
 3. Search, one query per call as a device or a central check searches: genuine-like
    queries (a label's vector moved to cosine `--cosine` from itself) in the label's pattern,
    by Milvus Lite (HNSW, partition + pattern filter) and by the exported bundle's shard
@@ -26,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +39,7 @@ import numpy as np
 
 from edge_app.bundle_format import Manifest
 from edge_app.runtime import shipped_bundle
-from trainer.fingerprint_store import FingerprintStore, Region, collection_name
+from trainer.fingerprint_store import READ_ROWS, FingerprintStore, Region, collection_name
 from trainer.index_build import genuine_like, random_unit
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,6 +94,25 @@ def summary(times: list[float], found: list[str | None], truth: list[str]) -> di
             "recall_at_1": float(np.mean([f == t for f, t in zip(found, truth, strict=True)]))}
 
 
+def per_pattern_scans(store: FingerprintStore, name: str, classes: list[str]) -> int:
+    """The region read as exports read it before one scan: a filtered scan of the partition for
+    each pattern (pymilvus's query iterator, the same pages and fields); the rows read."""
+    rows = 0
+    for pattern in classes:
+        iterator = store.client.query_iterator(name, batch_size=READ_ROWS, filter=f"pattern == {json.dumps(pattern)}",
+                                               partition_names=[REGION.partition],
+                                               output_fields=["key", "label_id", "copy", "vector"])
+        last = ""
+        while batch := iterator.next():
+            if min(row["key"] for row in batch) <= last:
+                raise SystemExit(f"pattern {pattern}: a page did not move past {last!r}")
+            last = max(row["key"] for row in batch)
+            rows += len(batch)
+            np.asarray([row["vector"] for row in batch], np.float32)
+        iterator.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=int, default=1_000_000)
@@ -97,6 +121,12 @@ def main() -> None:
     parser.add_argument("--cosine", type=float, default=0.7, help="genuine-like queries' cosine (default 0.7)")
     parser.add_argument("--bundle", type=Path, default=shipped_bundle(), help="the model's bundle")
     parser.add_argument("--folder", type=Path, help="where the store and bundle go (default: a temporary folder)")
+    parser.add_argument("--uri", help="a Milvus server (http://host:19530) instead of a Milvus Lite store in --folder")
+    parser.add_argument("--written", action="store_true",
+                        help="the store already holds the labels (an earlier run with the same --labels, --batch, "
+                             "--seed): skip the write")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also time the old export read: one filtered scan of the partition per pattern")
     parser.add_argument("--no-export", action="store_true", help="skip the export and the Faiss side")
     parser.add_argument("--search-only", action="store_true",
                         help="search the store --folder already holds (written by an earlier run with the same "
@@ -114,15 +144,23 @@ def main() -> None:
     name = collection_name(manifest, manifest.model_format)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench_milvus_"))
     folder.mkdir(parents=True, exist_ok=True)
-    uri = str(folder / "fingerprints.db")
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    uri = args.uri or str(folder / "fingerprints.db")
+    engine = "milvus_server" if args.uri else "milvus_lite"
+    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "engine": engine,
+                    "command": " ".join(["tools/bench_milvus.py", *sys.argv[1:]]),
                     "load_before": os.getloadavg()[0], "dim": d}
     with FingerprintStore(uri) as store:
         store.open_collection(name, d, create=not args.search_only)
-        if not args.search_only:
+        if not (args.search_only or args.written):
             result["write"] = write(store, name, args.labels, d, classes, args.batch, args.seed)
             print("write", result["write"], flush=True)
-        queries, rows = queries_of(args.labels, d, args.batch, args.queries, args.cosine, args.seed)
+        if args.baseline:
+            t = time.perf_counter()
+            rows_read = per_pattern_scans(store, name, classes)
+            result["baseline_read_per_pattern"] = {"seconds": round(time.perf_counter() - t, 1), "rows": rows_read}
+            print("baseline read", result["baseline_read_per_pattern"], flush=True)
+        queries, rows = queries_of(args.labels, d, args.batch, args.queries, args.cosine, args.seed) \
+            if args.queries else (np.zeros((0, d), np.float32), np.zeros(0, np.int64))
         truth = [label_id(int(r)) for r in rows]
         patterns = [classes[int(r) % len(classes)] for r in rows]
         pattern_of = iter(patterns)
@@ -131,18 +169,20 @@ def main() -> None:
             hit = store.search(name, REGION, next(pattern_of), q[None])[0]
             return hit[0] if hit else None
 
-        store.search(name, REGION, patterns[0], queries[:1])  # warm
-        found, times = timed(milvus, queries)
-        result["search_milvus_lite"] = summary(times, found, truth)
-        print("milvus lite", result["search_milvus_lite"], flush=True)
+        if args.queries:
+            store.search(name, REGION, patterns[0], queries[:1])  # warm
+            found, times = timed(milvus, queries)
+            result[f"search_{engine}"] = summary(times, found, truth)
+            print(engine, result[f"search_{engine}"], flush=True)
     if not (args.no_export or args.search_only):
         out = folder / "bundle_eu"
         model = folder / "model"  # a copy: the export locks its source, with a file beside it
         if not model.exists():
             shutil.copytree(args.bundle, model)
         t = time.perf_counter()
-        report = export_region(uri, model, out, REGION)
-        result["export"] = {"seconds": round(time.perf_counter() - t, 1), "labels": report["labels"],
+        report = export_region(uri, model, out, REGION, progress=False)
+        result["export"] = {"seconds": round(time.perf_counter() - t, 1), "read_s": report["read_seconds"],
+                            "labels": report["labels"],
                             "bundle_mb": round(report["bundle_bytes"] / 1e6, 1), "shards": report["shards"]}
         print("export", result["export"], flush=True)
         exported = Manifest.read(out).shards
@@ -155,10 +195,11 @@ def main() -> None:
             match = shards.search(q[None], [[next(pattern_of)]])[0]
             return match.label_id if match else None
 
-        found, times = timed(faiss_shard, queries)
-        result["search_faiss_shard"] = summary(times, found, truth)
-        result["search_faiss_shard"]["kinds"] = sorted({e.extra["kind"] for e in exported.entries.values()})
-        print("faiss shard", result["search_faiss_shard"], flush=True)
+        if args.queries:
+            found, times = timed(faiss_shard, queries)
+            result["search_faiss_shard"] = summary(times, found, truth)
+            result["search_faiss_shard"]["kinds"] = sorted({e.extra["kind"] for e in exported.entries.values()})
+            print("faiss shard", result["search_faiss_shard"], flush=True)
     result["load_after"] = os.getloadavg()[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -148,8 +148,10 @@ class FingerprintStore:
             index = self.client.prepare_index_params()
             # fingerprints are L2-normalised: inner product is cosine, as in the bundle's shards
             index.add_index("vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 128})
+            # Strong: a read sees every write before it (a server's default, Bounded, may not;
+            # Milvus Lite is always strong)
             self._call("create a collection", self.client.create_collection, name, schema=schema,
-                       index_params=index)
+                       index_params=index, consistency_level="Strong")
         found = self._call("describe a collection", self.client.describe_collection, name)
         have = next(f["params"]["dim"] for f in found["fields"] if f["name"] == "vector")
         if int(have) != dim:
@@ -208,32 +210,18 @@ class FingerprintStore:
                            output_fields=["count(*)"], partition_names=[region.partition])
         return int(row["count(*)"])
 
-    def read(self, collection: str, region: Region, pattern: str) -> tuple[list[str], np.ndarray]:
-        """Every fingerprint of one pattern class of `region`: the label id of each row, and
-        the (rows, d) vectors, ordered by label and copy (an export does not depend on the
-        order Milvus returns them in)."""
-        ids: list[str] = []
-        copies: list[int] = []
-        chunks = []
-        for batch in self._batches(collection, region, pattern):  # each batch to float32 as it comes
-            ids.extend(row["label_id"] for row in batch)
-            copies.extend(row["copy"] for row in batch)
-            chunks.append(np.asarray([row["vector"] for row in batch], np.float32))
-        if not ids:
-            return [], np.zeros((0, 0), np.float32)
-        order = np.lexsort((np.asarray(copies), np.asarray(ids)))
-        return [ids[i] for i in order], np.concatenate(chunks)[order]
-
-    def _batches(self, collection: str, region: Region, pattern: str) -> Iterator[list[dict]]:
-        """The rows of one pattern class of `region`, a page at a time: each row's label id
-        checked before the iterator pages on from it, and each page past the last one's keys
-        (pages come in key order), so there are never more pages than rows; a PufError
-        otherwise (see the module's docstring)."""
+    def batches(self, collection: str, region: Region) -> Iterator[list[dict]]:
+        """Every row of `region` (key, label id, pattern, copy, vector), a page at a time, in
+        one scan of its partition: an export splits them by pattern as they come
+        (`trainer.pattern_spill`) instead of scanning the partition once a pattern. Each row's
+        label id is checked before the iterator pages on from it, and each page must start
+        past the last one's keys (pages come in key order), so there are never more pages than
+        rows; a PufError otherwise (see the module's docstring)."""
         if not self._partition(collection, region, create=False):
             return
         iterator = self._call("read fingerprints", self.client.query_iterator, collection, batch_size=READ_ROWS,
-                              filter=f"pattern == {_literal(pattern)}", partition_names=[region.partition],
-                              output_fields=["key", "label_id", "copy", "vector"])
+                              filter="", partition_names=[region.partition],
+                              output_fields=["key", "label_id", "pattern", "copy", "vector"])
         last = ""
         try:
             while batch := self._call("read fingerprints", iterator.next):
@@ -242,7 +230,7 @@ class FingerprintStore:
                 first = min(row["key"] for row in batch)
                 if first <= last:
                     raise PufError(f"the fingerprint store {self.uri} gave the fingerprint {first!r} after {last!r}: "
-                                   f"its paging of {region} pattern {pattern!r} did not move on; nothing read")
+                                   f"its paging of {region} did not move on; nothing read")
                 last = max(row["key"] for row in batch)
                 yield batch
         finally:

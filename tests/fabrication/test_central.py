@@ -265,3 +265,34 @@ def test_a_device_online_pushes_what_is_new_and_a_failed_push_is_sent_again(url,
         checks = TABLES.tables["verifications"]
         assert db.execute(sa.select(checks.c.id).order_by(checks.c.id)).scalars().all() == [1, 2, 3, 4]
     engine.dispose()
+
+
+def test_clone_alerts_come_from_the_database_one_row_each(postgres_url):
+    """The pairing of checks within the window is the database's work (`_closest_pairs`): of
+    each label's genuine checks on two devices, the closest two in time, the devices in the
+    order they checked (at the same second, by device id), a gap of exactly the window
+    included; what leaves the database is one row an alert and the devices, never the checks."""
+    verifications = TABLES.tables["verifications"]
+    checks = [("da", L1, "2026-11-02T08:00:00Z"), ("db", L1, "2026-11-02T09:00:00Z"),
+              ("da", L1, "2026-11-02T09:30:00Z"),  # the closest: db then da, 30 minutes apart
+              *[("da", L1, f"2026-11-0{day}T12:00:00Z") for day in range(3, 10)],  # more of L1, no nearer pair
+              ("db", L2, "2026-11-02T08:00:00Z"), ("da", L2, "2026-11-02T08:00:00Z"),  # the same second
+              ("da", L3, "2026-11-02T08:00:00Z"), ("dc", L3, "2026-11-03T08:00:00Z"),  # exactly 24 hours
+              ("da", L9, "2026-11-02T08:00:00Z"), ("db", L9, "2026-11-03T08:00:01Z")]  # a second more
+    with CentralRegistry(postgres_url) as central:
+        for device_id in ("da", "db", "dc"):
+            central.set_device(device_id)  # places unknown: every pair alerts
+        with central.engine.begin() as db:
+            db.execute(verifications.insert(), [
+                {"device_id": device, "id": i, "time": when, "verdict": "genuine", "label_id": label, "threshold": 0.6,
+                 "reason": "", "bundle_version": "1-ab", "source": "camera"}
+                for i, (device, label, when) in enumerate(checks, start=1)])
+        fetched = []
+        sa.event.listen(central.engine, "after_cursor_execute",
+                        lambda conn, cursor, statement, *_: fetched.append(cursor.rowcount))
+        alerts = central.alerts(window_hours=24, min_km=50, max_checks=100)
+    assert [(a.label_id, a.devices, a.first, a.last) for a in alerts] == [
+        (L1, ("db", "da"), "2026-11-02T09:00:00Z", "2026-11-02T09:30:00Z"),
+        (L2, ("da", "db"), "2026-11-02T08:00:00Z", "2026-11-02T08:00:00Z"),
+        (L3, ("da", "dc"), "2026-11-02T08:00:00Z", "2026-11-03T08:00:00Z")]
+    assert sum(n for n in fetched if n > 0) <= len(alerts) + 3  # the alerts' rows and the 3 devices

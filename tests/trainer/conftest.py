@@ -32,12 +32,13 @@ def key(base):
 
 
 @pytest.fixture(scope="module")
-def central(base, tmp_path_factory):
+def central(base, tmp_path_factory, store_engine, request):
     """A factory bundle enrolled with field 0 for tea/eu and field 1 for tea/us, both also
-    written to one Milvus Lite store, through `puf enroll --milvus`."""
+    written to one fingerprint store (Milvus Lite, and a database on the test Milvus server),
+    through `puf enroll --milvus`."""
     root = tmp_path_factory.mktemp("central")
     bundle = Path(shutil.copytree(model_bundle(base), root / "factory"))
-    store = root / "fingerprints.db"
+    store = root / "fingerprints.db" if store_engine == "milvus_lite" else request.getfixturevalue("milvus_server")()
     us_crops = write_crop_folder(root / "us_crops", sim_batch(), (1,))
     for crops, region in ((enroll_crops(base), "eu"), (us_crops, "us")):
         assert main(["enroll", "--bundle", str(bundle), "--labels", str(crops), "--key", str(keys(base)[0]),

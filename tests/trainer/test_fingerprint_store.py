@@ -1,4 +1,4 @@
-"""Fingerprints in a real Milvus Lite store: enrollment of two regions writes there
+"""Fingerprints in a real Milvus Lite store and on a real Milvus server: enrollment of two regions writes there
 idempotently, a region's bundle exported from it verifies that region's labels as genuine
 and the other region's as counterfeit, and the store refuses what would abuse it."""
 
@@ -20,13 +20,13 @@ from trainer.fingerprint_store import FingerprintStore, Region, StoreTarget, col
 EU, US = Region("tea", "eu"), Region("tea", "us")
 
 
-def stored(store_path: Path, bundle: Path, region: Region) -> tuple[int, int]:
+def stored(store_path: Path | str, bundle: Path, region: Region) -> tuple[int, int]:
     """Rows and distinct labels of `region` in the store, for the bundle's model."""
     manifest = Manifest.read(bundle)
     name = collection_name(manifest, "int8")
     with FingerprintStore(str(store_path)) as store:
         store.open_collection(name, int(manifest.embedding_dim or 0), create=False)
-        ids = [i for pattern in manifest.pattern_classes or [] for i in store.read(name, region, pattern)[0]]
+        ids = [row["label_id"] for batch in store.batches(name, region) for row in batch]
     return len(ids), len(set(ids))
 
 
@@ -76,9 +76,9 @@ def test_a_new_export_counts_up_from_the_bundle_it_replaces(base, central, tmp_p
     assert not list(tmp_path.glob(".us_bundle.*new*"))
 
 
-def test_enrolling_with_a_store_catches_up_labels_the_bundle_already_held(base, central, tmp_path, key):
+def test_enrolling_with_a_store_catches_up_labels_the_bundle_already_held(base, tmp_path, key, store_uri):
     bundle = Path(shutil.copytree(model_bundle(base), tmp_path / "b"))
-    store = tmp_path / "late.db"
+    store = store_uri
     enroll(bundle, enroll_crops(base), key, progress=False)  # without the store
     report = enroll(bundle, enroll_crops(base), key, progress=False, store=StoreTarget(str(store), EU))
     assert report.labels_added == 0 and report.store["caught_up"] == 12
@@ -108,17 +108,18 @@ def test_puf_enroll_refuses_a_bad_store_or_region_before_touching_the_bundle(bas
     assert (fresh / "manifest.json").read_bytes() == before
 
 
-def test_patterns_cannot_change_what_a_filter_selects(tmp_path):
+def test_patterns_cannot_change_what_a_filter_selects(store_uri):
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((3, 8)).astype(np.float32)
     labels = ["a", "b", "c"]
-    with FingerprintStore(str(tmp_path / "fp.db")) as store:
+    with FingerprintStore(store_uri) as store:
         store.open_collection("fp_test", 8, create=True)
         assert store.upsert("fp_test", EU, labels, ["P1", 'P" or pattern != "', "P1"], vectors) == 3
         assert store.label_ids("fp_test", EU, ["a", "nobody"]) == {"a"}
         assert store.count("fp_test", EU, 'P" or pattern != "') == 1
         assert store.count("fp_test", EU, "P1") == 2 and store.count("fp_test", US) == 0
-        assert store.read("fp_test", EU, "P1")[0] == ["a", "c"]
+        assert sorted((row["label_id"], row["pattern"]) for batch in store.batches("fp_test", EU) for row in batch) \
+            == [("a", "P1"), ("b", 'P" or pattern != "'), ("c", "P1")]
         [(label, score)] = store.search("fp_test", EU, "P1", vectors[2:3] / np.linalg.norm(vectors[2]))
         assert label == "c" and score == pytest.approx(np.linalg.norm(vectors[2]), rel=1e-4)
         with pytest.raises(PufError, match="1-64 characters"):
@@ -128,9 +129,9 @@ def test_patterns_cannot_change_what_a_filter_selects(tmp_path):
 
 
 @pytest.mark.parametrize("label_id", ['a"b', "a\\b", 'a\\"b', "../x", "a b", "a\x01b", "", "x" * 65])
-def test_the_store_takes_no_label_id_outside_the_grammar(tmp_path, label_id):
+def test_the_store_takes_no_label_id_outside_the_grammar(store_uri, label_id):
     vectors = np.eye(2, 8, dtype=np.float32)
-    with FingerprintStore(str(tmp_path / "fp.db")) as store:
+    with FingerprintStore(store_uri) as store:
         store.open_collection("fp_test", 8, create=True)
         with pytest.raises(PufError, match="label id .* is not allowed: a label id is 1-64 letters"):
             store.upsert("fp_test", EU, ["A0", label_id], ["P1", "P1"], vectors)
@@ -160,3 +161,13 @@ def test_export_region_of_a_store_written_before_the_grammar_stops_naming_the_id
     error = capsys.readouterr().err
     assert f"holds a fingerprint of tea/{region} whose label id {label_id!r} is not allowed" in error, error
     assert "1-64 letters" in error and not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".export-*"))  # the split of the store's rows is gone too
+
+
+def test_an_export_reads_the_region_once_showing_progress_and_keeps_no_split(base, central, tmp_path, capsys):
+    """The store's rows come in one scan, split by pattern into files beside the bundle
+    (`trainer.pattern_spill`): progress on stderr, and the files gone once it is written."""
+    assert export(base, central, "us", tmp_path / "us") == 0
+    shown = capsys.readouterr().err
+    assert "reading tea/us" in shown and "| 12/" in shown, shown  # 12 labels read
+    assert not list(tmp_path.glob(".export-*"))
