@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fabrication.galvo import GalvoSettings, LensField
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class GalvoOptions:
     lens_mirror_y: bool
 
 
-def galvo_settings(options: GalvoOptions, job: dict):
+def galvo_settings(options: GalvoOptions, job: dict) -> tuple[GalvoSettings, LensField]:
     """(`GalvoSettings`, `LensField`) from the options and the batch's job settings."""
     from fabrication.galvo import GalvoSettings, LensField
     from fabrication.laser_power import PowerCalibration

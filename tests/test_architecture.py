@@ -1,6 +1,6 @@
 """The architecture, checked on every test run (so CI and README's test command check it too):
 ruff, the dependency rule as import contracts (`[tool.importlinter]` in pyproject.toml) and
-mypy on the device package (`[tool.mypy]`). Each runs as its own command does, from the checkout."""
+mypy on all three packages (`[tool.mypy]`). Each runs as its own command does, from the checkout."""
 
 import os
 import shutil
@@ -53,6 +53,29 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
         assert chain in done.stdout, (chain, done.stdout[-3000:])
 
 
-def test_mypy_passes_on_the_device_package():
+def test_mypy_passes_on_all_three_packages():
     done = _run([sys.executable, "-m", "mypy"])
     assert done.returncode == 0, done.stdout[-5000:]
+    assert f"in {sum(1 for p in PACKAGES for _ in (ROOT / p).rglob('*.py'))} source files" in done.stdout, \
+        done.stdout[-2000:]
+
+
+def test_mypy_catches_a_type_error_planted_in_each_package(tmp_path):
+    # The real packages and [tool.mypy], copied, with one wrong type added to a module of each: the
+    # kinds the packages had (an Optional used as a value, a default of the wrong type).
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    added = {
+        "edge_app/versions.py": "def _planted(text: str | None) -> int:\n    return len(text)\n",
+        "fabrication/geometry.py": "def _planted(ids: list[str] = ()) -> None:\n    pass\n",
+        "trainer/metrics.py": "def _planted(found: dict | None) -> object:\n    return found.get('x')\n",
+    }
+    for name, code in added.items():
+        with open(tmp_path / name, "a") as module:
+            module.write("\n\n" + code)
+
+    done = _run([sys.executable, "-m", "mypy", "--cache-dir", tmp_path / ".mypy_cache"], cwd=tmp_path)
+    assert done.returncode == 1 and "Found 3 errors in 3 files" in done.stdout, done.stdout[-3000:]
+    for name in added:
+        assert f"{name}:" in done.stdout, (name, done.stdout[-3000:])

@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from fabrication.sim.optics import motion_blur
+from trainer.images import read_bgr
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def materialize(root, out, copies: int, aug: Augment = Augment(rotation_deg=180)
         folder = out / "crops" / label_id
         folder.mkdir(parents=True, exist_ok=True)
         for path in dataset.crops[label_id]:
-            crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            crop = read_bgr(path)
             rng = np.random.default_rng([seed, written])
             for k in range(copies):
                 name = folder / f"{path.stem}_a{k:03d}.png"

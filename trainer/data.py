@@ -133,7 +133,12 @@ class RegistryDataset(FolderDataset):
         """The glyphs of the batches `label_ids` come from, merged (a run on some batches
         learns their glyphs, not those of every batch in the registry)."""
         batches = sorted({self.batch[label] for label in label_ids})
-        return merged([self._sets[b] for b in batches], f"the registry {self.root}")
+        sets = [self._sets[b] for b in batches]
+        unknown = [b for b, s in zip(batches, sets, strict=True) if s is None]
+        if unknown:
+            raise PufError(f"the glyphs of batch {', '.join(unknown)} in the registry {self.root} are unknown "
+                           "(images recorded without their patterns): nothing to learn them from")
+        return merged([s for s in sets if s is not None], f"the registry {self.root}")
 
 
 def open_dataset(path: Path) -> FolderDataset:

@@ -202,7 +202,7 @@ def load_items(labels: Path, batches: tuple[str, ...] = (), capture: str | None 
 
 # ---- crops to fingerprints -------------------------------------------------------------
 
-def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
+def read_crop(item: EnrollItem) -> np.ndarray | str:
     """The crop's pixels, or why it cannot be used (one bad crop is skipped, never the
     end of the whole enrollment)."""
     import cv2
@@ -212,18 +212,18 @@ def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
     try:
         data = item.crop.read_bytes()
     except OSError:
-        return None, "crop missing"
+        return "crop missing"
     if item.sha256 and hashlib.sha256(data).hexdigest() != item.sha256:
-        return None, "crop changed since it was recorded"
+        return "crop changed since it was recorded"
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error:
         image = None
     if image is None or image.shape[0] != image.shape[1]:
-        return None, "crop unreadable or not square"
+        return "crop unreadable or not square"
     if image.shape[0] < MIN_CROP_PX:
-        return None, f"crop smaller than {MIN_CROP_PX}x{MIN_CROP_PX} px"
-    return image, None
+        return f"crop smaller than {MIN_CROP_PX}x{MIN_CROP_PX} px"
+    return image
 
 
 def variants(crop: np.ndarray, options: EnrollOptions, rng: np.random.Generator) -> list[np.ndarray]:
@@ -269,9 +269,9 @@ def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped
             pending.clear()
 
     for item in tqdm(items, desc="embedding", unit="label", disable=not progress):
-        crop, why = read_crop(item)
-        if crop is None:
-            skipped.add(why, item.label_id)
+        crop = read_crop(item)
+        if isinstance(crop, str):  # why it cannot be used
+            skipped.add(crop, item.label_id)
             continue
         kept.append(item)
         if thumbnail_px:

@@ -89,8 +89,9 @@ def make_film(spec: SimSpec, layout: BatchLayout):
 
 
 def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
-                   ) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(label_id, capture name, crop) for every capture of the labels of one field."""
+                   ) -> Iterator[tuple[str, str, np.ndarray | None]]:
+    """(label_id, capture name, crop) for every capture of the labels of one field; crop None
+    where the device's segmentation of a handheld photo failed (the name says how)."""
     from fabrication.calibration import StageCalibration
     from fabrication.sim.field_camera import capture_label
     from fabrication.sim.microscope import SimulatedMicroscope
@@ -102,6 +103,7 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
                                     seed=spec.seed * 1000 + shot)
         scope.move_to(*calibration.design_to_stage(*layout.field_center_um(field)))
         snap = scope.snap()
+        assert snap.truth is not None  # a simulated microscope's snapshots carry it
         for label in snap.truth["labels"]:
             if label["whole"] and label["field"] == field:
                 yield label["label_id"], f"m{shot}", crop_from_corners(
@@ -200,6 +202,7 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
     layouts = [make_layout(spec) for spec in specs]
     if len({layout.pattern_set for layout in layouts}) > 1:
         raise PufError("the batches of one data set must share one pattern set")
+    assert layouts[0].pattern_set is not None  # make_layout names one
     layouts[0].pattern_set.save(root / PATTERN_SET_FILE)
     for spec, layout in zip(specs, layouts, strict=True):
         for field in range(layout.fields_per_batch):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge_app.errors import PufError
 from trainer.harness.line import LINE, run_verb, verb_output
+from trainer.images import read_bgr
 
 BATCH_ID = "B0001"
 PICTURES = {"field": "demo_field.jpg", "genuine": "demo_genuine.jpg", "counterfeit": "demo_counterfeit.jpg",
@@ -89,7 +90,7 @@ def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     from edge_app.batch_dir import BatchDir
 
     batch = BatchDir(batch_dir)
-    image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
+    image = read_bgr(batch.field_path(field))
     truth = json.loads(batch.truth_path(field).read_text())
     overlay = image.copy()
     for label in truth["labels"]:
@@ -134,13 +135,13 @@ def power_series(out: Path, seed: int = 11) -> None:
     cv2.imwrite(str(out), image)
 
 
-def _stats_ms(values: list[float]) -> dict:
+def _stats_ms(values: list[float | None]) -> dict:
     import numpy as np
 
-    values = [v for v in values if v is not None]
-    if not values:
+    known = [v for v in values if v is not None]
+    if not known:
         return {"median": None, "p90": None}
-    return {"median": round(float(np.median(values)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
+    return {"median": round(float(np.median(known)), 3), "p90": round(float(np.percentile(known, 90)), 3)}
 
 
 def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> None:
@@ -231,6 +232,8 @@ def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict
                            rejected=sum(lb.status in ("rejected", "missing") for lb in labels))
     bundle, trusted, photos_dir = out / "bundle", out / "trusted_keys", out / "handheld"
     threshold = Manifest.read(bundle).threshold
+    if threshold is None:
+        raise PufError(f"{bundle} has no calibrated threshold: the demo's evaluation did not set it")
     plan = plan_queries(slots["enrolled"], slots["held_out"], options.photos, options.seed)
     print(f"\n== handheld photos into {photos_dir}, verified against {bundle}")
     t0 = time.perf_counter()
@@ -260,7 +263,7 @@ def _copy_figures(pictures: dict, folder: Path) -> dict:
         target = folder / (path.name if name == "scores" else path.stem + ".jpg")
         if target.suffix == path.suffix:
             shutil.copy(path, target)
-        elif not cv2.imwrite(str(target), cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 88]):
+        elif not cv2.imwrite(str(target), read_bgr(path), [cv2.IMWRITE_JPEG_QUALITY, 88]):
             raise PufError(f"cannot write {target}")
         copied[name] = str(target)
     return copied

@@ -21,6 +21,8 @@ from time import perf_counter
 import cv2
 import numpy as np
 
+from trainer.images import read_bgr
+
 KINDS = ("genuine", "held_out", "other_film", "clone")
 EXPECTED = {"genuine": "genuine", "held_out": "counterfeit", "other_film": "counterfeit", "clone": "counterfeit"}
 
@@ -132,7 +134,7 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
         path = out / f"{n:04d}_{kind}_{truth['label_id']}.jpg"
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         path.write_bytes(data.tobytes())
-        photo = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        photo = read_bgr(path)
         t0 = perf_counter()
         verdicts = verifier.verify_image(photo, path.name)
         wall_ms = (perf_counter() - t0) * 1000

@@ -169,7 +169,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
     return out
 
 
-def device_crop(verifier, image: np.ndarray, corners_px: list):
+def device_crop(verifier, image: np.ndarray, corners_px: list) -> tuple[list[np.ndarray], str | None] | None:
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
     from edge_app.verify import find_labels, glyph_reading
     from trainer.harness.demo_queries import true_centre_and_side
