@@ -29,11 +29,20 @@ def test_the_import_contracts_hold():
     assert done.returncode == 0 and "4 kept, 0 broken" in done.stdout, done.stdout[-3000:]
 
 
-def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
-    # The real packages and contracts, copied, with one forbidden import added to a module of each.
+def _planted(tmp_path: Path, added: dict[str, str]) -> Path:
+    """The real packages and pyproject.toml, copied into `tmp_path`, with `added` code at the end
+    of the modules it names."""
     for package in PACKAGES:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    for name, code in added.items():
+        with open(tmp_path / name, "a") as module:
+            module.write("\n" + code)
+    return tmp_path
+
+
+def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function(tmp_path):
+    # The real packages and contracts, copied, with one forbidden import added to a module of each.
     added = {
         "edge_app/versions.py": "def _heavy():\n    import tensorflow  # noqa\n",  # inside a function still counts
         "edge_app/json_files.py": "from fabrication import geometry  # noqa\n",
@@ -41,11 +50,7 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
         "trainer/metrics.py": "def _ui():\n    from kivy.app import App  # noqa\n",
         "trainer/enroll.py": "def _figures():\n    from trainer.harness import paper  # noqa\n",
     }
-    for name, code in added.items():
-        with open(tmp_path / name, "a") as module:
-            module.write("\n" + code)
-
-    done = _run([BIN / "lint-imports", "--no-cache"], cwd=tmp_path)
+    done = _run([BIN / "lint-imports", "--no-cache"], cwd=_planted(tmp_path, added))
     assert done.returncode == 1 and "0 kept, 4 broken" in done.stdout, done.stdout[-3000:]
     for chain in ("edge_app.versions -> tensorflow", "edge_app.json_files -> fabrication.geometry",
                   "fabrication.geometry -> trainer.metrics", "trainer.metrics -> kivy",
@@ -63,19 +68,12 @@ def test_mypy_passes_on_all_three_packages():
 def test_mypy_catches_a_type_error_planted_in_each_package(tmp_path):
     # The real packages and [tool.mypy], copied, with one wrong type added to a module of each: the
     # kinds the packages had (an Optional used as a value, a default of the wrong type).
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
     added = {
         "edge_app/versions.py": "def _planted(text: str | None) -> int:\n    return len(text)\n",
         "fabrication/geometry.py": "def _planted(ids: list[str] = ()) -> None:\n    pass\n",
         "trainer/metrics.py": "def _planted(found: dict | None) -> object:\n    return found.get('x')\n",
     }
-    for name, code in added.items():
-        with open(tmp_path / name, "a") as module:
-            module.write("\n\n" + code)
-
-    done = _run([sys.executable, "-m", "mypy", "--cache-dir", tmp_path / ".mypy_cache"], cwd=tmp_path)
+    done = _run([sys.executable, "-m", "mypy", "--cache-dir", tmp_path / ".mypy_cache"], cwd=_planted(tmp_path, added))
     assert done.returncode == 1 and "Found 3 errors in 3 files" in done.stdout, done.stdout[-3000:]
     for name in added:
         assert f"{name}:" in done.stdout, (name, done.stdout[-3000:])
