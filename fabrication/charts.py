@@ -10,7 +10,7 @@ so importing this module costs nothing; the device never draws a chart.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -136,7 +136,7 @@ def det_curve_png(genuine: np.ndarray, impostor: np.ndarray, path: Path, marks: 
     return _save(figure, path)
 
 
-def histograms_png(series: dict[str, Sequence[float] | np.ndarray], path: Path, title: str, unit: str = "ms",
+def histograms_png(series: Mapping[str, Sequence[float] | np.ndarray], path: Path, title: str, unit: str = "ms",
                    bins: int = 60, log_count: bool = False, log_x: bool = False,
                    marks: dict[str, float] | None = None, xlabel: str | None = None,
                    colours: dict[str, str] | None = None, size: tuple[int, int] = SIZE) -> Path:

@@ -105,6 +105,8 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     board = options.board is not None or options.board_socket is not None
     if (options.port is not None and galvo) or (board and not galvo):
         raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
+    if not (options.sim or options.port is not None or board):
+        raise PufError("choose where to etch: --sim, --port, --board or --board-socket")
     if galvo:
         if find_spec("galvo") is None or find_spec("usb") is None:
             raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
@@ -117,16 +119,17 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     if start_line is None:
         _print_done(batch, previous["uncertain"] if previous else [])
         return
-    crashed = options.resume and previous is not None and previous.get("status") == "running"
-    if crashed and (previous.get("target") == "--sim") != options.sim:
+    # the state of a run cut off mid-job, when resuming one
+    crashed = previous if options.resume and previous is not None and previous.get("status") == "running" else None
+    if crashed is not None and (crashed.get("target") == "--sim") != options.sim:
         raise PufError(f"the last etch of batch {batch.layout.batch_id} was cut off on "
-                       f"{previous.get('target')}: go on there")
+                       f"{crashed.get('target')}: go on there")
 
     film = film_path = None
     if options.sim:
         film, film_path = _film(batch.dir, batch.layout.batch_id, options.film_seed, options.film_style,
                                 start_line)
-        if crashed and len(film.segments) != previous.get("film_segments"):
+        if crashed is not None and len(film.segments) != crashed.get("film_segments"):
             raise PufError(f"{film_path} was saved after the etch state: it may hold the whole "
                            "last run; check it and choose where to go on with --from-line")
         laser = _simulated_galvo(film, batch, options.galvo) if galvo else _simulated_laser(film, batch)
@@ -134,9 +137,9 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
         settings = galvo_settings(options.galvo, batch.job)
         if options.board is not None:
             laser = GalvoLaser.open(options.board, *settings, batch.calibration.mw_for_s)
-        else:
+        elif options.board_socket is not None:
             laser = GalvoLaser.open_served(options.board_socket, *settings, batch.calibration.mw_for_s)
-    else:
+    elif options.port is not None:
         laser = GrblLaser.open(options.port, options.baud, unlock=options.unlock,
                                s_max=batch.calibration.s_max)
     uncertain = list(previous.get("uncertain", [])) if previous and options.resume else []
@@ -148,8 +151,8 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
         marking = galvo_record(laser.settings, laser.plan(batch.lines).lens) if galvo else None
         if options.resume and previous is not None and "galvo" in previous:  # older states lack it
             check_same_galvo(batch.layout.batch_id, previous["galvo"], marking)
-        if crashed and not options.sim:
-            start_line, note = _after_crash(previous, batch, laser, uncertain)
+        if crashed is not None and not options.sim:
+            start_line, note = _after_crash(crashed, batch, laser, uncertain)
             if not options.as_json:
                 print(note)
         if start_line > len(batch.lines):
@@ -423,7 +426,7 @@ def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,
         return options.from_line
     unfinished = previous is not None and previous.get("status") != "done"
     if not options.resume:
-        if unfinished:
+        if previous is not None and unfinished:
             raise PufError(
                 f"the last etch of batch {batch_id} did not finish "
                 f"({previous.get('message') or previous.get('status')}); go on with --resume, "

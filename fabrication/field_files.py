@@ -71,6 +71,6 @@ def read_field_meta(path: Path) -> dict:
         if meta is not None:
             return {**meta, "file": path.name}
         with tifffile.TiffFile(path) as tif:
-            return {**json.loads(tif.pages[0].description), "file": path.name}
+            return {**json.loads(tif.pages.first.description), "file": path.name}
     except (OSError, ValueError, json.JSONDecodeError, tifffile.TiffFileError) as error:
         raise PufError(f"{path} is damaged ({error}); delete it and run again") from None

@@ -225,7 +225,10 @@ def plan_job(lines: Sequence[str], settings: GalvoSettings, lens: LensField,
     ]
     units: list[Unit] = []
     current, beam_on, here = 0, False, None
-    label, body, unit_lines, first = None, [], [], None
+    label: str | None = None
+    body: list[bytes] = []
+    unit_lines: list[int] = []
+    first: int | None = None
 
     def close_unit() -> None:
         if label is not None and first is not None:
@@ -234,9 +237,9 @@ def plan_job(lines: Sequence[str], settings: GalvoSettings, lens: LensField,
 
     start_current = 0
     for number, raw in enumerate(lines, start=1):
-        if found := _LABEL.match(raw):
+        if marker := _LABEL.match(raw):
             close_unit()
-            label, body, unit_lines, first, start_current = found[1], [], [], None, current
+            label, body, unit_lines, first, start_current = marker[1], [], [], None, current
             continue
         text = commands.get(number)
         if text is None:

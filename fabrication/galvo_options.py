@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fabrication.galvo import GalvoSettings, LensField
 
 from edge_app.errors import PufError
 from fabrication.galvo import GalvoSettings, LensField
@@ -32,7 +36,7 @@ class GalvoOptions:
     lens_mirror_y: bool
 
 
-def galvo_settings(options: GalvoOptions, job: dict):
+def galvo_settings(options: GalvoOptions, job: dict) -> tuple[GalvoSettings, LensField]:
     """(`GalvoSettings`, `LensField`) from the options and the batch's job settings."""
     chosen: dict = dict(options.chosen)
     if options.power_calibration is not None:

@@ -82,7 +82,8 @@ class _Stream:
     def __init__(self, queue: list[_Item], planner_blocks: int, checking: bool = False) -> None:
         self.queue = queue
         # In check mode ($C) GRBL answers every line and moves nothing: collect rejections.
-        self.rejected: list[tuple[Command, str]] | None = [] if checking else None
+        self.checking = checking
+        self.rejected: list[tuple[Command, str]] = []
         self.next = 0  # index of the next item to send
         self.sent: deque[_Item] = deque()  # sent and not yet answered
         self.in_flight = 0  # their bytes, which sit in GRBL's receive buffer
@@ -320,7 +321,7 @@ class GrblLaser(Laser):
         settings = dict(
             line[1:].split("=", 1) for line in self._command("$$") if re.match(r"\$\d+=", line)
         )
-        steps = tuple(float(settings.get(axis, "0")) for axis in ("100", "101", "102"))
+        steps = (float(settings.get("100", "0")), float(settings.get("101", "0")), float(settings.get("102", "0")))
         if all(step > 0 for step in steps):
             self._steps_per_mm = steps
         if settings.get("32", "").strip() not in ("1", "1.000"):
@@ -402,7 +403,7 @@ class GrblLaser(Laser):
                 self._on_line(stream, line, progress)
 
     def _on_line(self, stream: _Stream, line: str, progress: Progress | None) -> None:
-        checked = line.startswith("error:") and stream.rejected is not None
+        checked = line.startswith("error:") and stream.checking
         if line == "ok" or checked:
             if not stream.sent:
                 return  # not an answer to anything of ours

@@ -15,6 +15,7 @@ a label is the same image for the same seed, so a re-run keeps the photos alread
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -61,7 +62,7 @@ def chosen_labels(layout: BatchLayout, fields: str | None, label_ids: list[str])
 
 
 def photograph_handheld(batch_dir: Path, out: Path, per_label: int, fields: str | None = None,
-                        label_ids: list[str] = (), seed: int = 0, force: bool = False) -> dict:
+                        label_ids: Sequence[str] = (), seed: int = 0, force: bool = False) -> dict:
     """`per_label` handheld photos of each chosen label into `out`; what was written and kept."""
     if per_label < 1:
         raise PufError(f"--handheld takes the photos to take of each label, at least 1, got {per_label}")

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class PowerCalibration:
         return load_json(path, "laser power calibration", cls._from_data)
 
     @classmethod
-    def _from_data(cls, data: object) -> PowerCalibration:
+    def _from_data(cls, data: Any) -> PowerCalibration:  # any JSON value: a wrong shape raises below
         try:
             return cls(tuple((float(s), float(mw)) for s, mw in data["points"]), int(data.get("s_max", 1000)))
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as error:

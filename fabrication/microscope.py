@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Microscope(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the hardware."""
 
-    def __enter__(self) -> Microscope:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -47,14 +47,16 @@ class MMCoreMicroscope(Microscope):
         if pixel_size_um is not None and not pixel_size_um > 0:
             raise PufError(f"pixel size must be positive, got {pixel_size_um}")
         self._owned = core is None
-        self._core: CMMCorePlus | None = (
-            core if core is not None else _load(Path(config_file), mm_path))
+        if core is None:
+            assert config_file is not None  # one of the two, checked above
+            core = _load(Path(config_file), mm_path)
+        self._core: CMMCorePlus | None = core
         self._fallback_pixel_um = pixel_size_um
         try:
             if auto_shutter is not None:
-                self._core.setAutoShutter(auto_shutter)
-            self._xy_stage = self._core.getXYStageDevice()
-            self._camera = self._core.getCameraDevice()
+                core.setAutoShutter(auto_shutter)
+            self._xy_stage = core.getXYStageDevice()
+            self._camera = core.getCameraDevice()
             missing = [name for name, label in (("XY stage", self._xy_stage),
                                                 ("camera", self._camera)) if not label]
             if missing:

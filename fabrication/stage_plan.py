@@ -80,7 +80,7 @@ def plan_positions(layout: BatchLayout, calibration: StageCalibration,
     for row in range(layout.field_rows):
         cols = range(layout.field_cols)
         if serpentine and row % 2:
-            cols = reversed(cols)
+            cols = cols[::-1]
         for col in cols:
             field = row * layout.field_cols + col
             x, y = calibration.design_to_stage(*layout.field_center_um(field))
@@ -188,7 +188,7 @@ def mda_sequence(positions: Sequence[StagePosition], exposure_ms: float,
     else:
         options["channels"] = [useq.Channel(config=channel, group=channel_group,
                                             exposure=exposure_ms)]
-    return useq.MDASequence(stage_positions=stage_positions,
+    return useq.MDASequence(stage_positions=tuple(stage_positions),
                             metadata={"fields": [p.field for p in positions]}, **options)
 
 
@@ -277,7 +277,7 @@ def _from_micromanager(data: dict) -> list[StagePosition]:
         raise PufError("a Micro-Manager property map without StagePositions") from None
     if not isinstance(entries, list):
         raise PufError("StagePositions is not a list")
-    positions = []
+    positions: list[StagePosition] = []
     for index, entry in enumerate(entries):
         where = f"position {index}"
         if not isinstance(entry, dict):
@@ -293,7 +293,7 @@ def _from_micromanager(data: dict) -> list[StagePosition]:
         ]
         if len(xy) != 1 or not isinstance(xy[0], list) or len(xy[0]) != 2:
             raise PufError(f"{where}: no single x, y position of its XY stage {xy_stage!r}")
-        field = entry
+        field: object = entry
         for key in ("Properties", "scalar", _FIELD_PROPERTY, "scalar"):
             field = field.get(key) if isinstance(field, dict) else None
         if not (isinstance(field, str) and field.isdigit()):
@@ -323,7 +323,7 @@ def _from_mda_sequence(text: str) -> list[StagePosition]:
         raise PufError("the MDASequence's metadata does not list the field of every position")
     positions = []
     for field, p in zip(fields, stage_positions, strict=True):
-        if p.x is None or p.y is None or p.name is None:
-            raise PufError(f"position of field {field} lacks x, y or a name")
+        if p.x is None or p.y is None or p.name is None or p.grid_row is None or p.grid_col is None:
+            raise PufError(f"position of field {field} lacks x, y, a name, or its grid row and column")
         positions.append(StagePosition(field, p.name, p.x, p.y, p.grid_row, p.grid_col))
     return positions

@@ -33,6 +33,7 @@ MAX_TRANSFER = 1 << 20  # far above the board's largest packet (0xC00 bytes)
 
 
 def _connect(address: str, timeout_s: float) -> socket.socket:
+    target: str | tuple[str, int]
     if "/" in address:
         family, target = socket.AF_UNIX, address
     else:

@@ -33,9 +33,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from edge_app.app.driver import display, run_script
 from edge_app.cli import main as puf
 from edge_app.verb_verify import EXIT_COUNTERFEIT
+from tools.app_driver import display, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "arm64"

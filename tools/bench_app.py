@@ -20,8 +20,8 @@ it:
    second field's labels (never enrolled: counterfeit), alternately, in a folder that the
    app's file camera captures in name order;
 3. the real app, started under Xvfb (SDL's offscreen driver where Xvfb is not installed)
-   and driven by `edge_app.app.driver`, presses CAPTURE N times; the app times each
-   press to the first frame drawn with the verdict (`PufApp.capture_ms`), beside the
+   and driven by `tools/app_driver.py`, presses CAPTURE N times; the app times each
+   press to the first frame drawn with the verdict (`VerdictController.capture_ms`), beside the
    verifier's own time for the photo (segment + model + search).
 """
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_app.json"))
     args = parser.parse_args(argv)
 
-    from edge_app.app.driver import display, run_script
+    from app_driver import display, run_script  # beside this script
 
     work = Path(tempfile.mkdtemp(prefix="bench_app."))
     if args.demo:
@@ -261,7 +261,7 @@ def off_centre(capture: tuple) -> float:
 
 def shoot(folder: Path, work: Path, device: dict, options: dict, env: dict) -> None:
     """Every screen at 800x480, the history holding the benchmark's captures too."""
-    from edge_app.app.driver import run_script
+    from app_driver import run_script  # beside this script
 
     shots = {name: str(Path(folder) / f"app_{name}.png") for name in SCREENS}
     steps = [{"do": "wait_ready"}, {"do": "screenshot", "path": shots["preview"]}]

@@ -32,6 +32,7 @@ from edge_app.pattern_set import PatternSet
 from edge_app.preprocess import Preprocess, preprocess
 from fabrication.registry import Registry
 from trainer.augment import PAPER, Augment, augment
+from trainer.images import read_bgr
 from trainer.pattern_sets import batch_pattern_set, folder_pattern_set, merged
 
 SPLITS = ("train", "val", "test")
@@ -132,7 +133,12 @@ class RegistryDataset(FolderDataset):
         """The glyphs of the batches `label_ids` come from, merged (a run on some batches
         learns their glyphs, not those of every batch in the registry)."""
         batches = sorted({self.batch[label] for label in label_ids})
-        return merged([self._sets[b] for b in batches], f"the registry {self.root}")
+        sets = [self._sets[b] for b in batches]
+        unknown = [b for b, s in zip(batches, sets, strict=True) if s is None]
+        if unknown:
+            raise PufError(f"the glyphs of batch {', '.join(unknown)} in the registry {self.root} are unknown "
+                           "(images recorded without their patterns): nothing to learn them from")
+        return merged([s for s in sets if s is not None], f"the registry {self.root}")
 
 
 def open_dataset(path: Path) -> FolderDataset:
@@ -305,7 +311,7 @@ def materialize(root, out, copies: int, aug: Augment = PAPER,
         folder = out / "crops" / label_id
         folder.mkdir(parents=True, exist_ok=True)
         for path in dataset.crops[label_id]:
-            crop = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            crop = read_bgr(path)
             rng = np.random.default_rng([seed, written])
             for k in range(copies):
                 name = folder / f"{path.stem}_a{k:03d}.png"

@@ -210,24 +210,24 @@ def load_items(labels: Path, batches: tuple[str, ...] = (), capture: str | None 
 
 # ---- crops to fingerprints -------------------------------------------------------------
 
-def read_crop(item: EnrollItem) -> tuple[np.ndarray | None, str | None]:
+def read_crop(item: EnrollItem) -> np.ndarray | str:
     """The crop's pixels, or why it cannot be used (one bad crop is skipped, never the
     end of the whole enrollment)."""
     try:
         data = item.crop.read_bytes()
     except OSError:
-        return None, "crop missing"
+        return "crop missing"
     if item.sha256 and hashlib.sha256(data).hexdigest() != item.sha256:
-        return None, "crop changed since it was recorded"
+        return "crop changed since it was recorded"
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error:
         image = None
     if image is None or image.shape[0] != image.shape[1]:
-        return None, "crop unreadable or not square"
+        return "crop unreadable or not square"
     if image.shape[0] < MIN_CROP_PX:
-        return None, f"crop smaller than {MIN_CROP_PX}x{MIN_CROP_PX} px"
-    return image, None
+        return f"crop smaller than {MIN_CROP_PX}x{MIN_CROP_PX} px"
+    return image
 
 
 def variants(crop: np.ndarray, options: EnrollOptions, rng: np.random.Generator) -> list[np.ndarray]:
@@ -264,9 +264,9 @@ def embed_items(runner, items: list[EnrollItem], options: EnrollOptions, skipped
             pending.clear()
 
     for item in tqdm(items, desc="embedding", unit="label", disable=not progress):
-        crop, why = read_crop(item)
-        if crop is None:
-            skipped.add(why, item.label_id)
+        crop = read_crop(item)
+        if isinstance(crop, str):  # why it cannot be used
+            skipped.add(crop, item.label_id)
             continue
         kept.append(item)
         if thumbnail_px:
@@ -626,7 +626,7 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
         manifest = update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
     record_enrolled(bundle, labels, [item.label_id for item in kept])
     bytes_total = sum(v.bytes or 0 for v in manifest.file_entries.values())
-    report.labels_total, report.vectors_total = section.labels, section.vectors
+    report.labels_total, report.vectors_total = section.labels or 0, section.vectors or 0
     report.thumbnails_px, report.bundle_bytes, report.signed_by = thumbnail_px, bytes_total, manifest.signer
     report.seconds = round(time.perf_counter() - started, 2)
     return report

@@ -177,7 +177,9 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     vectors = shard_vectors(bundle)
     enrolled = {str(i) for _, ids in vectors.values() for i in ids}
     rows = []
-    genuine_pairs, impostor_pairs, nearest = [], [], []
+    genuine_scores: list[float] = []
+    impostor_scores: list[np.ndarray] = []
+    nearest = []
     for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
         crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
         if crop is None:
@@ -187,8 +189,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         own, others, other_ids = comparison_scores(lookup.embedding, query.label_id,
                                                    [vectors[p] for p in compared if p in vectors])
         if own is not None:
-            genuine_pairs.append(own)
-        impostor_pairs.append(others)
+            genuine_scores.append(own)
+        impostor_scores.append(others)
         best = np.argsort(-others)[:NEAREST_KEPT]
         nearest += [(query.label_id, str(other_ids[i]), float(others[i])) for i in best]
         match = lookup.match
@@ -196,8 +198,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
                      "match": match.label_id if match else None, "score": match.score if match else -1.0,
                      "pattern_ok": bool(match and match.pattern in lookup.allowed),
                      "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
-    genuine_pairs = np.asarray(genuine_pairs, np.float32)
-    impostor_pairs = np.concatenate(impostor_pairs) if impostor_pairs else np.zeros(0, np.float32)
+    genuine_pairs = np.asarray(genuine_scores, np.float32)
+    impostor_pairs = np.concatenate(impostor_scores) if impostor_scores else np.zeros(0, np.float32)
     near = near_identical_pairs(genuine_pairs, nearest) if len(genuine_pairs) else []
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
@@ -209,8 +211,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     assumed = planned or max(sizes)
     tail = Tail.fit(impostor_pairs) if query_far_target is not None or len(impostor_pairs) >= MIN_PAIRS else None
     if query_far_target is not None:
+        assert tail is not None  # fitted above whenever there is a per-query target
         far = pair_far_for(query_far_target, assumed)
         last_rejected, method = tail.threshold(far)
+    assert far is not None  # given, or set from the per-query target just above
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
     if query_far_target is None:
         # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -84,12 +85,14 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
     vectors = np.ascontiguousarray(vectors, np.float32)
     index = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index)) if plan.nlist else None
+        # downcast: the concrete IVF class (faiss's stubs type the result as a plain Index)
+        ivf = cast("faiss.IndexIVF", faiss.downcast_index(faiss.extract_index_ivf(index))) if plan.nlist else None
         if ivf is not None:
             ivf.cp.seed = seed
             ivf.cp.min_points_per_centroid = 1  # the plan already keeps >= 39 a cell
         if isinstance(ivf, faiss.IndexIVFPQ):
-            ivf.do_polysemous_training = False  # Hamming-order codes: unused here, and minutes of training
+            # Hamming-order codes: unused here, and minutes of training (an attribute faiss's stubs lack)
+            ivf.do_polysemous_training = False  # type: ignore[attr-defined]
         sample = vectors
         limit = max(64 * max(plan.nlist, 1), 50_000)  # k-means needs 30-256 points a cell
         if len(vectors) > limit:
@@ -106,7 +109,7 @@ def write_index(index, path: Path) -> None:
     import faiss
 
     with Path(path).open("wb") as f:
-        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))  # type: ignore[attr-defined]  # not in its stubs
 
 
 def index_kind(index) -> str:
@@ -117,8 +120,8 @@ def index_kind(index) -> str:
         return "flat"
     if isinstance(index, faiss.IndexScalarQuantizer):
         return "sq8"
-    ivf = faiss.try_extract_index_ivf(index)
-    ivf = faiss.downcast_index(ivf) if ivf is not None else None
+    found = faiss.try_extract_index_ivf(index)
+    ivf = faiss.downcast_index(found) if found is not None else None
     if isinstance(ivf, faiss.IndexIVFScalarQuantizer):
         return "ivf_sq8" if ivf.sq.qtype == faiss.ScalarQuantizer.QT_8bit else "ivf_sq4"
     if isinstance(ivf, faiss.IndexIVFPQ):

@@ -142,12 +142,13 @@ def highest_signed(signer: SigningKey) -> int:
     if not path.exists():
         return 0
     data = read_json(path, "signing record")
-    highest = data.get("highest_sequence") if isinstance(data, dict) else None
+    record = data if isinstance(data, dict) else {}
+    highest = record.get("highest_sequence")
     if isinstance(highest, bool) or not isinstance(highest, int) or highest < 0:
         raise PufError(f"the signing record {path} is not a record of the highest sequence signed: restore it "
                        "from a backup (nothing was signed)")
-    if data.get("key_id") != signer.key_id:
-        raise PufError(f"the signing record {path} belongs to key {data.get('key_id')}, not to {signer.path} "
+    if record.get("key_id") != signer.key_id:
+        raise PufError(f"the signing record {path} belongs to key {record.get('key_id')}, not to {signer.path} "
                        f"(key {signer.key_id}): nothing was signed")
     return highest
 

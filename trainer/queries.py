@@ -29,6 +29,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -63,7 +64,8 @@ def photos_from_folder(folder: Path) -> list[Photo]:
         raise PufError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
     photos = []
     for path in paths:
-        label_id = _NUMBERED.match(path.stem)["id"]
+        numbered = _NUMBERED.match(path.stem)
+        label_id = numbered["id"] if numbered else path.stem
         try:
             parse_label_id(label_id)
         except PufError:
@@ -123,13 +125,13 @@ def build_queries(source: Path, out: Path, templates_path: Path, *, registry_pat
     limits = CaptureLimits() if label_px is None else CaptureLimits(label_px=label_px)
     patterns = _RegistryPatterns(registry_path)
     ledger = Ledger(out)
-    report = {"source": str(source), "out": str(out), "photos": len(photos), "written": 0, "already_done": 0,
-              "skipped": []}
+    report: dict[str, Any] = {"source": str(source), "out": str(out), "photos": len(photos), "written": 0,
+                              "already_done": 0, "skipped": []}
     try:
         for photo in tqdm(photos, desc="cutting queries", unit="photo", disable=not progress):
             try:
-                if photo.problem is not None:
-                    raise PufError(photo.problem)
+                if photo.label_id is None:  # `problem` says why
+                    raise PufError(str(photo.problem))
                 digest = _sha256(photo.path)
                 if digest in ledger.done:
                     report["already_done"] += 1
@@ -143,7 +145,7 @@ def build_queries(source: Path, out: Path, templates_path: Path, *, registry_pat
                 except PufError as error:
                     ledger.record(photo, digest, "skipped", str(error))
                     raise
-                ledger.add(photo, digest, pattern, crop)
+                ledger.add(photo, photo.label_id, digest, pattern, crop)
                 report["written"] += 1
             except PufError as error:
                 report["skipped"].append({"photo": str(photo.path), "where": photo.where, "reason": str(error)})
@@ -224,13 +226,13 @@ class Ledger:
         self.pattern.setdefault(label_id, pattern)
         self.captures[label_id] = self.captures.get(label_id, 0) + 1
 
-    def add(self, photo: Photo, digest: str, pattern: str, crop) -> None:
-        capture = f"h{self.captures.get(photo.label_id, 0)}"
-        folder = self.out / "crops" / photo.label_id
+    def add(self, photo: Photo, label_id: str, digest: str, pattern: str, crop) -> None:
+        capture = f"h{self.captures.get(label_id, 0)}"
+        folder = self.out / "crops" / label_id
         folder.mkdir(parents=True, exist_ok=True)
         write_crop(folder / f"{capture}.png", crop)
         self.record(photo, digest, "written", "", pattern, capture)
-        self._note(digest, photo.label_id, pattern)
+        self._note(digest, label_id, pattern)
 
     def record(self, photo: Photo, digest: str, status: str, reason: str, pattern: str = "",
                capture: str = "") -> None:

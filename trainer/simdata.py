@@ -91,8 +91,9 @@ def make_film(spec: SimSpec, layout: BatchLayout):
 
 
 def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
-                   ) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(label_id, capture name, crop) for every capture of the labels of one field."""
+                   ) -> Iterator[tuple[str, str, np.ndarray | None]]:
+    """(label_id, capture name, crop) for every capture of the labels of one field; crop None
+    where the device's segmentation of a handheld photo failed (the name says how)."""
     calibration = StageCalibration(CALIBRATION_ORIGIN, 1.2)
     rng = np.random.default_rng([spec.seed, spec.film_seed, field, 0xC0])
     for shot in range(spec.microscope_shots):
@@ -100,6 +101,7 @@ def field_captures(spec: SimSpec, layout: BatchLayout, film, field: int
                                     seed=spec.seed * 1000 + shot)
         scope.move_to(*calibration.design_to_stage(*layout.field_center_um(field)))
         snap = scope.snap()
+        assert snap.truth is not None  # a simulated microscope's snapshots carry it
         for label in snap.truth["labels"]:
             if label["whole"] and label["field"] == field:
                 yield label["label_id"], f"m{shot}", crop_from_corners(
@@ -194,6 +196,7 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
     layouts = [make_layout(spec) for spec in specs]
     if len({layout.pattern_set for layout in layouts}) > 1:
         raise PufError("the batches of one data set must share one pattern set")
+    assert layouts[0].pattern_set is not None  # make_layout names one
     layouts[0].pattern_set.save(root / PATTERN_SET_FILE)
     for spec, layout in zip(specs, layouts, strict=True):
         for field in range(layout.fields_per_batch):

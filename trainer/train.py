@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -137,8 +138,8 @@ def _check_number(key: str, default: object, value: object) -> None:
     """A number key's value is a finite number, whole where the default is (`validate` checks its range)."""
     if isinstance(default, bool) or not isinstance(default, int | float):
         return
-    number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not number or (isinstance(default, int) and value != int(value)):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or (isinstance(default, int) and value != int(value)):
         raise PufError(f"config key {key} must be a finite {'whole ' if isinstance(default, int) else ''}number, "
                        f"got {value!r:.60}")
 
@@ -151,7 +152,7 @@ def shipped_config(path: str | Path) -> Path:
     return shipped if str(path) == path.stem and not path.exists() and shipped.exists() else path
 
 
-def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Defaults, then a config file, then KEY=VALUE overrides (VALUE parsed as JSON
     when it can be; dotted keys reach into preprocess/augment: preprocess.input_size=96)."""
     data = asdict(TrainConfig())
@@ -164,6 +165,8 @@ def load_config(path: Path | None = None, overrides: list[str] = ()) -> TrainCon
             raise PufError(f"no config file at {path}") from None
         except (OSError, ValueError, PufError) as error:
             raise PufError(f"cannot read the config file {path}: {error}") from None
+        if not isinstance(layer, dict):
+            raise PufError(f"the config file {path} is not a table of keys and values")
         data = _merge(data, layer)
     for item in overrides:
         if "=" not in item:
@@ -433,7 +436,7 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
                                           "new_from": "each label's mean embedding under the init model"}
         _write_json(out_dir / INIT_NAME, record)
     start = int(step_var.numpy())
-    if workers > 1 and not agree(strategy, start):
+    if cluster is not None and workers > 1 and not agree(strategy, start):
         raise PufError(f"the workers would start at different steps (worker {cluster.index} at {start}): "
                        f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
                        "(a shared folder, the same path everywhere)")

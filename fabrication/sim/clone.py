@@ -57,7 +57,8 @@ class PrintModel:
     @property
     def tint_bgr(self) -> tuple[float, float, float]:
         """The ink's colour relative to the film's emission (for `capture_label`)."""
-        return tuple(float(v) for v in np.asarray(self.ink_bgr) / EMISSION_BGR)
+        b, g, r = (float(v) for v in np.asarray(self.ink_bgr) / EMISSION_BGR)
+        return b, g, r
 
 
 # The counterfeiter's best photo of the genuine label: square on, sharp, fine JPEG.
@@ -103,7 +104,7 @@ def print_photo(photo: np.ndarray, photo_to_design: np.ndarray, seed: int,
     nx, ny = (np.ceil((footprint.max(0) - (x0, y0)) / dot)).astype(int)
     to_dots = np.array([[1 / dot, 0, -x0 / dot], [0, 1 / dot, -y0 / dot], [0, 0, 1]]) @ photo_to_design
     # the counterfeiter's levels: the photo's green channel stretched to full ink
-    tone = photo[:, :, 1].astype(np.float32) if photo.ndim == 3 else photo.astype(np.float32)
+    tone: np.ndarray = photo[:, :, 1].astype(np.float32) if photo.ndim == 3 else photo.astype(np.float32)
     tone /= max(float(np.percentile(tone, 99.5)), 1.0)
     px_um = float(np.sqrt(abs(np.linalg.det(photo_to_design[:2, :2]))))
     tone = cv2.GaussianBlur(tone, (0, 0), max(0.5 * dot / px_um, 0.3))  # no aliasing onto the dot grid
@@ -122,7 +123,7 @@ def print_photo(photo: np.ndarray, photo_to_design: np.ndarray, seed: int,
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 0xC10E])
     step = max(int(round(printer.fibre_um / FILM_PX_UM)), 1)
     coarse = rng.standard_normal((ink.shape[0] // step + 2, ink.shape[1] // step + 2)).astype(np.float32)
-    fibres = cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 1.0), (ink.shape[1], ink.shape[0]),
+    fibres: np.ndarray = cv2.resize(cv2.GaussianBlur(coarse, (0, 0), 1.0), (ink.shape[1], ink.shape[0]),
                         interpolation=cv2.INTER_CUBIC)
     fibres *= printer.fibre_contrast / max(float(fibres.std()), 1e-6)
     emission = printer.paper_glow + (1.0 - printer.paper_glow) * ink * (1.0 + fibres)

@@ -16,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM
 from fabrication.sim.optics import Exposure, add_dust, expose, motion_blur
@@ -100,7 +101,10 @@ def capture_label(film: Scene, layout: BatchLayout, field: int, slot: int, seed:
     add_dust(frame, rng, specks=int(rng.integers(0, 3)), fibres=0)
     quality = int(rng.integers(model.jpeg_quality[0], model.jpeg_quality[1] + 1))
     ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    frame = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise PufError(f"OpenCV could not round-trip a JPEG of quality {quality}")
+    frame = decoded
     to_image = np.linalg.inv(to_design)
     half = layout.label_size_um / 2
     label_corners = np.array([[[centre[0] + dx * half, centre[1] + dy * half]

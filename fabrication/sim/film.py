@@ -179,7 +179,7 @@ def _grains(seed: int, i0: int, j0: int, w: int, h: int, style: FilmStyle = DEFA
         shade = _facets(seed, keys, sx, sy, seed_labels, len(lut), labels[:-1, :-1], i0, j0)
     else:  # a dome: dimmer away from the seed, over the same fraction of any grain size
         shade = 1.0 - 0.05 * np.minimum(dist[:-1, :-1] * (_GRAIN_CELL / cell), 6.0)
-    value = np.take(lut, labels[:-1, :-1]) * shade
+    value = lut[labels[:-1, :-1]] * shade
     edges = (labels[:-1, 1:] != labels[:-1, :-1]) | (labels[1:, :-1] != labels[:-1, :-1])
     value = value * np.where(edges, np.float32(0.6), np.float32(1.0))
     if style.contrast != 1.0:  # (skipped at 1.0: the default film stays bit for bit what it was)

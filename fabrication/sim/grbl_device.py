@@ -363,10 +363,11 @@ class GrblEngine:
         if m.motion == 1 and m.feed <= 0:
             raise _GcodeError(22)
         start = self._planned_end
-        end = tuple(
+        x, y, z = (
             s if v is None else (s + v * scale if m.incremental else v * scale)
             for s, v in zip(start, axes, strict=True)
         )
+        end = (x, y, z)
         if self.settings[20] and self._outside_travel(end):
             self._soft_limit_alarm()
             return False

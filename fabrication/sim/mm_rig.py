@@ -69,7 +69,7 @@ class _OnFilm:
         """Folder of a batch etched with 'puf etch --sim'."""
         return self._batch
 
-    @batch.setter
+    @batch.setter  # type: ignore[no-redef]  # mypy knows this form for the builtin property only
     def batch(self, value: str) -> None:
         self._batch = value
 
@@ -77,7 +77,7 @@ class _OnFilm:
     def seed(self) -> int:
         return self._seed
 
-    @seed.setter
+    @seed.setter  # type: ignore[no-redef]  # mypy knows this form for the builtin property only
     def seed(self, value: int) -> None:
         self._seed = int(value)
 
@@ -109,7 +109,7 @@ class FilmStage(_OnFilm, XYStageDevice):
         """Largest |x| or |y| the stage reaches, µm."""
         return self._travel_um
 
-    @travel_um.setter
+    @travel_um.setter  # type: ignore[no-redef]  # mypy knows this form for the builtin property only
     def travel_um(self, value: float) -> None:
         self._travel_um = float(value)
 
@@ -151,7 +151,7 @@ class FilmCamera(_OnFilm, SimpleCameraDevice):
         """Fail the N-th picture (0: never), as a camera that stops answering."""
         return self._fail_at
 
-    @fail_at_snap.setter
+    @fail_at_snap.setter  # type: ignore[no-redef]  # mypy knows this form for the builtin property only
     def fail_at_snap(self, value: int) -> None:
         self._fail_at = int(value)
 

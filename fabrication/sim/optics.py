@@ -63,7 +63,7 @@ def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator,
                      + np.float32(exposure.read_noise_dn**2))
     noise = np.empty_like(frame)
     cv2.setRNGSeed(int(rng.integers(0, 2**31 - 1)))
-    cv2.randn(noise, 0.0, 1.0)
+    cv2.randn(noise, 0.0, 1.0)  # type: ignore[call-overload]  # OpenCV's stubs type a Scalar as a matrix
     frame = cv2.add(frame, cv2.multiply(sigma, noise))
     cv2.threshold(frame, 0.0, 0.0, cv2.THRESH_TOZERO, dst=frame)
     return cv2.convertScaleAbs(frame)  # rounds and saturates at 255
@@ -72,7 +72,7 @@ def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator,
 def add_dust(frame: np.ndarray, rng: np.random.Generator, specks: int, fibres: int) -> None:
     """Dark specks and fibres (dust on the sample or the cover glass), drawn in place."""
     h, w = frame.shape[:2]
-    shade = np.ones((h, w), np.float32)
+    shade: np.ndarray = np.ones((h, w), np.float32)
     for _ in range(specks):
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.circle(shade, centre, int(rng.integers(2, 9)), float(rng.uniform(0.1, 0.6)), -1, cv2.LINE_AA)
@@ -94,7 +94,7 @@ def add_dust(frame: np.ndarray, rng: np.random.Generator, specks: int, fibres: i
 def motion_blur(image: np.ndarray, length_px: int, angle_deg: float) -> np.ndarray:
     """The smear of a hand that moved `length_px` (odd) in direction `angle_deg` while the
     shutter was open."""
-    kernel = np.zeros((length_px, length_px), np.float32)
+    kernel: np.ndarray = np.zeros((length_px, length_px), np.float32)
     kernel[length_px // 2, :] = 1.0 / length_px
     turn = cv2.getRotationMatrix2D((length_px / 2 - 0.5, length_px / 2 - 0.5), angle_deg, 1.0)
     kernel = cv2.warpAffine(kernel, turn, (length_px, length_px))

@@ -1,5 +1,5 @@
 """The handheld app, started for real: a Kivy window under Xvfb (SDL's offscreen driver
-where Xvfb is not installed), driven as an inspector would by `edge_app.app.driver`
+where Xvfb is not installed), driven as an inspector would by `tools/app_driver.py`
 (press CAPTURE, read the verdict, open the history and the settings, update the bundle),
 on handheld photos of a simulated batch checked against a real signed bundle. Each app run
 is its own process (Kivy's window is one per process); what it showed comes back as JSON
@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.app.driver import display, run_script
 from edge_app.app.inspection import choose, plain_reason, summarise
 from edge_app.app.worker import Worker
 from edge_app.bundle import load_bundle
@@ -21,6 +20,7 @@ from edge_app.journal import Journal
 from edge_app.verdicts import Kind, Reason, Why
 from edge_app.verify import Verdict
 from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
+from tools.app_driver import display, run_script
 from trainer.enroll import EnrollOptions, enroll
 from trainer.keys import load_private_key
 

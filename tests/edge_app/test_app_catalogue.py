@@ -26,10 +26,13 @@ def test_the_pot_lists_exactly_the_strings_the_code_translates():
     pot = read_po(ROOT / "edge_app" / "app" / "locale" / "puf.pot")
     assert set(pot) - {""} == set(messages)
     assert all(text == "" for key, text in pot.items() if key)  # a template translates nothing
-    # strings from each place the app shows words: the kv layout, the app, its inspection, the capture assist
+    # strings from each place the app shows words: the shared kv, each screen's controller and kv layout,
+    # the app, its inspection, the capture assist
     places = {place.split(":")[0] for where in messages.values() for place in where}
+    screens = {f"edge_app/app/{screen}.{kind}" for screen in ("preview", "verdict", "history", "settings")
+               for kind in ("py", "kv")}
     assert places == {"edge_app/app/puf.kv", "edge_app/app/puf_app.py", "edge_app/app/inspection.py",
-                      "edge_app/camera/assist.py"}
+                      "edge_app/camera/assist.py", *screens}
     assert {"CAPTURE", "GENUINE", "Label size", "Language", "Ready"} <= set(messages)
     assert check() == []
 

@@ -107,6 +107,15 @@ def test_a_shipped_config_is_found_by_name_and_a_file_of_that_name_wins(tmp_path
         load_config("nonesuch")
 
 
+@pytest.mark.parametrize("text", ['["backbone", "resnet18"]', '"resnet18"', "7", "null"])
+def test_a_config_file_that_is_not_a_table_of_keys_is_refused(tmp_path, text):
+    from trainer.train import load_config
+
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(PufError, match="is not a table of keys and values"):
+        load_config(tmp_path / "config.json")
+
+
 def test_partial_fc_samples_every_batch_label_and_renumbers():
     import tensorflow as tf
 

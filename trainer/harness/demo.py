@@ -40,6 +40,7 @@ from trainer.enroll import enroll as enroll_labels
 from trainer.harness.demo_queries import plan_queries, run_queries
 from trainer.harness.demo_report import draw_pictures, summarise
 from trainer.harness.line import LINE, run_verb
+from trainer.images import read_bgr
 from trainer.keys import load_private_key
 
 BATCH_ID = "B0001"
@@ -98,7 +99,7 @@ def enroll(out: Path, batch_dir: Path) -> EnrollReport:
 def field_beside_truth(batch_dir: Path, field: int, out: Path) -> None:
     """The photographed field, and the same field with the true label outlines and ids."""
     batch = BatchDir(batch_dir)
-    image = cv2.imread(str(batch.field_path(field)), cv2.IMREAD_COLOR)
+    image = read_bgr(batch.field_path(field))
     truth = json.loads(batch.truth_path(field).read_text())
     overlay = image.copy()
     for label in truth["labels"]:
@@ -134,11 +135,11 @@ def power_series(out: Path, seed: int = 11) -> None:
     cv2.imwrite(str(out), image)
 
 
-def _stats_ms(values: list[float]) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
+def _stats_ms(values: list[float | None]) -> dict:
+    known = [v for v in values if v is not None]
+    if not known:
         return {"median": None, "p90": None}
-    return {"median": round(float(np.median(values)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
+    return {"median": round(float(np.median(known)), 3), "p90": round(float(np.percentile(known, 90)), 3)}
 
 
 def _line(options: DemoOptions, out: Path, batch_dir: Path, stages: dict) -> None:
@@ -221,6 +222,8 @@ def _field_checks(options: DemoOptions, out: Path, batch_dir: Path, report: dict
                            rejected=sum(lb.status in ("rejected", "missing") for lb in labels))
     bundle, trusted, photos_dir = out / "bundle", out / "trusted_keys", out / "handheld"
     threshold = Manifest.read(bundle).threshold
+    if threshold is None:
+        raise PufError(f"{bundle} has no calibrated threshold: the demo's evaluation did not set it")
     plan = plan_queries(slots["enrolled"], slots["held_out"], options.photos, options.seed)
     print(f"\n== handheld photos into {photos_dir}, verified against {bundle}")
     t0 = time.perf_counter()
@@ -248,7 +251,7 @@ def _copy_figures(pictures: dict, folder: Path) -> dict:
         target = folder / (path.name if name == "scores" else path.stem + ".jpg")
         if target.suffix == path.suffix:
             shutil.copy(path, target)
-        elif not cv2.imwrite(str(target), cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 88]):
+        elif not cv2.imwrite(str(target), read_bgr(path), [cv2.IMWRITE_JPEG_QUALITY, 88]):
             raise PufError(f"cannot write {target}")
         copied[name] = str(target)
     return copied

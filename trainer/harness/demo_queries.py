@@ -29,6 +29,7 @@ from fabrication.batch_dir import BatchDir
 from fabrication.sim.clone import clone_label, photograph_clone
 from fabrication.sim.field_camera import capture_label
 from fabrication.sim.film import EtchedFilm
+from trainer.images import read_bgr
 
 KINDS = ("genuine", "held_out", "other_film", "clone")
 EXPECTED = {"genuine": "genuine", "held_out": "counterfeit", "other_film": "counterfeit", "clone": "counterfeit"}
@@ -132,7 +133,7 @@ def run_queries(batch_dir: Path, bundle_dir: Path, trusted: Path, plan: Plan, ou
         path = out / f"{n:04d}_{kind}_{truth['label_id']}.jpg"
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         path.write_bytes(data.tobytes())
-        photo = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        photo = read_bgr(path)
         t0 = perf_counter()
         verdicts = verifier.verify_image(photo, path.name)
         wall_ms = (perf_counter() - t0) * 1000

@@ -18,6 +18,7 @@ from fabrication.registry import Registry
 from fabrication.sim.clone import PrintModel
 from trainer.harness import paper
 from trainer.harness.demo_queries import KINDS, Query
+from trainer.images import read_bgr
 
 KIND_TEXT = {
     "genuine": "enrolled labels, new handheld photos (genuine)",
@@ -149,7 +150,7 @@ def _write(path: Path, picture: np.ndarray) -> Path:
 
 def field_picture(overlay: Path, field: int, found: int, rejected: list[str], out: Path) -> Path:
     """The segmentation overlay of one field, captioned."""
-    picture = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
+    picture = read_bgr(overlay)
     lines = [f"Field {field} as `puf segment --overlay` drew it: {found} labels found (green: id, dot at the "
              "design's top-left corner),"]
     if rejected:
@@ -180,7 +181,7 @@ def _tile(image: np.ndarray, size: int) -> np.ndarray:
 def verdict_picture(query: Query, enrolled_crop: Path | None, title: str, out: Path) -> Path:
     """The handheld photo with the label found and its verdict, and the label's crop
     beside the enrolled crop of the label it shows (or claims to be)."""
-    photo = cv2.imread(query.photo, cv2.IMREAD_COLOR)
+    photo = read_bgr(query.photo)
     v = query.verdict
     line, colour = _verdict_line(v)
     crop = crop_label(photo, np.asarray(v["corners_px"] or query.corners_px))
@@ -191,7 +192,7 @@ def verdict_picture(query: Query, enrolled_crop: Path | None, title: str, out: P
     column[30:30 + size, 10:10 + size] = _tile(crop, size)
     _text(column, "this photo's label, deskewed", (10, 22), 0.5)
     if enrolled_crop is not None and enrolled_crop.exists():
-        column[size + 70:2 * size + 70, 10:10 + size] = _tile(cv2.imread(str(enrolled_crop)), size)
+        column[size + 70:2 * size + 70, 10:10 + size] = _tile(read_bgr(enrolled_crop), size)
         _text(column, f"enrolled {query.label_id} (factory)", (10, size + 62), 0.5)
     else:
         _text(column, f"{query.label_id}: never enrolled", (10, size + 62), 0.5)
@@ -204,19 +205,19 @@ def verdict_picture(query: Query, enrolled_crop: Path | None, title: str, out: P
 
 
 # a spot of film inside the border, left of the glyph (label units: 0-1 across, 0-1 down)
-_SPOT = np.float32([[0.08, 0.4], [0.28, 0.4], [0.28, 0.6], [0.08, 0.6]])
+_SPOT = np.array([[0.08, 0.4], [0.28, 0.4], [0.28, 0.6], [0.08, 0.6]], np.float32)
 
 
 def _zoom(photo: np.ndarray, corners, size: int = 300) -> tuple[np.ndarray, np.ndarray, float]:
     """The same spot of film in any photo of a label (found from its true corners):
     magnified and contrast-stretched; with the spot's outline in the photo and the
     magnification."""
-    square = np.float32([[0, 0], [1, 0], [1, 1], [0, 1]])
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
     to_photo = cv2.getPerspectiveTransform(square, np.asarray(corners, np.float32))
     spot = cv2.perspectiveTransform(_SPOT[None], to_photo)[0]
-    dst = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
+    dst = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
     zoom = cv2.warpPerspective(photo, cv2.getPerspectiveTransform(spot, dst), (size, size), flags=cv2.INTER_NEAREST)
-    zoom = cv2.normalize(zoom, None, 0, 255, cv2.NORM_MINMAX)
+    zoom = cv2.normalize(zoom, None, 0, 255, cv2.NORM_MINMAX)  # type: ignore[call-overload]  # stubs: dst is optional
     return zoom, spot, size / float(np.linalg.norm(spot[1] - spot[0]))
 
 
@@ -233,7 +234,7 @@ def clone_picture(original: Query, clone: Query, out: Path) -> Path:
     for query, title, note in ((original, f"the label {original.label_id}, handheld photo", notes[0]),
                                (clone, "a clone: that label's photo printed in ink on paper, re-photographed",
                                 notes[1])):
-        photo = cv2.imread(query.photo, cv2.IMREAD_COLOR)
+        photo = read_bgr(query.photo)
         zoom, spot, magnification = _zoom(photo, query.corners_px)
         line, colour = _verdict_line(query.verdict)
         if query.verdict["corners_px"]:

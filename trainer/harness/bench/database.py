@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -88,7 +89,9 @@ def _render_batch(job: tuple[dict, str]) -> str:
     film = make_film(spec, layout)
     ids, patterns, crops = [], [], []
     for field in range(layout.fields_per_batch):
-        for label_id, _, crop in field_captures(spec, layout, film, field):
+        for label_id, name, crop in field_captures(spec, layout, film, field):
+            if crop is None:
+                raise PufError(f"the simulated device found no label in capture {name} of {label_id}")
             slot = int(label_id.rsplit("-", 1)[1])
             ids.append(label_id)
             patterns.append(layout.pattern_of(field, slot))
@@ -154,6 +157,7 @@ def _embed_chunk(job: tuple[np.ndarray, int, int, int, str]) -> str:
     """Worker: fingerprints of every augmented copy of a chunk of crops (label-major)."""
     crops, first, augmented, seed, out = job
     options = EnrollOptions(augmented=augmented) if augmented > 1 else EnrollOptions()
+    assert _RUNNER is not None  # every pool worker starts with _init_runner
     chunks = []
     for i, crop in enumerate(crops):
         rng = np.random.default_rng([seed, first + i])
@@ -251,11 +255,13 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
     classes = list(manifest.pattern_classes or [])
     d = int(manifest.embedding_dim or 0)
     threshold = manifest.threshold
+    if threshold is None:
+        raise PufError(f"{bundle} has no calibrated threshold: export it from an evaluated run")
     budget = index_budget_per_vector(manifest, memory_budget_mb, plan.vectors, ID_BYTES)
     options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
     patterns = np.array(labels.patterns)
-    section = {"format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": d, "model_format": "int8",
-               "classes": {}, "memory_budget_mb": memory_budget_mb}
+    section: dict[str, Any] = {"format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": d,
+                               "model_format": "int8", "classes": {}, "memory_budget_mb": memory_budget_mb}
     for pattern in tqdm([p for p in classes if p in set(labels.patterns)], desc="shards: plan, build, tune",
                         unit="shard"):
         rows = np.flatnonzero(patterns == pattern)

@@ -6,6 +6,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -86,7 +87,7 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
     """Keypoints re-checking the fingerprint search's top-k candidates, k = 1..top_k."""
     checked: dict[str, list] = {}
     for kind in queries.KINDS:
-        results = []
+        results: list[tuple[queries.Photo, keypoints.SecondStage | None]] = []
         for photo in tqdm(photos[kind][:plan.second_stage], desc=f"second stage: {kind}", unit="photo"):
             cut = queries.device_crop(verifier, queries.read_photo(photo), photo.corners_px)
             if cut is None:
@@ -104,8 +105,8 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
     rows = []
     for k in range(0, plan.top_k + 1):
         for mode in ("veto", "decide") if k else ("fingerprint only",):
-            row = {"k": k, "mode": mode}
-            added = []
+            row: dict[str, Any] = {"k": k, "mode": mode}
+            added: list[float] = []
             for kind, results in checked.items():
                 n = 0
                 for photo, stage in results:

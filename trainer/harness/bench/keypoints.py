@@ -49,10 +49,10 @@ def features(crop: np.ndarray) -> Features:
     """SIFT keypoints of a label crop (BGR or gray, any size), outside the shared border and glyph."""
     global _SIFT
     if _SIFT is None:
-        _SIFT = cv2.SIFT_create(nfeatures=FEATURES)
+        _SIFT = cv2.SIFT_create(nfeatures=FEATURES)  # type: ignore[attr-defined]  # missing from OpenCV's stubs
     gray = crop[:, :, 1] if crop.ndim == 3 else crop
     gray = cv2.resize(gray, (SIDE, SIDE), interpolation=cv2.INTER_LINEAR)
-    gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX)
+    gray = cv2.normalize(gray, None, 0, 255, cv2.NORM_MINMAX)  # type: ignore[call-overload]  # stubs: dst is optional
     keypoints, descriptors = _SIFT.detectAndCompute(gray, _MASK)
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
     return Features(points, descriptors)

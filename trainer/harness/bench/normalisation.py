@@ -20,6 +20,8 @@ lets fewer through at equal genuine acceptance.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from tqdm import tqdm
 
@@ -69,7 +71,8 @@ def compare(genuine: dict[str, list[float]], counterfeit: dict[str, list[float]]
             tail = Tail.fit(theirs)
         except PufError:  # too few photos for a tail
             tail = None
-        row = {"gap_in_counterfeit_sd": round(float((mine.min() - theirs.max()) / theirs.std()), 3), "at": []}
+        row: dict[str, Any] = {"gap_in_counterfeit_sd": round(float((mine.min() - theirs.max()) / theirs.std()), 3),
+                               "at": []}
         for share in GENUINE_SHARES:
             threshold = float(np.quantile(mine, 1 - share, method="lower"))
             row["at"].append({"genuine_share": share, "threshold": round(threshold, 6),

@@ -163,7 +163,7 @@ def verify_photos(verifier, photos: list[Photo], desc: str) -> list[Outcome]:
     return out
 
 
-def device_crop(verifier, image: np.ndarray, corners_px: list):
+def device_crop(verifier, image: np.ndarray, corners_px: list) -> tuple[list[np.ndarray], str | None] | None:
     """The photographed label as the device cuts it: (crop turns to try, glyph pattern), or None."""
     result = find_labels(image, verifier.limits, verifier.bundle.templates)
     centre, side = true_centre_and_side(corners_px)

@@ -1,8 +1,9 @@
 """Drive the real app: start it, run a script of steps as an inspector would (press
 buttons, wait for what they bring up), record what each screen shows, take screenshots.
-The app's tests (tests/edge_app/test_app.py) and its benchmark (tools/bench_app.py) use it.
+The app's tests (tests/edge_app/test_app.py) and its benchmark (tools/bench_app.py) use it;
+it is test tooling, not part of the installed app.
 
-    python -m edge_app.app.driver SCRIPT.json
+    python tools/app_driver.py SCRIPT.json
 
 The app runs in its own process (Kivy's window is one per process), under Xvfb, or with
 SDL's offscreen driver where Xvfb is not installed (`display`). The script is JSON:
@@ -41,16 +42,13 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from edge_app.app.inspection import NOT_OPENED
-from edge_app.app.launch import AppOptions, configure_kivy
-from edge_app.device_store import DeviceStore
-
-# The folder holding this `edge_app`: the app's process imports the same package.
-ROOT = Path(__file__).resolve().parents[2]
+# The checkout: the app's process imports its `edge_app` (unless another interpreter is given).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -93,7 +91,8 @@ def run_script(script: dict, work: Path, env: dict, timeout: float = 240, python
     out.unlink(missing_ok=True)
     if python is not None:
         env = {key: value for key, value in env.items() if key != "PYTHONPATH"}
-    done = subprocess.run([str(python or sys.executable), "-m", "edge_app.app.driver", str(path)],
+    # run by its path, this file's folder (tools/) heads the child's sys.path, not the checkout
+    done = subprocess.run([str(python or sys.executable), str(Path(__file__).resolve()), str(path)],
                           cwd=work if python is not None else ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0 or not out.exists():
@@ -108,6 +107,8 @@ def run_script(script: dict, work: Path, env: dict, timeout: float = 240, python
 
 def main(script_path: str) -> int:
     script = json.loads(Path(script_path).read_text())
+    from edge_app.app.launch import AppOptions, configure_kivy
+    from edge_app.device_store import DeviceStore
 
     given = dict(script["options"])
     for key in ("home", "bundle", "trusted_keys"):
@@ -120,7 +121,7 @@ def main(script_path: str) -> int:
     from kivy.clock import Clock
     from kivy.core.window import Window
 
-    from edge_app.app.puf_app import PufApp  # Kivy's window: after configure_kivy
+    from edge_app.app.puf_app import PufApp
 
     app = PufApp(options, DeviceStore(options.home))
     result: dict = {"records": {}, "capture_ms": [], "error": None, "steps_done": 0}
@@ -141,12 +142,14 @@ def main(script_path: str) -> int:
         except StopIteration:
             finish()
         except Exception as error:  # the test reads it from the result
+            import traceback
+
             result["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
             finish()
 
     def finish() -> None:
         event.cancel()
-        result["capture_ms"] = app.capture_ms
+        result["capture_ms"] = app.verdict.capture_ms
         Path(script["out"]).write_text(json.dumps(result, indent=1, default=str))
         app.stop()
 
@@ -169,103 +172,180 @@ def after_frames(flips: list, n: int = 2):
     return drawn
 
 
-def run_steps(app, steps: list[dict], result: dict, flips: list):
-    """The script as a generator of wait conditions."""
-    from kivy.core.window import Window
-
-    from edge_app.app.puf_app import FolderChooser
+def run_steps(app, steps: list[dict], result: dict, flips: list) -> Iterator[Callable[[], bool]]:
+    """The script as a generator of wait conditions: each step's own (`STEPS`), in turn."""
+    from edge_app.app.inspection import NOT_OPENED
 
     yield lambda: app.root is not None and app.bundle_status.problem != NOT_OPENED
     for step in steps:
-        kind = step["do"]
-        if kind == "wait_ready":
-            yield lambda: app.ticks > 0 or app.source is None
-            yield after_frames(flips)
-        elif kind in ("capture", "stall_worker"):
-            button = app.screen("preview").ids.capture
-            if app.root.current != "preview" or button.disabled:
-                raise AssertionError(f"CAPTURE cannot be pressed: screen {app.root.current}, notice {app.notice!r}")
-            done = len(app.capture_ms)
-            if kind == "stall_worker":
-                app.worker.submit(lambda seconds=step["seconds"]: time.sleep(seconds))
-                ticks = app.ticks
-                button.trigger_action(0)
-                yield after_frames(flips, 3)
-                result["records"]["while_busy"] = {**record(app), "capture_disabled": button.disabled,
-                                                   "capture_text": button.text}
-                yield lambda ticks=ticks: app.ticks >= ticks + 5  # the preview goes on meanwhile
-                result["records"]["while_busy"]["preview_frames_while_busy"] = app.ticks - ticks
-                result["records"]["while_busy"]["still_busy"] = app.busy
-            else:
-                button.trigger_action(0)
-            yield lambda done=done: len(app.capture_ms) > done
-            yield after_frames(flips)
-        elif kind == "press":
-            widget = app.screen(step["screen"]).ids[step["id"]]
-            if widget.disabled:
-                raise AssertionError(f"{step['id']} is disabled")
-            widget.trigger_action(0)
-            yield after_frames(flips)
-        elif kind == "show":
-            loads = app.history_loads
-            app.show(step["screen"])
-            if step["screen"] == "history":
-                yield lambda loads=loads: app.history_loads > loads
-            yield after_frames(flips, 3)
-        elif kind == "tap_history":
-            row = app.screen("history").ids.rows.view_adapter.get_visible_view(step["row"])
-            if row is None:
-                raise AssertionError(f"history row {step['row']} is not on the screen")
-            app.entry_view = None
-            yield from tap(row, flips)
-            until = time.monotonic() + 10
-            yield lambda until=until: app.entry_view is not None or time.monotonic() > until
-            if app.entry_view is None:
-                raise AssertionError(f"tapping history row {step['row']} opened nothing")
-            yield after_frames(flips, 3)
-        elif kind == "close_popups":
-            from kivy.uix.modalview import ModalView
-
-            for child in list(Window.children):
-                if isinstance(child, ModalView):
-                    child.dismiss(animation=False)
-            yield after_frames(flips, 3)
-        elif kind in ("install", "chooser"):
-            if kind == "install":
-                app.show("settings")
-                app.screen("settings").ids.update_bundle.trigger_action(0)
-                yield after_frames(flips)
-            chooser = next(child for child in Window.children if isinstance(child, FolderChooser))
-            chooser.path = str(step.get("folder") or step["path"])  # as if opened folder by folder
-            if kind == "install":
-                chooser.ids.choose.trigger_action(0)
-                yield lambda: not app.busy
-            yield after_frames(flips, 3)
-        elif kind == "camera":
-            app.choose_camera(step["spec"])
-            yield after_frames(flips)
-        elif kind == "label_px":
-            app.show("settings")
-            ids = app.screen("settings").ids
-            ids.label_px.text = step["text"]
-            ids.apply_label_px.trigger_action(0)
-            yield lambda: not app.busy
-            yield after_frames(flips)
-        elif kind == "language":
-            app.show("settings")
-            app.screen("settings").ids.language.text = step["name"]  # as a choice in its list does
-            yield after_frames(flips, 3)
-        elif kind == "wait":
-            until = time.monotonic() + step["seconds"]
-            yield lambda until=until: time.monotonic() >= until
-        elif kind == "record":
-            result["records"][step["name"]] = record(app)
-        elif kind == "screenshot":
-            yield after_frames(flips)
-            screenshot(step["path"])
-        else:
-            raise ValueError(f"unknown step {kind!r}")
+        if step["do"] not in STEPS:
+            raise ValueError(f"unknown step {step['do']!r}")
+        yield from STEPS[step["do"]](Run(app, step, result, flips))
         result["steps_done"] += 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a step works with: the app, the step itself, the result it adds to, and the
+    count of frames drawn (`after_frames`)."""
+
+    app: Any
+    step: dict
+    result: dict
+    flips: list
+
+
+Waits = Iterator[Callable[[], bool]]
+
+
+def _wait_ready(run: Run) -> Waits:
+    app = run.app
+    yield lambda: app.preview.ticks > 0 or app.source is None
+    yield after_frames(run.flips)
+
+
+def _capture(run: Run) -> Waits:
+    button = _capture_button(run.app)
+    done = len(run.app.verdict.capture_ms)
+    button.trigger_action(0)
+    yield from _verdict_drawn(run, done)
+
+
+def _stall_worker(run: Run) -> Waits:
+    """A slow verification: the worker kept busy, CAPTURE pressed, the UI recorded while it waits."""
+    app, button = run.app, _capture_button(run.app)
+    done = len(app.verdict.capture_ms)
+    app.worker.submit(lambda seconds=run.step["seconds"]: time.sleep(seconds))
+    ticks = app.preview.ticks
+    button.trigger_action(0)
+    yield after_frames(run.flips, 3)
+    busy = run.result["records"]["while_busy"] = {**record(app), "capture_disabled": button.disabled,
+                                                  "capture_text": button.text}
+    yield lambda: app.preview.ticks >= ticks + 5  # the preview goes on meanwhile
+    busy["preview_frames_while_busy"] = app.preview.ticks - ticks
+    busy["still_busy"] = app.busy
+    yield from _verdict_drawn(run, done)
+
+
+def _capture_button(app):
+    button = app.screen("preview").ids.capture
+    if app.root.current != "preview" or button.disabled:
+        raise AssertionError(f"CAPTURE cannot be pressed: screen {app.root.current}, notice {app.notice!r}")
+    return button
+
+
+def _verdict_drawn(run: Run, done: int) -> Waits:
+    yield lambda: len(run.app.verdict.capture_ms) > done
+    yield after_frames(run.flips)
+
+
+def _press(run: Run) -> Waits:
+    widget = run.app.screen(run.step["screen"]).ids[run.step["id"]]
+    if widget.disabled:
+        raise AssertionError(f"{run.step['id']} is disabled")
+    widget.trigger_action(0)
+    yield after_frames(run.flips)
+
+
+def _show(run: Run) -> Waits:
+    app = run.app
+    loads = app.history.loads
+    app.show(run.step["screen"])
+    if run.step["screen"] == "history":
+        yield lambda: app.history.loads > loads
+    yield after_frames(run.flips, 3)
+
+
+def _tap_history(run: Run) -> Waits:
+    app, number = run.app, run.step["row"]
+    row = app.screen("history").ids.rows.view_adapter.get_visible_view(number)
+    if row is None:
+        raise AssertionError(f"history row {number} is not on the screen")
+    app.history.entry_view = None
+    yield from tap(row, run.flips)
+    until = time.monotonic() + 10
+    yield lambda: app.history.entry_view is not None or time.monotonic() > until
+    if app.history.entry_view is None:
+        raise AssertionError(f"tapping history row {number} opened nothing")
+    yield after_frames(run.flips, 3)
+
+
+def _close_popups(run: Run) -> Waits:
+    from kivy.core.window import Window
+    from kivy.uix.modalview import ModalView
+
+    for child in list(Window.children):
+        if isinstance(child, ModalView):
+            child.dismiss(animation=False)
+    yield after_frames(run.flips, 3)
+
+
+def _install(run: Run) -> Waits:
+    """Settings -> Update bundle, the folder opened in the chooser, Install pressed."""
+    run.app.show("settings")
+    run.app.screen("settings").ids.update_bundle.trigger_action(0)
+    yield after_frames(run.flips)
+    chooser = _chooser()
+    chooser.path = str(run.step["folder"])  # as if opened folder by folder
+    chooser.ids.choose.trigger_action(0)
+    yield lambda: not run.app.busy
+    yield after_frames(run.flips, 3)
+
+
+def _open_in_chooser(run: Run) -> Waits:
+    _chooser().path = str(run.step["path"])
+    yield after_frames(run.flips, 3)
+
+
+def _chooser():
+    from kivy.core.window import Window
+
+    from edge_app.app.settings import FolderChooser
+
+    return next(child for child in Window.children if isinstance(child, FolderChooser))
+
+
+def _camera(run: Run) -> Waits:
+    run.app.settings.choose_camera(run.step["spec"])
+    yield after_frames(run.flips)
+
+
+def _label_px(run: Run) -> Waits:
+    run.app.show("settings")
+    ids = run.app.screen("settings").ids
+    ids.label_px.text = run.step["text"]
+    ids.apply_label_px.trigger_action(0)
+    yield lambda: not run.app.busy
+    yield after_frames(run.flips)
+
+
+def _language(run: Run) -> Waits:
+    run.app.show("settings")
+    run.app.screen("settings").ids.language.text = run.step["name"]  # as a choice in its list does
+    yield after_frames(run.flips, 3)
+
+
+def _wait(run: Run) -> Waits:
+    until = time.monotonic() + run.step["seconds"]
+    yield lambda: time.monotonic() >= until
+
+
+def _record(run: Run) -> Waits:
+    run.result["records"][run.step["name"]] = record(run.app)
+    return iter(())
+
+
+def _screenshot(run: Run) -> Waits:
+    yield after_frames(run.flips)
+    screenshot(run.step["path"])
+
+
+STEPS: dict[str, Callable[[Run], Waits]] = {
+    "wait_ready": _wait_ready, "capture": _capture, "stall_worker": _stall_worker, "press": _press, "show": _show,
+    "tap_history": _tap_history, "close_popups": _close_popups, "install": _install, "chooser": _open_in_chooser,
+    "camera": _camera, "label_px": _label_px, "language": _language, "wait": _wait, "record": _record,
+    "screenshot": _screenshot,
+}
 
 
 def tap(widget, flips: list):
@@ -295,24 +375,24 @@ def record(app) -> dict:
     from kivy.core.window import Window
     from kivy.uix.modalview import ModalView
 
-    screen = app.root.current_screen
+    screen, preview = app.root.current_screen, app.screen("preview")
     texts = {key: widget.text for key, widget in screen.ids.items() if isinstance(getattr(widget, "text", None), str)}
     popups = [child for child in Window.children if isinstance(child, ModalView)]
     out = {
         "screen": app.root.current, "texts": texts, "notice": app.notice, "ready": app.ready, "busy": app.busy,
         "bundle": app.bundle_status.describe(), "bundle_ready": app.bundle_status.ready, "camera": app.camera_text,
-        "focus": app.focus_text, "light": app.light_text, "preview_frames": app.ticks,
+        "focus": preview.focus_text, "light": preview.light_text, "preview_frames": app.preview.ticks,
         "capture_disabled": app.screen("preview").ids.capture.disabled,
         "history": [{k: row[k] for k in ("entry_id", "title", "label_id", "score", "when")}
                     for row in app.screen("history").ids.rows.data],
         "settings_message": app.screen("settings").message,
-        "label_px": app.label_px, "language": app.language, "hint": app.hint,
+        "label_px": app.label_px, "language": app.language, "hint": preview.hint,
         "guide": list(app.screen("preview").ids.live.guide),
         "popup": [getattr(p, "title", "") + " | " + getattr(p, "lines", "") for p in popups],
         "popup_crop": [p.ids.crop.texture is not None for p in popups if "crop" in p.ids],
     }
-    if screen.name == "verdict" and app.outcome is not None:
-        o = app.outcome
+    if screen.name == "verdict" and app.verdict.outcome is not None:
+        o = app.verdict.outcome
         out["outcome"] = {"kind": o.kind, "title": o.title, "label_id": o.label_id, "score": o.score,
                           "labels": o.labels, "entry_id": o.entry_id, "verify_ms": o.verify_ms,
                           "has_crop": o.crop is not None, "has_thumbnail": o.thumbnail is not None}
