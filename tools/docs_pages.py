@@ -234,12 +234,12 @@ def schemas_reference() -> str:
     registry's own tables on PostgreSQL (the others mirror the registry's)."""
     import tempfile
 
-    from edge_app.central import MIRRORED, TABLES
-    from edge_app.registry import Registry
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.schema import CreateTable
 
     from edge_app.journal import Journal
+    from fabrication.central import MIRRORED, TABLES
+    from fabrication.registry import Registry
 
     with tempfile.TemporaryDirectory() as folder:
         Registry(Path(folder) / "registry.sqlite").close()
@@ -248,8 +248,8 @@ def schemas_reference() -> str:
     central = ";\n".join(str(CreateTable(table).compile(dialect=postgresql.dialect())).strip()
                           for table in TABLES.sorted_tables if table.name not in (*MIRRORED, "meta")) + ";"
     central = "\n".join(line.rstrip().replace("\t", "    ") for line in central.splitlines())
-    lines = [GENERATED.format(source="the tables the code creates (edge_app.registry, edge_app.journal, "
-                                     "edge_app.central)"), "", "# Registry and journal schemas", "",
+    lines = [GENERATED.format(source="the tables the code creates (fabrication.registry, edge_app.journal, "
+                                     "fabrication.central)"), "", "# Registry and journal schemas", "",
              "## The factory's registry", "",
              "`registry.sqlite`, written by `puf segment` and `puf enroll` (SQLite; the schema's version in `meta`). "
              "A label's status, its slot in its field and its pattern; which bundles hold it (`enrolled`); the "

@@ -27,6 +27,7 @@ from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from edge_app.bundle_format import MANIFEST, Manifest, ShardEntry, verify_files
 from edge_app.errors import PufError
@@ -81,8 +82,6 @@ def central_revocations(central: str | None, store: FingerprintStore, collection
 def read_region(store: FingerprintStore, collection: str, region: Region, spill: PatternSpill,
                 progress: bool) -> None:
     """Every fingerprint of `region` into `spill`, in one scan of the store."""
-    from tqdm import tqdm
-
     with tqdm(total=store.count(collection, region), desc=f"reading {region}", unit="fingerprint",
               disable=not progress) as shown:
         for batch in store.batches(collection, region):
