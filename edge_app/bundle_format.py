@@ -443,7 +443,7 @@ class Manifest(_Part):
 
     def write(self, folder: Path) -> None:
         """Write FOLDER/manifest.json (UTF-8; the signature covers `edge_app.signing.canonical_bytes`)."""
-        from edge_app.folder_swap import write_atomic
+        from edge_app.atomic_write import write_atomic
 
         write_atomic(Path(folder) / MANIFEST, json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
 

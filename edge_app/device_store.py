@@ -44,8 +44,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_app.atomic_write import sync_dir, write_atomic
 from edge_app.errors import PufError
-from edge_app.folder_swap import repair, swap_in, sync_dir, write_atomic
+from edge_app.folder_swap import repair, swap_in
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import sys
@@ -40,8 +39,8 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
-from edge_app.folder_swap import sync_dir
 from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent
 from fabrication.galvo_options import GalvoOptions
 
@@ -242,10 +241,9 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
     except ValueError as error:  # a folder name the configuration format cannot hold
         print(f"no {path}: {error}", file=sys.stderr)
         return None
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
     except OSError as error:
         raise PufError(f"the film is etched, but {path} cannot be written: {error.strerror or error}") from None
     return path
@@ -410,13 +408,8 @@ def _write_state(path: Path, state: dict) -> None:
     """Replace the state atomically and durably: a run's journal is only read under the
     state that names its run."""
     state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as out:
-        out.write(json.dumps(state, indent=1))
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-    sync_dir(path.parent)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(state, indent=1))
 
 
 def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_app.atomic_write import replacing
 from edge_app.batch_dir import BatchDir, FieldsManifest
 from edge_app.errors import PufError, cannot_write
 
@@ -57,23 +58,19 @@ def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bo
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     path = batch.field_path(job.field)
-    tmp = path.with_name(path.stem + ".part.tif")
-    truth_path = batch.truth_path(job.field)
     try:
         if snapshot.truth is not None:
-            truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
-            truth_path.with_suffix(".tmp").replace(truth_path)
-        if ome:
-            capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
-            ome_field.write_field(tmp, image, {**meta, **capture})
-        else:
-            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                             description=json.dumps(meta), metadata=None,
-                             **ome_field.resolution_tags(snapshot.pixel_size_um))
-        tmp.replace(path)
+            with replacing(batch.truth_path(job.field)) as tmp:
+                tmp.write_text(json.dumps(snapshot.truth))
+        with replacing(path, suffix=".tif") as tmp:
+            if ome:
+                capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
+                ome_field.write_field(tmp, image, {**meta, **capture})
+            else:
+                tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
+                                 description=json.dumps(meta), metadata=None,
+                                 **ome_field.resolution_tags(snapshot.pixel_size_um))
     except OSError as error:
-        tmp.unlink(missing_ok=True)
-        truth_path.with_suffix(".tmp").unlink(missing_ok=True)
         raise cannot_write(path, error, "the fields written so far are kept") from None
     return {**meta, "file": path.name}
 

@@ -40,7 +40,7 @@ def _entry(manifest: dict) -> Path:
 
 def record_export(manifest: dict, bundle: Path) -> None:
     """Record that this account exported `manifest` (the JSON written) to `bundle`."""
-    from edge_app.folder_swap import write_atomic
+    from edge_app.atomic_write import write_atomic
 
     folder = exports_dir()
     try:

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -259,10 +260,9 @@ class Ledger:
 
         rows = [f"{label_id},{parse_label_id(label_id)[0]},{pattern}" for label_id, pattern in
                 sorted(self.pattern.items())]
-        tmp = self.out / "labels.csv.tmp"
         try:
-            tmp.write_text("label_id,batch,pattern\n" + "".join(row + "\n" for row in rows))
-            tmp.replace(self.out / "labels.csv")
+            with replacing(self.out / "labels.csv") as tmp:
+                tmp.write_text("label_id,batch,pattern\n" + "".join(row + "\n" for row in rows))
         except OSError as error:
             raise PufError(f"cannot write {self.out / 'labels.csv'} ({error.strerror or error})") from None
 

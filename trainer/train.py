@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.atomic_write import write_atomic
 from edge_app.errors import PufError
 from edge_app.json_files import parse_json
 from edge_app.pattern_set import PATTERN_SET_FILE
@@ -613,9 +613,7 @@ def _scalar(tag: str, value: float, step: int) -> None:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def _read_json(path: Path):

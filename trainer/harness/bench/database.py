@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from trainer.enroll import DEFAULT_RECALL
 from trainer.harness.bench.plan import BenchPlan, enrolled_batches
 
@@ -81,9 +82,8 @@ def _render_batch(job: tuple[dict, str]) -> str:
             ids.append(label_id)
             patterns.append(layout.pattern_of(field, slot))
             crops.append(crop)
-    tmp = Path(out).with_suffix(".tmp.npz")
-    np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
-    tmp.replace(out)
+    with replacing(out, suffix=".npz") as tmp:
+        np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
     return out
 
 
@@ -157,9 +157,8 @@ def _embed_chunk(job: tuple[np.ndarray, int, int, int, str]) -> str:
         rng = np.random.default_rng([seed, first + i])
         copies = variants(crop, options, rng)
         chunks.append(_RUNNER.run(preprocess_batch(copies, _RUNNER.preprocess)).embedding)
-    tmp = Path(out).with_suffix(".tmp.npy")
-    np.save(tmp, np.concatenate(chunks).astype(np.float32))
-    tmp.replace(out)
+    with replacing(out, suffix=".npy") as tmp:
+        np.save(tmp, np.concatenate(chunks).astype(np.float32))
     return out
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from trainer.harness.bench import queries
 from trainer.harness.bench.database import ID_BYTES, Labels, database_rows, key, label_of, model_key
 from trainer.harness.bench.plan import BenchPlan
@@ -69,9 +70,8 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
         t = time.perf_counter()
         index = build_index(vectors, index_plan, plan.seed)
         build_s = round(time.perf_counter() - t, 1)
-        tmp = path.with_suffix(".tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            faiss.write_index(index, str(tmp))
         del index
     fingerprints, owners = genuine_fingerprints(verifier, labels, photos)
     faiss.omp_set_num_threads(2)
