@@ -90,7 +90,7 @@ class FieldOutcome:
     pixel_size_um: float | None = None  # the pixel size it was segmented with
 
 
-def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutcome:
+def segment_field(image, layout, shot: FieldShot, how: CutOptions) -> FieldOutcome:  # noqa: C901 -- to split (issue 26)
     """Segment one field image and say what became of every label of the field."""
     import numpy as np
 

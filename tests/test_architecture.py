@@ -101,3 +101,14 @@ def test_the_rename_checks_catch_a_planted_rename(tmp_path):
     assert done.returncode == 1 and "trainer/planted.py:8:5: TID251 `os.replace` is banned" in done.stdout, \
         done.stdout[-3000:]
     assert _pathlib_renames(planted) == [9, 10]
+
+
+def test_the_complexity_limit_catches_a_planted_long_function(tmp_path):
+    branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(16))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "fabrication").mkdir()
+    (tmp_path / "fabrication" / "planted.py").write_text(f"def tangled(x: int) -> int:\n{branches}    return -1\n")
+
+    done = _run([BIN / "ruff", "check", "--no-cache", "--output-format", "concise", "."], cwd=tmp_path)
+    assert done.returncode == 1 and "fabrication/planted.py:1:5: C901 `tangled` is too complex (17 > 15)" \
+        in done.stdout, done.stdout[-3000:]

@@ -168,7 +168,7 @@ def after_frames(flips: list, n: int = 2):
     return drawn
 
 
-def run_steps(app, steps: list[dict], result: dict, flips: list):
+def run_steps(app, steps: list[dict], result: dict, flips: list):  # noqa: C901 -- to split (issue 26)
     """The script as a generator of wait conditions."""
     from kivy.core.window import Window
 
