@@ -305,7 +305,7 @@ def _operating_point(genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, far:
 def figures(out: Path, genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, rows: list[dict], far: float,
             threshold: float, eer_threshold: float) -> list[str]:
     """The DET curve, the score distributions and the timing histograms, as PNG in `out`."""
-    from fabrication.charts import det_curve_png, histograms_png
+    from trainer.charts import det_curve_png, histograms_png
 
     marks = {f"FAR {far:g}": threshold, "EER": eer_threshold}
     return [str(p) for p in (

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from edge_app.layout import BatchLayout
+from fabrication.blur import motion_blur
 from fabrication.sim.film import FILM_PX_UM
-from fabrication.sim.optics import Exposure, add_dust, expose, motion_blur
+from fabrication.sim.optics import Exposure, add_dust, expose
 
 
 class Scene(Protocol):

@@ -254,7 +254,7 @@ def clone_picture(original: Query, clone: Query, out: Path) -> Path:
 
 def scores_picture(queries: list[Query], threshold: float, out: Path) -> Path:
     """Histograms of the best-match score per kind, with the threshold."""
-    from fabrication.charts import histograms_png
+    from trainer.charts import histograms_png
 
     scores = {KIND_TEXT[k]: [q.verdict["score"] for q in queries if q.kind == k and q.verdict["score"] is not None]
               for k in KINDS}

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.atomic_write import replacing
+from edge_app.layout import parse_label_id
 from trainer.enroll import DEFAULT_RECALL
 from trainer.harness.bench.plan import BenchPlan, enrolled_batches
 
@@ -78,7 +79,7 @@ def _render_batch(job: tuple[dict, str]) -> str:
     ids, patterns, crops = [], [], []
     for field in range(layout.fields_per_batch):
         for label_id, _, crop in field_captures(spec, layout, film, field):
-            slot = int(label_id.rsplit("-", 1)[1])
+            _, _, slot = parse_label_id(label_id)
             ids.append(label_id)
             patterns.append(layout.pattern_of(field, slot))
             crops.append(crop)

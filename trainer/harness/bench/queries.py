@@ -20,6 +20,7 @@ from time import perf_counter
 
 import numpy as np
 
+from edge_app.layout import parse_label_id
 from trainer.harness.bench.database import key, pool_map
 from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_batches
 
@@ -49,8 +50,8 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
     def add(label_id: str, item: tuple) -> None:
         if taken(item[0], item[1]):
             return
-        batch, field, slot = label_id.rsplit("-", 2)
-        wanted.setdefault(batch, []).append((item[0], item[1], int(field), int(slot), item[2]))
+        batch, field, slot = parse_label_id(label_id)
+        wanted.setdefault(batch, []).append((item[0], item[1], field, slot, item[2]))
 
     count = len(enrolled_ids)
     for n in range(plan.genuine):

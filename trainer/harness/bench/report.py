@@ -244,7 +244,7 @@ def _whole_index(whole: dict) -> list[str]:
 def score_pictures(result: dict, folder: Path) -> list[Path]:
     """Figure-5-like: score distributions of genuine, counterfeit and clone queries, and the
     time histograms (extraction, search, total)."""
-    from fabrication.charts import histograms_png
+    from trainer.charts import histograms_png
 
     folder = Path(folder)
     scores = {kind: readable(v) for kind, v in result["scores"].items() if any(x is not None for x in v)}

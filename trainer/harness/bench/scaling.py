@@ -197,7 +197,7 @@ def table(result: dict) -> str:
 
 
 def picture(result: dict, path: Path) -> Path:
-    from fabrication.charts import loglog_png
+    from trainer.charts import loglog_png
 
     rows = result["rows"]
     series = {"whole database, IVF-SQ8 (ms)": [(r["n"], r["whole"]["ms"]) for r in rows],
