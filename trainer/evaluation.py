@@ -293,8 +293,10 @@ def _operating_point(genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, far:
 
     method = None
     if query_far_target is not None:
+        assert tail is not None  # fitted whenever there is a per-query target
         far = pair_far_for(query_far_target, assumed)
         last_rejected, method = tail.threshold(far)
+    assert far is not None  # given, or implied by the per-query target
     chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
     if query_far_target is None:
         confident = confident_threshold(impostor_pairs, far, CONFIDENCE)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -387,8 +388,8 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
         raise PufError(f"the workers would start at different steps (worker {cluster.index} at {start}): "
                        f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
                        "(a shared folder, the same path everywhere)")
-    train_step = _step_function(config, net)
     stream = _stream(config, net, data, start)
+    train_step = _step_function(config, net)
     end = config.steps if max_new_steps is None else min(config.steps, start + max_new_steps)
     report: dict = _read_json(out_dir / "eval.json") or {}
     clock = _Clock(float(report.get("train_seconds", 0.0)))
@@ -436,10 +437,10 @@ class _Data:
     """The run's labels and crops, chosen and loaded before anything is built."""
 
     params: Preprocess
-    init_source: object  # trainer.warm_start's source of --init (None without)
+    init_source: Any  # trainer.warm_start's source of --init (None without)
     train_ids: list[str]
-    pattern_set: object
-    train_crops: object
+    pattern_set: Any
+    train_crops: Any
     validation: Validation
 
 
@@ -478,14 +479,14 @@ class _Net:
     """What the loop trains and saves, built once in the strategy's scope (variables mirrored
     on every worker)."""
 
-    strategy: object
-    model: object
-    arcface: object
-    optimizer: object
+    strategy: Any
+    model: Any
+    arcface: Any
+    optimizer: Any
     variables: list
-    step: object  # tf.Variable: the steps done, saved in the checkpoint
-    checkpoint: object
-    manager: object
+    step: Any  # tf.Variable: the steps done, saved in the checkpoint
+    checkpoint: Any
+    manager: Any
 
     @property
     def workers(self) -> int:
