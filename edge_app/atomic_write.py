@@ -17,23 +17,23 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from edge_app.errors import PufError
 
+_HOST = socket.gethostname()  # a shared folder's other hosts' writers are never taken for dead ones
+
 
 def sync_dir(folder: Path) -> None:
     """Flush a folder's entries (renames, new files) to the storage."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _sync(folder)
 
 
-def _sync_file(path: Path) -> None:
+def _sync(path: Path) -> None:
+    """Flush a file's (or a folder's) content to the storage, whoever wrote it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -53,7 +53,7 @@ def replacing(path: Path, suffix: str = "", mode: int | None = None, exclusive: 
     OSError is the caller's to word; the temporary file is gone by then."""
     path = Path(path)
     _remove_dead_writers_files(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")  # one per writer
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{_HOST}.tmp{suffix}")  # one per writer
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(tmp, flags, 0o600 if mode is not None else 0o666)
@@ -63,7 +63,7 @@ def replacing(path: Path, suffix: str = "", mode: int | None = None, exclusive: 
         finally:
             os.close(fd)
         yield tmp
-        _sync_file(tmp)
+        _sync(tmp)
         if exclusive:
             os.link(tmp, path)
         else:
@@ -74,9 +74,9 @@ def replacing(path: Path, suffix: str = "", mode: int | None = None, exclusive: 
 
 
 def _remove_dead_writers_files(path: Path) -> None:
-    """Remove the temporary files of `path` whose writer was killed (its process is gone): a
-    run resumed after a kill -9 leaves nothing behind."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp*"):
+    """Remove the temporary files of `path` whose writer was killed (its process on this host
+    is gone): a run resumed after a kill -9 leaves nothing behind."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*-*.{glob.escape(_HOST)}.tmp*"):
         pid = stale.name[len(path.name) + 2:].split("-", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             stale.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ behind by a failed or killed writer, a private file never readable by others."""
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -70,11 +71,13 @@ def test_a_killed_writers_temporary_file_goes_when_the_file_is_written_again(tmp
         writer.send_signal(signal.SIGKILL)
     assert left.endswith(".tmp.npz") and (tmp_path / left).exists() and not path.exists()
 
-    alive = tmp_path / f".crops.npz.{os.getpid()}-0000.tmp.npz"  # a live writer's: kept
+    alive = tmp_path / f".crops.npz.{os.getpid()}-0000.{socket.gethostname()}.tmp.npz"  # a live writer's: kept
     alive.write_bytes(b"being written")
+    elsewhere = tmp_path / f".crops.npz.{writer.pid}-0000.another-host.tmp.npz"  # a shared folder's other host
+    elsewhere.write_bytes(b"being written there")
     write_atomic(path, b"whole")
     assert path.read_bytes() == b"whole"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["crops.npz", alive.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["crops.npz", alive.name, elsewhere.name])
 
 
 def _umask() -> int:
