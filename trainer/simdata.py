@@ -235,13 +235,11 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from edge_app.arguments import grid
-
     parser = argparse.ArgumentParser(description="Render simulated label crops for training.")
     parser.add_argument("root", type=Path)
     parser.add_argument("--batches", type=int, default=1, help="films (batches) to render")
     parser.add_argument("--first-seed", type=int, default=1, help="film seed of the first batch")
-    parser.add_argument("--fields", type=grid, default=(10, 10), metavar="COLSxROWS", help="fields per batch")
+    parser.add_argument("--fields", default="10x10", help="fields per batch, COLSxROWS")
     parser.add_argument("--microscope-shots", type=int, default=2)
     parser.add_argument("--handheld-shots", type=int, default=2)
     parser.add_argument("--prefix", default="SIM")
@@ -256,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                              "films of several styles, taken in turn batch by batch (default: default)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    cols, rows = args.fields
+    cols, rows = (int(v) for v in args.fields.lower().split("x"))
     styles = args.film_style or ["default"]
     try:
         specs = [SimSpec(f"{args.prefix}{args.first_seed + i}", args.first_seed + i, cols, rows,
