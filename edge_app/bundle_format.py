@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_app.atomic_write import write_atomic
 from edge_app.errors import PufError
-from edge_app.folder_swap import write_atomic
 from edge_app.preprocess import Preprocess
 
 MANIFEST = "manifest.json"

@@ -11,10 +11,9 @@ with the central registry (`puf registry add-device DEVICE_ID journal.pub`).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError, require_module
 from edge_app.signing import key_id, public_pem, raw_public_bytes, read_private_key
 
@@ -36,7 +35,8 @@ def device_key(journal_path: Path):
     public = public_pem(key.public_key())
     try:
         if not public_path.is_file() or public_path.read_bytes() != public:
-            _write_new(public_path, public, 0o644, replace=True)
+            with replacing(public_path, mode=0o644) as tmp:
+                tmp.write_bytes(public)
     except OSError as error:
         raise PufError(f"cannot write the device's public key {public_path}: {error.strerror or error}") from None
     return key
@@ -53,27 +53,11 @@ def _make(private_path: Path) -> None:
     pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                      serialization.NoEncryption())
     try:
-        _write_new(private_path, pem, 0o600, replace=False)
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(private_path, mode=0o600, exclusive=True) as tmp:
+            tmp.write_bytes(pem)
     except FileExistsError:
         pass  # another process made it first: that key is the device's
     except OSError as error:
         raise PufError(f"cannot make the device key {private_path}: {error.strerror or error}") from None
 
-
-def _write_new(path: Path, data: bytes, mode: int, replace: bool) -> None:
-    """Write a whole file of `mode` through a temporary one flushed to the disk, then put it
-    in place: renamed over `path` (`replace`), or linked, which fails if `path` exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_app.atomic_write import write_atomic
 from edge_app.device_store import BUNDLE, device_home, trusted_keys_dir
 from edge_app.errors import PufError
-from edge_app.folder_swap import write_atomic
 from edge_app.json_files import read_at_most
 from edge_app.signing import key_id, load_public_key, public_pem, raw_public_bytes
 from edge_app.trust_root import ROOT_LIST

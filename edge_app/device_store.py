@@ -46,10 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.atomic_write import sync_dir, write_atomic
 from edge_app.bundle import load_bundle
 from edge_app.bundle_format import MANIFEST, Manifest
 from edge_app.errors import BundleRefused, PufError
-from edge_app.folder_swap import repair, swap_in, sync_dir, write_atomic
+from edge_app.folder_swap import repair, swap_in
 from edge_app.json_files import read_json
 from edge_app.label_crop import CROP_SIZE
 from edge_app.revocations import Revoked

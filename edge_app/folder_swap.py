@@ -34,6 +34,7 @@ import shutil
 import time
 from pathlib import Path
 
+from edge_app.atomic_write import sync_dir
 from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
 
@@ -211,33 +212,3 @@ def repair_locked(target: Path, what: str) -> None:
     if not target.exists() and (aside_of(target).is_dir() or _is_link_to_a_folder(pending_of(target))):
         with exclusive(lock_of(target), what):
             repair(target, aside_of(target))
-
-
-def sync_dir(folder: Path) -> None:
-    """Flush a folder's entries (renames, new files) to the storage."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace the file `path` with UTF-8 `text` whole or not at all: written beside it under a
-    hidden name, synced, and renamed over it (a kill leaves the old file or the new one, never
-    half of one; the file gets the usual permissions, not a temporary file's owner-only ones)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        sync_dir(path.parent)
-    except OSError as error:
-        raise PufError(f"cannot save {path}: {error.strerror or error}") from None

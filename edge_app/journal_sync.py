@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from edge_app.atomic_write import replacing
 from edge_app.device_key import device_key
 from edge_app.errors import PufError
-from edge_app.folder_swap import sync_dir
 from edge_app.ids import check_id
 from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS, Journal, JournalEntry
 from edge_app.layout import parse_label_id
@@ -102,16 +101,10 @@ def export_new(journal: Journal, folder: Path, again: bool = False,
 
 def _write_durably(path: Path, data: dict) -> None:
     """Through a temporary file, flushed to the stick before it is renamed into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as f:
+        with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        sync_dir(path.parent)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise PufError(f"cannot write {path} ({error.strerror or error}); the journal's sync mark was not "
                        "moved: export again once the folder is writable") from None
 

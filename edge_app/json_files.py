@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 
 T = TypeVar("T")
@@ -83,13 +84,6 @@ def load_json(path: Path, what: str, parse: Callable[[object], T]) -> T:
 
 def write_json(path: Path, data: object, indent: int | None = None,
                separators: tuple[str, str] | None = None) -> None:
-    """Write through a temporary file renamed into place (never half-written; a failed
-    write, on a full disk say, leaves no temporary file behind)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    """Write whole or not at all (`replacing`); OSError is the caller's to word."""
+    with replacing(path) as tmp:
         tmp.write_text(json.dumps(data, indent=indent, separators=separators))
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 
 # A glyph is a list of strokes, each a list of (x, y) in a unit box centred on (0, 0),
@@ -95,11 +96,10 @@ class PatternTemplates:
 
     def save(self, path: Path) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, format=np.int64(TEMPLATES_FORMAT), names=np.array(self.names),
-                 vectors=self.vectors, size=np.int64(self.size),
-                 region_frac=np.float64(self.region_frac))
-        tmp.replace(path)
+        with replacing(path, suffix=".npz") as tmp:
+            np.savez(tmp, format=np.int64(TEMPLATES_FORMAT), names=np.array(self.names),
+                     vectors=self.vectors, size=np.int64(self.size),
+                     region_frac=np.float64(self.region_frac))
 
     @classmethod
     def load(cls, path: Path) -> PatternTemplates:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_app.atomic_write import write_atomic
 from edge_app.bundle_format import MAX_SEQUENCE, parse_time
 from edge_app.errors import NoTrustedKeys, PufError
-from edge_app.folder_swap import write_atomic
 from edge_app.json_files import read_at_most
 from edge_app.signing import (
     ALGORITHM,

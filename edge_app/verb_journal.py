@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from datetime import datetime
@@ -199,22 +198,14 @@ def parse_since(text: str) -> datetime:
 
 def export_atomic(journal, out: Path, since: datetime | None) -> int:
     """Export to a temporary file beside `out`, then rename it over `out`."""
+    from edge_app.atomic_write import replacing
     from edge_app.errors import PufError
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
-    except OSError as error:
-        raise PufError(f"cannot write {out}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with replacing(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             written = journal.export_csv(f, since)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
     except OSError as error:
         raise PufError(f"cannot write {out}: {error.strerror or error}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return written
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import sys
@@ -43,8 +42,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
-from edge_app.folder_swap import sync_dir
 from fabrication.batch_dir import BatchDir
 from fabrication.etch_journal import JournalError, SendJournal, last_done, last_sent
 from fabrication.galvo import GalvoLaser
@@ -97,23 +96,9 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     command that goes on."""
     batch = _Batch(batch_dir)
     state_path = batch.laser_dir / STATE_FILE
-    if options.film_style is not None and not options.sim:
-        raise PufError("--film-style chooses the simulated film: use it with --sim")
-    if options.frame_seconds is not None and not (options.frame and 0 <= options.frame_seconds < 86400):
-        raise PufError("--frame-seconds is how long --frame traces the outline: 0 (once) up to a day")
+    _check_options(options)
     galvo = options.laser == "galvo"
-    board = options.board is not None or options.board_socket is not None
-    if (options.port is not None and galvo) or (board and not galvo):
-        raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
-    if not (options.sim or options.port is not None or board):
-        raise PufError("choose where to etch: --sim, --port, --board or --board-socket")
-    if galvo:
-        if find_spec("galvo") is None or find_spec("usb") is None:
-            raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
-    target = ("--sim" if options.sim else f"--port {options.port}" if options.port else
-              f"--board {options.board}" if options.board is not None else
-              f"--board-socket {options.board_socket}")
-    target += " --laser galvo" if galvo else ""
+    target = _target(options)
     previous = _read_state(state_path)
     start_line = _start_line(options, previous, len(batch.lines), batch.layout.batch_id)
     if start_line is None:
@@ -132,16 +117,7 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
         if crashed is not None and len(film.segments) != crashed.get("film_segments"):
             raise PufError(f"{film_path} was saved after the etch state: it may hold the whole "
                            "last run; check it and choose where to go on with --from-line")
-        laser = _simulated_galvo(film, batch, options.galvo) if galvo else _simulated_laser(film, batch)
-    elif galvo:
-        settings = galvo_settings(options.galvo, batch.job)
-        if options.board is not None:
-            laser = GalvoLaser.open(options.board, *settings, batch.calibration.mw_for_s)
-        elif options.board_socket is not None:
-            laser = GalvoLaser.open_served(options.board_socket, *settings, batch.calibration.mw_for_s)
-    elif options.port is not None:
-        laser = GrblLaser.open(options.port, options.baud, unlock=options.unlock,
-                               s_max=batch.calibration.s_max)
+    laser = open_laser(options, batch, film)
     uncertain = list(previous.get("uncertain", [])) if previous and options.resume else []
     with laser:
         if options.frame:
@@ -173,27 +149,7 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
                  "film_segments": None if film is None else len(film.segments), "galvo": marking}
         _write_state(state_path, state)
         started = time.perf_counter()
-        try:
-            with _bar(todo, f"etch {batch.layout.batch_id}") as bar, _journal(batch, state) as journal:
-                laser.run_job(batch.lines, start_line, lambda _: bar.update(1), journal,
-                              journal.done if journal is not None else None)
-        except LaserJobStopped as stop:
-            if film is not None:
-                film.save(film_path)
-            if stop.partly_done is not None:
-                uncertain.append(_uncertain(batch, stop.partly_done))
-            state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
-            _write_state(state_path, state)
-            unlock = " --unlock" if "ALARM" in stop.laser_state else ""
-            raise PufError(f"{stop}\nFix the cause, then go on with: "
-                           f"puf etch {batch.dir} {target} --resume{unlock}") from None
-        except JournalError as error:  # lines may be on their way: the journal knows which
-            raise PufError(f"{error}\nFree the disk, then go on with: "
-                           f"puf etch {batch.dir} {target} --resume") from None
-        except PufError as error:  # refused before anything was sent
-            state.update(status="stopped", message=str(error))
-            _write_state(state_path, state)
-            raise
+        _run_job(laser, batch, start_line, todo, state, state_path, film, film_path)
     seconds = time.perf_counter() - started
     if film is not None:
         film.save(film_path)
@@ -202,6 +158,76 @@ def etch_batch(batch_dir: Path, options: EtchOptions) -> None:
     rig = None if film is None else _write_rig_config(batch.dir)
     _report(batch, start_line, todo, seconds, state_path, film, film_path, uncertain, options.as_json, expected, rig,
             galvo)
+
+
+def _check_options(options: EtchOptions) -> None:
+    """Refuse options that do not go together (before anything is opened)."""
+    if options.film_style is not None and not options.sim:
+        raise PufError("--film-style chooses the simulated film: use it with --sim")
+    if options.frame_seconds is not None and not (options.frame and 0 <= options.frame_seconds < 86400):
+        raise PufError("--frame-seconds is how long --frame traces the outline: 0 (once) up to a day")
+    galvo = options.laser == "galvo"
+    board = options.board is not None or options.board_socket is not None
+    if (options.port is not None and galvo) or (board and not galvo):
+        raise PufError("--port is a GRBL controller's, --board a galvo board's: choose --laser to match")
+    if galvo:
+        if find_spec("galvo") is None or find_spec("usb") is None:
+            raise PufError("--laser galvo needs the galvo extra: pip install 'puf-labels[galvo]'")
+
+
+def _target(options: EtchOptions) -> str:
+    """The options that name the laser, as a command that goes on must repeat them."""
+    target = ("--sim" if options.sim else f"--port {options.port}" if options.port else
+              f"--board {options.board}" if options.board is not None else
+              f"--board-socket {options.board_socket}")
+    return target + (" --laser galvo" if options.laser == "galvo" else "")
+
+
+def open_laser(options: EtchOptions, batch: _Batch, film=None):
+    """The laser the options name, opened (use it with `with`), as `open_camera` opens a camera:
+    the simulated controller or galvo board engraving `film` (with --sim), a galvo board on USB
+    or served on a socket, or a GRBL controller on a serial port."""
+    galvo = options.laser == "galvo"
+    if film is not None:
+        return _simulated_galvo(film, batch, options.galvo) if galvo else _simulated_laser(film, batch)
+    if galvo:
+        settings = galvo_settings(options.galvo, batch.job)
+        if options.board is not None:
+            return GalvoLaser.open(options.board, *settings, batch.calibration.mw_for_s)
+        if options.board_socket is not None:
+            return GalvoLaser.open_served(options.board_socket, *settings, batch.calibration.mw_for_s)
+        raise PufError("--laser galvo etches on a board: give --board or --board-socket")
+
+    if options.port is None:
+        raise PufError("choose where to etch: --sim, --port, --board or --board-socket")
+    return GrblLaser.open(options.port, options.baud, unlock=options.unlock, s_max=batch.calibration.s_max)
+
+
+def _run_job(laser, batch: _Batch, start_line: int, todo: int, state: dict, state_path: Path,
+             film, film_path: Path | None) -> None:
+    """Run the job from `start_line`; a stop saves the film and the state (what a crash left
+    uncertain too) and raises PufError naming the command that goes on."""
+
+    resume = f"puf etch {batch.dir} {state['target']} --resume"
+    try:
+        with _bar(todo, f"etch {batch.layout.batch_id}") as bar, _journal(batch, state) as journal:
+            laser.run_job(batch.lines, start_line, lambda _: bar.update(1), journal,
+                          journal.done if journal is not None else None)
+    except LaserJobStopped as stop:
+        if film is not None:
+            film.save(film_path)
+        if stop.partly_done is not None:
+            state["uncertain"].append(_uncertain(batch, stop.partly_done))
+        state.update(status="stopped", resume_line=stop.resume_line, message=str(stop))
+        _write_state(state_path, state)
+        unlock = " --unlock" if "ALARM" in stop.laser_state else ""
+        raise PufError(f"{stop}\nFix the cause, then go on with: {resume}{unlock}") from None
+    except JournalError as error:  # lines may be on their way: the journal knows which
+        raise PufError(f"{error}\nFree the disk, then go on with: {resume}") from None
+    except PufError as error:  # refused before anything was sent
+        state.update(status="stopped", message=str(error))
+        _write_state(state_path, state)
+        raise
 
 
 def _frame(laser, batch: _Batch, how: str, options: EtchOptions) -> None:
@@ -244,10 +270,9 @@ def _write_rig_config(batch_dir: Path) -> Path | None:
     except ValueError as error:  # a folder name the configuration format cannot hold
         print(f"no {path}: {error}", file=sys.stderr)
         return None
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_text(text)
     except OSError as error:
         raise PufError(f"the film is etched, but {path} cannot be written: {error.strerror or error}") from None
     return path
@@ -402,13 +427,8 @@ def _write_state(path: Path, state: dict) -> None:
     """Replace the state atomically and durably: a run's journal is only read under the
     state that names its run."""
     state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as out:
-        out.write(json.dumps(state, indent=1))
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-    sync_dir(path.parent)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(state, indent=1))
 
 
 def _start_line(options: EtchOptions, previous: dict | None, job_lines: int,

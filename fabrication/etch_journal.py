@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edge_app.atomic_write import sync_dir
 from edge_app.errors import PufError
-from edge_app.folder_swap import sync_dir
 
 
 class JournalError(PufError):

@@ -1,5 +1,5 @@
-"""A photographed field's TIFF in the batch folder, written whole (a temporary name renamed into
-place) with its simulator truth, and its manifest entry read back: the simulated microscope
+"""A photographed field's TIFF in the batch folder, written whole (`edge_app.atomic_write`) with
+its simulator truth, and its manifest entry read back: the simulated microscope
 (`fabrication.photograph`) and a real rig (`fabrication.mda_photograph`) write fields alike."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError, cannot_write
 from fabrication import ome_field
 from fabrication.batch_dir import BatchDir
@@ -41,23 +42,19 @@ def write_field(batch: BatchDir, batch_id: str, job: FieldJob, snapshot, ome: bo
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     path = batch.field_path(job.field)
-    tmp = path.with_name(path.stem + ".part.tif")
-    truth_path = batch.truth_path(job.field)
     try:
         if snapshot.truth is not None:
-            truth_path.with_suffix(".tmp").write_text(json.dumps(snapshot.truth))
-            truth_path.with_suffix(".tmp").replace(truth_path)
-        if ome:
-            capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
-            ome_field.write_field(tmp, image, {**meta, **capture})
-        else:
-            tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-                             description=json.dumps(meta), metadata=None,
-                             **ome_field.resolution_tags(snapshot.pixel_size_um))
-        tmp.replace(path)
+            with replacing(batch.truth_path(job.field)) as tmp:
+                tmp.write_text(json.dumps(snapshot.truth))
+        with replacing(path, suffix=".tif") as tmp:
+            if ome:
+                capture = {key: snapshot.extra[key] for key in ome_field.CAPTURE_KEYS if snapshot.extra.get(key)}
+                ome_field.write_field(tmp, image, {**meta, **capture})
+            else:
+                tifffile.imwrite(tmp, image, photometric="rgb" if image.ndim == 3 else "minisblack",
+                                 description=json.dumps(meta), metadata=None,
+                                 **ome_field.resolution_tags(snapshot.pixel_size_um))
     except OSError as error:
-        tmp.unlink(missing_ok=True)
-        truth_path.with_suffix(".tmp").unlink(missing_ok=True)
         raise cannot_write(path, error, "the fields written so far are kept") from None
     return {**meta, "file": path.name}
 

@@ -14,12 +14,12 @@ a label is the same image for the same seed, so a re-run keeps the photos alread
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout, parse_label_id
 from fabrication.batch_dir import BatchDir
@@ -86,9 +86,8 @@ def photograph_handheld(batch_dir: Path, out: Path, per_label: int, fields: str 
             ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
                 raise PufError(f"cannot encode the photo of {label_id} as JPEG")
-            part = path.with_name(f".{path.name}.part")  # not a photo name: `puf queries` never reads it
-            part.write_bytes(data.tobytes())
-            os.replace(part, path)
+            with replacing(path) as part:  # not a photo name: `puf queries` never reads it
+                part.write_bytes(data.tobytes())
             written += 1
     return {"batch": layout.batch_id, "labels": len(chosen), "photos_per_label": per_label,
             "written": written, "kept": kept, "out": str(out)}

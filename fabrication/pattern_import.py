@@ -264,7 +264,7 @@ _TOKEN = re.compile(r"[MmLlHhVvCcSsQqTtAaZz]|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]
 _ARITY = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
 
 
-def _path_strokes(d: str, source: Path) -> list[Points]:
+def _path_strokes(d: str, source: Path) -> list[Points]:  # noqa: C901 -- one branch per SVG path command
     """An SVG path's subpaths as polylines (curves and arcs flattened)."""
     tokens = _TOKEN.findall(d)
     if re.sub(r"[\s,]", "", d) != "".join(tokens):

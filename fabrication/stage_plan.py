@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError, require_module
 from edge_app.json_files import parse_json
 from edge_app.layout import BatchLayout
@@ -103,13 +104,10 @@ def validate_positions(positions: Sequence[StagePosition]) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write through a temporary file, so a full disk never leaves half a plan behind."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise PufError(f"cannot write {path}: {error.strerror or error}") from None
 
 

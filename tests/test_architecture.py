@@ -211,3 +211,59 @@ def test_mypy_catches_a_type_error_planted_in_each_package(tmp_path):
     assert done.returncode == 1 and "Found 3 errors in 3 files" in done.stdout, done.stdout[-3000:]
     for name in added:
         assert f"{name}:" in done.stdout, (name, done.stdout[-3000:])
+
+
+# A file is replaced whole through edge_app/atomic_write.py only. ruff's banned-api refuses
+# os.replace and os.rename (pyproject.toml); a pathlib rename, `tmp.replace(path)`, is a method
+# of a value it cannot type, so this finds it by shape: .replace/.rename with one positional
+# argument and no keywords (str.replace takes two, dataclasses and datetimes keywords).
+RENAMES_ALLOWED = {
+    "edge_app/atomic_write.py": "the one helper",
+    "edge_app/folder_swap.py": "renames folders and symlinks, not files",
+    "tools/arm64_check.py": "renames a finished root folder into place",
+}
+
+
+def _pathlib_renames(source: str) -> list[int]:
+    import ast
+
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("replace", "rename") and len(node.args) == 1 and not node.keywords]
+
+
+def test_files_are_replaced_through_the_one_helper_only():
+    found = {}
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        if name.split("/")[0] in (*PACKAGES, "tools") and name not in RENAMES_ALLOWED:
+            lines = _pathlib_renames(path.read_text())
+            if lines:
+                found[name] = lines
+    assert not found, f"write through edge_app.atomic_write instead: {found}"
+
+
+def test_the_rename_checks_catch_a_planted_rename(tmp_path):
+    planted = 'import os\nfrom pathlib import Path\n\n\ndef save(path: Path, text: str) -> None:\n' \
+              '    tmp = path.with_name(path.name + ".tmp")\n    tmp.write_text(text)\n' \
+              '    os.replace(tmp, path)\n    tmp.rename(path)\n    tmp.replace(path)\n'
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "planted.py").write_text(planted)
+
+    done = _run([BIN / "ruff", "check", "--no-cache", "--select", "TID251", "--output-format", "concise", "."],
+                cwd=tmp_path)
+    assert done.returncode == 1 and "trainer/planted.py:8:5: TID251 `os.replace` is banned" in done.stdout, \
+        done.stdout[-3000:]
+    assert _pathlib_renames(planted) == [9, 10]
+
+
+def test_the_complexity_limit_catches_a_planted_long_function(tmp_path):
+    branches = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(16))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "fabrication").mkdir()
+    (tmp_path / "fabrication" / "planted.py").write_text(f"def tangled(x: int) -> int:\n{branches}    return -1\n")
+
+    done = _run([BIN / "ruff", "check", "--no-cache", "--output-format", "concise", "."], cwd=tmp_path)
+    assert done.returncode == 1 and "fabrication/planted.py:1:5: C901 `tangled` is too complex (17 > 15)" \
+        in done.stdout, done.stdout[-3000:]

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_app.atomic_write import replacing
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 QUANTILES = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
@@ -165,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "scores": score_table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    with replacing(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{len(fast):,} labels, {result['machine']}")
     for way, values in result["ms_a_label_two_captures"].items():
         print(f"  {way:5s} ms a label (2 captures): median {values['median']}, p10-p90 {values['p10']}-{values['p90']}")

@@ -42,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from fabrication.batch_dir import BatchDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,9 +141,8 @@ def handheld_photos(out: Path, folder: str, jobs: list[tuple[str, int, int, int]
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         (target / name).write_bytes(data.tobytes())
         rows.append((name, kind, label_id, json.dumps(truth["corners_px"])))
-    with (target / "truth.csv.tmp").open("w", newline="") as f:
+    with replacing(target / "truth.csv") as tmp, tmp.open("w", newline="") as f:
         csv.writer(f).writerows([("photo", "kind", "label_id", "corners_px"), *rows])
-    (target / "truth.csv.tmp").replace(target / "truth.csv")
     return target
 
 

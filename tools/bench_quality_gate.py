@@ -25,8 +25,8 @@ import numpy as np
 from edge_app.label_size import estimate_label_px
 from edge_app.segment import segment
 from edge_app.verify import CaptureLimits, capture_problem
+from fabrication.blur import motion_blur
 from fabrication.sim.field_camera import capture_label
-from fabrication.sim.optics import motion_blur
 
 FILMS = ("default", "fine", "contrast=0.5", "coarse")
 

@@ -320,7 +320,7 @@ def _paper_scale(name: str, data: dict, folder: Path, draw: bool) -> tuple[list[
 
     pictures = [folder / "bench_scores.png", folder / "bench_times.png", folder / "det.png"]
     if draw:
-        from fabrication.charts import det_curve_png
+        from trainer.charts import det_curve_png
         from trainer.metrics import rate_bounds
 
         report.score_pictures(data, folder)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import PufError
-from fabrication.sim.optics import motion_blur
+from fabrication.blur import motion_blur
 
 
 @dataclass(frozen=True)

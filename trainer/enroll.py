@@ -50,7 +50,7 @@ from edge_app.bundle_format import (
 from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
 from edge_app.ids import check_id
-from edge_app.layout import BatchLayout
+from edge_app.layout import BatchLayout, parse_label_id
 from edge_app.orientation import PatternTemplates
 from edge_app.preprocess import MIN_CROP_PX, preprocess_batch
 from edge_app.revocations import Revoked
@@ -302,10 +302,9 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
     if labels.is_dir():
         check_model_knows(model_set, folder_pattern_set(labels), f"the crop folder {labels}")
         return None
-
     first = None
-    with Registry(labels) as registry:
-        for batch_id in sorted({item.label_id.rsplit("-", 2)[0] for item in items}):
+    with Registry(labels) as registry:  # a registry's label ids are its layouts' (BATCH-FFFF-SS)
+        for batch_id in sorted({parse_label_id(item.label_id)[0] for item in items}):
             layout = registry.batch_layout(batch_id)
             batch_set = batch_pattern_set(layout) if layout is not None else None
             if batch_set is not None:

@@ -67,8 +67,8 @@ from edge_app.bundle import load_bundle
 from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
 from edge_app.errors import PufError
 from edge_app.verify import Verifier
-from fabrication.charts import det_curve_png, histograms_png
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
+from trainer.charts import det_curve_png, histograms_png
 from trainer.data import FolderDataset
 from trainer.index_build import reconstruct_all
 from trainer.metrics import (
@@ -154,15 +154,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     holds; otherwise `Refused` says why.
     A bundle whose manifest that key or one of `trusted_keys` did not sign is refused first
     (`trainer.keys.check_before_signing`)."""
-    if far is not None and query_far_target is not None:
-        raise PufError("give a false-accept rate per comparison (--far) or per query (--query-far), not both")
-    if far is None and query_far_target is None:
-        query_far_target = QUERY_FAR_GOAL
-    for name, rate in (("target FAR", far), ("FRR bound", frr_bound), ("per-query FAR", query_far_target)):
-        if rate is not None and not 0 < rate < 1:
-            raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
-    if deployed_labels is not None and deployed_labels < 1:
-        raise PufError(f"the deployed labels must be a positive number, got {deployed_labels}")
+
+    query_far_target = _check_targets(far, query_far_target, frr_bound, deployed_labels)
     bundle_path = Path(bundle_path)
     manifest = Manifest.read(bundle_path)
     if private_key is not None:  # refuse before the work, not after it
@@ -175,31 +168,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         keep = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
         queries = [queries[i] for i in keep]
     vectors = shard_vectors(bundle)
-    enrolled = {str(i) for _, ids in vectors.values() for i in ids}
-    rows = []
-    genuine_scores: list[float] = []
-    impostor_scores: list[np.ndarray] = []
-    nearest = []
-    for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
-        crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
-        if crop is None:
-            raise PufError(f"cannot read the query crop {query.path}")
-        [lookup], model_ms, search_ms = verifier.lookup([crop])
-        compared = [query.pattern] if classify else list(vectors)
-        own, others, other_ids = comparison_scores(lookup.embedding, query.label_id,
-                                                   [vectors[p] for p in compared if p in vectors])
-        if own is not None:
-            genuine_scores.append(own)
-        impostor_scores.append(others)
-        best = np.argsort(-others)[:NEAREST_KEPT]
-        nearest += [(query.label_id, str(other_ids[i]), float(others[i])) for i in best]
-        match = lookup.match
-        rows.append({"genuine": query.label_id in enrolled, "label_id": query.label_id,
-                     "match": match.label_id if match else None, "score": match.score if match else -1.0,
-                     "pattern_ok": bool(match and match.pattern in lookup.allowed),
-                     "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
-    genuine_pairs = np.asarray(genuine_scores, np.float32)
-    impostor_pairs = np.concatenate(impostor_scores) if impostor_scores else np.zeros(0, np.float32)
+    rows, genuine_pairs, impostor_pairs, nearest = score_queries(verifier, queries, vectors, classify, progress)
     near = near_identical_pairs(genuine_pairs, nearest) if len(genuine_pairs) else []
     if not len(genuine_pairs) or not len(impostor_pairs):
         raise PufError(f"need both genuine and impostor comparisons (got {len(genuine_pairs)} and "
@@ -210,16 +179,8 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         -(-deployed_labels // len(bundle.pattern_classes)) if classify else deployed_labels)
     assumed = planned or max(sizes)
     tail = Tail.fit(impostor_pairs) if query_far_target is not None or len(impostor_pairs) >= MIN_PAIRS else None
-    if query_far_target is not None:
-        assert tail is not None  # fitted above whenever there is a per-query target
-        far = pair_far_for(query_far_target, assumed)
-        last_rejected, method = tail.threshold(far)
-    assert far is not None  # given, or set from the per-query target just above
-    chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
-    if query_far_target is None:
-        # the threshold the comparisons vouch for: the FAR's 95% upper bound within the target
-        confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
-        last_rejected = chosen["threshold"] if confident is None else confident
+    far, last_rejected, method, chosen = _operating_point(genuine_pairs, impostor_pairs, far, query_far_target,
+                                                          tail, assumed)
     threshold = device_threshold(last_rejected)
     decisions = decision_rates(rows, threshold)
     false_accepts = int(np.sum(impostor_pairs >= threshold))
@@ -274,27 +235,109 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
     if refused:
         report["refused"] = refused
     if out is not None:
-        marks = {f"FAR {far:g}": threshold, "EER": comparisons["eer_threshold"]}
-        report["figures"] = [str(p) for p in (
-            det_curve_png(genuine_pairs, impostor_pairs, Path(out) / "det.png", marks),
-            histograms_png({"genuine": genuine_pairs, "impostor": impostor_pairs}, Path(out) / "scores.png",
-                           "comparison scores", unit="", log_count=True, marks={f"threshold (FAR {far:g})": threshold},
-                           xlabel="cosine score of a query against an enrolled label"),
-            histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
-                           Path(out) / "timings.png", "time per query (as on the device, batch 1)",
-                           xlabel="ms a query"))]
+        report["figures"] = figures(Path(out), genuine_pairs, impostor_pairs, rows, far, threshold,
+                                    comparisons["eer_threshold"])
     if private_key is not None:
-        if shortfall:
-            raise Refused("threshold NOT written: " + shortfall + "; photograph more labels (puf queries) "
-                          "or ask for a larger FAR", report)
-        if refused:
-            raise Refused("threshold NOT written: " + "; ".join(refused), report)
-
-        with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
-            update.manifest.decision = Decision.from_dict(decision, MANIFEST)
-            update.commit(private_key, trusted_keys=trusted_keys)
-        report["written"] = True
+        _write_threshold(bundle_path, decision, report, private_key, trusted_keys)
     return report
+
+
+def _check_targets(far: float | None, query_far_target: float | None, frr_bound: float,
+                   deployed_labels: int | None) -> float | None:
+    """The per-query FAR target (QUERY_FAR_GOAL when neither target is given); PufError for
+    targets that do not go together or lie outside their range."""
+
+    if far is not None and query_far_target is not None:
+        raise PufError("give a false-accept rate per comparison (--far) or per query (--query-far), not both")
+    if far is None and query_far_target is None:
+        query_far_target = QUERY_FAR_GOAL
+    for name, rate in (("target FAR", far), ("FRR bound", frr_bound), ("per-query FAR", query_far_target)):
+        if rate is not None and not 0 < rate < 1:
+            raise PufError(f"the {name} must lie between 0 and 1, got {rate}")
+    if deployed_labels is not None and deployed_labels < 1:
+        raise PufError(f"the deployed labels must be a positive number, got {deployed_labels}")
+    return query_far_target
+
+
+def score_queries(verifier, queries: list[Query], vectors: dict[str, tuple[np.ndarray, np.ndarray]],
+                  classify: bool, progress: bool) -> tuple[list[dict], np.ndarray, np.ndarray, list]:
+    """Every query through the device's path: its row (match, score, timings), and its genuine
+    and impostor comparison scores; with the nearest impostor labels of each query."""
+
+    enrolled = {str(i) for _, ids in vectors.values() for i in ids}
+    rows = []
+    genuine_pairs, impostor_pairs, nearest = [], [], []
+    for query in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
+        crop = cv2.imread(str(query.path), cv2.IMREAD_COLOR)
+        if crop is None:
+            raise PufError(f"cannot read the query crop {query.path}")
+        [lookup], model_ms, search_ms = verifier.lookup([crop])
+        compared = [query.pattern] if classify else list(vectors)
+        own, others, other_ids = comparison_scores(lookup.embedding, query.label_id,
+                                                   [vectors[p] for p in compared if p in vectors])
+        if own is not None:
+            genuine_pairs.append(own)
+        impostor_pairs.append(others)
+        best = np.argsort(-others)[:NEAREST_KEPT]
+        nearest += [(query.label_id, str(other_ids[i]), float(others[i])) for i in best]
+        match = lookup.match
+        rows.append({"genuine": query.label_id in enrolled, "label_id": query.label_id,
+                     "match": match.label_id if match else None, "score": match.score if match else -1.0,
+                     "pattern_ok": bool(match and match.pattern in lookup.allowed),
+                     "pattern_read": lookup.pattern == query.pattern, "model_ms": model_ms, "search_ms": search_ms})
+    impostor = np.concatenate(impostor_pairs) if impostor_pairs else np.zeros(0, np.float32)
+    return rows, np.asarray(genuine_pairs, np.float32), impostor, nearest
+
+
+def _operating_point(genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, far: float | None,
+                     query_far_target: float | None, tail: Tail | None, assumed: int):
+    """(far per comparison, the last score rejected, the tail's method or None, TAR at that FAR):
+    for a per-query target, the tail's threshold at the comparison FAR it implies at `assumed`
+    labels a shard; else the threshold the comparisons vouch for, the FAR's 95% upper bound
+    within the target."""
+
+    method = None
+    if query_far_target is not None:
+        assert tail is not None  # fitted whenever there is a per-query target
+        far = pair_far_for(query_far_target, assumed)
+        last_rejected, method = tail.threshold(far)
+    assert far is not None  # given, or implied by the per-query target
+    chosen = tar_at_far(genuine_pairs, impostor_pairs, far)
+    if query_far_target is None:
+        confident = confident_threshold(impostor_pairs, far, CONFIDENCE)
+        last_rejected = chosen["threshold"] if confident is None else confident
+    return far, last_rejected, method, chosen
+
+
+def figures(out: Path, genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, rows: list[dict], far: float,
+            threshold: float, eer_threshold: float) -> list[str]:
+    """The DET curve, the score distributions and the timing histograms, as PNG in `out`."""
+
+    marks = {f"FAR {far:g}": threshold, "EER": eer_threshold}
+    return [str(p) for p in (
+        det_curve_png(genuine_pairs, impostor_pairs, out / "det.png", marks),
+        histograms_png({"genuine": genuine_pairs, "impostor": impostor_pairs}, out / "scores.png",
+                       "comparison scores", unit="", log_count=True, marks={f"threshold (FAR {far:g})": threshold},
+                       xlabel="cosine score of a query against an enrolled label"),
+        histograms_png({"model": [r["model_ms"] for r in rows], "search": [r["search_ms"] for r in rows]},
+                       out / "timings.png", "time per query (as on the device, batch 1)",
+                       xlabel="ms a query"))]
+
+
+def _write_threshold(bundle_path: Path, decision: dict, report: dict, private_key: SigningKey,
+                     trusted_keys: Path | None) -> None:
+    """Write the decision into the bundle and re-sign it, unless the report holds a shortfall
+    or a refusal (`Refused` then, with the report)."""
+
+    if report.get("too_few_pairs"):
+        raise Refused("threshold NOT written: " + report["too_few_pairs"] + "; photograph more labels "
+                      "(puf queries) or ask for a larger FAR", report)
+    if report.get("refused"):
+        raise Refused("threshold NOT written: " + "; ".join(report["refused"]), report)
+    with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
+        update.manifest.decision = Decision.from_dict(decision, MANIFEST)
+        update.commit(private_key, trusted_keys=trusted_keys)
+    report["written"] = True
 
 
 def shard_sizes(vectors: dict[str, tuple[np.ndarray, np.ndarray]], classify: bool) -> list[int]:

@@ -22,9 +22,9 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_app.atomic_write import write_atomic
 from edge_app.bundle_format import read_manifest, utc_text
 from edge_app.errors import PufError
-from edge_app.folder_swap import write_atomic
 from edge_app.runtime import shipped_bundle
 from edge_app.signing import canonical_bytes
 

@@ -20,17 +20,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge_app.atomic_write import replacing, write_atomic
 from edge_app.bundle_format import Manifest, Release, utc_text
 from edge_app.errors import PufError
-from edge_app.folder_swap import write_atomic
 from edge_app.json_files import read_json
 from edge_app.signing import (
     default_trusted_keys_dir,
@@ -78,25 +77,14 @@ def _write_pair(files: dict[Path, tuple[bytes, int]]) -> None:
     """Write every file in full (new inodes with their own modes, flushed to the disk) before
     renaming any into place: a failed write (a full disk) leaves the old files or none, never
     an empty key that blocks the re-run, and an old world-readable key never lends its mode."""
-    temporaries: list[str] = []
     try:
-        for path, (data, mode) in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            temporaries.append(temporary)
-            with os.fdopen(descriptor, "wb") as f:
-                os.fchmod(f.fileno(), mode)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for temporary, path in zip(temporaries, files, strict=True):
-            os.replace(temporary, path)
+        with ExitStack() as stack:  # every file written; then, leaving it, each renamed into place
+            for path, (data, mode) in files.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(replacing(path, mode=mode)).write_bytes(data)
     except OSError as error:
         raise PufError(f"cannot write {' and '.join(map(str, files))}: {error.strerror or error} (nothing "
                        "half-written is left)") from None
-    finally:
-        for temporary in temporaries:
-            Path(temporary).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

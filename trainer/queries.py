@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edge_app.atomic_write import replacing
 from edge_app.bundle_format import TEMPLATES
 from edge_app.errors import PufError
 from edge_app.layout import parse_label_id
@@ -248,10 +249,9 @@ class Ledger:
         """labels.csv, written whole (atomically) from the ledger."""
         rows = [f"{label_id},{parse_label_id(label_id)[0]},{pattern}" for label_id, pattern in
                 sorted(self.pattern.items())]
-        tmp = self.out / "labels.csv.tmp"
         try:
-            tmp.write_text("label_id,batch,pattern\n" + "".join(row + "\n" for row in rows))
-            tmp.replace(self.out / "labels.csv")
+            with replacing(self.out / "labels.csv") as tmp:
+                tmp.write_text("label_id,batch,pattern\n" + "".join(row + "\n" for row in rows))
         except OSError as error:
             raise PufError(f"cannot write {self.out / 'labels.csv'} ({error.strerror or error})") from None
 

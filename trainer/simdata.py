@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
@@ -162,9 +163,8 @@ def _render_fields(args: tuple[dict, str, list[int]]) -> int:
             if crop is None:  # segmentation failed: leave a note, no crop
                 (folder / f"{name}.failed").touch()
                 continue
-            tmp = folder / f".{name}.tmp.png"
-            cv2.imwrite(str(tmp), crop)
-            tmp.replace(folder / f"{name}.png")
+            with replacing(folder / f"{name}.png", suffix=".png") as tmp:
+                cv2.imwrite(str(tmp), crop)
             written += 1
     return written
 
@@ -219,11 +219,9 @@ def render_dataset(root: Path, specs: list[SimSpec], workers: int = 1,
             written += _render_fields(job)
             bar.update()
     bar.close()
-    tmp = root / "labels.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with replacing(root / "labels.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["label_id", "batch", "pattern"])
         writer.writerows(rows)
-    tmp.replace(root / "labels.csv")
     return {"labels": len(rows), "crops_written": written, "root": str(root)}
 

@@ -12,27 +12,27 @@ handheld captures as queries: TAR at `eval_far`, EER) and pattern accuracy.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
+import threading
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from edge_app.atomic_write import write_atomic
 from edge_app.errors import PufError
 from edge_app.json_files import parse_json
 from edge_app.pattern_set import PATTERN_SET_FILE
@@ -43,6 +43,7 @@ from trainer.cluster import JOIN_TIMEOUT_S, Cluster, agree, average_state, join
 from trainer.data import Grouping, load_crops, open_dataset, preprocess_all, training_pipeline
 from trainer.metrics import pair_scores, verification_report
 from trainer.network import build_network
+from trainer.run_log import ROW_EVERY, RunLog
 from trainer.warm_start import check_architecture, init_centres, read_init, warm_start
 
 CONFIG_NAME = "config.json"
@@ -366,27 +367,87 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 
 def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
            max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> dict:
+    """The recipe: build, restore or warm start, then a plain loop under a run log and a
+    stop-on-signal context; whatever ends it, the steps made are saved."""
     import tensorflow as tf
 
-    from trainer.losses import CombinedMarginLoss  # TensorFlow
 
     if config.threads:
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
         tf.config.threading.set_inter_op_parallelism_threads(config.threads)
     strategy = join(cluster, join_timeout) if cluster else tf.distribute.get_strategy()
-    workers = strategy.num_replicas_in_sync
+    _check_same_run(config, run_dir, strategy.num_replicas_in_sync)
+    data = _prepare_data(config, run_dir, out_dir, progress)
+    net = _build(config, strategy, data, out_dir)
+    start = _restore_or_warm_start(config, run_dir, out_dir, net, data)
+    if net.workers > 1 and not agree(strategy, start):
+        worker = cluster.index if cluster else 0
+        raise PufError(f"the workers would start at different steps (worker {worker} at {start}): "
+                       f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
+                       "(a shared folder, the same path everywhere)")
+    stream = _stream(config, net, data, start)
+    train_step = _step_function(config, net)
+    end = config.steps if max_new_steps is None else min(config.steps, start + max_new_steps)
+    report: dict = _read_json(out_dir / "eval.json") or {}
+    clock = _Clock(float(report.get("train_seconds", 0.0)))
+    finished = False
+    try:
+        with RunLog(out_dir, config.steps, start, progress) as log, stop_on_sigterm() as stopped:
+            for step in range(start, end):
+                if stopped():
+                    break
+                values = _one_step(config, net, train_step, stream, step)
+                done = step + 1
+                log.step(done, values, lr_at(config, step), clock.seconds(), done % ROW_EVERY == 0 or done == end)
+                if done % config.checkpoint_every == 0:
+                    net.save_checkpoint(done)
+                if done % config.eval_every == 0 or done == config.steps:
+                    net.sync()
+                    seconds = clock.seconds()
+                    report = _evaluate(net.model, data.validation, config, out_dir, done, seconds)
+                    log.validation(done, report, config.eval_far, seconds, optimistic_note(report))
+        finished = True
+    finally:
+        if net.steps_done() > start:
+            _save_at_stop(net, out_dir, report, clock.seconds(), cluster, sync=finished)
+    return _read_json(out_dir / "eval.json") or {}
+
+
+def _check_same_run(config: TrainConfig, run_dir: Path, workers: int) -> None:
+    """Refuse a global batch the workers cannot share, and a run dir holding a run with
+    another configuration (the labels chosen are checked as labels, `check_same_labels`)."""
     if config.batch_size % workers:
         raise PufError(f"batch size {config.batch_size} is the global batch: make it a multiple of "
                        f"the {workers} workers")
     saved = run_dir / CONFIG_NAME
-    if saved.exists():  # the labels chosen (batches, held-out ones) are checked as labels below
+    if saved.exists():
         old = TrainConfig.from_dict(json.loads(saved.read_text()))
         fixed = {k: v for k, v in asdict(config).items()
                  if k not in ("steps", "eval_every", "checkpoint_every", "threads", "batches", "train_held_out")}
         if {k: asdict(old)[k] for k in fixed} != fixed:
             raise PufError(f"{run_dir} holds a run with another configuration; resume it with "
                            f"its own config ({saved}) or choose a new run dir")
+
+
+@dataclass
+class _Data:
+    """The run's labels and crops, chosen and loaded before anything is built."""
+
+    params: Preprocess
+    init_source: Any  # trainer.warm_start's source of --init (None without)
+    train_ids: list[str]
+    pattern_set: Any
+    train_crops: Any
+    validation: Validation
+
+
+def _prepare_data(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool) -> _Data:
+    """Choose the labels, save the run's config, classes and split beside it, load the crops."""
+    import tensorflow as tf
+
+
     params = Preprocess.from_dict(config.preprocess)
+    init_source = None
     if config.init:
         init_source = read_init(config.init)
         check_architecture(init_source, config)
@@ -403,62 +464,121 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
     train_crops = load_crops(dataset, train_ids, patterns, progress=progress)
     validation = Validation(load_crops(dataset, val_ids, patterns), params, Augment(**config.augment),
                             seed=config.seed)
+    return _Data(params, init_source, train_ids, pattern_set, train_crops, validation)
 
-    with strategy.scope():  # variables mirrored on every worker
-        model = build_network(config.backbone, params.input_shape, config.embedding_dim,
-                              len(patterns), config.head_channels, config.pattern_mlp, config.dropout)
-        arcface = CombinedMarginLoss(len(train_ids), config.embedding_dim, config.s, config.m1,
+
+@dataclass
+class _Net:
+    """What the loop trains and saves, built once in the strategy's scope (variables mirrored
+    on every worker)."""
+
+    strategy: Any
+    model: Any
+    arcface: Any
+    optimizer: Any
+    variables: list
+    step: Any  # tf.Variable: the steps done, saved in the checkpoint
+    checkpoint: Any
+    manager: Any
+
+    @property
+    def workers(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def steps_done(self) -> int:
+        return int(self.step.numpy())
+
+    def sync(self) -> None:
+        """Batch-norm statistics: the workers' mean (a no-op on one machine)."""
+
+        average_state(self.strategy, self.model.non_trainable_variables)
+
+    def save_checkpoint(self, step: int) -> None:
+        self.sync()
+        self.manager.save(checkpoint_number=step)
+
+
+def _build(config: TrainConfig, strategy, data: _Data, out_dir: Path) -> _Net:
+    import keras
+    import tensorflow as tf
+
+    from trainer.losses import CombinedMarginLoss
+
+    with strategy.scope():
+        model = build_network(config.backbone, data.params.input_shape, config.embedding_dim,
+                              len(data.pattern_set.names), config.head_channels, config.pattern_mlp, config.dropout)
+        arcface = CombinedMarginLoss(len(data.train_ids), config.embedding_dim, config.s, config.m1,
                                      config.m2, config.m3, config.sample_rate, config.seed)
         if config.train_only == "pattern_head":  # frozen layers also keep their batch-norm statistics
             for layer in model.layers:
                 layer.trainable = layer.name in PATTERN_HEAD
-        optimizer = __import__("keras").optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay)
         variables = model.trainable_variables + [arcface.centres]
         optimizer.build(variables)
-        step_var = tf.Variable(0, dtype=tf.int64, name="step")
-    checkpoint = tf.train.Checkpoint(step=step_var, model=model, centres=arcface.centres,
-                                     optimizer=optimizer)
+        step = tf.Variable(0, dtype=tf.int64, name="step")
+    checkpoint = tf.train.Checkpoint(step=step, model=model, centres=arcface.centres, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(out_dir / "ckpt"), max_to_keep=2)
-    latest = tf.train.latest_checkpoint(str(run_dir / "ckpt"))  # the chief's, on every worker
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    elif config.init:
-        sample = np.random.default_rng(config.seed).permutation(len(train_crops))[:256]
-        record = warm_start(model, init_source, pattern_set, preprocess_all(train_crops, params, np.sort(sample)))
-        if config.train_only != "pattern_head":
-            centres = label_centres(model, train_crops, params)
-            known = init_centres(init_source)
-            kept = [i for i, label in enumerate(train_ids) if label in known]
-            for i in kept:
-                centres[i] = known[train_ids[i]]
-            arcface.centres.assign(centres)
-            record["identity_centres"] = {"kept": len(kept), "new": len(train_ids) - len(kept),
-                                          "new_from": "each label's mean embedding under the init model"}
-        _write_json(out_dir / INIT_NAME, record)
-    start = int(step_var.numpy())
-    if cluster is not None and workers > 1 and not agree(strategy, start):
-        raise PufError(f"the workers would start at different steps (worker {cluster.index} at {start}): "
-                       f"to resume, {run_dir} must hold the chief's checkpoints on every worker "
-                       "(a shared folder, the same path everywhere)")
+    return _Net(strategy, model, arcface, optimizer, variables, step, checkpoint, manager)
 
-    def pipeline(context):  # this worker's shard of the crops, its share of the global batch
+
+def _restore_or_warm_start(config: TrainConfig, run_dir: Path, out_dir: Path, net: _Net, data: _Data) -> int:
+    """The step the run starts at: the last checkpoint's (the chief's, on every worker), or 0
+    from --init's weights (and its labels' identity centres), or from scratch."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(run_dir / "ckpt"))
+    if latest:
+        net.checkpoint.restore(latest).assert_existing_objects_matched()
+    elif config.init:
+        _warm_start(config, out_dir, net, data)
+    return net.steps_done()
+
+
+def _warm_start(config: TrainConfig, out_dir: Path, net: _Net, data: _Data) -> None:
+    crops, train_ids = data.train_crops, data.train_ids
+    sample = np.random.default_rng(config.seed).permutation(len(crops))[:256]
+    record = warm_start(net.model, data.init_source, data.pattern_set,
+                        preprocess_all(crops, data.params, np.sort(sample)))
+    if config.train_only != "pattern_head":
+        centres = label_centres(net.model, crops, data.params)
+        known = init_centres(data.init_source)
+        kept = [i for i, label in enumerate(train_ids) if label in known]
+        for i in kept:
+            centres[i] = known[train_ids[i]]
+        net.arcface.centres.assign(centres)
+        record["identity_centres"] = {"kept": len(kept), "new": len(train_ids) - len(kept),
+                                      "new_from": "each label's mean embedding under the init model"}
+    _write_json(out_dir / INIT_NAME, record)
+
+
+def _stream(config: TrainConfig, net: _Net, data: _Data, start: int):
+    """The training batches, each worker's shard of the crops, its share of the global batch."""
+    def pipeline(context):
         grouping = Grouping(config.batch_patterns, config.per_label) if config.batch_patterns else None
-        return training_pipeline(train_crops, params, Augment(**config.augment),
+        return training_pipeline(data.train_crops, data.params, Augment(**config.augment),
                                  context.get_per_replica_batch_size(config.batch_size), seed=config.seed + start,
                                  shard=(context.num_input_pipelines, context.input_pipeline_id), grouping=grouping)
 
-    stream = iter(strategy.distribute_datasets_from_function(pipeline))
+    return iter(net.strategy.distribute_datasets_from_function(pipeline))
+
+
+def _step_function(config: TrainConfig, net: _Net):
+    """One optimisation step on every worker: (loss, id_loss, pattern_loss, pattern_acc),
+    summed over the workers."""
+    import tensorflow as tf
+
     pattern_loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    workers, strategy = net.workers, net.strategy
 
     def replica_step(x, labels, pattern, margin_scale):
         with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            id_loss = arcface(out["embedding"], labels, margin_scale)
+            out = net.model(x, training=True)
+            id_loss = net.arcface(out["embedding"], labels, margin_scale)
             pat_loss = pattern_loss_fn(pattern, out["pattern_logits"])
             loss = id_loss + config.pattern_weight * pat_loss
             share = loss / workers  # the optimizer sums the workers' gradients
-        grads = tape.gradient(share, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        grads = tape.gradient(share, net.variables)
+        net.optimizer.apply_gradients(zip(grads, net.variables, strict=True))
         pat_acc = tf.reduce_mean(tf.cast(
             tf.argmax(out["pattern_logits"], 1, output_type=tf.int32) == pattern, tf.float32))
         return [v / workers for v in (loss, id_loss, pat_loss, pat_acc)]
@@ -468,92 +588,62 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
         values = strategy.run(replica_step, args=(x, labels, pattern, margin_scale))
         return [strategy.reduce("SUM", v, axis=None) for v in values]
 
-    def sync() -> None:  # batch-norm statistics: the workers' mean (a no-op on one machine)
-        average_state(strategy, model.non_trainable_variables)
+    return train_step
 
-    log_path = out_dir / "log.csv"
-    new_log = not log_path.exists()
-    log_file = log_path.open("a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(["step", "kind", "loss", "id_loss", "pattern_loss", "pattern_acc", "lr",
-                      "val_tar", "val_far", "val_eer", "val_pattern_acc", "seconds"])
-    writer = tf.summary.create_file_writer(str(out_dir / "tb"))
 
-    stop = {"now": False}
+def _one_step(config: TrainConfig, net: _Net, train_step, stream, step: int) -> list[float]:
+    """Step `step` (its learning rate, its margin ramp); PufError when the loss is not finite."""
+    import tensorflow as tf
 
-    def on_term(signum, frame):
-        stop["now"] = True
+    net.optimizer.learning_rate.assign(lr_at(config, step))
+    ramp = min(1.0, step / config.margin_warmup_steps) if config.margin_warmup_steps else 1.0
+    x, labels, pattern = next(stream)
+    values = [float(v) for v in train_step(x, labels, pattern, tf.constant(ramp, tf.float32))]
+    if not math.isfinite(values[0]):
+        raise PufError(f"the loss became {values[0]} at step {step}: lower the learning "
+                       "rate or the margin (or ramp it in: margin_warmup_steps)")
+    net.step.assign(step + 1)
+    return values
 
-    try:  # SIGTERM stops at the next step with a checkpoint (main thread only)
-        old_handler = signal.signal(signal.SIGTERM, on_term)
+
+class _Clock:
+    """The run's training seconds: its earlier sessions' and this one's."""
+
+    def __init__(self, before: float) -> None:
+        self.before, self.since = before, time.monotonic()
+
+    def seconds(self) -> float:
+        return self.before + time.monotonic() - self.since
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
+    """Yield a function saying whether SIGTERM came: the loop stops at the next step and the
+    run is saved. Only the main thread can catch signals; elsewhere it never says so."""
+    came = threading.Event()
+    try:
+        old_handler = signal.signal(signal.SIGTERM, lambda signum, frame: came.set())
     except ValueError:
         old_handler = None
-    end = config.steps if max_new_steps is None else min(config.steps, start + max_new_steps)
-    bar = tqdm(total=config.steps, initial=start, desc="training", unit="step",
-               disable=not progress, dynamic_ncols=True)
-    report: dict = _read_json(out_dir / "eval.json") or {}
-    seen = time.monotonic()
-    elapsed = float(report.get("train_seconds", 0.0))
-    running = None
-    step = start
-    finished = False
     try:
-        for step in range(start, end):
-            if stop["now"]:
-                break
-            optimizer.learning_rate.assign(lr_at(config, step))
-            ramp = min(1.0, step / config.margin_warmup_steps) if config.margin_warmup_steps else 1.0
-            x, labels, pattern = next(stream)
-            values = [float(v) for v in train_step(x, labels, pattern, tf.constant(ramp, tf.float32))]
-            if not math.isfinite(values[0]):
-                raise PufError(f"the loss became {values[0]} at step {step}: lower the learning "
-                               "rate or the margin (or ramp it in: margin_warmup_steps)")
-            running = values if running is None else [0.98 * r + 0.02 * v for r, v in zip(running, values, strict=True)]
-            step_var.assign(step + 1)
-            bar.update()
-            bar.set_postfix(loss=f"{running[0]:.3f}", pat=f"{running[3]:.2f}")
-            done = step + 1
-            if done % 20 == 0 or done == end:
-                log.writerow([done, "train", *[f"{v:.5f}" for v in values], f"{lr_at(config, step):.6f}",
-                              "", "", "", "", f"{elapsed + time.monotonic() - seen:.1f}"])
-                with writer.as_default(step=done):
-                    for name, v in zip(("loss", "id_loss", "pattern_loss", "pattern_acc"), values, strict=True):
-                        _scalar(f"train/{name}", v, done)
-                log_file.flush()
-            if done % config.checkpoint_every == 0:
-                sync()
-                manager.save(checkpoint_number=done)
-            if done % config.eval_every == 0 or done == config.steps:
-                sync()
-                report = _evaluate(model, validation, config, out_dir, done,
-                                   elapsed + time.monotonic() - seen, log, writer)
-                bar.write(f"step {done}: val TAR@FAR={config.eval_far:g} "
-                          f"{report['tar_at_far'][0]['tar']:.4f}  EER {report['eer']:.4f}  "
-                          f"pattern {report['pattern_accuracy']:.4f}{optimistic_note(report)}",
-                          file=sys.stderr)  # stdout is the verb's report (--json)
-                log_file.flush()
-        finished = True
-    except KeyboardInterrupt:
-        stop["now"] = True
-        raise
+        yield came.is_set
     finally:
-        bar.close()
-        log_file.close()
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-        elapsed += time.monotonic() - seen
-        if int(step_var.numpy()) > start:
-            if finished:  # a worker that stopped alone must not wait for the others
-                sync()
-            manager.save(checkpoint_number=int(step_var.numpy()))
-            model.save(out_dir / "model.keras")
-            status = {**report, **_init_record(out_dir), "step": int(step_var.numpy()),
-                      "train_seconds": round(elapsed, 1)}
-            if cluster:
-                status.update(workers=workers, worker=cluster.index, weights_sha256=weights_digest(model))
-            _write_json(out_dir / "eval.json", status)
-    return _read_json(out_dir / "eval.json") or {}
+
+
+def _save_at_stop(net: _Net, out_dir: Path, report: dict, seconds: float, cluster: Cluster | None,
+                  sync: bool) -> None:
+    """The checkpoint, the model and eval.json of a run that made steps, however it ended;
+    `sync` only when every worker got here (a worker that stopped alone must not wait)."""
+    if sync:
+        net.sync()
+    net.manager.save(checkpoint_number=net.steps_done())
+    net.model.save(out_dir / "model.keras")
+    status = {**report, **_init_record(out_dir), "step": net.steps_done(), "train_seconds": round(seconds, 1)}
+    if cluster:
+        status.update(workers=net.workers, worker=cluster.index, weights_sha256=weights_digest(net.model))
+    _write_json(out_dir / "eval.json", status)
 
 
 def weights_digest(model) -> str:
@@ -564,17 +654,11 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _evaluate(model, validation, config, run_dir, step, seconds, log, writer) -> dict:
+def _evaluate(model, validation: Validation, config: TrainConfig, run_dir: Path, step: int, seconds: float) -> dict:
+    """The validation report at `step`, saved with the model it measured."""
     report = validation.run(model, config.eval_far)
     report.update(step=step, train_seconds=round(seconds, 1))
     report.update(_init_record(run_dir))
-    row = report["tar_at_far"][0]
-    log.writerow([step, "val", "", "", "", "", "", f"{row['tar']:.5f}", config.eval_far,
-                  f"{report['eer']:.5f}", f"{report['pattern_accuracy']:.5f}", f"{seconds:.1f}"])
-    with writer.as_default(step=step):
-        _scalar("val/tar", row["tar"], step)
-        _scalar("val/eer", report["eer"], step)
-        _scalar("val/pattern_acc", report["pattern_accuracy"], step)
     model.save(run_dir / "model.keras")
     _write_json(run_dir / "eval.json", report)
     return report
@@ -586,22 +670,8 @@ def _init_record(run_dir: Path) -> dict:
     return {"init": init} if init else {}
 
 
-def _scalar(tag: str, value: float, step: int) -> None:
-    """A TensorBoard scalar, written without the tensorboard package (TF 2.21 does not
-    bring it; tf.summary.scalar needs it, the raw summary op does not)."""
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-    tf.summary.write(tag, tf.constant(float(value), tf.float32), step=step,
-                     metadata=meta.SerializeToString())
-
-
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def _read_json(path: Path):

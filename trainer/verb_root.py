@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_app.folder_swap import write_atomic
+    from edge_app.atomic_write import write_atomic
     from edge_app.trust_root import RootList
 
     path = args.list
@@ -126,7 +126,7 @@ def sign(args: argparse.Namespace) -> dict:
 
 
 def attach(path: Path, key: Path) -> dict:
-    from edge_app.folder_swap import write_atomic
+    from edge_app.atomic_write import write_atomic
     from trainer.keys import check_attachable, load_private_key, root_list_beside
 
     signer = load_private_key(key)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError, cannot_write
 
 
@@ -30,12 +31,10 @@ def write_crop(path: Path, crop) -> str:
 def write_atomically(path: Path, payload: bytes) -> None:
     """Write a file under a temporary name and rename it into place: a file that exists is
     whole. A failed write leaves nothing behind and says what to do."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(payload)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            tmp.write_bytes(payload)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise cannot_write(path, error, "the fields recorded so far are kept") from None
 
 

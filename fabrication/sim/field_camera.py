@@ -18,8 +18,9 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.layout import BatchLayout
+from fabrication.blur import motion_blur
 from fabrication.sim.film import FILM_PX_UM
-from fabrication.sim.optics import Exposure, add_dust, expose, motion_blur
+from fabrication.sim.optics import Exposure, add_dust, expose
 
 
 class Scene(Protocol):

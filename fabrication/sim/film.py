@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 from fabrication.laser_response import darkness, line_width_um
 
@@ -344,10 +345,9 @@ class EtchedFilm:
 
     def save(self, path: Path) -> None:
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, seed=np.int64(self.seed), segments=self.segments,
-                            style=np.array(self.style.to_json()))
-        tmp.replace(path)
+        with replacing(path, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, seed=np.int64(self.seed), segments=self.segments,
+                                style=np.array(self.style.to_json()))
 
     @classmethod
     def load(cls, path: Path) -> EtchedFilm:

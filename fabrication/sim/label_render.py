@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -35,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_app.atomic_write import replacing
 from edge_app.errors import PufError
 from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
@@ -147,9 +147,8 @@ def field_crops(film: EtchedFilm, layout: BatchLayout, field: int, seed: int, sh
     crops = np.stack([label_crops(film, layout, field, slot, seed, shots, size, model)
                       for slot in range(layout.labels_per_field)])
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, crops=crops)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".npz") as tmp:
+        np.savez(tmp, crops=crops)
     return ids, crops
 
 

@@ -89,13 +89,3 @@ def add_dust(frame: np.ndarray, rng: np.random.Generator, specks: int, fibres: i
                       int(rng.integers(1, 4)), cv2.LINE_AA)
     shade = cv2.GaussianBlur(shade, (0, 0), 1.5)
     frame[:] = (frame * shade[:, :, None]).astype(np.uint8)
-
-
-def motion_blur(image: np.ndarray, length_px: int, angle_deg: float) -> np.ndarray:
-    """The smear of a hand that moved `length_px` (odd) in direction `angle_deg` while the
-    shutter was open."""
-    kernel: np.ndarray = np.zeros((length_px, length_px), np.float32)
-    kernel[length_px // 2, :] = 1.0 / length_px
-    turn = cv2.getRotationMatrix2D((length_px / 2 - 0.5, length_px / 2 - 0.5), angle_deg, 1.0)
-    kernel = cv2.warpAffine(kernel, turn, (length_px, length_px))
-    return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6))

@@ -9,7 +9,7 @@ from edge_app.errors import PufError
 from edge_app.label_size import estimate_label_px, parse_label_px
 from edge_app.segment import segment
 from edge_app.verify import CaptureLimits
-from fabrication.sim.optics import motion_blur
+from fabrication.blur import motion_blur
 from tests.bundle_support import sim_batch
 
 

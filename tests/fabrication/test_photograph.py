@@ -123,7 +123,7 @@ def test_the_workers_end_with_the_run_and_the_batch_resumes(tmp_path, how):
         assert puf(["photograph", str(batch_dir), "--sim", "--workers", "2"]) == 0
         manifest = json.loads((fields / "manifest.json").read_text())
         assert [entry["field"] for entry in manifest["fields"]] == list(range(12))
-        assert not list(fields.glob("*.part.tif"))
+        assert not list(fields.glob("*.tmp.tif"))
     finally:
         for pid in workers | {run.pid}:
             if _running(pid):

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from edge_app.segment import crop_label
-from fabrication.charts import histograms_png
 from fabrication.registry import Registry
 from fabrication.sim.clone import PrintModel
+from trainer.charts import histograms_png
 from trainer.harness import paper
 from trainer.harness.demo_queries import KINDS, Query
 from trainer.images import read_bgr

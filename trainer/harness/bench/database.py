@@ -34,9 +34,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edge_app.atomic_write import replacing
 from edge_app.bundle import Bundle
 from edge_app.bundle_format import MANIFEST, SHARDS_FORMAT, Manifest, Shards, shard_paths
 from edge_app.errors import PufError
+from edge_app.layout import parse_label_id
 from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
 from edge_app.shards import ShardSet
@@ -92,13 +94,12 @@ def _render_batch(job: tuple[dict, str]) -> str:
         for label_id, name, crop in field_captures(spec, layout, film, field):
             if crop is None:
                 raise PufError(f"the simulated device found no label in capture {name} of {label_id}")
-            slot = int(label_id.rsplit("-", 1)[1])
+            _, _, slot = parse_label_id(label_id)
             ids.append(label_id)
             patterns.append(layout.pattern_of(field, slot))
             crops.append(crop)
-    tmp = Path(out).with_suffix(".tmp.npz")
-    np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
-    tmp.replace(out)
+    with replacing(Path(out), suffix=".npz") as tmp:
+        np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
     return out
 
 
@@ -163,9 +164,8 @@ def _embed_chunk(job: tuple[np.ndarray, int, int, int, str]) -> str:
         rng = np.random.default_rng([seed, first + i])
         copies = variants(crop, options, rng)
         chunks.append(_RUNNER.run(preprocess_batch(copies, _RUNNER.preprocess)).embedding)
-    tmp = Path(out).with_suffix(".tmp.npy")
-    np.save(tmp, np.concatenate(chunks).astype(np.float32))
-    tmp.replace(out)
+    with replacing(Path(out), suffix=".npy") as tmp:
+        np.save(tmp, np.concatenate(chunks).astype(np.float32))
     return out
 
 

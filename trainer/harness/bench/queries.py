@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_app.errors import PufError
+from edge_app.layout import parse_label_id
 from edge_app.verify import find_labels, glyph_reading
 from fabrication.sim.clone import clone_label, photograph_clone
 from fabrication.sim.field_camera import capture_label
@@ -57,8 +58,8 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
     def add(label_id: str, item: tuple) -> None:
         if taken(item[0], item[1]):
             return
-        batch, field, slot = label_id.rsplit("-", 2)
-        wanted.setdefault(batch, []).append((item[0], item[1], int(field), int(slot), item[2]))
+        batch, field, slot = parse_label_id(label_id)
+        wanted.setdefault(batch, []).append((item[0], item[1], field, slot, item[2]))
 
     count = len(enrolled_ids)
     for n in range(plan.genuine):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.errors import PufError
-from fabrication.charts import histograms_png
+from trainer.charts import histograms_png
 from trainer.harness import paper
 from trainer.harness.bench import normalisation
 from trainer.metrics import QUERY_FAR_GOAL, rate_bounds

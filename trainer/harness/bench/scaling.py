@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.shards import read_index
-from fabrication.charts import loglog_png
+from trainer.charts import loglog_png
 from trainer.harness import paper
 from trainer.index_build import NPROBES, genuine_like, plan_index, random_unit
 

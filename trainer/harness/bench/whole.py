@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_app.atomic_write import replacing
 from edge_app.bundle_format import Manifest
 from edge_app.shards import read_index
 from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
@@ -66,9 +67,8 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
         t = time.perf_counter()
         index = build_index(vectors, index_plan, plan.seed)
         build_s = round(time.perf_counter() - t, 1)
-        tmp = path.with_suffix(".tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            faiss.write_index(index, str(tmp))
         del index
     fingerprints, owners = genuine_fingerprints(verifier, labels, photos)
     faiss.omp_set_num_threads(2)

@@ -1,4 +1,4 @@
-"""The factory side's charts (`puf evaluate`, `puf bench`, `puf demo`), drawn with matplotlib
+"""The trainer's charts (`puf evaluate`, `puf bench`, `puf demo`), drawn with matplotlib
 on its Agg backend: values and labels on both axes, and the DET curve on normal-deviate
 axes, where a detector's rates lie on nearly straight lines and rates of 1e-6 and 40% share
 one chart.

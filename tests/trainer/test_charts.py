@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fabrication.charts import det_curve_png, histograms_png, loglog_png, percent, probit
+from trainer.charts import det_curve_png, histograms_png, loglog_png, percent, probit
 
 
 def drawn(path, size: tuple[int, int]) -> np.ndarray:
@@ -107,7 +107,7 @@ def test_loglog_lines(tmp_path):
 
 
 def test_matplotlib_is_loaded_only_to_draw():
-    code = ("import sys; import fabrication.charts, trainer.harness.demo_report, trainer.evaluation; "
+    code = ("import sys; import trainer.charts, trainer.harness.demo_report, trainer.evaluation; "
             "print('matplotlib' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "False"
