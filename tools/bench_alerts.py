@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,8 @@ def main() -> None:
         db.execute(sa.text(f"CREATE SCHEMA {schema}"))
     url = sa.make_url(SERVER).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False)
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "database": "PostgreSQL",
+    result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "database": "PostgreSQL",
                     "command": " ".join(["tools/bench_alerts.py", *sys.argv[1:]]), "rows": args.rows,
                     "devices": args.devices, "load_before": os.getloadavg()[0]}
     try:

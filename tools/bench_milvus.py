@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     uri = args.uri or str(folder / "fingerprints.db")
     engine = "milvus_server" if args.uri else "milvus_lite"
-    result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "engine": engine,
+    result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "engine": engine,
                     "command": " ".join(["tools/bench_milvus.py", *sys.argv[1:]]),
                     "load_before": os.getloadavg()[0], "dim": d}
     with FingerprintStore(uri) as store:
