@@ -75,7 +75,7 @@ def batches(count: int, first_seed: int, prefix: str) -> list:
 
 
 def enrolled_batches(plan: BenchPlan) -> list:
-    return batches(math.ceil(plan.labels * 1.05), ENROLLED_SEED, "BG")  # a capture may cut a few labels
+    return batches(plan.labels, ENROLLED_SEED, "BG")  # every label whole (database renders each on its own)
 
 
 def counterfeit_batches(plan: BenchPlan) -> list:
