@@ -15,13 +15,16 @@ from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_
 from trainer.harness.paper import VECTORS as PAPER_VECTORS
 
 
-def test_the_paper_plan_makes_41556_labels_of_100_copies():
+def test_the_paper_plan_makes_41556_distinct_labels_of_100_copies():
     plan = BenchPlan()
-    blocks = database.fill_blocks(plan)
-    assert plan.vectors == PAPER_VECTORS
-    assert plan.real_vectors + sum(blocks) * plan.augmented == PAPER_VECTORS
-    assert plan.labels + sum(blocks) == 41_556
-    assert all(b <= plan.labels for b in blocks)
+    assert plan.labels == 41_556 and plan.vectors == plan.real_vectors == PAPER_VECTORS
+    assert plan.stand_in_vectors == 0 and database.fill_blocks(plan) == []  # no stand-ins
+    assert BenchPlan(labels=7, augmented=3).vectors == 21  # any size: every label distinct
+    filled = BenchPlan(labels=6_000, vectors=PAPER_VECTORS)  # stand-ins only when asked for
+    blocks = database.fill_blocks(filled)
+    assert filled.real_vectors + sum(blocks) * filled.augmented == PAPER_VECTORS == filled.vectors
+    assert filled.stand_in_vectors == sum(blocks) * 100 and 6_000 + sum(blocks) == 41_556
+    assert all(b <= filled.labels for b in blocks)
     enrolled, never = enrolled_batches(plan), counterfeit_batches(plan)
     assert sum(s.label_count for s in enrolled) >= plan.labels
     assert sum(s.label_count for s in never) >= plan.counterfeit
@@ -130,6 +133,9 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     assert printed["database"] == result["database"]
     assert result["database"]["vectors"] == 60 and result["database"]["real_labels"] == 12
     assert result["database"]["labels"] == 20  # 12 real, 8 rotated stand-ins
+    assert result["database"]["stand_in_labels"] == 8
+    assert "Stand-ins: 8 of the 20 labels" in (out / "bench.md").read_text()  # said beside the capacity figures
+    assert "every accuracy figure is of the 12 distinct labels" in result["database"]["how"]
     assert "augmentation" in result["database"]["how"]
     for mode in ("with_classification", "without_classification"):
         rows = result[mode]
