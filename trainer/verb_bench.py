@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--vectors", type=int,
                        help="database size (default labels x copies: every label distinct); more is filled with "
                             "stand-in labels, which show capacity, memory and search time only")
+    sizes.add_argument("--patterns", type=int,
+                       help="enroll and photograph labels of only the first N pattern classes (default all): "
+                            "each of their shards holds as many distinct labels as --labels x N / 44 would give "
+                            "at the full size, for N / 44 of the rendering")
     sizes.add_argument("--genuine", type=int, help="genuine photos (default 10,000)")
     sizes.add_argument("--counterfeit", type=int, help="never-enrolled photos (default 10,000)")
     sizes.add_argument("--clones", type=int, help="clone photos (default 500)")
@@ -53,7 +57,7 @@ def _plan(args: argparse.Namespace):
     from trainer.harness.bench.plan import BenchPlan
 
     overrides = {name: getattr(args, name) for name in
-                 ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
+                 ("labels", "augmented", "vectors", "patterns", "genuine", "counterfeit", "clones", "unclassified",
                   "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
                  if getattr(args, name) is not None}
     if "genuine" in overrides or "counterfeit" in overrides:

@@ -67,7 +67,7 @@ class Labels:
 
 # ---- rendering ------------------------------------------------------------------------
 
-def _render_batch(job: tuple[dict, str]) -> str:
+def _render_batch(job: tuple[dict, list[int], str]) -> str:
     """Worker: one microscope crop of every label of one batch, saved as .npz. Each crop is
     rendered on a window around its label (`fabrication.sim.label_render`: the factory's
     capture and cut, its score distributions shown equal to field-rendered crops in
@@ -75,17 +75,17 @@ def _render_batch(job: tuple[dict, str]) -> str:
     from fabrication.sim.label_render import label_crops
     from trainer.simdata import SimSpec, make_film, make_layout
 
-    spec_dict, out = job
+    spec_dict, numbers, out = job
     spec = SimSpec(**spec_dict)
     layout = make_layout(spec)
     film = make_film(spec, layout)
     ids, patterns, crops = [], [], []
-    for field in range(layout.fields_per_batch):
-        for slot in range(layout.labels_per_field):
-            ids.append(layout.label_id(field, slot))
-            patterns.append(layout.pattern_of(field, slot))
-            crops.append(label_crops(film, layout, field, slot, spec.seed * 1000, 1, spec.crop_size,
-                                     jitter_px=spec.corner_jitter_px)[0])
+    for number in numbers:
+        field, slot = divmod(number, layout.labels_per_field)
+        ids.append(layout.label_id(field, slot))
+        patterns.append(layout.pattern_of(field, slot))
+        crops.append(label_crops(film, layout, field, slot, spec.seed * 1000, 1, spec.crop_size,
+                                 jitter_px=spec.corner_jitter_px)[0])
     tmp = Path(out).with_suffix(".tmp.npz")
     np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
     tmp.replace(out)
@@ -119,8 +119,8 @@ def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
     folder = Path(cache) / "labels"
     folder.mkdir(parents=True, exist_ok=True)
     specs = enrolled_batches(plan)
-    paths = [folder / f"{s.batch_id}-{key(asdict(s), RENDER_RECIPE)}.npz" for s in specs]
-    todo = [(asdict(s), str(p)) for s, p in zip(specs, paths, strict=True) if not p.exists()]
+    paths = [folder / f"{s.batch_id}-{key(asdict(s), RENDER_RECIPE, numbers)}.npz" for s, numbers in specs]
+    todo = [(asdict(s), numbers, str(p)) for (s, numbers), p in zip(specs, paths, strict=True) if not p.exists()]
     if todo:
         pool_map(_render_batch, todo, min(plan.workers, len(todo)), "microscope: enrolled batches", "batch")
     ids, patterns, crops = [], [], []
@@ -129,12 +129,7 @@ def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
             ids += data["ids"].tolist()
             patterns += data["patterns"].tolist()
             crops.append(data["crops"])
-    n = plan.labels
-    if len(ids) < n:
-        from edge_app.errors import PufError
-
-        raise PufError(f"the microscope captured only {len(ids):,} whole labels of {n:,}; enroll fewer (--labels)")
-    return Labels(ids[:n], patterns[:n], np.concatenate(crops)[:n])
+    return Labels(ids, patterns, np.concatenate(crops))
 
 
 # ---- real fingerprints -------------------------------------------------------------------
@@ -224,10 +219,14 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
     blocks = fill_blocks(plan)
     synthetic = sum(blocks) * plan.augmented
     text = (f"{plan.real_vectors:,} real fingerprints: {len(labels):,} distinct simulated labels (each its own film "
-            f"region; film seeds {', '.join(str(s.film_seed) for s in enrolled_batches(plan))}, never seen in "
+            f"region; film seeds {', '.join(str(s.film_seed) for s, _ in enrolled_batches(plan))}, never seen in "
             f"training), one simulated microscope capture each cut at its corners, x {plan.augmented} copies (the crop "
             f"and {plan.augmented - 1} with the paper's augmentation: rotation 0-360, HSV V shift in (-45, 90)), "
             f"each through the shipped int8 model")
+    if plan.patterns:
+        text += (f"; labels of the first {plan.patterns} pattern classes only (the counterfeit photos too), so each "
+                 f"of their shards holds about {plan.labels / plan.patterns:,.0f} distinct labels, as a database of "
+                 f"all the pattern classes would at {plan.labels // plan.patterns:,} labels a class")
     if synthetic:
         text += (f"; plus {synthetic:,} vectors of {sum(blocks):,} stand-in labels: the real fingerprints under "
                  f"{len(blocks)} random rotations of the embedding space (each block keeps the real labels' and "

@@ -29,6 +29,9 @@ class BenchPlan:
     second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)
     whole_queries: int = 2_000  # genuine photos searched in the whole database as one index
     normalisation: int = paper.QUERIES  # genuine and counterfeit photos scored by the normalisation rules
+    # enroll and photograph labels of only the first `patterns` pattern classes (0: all): each of
+    # their shards holds as many distinct labels as at the full size, for a fraction of the rendering
+    patterns: int = 0
     top_k: int = 5
     workers: int = 2
     seed: int = 0
@@ -68,24 +71,44 @@ class BenchPlan:
         return asdict(self)
 
 
-def batches(count: int, first_seed: int, prefix: str) -> list:
-    """SimSpecs of films holding at least `count` labels, in batches of up to BATCH_FIELDS fields
-    (one microscope capture of every label; handheld photos are taken by `queries`)."""
-    from trainer.simdata import SimSpec
+def batches(count: int, first_seed: int, prefix: str, patterns: int = 0) -> list[tuple]:
+    """Simulated films holding `count` labels, in batches of up to BATCH_FIELDS fields (one
+    microscope capture of every label; handheld photos are taken by `queries`): (SimSpec,
+    the numbers, field x 12 + slot, of the labels taken from it). With `patterns`, only
+    labels of the first `patterns` pattern classes are taken, from as many whole batches as
+    that needs."""
+    from fabrication.pattern_import import load_pattern_set
+    from trainer.simdata import SimSpec, make_layout
 
-    fields = math.ceil(count / 12)
-    specs = []
-    for i in range(math.ceil(fields / BATCH_FIELDS)):
-        n = min(BATCH_FIELDS, fields - i * BATCH_FIELDS)
-        cols = min(10, n)
-        specs.append(SimSpec(f"{prefix}{i + 1}", first_seed + i, cols, math.ceil(n / cols), microscope_shots=1,
-                             handheld_shots=0))
-    return specs
+    if not patterns:
+        fields = math.ceil(count / 12)
+        out = []
+        for i in range(math.ceil(fields / BATCH_FIELDS)):
+            n = min(BATCH_FIELDS, fields - i * BATCH_FIELDS)
+            cols = min(10, n)
+            spec = SimSpec(f"{prefix}{i + 1}", first_seed + i, cols, math.ceil(n / cols), microscope_shots=1,
+                           handheld_shots=0)
+            out.append((spec, list(range(min(spec.label_count, count - i * BATCH_FIELDS * 12)))))
+        return out
+    out, taken = [], 0
+    while taken < count:
+        i = len(out)
+        spec = SimSpec(f"{prefix}{i + 1}", first_seed + i, 10, BATCH_FIELDS // 10, microscope_shots=1,
+                       handheld_shots=0)
+        layout = make_layout(spec)
+        names = load_pattern_set(spec.pattern_set).names
+        if patterns > len(names):
+            raise PufError(f"the films' pattern set has {len(names)} pattern classes, not {patterns}")
+        wanted = set(names[:patterns])
+        numbers = [n for n, name in enumerate(layout.patterns) if name in wanted][:count - taken]
+        out.append((spec, numbers))
+        taken += len(numbers)
+    return out
 
 
-def enrolled_batches(plan: BenchPlan) -> list:
-    return batches(plan.labels, ENROLLED_SEED, "BG")  # every label whole (database renders each on its own)
+def enrolled_batches(plan: BenchPlan) -> list[tuple]:
+    return batches(plan.labels, ENROLLED_SEED, "BG", plan.patterns)  # every label whole: database renders each alone
 
 
-def counterfeit_batches(plan: BenchPlan) -> list:
-    return batches(plan.counterfeit, COUNTERFEIT_SEED, "BC")
+def counterfeit_batches(plan: BenchPlan) -> list[tuple]:
+    return batches(plan.counterfeit, COUNTERFEIT_SEED, "BC", plan.patterns)
