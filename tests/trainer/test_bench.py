@@ -26,11 +26,28 @@ def test_the_paper_plan_makes_41556_distinct_labels_of_100_copies():
     assert filled.stand_in_vectors == sum(blocks) * 100 and 6_000 + sum(blocks) == 41_556
     assert all(b <= filled.labels for b in blocks)
     enrolled, never = enrolled_batches(plan), counterfeit_batches(plan)
-    assert sum(s.label_count for s in enrolled) >= plan.labels
-    assert sum(s.label_count for s in never) >= plan.counterfeit
-    assert not {s.film_seed for s in enrolled} & {s.film_seed for s in never}
+    assert sum(len(numbers) for _, numbers in enrolled) == plan.labels  # every label whole: none to spare
+    assert sum(len(numbers) for _, numbers in never) == plan.counterfeit
+    assert not {s.film_seed for s, _ in enrolled} & {s.film_seed for s, _ in never}
     quick = BenchPlan.quick()
     assert quick.vectors < 100_000 and quick.genuine == quick.counterfeit == 500
+
+
+def test_a_plan_of_a_few_pattern_classes_fills_their_shards_with_distinct_labels():
+    from trainer.simdata import make_layout
+
+    plan = BenchPlan(labels=300, augmented=1, patterns=3, counterfeit=250)
+    for made, count in ((enrolled_batches(plan), 300), (counterfeit_batches(plan), 250)):
+        taken = [(spec.batch_id, n, make_layout(spec).patterns[n]) for spec, numbers in made for n in numbers]
+        assert len(taken) == len(set(taken)) == count  # distinct labels, exactly as many as asked
+        assert {p for _, _, p in taken} == {"1", "2", "3"}  # the first three classes only
+    jobs = queries._photo_jobs(plan, [f"BG1-0000-{s:02d}" for s in range(12)], lambda kind, n: False)
+    never = {(spec["batch_id"], f, s) for spec, chunk in jobs for kind, n, f, s, _ in chunk if kind == "counterfeit"}
+    assert len(never) == 250 and {b for b, _, _ in never} <= {s.batch_id for s, _ in counterfeit_batches(plan)}
+    every = BenchPlan(labels=1_300, augmented=1)  # all classes: every label of the films, in order
+    assert [len(numbers) for _, numbers in enrolled_batches(every)] == [1_200, 100]
+    with pytest.raises(PufError, match="pattern classes"):
+        enrolled_batches(BenchPlan(labels=10, augmented=1, patterns=1_000))
 
 
 @pytest.mark.parametrize("sizes", [dict(labels=0), dict(vectors=10, labels=5), dict(genuine=-1), dict(workers=0),

@@ -220,9 +220,11 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
     synthetic = sum(blocks) * plan.augmented
     text = (f"{plan.real_vectors:,} real fingerprints: {len(labels):,} distinct simulated labels (each its own film "
             f"region; film seeds {', '.join(str(s.film_seed) for s, _ in enrolled_batches(plan))}, never seen in "
-            f"training), one simulated microscope capture each cut at its corners, x {plan.augmented} copies (the crop "
-            f"and {plan.augmented - 1} with the paper's augmentation: rotation 0-360, HSV V shift in (-45, 90)), "
-            f"each through the shipped int8 model")
+            f"training), one simulated microscope capture each cut at its corners, "
+            + (f"x {plan.augmented} copies (the crop and {plan.augmented - 1} with the paper's augmentation: rotation "
+               f"0-360, HSV V shift in (-45, 90))" if plan.augmented > 1 else
+               "enrolled once (the crop alone, as `puf enroll` does by default)")
+            + ", each through the shipped int8 model")
     if plan.patterns:
         text += (f"; labels of the first {plan.patterns} pattern classes only (the counterfeit photos too), so each "
                  f"of their shards holds about {plan.labels / plan.patterns:,.0f} distinct labels, as a database of "
