@@ -76,7 +76,7 @@ def calibrate(argv: list[str] | None) -> int:
                                                  "per query"},
         extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "
                                 f"each its own simulated film region never seen in training, in {db['shards']} "
-                                f"shards, each label in {result['plan']['augmented']} copies): the tail "
+                                f"shards, {copies(result['plan']['augmented'])}): the tail "
                                 f"of the best scores of counterfeit photos 0-{check['chosen_on'] - 1:,} "
                                 f"({check['method']}); held-out same-pattern comparisons with one enrollment a "
                                 f"label had given {before.threshold}",
@@ -90,6 +90,10 @@ def calibrate(argv: list[str] | None) -> int:
           f"accepted (tail estimate {check['estimated']:.1e} a query), {check['genuine_accepted']:,} of "
           f"{check['genuine_readable']:,} readable genuine photos accepted")
     return 0
+
+
+def copies(augmented: int) -> str:
+    return "each label enrolled once" if augmented == 1 else f"each label in {augmented} copies"
 
 
 if __name__ == "__main__":
