@@ -337,12 +337,18 @@ def measured_sections(bundle: Path, results: dict) -> list[str]:
               f"41,556 labels a shard holds about {unseen['same_pattern']['shard_labels']} labels, and a counterfeit "
               "is accepted when the best of those comparisons clears the threshold (`trainer.tail`: empirical, then a "
               "generalized Pareto fit with its shape at the 95% upper bound, which errs towards a higher threshold).",
-              "", *_scale_rows(results), "",
-              f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
-              f"at {decision.labels_per_shard} distinct labels a shard ({decision.extra['calibrated_on']}). It holds "
-              f"for shards of up to {decision.labels_per_shard} labels enrolled that way; a factory whose shards hold "
-              "more labels, or more copies of each, runs `puf evaluate --query-far` on its own bundle and "
-              "re-captures for the threshold of its size.", ""]
+              "", *_scale_rows(results), "", *threshold_lines(decision)]
+    return lines
+
+
+def threshold_lines(decision) -> list[str]:
+    """The card's paragraphs on the manifest's threshold: where it was chosen, for which shard
+    size it holds, and its check on photos the choice never saw."""
+    lines = [f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
+             f"at {decision.labels_per_shard} distinct labels a shard ({decision.extra['calibrated_on']}). It holds "
+             f"for shards of up to {decision.labels_per_shard} labels enrolled that way; a factory whose shards hold "
+             "more labels, or more copies of each, runs `puf evaluate --query-far` on its own bundle and "
+             "re-captures for the threshold of its size.", ""]
     check = decision.extra.get("checked_on")
     if check:
         lines += [f"Checked on photos never used to choose it ({check['photos']}): {check['counterfeit_accepted']} "
