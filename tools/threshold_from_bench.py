@@ -76,10 +76,10 @@ def calibrate(argv: list[str] | None) -> int:
                                                  "per query"},
         extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "
                                 f"each its own simulated film region never seen in training, in {db['shards']} "
-                                f"shards, {copies(result['plan']['augmented'])}): the tail "
+                                f"shards{classes(result['plan'].get('patterns', 0))}, "
+                                f"{copies(result['plan']['augmented'])}): the tail "
                                 f"of the best scores of counterfeit photos 0-{check['chosen_on'] - 1:,} "
-                                f"({check['method']}); held-out same-pattern comparisons with one enrollment a "
-                                f"label had given {before.threshold}",
+                                f"({check['method']}); the threshold before was {before.threshold}",
                "checked_on": {k: check[k] for k in ("counterfeit_readable", "counterfeit_accepted", "upper_bound",
                                                     "estimated", "genuine_readable", "genuine_accepted")}
                | {"photos": f"counterfeit {check['chosen_on']:,}-{check['counterfeit_photos'] - 1:,}, genuine "
@@ -90,6 +90,10 @@ def calibrate(argv: list[str] | None) -> int:
           f"accepted (tail estimate {check['estimated']:.1e} a query), {check['genuine_accepted']:,} of "
           f"{check['genuine_readable']:,} readable genuine photos accepted")
     return 0
+
+
+def classes(patterns: int) -> str:
+    return f" of the first {patterns} pattern classes only" if patterns else ""
 
 
 def copies(augmented: int) -> str:
