@@ -8,7 +8,9 @@ counterfeit photo's best score over its pattern's shard at 4,155,600 enrolled. A
 report does (`trainer.harness.bench.report.threshold_check`), the tail of the first half of
 the counterfeit photos gives the threshold for 1e-5 a query, and the second half, which the
 choice never saw, checks it; the check is recorded beside the threshold. The tool refuses a
-run of another model, and a threshold the second half does not confirm: genuine photos
+run of another model, a run whose database holds stand-in labels (they fill a database for
+capacity, memory and search time; a calibration never uses them), and a threshold the second
+half does not confirm: genuine photos
 accepted below 99.9% of the readable ones, or the second half's own tail estimate above the
 goal by more than the tail method's own error (`TAIL_ERROR`: on scores of known distributions,
 the true rate at a threshold it sets lay within 0.06-2.9 times the target; `trainer/tail.py`).
@@ -43,7 +45,7 @@ def calibrate(argv: list[str] | None) -> int:
 
     from edge_app.bundle_format import Decision, Manifest
     from edge_app.errors import PufError
-    from trainer.harness.bench.report import threshold_check
+    from trainer.harness.bench.report import distinct_per_shard, threshold_check
     from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL, device_threshold
 
     result = json.loads(args.bench_json.read_text())
@@ -52,6 +54,11 @@ def calibrate(argv: list[str] | None) -> int:
     if (result["model"]["name"], result["model"]["version"]) != mine:
         raise PufError(f"{args.bench_json} measured {result['model']['name']} {result['model']['version']}, "
                        f"not this bundle's model {mine}")
+    db = result["database"]
+    if "stand_in_labels" not in db or db["stand_in_labels"]:
+        raise PufError(f"{args.bench_json} enrolled {db.get('stand_in_labels', 'uncounted')} stand-in labels beside "
+                       f"its {db.get('real_labels', 0):,} real ones; a calibration needs every label distinct "
+                       "(`puf bench` without --vectors)")
     check = threshold_check(result)
     if check is None:
         raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
@@ -61,18 +68,18 @@ def calibrate(argv: list[str] | None) -> int:
                        f"{check['estimated']:.1e} a query (goal {QUERY_FAR_GOAL:g}, within the tail's own error "
                        f"{TAIL_ERROR:g}x), genuine accepted "
                        f"{100 * genuine_share:.2f}% (goal {100 * GENUINE_GOAL:g}%)")
-    db = result["database"]
     before = manifest.decision
     manifest.decision = Decision(
         threshold=device_threshold(check["threshold"]), far=None, calibrated=True, query_far=QUERY_FAR_GOAL,
-        labels_per_shard=round(db["labels"] / db["shards"]),
+        labels_per_shard=round(distinct_per_shard(db)),
         tail={**check["chosen_tail"], "scores": "each counterfeit photo's best score over its shard: the rate is "
                                                  "per query"},
-        extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['labels']:,} labels in {db['shards']} "
-                                f"shards, each label in {result['plan']['augmented']} copies): the tail "
+        extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "
+                                f"each its own simulated film region never seen in training, in {db['shards']} "
+                                f"shards{classes(result['plan'].get('patterns', 0))}, "
+                                f"{copies(result['plan']['augmented'])}): the tail "
                                 f"of the best scores of counterfeit photos 0-{check['chosen_on'] - 1:,} "
-                                f"({check['method']}); held-out same-pattern comparisons with one enrollment a "
-                                f"label had given {before.threshold}",
+                                f"({check['method']}); the threshold before was {before.threshold}",
                "checked_on": {k: check[k] for k in ("counterfeit_readable", "counterfeit_accepted", "upper_bound",
                                                     "estimated", "genuine_readable", "genuine_accepted")}
                | {"photos": f"counterfeit {check['chosen_on']:,}-{check['counterfeit_photos'] - 1:,}, genuine "
@@ -83,6 +90,14 @@ def calibrate(argv: list[str] | None) -> int:
           f"accepted (tail estimate {check['estimated']:.1e} a query), {check['genuine_accepted']:,} of "
           f"{check['genuine_readable']:,} readable genuine photos accepted")
     return 0
+
+
+def classes(patterns: int) -> str:
+    return f" of the first {patterns} pattern classes only" if patterns else ""
+
+
+def copies(augmented: int) -> str:
+    return "each label enrolled once" if augmented == 1 else f"each label in {augmented} copies"
 
 
 if __name__ == "__main__":

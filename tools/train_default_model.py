@@ -18,11 +18,10 @@
    tail, the score a counterfeit's best match over the paper's shard of 945 labels clears
    with chance 1e-5 (`trainer.model_accuracy.at_scale`)             -> manifest decision
 9. the model card                                                   -> models/default.md
-10. (a separate run, about an hour) the threshold for the paper's database, where every label
-   is enrolled in 100 augmented copies: `puf bench --genuine 10000 --counterfeit 60000
-   --unclassified 0 --keypoint-gallery 0 --second-stage 0 --whole-queries 0 --normalisation
-   20000`, then `python tools/threshold_from_bench.py bench_out/bench.json` (chosen on the
-   first 30,000 counterfeit photos, checked on the other 30,000), and step 9 again
+10. (a separate run) the threshold for the deployed shard size, from distinct labels only:
+   `puf bench` with the sizes tools/results/bench_paper_scale_distinct.md states, then
+   `python tools/threshold_from_bench.py bench_out/bench.json` (chosen on the first half of
+   the counterfeit photos, checked on the other half), and step 9 again
 
 Every step resumes: run the command again after a stop and it continues where it was.
 `--init BUNDLE_OR_RUN` starts stage 2 from that model instead of training stage 1.
@@ -338,10 +337,18 @@ def measured_sections(bundle: Path, results: dict) -> list[str]:
               f"41,556 labels a shard holds about {unseen['same_pattern']['shard_labels']} labels, and a counterfeit "
               "is accepted when the best of those comparisons clears the threshold (`trainer.tail`: empirical, then a "
               "generalized Pareto fit with its shape at the 95% upper bound, which errs towards a higher threshold).",
-              "", *_scale_rows(results), "",
-              f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
-              f"at {decision.labels_per_shard} labels a shard ({decision.extra['calibrated_on']}). A factory "
-              "re-calibrates it on its own re-captures and shard sizes with `puf evaluate --query-far`.", ""]
+              "", *_scale_rows(results), "", *threshold_lines(decision)]
+    return lines
+
+
+def threshold_lines(decision) -> list[str]:
+    """The card's paragraphs on the manifest's threshold: where it was chosen, for which shard
+    size it holds, and its check on photos the choice never saw."""
+    lines = [f"**Threshold in the manifest: {decision.threshold}**, for a per-query FAR of {decision.query_far:g} "
+             f"at {decision.labels_per_shard} distinct labels a shard ({decision.extra['calibrated_on']}). It holds "
+             f"for shards of up to {decision.labels_per_shard} labels enrolled that way; a factory whose shards hold "
+             "more labels, or more copies of each, runs `puf evaluate --query-far` on its own bundle and "
+             "re-captures for the threshold of its size.", ""]
     check = decision.extra.get("checked_on")
     if check:
         lines += [f"Checked on photos never used to choose it ({check['photos']}): {check['counterfeit_accepted']} "

@@ -13,7 +13,7 @@ from trainer import quiet_tensorflow
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="a few minutes: 240 labels x 100 copies in a 50,000-vector database, 500 + 500 "
+                        help="a few minutes: 240 distinct labels x 100 copies (24,000 vectors), 500 + 500 "
                              "queries (same steps and outputs)")
     parser.add_argument("--out", type=output_path, default=Path("bench_out"), help="results folder (default bench_out)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "puf-bench",
@@ -23,9 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", type=output_path, metavar="DIR", help="also write the pictures here (e.g. docs/)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     sizes = parser.add_argument_group("sizes (default: the paper's; --quick: small)")
-    sizes.add_argument("--labels", type=int, help="real simulated labels enrolled (default 6,000)")
+    sizes.add_argument("--labels", type=int, help="distinct simulated labels enrolled (default 41,556)")
     sizes.add_argument("--augmented", type=int, help="enrolled copies of each label (default 100, as the paper)")
-    sizes.add_argument("--vectors", type=int, help="database size (default 4,155,600)")
+    sizes.add_argument("--vectors", type=int,
+                       help="database size (default labels x copies: every label distinct); more is filled with "
+                            "stand-in labels, which show capacity, memory and search time only")
+    sizes.add_argument("--patterns", type=int,
+                       help="enroll and photograph labels of only the first N pattern classes (default all): "
+                            "each of their shards holds as many distinct labels as --labels x N / 44 would give "
+                            "at the full size, for N / 44 of the rendering")
     sizes.add_argument("--genuine", type=int, help="genuine photos (default 10,000)")
     sizes.add_argument("--counterfeit", type=int, help="never-enrolled photos (default 10,000)")
     sizes.add_argument("--clones", type=int, help="clone photos (default 500)")
@@ -51,7 +57,7 @@ def _plan(args: argparse.Namespace):
     from trainer.harness.bench.plan import BenchPlan
 
     overrides = {name: getattr(args, name) for name in
-                 ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "unclassified",
+                 ("labels", "augmented", "vectors", "patterns", "genuine", "counterfeit", "clones", "unclassified",
                   "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
                  if getattr(args, name) is not None}
     if "genuine" in overrides or "counterfeit" in overrides:
@@ -102,7 +108,7 @@ verb = Verb(
     "bench",
     "Measure the whole recognition stage at the paper's scale, beside a keypoint baseline.",
     "  puf bench --quick                          # a few minutes: small database, 500 queries\n"
-    "  puf bench --out bench_out                  # 4,155,600 enrolled, 10,000 + 10,000 queries",
+    "  puf bench --out bench_out                  # 41,556 distinct labels x 100 copies, 10,000 + 10,000 queries",
     add_arguments,
     run,
     extras=("device", "factory"),

@@ -15,19 +15,39 @@ from trainer.harness.bench.plan import BenchPlan, counterfeit_batches, enrolled_
 from trainer.harness.paper import VECTORS as PAPER_VECTORS
 
 
-def test_the_paper_plan_makes_41556_labels_of_100_copies():
+def test_the_paper_plan_makes_41556_distinct_labels_of_100_copies():
     plan = BenchPlan()
-    blocks = database.fill_blocks(plan)
-    assert plan.vectors == PAPER_VECTORS
-    assert plan.real_vectors + sum(blocks) * plan.augmented == PAPER_VECTORS
-    assert plan.labels + sum(blocks) == 41_556
-    assert all(b <= plan.labels for b in blocks)
+    assert plan.labels == 41_556 and plan.vectors == plan.real_vectors == PAPER_VECTORS
+    assert plan.stand_in_vectors == 0 and database.fill_blocks(plan) == []  # no stand-ins
+    assert BenchPlan(labels=7, augmented=3).vectors == 21  # any size: every label distinct
+    filled = BenchPlan(labels=6_000, vectors=PAPER_VECTORS)  # stand-ins only when asked for
+    blocks = database.fill_blocks(filled)
+    assert filled.real_vectors + sum(blocks) * filled.augmented == PAPER_VECTORS == filled.vectors
+    assert filled.stand_in_vectors == sum(blocks) * 100 and 6_000 + sum(blocks) == 41_556
+    assert all(b <= filled.labels for b in blocks)
     enrolled, never = enrolled_batches(plan), counterfeit_batches(plan)
-    assert sum(s.label_count for s in enrolled) >= plan.labels
-    assert sum(s.label_count for s in never) >= plan.counterfeit
-    assert not {s.film_seed for s in enrolled} & {s.film_seed for s in never}
+    assert sum(len(numbers) for _, numbers in enrolled) == plan.labels  # every label whole: none to spare
+    assert sum(len(numbers) for _, numbers in never) == plan.counterfeit
+    assert not {s.film_seed for s, _ in enrolled} & {s.film_seed for s, _ in never}
     quick = BenchPlan.quick()
     assert quick.vectors < 100_000 and quick.genuine == quick.counterfeit == 500
+
+
+def test_a_plan_of_a_few_pattern_classes_fills_their_shards_with_distinct_labels():
+    from trainer.simdata import make_layout
+
+    plan = BenchPlan(labels=300, augmented=1, patterns=3, counterfeit=250)
+    for made, count in ((enrolled_batches(plan), 300), (counterfeit_batches(plan), 250)):
+        taken = [(spec.batch_id, n, make_layout(spec).patterns[n]) for spec, numbers in made for n in numbers]
+        assert len(taken) == len(set(taken)) == count  # distinct labels, exactly as many as asked
+        assert {p for _, _, p in taken} == {"1", "2", "3"}  # the first three classes only
+    jobs = queries._photo_jobs(plan, [f"BG1-0000-{s:02d}" for s in range(12)], lambda kind, n: False)
+    never = {(spec["batch_id"], f, s) for spec, chunk in jobs for kind, n, f, s, _ in chunk if kind == "counterfeit"}
+    assert len(never) == 250 and {b for b, _, _ in never} <= {s.batch_id for s, _ in counterfeit_batches(plan)}
+    every = BenchPlan(labels=1_300, augmented=1)  # all classes: every label of the films, in order
+    assert [len(numbers) for _, numbers in enrolled_batches(every)] == [1_200, 100]
+    with pytest.raises(PufError, match="pattern classes"):
+        enrolled_batches(BenchPlan(labels=10, augmented=1, patterns=1_000))
 
 
 @pytest.mark.parametrize("sizes", [dict(labels=0), dict(vectors=10, labels=5), dict(genuine=-1), dict(workers=0),
@@ -130,6 +150,9 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     assert printed["database"] == result["database"]
     assert result["database"]["vectors"] == 60 and result["database"]["real_labels"] == 12
     assert result["database"]["labels"] == 20  # 12 real, 8 rotated stand-ins
+    assert result["database"]["stand_in_labels"] == 8
+    assert "Stand-ins: 8 of the 20 labels" in (out / "bench.md").read_text()  # said beside the capacity figures
+    assert "every accuracy figure is of the 12 distinct labels" in result["database"]["how"]
     assert "augmentation" in result["database"]["how"]
     for mode in ("with_classification", "without_classification"):
         rows = result[mode]

@@ -20,13 +20,16 @@ def tool():
     return module
 
 
-def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, **model) -> Path:
+def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, stand_ins: int | None = 0, **model) -> Path:
     manifest = json.loads((bundle / "manifest.json").read_text())
     rng = np.random.default_rng(6)
     counterfeit = np.concatenate([rng.normal(0.5, 0.05, 20_000), rng.normal(second_half_mean, 0.05, 20_000)])
     result = {"model": {"name": manifest["model"]["name"], "version": manifest["model"]["version"]} | model,
-              "database": {"vectors": 4_155_600, "labels": 41_556, "shards": 44}, "plan": {"augmented": 100},
+              "database": {"vectors": 4_155_600, "labels": 41_556, "real_labels": 41_556 - (stand_ins or 0),
+                           "stand_in_labels": stand_ins, "shards": 44}, "plan": {"augmented": 100},
               "scores": {"genuine": rng.normal(0.95, 0.01, 4_000).tolist(), "counterfeit": counterfeit.tolist()}}
+    if stand_ins is None:  # a run made before the bench counted its stand-ins
+        del result["database"]["stand_in_labels"]
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(result))
     return path
@@ -47,6 +50,16 @@ def test_a_confirmed_bench_threshold_is_written_with_its_check(tool, bundle, tmp
     assert decision["checked_on"]["counterfeit_accepted"] == 0 and decision["checked_on"]["genuine_accepted"] == 2_000
     # the second half is drawn like the first: its estimate lies near the goal, on either side
     assert 1e-6 < decision["checked_on"]["estimated"] <= 3e-5 and "0-19,999" in decision["calibrated_on"]
+    assert "41,556 distinct labels" in decision["calibrated_on"]
+
+
+@pytest.mark.parametrize("stand_ins", [35_556, None])
+def test_a_run_with_stand_in_labels_never_calibrates(tool, bundle, tmp_path, capsys, stand_ins):
+    """Stand-ins no query can come near would calibrate for a database 7 times smaller than stated."""
+    before = (bundle / "manifest.json").read_bytes()
+    assert tool.main([str(_bench(bundle, tmp_path, stand_ins=stand_ins)), "--bundle", str(bundle)]) == 2
+    assert "stand-in labels" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
 
 
 def test_a_run_of_another_model_or_an_unconfirmed_threshold_is_refused(tool, bundle, tmp_path, capsys):

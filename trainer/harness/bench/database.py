@@ -38,10 +38,10 @@ from edge_app.atomic_write import replacing
 from edge_app.bundle import Bundle
 from edge_app.bundle_format import MANIFEST, SHARDS_FORMAT, Manifest, Shards, shard_paths
 from edge_app.errors import PufError
-from edge_app.layout import parse_label_id
 from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
 from edge_app.shards import ShardSet
+from fabrication.sim.label_render import label_crops
 from trainer.enroll import (
     DEFAULT_RECALL,
     EnrollOptions,
@@ -51,9 +51,10 @@ from trainer.enroll import (
     variants,
 )
 from trainer.harness.bench.plan import BenchPlan, enrolled_batches
-from trainer.simdata import SimSpec, field_captures, make_film, make_layout
+from trainer.simdata import SimSpec, make_film, make_layout
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
+RENDER_RECIPE = "label_render, 1 capture"  # in the labels' cache key: crops of another renderer are made again
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
 ID_BYTES = 16  # a label id in the shards' id maps, as enrollment counts it
 # in the shards' cache key: shards built before it are rebuilt
@@ -83,21 +84,22 @@ class Labels:
 
 # ---- rendering ------------------------------------------------------------------------
 
-def _render_batch(job: tuple[dict, str]) -> str:
-    """Worker: microscope crops of every label of one batch, saved as .npz."""
-    spec_dict, out = job
+def _render_batch(job: tuple[dict, list[int], str]) -> str:
+    """Worker: one microscope crop of every label of one batch, saved as .npz. Each crop is
+    rendered on a window around its label (`fabrication.sim.label_render`: the factory's
+    capture and cut, its score distributions shown equal to field-rendered crops in
+    tools/results/label_render.json), about 3 times faster than whole fields."""
+    spec_dict, numbers, out = job
     spec = SimSpec(**spec_dict)
     layout = make_layout(spec)
     film = make_film(spec, layout)
     ids, patterns, crops = [], [], []
-    for field in range(layout.fields_per_batch):
-        for label_id, name, crop in field_captures(spec, layout, film, field):
-            if crop is None:
-                raise PufError(f"the simulated device found no label in capture {name} of {label_id}")
-            _, _, slot = parse_label_id(label_id)
-            ids.append(label_id)
-            patterns.append(layout.pattern_of(field, slot))
-            crops.append(crop)
+    for number in numbers:
+        field, slot = divmod(number, layout.labels_per_field)
+        ids.append(layout.label_id(field, slot))
+        patterns.append(layout.pattern_of(field, slot))
+        crops.append(label_crops(film, layout, field, slot, spec.seed * 1000, 1, spec.crop_size,
+                                 jitter_px=spec.corner_jitter_px)[0])
     with replacing(Path(out), suffix=".npz") as tmp:
         np.savez(tmp, ids=np.array(ids), patterns=np.array(patterns), crops=np.stack(crops))
     return out
@@ -125,9 +127,9 @@ def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
     """The first `plan.labels` labels of the enrolled batches, rendered once and cached."""
     folder = Path(cache) / "labels"
     folder.mkdir(parents=True, exist_ok=True)
-    specs = enrolled_batches(plan)  # a few more labels than enrolled: a capture may cut some
-    paths = [folder / f"{s.batch_id}-{key(asdict(s))}.npz" for s in specs]
-    todo = [(asdict(s), str(p)) for s, p in zip(specs, paths, strict=True) if not p.exists()]
+    specs = enrolled_batches(plan)
+    paths = [folder / f"{s.batch_id}-{key(asdict(s), RENDER_RECIPE, numbers)}.npz" for s, numbers in specs]
+    todo = [(asdict(s), numbers, str(p)) for (s, numbers), p in zip(specs, paths, strict=True) if not p.exists()]
     if todo:
         pool_map(_render_batch, todo, min(plan.workers, len(todo)), "microscope: enrolled batches", "batch")
     ids, patterns, crops = [], [], []
@@ -136,10 +138,7 @@ def enrolled_labels(plan: BenchPlan, cache: Path) -> Labels:
             ids += data["ids"].tolist()
             patterns += data["patterns"].tolist()
             crops.append(data["crops"])
-    n = plan.labels
-    if len(ids) < n:
-        raise PufError(f"the microscope captured only {len(ids):,} whole labels of {n:,}; enroll fewer (--labels)")
-    return Labels(ids[:n], patterns[:n], np.concatenate(crops)[:n])
+    return Labels(ids, patterns, np.concatenate(crops))
 
 
 # ---- real fingerprints -------------------------------------------------------------------
@@ -224,15 +223,23 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
     """How the database was made, in words (for the report)."""
     blocks = fill_blocks(plan)
     synthetic = sum(blocks) * plan.augmented
-    text = (f"{plan.real_vectors:,} real fingerprints: {len(labels):,} simulated labels (film seeds "
-            f"{', '.join(str(s.film_seed) for s in enrolled_batches(plan))}, never seen in training), one simulated "
-            f"microscope capture each cut at its corners, x {plan.augmented} copies (the crop and "
-            f"{plan.augmented - 1} with the paper's augmentation: rotation 0-360, HSV V shift in (-45, 90)), "
-            f"each through the shipped int8 model")
+    text = (f"{plan.real_vectors:,} real fingerprints: {len(labels):,} distinct simulated labels (each its own film "
+            f"region; film seeds {', '.join(str(s.film_seed) for s, _ in enrolled_batches(plan))}, never seen in "
+            f"training), one simulated microscope capture each cut at its corners, "
+            + (f"x {plan.augmented} copies (the crop and {plan.augmented - 1} with the paper's augmentation: rotation "
+               f"0-360, HSV V shift in (-45, 90))" if plan.augmented > 1 else
+               "enrolled once (the crop alone, as `puf enroll` does by default)")
+            + ", each through the shipped int8 model")
+    if plan.patterns:
+        text += (f"; labels of the first {plan.patterns} pattern classes only (the counterfeit photos too), so each "
+                 f"of their shards holds about {plan.labels / plan.patterns:,.0f} distinct labels, as a database of "
+                 f"all the pattern classes would at {plan.labels // plan.patterns:,} labels a class")
     if synthetic:
         text += (f"; plus {synthetic:,} vectors of {sum(blocks):,} stand-in labels: the real fingerprints under "
                  f"{len(blocks)} random rotations of the embedding space (each block keeps the real labels' and "
-                 f"copies' geometry and pattern; blocks are independent of each other and of every query)")
+                 f"copies' geometry and pattern; blocks are independent of each other and of every query). "
+                 f"Stand-ins show capacity, memory and search time only: no query can come near them, so every "
+                 f"accuracy figure is of the {len(labels):,} distinct labels")
     labels_total = len(labels) + sum(blocks)
     return text + f". In all {plan.vectors:,} vectors of {labels_total:,} labels in per-pattern shards."
 

@@ -197,6 +197,9 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         "plan": plan.to_dict(),
         "database": {"how": database.describe(plan, labels), "vectors": section.vectors,
                      "labels": section.labels, "real_labels": len(labels), "shards": len(shard_sizes),
+                     # real labels are distinct, each its own film region: every accuracy figure is of them;
+                     # stand-ins count for capacity, memory and search time only
+                     "stand_in_labels": section.labels - len(labels),
                      "shard_vectors": _stats(shard_sizes),
                      "bytes": sum(e.extra["bytes"] for e in entries),  # tuning figures: enrollment's
                      "index_kinds": sorted({e.extra["kind"] for e in entries}),

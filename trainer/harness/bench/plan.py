@@ -6,8 +6,9 @@ import math
 from dataclasses import asdict, dataclass
 
 from edge_app.errors import PufError
+from fabrication.pattern_import import load_pattern_set
 from trainer.harness import paper
-from trainer.simdata import SimSpec
+from trainer.simdata import SimSpec, make_layout
 
 BATCH_FIELDS = 100  # fields of one simulated batch (1,200 labels), as the trainer's films
 ENROLLED_SEED = 7001  # film seeds of the enrolled batches (the model trained on 1-4, was tested on 101-102)
@@ -16,9 +17,11 @@ COUNTERFEIT_SEED = 8001  # film seeds of batches never enrolled
 
 @dataclass(frozen=True)
 class BenchPlan:
-    labels: int = 6_000  # real simulated labels enrolled (rendered, augmented, embedded)
+    labels: int = paper.LABELS  # distinct simulated labels enrolled (rendered, augmented, embedded)
     augmented: int = paper.AUGMENTED  # enrolled copies of each (the paper's 100: rotation 0-360, HSV V shift)
-    vectors: int = paper.VECTORS  # database size; beyond labels x augmented: rotated copies (see database)
+    # database size; 0: labels x augmented, every label distinct. Beyond that, stand-ins (rotated
+    # copies, see database) fill it: they show capacity, memory and search time, never accuracy
+    vectors: int = 0
     genuine: int = paper.QUERIES  # new handheld photos of enrolled labels
     counterfeit: int = paper.QUERIES  # handheld photos of never-enrolled labels (other films)
     clones: int = 500  # enrolled labels printed and re-photographed
@@ -28,6 +31,9 @@ class BenchPlan:
     second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)
     whole_queries: int = 2_000  # genuine photos searched in the whole database as one index
     normalisation: int = paper.QUERIES  # genuine and counterfeit photos scored by the normalisation rules
+    # enroll and photograph labels of only the first `patterns` pattern classes (0: all): each of
+    # their shards holds as many distinct labels as at the full size, for a fraction of the rendering
+    patterns: int = 0
     top_k: int = 5
     workers: int = 2
     seed: int = 0
@@ -38,6 +44,8 @@ class BenchPlan:
                 raise PufError(f"bench size {name} must be a whole number >= 0, got {value!r}")
         if self.labels < 1 or self.augmented < 1 or self.workers < 1 or self.top_k < 1:
             raise PufError("labels, augmented copies, workers and top-k must be at least 1")
+        if not self.vectors:
+            object.__setattr__(self, "vectors", self.real_vectors)
         if self.vectors < self.labels * self.augmented:
             raise PufError(f"a database of {self.vectors:,} vectors cannot hold {self.labels:,} labels x "
                            f"{self.augmented} copies; lower --labels or raise --vectors")
@@ -47,7 +55,7 @@ class BenchPlan:
     @classmethod
     def quick(cls, **overrides) -> BenchPlan:
         """A few minutes end to end: the same steps at tens of thousands of vectors."""
-        sizes = dict(labels=240, vectors=50_000, genuine=500, counterfeit=500, clones=50, unclassified=500,
+        sizes = dict(labels=240, genuine=500, counterfeit=500, clones=50, unclassified=500,
                      keypoint_gallery=60, keypoint_queries=60, second_stage=200,
                      whole_queries=300, normalisation=500)
         return cls(**{**sizes, **overrides})
@@ -56,26 +64,50 @@ class BenchPlan:
     def real_vectors(self) -> int:
         return self.labels * self.augmented
 
+    @property
+    def stand_in_vectors(self) -> int:
+        """Vectors of stand-in labels: what no accuracy figure may count."""
+        return self.vectors - self.real_vectors
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def batches(count: int, first_seed: int, prefix: str) -> list:
-    """SimSpecs of films holding at least `count` labels, in batches of up to BATCH_FIELDS fields
-    (one microscope capture of every label; handheld photos are taken by `queries`)."""
-    fields = math.ceil(count / 12)
-    specs = []
-    for i in range(math.ceil(fields / BATCH_FIELDS)):
-        n = min(BATCH_FIELDS, fields - i * BATCH_FIELDS)
-        cols = min(10, n)
-        specs.append(SimSpec(f"{prefix}{i + 1}", first_seed + i, cols, math.ceil(n / cols), microscope_shots=1,
-                             handheld_shots=0))
-    return specs
+def batches(count: int, first_seed: int, prefix: str, patterns: int = 0) -> list[tuple]:
+    """Simulated films holding `count` labels, in batches of up to BATCH_FIELDS fields (one
+    microscope capture of every label; handheld photos are taken by `queries`): (SimSpec,
+    the numbers, field x 12 + slot, of the labels taken from it). With `patterns`, only
+    labels of the first `patterns` pattern classes are taken, from as many whole batches as
+    that needs."""
+    if not patterns:
+        fields = math.ceil(count / 12)
+        out = []
+        for i in range(math.ceil(fields / BATCH_FIELDS)):
+            n = min(BATCH_FIELDS, fields - i * BATCH_FIELDS)
+            cols = min(10, n)
+            spec = SimSpec(f"{prefix}{i + 1}", first_seed + i, cols, math.ceil(n / cols), microscope_shots=1,
+                           handheld_shots=0)
+            out.append((spec, list(range(min(spec.label_count, count - i * BATCH_FIELDS * 12)))))
+        return out
+    out, taken = [], 0
+    while taken < count:
+        i = len(out)
+        spec = SimSpec(f"{prefix}{i + 1}", first_seed + i, 10, BATCH_FIELDS // 10, microscope_shots=1,
+                       handheld_shots=0)
+        layout = make_layout(spec)
+        names = load_pattern_set(spec.pattern_set).names
+        if patterns > len(names):
+            raise PufError(f"the films' pattern set has {len(names)} pattern classes, not {patterns}")
+        wanted = set(names[:patterns])
+        numbers = [n for n, name in enumerate(layout.patterns) if name in wanted][:count - taken]
+        out.append((spec, numbers))
+        taken += len(numbers)
+    return out
 
 
-def enrolled_batches(plan: BenchPlan) -> list:
-    return batches(math.ceil(plan.labels * 1.05), ENROLLED_SEED, "BG")  # a capture may cut a few labels
+def enrolled_batches(plan: BenchPlan) -> list[tuple]:
+    return batches(plan.labels, ENROLLED_SEED, "BG", plan.patterns)  # every label whole: database renders each alone
 
 
-def counterfeit_batches(plan: BenchPlan) -> list:
-    return batches(plan.counterfeit, COUNTERFEIT_SEED, "BC")
+def counterfeit_batches(plan: BenchPlan) -> list[tuple]:
+    return batches(plan.counterfeit, COUNTERFEIT_SEED, "BC", plan.patterns)

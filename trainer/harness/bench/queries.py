@@ -52,7 +52,7 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
     Genuine photos and clones are of enrolled labels (`enrolled_ids`, cycled with a new seed
     each round); counterfeits of every label of the never-enrolled batches in turn. Photos
     for which `taken(kind, n)` holds are left out."""
-    specs = {s.batch_id: s for s in enrolled_batches(plan)}
+    specs = {s.batch_id: s for s, _ in enrolled_batches(plan)}
     wanted: dict[str, list] = {}
 
     def add(label_id: str, item: tuple) -> None:
@@ -67,12 +67,10 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
     for n in range(plan.clones):
         add(enrolled_ids[n % count], ("clone", n, PHOTO_SEED + 900 + n // count))
     others = counterfeit_batches(plan)
-    specs.update({s.batch_id: s for s in others})
+    specs.update({s.batch_id: s for s, _ in others})
     n = 0
-    for spec in others:
-        for label in range(spec.label_count):
-            if n == plan.counterfeit:
-                break
+    for spec, numbers in others:
+        for label in numbers:
             field, slot = divmod(label, 12)
             if not taken("counterfeit", n):
                 wanted.setdefault(spec.batch_id, []).append(("counterfeit", n, field, slot, PHOTO_SEED))
@@ -110,7 +108,7 @@ def _photograph(job: tuple[dict, list[tuple], str]) -> list[dict]:
 def take_photos(plan: BenchPlan, enrolled_ids: list[str], cache: Path) -> dict[str, list[Photo]]:
     """Every query photo, taken once and cached beside its record (a re-run, or a larger run,
     reuses what is there)."""
-    folder = Path(cache) / f"photos-{key(enrolled_ids[:3], len(enrolled_ids))}"
+    folder = Path(cache) / f"photos-{key(enrolled_ids[:3], len(enrolled_ids), plan.patterns)}"
 
     def record(kind: str, n: int) -> Path:
         return folder / kind / f"{n:05d}.json"

@@ -58,7 +58,8 @@ def tables(result: dict) -> str:
     lines = [f"Database: {db['how']}",
              f"Shards: {db['shards']} ({', '.join(db['index_kinds'])}), {db['shard_vectors'].get('median', 0):,.0f} "
              f"vectors a shard (median), {db['bytes'] / 1e6:,.0f} MB, nprobe median {db['nprobe'].get('median', '-')}, "
-             f"recall@1 of exact search on genuine-like queries median {db['recall_at_1_genuine_like'].get('median')}",
+             f"recall@1 of exact search on genuine-like queries median {db['recall_at_1_genuine_like'].get('median')}"
+             f"{_stand_in_note(db)}",
              f"Model: {result['model']['name']} {result['model']['version']} int8, {result['model']['input']} px, "
              f"{result['model']['embedding_dim']}-d; threshold {result['threshold']}; "
              f"{result['machine']['cpus']} CPU cores, 2 threads, Python {result['machine']['python']}",
@@ -93,6 +94,21 @@ def tables(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _stand_in_note(db: dict) -> str:
+    """Beside the capacity figures of a database with stand-ins: what they are, and that the
+    accuracy figures are of its distinct labels only."""
+    if not db.get("stand_in_labels"):
+        return f". Every label distinct: {distinct_per_shard(db):,.0f} labels a shard (mean)"
+    return (f". Stand-ins: {db['stand_in_labels']:,} of the {db['labels']:,} labels; vectors, MB and search times "
+            f"(capacity, memory, search time) include them, the accuracy figures do not: each query competes with "
+            f"{distinct_per_shard(db):,.0f} distinct labels a shard (mean), not {db['labels'] / db['shards']:,.0f}")
+
+
+def distinct_per_shard(db: dict) -> float:
+    """Distinct (real) labels a shard, the number an accuracy figure or a calibration holds for."""
+    return db["real_labels"] / max(db["shards"], 1)
+
+
 def _keypoints(result: dict) -> list[str]:
     """The exhaustive keypoint baseline beside the fingerprint."""
     db, plan = result["database"], result["plan"]
@@ -102,7 +118,8 @@ def _keypoints(result: dict) -> list[str]:
              "| method | genuine accepted | counterfeit rejected | clones rejected | time a query |",
              "| --- | --- | --- | --- | --- |"]
     fp = result["with_classification"]
-    lines.append(f"| fingerprint (this model, {db['vectors']:,} vectors) | {_by_kind(fp)} | "
+    lines.append(f"| fingerprint (this model, {db['real_labels']:,} distinct labels, {db['vectors']:,} vectors) | "
+                 f"{_by_kind(fp)} | "
                  f"{fp['genuine']['timings_ms']['total'].get('median', 0):.2f} ms |")
     rows = kp["kinds"]
     lines.append(f"| keypoints, {kp['gallery_labels']} labels | {_by_kind(rows)} | {kp['ms_per_query_gallery']:.1f} ms "
@@ -141,9 +158,10 @@ def _threshold_at_scale(result: dict) -> list[str]:
         return (f"| {name} | {threshold:.4f} | {int((g >= threshold).sum()):,} / {len(g):,} | "
                 f"{int((c >= threshold).sum()):,} / {len(c):,} |")
 
-    lines = [f"Scores, with classification (readable photos): genuine lowest {genuine.min():.3f}, counterfeit "
-             f"highest {counterfeit.max():.3f}, median {np.median(counterfeit):.3f}. Threshold at this scale "
-             f"(genuine scores above it / counterfeits above it):", "",
+    lines = [f"Scores, with classification (readable photos; each query against "
+             f"{distinct_per_shard(result['database']):,.0f} distinct labels a shard): genuine lowest "
+             f"{genuine.min():.3f}, counterfeit highest {counterfeit.max():.3f}, median {np.median(counterfeit):.3f}. "
+             f"Threshold at this scale (genuine scores above it / counterfeits above it):", "",
              "| threshold | value | genuine accepted | counterfeit accepted |", "| --- | --- | --- | --- |",
              row("the bundle's", result["threshold"], genuine, counterfeit)]
     for fit, test in ((0, 1), (1, 0)):
