@@ -411,8 +411,8 @@ CASES: list[Case] = [
     case("bench --out bench --bundle @EMPTY_DIR@", "empty_dir"),
     *(case(f"bench --out bench --{option} -1", option)
       for option in ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "workers")),
-    *(case(f"bench --out bench --{option} 0", option)
-      for option in ("labels", "augmented", "vectors", "genuine", "counterfeit", "workers")),
+    *(case(f"bench --out bench --{option} 0", option)  # --vectors 0 is the default: as many as labels x copies
+      for option in ("labels", "augmented", "genuine", "counterfeit", "workers")),
     *(case(f"bench --out bench --memory-mb {v}", "--memory-mb") for v in NUMBERS),
     case("bench --out bench --scaling abc", "--scaling"),
     case("bench --out bench --scaling 1e99", "scaling sizes"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -226,4 +227,5 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
                     "faiss": faiss.__version__, "threads": 2, "load_average_end": os.getloadavg()},
         "seconds": round(time.perf_counter() - started, 1),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
