@@ -12,9 +12,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.model_accuracy import evaluate_bundle
-
     from edge_app.errors import PufError
+    from trainer.model_accuracy import evaluate_bundle
 
     parser = argparse.ArgumentParser(description="Verification accuracy of a bundle on held-out labels.")
     parser.add_argument("bundle", type=Path)

@@ -85,9 +85,8 @@ def test_a_per_query_far_outside_0_1_or_an_empty_shard_is_refused(q, n):
 
 
 def test_same_pattern_pairs_and_the_threshold_they_set_at_a_shard_size():
-    from trainer.model_accuracy import at_scale
-
     from trainer.metrics import pair_scores
+    from trainer.model_accuracy import at_scale
 
     enroll = np.eye(4, dtype=np.float32)
     query = np.eye(4, dtype=np.float32)[[0, 1, 2]] * 0.8 + 0.1
