@@ -410,7 +410,8 @@ CASES: list[Case] = [
     case("bench --out bench --bundle @MISSING@", "nope"),
     case("bench --out bench --bundle @EMPTY_DIR@", "empty_dir"),
     *(case(f"bench --out bench --{option} -1", option)
-      for option in ("labels", "augmented", "vectors", "genuine", "counterfeit", "clones", "workers")),
+      for option in ("labels", "augmented", "vectors", "patterns", "genuine", "counterfeit", "clones", "workers")),
+    case("bench --out bench --patterns 45", "44 pattern classes, not 45"),
     *(case(f"bench --out bench --{option} 0", option)  # --vectors 0 is the default: as many as labels x copies
       for option in ("labels", "augmented", "genuine", "counterfeit", "workers")),
     *(case(f"bench --out bench --memory-mb {v}", "--memory-mb") for v in NUMBERS),

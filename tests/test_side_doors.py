@@ -10,7 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge_app", "fabrication", "trainer")
 DOORS = {  # the modules that may run as a script, and why
     "edge_app/cli.py": "the puf command itself (python -m edge_app.cli)",
-    "edge_app/app/driver.py": "the app's test and benchmark driver, on its way out of the package (issue 26, item 7)",
 }
 
 

@@ -24,22 +24,20 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from edge_app.central import CentralRegistry
+from results_file import RESULTS, save, started
 
 from edge_app.journal import TIME_FORMAT
 from edge_app.journal_sync import FORMAT, ROWS_PER_FILE, VERSION
 from edge_app.signing import public_pem, signature_for
+from fabrication.central import CentralRegistry
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SERVER = os.environ.get("PUF_TEST_POSTGRES", "postgresql+psycopg://puf_test:puf_test@127.0.0.1:5432/puf_test")
 START = 1_790_000_000  # 2026-09-21, seconds since 1970
 
@@ -113,10 +111,7 @@ def main() -> None:
         db.execute(sa.text(f"CREATE SCHEMA {schema}"))
     url = sa.make_url(SERVER).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False)
-    result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "database": "PostgreSQL",
-                    "command": " ".join(["tools/bench_alerts.py", *sys.argv[1:]]), "rows": args.rows,
-                    "devices": args.devices, "load_before": os.getloadavg()[0]}
+    result = started("bench_alerts.py") | {"database": "PostgreSQL", "rows": args.rows, "devices": args.devices}
     try:
         with tempfile.TemporaryDirectory(prefix="bench_alerts_") as folder:
             t = time.perf_counter()
@@ -158,10 +153,7 @@ def main() -> None:
         with engine.begin() as db:
             db.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
-    result["load_after"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    save(result, args.out)
 
 
 if __name__ == "__main__":

@@ -27,23 +27,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from results_file import RESULTS, save, started
 
 from edge_app.bundle_format import Manifest
 from edge_app.runtime import shipped_bundle
 from trainer.fingerprint_store import READ_ROWS, FingerprintStore, Region, collection_name
 from trainer.index_build import genuine_like, random_unit
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 REGION = Region("bench", "eu")
 
@@ -147,10 +142,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     uri = args.uri or str(folder / "fingerprints.db")
     engine = "milvus_server" if args.uri else "milvus_lite"
-    result: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores", "engine": engine,
-                    "command": " ".join(["tools/bench_milvus.py", *sys.argv[1:]]),
-                    "load_before": os.getloadavg()[0], "dim": d}
+    result = started("bench_milvus.py") | {"engine": engine, "dim": d}
     with FingerprintStore(uri) as store:
         store.open_collection(name, d, create=not args.search_only)
         if not (args.search_only or args.written):
@@ -202,10 +194,7 @@ def main() -> None:
             result["search_faiss_shard"] = summary(times, found, truth)
             result["search_faiss_shard"]["kinds"] = sorted({e.extra["kind"] for e in exported.entries.values()})
             print("faiss shard", result["search_faiss_shard"], flush=True)
-    result["load_after"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    save(result, args.out)
 
 
 if __name__ == "__main__":
