@@ -55,6 +55,7 @@ _MIN_BORDER_CONTRAST = 0.25
 ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "ambiguous"
 _MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
 _PROFILES = 16  # edge profiles across each side
+_AROUND = np.array([-1, 0, 1])  # a profile's peak and its neighbours
 _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, along the side
 # the edge profiles sharpness is measured on: from 1.2 border widths inside the outer edge to
 # 2 outside, at 40 points; the dark level is the deepest inside, the film's the mean beyond 1
@@ -287,14 +288,12 @@ def _order_corners(quads: np.ndarray, rotation_deg: float | None) -> np.ndarray:
     """(n, 4, 2) quadrilaterals clockwise on screen, each starting at the corner that is
     top-left for the expected rotation."""
     rel = quads - quads.mean(axis=1, keepdims=True)
-    order = np.argsort(np.arctan2(rel[..., 1], rel[..., 0]), axis=1)
-    quads = np.take_along_axis(quads, order[..., None], axis=1)
-    rel = np.take_along_axis(rel, order[..., None], axis=1)
-    turn = math.radians(rotation_deg or 0.0)
-    angle = np.arctan2(rel[..., 1], rel[..., 0]) - turn + 0.75 * math.pi  # 0 at top-left
+    angles = np.arctan2(rel[..., 1], rel[..., 0])
+    order = np.argsort(angles, axis=1)
+    rows = np.arange(len(quads))[:, None]
+    angle = angles[rows, order] - math.radians(rotation_deg or 0.0) + 0.75 * math.pi  # 0 at top-left
     first = np.argmin(np.abs(np.angle(np.exp(1j * angle))), axis=1)
-    index = (first[:, None] + np.arange(4)) % 4
-    return np.take_along_axis(quads, index[..., None], axis=1)
+    return quads[rows, order[rows, (first[:, None] + _FOUR) % 4]]
 
 
 def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -308,6 +307,7 @@ def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sides, skew
 
 
+_FOUR = np.arange(4)
 _UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
 
 
@@ -396,14 +396,16 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     length = np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
     normal = (edges / length)[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
     width = border_frac * length.mean(axis=1, keepdims=True)  # (n, 1, 1) border width, source px
-    base = quads[:, :, None, :] + edges[:, :, None, :] * _PROFILE_T[:, None]  # (n, 4, P, 2)
-    step = (_EDGE_OFFSETS * width)[:, :, None, :, None] * normal[:, :, None, None, :]  # (n, 4|1, 1, D, 2)
-    points = (base[:, :, :, None, :] + step).reshape(-1, len(_EDGE_OFFSETS), 2)
-    samples = cv2.remap(source, np.ascontiguousarray(points[..., 0]), np.ascontiguousarray(points[..., 1]),
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    offsets = _EDGE_OFFSETS * width  # (n, 1, D)
+    # x and y apart: numpy's loops over a last axis of 2 cost more than the arithmetic
+    x, y = (((quads[:, :, None, axis] + edges[:, :, None, axis] * _PROFILE_T)[..., None]  # (n, 4, P, 1)
+             + (offsets * normal[:, :, None, axis])[:, :, None]).reshape(-1, len(_EDGE_OFFSETS))  # (n * 4 * P, D)
+            for axis in (0, 1))
+    samples = cv2.remap(source, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if samples.ndim == 3:
         samples = samples.astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
-    profile = np.median(samples.reshape(n, 4, _PROFILES, -1), axis=2).astype(np.float32)  # (n, 4, D)
+    ranked = np.sort(samples.reshape(n, 4, _PROFILES, -1), axis=2)  # the median of each side's profiles:
+    profile = ((ranked[:, :, _PROFILES // 2 - 1] + ranked[:, :, _PROFILES // 2]) / 2).astype(np.float32)  # (n, 4, D)
     dark = profile[..., _EDGE_OFFSETS <= 0].min(axis=-1)
     film = profile[..., _EDGE_OFFSETS >= 1.0].mean(axis=-1)
     # the steepest rise, per border width; a step of height H blurred by a Gaussian of sigma s
@@ -617,10 +619,11 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
         inside = (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
         rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6
     # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
-    peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)[..., None]
-    strength = np.take_along_axis(rise, peak, axis=-1)
-    left = np.take_along_axis(rise, np.maximum(peak - 1, 0), axis=-1)
-    right = np.take_along_axis(rise, np.minimum(peak + 1, depth - 3), axis=-1)
+    peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)
+    # the peak's rise and its neighbours' (n, 4, P, 1) each, in one gather
+    flat = rise.reshape(-1, depth - 2)
+    around = np.clip(peak.reshape(-1, 1) + _AROUND, 0, depth - 3)
+    left, strength, right = flat[np.arange(len(flat))[:, None], around].T.reshape(3, n, 4, _PROFILES, 1)
     valid = (strength > 0.3 * np.maximum(profile.mean(axis=-1, keepdims=True), 3.0))[..., 0]
     if near_edge:  # a profile must see film beyond the expected edge: where the image
         valid &= inside[..., reach + 3]  # ends first, its steepest rise is not the border's
@@ -628,7 +631,7 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     curve = left - 2 * strength + right
     fit = (curve < 0) & (left > -1e6) & (right > -1e6)
     delta = np.clip(np.where(fit, 0.5 * (left - right) / np.where(fit, curve, -1), 0), -0.5, 0.5)
-    edge = offsets[1:-1][peak[..., 0]] + delta[..., 0]
+    edge = offsets[1:-1][peak] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
     weights = valid.astype(np.float32)
     middle = np.maximum(valid.sum(axis=-1, keepdims=True) - 1, 0) // 2
@@ -684,11 +687,12 @@ def _fit_lines(points: np.ndarray, weights: np.ndarray, heading: np.ndarray | No
     syy = (weights * d[..., 1] ** 2).sum(axis=-1)
     sxy = (weights * d[..., 0] * d[..., 1]).sum(axis=-1)
     theta = 0.5 * np.arctan2(2 * sxy, sxx - syy)
-    direction = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+    cos, sin = np.cos(theta), np.sin(theta)
     if heading is not None:
-        direction *= np.where((direction * heading).sum(axis=-1, keepdims=True) < 0, -1.0, 1.0)
-    residual = d[..., 1] * direction[..., None, 0] - d[..., 0] * direction[..., None, 1]
-    return centre, direction, residual
+        back = cos * heading[..., 0] + sin * heading[..., 1] < 0
+        cos, sin = np.where(back, -cos, cos), np.where(back, -sin, sin)
+    residual = d[..., 1] * cos[..., None] - d[..., 0] * sin[..., None]
+    return centre, np.stack([cos, sin], axis=-1), residual
 
 
 def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width: int,
