@@ -60,6 +60,8 @@ _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, alon
 # the edge profiles sharpness is measured on: from 1.2 border widths inside the outer edge to
 # 2 outside, at 40 points; the dark level is the deepest inside, the film's the mean beyond 1
 _EDGE_OFFSETS = np.linspace(-1.2, 2.0, 40, dtype=np.float32)
+_BORDER, _FILM = _EDGE_OFFSETS <= 0, _EDGE_OFFSETS >= 1.0
+_FILM_COUNT = int(_FILM.sum())
 
 
 @dataclass
@@ -287,7 +289,7 @@ def _halve(image: np.ndarray) -> np.ndarray:
 def _order_corners(quads: np.ndarray, rotation_deg: float | None) -> np.ndarray:
     """(n, 4, 2) quadrilaterals clockwise on screen, each starting at the corner that is
     top-left for the expected rotation."""
-    rel = quads - quads.mean(axis=1, keepdims=True)
+    rel = quads - quads.sum(axis=1, keepdims=True) / 4
     angles = np.arctan2(rel[..., 1], rel[..., 0])
     order = np.argsort(angles, axis=1)
     rows = np.arange(len(quads))[:, None]
@@ -303,7 +305,7 @@ def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sides = np.sqrt((edges**2).sum(axis=2))
     prev = edges[:, [3, 0, 1, 2]]
     cos = -(edges * prev).sum(axis=2) / np.maximum(sides * sides[:, [3, 0, 1, 2]], 1e-9)
-    skew = np.degrees(np.abs(np.arccos(np.clip(cos, -1, 1)) - math.pi / 2)).max(axis=1)
+    skew = np.degrees(np.abs(np.arccos(np.minimum(np.maximum(cos, -1), 1)) - math.pi / 2)).max(axis=1)
     return sides, skew
 
 
@@ -377,7 +379,7 @@ def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, sharpness
     contrast = np.where(film > 0, 1.0 - border / np.maximum(film, 1e-6), 0.0)
     figures = zip(sharpness.tolist(), film.tolist(), clipped,
                   contrast.tolist(), skew.tolist(), (sides.max(axis=1) / np.maximum(
-                      sides.min(axis=1), 1e-9)).tolist(), (sides.mean(axis=1) / params.label_px).tolist(),
+                      sides.min(axis=1), 1e-9)).tolist(), (sides.sum(axis=1) / 4 / params.label_px).tolist(),
                   [None] * n if edge_rms is None else edge_rms.tolist(), strict=True)
     return [Quality(*row) for row in figures]
 
@@ -395,7 +397,7 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     edges = quads[:, [1, 2, 3, 0]] - quads
     length = np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
     normal = (edges / length)[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
-    width = border_frac * length.mean(axis=1, keepdims=True)  # (n, 1, 1) border width, source px
+    width = border_frac * (length.sum(axis=1, keepdims=True) / 4)  # (n, 1, 1) border width, source px
     offsets = _EDGE_OFFSETS * width  # (n, 1, D)
     # x and y apart: numpy's loops over a last axis of 2 cost more than the arithmetic
     x, y = (((quads[:, :, None, axis] + edges[:, :, None, axis] * _PROFILE_T)[..., None]  # (n, 4, P, 1)
@@ -406,8 +408,8 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
         samples = samples.astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
     ranked = np.sort(samples.reshape(n, 4, _PROFILES, -1), axis=2)  # the median of each side's profiles:
     profile = ((ranked[:, :, _PROFILES // 2 - 1] + ranked[:, :, _PROFILES // 2]) / 2).astype(np.float32)  # (n, 4, D)
-    dark = profile[..., _EDGE_OFFSETS <= 0].min(axis=-1)
-    film = profile[..., _EDGE_OFFSETS >= 1.0].mean(axis=-1)
+    dark = profile[..., _BORDER].min(axis=-1)
+    film = profile[..., _FILM].sum(axis=-1) / _FILM_COUNT
     # the steepest rise, per border width; a step of height H blurred by a Gaussian of sigma s
     # rises H / (2.5 s) at most, by a hand's movement over L, H / L
     spacing = float(_EDGE_OFFSETS[1] - _EDGE_OFFSETS[0])
@@ -463,7 +465,7 @@ def _paper(image: np.ndarray, params: _Params, result: SegmentationResult) -> No
 
 def _fast(image: np.ndarray, params: _Params, result: SegmentationResult) -> None:
     height, width = image.shape[:2]
-    level = int(np.clip(round(math.log2(params.label_px / _REDUCED_LABEL_PX)), 0, 3))
+    level = min(max(round(math.log2(params.label_px / _REDUCED_LABEL_PX)), 0), 3)
     # one 2x reduction in colour (crops and corner refinement use it while it keeps
     # enough detail), the rest in gray
     half = _halve(image) if level >= 1 else image
@@ -486,7 +488,7 @@ def _fast(image: np.ndarray, params: _Params, result: SegmentationResult) -> Non
     keep = np.array([v is None for v in verdicts])
     corners, edge_rms = corners[keep], edge_rms[keep]
     middle = np.array([(width - 1) / 2, (height - 1) / 2])
-    order = np.argsort(np.linalg.norm(corners.mean(axis=1) - middle, axis=1))
+    order = np.argsort(np.linalg.norm(corners.sum(axis=1) / 4 - middle, axis=1))
     for i in order[params.k:]:
         result.rejections.append(Rejection("excess", f"beyond the {params.k} labels nearest "
                                            "the image centre", corners[i]))
@@ -557,13 +559,13 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
           & (skew <= _MAX_SKEW_DEG + 8))
     quads, expected, sides, skew = quads[ok], expected[ok], sides[ok], skew[ok]
     # the film inside a ring: grow it to the ring's outer edge
-    centres = quads.mean(axis=1)
+    centres = quads.sum(axis=1) / 4
     quads = centres[:, None] + (quads - centres[:, None]) * (label / expected)[:, None, None]
     # one quadrilateral per label: a ring and the film it encloses give two; keep the
     # squarer (a speck of dust on the ring bends one of them)
     gaps = centres[:, None] - centres[None]
     near = (gaps**2).sum(axis=2) < (0.3 * label) ** 2
-    badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / sides.mean(axis=1)
+    badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / (sides.sum(axis=1) / 4)
     rank = np.argsort(np.argsort(badness, kind="stable"))
     unique = ~(near & (rank[None, :] < rank[:, None])).any(axis=1)
     return (quads[unique] + 0.5) * scale - 0.5, rejections
@@ -622,15 +624,15 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)
     # the peak's rise and its neighbours' (n, 4, P, 1) each, in one gather
     flat = rise.reshape(-1, depth - 2)
-    around = np.clip(peak.reshape(-1, 1) + _AROUND, 0, depth - 3)
+    around = np.minimum(np.maximum(peak.reshape(-1, 1) + _AROUND, 0), depth - 3)
     left, strength, right = flat[np.arange(len(flat))[:, None], around].T.reshape(3, n, 4, _PROFILES, 1)
-    valid = (strength > 0.3 * np.maximum(profile.mean(axis=-1, keepdims=True), 3.0))[..., 0]
+    valid = (strength > 0.3 * np.maximum(profile.sum(axis=-1, keepdims=True) / depth, 3.0))[..., 0]
     if near_edge:  # a profile must see film beyond the expected edge: where the image
         valid &= inside[..., reach + 3]  # ends first, its steepest rise is not the border's
     # sub-pixel peak from a parabola through the neighbours
     curve = left - 2 * strength + right
     fit = (curve < 0) & (left > -1e6) & (right > -1e6)
-    delta = np.clip(np.where(fit, 0.5 * (left - right) / np.where(fit, curve, -1), 0), -0.5, 0.5)
+    delta = np.minimum(np.maximum(np.where(fit, 0.5 * (left - right) / np.where(fit, curve, -1), 0), -0.5), 0.5)
     edge = offsets[1:-1][peak] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
     weights = valid.astype(np.float32)
@@ -703,7 +705,7 @@ def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width
                                width - 1 - outlines[..., 0].max(axis=1),
                                height - 1 - outlines[..., 1].max(axis=1)])
     sides, skew = _shape(corners)
-    mean_side, shortest, longest = (sides.mean(axis=1).tolist(), sides.min(axis=1).tolist(),
+    mean_side, shortest, longest = ((sides.sum(axis=1) / 4).tolist(), sides.min(axis=1).tolist(),
                                     sides.max(axis=1).tolist())
     inset, skew, usable = inset.tolist(), skew.tolist(), usable.tolist()
     tol = params.tolerance
