@@ -357,12 +357,11 @@ def _crop_weights(border_frac: float) -> np.ndarray:
     return masks / masks.sum(axis=0)
 
 
-def _qualities(crops: np.ndarray, sides: np.ndarray, skew: np.ndarray, sharpness: np.ndarray,
+def _qualities(crops: np.ndarray, gray: np.ndarray, sides: np.ndarray, skew: np.ndarray, sharpness: np.ndarray,
                params: _Params, edge_rms: np.ndarray | None) -> list[Quality]:
-    """Quality records of (n, S, S[, 3]) crops, computed on them all at once."""
+    """Quality records of (n, S, S[, 3]) crops (`gray`: the same in gray, (n * S, S)), computed on
+    them all at once."""
     n, size = crops.shape[:2]
-    gray = _gray(crops.reshape(n * size, size, -1) if crops.ndim == 4 else
-                 crops.reshape(n * size, size))
     weights = _crop_weights(params.border_frac)
 
     def reduced(stack: np.ndarray) -> np.ndarray:  # (n * S, S) to (n, 32 * 32)
@@ -426,11 +425,13 @@ def _finish(source: np.ndarray, scale: float, corners: np.ndarray, params: _Para
     corners = _order_corners(corners, params.rotation_deg)
     sides, skew = _shape(corners)
     crops = _crops(source, scale, corners, params.crop_size)
+    n, size = crops.shape[:2]
+    gray = _gray(crops.reshape(n * size, size, -1) if crops.ndim == 4 else crops.reshape(n * size, size))
     labels = []
     sharpness = side_sharpness(source, scale, corners, params.border_frac).min(axis=1)
-    qualities = _qualities(crops, sides, skew, sharpness, params, edge_rms)
-    for crop, corner, quality in zip(crops, corners, qualities, strict=True):
-        glyph = classify_glyph(crop, params.templates) if params.templates is not None else None
+    qualities = _qualities(crops, gray, sides, skew, sharpness, params, edge_rms)
+    for crop, gray_crop, corner, quality in zip(crops, gray.reshape(n, size, size), corners, qualities, strict=True):
+        glyph = classify_glyph(gray_crop, params.templates) if params.templates is not None else None
         if params.rotation_deg is not None:
             orientation = "prior"
         elif glyph is None:
