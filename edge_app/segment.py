@@ -56,6 +56,8 @@ ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "a
 _MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
 _PROFILES = 16  # edge profiles across each side
 _AROUND = np.array([-1, 0, 1])  # a profile's peak and its neighbours
+_BESIDE = np.array([-1, 0, 1], np.float32)[:, None]  # three parallel profiles a pixel apart
+_OUTWARD = np.array([1, -1], np.float32)  # (y, x) of a clockwise side's direction to its outward normal
 _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, along the side
 # the edge profiles sharpness is measured on: from 1.2 border widths inside the outer edge to
 # 2 outside, at 40 points; the dark level is the deepest inside, the film's the mean beyond 1
@@ -395,7 +397,7 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     quads = ((corners + 0.5) / scale - 0.5).astype(np.float32)
     edges = quads[:, [1, 2, 3, 0]] - quads
     length = np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
-    normal = (edges / length)[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
+    normal = (edges / length)[..., ::-1] * _OUTWARD  # outward for clockwise corners
     width = border_frac * (length.sum(axis=1, keepdims=True) / 4)  # (n, 1, 1) border width, source px
     offsets = _EDGE_OFFSETS * width  # (n, 1, D)
     # x and y apart: numpy's loops over a last axis of 2 cost more than the arithmetic
@@ -525,21 +527,20 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     outlines: list[np.ndarray] = []  # a quadrilateral (4, 2) per ring or film, at `sizes`
     sizes: list[float] = []
     clean: set[int] = set()  # rings whose own outline is a good square: their film is not needed
-    rejections: list[Rejection] = []
+    cut: list[np.ndarray] = []  # the outlines of rings open at the image edge
+    parents = hierarchy[0, :, 3].tolist() if hierarchy is not None else []
     for index, contour in enumerate(contours):
         x, y, w, h = cv2.boundingRect(contour)
         if max(w, h) < 0.3 * label:
             continue  # texture, dust and glyph strokes: the great majority
-        parent = int(hierarchy[0, index, 3])
+        parent = parents[index]
         is_hole = parent >= 0
         if parent in clean:
             continue
         size = inner if is_hole else label
         if not is_hole and (x <= 0 or y <= 0 or x + w >= width or y + h >= height):
             if max(w, h) <= 1.5 * label:
-                box = cv2.boxPoints(cv2.minAreaRect(contour))
-                rejections.append(Rejection("edge", "a ring open at the image edge",
-                                            (box + 0.5) * scale - 0.5))
+                cut.append(cv2.boxPoints(cv2.minAreaRect(contour)))
             continue
         if min(w, h) < size * (1 - tol) - 2 or max(w, h) > 1.45 * (size * (1 + tol) + 2):
             continue
@@ -551,6 +552,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
         else:
             outlines.append(cv2.boxPoints(cv2.minAreaRect(contour)))
         sizes.append(size)
+    rejections = [Rejection("edge", "a ring open at the image edge", box)
+                  for box in (np.array(cut) + 0.5) * scale - 0.5] if cut else []
     if not outlines:
         return np.zeros((0, 4, 2)), rejections
     quads = _order_corners(np.array(outlines, np.float64), 0.0)
@@ -558,7 +561,8 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     sides, skew = _shape(quads)
     ok = ((sides.min(axis=1) >= expected * (1 - tol) - 2) & (sides.max(axis=1) <= expected * (1 + tol) + 2)
           & (skew <= _MAX_SKEW_DEG + 8))
-    quads, expected, sides, skew = quads[ok], expected[ok], sides[ok], skew[ok]
+    if not ok.all():
+        quads, expected, sides, skew = quads[ok], expected[ok], sides[ok], skew[ok]
     # the film inside a ring: grow it to the ring's outer edge
     centres = quads.sum(axis=1) / 4
     quads = centres[:, None] + (quads - centres[:, None]) * (label / expected)[:, None, None]
@@ -602,20 +606,20 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     depth = len(offsets)
     edges = starts[:, [1, 2, 3, 0]] - starts
     along = edges / np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
-    normal = along[..., ::-1] * np.array([1, -1], np.float32)  # outward for clockwise corners
+    normal = along[..., ::-1] * _OUTWARD  # outward for clockwise corners
     t = _PROFILE_T
     base = starts[:, :, None, :] + edges[:, :, None, :] * t[:, None]  # (n, 4, P, 2)
     # three parallel profiles a pixel apart, D samples each: maps of (n * 4 * P, 3 * D)
     maps = []
     for axis in (0, 1):
-        step = (np.array([-1, 0, 1], np.float32)[:, None] * along[:, :, None, None, axis]
+        step = (_BESIDE * along[:, :, None, None, axis]
                 + offsets * normal[:, :, None, None, axis]).reshape(n, 4, 1, 3 * depth)
         maps.append((base[..., axis, None] + step).reshape(-1, 3 * depth))
     samples = cv2.remap(fine, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     profile = samples.reshape(n, 4, _PROFILES, 3, depth).sum(axis=3, dtype=np.float32)
     rise = profile[..., 2:] - profile[..., :-2]
-    near_edge = (min(maps[0].min(), maps[1].min()) < 0 or maps[0].max() > width - 1
-                 or maps[1].max() > height - 1)
+    (x_low, x_high, _, _), (y_low, y_high, _, _) = cv2.minMaxLoc(maps[0]), cv2.minMaxLoc(maps[1])
+    near_edge = min(x_low, y_low) < 0 or x_high > width - 1 or y_high > height - 1
     if near_edge:  # some profiles run off the image: their samples there do not count
         mx = maps[0].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
         my = maps[1].reshape(n, 4, _PROFILES, 3 * depth)[..., depth:2 * depth]
@@ -637,13 +641,14 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     edge = offsets[1:-1][peak] + delta[..., 0]
     edge_points = base + edge[..., None] * normal[:, :, None, :]
     weights = valid.astype(np.float32)
-    middle = np.maximum(valid.sum(axis=-1, keepdims=True) - 1, 0) // 2
+    middle = (np.maximum(valid.sum(axis=-1) - 1, 0) // 2).ravel()  # each side's median point, when sorted
+    sides = np.arange(4 * n)
     for last in (False, False, True):
         centre, direction, residual = _fit_lines(edge_points, weights, along if last else None)
         if not last:  # drop points far from the line, by the median distance of all
             distance = np.abs(residual)
-            median = np.take_along_axis(np.sort(np.where(valid, distance, np.inf), axis=-1), middle, axis=-1)
-            weights = (valid & (distance <= np.maximum(0.6, 4.5 * median))).astype(np.float32)
+            median = np.sort(np.where(valid, distance, np.inf), axis=-1).reshape(-1, _PROFILES)[sides, middle]
+            weights = (valid & (distance <= np.maximum(0.6, 4.5 * median).reshape(n, 4, 1))).astype(np.float32)
     counts = weights.sum(axis=-1)
     span = np.where(weights > 0, t, -1.0).max(axis=-1) + np.where(weights > 0, -t, -1.0).max(axis=-1)
     good = (counts >= max(4, _PROFILES // 3)) & (span >= 0.5)
@@ -702,9 +707,9 @@ def _verdicts(corners: np.ndarray, usable: np.ndarray, coarse: np.ndarray, width
               height: int, params: _Params) -> list[Rejection | None]:
     """Why each refined candidate is not a label, or None when it is one."""
     outlines = np.where(usable[:, None, None], corners, coarse)
-    inset = np.minimum.reduce([outlines[..., 0].min(axis=1), outlines[..., 1].min(axis=1),
-                               width - 1 - outlines[..., 0].max(axis=1),
-                               height - 1 - outlines[..., 1].max(axis=1)])
+    low, high = outlines.min(axis=1), outlines.max(axis=1)
+    inset = np.minimum(np.minimum(low[:, 0], low[:, 1]),
+                       np.minimum(width - 1 - high[:, 0], height - 1 - high[:, 1]))
     sides, skew = _shape(corners)
     mean_side, shortest, longest = ((sides.sum(axis=1) / 4).tolist(), sides.min(axis=1).tolist(),
                                     sides.max(axis=1).tolist())
