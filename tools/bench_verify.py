@@ -61,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path,
                         help="another checkout of the project to time and compare verdicts with")
     parser.add_argument("--rounds", type=int, default=3, help="times each side verifies every photo")
+    parser.add_argument("--threads", type=int, default=2, help="model threads of both sides (default 2, the device's)")
     parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "bench_verify.json")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # a side's run over a prepared folder
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.out, classify=not args.no_classify)
+        return worker(args.worker, args.out, classify=not args.no_classify, threads=args.threads)
     if args.baseline is not None and not (args.baseline / "edge_app" / "verify.py").is_file():
         print(f"--baseline {args.baseline} is not a checkout of this project (no edge_app/verify.py)",
               file=sys.stderr)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average_end": [round(v, 2) for v in os.getloadavg()]},
         "command": "python tools/bench_verify.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **world,
-        "rounds": args.rounds,
+        "rounds": args.rounds, "model_threads": args.threads,
         **summary(runs["this"], world["truth"]),
     }
     del result["truth"]
@@ -180,7 +181,8 @@ def run_sides(sides: dict[str, Path], work: Path, args) -> dict[str, list[dict]]
         for name in order if round_ % 2 == 0 else order[::-1]:
             out = work / f"{name}.{round_}.json"
             env = {**os.environ, "PYTHONPATH": str(sides[name])}
-            command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(work), "--out", str(out)]
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(work), "--out", str(out),
+                       "--threads", str(args.threads)]
             subprocess.run(command + (["--no-classify"] if args.no_classify else []), env=env, check=True,
                            cwd=work)
             runs[name].append(json.loads(out.read_text()))
@@ -191,14 +193,14 @@ def run_sides(sides: dict[str, Path], work: Path, args) -> dict[str, list[dict]]
     return runs
 
 
-def worker(work: Path, out: Path, classify: bool) -> int:
+def worker(work: Path, out: Path, classify: bool, threads: int) -> int:
     """Verify every photo of a prepared folder with the `edge_app` on this process's path."""
     import edge_app
     from edge_app.bundle import load_bundle
     from edge_app.verify import Verifier
 
     loaded = load_bundle(work / "bundle", work / "trusted")
-    verifier = Verifier(loaded, classify=classify)
+    verifier = Verifier(loaded, classify=classify, num_threads=threads)
     with np.load(work / "photos.npz") as data:
         photos = [data[f"p{i}"] for i in range(len(data.files))]
     for image in photos[:WARM_UP]:
