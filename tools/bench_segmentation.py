@@ -41,9 +41,9 @@ from types import ModuleType
 import cv2
 import numpy as np
 
+from edge_app import segment as this_segment
 from edge_app.layout import BatchLayout
 from edge_app.orientation import render_templates
-from edge_app import segment as this_segment
 from edge_app.segment import segment
 from fabrication.calibration import StageCalibration
 from fabrication.patterns import pattern_by_name, pattern_names
@@ -386,7 +386,8 @@ def print_table(report: dict) -> None:
     if "fast_baseline" in report["methods"]:
         base = report["methods"]["fast_baseline"]
         print(f"baseline ({report['baseline']}): fast {base['ms_per_field']['median']:.2f} ms a field "
-              f"(ours {fast['ms_per_field']['median']:.2f}), handheld {hand['baseline_ms_per_photo_median']} ms a photo "
+              f"(ours {fast['ms_per_field']['median']:.2f}), "
+              f"handheld {hand['baseline_ms_per_photo_median']} ms a photo "
               f"(ours {hand['ms_per_photo_median']}); labels differing from ours: "
               f"{report['labels_differing_from_baseline']}")
 
