@@ -15,8 +15,9 @@
    so both meet the same load;
 3. printed: the verdicts' accuracy and the per-step times (median and 99th percentile) of
    each side, and the CPU time of a photo (`timings_ms.cpu`: every thread of the process, so
-   a loaded machine's waits for a core do not enter it, as they enter the wall-clock times). With `--baseline`, every verdict of this checkout is compared with the
-   baseline's on the same photo (kind, label, pattern, reason; scores and confidences within
+   a loaded machine's waits for a core do not enter it, as they enter the wall-clock times).
+   With `--baseline`, every verdict of this checkout is compared with the baseline's on the
+   same photo (kind, label, pattern, reason; scores and confidences within
    `SCORE_TOLERANCE`, corners within `CORNER_TOLERANCE_PX`): the run exits with status 1,
    naming the photos, if any differs.
 
