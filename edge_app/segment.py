@@ -55,9 +55,10 @@ _MIN_BORDER_CONTRAST = 0.25
 ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "ambiguous"
 _MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
 _PROFILES = 16  # edge profiles across each side
+_FOUR = np.arange(4)
 _AROUND = np.array([-1, 0, 1])  # a profile's peak and its neighbours
 _BESIDE = np.array([-1, 0, 1], np.float32)[:, None]  # three parallel profiles a pixel apart
-_OUTWARD = np.array([1, -1], np.float32)  # (y, x) of a clockwise side's direction to its outward normal
+_OUTWARD = np.array([1, -1], np.float32)  # a clockwise side's (dy, dx) times this: its outward normal
 _PROFILE_T = np.linspace(0.12, 0.88, _PROFILES, dtype=np.float32)  # where, along the side
 # the edge profiles sharpness is measured on: from 1.2 border widths inside the outer edge to
 # 2 outside, at 40 points; the dark level is the deepest inside, the film's the mean beyond 1
@@ -311,7 +312,6 @@ def _shape(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sides, skew
 
 
-_FOUR = np.arange(4)
 _UNIT_SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
 
 
@@ -407,7 +407,8 @@ def side_sharpness(source: np.ndarray, scale: float, corners: np.ndarray, border
     samples = cv2.remap(source, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if samples.ndim == 3:
         samples = samples.astype(np.float32) @ np.array([0.114, 0.587, 0.299], np.float32)
-    ranked = np.sort(samples.reshape(n, 4, _PROFILES, -1), axis=2)  # the median of each side's profiles:
+    # each side's profile: the median of its _PROFILES profiles (np.median's figures, fewer steps)
+    ranked = np.sort(samples.reshape(n, 4, _PROFILES, -1), axis=2)
     profile = ((ranked[:, :, _PROFILES // 2 - 1] + ranked[:, :, _PROFILES // 2]) / 2).astype(np.float32)  # (n, 4, D)
     dark = profile[..., _BORDER].min(axis=-1)
     film = profile[..., _FILM].sum(axis=-1) / _FILM_COUNT
