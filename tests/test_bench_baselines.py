@@ -51,11 +51,28 @@ def test_verify_bench_counts_a_photo_with_another_number_of_labels():
     assert compare(base, two) == ["photo p0: 2 verdicts, the baseline 1"]
 
 
-def test_verify_bench_refuses_a_baseline_that_is_not_a_checkout(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_verify.py"), "--baseline", str(tmp_path)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+def _bench(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_verify_bench_refuses_a_baseline_that_is_not_a_checkout_and_no_rounds_or_threads(tmp_path):
+    run = _bench("bench_verify.py", "--baseline", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 2
     assert "is not a checkout of this project" in run.stderr
+    for option in ("--rounds", "--threads"):
+        run = _bench("bench_verify.py", option, "0", cwd=tmp_path)
+        assert run.returncode == 2
+        assert f"{option} " in run.stderr and "(got 0)" in run.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_segmentation_bench_refuses_a_baseline_that_is_not_a_checkout(tmp_path):
+    run = _bench("bench_segmentation.py", "--baseline", str(tmp_path), "--out", str(tmp_path / "out.json"),
+                 cwd=tmp_path)
+    assert run.returncode == 1
+    assert "no edge_app/segment.py there" in run.stderr
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_segmentation_bench_compares_labels_bit_for_bit():

@@ -68,7 +68,8 @@ def make_layout(field_cols: int, field_rows: int) -> BatchLayout:
 def load_baseline(checkout: Path) -> ModuleType:
     """Another checkout's segmentation module, beside ours (its own imports are ours: the
     timed fast method reaches only `edge_app.label_crop` and `edge_app.errors` of them)."""
-    spec = importlib.util.spec_from_file_location("baseline_segment", checkout / "edge_app" / "segment.py")
+    path = checkout / "edge_app" / "segment.py"
+    spec = importlib.util.spec_from_file_location("baseline_segment", path) if path.is_file() else None
     if spec is None or spec.loader is None:
         raise SystemExit(f"--baseline {checkout}: no edge_app/segment.py there")
     module = importlib.util.module_from_spec(spec)

@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--baseline {args.baseline} is not a checkout of this project (no edge_app/verify.py)",
               file=sys.stderr)
         return 2
-    if args.rounds < 1:
-        print("--rounds must be at least 1", file=sys.stderr)
+    if args.rounds < 1 or not 1 <= args.threads <= 64:
+        print(f"--rounds must be at least 1 (got {args.rounds}), --threads 1-64 (got {args.threads})",
+              file=sys.stderr)
         return 2
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench_verify."))
