@@ -2,6 +2,7 @@
 
     python tools/bench_segmentation.py            # 200 fields (a paper batch), 400 handheld photos
     python tools/bench_segmentation.py --quick    # 24 fields, 60 photos
+    python tools/bench_segmentation.py --baseline /tmp/main   # and another checkout's fast method beside ours
 
 Per method, in one run on the same fields (OpenCV on 2 threads):
   - time per 1920x1440 field (median over every field, each segmented --repeat times by
@@ -13,6 +14,11 @@ Per method, in one run on the same fields (OpenCV on 2 threads):
   - orientation: factory crops in design orientation; handheld photos (any rotation)
     brought to canonical orientation by the glyph: right, ambiguous, wrong.
 
+With `--baseline CHECKOUT` (another checkout of the project, such as a `git worktree` of main)
+that checkout's `edge_app/segment.py` is timed too, as a third method ("fast_baseline"), and every
+label it finds in every field and handheld photo must be ours bit for bit (corners, crop, quality,
+glyph reading): the run exits with status 1, naming the first difference, if one is not.
+
 Prints a table and writes the figures as JSON (--out). A fraction of the fields are shot
 with a slipping stage (--slip) so that labels are cut by the edge and the field's position
 is in doubt. The paper reports about 200 ms a field (2,400 labels in about 40 s).
@@ -21,16 +27,21 @@ is in doubt. The paper reports about 200 ms a field (2,400 labels in about 40 s)
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 
+from edge_app import segment as this_segment
 from edge_app.layout import BatchLayout
 from edge_app.orientation import render_templates
 from edge_app.segment import segment
@@ -42,7 +53,6 @@ from fabrication.sim.film import EtchedFilm
 from fabrication.sim.laser import engrave_layout
 from fabrication.sim.microscope import MicroscopeModel, SimulatedMicroscope
 
-METHODS = ("paper", "fast")
 CALIBRATION = StageCalibration((5000.0, 3000.0), 0.0, 1.0)
 _world: dict = {}
 
@@ -53,6 +63,41 @@ def make_layout(field_cols: int, field_rows: int) -> BatchLayout:
     count = 12 * field_cols * field_rows
     return BatchLayout("BENCH", tuple(names[i] for i in rng.integers(0, len(names), count)),
                        field_cols=field_cols, field_rows=field_rows)
+
+
+def load_baseline(checkout: Path) -> ModuleType:
+    """Another checkout's segmentation module, beside ours (its own imports are ours: the
+    timed fast method reaches only `edge_app.label_crop` and `edge_app.errors` of them)."""
+    path = checkout / "edge_app" / "segment.py"
+    spec = importlib.util.spec_from_file_location("baseline_segment", path) if path.is_file() else None
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--baseline {checkout}: no edge_app/segment.py there")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def label_difference(ours, theirs) -> str | None:
+    """The first way two segmentation results' labels differ, or None when they are the same
+    bit for bit."""
+    if len(ours.labels) != len(theirs.labels):
+        return f"{len(ours.labels)} labels, the baseline {len(theirs.labels)}"
+    for i, (a, b) in enumerate(zip(ours.labels, theirs.labels, strict=True)):
+        for what in ("corners", "crop"):
+            if not np.array_equal(getattr(a, what), getattr(b, what)):
+                return f"label {i}: {what} differ"
+        if a.quality != b.quality or a.orientation != b.orientation or a.glyph != b.glyph:
+            return f"label {i}: quality or orientation differ ({a.quality} / {b.quality})"
+    return None
+
+
+def timed(module: ModuleType, image: np.ndarray, label_px: float, method: str) -> tuple[float, float]:
+    """One segmentation's wall-clock and CPU time (every thread's: what a loaded machine's waits
+    for a core do not inflate), ms."""
+    started = time.process_time()
+    elapsed = module.segment(image, label_px, method=method).elapsed_ms
+    return elapsed, (time.process_time() - started) * 1000
 
 
 def _init(field_cols: int, field_rows: int, slip: float) -> None:
@@ -140,7 +185,7 @@ def score_field(result, truth: dict, layout: BatchLayout, field: int, templates,
 def new_tally() -> dict:
     return {"whole": 0, "found": 0, "cut": 0, "cut_cropped": 0, "spurious": 0,
             "corner_error_px": [], "orientation_right": 0, "glyph_turn_right": 0,
-            "ms": [], "ms_best": [],
+            "ms": [], "ms_best": [], "cpu_ms": [],
             "no_glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0},
             "glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0}}
 
@@ -156,7 +201,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timings per field and method")
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation.json"),
                         help="where to write the figures (default ./bench_segmentation.json)")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose fast method to time and compare")
     args = parser.parse_args()
+    modules = {"paper": this_segment, "fast": this_segment}
+    if args.baseline:
+        modules["fast_baseline"] = load_baseline(args.baseline)
     if args.quick:
         args.fields, args.photos, args.repeat = 24, 60, 3
     cols = max(1, math.ceil(math.sqrt(args.fields * 4 / 3)))
@@ -179,28 +228,38 @@ def main() -> None:
 
     cv2.setNumThreads(2)
     label_px = layout.label_size_um / 0.6
-    tallies = {method: new_tally() for method in METHODS}
+    tallies = {method: new_tally() for method in modules}
+    differences = []
     for field, image, truth in shots:
-        # both methods on the same field, one after the other (interleaving them run by run
+        # the methods on the same field, one after the other (interleaving them run by run
         # would hand each a cache the other just flushed, unlike a real line, where the
         # field was just decoded)
-        times = {method: [segment(image, label_px, method=method).elapsed_ms
-                          for _ in range(args.repeat)] for method in METHODS}
-        for method in METHODS:
-            tallies[method]["ms"] += times[method]
-            tallies[method]["ms_best"].append(min(times[method]))
-        for method in METHODS:
-            result = segment(image, label_px, method=method, templates=templates)
-            score_field(result, truth, layout, field, templates, tallies[method])
+        times = {method: [timed(module, image, label_px, method.split("_")[0]) for _ in range(args.repeat)]
+                 for method, module in modules.items()}
+        results = {}
+        for method, module in modules.items():
+            tallies[method]["ms"] += [wall for wall, _ in times[method]]
+            tallies[method]["cpu_ms"] += [cpu for _, cpu in times[method]]
+            tallies[method]["ms_best"].append(min(wall for wall, _ in times[method]))
+            results[method] = module.segment(image, label_px, method=method.split("_")[0], templates=templates)
+            score_field(results[method], truth, layout, field, templates, tallies[method])
+        if args.baseline and (difference := label_difference(results["fast"], results["fast_baseline"])):
+            differences.append(f"field {field}: {difference}")
 
     hand = {"photos": len(photos), "whole": 0, "found": 0, "cut_cropped": 0, "right": 0,
-            "ambiguous": 0, "ambiguous_right": 0, "wrong": 0, "pattern_right": 0, "ms": []}
+            "ambiguous": 0, "ambiguous_right": 0, "wrong": 0, "pattern_right": 0, "ms": [], "ms_baseline": []}
     for image, truth in photos:
         corners = np.array(truth["corners_px"])
         whole = bool(corners.min() >= 0 and (corners.max(axis=0) <= np.subtract(image.shape[1::-1], 1)).all())
         result = segment(image, layout.label_size_um / 0.675, k=1, size_tolerance=0.3,
                          rotation_deg=None, templates=templates)
         hand["ms"].append(result.elapsed_ms)
+        if args.baseline:
+            theirs = modules["fast_baseline"].segment(image, layout.label_size_um / 0.675, k=1, size_tolerance=0.3,
+                                                      rotation_deg=None, templates=templates)
+            hand["ms_baseline"].append(theirs.elapsed_ms)
+            if difference := label_difference(result, theirs):
+                differences.append(f"handheld photo {len(hand['ms']) - 1}: {difference}")
         hand["whole"] += whole
         score = iou(result.labels[0].corners, truth["corners_px"]) if result.labels else 0.0
         if not whole:  # the photo cuts the label: nothing may be cropped
@@ -220,9 +279,18 @@ def main() -> None:
             hand["right" if right else "wrong"] += 1
 
     report = summarise(tallies, hand, args, shots, cols, rows, simulate_s, load_before)
+    if args.baseline:
+        report["baseline"] = str(args.baseline)
+        report["labels_differing_from_baseline"] = len(differences)
+        report["differences"] = differences[:20]
     print_table(report)
-    args.out.write_text(json.dumps(report, indent=1))
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nfigures written to {args.out}")
+    if differences:
+        print(f"FAILED: {len(differences)} fields or photos segment differently from the baseline:", file=sys.stderr)
+        for difference in differences[:20]:
+            print(f"  {difference}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simulate_s: float,
@@ -239,7 +307,8 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
                              "p90": round(float(np.percentile(ms, 90)), 2),
                              "min": round(float(ms.min()), 2),
                              # each field's best of its repeats: what is left of other load
-                             "median_of_best": round(float(np.median(t["ms_best"])), 2)},
+                             "median_of_best": round(float(np.median(t["ms_best"])), 2),
+                             "cpu_median": round(float(np.median(t["cpu_ms"])), 2)},
             "whole_labels": t["whole"], "found_iou_0.9": t["found"],
             "found_rate": rate(t["found"], t["whole"]),
             "cut_labels": t["cut"], "cut_cropped": t["cut_cropped"],
@@ -253,13 +322,17 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
         }
     slipped = sum(np.hypot(*truth["stage_error_um"]) > 50 for _, _, truth in shots)
     return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python tools/bench_segmentation.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"OpenCV {cv2.__version__} on 2 threads",
+                   f"OpenCV {cv2.__version__} on 2 threads, nice {os.nice(0)}",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "fields": len(shots), "batch_fields": f"{cols}x{rows}", "slipped_fields": int(slipped),
         "timings_per_field": args.repeat, "simulation_s": round(simulate_s, 1),
         "paper_reported_ms_per_field": 200,
         "methods": methods,
+        "paper_over_fast": {key: round(methods["paper"]["ms_per_field"][key] / methods["fast"]["ms_per_field"][key], 2)
+                            for key in ("median", "median_of_best", "cpu_median")},
         "handheld": {
             "photos": hand["photos"], "label_whole_in_photo": hand["whole"],
             "found_rate": rate(hand["found"], hand["whole"]),
@@ -269,6 +342,8 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
             "orientation_wrong": hand["wrong"],
             "pattern_right_rate": rate(hand["pattern_right"], hand["found"]),
             "ms_per_photo_median": round(float(np.median(hand["ms"])), 2) if hand["ms"] else None,
+            "baseline_ms_per_photo_median": round(float(np.median(hand["ms_baseline"])), 2)
+            if hand["ms_baseline"] else None,
         },
     }
 
@@ -287,6 +362,8 @@ def print_table(report: dict) -> None:
          *(f"{m['ms_per_field']['median']:.2f} ({m['ms_per_field']['p90']:.2f})" for m in (paper, fast))),
         ("ms per field, median of each field's best",
          *(f"{m['ms_per_field']['median_of_best']:.2f}" for m in (paper, fast))),
+        ("CPU ms per field (every thread), median",
+         *(f"{m['ms_per_field']['cpu_median']:.2f}" for m in (paper, fast))),
         ("whole labels found, IoU >= 0.9",
          *(f"{m['found_iou_0.9']}/{m['whole_labels']} = {100 * (m['found_rate'] or 0):.2f}%"
            for m in (paper, fast))),
@@ -318,6 +395,16 @@ def print_table(report: dict) -> None:
           f"{hand['orientation_wrong']}; pattern right {100 * (hand['pattern_right_rate'] or 0):.1f}%; "
           f"{hand['ms_per_photo_median']} ms a photo")
     print(f"paper, as reported: about {report['paper_reported_ms_per_field']} ms a field")
+    print("the paper's steps over ours, per field: " + ", ".join(f"{v:.2f} times ({k})"
+                                                               for k, v in report["paper_over_fast"].items()))
+    if "fast_baseline" in report["methods"]:
+        base = report["methods"]["fast_baseline"]
+        print(f"baseline ({report['baseline']}): fast {base['ms_per_field']['median']:.2f} ms a field, "
+              f"CPU {base['ms_per_field']['cpu_median']:.2f} (ours {fast['ms_per_field']['median']:.2f}, "
+              f"CPU {fast['ms_per_field']['cpu_median']:.2f}), "
+              f"handheld {hand['baseline_ms_per_photo_median']} ms a photo "
+              f"(ours {hand['ms_per_photo_median']}); labels differing from ours: "
+              f"{report['labels_differing_from_baseline']}")
 
 
 if __name__ == "__main__":
