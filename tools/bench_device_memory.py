@@ -2,12 +2,13 @@
 within 0.5 GB, and a million labels of one vector each within 300 MB, at recall@1 >= 0.999
 of exact search.
 
-    .venv/bin/python tools/bench_device_memory.py                 # the candidates, then the totals
-    .venv/bin/python tools/bench_device_memory.py --quick         # 20,000-vector shards, a minute
+    .venv/bin/python tools/bench_device_memory.py --vectors CACHE/vectors-34c84bc3f6f0
+    .venv/bin/python tools/bench_device_memory.py --vectors CACHE/vectors-34c84bc3f6f0 --quick   # small shards
 
 The vectors are real fingerprints: one vector per distinct simulated label, each the shipped
 int8 model's embedding of its microscope crop, as `puf bench` caches them
-(`--vectors DIR`, .npy files of (n, 256) rows). One pattern's shard of the paper's database
+(`--vectors CACHE/vectors-*`, .npy files of (n, 256) rows; the results file's came from a
+`puf bench` run of 90,965 distinct labels, one vector each). One pattern's shard of the paper's database
 holds 94,445 vectors (4,155,600 / 44); the real ones fill it first and the rest are
 stand-ins: real vectors under one random rotation of the embedding space (the geometry of
 real labels kept, near-orthogonal to the rest). A million labels are 44 shards of 22,728.
@@ -51,7 +52,6 @@ from trainer.harness import paper
 from trainer.harness.bench.scaling import per_query_ms, rss_mb
 from trainer.index_build import IndexPlan, build_index, genuine_like, write_index
 
-VECTORS = Path("/work/cache/scale/bench/vectors-34c84bc3f6f0")
 PAPER_SHARD = paper.VECTORS // paper.PATTERN_CLASSES  # 94,445
 MILLION_SHARD = -(-1_000_000 // paper.PATTERN_CLASSES)  # 22,728
 ID_MAP_BYTES = 13  # a label id such as B0001-0123-07 (numpy S13) a vector
@@ -265,7 +265,8 @@ def smallest_meeting(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vectors", type=Path, default=VECTORS, help="folder of cached real fingerprints (.npy)")
+    parser.add_argument("--vectors", type=Path, required=True,
+                        help="real fingerprints: a puf bench cache's vectors-* folder of .npy files")
     parser.add_argument("--queries", type=int, default=2000, help="queries of each kind (default 2000)")
     parser.add_argument("--quick", action="store_true", help="20,000-vector shards: a minute")
     parser.add_argument("--only", nargs="*", help="candidates whose name holds one of these words")
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "queries": f"perturbed real vectors at cosine {threshold:g} (the shipped threshold) and 0.7, "
                    f"{args.queries} each; recall@1 = the exact search's top row returned",
         "target_recall": TARGET, "id_map_bytes_per_vector": ID_MAP_BYTES, "threads_search": 1,
-        "command": "python tools/bench_device_memory.py" + (" --quick" if args.quick else ""),
+        "command": f"python tools/bench_device_memory.py --vectors {args.vectors.name}" + (" --quick" * args.quick),
     }
     with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
         for label, n in sizes:
