@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -113,17 +114,40 @@ def _unit(count: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def check_labels(labels: int) -> None:
+def available_mb() -> float:
+    """Memory this process may still take, MB: the kernel's MemAvailable, or less under an
+    address-space limit (ulimit -v); infinite where neither is known."""
+    meminfo = _read("/proc/meminfo") or ""
+    found = [int(line.split()[1]) / 1024 for line in meminfo.splitlines() if line.startswith("MemAvailable:")]
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        found.append(limit / 2**20 - (_vm_size_mb() or 0))
+    return min(found, default=math.inf)
+
+
+def _vm_size_mb() -> float | None:
+    value = rss_mb("VmSize")
+    return None if math.isnan(value) else value
+
+
+def check_labels(labels: int, d: int) -> None:
+    """Refuse a shard size out of range, or one whose index would not fit in memory while it
+    is built (its codes and ids, before it is written), before any work starts."""
     if not MIN_LABELS <= labels <= MAX_LABELS:
         raise PufError(f"--labels {labels}: give {MIN_LABELS:,} to {MAX_LABELS:,} (below {MIN_LABELS:,} a shard "
                        "is searched exactly)")
+    needed = labels * (d + 8) / 2**20 + 2 * CHUNK * d * 4 / 2**20
+    free = available_mb()
+    if needed > 0.8 * free:
+        raise PufError(f"--labels {labels:,}: the synthetic shard needs about {needed:,.0f} MB while it is built, and "
+                       f"this device has {free:,.0f} MB available; give fewer labels")
 
 
 def synthetic_search(labels: int, d: int, queries: int, nprobe: int, seed: int = 0) -> dict:
     """Search time and memory of one synthetic shard of `labels` random unit vectors."""
     import faiss
 
-    check_labels(labels)
+    check_labels(labels, d)
     rng = np.random.default_rng(seed)
     nlist = ivf_nlist(labels)
     start = time.perf_counter()
@@ -165,10 +189,10 @@ def synthetic_search(labels: int, d: int, queries: int, nprobe: int, seed: int =
 
 def device_bench(labels: int, repeat: int = 20, queries: int = 1000, nprobe: int = 8) -> dict:
     """Every figure of `puf device bench`, with the machine they were measured on."""
-    check_labels(labels)  # before minutes of work
+    d = int(Manifest.read(SELFTEST / "bundle").embedding_dim or 0)
+    check_labels(labels, d)  # before minutes of work
     start_rss = rss_mb()
     photos = photo_times(repeat)
-    d = int(Manifest.read(SELFTEST / "bundle").embedding_dim or 0)
     search = synthetic_search(labels, d, queries, nprobe)
     return {"machine": machine(), "photo_to_verdict": photos, "search": search,
             "memory_mb": {"rss_at_start": round(start_rss, 1), "rss_at_end": round(rss_mb(), 1),

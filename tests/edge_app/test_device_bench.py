@@ -76,3 +76,18 @@ def test_device_bench_refuses_bad_inputs(argv, says):
     assert done.returncode == 2
     assert says in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_device_bench_refuses_a_shard_the_memory_cannot_hold():
+    """Under a 1.5 GB address-space limit (ulimit -v), 10,000,000 labels (2.7 GB of codes, ids and the
+    vectors being added) are refused before any work, with the sizes said, not killed midway."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
+
+    done = subprocess.run([sys.executable, "-m", "edge_app.cli", "device", "bench", "--labels", "10000000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "needs about 2,713 MB" in done.stderr and "give fewer labels" in done.stderr
+    assert done.stdout == ""
