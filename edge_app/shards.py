@@ -25,6 +25,7 @@ millions of labels takes milliseconds and its pages are read on demand and share
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,14 @@ import numpy as np
 
 from edge_app.bundle_format import ShardEntry, Shards
 from edge_app.errors import PufError, require_module
+
+
+def ivf_nlist(n: int) -> int:
+    """Cells for an IVF of n vectors: about 4 sqrt(n), a power of two, with >= 39 training
+    vectors a cell (Faiss's k-means rule of thumb). Enrollment plans shards with it
+    (`trainer.index_build`), `puf device bench` its synthetic shard."""
+    target = 2 ** round(math.log2(max(16.0, 4.0 * math.sqrt(n))))
+    return int(max(16, min(target, 2 ** int(math.log2(max(n // 39, 16))))))
 
 
 def set_search_params(index, params: dict) -> None:

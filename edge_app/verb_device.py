@@ -1,4 +1,5 @@
-"""`puf device trust KEY.pub`, `puf device install BUNDLE`: set a handheld device up from its shell.
+"""`puf device trust KEY.pub`, `puf device install BUNDLE`: set a handheld device up from its shell;
+`puf device bench`: measure it (`edge_app.device_bench`).
 
 `trust` copies a factory's public key into the folder of keys the device trusts (checked first:
 an Ed25519 public key, never a private one) and shows its id, to compare with the one `puf
@@ -6,7 +7,11 @@ keygen` showed at the factory. `install` copies a bundle into the device's folde
 the app's *Update bundle from folder* makes (signature by a trusted key, every file's checksum, a
 sequence above the installed one's, not expired, a revocation list that keeps every label the device
 has seen revoked, the model and shards opened); a refused bundle
-leaves the installed one in use. The app and `puf verify` then use both.
+leaves the installed one in use. The app and `puf verify` then use both. `bench` times photo ->
+verdict on the self-test photos and a search in a synthetic shard of `--labels` labels, with the
+memory, CPU and OS, as a table or JSON to paste into a report. It lives here, not behind `puf bench
+--device`: `bench` is the trainer's verb (trainer/verb_bench.py, which needs the factory extra), and a
+device install has neither it nor, by the import contracts, any way for edge_app to reach it.
 
 Only the standard library is imported here at module level.
 """
@@ -50,12 +55,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--allow-older", action="store_true",
                          help="install a bundle whose sequence is not above the installed one's (going back on "
                               "purpose)")
+    bench = actions.add_parser("bench", help="measure this device: photo -> verdict, search, memory, CPU and OS",
+                               description="Time photo -> verdict on the self-test photos and a search in a "
+                                           "synthetic shard of random vectors, with memory, CPU and OS; send the "
+                                           "figures (--json) with your report.")
+    bench.add_argument("--labels", type=positive_int, default=100_000, metavar="N",
+                       help="labels in the synthetic shard, 1,000 to 20,000,000 (default 100000)")
+    bench.add_argument("--repeat", type=positive_int, default=20, metavar="R",
+                       help="passes over the self-test photos (default 20)")
+    bench.add_argument("--queries", type=positive_int, default=1000, help="searches timed (default 1000)")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_app.device_store import DeviceStore
     from edge_app.verbs import print_report
 
+    if args.action == "bench":
+        from edge_app.device_bench import describe as bench_table
+        from edge_app.device_bench import device_bench
+
+        return print_report(device_bench(args.labels, args.repeat, args.queries), args.json, bench_table)
     store = DeviceStore(args.home)
     if args.action == "trust" and args.threshold is not None and not args.root:
         raise PufError("--threshold counts root keys: give it with --root")
@@ -114,10 +134,11 @@ def describe(report: dict) -> str:
 
 verb = Verb(
     "device",
-    "Set a handheld device up: trust a factory's public key, install a bundle.",
+    "Set a handheld device up: trust a factory's public key, install a bundle; measure it.",
     "  puf device trust keys/factory.pub          # the factory's public key, once per device\n"
     "  puf device install bundles/b1              # from a USB stick: checked, then the device's bundle\n"
-    "  puf device install bundles/b1 --allow-older --json",
+    "  puf device install bundles/b1 --allow-older --json\n"
+    "  puf device bench --labels 1000000 --json    # this device's figures, to send with a report",
     add_arguments,
     run,
     extras=("device",),

@@ -30,6 +30,7 @@ from typing import cast
 import numpy as np
 
 from edge_app.errors import PufError
+from edge_app.shards import ivf_nlist
 
 EXACT_MAX = 5000  # shards up to this many vectors are searched exactly
 ID_BYTES = 8  # an IVF list stores a 64-bit id beside each code
@@ -46,13 +47,6 @@ class IndexPlan:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def ivf_nlist(n: int) -> int:
-    """Cells for an IVF of n vectors: about 4 sqrt(n), a power of two, with >= 39 training
-    vectors a cell (Faiss's k-means rule of thumb)."""
-    target = 2 ** round(math.log2(max(16.0, 4.0 * math.sqrt(n))))
-    return int(max(16, min(target, 2 ** int(math.log2(max(n // 39, 16))))))
 
 
 def plan_index(n: int, d: int, budget_bytes_per_vector: float, exact_max: int = EXACT_MAX) -> IndexPlan:
