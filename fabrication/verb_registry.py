@@ -163,10 +163,10 @@ def _import(central, args: argparse.Namespace) -> tuple[object, str]:
                   for path, counts in zip(files, central.import_journals(files), strict=True)}
         return result, "\n".join(f"{path}: {r['new']} new checks, {r['known']} already here"
                                  for path, r in result.items())
-    new, known, files = _import_new_checks(central, args.journal, args.again)
-    text = (f"pushed {new} new checks to the central registry ({known} it already had)" if files
+    new, known, sent = _import_new_checks(central, args.journal, args.again)
+    text = (f"pushed {new} new checks to the central registry ({known} it already had)" if sent
             else f"nothing new since the last sync of {args.journal}")
-    return {"journal": str(args.journal), "new": new, "known": known, "files": files}, text
+    return {"journal": str(args.journal), "new": new, "known": known, "files": sent}, text
 
 
 def _import_new_checks(central, path: Path, again: bool) -> tuple[int, int, int]:

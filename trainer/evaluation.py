@@ -63,8 +63,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge_app.bundle import load_bundle
-from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
+from edge_app.bundle import Bundle, Check, open_bundle
+from edge_app.bundle_format import MANIFEST, Decision
 from edge_app.errors import PufError
 from edge_app.verify import Verifier
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
@@ -157,11 +157,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
 
     query_far_target = _check_targets(far, query_far_target, frr_bound, deployed_labels)
     bundle_path = Path(bundle_path)
-    manifest = Manifest.read(bundle_path)
+    opened = open_bundle(bundle_path, Check.FILES)  # the factory's own bundle: intact?
     if private_key is not None:  # refuse before the work, not after it
-        check_update(bundle_path, manifest, private_key, trusted_keys)
-    verify_files(bundle_path, manifest)  # the factory's own bundle: intact?
-    bundle = load_bundle(bundle_path, check=False)
+        check_update(bundle_path, opened.manifest, private_key, trusted_keys)
+    bundle = Bundle.of(opened)
     verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
     queries = collect_queries(folders, captures)
     if max_queries and len(queries) > max_queries:
