@@ -20,7 +20,7 @@ than a device that quietly ignores it. Every refusal is a PufError naming the fi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -175,6 +175,14 @@ class OpenedBundle:
     check: Check
     signer: str | None = None  # the trusted key that signed it (Check.SIGNATURE only)
     root_list: RootList | None = None  # the root list that named the signer (None: a folder of trusted keys)
+
+    def checked_files(self) -> OpenedBundle:
+        """This bundle with every listed file checked against its checksum (`Check.FILES`), for
+        a caller that first refuses it on its manifest alone: hashing the files is work."""
+        if self.check != Check.FORMAT:
+            return self
+        verify_files(self.path, self.manifest)
+        return replace(self, check=Check.FILES)
 
 
 SWAP_RETRIES = 3  # a read that fails while the bundle moved on to a newer version is tried again

@@ -141,9 +141,9 @@ def read_for_update(bundle: Path, private_key: SigningKey | None = None,
     """A bundle about to get a new version (call it under `bundle_lock`, and give what it
     returns to `BundleUpdate`): every file checked against its manifest, and refused by
     `check_update` before any work."""
-    opened = open_bundle(bundle, Check.FILES)
+    opened = open_bundle(bundle, Check.FORMAT)
     check_update(bundle, opened.manifest, private_key, trusted_keys)
-    return opened
+    return opened.checked_files()
 
 
 class BundleUpdate:

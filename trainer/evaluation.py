@@ -188,10 +188,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
 
     query_far_target = _check_targets(far, query_far_target, frr_bound, deployed_labels)
     bundle_path = Path(bundle_path)
-    opened = open_bundle(bundle_path, Check.FILES)  # the factory's own bundle: intact?
+    opened = open_bundle(bundle_path, Check.FORMAT)
     if private_key is not None:  # refuse before the work, not after it
         check_update(bundle_path, opened.manifest, private_key, trusted_keys)
-    bundle = Bundle.of(opened)
+    bundle = Bundle.of(opened.checked_files())  # the factory's own bundle: intact?
     verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
     queries = collect_queries(folders, captures)
     if max_queries and len(queries) > max_queries:
