@@ -442,8 +442,9 @@ class Manifest(_Part):
 
     @classmethod
     def read(cls, bundle: Path) -> Manifest:
-        """The manifest of the bundle folder `bundle` (`read_manifest`, typed)."""
-        return cls.from_dict(read_manifest(bundle), str(Path(bundle) / MANIFEST))
+        """The manifest of the bundle folder `bundle`, read and parsed once (`read_written`);
+        a reader that also checks the bundle opens it with `edge_app.bundle.open_bundle`."""
+        return read_written(bundle)[1]
 
     def write(self, folder: Path) -> None:
         """Write FOLDER/manifest.json (UTF-8; the signature covers `edge_app.signing.canonical_bytes`)."""
@@ -487,9 +488,9 @@ class Manifest(_Part):
                                    f"one of the bundle's signed files")
 
 
-def read_manifest(bundle: Path) -> dict:
-    """The JSON of the bundle's manifest as written (what its signature covers), checked to be
-    a `Manifest`; a PufError naming the file and the field otherwise."""
+def read_written(bundle: Path) -> tuple[dict, Manifest]:
+    """The bundle's manifest.json read once: the JSON as written (what its signature covers)
+    and the `Manifest` parsed from it, once; a PufError naming the file and the field otherwise."""
     path = Path(bundle) / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -497,8 +498,12 @@ def read_manifest(bundle: Path) -> dict:
         raise PufError(f"{bundle} is not a model bundle: no {MANIFEST}") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise PufError(f"cannot read {path}: {error}") from None
-    Manifest.from_dict(data, str(path))
-    return data
+    return data, Manifest.from_dict(data, str(path))
+
+
+def read_manifest(bundle: Path) -> dict:
+    """The JSON of the bundle's manifest as written, checked to be a `Manifest` (`read_written`)."""
+    return read_written(bundle)[0]
 
 
 def sha256_file(path: Path) -> str:

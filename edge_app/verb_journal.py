@@ -5,9 +5,8 @@
     puf journal export OUT.csv|- [--since DATE]  CSV for people (a file written atomically, or stdout)
     puf journal export FOLDER [--again]         what is new since the last sync, as signed JSON sync files
                                                 for the central registry (`edge_app.journal_sync`), e.g.
-                                                to a USB stick
-    puf journal push [--central URL] [--again]  when online: what is new, straight into the central
-                                                registry (the same sync files, imported before the mark moves)
+                                                to a USB stick (when online, the factory side's `puf registry
+                                                import --journal PATH` takes them straight from the journal)
 
 Each reads ``--journal PATH`` (default: the device's, `edge_app.device_store`). Only the
 standard library at module level.
@@ -18,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -30,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--journal", type=Path, metavar="PATH",
                         help="the journal file (default: journal.sqlite in $PUF_HOME, else ~/.local/share/puf)")
-    commands = parser.add_subparsers(dest="journal_command", metavar="{list,identity,export,push}", required=True)
+    commands = parser.add_subparsers(dest="journal_command", metavar="{list,identity,export}", required=True)
     shown = commands.add_parser("list", parents=[common], help="the latest checks, newest first",
                                 description="The latest checks, newest first.",
                                 epilog="example: puf journal list --limit 20", formatter_class=_Format)
@@ -59,16 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="to a folder: every check, not only those new since the last sync")
     export.add_argument("--since", metavar="DATE",
                         help="only checks from this date or time on, UTC (2026-11-01 or 2026-11-01T08:00)")
-    push = commands.add_parser("push", parents=[common], help="what is new, straight to the central registry",
-                               description="When online: the checks new since the last sync, imported into "
-                                           "the central registry (as `puf registry import` would take them "
-                                           "from a stick). The sync mark moves only past what the registry "
-                                           "took, so a failed push is sent again next time.",
-                               epilog="examples:\n  puf journal push --central postgresql+psycopg://puf@db/puf\n"
-                                      "  PUF_CENTRAL=... puf journal push --again   # every check, again",
-                               formatter_class=_Format)
-    push.add_argument("--central", metavar="URL", help="the central registry (default: $PUF_CENTRAL)")
-    push.add_argument("--again", action="store_true", help="every check, not only those new since the last sync")
 
 
 def export_target(text: str) -> str:
@@ -98,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.journal_command == "identity":
         return show_identity(path, args.json)
-    if args.journal_command == "push":
-        return push(path, args)
     since = parse_since(args.since) if args.since else None
     if Path(args.out).is_dir():
         return sync(path, Path(args.out), args)
@@ -158,32 +144,6 @@ def sync(path: Path, folder: Path, args: argparse.Namespace) -> int:
         print(f"wrote {count} checks to {file}, signed by device {device_id}", file=sys.stderr)
     if not written:
         print(f"nothing new since the last sync of {path}", file=sys.stderr)
-    return 0
-
-
-def push(path: Path, args: argparse.Namespace) -> int:
-    """The checks new since the last sync, into the central registry through the same sync
-    files a stick carries (written to a temporary folder, each imported before the mark moves)."""
-    from importlib.util import find_spec
-
-    from edge_app.errors import PufError
-    from edge_app.journal import Journal
-    from edge_app.journal_sync import export_new
-    from fabrication.verb_registry import central_url
-
-    url = central_url(args.central)
-    if find_spec("sqlalchemy") is None:
-        raise PufError("pushing to the central registry needs its extra: pip install 'puf-labels[central]'")
-    from fabrication.central import CentralRegistry
-
-    taken: list[tuple[int, int]] = []
-    with CentralRegistry(url) as central, Journal(path, create=False) as journal, \
-            tempfile.TemporaryDirectory(prefix="puf-journal-") as folder:
-        export_new(journal, Path(folder), again=args.again,
-                   deliver=lambda file: taken.append(central.import_journal(file)))
-    new, known = sum(t[0] for t in taken), sum(t[1] for t in taken)
-    print(f"pushed {new} new checks to the central registry ({known} it already had)" if taken
-          else f"nothing new since the last sync of {path}", file=sys.stderr)
     return 0
 
 

@@ -30,7 +30,8 @@ EXIT_STATUSES = """exit status:
   1   a label counterfeit (not among the bundle's labels) or revoked (on its signed revocation list,
       a stolen or recalled label; the JSON's verdict says "revoked", with the reason)
   2   input refused or an error (a bundle that fails its checks, a failed --self-test), said on stderr
-  3   none counterfeit or revoked, but a photo or label unreadable: retake it
+  3   none counterfeit or revoked, but a photo or label unreadable: retake it (a photo that cannot
+      be used at all, `CaptureUnusable`, is one unreadable verdict; the other photos are still checked)
   70  internal error (a crash): please report it with its traceback"""
 
 

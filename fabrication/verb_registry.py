@@ -4,6 +4,9 @@
     puf registry add-device DEVICE_ID KEY.pub [--replace]   the key a device signs its journals with
     puf registry import FILE_OR_FOLDER...                devices' signed journal sync files (puf journal export),
                                                          all in one transaction
+    puf registry import --journal PATH [--again]         an online device's journal database: what is new since
+                                                         its last sync, as the same sync files, each imported
+                                                         before the journal's sync mark moves past it
     puf registry device DEVICE_ID [--name N] [--at LAT,LON]   where a device works
     puf registry alerts [--window-hours H] [--min-km KM] [--max-checks N]   clone alerts
     puf registry revoke LABEL_ID... [--from FILE] [--reason TEXT]   labels stolen or recalled: region
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,10 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                "each check once, so importing again changes nothing. Each file "
                                                "must be signed by the key registered for its device (puf "
                                                "registry add-device). All the files are imported in one "
-                                               "transaction: one bad, forged or altered file, and nothing is kept.",
-                                   epilog="example: puf registry import /media/usb")
-    imported.add_argument("paths", nargs="+", type=Path,
+                                               "transaction: one bad, forged or altered file, and nothing is kept. "
+                                               "Or, on a device that is online, its journal database (--journal): "
+                                               "the checks new since its last sync, through the same signed files; "
+                                               "the sync mark moves only past what the registry took, so a failed "
+                                               "import is sent again next time.",
+                                   epilog="examples:\n  puf registry import /media/usb\n"
+                                          "  puf registry import --journal ~/.local/share/puf/journal.sqlite",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    imported.add_argument("paths", nargs="*", type=Path,
                           help="sync files, or folders holding them (puf-journal-*.json)")
+    imported.add_argument("--journal", type=Path, metavar="PATH",
+                          help="instead of files: a device's journal database (journal.sqlite)")
+    imported.add_argument("--again", action="store_true",
+                          help="with --journal: every check, not only those new since the last sync")
     device = commands.add_parser("device", parents=[common], help="record where a device works",
                                  epilog="example: puf registry device dev-3f2a9c1e0b7d4a55 --name Berlin-1 "
                                         "--at 52.52,13.40")
@@ -113,10 +127,7 @@ def run(args: argparse.Namespace) -> int:
                     f"registered device {args.device_id} with key {registered}"
                     + (f" (replacing {replaced})" if replaced else ""))
         elif args.registry_command == "import":
-            files = _sync_files(args.paths)
-            result = {str(path): dict(zip(("new", "known"), counts, strict=True))
-                      for path, counts in zip(files, central.import_journals(files), strict=True)}
-            text = "\n".join(f"{path}: {r['new']} new checks, {r['known']} already here" for path, r in result.items())
+            result, text = _import(central, args)
         elif args.registry_command == "device":
             lat, lon = _place(args.at) if args.at else (None, None)
             central.set_device(args.device_id, args.name, lat, lon)
@@ -136,6 +147,39 @@ def run(args: argparse.Namespace) -> int:
             text = "\n".join(_alert_text(alert) for alert in found) or "no clone alerts"
     print(json.dumps(result, indent=1) if args.json else text)
     return 0
+
+
+def _import(central, args: argparse.Namespace) -> tuple[object, str]:
+    """`registry import`: sync files given, or a journal database's new checks (--journal)."""
+    from edge_app.errors import PufError
+
+    if (args.journal is None) == (not args.paths):
+        raise PufError("give sync files or folders, or --journal PATH (a device's journal database): one of the two")
+    if args.journal is None:
+        if args.again:
+            raise PufError("--again is for --journal: files given are imported whole")
+        files = _sync_files(args.paths)
+        result = {str(path): dict(zip(("new", "known"), counts, strict=True))
+                  for path, counts in zip(files, central.import_journals(files), strict=True)}
+        return result, "\n".join(f"{path}: {r['new']} new checks, {r['known']} already here"
+                                 for path, r in result.items())
+    new, known, sent = _import_new_checks(central, args.journal, args.again)
+    text = (f"pushed {new} new checks to the central registry ({known} it already had)" if sent
+            else f"nothing new since the last sync of {args.journal}")
+    return {"journal": str(args.journal), "new": new, "known": known, "files": sent}, text
+
+
+def _import_new_checks(central, path: Path, again: bool) -> tuple[int, int, int]:
+    """The checks of the journal at `path` new since its last sync (all with `again`), into the
+    central registry through the sync files a stick carries (written to a temporary folder,
+    each imported before the journal's mark moves past it); (new, known, files)."""
+    from edge_app.journal import Journal
+    from edge_app.journal_sync import export_new
+
+    taken: list[tuple[int, int]] = []
+    with Journal(path, create=False) as journal, tempfile.TemporaryDirectory(prefix="puf-journal-") as folder:
+        export_new(journal, Path(folder), again=again, deliver=lambda file: taken.append(central.import_journal(file)))
+    return sum(t[0] for t in taken), sum(t[1] for t in taken), len(taken)
 
 
 def _sync_files(paths: list[Path]) -> list[Path]:
@@ -178,6 +222,7 @@ verb = Verb(
     "  puf registry push out/registry.sqlite --factory shenzhen --central postgresql+psycopg://puf@db/puf\n"
     "  puf registry add-device dev-3f2a9c1e journal.pub   # once a device: the key its journals are signed with\n"
     "  puf registry import /media/usb             # journals a device exported (puf journal export)\n"
+    "  puf registry import --journal journal.sqlite   # an online device's journal, what is new\n"
     "  puf registry device dev-3f2a9c1e --at 52.52,13.40   # where a device works\n"
     "  puf registry alerts --json                 # clone alerts ($PUF_CENTRAL names the database)\n"
     "  puf registry revoke B0001-0003-07 --reason recalled   # region exports leave it out, devices say revoked",

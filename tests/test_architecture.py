@@ -81,6 +81,17 @@ def test_the_import_contracts_catch_each_forbidden_import_even_inside_a_function
         assert chain in done.stdout, (chain, done.stdout[-3000:])
 
 
+def test_the_device_has_no_door_into_the_factory_not_even_for_its_journal(tmp_path):
+    # `puf journal push` once imported the central registry from the device's journal verb, through
+    # an ignore_imports exception; the push is the factory's now (`puf registry import --journal`).
+    added = {"edge_app/verb_journal.py": "def _push():\n    from fabrication.central import CentralRegistry  # noqa\n"}
+    done = _lint_imports_with(tmp_path, added)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1 and "edge_app.verb_journal -> fabrication.central" in done.stdout, done.stdout[-3000:]
+    assert "edge_app (the device) never imports TensorFlow, Keras, the trainer or the factory line BROKEN" in said
+    assert all("ignore_imports" not in contract for contract in _contracts())
+
+
 def test_the_layers_contracts_catch_an_import_circle_in_each_package(tmp_path):
     added = {
         # inside a function still counts

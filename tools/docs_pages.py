@@ -180,7 +180,10 @@ def exit_statuses_reference() -> str:
     from edge_app.verb_verify import EXIT_STATUSES
 
     every = [("0", "done"), ("2", "input refused or an error, said on stderr as `puf VERB: error: ...`; nothing "
-                                  "is lost (run it again once the input is right)"),
+                                  "is lost (run it again once the input is right). Every kind of `PufError` "
+                                  "exits 2: a bundle refused (`BundleRefused`, `puf device install`: the bundle "
+                                  "in use stays), a device stopped partway (`HardwareStopped`: the message says "
+                                  "how to go on)"),
              (str(EXIT_CRASH), "internal error (a crash, a bug): the traceback is printed; report it with it"),
              ("130", "interrupted (Ctrl-C); run it again to resume"),
              (str(EXIT_BROKEN_PIPE), "the reader left before the output ended (`puf --version | head -1`), as a "

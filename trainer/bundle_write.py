@@ -1,6 +1,6 @@
 """Write a new version of a bundle: never half-written, never touching the old one's files.
 
-    with BundleUpdate(bundle) as update:
+    with BundleUpdate(bundle) as update:                   # a path, or the bundle opened (edge_app.bundle.open_bundle)
         index_path = update.path_for("shards/p03.faiss")   # a fresh file in the new version
         index_build.write_index(index, index_path)
         update.manifest.shards = ...                        # edge_app.bundle_format.Manifest
@@ -44,8 +44,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_app.bundle import check_models
-from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text, verify_files
+from edge_app.bundle import Check, OpenedBundle, check_models, open_bundle
+from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
 from edge_app.folder_swap import aside_of, home_of, repair, swap_version
@@ -137,20 +137,23 @@ def check_update(bundle: Path, manifest: Manifest, private_key: SigningKey | Non
 
 
 def read_for_update(bundle: Path, private_key: SigningKey | None = None,
-                    trusted_keys: Path | None = None) -> Manifest:
-    """The manifest of a bundle about to get a new version (call it under `bundle_lock`):
-    refused by `check_update` before any work, and every file checked against it."""
-    manifest = Manifest.read(bundle)
-    check_update(bundle, manifest, private_key, trusted_keys)
-    verify_files(bundle, manifest)
-    return manifest
+                    trusted_keys: Path | None = None) -> OpenedBundle:
+    """A bundle about to get a new version (call it under `bundle_lock`, and give what it
+    returns to `BundleUpdate`): every file checked against its manifest, and refused by
+    `check_update` before any work."""
+    opened = open_bundle(bundle, Check.FORMAT)
+    check_update(bundle, opened.manifest, private_key, trusted_keys)
+    return opened.checked_files()
 
 
 class BundleUpdate:
-    def __init__(self, bundle: Path, out: Path | None = None) -> None:
-        self.source = home_of(bundle)
+    def __init__(self, bundle: Path | OpenedBundle, out: Path | None = None) -> None:
+        """The new version of `bundle`: a path, or the bundle as the caller opened it under
+        `bundle_lock` (`read_for_update`), whose manifest is then not read again."""
+        opened = bundle if isinstance(bundle, OpenedBundle) else open_bundle(bundle, Check.FORMAT)
+        self.source = home_of(opened.named)
         self.out = home_of(out) if out is not None else self.source
-        self.original = Manifest.read(self.source)
+        self.original = opened.manifest
         self.manifest = copy.deepcopy(self.original)
         if self.out.exists():
             check_update(self.out, self.original if self.out == self.source else Manifest.read(self.out))

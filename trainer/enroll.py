@@ -550,7 +550,8 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
             trusted_keys: Path | None, store: StoreTarget | None) -> EnrollReport:
     """`enroll`, with the bundle locked."""
     started = time.perf_counter()
-    manifest = read_for_update(bundle, private_key, trusted_keys)  # refused before the work, not after it
+    opened = read_for_update(bundle, private_key, trusted_keys)  # refused before the work, not after it
+    manifest = opened.manifest
     classes = list(manifest.pattern_classes or [])
     dim = int(manifest.embedding_dim or 0)
     items, skipped = load_items(labels, batches, capture)
@@ -586,7 +587,7 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
     if store is not None:  # before the bundle's new version: a re-run rewrites the same rows (upsert)
         report.store = store_fingerprints(store, runner, manifest, fmt, items, enrolled, kept, vectors, options,
                                              progress)
-    with BundleUpdate(bundle) as update:
+    with BundleUpdate(opened) as update:
         section = update.manifest.shards or new_section(manifest, fmt)
         if thumbnail_px:
             section.thumbnails = {"px": thumbnail_px, "channel": THUMBNAIL_CHANNEL}

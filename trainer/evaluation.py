@@ -55,7 +55,7 @@ searches it.)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,8 +63,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge_app.bundle import load_bundle
-from edge_app.bundle_format import MANIFEST, Decision, Manifest, verify_files
+from edge_app.bundle import Bundle, Check, open_bundle
+from edge_app.bundle_format import MANIFEST, Decision
 from edge_app.errors import PufError
 from edge_app.verify import Verifier
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
@@ -90,11 +90,42 @@ FRR_BOUND = 0.01  # a written threshold's genuine comparisons must bound the FRR
 
 
 class Refused(PufError):
-    """A threshold `evaluate` will not write, with the report that shows why."""
+    """A threshold `evaluate` will not write, with the report that shows why (`EvaluationReport.to_dict`)."""
 
     def __init__(self, message: str, report: dict) -> None:
         super().__init__(message)
         self.report = report
+
+
+@dataclass(kw_only=True)
+class EvaluationReport:
+    """What `evaluate` measured and did; `to_dict()` is `puf evaluate --json`'s report and its
+    report.json (the optional parts only when there is something to say), `describe` its text."""
+
+    bundle: str
+    queries: int
+    classify: bool
+    genuine_queries: int
+    impostor_queries: int
+    comparisons: dict  # `trainer.metrics.verification_report`
+    decision: dict  # as written into the manifest (`edge_app.bundle_format.Decision`)
+    decisions_at_threshold: dict
+    per_query: dict | None  # `per_query_far`, when the impostor tail was fitted
+    pattern_accuracy: float
+    timings_ms: dict
+    written: bool = False  # the threshold written into the bundle, re-signed
+    warning: str | None = None
+    too_few_pairs: str | None = None  # why the comparisons cannot support the rate asked
+    near_identical_pairs: list | None = None
+    refused: list[str] | None = None  # why the threshold is not written (`refusals`)
+    figures: list[str] | None = None  # the PNGs written into --out
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items()
+                if value is not None or key not in _OPTIONAL_PARTS}
+
+
+_OPTIONAL_PARTS = ("warning", "too_few_pairs", "near_identical_pairs", "refused", "figures")
 
 
 @dataclass
@@ -144,7 +175,7 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
              model_format: str | None = None,
              max_queries: int = 0, seed: int = 0, progress: bool = True, frr_bound: float = FRR_BOUND,
              trusted_keys: Path | None = None, query_far_target: float | None = None,
-             deployed_labels: int | None = None, sign_despite_false_accepts: bool = False) -> dict:
+             deployed_labels: int | None = None, sign_despite_false_accepts: bool = False) -> EvaluationReport:
     """Score the queries of `folders` against the bundle and set the threshold for `far` per
     comparison, or for `query_far_target` per query at the largest shard (or at
     `deployed_labels` over the pattern classes: see the module); neither: QUERY_FAR_GOAL per
@@ -157,11 +188,10 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
 
     query_far_target = _check_targets(far, query_far_target, frr_bound, deployed_labels)
     bundle_path = Path(bundle_path)
-    manifest = Manifest.read(bundle_path)
+    opened = open_bundle(bundle_path, Check.FORMAT)
     if private_key is not None:  # refuse before the work, not after it
-        check_update(bundle_path, manifest, private_key, trusted_keys)
-    verify_files(bundle_path, manifest)  # the factory's own bundle: intact?
-    bundle = load_bundle(bundle_path, check=False)
+        check_update(bundle_path, opened.manifest, private_key, trusted_keys)
+    bundle = Bundle.of(opened.checked_files())  # the factory's own bundle: intact?
     verifier = Verifier(bundle, classify=classify, model_format=model_format, num_threads=2)
     queries = collect_queries(folders, captures)
     if max_queries and len(queries) > max_queries:
@@ -212,31 +242,23 @@ def evaluate(bundle_path: Path, folders: list[Path], *, captures: str | None = "
         decision["tail"]["method"] = method
     shortfall = sufficiency(len(genuine_pairs), len(impostor_pairs), far, frr_bound,
                             extrapolated=query_far_target is not None)
-    report = {
-        "bundle": str(bundle_path), "queries": len(rows), "classify": classify,
-        "genuine_queries": sum(r["genuine"] for r in rows), "impostor_queries": sum(not r["genuine"] for r in rows),
-        "comparisons": comparisons, "decision": decision, "decisions_at_threshold": decisions,
-        "per_query": per_query,
-        "pattern_accuracy": float(np.mean([r["pattern_read"] for r in rows])),
-        "timings_ms": {k: summary([r[k] for r in rows]) for k in ("model_ms", "search_ms")},
-        "written": False,
-    }
+    report = EvaluationReport(
+        bundle=str(bundle_path), queries=len(rows), classify=classify,
+        genuine_queries=sum(r["genuine"] for r in rows), impostor_queries=sum(not r["genuine"] for r in rows),
+        comparisons=comparisons, decision=decision, decisions_at_threshold=decisions, per_query=per_query,
+        pattern_accuracy=float(np.mean([r["pattern_read"] for r in rows])),
+        timings_ms={k: summary([r[k] for r in rows]) for k in ("model_ms", "search_ms")},
+        too_few_pairs=shortfall or None, near_identical_pairs=near or None)
     if not chosen["resolved"] and query_far_target is None:
-        report["warning"] = (f"FAR {far:g} is not resolved by {len(impostor_pairs)} impostor comparisons "
-                             f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
-    if shortfall:
-        report["too_few_pairs"] = shortfall
-    if near:
-        report["near_identical_pairs"] = near
+        report.warning = (f"FAR {far:g} is not resolved by {len(impostor_pairs)} impostor comparisons "
+                          f"(needs >= {int(np.ceil(1 / far))}): the threshold is the highest impostor score seen")
     false = accepted_as_another(rows, threshold)
     if false and sign_despite_false_accepts:  # the signed decision says what its signer knew
         decision["signed_despite_false_accepts"] = len(false)
-    refused = refusals(threshold, near, false, len(rows), sign_despite_false_accepts)
-    if refused:
-        report["refused"] = refused
+    report.refused = refusals(threshold, near, false, len(rows), sign_despite_false_accepts) or None
     if out is not None:
-        report["figures"] = figures(Path(out), genuine_pairs, impostor_pairs, rows, far, threshold,
-                                    comparisons["eer_threshold"])
+        report.figures = figures(Path(out), genuine_pairs, impostor_pairs, rows, far, threshold,
+                                 comparisons["eer_threshold"])
     if private_key is not None:
         _write_threshold(bundle_path, decision, report, private_key, trusted_keys)
     return report
@@ -324,20 +346,20 @@ def figures(out: Path, genuine_pairs: np.ndarray, impostor_pairs: np.ndarray, ro
                        xlabel="ms a query"))]
 
 
-def _write_threshold(bundle_path: Path, decision: dict, report: dict, private_key: SigningKey,
+def _write_threshold(bundle_path: Path, decision: dict, report: EvaluationReport, private_key: SigningKey,
                      trusted_keys: Path | None) -> None:
     """Write the decision into the bundle and re-sign it, unless the report holds a shortfall
     or a refusal (`Refused` then, with the report)."""
 
-    if report.get("too_few_pairs"):
-        raise Refused("threshold NOT written: " + report["too_few_pairs"] + "; photograph more labels "
-                      "(puf queries) or ask for a larger FAR", report)
-    if report.get("refused"):
-        raise Refused("threshold NOT written: " + "; ".join(report["refused"]), report)
+    if report.too_few_pairs:
+        raise Refused("threshold NOT written: " + report.too_few_pairs + "; photograph more labels "
+                      "(puf queries) or ask for a larger FAR", report.to_dict())
+    if report.refused:
+        raise Refused("threshold NOT written: " + "; ".join(report.refused), report.to_dict())
     with bundle_lock(bundle_path), BundleUpdate(bundle_path) as update:  # never over an enrollment's
         update.manifest.decision = Decision.from_dict(decision, MANIFEST)
         update.commit(private_key, trusted_keys=trusted_keys)
-    report["written"] = True
+    report.written = True
 
 
 def shard_sizes(vectors: dict[str, tuple[np.ndarray, np.ndarray]], classify: bool) -> list[int]:

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_app.atomic_write import write_atomic
-from edge_app.bundle_format import read_manifest, utc_text
+from edge_app.bundle import Check, open_bundle
+from edge_app.bundle_format import utc_text
 from edge_app.errors import PufError
 from edge_app.runtime import shipped_bundle
 from edge_app.signing import canonical_bytes
@@ -59,7 +60,7 @@ def was_exported(manifest: dict) -> bool:
 
 def _is_shipped(manifest: dict) -> bool:
     try:
-        shipped = read_manifest(shipped_bundle())
+        shipped = open_bundle(shipped_bundle(), Check.FORMAT).manifest
     except PufError:
         return False
-    return canonical_bytes(shipped) == canonical_bytes(manifest)
+    return canonical_bytes(shipped.to_dict()) == canonical_bytes(manifest)

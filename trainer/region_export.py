@@ -34,7 +34,7 @@ from edge_app.errors import PufError
 from edge_app.folder_swap import home_of
 from edge_app.revocations import FILES as REVOKED_FILES
 from edge_app.revocations import Revocation, Revoked
-from trainer.bundle_write import BundleUpdate, bundle_lock, check_update, replaced_sequence
+from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update, replaced_sequence
 from trainer.enroll import (
     EnrollOptions,
     close_section,
@@ -104,9 +104,8 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
         locks.enter_context(bundle_lock(bundle))
         if home_of(out) != home_of(bundle):  # one bundle, one lock
             locks.enter_context(bundle_lock(out))
-        manifest = Manifest.read(bundle)
-        check_update(bundle, manifest, private_key, trusted_keys)
-        verify_files(bundle, manifest)
+        opened = read_for_update(bundle, private_key, trusted_keys)
+        manifest = opened.manifest
         fmt = (manifest.shards.model_format if manifest.shards else None) or options.model_format \
             or manifest.model_format
         classes = list(manifest.pattern_classes or [])
@@ -120,7 +119,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
             added = central_revocations(central, store, name, region)
             revoked_ids = {e.label_id for e in added} | {i for r in known for i in r.listing.label_ids}
             found: dict[str, tuple[str | None, np.ndarray]] = {}
-            with BundleUpdate(bundle, out) as update:
+            with BundleUpdate(opened, out) as update:
                 for old in (manifest.shards.entries if manifest.shards else {}).values():
                     for name_in_bundle in old.named_files().values():
                         if name_in_bundle is not None:

@@ -66,7 +66,8 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
         raise PufError("give the labels to revoke (LABEL_ID..., or --from FILE)")
     bundle = Path(bundle)
     with bundle_lock(bundle):
-        manifest = read_for_update(bundle, private_key, trusted_keys)
+        opened = read_for_update(bundle, private_key, trusted_keys)
+        manifest = opened.manifest
         current = Revoked.load(bundle, manifest)
         already = [i for i in wanted if i in current.listing.label_ids]
         todo = [i for i in wanted if i not in already]
@@ -76,7 +77,7 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
         if not todo:
             return report
         budget = (manifest.shards.memory_budget_mb if manifest.shards else None) or EnrollOptions().memory_budget_mb
-        with BundleUpdate(bundle) as update:
+        with BundleUpdate(opened) as update:
             found, _ = remove_labels(update, set(todo), EnrollOptions(memory_budget_mb=budget))
             missing = [i for i in todo if i not in found]
             if missing:

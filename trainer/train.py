@@ -345,9 +345,41 @@ def optimistic_note(report: dict) -> str:
     return f" ({OPTIMISTIC_NOTE})" if report.get("optimistic") else ""
 
 
+@dataclass(kw_only=True)
+class TrainReport:
+    """A run's last validation, as its eval.json holds it; `to_dict()` is that JSON (and
+    `puf train --json`), `describe` its line for people."""
+
+    figures: dict[str, Any] = field(default_factory=dict)  # `trainer.metrics.verification_report`, as written
+    pattern_accuracy: float | None = None
+    validation: str | None = None  # what the queries were (other captures, or augmented copies)
+    optimistic: bool | None = None  # no re-captures: the TAR and EER flatter the model
+    step: int | None = None
+    train_seconds: float | None = None
+    init: dict | None = None  # what the run started from (None: from scratch)
+
+    @classmethod
+    def of(cls, written: dict) -> TrainReport:
+        """The report of an eval.json's JSON (empty: no validation yet)."""
+        typed = {f.name for f in dataclasses.fields(cls)} - {"figures"}
+        return cls(figures={k: v for k, v in written.items() if k not in typed},
+                   **{k: v for k, v in written.items() if k in typed})
+
+    def to_dict(self) -> dict:
+        """eval.json's keys and values (the typed ones after the figures, as `_evaluate` writes them)."""
+        typed = {k: v for k, v in asdict(self).items() if k != "figures" and v is not None}
+        return {**self.figures, **typed}
+
+    def describe(self, run_dir: Path) -> str:
+        row = (self.figures.get("tar_at_far") or [{}])[0]
+        return (f"step {self.step}: TAR {row.get('tar')} at FAR {row.get('far')}, EER {self.figures.get('eer')}, "
+                f"pattern accuracy {self.pattern_accuracy} (validation labels){optimistic_note(self.to_dict())}; "
+                f"model in {run_dir / 'model.keras'}")
+
+
 def train(config: TrainConfig, run_dir: Path, progress: bool = True,
           max_new_steps: int | None = None, cluster: Cluster | None = None,
-          join_timeout: float = JOIN_TIMEOUT_S) -> dict:
+          join_timeout: float = JOIN_TIMEOUT_S) -> TrainReport:
     """Train (or resume) into `run_dir`; returns the last validation report.
 
     With a `cluster` every worker runs this with the same run dir (shared, or the same path
@@ -366,7 +398,7 @@ def train(config: TrainConfig, run_dir: Path, progress: bool = True,
 
 
 def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
-           max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> dict:
+           max_new_steps: int | None, cluster: Cluster | None, join_timeout: float) -> TrainReport:
     """The recipe: build, restore or warm start, then a plain loop under a run log and a
     stop-on-signal context; whatever ends it, the steps made are saved."""
     import tensorflow as tf
@@ -410,7 +442,7 @@ def _train(config: TrainConfig, run_dir: Path, out_dir: Path, progress: bool,
     finally:
         if net.steps_done() > start:
             _save_at_stop(net, out_dir, report, clock.seconds(), cluster, sync=finished)
-    return _read_json(out_dir / "eval.json") or {}
+    return TrainReport.of(_read_json(out_dir / "eval.json") or {})
 
 
 def _check_same_run(config: TrainConfig, run_dir: Path, workers: int) -> None:

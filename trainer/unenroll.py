@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_app.bundle import OpenedBundle
 from edge_app.bundle_format import Manifest, ShardEntry, Shards
 from edge_app.errors import PufError
 from fabrication.registry import Registry
@@ -66,12 +67,13 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
         raise PufError("no label to remove: name a batch the bundle holds, or label ids")
     bundle = Path(bundle)
     with bundle_lock(bundle):
-        manifest = read_for_update(bundle, private_key, trusted_keys)
+        opened = read_for_update(bundle, private_key, trusted_keys)
+        manifest = opened.manifest
         present = label_ids & enrolled_label_ids(bundle, manifest)
         report: dict = {"bundle": str(bundle), "labels_removed": len(present), "shards": {},
                         "batches": sorted({batch_of(label_id) for label_id in label_ids})}
         if present:
-            manifest = _write_version(bundle, manifest, present, private_key, trusted_keys, valid_days, report)
+            manifest = _write_version(opened, present, private_key, trusted_keys, valid_days, report)
         elif not recorded_in(bundle, registry) & label_ids:
             raise PufError(f"the bundle {bundle} holds none of the {len(label_ids)} label(s) to remove (e.g. "
                            f"{sorted(label_ids)[0]}); nothing changed")
@@ -83,10 +85,10 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
     return report
 
 
-def _write_version(bundle: Path, manifest: Manifest, present: set[str], private_key: SigningKey | None,
+def _write_version(opened: OpenedBundle, present: set[str], private_key: SigningKey | None,
                    trusted_keys: Path | None, valid_days: float | None, report: dict) -> Manifest:
-    """The bundle's new version without `present`; its shards' entries go into `report`."""
-    with BundleUpdate(bundle) as update:
+    """The opened bundle's new version without `present`; its shards' entries go into `report`."""
+    with BundleUpdate(opened) as update:
         section = update.manifest.shards or Shards()
         options = EnrollOptions(memory_budget_mb=section.memory_budget_mb or DEFAULT_BUDGET_MB,
                                 valid_days=valid_days)

@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(refusal, indent=1, ensure_ascii=False))
         raise
-    _save(args.out, report)
-    return print_report(report, args.json, describe)
+    _save(args.out, report.to_dict())
+    return print_report(report.to_dict(), args.json, describe)
 
 
 def _save(out: Path | None, report: dict) -> None:

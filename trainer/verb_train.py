@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None:
         raise PufError("give the run folder RUN_DIR (or --list-settings)")
     quiet_tensorflow()
-    from trainer.train import load_config, optimistic_note, train
+    from trainer.train import load_config, train
 
     overrides = list(args.set)
     if args.init is not None:  # the init model's architecture, under the user's own --set
@@ -98,13 +98,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = cluster_from(args.cluster)
     report = train(config, args.run_dir, progress=cluster is None or cluster.chief, cluster=cluster,
                    join_timeout=JOIN_TIMEOUT_S if args.join_timeout is None else args.join_timeout)
-    if args.json:
-        print(json.dumps(report, indent=1))
-    else:
-        row = (report.get("tar_at_far") or [{}])[0]
-        print(f"step {report.get('step')}: TAR {row.get('tar')} at FAR {row.get('far')}, "
-              f"EER {report.get('eer')}, pattern accuracy {report.get('pattern_accuracy')} "
-              f"(validation labels){optimistic_note(report)}; model in {args.run_dir / 'model.keras'}")
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.describe(args.run_dir))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from edge_app.app.i18n import N_, _
 from edge_app.bundle import load_bundle
 from edge_app.device_key import device_key
 from edge_app.device_store import bundle_version, open_verifier
-from edge_app.errors import NoTrustedKeys, PufError
+from edge_app.errors import BundleRefused, CaptureUnusable, HardwareStopped, NoTrustedKeys, PufError
 from edge_app.journal import Journal
 from edge_app.label_size import parse_label_px
 from edge_app.segment import crop_label
@@ -48,6 +49,26 @@ UPDATE_HINT = N_("Go to Settings and tap 'Update bundle from folder' (a USB stic
 NOT_OPENED = N_("The bundle has not been opened yet.")
 NOT_SET_UP = N_("This device trusts no factory's key yet, so it cannot check a bundle or a label. Ask whoever "
                 "looks after the device to set it up with your factory's public key.")
+CAMERA_STOPPED = N_("The camera stopped: {cause}. Choose it again in Settings.")
+PHOTO_UNUSABLE = N_("The photo cannot be used: {cause}. Take it again.")
+
+
+class Trouble(StrEnum):
+    """A failure as the app tells them apart: by the kind of PufError (`edge_app.errors`),
+    never by its words, which are the user's to read."""
+
+    BUNDLE_REFUSED = "bundle refused"  # the bundle in use stays in use
+    CAPTURE_UNUSABLE = "capture unusable"  # this photo only: take it again, the camera stays
+    HARDWARE_STOPPED = "hardware stopped"  # the camera is closed: choose it again in Settings
+    OTHER = "other"  # another PufError: its own words say what to do
+    BUG = "bug"  # not a PufError: its traceback goes to the log
+
+
+def trouble_of(error: BaseException) -> Trouble:
+    """The kind of `error`, for the screen that shows it."""
+    kinds = ((BundleRefused, Trouble.BUNDLE_REFUSED), (CaptureUnusable, Trouble.CAPTURE_UNUSABLE),
+             (HardwareStopped, Trouble.HARDWARE_STOPPED), (PufError, Trouble.OTHER))
+    return next((trouble for kind, trouble in kinds if isinstance(error, kind)), Trouble.BUG)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from kivy.uix.image import Image
 from kivy.uix.screenmanager import Screen
 
 from edge_app.app.i18n import N_, _
-from edge_app.app.inspection import BundleStatus, Outcome
+from edge_app.app.inspection import CAMERA_STOPPED, PHOTO_UNUSABLE, BundleStatus, Outcome, Trouble, trouble_of
 from edge_app.app.widgets import IDLE_COLOUR, OK_COLOUR, WARN_COLOUR, to_texture
 from edge_app.camera import assess, guide_box
 from edge_app.errors import PufError
@@ -83,6 +83,7 @@ class PreviewController:
         self.app = app
         self.ticks = 0  # preview frames shown
         self.assist = None  # the capture assist of the last preview frame
+        self.problem: str | None = None  # why the last capture gave no verdict: shown until the next one
         self._texture: Texture | None = None
 
     @cached_property
@@ -106,8 +107,11 @@ class PreviewController:
         try:
             image = app.source.preview_frame(PREVIEW_WIDTH)
         except Exception as error:
+            if trouble_of(error) == Trouble.CAPTURE_UNUSABLE:  # this frame only: the camera stays
+                self._say(_(PHOTO_UNUSABLE).format(cause=error))
+                return
             camera_failed(error)
-            app.camera_stopped(N_("The camera stopped: {cause}. Choose it again in Settings."), error)
+            app.camera_stopped(CAMERA_STOPPED, error)
             self.assist = None
             screen.focus_text = screen.light_text = "-"
             screen.focus_colour = screen.light_colour = IDLE_COLOUR
@@ -131,7 +135,11 @@ class PreviewController:
         screen.focus_colour = OK_COLOUR if assist.sharp else WARN_COLOUR
         screen.light_text = _(LIGHT[assist.exposure_state])
         screen.light_colour = OK_COLOUR if assist.exposure_state == "ok" else WARN_COLOUR
-        screen.hint = _(assist.hint)
+        screen.hint = self.problem or _(assist.hint)
+
+    def _say(self, problem: str) -> None:
+        """Why a capture gave no verdict, in the hint's place until the next capture."""
+        self.problem = self.screen.hint = problem
 
     def capture(self) -> None:
         """Take a still and verify it on the worker; the preview keeps running meanwhile."""
@@ -139,11 +147,20 @@ class PreviewController:
         if app.busy or not app.ready or source is None:  # ready: a bundle and a camera
             return
         pressed = perf_counter()
+        self.problem = None
         try:
             frame = source.capture()
         except Exception as error:
-            camera_failed(error)
-            self.screen.hint = _("The capture failed: {cause}").format(cause=error)
+            trouble = trouble_of(error)
+            if trouble == Trouble.HARDWARE_STOPPED:  # closed: it must be chosen again
+                camera_failed(error)
+                app.camera_stopped(CAMERA_STOPPED, error)
+            elif trouble == Trouble.CAPTURE_UNUSABLE:  # this photo only: the camera stays
+                log.warning("capture: %s", error)
+                self._say(_(PHOTO_UNUSABLE).format(cause=error))
+            else:
+                camera_failed(error)
+                self._say(_("The capture failed: {cause}").format(cause=error))
             return
         app.busy = True
         app.submit(partial(app.inspector.inspect, frame), partial(self._checked, pressed))
@@ -151,8 +168,13 @@ class PreviewController:
     def _checked(self, pressed: float, outcome: Outcome | None, error: BaseException | None) -> None:
         self.app.busy = False
         if error is not None:
-            log.error("the check failed", exc_info=error)
-            self.screen.hint = _("The check failed: {cause}").format(cause=error)
+            trouble = trouble_of(error)
+            if trouble == Trouble.CAPTURE_UNUSABLE:
+                log.warning("the check: %s", error)
+                self._say(_(PHOTO_UNUSABLE).format(cause=error))
+                return
+            log.error("the check failed", exc_info=error if trouble == Trouble.BUG else None)
+            self._say(_("The check failed: {cause}").format(cause=error))
             return
         assert outcome is not None  # Inspector.inspect returns one when it raises nothing
         self.app.verdict.arrive(outcome, pressed)

@@ -26,7 +26,7 @@ from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
 
 from edge_app.app.i18n import N_, _, languages
-from edge_app.app.inspection import BundleStatus
+from edge_app.app.inspection import BundleStatus, Trouble, trouble_of
 from edge_app.app.widgets import COLOURS, OK_COLOUR
 from edge_app.camera.base import STILL_SHORT_PX
 from edge_app.errors import PufError
@@ -178,11 +178,14 @@ class SettingsController:
         app = self.app
         app.busy = False
         if error is not None:
-            if not isinstance(error, PufError):
+            trouble = trouble_of(error)
+            if trouble == Trouble.BUG:
                 log.error("installing the bundle failed", exc_info=error)
             kept = (_("The previous bundle is still in use.") if app.bundle_status.ready
                     else _("No bundle is installed."))
-            self._say(_("Update refused: {cause}. {kept}").format(cause=error, kept=kept), COLOURS["counterfeit"][0])
+            said = (_("Update refused: {cause}. {kept}") if trouble == Trouble.BUNDLE_REFUSED  # the bundle's fault
+                    else _("Update failed: {cause}. {kept}"))  # the device's, or the stick's
+            self._say(said.format(cause=error, kept=kept), COLOURS["counterfeit"][0])
             return
         assert status is not None  # Inspector.install returns one when it raises nothing
         app.bundle_opened(status, None)

@@ -236,6 +236,26 @@ def test_without_a_bundle_the_app_says_what_to_do_and_updates_from_a_folder(data
     assert settings["exposure_us"] > 0 and settings["gain"] > 0
 
 
+def test_a_photo_that_cannot_be_used_asks_for_a_retake_and_the_camera_stays(data, screen_env, tmp_path):
+    """A capture unusable (a broken file from the file camera) is this photo's problem: the app
+    asks for it again and keeps the camera, whose next photo verifies; not a failed capture."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    (shots / "1_broken.png").write_bytes(b"not a photo")
+    shutil.copy(data["shots"] / "1_genuine.png", shots / "2_genuine.png")
+    steps = [{"do": "wait_ready"}, {"do": "press", "screen": "preview", "id": "capture"},  # no verdict comes
+             {"do": "record", "name": "broken"}, {"do": "capture"}, {"do": "record", "name": "next"}]
+    script = {"options": {"home": tmp_path / "home", "bundle": data["bundle"], "trusted_keys": data["trusted"],
+                          "camera": f"file:{shots}"}, "steps": steps}
+    result = run_script(script, tmp_path / "run", screen_env)
+    assert result["error"] is None, result["error"] + result["stderr"]
+    broken, after = result["records"]["broken"], result["records"]["next"]
+    assert broken["screen"] == "preview" and "1_broken.png" in broken["hint"], broken
+    assert "Take it again" in broken["hint"] and "failed" not in broken["hint"], broken["hint"]
+    assert broken["ready"] and broken["notice"] == ""  # the camera stays
+    assert after["texts"]["title"] == "GENUINE" and after["texts"]["label_id"] == data["label_id"]
+
+
 def test_the_device_key_is_made_at_the_first_start_before_any_check(screen_env, tmp_path):
     """A device's journal signing key (`edge_app.device_key`) exists from its first start, so that
     it can be registered centrally (puf journal identity) before any journal is exported."""

@@ -53,3 +53,15 @@ def test_a_laser_stopped_partway_is_hardware_stopped():
     with pytest.raises(HardwareStopped, match="partly marked"):
         laser.run_job(lines)
     assert not board.beam_enabled
+
+
+def test_the_app_tells_the_kinds_apart_by_their_class_never_by_their_words():
+    from edge_app.app.inspection import Trouble, trouble_of
+    from edge_app.errors import PufError
+
+    # each message is another kind's words: only the class may decide
+    assert trouble_of(BundleRefused("the camera stopped")) == Trouble.BUNDLE_REFUSED
+    assert trouble_of(CaptureUnusable("the camera stopped; update refused")) == Trouble.CAPTURE_UNUSABLE
+    assert trouble_of(HardwareStopped("cannot read the photo x.png")) == Trouble.HARDWARE_STOPPED
+    assert trouble_of(PufError("Update refused: cannot read the photo")) == Trouble.OTHER
+    assert trouble_of(RuntimeError("bundle refused")) == Trouble.BUG

@@ -194,7 +194,7 @@ def test_a_device_key_is_made_once_private_and_a_new_key_needs_replace(url, tmp_
 def test_an_unregistered_device_pushing_online_is_refused_and_its_mark_stays(url, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PUF_HOME", str(tmp_path / "home"))
     with journal_of(tmp_path / "home", [L1]) as journal:
-        assert puf("journal", "push", "--central", url) == 2
+        assert puf("registry", "import", "--journal", journal.path, "--central", url) == 2
         assert "whose key is not registered" in capsys.readouterr().err
         assert not journal.meta(SYNCED_TO)
     assert kept(url) == []

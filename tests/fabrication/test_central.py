@@ -239,6 +239,7 @@ def test_a_device_online_pushes_what_is_new_and_a_failed_push_is_sent_again(url,
 
     monkeypatch.setenv("PUF_HOME", str(tmp_path / "home"))
     journal_path = tmp_path / "home" / "journal.sqlite"
+    journal_given = ["--journal", str(journal_path)]  # the device's journal, imported on the factory side
     with Journal(journal_path) as journal:
         for i in range(3):
             journal.record(verdict(i), crop(i), "1-ab")
@@ -247,19 +248,20 @@ def test_a_device_online_pushes_what_is_new_and_a_failed_push_is_sent_again(url,
     with CentralRegistry(url) as central:
         assert central.add_device(identity["device_id"], identity["public_key"]) == (identity["key_id"], None)
     # offline: a clear error, and the sync mark stays where it was
-    assert main(["journal", "push", "--central", "postgresql+psycopg://puf:secret@127.0.0.1:1/x"]) == 2
+    offline = "postgresql+psycopg://puf:secret@127.0.0.1:1/x"
+    assert main(["registry", "import", *journal_given, "--central", offline]) == 2
     assert "127.0.0.1:1" in capsys.readouterr().err
     with Journal(journal_path) as journal:
         assert not journal.meta(SYNCED_TO)
-    assert main(["journal", "push", "--central", url]) == 0
-    assert "pushed 3 new checks" in capsys.readouterr().err
+    assert main(["registry", "import", *journal_given, "--central", url]) == 0
+    assert "pushed 3 new checks" in capsys.readouterr().out
     with Journal(journal_path) as journal:
         journal.record(verdict(3), None, "1-ab")
     monkeypatch.setenv("PUF_CENTRAL", url)
-    assert main(["journal", "push"]) == 0
-    assert "pushed 1 new checks" in capsys.readouterr().err
-    assert main(["journal", "push"]) == 0
-    assert "nothing new" in capsys.readouterr().err
+    assert main(["registry", "import", *journal_given]) == 0
+    assert "pushed 1 new checks" in capsys.readouterr().out
+    assert main(["registry", "import", *journal_given]) == 0
+    assert "nothing new" in capsys.readouterr().out
     engine = sa.create_engine(url)
     with engine.connect() as db:
         checks = TABLES.tables["verifications"]

@@ -188,7 +188,7 @@ def test_evaluate_writes_a_calibrated_threshold_and_figures(base, fresh, key, tm
     enroll(fresh, enroll_crops(base), key, progress=False)
     queries = write_crop_folder(tmp_path / "queries", sim_batch(), (0, 1), shots=0, handheld=1)
     report = evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, out=tmp_path / "report",
-                      progress=False, frr_bound=0.25)
+                      progress=False, frr_bound=0.25).to_dict()
     assert report["genuine_queries"] == 12 and report["impostor_queries"] == 12
     comparisons = report["comparisons"]
     assert comparisons["impostor_pairs"] == 12 * 11 + 12 * 12

@@ -133,7 +133,8 @@ def test_evaluate_writes_a_calibrated_threshold_from_recaptures_and_refuses_too_
     assert manifest(fresh) == before  # nothing written
     with pytest.raises(PufError, match=f"needs at least 299 genuine comparisons, got {genuine}"):
         evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, progress=False)
-    report = evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, progress=False, frr_bound=0.3)
+    report = evaluate(fresh, [queries], far=2e-2, classify=False, private_key=key, progress=False,
+                      frr_bound=0.3).to_dict()
     assert report["written"] and report["comparisons"]["impostor_pairs"] == impostor_pairs
     decision = manifest(fresh)["decision"]
     assert decision["calibrated"] is True and decision["far"] == 2e-2

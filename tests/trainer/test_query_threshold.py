@@ -24,7 +24,7 @@ def enrolled(base, fresh, key, tmp_path):
 def test_the_threshold_for_a_per_query_far_is_written_and_the_device_reads_it(base, enrolled, key):
     bundle, queries = enrolled
     report = evaluate(bundle, [queries], query_far_target=0.05, classify=False, private_key=key,
-                      progress=False, frr_bound=0.25)
+                      progress=False, frr_bound=0.25).to_dict()
     decision = json.loads((bundle / MANIFEST).read_text())["decision"]
     # without classification every query meets all 12 labels: the per-comparison FAR is the share
     assert decision["query_far"] == 0.05 and decision["labels_per_shard"] == 12
@@ -46,9 +46,9 @@ def test_the_threshold_for_a_per_query_far_is_written_and_the_device_reads_it(ba
 def test_a_larger_deployment_needs_a_higher_threshold(enrolled):
     bundle, queries = enrolled
     thresholds = [evaluate(bundle, [queries], query_far_target=0.05, classify=False, progress=False,
-                           deployed_labels=n)["decision"]["threshold"] for n in (12, 120)]
+                           deployed_labels=n).to_dict()["decision"]["threshold"] for n in (12, 120)]
     assert thresholds[0] < thresholds[1]
-    report = evaluate(bundle, [queries], far=2e-2, classify=False, progress=False, deployed_labels=120)
+    report = evaluate(bundle, [queries], far=2e-2, classify=False, progress=False, deployed_labels=120).to_dict()
     planned = report["per_query"]["planned"]
     assert planned["labels_per_shard"] == 120
     assert planned["far_per_query"] == pytest.approx(query_far(report["per_query"]["pair_far"], 120))
@@ -88,3 +88,21 @@ def test_puf_evaluate_reports_the_per_query_far_at_the_shard_sizes(enrolled, cap
     assert "276 impostor comparisons" in out and "at 12 labels (1 shards)" in out
     assert "threshold set for 0.05 per query at 120 labels a shard" in out
     assert "at the planned 120 labels a shard" in out
+
+
+def test_the_report_is_typed_and_puf_evaluate_json_prints_its_dict(enrolled, capsys):
+    from edge_app.cli import main
+    from trainer.evaluation import EvaluationReport
+
+    bundle, queries = enrolled
+    report = evaluate(bundle, [queries], far=2e-2, classify=False, progress=False)
+    assert isinstance(report, EvaluationReport) and not report.written and report.figures is None
+    data = report.to_dict()
+    parts = ["bundle", "queries", "classify", "genuine_queries", "impostor_queries", "comparisons", "decision",
+             "decisions_at_threshold", "per_query", "pattern_accuracy", "timings_ms", "written"]
+    assert list(data) == parts + (["too_few_pairs"] if report.too_few_pairs else []), list(data)
+    assert data["genuine_queries"] == report.genuine_queries == 12 and data["decision"] == report.decision
+    assert main(["evaluate", "--bundle", str(bundle), "--queries", str(queries), "--no-classify", "--far", "2e-2",
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == list(data) and printed["comparisons"] == data["comparisons"]

@@ -41,7 +41,7 @@ def trained(crops_dir, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("run")
     config = load_config(None, [f"data={crops_dir}", "steps=80", *TINY])
-    report = train(config, run, progress=False)
+    report = train(config, run, progress=False).to_dict()
     return run, report
 
 
@@ -63,13 +63,25 @@ def test_training_lowers_the_loss_and_separates_held_out_labels(trained):
     assert report["step"] == 80
 
 
+def test_the_train_report_is_typed_and_its_dict_is_the_runs_eval_json(trained):
+    from trainer.train import TrainReport
+
+    run, report = trained
+    written = json.loads((run / "eval.json").read_text())
+    typed = TrainReport.of(written)
+    assert typed.step == 80 and typed.optimistic is False and typed.init is None
+    assert typed.figures["eer"] == written["eer"] and "step" not in typed.figures
+    assert typed.to_dict() == written == report and list(typed.to_dict()) == list(written)
+    assert TrainReport.of({}).to_dict() == {}  # stopped before its first validation
+
+
 def test_a_stopped_run_resumes_from_its_checkpoint(crops_dir, tmp_path):
     from trainer.train import load_config, train
 
     config = load_config(None, [f"data={crops_dir}", "steps=30", *TINY])
     train(config, tmp_path, progress=False, max_new_steps=20)  # "stopped" after 20
     assert json.loads((tmp_path / "eval.json").read_text())["step"] == 20
-    report = train(config, tmp_path, progress=False)
+    report = train(config, tmp_path, progress=False).to_dict()
     assert report["step"] == 30
     steps = [int(r["step"]) for r in _log(tmp_path)]
     assert steps == [20, 30]  # logged once each: the second call began at step 20
@@ -435,7 +447,7 @@ def test_train_with_init_from_a_run_records_it_and_refuses_another_architecture(
 
     run, _ = trained
     config = load_config(None, [f"data={one_capture_dir}", f"init={run}", "steps=3", *TINY])
-    report = train(config, tmp_path / "ft", progress=False)
+    report = train(config, tmp_path / "ft", progress=False).to_dict()
     assert report["init"]["from"] == str(run) and report["init"]["kind"] == "run"
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["init"] == str(run)
     other = load_config(None, [f"data={one_capture_dir}", f"init={run}", "steps=3", *TINY, "embedding_dim=16"])
@@ -546,7 +558,7 @@ def test_a_warm_start_begins_each_label_centre_at_its_mean_embedding(trained, cr
     assert (nearest == crops.label).mean() > 0.8  # the trained model already tells these apart
 
     config = load_config(None, [f"data={crops_dir}", f"init={run}", "steps=3", "batch_patterns=2", *TINY])
-    report = train(config, tmp_path / "ft", progress=False)
+    report = train(config, tmp_path / "ft", progress=False).to_dict()
     # the same labels as the init run: every centre is the one it trained
     assert report["init"]["identity_centres"]["kept"] == len(json.loads((run / "split.json").read_text())["train"])
     assert report["init"]["identity_centres"]["new"] == 0
