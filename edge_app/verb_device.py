@@ -138,7 +138,7 @@ verb = Verb(
     "  puf device trust keys/factory.pub          # the factory's public key, once per device\n"
     "  puf device install bundles/b1              # from a USB stick: checked, then the device's bundle\n"
     "  puf device install bundles/b1 --allow-older --json\n"
-    "  puf device bench --labels 1000000 --json    # this device's figures, to send with a report",
+    "  puf device bench --json                     # this device's figures (100,000 synthetic labels), for a report",
     add_arguments,
     run,
     extras=("device",),

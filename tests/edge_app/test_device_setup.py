@@ -76,7 +76,7 @@ def test_the_examples_of_device_and_verify_run_as_printed_on_a_new_device(layout
     assert refused.returncode == 2 and "puf device install" in refused.stderr, refused.stderr
 
     device = examples("device")
-    assert [line.split()[2] for line in device] == ["trust", "install", "install"]
+    assert [line.split()[2] for line in device] == ["trust", "install", "install", "bench"]
     for line in device:
         done = run_line(layout, line)
         assert done.returncode == 0, (line, done.stderr)
