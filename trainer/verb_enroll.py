@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augmented", type=non_negative_int, default=0,
                         help="enroll N augmented copies of each crop (the paper used 100)")
     shard_arguments(parser)
+    parser.add_argument("--accept-approximate-scores", action="store_true",
+                        help="write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
+                             "exact search by more than the library's tolerance, and mark the threshold not "
+                             "calibrated (then: puf evaluate --query-far); without it such an enrollment is refused")
     parser.add_argument("--thumbnails", type=non_negative_int, default=0, metavar="PX",
                         help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
                              "device shows beside a genuine match; from a bundle's first enrollment on")
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = store_target(args)
     key = load_private_key(args.key) if args.key else None
-    options = shard_options(args, rotations=args.rotations, augmented=args.augmented, thumbnails=args.thumbnails)
+    options = shard_options(args, rotations=args.rotations, augmented=args.augmented, thumbnails=args.thumbnails,
+                            accept_approximate_scores=args.accept_approximate_scores)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json, trusted_keys=args.trusted_keys, store=store)
     return print_report(report.to_dict(), args.json, lambda _: report.describe())
