@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augmented", type=non_negative_int, default=0,
                         help="enroll N augmented copies of each crop (the paper used 100)")
     shard_arguments(parser)
+    from trainer.enroll import MAX_SCORE_RISE
+
     parser.add_argument("--accept-approximate-scores", action="store_true",
-                        help="write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
-                             "exact search by more than the library's tolerance, and mark the threshold not "
-                             "calibrated (then: puf evaluate --query-far); without it such an enrollment is refused")
+                        help=f"write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
+                             f"exact search by more than {MAX_SCORE_RISE:g}, and mark the threshold not calibrated "
+                             "(then: puf evaluate --query-far); without it such an enrollment is refused")
     parser.add_argument("--thumbnails", type=non_negative_int, default=0, metavar="PX",
                         help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
                              "device shows beside a genuine match; from a bundle's first enrollment on")
