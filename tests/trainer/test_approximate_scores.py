@@ -19,7 +19,7 @@ from edge_app.bundle import load_bundle
 from edge_app.cli import main
 from tests.bundle_support import enroll_crops, keys
 from trainer import index_build
-from trainer.enroll import MAX_SCORE_RISE
+from trainer.enroll import MAX_SCORE_RISE, EnrollReport
 
 ROTATIONS = 36  # 36 vectors a shard: each of the 12 labels has its own pattern
 EXACT_MAX = 10  # so every shard is an IVF
@@ -81,6 +81,8 @@ def test_accepted_approximate_scores_are_reported_and_the_threshold_marked_not_c
     rising = {p for p, e in report["shards"].items() if e["score_error"]["max_up"] > MAX_SCORE_RISE}
     assert rising and set(report["approximate_scores"]) == rising
     assert all(report["shards"][p]["kind"] == "ivf_sq4" for p in rising)
+    text = EnrollReport(**report).describe()  # the table puf enroll prints without --json
+    assert "score+" in text and f"NOT CALIBRATED: {len(rising)} shard(s) raise scores" in text
     manifest = json.loads((fresh / "manifest.json").read_text())
     for pattern in rising:  # the manifest's shard entry carries the same figures
         assert manifest["shards"]["classes"][pattern]["score_error"] == report["shards"][pattern]["score_error"]
