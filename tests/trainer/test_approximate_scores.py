@@ -17,9 +17,10 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
-from tests.bundle_support import enroll_crops, keys
+from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
 from trainer import index_build
 from trainer.enroll import MAX_SCORE_RISE, EnrollReport
+from trainer.evaluation import evaluate
 
 ROTATIONS = 36  # 36 vectors a shard: each of the 12 labels has its own pattern
 EXACT_MAX = 10  # so every shard is an IVF
@@ -75,7 +76,8 @@ def test_a_tight_budget_is_refused_and_the_bundle_left_as_it_was(base, fresh):
     assert load_bundle(fresh, keys(base)[1]).uncalibrated_warning is None
 
 
-def test_accepted_approximate_scores_are_reported_and_the_threshold_marked_not_calibrated(base, fresh):
+def test_accepted_approximate_scores_are_reported_and_the_threshold_marked_not_calibrated(base, fresh, key,
+                                                                                          tmp_path):
     report = puf_json(*enroll_args(base, fresh, sq4_budget_mb(fresh), "--accept-approximate-scores"))
     assert report["labels_added"] == 12
     rising = {p for p, e in report["shards"].items() if e["score_error"]["max_up"] > MAX_SCORE_RISE}
@@ -91,6 +93,11 @@ def test_accepted_approximate_scores_are_reported_and_the_threshold_marked_not_c
     bundle = load_bundle(fresh, keys(base)[1])  # signed, installable, and it says why not to trust its threshold
     assert "not calibrated" in bundle.uncalibrated_warning
     assert "puf evaluate --query-far" in bundle.uncalibrated_warning
+    # the way out the message names: a threshold calibrated on this index's own scores
+    queries = write_crop_folder(tmp_path / "queries", sim_batch(), (0, 1), shots=0, handheld=1)
+    evaluate(fresh, [queries], query_far_target=0.05, classify=False, private_key=key, progress=False,
+             frr_bound=0.25)
+    assert load_bundle(fresh, keys(base)[1]).uncalibrated_warning is None
 
 
 def clustered(n: int, d: int, seed: int) -> np.ndarray:
