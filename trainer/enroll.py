@@ -416,7 +416,7 @@ def check_score_errors(manifest: Manifest, options: EnrollOptions, shards: dict[
             + f", more than {MAX_SCORE_RISE:g}")
     if not options.accept_approximate_scores:
         raise PufError(f"{what}: the threshold, calibrated on exact scores, would accept counterfeits rounded up "
-                       f"past it; nothing enrolled, the bundle is unchanged. Either raise --memory-mb to "
+                       f"past it; nothing written, the bundle is as it was. Either raise --memory-mb to "
                        f"{memory_mb} (8-bit codes, within {MAX_SCORE_RISE:g}), or pass --accept-approximate-scores "
                        "and then calibrate the threshold on this index with puf evaluate --query-far")
     decision = manifest.decision or Decision()

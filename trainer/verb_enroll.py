@@ -25,12 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augmented", type=non_negative_int, default=0,
                         help="enroll N augmented copies of each crop (the paper used 100)")
     shard_arguments(parser)
-    from trainer.enroll import MAX_SCORE_RISE
-
-    parser.add_argument("--accept-approximate-scores", action="store_true",
-                        help=f"write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
-                             f"exact search by more than {MAX_SCORE_RISE:g}, and mark the threshold not calibrated "
-                             "(then: puf evaluate --query-far); without it such an enrollment is refused")
     parser.add_argument("--thumbnails", type=non_negative_int, default=0, metavar="PX",
                         help="also store a PX x PX grey thumbnail of each label (PX*PX bytes a label), which the "
                              "device shows beside a genuine match; from a bundle's first enrollment on")
@@ -61,7 +55,7 @@ def trusted_keys_argument(parser) -> None:
 def shard_arguments(parser: argparse.ArgumentParser) -> None:
     """How shards are planned and tuned (`trainer.enroll.EnrollOptions`), and the templates shipped
     (shared with `puf export-region`)."""
-    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL
+    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL, MAX_SCORE_RISE
     from trainer.index_build import EXACT_MAX
 
     parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
@@ -73,6 +67,10 @@ def shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall", type=float, default=DEFAULT_RECALL,
                         help=f"recall@1 of exact search to tune for (default {DEFAULT_RECALL:g}: a miss refuses a "
                              "genuine label)")
+    parser.add_argument("--accept-approximate-scores", action="store_true",
+                        help=f"write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
+                             f"exact search by more than {MAX_SCORE_RISE:g}, and mark the threshold not calibrated "
+                             "(then: puf evaluate --query-far); without it such shards are refused")
     parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle when it has "
                                                        "none (default: rendered from the factory's patterns)")
 
@@ -84,7 +82,8 @@ def shard_options(args: argparse.Namespace, **more):
 
     return EnrollOptions(memory_budget_mb=args.memory_mb, capacity=args.capacity,
                          exact_max=args.exact_max or EXACT_MAX, target_recall=args.recall,
-                         valid_days=args.valid_days, **more)
+                         valid_days=args.valid_days, accept_approximate_scores=args.accept_approximate_scores,
+                         **more)
 
 
 def store_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -120,8 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = store_target(args)
     key = load_private_key(args.key) if args.key else None
-    options = shard_options(args, rotations=args.rotations, augmented=args.augmented, thumbnails=args.thumbnails,
-                            accept_approximate_scores=args.accept_approximate_scores)
+    options = shard_options(args, rotations=args.rotations, augmented=args.augmented, thumbnails=args.thumbnails)
     report = enroll(args.bundle, args.labels, key, options, tuple(args.batch), args.capture, args.templates,
                     progress=not args.json, trusted_keys=args.trusted_keys, store=store)
     return print_report(report.to_dict(), args.json, lambda _: report.describe())

@@ -4,6 +4,7 @@ shard's score error (`trainer.index_build.score_error`) and refuses such a shard
 to accept it, which marks the threshold not calibrated."""
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,10 +18,13 @@ import pytest
 
 from edge_app.bundle import load_bundle
 from edge_app.cli import main
+from edge_app.errors import PufError
 from tests.bundle_support import enroll_crops, keys, sim_batch, write_crop_folder
 from trainer import index_build
-from trainer.enroll import MAX_SCORE_RISE, EnrollReport
+from trainer.enroll import MAX_SCORE_RISE, EnrollOptions, EnrollReport, enroll
 from trainer.evaluation import evaluate
+from trainer.fingerprint_store import Region, StoreTarget
+from trainer.region_export import export_region
 
 ROTATIONS = 36  # 36 vectors a shard: each of the 12 labels has its own pattern
 EXACT_MAX = 10  # so every shard is an IVF
@@ -124,3 +128,23 @@ def test_the_score_error_is_nil_for_exact_search_and_above_tolerance_for_pq(budg
     exact = (queries * vectors[rows[:, 0]]).sum(axis=1)
     assert index_build.score_error(index, vectors, queries)["max_abs"] == pytest.approx(
         float(np.abs(scores[:, 0] - exact).max()), abs=1e-6)
+
+
+
+
+def test_a_region_export_under_a_tight_budget_is_refused_unless_accepted(base, fresh, key, tmp_path):
+    """A region's bundle from the fingerprint store gets its shards as enrollment does, and
+    is refused the same way."""
+    store, eu = str(tmp_path / "fp.db"), Region("tea", "eu")
+    enroll(fresh, enroll_crops(base), key, EnrollOptions(rotations=ROTATIONS), progress=False,
+           store=StoreTarget(store, eu))  # the factory's bundle: exact shards
+    out = tmp_path / "eu"
+    tight = EnrollOptions(memory_budget_mb=sq4_budget_mb(fresh), exact_max=EXACT_MAX)
+    with pytest.raises(PufError, match=r"\(ivf_sq4 index\) raises scores above exact search"):
+        export_region(store, fresh, out, eu, key, tight, progress=False)
+    assert not out.exists()
+    accepted = dataclasses.replace(tight, accept_approximate_scores=True)
+    report = export_region(store, fresh, out, eu, key, accepted, progress=False)
+    assert report["labels"] == 12 and report["approximate_scores"]
+    exported = load_bundle(out, keys(base)[1])
+    assert exported.decision.calibrated is False and "puf evaluate --query-far" in exported.uncalibrated_warning
