@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import math
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -41,6 +42,7 @@ from edge_app.bundle_format import (
     SHARDS_FORMAT,
     TEMPLATES,
     THUMBNAIL_CHANNEL,
+    Decision,
     Manifest,
     ShardEntry,
     Shards,
@@ -76,6 +78,11 @@ DEFAULT_BUDGET_MB = 1400.0  # shards, id maps and models together, on the device
 DEFAULT_RECALL = 0.999
 # a genuine re-capture of a trained model sits well above this cosine to its label
 DEFAULT_GENUINE_COSINE = 0.5
+# the most a shard's index may raise a score above the exact one (`index_build.score_error`):
+# the threshold was calibrated on exact scores, and a counterfeit's score rounded up past it is
+# accepted. 8-bit codes stay within it (IVF-SQ8: at most 0.0026 on a paper-size shard of 94,445 fingerprints,
+# tools/results/bench_device_memory.json); IVF-PQ64 moved scores by up to 0.107 there.
+MAX_SCORE_RISE = 0.005
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,9 @@ class EnrollOptions:
     seed: int = 0
     thumbnails: int = 0  # PX: a PX x PX thumbnail of each label (`edge_app.thumbnails`); 0: as the bundle has
     valid_days: float | None = None  # the signed bundle expires this many days after signing; None: as it was
+    # write shards whose scores rise above exact ones by more than MAX_SCORE_RISE, marking the
+    # threshold not calibrated (False: refuse them)
+    accept_approximate_scores: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.rotations <= 360:
@@ -316,8 +326,17 @@ def check_pattern_sets(labels: Path, items: list[EnrollItem], model_set) -> obje
 def index_budget_per_vector(manifest: Manifest, memory_budget_mb: float, capacity: int, id_bytes: int) -> float:
     """Index bytes one vector may take: the memory budget less the model files (not the
     shards), shared by `capacity` vectors, less each vector's label id."""
-    model_bytes = sum(v.bytes or 0 for k, v in manifest.file_entries.items() if not k.startswith("shards/"))
-    return (memory_budget_mb * 1e6 - model_bytes) / capacity - id_bytes
+    return (memory_budget_mb * 1e6 - _model_bytes(manifest)) / capacity - id_bytes
+
+
+def memory_mb_for(manifest: Manifest, bytes_per_vector: float, capacity: int, id_bytes: int) -> float:
+    """The memory budget that gives each vector `bytes_per_vector` of index (the inverse of
+    `index_budget_per_vector`)."""
+    return ((bytes_per_vector + id_bytes) * capacity + _model_bytes(manifest)) / 1e6
+
+
+def _model_bytes(manifest: Manifest) -> int:
+    return sum(v.bytes or 0 for k, v in manifest.file_entries.items() if not k.startswith("shards/"))
 
 
 def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[str],
@@ -371,8 +390,42 @@ def ensure_templates(update: BundleUpdate, bundle: Path, manifest: Manifest, tem
 
 def shard_budget(manifest: Manifest, options: EnrollOptions, total: int, label_ids: list[str]) -> float:
     """Index bytes a vector may take once the bundle holds `total` vectors (or the planned capacity)."""
-    id_bytes = max([len(i) for i in label_ids] + [16])
-    return index_budget_per_vector(manifest, options.memory_budget_mb, max(options.capacity, total, 1), id_bytes)
+    return index_budget_per_vector(manifest, options.memory_budget_mb, *_shared_by(options, total, label_ids))
+
+
+def _shared_by(options: EnrollOptions, total: int, label_ids: list[str]) -> tuple[int, int]:
+    """The vectors the memory budget is shared by, and the bytes of each one's label id."""
+    return max(options.capacity, total, 1), max([len(i) for i in label_ids] + [16])
+
+
+def check_score_errors(manifest: Manifest, options: EnrollOptions, shards: dict[str, dict], total: int,
+                       label_ids: list[str]) -> dict[str, dict]:
+    """The shards written (pattern -> entry) whose scores rise above exact ones by more than
+    MAX_SCORE_RISE. Refused (a PufError naming them and the ways out) unless
+    `options.accept_approximate_scores`; accepted, the manifest's decision is marked not
+    calibrated: its threshold was set on other scores."""
+    rising = {p: e for p, e in shards.items() if e["score_error"]["max_up"] > MAX_SCORE_RISE}
+    if not rising:
+        return rising
+    dim = int(manifest.embedding_dim or 0)
+    needed = max(index_build.sq8_bytes_per_vector(e["vectors"], dim, options.exact_max) for e in shards.values())
+    memory_mb = math.ceil(memory_mb_for(manifest, needed, *_shared_by(options, total, label_ids)))
+    pattern, entry = max(rising.items(), key=lambda item: item[1]["score_error"]["max_up"])
+    what = (f"shard {pattern!r} ({entry['kind']} index) raises scores above exact search by up to "
+            f"{entry['score_error']['max_up']:.4f}" + (f" ({len(rising)} shards in all)" if len(rising) > 1 else "")
+            + f", more than {MAX_SCORE_RISE:g}")
+    if not options.accept_approximate_scores:
+        raise PufError(f"{what}: the threshold, calibrated on exact scores, would accept counterfeits rounded up "
+                       f"past it; nothing written, the bundle is as it was. Either raise --memory-mb to "
+                       f"{memory_mb} (8-bit codes, within {MAX_SCORE_RISE:g}), or pass --accept-approximate-scores "
+                       "and then calibrate the threshold on this index with puf evaluate --query-far")
+    decision = manifest.decision or Decision()
+    decision.calibrated = False
+    decision.extra["not_calibrated_because"] = (f"{what}, written with --accept-approximate-scores: calibrate the "
+                                                "threshold on this index with puf evaluate --query-far")
+    decision.extra["approximate_scores"] = {p: e["score_error"] for p, e in rising.items()}
+    manifest.decision = decision
+    return rising
 
 
 def genuine_cosine_of(options: EnrollOptions, manifest: Manifest) -> float:
@@ -491,6 +544,8 @@ class EnrollReport:
     skipped: dict[str, int]  # reason -> labels skipped for it
     skipped_examples: dict[str, str]  # reason -> one label skipped for it
     shards: dict[str, dict] = field(default_factory=dict)  # pattern -> its shard's manifest entry, as written
+    # pattern -> the score error of each shard written with --accept-approximate-scores
+    approximate_scores: dict[str, dict] = field(default_factory=dict)
     store: dict | None = None  # `store_fingerprints`' report, when enrolled into a fingerprint store
     labels_total: int = 0
     vectors_total: int = 0
@@ -514,16 +569,19 @@ class EnrollReport:
                  + f"{self.seconds} s; signed by {signer}"]
         if self.shards:
             lines.append(f"{'pattern':<12}{'labels':>8}{'vectors':>9}  {'index':<10}{'nprobe':>7}"
-                         f"{'recall@1':>10}{'random':>8}  action")
+                         f"{'recall@1':>10}{'random':>8}{'score+':>8}  action")
             for pattern, e in self.shards.items():
                 recall = e["recall_at_1"]
                 lines.append(f"{pattern:<12}{e['labels']:>8}{e['vectors']:>9}  {e['kind']:<10}"
                              f"{e['search'].get('nprobe', '-'):>7}{recall['genuine_like']:>10.4f}"
-                             f"{recall['random']:>8.3f}  {e['action']}")
+                             f"{recall['random']:>8.3f}{e['score_error']['max_up']:>8.4f}  {e['action']}")
         short = [p for p, e in self.shards.items() if not e["recall_at_1"]["meets_target"]]
         if short:
             lines.append(f"WARNING: {len(short)} shard(s) miss the recall target even searching every cell "
                          f"(e.g. {short[0]}): their codes are too coarse; raise --memory-mb")
+        if self.approximate_scores:
+            lines.append(f"NOT CALIBRATED: {len(self.approximate_scores)} shard(s) raise scores by more than "
+                         f"{MAX_SCORE_RISE:g} (score+): calibrate the threshold on them with puf evaluate --query-far")
         for reason, count in self.skipped.items():
             lines.append(f"skipped {count}: {reason} (e.g. {self.skipped_examples[reason]})")
         return "\n".join(lines)
@@ -599,9 +657,9 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
         by_pattern: dict[str, list[int]] = defaultdict(list)
         for i, item in enumerate(kept):
             by_pattern[item.pattern].append(i)
-        old_total = sum(e.vectors or 0 for e in classes_now.values())
-        budget_per_vector = shard_budget(update.manifest, options, old_total + len(vectors),
-                                         [i.label_id for i in kept])
+        total = sum(e.vectors or 0 for e in classes_now.values()) + len(vectors)
+        kept_ids = [i.label_id for i in kept]
+        budget_per_vector = shard_budget(update.manifest, options, total, kept_ids)
         genuine_cosine = genuine_cosine_of(options, update.manifest)
         for pattern in sorted(by_pattern, key=classes.index):
             rows = by_pattern[pattern]
@@ -615,6 +673,8 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
                                                        bundle / old.thumbnails if old and old.thumbnails else None)
             classes_now[pattern] = ShardEntry.from_dict(pattern, entry, MANIFEST)
             report.shards[pattern] = entry
+        report.approximate_scores = {p: e["score_error"] for p, e in check_score_errors(
+            update.manifest, options, report.shards, total, kept_ids).items()}
         section.classes = classes_now
         close_section(section, classes, options)
         if kept:

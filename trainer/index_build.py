@@ -49,27 +49,34 @@ class IndexPlan:
         return asdict(self)
 
 
-def plan_index(n: int, d: int, budget_bytes_per_vector: float, exact_max: int = EXACT_MAX) -> IndexPlan:
-    """The most accurate index for n vectors of d dimensions within the budget."""
+def index_plans(n: int, d: int, exact_max: int = EXACT_MAX) -> list[IndexPlan]:
+    """Every index n vectors of d dimensions may get, the most accurate (and largest) first."""
     if n < 1 or d < 1:
         raise PufError(f"cannot plan an index for {n} vectors of {d} dimensions")
-    if n <= exact_max:
-        for kind, factory, size in (("flat", "Flat", 4.0 * d), ("sq8", "SQ8", float(d))):
-            if size <= budget_bytes_per_vector:
-                return IndexPlan(kind, factory, size)
+    plans = [IndexPlan("flat", "Flat", 4.0 * d), IndexPlan("sq8", "SQ8", float(d))] if n <= exact_max else []
     nlist = ivf_nlist(n)
-    options = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0),
-               ("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0)]
-    options += [("ivf_pq", f"IVF{nlist},PQ{m}", m + ID_BYTES, m)
-                for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0]
-    # the centroids are shared by the shard's vectors
-    centroid_share = 4.0 * d * nlist / n
-    for kind, factory, size, m in options:
-        if size + centroid_share <= budget_bytes_per_vector:
-            return IndexPlan(kind, factory, size + centroid_share, nlist, m)
-    smallest = options[-1][2] + centroid_share
+    centroid_share = 4.0 * d * nlist / n  # the centroids are shared by the shard's vectors
+    ivf = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0),
+           ("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0)]
+    ivf += [("ivf_pq", f"IVF{nlist},PQ{m}", m + ID_BYTES, m)
+            for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0]
+    return plans + [IndexPlan(kind, factory, size + centroid_share, nlist, m) for kind, factory, size, m in ivf]
+
+
+def plan_index(n: int, d: int, budget_bytes_per_vector: float, exact_max: int = EXACT_MAX) -> IndexPlan:
+    """The most accurate index for n vectors of d dimensions within the budget."""
+    plans = index_plans(n, d, exact_max)
+    for plan in plans:
+        if plan.bytes_per_vector <= budget_bytes_per_vector:
+            return plan
     raise PufError(f"no index fits {budget_bytes_per_vector:.0f} bytes a vector for {n} vectors of {d} "
-                   f"dimensions (the smallest needs {smallest:.0f}); raise the memory budget")
+                   f"dimensions (the smallest needs {plans[-1].bytes_per_vector:.0f}); raise the memory budget")
+
+
+def sq8_bytes_per_vector(n: int, d: int, exact_max: int = EXACT_MAX) -> float:
+    """The budget a vector at which n vectors get 8-bit codes (SQ8 or IVF-SQ8), whose
+    scores stay within about 3e-3 of exact search."""
+    return next(p.bytes_per_vector for p in index_plans(n, d, exact_max) if p.kind in ("sq8", "ivf_sq8"))
 
 
 def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
@@ -160,8 +167,9 @@ def exact_top1(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosine: float = 0.5,
          queries: int = 1000, seed: int = 0, labels: np.ndarray | None = None) -> dict:
-    """Search parameters for `index` (holding `reference`, row i = id i) and the recall@1
-    of exact search they give on genuine-like and on random queries.
+    """Search parameters for `index` (holding `reference`, row i = id i), the recall@1 of
+    exact search they give on genuine-like and on random queries, and how far its scores
+    stray from exact ones on the genuine-like queries (`score_error`).
 
     With `labels` (the label of each row), a query is found when the index returns any row
     of the exact search's top label. That is what verification needs, and the only reachable
@@ -196,4 +204,22 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
         "recall_at_1": {"genuine_like": reached, "random": recall(random, truth_random),
                         "genuine_cosine": genuine_cosine, "target": target_recall,
                         "meets_target": reached >= target_recall, "queries": len(genuine)},
+        "score_error": score_error(index, reference, genuine),
     }
+
+
+def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
+    """How far the scores `index` returns stray from exact ones: for each query, the top-1
+    score the index gives minus the exact inner product of the query with that row of
+    `reference` (for a label enrolled in several copies, a bound on its label's error). The
+    decision threshold is calibrated on scores; an error upward (``max_up``) is what lifts a
+    counterfeit over it."""
+    scores, rows = index.search(np.ascontiguousarray(queries, np.float32), 1)
+    found = rows[:, 0] >= 0
+    exact = np.einsum("ij,ij->i", queries[found], reference[rows[found, 0]])
+    error = scores[found, 0] - exact
+    if not len(error):
+        return {"p99_abs": 0.0, "max_abs": 0.0, "max_up": 0.0, "queries": 0}
+    return {"p99_abs": round(float(np.quantile(np.abs(error), 0.99)), 6),
+            "max_abs": round(float(np.abs(error).max()), 6),
+            "max_up": round(max(float(error.max()), 0.0), 6), "queries": int(found.sum())}

@@ -3,10 +3,12 @@
 The bundle's model (any bundle of it: as `puf export` wrote it, or one enrolled since) and
 the store's fingerprints of one product/region become a new bundle at `out`: the same model
 files, and per-pattern Faiss shards holding exactly that region's labels, built, tuned and
-written as enrollment writes them (`trainer.enroll.write_shard`), signed and renamed into
-place by the bundle writer (`trainer.bundle_write.BundleUpdate`). The source's own shards and
-thumbnails are left out (the store holds no thumbnails). A device given the bundle of one
-region calls a label of another region counterfeit: it holds no fingerprint of it.
+written as enrollment writes them (`trainer.enroll.write_shard`; refused, as there, when an
+index would raise scores past the threshold: `trainer.enroll.check_score_errors`), signed
+and renamed into place by the bundle writer (`trainer.bundle_write.BundleUpdate`). The
+source's own shards and thumbnails are left out (the store holds no thumbnails). A device
+given the bundle of one region calls a label of another region counterfeit: it holds no
+fingerprint of it.
 
 `out` counts its sequence up from the higher of the source's and the bundle it replaces, so
 a device holding an older export of the region accepts the new one and never the reverse.
@@ -37,6 +39,7 @@ from edge_app.revocations import Revocation, Revoked
 from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update, replaced_sequence
 from trainer.enroll import (
     EnrollOptions,
+    check_score_errors,
     close_section,
     ensure_templates,
     genuine_cosine_of,
@@ -129,6 +132,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                 budget = shard_budget(update.manifest, options, store.count(name, region), [])
                 genuine_cosine = genuine_cosine_of(options, update.manifest)
                 shards: dict[str, ShardEntry] = {}
+                entries: dict[str, dict] = {}
                 spill = locks.enter_context(PatternSpill(Path(locks.enter_context(TemporaryDirectory(
                     prefix=".export-", dir=out.parent))), classes, int(manifest.embedding_dim or 0)))
                 read_started = time.perf_counter()
@@ -145,6 +149,8 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                     written_entry = write_shard(update, bundle, class_index, None, vectors, label_ids, budget,
                                                 options, genuine_cosine)
                     shards[pattern] = ShardEntry.from_dict(pattern, written_entry, MANIFEST)
+                    entries[pattern] = written_entry
+                approximate = check_score_errors(update.manifest, options, entries, store.count(name, region), [])
                 section.classes = shards
                 close_section(section, classes, options)
                 section.extra["region"] = {"product": region.product, "region": region.region}
@@ -164,6 +170,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
             "bundle_bytes": sum(v.bytes or 0 for v in written.file_entries.values()),
             "signed_by": written.signer, "sequence": written.release.sequence,
             "revoked": sorted(revoked_ids), "revoked_in_region": sorted(found),
+            "approximate_scores": {p: e["score_error"] for p, e in approximate.items()},
             "read_seconds": round(read_seconds, 2), "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -55,7 +55,7 @@ def trusted_keys_argument(parser) -> None:
 def shard_arguments(parser: argparse.ArgumentParser) -> None:
     """How shards are planned and tuned (`trainer.enroll.EnrollOptions`), and the templates shipped
     (shared with `puf export-region`)."""
-    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL
+    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL, MAX_SCORE_RISE
     from trainer.index_build import EXACT_MAX
 
     parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
@@ -67,6 +67,10 @@ def shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall", type=float, default=DEFAULT_RECALL,
                         help=f"recall@1 of exact search to tune for (default {DEFAULT_RECALL:g}: a miss refuses a "
                              "genuine label)")
+    parser.add_argument("--accept-approximate-scores", action="store_true",
+                        help=f"write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
+                             f"exact search by more than {MAX_SCORE_RISE:g}, and mark the threshold not calibrated "
+                             "(then: puf evaluate --query-far); without it such shards are refused")
     parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle when it has "
                                                        "none (default: rendered from the factory's patterns)")
 
@@ -78,7 +82,8 @@ def shard_options(args: argparse.Namespace, **more):
 
     return EnrollOptions(memory_budget_mb=args.memory_mb, capacity=args.capacity,
                          exact_max=args.exact_max or EXACT_MAX, target_recall=args.recall,
-                         valid_days=args.valid_days, **more)
+                         valid_days=args.valid_days, accept_approximate_scores=args.accept_approximate_scores,
+                         **more)
 
 
 def store_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
