@@ -40,6 +40,12 @@ from edge_app.folder_lock import exclusive
 
 log = logging.getLogger(__name__)
 
+# A reader that saw a swap looking cut in half (`repair_locked`: a writer's own swap, seen in
+# its last milliseconds) takes the writers' lock for milliseconds: a writer waits this long for
+# it, and the reader as long for a writer finishing its swap, before either says the bundle is
+# in use. A writer's whole update holds the lock longer, and a reader is still refused then.
+BRIEF_HOLD_SECONDS = 2.0
+
 
 def aside_of(target: Path) -> Path:
     """Where the factory's swap puts the old version of `target`: a hidden sibling."""
@@ -206,9 +212,9 @@ def repair(target: Path, aside: Path) -> bool:
 
 def repair_locked(target: Path, what: str) -> None:
     """`repair` a factory swap of `target` (`aside_of`) for a reader, such as `puf verify` of a
-    factory's bundle: under the writers' lock (`lock_of`; a PufError naming `what` while a
-    writer holds it), so never in the middle of a writer's swap."""
+    factory's bundle: under the writers' lock (`lock_of`), so never in the middle of a writer's
+    swap; a PufError naming `what` when a writer still holds it after `BRIEF_HOLD_SECONDS`."""
     target = home_of(target)
     if not target.exists() and (aside_of(target).is_dir() or _is_link_to_a_folder(pending_of(target))):
-        with exclusive(lock_of(target), what):
+        with exclusive(lock_of(target), what, wait=BRIEF_HOLD_SECONDS):
             repair(target, aside_of(target))

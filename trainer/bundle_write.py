@@ -48,7 +48,7 @@ from edge_app.bundle import Check, OpenedBundle, check_models, open_bundle
 from edge_app.bundle_format import MANIFEST, FileEntry, Manifest, utc_text
 from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
-from edge_app.folder_swap import aside_of, home_of, repair, swap_version
+from edge_app.folder_swap import BRIEF_HOLD_SECONDS, aside_of, home_of, repair, swap_version
 from edge_app.folder_swap import lock_of as lock_path  # the lock file of a bundle: a hidden sibling
 from edge_app.revocations import Revoked
 from edge_app.trust_root import ROOT_LIST
@@ -115,7 +115,7 @@ def bundle_lock(bundle: Path) -> Iterator[None]:
     named, bundle = Path(bundle), home_of(bundle)
     if not bundle.parent.is_dir():
         raise PufError(f"no bundle at {named}: the folder {bundle.parent} does not exist")
-    with exclusive(lock_path(bundle), f"the bundle {bundle}"):
+    with exclusive(lock_path(bundle), f"the bundle {bundle}", wait=BRIEF_HOLD_SECONDS):
         repair(bundle, aside_of(bundle))
         remove_unfinished(bundle)
         yield

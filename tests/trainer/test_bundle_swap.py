@@ -3,9 +3,11 @@ at its path but the old version aside (`edge_app.folder_swap`): the next factory
 (enroll, verify) puts it back, under the writers' lock. And `puf export` takes that lock too."""
 
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -15,9 +17,9 @@ from edge_app.bundle_format import read_manifest
 from edge_app.cli import main
 from edge_app.errors import PufError
 from edge_app.folder_lock import exclusive
-from edge_app.folder_swap import aside_of
+from edge_app.folder_swap import BRIEF_HOLD_SECONDS, aside_of
 from tests.bundle_support import enroll_crops, enrolled_bundle, keys, sim_batch
-from trainer.bundle_write import lock_path, new_version_dir
+from trainer.bundle_write import bundle_lock, lock_path, new_version_dir
 from trainer.enroll import enroll
 from trainer.export import export
 
@@ -84,3 +86,36 @@ def test_export_over_a_bundle_being_written_is_refused(tmp_path):
     with exclusive(lock_path(out), "a writer"), pytest.raises(PufError, match="bundle .* is in use by another"):
         export(tmp_path / "run", out, progress=False)
     assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 2  # free again: the run is what is missing
+
+
+def _hold(lock: str, seconds: float, held) -> None:
+    """Child process: hold `lock` for `seconds`, as a reader checking a cut swap does."""
+    with exclusive(Path(lock), "a reader"):
+        held.set()
+        time.sleep(seconds)
+
+
+def test_a_writer_waits_out_a_readers_brief_hold_of_the_lock(base, tmp_path):
+    """The race a reader's check of a swap that looked cut in half opens: it holds the writers'
+    lock for a moment just as the next writer comes; that writer waits, where it once failed."""
+    bundle = enrolled_bundle(base, tmp_path / "bundle")
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    reader = context.Process(target=_hold, args=(str(lock_path(bundle)), 0.5, held))
+    reader.start()
+    try:
+        assert held.wait(60)
+        with bundle_lock(bundle):  # waits for the reader's half second: no PufError
+            pass
+    finally:
+        reader.join()
+    assert reader.exitcode == 0
+    held.clear()
+    reader = context.Process(target=_hold, args=(str(lock_path(bundle)), 3 * BRIEF_HOLD_SECONDS, held))
+    reader.start()
+    try:
+        assert held.wait(60)
+        with pytest.raises(PufError, match="in use by another process"), bundle_lock(bundle):
+            pass  # a hold longer than a reader's moment is a writer: refused
+    finally:
+        reader.join()
