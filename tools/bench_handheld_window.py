@@ -11,8 +11,8 @@ frame), on film seeds the shipped model never saw:
   `Verifier.verify_image`): the genuine and counterfeit score distributions side by side
   (quantiles, two-sample Kolmogorov-Smirnov), how often the device's segmentation finds
   the label (readable) and accepts it;
-- on `--sample` labels in this process: ms a photo both ways (alternating, so the machine's
-  load hits both alike), and the pixels: the window against the same part of the whole
+- on `--sample` labels in this process: ms a photo both ways, wall and CPU (alternating, so
+  the machine's load hits both alike), and the pixels: the window against the same part of the whole
   photo (green channel: correlation, mean absolute difference, the difference's spread
   beside one exposure's sensor noise at that level before JPEG), and against that part
   moved by `--shift` px, which a misplaced window or film region would be.
@@ -50,18 +50,20 @@ def pixels(sample: int, shift: int) -> tuple[dict, dict]:
     film = make_film(spec, layout)
     camera = FieldCameraModel()
     capture_label(film, layout, 0, 0, 1, window=True)  # warm up
-    ms: dict[str, list[float]] = {"window": [], "whole": []}
+    ms: dict[str, list[float]] = {"window": [], "whole": [], "window_cpu": [], "whole_cpu": []}
     rows: dict[str, list[float]] = {"correlation": [], "correlation_shifted": [], "mean_abs_diff_dn": [],
                                     "diff_std_dn": [], "noise_std_dn": [], "window_px_share": []}
     for n in range(sample):
         field, slot = divmod(n, layout.labels_per_field)
         seed = 50_000 + n
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fast, truth = capture_label(film, layout, field, slot, seed, window=True)
         ms["window"].append((time.perf_counter() - start) * 1000)
-        start = time.perf_counter()
+        ms["window_cpu"].append((time.process_time() - cpu) * 1000)
+        start, cpu = time.perf_counter(), time.process_time()
         whole, _ = capture_label(film, layout, field, slot, seed)
         ms["whole"].append((time.perf_counter() - start) * 1000)
+        ms["whole_cpu"].append((time.process_time() - cpu) * 1000)
         x0, y0, w, h = truth["window_px"]
         a = fast[:, :, 1].astype(np.float64)
         b = whole[y0:y0 + h, x0:x0 + w, 1].astype(np.float64)
@@ -114,7 +116,10 @@ def markdown(result: dict) -> str:
              f"| ms a photo, median (p10-p90), {result['sample']} photos | {ms['window']['median']} "
              f"({ms['window']['p10']}-{ms['window']['p90']}) | {ms['whole']['median']} "
              f"({ms['whole']['p10']}-{ms['whole']['p90']}) |",
-             f"| photos for the bench, s (2 workers) | {sc['photos_s']['window']} | {sc['photos_s']['whole']} |"]
+             f"| CPU ms a photo (this process's own time: less of the machine's load), median | "
+             f"{ms['window_cpu']['median']} | {ms['whole_cpu']['median']} |",
+             f"| photos for the bench, s (2 workers; 0 when cached) | {sc['photos_s']['window']} | "
+             f"{sc['photos_s']['whole']} |"]
     for kind, row in sc["kinds"].items():
         for what in ("readable", "accepted"):
             lines.append(f"| {kind} photos {what} of {row['photos']} | {row[what]['window']} | {row[what]['whole']} |")
