@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--normalisation", type=int, help="genuine and counterfeit photos scored by the score "
                                                          "normalisation rules (default 10,000)")
     sizes.add_argument("--workers", type=int, help="processes for rendering and the model (default 2)")
+    parser.add_argument("--whole-photos", action="store_true",
+                        help="render every handheld photo's whole 800x600 frame (slow), not only the label's window")
     from trainer.enroll import DEFAULT_BUDGET_MB
 
     parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
@@ -60,6 +62,8 @@ def _plan(args: argparse.Namespace):
                  ("labels", "augmented", "vectors", "patterns", "genuine", "counterfeit", "clones", "unclassified",
                   "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
                  if getattr(args, name) is not None}
+    if args.whole_photos:
+        overrides["whole_photos"] = 1
     if "genuine" in overrides or "counterfeit" in overrides:
         overrides.setdefault("unclassified", max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
     return BenchPlan.quick(**overrides) if args.quick else BenchPlan(**overrides)

@@ -148,7 +148,8 @@ def clone_label(film: Scene, layout: BatchLayout, field: int, slot: int, seed: i
 
 
 def photograph_clone(printed: PrintedLabel, layout: BatchLayout, field: int, slot: int, seed: int,
-                     printer: PrintModel = PrintModel(), camera: FieldCameraModel = HANDHELD
-                     ) -> tuple[np.ndarray, dict]:
-    """The inspector's handheld photo of the print (as `capture_label` photographs a label)."""
-    return capture_label(printed, layout, field, slot, seed, camera, tint_bgr=printer.tint_bgr)
+                     printer: PrintModel = PrintModel(), camera: FieldCameraModel = HANDHELD,
+                     window: bool = False) -> tuple[np.ndarray, dict]:
+    """The inspector's handheld photo of the print (as `capture_label` photographs a label;
+    `window`: only the label's window of it)."""
+    return capture_label(printed, layout, field, slot, seed, camera, tint_bgr=printer.tint_bgr, window=window)

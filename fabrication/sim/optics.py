@@ -71,7 +71,13 @@ def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator,
 
 def add_dust(frame: np.ndarray, rng: np.random.Generator, specks: int, fibres: int) -> None:
     """Dark specks and fibres (dust on the sample or the cover glass), drawn in place."""
-    h, w = frame.shape[:2]
+    shade = dust_shade(frame.shape[:2], rng, specks, fibres)
+    frame[:] = (frame * shade[:, :, None]).astype(np.uint8)
+
+
+def dust_shade(shape: tuple[int, ...], rng: np.random.Generator, specks: int, fibres: int) -> np.ndarray:
+    """The light dust lets through over a frame of `shape` (1: none held back), drawn at random."""
+    h, w = shape[:2]
     shade: np.ndarray = np.ones((h, w), np.float32)
     for _ in range(specks):
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
@@ -87,5 +93,4 @@ def add_dust(frame: np.ndarray, rng: np.random.Generator, specks: int, fibres: i
             x, y = x + step * np.cos(heading), y + step * np.sin(heading)
         cv2.polylines(shade, [np.array(points, np.int32)], False, float(rng.uniform(0.2, 0.6)),
                       int(rng.integers(1, 4)), cv2.LINE_AA)
-    shade = cv2.GaussianBlur(shade, (0, 0), 1.5)
-    frame[:] = (frame * shade[:, :, None]).astype(np.uint8)
+    return cv2.GaussianBlur(shade, (0, 0), 1.5)

@@ -34,6 +34,9 @@ class BenchPlan:
     # enroll and photograph labels of only the first `patterns` pattern classes (0: all): each of
     # their shards holds as many distinct labels as at the full size, for a fraction of the rendering
     patterns: int = 0
+    # 1: photograph the whole 800x600 frame (as before); 0: only each label's window of it, the
+    # same shot for a fraction of the rendering (`fabrication.sim.field_camera.capture_label`)
+    whole_photos: int = 0
     top_k: int = 5
     workers: int = 2
     seed: int = 0
@@ -49,6 +52,8 @@ class BenchPlan:
         if self.vectors < self.labels * self.augmented:
             raise PufError(f"a database of {self.vectors:,} vectors cannot hold {self.labels:,} labels x "
                            f"{self.augmented} copies; lower --labels or raise --vectors")
+        if self.whole_photos > 1:
+            raise PufError(f"whole_photos is 0 (label windows) or 1 (whole photos), got {self.whole_photos}")
         if self.genuine < 1 or self.counterfeit < 1:
             raise PufError("a run needs at least one genuine and one counterfeit query")
 

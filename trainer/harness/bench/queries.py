@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from edge_app.atomic_write import write_atomic
 from edge_app.errors import PufError
 from edge_app.layout import parse_label_id
 from edge_app.verify import find_labels, glyph_reading
@@ -33,6 +34,9 @@ from trainer.harness.demo_queries import target_verdict, true_centre_and_side
 from trainer.simdata import SimSpec, make_film, make_layout
 
 KINDS = ("genuine", "counterfeit", "clone")
+# in the photos' cache key: photos of another camera recipe are taken again
+PHOTO_RECIPES = {True: "label window (capture_label window=True), JPEG blocks of the whole photo",
+                 False: "whole photo"}
 PHOTOS_PER_JOB = 400
 PHOTO_SEED = 50_000  # handheld photo seeds start here (the microscope uses others)
 
@@ -82,9 +86,12 @@ def _photo_jobs(plan: BenchPlan, enrolled_ids: list[str], taken) -> list[tuple[d
     return jobs
 
 
-def _photograph(job: tuple[dict, list[tuple], str]) -> list[dict]:
-    """Worker: take a chunk of photos of one film, write them as JPEGs, return their records."""
-    spec_dict, items, folder = job
+def _photograph(job: tuple[dict, list[tuple], str, bool]) -> list[dict]:
+    """Worker: take a chunk of photos of one film (each only its label's window when `window`:
+    `fabrication.sim.field_camera.capture_label`), write them as JPEGs, return their records.
+    Each photo's record is written whole after its JPEG: a killed run takes again only the
+    photos without one."""
+    spec_dict, items, folder, window = job
     spec = SimSpec(**spec_dict)
     layout = make_layout(spec)
     film = make_film(spec, layout)
@@ -92,15 +99,15 @@ def _photograph(job: tuple[dict, list[tuple], str]) -> list[dict]:
     for kind, n, field, slot, seed in items:
         if kind == "clone":
             printed, _ = clone_label(film, layout, field, slot, seed)
-            image, truth = photograph_clone(printed, layout, field, slot, seed + 7)
+            image, truth = photograph_clone(printed, layout, field, slot, seed + 7, window=window)
         else:
-            image, truth = capture_label(film, layout, field, slot, seed)
+            image, truth = capture_label(film, layout, field, slot, seed, window=window)
         path = Path(folder) / kind / f"{n:05d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        path.write_bytes(data.tobytes())
+        write_atomic(path, data.tobytes())
         record = asdict(Photo(kind, n, truth["label_id"], truth["pattern"], str(path), truth["corners_px"]))
-        path.with_suffix(".json").write_text(json.dumps(record))  # written last: the photo is complete
+        write_atomic(path.with_suffix(".json"), json.dumps(record))  # written last: the photo is complete
         records.append(record)
     return records
 
@@ -108,7 +115,9 @@ def _photograph(job: tuple[dict, list[tuple], str]) -> list[dict]:
 def take_photos(plan: BenchPlan, enrolled_ids: list[str], cache: Path) -> dict[str, list[Photo]]:
     """Every query photo, taken once and cached beside its record (a re-run, or a larger run,
     reuses what is there)."""
-    folder = Path(cache) / f"photos-{key(enrolled_ids[:3], len(enrolled_ids), plan.patterns)}"
+    window = not plan.whole_photos
+    recipe = () if plan.whole_photos else (PHOTO_RECIPES[window],)  # whole photos keep their old caches
+    folder = Path(cache) / f"photos-{key(enrolled_ids[:3], len(enrolled_ids), plan.patterns, *recipe)}"
 
     def record(kind: str, n: int) -> Path:
         return folder / kind / f"{n:05d}.json"
@@ -116,8 +125,8 @@ def take_photos(plan: BenchPlan, enrolled_ids: list[str], cache: Path) -> dict[s
     jobs = _photo_jobs(plan, enrolled_ids, lambda kind, n: record(kind, n).exists())
     if jobs:
         photos = sum(len(items) for _, items in jobs)
-        pool_map(_photograph, [(spec, items, str(folder)) for spec, items in jobs], plan.workers,
-                 f"handheld camera: {photos:,} photos", "job")
+        pool_map(_photograph, [(spec, items, str(folder), window) for spec, items in jobs], plan.workers,
+                 f"handheld camera: {photos:,} photos ({PHOTO_RECIPES[window]})", "job")
     counts = {"genuine": plan.genuine, "counterfeit": plan.counterfeit, "clone": plan.clones}
     return {kind: [Photo(**json.loads(record(kind, n).read_text())) for n in range(counts[kind])] for kind in KINDS}
 
