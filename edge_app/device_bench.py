@@ -36,6 +36,7 @@ from edge_app.errors import PufError
 from edge_app.segment import load_image
 from edge_app.self_test import SELFTEST, expected, self_test
 from edge_app.shards import ivf_nlist, read_index, set_search_params
+from edge_app.unit_vectors import moved_to_cosine, random_unit
 from edge_app.versions import versions
 
 MIN_LABELS = 1_000  # below this a shard is searched exactly, and its time is noise
@@ -109,11 +110,6 @@ def photo_times(repeat: int, folder: Path = SELFTEST) -> dict:
             "verdict_timings_ms": {name: _summary(v) for name, v in parts.items()}}
 
 
-def _unit(count: int, d: int, rng: np.random.Generator) -> np.ndarray:
-    x = rng.standard_normal((count, d), dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def available_mb() -> float:
     """Memory this process may still take, MB: the kernel's MemAvailable, or less under an
     address-space limit (ulimit -v); infinite where neither is known."""
@@ -152,18 +148,15 @@ def synthetic_search(labels: int, d: int, queries: int, nprobe: int, seed: int =
     nlist = ivf_nlist(labels)
     start = time.perf_counter()
     index = faiss.index_factory(d, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
-    index.train(_unit(min(labels, 64 * nlist), d, rng))
+    index.train(random_unit(min(labels, 64 * nlist), d, rng))
     kept = []  # the vectors the queries are made from
     for first in range(0, labels, CHUNK):
-        chunk = _unit(min(CHUNK, labels - first), d, rng)
+        chunk = random_unit(min(CHUNK, labels - first), d, rng)
         index.add(chunk)
         kept.append(chunk[: max(1, queries * len(chunk) // labels)])
     build_s = time.perf_counter() - start
     base = np.concatenate(kept)[:queries]
-    noise = _unit(len(base), d, rng)
-    noise -= (noise * base).sum(axis=1, keepdims=True) * base
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    probes = np.ascontiguousarray(GENUINE_COSINE * base + math.sqrt(1 - GENUINE_COSINE**2) * noise, np.float32)
+    probes = moved_to_cosine(base, GENUINE_COSINE, rng)
     with tempfile.TemporaryDirectory(prefix="puf-bench-") as tmp:
         path = Path(tmp) / "synthetic.faiss"
         faiss.write_index(index, str(path))

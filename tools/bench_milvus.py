@@ -37,8 +37,9 @@ from results_file import RESULTS, save, started
 
 from edge_app.bundle_format import Manifest
 from edge_app.runtime import shipped_bundle
+from edge_app.unit_vectors import random_unit
 from trainer.fingerprint_store import READ_ROWS, FingerprintStore, Region, collection_name
-from trainer.index_build import genuine_like, random_unit
+from trainer.index_build import genuine_like
 
 REGION = Region("bench", "eu")
 

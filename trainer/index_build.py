@@ -31,6 +31,7 @@ import numpy as np
 
 from edge_app.errors import PufError
 from edge_app.shards import ivf_nlist
+from edge_app.unit_vectors import moved_to_cosine, random_unit
 
 EXACT_MAX = 5000  # shards up to this many vectors are searched exactly
 ID_BYTES = 8  # an IVF list stores a 64-bit id beside each code
@@ -144,17 +145,7 @@ def genuine_like(vectors: np.ndarray, count: int, cosine: float, rng: np.random.
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`count` queries, each an enrolled vector moved to `cosine` from itself; and which."""
     rows = rng.choice(len(vectors), min(count, len(vectors)), replace=False)
-    base = vectors[rows]
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    noise -= (noise * base).sum(axis=1, keepdims=True) * base  # orthogonal to the vector
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    queries = cosine * base + math.sqrt(1.0 - cosine**2) * noise
-    return np.ascontiguousarray(queries, np.float32), rows
-
-
-def random_unit(count: int, d: int, rng: np.random.Generator) -> np.ndarray:
-    x = rng.standard_normal((count, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return moved_to_cosine(vectors[rows], cosine, rng), rows
 
 
 def exact_top1(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:

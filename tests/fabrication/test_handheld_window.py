@@ -14,6 +14,7 @@ import pytest
 
 from edge_app.errors import PufError
 from fabrication.sim.field_camera import JPEG_BLOCK_PX, WINDOW_MARGIN, capture_label
+from tests.fabrication.pixels import green_correlation
 from trainer.harness.bench.plan import BenchPlan
 from trainer.simdata import SimSpec, device_templates, make_film, make_layout, segment_handheld
 
@@ -24,10 +25,6 @@ SPEC = SimSpec("HWT", film_seed=4343, field_cols=2, field_rows=1, microscope_sho
 def batch():
     layout = make_layout(SPEC)
     return layout, make_film(SPEC, layout)
-
-
-def green_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a[..., 1].ravel().astype(float), b[..., 1].ravel().astype(float))[0, 1])
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14])

@@ -9,6 +9,7 @@ import pytest
 
 from edge_app.errors import PufError
 from fabrication.sim.label_render import field_crops, label_crops, render_fields
+from tests.fabrication.pixels import green_correlation
 from trainer.simdata import SimSpec, field_captures, make_film, make_layout
 
 SPEC = SimSpec("LRT", film_seed=4242, field_cols=2, field_rows=2, microscope_shots=2, handheld_shots=0)
@@ -18,10 +19,6 @@ SPEC = SimSpec("LRT", film_seed=4242, field_cols=2, field_rows=2, microscope_sho
 def batch():
     layout = make_layout(SPEC)
     return layout, make_film(SPEC, layout)
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a[..., 1].ravel().astype(float), b[..., 1].ravel().astype(float))[0, 1])
 
 
 def test_fast_crop_agrees_with_the_field_cut_within_the_simulators_noise(batch):
@@ -41,9 +38,9 @@ def test_fast_crop_agrees_with_the_field_cut_within_the_simulators_noise(batch):
         fast = label_crops(film, layout, 0, slot, seed=0)[0]
         field = cut[layout.label_id(0, slot)]
         assert fast.shape == field["m0"].shape and fast.dtype == np.uint8
-        same.append(correlation(fast, field["m0"]))
-        noise.append(correlation(field["m1"], field["m0"]))
-        others = [correlation(fast, cut[layout.label_id(0, s)]["m0"]) for s in slots if s != slot]
+        same.append(green_correlation(fast, field["m0"]))
+        noise.append(green_correlation(field["m1"], field["m0"]))
+        others = [green_correlation(fast, cut[layout.label_id(0, s)]["m0"]) for s in slots if s != slot]
         assert same[-1] > max(others), layout.label_id(0, slot)
         assert abs(float(fast[..., 1].mean()) - float(field["m0"][..., 1].mean())) < 40  # exposure varies +-30%
     assert np.median(same) >= 0.85
@@ -56,7 +53,7 @@ def test_crops_are_deterministic_by_seed(batch):
     assert np.array_equal(first, label_crops(film, layout, 1, 3, seed=5, shots=2))
     assert not np.array_equal(first[0], first[1])  # two captures: new exposure and noise
     assert not np.array_equal(first, label_crops(film, layout, 1, 3, seed=6, shots=2))
-    assert correlation(first[0], label_crops(film, layout, 1, 3, seed=6)[0]) > 0.8  # the same label
+    assert green_correlation(first[0], label_crops(film, layout, 1, 3, seed=6)[0]) > 0.8  # the same label
 
 
 def test_cache_resumes_after_a_kill_with_no_half_written_file(batch, tmp_path):

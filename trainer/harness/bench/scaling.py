@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 from edge_app.errors import PufError
 from edge_app.shards import read_index
+from edge_app.unit_vectors import random_unit
 from trainer.charts import loglog_png
 from trainer.harness import paper
-from trainer.index_build import NPROBES, genuine_like, plan_index, random_unit
+from trainer.index_build import NPROBES, genuine_like, plan_index
 
 D = 256
 SHARDS = 44
