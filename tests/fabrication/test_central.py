@@ -298,3 +298,49 @@ def test_clone_alerts_come_from_the_database_one_row_each(postgres_url):
         (L2, ("da", "db"), "2026-11-02T08:00:00Z", "2026-11-02T08:00:00Z"),
         (L3, ("da", "dc"), "2026-11-02T08:00:00Z", "2026-11-03T08:00:00Z")]
     assert sum(n for n in fetched if n > 0) <= len(alerts) + 3  # the alerts' rows and the 3 devices
+
+
+def test_a_journal_import_killed_at_any_moment_loses_and_repeats_nothing(url, tmp_path):
+    """`puf registry import --journal` killed -9 at seeded moments within an uninterrupted run's
+    time, then run to its end: every check reaches the central registry exactly once, and the
+    device's sync mark ends at the last."""
+    import os
+    import shutil
+    import subprocess
+
+    from edge_app.journal_sync import SYNCED_TO
+    from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
+    from tests.journal_support import verdict
+
+    env = {**os.environ, "PUF_HOME": str(tmp_path / "home")}
+    journal_path, rows = tmp_path / "home" / "journal.sqlite", 6000
+    with Journal(journal_path) as journal:
+        for i in range(rows):
+            journal.record(verdict(i), None, "1-ab")
+    identity = subprocess.run(puf_command("journal", "identity", "--json"), cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=True)
+    device = json.loads(identity.stdout)
+    trial_journal, trial_url = tmp_path / "home" / "trial.sqlite", f"sqlite:///{tmp_path / 'trial_central.sqlite'}"
+    for made, copy in zip((journal_path, *key_paths(journal_path)), (trial_journal, *key_paths(trial_journal)),
+                          strict=True):
+        shutil.copy2(made, copy)  # the same device, signing with the same key
+    for central_url in (url, trial_url):
+        with CentralRegistry(central_url) as central:
+            central.add_device(device["device_id"], device["public_key"])
+    log = tmp_path / "kills.log"
+    whole_s = timed_run(puf_command("registry", "import", "--journal", str(trial_journal), "--central", trial_url),
+                        log, env)
+    command = puf_command("registry", "import", "--journal", str(journal_path), "--central", url)
+    ended = [run_and_kill(command, moment, log, env) for moment in kill_moments(26, 4, whole_s)]
+    finish = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert None in ended  # at least one run was killed (each kill moment is within a whole run's time)
+    engine = sa.create_engine(url)
+    with engine.connect() as db:
+        checks = TABLES.tables["verifications"]
+        assert db.execute(sa.select(checks.c.id).order_by(checks.c.id)).scalars().all() == list(range(1, rows + 1))
+    engine.dispose()
+    with Journal(journal_path) as journal:
+        assert int(journal.meta(SYNCED_TO)) == rows
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "nothing new" in again.stdout, again.stderr
