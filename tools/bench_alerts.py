@@ -130,13 +130,14 @@ def main() -> None:
                     print(f"imported {start + args.files_per_import}/{len(paths)} files, "
                           f"{time.perf_counter() - t:.0f} s", flush=True)
                 seconds = time.perf_counter() - t
-                result["import"] = {"seconds": round(seconds, 1), "rows_per_s": round(args.rows / seconds)}
+                result["import"] = {"seconds": round(seconds, 1), "rows_per_s": round(args.rows / seconds),
+                                    "load_after": os.getloadavg()[0]}
                 with engine.begin() as db:
                     db.execute(sa.text(f"ANALYZE {schema}.verifications"))
                 t = time.perf_counter()
                 alerts = central.alerts()
                 result["alerts"] = {"seconds": round(time.perf_counter() - t, 2), "count": len(alerts),
-                                    "kinds": sorted({a.kind for a in alerts})}
+                                    "kinds": sorted({a.kind for a in alerts}), "load_after": os.getloadavg()[0]}
                 print("alerts", result["alerts"], flush=True)
             if args.baseline:
                 with older_alerts(args.baseline)(url) as older:
@@ -146,6 +147,7 @@ def main() -> None:
                     old, new = [tuple(vars(a).values()) for a in before], [tuple(vars(a).values()) for a in alerts]
                     result["alerts_baseline"] = {"source": str(args.baseline), "seconds": round(seconds, 2),
                                                  "count": len(before), "same_alerts": old == new,
+                                                 "load_after": os.getloadavg()[0],
                                                  "only_baseline": sorted(set(old) - set(new))[:5],
                                                  "only_new": sorted(set(new) - set(old))[:5]}
                 print("baseline", result["alerts_baseline"], flush=True)
