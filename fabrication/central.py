@@ -375,18 +375,19 @@ def _keep(db: sa.Connection, synced: SyncFile) -> tuple[int, int]:
 
 
 def _copy_new(db: sa.Connection, synced: SyncFile) -> int:
-    """COPY the checks of `synced` into `incoming_checks` (a temporary table dropped at the
-    transaction's end), then insert those not held yet (by device and id); how many were new."""
+    """COPY the checks of `synced` into `pg_temp.incoming_checks` (this session's own table,
+    dropped at the transaction's end), then insert those not held yet (by device and id), in
+    the import's transaction; how many were new."""
     columns = ", ".join(CSV_COLUMNS)
     db.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_checks "
                        "(LIKE verifications INCLUDING DEFAULTS) ON COMMIT DROP"))
-    db.execute(sa.text("TRUNCATE incoming_checks"))
+    db.execute(sa.text("TRUNCATE pg_temp.incoming_checks"))
     with db.connection.driver_connection.cursor() as cursor, \
-            cursor.copy(f"COPY incoming_checks ({columns}) FROM STDIN") as copy:
+            cursor.copy(f"COPY pg_temp.incoming_checks ({columns}) FROM STDIN") as copy:
         for entry in synced.entries:
             copy.write_row([getattr(entry, c) for c in CSV_COLUMNS])
-    return db.execute(sa.text(f"INSERT INTO verifications ({columns}) SELECT {columns} FROM incoming_checks "
-                              "ON CONFLICT (device_id, id) DO NOTHING")).rowcount
+    return db.execute(sa.text(f"INSERT INTO verifications ({columns}) SELECT {columns} "
+                              "FROM pg_temp.incoming_checks ON CONFLICT (device_id, id) DO NOTHING")).rowcount
 
 
 def _batch_rows(db: sa.Connection, table: sa.Table, batch_id: str) -> list[dict]:

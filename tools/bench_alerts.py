@@ -12,8 +12,13 @@ PostgreSQL server (tools/test_postgres.sh), then `puf registry alerts`'s query t
 3. Import: `CentralRegistry.import_journals`, `--files-per-import` files a transaction, as
    `puf registry import` takes a stick: rows a second, the files' reading and checking included.
 4. Alerts: `CentralRegistry.alerts()` with its defaults (24 hours, 50 km, 20 checks), timed;
-   with `--baseline FILE` (a central.py of an older puf, e.g. `git show main:edge_app/central.py`),
-   that file's `alerts` on the same database in the same run, and the two lists compared.
+   with `--baseline FILE` (a central.py of an older puf, e.g. the one before the alerts were
+   SQL: `git show 4a7607a^:edge_app/central.py`, its `from edge_app import registry` made
+   `from fabrication import registry`), that file's `alerts` on the same database in the same
+   run, and the two lists compared.
+
+An older import, to compare rates: the same command with an older tree first on the path
+(`git archive main | tar -x -C OLD; PYTHONPATH=OLD python tools/bench_alerts.py ...`).
 
 The registry goes into a new schema of the test database, dropped at the end.
 """
