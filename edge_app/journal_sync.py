@@ -204,7 +204,8 @@ def check_time(time: str) -> None:
     try:
         if match is None:
             raise ValueError(time)
-        datetime(*map(int, match.groups()))
+        year, month, day, hour, minute, second = map(int, match.groups())
+        datetime(year, month, day, hour, minute, second)
     except ValueError:
         raise PufError(f"time must be UTC like 2026-11-25T07:31:02Z, got {time[:40]!r}") from None
 

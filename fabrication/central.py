@@ -361,8 +361,8 @@ def _keep(db: sa.Connection, synced: SyncFile) -> tuple[int, int]:
     it in one statement, many times faster than a row-by-row insert; else held ids are
     looked up and the rest inserted."""
     if db.dialect.name == "postgresql" and db.dialect.driver == "psycopg":
-        new = _copy_new(db, synced)
-        return new, len(synced.entries) - new
+        copied = _copy_new(db, synced)
+        return copied, len(synced.entries) - copied
     checks = TABLES.tables["verifications"]
     ids = [entry.id for entry in synced.entries]
     held = set(db.execute(sa.select(checks.c.id).where(
@@ -382,7 +382,9 @@ def _copy_new(db: sa.Connection, synced: SyncFile) -> int:
     db.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_checks "
                        "(LIKE verifications INCLUDING DEFAULTS) ON COMMIT DROP"))
     db.execute(sa.text("TRUNCATE pg_temp.incoming_checks"))
-    with db.connection.driver_connection.cursor() as cursor, \
+    psycopg = db.connection.driver_connection
+    assert psycopg is not None  # an open connection's: the transaction above runs on it
+    with psycopg.cursor() as cursor, \
             cursor.copy(f"COPY pg_temp.incoming_checks ({columns}) FROM STDIN") as copy:
         for entry in synced.entries:
             copy.write_row([getattr(entry, c) for c in CSV_COLUMNS])
