@@ -359,7 +359,7 @@ def _keep(db: sa.Connection, synced: SyncFile) -> tuple[int, int]:
     """Insert the checks of `synced` not held yet; (new, already here). On PostgreSQL through
     psycopg the checks are copied (COPY) into a table of this transaction and inserted from
     it in one statement, in place of a lookup and psycopg's row-by-row executemany (the
-    import 1.44 times faster, tools/results/bench_alerts.md); elsewhere held ids are looked
+    import 1.4 to 1.9 times faster, tools/results/bench_alerts.md); elsewhere held ids are looked
     up and the rest inserted."""
     if db.dialect.name == "postgresql" and db.dialect.driver == "psycopg":
         copied = _copy_new(db, synced)
