@@ -27,7 +27,7 @@ from edge_app.atomic_write import replacing
 from edge_app.device_key import device_key
 from edge_app.errors import PufError
 from edge_app.ids import check_id
-from edge_app.journal import CSV_COLUMNS, TIME_FORMAT, VERDICTS, Journal, JournalEntry
+from edge_app.journal import CSV_COLUMNS, VERDICTS, Journal, JournalEntry
 from edge_app.layout import parse_label_id
 from edge_app.signing import ALGORITHM, key_id, raw_public_bytes, signature_for, signature_matches
 
@@ -41,6 +41,9 @@ _TEXT = ("reason", "bundle_version", "source")
 _OPTIONAL_TEXT = ("label_id", "pattern")
 _OPTIONAL_NUMBER = ("score", "total_ms")
 KEY_ID = re.compile(r"[0-9a-f]{16}")  # `edge_app.signing.key_id`
+# `edge_app.journal.TIME_FORMAT` as the journal writes it: ASCII digits, each field zero-padded (stricter
+# than strptime, which takes "2026-1-5T3:0:0Z", lower-case t and z, and any script's digits)
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -176,11 +179,7 @@ def _entry(row: object) -> JournalEntry:
     values = dict(zip(CSV_COLUMNS, row, strict=True))
     if type(values["id"]) is not int or not 0 < values["id"] < 2**63:
         raise PufError(f"id must be a positive whole number, got {values['id']!r}")
-    time = _text(values["time"], "time")
-    try:
-        datetime.strptime(time, TIME_FORMAT)
-    except ValueError:
-        raise PufError(f"time must be UTC like 2026-11-25T07:31:02Z, got {time!r}") from None
+    check_time(_text(values["time"], "time"))
     if values["verdict"] not in VERDICTS:
         raise PufError(f"verdict must be one of {', '.join(VERDICTS)}, got {values['verdict']!r}")
     for key in _TEXT:
@@ -195,6 +194,20 @@ def _entry(row: object) -> JournalEntry:
         if values[key] is not None or key == "threshold":
             values[key] = _number(values[key], key)
     return JournalEntry(**values)
+
+
+def check_time(time: str) -> None:
+    """Refuse a time not written as the journal writes them (`_TIME`), or not a real moment
+    (2026-02-30, 24:00, a 60th second): a regex and the date's own range checks, the import's
+    share of every entry kept small."""
+    match = _TIME.fullmatch(time)
+    try:
+        if match is None:
+            raise ValueError(time)
+        year, month, day, hour, minute, second = map(int, match.groups())
+        datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        raise PufError(f"time must be UTC like 2026-11-25T07:31:02Z, got {time[:40]!r}") from None
 
 
 def _text(value: object, key: str, empty: bool = False) -> str:

@@ -12,8 +12,13 @@ PostgreSQL server (tools/test_postgres.sh), then `puf registry alerts`'s query t
 3. Import: `CentralRegistry.import_journals`, `--files-per-import` files a transaction, as
    `puf registry import` takes a stick: rows a second, the files' reading and checking included.
 4. Alerts: `CentralRegistry.alerts()` with its defaults (24 hours, 50 km, 20 checks), timed;
-   with `--baseline FILE` (a central.py of an older puf, e.g. `git show main:edge_app/central.py`),
-   that file's `alerts` on the same database in the same run, and the two lists compared.
+   with `--baseline FILE` (a central.py of an older puf, e.g. the one before the alerts were
+   SQL: `git show 4a7607a^:edge_app/central.py`, its `from edge_app import registry` made
+   `from fabrication import registry`), that file's `alerts` on the same database in the same
+   run, and the two lists compared.
+
+An older import, to compare rates: the same command with an older tree first on the path
+(`git archive main | tar -x -C OLD; PYTHONPATH=OLD python tools/bench_alerts.py ...`).
 
 The registry goes into a new schema of the test database, dropped at the end.
 """
@@ -130,13 +135,14 @@ def main() -> None:
                     print(f"imported {start + args.files_per_import}/{len(paths)} files, "
                           f"{time.perf_counter() - t:.0f} s", flush=True)
                 seconds = time.perf_counter() - t
-                result["import"] = {"seconds": round(seconds, 1), "rows_per_s": round(args.rows / seconds)}
+                result["import"] = {"seconds": round(seconds, 1), "rows_per_s": round(args.rows / seconds),
+                                    "load_after": os.getloadavg()[0]}
                 with engine.begin() as db:
                     db.execute(sa.text(f"ANALYZE {schema}.verifications"))
                 t = time.perf_counter()
                 alerts = central.alerts()
                 result["alerts"] = {"seconds": round(time.perf_counter() - t, 2), "count": len(alerts),
-                                    "kinds": sorted({a.kind for a in alerts})}
+                                    "kinds": sorted({a.kind for a in alerts}), "load_after": os.getloadavg()[0]}
                 print("alerts", result["alerts"], flush=True)
             if args.baseline:
                 with older_alerts(args.baseline)(url) as older:
@@ -146,6 +152,7 @@ def main() -> None:
                     old, new = [tuple(vars(a).values()) for a in before], [tuple(vars(a).values()) for a in alerts]
                     result["alerts_baseline"] = {"source": str(args.baseline), "seconds": round(seconds, 2),
                                                  "count": len(before), "same_alerts": old == new,
+                                                 "load_after": os.getloadavg()[0],
                                                  "only_baseline": sorted(set(old) - set(new))[:5],
                                                  "only_new": sorted(set(new) - set(old))[:5]}
                 print("baseline", result["alerts_baseline"], flush=True)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from edge_app.device_key import key_paths
 from edge_app.errors import PufError
-from edge_app.journal import Journal
+from edge_app.journal import CSV_COLUMNS, Journal
 from edge_app.journal_sync import export_new
 from edge_app.label_crop import Quality
 from edge_app.layout import BatchLayout
@@ -344,3 +344,47 @@ def test_a_journal_import_killed_at_any_moment_loses_and_repeats_nothing(url, tm
         assert int(journal.meta(SYNCED_TO)) == rows
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "nothing new" in again.stdout, again.stderr
+
+
+def test_an_import_waits_out_another_of_the_same_checks_and_keeps_each_once_as_written(postgres_url, tmp_path):
+    """Two imports of the same checks at once (a stick imported twice, a device online
+    pushing while its stick is imported): the second waits for the first's transaction and
+    then keeps only what is new, instead of failing; the checks' texts reach the database
+    byte for byte (tabs, line breaks, backslashes, COPY's own \\N and \\. among them)."""
+    import threading
+
+    texts = ["tab\there", "line\nbreak\r\n", "back\\slash", "\\N", "\\.", "quote\"'", "ünïcode ✓", ""]
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    with Journal(tmp_path / "d.sqlite") as journal:
+        for text in texts:
+            journal.record(replace(check(L1), source=text), None, "1-ab")
+        [(path, _)] = export_new(journal, stick)
+        device_id = journal.device_id
+    engine = sa.create_engine(postgres_url)
+    checks = TABLES.tables["verifications"]
+    with CentralRegistry(postgres_url) as central:
+        with Journal(tmp_path / "d.sqlite") as journal:
+            register(central, journal)
+        first = json.loads(path.read_text())["entries"][0]
+        other = engine.connect()
+        other.begin()  # another import, not committed yet, holds the first check
+        other.execute(checks.insert(), dict(zip(CSV_COLUMNS, first, strict=True)))
+        blocker = other.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        result: list = []
+        second = threading.Thread(target=lambda: result.append(central.import_journal(path)))
+        second.start()
+        waiting = sa.text("SELECT count(*) FROM pg_stat_activity WHERE :blocker = ANY(pg_blocking_pids(pid))")
+        with engine.connect() as watch:
+            while second.is_alive() and not watch.execute(waiting, {"blocker": blocker}).scalar():
+                second.join(0.05)
+        other.commit()
+        other.close()
+        second.join()
+        assert result == [(len(texts) - 1, 1)]
+        assert central.import_journal(path) == (0, len(texts))
+    with engine.connect() as db:
+        held = db.execute(sa.select(checks.c.source).where(checks.c.device_id == device_id)
+                          .order_by(checks.c.id)).scalars().all()
+    engine.dispose()
+    assert held == texts
