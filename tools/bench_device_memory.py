@@ -33,7 +33,8 @@ same vectors.
 scanned in memory for k' candidates, whose final scores come from their SQ8 rows in a separate
 .npy read by row id through a memory mapping (`madvise(MADV_RANDOM)`), so that only the pages
 the re-ranking reads are resident. Its totals start with the row files evicted from the page
-cache (as after a reboot) and report how much of the resident memory is those files' pages.
+cache (as after a reboot) and report how much of the resident memory is those files' pages,
+and the same with the rows read by `os.pread` (kept out of the process's memory).
 """
 
 from __future__ import annotations
@@ -367,14 +368,14 @@ def measure_rerank(vectors: np.ndarray, queries: dict, folder: Path) -> list[dic
 
 
 RERANK_CHILD = """
-import json, mmap, sys, time, numpy as np
+import json, mmap, os, sys, time, numpy as np
 from pathlib import Path
 from edge_app.shards import read_index, set_search_params
 from trainer.harness.bench.scaling import rss_mb
 import faiss
 faiss.omp_set_num_threads(1)
 paths, nprobe, k = [Path(p) for p in sys.argv[1].split(",")], int(sys.argv[2]), int(sys.argv[3])
-queries, read_whole = np.load(sys.argv[4]), sys.argv[5] == "1"
+queries, mode = np.load(sys.argv[4]), sys.argv[5]  # "mmap", "read" (the index read whole) or "pread"
 vmin, vdiff = np.load(sys.argv[6])
 scale = vdiff / 255.0
 
@@ -397,7 +398,9 @@ shards = []
 for p in paths:
     rows = np.load(p.with_suffix(".sq8.npy"), mmap_mode="r")
     rows._mmap.madvise(mmap.MADV_RANDOM)  # one 256-byte row a candidate: no read-ahead around it
-    shards.append((read_index(p, not read_whole), np.load(p.with_suffix(".ids.npy"), mmap_mode="r"), rows))
+    if mode == "pread":  # the rows read by system call: the page cache holds them, not the process
+        rows = (os.open(p.with_suffix(".sq8.npy"), os.O_RDONLY), rows.offset, rows.shape[1])
+    shards.append((read_index(p, mode != "read"), np.load(p.with_suffix(".ids.npy"), mmap_mode="r"), rows))
 open_ms = (time.perf_counter() - t) * 1000
 on_load = rss_mb() - before
 for index, _, _ in shards:
@@ -408,7 +411,12 @@ for i, q in enumerate(queries):
     t = time.perf_counter()
     rows = index.search(q[None], k)[1][0]
     rows = rows[rows >= 0]
-    scores = (vmin + (rows_file[rows].astype(np.float32) + 0.5) * scale) @ q
+    if mode == "pread":
+        fd, offset, d = rows_file
+        codes = np.frombuffer(b"".join(os.pread(fd, d, offset + int(r) * d) for r in rows), np.uint8).reshape(-1, d)
+    else:
+        codes = rows_file[rows]
+    scores = (vmin + (codes.astype(np.float32) + 0.5) * scale) @ q
     bytes(ids[rows[int(np.argmax(scores))]])
     times.append((time.perf_counter() - t) * 1000)
     if i + 1 in (1000, len(queries)):
@@ -432,7 +440,8 @@ def evict(path: Path) -> None:
 
 def rerank_total(row: dict, shard_folder: Path, n: int, queries: np.ndarray, folder: Path) -> dict:
     """The re-ranked candidate at 44 shards: index, id map and SQ8 row file copied per shard,
-    opened in a fresh process (index memory-mapped, and read whole), searched."""
+    opened in a fresh process (index memory-mapped, read whole; rows memory-mapped, read by
+    pread), searched."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = np.array([f"B{i // 10000:04d}-{i % 10000:04d}-00" for i in range(n)], dtype=f"S{ID_MAP_BYTES}")
     source = shard_folder / f"rerank_{row['factory'].replace(',', '_')}.faiss"
@@ -449,16 +458,18 @@ def rerank_total(row: dict, shard_folder: Path, n: int, queries: np.ndarray, fol
     out = {"index": row["candidate"], "vectors": n * paper.PATTERN_CLASSES, "shards": paper.PATTERN_CLASSES,
            "bytes_on_disk": on_disk, "rerank_bytes_on_disk": (folder / "p00.sq8.npy").stat().st_size * len(paths),
            "nprobe": row["nprobe"], "refine_k": row["refine_k"], "queries": len(queries)}
-    for read_whole in (False, True):
+    for mode in ("mmap", "read", "pread"):
         for path in paths:  # each run starts with the row files on storage, not in the page cache
             evict(Path(path).with_suffix(".sq8.npy"))
         done = subprocess.run([sys.executable, "-c", RERANK_CHILD, ",".join(paths), str(row["nprobe"]),
-                               str(row["refine_k"]), str(query_file), "1" if read_whole else "0",
+                               str(row["refine_k"]), str(query_file), mode,
                                str(shard_folder / "rerank.params.npy")], capture_output=True, text=True, check=True)
-        out["index_read_whole" if read_whole else "index_mmap"] = json.loads(done.stdout)
+        name = {"mmap": "index_mmap", "read": "index_read_whole", "pread": "rows_by_pread"}[mode]
+        out[name] = json.loads(done.stdout)
     shutil.rmtree(folder)
     print(f"  {row['candidate']}: {out['vectors']:,} vectors, {out['bytes_on_disk'] / 1e6:,.0f} MB on disk; "
-          f"{json.dumps(out['index_mmap'])}; read whole {json.dumps(out['index_read_whole'])}", flush=True)
+          f"{json.dumps(out['index_mmap'])}; read whole {json.dumps(out['index_read_whole'])}; rows by pread "
+          f"{json.dumps(out['rows_by_pread'])}", flush=True)
     return out
 
 
