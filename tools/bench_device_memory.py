@@ -4,6 +4,7 @@ of exact search.
 
     .venv/bin/python tools/bench_device_memory.py --vectors CACHE/vectors-34c84bc3f6f0
     .venv/bin/python tools/bench_device_memory.py --vectors CACHE/vectors-34c84bc3f6f0 --quick   # small shards
+    .venv/bin/python tools/bench_device_memory.py --vectors CACHE/vectors-15ebdc7929b6 --mmap-rerank
 
 The vectors are real fingerprints: one vector per distinct simulated label, each the shipped
 int8 model's embedding of its microscope crop, as `puf bench` caches them
@@ -27,6 +28,13 @@ and the resident memory are real) and opened together in a fresh process as a de
 bundle, with the label id maps (13 bytes a vector); the resident memory after queries to
 every shard is the device's figure. Recall does not change by copying: each copy holds the
 same vectors.
+
+`--mmap-rerank` measures one more design alone and adds it to the results file: IVF-PQ codes
+scanned in memory for k' candidates, whose final scores come from their SQ8 rows in a separate
+.npy read by row id through a memory mapping (`madvise(MADV_RANDOM)`), so that only the pages
+the re-ranking reads are resident. Its totals start with the row files evicted from the page
+cache (as after a reboot) and report how much of the resident memory is those files' pages,
+and the same with the rows read by `os.pread` (kept out of the process's memory).
 """
 
 from __future__ import annotations
@@ -263,6 +271,239 @@ def smallest_meeting(rows: list[dict]) -> dict:
     return min(meeting, key=lambda r: (r["scanned_bytes_per_vector"], r["ms_median"]))
 
 
+# --- IVF-PQ scanned in memory, re-ranked from SQ8 rows in a memory-mapped file ---------------------
+
+RERANK_PQ = (32, 64)  # PQ code bytes scanned a vector
+RERANK_K = (4, 8, 16, 32)  # candidates re-ranked a query
+
+
+def sq8_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faiss's SQ8 codes of `vectors` (n, d) uint8, and its per-dimension minimum and range:
+    a row decodes as vmin + (code + 0.5) / 255 * vdiff, as `IndexScalarQuantizer` decodes it."""
+    import faiss
+
+    d = vectors.shape[1]
+    sq = faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit)
+    sq.train(vectors)
+    trained = faiss.vector_to_array(sq.trained).astype(np.float32)
+    return sq.compute_codes(vectors), trained[:d], trained[d:]
+
+
+def reranked(index, rows_file: np.ndarray, vmin: np.ndarray, vdiff: np.ndarray, q: np.ndarray, k: int
+             ) -> tuple[float, int]:
+    """The best of the index's k candidates for one query, scored from their SQ8 rows."""
+    rows = index.search(q[None], k)[1][0]
+    rows = rows[rows >= 0]
+    decoded = vmin + (rows_file[rows].astype(np.float32) + 0.5) * (vdiff / 255.0)
+    scores = decoded @ q
+    best = int(np.argmax(scores))
+    return float(scores[best]), int(rows[best])
+
+
+def measure_rerank(vectors: np.ndarray, queries: dict, folder: Path) -> list[dict]:
+    """IVF-PQm (m in RERANK_PQ) re-ranked from a memory-mapped SQ8 row file, k' in RERANK_K:
+    nprobe tuned to TARGET on the threshold queries, recall and score error of the re-ranked
+    verdict, one query's time alone."""
+    import faiss
+
+    codes, vmin, vdiff = sq8_rows(vectors)
+    rows_path = folder / "rerank.sq8.npy"
+    np.save(rows_path, codes)
+    rows_file = np.load(rows_path, mmap_mode="r")
+    nlist = ivf_nlist(len(vectors))
+    out = []
+    for m in RERANK_PQ:
+        factory = f"IVF{nlist},PQ{m}"
+        faiss.omp_set_num_threads(2)
+        t = time.perf_counter()
+        built = build_index(vectors, IndexPlan("ivf_pq", factory, 0.0, nlist, m))
+        build_s = time.perf_counter() - t
+        path = folder / f"rerank_{factory.replace(',', '_')}.faiss"
+        write_index(built, path)
+        del built
+        faiss.omp_set_num_threads(1)
+        index = read_index(path)
+        ivf = faiss.extract_index_ivf(index)
+        for k in RERANK_K:
+            q, truth, _ = queries["threshold"]
+            nprobe = ivf.nlist
+            for p in (p for p in NPROBES if p <= ivf.nlist):
+                ivf.nprobe = p
+                if np.mean(np.array([reranked(index, rows_file, vmin, vdiff, x, k)[1] for x in q]) == truth) >= TARGET:
+                    nprobe = p
+                    break
+            ivf.nprobe = nprobe
+            row = {"candidate": f"ivf_pq{m} + mmapped sq8 re-rank (k'={k})", "factory": factory, "refine_k": k,
+                   "nprobe": nprobe, "build_s": round(build_s, 1), "index_bytes": path.stat().st_size,
+                   "rerank_file_bytes": rows_path.stat().st_size,
+                   "file_bytes": path.stat().st_size + rows_path.stat().st_size,
+                   "scanned_bytes_per_vector": round(path.stat().st_size / len(vectors), 1),
+                   "bytes_per_vector": round((path.stat().st_size + rows_path.stat().st_size) / len(vectors), 1)}
+            for kind, (qs, truth, _) in queries.items():
+                found = [reranked(index, rows_file, vmin, vdiff, x, k) for x in qs]
+                scores, rows = np.array([s for s, _ in found]), np.array([r for _, r in found])
+                row[f"recall_at_1_{kind}"] = round(float(np.mean(rows == truth)), 5)
+                if kind == "threshold":
+                    exact_of_found = np.einsum("ij,ij->i", qs, vectors[rows])
+                    error = scores - exact_of_found  # against the exact score of the row the verdict names
+                    row["score_error"] = {"median": round(float(np.median(np.abs(error))), 5),
+                                          "p99": round(float(np.quantile(np.abs(error), 0.99)), 5),
+                                          "max": round(float(np.abs(error).max()), 5),
+                                          "max_up": round(max(float(error.max()), 0.0), 5)}
+            times = []
+            for x in queries["threshold"][0]:
+                t = time.perf_counter()
+                reranked(index, rows_file, vmin, vdiff, x, k)
+                times.append((time.perf_counter() - t) * 1000)
+            row.update({"ms_median": round(float(np.median(times)), 4),
+                        "ms_p99": round(float(np.quantile(times, 0.99)), 4)})
+            print(f"  {row['candidate']:40s} {row['scanned_bytes_per_vector']:6.1f} B/vector scanned  nprobe "
+                  f"{nprobe:4d}  recall {row['recall_at_1_threshold']:.4f} / {row['recall_at_1_cos0.7']:.4f}  "
+                  f"score err p99 {row['score_error']['p99']:.4f} max up {row['score_error']['max_up']:.4f}  "
+                  f"{row['ms_median']:.3f} ms (p99 {row['ms_p99']:.3f})", flush=True)
+            out.append(row)
+        del index
+    np.save(folder / "rerank.params.npy", np.stack([vmin, vdiff]))
+    return out
+
+
+RERANK_CHILD = """
+import json, mmap, os, sys, time, numpy as np
+from pathlib import Path
+from edge_app.shards import read_index, set_search_params
+from trainer.harness.bench.scaling import rss_mb
+import faiss
+faiss.omp_set_num_threads(1)
+paths, nprobe, k = [Path(p) for p in sys.argv[1].split(",")], int(sys.argv[2]), int(sys.argv[3])
+queries, mode = np.load(sys.argv[4]), sys.argv[5]  # "mmap", "read" (the index read whole) or "pread"
+vmin, vdiff = np.load(sys.argv[6])
+scale = vdiff / 255.0
+
+
+def mapping_kb(suffix):
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split()[0]
+            if "-" in first and not first.endswith(":"):
+                inside = line.rstrip().endswith(suffix)
+            elif inside and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+before = rss_mb()
+t = time.perf_counter()
+shards = []
+for p in paths:
+    rows = np.load(p.with_suffix(".sq8.npy"), mmap_mode="r")
+    rows._mmap.madvise(mmap.MADV_RANDOM)  # one 256-byte row a candidate: no read-ahead around it
+    if mode == "pread":  # the rows read by system call: the page cache holds them, not the process
+        rows = (os.open(p.with_suffix(".sq8.npy"), os.O_RDONLY), rows.offset, rows.shape[1])
+    shards.append((read_index(p, mode != "read"), np.load(p.with_suffix(".ids.npy"), mmap_mode="r"), rows))
+open_ms = (time.perf_counter() - t) * 1000
+on_load = rss_mb() - before
+for index, _, _ in shards:
+    set_search_params(index, {"nprobe": nprobe})
+times, marks = [], {}
+for i, q in enumerate(queries):
+    index, ids, rows_file = shards[i % len(shards)]
+    t = time.perf_counter()
+    rows = index.search(q[None], k)[1][0]
+    rows = rows[rows >= 0]
+    if mode == "pread":
+        fd, offset, d = rows_file
+        codes = np.frombuffer(b"".join(os.pread(fd, d, offset + int(r) * d) for r in rows), np.uint8).reshape(-1, d)
+    else:
+        codes = rows_file[rows]
+    scores = (vmin + (codes.astype(np.float32) + 0.5) * scale) @ q
+    bytes(ids[rows[int(np.argmax(scores))]])
+    times.append((time.perf_counter() - t) * 1000)
+    if i + 1 in (1000, len(queries)):
+        marks[i + 1] = {"rss_mb": round(rss_mb() - before, 1),
+                        "rerank_file_rss_mb": round(mapping_kb(".sq8.npy") / 1024, 1),
+                        "index_rss_mb": round(mapping_kb(".faiss") / 1024, 1)}
+print(json.dumps({"open_ms": round(open_ms, 1), "rss_mb_on_load": round(on_load, 1), "after_queries": marks,
+                  "ms_median": round(float(np.median(times)), 4), "ms_p99": round(float(np.quantile(times, 0.99)), 4)}))
+"""
+
+
+def evict(path: Path) -> None:
+    """Drop one file's pages from the page cache (written out first), as after a reboot."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def rerank_total(row: dict, shard_folder: Path, n: int, queries: np.ndarray, folder: Path) -> dict:
+    """The re-ranked candidate at 44 shards: index, id map and SQ8 row file copied per shard,
+    opened in a fresh process (index memory-mapped, read whole; rows memory-mapped, read by
+    pread), searched."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = np.array([f"B{i // 10000:04d}-{i % 10000:04d}-00" for i in range(n)], dtype=f"S{ID_MAP_BYTES}")
+    source = shard_folder / f"rerank_{row['factory'].replace(',', '_')}.faiss"
+    paths = []
+    for s in range(paper.PATTERN_CLASSES):
+        path = folder / f"p{s:02d}.faiss"
+        shutil.copyfile(source, path)
+        shutil.copyfile(shard_folder / "rerank.sq8.npy", folder / f"p{s:02d}.sq8.npy")
+        np.save(folder / f"p{s:02d}.ids.npy", ids)
+        paths.append(str(path))
+    on_disk = sum(f.stat().st_size for f in folder.iterdir())
+    query_file = folder / "queries.npy"
+    np.save(query_file, queries)
+    out = {"index": row["candidate"], "vectors": n * paper.PATTERN_CLASSES, "shards": paper.PATTERN_CLASSES,
+           "bytes_on_disk": on_disk, "rerank_bytes_on_disk": (folder / "p00.sq8.npy").stat().st_size * len(paths),
+           "nprobe": row["nprobe"], "refine_k": row["refine_k"], "queries": len(queries)}
+    for mode in ("mmap", "read", "pread"):
+        for path in paths:  # each run starts with the row files on storage, not in the page cache
+            evict(Path(path).with_suffix(".sq8.npy"))
+        done = subprocess.run([sys.executable, "-c", RERANK_CHILD, ",".join(paths), str(row["nprobe"]),
+                               str(row["refine_k"]), str(query_file), mode,
+                               str(shard_folder / "rerank.params.npy")], capture_output=True, text=True, check=True)
+        name = {"mmap": "index_mmap", "read": "index_read_whole", "pread": "rows_by_pread"}[mode]
+        out[name] = json.loads(done.stdout)
+    shutil.rmtree(folder)
+    print(f"  {row['candidate']}: {out['vectors']:,} vectors, {out['bytes_on_disk'] / 1e6:,.0f} MB on disk; "
+          f"{json.dumps(out['index_mmap'])}; read whole {json.dumps(out['index_read_whole'])}; rows by pread "
+          f"{json.dumps(out['rows_by_pread'])}", flush=True)
+    return out
+
+
+def run_rerank(args, threshold: float, real: np.ndarray) -> int:
+    """Add the memory-mapped re-ranking candidates to the results file (the other rows kept)."""
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    sizes = [("paper", 20_000 if args.quick else PAPER_SHARD)]
+    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
+        for label, n in sizes:
+            vectors, real_count = shard_vectors(real, n, np.random.default_rng(args.seed))
+            queries = shard_queries(vectors, real_count, args.queries, threshold, args.seed + 1)
+            print(f"{label}: one shard of {n:,} vectors ({real_count:,} real), {args.queries} queries a kind",
+                  flush=True)
+            folder = Path(tmp) / label
+            folder.mkdir()
+            rows = measure_rerank(vectors, queries, folder)
+            meeting = [r for r in rows if r["recall_at_1_threshold"] >= TARGET
+                       and r["score_error"]["max_up"] <= MAX_SCORE_ERROR]
+            chosen = min(meeting, key=lambda r: (r["index_bytes"], r["refine_k"])) if meeting else None
+            stream = np.concatenate([genuine_like(vectors[:real_count], args.queries, threshold,
+                                                  np.random.default_rng(args.seed + 2 + i))[0] for i in range(5)])
+            totals = [rerank_total(chosen, folder, n, stream, Path(tmp) / f"{label}-total")] if chosen else []
+            result.setdefault(label, {})["mmapped_rerank"] = {
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+                "command": f"python tools/bench_device_memory.py --vectors {args.vectors.name} --mmap-rerank"
+                           + (" --quick" * args.quick),
+                "shard_vectors": n, "real_vectors": real_count, "candidates": rows,
+                "chosen": chosen["candidate"] if chosen else None, "totals": totals}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=Path, required=True,
@@ -270,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=2000, help="queries of each kind (default 2000)")
     parser.add_argument("--quick", action="store_true", help="20,000-vector shards: a minute")
     parser.add_argument("--only", nargs="*", help="candidates whose name holds one of these words")
+    parser.add_argument("--mmap-rerank", action="store_true",
+                        help="only IVF-PQ re-ranked from a memory-mapped SQ8 row file, added to --out's rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -277,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threshold = float(Manifest.read(shipped_bundle()).threshold)
     real = real_vectors(args.vectors)
+    if args.mmap_rerank:
+        return run_rerank(args, threshold, real)
     sizes = [("paper", 20_000 if args.quick else PAPER_SHARD), ("million", 10_000 if args.quick else MILLION_SHARD)]
     result: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

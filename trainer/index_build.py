@@ -35,6 +35,7 @@ from edge_app.unit_vectors import moved_to_cosine, random_unit
 
 EXACT_MAX = 5000  # shards up to this many vectors are searched exactly
 ID_BYTES = 8  # an IVF list stores a 64-bit id beside each code
+PQ_TRAIN_MIN = 256  # a PQ code's 8-bit sub-quantizers are k-means of 256 centroids: Faiss needs that many points
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -60,7 +61,7 @@ def index_plans(n: int, d: int, exact_max: int = EXACT_MAX) -> list[IndexPlan]:
     ivf = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0),
            ("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0)]
     ivf += [("ivf_pq", f"IVF{nlist},PQ{m}", m + ID_BYTES, m)
-            for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0]
+            for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0 and n >= PQ_TRAIN_MIN]
     return plans + [IndexPlan(kind, factory, size + centroid_share, nlist, m) for kind, factory, size, m in ivf]
 
 

@@ -19,11 +19,30 @@ from edge_app.bundle_format import MANIFEST, ShardEntry
 from edge_app.shards import read_index
 from edge_app.thumbnails import label_starts
 from trainer import index_build
-from trainer.enroll import close_section, genuine_cosine_of, shard_budget, write_shard, write_thumbnails
+from trainer.enroll import (
+    DEFAULT_BUDGET_MB,
+    EnrollOptions,
+    check_score_errors,
+    close_section,
+    genuine_cosine_of,
+    shard_budget,
+    write_shard,
+    write_thumbnails,
+)
 
 if TYPE_CHECKING:
+    from edge_app.bundle_format import Manifest
     from trainer.bundle_write import BundleUpdate
-    from trainer.enroll import EnrollOptions
+
+
+def removal_options(manifest: Manifest, memory_mb: float | None = None, accept_approximate_scores: bool = False,
+                    valid_days: float | None = None) -> EnrollOptions:
+    """How a removal rebuilds shards: within `memory_mb` (default: the budget the bundle's
+    shards were planned for), refusing a rebuilt shard whose scores rise as `puf enroll` does."""
+    section = manifest.shards
+    budget = memory_mb or (section.memory_budget_mb if section else None) or DEFAULT_BUDGET_MB
+    return EnrollOptions(memory_budget_mb=budget, valid_days=valid_days,
+                         accept_approximate_scores=accept_approximate_scores)
 
 
 def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOptions
@@ -31,7 +50,10 @@ def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOpti
     """Remove `label_ids` from the shards of the new version `update`. Returns each label found
     as label id -> (its pattern, its vectors as the shard held them), and each shard changed as
     pattern -> its new entry with "action" ("rebuilt", or "dropped" when nothing was left).
-    Labels not in the bundle are in neither."""
+    Labels not in the bundle are in neither. A rebuilt shard whose scores rise above exact ones
+    by more than MAX_SCORE_RISE is refused unless `options.accept_approximate_scores`, as at
+    enrollment (`trainer.enroll.check_score_errors`): a smaller shard pays more a vector for
+    its IVF centroids, so the same budget can give it coarser codes."""
     source: Path = update.source
     section = update.manifest.shards
     if section is None:
@@ -45,6 +67,8 @@ def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOpti
     wanted = list(label_ids)
     kept_total = (section.vectors or 0) - sum(int(np.isin(names, wanted).sum()) for names in names_of.values())
     genuine_cosine = genuine_cosine_of(options, update.manifest)
+    rebuilt: dict[str, dict] = {}
+    rebuilt_ids: list[str] = []
     for pattern, entry in section.entries.items():
         ids, names = ids_of[pattern], names_of[pattern]
         gone = np.isin(names, wanted)
@@ -70,6 +94,8 @@ def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOpti
             written["thumbnails"] = write_thumbnails(update, class_index, thumbnails[~gone[label_starts(ids)]], None)
         entries[pattern] = ShardEntry.from_dict(pattern, written, MANIFEST)
         changed[pattern] = {**written, "action": "rebuilt"}
+        rebuilt[pattern], rebuilt_ids = written, rebuilt_ids + kept_ids
+    check_score_errors(update.manifest, options, rebuilt, max(kept_total, 1), rebuilt_ids)
     section.classes = entries
     close_section(section, classes, options)
     update.manifest.shards = section

@@ -22,8 +22,7 @@ from edge_app.errors import PufError
 from edge_app.ids import check_id
 from edge_app.revocations import REVOKED, REVOKED_IDS, REVOKED_VECTORS, Revocation, RevocationList, Revoked
 from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
-from trainer.enroll import EnrollOptions
-from trainer.label_removal import remove_labels
+from trainer.label_removal import removal_options, remove_labels
 
 if TYPE_CHECKING:
     from trainer.bundle_write import BundleUpdate
@@ -59,8 +58,10 @@ def combined(known: list[Revoked], added: list[Revocation], found: dict[str, tup
 
 
 def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, reason: str,
-           trusted_keys: Path | None = None) -> dict:
-    """Revoke `label_ids` in `bundle` (one writer at a time: `bundle_lock`); returns a report."""
+           trusted_keys: Path | None = None, memory_mb: float | None = None,
+           accept_approximate_scores: bool = False) -> dict:
+    """Revoke `label_ids` in `bundle` (one writer at a time: `bundle_lock`); returns a report.
+    Shards are rebuilt within `memory_mb` (default: the bundle's budget) as `removal_options` says."""
     wanted = list(dict.fromkeys(check_id("label", i) for i in label_ids))
     if not wanted:
         raise PufError("give the labels to revoke (LABEL_ID..., or --from FILE)")
@@ -76,9 +77,9 @@ def revoke(bundle: Path, label_ids: list[str], private_key: SigningKey | None, r
                   "signed_by": manifest.signer}
         if not todo:
             return report
-        budget = (manifest.shards.memory_budget_mb if manifest.shards else None) or EnrollOptions().memory_budget_mb
+        options = removal_options(manifest, memory_mb, accept_approximate_scores)
         with BundleUpdate(opened) as update:
-            found, _ = remove_labels(update, set(todo), EnrollOptions(memory_budget_mb=budget))
+            found, _ = remove_labels(update, set(todo), options)
             missing = [i for i in todo if i not in found]
             if missing:
                 raise PufError(f"label {missing[0]} is not enrolled in the bundle {bundle}"

@@ -21,16 +21,12 @@ from edge_app.bundle_format import Manifest, ShardEntry, Shards
 from edge_app.errors import PufError
 from fabrication.registry import Registry
 from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update
-from trainer.enroll import (
-    DEFAULT_BUDGET_MB,
-    EnrollOptions,
-    bundle_name,
-    enrolled_label_ids,
-    record_enrolled,
-)
+from trainer.enroll import bundle_name, enrolled_label_ids, record_enrolled
+from trainer.label_removal import removal_options
 from trainer.label_removal import remove_labels as remove_from_shards
 
 if TYPE_CHECKING:
+    from trainer.enroll import EnrollOptions
     from trainer.keys import SigningKey
 
 
@@ -57,10 +53,12 @@ def chosen_labels(bundle: Path, batches: tuple[str, ...] = (), label_ids: tuple[
 
 def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | None = None,
                   trusted_keys: Path | None = None, valid_days: float | None = None,
-                  registry: Path | None = None) -> dict:
+                  registry: Path | None = None, memory_mb: float | None = None,
+                  accept_approximate_scores: bool = False) -> dict:
     """Remove `label_ids` from the bundle's shards as a new version signed with `private_key`
     (only over a manifest that key or one of `trusted_keys` signed), and record them as no
-    longer in this bundle in the factory `registry` when given; returns a report. Labels the
+    longer in this bundle in the factory `registry` when given; returns a report. Shards are
+    rebuilt within `memory_mb` (default: the bundle's budget) as `removal_options` says. Labels the
     bundle no longer holds are only recorded (a re-run after a cut converges); none of them
     held or recorded is a PufError that changes nothing."""
     if not label_ids:
@@ -73,7 +71,8 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
         report: dict = {"bundle": str(bundle), "labels_removed": len(present), "shards": {},
                         "batches": sorted({batch_of(label_id) for label_id in label_ids})}
         if present:
-            manifest = _write_version(opened, present, private_key, trusted_keys, valid_days, report)
+            options = removal_options(manifest, memory_mb, accept_approximate_scores, valid_days)
+            manifest = _write_version(opened, present, private_key, trusted_keys, options, report)
         elif not recorded_in(bundle, registry) & label_ids:
             raise PufError(f"the bundle {bundle} holds none of the {len(label_ids)} label(s) to remove (e.g. "
                            f"{sorted(label_ids)[0]}); nothing changed")
@@ -86,14 +85,11 @@ def remove_labels(bundle: Path, label_ids: set[str], private_key: SigningKey | N
 
 
 def _write_version(opened: OpenedBundle, present: set[str], private_key: SigningKey | None,
-                   trusted_keys: Path | None, valid_days: float | None, report: dict) -> Manifest:
+                   trusted_keys: Path | None, options: EnrollOptions, report: dict) -> Manifest:
     """The opened bundle's new version without `present`; its shards' entries go into `report`."""
     with BundleUpdate(opened) as update:
-        section = update.manifest.shards or Shards()
-        options = EnrollOptions(memory_budget_mb=section.memory_budget_mb or DEFAULT_BUDGET_MB,
-                                valid_days=valid_days)
         _, report["shards"] = remove_from_shards(update, present, options)
-        return update.commit(private_key, valid_days, trusted_keys=trusted_keys)
+        return update.commit(private_key, options.valid_days, trusted_keys=trusted_keys)
 
 
 def _ids(bundle: Path, entry: ShardEntry) -> np.ndarray:

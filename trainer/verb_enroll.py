@@ -55,7 +55,7 @@ def trusted_keys_argument(parser) -> None:
 def shard_arguments(parser: argparse.ArgumentParser) -> None:
     """How shards are planned and tuned (`trainer.enroll.EnrollOptions`), and the templates shipped
     (shared with `puf export-region`)."""
-    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL, MAX_SCORE_RISE
+    from trainer.enroll import DEFAULT_BUDGET_MB, DEFAULT_RECALL
     from trainer.index_build import EXACT_MAX
 
     parser.add_argument("--memory-mb", type=positive, default=DEFAULT_BUDGET_MB,
@@ -67,12 +67,29 @@ def shard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recall", type=float, default=DEFAULT_RECALL,
                         help=f"recall@1 of exact search to tune for (default {DEFAULT_RECALL:g}: a miss refuses a "
                              "genuine label)")
+    approximate_scores_argument(parser)
+    parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle when it has "
+                                                       "none (default: rendered from the factory's patterns)")
+
+
+def approximate_scores_argument(parser: argparse.ArgumentParser) -> None:
+    """The override of the score-error guard (`trainer.enroll.check_score_errors`), on every
+    verb that writes shards."""
+    from trainer.enroll import MAX_SCORE_RISE
+
     parser.add_argument("--accept-approximate-scores", action="store_true",
                         help=f"write shards whose codes (IVF-SQ4, IVF-PQ: a tight --memory-mb) raise scores above "
                              f"exact search by more than {MAX_SCORE_RISE:g}, and mark the threshold not calibrated "
                              "(then: puf evaluate --query-far); without it such shards are refused")
-    parser.add_argument("--templates", type=Path, help="glyph templates (.npz) to ship in the bundle when it has "
-                                                       "none (default: rendered from the factory's patterns)")
+
+
+def removal_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the verbs that take labels out (`puf unenroll`, `puf revoke`) rebuild the shards
+    that held them (`trainer.label_removal.removal_options`)."""
+    parser.add_argument("--memory-mb", type=positive,
+                        help="memory budget of the bundle on the device, MB, for the shards rebuilt "
+                             "(default: the bundle's own)")
+    approximate_scores_argument(parser)
 
 
 def shard_options(args: argparse.Namespace, **more):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge_app.arguments import nonempty_path, revocation_arguments
 from edge_app.verbs import Verb, print_report
-from trainer.verb_enroll import trusted_keys_argument
+from trainer.verb_enroll import removal_arguments, trusted_keys_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=nonempty_path, required=True, help="the bundle folder; updated in place")
     parser.add_argument("--key", type=Path, required=True, help="private key to sign the new version with")
     trusted_keys_argument(parser)
+    removal_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     ids = [check_id("label", label_id) for label_id in label_ids(args.label_ids, args.from_file)]
     if not ids:  # every id checked before the key is read: a refusal costs nothing
         raise PufError("give the labels to revoke (LABEL_ID..., or --from FILE)")
-    report = revoke(args.bundle, ids, load_private_key(args.key), reason, args.trusted_keys)
+    report = revoke(args.bundle, ids, load_private_key(args.key), reason, args.trusted_keys, args.memory_mb,
+                    args.accept_approximate_scores)
     return print_report(report, args.json, describe)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge_app.arguments import nonempty_path
 from edge_app.verbs import Verb
-from trainer.verb_enroll import signing_arguments
+from trainer.verb_enroll import removal_arguments, signing_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the factory's registry.sqlite: records the labels as no longer in this bundle "
                              "(they stay enrolled in other bundles that hold them)")
     signing_arguments(parser)
+    removal_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     chosen = chosen_labels(args.bundle, batches, labels, args.registry)
     if not chosen:
         raise PufError(f"the bundle {args.bundle} holds no label of batch {', '.join(batches)}; nothing changed")
-    report = remove_labels(args.bundle, chosen, key, args.trusted_keys, args.valid_days, args.registry)
+    report = remove_labels(args.bundle, chosen, key, args.trusted_keys, args.valid_days, args.registry,
+                           args.memory_mb, args.accept_approximate_scores)
     return print_report(report, args.json, describe)
 
 
