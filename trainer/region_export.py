@@ -87,9 +87,9 @@ def read_region(store: FingerprintStore, collection: str, region: Region, spill:
     """Every fingerprint of `region` into `spill`, in one scan of the store."""
     with tqdm(total=store.count(collection, region), desc=f"reading {region}", unit="fingerprint",
               disable=not progress) as shown:
-        for batch in store.batches(collection, region):
-            spill.add(batch)
-            shown.update(len(batch))
+        for page in store.pages(collection, region):
+            spill.add(page.label_ids, page.patterns, page.copies, page.vectors)
+            shown.update(len(page))
 
 
 def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key: SigningKey | None = None,

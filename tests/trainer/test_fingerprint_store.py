@@ -26,7 +26,7 @@ def stored(store_path: Path | str, bundle: Path, region: Region) -> tuple[int, i
     name = collection_name(manifest, "int8")
     with FingerprintStore(str(store_path)) as store:
         store.open_collection(name, int(manifest.embedding_dim or 0), create=False)
-        ids = [row["label_id"] for batch in store.batches(name, region) for row in batch]
+        ids = [label_id for page in store.pages(name, region) for label_id in page.label_ids]
     return len(ids), len(set(ids))
 
 
@@ -118,7 +118,8 @@ def test_patterns_cannot_change_what_a_filter_selects(store_uri):
         assert store.label_ids("fp_test", EU, ["a", "nobody"]) == {"a"}
         assert store.count("fp_test", EU, 'P" or pattern != "') == 1
         assert store.count("fp_test", EU, "P1") == 2 and store.count("fp_test", US) == 0
-        assert sorted((row["label_id"], row["pattern"]) for batch in store.batches("fp_test", EU) for row in batch) \
+        pages = list(store.pages("fp_test", EU))
+        assert sorted(pair for page in pages for pair in zip(page.label_ids, page.patterns, strict=True)) \
             == [("a", "P1"), ("b", 'P" or pattern != "'), ("c", "P1")]
         [(label, score)] = store.search("fp_test", EU, "P1", vectors[2:3] / np.linalg.norm(vectors[2]))
         assert label == "c" and score == pytest.approx(np.linalg.norm(vectors[2]), rel=1e-4)
