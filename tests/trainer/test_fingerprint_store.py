@@ -172,3 +172,30 @@ def test_an_export_reads_the_region_once_showing_progress_and_keeps_no_split(bas
     shown = capsys.readouterr().err
     assert "reading tea/us" in shown and "| 12/" in shown, shown  # 12 labels read
     assert not list(tmp_path.glob(".export-*"))
+
+
+def test_pages_hold_every_row_of_the_region_once_as_the_store_holds_it(store_uri):
+    """The export's read (`FingerprintStore.pages`: its own paging by key, the reply's columns
+    decoded into numpy) gives exactly the rows pymilvus's own query returns for the region,
+    vectors bit for bit, over many pages and a short last one, and nothing of another region."""
+    rng = np.random.default_rng(3)
+    labels = [f"L{i:03d}" for i in range(25)]
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    with FingerprintStore(store_uri) as store:
+        store.open_collection("fp_test", 8, create=True)
+        store.upsert("fp_test", EU, labels, [f"P{i % 3}" for i in range(25)], vectors, copies=2)
+        store.upsert("fp_test", US, ["U1"], ["P0"], vectors[:1])
+        pages = list(store.pages("fp_test", EU, rows=7))
+        held = store.client.query("fp_test", filter='key != ""', partition_names=[EU.partition], output_fields=["*"])
+    expected = {row["key"]: row for row in held}
+    assert len(pages) >= 8 and all(0 < len(page) <= 7 for page in pages)
+    keys = [key for page in pages for key in page.keys]
+    assert keys == sorted(expected) and len(keys) == 50  # each row once, in key order
+    for page in pages:
+        assert page.vectors.dtype == np.float32 and page.vectors.shape == (len(page), 8)
+        for i, key in enumerate(page.keys):
+            row = expected[key]
+            assert (page.label_ids[i], page.patterns[i], int(page.copies[i])) == (row["label_id"], row["pattern"],
+                                                                                   row["copy"])
+            assert page.vectors[i].tobytes() == np.asarray(row["vector"], np.float32).tobytes()
+    assert {page.vectors[i].tobytes() for page in pages for i in range(len(page))} == {v.tobytes() for v in vectors}
