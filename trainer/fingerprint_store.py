@@ -25,6 +25,7 @@ with an error naming the id, and so does a page that does not move past the last
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ MAX_ID_CHARS = 64  # a label id (`edge_app.ids`) or pattern name, characters
 _SERVER = ("http://", "https://", "tcp://", "unix:")
 WRITE_ROWS = 2000  # rows a request: well under Milvus's 64 MB message limit at 512 dimensions
 READ_ROWS = 16384  # rows a page: Milvus's most a query returns (its maxQueryResultWindow); 33 MB at 512-d
+# Milvus Lite 3.2.2 answers each page with a pass (mask and key sort) over all of the partition's
+# rows, in Python: seconds a row a pass, measured (tools/results/bench_milvus_export.md)
+LITE_PASS_SECONDS_PER_ROW = 1.4e-5
 FIELDS = ("key", "label_id", "pattern", "copy", "vector")
 
 
@@ -125,6 +129,17 @@ class FingerprintStore:
             self.client = MilvusClient(str(uri))
         except MilvusException as error:
             raise PufError(f"cannot open the fingerprint store {self.uri}: {error.message}") from None
+
+    @property
+    def lite(self) -> bool:
+        """Milvus Lite (a .db folder), not a server."""
+        return not self.uri.startswith(_SERVER)
+
+    def read_seconds(self, rows: int) -> float:
+        """About how long Milvus Lite takes to read a region of `rows` rows (`pages`): a pass
+        over all of them a page, so it grows with the square of `rows`; 0 on a server, which
+        answers a page from its segments."""
+        return math.ceil(rows / READ_ROWS) * rows * LITE_PASS_SECONDS_PER_ROW if self.lite else 0.0
 
     def __enter__(self) -> FingerprintStore:
         return self

@@ -3,6 +3,7 @@ idempotently, a region's bundle exported from it verifies that region's labels a
 and the other region's as counterfeit, and the store refuses what would abuse it."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
 from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
 from tests.store_support import export, main
+from trainer import region_export
 from trainer.enroll import enroll
-from trainer.fingerprint_store import FingerprintStore, Region, StoreTarget, collection_name
+from trainer.fingerprint_store import READ_ROWS, FingerprintStore, Region, StoreTarget, collection_name
 
 EU, US = Region("tea", "eu"), Region("tea", "us")
 
@@ -199,3 +201,23 @@ def test_pages_hold_every_row_of_the_region_once_as_the_store_holds_it(store_uri
                                                                                    row["copy"])
             assert page.vectors[i].tobytes() == np.asarray(row["vector"], np.float32).tobytes()
     assert {page.vectors[i].tobytes() for page in pages for i in range(len(page))} == {v.tobytes() for v in vectors}
+
+
+def test_an_export_from_milvus_lite_warns_of_its_expected_time_and_goes_on(base, central, tmp_path, capsys,
+                                                                          store_engine, monkeypatch):
+    """Milvus Lite answers each page with a pass over the whole region, so its read grows with
+    the square of the region's size (`FingerprintStore.read_seconds`): an export expected to
+    read longer than LITE_WARN_SECONDS (0 here) says so on stderr with the time, and is
+    written all the same; a server's export gives no such warning."""
+    bundle, store_path, _ = central
+    with FingerprintStore(str(store_path)) as store:
+        lite = store.lite
+        one, two = store.read_seconds(READ_ROWS * 10), store.read_seconds(READ_ROWS * 20)
+    assert lite == (store_engine == "milvus_lite")
+    assert (one > 0 and two == pytest.approx(4 * one)) if lite else one == two == 0
+    monkeypatch.setattr(region_export, "LITE_WARN_SECONDS", 0.0)
+    assert export(base, central, "us", tmp_path / "us") == 0
+    shown = capsys.readouterr().err
+    assert bool(re.search(r"warning: Milvus Lite reads the \d+ fingerprints of tea/us in about \d+ minutes", shown)) \
+        == lite, shown
+    assert Manifest.read(tmp_path / "us").shards is not None
