@@ -35,7 +35,7 @@ class PatternSpill:
         for handle in (*self._vectors.values(), *self._ids.values()):
             handle.close()
 
-    def add(self, label_ids: Sequence[str], patterns: Sequence[str], copies: Sequence[int],
+    def add(self, label_ids: Sequence[str], patterns: Sequence[str], copies: Sequence[int] | np.ndarray,
             vectors: np.ndarray) -> None:
         """Append a page of rows, a column a field (row i: label_ids[i], patterns[i],
         copies[i], vectors[i]), to their patterns' files."""
@@ -45,7 +45,7 @@ class PatternSpill:
         for i in np.unique(index[index >= 0]).tolist():
             chosen = np.flatnonzero(index == i)
             self._vectors[i].write(vectors[chosen].tobytes())
-            self._ids[i].write("".join(f"{label_ids[k]}\t{int(copies[k])}\n" for k in chosen))
+            self._ids[i].write("".join(f"{label_ids[k]}\t{int(copies[k])}\n" for k in chosen.tolist()))
 
     def rows(self, pattern: str) -> tuple[list[str], np.ndarray]:
         """The label id of each row of `pattern` and the (rows, dim) vectors, ordered by label
