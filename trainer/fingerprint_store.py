@@ -42,9 +42,12 @@ MAX_ID_CHARS = 64  # a label id (`edge_app.ids`) or pattern name, characters
 _SERVER = ("http://", "https://", "tcp://", "unix:")
 WRITE_ROWS = 2000  # rows a request: well under Milvus's 64 MB message limit at 512 dimensions
 READ_ROWS = 16384  # rows a page: Milvus's most a query returns (its maxQueryResultWindow); 33 MB at 512-d
-# Milvus Lite 3.2.2 answers each page with a pass (mask and key sort) over all of the partition's
-# rows, in Python: seconds a row a pass, measured (tools/results/bench_milvus_export.md)
-LITE_PASS_SECONDS_PER_ROW = 1.4e-5
+# Milvus Lite 3.2.2, in Python, answers each page with a pass (mask and key sort) over all of the
+# partition's rows, then encodes the page's rows: seconds a row a pass, and a row encoded, solved
+# from its reads of 100,000 rows in 7 pages and in 25 in one run (tools/results/bench_milvus_export.md;
+# 2 cores, loaded)
+LITE_PASS_SECONDS_PER_ROW = 1.47e-4
+LITE_SECONDS_PER_ROW = 1.14e-3
 FIELDS = ("key", "label_id", "pattern", "copy", "vector")
 
 
@@ -139,7 +142,9 @@ class FingerprintStore:
         """About how long Milvus Lite takes to read a region of `rows` rows (`pages`): a pass
         over all of them a page, so it grows with the square of `rows`; 0 on a server, which
         answers a page from its segments."""
-        return math.ceil(rows / READ_ROWS) * rows * LITE_PASS_SECONDS_PER_ROW if self.lite else 0.0
+        if not self.lite:
+            return 0.0
+        return (math.ceil(rows / READ_ROWS) * LITE_PASS_SECONDS_PER_ROW + LITE_SECONDS_PER_ROW) * rows
 
     def __enter__(self) -> FingerprintStore:
         return self

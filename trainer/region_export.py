@@ -93,8 +93,9 @@ def read_region(store: FingerprintStore, collection: str, region: Region, spill:
     expected = store.read_seconds(total)
     if expected > LITE_WARN_SECONDS:
         print(f"warning: Milvus Lite reads the {total:,} fingerprints of {region} in about {expected / 60:.0f} minutes "
-              "(a pass over all of them for each page of 16,384: the time grows with the square of the region's "
-              "size); a Milvus server (--milvus http://host:19530) reads them in minutes", file=sys.stderr)
+              "(as measured on 2 loaded cores: a pass over all of them for each page of 16,384, so the time grows "
+              "with the square of the region's size); a Milvus server (--milvus http://host:19530) read 1,000,000 "
+              "in 3 minutes there", file=sys.stderr)
     with tqdm(total=total, desc=f"reading {region}", unit="fingerprint", disable=not progress) as shown:
         for page in store.pages(collection, region):
             spill.add(page.label_ids, page.patterns, page.copies, page.vectors)

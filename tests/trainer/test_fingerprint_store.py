@@ -214,7 +214,7 @@ def test_an_export_from_milvus_lite_warns_of_its_expected_time_and_goes_on(base,
         lite = store.lite
         one, two = store.read_seconds(READ_ROWS * 10), store.read_seconds(READ_ROWS * 20)
     assert lite == (store_engine == "milvus_lite")
-    assert (one > 0 and two == pytest.approx(4 * one)) if lite else one == two == 0
+    assert (two > 3 * one > 0) if lite else one == two == 0  # twice the rows, twice the pages
     monkeypatch.setattr(region_export, "LITE_WARN_SECONDS", 0.0)
     assert export(base, central, "us", tmp_path / "us") == 0
     shown = capsys.readouterr().err
