@@ -116,6 +116,7 @@ LAZY = {module for extra in EXTRAS.values() for module in extra.values()} | {
     "tflite_runtime",  # LiteRT's older name, on a Pi
     "usb",  # pyusb, with galvoplotter
     "pydantic",  # with useq-schema
+    "grpc",  # grpcio, with pymilvus (the fingerprint store reads its replies)
 }
 
 

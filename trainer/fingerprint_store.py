@@ -18,15 +18,14 @@ One store, two engines, one API (pymilvus's `MilvusClient`): a Milvus Lite folde
 Values reach Milvus's filter expressions only as JSON string literals (`_literal`), never
 pasted in: a label id or pattern name cannot change what a filter selects. Label ids, products
 and regions are ids of `edge_app.ids`'s grammar, checked as they come in and as they are read
-back: pymilvus's query iterator pages by the primary key with a literal it does not escape, so
-a quote or a backslash in one (a store written before the grammar) would break or loop an
-export; reading stops instead with an error naming the id, and stops too at a page that does
-not move past the last one.
+back: a row a store took before the grammar (a quote or a backslash in its id) stops an export
+with an error naming the id, and so does a page that does not move past the last one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,7 +41,14 @@ DEFAULT_PRODUCT = "main"  # a brand with one product names none
 MAX_ID_CHARS = 64  # a label id (`edge_app.ids`) or pattern name, characters
 _SERVER = ("http://", "https://", "tcp://", "unix:")
 WRITE_ROWS = 2000  # rows a request: well under Milvus's 64 MB message limit at 512 dimensions
-READ_ROWS = 4000
+READ_ROWS = 16384  # rows a page: Milvus's most a query returns (its maxQueryResultWindow); 33 MB at 512-d
+# Milvus Lite 3.2.2, in Python, answers each page with a pass (mask and key sort) over all of the
+# partition's rows, then encodes the page's rows: seconds a row a pass, and a row encoded, solved
+# from its reads of 100,000 rows in 7 pages and in 25 in one run (tools/results/bench_milvus_export.md;
+# 2 cores, loaded)
+LITE_PASS_SECONDS_PER_ROW = 1.47e-4
+LITE_SECONDS_PER_ROW = 1.14e-3
+FIELDS = ("key", "label_id", "pattern", "copy", "vector")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,20 @@ def _redacted(uri: str) -> str:
     return re.sub(r"//[^/@]*@", "//", uri)
 
 
+@dataclass(frozen=True)
+class Page:
+    """Rows of a region as read (`FingerprintStore.pages`), a column a field, in key order."""
+
+    keys: list[str]
+    label_ids: list[str]
+    patterns: list[str]
+    copies: np.ndarray  # int64
+    vectors: np.ndarray  # (rows, dim) float32
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class FingerprintStore:
     """A connection to the store: `with FingerprintStore("fingerprints.db") as store: ...`."""
 
@@ -112,6 +132,19 @@ class FingerprintStore:
             self.client = MilvusClient(str(uri))
         except MilvusException as error:
             raise PufError(f"cannot open the fingerprint store {self.uri}: {error.message}") from None
+
+    @property
+    def lite(self) -> bool:
+        """Milvus Lite (a .db folder), not a server."""
+        return not self.uri.startswith(_SERVER)
+
+    def read_seconds(self, rows: int) -> float:
+        """About how long Milvus Lite takes to read a region of `rows` rows (`pages`): a pass
+        over all of them a page, so it grows with the square of `rows`; 0 on a server, which
+        answers a page from its segments."""
+        if not self.lite:
+            return 0.0
+        return (math.ceil(rows / READ_ROWS) * LITE_PASS_SECONDS_PER_ROW + LITE_SECONDS_PER_ROW) * rows
 
     def __enter__(self) -> FingerprintStore:
         return self
@@ -210,31 +243,57 @@ class FingerprintStore:
                            output_fields=["count(*)"], partition_names=[region.partition])
         return int(row["count(*)"])
 
-    def batches(self, collection: str, region: Region) -> Iterator[list[dict]]:
-        """Every row of `region` (key, label id, pattern, copy, vector), a page at a time, in
-        one scan of its partition: an export splits them by pattern as they come
-        (`trainer.pattern_spill`) instead of scanning the partition once a pattern. Each row's
-        label id is checked before the iterator pages on from it, and each page must start
-        past the last one's keys (pages come in key order), so there are never more pages than
-        rows; a PufError otherwise (see the module's docstring)."""
+    def pages(self, collection: str, region: Region, rows: int = READ_ROWS) -> Iterator[Page]:
+        """Every row of `region`, `rows` at most a page, in one scan of its partition by key:
+        an export splits them by pattern as they come (`trainer.pattern_spill`) instead of
+        scanning the partition once a pattern. Each page's label ids are checked, and its keys
+        must rise and start past the last page's (the next page is asked for past its last
+        key), so no row is skipped or read twice and there are never more pages than rows; a
+        PufError otherwise (see the module's docstring)."""
         if not self._partition(collection, region, create=False):
             return
-        iterator = self._call("read fingerprints", self.client.query_iterator, collection, batch_size=READ_ROWS,
-                              filter="", partition_names=[region.partition],
-                              output_fields=["key", "label_id", "pattern", "copy", "vector"])
-        last = ""
+        last: str | None = None
+        while page := self._page(collection, region, last, rows):
+            for label_id in page.label_ids:
+                self._check_stored(label_id, region)
+            keys = page.keys
+            if (last is not None and keys[0] <= last) or keys != sorted(set(keys)):
+                raise PufError(f"the fingerprint store {self.uri} gave the fingerprints of {region} out of key order "
+                               f"(after {last!r}): its paging cannot be followed; nothing read")
+            last = keys[-1]
+            yield page
+
+    def _page(self, collection: str, region: Region, after: str | None, rows: int) -> Page:
+        """The first `rows` rows of `region` by key past `after`, decoded column by column.
+
+        pymilvus's `query` and `query_iterator` turn each row into a dict, its vector into
+        Python floats (about 250 us a row, most of an export's read); the reply itself is
+        columnar, so this sends the request pymilvus's query iterator sends (its `iterator`
+        and `reduce_stop_for_best` options: rows in key order) through the client's
+        connection and decodes the reply's fields straight into numpy. These are pymilvus
+        internals, pinned by constraints.txt and exercised on both engines by the tests."""
+        import grpc
+        from pymilvus.client.prepare import Prepare
+        from pymilvus.client.utils import check_status
+
+        connection = self.client._get_connection()
+        request = Prepare.query_request(collection, "" if after is None else f"key > {_literal(after)}", list(FIELDS),
+                                        [region.partition], limit=rows, iterator="True",
+                                        reduce_stop_for_best="True")
         try:
-            while batch := self._call("read fingerprints", iterator.next):
-                for row in batch:
-                    self._check_stored(row["label_id"], region)
-                first = min(row["key"] for row in batch)
-                if first <= last:
-                    raise PufError(f"the fingerprint store {self.uri} gave the fingerprint {first!r} after {last!r}: "
-                                   f"its paging of {region} did not move on; nothing read")
-                last = max(row["key"] for row in batch)
-                yield batch
-        finally:
-            iterator.close()
+            reply = connection._stub.Query(request, metadata=self.client._generate_call_context().to_grpc_metadata())
+        except grpc.RpcError as error:
+            raise PufError(f"the fingerprint store {self.uri} failed to read fingerprints: {error.details()}") from None
+        self._call("read fingerprints", check_status, reply.status)
+        columns = {field.field_name: field for field in reply.fields_data}
+        keys = list(columns["key"].scalars.string_data.data) if "key" in columns else []
+        if not keys:
+            return Page([], [], [], np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
+        vectors = np.asarray(columns["vector"].vectors.float_vector.data, np.float32)
+        return Page(keys, list(columns["label_id"].scalars.string_data.data),
+                    list(columns["pattern"].scalars.string_data.data),
+                    np.asarray(columns["copy"].scalars.int_data.data, np.int64),
+                    vectors.reshape(len(keys), int(columns["vector"].vectors.dim)))
 
     def _check_stored(self, label_id: str, region: Region) -> None:
         try:

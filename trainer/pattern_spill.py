@@ -1,5 +1,5 @@
 """A region's fingerprints split by pattern class into files as they are read, so that an
-export scans the store once (`FingerprintStore.batches`) and then holds one pattern's
+export scans the store once (`FingerprintStore.pages`) and then holds one pattern's
 vectors at a time: memory stays one page plus the largest shard, whatever the region's size.
 
 Each pattern of `classes` gets two files in `folder`, named by its index (a pattern name never
@@ -16,7 +16,7 @@ import numpy as np
 
 
 class PatternSpill:
-    """`with PatternSpill(folder, classes, dim) as spill: spill.add(batch) ...; spill.rows(pattern)`."""
+    """`with PatternSpill(folder, classes, dim) as spill: spill.add(...) ...; spill.rows(pattern)`."""
 
     def __init__(self, folder: Path, classes: Sequence[str], dim: int) -> None:
         self.folder, self.dim = Path(folder), dim
@@ -35,18 +35,17 @@ class PatternSpill:
         for handle in (*self._vectors.values(), *self._ids.values()):
             handle.close()
 
-    def add(self, batch: Sequence[dict]) -> None:
-        """Append a page of rows (label_id, pattern, copy, vector) to their patterns' files."""
-        by_pattern: dict[int, list[dict]] = {}
-        for row in batch:
-            i = self._index.get(row["pattern"])
-            if i is None:
-                self.other += 1
-            else:
-                by_pattern.setdefault(i, []).append(row)
-        for i, rows in by_pattern.items():
-            self._vectors[i].write(np.asarray([row["vector"] for row in rows], np.float32).tobytes())
-            self._ids[i].write("".join(f"{row['label_id']}\t{int(row['copy'])}\n" for row in rows))
+    def add(self, label_ids: Sequence[str], patterns: Sequence[str], copies: Sequence[int] | np.ndarray,
+            vectors: np.ndarray) -> None:
+        """Append a page of rows, a column a field (row i: label_ids[i], patterns[i],
+        copies[i], vectors[i]), to their patterns' files."""
+        index = np.fromiter((self._index.get(pattern, -1) for pattern in patterns), np.int64, len(patterns))
+        self.other += int(np.count_nonzero(index < 0))
+        vectors = np.asarray(vectors, np.float32)
+        for i in np.unique(index[index >= 0]).tolist():
+            chosen = np.flatnonzero(index == i)
+            self._vectors[i].write(vectors[chosen].tobytes())
+            self._ids[i].write("".join(f"{label_ids[k]}\t{int(copies[k])}\n" for k in chosen.tolist()))
 
     def rows(self, pattern: str) -> tuple[list[str], np.ndarray]:
         """The label id of each row of `pattern` and the (rows, dim) vectors, ordered by label

@@ -3,6 +3,7 @@ idempotently, a region's bundle exported from it verifies that region's labels a
 and the other region's as counterfeit, and the store refuses what would abuse it."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from edge_app.bundle_format import Manifest
 from edge_app.errors import PufError
 from tests.bundle_support import enroll_crops, keys, model_bundle, sim_batch
 from tests.store_support import export, main
+from trainer import region_export
 from trainer.enroll import enroll
-from trainer.fingerprint_store import FingerprintStore, Region, StoreTarget, collection_name
+from trainer.fingerprint_store import READ_ROWS, FingerprintStore, Region, StoreTarget, collection_name
 
 EU, US = Region("tea", "eu"), Region("tea", "us")
 
@@ -26,7 +28,7 @@ def stored(store_path: Path | str, bundle: Path, region: Region) -> tuple[int, i
     name = collection_name(manifest, "int8")
     with FingerprintStore(str(store_path)) as store:
         store.open_collection(name, int(manifest.embedding_dim or 0), create=False)
-        ids = [row["label_id"] for batch in store.batches(name, region) for row in batch]
+        ids = [label_id for page in store.pages(name, region) for label_id in page.label_ids]
     return len(ids), len(set(ids))
 
 
@@ -118,7 +120,8 @@ def test_patterns_cannot_change_what_a_filter_selects(store_uri):
         assert store.label_ids("fp_test", EU, ["a", "nobody"]) == {"a"}
         assert store.count("fp_test", EU, 'P" or pattern != "') == 1
         assert store.count("fp_test", EU, "P1") == 2 and store.count("fp_test", US) == 0
-        assert sorted((row["label_id"], row["pattern"]) for batch in store.batches("fp_test", EU) for row in batch) \
+        pages = list(store.pages("fp_test", EU))
+        assert sorted(pair for page in pages for pair in zip(page.label_ids, page.patterns, strict=True)) \
             == [("a", "P1"), ("b", 'P" or pattern != "'), ("c", "P1")]
         [(label, score)] = store.search("fp_test", EU, "P1", vectors[2:3] / np.linalg.norm(vectors[2]))
         assert label == "c" and score == pytest.approx(np.linalg.norm(vectors[2]), rel=1e-4)
@@ -171,3 +174,50 @@ def test_an_export_reads_the_region_once_showing_progress_and_keeps_no_split(bas
     shown = capsys.readouterr().err
     assert "reading tea/us" in shown and "| 12/" in shown, shown  # 12 labels read
     assert not list(tmp_path.glob(".export-*"))
+
+
+def test_pages_hold_every_row_of_the_region_once_as_the_store_holds_it(store_uri):
+    """The export's read (`FingerprintStore.pages`: its own paging by key, the reply's columns
+    decoded into numpy) gives exactly the rows pymilvus's own query returns for the region,
+    vectors bit for bit, over many pages and a short last one, and nothing of another region."""
+    rng = np.random.default_rng(3)
+    labels = [f"L{i:03d}" for i in range(25)]
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    with FingerprintStore(store_uri) as store:
+        store.open_collection("fp_test", 8, create=True)
+        store.upsert("fp_test", EU, labels, [f"P{i % 3}" for i in range(25)], vectors, copies=2)
+        store.upsert("fp_test", US, ["U1"], ["P0"], vectors[:1])
+        pages = list(store.pages("fp_test", EU, rows=7))
+        held = store.client.query("fp_test", filter='key != ""', partition_names=[EU.partition], output_fields=["*"])
+    expected = {row["key"]: row for row in held}
+    assert len(pages) >= 8 and all(0 < len(page) <= 7 for page in pages)
+    keys = [key for page in pages for key in page.keys]
+    assert keys == sorted(expected) and len(keys) == 50  # each row once, in key order
+    for page in pages:
+        assert page.vectors.dtype == np.float32 and page.vectors.shape == (len(page), 8)
+        for i, key in enumerate(page.keys):
+            row = expected[key]
+            assert (page.label_ids[i], page.patterns[i], int(page.copies[i])) == (row["label_id"], row["pattern"],
+                                                                                   row["copy"])
+            assert page.vectors[i].tobytes() == np.asarray(row["vector"], np.float32).tobytes()
+    assert {page.vectors[i].tobytes() for page in pages for i in range(len(page))} == {v.tobytes() for v in vectors}
+
+
+def test_an_export_from_milvus_lite_warns_of_its_expected_time_and_goes_on(base, central, tmp_path, capsys,
+                                                                          store_engine, monkeypatch):
+    """Milvus Lite answers each page with a pass over the whole region, so its read grows with
+    the square of the region's size (`FingerprintStore.read_seconds`): an export expected to
+    read longer than LITE_WARN_SECONDS (0 here) says so on stderr with the time, and is
+    written all the same; a server's export gives no such warning."""
+    bundle, store_path, _ = central
+    with FingerprintStore(str(store_path)) as store:
+        lite = store.lite
+        one, two = store.read_seconds(READ_ROWS * 10), store.read_seconds(READ_ROWS * 20)
+    assert lite == (store_engine == "milvus_lite")
+    assert (two > 3 * one > 0) if lite else one == two == 0  # twice the rows, twice the pages
+    monkeypatch.setattr(region_export, "LITE_WARN_SECONDS", 0.0)
+    assert export(base, central, "us", tmp_path / "us") == 0
+    shown = capsys.readouterr().err
+    assert bool(re.search(r"warning: Milvus Lite reads the \d+ fingerprints of tea/us in about \d+ minutes", shown)) \
+        == lite, shown
+    assert Manifest.read(tmp_path / "us").shards is not None

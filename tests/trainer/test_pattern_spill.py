@@ -7,16 +7,18 @@ import numpy as np
 from trainer.pattern_spill import PatternSpill
 
 
-def row(label_id: str, pattern: str, copy: int, value: float) -> dict:
-    return {"label_id": label_id, "pattern": pattern, "copy": copy, "vector": [value] * 4}
+def add(spill: PatternSpill, *rows: tuple[str, str, int, float]) -> None:
+    """Rows (label id, pattern, copy, the value of each of the vector's 4 numbers) as a page."""
+    label_ids, patterns, copies, values = zip(*rows, strict=True)
+    spill.add(label_ids, patterns, copies, np.repeat(np.asarray(values, np.float32)[:, None], 4, axis=1))
 
 
 def test_rows_come_back_by_pattern_in_label_and_copy_order(tmp_path):
     folder = tmp_path / "spill"
     folder.mkdir()
     with PatternSpill(folder, ["P1", "../../escape"], 4) as spill:
-        spill.add([row("b", "P1", 1, 4.0), row("a", "../../escape", 0, 1.0), row("b", "P1", 0, 3.0)])
-        spill.add([row("a", "P1", 0, 2.0), row("z", "P9", 0, 9.0)])
+        add(spill, ("b", "P1", 1, 4.0), ("a", "../../escape", 0, 1.0), ("b", "P1", 0, 3.0))
+        add(spill, ("a", "P1", 0, 2.0), ("z", "P9", 0, 9.0))
         ids, vectors = spill.rows("P1")
         assert ids == ["a", "b", "b"] and vectors[:, 0].tolist() == [2.0, 3.0, 4.0]
         assert spill.rows("../../escape")[0] == ["a"]
