@@ -428,6 +428,27 @@ def check_score_errors(manifest: Manifest, options: EnrollOptions, shards: dict[
     return rising
 
 
+def check_calibrated_size(manifest: Manifest, shards: dict[str, dict]) -> str | None:
+    """Mark the threshold not calibrated when a shard written (pattern -> entry) holds more
+    labels than the threshold was calibrated for (`Decision.labels_per_shard`): a counterfeit
+    is compared with every label of its shard, so the more labels, the likelier one clears the
+    threshold. Returns why, or None when the threshold still holds."""
+    decision = manifest.decision
+    if decision is None or not decision.calibrated or not decision.labels_per_shard:
+        return None
+    over = {p: e["labels"] for p, e in shards.items() if e["labels"] > decision.labels_per_shard}
+    if not over:
+        return None
+    pattern, labels = max(over.items(), key=lambda item: item[1])
+    why = (f"shard {pattern!r} holds {labels:,} labels" + (f" ({len(over)} shards in all)" if len(over) > 1 else "")
+           + f", more than the {decision.labels_per_shard:,} a shard the threshold {decision.threshold} was calibrated "
+           "for: a counterfeit meets more labels there, so it is accepted more often; calibrate the threshold on this "
+           "bundle with puf evaluate --query-far")
+    decision.calibrated = False
+    decision.extra["not_calibrated_because"] = why
+    return why
+
+
 def genuine_cosine_of(options: EnrollOptions, manifest: Manifest) -> float:
     """The cosine of the genuine-like queries shards are tuned on: the option, else the
     bundle's threshold (0.3-0.9)."""
@@ -546,6 +567,8 @@ class EnrollReport:
     shards: dict[str, dict] = field(default_factory=dict)  # pattern -> its shard's manifest entry, as written
     # pattern -> the score error of each shard written with --accept-approximate-scores
     approximate_scores: dict[str, dict] = field(default_factory=dict)
+    # why the threshold no longer holds for the shards' size (`check_calibrated_size`), or None
+    oversized_shards: str | None = None
     store: dict | None = None  # `store_fingerprints`' report, when enrolled into a fingerprint store
     labels_total: int = 0
     vectors_total: int = 0
@@ -582,6 +605,8 @@ class EnrollReport:
         if self.approximate_scores:
             lines.append(f"NOT CALIBRATED: {len(self.approximate_scores)} shard(s) raise scores by more than "
                          f"{MAX_SCORE_RISE:g} (score+): calibrate the threshold on them with puf evaluate --query-far")
+        if self.oversized_shards:
+            lines.append(f"NOT CALIBRATED: {self.oversized_shards}")
         for reason, count in self.skipped.items():
             lines.append(f"skipped {count}: {reason} (e.g. {self.skipped_examples[reason]})")
         return "\n".join(lines)
@@ -675,6 +700,7 @@ def _enroll(bundle: Path, labels: Path, private_key: SigningKey | None, options:
             report.shards[pattern] = entry
         report.approximate_scores = {p: e["score_error"] for p, e in check_score_errors(
             update.manifest, options, report.shards, total, kept_ids).items()}
+        report.oversized_shards = check_calibrated_size(update.manifest, report.shards)
         section.classes = classes_now
         close_section(section, classes, options)
         if kept:

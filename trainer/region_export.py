@@ -40,6 +40,7 @@ from edge_app.revocations import Revocation, Revoked
 from trainer.bundle_write import BundleUpdate, bundle_lock, read_for_update, replaced_sequence
 from trainer.enroll import (
     EnrollOptions,
+    check_calibrated_size,
     check_score_errors,
     close_section,
     ensure_templates,
@@ -161,6 +162,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
                     shards[pattern] = ShardEntry.from_dict(pattern, written_entry, MANIFEST)
                     entries[pattern] = written_entry
                 approximate = check_score_errors(update.manifest, options, entries, store.count(name, region), [])
+                oversized = check_calibrated_size(update.manifest, entries)
                 section.classes = shards
                 close_section(section, classes, options)
                 section.extra["region"] = {"product": region.product, "region": region.region}
@@ -180,7 +182,7 @@ def export_region(uri: str, bundle: Path, out: Path, region: Region, private_key
             "bundle_bytes": sum(v.bytes or 0 for v in written.file_entries.values()),
             "signed_by": written.signer, "sequence": written.release.sequence,
             "revoked": sorted(revoked_ids), "revoked_in_region": sorted(found),
-            "approximate_scores": {p: e["score_error"] for p, e in approximate.items()},
+            "approximate_scores": {p: e["score_error"] for p, e in approximate.items()}, "oversized_shards": oversized,
             "read_seconds": round(read_seconds, 2), "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -190,4 +192,5 @@ def describe(report: dict) -> str:
             f"in {report['shards']} shards from {report['store']}, {len(report['revoked'])} revoked, "
             f"{report['bundle_bytes'] / 1e6:.1f} MB, "
             f"sequence {report['sequence']}, {report['seconds']} s; signed by "
-            f"{report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}")
+            f"{report['signed_by'] or 'NOBODY (no --key: devices will refuse it)'}"
+            + (f"\nNOT CALIBRATED: {report['oversized_shards']}" if report.get("oversized_shards") else ""))

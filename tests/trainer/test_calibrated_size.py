@@ -1,0 +1,61 @@
+"""A threshold holds for the shard size it was calibrated at (`Decision.labels_per_shard`): a
+counterfeit is compared with every label of its pattern's shard, so a larger shard accepts
+counterfeits more often. An enrollment that grows a shard past that size marks the threshold
+not calibrated, so the device warns, instead of keeping a promise the threshold no longer keeps."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edge_app.bundle import load_bundle
+from edge_app.bundle_format import Decision, Manifest
+from tests.bundle_support import keys, sim_batch, write_crop_folder
+from trainer.enroll import check_calibrated_size, enroll
+from trainer.export_record import record_export
+
+
+def calibrate(bundle: Path, labels_per_shard: int) -> None:
+    """Give the unsigned bundle a calibrated threshold, set for `labels_per_shard` labels a shard,
+    as `puf export` of a calibrated model would (so `puf enroll` may sign it)."""
+    manifest = Manifest.read(bundle)
+    manifest.decision = dataclasses.replace(manifest.decision or Decision(), threshold=0.8, calibrated=True,
+                                            labels_per_shard=labels_per_shard)
+    manifest.write(bundle)
+    record_export(json.loads((bundle / "manifest.json").read_text()), bundle)
+
+
+def two_fields(base: Path) -> Path:
+    """Microscope captures of fields 0 and 1: two labels of each pattern."""
+    folder = base / "two_fields_crops"
+    return folder if folder.exists() else write_crop_folder(folder, sim_batch(), (0, 1))
+
+
+def test_a_shard_past_the_calibrated_size_marks_the_threshold_not_calibrated(base, fresh):
+    labels = two_fields(base)
+    calibrate(fresh, 10**6)
+    report = enroll(Path(fresh), labels, progress=False)
+    largest = max(e["labels"] for e in report.shards.values())
+    assert largest >= 2
+    assert report.oversized_shards is None and Manifest.read(fresh).decision.calibrated
+
+    calibrate(fresh, largest)  # exactly the largest shard: still holds
+    assert check_calibrated_size(Manifest.read(fresh), report.shards) is None
+
+    calibrate(fresh, largest - 1)  # one label fewer than the largest shard holds
+    manifest = Manifest.read(fresh)
+    why = check_calibrated_size(manifest, report.shards)
+    assert why is not None and f"more than the {largest - 1:,} a shard" in why and "puf evaluate --query-far" in why
+    assert manifest.decision.calibrated is False and manifest.decision.extra["not_calibrated_because"] == why
+
+
+def test_puf_enroll_says_so_and_the_device_warns(base, fresh):
+    key, trusted = keys(base)
+    calibrate(fresh, 1)
+    done = subprocess.run([str(Path(sys.executable).parent / "puf"), "enroll", "--bundle", str(fresh), "--labels",
+                           str(two_fields(base)), "--key", str(key)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "NOT CALIBRATED: shard " in done.stdout and "more than the 1 a shard" in done.stdout
+    warning = load_bundle(fresh, trusted).uncalibrated_warning
+    assert warning is not None and "more than the 1 a shard" in warning
