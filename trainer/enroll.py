@@ -419,12 +419,9 @@ def check_score_errors(manifest: Manifest, options: EnrollOptions, shards: dict[
                        f"past it; nothing written, the bundle is as it was. Either raise --memory-mb to "
                        f"{memory_mb} (8-bit codes, within {MAX_SCORE_RISE:g}), or pass --accept-approximate-scores "
                        "and then calibrate the threshold on this index with puf evaluate --query-far")
-    decision = manifest.decision or Decision()
-    decision.calibrated = False
-    decision.extra["not_calibrated_because"] = (f"{what}, written with --accept-approximate-scores: calibrate the "
-                                                "threshold on this index with puf evaluate --query-far")
+    decision = mark_not_calibrated(manifest, f"{what}, written with --accept-approximate-scores: calibrate the "
+                                             "threshold on this index with puf evaluate --query-far")
     decision.extra["approximate_scores"] = {p: e["score_error"] for p, e in rising.items()}
-    manifest.decision = decision
     return rising
 
 
@@ -444,9 +441,18 @@ def check_calibrated_size(manifest: Manifest, shards: dict[str, dict]) -> str | 
            + f", more than the {decision.labels_per_shard:,} a shard the threshold {decision.threshold} was calibrated "
            "for: a counterfeit meets more labels there, so it is accepted more often; calibrate the threshold on this "
            "bundle with puf evaluate --query-far")
+    mark_not_calibrated(manifest, why)
+    return why
+
+
+def mark_not_calibrated(manifest: Manifest, why: str) -> Decision:
+    """Record in the manifest's decision that its threshold no longer holds, and why (the
+    device shows that reason as its uncalibrated warning); the decision."""
+    decision = manifest.decision or Decision()
     decision.calibrated = False
     decision.extra["not_calibrated_because"] = why
-    return why
+    manifest.decision = decision
+    return decision
 
 
 def genuine_cosine_of(options: EnrollOptions, manifest: Manifest) -> float:
