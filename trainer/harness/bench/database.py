@@ -51,6 +51,7 @@ from trainer.enroll import (
     variants,
 )
 from trainer.harness.bench.plan import BenchPlan, enrolled_batches
+from trainer.index_build import SPREAD_SHARE
 from trainer.simdata import SimSpec, make_film, make_layout
 
 CROP_CHUNK = 60  # labels a worker embeds at a time (6,000 vectors at 100 copies)
@@ -58,7 +59,7 @@ RENDER_RECIPE = "label_render, 1 capture"  # in the labels' cache key: crops of 
 SYNTHETIC_PREFIX = "R"  # rotated copies: R<block>-<real label id>
 ID_BYTES = 16  # a label id in the shards' id maps, as enrollment counts it
 # in the shards' cache key: shards built before it are rebuilt
-SHARDS_RECIPE = f"nprobe tuned by label to recall {DEFAULT_RECALL:g}"
+SHARDS_RECIPE = f"nprobe tuned by label to recall {DEFAULT_RECALL:g}, genuine-like {SPREAD_SHARE:g} along the spread"
 
 
 def key(*parts) -> str:
