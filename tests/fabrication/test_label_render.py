@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from edge_app.errors import PufError
-from fabrication.sim.label_render import field_crops, label_crops, render_fields
+from fabrication.sim.label_render import (
+    crop_from_corners,
+    field_crops,
+    jittered,
+    label_crops,
+    pixels_read,
+    render_fields,
+)
 from tests.fabrication.pixels import green_correlation
 from trainer.simdata import SimSpec, field_captures, make_film, make_layout
 
@@ -112,3 +119,28 @@ def test_impossible_captures_are_refused(batch, shots, size):
     layout, film = batch
     with pytest.raises(PufError, match="capture|side"):
         label_crops(film, layout, 0, 0, seed=0, shots=shots, size=size)
+
+
+@pytest.mark.parametrize("size", [32, 128, 200])
+def test_a_crop_reads_only_the_pixels_formed_for_it(size):
+    """The fast path forms only `pixels_read`; every other pixel of its window is left
+    black. The cut must come out the same whatever those pixels hold: random quads (turned,
+    jittered, near-edge samples included), random windows, unread pixels 0 or 255."""
+    rng = np.random.default_rng(size)
+    side = 358
+    for _ in range(20):
+        turn = rng.uniform(-0.05, 0.05)
+        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * 166.7 @ np.array(
+            [[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]]) + side / 2 - 0.5
+        quad = jittered(corners, 1.5, rng)
+        read = pixels_read(quad, size, (side, side))
+        if size == 128:  # the model's crop: about half the window is formed
+            assert len(read) < 0.6 * side * side
+        image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        crops = []
+        for fill in (0, 255):
+            unread = np.full_like(image, fill)
+            unread.reshape(-1, 3)[read] = image.reshape(-1, 3)[read]
+            crops.append(crop_from_corners(unread, quad, size))
+        assert np.array_equal(crops[0], crops[1])
+        assert np.array_equal(crops[0], crop_from_corners(image, quad, size))
