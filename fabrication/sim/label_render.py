@@ -7,10 +7,12 @@ the label's own film region is rendered (the film's texture function, `EtchedFil
 the same spot, the same texture), once for all of its captures, and each capture goes
 through the microscope's own steps on that window: its shot-to-shot variation
 (`microscope.draw_exposure`, the stage's rotation error), its pixels' sampling of the film
-(`microscope.view_of`), image formation with the window's share of the frame's vignetting
-and uneven excitation (`optics.expose`), the window's share of the frame's dust
-(`optics.add_dust`), and the cut at the label's corners jittered by segmentation's error
-(`crop_from_corners`).
+(`microscope.view_of`), the lens's blur (`optics.defocus`), the window's share of the
+frame's vignetting and uneven excitation, the sensor (`optics.sense`), the window's share
+of the frame's dust (`optics.add_dust`), and the cut at the label's corners jittered by
+segmentation's error (`crop_from_corners`). The sensor forms only the pixels the cut
+reads (`pixels_read`, about half of the window): each pixel's noise is its own, so those
+pixels are what the whole window would have had, and the rest are never looked at.
 
 Left out: the stage's offset error (it moves the label in the frame by a few µm, which the
 cut at its true corners undoes) and the slips that cut a label at the field's edge (the
@@ -106,14 +108,16 @@ def _crop_grid(size: int) -> np.ndarray:
 def _window_light(to_design: np.ndarray, side: int, frame_centre: tuple[float, float],
                   frame_half: tuple[float, float], exposure: Exposure) -> np.ndarray:
     """`illumination_at` over a side x side window of the frame (to_design: its pixels to
-    design µm), on a grid of every 16th pixel interpolated up, as `optics.illumination`
-    does for a whole frame: the light is smooth."""
-    coarse = max(2, side // 16)
-    at = (np.arange(coarse) + 0.5) * side / coarse - 0.5  # where cv2.resize puts the coarse pixels
+    design µm), on a grid of every 16th pixel interpolated up (the light is smooth), the
+    grid reaching a cell beyond the window so that no pixel is extrapolated."""
+    step = 16
+    cells = -(-side // step) + 2
+    at = (np.arange(cells) - 0.5) * step - 0.5  # window px of the centres cv2.resize gives the cells
     u, v = np.meshgrid(at, at)
     x = (to_design[0, 0] * u + to_design[0, 1] * v + to_design[0, 2] - frame_centre[0]) / frame_half[0]
     y = (to_design[1, 0] * u + to_design[1, 1] * v + to_design[1, 2] - frame_centre[1]) / frame_half[1]
-    return cv2.resize(illumination_at(x, y, exposure), (side, side), interpolation=cv2.INTER_LINEAR)
+    light = cv2.resize(illumination_at(x, y, exposure), (cells * step, cells * step), interpolation=cv2.INTER_LINEAR)
+    return light[step:step + side, step:step + side]
 
 
 def _image_of(pixels: np.ndarray, read: np.ndarray, side: int) -> np.ndarray:
