@@ -8,10 +8,13 @@ microscope captures both ways, in one run:
 - field: `trainer.simdata.field_captures` photographs the whole field with the simulated
   microscope and cuts each label at its (jittered) true corners, as the data sets do;
 - fast: `label_render.field_crops` renders each label's crops from its own film region,
-  into a fresh cache folder (the save is timed with it).
+  into a fresh cache folder (the save is timed with it); and again with one capture a
+  label, what an enrollment needs (`trainer.harness.bench.database`), into another folder.
 
 Printed and written to tools/results/label_render.json:
-- ms a label (two captures), median and 10th-90th percentile over fields, both ways;
+- ms a label (two captures), median and 10th-90th percentile over fields, both ways; the
+  fast path's ms a label with one capture; each as wall time and as this process's CPU
+  time (the machine is shared: CPU time is what one core spends);
 - pixel agreement: per-label correlation and mean absolute difference (green channel) of
   a fast crop against a field crop of the same label, beside the simulator's own noise:
   the same between the two field captures of a label;
@@ -113,7 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         flat = crops.reshape(-1, *crops.shape[2:])
         return runner.run(preprocess_batch(flat, runner.preprocess)).embedding.reshape(len(crops), 2, -1)
 
-    ms = {"field": [], "fast": []}
+    ms: dict[str, list[float]] = {"field": [], "fast": [], "fast, one capture": []}
+    cpu: dict[str, list[float]] = {way: [] for way in ms}
+
+    def timed(way: str, labels: int, run, *args):
+        """run(*args), its wall and CPU ms a label noted under `way`."""
+        wall, used = time.perf_counter(), time.process_time()
+        result = run(*args)
+        ms[way].append((time.perf_counter() - wall) * 1000 / labels)
+        cpu[way].append((time.process_time() - used) * 1000 / labels)
+        return result
+
+    def field_cut(*args) -> list:
+        return list(field_captures(*args))
+
     fast_all, field_all, emb_fast, emb_field, patterns = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="label_render_") as cache:
         for b in range(args.batches):
@@ -121,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             layout = make_layout(spec)
             film = make_film(spec, layout)
             for field in range(layout.fields_per_batch):
-                start = time.perf_counter()
                 cut: dict[str, dict[str, np.ndarray]] = {}
-                for label_id, shot, crop in field_captures(spec, layout, film, field):
+                n = layout.labels_per_field
+                for label_id, shot, crop in timed("field", n, field_cut, spec, layout, film, field):
                     cut.setdefault(label_id, {})[shot] = crop
-                ms["field"].append((time.perf_counter() - start) * 1000 / layout.labels_per_field)
-                start = time.perf_counter()
-                ids, crops = field_crops(film, layout, field, spec.seed, 2, Path(cache))
-                ms["fast"].append((time.perf_counter() - start) * 1000 / layout.labels_per_field)
+                ids, crops = timed("fast", n, field_crops, film, layout, field, spec.seed, 2, Path(cache))
+                _, first = timed("fast, one capture", n, field_crops, film, layout, field, spec.seed, 1,
+                                 Path(cache) / "one")
+                if not np.array_equal(first[:, 0], crops[:, 0]):  # a capture is the same however many are made
+                    raise SystemExit(f"field {field}: one capture differs from the first of two")
                 whole = [i for i, label in enumerate(ids) if len(cut.get(label, {})) == 2]  # both captures whole
                 if not whole:
                     continue
@@ -162,23 +179,36 @@ def main(argv: list[str] | None = None) -> int:
         "command": f"tools/bench_label_render.py --fields {args.fields} --batches {args.batches} "
                    f"--film-seed {args.film_seed}",
         "labels": len(fast), "fields": len(ms["fast"]), "bundle": args.bundle.name,
-        "ms_a_label_two_captures": {way: spread(values) for way, values in ms.items()},
+        "ms_a_label_two_captures": {way: spread(ms[way]) for way in ("field", "fast")},
+        "ms_a_label_one_capture": {"fast": spread(ms["fast, one capture"])},
+        "cpu_ms_a_label_two_captures": {way: spread(cpu[way]) for way in ("field", "fast")},
+        "cpu_ms_a_label_one_capture": {"fast": spread(cpu["fast, one capture"])},
+        "crop_bytes": {"bgr_crop": int(fast[0, 0].nbytes),
+                       "model_input": int(np.prod(runner.preprocess.input_shape))},  # one uint8 plane
         "pixel_agreement": agreement,
         "scores": score_table,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with replacing(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{len(fast):,} labels, {result['machine']}")
-    for way, values in result["ms_a_label_two_captures"].items():
-        print(f"  {way:5s} ms a label (2 captures): median {values['median']}, p10-p90 {values['p10']}-{values['p90']}")
-    for name, values in agreement.items():
+    show(result)
+    return 0
+
+
+def show(result: dict) -> None:
+    """The results file's figures, printed."""
+    print(f"{result['labels']:,} labels, {result['machine']}")
+    for captures in ("two_captures", "one_capture"):
+        for way, values in result[f"ms_a_label_{captures}"].items():
+            used = result[f"cpu_ms_a_label_{captures}"][way]
+            print(f"  {way:5s} ms a label ({captures.replace('_', ' ')}): median {values['median']}, "
+                  f"p10-p90 {values['p10']}-{values['p90']}; CPU median {used['median']}")
+    for name, values in result["pixel_agreement"].items():
         print(f"  {name:34s} corr {values['correlation']}  |diff| {values['mean_abs_diff_dn']}")
-    for kind, table in score_table.items():
+    for kind, table in result["scores"].items():
         print(f"  {kind}: KS D={table['ks_d']} p={table['ks_p']} on {table['ks_pairs']:,} pairs a side")
         for row in table["quantiles"]:
             print(f"    q{row['q']:<6} fast {row['fast']:.4f}  field {row['field']:.4f}")
-    return 0
 
 
 if __name__ == "__main__":

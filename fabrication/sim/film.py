@@ -179,10 +179,14 @@ def _grains(seed: int, i0: int, j0: int, w: int, h: int, style: FilmStyle = DEFA
         keys = (gi[keep], gj[keep])
         shade = _facets(seed, keys, sx, sy, seed_labels, len(lut), labels[:-1, :-1], i0, j0)
     else:  # a dome: dimmer away from the seed, over the same fraction of any grain size
-        shade = 1.0 - 0.05 * np.minimum(dist[:-1, :-1] * (_GRAIN_CELL / cell), 6.0)
-    value = lut[labels[:-1, :-1]] * shade
+        scale = _GRAIN_CELL / cell
+        shade = np.minimum(dist[:-1, :-1] if scale == 1.0 else dist[:-1, :-1] * scale, np.float32(6.0))
+        shade *= np.float32(0.05)  # in place: 1 - 0.05 min(d, 6), the same float32 sums
+        np.subtract(np.float32(1.0), shade, out=shade)
+    value = lut[labels[:-1, :-1]]
+    value *= shade
     edges = (labels[:-1, 1:] != labels[:-1, :-1]) | (labels[1:, :-1] != labels[:-1, :-1])
-    value = value * np.where(edges, np.float32(0.6), np.float32(1.0))
+    np.multiply(value, np.float32(0.6), out=value, where=edges)  # grain edges darker, in place
     if style.contrast != 1.0:  # (skipped at 1.0: the default film stays bit for bit what it was)
         value = np.maximum(np.float32(_GRAIN_MEAN) + np.float32(style.contrast) * (value - np.float32(_GRAIN_MEAN)),
                            np.float32(0.0))
@@ -240,9 +244,12 @@ def _smooth_noise(seed: int, salt: int, cell: int, i0: int, j0: int, w: int, h: 
     ty, ly, ny = axis(j0, h)
     gi, gj = np.meshgrid(nx, ny)
     grid = (2 * _uniform(seed, salt, gi, gj) - 1).astype(np.float32)
-    top = grid[ly][:, lx] * (1 - tx) + grid[ly][:, lx + 1] * tx
-    bottom = grid[ly + 1][:, lx] * (1 - tx) + grid[ly + 1][:, lx + 1] * tx
-    return top * (1 - ty)[:, None] + bottom * ty[:, None]
+    across = grid[:, lx] * (1 - tx) + grid[:, lx + 1] * tx  # each node row along x: the same sums, once a row
+    top, bottom = across[ly], across[ly + 1]
+    top *= (1 - ty)[:, None]  # in place, the same float32 sums as top * (1 - ty) + bottom * ty
+    bottom *= ty[:, None]
+    top += bottom
+    return top
 
 
 def _defects(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
@@ -254,8 +261,9 @@ def _defects(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
     i0, j0 = i0 - pad, j0 - pad
     ci, cj = np.meshgrid(_cells(i0 + pad, i0 + pad + w, _VOID_CELL, 1), _cells(j0 + pad, j0 + pad + h, _VOID_CELL, 1))
     has = _uniform(seed, 10, ci, cj) < 0.3
-    for a, b in zip(ci[has], cj[has], strict=True):
-        u = _uniform(seed, 11, np.array([a, a, a]), np.array([b, b + 7919, b + 15838]))
+    cells_i, cells_j = ci[has], cj[has]  # each void's three numbers, hashed for all voids at once
+    voids = _uniform(seed, 11, np.repeat(cells_i[:, None], 3, 1), cells_j[:, None] + np.array([0, 7919, 15838]))
+    for a, b, u in zip(cells_i.tolist(), cells_j.tolist(), voids.tolist(), strict=True):  # Python numbers: faster
         x = int(a * _VOID_CELL + u[0] * _VOID_CELL) - i0
         y = int(b * _VOID_CELL + u[1] * _VOID_CELL) - j0
         cv2.circle(canvas, (x, y), 1 + int(u[2] * 5), 25, -1, cv2.LINE_AA)
@@ -263,8 +271,9 @@ def _defects(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
         _cells(i0 + pad, i0 + pad + w, _CRACK_CELL, 2), _cells(j0 + pad, j0 + pad + h, _CRACK_CELL, 2)
     )
     has = _uniform(seed, 20, ci, cj) < 0.3
-    for a, b in zip(ci[has], cj[has], strict=True):
-        u = _uniform(seed, 21, np.full(12, a), b * 64 + np.arange(12))
+    cells_i, cells_j = ci[has], cj[has]
+    cracks = _uniform(seed, 21, np.repeat(cells_i[:, None], 12, 1), cells_j[:, None] * 64 + np.arange(12))
+    for a, b, u in zip(cells_i.tolist(), cells_j.tolist(), cracks.tolist(), strict=True):
         x, y = a * _CRACK_CELL + u[0] * _CRACK_CELL, b * _CRACK_CELL + u[1] * _CRACK_CELL
         heading = u[2] * 2 * np.pi
         points = [(x, y)]
@@ -275,7 +284,9 @@ def _defects(seed: int, i0: int, j0: int, w: int, h: int) -> np.ndarray:
             points.append((x, y))
         pts = np.round((np.array(points) - (i0, j0)) * 4).astype(np.int32)
         cv2.polylines(canvas, [pts], False, 60, 1, cv2.LINE_AA, shift=2)
-    return canvas[pad : pad + h, pad : pad + w].astype(np.float32) / 255.0
+    shade = canvas[pad : pad + h, pad : pad + w].astype(np.float32)
+    shade /= 255.0
+    return shade
 
 
 def film_texture(seed: int, i0: int, j0: int, w: int, h: int, style: FilmStyle = DEFAULT_STYLE) -> np.ndarray:
@@ -285,7 +296,11 @@ def film_texture(seed: int, i0: int, j0: int, w: int, h: int, style: FilmStyle =
         raise ValueError(f"empty film region {w}x{h}")
     value = _grains(seed, i0, j0, w, h, style)
     slow, medium = (_smooth_noise(seed, 30 + k, c, i0, j0, w, h) for k, c in enumerate(_THICKNESS_CELLS))
-    value *= 1.0 + (0.2 * style.mottling) * slow + (0.08 * style.mottling) * medium
+    slow *= 0.2 * style.mottling  # in place: value * (1 + 0.2 m slow + 0.08 m medium), summed in that order
+    slow += 1.0
+    medium *= 0.08 * style.mottling
+    slow += medium
+    value *= slow
     value *= _defects(seed, i0, j0, w, h)
     return value
 
@@ -330,7 +345,7 @@ class EtchedFilm:
             & (np.maximum(segs[:, 1], segs[:, 3]) > y_lo - reach)
         )
         segs = segs[near]
-        remaining = np.ones((h, w), np.float32)
+        remaining = None  # the fluorescence the lines leave: 1 - darkness x coverage, the least of all powers
         for power in np.unique(segs[:, 4]):
             width_px = line_width_um(power) / FILM_PX_UM
             if width_px <= 0:
@@ -339,9 +354,13 @@ class EtchedFilm:
             ends = np.round((segs[segs[:, 4] == power, :4] / FILM_PX_UM - (i0, j0, i0, j0)) * 16)
             lines = ends.astype(np.int64).reshape(-1, 2, 2).astype(np.int32)
             cv2.polylines(mask, list(lines), False, 255, max(1, int(round(width_px))), cv2.LINE_AA, shift=4)
-            removed = np.float32(darkness(power) / 255.0) * mask.astype(np.float32)
-            remaining = np.minimum(remaining, np.float32(1.0) - removed)
-        return value * remaining
+            # every coverage 0-255 looked up, not computed a pixel at a time (the same float32 sums)
+            left = np.float32(1.0) - np.float32(darkness(power) / 255.0) * np.arange(256, dtype=np.float32)
+            lines_left = cv2.LUT(mask, left)
+            remaining = lines_left if remaining is None else np.minimum(remaining, lines_left)
+        if remaining is not None:
+            np.multiply(value, remaining, out=value)
+        return value
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -7,10 +7,12 @@ the label's own film region is rendered (the film's texture function, `EtchedFil
 the same spot, the same texture), once for all of its captures, and each capture goes
 through the microscope's own steps on that window: its shot-to-shot variation
 (`microscope.draw_exposure`, the stage's rotation error), its pixels' sampling of the film
-(`microscope.view_of`), image formation with the window's share of the frame's vignetting
-and uneven excitation (`optics.expose`), the window's share of the frame's dust
-(`optics.add_dust`), and the cut at the label's corners jittered by segmentation's error
-(`crop_from_corners`).
+(`microscope.view_of`), the lens's blur (`optics.defocus`), the window's share of the
+frame's vignetting and uneven excitation, the sensor (`optics.sense`), the window's share
+of the frame's dust (`optics.add_dust`), and the cut at the label's corners jittered by
+segmentation's error (`crop_from_corners`). The sensor forms only the pixels the cut
+reads (`pixels_read`, about half of the window): each pixel's noise is its own, so those
+pixels are what the whole window would have had, and the rest are never looked at.
 
 Left out: the stage's offset error (it moves the label in the frame by a few µm, which the
 cut at its true corners undoes) and the slips that cut a label at the field's edge (the
@@ -23,6 +25,7 @@ run resumes where it stopped and never finds a half-written file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -40,29 +43,91 @@ from edge_app.label_crop import CROP_SIZE
 from edge_app.layout import BatchLayout
 from fabrication.sim.film import FILM_PX_UM, EtchedFilm
 from fabrication.sim.microscope import MicroscopeModel, draw_exposure, dust_counts, image_to_design, view_of
-from fabrication.sim.optics import add_dust, expose, illumination_at
+from fabrication.sim.optics import Exposure, add_dust, defocus, illumination_at, sense
 
-RECIPE = "label_render 3"  # in the cache key: crops of an older recipe are rendered again
+RECIPE = "label_render 4"  # in the cache key: crops of an older recipe are rendered again
 CORNER_JITTER_PX = 1.5  # segmentation's corner error, capture px (as trainer.simdata's default)
 MAX_CROP_SIZE = 1024  # a crop larger than the label's film region would only interpolate it
 _WINDOW_MARGIN_PX = 12  # capture px around the label: defocus and corner error stay inside
+_EDGE_SLACK_PX = 0.02  # a sample this near a pixel edge may round to either side in the warp
 MICROSCOPE = MicroscopeModel()  # the factory microscope, as `trainer.simdata` photographs with
+
+
+def jittered(corners, jitter_px: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The corners TL, TR, BR, BL as segmentation finds them: each off by its error."""
+    quad = np.asarray(corners, np.float32).reshape(4, 2)
+    if jitter_px > 0:
+        rng = rng or np.random.default_rng()
+        quad = quad + rng.normal(0.0, jitter_px, quad.shape).astype(np.float32)
+    return quad
+
+
+def _crop_warp(quad: np.ndarray, size: int) -> np.ndarray:
+    """The perspective map from a capture to the crop of the label at `quad`."""
+    # segmentation's convention (edge_app.segment): the label's outer corners land on the
+    # crop's outer pixel edges
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
+    return cv2.getPerspectiveTransform(quad, square)
 
 
 def crop_from_corners(image: np.ndarray, corners, size: int = CROP_SIZE,
                       jitter_px: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
     """Warp the quadrilateral TL, TR, BR, BL onto a size x size square: a label cut from a
     capture at its (optionally jittered) corners, the same way for a field and a window."""
-    quad = np.asarray(corners, np.float32).reshape(4, 2)
-    if jitter_px > 0:
-        rng = rng or np.random.default_rng()
-        quad = quad + rng.normal(0.0, jitter_px, quad.shape).astype(np.float32)
-    # segmentation's convention (edge_app.segment): the label's outer corners land on the
-    # crop's outer pixel edges
-    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * size - 0.5
-    warp = cv2.getPerspectiveTransform(quad, square)
-    return cv2.warpPerspective(image, warp, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(image, _crop_warp(jittered(corners, jitter_px, rng), size), (size, size),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def pixels_read(quad: np.ndarray, size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Flat indices (row * width + column) of the capture pixels that `crop_from_corners`
+    at `quad` reads: the two by two neighbours of each crop pixel's bilinear sample (a crop
+    pixel spans 2-3 capture pixels, so this is about half of them: the only ones worth
+    forming), and a third row or column where a sample lies within rounding of an edge."""
+    h, w = shape
+    points = cv2.perspectiveTransform(_crop_grid(size), np.linalg.inv(_crop_warp(quad, size))).reshape(-1, 2)
+    lo = np.floor(points - _EDGE_SLACK_PX).astype(np.int64)
+    beyond = np.floor(points + _EDGE_SLACK_PX).astype(np.int64) + 1  # lo + 1, or lo + 2 near an edge
+    edge = (beyond != lo + 1).any(1)
+    # each sample reads the 2 x 2 pixels from `lo`; near an edge also those from `beyond`
+    # (a few more pixels formed than read, never fewer)
+    corners = ((lo[:, 1], lo[:, 0]), (lo[edge, 1], beyond[edge, 0]), (beyond[edge, 1], lo[edge, 0]),
+               (beyond[edge, 1], beyond[edge, 0]))
+    read = np.zeros(h * w, bool)
+    for rows, cols in corners:
+        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            read[np.clip(rows + dy, 0, h - 1) * w + np.clip(cols + dx, 0, w - 1)] = True
+    return np.flatnonzero(read)
+
+
+@functools.cache
+def _crop_grid(size: int) -> np.ndarray:
+    """The crop's pixel centres (x, y), row by row, as cv2.perspectiveTransform takes points."""
+    return np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 1, 2).astype(np.float64)
+
+
+def _window_light(to_design: np.ndarray, side: int, frame_centre: tuple[float, float],
+                  frame_half: tuple[float, float], exposure: Exposure) -> np.ndarray:
+    """`illumination_at` over a side x side window of the frame (to_design: its pixels to
+    design µm), on a grid of every 16th pixel interpolated up (the light is smooth), the
+    grid reaching a cell beyond the window so that no pixel is extrapolated."""
+    step = 16
+    cells = -(-side // step) + 2
+    at = (np.arange(cells) - 0.5) * step - 0.5  # window px of the centres cv2.resize gives the cells
+    u, v = np.meshgrid(at, at)
+    x = (to_design[0, 0] * u + to_design[0, 1] * v + to_design[0, 2] - frame_centre[0]) / frame_half[0]
+    y = (to_design[1, 0] * u + to_design[1, 1] * v + to_design[1, 2] - frame_centre[1]) / frame_half[1]
+    light = cv2.resize(illumination_at(x, y, exposure), (cells * step, cells * step), interpolation=cv2.INTER_LINEAR)
+    return light[step:step + side, step:step + side]
+
+
+def _image_of(pixels: np.ndarray, read: np.ndarray, side: int) -> np.ndarray:
+    """A black side x side BGR image with `pixels` (N BGR uint8 values) at the flat indices `read`."""
+    planes = []
+    for channel in pixels.reshape(-1, 3).T:
+        plane = np.zeros(side * side, np.uint8)
+        plane[read] = channel
+        planes.append(plane.reshape(side, side))
+    return cv2.merge(planes)
 
 
 def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, seed: int, shots: int = 1,
@@ -70,7 +135,8 @@ def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, se
                 jitter_px: float = CORNER_JITTER_PX) -> np.ndarray:
     """(shots, size, size, 3) BGR uint8 crops of as many microscope captures of a label,
     in canonical orientation, as the factory's field capture and cut would give them.
-    The label's film region is rendered once for all of them."""
+    The label's film region is rendered once for all of them; each capture forms only the
+    pixels its crop reads (`pixels_read`), each as the whole frame would have it."""
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise PufError(f"a label needs at least one capture, got shots={shots!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_CROP_SIZE:
@@ -95,16 +161,16 @@ def label_crops(film: EtchedFilm, layout: BatchLayout, field: int, slot: int, se
         angle = math.radians(rng.uniform(-model.stage_rotation_deg, model.stage_rotation_deg))
         to_design = image_to_design((cx, cy), angle, px_um, (side_px, side_px))
         exposure = draw_exposure(rng, model)
-        u = np.arange(side_px, dtype=np.float64)
-        x = (to_design[0, 0] * u[None, :] + to_design[0, 1] * u[:, None] + to_design[0, 2] - fx) / frame_half[0]
-        y = (to_design[1, 0] * u[None, :] + to_design[1, 1] * u[:, None] + to_design[1, 2] - fy) / frame_half[1]
-        window = expose(view_of(emission, (i0, j0), to_design, (side_px, side_px)), exposure, rng,
-                        illumination_at(x, y, exposure))
+        quad = jittered(outline @ cv2.invertAffineTransform(to_design).T, jitter_px, rng)
+        read = pixels_read(quad, size, (side_px, side_px))
+        blurred = defocus(view_of(emission, (i0, j0), to_design, (side_px, side_px)), exposure)
+        light = _window_light(to_design, side_px, (fx, fy), frame_half, exposure)
+        signal = cv2.multiply(blurred.ravel()[read, None], light.ravel()[read, None], scale=exposure.gain)
+        window = _image_of(sense(signal, exposure, rng), read, side_px)
         specks, fibres = (int(rng.binomial(count, share)) for count in dust_counts(rng))
         if specks or fibres:
             add_dust(window, rng, specks, fibres)
-        corners = outline @ cv2.invertAffineTransform(to_design).T
-        crops.append(crop_from_corners(window, corners, size, jitter_px, rng))
+        crops.append(crop_from_corners(window, quad, size))
     return np.stack(crops)
 
 

@@ -48,14 +48,26 @@ def illumination(shape: tuple[int, int], exposure: Exposure) -> np.ndarray:
     return cv2.resize(illumination_at(x, y, exposure), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def defocus(emission: np.ndarray, exposure: Exposure) -> np.ndarray:
+    """The (H, W) fluorescence map as the lens blurs it onto the sensor."""
+    if exposure.defocus_sigma_px > 0.05:
+        return cv2.GaussianBlur(emission, (0, 0), exposure.defocus_sigma_px)
+    return emission
+
+
 def expose(emission: np.ndarray, exposure: Exposure, rng: np.random.Generator,
            light: np.ndarray | None = None) -> np.ndarray:
     """Turn a (H, W) fluorescence map into an 8-bit BGR frame. `light`: the illumination
     over it when it is only a part of the frame (default: the whole frame's)."""
-    if exposure.defocus_sigma_px > 0.05:
-        emission = cv2.GaussianBlur(emission, (0, 0), exposure.defocus_sigma_px)
+    emission = defocus(emission, exposure)
     light = illumination(emission.shape, exposure) if light is None else light
-    signal = cv2.multiply(emission, light, scale=exposure.gain)
+    return sense(cv2.multiply(emission, light, scale=exposure.gain), exposure, rng)
+
+
+def sense(signal: np.ndarray, exposure: Exposure, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) float32 green signal in DN -> (H, W, 3) BGR uint8: the colour filters, shot
+    and read noise, 8-bit quantisation. Pixel by pixel, so it serves a whole frame or only
+    the pixels a crop reads (as an (N, 1) column)."""
     gains = EMISSION_BGR * np.asarray(exposure.white_balance_bgr, np.float32)
     frame = cv2.merge([signal * g + np.float32(exposure.dark_level_dn) for g in gains])
     # shot noise (Poisson, here its Gaussian limit) plus read noise, in DN
