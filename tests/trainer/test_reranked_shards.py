@@ -65,7 +65,7 @@ def verdicts(bundle: Path, base: Path, folder: Path, photos: list[tuple[int, int
     for field, slot in photos:
         paths.append(folder / f"f{field}s{slot}.png")
         cv2.imwrite(str(paths[-1]), sim_batch().handheld(field, slot, 11)[0])
-    out = puf("verify", *paths, "--bundle", bundle, "--trusted-keys", keys(base)[1], status=(0, 1))  # 1: not all genuine
+    out = puf("verify", *paths, "--bundle", bundle, "--trusted-keys", keys(base)[1], status=(0, 1))  # 1: a fake
     return [(v["verdict"], v.get("label_id")) for v in out["verdicts"]]
 
 
