@@ -243,3 +243,14 @@ def test_a_kill_during_enrollment_leaves_the_previous_reranked_bundle_whole(base
     assert load_bundle(bundle, keys(base)[1]).manifest.shards.vectors == 24 * ROTATIONS
     hidden = {p.name for p in bundle.parent.iterdir() if p.name.startswith(".")}
     assert hidden <= {".bundle.lock", versions_of(bundle).name}
+
+
+def test_evaluation_reads_a_reranked_shards_vectors_from_its_rows(base, reranked):
+    """`puf evaluate` scores every enrolled vector exactly: from the SQ8 rows, as the device opened them."""
+    from trainer.evaluation import shard_vectors
+
+    bundle = load_bundle(reranked["one"], keys(base)[1])
+    for pattern, (vectors, ids) in shard_vectors(bundle).items():
+        shard = bundle.shards.shards[pattern]
+        assert isinstance(shard.index, Reranked) and len(ids) == ROTATIONS
+        assert np.array_equal(vectors, shard.index.decode(np.load(reranked["one"] / shard.entry.rows.file)))
