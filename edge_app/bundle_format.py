@@ -6,6 +6,7 @@
     BUNDLE/pattern_templates.npz     glyph templates: orientation of handheld crops (`TEMPLATES`)
     BUNDLE/shards/pNN.faiss          one Faiss index per pattern class (`shard_paths`)
     BUNDLE/shards/pNN.ids.npy        the label ids of its rows
+    BUNDLE/shards/pNN.rows.npy       a shard of kind ivf_pq_sq8: its vectors' SQ8 codes (`ShardRows`)
     BUNDLE/shards/pNN.thumbs.npy     optional: enrolled labels' thumbnails (`thumbnail_path`)
     BUNDLE/root.json                 optional: the root list, signed by root keys, not listed in
                                      the manifest (`edge_app.trust_root`, which reads it)
@@ -44,7 +45,12 @@ MANIFEST = "manifest.json"
 BUNDLE_FORMAT = 1
 FORMAT_FILES = {"int8": "model_int8.tflite", "float": "model_float.tflite", "onnx": "model.onnx"}
 TEMPLATES = "pattern_templates.npz"
-SHARDS_FORMAT = 1
+SHARDS_FORMAT = 1  # the shards section as written when no shard has a row file
+# a shard may name a row file (`ShardRows`): a device that reads only format 1 refuses such a bundle
+# rather than scoring on the index's PQ codes alone
+ROWS_SHARDS_FORMAT = 2
+SHARDS_FORMATS = (SHARDS_FORMAT, ROWS_SHARDS_FORMAT)
+MAX_RERANK_CANDIDATES = 1024
 SHARDS_DIR = "shards"
 THUMBNAIL_CHANNEL = "green"
 MAX_EMBEDDING_DIM = 4096  # the widest fingerprint a device is asked to hold (ours: 128-512)
@@ -54,6 +60,11 @@ MAX_SEQUENCE = 2**53 - 1  # the largest whole number every JSON reader keeps exa
 def shard_paths(class_index: int) -> tuple[str, str]:
     """The bundle-relative index and id-map file names of a pattern class's shard."""
     return f"{SHARDS_DIR}/p{class_index:02d}.faiss", f"{SHARDS_DIR}/p{class_index:02d}.ids.npy"
+
+
+def rows_path(class_index: int) -> str:
+    """The bundle-relative SQ8 row file of a pattern class's shard (kind ivf_pq_sq8)."""
+    return f"{SHARDS_DIR}/p{class_index:02d}.rows.npy"
 
 
 def thumbnail_path(class_index: int) -> str:
@@ -210,6 +221,48 @@ class Decision(_Part):
         return str(self.extra.get("not_calibrated_because", "set at export"))
 
 
+def _is_numbers(value: object) -> bool:
+    return isinstance(value, list) and len(value) >= 1 and all(_is_number(v) for v in value)
+
+
+@dataclass(kw_only=True)
+class ShardRows(_Part):
+    """A shard's SQ8 rows (kind ivf_pq_sq8, `edge_app.shards.Reranked`): its index's PQ codes
+    find `candidates` rows, and the verdict's score comes from their 8-bit codes, read from
+    `file` (a .npy of (vectors, dim) uint8), each decoded as vmin + (code + 0.5) / 255 * vdiff
+    per dimension, as Faiss's SQ8 decodes them."""
+
+    file: str
+    vmin: list[float]
+    vdiff: list[float]
+    candidates: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, pattern: str, data: object, where: str) -> ShardRows:
+        if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+            raise PufError(f'{where}: shard {pattern!r} "rows" must be an object naming its "file"')
+        read = _Reader(data, where, f'"shards" {pattern!r} "rows" ')
+        file = read.take("file")
+        vmin = read.take("vmin", _is_numbers, "a list of numbers, one a dimension", null_ok=False)
+        vdiff = read.take("vdiff", lambda v: _is_numbers(v) and min(v) >= 0,
+                          "a list of numbers >= 0, one a dimension", null_ok=False)
+        candidates = read.take("candidates", lambda v: _is_count(v) and 1 <= v <= MAX_RERANK_CANDIDATES,
+                               f"a whole number of rows, 1-{MAX_RERANK_CANDIDATES}", null_ok=False)
+        if vmin is None or vdiff is None or candidates is None or len(vmin) != len(vdiff):
+            raise read.error("vmin", 'a list as long as "vdiff", both present, with "candidates"')
+        return cls(file=file, vmin=vmin, vdiff=vdiff, candidates=candidates, extra=read.extra)
+
+    @classmethod
+    def of(cls, file: str, vmin, vdiff, candidates: int) -> ShardRows:
+        """The entry of a row file whose SQ8 range is the float32 arrays `vmin`, `vdiff`: each
+        written as the shortest decimal that reads back as the same float32."""
+        def shortest(values) -> list[float]:
+            return [float(str(v)) for v in values]
+
+        return cls(file=file, vmin=shortest(vmin), vdiff=shortest(vdiff), candidates=int(candidates))
+
+
 @dataclass(kw_only=True)
 class ShardEntry(_Part):
     """One pattern class's shard: its files and sizes; its index's tuning stays in `extra`."""
@@ -220,6 +273,7 @@ class ShardEntry(_Part):
     vectors: int | None = None
     labels: int | None = None
     search: dict[str, Any] | None = None  # parameters Faiss searches with (an IVF's nprobe)
+    rows: ShardRows | None = None  # kind ivf_pq_sq8: the SQ8 rows its candidates are scored from
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -237,11 +291,13 @@ class ShardEntry(_Part):
                    labels=read.take("labels", _is_count, "a whole number"),
                    search=read.take("search", _is_search,
                                     'an object of search parameters, each a positive whole number ({"nprobe": 8})'),
-                   extra=read.extra)
+                   rows=ShardRows.from_dict(pattern, read.take("rows"), where) if data.get("rows") is not None
+                   else None, extra=read.extra)
 
     def named_files(self) -> dict[str, str | None]:
-        """The files this entry names, by field (thumbnails None when the bundle has none)."""
-        return {"index": self.index, "ids": self.ids, "thumbnails": self.thumbnails}
+        """The files this entry names, by field (thumbnails and rows None when it has none)."""
+        return {"index": self.index, "ids": self.ids, "thumbnails": self.thumbnails,
+                "rows": self.rows.file if self.rows else None}
 
 
 @dataclass(kw_only=True)
@@ -271,8 +327,10 @@ class Shards(_Part):
         if model_format is not None and not isinstance(model_format, str):
             raise read.error("model_format", f"one of {sorted(FORMAT_FILES)}")
         found = data.get("format")
-        if found != SHARDS_FORMAT:
-            raise PufError(f"the bundle's shards are of format {found!r}; this device reads format {SHARDS_FORMAT}")
+        if found not in SHARDS_FORMATS:
+            raise PufError(f"the bundle's shards are of format {found!r}; this device reads formats "
+                           f"{', '.join(map(str, SHARDS_FORMATS))}")
+        _check_rows(entries or {}, found, data.get("embedding_dim"), where)
         return cls(format=read.take("format"), metric=read.take("metric", lambda v: isinstance(v, str), "text"),
                    embedding_dim=read.take("embedding_dim", _is_dim,
                                            f"a positive whole number, at most {MAX_EMBEDDING_DIM}"),
@@ -287,6 +345,23 @@ class Shards(_Part):
     @property
     def entries(self) -> dict[str, ShardEntry]:
         return self.classes or {}
+
+    def format_needed(self) -> int:
+        """The format its shards need: ROWS_SHARDS_FORMAT once one names a row file."""
+        return ROWS_SHARDS_FORMAT if any(e.rows for e in self.entries.values()) else SHARDS_FORMAT
+
+
+def _check_rows(entries: dict[str, ShardEntry], found: object, dim: object, where: str) -> None:
+    """Row files only in a section of ROWS_SHARDS_FORMAT, and their SQ8 range one number a dimension."""
+    for pattern, entry in entries.items():
+        if entry.rows is None:
+            continue
+        if found != ROWS_SHARDS_FORMAT:
+            raise PufError(f"{where}: shard {pattern!r} names a row file, which shards of format {found!r} do "
+                           f"not have (format {ROWS_SHARDS_FORMAT} does)")
+        if isinstance(dim, int) and len(entry.rows.vmin) != dim:
+            raise PufError(f'{where}: shard {pattern!r} "rows" has an SQ8 range of {len(entry.rows.vmin)} '
+                           f"dimensions; the shards hold {dim}")
 
 
 @dataclass(frozen=True)
@@ -481,8 +556,8 @@ class Manifest(_Part):
         files = self.file_entries
         for pattern, entry in (self.shards.entries if self.shards else {}).items():
             for role, name in entry.named_files().items():
-                if role == "thumbnails" and name is None:
-                    continue  # thumbnails are optional
+                if role in ("thumbnails", "rows") and name is None:
+                    continue  # optional files
                 if name is None or outside(name) or name not in files:
                     raise PufError(f"{MANIFEST}: shard {pattern!r} names the {role} file {name!r}, which is not "
                                    f"one of the bundle's signed files")

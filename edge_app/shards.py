@@ -6,6 +6,9 @@ In a bundle::
                           fingerprints); row i of the index is vector i
     shards/p07.ids.npy    (vectors,) fixed-width bytes: the label id of every row (a label
                           enrolled with several rotations or augmented copies has several)
+    shards/p07.rows.npy   kind ivf_pq_sq8 only: (vectors, d) uint8, each vector's SQ8 code
+                          (`Reranked`: the PQ codes in memory find a few candidates, these
+                          rows, read from storage, give their scores)
 
 and in the manifest, ``"shards"`` (`edge_app.bundle_format.Shards`)::
 
@@ -20,19 +23,23 @@ and in the manifest, ``"shards"`` (`edge_app.bundle_format.Shards`)::
 
 Shards are memory-mapped (``IO_FLAG_MMAP_IFC``: Faiss maps flat codes and inverted lists
 from the file instead of reading them), as are the id maps, so opening a bundle of
-millions of labels takes milliseconds and its pages are read on demand and shared.
+millions of labels takes milliseconds and its pages are read on demand and shared. Row
+files are read a few rows a query with ``os.pread``: memory-mapped, every row a search
+touched stayed resident (tools/results/bench_device_memory.md).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_app.bundle_format import ShardEntry, Shards
+from edge_app.bundle_format import ShardEntry, ShardRows, Shards
 from edge_app.errors import PufError, require_module
 
 
@@ -44,11 +51,16 @@ def ivf_nlist(n: int) -> int:
     return int(max(16, min(target, 2 ** int(math.log2(max(n // 39, 16))))))
 
 
+def faiss_index(index):
+    """The Faiss index of a shard's index (itself, or the PQ index a `Reranked` searches)."""
+    return index.index if isinstance(index, Reranked) else index
+
+
 def set_search_params(index, params: dict) -> None:
     """Apply tuned search parameters (an IVF's nprobe) to an index."""
     import faiss
 
-    ivf = faiss.try_extract_index_ivf(index)
+    ivf = faiss.try_extract_index_ivf(faiss_index(index))
     if ivf is not None and "nprobe" in params:
         ivf.nprobe = int(params["nprobe"])
 
@@ -67,6 +79,130 @@ def read_index(path: Path, mmap: bool = True):
         return faiss.read_index(str(path))
     except RuntimeError as error:
         raise PufError(f"cannot read the Faiss index {path.name}: {str(error).splitlines()[0]}") from None
+
+
+class RowFile:
+    """A row file (.npy of (rows, width) uint8) on storage, checked when opened, read by row
+    number with ``os.pread``; `take` as numpy's ``ndarray.take(rows, axis=0)``. Its file
+    descriptor is closed when it is collected."""
+
+    def __init__(self, path: Path, rows: int, width: int) -> None:
+        self.name = path.name
+        try:
+            with Path(path).open("rb") as f:
+                version = np.lib.format.read_magic(f)
+                header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                    else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = header(f)
+                self.offset = f.tell()
+            self.fd = os.open(path, os.O_RDONLY)
+        except (OSError, ValueError) as error:
+            raise PufError(f"cannot read the row file {path.name}: {error}") from None
+        weakref.finalize(self, os.close, self.fd)
+        size = os.fstat(self.fd).st_size
+        if dtype != np.uint8 or fortran or shape != (rows, width):
+            raise PufError(f"{path.name} must hold ({rows}, {width}) uint8 rows (one SQ8 code a vector of its index), "
+                           f"got {dtype} {shape}" + (" in Fortran order" if fortran else ""))
+        if size != self.offset + rows * width:
+            raise PufError(f"{path.name} is {size} bytes, not the {self.offset + rows * width} of its "
+                           f"({rows}, {width}) rows")
+        self.shape = (rows, width)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, rows: np.ndarray, axis: int = 0) -> np.ndarray:
+        width = self.shape[1]
+        out = np.empty((len(rows), width), np.uint8)
+        for i, row in enumerate(np.asarray(rows).tolist()):
+            data = os.pread(self.fd, width, self.offset + row * width)
+            if len(data) != width:
+                raise PufError(f"{self.name} ended before row {row}: it changed after it was checked")
+            out[i] = np.frombuffer(data, np.uint8)
+        return out
+
+    def read_all(self) -> np.ndarray:
+        """Every row, in one read."""
+        rows, width = self.shape
+        data = os.pread(self.fd, rows * width, self.offset)
+        if len(data) != rows * width:
+            raise PufError(f"{self.name} ended early: it changed after it was checked")
+        return np.frombuffer(data, np.uint8).reshape(rows, width).copy()
+
+
+class Reranked:
+    """A shard of kind ivf_pq_sq8: its IVF-PQ index finds the `candidates` nearest rows by
+    their PQ codes (scores off by up to 0.1), and the scores returned are those of the rows'
+    SQ8 codes (`rows`: a `RowFile`, or the codes in memory while enrollment builds it), within
+    SQ8's error of exact ones, as an IVF-SQ8 shard's. Searches as a Faiss index does."""
+
+    def __init__(self, index, rows, vmin: np.ndarray, vdiff: np.ndarray, candidates: int) -> None:
+        if rows.shape != (index.ntotal, index.d) or len(vmin) != index.d or len(vdiff) != index.d:
+            raise PufError(f"a re-ranked shard needs one SQ8 row a vector and a range a dimension: "
+                           f"{rows.shape} rows, {len(vmin)} ranges for {index.ntotal} vectors of {index.d}")
+        self.index, self.rows, self.candidates = index, rows, int(candidates)
+        self.vmin = np.asarray(vmin, np.float32)
+        self.vdiff = np.asarray(vdiff, np.float32)
+
+    @classmethod
+    def open(cls, index, path: Path, rows: ShardRows, mmap: bool = True) -> Reranked:
+        """The shard of `index` and the row file at `path` (read whole when not `mmap`)."""
+        found = RowFile(path, index.ntotal, index.d)
+        return cls(index, found if mmap else found.read_all(), np.array(rows.vmin), np.array(rows.vdiff),
+                   rows.candidates)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def d(self) -> int:
+        return int(self.index.d)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.vmin + (codes.astype(np.float32) + 0.5) * (self.vdiff / np.float32(255.0))
+
+    def codes(self) -> np.ndarray:
+        """Every row's SQ8 code, (ntotal, d) uint8."""
+        return self.rows if isinstance(self.rows, np.ndarray) else self.rows.read_all()
+
+    def vectors(self) -> np.ndarray:
+        """Every row, decoded."""
+        return self.decode(self.codes())
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and rows (n, k), best first, as Faiss returns them (rows -1 past the end)."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        found = self.index.search(queries, max(k, self.candidates))[1]
+        bad = (found < -1) | (found >= self.ntotal)
+        if bad.any():
+            raise PufError(f"the index of a re-ranked shard returned row {int(found[bad][0])}, outside its "
+                           f"{self.ntotal} rows: the shard is corrupt")
+        codes = self.rows.take(np.maximum(found, 0).ravel(), axis=0).reshape(*found.shape, self.d)
+        scores = np.einsum("nkd,nd->nk", self.decode(codes), queries)
+        scores[found < 0] = -np.finfo(np.float32).max
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(found, order, 1)
+
+
+def open_index(bundle: Path, entry: ShardEntry, mmap: bool = True):
+    """A shard's index as it searches: its Faiss index, or a `Reranked` one when it has rows."""
+    index = read_index(Path(bundle) / entry.index, mmap)
+    return index if entry.rows is None else Reranked.open(index, Path(bundle) / entry.rows.file, entry.rows, mmap)
+
+
+def stored_vectors(index) -> np.ndarray:
+    """Every vector a shard's index holds, decoded: the one reading of a shard's vectors
+    (appending, removing labels, evaluation). From its SQ8 rows when it has them (never its
+    PQ codes); exact for Flat, within the codes' error otherwise."""
+    import faiss
+
+    if isinstance(index, Reranked):
+        return index.vectors()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.make_direct_map()
+    return index.reconstruct_n(0, index.ntotal)
 
 
 @dataclass
@@ -92,7 +228,7 @@ class Shard:
     @classmethod
     def load(cls, bundle: Path, pattern: str, entry: ShardEntry, mmap: bool = True) -> Shard:
         bundle = Path(bundle)
-        index = read_index(bundle / entry.index, mmap)
+        index = open_index(bundle, entry, mmap)
         try:
             ids = np.load(bundle / entry.ids, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as error:

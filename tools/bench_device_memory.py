@@ -35,6 +35,12 @@ scanned in memory for k' candidates, whose final scores come from their SQ8 rows
 the re-ranking reads are resident. Its totals start with the row files evicted from the page
 cache (as after a reboot) and report how much of the resident memory is those files' pages,
 and the same with the rows read by `os.pread` (kept out of the process's memory).
+
+`--shipped` measures the shard kind enrollment ships from that design (ivf_pq_sq8,
+`edge_app.shards.Reranked`): one shard built and tuned by `trainer.enroll.update_shard` under a
+memory budget that plans it, written by `trainer.enroll.save_shard`, copied 44 times and opened
+by `edge_app.shards.Shard.load` in a fresh process (rows read with `os.pread`, evicted from the
+page cache first), at the paper's 4,155,600 vectors and at a million labels of one vector each.
 """
 
 from __future__ import annotations
@@ -504,6 +510,116 @@ def run_rerank(args, threshold: float, real: np.ndarray) -> int:
     return 0
 
 
+SHIPPED_CHILD = """
+import json, sys, time, numpy as np
+from pathlib import Path
+from edge_app.bundle_format import ShardEntry
+from edge_app.shards import Shard
+from trainer.harness.bench.scaling import rss_mb
+import faiss
+faiss.omp_set_num_threads(1)
+folder, entries, queries = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text()), np.load(sys.argv[3])
+before = rss_mb()
+t = time.perf_counter()
+shards = [Shard.load(folder, p, ShardEntry.from_dict(p, e, "bench")) for p, e in entries.items()]
+open_ms = (time.perf_counter() - t) * 1000
+on_load = rss_mb() - before
+times, marks = [], {}
+for i, q in enumerate(queries):
+    shard = shards[i % len(shards)]
+    t = time.perf_counter()
+    shard.label_id(int(shard.search(q[None], 1)[1][0, 0]))
+    times.append((time.perf_counter() - t) * 1000)
+    if i + 1 in (1000, len(queries)):
+        marks[i + 1] = round(rss_mb() - before, 1)
+print(json.dumps({"open_ms": round(open_ms, 1), "rss_mb_on_load": round(on_load, 1), "rss_mb_after_queries": marks,
+                  "ms_median": round(float(np.median(times)), 4), "ms_p99": round(float(np.quantile(times, 0.99)), 4)}))
+"""
+
+
+def shipped_size(n: int, real: np.ndarray, args, threshold: float, folder: Path) -> dict:
+    """The shipped ivf_pq_sq8 kind at one shard of n vectors, then 44 copies opened as a device opens them."""
+    import faiss
+
+    from edge_app.bundle_format import ShardEntry
+    from edge_app.shards import Shard
+    from trainer.enroll import EnrollOptions, save_shard, update_shard
+
+    vectors, real_count = shard_vectors(real, n, np.random.default_rng(args.seed))
+    queries = shard_queries(vectors, real_count, args.queries, threshold, args.seed + 1)
+    ids = [f"B{i // 10000:04d}-{i % 10000:04d}-00" for i in range(n)]
+    faiss.omp_set_num_threads(2)  # building
+    t = time.perf_counter()
+    index, id_map, entry = update_shard(None, np.zeros(0, "S1"), vectors, ids, SHIPPED_BUDGET,
+                                        EnrollOptions(target_recall=TARGET, seed=args.seed), threshold)
+    build_s = time.perf_counter() - t
+    (folder / "shards").mkdir(parents=True)
+    written = {**save_shard(index, id_map, 0, folder.joinpath), **entry}
+    faiss.omp_set_num_threads(1)
+    shard = Shard.load(folder, "p00", ShardEntry.from_dict("p00", written, "bench"))
+    row = {"kind": entry["kind"], "factory": entry["factory"], "shard_vectors": n, "real_vectors": real_count,
+           "build_and_tune_s": round(build_s, 1), "search": entry["search"],
+           "candidates": written["rows"]["candidates"], "enrollment_recall_at_1": entry["recall_at_1"],
+           "enrollment_score_error": entry["score_error"],
+           "index_bytes": (folder / written["index"]).stat().st_size,
+           "rows_bytes": (folder / written["rows"]["file"]).stat().st_size}
+    for kind, (q, truth, _) in queries.items():
+        scores, rows = shard.search(q, 1)
+        row[f"recall_at_1_{kind}"] = round(float(np.mean(rows[:, 0] == truth)), 5)
+        if kind == "threshold":
+            error = scores[:, 0] - np.einsum("ij,ij->i", q, vectors[rows[:, 0]])
+            row["score_error"] = {"p99": round(float(np.quantile(np.abs(error), 0.99)), 5),
+                                  "max": round(float(np.abs(error).max()), 5),
+                                  "max_up": round(max(float(error.max()), 0.0), 5)}
+    del shard
+    entries = {}
+    for s in range(paper.PATTERN_CLASSES):  # distinct copies: the page cache and resident memory are real
+        names = {key: f"shards/p{s:02d}.{suffix}" for key, suffix in (("index", "faiss"), ("ids", "ids.npy"))}
+        for key, name in names.items():
+            if s:
+                shutil.copyfile(folder / written[key], folder / name)
+        rows_name = f"shards/p{s:02d}.rows.npy"
+        if s:
+            shutil.copyfile(folder / written["rows"]["file"], folder / rows_name)
+        entries[f"p{s:02d}"] = {**written, **names, "rows": {**written["rows"], "file": rows_name}}
+        evict(folder / rows_name)
+    stream = np.concatenate([genuine_like(vectors[:real_count], args.queries, threshold,
+                                          np.random.default_rng(args.seed + 2 + i))[0] for i in range(5)])
+    np.save(folder / "queries.npy", stream)
+    (folder / "entries.json").write_text(json.dumps(entries))
+    done = subprocess.run([sys.executable, "-c", SHIPPED_CHILD, str(folder), str(folder / "entries.json"),
+                           str(folder / "queries.npy")], capture_output=True, text=True, check=True)
+    row["totals"] = {"vectors": n * paper.PATTERN_CLASSES, "shards": paper.PATTERN_CLASSES,
+                     "bytes_on_disk": sum(f.stat().st_size for f in (folder / "shards").iterdir()),
+                     "rows_bytes_on_disk": row["rows_bytes"] * paper.PATTERN_CLASSES, "queries": len(stream),
+                     **json.loads(done.stdout)}
+    shutil.rmtree(folder)
+    print(f"  {n:,} a shard: {json.dumps(row)}", flush=True)
+    return row
+
+
+SHIPPED_BUDGET = 100.0  # index bytes a vector: below IVF-SQ8 (275 B at 94,445 vectors), above IVF-PQ32's 51 B
+
+
+def run_shipped(args, threshold: float, real: np.ndarray) -> int:
+    """Add the shipped ivf_pq_sq8 kind's rows to the results file (the other rows kept)."""
+    result = json.loads(args.out.read_text()) if args.out.exists() else {}
+    sizes = [("paper", 20_000 if args.quick else PAPER_SHARD), ("million", 10_000 if args.quick else MILLION_SHARD)]
+    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
+        for label, n in sizes:
+            start = os.getloadavg()
+            row = shipped_size(n, real, args, threshold, Path(tmp) / label)
+            result.setdefault(label, {})["shipped_ivf_pq_sq8"] = {
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                            "load_average_start": start, "load_average_end": os.getloadavg()},
+                "command": f"nice -n 10 python tools/bench_device_memory.py --vectors {args.vectors.name} --shipped"
+                           + (" --quick" * args.quick), **row}
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=Path, required=True,
@@ -513,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="candidates whose name holds one of these words")
     parser.add_argument("--mmap-rerank", action="store_true",
                         help="only IVF-PQ re-ranked from a memory-mapped SQ8 row file, added to --out's rows")
+    parser.add_argument("--shipped", action="store_true",
+                        help="only the shipped ivf_pq_sq8 shard kind, at both sizes, added to --out's rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -522,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     real = real_vectors(args.vectors)
     if args.mmap_rerank:
         return run_rerank(args, threshold, real)
+    if args.shipped:
+        return run_shipped(args, threshold, real)
     sizes = [("paper", 20_000 if args.quick else PAPER_SHARD), ("million", 10_000 if args.quick else MILLION_SHARD)]
     result: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

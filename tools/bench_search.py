@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def bench_index(name: str, vectors: np.ndarray, budget_per_vector: float, querie
 
     n, d = vectors.shape
     plan = index_build.plan_index(n, d, budget_per_vector, exact_max)
+    if plan.kind == "ivf_pq_sq8":  # PQ codes and a row file: tools/bench_device_memory.py --shipped measures it
+        sys.exit(f"{budget_per_vector:.0f} B a vector plans ivf_pq_sq8, which this tool does not measure: "
+                 "use tools/bench_device_memory.py --shipped, or raise --budget-mb")
     t = time.perf_counter()
     index = index_build.build_index(vectors, plan)
     build_s = time.perf_counter() - t

@@ -207,7 +207,8 @@ def bundle_format_reference() -> str:
 
     _, layout, *rest = inspect.cleandoc(fmt.__doc__ or "").split("\n\n")
     lines = [GENERATED.format(source="edge_app/bundle_format.py"), "", "# Bundle format", "",
-             f"Bundle format {fmt.BUNDLE_FORMAT}, shards format {fmt.SHARDS_FORMAT}. What a bundle folder holds, "
+             f"Bundle format {fmt.BUNDLE_FORMAT}, shards formats {', '.join(map(str, fmt.SHARDS_FORMATS))}. What a "
+             "bundle folder holds, "
              "as `edge_app.bundle_format` (which alone reads and writes it) says:", "", "```text",
              inspect.cleandoc(layout), "```", "", "\n\n".join(rest), "",
              "## The manifest's fields", "",

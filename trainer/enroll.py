@@ -45,7 +45,9 @@ from edge_app.bundle_format import (
     Decision,
     Manifest,
     ShardEntry,
+    ShardRows,
     Shards,
+    rows_path,
     shard_paths,
     thumbnail_path,
 )
@@ -57,7 +59,7 @@ from edge_app.orientation import PatternTemplates
 from edge_app.preprocess import MIN_CROP_PX, preprocess_batch
 from edge_app.revocations import Revoked
 from edge_app.runtime import ModelRunner
-from edge_app.shards import read_index, set_search_params
+from edge_app.shards import Reranked, faiss_index, open_index, set_search_params, stored_vectors
 from edge_app.thumbnails import make_thumbnail
 from fabrication.patterns import pattern_templates
 from fabrication.registry import Registry
@@ -341,21 +343,21 @@ def _model_bytes(manifest: Manifest) -> int:
 
 def update_shard(old_index, old_ids: np.ndarray, new: np.ndarray, new_ids: list[str],
                  budget_per_vector: float, options: EnrollOptions, genuine_cosine: float):
-    """The shard's index after adding `new`, its id map, and its manifest entry."""
+    """The shard's index after adding `new`, its id map, and its manifest entry (`old_index`
+    as `edge_app.shards.open_index` gives it, read whole)."""
     d = new.shape[1]
     total = (old_index.ntotal if old_index is not None else 0) + len(new)
     plan = index_build.plan_index(total, d, budget_per_vector, options.exact_max)
-    old_vectors = index_build.reconstruct_all(old_index) if old_index is not None and old_index.ntotal \
+    old_vectors = stored_vectors(old_index) if old_index is not None and old_index.ntotal \
         else np.zeros((0, d), np.float32)
     reference = np.concatenate([old_vectors, new]).astype(np.float32)
     reuse = old_index is not None and index_build.index_kind(old_index) == plan.kind
     if reuse and plan.nlist:
         import faiss
 
-        reuse = faiss.extract_index_ivf(old_index).nlist * 4 > plan.nlist
+        reuse = faiss.extract_index_ivf(faiss_index(old_index)).nlist * 4 > plan.nlist
     if reuse:
-        index = old_index
-        index.add(np.ascontiguousarray(new, np.float32))
+        index = index_build.add_vectors(old_index, new)
         action = "appended"
     else:
         index = index_build.build_index(reference, plan, options.seed)
@@ -467,20 +469,33 @@ def write_shard(update: BundleUpdate, bundle: Path, class_index: int, old: Shard
                 genuine_cosine: float) -> dict:
     """Write the shard of pattern class `class_index` into the new version: its `old` shard
     (None: none) with `new` added; returns its manifest entry (as the report shows it)."""
-    index_name, ids_name = shard_paths(class_index)
-    old_index = read_index(bundle / old.index, mmap=False) if old else None
+    old_index = open_index(bundle, old, mmap=False) if old else None
     old_ids = np.load(bundle / old.ids, allow_pickle=False) if old else np.zeros(0, "S1")
     index, ids, entry = update_shard(old_index, old_ids, new, new_ids, budget_per_vector, options, genuine_cosine)
-    index_build.write_index(index, update.path_for(index_name))
-    np.save(update.path_for(ids_name), ids, allow_pickle=False)
-    return {"index": index_name, "ids": ids_name, **entry,
-            "bytes": (update.dir / index_name).stat().st_size + (update.dir / ids_name).stat().st_size}
+    return {**save_shard(index, ids, class_index, update.path_for), **entry}
+
+
+def save_shard(index, ids: np.ndarray, class_index: int, path_for) -> dict:
+    """Write a shard's files (`path_for`: bundle-relative name -> where to write it, called
+    once a file); the entry's file names and bytes."""
+    index_name, ids_name = shard_paths(class_index)
+    paths = {index_name: path_for(index_name), ids_name: path_for(ids_name)}
+    index_build.write_index(faiss_index(index), paths[index_name])
+    np.save(paths[ids_name], ids, allow_pickle=False)
+    names: dict = {"index": index_name, "ids": ids_name}
+    if isinstance(index, Reranked):
+        rows_name = rows_path(class_index)
+        paths[rows_name] = path_for(rows_name)
+        np.save(paths[rows_name], index.codes(), allow_pickle=False)
+        names["rows"] = ShardRows.of(rows_name, index.vmin, index.vdiff, index.candidates).to_dict()
+    return {**names, "bytes": sum(Path(path).stat().st_size for path in paths.values())}
 
 
 def close_section(section: Shards, classes: list[str], options: EnrollOptions) -> None:
     """Order the section's shards by class and total them."""
     entries = section.entries
     section.classes = {p: entries[p] for p in classes if p in entries}
+    section.format = section.format_needed()
     section.vectors = sum(e.vectors or 0 for e in section.entries.values())
     section.labels = sum(e.labels or 0 for e in section.entries.values())
     section.memory_budget_mb = options.memory_budget_mb

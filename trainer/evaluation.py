@@ -66,11 +66,11 @@ from tqdm import tqdm
 from edge_app.bundle import Bundle, Check, open_bundle
 from edge_app.bundle_format import MANIFEST, Decision
 from edge_app.errors import PufError
+from edge_app.shards import stored_vectors
 from edge_app.verify import Verifier
 from trainer.bundle_write import BundleUpdate, bundle_lock, check_update
 from trainer.charts import det_curve_png, histograms_png
 from trainer.data import FolderDataset
-from trainer.index_build import reconstruct_all
 from trainer.metrics import (
     QUERY_FAR_GOAL,
     confident_threshold,
@@ -149,7 +149,7 @@ def collect_queries(folders: list[Path], captures: str | None) -> list[Query]:
 
 def shard_vectors(bundle) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pattern -> (decoded vectors, label ids) of every shard."""
-    return {pattern: (reconstruct_all(shard.index), np.char.decode(np.asarray(shard.ids), "ascii"))
+    return {pattern: (stored_vectors(shard.index), np.char.decode(np.asarray(shard.ids), "ascii"))
             for pattern, shard in bundle.shards.shards.items()}
 
 

@@ -7,7 +7,9 @@ Fingerprints are L2-normalised, so every index searches by inner product (= cosi
   dimension.
 * Larger shards are inverted files (IVF: the nearest `nprobe` of `nlist` cells are
   scanned) holding the most accurate codes the budget affords: ``SQ8`` (d bytes),
-  ``SQ4`` (d/2 bytes) or ``PQm`` (m bytes), plus 8 bytes of id a vector. HNSW is not used:
+  ``PQm`` re-ranked from SQ8 rows on storage (kind ivf_pq_sq8, `edge_app.shards.Reranked`:
+  m bytes in memory, scores as SQ8's), ``SQ4`` (d/2 bytes) or ``PQm`` (m bytes), plus 8
+  bytes of id a vector. HNSW is not used:
   its graph costs 2 x M x 4 bytes a vector on top of the codes (128 B at M=16, more than
   an SQ4 code of a 128-d embedding), Faiss cannot memory-map it, and it has no cheap
   append; an IVF shard is memory-mapped as it lies on disk and new labels are appended
@@ -33,7 +35,7 @@ from typing import cast
 import numpy as np
 
 from edge_app.errors import PufError
-from edge_app.shards import ivf_nlist
+from edge_app.shards import Reranked, faiss_index, ivf_nlist
 from edge_app.unit_vectors import moved_to_cosine, random_unit
 
 EXACT_MAX = 5000  # shards up to this many vectors are searched exactly
@@ -45,11 +47,14 @@ PQ_TRAIN_MIN = 256  # a PQ code's 8-bit sub-quantizers are k-means of 256 centro
 # principal directions; half spread puts 41% there, a random move 12%, a move all along the spread 70%.
 SPREAD_SHARE = 0.5
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# rows a re-ranked (ivf_pq_sq8) search scores from storage: 4 gave the recall of 32 at 4,155,600 vectors
+# (tools/results/bench_device_memory.md)
+RERANK_CANDIDATES = 4
 
 
 @dataclass(frozen=True)
 class IndexPlan:
-    kind: str  # "flat", "sq8", "ivf_sq8", "ivf_sq4" or "ivf_pq"
+    kind: str  # "flat", "sq8", "ivf_sq8", "ivf_pq_sq8", "ivf_sq4" or "ivf_pq"
     factory: str  # the faiss.index_factory string
     bytes_per_vector: float  # codes and ids, not counting the label id map
     nlist: int = 0
@@ -66,8 +71,11 @@ def index_plans(n: int, d: int, exact_max: int = EXACT_MAX) -> list[IndexPlan]:
     plans = [IndexPlan("flat", "Flat", 4.0 * d), IndexPlan("sq8", "SQ8", float(d))] if n <= exact_max else []
     nlist = ivf_nlist(n)
     centroid_share = 4.0 * d * nlist / n  # the centroids are shared by the shard's vectors
-    ivf = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0),
-           ("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0)]
+    ivf = [("ivf_sq8", f"IVF{nlist},SQ8", d + ID_BYTES, 0)]
+    rerank_m = next((m for m in (32, 16, 8) if d % m == 0 and m <= d // 4), 0)
+    if rerank_m and n >= PQ_TRAIN_MIN:  # SQ8's scores from the PQ codes' memory; its rows stay on storage
+        ivf.append(("ivf_pq_sq8", f"IVF{nlist},PQ{rerank_m}", rerank_m + ID_BYTES, rerank_m))
+    ivf.append(("ivf_sq4", f"IVF{nlist},SQ4", math.ceil(d / 2) + ID_BYTES, 0))
     ivf += [("ivf_pq", f"IVF{nlist},PQ{m}", m + ID_BYTES, m)
             for m in (64, 48, 32, 24, 16, 8) if m < d / 2 and d % m == 0 and n >= PQ_TRAIN_MIN]
     return plans + [IndexPlan(kind, factory, size + centroid_share, nlist, m) for kind, factory, size, m in ivf]
@@ -90,10 +98,17 @@ def sq8_bytes_per_vector(n: int, d: int, exact_max: int = EXACT_MAX) -> float:
 
 
 def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
-    """Train (if the plan needs it) and fill an index with `vectors` (n, d) float32."""
+    """Train (if the plan needs it) and fill an index with `vectors` (n, d) float32; for kind
+    ivf_pq_sq8 a `Reranked` index, with the vectors' SQ8 codes in memory."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, np.float32)
+    if plan.kind == "ivf_pq_sq8":
+        sq = faiss.ScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit)
+        sq.train(vectors)
+        trained = faiss.vector_to_array(sq.trained).astype(np.float32)
+        pq = build_index(vectors, IndexPlan("ivf_pq", plan.factory, plan.bytes_per_vector, plan.nlist, plan.pq_m), seed)
+        return Reranked(pq, sq.compute_codes(vectors), trained[:pq.d], trained[pq.d:], RERANK_CANDIDATES)
     index = faiss.index_factory(vectors.shape[1], plan.factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         # downcast: the concrete IVF class (faiss's stubs type the result as a plain Index)
@@ -113,6 +128,22 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
     return index
 
 
+def add_vectors(index, vectors: np.ndarray):
+    """`index` with `vectors` appended (a `Reranked` one: their SQ8 codes in its range too)."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if not isinstance(index, Reranked):
+        index.add(vectors)
+        return index
+    sq = faiss.ScalarQuantizer(index.d, faiss.ScalarQuantizer.QT_8bit)
+    faiss.copy_array_to_vector(np.concatenate([index.vmin, index.vdiff]), sq.trained)
+    old = index.codes()
+    index.index.add(vectors)
+    return Reranked(index.index, np.concatenate([old, sq.compute_codes(vectors)]), index.vmin, index.vdiff,
+                    index.candidates)
+
+
 def write_index(index, path: Path) -> None:
     """Write `index` to `path` through Python's own file writes: a full disk is then an
     OSError (ENOSPC, EFBIG) that the bundle writer reports as such, where `faiss.write_index`
@@ -127,6 +158,8 @@ def index_kind(index) -> str:
     """The plan kind of a built index (from its type and codes)."""
     import faiss
 
+    if isinstance(index, Reranked):
+        return "ivf_pq_sq8"
     if isinstance(index, faiss.IndexFlat):
         return "flat"
     if isinstance(index, faiss.IndexScalarQuantizer):
@@ -138,16 +171,6 @@ def index_kind(index) -> str:
     if isinstance(ivf, faiss.IndexIVFPQ):
         return "ivf_pq"
     raise PufError(f"unexpected index type {type(index).__name__}")
-
-
-def reconstruct_all(index) -> np.ndarray:
-    """Every stored vector, decoded (exact for Flat; within the codes' error otherwise)."""
-    import faiss
-
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.make_direct_map()
-    return index.reconstruct_n(0, index.ntotal)
 
 
 def genuine_like(vectors: np.ndarray, count: int, cosine: float, rng: np.random.Generator
@@ -204,7 +227,7 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
     def recall(q: np.ndarray, truth: np.ndarray) -> float:
         return float(np.mean(owner[index.search(q, 1)[1][:, 0]] == owner[truth]))
 
-    ivf = faiss.try_extract_index_ivf(index)
+    ivf = faiss.try_extract_index_ivf(faiss_index(index))
     params: dict = {}
     if ivf is not None:
         chosen = ivf.nlist

@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_app.bundle_format import MANIFEST, ShardEntry
-from edge_app.shards import read_index
+from edge_app.shards import open_index, stored_vectors
 from edge_app.thumbnails import label_starts
-from trainer import index_build
 from trainer.enroll import (
     DEFAULT_BUDGET_MB,
     EnrollOptions,
@@ -74,7 +73,7 @@ def remove_labels(update: BundleUpdate, label_ids: set[str], options: EnrollOpti
         gone = np.isin(names, wanted)
         if not gone.any():
             continue
-        vectors = index_build.reconstruct_all(read_index(source / entry.index, mmap=False))
+        vectors = stored_vectors(open_index(source, entry, mmap=False))
         for label_id in sorted(set(names[gone].tolist())):
             removed[label_id] = (pattern, vectors[names == label_id])
         class_index = classes.index(pattern)

@@ -52,7 +52,7 @@ def test_non_ascii_pattern_names_are_written_as_utf8_and_sign_the_same(tmp_path)
     (("model", "version"), 3, '"model" "version" must be text'),
     (("decision", "threshold"), "0.5", '"decision" "threshold" must be a number'),
     (("decision", "calibrated"), "yes", '"decision" "calibrated" must be true or false'),
-    (("shards", "format"), 2, "shards are of format 2; this device reads format 1"),
+    (("shards", "format"), 3, "shards are of format 3; this device reads formats 1, 2"),
     (("shards", "labels"), -1, '"shards" "labels" must be a whole number'),
     (("shards", "enrollments"), {}, '"shards" "enrollments" must be a list'),
     (("sequence",), "7", "sequence must be a whole number >= 0"),

@@ -129,18 +129,22 @@ def test_index_plans_follow_size_and_budget():
     assert index_build.plan_index(1000, 128, 1e6).kind == "flat"
     assert index_build.plan_index(1000, 128, 200).kind == "sq8"
     assert index_build.plan_index(100_000, 128, 1e6).kind == "ivf_sq8"
-    assert index_build.plan_index(100_000, 512, 350).kind == "ivf_sq4"
+    # below IVF-SQ8: PQ codes in memory re-ranked from SQ8 rows on storage, SQ8's scores
+    assert index_build.plan_index(100_000, 512, 350).kind == "ivf_pq_sq8"
     plan = index_build.plan_index(4_155_600, 512, 100)
-    assert plan.kind == "ivf_pq" and plan.bytes_per_vector <= 100
+    assert plan.kind == "ivf_pq_sq8" and plan.pq_m == 32 and plan.bytes_per_vector <= 100
+    assert index_build.plan_index(200, 512, 500, exact_max=10).kind == "ivf_sq4"  # too few to train PQ
+    plan = index_build.plan_index(4_155_600, 512, 30)
+    assert plan.kind == "ivf_pq" and plan.bytes_per_vector <= 30
     with pytest.raises(PufError, match="raise the memory budget"):
         index_build.plan_index(100_000, 512, 10)
 
 
-@pytest.mark.parametrize("budget", [300.0, 60.0])
-def test_an_approximate_shard_is_tuned_to_the_recall_target(budget):
+@pytest.mark.parametrize(("budget", "kind"), [(300.0, "ivf_sq8"), (60.0, "ivf_pq_sq8")])
+def test_an_approximate_shard_is_tuned_to_the_recall_target(budget, kind):
     vectors = clustered(8000, 128, 1)
     plan = index_build.plan_index(len(vectors), 128, budget, exact_max=1000)
-    assert plan.kind == ("ivf_sq8" if budget == 300 else "ivf_pq") and plan.bytes_per_vector <= budget
+    assert plan.kind == kind and plan.bytes_per_vector <= budget
     index = index_build.build_index(vectors, plan)
     # at a cosine of 0.5, moved along the data, PQ's rounding reorders near-ties at any nprobe
     tuned = index_build.tune(index, vectors, target_recall=0.99, genuine_cosine=0.6)

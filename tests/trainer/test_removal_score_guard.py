@@ -34,8 +34,9 @@ def puf_run(*argv) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def approximate(base, tmp_path_factory) -> Path:
-    """Fields 0 and 1 enrolled at a budget that gives every 400-vector shard IVF-SQ4 codes
-    (accepted: the bundle says its threshold is not calibrated). The removals rebuild at the
+    """Fields 0 and 1 enrolled at a budget that gives every 400-vector shard IVF-PQ codes
+    re-ranked from SQ8 rows (within the score guard) and every 200-vector one, too small to
+    train PQ codes, IVF-SQ4 (accepted: the bundle says its threshold is not calibrated). The removals rebuild at the
     bundle's budget less its model files, templates included (added by this enrollment)."""
     root = tmp_path_factory.mktemp("removal_guard")
     bundle = Path(shutil.copytree(model_bundle(base), root / "bundle"))
@@ -49,7 +50,9 @@ def approximate(base, tmp_path_factory) -> Path:
     report = puf_json("enroll", "--bundle", str(bundle), "--labels", str(crops), "--key", str(keys(base)[0]),
                       "--rotations", str(ROTATIONS), "--memory-mb", str(memory_mb), "--exact-max", "10",
                       "--accept-approximate-scores")
-    assert report["labels_added"] == 24 and {e["kind"] for e in report["shards"].values()} == {"ivf_sq4"}
+    kinds = {pattern: e["kind"] for pattern, e in report["shards"].items()}
+    assert report["labels_added"] == 24 and set(kinds.values()) == {"ivf_pq_sq8", "ivf_sq4"}  # 2 labels or 1
+    assert kinds[pattern_of_label(bundle)] == "ivf_pq_sq8"
     return bundle
 
 
@@ -103,7 +106,8 @@ def test_no_pq_code_is_planned_for_fewer_vectors_than_its_codebooks_train_on():
     Faiss could not train (an internal error); now no such plan, and the budget is refused."""
     with pytest.raises(PufError, match="no index fits"):
         index_build.plan_index(200, 256, 150, exact_max=10)
-    plan = index_build.plan_index(index_build.PQ_TRAIN_MIN, 256, 150, exact_max=10)
-    assert plan.kind == "ivf_pq"
     vectors = np.random.default_rng(0).standard_normal((index_build.PQ_TRAIN_MIN, 256)).astype(np.float32)
-    assert index_build.build_index(vectors, plan).ntotal == index_build.PQ_TRAIN_MIN
+    for budget, kind in ((150, "ivf_pq_sq8"), (80, "ivf_pq")):
+        plan = index_build.plan_index(index_build.PQ_TRAIN_MIN, 256, budget, exact_max=10)
+        assert plan.kind == kind
+        assert index_build.build_index(vectors, plan).ntotal == index_build.PQ_TRAIN_MIN

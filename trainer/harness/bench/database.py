@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from edge_app.atomic_write import replacing
 from edge_app.bundle import Bundle
-from edge_app.bundle_format import MANIFEST, SHARDS_FORMAT, Manifest, Shards, shard_paths
+from edge_app.bundle_format import MANIFEST, ROWS_SHARDS_FORMAT, SHARDS_FORMAT, Manifest, Shards
 from edge_app.errors import PufError
 from edge_app.preprocess import preprocess_batch
 from edge_app.runtime import ModelRunner
@@ -47,6 +47,7 @@ from trainer.enroll import (
     EnrollOptions,
     bundle_templates,
     index_budget_per_vector,
+    save_shard,
     update_shard,
     variants,
 )
@@ -250,8 +251,6 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
 def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path, cache: Path,
                  memory_budget_mb: float) -> Path:
     """Per-pattern shards of the whole database (real + rotated blocks), built once."""
-    import faiss
-
     manifest = Manifest.read(bundle)
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, memory_budget_mb, labels.ids,
                SHARDS_RECIPE)
@@ -282,12 +281,8 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
             ids += [f"{SYNTHETIC_PREFIX}{b + 1}-{labels.ids[r]}" for r in mine for _ in range(plan.augmented)]
         vectors = np.ascontiguousarray(np.concatenate(parts), np.float32)
         index, id_map, entry = update_shard(None, np.zeros(0, "S1"), vectors, ids, budget, options, threshold)
-        index_name, ids_name = shard_paths(classes.index(pattern))
-        faiss.write_index(index, str(folder / index_name))
-        np.save(folder / ids_name, id_map, allow_pickle=False)
-        section["classes"][pattern] = {"index": index_name, "ids": ids_name, **entry,
-                                       "bytes": (folder / index_name).stat().st_size
-                                       + (folder / ids_name).stat().st_size}
+        section["classes"][pattern] = {**save_shard(index, id_map, classes.index(pattern), folder.joinpath), **entry}
+    section["format"] = Shards.from_dict({**section, "format": ROWS_SHARDS_FORMAT}, MANIFEST).format_needed()
     section["vectors"] = sum(e["vectors"] for e in section["classes"].values())
     section["labels"] = sum(e["labels"] for e in section["classes"].values())
     done.write_text(json.dumps(section, indent=1))

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from edge_app.atomic_write import replacing
 from edge_app.bundle_format import Manifest
+from edge_app.errors import PufError
 from edge_app.shards import read_index
 from trainer.enroll import DEFAULT_RECALL, index_budget_per_vector
 from trainer.harness.bench import queries
@@ -58,6 +59,9 @@ def run(plan: BenchPlan, labels: Labels, real: np.ndarray, verifier, photos: lis
     vectors = np.ascontiguousarray(np.concatenate(list(database_rows(plan, real))), np.float32)
     n, d = vectors.shape
     index_plan = plan_index(n, d, index_budget_per_vector(Manifest.read(bundle), memory_budget_mb, n, ID_BYTES))
+    if index_plan.kind == "ivf_pq_sq8":  # a bundle's shard kind: its SQ8 rows are a file beside the index
+        raise PufError(f"the whole-index comparison builds one Faiss file, and {memory_budget_mb} MB plans "
+                       f"{index_plan.kind} for {n:,} vectors (PQ codes and a row file): raise --memory-mb")
     name = key(model_key(bundle), plan.augmented, plan.vectors, plan.seed, labels.ids, index_plan.to_dict())
     path = Path(cache) / f"whole-{name}.faiss"
     build_s = None
