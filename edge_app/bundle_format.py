@@ -190,10 +190,12 @@ class Decision(_Part):
     far: float | None = None
     calibrated: bool | None = None  # absent: calibrated (bundles from before the flag)
     # what a threshold set for the deployed size was set for (`puf evaluate --query-far`): the
-    # false-accept rate per counterfeit query, at this many labels a shard, from the impostor
-    # score tail (`trainer.tail.Tail.to_dict`: comparisons, method, fit range)
+    # false-accept rate per counterfeit query, at this many labels (and enrolled vectors: a label's
+    # copies) a shard, from the impostor score tail (`trainer.tail.Tail.to_dict`: comparisons,
+    # method, fit range)
     query_far: float | None = None
     labels_per_shard: int | None = None
+    vectors_per_shard: int | None = None
     tail: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -210,6 +212,8 @@ class Decision(_Part):
                    query_far=read.take("query_far", _is_fraction, "a number between 0 and 1"),
                    labels_per_shard=read.take("labels_per_shard", lambda v: _is_count(v) and v >= 1,
                                               "a positive whole number"),
+                   vectors_per_shard=read.take("vectors_per_shard", lambda v: _is_count(v) and v >= 1,
+                                               "a positive whole number"),
                    tail=read.take("tail", lambda v: isinstance(v, dict), "an object"), extra=read.extra)
 
     @property

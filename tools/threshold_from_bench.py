@@ -71,7 +71,7 @@ def calibrate(argv: list[str] | None) -> int:
     before = manifest.decision
     manifest.decision = Decision(
         threshold=device_threshold(check["threshold"]), far=None, calibrated=True, query_far=QUERY_FAR_GOAL,
-        labels_per_shard=round(distinct_per_shard(db)),
+        labels_per_shard=round(distinct_per_shard(db)), vectors_per_shard=round(db["vectors"] / max(db["shards"], 1)),
         tail={**check["chosen_tail"], "scores": "each counterfeit photo's best score over its shard: the rate is "
                                                  "per query"},
         extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "

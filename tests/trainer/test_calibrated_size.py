@@ -12,16 +12,17 @@ from pathlib import Path
 from edge_app.bundle import load_bundle
 from edge_app.bundle_format import Decision, Manifest
 from tests.bundle_support import keys, sim_batch, write_crop_folder
-from trainer.enroll import check_calibrated_size, enroll
+from trainer.enroll import EnrollOptions, check_calibrated_size, enroll
 from trainer.export_record import record_export
 
 
-def calibrate(bundle: Path, labels_per_shard: int) -> None:
-    """Give the unsigned bundle a calibrated threshold, set for `labels_per_shard` labels a shard,
-    as `puf export` of a calibrated model would (so `puf enroll` may sign it)."""
+def calibrate(bundle: Path, labels_per_shard: int, vectors_per_shard: int | None = None) -> None:
+    """Give the unsigned bundle a calibrated threshold, set for `labels_per_shard` labels (and
+    `vectors_per_shard` vectors) a shard, as `puf export` of a calibrated model would (so
+    `puf enroll` may sign it)."""
     manifest = Manifest.read(bundle)
     manifest.decision = dataclasses.replace(manifest.decision or Decision(), threshold=0.8, calibrated=True,
-                                            labels_per_shard=labels_per_shard)
+                                            labels_per_shard=labels_per_shard, vectors_per_shard=vectors_per_shard)
     manifest.write(bundle)
     record_export(json.loads((bundle / "manifest.json").read_text()), bundle)
 
@@ -47,6 +48,27 @@ def test_a_shard_past_the_calibrated_size_marks_the_threshold_not_calibrated(bas
     manifest = Manifest.read(fresh)
     why = check_calibrated_size(manifest, report.shards)
     assert why is not None and f"more than the {largest - 1:,} a shard" in why and "puf evaluate --query-far" in why
+    assert manifest.decision.calibrated is False and manifest.decision.extra["not_calibrated_because"] == why
+
+
+def test_more_copies_of_each_label_than_calibrated_mark_it_too(base, fresh):
+    """The same labels in more enrolled copies (`--augmented`) give a counterfeit more vectors to
+    clear the threshold with: at 100 copies a label the paper's database accepted 1 of 59,725
+    counterfeit photos at the threshold set for one copy, none at one copy."""
+    labels = two_fields(base)
+    calibrate(fresh, 10**6, 10**6)
+    report = enroll(Path(fresh), labels, options=EnrollOptions(augmented=3), progress=False)
+    most_labels = max(e["labels"] for e in report.shards.values())
+    most_vectors = max(e["vectors"] for e in report.shards.values())
+    assert most_vectors == 3 * most_labels and report.oversized_shards is None
+
+    calibrate(fresh, most_labels, most_vectors)  # the labels and their copies as calibrated: still holds
+    assert check_calibrated_size(Manifest.read(fresh), report.shards) is None
+
+    calibrate(fresh, most_labels, most_vectors - 1)  # as many labels, in more copies than calibrated
+    manifest = Manifest.read(fresh)
+    why = check_calibrated_size(manifest, report.shards)
+    assert why is not None and f"holds {most_vectors:,} vectors" in why and f"more than the {most_vectors - 1:,} a" in why
     assert manifest.decision.calibrated is False and manifest.decision.extra["not_calibrated_because"] == why
 
 

@@ -70,6 +70,7 @@ def test_a_per_query_far_the_comparisons_cannot_reach_is_refused_and_nothing_wri
 @pytest.mark.parametrize("field, value, words", [
     ("query_far", 0, "between 0 and 1"), ("query_far", 1.5, "between 0 and 1"), ("query_far", "1e-5", "between"),
     ("labels_per_shard", 0, "positive whole"), ("labels_per_shard", 2.5, "positive whole"),
+    ("vectors_per_shard", -3, "positive whole"), ("vectors_per_shard", "94445", "positive whole"),
     ("tail", [1], "an object"),
 ])
 def test_a_manifest_with_a_malformed_deployed_size_decision_is_refused(field, value, words):

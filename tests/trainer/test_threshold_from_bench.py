@@ -47,6 +47,7 @@ def test_a_confirmed_bench_threshold_is_written_with_its_check(tool, bundle, tmp
     decision = json.loads((bundle / "manifest.json").read_text())["decision"]
     assert 0.5 + 4 * 0.05 < decision["threshold"] < 0.95 and decision["calibrated"] is True
     assert decision["query_far"] == 1e-5 and decision["labels_per_shard"] == 944
+    assert decision["vectors_per_shard"] == round(4_155_600 / 44)  # a label's copies meet a counterfeit too
     assert decision["checked_on"]["counterfeit_accepted"] == 0 and decision["checked_on"]["genuine_accepted"] == 2_000
     # the second half is drawn like the first: its estimate lies near the goal, on either side
     assert 1e-6 < decision["checked_on"]["estimated"] <= 3e-5 and "0-19,999" in decision["calibrated_on"]
