@@ -1,6 +1,13 @@
 """Set a bundle's threshold for the paper's database from a `puf bench` run of that bundle.
 
     python tools/threshold_from_bench.py bench_out/bench.json --bundle models/default
+    python tools/threshold_from_bench.py bench_out/bench.json --scores device   # the run's own index's scores
+
+By default the threshold is calibrated on exact search's best scores (`puf bench --exact`,
+`trainer.harness.bench.exact`): the score no index exceeds beyond its code rounding, which
+enrollment's guard keeps within `trainer.enroll.MAX_SCORE_RISE`. So it holds for whichever
+kind of shard index a bundle's size and memory budget plan; calibrated on one index's scores
+(`--scores device`), it holds for that index only.
 
 Held-out comparisons enroll each label once; the paper's database enrolls it in 100 augmented
 copies, which lifts a counterfeit's best score. The bench measures that directly: each
@@ -25,6 +32,11 @@ import sys
 from pathlib import Path
 
 TAIL_ERROR = 3.0  # how far a tail estimate may lie from the truth (see the module)
+SCORES_TEXT = {  # what the calibration's scores were, in the manifest's tail record
+    "exact": "each counterfeit photo's best score over its shard by exact search (an index's scores stay within "
+             "enrollment's score-error guard of it): the rate is per query, for every kind of shard index",
+    "device": "each counterfeit photo's best score over its shard, by the run's own shard index: the rate is per "
+              "query, for that kind of index"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +53,14 @@ def calibrate(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bench_json", type=Path, help="bench.json of a `puf bench` run of this bundle")
     parser.add_argument("--bundle", type=Path, default=Path("models/default"))
+    parser.add_argument("--scores", choices=("exact", "device"), default="exact",
+                        help="calibrate on exact search's best scores (default: the threshold holds for every shard "
+                             "kind) or on the device index's of this run (it holds for that index)")
     args = parser.parse_args(argv)
 
     from edge_app.bundle_format import Decision, Manifest
     from edge_app.errors import PufError
-    from trainer.harness.bench.report import distinct_per_shard, threshold_check
+    from trainer.harness.bench.report import SCORES, distinct_per_shard, threshold_check
     from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL, device_threshold
 
     result = json.loads(args.bench_json.read_text())
@@ -59,7 +74,11 @@ def calibrate(argv: list[str] | None) -> int:
         raise PufError(f"{args.bench_json} enrolled {db.get('stand_in_labels', 'uncounted')} stand-in labels beside "
                        f"its {db.get('real_labels', 0):,} real ones; a calibration needs every label distinct "
                        "(`puf bench` without --vectors)")
-    check = threshold_check(result)
+    if not result.get(SCORES[args.scores]):
+        raise PufError(f"{args.bench_json} holds no {args.scores} scores" + (
+            ": run `puf bench` with --exact (or calibrate on its index's scores, --scores device)"
+            if args.scores == "exact" else ""))
+    check = threshold_check(result, args.scores)
     if check is None:
         raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
     genuine_share = check["genuine_accepted"] / max(check["genuine_readable"], 1)
@@ -72,13 +91,13 @@ def calibrate(argv: list[str] | None) -> int:
     manifest.decision = Decision(
         threshold=device_threshold(check["threshold"]), far=None, calibrated=True, query_far=QUERY_FAR_GOAL,
         labels_per_shard=round(distinct_per_shard(db)), vectors_per_shard=round(db["vectors"] / max(db["shards"], 1)),
-        tail={**check["chosen_tail"], "scores": "each counterfeit photo's best score over its shard: the rate is "
-                                                 "per query"},
+        tail={**check["chosen_tail"], "scores": SCORES_TEXT[args.scores]},
         extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "
                                 f"each its own simulated film region never seen in training, in {db['shards']} "
                                 f"shards{classes(result['plan'].get('patterns', 0))}, "
-                                f"{copies(result['plan']['augmented'])}): the tail "
-                                f"of the best scores of counterfeit photos 0-{check['chosen_on'] - 1:,} "
+                                f"{copies(result['plan']['augmented'])}): the tail of the "
+                                f"{'exact ' if args.scores == 'exact' else ''}best scores of counterfeit photos "
+                                f"0-{check['chosen_on'] - 1:,} "
                                 f"({check['method']}); the threshold before was {before.threshold}",
                "checked_on": {k: check[k] for k in ("counterfeit_readable", "counterfeit_accepted", "upper_bound",
                                                     "estimated", "genuine_readable", "genuine_accepted")}

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sizes.add_argument("--clones", type=int, help="clone photos (default 500)")
     sizes.add_argument("--unclassified", type=int, help="photos of each kind also verified without "
                                                         "classification (default all)")
+    sizes.add_argument("--exact", type=int, help="photos of each kind also scored by exact search over their shards' "
+                                                 "float vectors, the score no index exceeds (default all)")
     sizes.add_argument("--keypoint-gallery", type=int, help="labels of the exhaustive keypoint baseline (default 200)")
     sizes.add_argument("--second-stage", type=int, help="photos of each kind re-checked by keypoints (default 1,000)")
     sizes.add_argument("--whole-queries", type=int, help="genuine photos searched in the whole database as one "
@@ -60,12 +62,13 @@ def _plan(args: argparse.Namespace):
 
     overrides = {name: getattr(args, name) for name in
                  ("labels", "augmented", "vectors", "patterns", "genuine", "counterfeit", "clones", "unclassified",
-                  "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
+                  "exact", "keypoint_gallery", "second_stage", "whole_queries", "normalisation", "workers")
                  if getattr(args, name) is not None}
     if args.whole_photos:
         overrides["whole_photos"] = 1
     if "genuine" in overrides or "counterfeit" in overrides:
-        overrides.setdefault("unclassified", max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
+        for every in ("unclassified", "exact"):
+            overrides.setdefault(every, max(overrides.get("genuine", 0), overrides.get("counterfeit", 0)))
     return BenchPlan.quick(**overrides) if args.quick else BenchPlan(**overrides)
 
 
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "bench.md").write_text(text + "\n")
     pictures = report.score_pictures(result, args.figures or args.out)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k not in ("scores", "times_ms", "times_unclassified_ms")},
+        print(json.dumps({k: v for k, v in result.items() if k not in ("scores", "exact_scores", "times_ms",
+                                                                         "times_unclassified_ms")},
                          indent=1, default=str))
     else:
         print(text)

@@ -171,6 +171,14 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     assert "too few photos whose shard holds three labels" in (out / "bench.md").read_text()
     assert [r["k"] for r in result["second_stage"]["rows"]] == [0] + [k for k in range(1, 6) for _ in range(2)]
     assert (out / "bench.md").read_text().count("| paper |") == 2
+    # exact search scores every photo (--exact defaults to all): a shard of this size is searched exactly, so the
+    # device's score is exact search's for the turn it kept, and exact search keeps the best of every turn
+    for kind, device in result["scores"].items():
+        exact = result["exact_scores"][kind]
+        assert len(exact) == len(device)
+        assert [e is None for e in exact] == [d is None for d in device]
+        assert all(e >= d - 1e-5 for d, e in zip(device, exact, strict=True) if d is not None)
+    assert "Exact search" in (out / "bench.md").read_text()
     assert Path(out / "bench_scores.png").stat().st_size > 0
     photos = sorted((cache).glob("photos-*/*/*.jpg"))
     assert len(photos) == 8
@@ -184,6 +192,7 @@ def test_bench_verb_at_a_tiny_size_writes_its_results(tmp_path, capsys):
     lean = json.loads((out / "bench.json").read_text())
     assert lean["without_classification"] == {} and lean["whole_index"] is None
     assert lean["keypoint_baseline"] is None and lean["second_stage"] is None and lean["normalisation"] is None
+    assert lean["exact_scores"] == result["exact_scores"]  # sized by --exact, which defaults to every photo
     for kind, row in result["with_classification"].items():  # the same photos, the same verdicts
         assert {k: lean["with_classification"][kind][k] for k in ("photos", "correct", "accepted", "unreadable")} \
             == {k: row[k] for k in ("photos", "correct", "accepted", "unreadable")}
@@ -205,6 +214,18 @@ def test_the_whole_index_holds_the_shards_vectors_in_label_order():
     assert [len(b) for b in blocks] == [6, 6, 2]  # the real labels, all three turned, the first one turned again
     assert np.allclose(blocks[2], real[:2] @ database.rotation(256, 2, 0).T)
     assert database.label_of(np.arange(14), plan).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+
+
+def test_a_patterns_vectors_are_its_real_labels_copies_then_each_stand_in_blocks():
+    plan = BenchPlan(labels=3, augmented=2, vectors=14, genuine=1, counterfeit=1)
+    real = np.random.default_rng(1).standard_normal((6, 256)).astype(np.float32)
+    labels = database.Labels(["a", "b", "c"], ["1", "2", "1"], np.zeros((3, 4, 4, 3), np.uint8))
+    vectors, ids = database.pattern_vectors(plan, labels, real, "1")
+    blocks = list(database.database_rows(plan, real))
+    assert ids == ["a", "a", "c", "c", "R1-a", "R1-a", "R1-c", "R1-c", "R2-a", "R2-a"]
+    assert np.allclose(vectors, np.concatenate([real[[0, 1, 4, 5]], blocks[1][[0, 1, 4, 5]], blocks[2][[0, 1]]]),
+                       atol=1e-5)
+    assert database.pattern_vectors(plan, labels, real, "7")[0].shape == (0, 256)  # a pattern no label has
 
 
 def test_the_counterfeit_tail_estimates_acceptance_beyond_the_photos_taken():

@@ -20,7 +20,10 @@ def tool():
     return module
 
 
-def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, stand_ins: int | None = 0, **model) -> Path:
+def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, stand_ins: int | None = 0,
+           exact_above: float | None = 0.0, **model) -> Path:
+    """A bench result; its exact search scores each counterfeit `exact_above` higher than its
+    index did (None: a run without exact scores)."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     rng = np.random.default_rng(6)
     counterfeit = np.concatenate([rng.normal(0.5, 0.05, 20_000), rng.normal(second_half_mean, 0.05, 20_000)])
@@ -28,6 +31,9 @@ def _bench(bundle: Path, tmp_path: Path, second_half_mean: float = 0.5, stand_in
               "database": {"vectors": 4_155_600, "labels": 41_556, "real_labels": 41_556 - (stand_ins or 0),
                            "stand_in_labels": stand_ins, "shards": 44}, "plan": {"augmented": 100},
               "scores": {"genuine": rng.normal(0.95, 0.01, 4_000).tolist(), "counterfeit": counterfeit.tolist()}}
+    if exact_above is not None:
+        result["exact_scores"] = {"genuine": result["scores"]["genuine"],
+                                  "counterfeit": (counterfeit + exact_above).tolist()}
     if stand_ins is None:  # a run made before the bench counted its stand-ins
         del result["database"]["stand_in_labels"]
     path = tmp_path / "bench.json"
@@ -71,3 +77,27 @@ def test_a_run_of_another_model_or_an_unconfirmed_threshold_is_refused(tool, bun
     assert tool.main([str(_bench(bundle, tmp_path, second_half_mean=0.6)), "--bundle", str(bundle)]) == 2
     assert "do not confirm" in capsys.readouterr().err
     assert (bundle / "manifest.json").read_bytes() == before
+
+
+def test_the_threshold_holds_for_every_index_calibrated_on_exact_scores(tool, bundle, tmp_path, capsys):
+    """An index that misses counterfeits' nearest labels scores them lower than exact search: a
+    threshold set on its scores would let through what another kind of index (or exact search)
+    scores higher. By default the tool calibrates on exact scores; on the index's only when asked."""
+    bench = _bench(bundle, tmp_path, exact_above=0.03)
+    assert tool.main([str(bench), "--bundle", str(bundle)]) == 0
+    decision = json.loads((bundle / "manifest.json").read_text())["decision"]
+    assert "exact search" in decision["tail"]["scores"] and "exact best scores" in decision["calibrated_on"]
+    assert tool.main([str(bench), "--bundle", str(bundle), "--scores", "device"]) == 0
+    by_index = json.loads((bundle / "manifest.json").read_text())["decision"]
+    assert by_index["threshold"] < decision["threshold"] - 0.02  # the index's own scores sat 0.03 lower
+    assert "the run's own shard index" in by_index["tail"]["scores"]
+    capsys.readouterr()
+
+
+def test_a_run_without_exact_scores_is_refused_unless_its_index_is_asked_for(tool, bundle, tmp_path, capsys):
+    before = (bundle / "manifest.json").read_bytes()
+    bench = _bench(bundle, tmp_path, exact_above=None)
+    assert tool.main([str(bench), "--bundle", str(bundle)]) == 2
+    assert "holds no exact scores" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
+    assert tool.main([str(bench), "--bundle", str(bundle), "--scores", "device"]) == 0

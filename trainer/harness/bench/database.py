@@ -248,6 +248,19 @@ def describe(plan: BenchPlan, labels: Labels) -> str:
 
 # ---- shards ----------------------------------------------------------------------------
 
+def pattern_vectors(plan: BenchPlan, labels: Labels, real: np.ndarray, pattern: str) -> tuple[np.ndarray, list[str]]:
+    """One pattern's enrolled fingerprints and their label ids, in its shard's order: its real
+    labels' copies, then each stand-in block's (the float vectors its index codes)."""
+    rows = np.flatnonzero(np.array(labels.patterns) == pattern)
+    parts = [real[(rows[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()]]
+    ids = [labels.ids[r] for r in rows for _ in range(plan.augmented)]
+    for b, (taken, turn) in enumerate(rotated_blocks(plan, real.shape[1])):
+        mine = rows[rows < taken]
+        parts.append(real[(mine[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()] @ turn.T)
+        ids += [f"{SYNTHETIC_PREFIX}{b + 1}-{labels.ids[r]}" for r in mine for _ in range(plan.augmented)]
+    return np.ascontiguousarray(np.concatenate(parts), np.float32), ids
+
+
 def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path, cache: Path,
                  memory_budget_mb: float) -> Path:
     """Per-pattern shards of the whole database (real + rotated blocks), built once."""
@@ -266,20 +279,11 @@ def build_shards(plan: BenchPlan, labels: Labels, real: np.ndarray, bundle: Path
         raise PufError(f"{bundle} has no calibrated threshold: export it from an evaluated run")
     budget = index_budget_per_vector(manifest, memory_budget_mb, plan.vectors, ID_BYTES)
     options = EnrollOptions(augmented=plan.augmented, memory_budget_mb=memory_budget_mb, seed=plan.seed)
-    patterns = np.array(labels.patterns)
     section: dict[str, Any] = {"format": SHARDS_FORMAT, "metric": "inner_product", "embedding_dim": d,
                                "model_format": "int8", "classes": {}, "memory_budget_mb": memory_budget_mb}
     for pattern in tqdm([p for p in classes if p in set(labels.patterns)], desc="shards: plan, build, tune",
                         unit="shard"):
-        rows = np.flatnonzero(patterns == pattern)
-        vector_rows = (rows[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()
-        parts = [real[vector_rows]]
-        ids = [labels.ids[r] for r in rows for _ in range(plan.augmented)]
-        for b, (taken, turn) in enumerate(rotated_blocks(plan, d)):
-            mine = rows[rows < taken]
-            parts.append(real[(mine[:, None] * plan.augmented + np.arange(plan.augmented)).ravel()] @ turn.T)
-            ids += [f"{SYNTHETIC_PREFIX}{b + 1}-{labels.ids[r]}" for r in mine for _ in range(plan.augmented)]
-        vectors = np.ascontiguousarray(np.concatenate(parts), np.float32)
+        vectors, ids = pattern_vectors(plan, labels, real, pattern)
         index, id_map, entry = update_shard(None, np.zeros(0, "S1"), vectors, ids, budget, options, threshold)
         section["classes"][pattern] = {**save_shard(index, id_map, classes.index(pattern), folder.joinpath), **entry}
     section["format"] = Shards.from_dict({**section, "format": ROWS_SHARDS_FORMAT}, MANIFEST).format_needed()

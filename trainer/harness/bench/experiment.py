@@ -6,6 +6,7 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from edge_app.bundle_format import Manifest
 from edge_app.verify import Verifier
 from trainer.enroll import DEFAULT_BUDGET_MB
 from trainer.harness import paper
-from trainer.harness.bench import database, keypoints, normalisation, queries, whole
+from trainer.harness.bench import database, exact, keypoints, normalisation, queries, whole
 from trainer.harness.bench.plan import BenchPlan
 
 
@@ -131,7 +132,7 @@ def second_stage(plan: BenchPlan, verifier, photos: dict, features_of, threshold
 
 def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DEFAULT_BUDGET_MB) -> dict:
     """The whole experiment; returns the results (see `report` for how they are shown). A part
-    sized 0 (unclassified, whole_queries, keypoint_gallery, second_stage, normalisation) is left out:
+    sized 0 (unclassified, exact, whole_queries, keypoint_gallery, second_stage, normalisation) is left out:
     None."""
     import faiss
 
@@ -168,6 +169,10 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
     t = time.perf_counter()
     without = queries.verify_photos(unclassified, subset, "verify, every shard (no classification)") if subset else []
     steps["verify_unclassified_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    exact_scores = exact.best_scores(classified, photos, plan.exact,
+                                     partial(database.pattern_vectors, plan, labels, real)) if plan.exact else None
+    steps["exact_s"] = time.perf_counter() - t
     t = time.perf_counter()
     one_index = whole.run(plan, labels, real, classified, photos["genuine"][:plan.whole_queries], bundle, cache,
                           memory_budget_mb) if plan.whole_queries else None
@@ -215,6 +220,7 @@ def run(plan: BenchPlan, bundle: Path, cache: Path, memory_budget_mb: float = DE
         "without_classification": summarise(without),
         # in photo order, None for an unreadable photo: the report splits the photos by number
         "scores": {kind: [o.score for o in with_classes if o.kind == kind] for kind in queries.KINDS},
+        "exact_scores": exact_scores,  # the same photos' (the first plan.exact of each kind) by exact search
         "times_ms": {step: [o.timings_ms.get(step) for o in with_classes if o.verdict != "unreadable"]
                      for step in ("model", "search", "total")},
         "times_unclassified_ms": {"search": [o.timings_ms.get("search") for o in without

@@ -26,6 +26,7 @@ class BenchPlan:
     counterfeit: int = paper.QUERIES  # handheld photos of never-enrolled labels (other films)
     clones: int = 500  # enrolled labels printed and re-photographed
     unclassified: int = paper.QUERIES  # queries of each kind also verified without classification
+    exact: int = paper.QUERIES  # queries of each kind also scored by exact search (`exact`: whatever the index)
     keypoint_gallery: int = 200  # labels the exhaustive keypoint baseline compares each query with
     keypoint_queries: int = 200  # of each kind, for the exhaustive baseline
     second_stage: int = 1_000  # queries of each kind re-checked by keypoints (top-k candidates)
@@ -60,7 +61,7 @@ class BenchPlan:
     @classmethod
     def quick(cls, **overrides) -> BenchPlan:
         """A few minutes end to end: the same steps at tens of thousands of vectors."""
-        sizes = dict(labels=240, genuine=500, counterfeit=500, clones=50, unclassified=500,
+        sizes = dict(labels=240, genuine=500, counterfeit=500, clones=50, unclassified=500, exact=500,
                      keypoint_gallery=60, keypoint_queries=60, second_stage=200,
                      whole_queries=300, normalisation=500)
         return cls(**{**sizes, **overrides})

@@ -81,6 +81,8 @@ def tables(result: dict) -> str:
     lines.append(f"\nUnreadable photos (segmentation found no usable label; counted as not accepted): {unread}. "
                  f"Total = segmentation + model + search + decision on the photo.")
     lines += ["", *_threshold_at_scale(result)]
+    if result.get("exact_scores"):
+        lines += ["", *_exact(result)]
     if result["whole_index"]:
         lines += ["", *_whole_index(result["whole_index"])]
     if result["keypoint_baseline"]:
@@ -179,17 +181,52 @@ def _threshold_at_scale(result: dict) -> list[str]:
                       f"{tail['genuine_at_1e-5']:,} of {len(genuine):,} readable genuine photos."]
     check = threshold_check(result)
     if check:
-        lines += ["", f"A threshold for 1e-5 a query chosen on photos the test never sees: the tail of the counterfeit "
-                      f"photos 0-{check['chosen_on'] - 1:,} gives {check['threshold']:.4f} ({check['method']}); on the "
-                      f"photos after them (counterfeits {check['chosen_on']:,}-{check['counterfeit_photos'] - 1:,}, "
-                      f"genuine {check['genuine_from']:,}-{check['genuine_photos'] - 1:,}):", "",
-                  "| photos never used to choose | readable | accepted at the chosen threshold | 95% upper bound "
-                  "| tail estimate a query |", "| --- | --- | --- | --- | --- |",
-                  f"| counterfeit | {check['counterfeit_readable']:,} | {check['counterfeit_accepted']:,} | "
-                  f"{check['upper_bound']:.1e} | {check['estimated']:.1e} |",
-                  f"| genuine | {check['genuine_readable']:,} | {check['genuine_accepted']:,} "
-                  f"({100 * check['genuine_accepted'] / max(check['genuine_readable'], 1):.2f}%) | - | - |"]
+        lines += ["", *_check_lines(check, "the device's best scores")]
     return lines
+
+
+def _check_lines(check: dict, scores: str) -> list[str]:
+    """A threshold chosen on the first half of the photos, and what the second half says of it."""
+    return [f"A threshold for 1e-5 a query chosen on photos the test never sees, from {scores}: the tail of the "
+            f"counterfeit photos 0-{check['chosen_on'] - 1:,} gives {check['threshold']:.4f} ({check['method']}); on "
+            f"the photos after them (counterfeits {check['chosen_on']:,}-{check['counterfeit_photos'] - 1:,}, "
+            f"genuine {check['genuine_from']:,}-{check['genuine_photos'] - 1:,}):", "",
+            "| photos never used to choose | readable | accepted at the chosen threshold | 95% upper bound "
+            "| tail estimate a query |", "| --- | --- | --- | --- | --- |",
+            f"| counterfeit | {check['counterfeit_readable']:,} | {check['counterfeit_accepted']:,} | "
+            f"{check['upper_bound']:.1e} | {check['estimated']:.1e} |",
+            f"| genuine | {check['genuine_readable']:,} | {check['genuine_accepted']:,} "
+            f"({100 * check['genuine_accepted'] / max(check['genuine_readable'], 1):.2f}%) | - | - |"]
+
+
+def _exact(result: dict) -> list[str]:
+    """The device's best scores beside exact search's for the same photos: what the index missed
+    or rounded, and a threshold calibrated on the scores no index exceeds."""
+    exact, device = result.get("exact_scores"), result["scores"]
+    if not exact:
+        return []
+    lines = [f"Exact search (`trainer.harness.bench.exact`: each photo's best inner product with the float vectors of "
+             f"the shards it searches, the score no index exceeds beyond its code rounding), the first "
+             f"{len(exact['counterfeit']):,} photos of each kind:", "",
+             "| photos | both read | highest: device / exact | lowest: device / exact | device below exact by "
+             "> 0.001 (index missed the nearest) | device above exact, most (code rounding) | at the bundle's "
+             "threshold: device / exact |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for kind in ("genuine", "counterfeit", "clone"):
+        both = zip(device[kind][:len(exact[kind])], exact[kind], strict=True)
+        pairs = np.asarray([(d, e) for d, e in both if d is not None and e is not None], np.float64).reshape(-1, 2)
+        if not len(pairs):
+            continue
+        gap = pairs[:, 0] - pairs[:, 1]
+        at = (pairs >= result["threshold"]).sum(axis=0)
+        lines.append(f"| {kind} | {len(pairs):,} | {pairs[:, 0].max():.3f} / {pairs[:, 1].max():.3f} | "
+                     f"{pairs[:, 0].min():.3f} / {pairs[:, 1].min():.3f} | {int((gap < -0.001).sum()):,} | "
+                     f"{max(float(gap.max()), 0.0):.4f} | {int(at[0]):,} / {int(at[1]):,} |")
+    check = threshold_check(result, "exact")
+    return lines + (["", *_check_lines(check, "exact search's best scores")] if check else [])
+
+
+# which of a bench result's scores a calibration reads: the device index's, or exact search's (`exact`)
+SCORES = {"device": "scores", "exact": "exact_scores"}
 
 
 def readable(scores: list) -> np.ndarray:
@@ -197,13 +234,18 @@ def readable(scores: list) -> np.ndarray:
     return np.asarray([s for s in scores if s is not None], np.float64)
 
 
-def threshold_check(result: dict) -> dict | None:
+def threshold_check(result: dict, scores: str = "device") -> dict | None:
     """A threshold chosen, then tested on photos the choice never saw: the tail of the first
     half of the counterfeit photos' best scores gives the threshold for `QUERY_FAR_GOAL` a
     query; the second half of the counterfeit photos, and of the genuine ones, test it (the
     photos accepted, and the tail of the second half at that threshold). Photos are numbered
-    by their seeds, so a run with more photos keeps the earlier ones as its first part."""
-    counterfeit, genuine = result["scores"]["counterfeit"], result["scores"]["genuine"]
+    by their seeds, so a run with more photos keeps the earlier ones as its first part.
+    `scores`: the device's (its shard index's) or exact search's (`SCORES`); None when the run
+    has no such scores."""
+    found = result.get(SCORES[scores])
+    if not found:
+        return None
+    counterfeit, genuine = found["counterfeit"], found["genuine"]
     chosen_on, genuine_from = len(counterfeit) // 2, len(genuine) // 2
     tested, tested_genuine = readable(counterfeit[chosen_on:]), readable(genuine[genuine_from:])
     try:
