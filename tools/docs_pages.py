@@ -12,7 +12,7 @@ that no page repeats by hand what the code or a measurement says:
   the code creates them;
 - docs/results/NAME.md, one a results file tools/results/NAME.json, with its machine and date,
   and its pictures in docs/results/NAME/ (matplotlib), drawn from the same file: the paper-scale
-  bench (`bench_paper_scale*.json`: its tables, score histograms with the threshold, DET with the
+  bench (`bench_*.json` holding a `puf bench` result: its tables, score histograms with the threshold, DET with the
   operating point and its 95% intervals), the scaling bench, and any other file as a table of
   its values, so a new results file becomes a page with no change here;
 - docs/results/index.md: the list of them;
@@ -334,8 +334,8 @@ def _paper_scale(name: str, data: dict, folder: Path, draw: bool) -> tuple[list[
                             f"{data['database']['vectors']:,} enrolled",
                       interval=lambda errors, trials: rate_bounds(errors, trials, 0.975))
     model = data["model"]
-    lines = [f"The paper's experiment at its scale (`puf bench`), model {model['name']} {model['version']} "
-             f"({model['format']}, {model['input']} px).", "",
+    lines = [f"The paper's experiment (`puf bench`) at {data['database']['vectors']:,} enrolled, model "
+             f"{model['name']} {model['version']} ({model['format']}, {model['input']} px).", "",
              _paragraphs(report.tables({"normalisation": None, **data})), "",
              f"![best score of each query, with the threshold]({name}/bench_scores.png)", "",
              f"![DET a query, with the operating point and its 95% intervals]({name}/det.png)", "",
@@ -373,7 +373,7 @@ def _page_kind(name: str, data: object):
     reads) a table of its values."""
     if name == "demo":
         return _demo
-    if name.startswith("bench_paper_scale") and isinstance(data, dict) and PAPER_SCALE_KEYS <= set(data):
+    if name.startswith("bench_") and isinstance(data, dict) and PAPER_SCALE_KEYS <= set(data):
         return _paper_scale
     if name == "bench_scaling":
         return _scaling
