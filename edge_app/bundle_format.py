@@ -196,6 +196,9 @@ class Decision(_Part):
     query_far: float | None = None
     labels_per_shard: int | None = None
     vectors_per_shard: int | None = None
+    # other shard sizes the same threshold was checked to hold query_far at, each {"labels": L,
+    # "vectors": V} and the check's figures (`tools/threshold_from_bench.py --confirm`)
+    checked_sizes: list[dict[str, Any]] | None = None
     tail: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -214,6 +217,8 @@ class Decision(_Part):
                                               "a positive whole number"),
                    vectors_per_shard=read.take("vectors_per_shard", lambda v: _is_count(v) and v >= 1,
                                                "a positive whole number"),
+                   checked_sizes=read.take("checked_sizes", _is_sizes, 'a list of objects, each with "labels" and '
+                                                                       '"vectors" as positive whole numbers'),
                    tail=read.take("tail", lambda v: isinstance(v, dict), "an object"), extra=read.extra)
 
     @property
@@ -223,6 +228,13 @@ class Decision(_Part):
     @property
     def why_not_calibrated(self) -> str:
         return str(self.extra.get("not_calibrated_because", "set at export"))
+
+
+def _is_sizes(value: object) -> bool:
+    """Shard sizes: [{"labels": L, "vectors": V, ...}], each count a positive whole number."""
+    return isinstance(value, list) and all(
+        isinstance(size, dict) and all(_is_count(size.get(n)) and size[n] >= 1 for n in ("labels", "vectors"))
+        for size in value)
 
 
 def _is_numbers(value: object) -> bool:

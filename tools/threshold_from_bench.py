@@ -2,6 +2,7 @@
 
     python tools/threshold_from_bench.py bench_out/bench.json --bundle models/default
     python tools/threshold_from_bench.py bench_out/bench.json --scores device   # the run's own index's scores
+    python tools/threshold_from_bench.py million/bench.json --confirm   # keep the threshold, check another size
 
 By default the threshold is calibrated on exact search's best scores (`puf bench --exact`,
 `trainer.harness.bench.exact`): the score no index exceeds beyond its code rounding, which
@@ -22,6 +23,12 @@ accepted below 99.9% of the readable ones, or the second half's own tail estimat
 goal by more than the tail method's own error (`TAIL_ERROR`: on scores of known distributions,
 the true rate at a threshold it sets lay within 0.06-2.9 times the target; `trainer/tail.py`).
 A second half drawn like the first estimates about the goal, above or below it by chance.
+
+`--confirm` keeps the bundle's threshold and checks it on a run of another shard size (more
+labels a shard, or fewer copies of each): when none of the run's counterfeit photos clears it,
+their tail estimate there is within `TAIL_ERROR` of the goal and genuine photos keep 99.9%,
+the run's size is added to the sizes the threshold holds at (`Decision.checked_sizes`, which
+`puf enroll` and `puf export-region` read); otherwise it refuses and changes nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ def calibrate(argv: list[str] | None) -> int:
     parser.add_argument("--scores", choices=("exact", "device"), default="exact",
                         help="calibrate on exact search's best scores (default: the threshold holds for every shard "
                              "kind) or on the device index's of this run (it holds for that index)")
+    parser.add_argument("--confirm", action="store_true",
+                        help="keep the bundle's threshold and check it on this run, a database of another shard "
+                             "size; if it holds there, add that size to the sizes it holds at")
     args = parser.parse_args(argv)
 
     from edge_app.bundle_format import Decision, Manifest
@@ -78,6 +88,8 @@ def calibrate(argv: list[str] | None) -> int:
         raise PufError(f"{args.bench_json} holds no {args.scores} scores" + (
             ": run `puf bench` with --exact (or calibrate on its index's scores, --scores device)"
             if args.scores == "exact" else ""))
+    if args.confirm:
+        return confirm(result, manifest, args)
     check = threshold_check(result, args.scores)
     if check is None:
         raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
@@ -107,6 +119,43 @@ def calibrate(argv: list[str] | None) -> int:
     print(f"{args.bundle}: threshold {before.threshold} -> {manifest.decision.threshold}; on the photos never used "
           f"to choose it: {check['counterfeit_accepted']} of {check['counterfeit_readable']:,} counterfeits "
           f"accepted (tail estimate {check['estimated']:.1e} a query), {check['genuine_accepted']:,} of "
+          f"{check['genuine_readable']:,} readable genuine photos accepted")
+    return 0
+
+
+def confirm(result: dict, manifest, args: argparse.Namespace) -> int:
+    """Check the bundle's threshold on every photo of a run of another shard size; record that
+    size when it holds there."""
+    from edge_app.errors import PufError
+    from trainer.harness.bench.report import at_threshold, distinct_per_shard
+    from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL
+
+    decision = manifest.decision
+    if decision is None or decision.threshold is None or not decision.is_calibrated or decision.query_far is None:
+        raise PufError(f"{args.bundle} has no threshold calibrated for a rate a query to confirm; calibrate one first")
+    check = at_threshold(result, decision.threshold, args.scores)
+    if check is None:
+        raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
+    db = result["database"]
+    size = {"labels": round(distinct_per_shard(db)), "vectors": round(db["vectors"] / max(db["shards"], 1))}
+    genuine_share = check["genuine_accepted"] / max(check["genuine_readable"], 1)
+    if check["counterfeit_accepted"] or check["estimated"] > TAIL_ERROR * decision.query_far \
+            or genuine_share < GENUINE_GOAL:
+        raise PufError(f"{decision.threshold} does not hold at {size['labels']:,} labels and {size['vectors']:,} "
+                       f"vectors a shard: {check['counterfeit_accepted']} of {check['counterfeit_readable']:,} "
+                       f"counterfeits accepted, tail estimate {check['estimated']:.1e} a query (goal "
+                       f"{decision.query_far:g}, within the tail's own error {TAIL_ERROR:g}x), genuine accepted "
+                       f"{100 * genuine_share:.2f}% (goal {100 * GENUINE_GOAL:g}%); calibrate at that size instead")
+    record = {**size, **check, "scores": args.scores,
+              "run": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels in "
+                     f"{db['shards']} shards{classes(result['plan'].get('patterns', 0))}, "
+                     f"{copies(result['plan']['augmented'])})"}
+    decision.checked_sizes = [s for s in decision.checked_sizes or []
+                              if (s["labels"], s["vectors"]) != (size["labels"], size["vectors"])] + [record]
+    manifest.write(args.bundle)
+    print(f"{args.bundle}: threshold {decision.threshold} holds at {size['labels']:,} labels and {size['vectors']:,} "
+          f"vectors a shard too: 0 of {check['counterfeit_readable']:,} counterfeits accepted (tail estimate "
+          f"{check['estimated']:.1e} a query, goal {QUERY_FAR_GOAL:g}), {check['genuine_accepted']:,} of "
           f"{check['genuine_readable']:,} readable genuine photos accepted")
     return 0
 

@@ -430,21 +430,27 @@ def check_score_errors(manifest: Manifest, options: EnrollOptions, shards: dict[
 def check_calibrated_size(manifest: Manifest, shards: dict[str, dict]) -> str | None:
     """Mark the threshold not calibrated when a shard written (pattern -> entry) holds more
     labels, or more enrolled vectors (a label's copies), than the threshold was calibrated for
-    (`Decision.labels_per_shard`, `vectors_per_shard`): a counterfeit is compared with every
-    vector of its shard, so the more there are, the likelier one clears the threshold. Returns
-    why, or None when the threshold still holds."""
+    (`Decision.labels_per_shard`, `vectors_per_shard`) and than any other size it was checked
+    at (`Decision.checked_sizes`): a counterfeit is compared with every vector of its shard, so
+    the more there are, the likelier one clears the threshold. Returns why, or None when the
+    threshold still holds."""
     decision = manifest.decision
     if decision is None or not decision.calibrated:
         return None
+    checked = [(size["labels"], size["vectors"]) for size in decision.checked_sizes or []]
+    outside = {p: e for p, e in shards.items()
+               if not any(e["labels"] <= labels and e["vectors"] <= vectors for labels, vectors in checked)}
     for count, limit in (("labels", decision.labels_per_shard), ("vectors", decision.vectors_per_shard)):
-        over = {p: e[count] for p, e in shards.items() if limit and e[count] > limit}
+        over = {p: e[count] for p, e in outside.items() if limit and e[count] > limit}
         if over:
             pattern, held = max(over.items(), key=lambda item: item[1])
+            also = "; ".join(f"{labels:,} labels and {vectors:,} vectors" for labels, vectors in checked)
             why = (f"shard {pattern!r} holds {held:,} {count}"
                    + (f" ({len(over)} shards in all)" if len(over) > 1 else "")
-                   + f", more than the {limit:,} a shard the threshold {decision.threshold} was calibrated for: a "
-                   "counterfeit meets more of them there, so it is accepted more often; calibrate the threshold on "
-                   "this bundle with puf evaluate --query-far")
+                   + f", more than the {limit:,} a shard the threshold {decision.threshold} was calibrated for"
+                   + (f" (and more than it was checked at: {also} a shard)" if checked else "")
+                   + ": a counterfeit meets more of them there, so it is accepted more often; calibrate the threshold "
+                     "on this bundle with puf evaluate --query-far")
             mark_not_calibrated(manifest, why)
             return why
     return None

@@ -72,6 +72,9 @@ def test_a_per_query_far_the_comparisons_cannot_reach_is_refused_and_nothing_wri
     ("labels_per_shard", 0, "positive whole"), ("labels_per_shard", 2.5, "positive whole"),
     ("vectors_per_shard", -3, "positive whole"), ("vectors_per_shard", "94445", "positive whole"),
     ("tail", [1], "an object"),
+    ("checked_sizes", {"labels": 5, "vectors": 5}, "a list of objects"),
+    ("checked_sizes", [{"labels": 5}], "a list of objects"), ("checked_sizes", [{"labels": 0, "vectors": 3}], "a list"),
+    ("checked_sizes", [{"labels": True, "vectors": 3}], "a list"), ("checked_sizes", [7], "a list of objects"),
 ])
 def test_a_manifest_with_a_malformed_deployed_size_decision_is_refused(field, value, words):
     data = {"format_version": 1, "decision": {"threshold": 0.7, field: value}}

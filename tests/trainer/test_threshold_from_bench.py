@@ -101,3 +101,40 @@ def test_a_run_without_exact_scores_is_refused_unless_its_index_is_asked_for(too
     assert "holds no exact scores" in capsys.readouterr().err
     assert (bundle / "manifest.json").read_bytes() == before
     assert tool.main([str(bench), "--bundle", str(bundle), "--scores", "device"]) == 0
+
+
+def _sized(bench: Path, labels: int, counterfeit_shift: float = 0.0) -> Path:
+    """The bench result at `bench`, as if run at `labels` distinct labels a shard of one vector
+    each, its counterfeit scores shifted."""
+    result = json.loads(bench.read_text())
+    result["database"] |= {"real_labels": labels * 4, "labels": labels * 4, "vectors": labels * 4, "shards": 4}
+    result["plan"] = {"augmented": 1, "patterns": 4}
+    for scores in (result["scores"], result["exact_scores"]):
+        scores["counterfeit"] = [s + counterfeit_shift for s in scores["counterfeit"]]
+    path = bench.with_name(f"bench_{labels}.json")
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_confirm_adds_a_size_the_threshold_holds_at_and_refuses_one_it_does_not(tool, bundle, tmp_path, capsys):
+    assert tool.main([str(_bench(bundle, tmp_path)), "--bundle", str(bundle)]) == 0
+    calibrated = json.loads((bundle / "manifest.json").read_text())["decision"]
+    bench = tmp_path / "bench.json"
+    # another run whose counterfeits score lower still: the threshold holds there, and the size is kept with its check
+    assert tool.main([str(_sized(bench, 22_727, -0.05)), "--bundle", str(bundle), "--confirm"]) == 0
+    decision = json.loads((bundle / "manifest.json").read_text())["decision"]
+    assert decision["threshold"] == calibrated["threshold"] and decision["labels_per_shard"] == 944
+    [size] = decision["checked_sizes"]
+    assert (size["labels"], size["vectors"], size["counterfeit_accepted"]) == (22_727, 22_727, 0)
+    assert size["estimated"] <= 3e-5 and size["scores"] == "exact" and "of the first 4 pattern classes" in size["run"]
+    # confirming the same size again replaces its record instead of adding a second
+    assert tool.main([str(_sized(bench, 22_727, -0.05)), "--bundle", str(bundle), "--confirm"]) == 0
+    assert len(json.loads((bundle / "manifest.json").read_text())["decision"]["checked_sizes"]) == 1
+    # a run whose counterfeits clear it: refused, nothing changes
+    before = (bundle / "manifest.json").read_bytes()
+    assert tool.main([str(_sized(bench, 50_000, 0.2)), "--bundle", str(bundle), "--confirm"]) == 2
+    assert "does not hold at 50,000 labels" in capsys.readouterr().err
+    assert (bundle / "manifest.json").read_bytes() == before
+    # a new calibration sets a new threshold: the sizes checked for the old one go
+    assert tool.main([str(bench), "--bundle", str(bundle), "--scores", "device"]) == 0
+    assert "checked_sizes" not in json.loads((bundle / "manifest.json").read_text())["decision"]

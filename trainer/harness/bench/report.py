@@ -262,6 +262,24 @@ def threshold_check(result: dict, scores: str = "device") -> dict | None:
             "genuine_accepted": int((tested_genuine >= threshold).sum())}
 
 
+def at_threshold(result: dict, threshold: float, scores: str = "device") -> dict | None:
+    """What every photo of the run says of `threshold`: counterfeits accepted, their 95% upper
+    bound and tail estimate a query there, genuine photos accepted (of readable); None when the
+    run has no such scores or too few counterfeits for a tail."""
+    found = result.get(SCORES[scores])
+    if not found:
+        return None
+    counterfeit, genuine = readable(found["counterfeit"]), readable(found["genuine"])
+    try:
+        tail = Tail.fit(counterfeit)
+    except PufError:  # too few photos for a tail
+        return None
+    accepted = int((counterfeit >= threshold).sum())
+    return {"counterfeit_readable": len(counterfeit), "counterfeit_accepted": accepted,
+            "upper_bound": rate_bounds(accepted, len(counterfeit))[1], "estimated": float(tail.pair_far(threshold)),
+            "genuine_readable": len(genuine), "genuine_accepted": int((genuine >= threshold).sum())}
+
+
 def counterfeit_tail(result: dict) -> dict | None:
     """The chance that a counterfeit photo is accepted, estimated from the upper tail of the
     counterfeit photos' best scores (each is already the best over the shard searched), at the
