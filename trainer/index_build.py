@@ -277,18 +277,20 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
     allowed = allowed_misses(len(genuine), target_recall, confidence)
     ivf = faiss.try_extract_index_ivf(faiss_index(index))
     params: dict = {}
+    searched = None  # the chosen nprobe's search of the genuine-like queries
     if ivf is not None:
         chosen = ivf.nlist
         for nprobe in (p for p in NPROBES if p < ivf.nlist and allowed >= 0):
             ivf.nprobe = nprobe
-            if _misses_within(index, genuine, truth, owner, allowed):
+            searched = _search_within(index, genuine, truth, owner, allowed)
+            if searched is not None:
                 chosen = nprobe
                 break
         ivf.nprobe = chosen
         params["nprobe"] = int(chosen)
-    scores, rows = index.search(genuine, 1)
-    found = int(np.sum(_found(rows[:, 0], truth, owner)))
-    random_rows = index.search(random, 1)[1][:, 0]
+    scores, rows = searched if searched is not None else _top1(index, genuine)
+    found = int(np.sum(_found(rows, truth, owner)))
+    random_rows = _top1(index, random)[1]
     return {
         "search": params,
         "recall_at_1": {"genuine_like": found / len(genuine),
@@ -297,8 +299,13 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
                         "random": float(np.mean(_found(random_rows, owner[exact_top1(reference, random)], owner))),
                         "genuine_cosine": genuine_cosine, "target": target_recall,
                         "meets_target": len(genuine) - found <= allowed, "queries": len(genuine)},
-        "score_error": _score_error(scores[:, 0], rows[:, 0], reference, genuine),
+        "score_error": _score_error(scores, rows, reference, genuine),
     }
+
+
+def _top1(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores, rows = index.search(queries, 1)
+    return scores[:, 0], rows[:, 0]
 
 
 def _found(rows: np.ndarray, truth: np.ndarray, owner: np.ndarray) -> np.ndarray:
@@ -306,16 +313,19 @@ def _found(rows: np.ndarray, truth: np.ndarray, owner: np.ndarray) -> np.ndarray
     return (rows >= 0) & (owner[rows] == truth)
 
 
-def _misses_within(index, queries: np.ndarray, truth: np.ndarray, owner: np.ndarray, allowed: int) -> bool:
-    """Whether `index` misses at most `allowed` of `queries`: searched a chunk at a time,
-    stopping at the first miss too many."""
-    misses = 0
+def _search_within(index, queries: np.ndarray, truth: np.ndarray, owner: np.ndarray, allowed: int
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """`index`'s top-1 scores and rows for `queries` if it misses at most `allowed` of them,
+    else None: searched a chunk at a time, stopping at the first miss too many."""
+    misses, scores, rows = 0, [], []
     for start in range(0, len(queries), TUNING_CHUNK):
-        rows = index.search(queries[start:start + TUNING_CHUNK], 1)[1][:, 0]
-        misses += int(np.sum(~_found(rows, truth[start:start + TUNING_CHUNK], owner)))
+        chunk_scores, chunk_rows = _top1(index, queries[start:start + TUNING_CHUNK])
+        misses += int(np.sum(~_found(chunk_rows, truth[start:start + TUNING_CHUNK], owner)))
         if misses > allowed:
-            return False
-    return True
+            return None
+        scores.append(chunk_scores)
+        rows.append(chunk_rows)
+    return np.concatenate(scores), np.concatenate(rows)
 
 
 def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
@@ -324,8 +334,7 @@ def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
     `reference` (for a label enrolled in several copies, a bound on its label's error). The
     decision threshold is calibrated on scores; an error upward (``max_up``) is what lifts a
     counterfeit over it."""
-    scores, rows = index.search(np.ascontiguousarray(queries, np.float32), 1)
-    return _score_error(scores[:, 0], rows[:, 0], reference, queries)
+    return _score_error(*_top1(index, np.ascontiguousarray(queries, np.float32)), reference, queries)
 
 
 def _score_error(scores: np.ndarray, rows: np.ndarray, reference: np.ndarray, queries: np.ndarray) -> dict:
