@@ -114,7 +114,7 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
 
     vectors = np.ascontiguousarray(vectors, np.float32)
     if plan.kind == "ivf_pq_sq8":
-        sq = faiss.ScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit)
+        sq = sq8_codec(vectors.shape[1])
         sq.train(vectors)
         trained = faiss.vector_to_array(sq.trained).astype(np.float32)
         pq = build_index(vectors, IndexPlan("ivf_pq", plan.factory, plan.bytes_per_vector, plan.nlist, plan.pq_m), seed)
@@ -138,16 +138,24 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
     return index
 
 
-def add_vectors(index, vectors: np.ndarray):
-    """`index` with `vectors` appended (a `Reranked` one: their SQ8 codes in its range too)."""
+def sq8_codec(d: int, trained: np.ndarray | None = None):
+    """Faiss's 8-bit scalar quantizer of d dimensions, the codec of a `Reranked` index's rows:
+    untrained, or with its ranges `trained` (each dimension's minimum, then its width)."""
     import faiss
 
+    sq = faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit)
+    if trained is not None:
+        faiss.copy_array_to_vector(np.asarray(trained, np.float32), sq.trained)
+    return sq
+
+
+def add_vectors(index, vectors: np.ndarray):
+    """`index` with `vectors` appended (a `Reranked` one: their SQ8 codes in its range too)."""
     vectors = np.ascontiguousarray(vectors, np.float32)
     if not isinstance(index, Reranked):
         index.add(vectors)
         return index
-    sq = faiss.ScalarQuantizer(index.d, faiss.ScalarQuantizer.QT_8bit)
-    faiss.copy_array_to_vector(np.concatenate([index.vmin, index.vdiff]), sq.trained)
+    sq = sq8_codec(index.d, np.concatenate([index.vmin, index.vdiff]))
     old = index.codes()
     index.index.add(vectors)
     return Reranked(index.index, np.concatenate([old, sq.compute_codes(vectors)]), index.vmin, index.vdiff,

@@ -70,3 +70,39 @@ def test_every_allowed_miss_count_has_its_bound_at_the_target():
         allowed = index_build.allowed_misses(n, 0.999)
         assert index_build.recall_lower_bound(n - allowed, n) >= 0.999 > index_build.recall_lower_bound(
             n - allowed - 1, n)
+
+
+def test_the_device_decodes_sq8_rows_as_faiss_does():
+    """`edge_app.shards.Reranked.decode` redoes Faiss's decode so that a device needs no trainer
+    code: pinned to the codec enrollment encodes with."""
+    vectors = clustered(600, 32, 4)
+    index = index_build.build_index(vectors, index_build.plan_index(len(vectors), 32, 20.0, exact_max=100))
+    assert index_build.index_kind(index) == "ivf_pq_sq8"
+    codec = index_build.sq8_codec(32, np.concatenate([index.vmin, index.vdiff]))
+    # the same values up to float32 rounding (Faiss multiplies in another order); a code step is 1/255 of a range
+    assert np.abs(index.decode(index.codes()) - codec.decode(index.codes())).max() <= 1e-6
+    assert np.array_equal(codec.compute_codes(vectors), index.codes())
+
+
+def test_the_tuned_search_decides_as_a_full_search_at_every_nprobe_would():
+    """Tuning stops a candidate nprobe's search at its first miss too many and reads recall and
+    the score error from the chosen nprobe's own search: the decision and the figures must be
+    those of searching every query at every nprobe in turn."""
+    vectors = clustered(8000, 64, 1)
+    labels = np.arange(len(vectors)) // 2  # two rows a label: found by label
+    index = index_build.build_index(vectors, index_build.plan_index(len(vectors), 64, 1e9, exact_max=1000))
+    tuned = index_build.tune(index, vectors, target_recall=0.999, genuine_cosine=0.8, seed=3, labels=labels)
+
+    queries, _ = index_build.genuine_like(vectors, index_build.tuning_queries(0.999), 0.8, np.random.default_rng(3))
+    truth = labels[index_build.exact_top1(vectors, queries)]
+    ivf = faiss.extract_index_ivf(index)
+    for nprobe in (p for p in index_build.NPROBES if p < ivf.nlist):
+        ivf.nprobe = nprobe
+        found = int(np.sum(labels[index.search(queries, 1)[1][:, 0]] == truth))
+        if index_build.recall_lower_bound(found, len(queries)) >= 0.999:
+            break
+    assert index_build.recall_lower_bound(found, len(queries)) >= 0.999  # one below every cell meets it
+    assert tuned["search"]["nprobe"] == nprobe
+    assert tuned["recall_at_1"]["genuine_like"] == found / len(queries)
+    assert tuned["recall_at_1"]["lower_bound"] == round(index_build.recall_lower_bound(found, len(queries)), 6)
+    assert tuned["score_error"] == index_build.score_error(index, vectors, queries)
