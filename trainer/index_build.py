@@ -29,7 +29,8 @@ exact, never optimistic) reaches the target, not its point estimate: 1,000 queri
 say little at a target of 0.999 (a recall of 0.997 finds all 1,000 one time in twenty), and an
 nprobe so chosen found 0.997 of fresh queries. The bound needs about 3,000 queries found without
 a miss at 0.999 (`tuning_queries`). A candidate nprobe's search stops as soon as its misses are
-more than the bound allows, so the nprobes that fail cost little.
+more than the bound allows, the queries smaller ones missed searched first, so the nprobes that
+fail cost little.
 """
 
 from __future__ import annotations
@@ -288,9 +289,10 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
     searched = None  # the chosen nprobe's search of the genuine-like queries
     if ivf is not None:
         chosen = ivf.nlist
+        missed = np.zeros(0, np.int64)  # queries a smaller nprobe missed: searched first, they fail the next soonest
         for nprobe in (p for p in NPROBES if p < ivf.nlist and allowed >= 0):
             ivf.nprobe = nprobe
-            searched = _search_within(index, genuine, truth, owner, allowed)
+            searched, missed = _search_within(index, genuine, truth, owner, allowed, missed)
             if searched is not None:
                 chosen = nprobe
                 break
@@ -321,19 +323,21 @@ def _found(rows: np.ndarray, truth: np.ndarray, owner: np.ndarray) -> np.ndarray
     return (rows >= 0) & (owner[rows] == truth)
 
 
-def _search_within(index, queries: np.ndarray, truth: np.ndarray, owner: np.ndarray, allowed: int
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """`index`'s top-1 scores and rows for `queries` if it misses at most `allowed` of them,
-    else None: searched a chunk at a time, stopping at the first miss too many."""
-    misses, scores, rows = 0, [], []
-    for start in range(0, len(queries), TUNING_CHUNK):
-        chunk_scores, chunk_rows = _top1(index, queries[start:start + TUNING_CHUNK])
-        misses += int(np.sum(~_found(chunk_rows, truth[start:start + TUNING_CHUNK], owner)))
-        if misses > allowed:
-            return None
-        scores.append(chunk_scores)
-        rows.append(chunk_rows)
-    return np.concatenate(scores), np.concatenate(rows)
+def _search_within(index, queries: np.ndarray, truth: np.ndarray, owner: np.ndarray, allowed: int,
+                   first: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]:
+    """`index`'s top-1 scores and rows for `queries` if it misses at most `allowed` of them
+    (else None), and which it missed: searched a chunk at a time, the queries `first` first,
+    stopping at the first miss too many. Whether it passes does not depend on the order."""
+    order = np.concatenate([first, np.setdiff1d(np.arange(len(queries)), first)])
+    scores, rows = np.zeros(len(queries), np.float32), np.zeros(len(queries), np.int64)
+    missed = []
+    for start in range(0, len(order), TUNING_CHUNK):
+        chunk = order[start:start + TUNING_CHUNK]
+        scores[chunk], rows[chunk] = _top1(index, queries[chunk])
+        missed.append(chunk[~_found(rows[chunk], truth[chunk], owner)])
+        if sum(map(len, missed)) > allowed:
+            return None, np.concatenate(missed)
+    return (scores, rows), np.concatenate(missed)
 
 
 def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
