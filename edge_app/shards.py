@@ -160,6 +160,8 @@ class Reranked:
         return int(self.index.d)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Faiss's own 8-bit decode (the codec `trainer.index_build.sq8_codec` encodes with), redone
+        here so that a device needs no trainer code; a test pins the two together."""
         return self.vmin + (codes.astype(np.float32) + 0.5) * (self.vdiff / np.float32(255.0))
 
     def codes(self) -> np.ndarray:

@@ -23,6 +23,14 @@ shard's own spread and half in a random direction (`SPREAD_SHARE`), as a re-capt
 moved only at random they cross fewer cells than photos do, and nprobe came out too small
 for real re-captures. Recall on random queries, the worst case, is measured at the same
 nprobe and reported beside it.
+
+An nprobe is chosen when the one-sided `CONFIDENCE` lower bound on its recall (Clopper-Pearson:
+exact, never optimistic) reaches the target, not its point estimate: 1,000 queries all found
+say little at a target of 0.999 (a recall of 0.997 finds all 1,000 one time in twenty), and an
+nprobe so chosen found 0.997 of fresh queries. The bound needs about 3,000 queries found without
+a miss at 0.999 (`tuning_queries`). A candidate nprobe's search stops as soon as its misses are
+more than the bound allows, the queries smaller ones missed searched first, so the nprobes that
+fail cost little.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # rows a re-ranked (ivf_pq_sq8) search scores from storage: 4 gave the recall of 32 at 4,155,600 vectors
 # (tools/results/bench_device_memory.md)
 RERANK_CANDIDATES = 4
+CONFIDENCE = 0.95  # of the lower bound on recall that an nprobe must reach the target with
+MIN_TUNING_QUERIES = 1000
+TUNING_CHUNK = 250  # genuine-like queries a candidate nprobe searches at a time, counting its misses
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
 
     vectors = np.ascontiguousarray(vectors, np.float32)
     if plan.kind == "ivf_pq_sq8":
-        sq = faiss.ScalarQuantizer(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit)
+        sq = sq8_codec(vectors.shape[1])
         sq.train(vectors)
         trained = faiss.vector_to_array(sq.trained).astype(np.float32)
         pq = build_index(vectors, IndexPlan("ivf_pq", plan.factory, plan.bytes_per_vector, plan.nlist, plan.pq_m), seed)
@@ -128,16 +139,24 @@ def build_index(vectors: np.ndarray, plan: IndexPlan, seed: int = 0):
     return index
 
 
-def add_vectors(index, vectors: np.ndarray):
-    """`index` with `vectors` appended (a `Reranked` one: their SQ8 codes in its range too)."""
+def sq8_codec(d: int, trained: np.ndarray | None = None):
+    """Faiss's 8-bit scalar quantizer of d dimensions, the codec of a `Reranked` index's rows:
+    untrained, or with its ranges `trained` (each dimension's minimum, then its width)."""
     import faiss
 
+    sq = faiss.ScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit)
+    if trained is not None:
+        faiss.copy_array_to_vector(np.asarray(trained, np.float32), sq.trained)
+    return sq
+
+
+def add_vectors(index, vectors: np.ndarray):
+    """`index` with `vectors` appended (a `Reranked` one: their SQ8 codes in its range too)."""
     vectors = np.ascontiguousarray(vectors, np.float32)
     if not isinstance(index, Reranked):
         index.add(vectors)
         return index
-    sq = faiss.ScalarQuantizer(index.d, faiss.ScalarQuantizer.QT_8bit)
-    faiss.copy_array_to_vector(np.concatenate([index.vmin, index.vdiff]), sq.trained)
+    sq = sq8_codec(index.d, np.concatenate([index.vmin, index.vdiff]))
     old = index.codes()
     index.index.add(vectors)
     return Reranked(index.index, np.concatenate([old, sq.compute_codes(vectors)]), index.vmin, index.vdiff,
@@ -176,8 +195,10 @@ def index_kind(index) -> str:
 def genuine_like(vectors: np.ndarray, count: int, cosine: float, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
     """`count` queries, each an enrolled vector moved to `cosine` from itself, the move
-    `SPREAD_SHARE` along the shard's spread and the rest random; and which."""
-    rows = rng.choice(len(vectors), min(count, len(vectors)), replace=False)
+    `SPREAD_SHARE` along the shard's spread and the rest random; and which (distinct rows
+    while the shard has enough)."""
+    rows = rng.choice(len(vectors), count, replace=False) if count <= len(vectors) \
+        else rng.integers(len(vectors), size=count)  # more queries than vectors: each moved apart
     direction = (math.sqrt(SPREAD_SHARE) * _unit_rows(spread_directions(vectors, len(rows), rng))
                  + math.sqrt(1.0 - SPREAD_SHARE) * _unit_rows(rng.standard_normal((len(rows), vectors.shape[1]))))
     return moved_to_cosine(vectors[rows], cosine, rng, direction), rows
@@ -205,11 +226,51 @@ def exact_top1(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return faiss.knn(np.ascontiguousarray(queries, np.float32), reference, 1, faiss.METRIC_INNER_PRODUCT)[1][:, 0]
 
 
+def tuning_queries(target_recall: float, confidence: float = CONFIDENCE) -> int:
+    """How many genuine-like queries tuning draws: enough that all found puts recall's lower
+    bound at the target (2,995 at 0.999), at least MIN_TUNING_QUERIES; a target of 1 cannot be
+    shown by sampling, and gets the minimum (it is then met by no nprobe)."""
+    if target_recall >= 1.0:
+        return MIN_TUNING_QUERIES
+    return max(MIN_TUNING_QUERIES, math.ceil(math.log(1.0 - confidence) / math.log(target_recall)))
+
+
+def _misses_cdf(n: int, rate: float) -> np.ndarray:
+    """P(at most m misses of n queries) for m = 0..n, each query missed with probability `rate`."""
+    m = np.arange(n + 1)
+    if rate <= 0.0:
+        return np.ones(n + 1)
+    if rate >= 1.0:
+        return (m == n).astype(float)
+    i = np.arange(1, n + 1)
+    log_choose = np.concatenate([[0.0], np.cumsum(np.log((n - i + 1) / i))])
+    return np.minimum(np.cumsum(np.exp(log_choose + m * math.log(rate) + (n - m) * math.log1p(-rate))), 1.0)
+
+
+def allowed_misses(n: int, target_recall: float, confidence: float = CONFIDENCE) -> int:
+    """The most misses of n queries at which recall's one-sided `confidence` Clopper-Pearson
+    lower bound still reaches `target_recall`; -1 when none does (too few queries)."""
+    return int(np.searchsorted(_misses_cdf(n, 1.0 - target_recall), 1.0 - confidence, side="right")) - 1
+
+
+def recall_lower_bound(found: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """The one-sided `confidence` Clopper-Pearson lower bound on recall, `found` of `n` queries found."""
+    if found <= 0 or n <= 0:
+        return 0.0
+    low, high = 0.0, 1.0  # the miss rate, by bisection: P(at most n - found misses) = 1 - confidence
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _misses_cdf(n, middle)[n - found] > 1.0 - confidence else (low, middle)
+    return 1.0 - high
+
+
 def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosine: float = 0.5,
-         queries: int = 1000, seed: int = 0, labels: np.ndarray | None = None) -> dict:
+         queries: int | None = None, seed: int = 0, labels: np.ndarray | None = None,
+         confidence: float = CONFIDENCE) -> dict:
     """Search parameters for `index` (holding `reference`, row i = id i), the recall@1 of
-    exact search they give on genuine-like and on random queries, and how far its scores
-    stray from exact ones on the genuine-like queries (`score_error`).
+    exact search they give on genuine-like (`queries`, default `tuning_queries`) and on random
+    queries with the lower bound the choice rests on, and how far its scores stray from exact
+    ones on the genuine-like queries (`score_error`).
 
     With `labels` (the label of each row), a query is found when the index returns any row
     of the exact search's top label. That is what verification needs, and the only reachable
@@ -218,34 +279,65 @@ def tune(index, reference: np.ndarray, target_recall: float = 0.99, genuine_cosi
     import faiss
 
     rng = np.random.default_rng(seed)
-    genuine, _ = genuine_like(reference, queries, genuine_cosine, rng)
-    random = random_unit(min(queries, 500), reference.shape[1], rng)
-    truth_genuine = exact_top1(reference, genuine)
-    truth_random = exact_top1(reference, random)
+    genuine, _ = genuine_like(reference, queries or tuning_queries(target_recall, confidence), genuine_cosine, rng)
+    random = random_unit(min(len(genuine), 500), reference.shape[1], rng)
     owner = np.arange(len(reference)) if labels is None else np.asarray(labels)
-
-    def recall(q: np.ndarray, truth: np.ndarray) -> float:
-        return float(np.mean(owner[index.search(q, 1)[1][:, 0]] == owner[truth]))
-
+    truth = owner[exact_top1(reference, genuine)]
+    allowed = allowed_misses(len(genuine), target_recall, confidence)
     ivf = faiss.try_extract_index_ivf(faiss_index(index))
     params: dict = {}
+    searched = None  # the chosen nprobe's search of the genuine-like queries
     if ivf is not None:
         chosen = ivf.nlist
-        for nprobe in (p for p in NPROBES if p < ivf.nlist):
+        missed = np.zeros(0, np.int64)  # queries a smaller nprobe missed: searched first, they fail the next soonest
+        for nprobe in (p for p in NPROBES if p < ivf.nlist and allowed >= 0):
             ivf.nprobe = nprobe
-            if recall(genuine, truth_genuine) >= target_recall:
+            searched, missed = _search_within(index, genuine, truth, owner, allowed, missed)
+            if searched is not None:
                 chosen = nprobe
                 break
         ivf.nprobe = chosen
         params["nprobe"] = int(chosen)
-    reached = recall(genuine, truth_genuine)
+    scores, rows = searched if searched is not None else _top1(index, genuine)
+    found = int(np.sum(_found(rows, truth, owner)))
+    random_rows = _top1(index, random)[1]
     return {
         "search": params,
-        "recall_at_1": {"genuine_like": reached, "random": recall(random, truth_random),
+        "recall_at_1": {"genuine_like": found / len(genuine),
+                        "lower_bound": round(recall_lower_bound(found, len(genuine), confidence), 6),
+                        "confidence": confidence,
+                        "random": float(np.mean(_found(random_rows, owner[exact_top1(reference, random)], owner))),
                         "genuine_cosine": genuine_cosine, "target": target_recall,
-                        "meets_target": reached >= target_recall, "queries": len(genuine)},
-        "score_error": score_error(index, reference, genuine),
+                        "meets_target": len(genuine) - found <= allowed, "queries": len(genuine)},
+        "score_error": _score_error(scores, rows, reference, genuine),
     }
+
+
+def _top1(index, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores, rows = index.search(queries, 1)
+    return scores[:, 0], rows[:, 0]
+
+
+def _found(rows: np.ndarray, truth: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Which searches returned a row of the exact search's top label (-1: nothing found)."""
+    return (rows >= 0) & (owner[rows] == truth)
+
+
+def _search_within(index, queries: np.ndarray, truth: np.ndarray, owner: np.ndarray, allowed: int,
+                   first: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]:
+    """`index`'s top-1 scores and rows for `queries` if it misses at most `allowed` of them
+    (else None), and which it missed: searched a chunk at a time, the queries `first` first,
+    stopping at the first miss too many. Whether it passes does not depend on the order."""
+    order = np.concatenate([first, np.setdiff1d(np.arange(len(queries)), first)])
+    scores, rows = np.zeros(len(queries), np.float32), np.zeros(len(queries), np.int64)
+    missed = []
+    for start in range(0, len(order), TUNING_CHUNK):
+        chunk = order[start:start + TUNING_CHUNK]
+        scores[chunk], rows[chunk] = _top1(index, queries[chunk])
+        missed.append(chunk[~_found(rows[chunk], truth[chunk], owner)])
+        if sum(map(len, missed)) > allowed:
+            return None, np.concatenate(missed)
+    return (scores, rows), np.concatenate(missed)
 
 
 def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
@@ -254,10 +346,13 @@ def score_error(index, reference: np.ndarray, queries: np.ndarray) -> dict:
     `reference` (for a label enrolled in several copies, a bound on its label's error). The
     decision threshold is calibrated on scores; an error upward (``max_up``) is what lifts a
     counterfeit over it."""
-    scores, rows = index.search(np.ascontiguousarray(queries, np.float32), 1)
-    found = rows[:, 0] >= 0
-    exact = np.einsum("ij,ij->i", queries[found], reference[rows[found, 0]])
-    error = scores[found, 0] - exact
+    return _score_error(*_top1(index, np.ascontiguousarray(queries, np.float32)), reference, queries)
+
+
+def _score_error(scores: np.ndarray, rows: np.ndarray, reference: np.ndarray, queries: np.ndarray) -> dict:
+    found = rows >= 0
+    exact = np.einsum("ij,ij->i", queries[found], reference[rows[found]])
+    error = scores[found] - exact
     if not len(error):
         return {"p99_abs": 0.0, "max_abs": 0.0, "max_up": 0.0, "queries": 0}
     return {"p99_abs": round(float(np.quantile(np.abs(error), 0.99)), 6),
