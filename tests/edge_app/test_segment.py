@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+import edge_app.segment as segmentation
 from edge_app.errors import PufError
 from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, crop_label, segment
 from fabrication.calibration import StageCalibration
@@ -314,8 +315,6 @@ def test_refinement_fits_an_even_border_once_and_drops_dust(monkeypatch) -> None
     """A side's edge points are fitted again only while the last fit dropped some: an even
     border keeps them all, so one fit is the answer (the refits gave it bit for bit); dust on
     the border is dropped by a refit and does not move the line."""
-    import edge_app.segment as segmentation
-
     fits = []
     fit_lines = segmentation._fit_lines
     monkeypatch.setattr(segmentation, "_fit_lines", lambda *args: fits.append(1) or fit_lines(*args))
