@@ -326,26 +326,21 @@ def _crop_grid(size: int) -> np.ndarray:
 def _crops(source: np.ndarray, scale: float, corners: np.ndarray, size: int) -> np.ndarray:
     """Warp the quadrilaterals `corners` (n, 4, 2, full-image px) of `source` (reduced by
     `scale`) to (n, size, size[, 3]) squares; the corners land on the crops' outer pixel
-    edges. A remap each from maps made in fixed point: much cheaper than a warp each, and
-    one crop's maps at a time (0.6 MB at 128 px) stay in the cache, where a field's twelve
-    at once (7 MB) do not."""
+    edges. One remap for all of them: much cheaper than a warp each."""
     square = (_UNIT_SQUARE * size - 0.5).astype(np.float32)
     to_source = np.stack([cv2.getPerspectiveTransform(square, ((c + 0.5) / scale - 0.5).astype(np.float32))
                           for c in corners]).astype(np.float32)
-    crops = np.empty((len(corners), size, size, *source.shape[2:]), source.dtype)
-    grid = _crop_grid(size)
-    for i, crop in enumerate(crops):
-        # OpenBLAS's aarch64 sgemm leaves stale floating-point flags, so numpy reports divide by
-        # zero, overflow and invalid value "in matmul" for these finite transforms (entries ~1e2,
-        # w >= 0.9 on the committed arm64 photos; numpy issues 28687, 29820). Only the BLAS call
-        # is hushed: the division below still warns if a transform is ever degenerate.
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            points = to_source[i:i + 1] @ grid  # (1, 3, size * size)
-        map_x = (points[:, 0] / points[:, 2]).reshape(size, size)
-        map_y = (points[:, 1] / points[:, 2]).reshape(size, size)
-        fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
-        cv2.remap(source, fixed, fraction, cv2.INTER_LINEAR, dst=crop, borderMode=cv2.BORDER_REPLICATE)
-    return crops
+    # OpenBLAS's aarch64 sgemm leaves stale floating-point flags, so numpy reports divide by zero,
+    # overflow and invalid value "in matmul" for these finite transforms (entries ~1e2, w >= 0.9 on
+    # the committed arm64 photos; numpy issues 28687, 29820). Only the BLAS call is hushed: the
+    # division below still warns if a transform is ever degenerate.
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        points = to_source @ _crop_grid(size)  # (n, 3, size * size)
+    map_x = (points[:, 0] / points[:, 2]).reshape(-1, size)
+    map_y = (points[:, 1] / points[:, 2]).reshape(-1, size)
+    fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    crops = cv2.remap(source, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crops.reshape(len(corners), size, size, *source.shape[2:])
 
 
 _STATS_SIZE = 32  # crops are reduced to this for their border, film and level figures

@@ -281,20 +281,6 @@ def test_crop_label_cuts_what_segmentation_cuts() -> None:
             assert difference.max() <= 3 and (difference > 0).mean() < 0.001
 
 
-def test_a_label_is_cut_the_same_alone_or_with_its_field() -> None:
-    """Crops are cut one at a time (their maps stay in the cache); a label's crop does not
-    depend on how many labels share the field (enrollment cuts whole fields, verification one
-    label)."""
-    image, _ = snap(make_layout(), 1)
-    field = segment(image, LABEL_PX)
-    alone = segment(image, LABEL_PX, k=1)
-    assert len(field.labels) >= 6 and len(alone.labels) == 1
-    same = [label for label in field.labels if np.array_equal(label.corners, alone.labels[0].corners)]
-    assert len(same) == 1
-    assert np.array_equal(same[0].crop, alone.labels[0].crop)
-    assert len({label.crop.tobytes() for label in field.labels}) == len(field.labels)  # each its own pixels
-
-
 def _drawn_ring(dust: bool) -> np.ndarray:
     """An 800x600 photo of one label ring (side 300 px, turned 10 degrees), its border dark and
     even; with `dust`, a light speck bites into the middle of its top side."""
