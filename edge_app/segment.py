@@ -55,6 +55,7 @@ _MIN_BORDER_CONTRAST = 0.25
 ORIENTATION_MARGIN = 0.05  # a glyph whose best quarter turn leads by less is "ambiguous"
 _MAX_SKEW_DEG = 12.0  # a handheld camera's tilt bends the square a little
 _PROFILES = 16  # edge profiles across each side
+_FITS = 3  # line fits a side's edge points get at most, each without the points far from the last
 _FOUR = np.arange(4)
 _AROUND = np.array([-1, 0, 1])  # a profile's peak and its neighbours
 _BESIDE = np.array([-1, 0, 1], np.float32)[:, None]  # three parallel profiles a pixel apart
@@ -567,14 +568,15 @@ def _candidates(small: np.ndarray, scale: int, params: _Params
     # the film inside a ring: grow it to the ring's outer edge
     centres = quads.sum(axis=1) / 4
     quads = centres[:, None] + (quads - centres[:, None]) * (label / expected)[:, None, None]
-    # one quadrilateral per label: a ring and the film it encloses give two; keep the
-    # squarer (a speck of dust on the ring bends one of them)
-    gaps = centres[:, None] - centres[None]
-    near = (gaps**2).sum(axis=2) < (0.3 * label) ** 2
-    badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / (sides.sum(axis=1) / 4)
-    rank = np.argsort(np.argsort(badness, kind="stable"))
-    unique = ~(near & (rank[None, :] < rank[:, None])).any(axis=1)
-    return (quads[unique] + 0.5) * scale - 0.5, rejections
+    if len(quads) > 1:  # (a handheld photo's one clean ring is alone)
+        # one quadrilateral per label: a ring and the film it encloses give two; keep the
+        # squarer (a speck of dust on the ring bends one of them)
+        gaps = centres[:, None] - centres[None]
+        near = (gaps**2).sum(axis=2) < (0.3 * label) ** 2
+        badness = skew + 90 / math.pi * (sides.max(axis=1) - sides.min(axis=1)) / (sides.sum(axis=1) / 4)
+        rank = np.argsort(np.argsort(badness, kind="stable"))
+        quads = quads[~(near & (rank[None, :] < rank[:, None])).any(axis=1)]
+    return (quads + 0.5) * scale - 0.5, rejections
 
 
 def _is_clean_square(quad: Sequence[Sequence[float]]) -> bool:
@@ -603,7 +605,7 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     n = len(quads)
     starts = ((quads + 0.5) / scale - 0.5).astype(np.float32)
     reach = int(1.5 * coarse_scale / scale + 4)  # the coarse corners are good to a pixel there
-    offsets = np.arange(-reach, reach + 1, dtype=np.float32)  # outward positive
+    offsets, nearness = _profile_offsets(reach)
     depth = len(offsets)
     edges = starts[:, [1, 2, 3, 0]] - starts
     along = edges / np.maximum(np.sqrt((edges**2).sum(axis=2, keepdims=True)), 1e-6)
@@ -627,7 +629,7 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
         inside = (mx >= 0) & (mx <= width - 1) & (my >= 0) & (my <= height - 1)
         rise[~(inside[..., 2:] & inside[..., :-2])] = -1e6
     # a neighbour's inner edge may be in reach too: prefer the edge nearest the estimate
-    peak = np.argmax(rise * (1.0 - 0.4 * (offsets[1:-1] / reach) ** 2), axis=-1)
+    peak = np.argmax(rise * nearness, axis=-1)
     # the peak's rise and its neighbours' (n, 4, P, 1) each, in one gather
     flat = rise.reshape(-1, depth - 2)
     around = np.minimum(np.maximum(peak.reshape(-1, 1) + _AROUND, 0), depth - 3)
@@ -644,12 +646,18 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
     weights = valid.astype(np.float32)
     middle = (np.maximum(valid.sum(axis=-1) - 1, 0) // 2).ravel()  # each side's median point, when sorted
     sides = np.arange(4 * n)
-    for last in (False, False, True):
-        centre, direction, residual = _fit_lines(edge_points, weights, along if last else None)
-        if not last:  # drop points far from the line, by the median distance of all
-            distance = np.abs(residual)
-            median = np.sort(np.where(valid, distance, np.inf), axis=-1).reshape(-1, _PROFILES)[sides, middle]
-            weights = (valid & (distance <= np.maximum(0.6, 4.5 * median).reshape(n, 4, 1))).astype(np.float32)
+    for fit in range(_FITS):
+        centre, direction, residual = _fit_lines(edge_points, weights, along)
+        if fit == _FITS - 1:
+            break
+        # drop points far from the line, by the median distance of all (the heading turns a
+        # line's residuals' signs, never their sizes)
+        distance = np.abs(residual)
+        median = np.sort(np.where(valid, distance, np.inf), axis=-1).reshape(-1, _PROFILES)[sides, middle]
+        kept = (valid & (distance <= np.maximum(0.6, 4.5 * median).reshape(n, 4, 1))).astype(np.float32)
+        if np.array_equal(kept, weights):
+            break  # the same points again: every later fit would be this one
+        weights = kept
     counts = weights.sum(axis=-1)
     span = np.where(weights > 0, t, -1.0).max(axis=-1) + np.where(weights > 0, -t, -1.0).max(axis=-1)
     good = (counts >= max(4, _PROFILES // 3)) & (span >= 0.5)
@@ -671,6 +679,17 @@ def _refine(fine: np.ndarray, quads: np.ndarray, scale: int, coarse_scale: int, 
         corners[k], crossing[k] = (c[0] for c in _corners(centre[k:k + 1], direction[k:k + 1]))
     usable = good.all(axis=1) & crossing
     return (corners + 0.5) * scale - 0.5, rms * scale, usable
+
+
+@cache
+def _profile_offsets(reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """A refined side's profile offsets, -reach to reach px (outward positive), and the
+    weights of a rise at each inner offset: 1 at the estimate, 0.6 at the reach's end (the
+    edge nearest the estimate wins over a neighbour's). Read-only: every call shares them."""
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+    nearness = 1.0 - 0.4 * (offsets[1:-1] / reach) ** 2
+    offsets.flags.writeable = nearness.flags.writeable = False
+    return offsets, nearness
 
 
 def _corners(centre: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -75,6 +75,14 @@ def test_segmentation_bench_refuses_a_baseline_that_is_not_a_checkout(tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
+def test_segmentation_bench_refuses_threads_out_of_range(tmp_path):
+    for threads in ("0", "65"):
+        run = _bench("bench_segmentation.py", "--threads", threads, "--out", str(tmp_path / "out.json"), cwd=tmp_path)
+        assert run.returncode == 2
+        assert f"--threads must be 1-64 (got {threads})" in run.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was simulated or written
+
+
 def test_segmentation_bench_compares_labels_bit_for_bit():
     layout = make_layout()
     image, _ = snap(layout, 0)

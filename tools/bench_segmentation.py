@@ -4,7 +4,7 @@
     python tools/bench_segmentation.py --quick    # 24 fields, 60 photos
     python tools/bench_segmentation.py --baseline /tmp/main   # and another checkout's fast method beside ours
 
-Per method, in one run on the same fields (OpenCV on 2 threads):
+Per method, in one run on the same fields (OpenCV on --threads threads, 2 unless told):
   - time per 1920x1440 field (median over every field, each segmented --repeat times by
     one method and then by the other);
   - labels lying whole in a field found with IoU >= 0.9 against the truth; labels cut by
@@ -190,7 +190,8 @@ def new_tally() -> dict:
             "glyphs": {"right": 0, "wrong": 0, "withheld": 0, "fields_ambiguous": 0}}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line, checked before anything is simulated or written."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="24 fields and 60 handheld photos")
@@ -202,12 +203,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation.json"),
                         help="where to write the figures (default ./bench_segmentation.json)")
     parser.add_argument("--baseline", type=Path, help="another checkout whose fast method to time and compare")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="OpenCV threads of the timed methods (default 2)")
     args = parser.parse_args()
+    if not 1 <= args.threads <= 64:
+        print(f"--threads must be 1-64 (got {args.threads})", file=sys.stderr)
+        raise SystemExit(2)
+    if args.quick:
+        args.fields, args.photos, args.repeat = 24, 60, 3
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     modules = {"paper": this_segment, "fast": this_segment}
     if args.baseline:
         modules["fast_baseline"] = load_baseline(args.baseline)
-    if args.quick:
-        args.fields, args.photos, args.repeat = 24, 60, 3
     cols = max(1, math.ceil(math.sqrt(args.fields * 4 / 3)))
     rows = math.ceil(args.fields / cols)
     load_before = os.getloadavg()[0]
@@ -226,7 +237,7 @@ def main() -> None:
                                  glyph_frac=layout.glyph_size_um / layout.label_size_um,
                                  line_frac=7.0 / layout.label_size_um)
 
-    cv2.setNumThreads(2)
+    cv2.setNumThreads(args.threads)
     label_px = layout.label_size_um / 0.6
     tallies = {method: new_tally() for method in modules}
     differences = []
@@ -325,7 +336,7 @@ def summarise(tallies: dict, hand: dict, args, shots, cols: int, rows: int, simu
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python tools/bench_segmentation.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"OpenCV {cv2.__version__} on 2 threads, nice {os.nice(0)}",
+                   f"OpenCV {cv2.__version__} on {args.threads} threads, nice {os.nice(0)}",
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "fields": len(shots), "batch_fields": f"{cols}x{rows}", "slipped_fields": int(slipped),
         "timings_per_field": args.repeat, "simulation_s": round(simulate_s, 1),

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+import edge_app.segment as segmentation
 from edge_app.errors import PufError
 from edge_app.segment import FoundLabel, SegmentationResult, as_uint8, crop_label, segment
 from fabrication.calibration import StageCalibration
@@ -278,3 +279,34 @@ def test_crop_label_cuts_what_segmentation_cuts() -> None:
         for label in labels:  # the same up to the warp's rounding
             difference = np.abs(crop_label(picture, label.corners).astype(int) - label.crop)
             assert difference.max() <= 3 and (difference > 0).mean() < 0.001
+
+
+def _drawn_ring(dust: bool) -> np.ndarray:
+    """An 800x600 photo of one label ring (side 300 px, turned 10 degrees), its border dark and
+    even; with `dust`, a light speck bites into the middle of its top side."""
+    image = np.full((600, 800, 3), 160, np.uint8)
+    turn = np.radians(10.0)
+    unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) @ np.array([[np.cos(turn), np.sin(turn)],
+                                                                      [-np.sin(turn), np.cos(turn)]])
+    for side, level in ((300.0, 30), (270.0, 170)):
+        corners = np.round(((400.3, 300.7) + unit * side / 2) * 16).astype(np.int32)
+        cv2.fillPoly(image, [corners], (level,) * 3, cv2.LINE_AA, shift=4)
+    if dust:  # on the outer edge, a third of the way along the top side
+        speck = (400.3, 300.7) + (unit[0] * 2 + unit[1]) / 3 * 150.0
+        cv2.circle(image, tuple(int(v) for v in np.round(speck)), 6, (170,) * 3, -1)
+    return cv2.GaussianBlur(image, (0, 0), 1.0)
+
+
+def test_refinement_fits_an_even_border_once_and_drops_dust(monkeypatch) -> None:
+    """A side's edge points are fitted again only while the last fit dropped some: an even
+    border keeps them all, so one fit is the answer (the refits gave it bit for bit); dust on
+    the border is dropped by a refit and does not move the line."""
+    fits = []
+    fit_lines = segmentation._fit_lines
+    monkeypatch.setattr(segmentation, "_fit_lines", lambda *args: fits.append(1) or fit_lines(*args))
+    clean = segment(_drawn_ring(dust=False), 300.0, k=1, size_tolerance=0.3, rotation_deg=None).labels
+    assert len(clean) == 1 and len(fits) == 1
+    fits.clear()
+    dusty = segment(_drawn_ring(dust=True), 300.0, k=1, size_tolerance=0.3, rotation_deg=None).labels
+    assert len(dusty) == 1 and len(fits) >= 2
+    assert np.abs(dusty[0].corners - clean[0].corners).max() < 0.05
