@@ -25,6 +25,17 @@ def puf_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "edge_app.cli", *args]
 
 
+def limited(command: list[str], limit: str, size: int) -> list[str]:
+    """`command` run under the resource limit `limit` (a `resource.RLIMIT_*` name) of `size`:
+    RLIMIT_FSIZE makes a write past `size` bytes of a file fail with EFBIG, as on a full disk
+    (Python ignores SIGXFSZ, so the write raises). A launcher sets the limit and execs the
+    command; a `preexec_fn` would run Python in a fork of the test process, which can abort
+    once other libraries' threads run there (gRPC's, started by the Milvus tests)."""
+    setup = (f"import os, resource, sys; resource.setrlimit(resource.{limit}, ({size}, {size})); "
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", setup, *command]
+
+
 def timed_run(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     """Run `command` to its end and return how long it took (seconds), to choose kill
     moments within it; a failed run is an error (its log says why)."""

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests.faults import limited
 from tests.test_verbs import BLOCKED_RUN, ROOT, blocked_modules
 
 # A fresh interpreter where nothing outside the core, the device extra and edge_app can be imported
@@ -81,13 +82,8 @@ def test_device_bench_refuses_bad_inputs(argv, says):
 def test_device_bench_refuses_a_shard_the_memory_cannot_hold():
     """Under a 1.5 GB address-space limit (ulimit -v), 10,000,000 labels (2.7 GB of codes, ids and the
     vectors being added) are refused before any work, with the sizes said, not killed midway."""
-    import resource
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**29, 3 * 2**29))
-
-    done = subprocess.run([sys.executable, "-m", "edge_app.cli", "device", "bench", "--labels", "10000000"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=limit)
+    done = subprocess.run(limited([sys.executable, "-m", "edge_app.cli", "device", "bench", "--labels", "10000000"],
+                                  "RLIMIT_AS", 3 * 2**29), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "needs about 2,713 MB" in done.stderr and "give fewer labels" in done.stderr
     assert done.stdout == ""

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 from edge_app.cli import main as puf
 from tests.batch_support import design_and_etch
-from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
+from tests.faults import ROOT, kill_moments, limited, puf_command, run_and_kill, timed_run
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +60,8 @@ BIG_CROPS = ("--crop-size", "384")
 def _segment_on_a_small_disk(batch: Path, registry: Path, limit: int) -> subprocess.CompletedProcess:
     """`puf segment` in a process that cannot write a file past `limit` bytes: its writes fail
     with EFBIG (SQLite's with "database or disk is full" or an I/O error), as on a full disk."""
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return subprocess.run(puf_command("segment", str(batch), "--registry", str(registry), *BIG_CROPS), cwd=ROOT,
-                          capture_output=True, text=True, preexec_fn=small_files)
+    return subprocess.run(limited(puf_command("segment", str(batch), "--registry", str(registry), *BIG_CROPS),
+                                  "RLIMIT_FSIZE", limit), cwd=ROOT, capture_output=True, text=True)
 
 
 def test_a_full_disk_during_segment_is_a_clear_error_and_a_rerun_resumes(photographed, tmp_path):

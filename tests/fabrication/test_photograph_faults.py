@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import tifffile
 
 from edge_app.cli import main as puf
 from tests.batch_support import design_and_etch
-from tests.faults import ROOT, kill_moments, puf_command, run_and_kill, timed_run
+from tests.faults import ROOT, kill_moments, limited, puf_command, run_and_kill, timed_run
 
 KILLS = 20
 
@@ -71,12 +69,9 @@ def test_a_full_disk_while_writing_the_manifest_is_a_clear_error(etched, tmp_pat
     reference = photograph_state(batch)
     (batch / "fields" / "manifest.json").unlink()  # every field shot; the manifest still to write
 
-    def small_files() -> None:  # the manifest (about 1 KB) cannot be written past 100 bytes
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
-
-    done = subprocess.run(puf_command("photograph", str(batch), "--sim", "--workers", "1"), cwd=ROOT,
-                          capture_output=True, text=True, preexec_fn=small_files)
+    # the manifest (about 1 KB) cannot be written past 100 bytes
+    done = subprocess.run(limited(puf_command("photograph", str(batch), "--sim", "--workers", "1"), "RLIMIT_FSIZE",
+                                  100), cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert f"cannot write {batch / 'fields' / 'manifest.json'}" in done.stderr

@@ -3,9 +3,7 @@ shard index, label ids, thumbnails, manifest; a shard's Faiss index first, into 
 has its templates): a clear error, the old bundle untouched and no half-written version left,
 and the re-run on a disk with room enrolls everything."""
 
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 from edge_app.bundle_format import read_manifest, sha256_file
 from edge_app.cli import main
 from tests.bundle_support import enroll_crops, keys
+from tests.faults import limited
 from tests.trainer_support import subset
 from trainer.enroll import enroll
 
@@ -27,15 +26,11 @@ def _enroll_on_a_small_disk(bundle: Path, labels: Path, key: Path, limit: int, *
                             ) -> subprocess.CompletedProcess:
     """`puf enroll` in a process that cannot write a file past `limit` bytes: its writes fail
     with EFBIG, as on a full disk (SIGXFSZ ignored, so they raise instead of killing it)."""
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     code = ("import sys; from edge_app.cli import main; "
             f"sys.exit(main(['enroll', '--bundle', {str(bundle)!r}, '--labels', {str(labels)!r}, "
             f"'--key', {str(key)!r}, *{more!r}]))")
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          preexec_fn=small_files)
+    return subprocess.run(limited([sys.executable, "-c", code], "RLIMIT_FSIZE", limit), cwd=ROOT,
+                          capture_output=True, text=True)
 
 
 def test_a_full_disk_during_enroll_is_a_clear_error_and_loses_nothing(base, fresh, tmp_path):

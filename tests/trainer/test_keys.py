@@ -3,7 +3,6 @@ a failed write leaves nothing that blocks the re-run; a path that cannot hold a 
 clear error."""
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from edge_app.cli import main
 from edge_app.errors import PufError
+from tests.faults import limited
 from trainer.keys import generate_keypair, load_private_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +30,11 @@ def test_force_over_a_world_readable_key_leaves_the_new_key_owner_only(tmp_path)
                                                          "factory.pub"]  # no temporary left
 
 
-def _small_files() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a disk that fills after 64 bytes of a file
-
-
 def test_a_full_disk_leaves_no_empty_key_and_the_re_run_works(tmp_path):
-    done = subprocess.run([sys.executable, "-c", "import sys; from edge_app.cli import main; "
-                           f"sys.exit(main(['keygen', {str(tmp_path / 'factory')!r}]))"],
-                          cwd=ROOT, capture_output=True, text=True, preexec_fn=_small_files)
+    keygen = [sys.executable, "-c", f"import sys; from edge_app.cli import main; "
+              f"sys.exit(main(['keygen', {str(tmp_path / 'factory')!r}]))"]
+    # a disk that fills after 64 bytes of a file
+    done = subprocess.run(limited(keygen, "RLIMIT_FSIZE", 64), cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "cannot write" in done.stderr and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
     assert main(["keygen", str(tmp_path / "factory")]) == 0  # no --force needed
