@@ -489,8 +489,9 @@ def key_figures() -> str:
     scores = {kind: [v for v in run["scores"][kind] if v is not None] for kind in ("genuine", "counterfeit")}
     lines += ["", f"Accuracy: {run['database']['real_labels']:,} distinct labels, "
                   f"{run['plan']['augmented']} enrolled vector(s) each, model {run['model']['version']} at threshold "
-                  f"{run['threshold']:.4f}. At the bundle's threshold now, {now:.4f}, chosen from the exact best scores "
-                  f"of this run's counterfeit photos ([{DISTINCT_RUN}_exact](../results/{DISTINCT_RUN}_exact.md), "
+                  f"{run['threshold']:.4f}. At the bundle's threshold now, {now:.4f}, chosen from the exact best "
+                  f"scores of this run's counterfeit photos "
+                  f"([{DISTINCT_RUN}_exact](../results/{DISTINCT_RUN}_exact.md), "
                   f"`tools/threshold_from_bench.py`, below), the same photos give: genuine "
                   f"{sum(v >= now for v in scores['genuine']):,} of {len(scores['genuine']):,} readable accepted, "
                   f"counterfeit {sum(v >= now for v in scores['counterfeit']):,} of "
