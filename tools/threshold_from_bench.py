@@ -70,7 +70,7 @@ def calibrate(argv: list[str] | None) -> int:
 
     from edge_app.bundle_format import Decision, Manifest
     from edge_app.errors import PufError
-    from trainer.harness.bench.report import SCORES, distinct_per_shard, threshold_check
+    from trainer.harness.bench.report import SCORES, threshold_check
     from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL, device_threshold
 
     result = json.loads(args.bench_json.read_text())
@@ -102,7 +102,7 @@ def calibrate(argv: list[str] | None) -> int:
     before = manifest.decision
     manifest.decision = Decision(
         threshold=device_threshold(check["threshold"]), far=None, calibrated=True, query_far=QUERY_FAR_GOAL,
-        labels_per_shard=round(distinct_per_shard(db)), vectors_per_shard=round(db["vectors"] / max(db["shards"], 1)),
+        labels_per_shard=shard_size(db)["labels"], vectors_per_shard=shard_size(db)["vectors"],
         tail={**check["chosen_tail"], "scores": SCORES_TEXT[args.scores]},
         extra={"calibrated_on": f"`puf bench` at {db['vectors']:,} enrolled ({db['real_labels']:,} distinct labels, "
                                 f"each its own simulated film region never seen in training, in {db['shards']} "
@@ -127,7 +127,7 @@ def confirm(result: dict, manifest, args: argparse.Namespace) -> int:
     """Check the bundle's threshold on every photo of a run of another shard size; record that
     size when it holds there."""
     from edge_app.errors import PufError
-    from trainer.harness.bench.report import at_threshold, distinct_per_shard
+    from trainer.harness.bench.report import at_threshold
     from trainer.metrics import GENUINE_GOAL, QUERY_FAR_GOAL
 
     decision = manifest.decision
@@ -137,7 +137,7 @@ def confirm(result: dict, manifest, args: argparse.Namespace) -> int:
     if check is None:
         raise PufError(f"{args.bench_json} holds too few counterfeit photos for a tail")
     db = result["database"]
-    size = {"labels": round(distinct_per_shard(db)), "vectors": round(db["vectors"] / max(db["shards"], 1))}
+    size = shard_size(db)
     genuine_share = check["genuine_accepted"] / max(check["genuine_readable"], 1)
     if check["counterfeit_accepted"] or check["estimated"] > TAIL_ERROR * decision.query_far \
             or genuine_share < GENUINE_GOAL:
@@ -158,6 +158,13 @@ def confirm(result: dict, manifest, args: argparse.Namespace) -> int:
           f"{check['estimated']:.1e} a query, goal {QUERY_FAR_GOAL:g}), {check['genuine_accepted']:,} of "
           f"{check['genuine_readable']:,} readable genuine photos accepted")
     return 0
+
+
+def shard_size(db: dict) -> dict:
+    """A run's distinct labels and enrolled vectors a shard, as the decision records them."""
+    from trainer.harness.bench.report import distinct_per_shard
+
+    return {"labels": round(distinct_per_shard(db)), "vectors": round(db["vectors"] / max(db["shards"], 1))}
 
 
 def classes(patterns: int) -> str:
